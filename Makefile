@@ -1,0 +1,38 @@
+# One command vocabulary: `make help` lists it.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+.PHONY: help install run test test-fast lint bench clean
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(BIN)/.installed ## create .venv and install Convoy with its dev tools
+
+run: $(BIN)/.installed ## install and start the whole system on the embedded stack (Ctrl-C stops it)
+	$(BIN)/convoy up
+
+test: $(BIN)/.installed ## install and run the test suite against real PostgreSQL, NATS and SMTP
+	$(BIN)/pytest
+
+test-fast: $(BIN)/.installed ## the suite without the slow process-level tests
+	$(BIN)/pytest -m "not slow"
+
+lint: $(BIN)/.installed ## ruff and strict mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(BIN)/.installed ## benchmarks (not part of make test)
+	$(BIN)/python -m bench
+
+clean: ## remove the venv and the local data folder
+	rm -rf $(VENV) .convoy-data

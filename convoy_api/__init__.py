@@ -1,0 +1,1 @@
+"""convoy_api: the HTTP edge. Authentication, HTTP <-> NATS translation, OpenAPI; no database."""

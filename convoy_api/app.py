@@ -1,0 +1,62 @@
+"""The Litestar application: one registry of every route, dependency and error handler."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from convoy_api import errors
+from convoy_api.convoys.controllers import ConvoyController
+from convoy_api.deps import Backend, provide_backend
+from convoy_api.health.controllers import health, service_metrics
+from convoy_api.reports.controllers import ReportController
+from schemas.subjects import Subjects
+from services.runtime import bus
+from services.runtime.rpc import RpcClient
+from services.runtime.settings import Settings
+
+ROUTES = [health, service_metrics, PrometheusController, ConvoyController, ReportController]
+
+
+def create_app(settings: Settings) -> Litestar:
+    @asynccontextmanager
+    async def nats_connection(app: Litestar) -> AsyncIterator[None]:
+        nc = await bus.connect(settings, "convoy-api")
+        app.state.backend = Backend(
+            settings=settings, rpc=RpcClient(nc, settings.nats_request_timeout), subjects=Subjects(settings.namespace)
+        )
+        try:
+            yield
+        finally:
+            await nc.drain()
+
+    prometheus = PrometheusConfig(app_name="convoy_api", prefix="convoy_api", group_path=True)
+    return Litestar(
+        route_handlers=ROUTES,
+        dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
+        lifespan=[nats_connection],
+        exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
+        middleware=[prometheus.middleware],
+        openapi_config=OpenAPIConfig(title="Convoy API", version="0.1.0", path="/schema"),
+        request_max_body_size=1_000_000,
+    )
+
+
+def serve(settings: Settings) -> None:
+    """Process entry point: uvicorn, which drains open requests on SIGTERM."""
+    import uvicorn
+
+    from services.runtime import logging as convoy_logging
+
+    convoy_logging.configure(settings, "api")
+    uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
+            access_log=False, timeout_graceful_shutdown=int(settings.shutdown_timeout), lifespan="on",
+        )
+    ).run()

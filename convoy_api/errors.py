@@ -1,0 +1,61 @@
+"""Translate errors to HTTP at the edge: a status a client can act on and a message a person reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from services.runtime.errors import ConvoyError, Unavailable
+
+log = structlog.get_logger(__name__)
+
+
+def _body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"status_code": status, "detail": detail, **extra}
+
+
+def convoy_error(_: Request[Any, Any, Any], exc: ConvoyError) -> Response[dict[str, Any]]:
+    headers = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return Response(_body(exc.status, exc.message), status_code=exc.status, headers=headers,
+                    media_type=MediaType.JSON)
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    """Name the bad field: "`mood`: Expected `int` <= 5" rather than "Validation failed"."""
+    problems = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            message = str(item.get("message", "invalid"))
+            key = item.get("key")
+            message = message.split(" - at `$", 1)[0]
+            if message.startswith("Object missing required field"):
+                message = "missing required field"
+            elif message.startswith("Object contains unknown field"):
+                message = "unknown field " + message.rsplit(" ", 1)[-1]
+            # "data" is Litestar's name for the whole body; a field's own name is more useful.
+            problems.append(f"`{key}`: {message}" if key and key != "data" else message)
+    detail = "; ".join(problems) or (exc.detail or "invalid request")
+    return Response(_body(400, detail, errors=exc.extra), status_code=400, media_type=MediaType.JSON)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    return Response(_body(exc.status_code, exc.detail), status_code=exc.status_code,
+                    headers=exc.headers, media_type=MediaType.JSON)
+
+
+def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", path=request.url.path)
+    return Response(_body(500, "internal error"), status_code=500, media_type=MediaType.JSON)
+
+
+HANDLERS = {
+    ConvoyError: convoy_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: unexpected,
+}

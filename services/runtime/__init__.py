@@ -1,0 +1,1 @@
+"""What every Convoy process shares: settings, logging, PostgreSQL, NATS, outbox, consumers."""

@@ -1,0 +1,95 @@
+"""NATS: a connection that reconnects forever, and the JetStream streams Convoy declares in code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import BadRequestError
+
+from schemas.subjects import Subjects
+from services.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Messages older than this are dropped by JetStream; far beyond any redelivery backoff.
+EVENT_RETENTION_S = 30 * 24 * 3600.0
+DEDUPE_WINDOW_S = 120.0
+
+
+async def connect(
+    settings: Settings,
+    name: str,
+    *,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    attempts_for_s: float = 60.0,
+) -> Client:
+    """Connect to NATS, retrying the first connection for ``attempts_for_s``; reconnect forever after."""
+
+    async def error_cb(exc: Exception) -> None:
+        log.warning("nats error", error=repr(exc))
+
+    async def disconnected_cb() -> None:
+        log.warning("nats disconnected")
+
+    async def reconnected_cb() -> None:
+        log.info("nats reconnected")
+        if on_reconnect is not None:
+            await on_reconnect()
+
+    servers = [s.strip() for s in settings.nats_url.split(",") if s.strip()]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + attempts_for_s
+    delay = 0.2
+    while True:
+        try:
+            return await nats.connect(
+                servers=servers,
+                name=name,
+                connect_timeout=3,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                ping_interval=10,
+                max_outstanding_pings=3,
+                error_cb=error_cb,
+                disconnected_cb=disconnected_cb,
+                reconnected_cb=reconnected_cb,
+            )
+        except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+            if loop.time() + delay > deadline:
+                raise
+            log.info("waiting for nats", servers=servers, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int) -> None:
+    """Declare Convoy's streams (idempotent; updates a stream whose settings changed)."""
+    for config in (
+        js_api.StreamConfig(
+            name=subjects.events_stream,
+            subjects=[subjects.events_wildcard],
+            storage=js_api.StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DEDUPE_WINDOW_S,
+            max_age=EVENT_RETENTION_S,
+        ),
+        js_api.StreamConfig(
+            name=subjects.dead_letter_stream,
+            subjects=[subjects.dead_letter_wildcard],
+            storage=js_api.StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DEDUPE_WINDOW_S,
+        ),
+    ):
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            # Exists with other settings (e.g. a new retention): bring it to what the code says.
+            await js.update_stream(config)

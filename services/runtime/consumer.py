@@ -1,0 +1,175 @@
+"""Durable JetStream consumers: explicit ack, exactly-once effects, bounded redelivery, dead letters.
+
+For each message: decode the envelope (malformed: dead-letter it and carry on); in one
+transaction record the event id in ``processed_events`` and run the handler (a redelivered,
+already processed event is acked without running it again); ack after commit. A failing
+handler is retried with backoff (``nak(delay)``) up to ``CONVOY_CONSUMER_MAX_DELIVER``
+attempts, then the message goes to the dead-letter subject with the error in its headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from prometheus_client import Counter
+
+from schemas import envelope as env
+from schemas import events as ev
+from schemas.subjects import Subjects
+from services.runtime.db import Database
+from services.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+PROCESSED = Counter(
+    "convoy_events_processed", "Events handled by consumers", ["service", "consumer", "outcome"]
+)
+
+Handler = Callable[[env.Envelope, ev.Event, asyncpg.Connection], Awaitable[None]]
+
+FETCH_BATCH = 64
+FETCH_WAIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    purpose: str
+    """Short name, unique within the service (part of the durable name)."""
+    event_types: tuple[type[ev.Event], ...]
+    handler: Handler
+
+
+class Consumer:
+    def __init__(
+        self,
+        *,
+        service: str,
+        spec: ConsumerSpec,
+        db: Database,
+        js: JetStreamContext,
+        subjects: Subjects,
+        settings: Settings,
+    ) -> None:
+        self.service = service
+        self.spec = spec
+        self.db = db
+        self.js = js
+        self.subjects = subjects
+        self.settings = settings
+        self.name = subjects.consumer(service, spec.purpose)
+        self.running = False
+        self._resubscribe = asyncio.Event()
+
+    def on_reconnect(self) -> None:
+        # A pull subscription can stall silently after a server restart: make a fresh one.
+        self._resubscribe.set()
+
+    async def _declare(self) -> JetStreamContext.PullSubscription:
+        config = js_api.ConsumerConfig(
+            durable_name=self.name,
+            filter_subjects=[self.subjects.event(t.TYPE) for t in self.spec.event_types],
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            ack_wait=60,
+            max_deliver=-1,  # we count attempts ourselves and dead-letter; the server never drops
+            max_ack_pending=1000,
+        )
+        await self.js.add_consumer(self.subjects.events_stream, config)
+        return await self.js.pull_subscribe_bind(self.name, stream=self.subjects.events_stream)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            sub: JetStreamContext.PullSubscription | None = None
+            try:
+                sub = await self._declare()
+                self._resubscribe.clear()
+                self.running = True
+                delay = 0.5
+                while not stop.is_set() and not self._resubscribe.is_set():
+                    try:
+                        msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT_S)
+                    except TimeoutError:
+                        continue
+                    for msg in msgs:
+                        await self.process(msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.running = False
+                log.warning("consumer interrupted; resubscribing", consumer=self.name, error=repr(exc))
+                await _sleep_unless(stop, delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                if sub is not None:
+                    try:
+                        await sub.unsubscribe()
+                    except Exception:  # noqa: S110 — the connection may be gone; nothing to free
+                        pass
+        self.running = False
+
+    async def process(self, msg: Msg) -> None:
+        attempt = msg.metadata.num_delivered
+        try:
+            envelope, event = env.decode(msg.data)
+        except env.MalformedEvent as exc:
+            await self._dead_letter(msg, f"malformed: {exc}")
+            PROCESSED.labels(self.service, self.spec.purpose, "malformed").inc()
+            return
+        bound = log.bind(consumer=self.name, event_id=str(envelope.id), type=envelope.type, attempt=attempt)
+        try:
+            async with self.db.transaction() as conn:
+                fresh = await conn.fetchval(
+                    "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING RETURNING true",
+                    self.name,
+                    envelope.id,
+                )
+                if fresh:
+                    await self.spec.handler(envelope, event, conn)
+        except Exception as exc:
+            if attempt >= self.settings.consumer_max_deliver:
+                bound.error("event failed for the last time; dead-lettered", error=repr(exc))
+                await self._dead_letter(msg, f"failed {attempt} times: {exc!r}")
+                PROCESSED.labels(self.service, self.spec.purpose, "dead_lettered").inc()
+            else:
+                backoff = self.settings.backoff_seconds
+                delay = backoff[min(attempt - 1, len(backoff) - 1)]
+                bound.warning("event failed; will retry", error=repr(exc), retry_in_s=delay)
+                await msg.nak(delay=delay)
+                PROCESSED.labels(self.service, self.spec.purpose, "retried").inc()
+            return
+        await msg.ack()
+        PROCESSED.labels(self.service, self.spec.purpose, "ok" if fresh else "duplicate").inc()
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        meta = msg.metadata
+        await self.js.publish(
+            self.subjects.dead_letter(self.name),
+            msg.data,
+            headers={
+                "Nats-Msg-Id": f"{self.name}:{meta.sequence.stream}",
+                "Convoy-Error": reason[:1000].replace("\r", " ").replace("\n", " "),
+                "Convoy-Subject": msg.subject,
+                "Convoy-Consumer": self.name,
+                "Convoy-Stream-Seq": str(meta.sequence.stream),
+            },
+            timeout=self.settings.nats_request_timeout,
+        )
+        await msg.ack()
+        log.warning("event dead-lettered", consumer=self.name, subject=msg.subject, reason=reason[:300])
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+

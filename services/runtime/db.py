@@ -1,0 +1,128 @@
+"""PostgreSQL: a bounded pool per service, and per-service migrations under an advisory lock.
+
+Each service owns one PostgreSQL schema; its pool sets ``search_path`` to it, so its SQL names
+its own tables unqualified and cannot reach another service's by accident.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from services.runtime.errors import Unavailable
+from services.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+_MIGRATION = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+RUNTIME_MIGRATIONS = Path(str(resources.files("services.runtime") / "migrations"))
+
+# Errors that mean "the database is not there right now", as opposed to a bug or bad data.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+class Database:
+    """A pool whose every wait is bounded and whose outages surface as :class:`Unavailable`."""
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        self.pool = pool
+        self.acquire_timeout = acquire_timeout
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
+                yield conn
+        except TRANSIENT_DB_ERRORS as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.connection() as conn:
+            await conn.fetchval("SELECT 1", timeout=2)
+
+    async def close(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout)
+        except TimeoutError:
+            self.pool.terminate()
+
+
+async def connect(settings: Settings, schema: str) -> Database:
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        command_timeout=settings.db_command_timeout,
+        timeout=settings.db_acquire_timeout,
+        server_settings={"search_path": schema, "application_name": f"convoy-{schema}"},
+    )
+    assert pool is not None
+    return Database(pool, settings.db_acquire_timeout)
+
+
+def _migration_files(folder: Path) -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix == ".sql":
+            if not _MIGRATION.match(path.name):
+                raise ValueError(f"migration {path} must be named NNNN_lower_case.sql")
+            found.append((path.stem, path))
+    return found
+
+
+async def migrate(database_url: str, schema: str, folder: Path, *, timeout: float = 60.0) -> list[str]:
+    """Apply the runtime's and the service's pending migrations to ``schema``, once, under a lock.
+
+    Returns the versions applied now. Safe to run from every replica at once.
+    """
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", schema):
+        raise ValueError(f"bad schema name {schema!r}")
+    plan = [(f"runtime_{v}", p) for v, p in _migration_files(RUNTIME_MIGRATIONS)]
+    plan += _migration_files(folder)
+    conn = await asyncpg.connect(database_url, timeout=timeout, command_timeout=timeout)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"convoy-migrate:{schema}")
+        try:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
+            for version, path in plan:
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(f"SET LOCAL search_path TO {schema}")
+                    await conn.execute(path.read_text())
+                    await conn.execute(
+                        f"INSERT INTO {schema}.schema_migrations (version) VALUES ($1)", version
+                    )
+                applied.append(version)
+                log.info("migration applied", schema=schema, version=version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", f"convoy-migrate:{schema}")
+    finally:
+        await conn.close()
+    return applied

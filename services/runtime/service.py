@@ -1,0 +1,217 @@
+"""The life of a service process: start everything in order, serve, drain on SIGTERM.
+
+A service module provides ``NAME``, ``MIGRATIONS`` and ``async def setup(rt: Runtime)``, which
+registers its endpoints and consumers. :func:`serve` does the rest: migrations, pool, NATS,
+streams, nats.micro service (with ``health`` and ``metrics``), outbox relay, consumers; and on
+SIGTERM stops taking requests, finishes in-flight work, drains NATS, closes the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointConfig, Service, ServiceConfig
+from prometheus_client import REGISTRY, generate_latest
+
+from schemas import api
+from schemas import events as ev
+from schemas.subjects import Subjects
+from services.runtime import bus, db, outbox
+from services.runtime.consumer import Consumer, ConsumerSpec, Handler
+from services.runtime.errors import ConvoyError
+from services.runtime.rpc import RpcClient, endpoint
+from services.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+Req = TypeVar("Req", bound=msgspec.Struct)
+
+VERSION = "0.1.0"
+
+
+class ServiceModule(Protocol):
+    NAME: str
+    MIGRATIONS: Path
+
+    async def setup(self, rt: Runtime) -> None: ...
+
+
+class Runtime:
+    """What a service's code is handed: settings, database, NATS, and ways to register work."""
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.subjects = Subjects(settings.namespace)
+        self.db: db.Database
+        self.nc: Client
+        self.js: JetStreamContext
+        self.rpc: RpcClient
+        self._endpoints: list[EndpointConfig] = []
+        self._consumers: list[Consumer] = []
+        self._background: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        self._checks: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.relay: outbox.Relay | None = None
+
+    # --- registration (called from a module's setup) ---------------------------------------
+    def endpoint(
+        self, operation: str, request_type: type[Req], handler: Callable[[Req], Awaitable[msgspec.Struct]]
+    ) -> None:
+        self._endpoints.append(
+            EndpointConfig(
+                name=operation,
+                subject=self.subjects.rpc(self.name, operation),
+                handler=endpoint(self.name, operation, request_type, handler),
+            )
+        )
+
+    def consumer(self, purpose: str, event_types: tuple[type[ev.Event], ...], handler: Handler) -> None:
+        spec = ConsumerSpec(purpose=purpose, event_types=event_types, handler=handler)
+        self._consumers.append(
+            Consumer(
+                service=self.name, spec=spec, db=self.db, js=self.js, subjects=self.subjects,
+                settings=self.settings,
+            )
+        )
+
+    def background(self, task: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        self._background.append(task)
+
+    def readiness_check(self, name: str, check: Callable[[], Awaitable[None]]) -> None:
+        self._checks[name] = check
+
+    # --- helpers -------------------------------------------------------------------------------
+    async def emit(self, conn: object, event: ev.Event, **kw: object) -> None:
+        import asyncpg
+
+        assert isinstance(conn, asyncpg.Connection)
+        await outbox.add(conn, self.subjects, event, producer=self.name, **kw)  # type: ignore[arg-type]
+
+    async def health(self, _: api.Empty | None = None) -> api.Health:
+        checks: dict[str, str] = {}
+        try:
+            await self.db.ping()
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"failed: {exc}"
+        checks["nats"] = "ok" if self.nc.is_connected else "disconnected"
+        for consumer in self._consumers:
+            checks[f"consumer:{consumer.spec.purpose}"] = "ok" if consumer.running else "not running"
+        for name, check in self._checks.items():
+            try:
+                await check()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"failed: {exc}"
+        return api.Health(service=self.name, ready=all(v == "ok" for v in checks.values()), checks=checks)
+
+
+async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) -> None:
+    """Run ``module`` until ``stop`` is set; everything started is torn down in reverse order."""
+    rt = Runtime(settings, module.NAME)
+    async with contextlib.AsyncExitStack() as stack:
+        await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
+        rt.db = await db.connect(settings, module.NAME)
+        stack.push_async_callback(rt.db.close, settings.shutdown_timeout)
+
+        async def on_reconnect() -> None:
+            for c in rt._consumers:
+                c.on_reconnect()
+
+        rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect)
+        stack.push_async_callback(_drain, rt.nc, settings.shutdown_timeout)
+        rt.js = rt.nc.jetstream(timeout=settings.nats_request_timeout)
+        rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout)
+        await bus.ensure_streams(rt.js, rt.subjects, settings.stream_replicas)
+
+        await module.setup(rt)
+
+        async def health(req: Request) -> None:
+            await req.respond(msgspec.json.encode(await rt.health()))
+
+        async def metrics(req: Request) -> None:
+            await req.respond(generate_latest(REGISTRY))
+
+        micro: Service = await add_service(
+            rt.nc,
+            ServiceConfig(
+                name=rt.subjects.micro_name(module.NAME),
+                version=VERSION,
+                description=f"Convoy {module.NAME} service",
+                queue_group=f"{settings.namespace}-{module.NAME}",
+            ),
+        )
+        await micro.add_endpoint(EndpointConfig(name="health", subject=rt.subjects.health(module.NAME), handler=health))
+        await micro.add_endpoint(
+            EndpointConfig(name="metrics", subject=rt.subjects.metrics(module.NAME), handler=metrics)
+        )
+        for config in rt._endpoints:
+            await micro.add_endpoint(config)
+        stack.push_async_callback(micro.stop)
+
+        work_stop = asyncio.Event()
+        rt.relay = outbox.Relay(service=module.NAME, db=rt.db, js=rt.js, settings=settings)
+        tasks = [asyncio.create_task(rt.relay.run(work_stop), name=f"{module.NAME}-relay")]
+        tasks += [asyncio.create_task(c.run(work_stop), name=c.name) for c in rt._consumers]
+        tasks += [asyncio.create_task(b(work_stop)) for b in rt._background]
+
+        async def finish_work() -> None:
+            work_stop.set()
+            done, pending = await asyncio.wait(tasks, timeout=settings.shutdown_timeout)
+            for t in pending:
+                t.cancel()
+            for t in done:
+                if not t.cancelled() and t.exception():
+                    log.error("task ended with an error", task=t.get_name(), error=repr(t.exception()))
+
+        stack.push_async_callback(finish_work)
+        log.info("service ready", subjects=rt.subjects.rpc(module.NAME, "*"))
+        crashed = asyncio.create_task(_first_crash(tasks))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({crashed, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        crashed.cancel()
+        stopper.cancel()
+        if crashed in done and not crashed.cancelled() and crashed.exception() is None:
+            raise RuntimeError(f"background task {crashed.result()} ended unexpectedly")
+        log.info("service stopping")
+
+
+async def _first_crash(tasks: list[asyncio.Task[None]]) -> str:
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    return next(iter(done)).get_name()
+
+
+async def _drain(nc: Client, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(nc.drain(), timeout)
+    except Exception:
+        await nc.close()
+
+
+def run(module: ServiceModule, settings: Settings) -> None:
+    """Process entry point: serve until SIGTERM/SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(module, settings, stop)
+
+    try:
+        asyncio.run(main())
+    except ConvoyError as exc:
+        log.error("service failed", error=exc.message)
+        raise SystemExit(1) from exc
+    log.info("service stopped")
+

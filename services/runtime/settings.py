@@ -1,0 +1,136 @@
+"""Settings from the environment: one place, every field with its variable, default and meaning.
+
+Business code never reads ``os.environ``; it is handed a :class:`Settings`. Each field ``x`` is
+read from ``CONVOY_X``. ``convoy config`` prints the table that README.md shows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+PREFIX = "CONVOY_"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # --- where things are --------------------------------------------------------------------
+    data_dir: str = ".convoy-data"
+    """Folder for the embedded PostgreSQL, NATS store, mail sink and generated secrets."""
+    database_url: str = ""
+    """PostgreSQL URL; empty: start the embedded PostgreSQL (pgserver) in the data folder."""
+    nats_url: str = ""
+    """NATS URL(s), comma separated; empty: start the embedded nats-server with JetStream."""
+    smtp_url: str = ""
+    """smtp://[user:pass@]host:port (smtps:// for TLS); empty: start the local mail sink."""
+    namespace: str = "convoy"
+    """Prefix of every NATS subject and stream; lets installations share a NATS cluster."""
+    public_url: str = "http://127.0.0.1:8000"
+    """Base URL people reach Convoy under, used in links in emails."""
+
+    # --- HTTP edge ---------------------------------------------------------------------------
+    http_host: str = "127.0.0.1"
+    """Interface the API listens on."""
+    http_port: Annotated[int, Meta(ge=1, le=65535)] = 8000
+    """Port the API listens on."""
+    admin_token: str = ""
+    """Bearer token of the centre's admin; empty: generated once into <data_dir>/admin-token."""
+
+    # --- embedded servers --------------------------------------------------------------------
+    embedded_nats_port: Annotated[int, Meta(ge=1, le=65535)] = 14222
+    """Port of the embedded nats-server (not 4222, so a system NATS is left alone)."""
+    embedded_smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 2525
+    """Port of the embedded mail sink (messages kept as a Maildir in <data_dir>/mail)."""
+
+    # --- bounded waits (seconds) -------------------------------------------------------------
+    db_pool_min: Annotated[int, Meta(ge=0)] = 1
+    """Connections each service keeps open."""
+    db_pool_max: Annotated[int, Meta(ge=1)] = 10
+    """Upper bound of each service's connection pool."""
+    db_acquire_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    """Longest wait for a pooled connection before the request fails with 503."""
+    db_command_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    """Longest a single SQL statement may run."""
+    nats_request_timeout: Annotated[float, Meta(gt=0)] = 5.0
+    """Longest wait for a NATS request/reply answer or a JetStream publish ack."""
+    smtp_timeout: Annotated[float, Meta(gt=0)] = 15.0
+    """Longest wait for any SMTP step (connect, each command)."""
+    shutdown_timeout: Annotated[float, Meta(gt=0)] = 10.0
+    """How long a process may drain in-flight work after SIGTERM before it is killed."""
+
+    # --- event processing --------------------------------------------------------------------
+    consumer_max_deliver: Annotated[int, Meta(ge=1, le=100)] = 6
+    """Attempts at one event before it goes to the dead-letter subject."""
+    consumer_backoff: str = "1,5,30,120,600"
+    """Seconds to wait before each redelivery after a failure (last value repeats)."""
+    stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
+    """JetStream replicas of Convoy's streams (3 on a NATS cluster)."""
+
+    # --- email -------------------------------------------------------------------------------
+    mail_from: str = "Convoy <convoy@localhost>"
+    """Sender of every email."""
+    smtp_pool_size: Annotated[int, Meta(ge=1, le=64)] = 4
+    """SMTP connections the notifier keeps and reuses."""
+
+    # --- logs --------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level that is logged."""
+    log_format: Literal["json", "console"] = "json"
+    """json: one JSON object per line (for machines); console: coloured, for people."""
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def backoff_seconds(self) -> list[float]:
+        return [float(x) for x in self.consumer_backoff.split(",") if x.strip()] or [1.0]
+
+    def with_(self, **changes: object) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from ``environ`` (default: the process environment); bad values name the variable."""
+    env = os.environ if environ is None else environ
+    raw = {
+        name: env[PREFIX + name.upper()]
+        for name in Settings.__struct_fields__
+        if PREFIX + name.upper() in env
+    }
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        field = str(exc).rsplit("`$.", 1)[-1].rstrip("`")
+        raise SettingsError(f"{PREFIX}{field.upper()}: {exc}") from exc
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, read from the field docstrings."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(Settings)
+    tree = ast.parse(source)
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    defaults = Settings()
+    return [
+        (PREFIX + name.upper(), repr(getattr(defaults, name)), docs.get(name, ""))
+        for name in Settings.__struct_fields__
+    ]

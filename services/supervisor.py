@@ -1,0 +1,233 @@
+"""``convoy up``: start the embedded servers, migrate, run every service, keep them running.
+
+A crashed service is restarted with exponential backoff (0.5 s doubling to 30 s; reset after
+a minute of good health). SIGINT/SIGTERM stops the services (SIGTERM, then SIGKILL after the
+shutdown timeout), then the mail sink and NATS, then PostgreSQL. Children run in their own
+sessions (a terminal's Ctrl-C reaches only the supervisor, which stops them in order) and die
+with the supervisor if it is killed (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import os
+import secrets
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+from services import embedded
+from services.registry import BACKEND_MODULES, PROCESSES, backend
+from services.runtime import db
+from services.runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_S = 30.0
+HEALTHY_AFTER_S = 60.0
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    failures: int = field(default=0)
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        self.started_at = time.monotonic()
+        log.info("started", process=self.name, pid=self.proc.pid)
+
+    async def stop(self, timeout: float) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            log.warning("did not stop in time; killing", process=self.name)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = asyncio.Event()
+        self.infra: list[Child] = []
+        self.services: list[Child] = []
+        self.postgres: embedded.EmbeddedPostgres | None = None
+
+    # --- start ---------------------------------------------------------------------------------
+    async def prepare(self) -> Settings:
+        """Start what is embedded and return the settings every child gets."""
+        s = self.settings
+        data = s.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        self._lock_data_folder(data)
+        changes: dict[str, object] = {"data_dir": str(data)}
+        if not s.database_url:
+            self.postgres = await asyncio.to_thread(embedded.start_postgres, data / "pg")
+            await _ensure_database(self.postgres.uri("postgres"), "convoy")
+            changes["database_url"] = self.postgres.uri("convoy")
+        if not s.nats_url:
+            if not embedded.port_free("127.0.0.1", s.embedded_nats_port):
+                raise SystemExit(
+                    f"port {s.embedded_nats_port} (embedded NATS) is taken; set CONVOY_EMBEDDED_NATS_PORT"
+                )
+            conf = embedded.write_nats_config(data / "nats", s.embedded_nats_port)
+            self.infra.append(Child("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ)))
+            changes["nats_url"] = f"nats://127.0.0.1:{s.embedded_nats_port}"
+        if not s.smtp_url:
+            if not embedded.port_free("127.0.0.1", s.embedded_smtp_port):
+                raise SystemExit(
+                    f"port {s.embedded_smtp_port} (mail sink) is taken; set CONVOY_EMBEDDED_SMTP_PORT"
+                )
+            self.infra.append(
+                Child("mailsink", [sys.executable, "-m", "services.cli", "mailsink"], self._env(s))
+            )
+            changes["smtp_url"] = f"smtp://127.0.0.1:{s.embedded_smtp_port}"
+        if not s.admin_token:
+            changes["admin_token"] = _admin_token(data / "admin-token")
+        if not embedded.port_free(s.http_host, s.http_port):
+            raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
+        return s.with_(**changes)
+
+    def _lock_data_folder(self, data: Path) -> None:
+        """One supervisor per data folder: a second one would share (and stop) the first's servers."""
+        self._lock_file = open(data / ".supervisor.lock", "a+")  # noqa: SIM115 — held for our lifetime
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(
+                f"another `convoy up` is running on {data}; stop it first, or set CONVOY_DATA_DIR"
+            ) from None
+
+    def _env(self, s: Settings) -> dict[str, str]:
+        env = dict(os.environ)
+        for name in Settings.__struct_fields__:
+            env["CONVOY_" + name.upper()] = str(getattr(s, name))
+        return env
+
+    async def run(self) -> int:
+        s = await self.prepare()
+        env = self._env(s)
+        for child in self.infra:
+            child.env.update({k: v for k, v in env.items() if k.startswith("CONVOY_")})
+            await child.start()
+        if not self.settings.nats_url:
+            await asyncio.to_thread(embedded.wait_for_port, "127.0.0.1", s.embedded_nats_port, 30)
+        for name in BACKEND_MODULES:
+            module = backend(name)
+            await db.migrate(s.database_url, module.NAME, module.MIGRATIONS)
+        for name in PROCESSES:
+            child_env = dict(env)
+            if name != "api":
+                child_env.pop("CONVOY_ADMIN_TOKEN", None)  # only the edge needs it
+            self.services.append(Child(name, [sys.executable, "-m", "services.cli", "run", name], child_env))
+        for child in self.services:
+            await child.start()
+        self._banner(s)
+        watchers = [asyncio.create_task(self._watch(c)) for c in self.infra + self.services]
+        await self.stopping.wait()
+        for w in watchers:
+            w.cancel()
+        await self.shutdown()
+        return 0
+
+    def _banner(self, s: Settings) -> None:
+        lines = [
+            "",
+            "Convoy is starting; all of it is supervised by this process (Ctrl-C stops everything).",
+            f"  API         http://{s.http_host}:{s.http_port}   health: /health   OpenAPI: /schema",
+            f"  PostgreSQL  {'embedded, data in ' + str(s.data_path / 'pg') if self.postgres else 'external'}",
+            f"  NATS        {s.nats_url}{'  (embedded JetStream, store in ' + str(s.data_path / 'nats') + ')' if not self.settings.nats_url else ''}",
+            f"  SMTP        {s.smtp_url}{'  (mail sink: `convoy mail` lists what it kept)' if not self.settings.smtp_url else ''}",
+            f"  Admin token {'in ' + str(s.data_path / 'admin-token') if not self.settings.admin_token else 'from CONVOY_ADMIN_TOKEN'}",
+            f"  Services    {', '.join(PROCESSES)}",
+            "",
+        ]
+        print("\n".join(lines), file=sys.stderr, flush=True)
+
+    async def _watch(self, child: Child) -> None:
+        while not self.stopping.is_set():
+            assert child.proc is not None
+            code = await child.proc.wait()
+            if self.stopping.is_set():
+                return
+            lived = time.monotonic() - child.started_at
+            child.failures = 1 if lived > HEALTHY_AFTER_S else child.failures + 1
+            delay = min(0.5 * 2 ** (child.failures - 1), MAX_BACKOFF_S)
+            log.warning("process exited; restarting", process=child.name, code=code, restart_in_s=delay)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+                return
+            except TimeoutError:
+                pass
+            child.restarts += 1
+            await child.start()
+
+    async def shutdown(self) -> None:
+        log.info("stopping services")
+        timeout = self.settings.shutdown_timeout + 2
+        await asyncio.gather(*(c.stop(timeout) for c in self.services))
+        await asyncio.gather(*(c.stop(5) for c in self.infra))
+        if self.postgres is not None:
+            await asyncio.to_thread(self.postgres.stop)
+        log.info("stopped")
+
+
+async def _ensure_database(admin_uri: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_uri, timeout=30)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def _admin_token(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    token = "adm_" + secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(token + "\n")
+    return token
+
+
+def up(settings: Settings) -> int:
+    async def main() -> int:
+        sup = Supervisor(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sup.stopping.set)
+        try:
+            return await sup.run()
+        except BaseException:
+            await sup.shutdown()  # stops only what this supervisor started
+            raise
+
+    return asyncio.run(main())
