@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import msgspec
 from litestar import Request
+from litestar.di import NamedDependency
 from litestar.datastructures import State
 
 from schemas import api
@@ -60,7 +61,7 @@ def provide_backend(state: State) -> Backend:
     return backend
 
 
-async def provide_actor(request: Request[object, object, State], backend: Backend) -> api.Actor:
+async def provide_actor(request: Request[object, object, State], backend: NamedDependency[Backend]) -> api.Actor:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -33,10 +33,8 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
             message = str(item.get("message", "invalid"))
             key = item.get("key")
             message = message.split(" - at `$", 1)[0]
-            if message.startswith("Object missing required field"):
-                message = "missing required field"
-            elif message.startswith("Object contains unknown field"):
-                message = "unknown field " + message.rsplit(" ", 1)[-1]
+            message = message.replace("Object missing required field", "missing required field")
+            message = message.replace("Object contains unknown field", "unknown field")
             # "data" is Litestar's name for the whole body; a field's own name is more useful.
             problems.append(f"`{key}`: {message}" if key and key != "data" else message)
     detail = "; ".join(problems) or (exc.detail or "invalid request")

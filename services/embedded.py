@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,11 @@ class EmbeddedPostgres:
 
 def start_postgres(pgdata: Path) -> EmbeddedPostgres:
     """Start (or find running) the PostgreSQL whose data lives in ``pgdata``; initialise it if new."""
-    import pgserver
+    with warnings.catch_warnings():
+        # pgserver keeps its lock file in the user runtime dir; on servers without a login
+        # session (CI, containers) platformdirs falls back to /tmp/runtime-<uid> and warns.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
 
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     # cleanup_mode=None: the caller decides when the server stops (pgserver would stop it atexit).

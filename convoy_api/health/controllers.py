@@ -6,6 +6,8 @@ import asyncio
 from typing import Any
 
 from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
 
 from convoy_api.deps import Backend
@@ -27,7 +29,7 @@ async def _ask(backend: Backend, service: str) -> dict[str, Any]:
 
 
 @get("/health", summary="Readiness of the API and every service", tags=["operations"])
-async def health(backend: Backend) -> Response[dict[str, Any]]:
+async def health(backend: NamedDependency[Backend]) -> Response[dict[str, Any]]:
     answers = await asyncio.gather(*(_ask(backend, s) for s in SERVICES))
     services = dict(zip(SERVICES, answers, strict=True))
     services["api"] = {"ready": backend.rpc.nc.is_connected, "checks": {
@@ -42,7 +44,7 @@ async def health(backend: Backend) -> Response[dict[str, Any]]:
 
 
 @get("/metrics/{service:str}", summary="Prometheus metrics of one back-end service", tags=["operations"])
-async def service_metrics(service: str, backend: Backend) -> Response[bytes]:
+async def service_metrics(service: FromPath[str], backend: NamedDependency[Backend]) -> Response[bytes]:
     if service not in SERVICES:
         raise NotFoundException(f"no service {service!r}; one of {', '.join(SERVICES)}")
     try:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
 from schemas.subjects import Rpc
+
+Actor = NamedDependency[api.Actor]
+Services = NamedDependency[Backend]
 
 
 class ReportController(Controller):
@@ -19,18 +23,20 @@ class ReportController(Controller):
     dependencies = {"actor": Provide(provide_actor)}
 
     @post("/", summary="Post my company's progress report")
-    async def submit(self, convoy_id: uuid.UUID, data: api.NewReport, actor: api.Actor, backend: Backend) -> api.Report:
+    async def submit(
+        self, convoy_id: FromPath[uuid.UUID], data: JSONBody[api.NewReport], actor: Actor, backend: Services
+    ) -> api.Report:
         return await backend.call(
             "milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=actor, convoy_id=convoy_id, report=data), api.Report
         )
 
     @get("/", summary="The convoy's reports, newest first (members)")
-    async def list(
+    async def list_reports(
         self,
-        convoy_id: uuid.UUID,
-        actor: api.Actor,
-        backend: Backend,
-        limit: int = Parameter(default=50, ge=1, le=200),
+        convoy_id: FromPath[uuid.UUID],
+        actor: Actor,
+        backend: Services,
+        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> api.ReportList:
         return await backend.call(
             "milestones", Rpc.REPORT_LIST, api.ListReports(actor=actor, convoy_id=convoy_id, limit=limit),

@@ -1,0 +1,286 @@
+"""Real servers for the tests: one embedded PostgreSQL and one nats-server per test session,
+isolated per test by a fresh database (copied from a migrated template) and a fresh NATS
+namespace (its own streams and subjects); a real aiosmtpd SMTP server per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import msgspec
+import nats
+import pytest
+from aiosmtpd.smtp import SMTP
+
+from schemas import api
+from schemas.subjects import SERVICES, Subjects
+from services import embedded
+from services.registry import BACKEND_MODULES, backend
+from services.runtime import db
+from services.runtime.service import serve
+from services.runtime.settings import Settings
+
+T = TypeVar("T")
+TEMPLATE_DB = "convoy_template"
+ADMIN_TOKEN = "adm_test-admin-token"
+
+
+async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0, interval: float = 0.05) -> T:
+    """Await ``check`` until it returns a truthy value (or stops raising AssertionError)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedPostgres]:
+    pg = embedded.start_postgres(tmp_path_factory.mktemp("pg") / "data")
+
+    async def prepare() -> None:
+        conn = await asyncpg.connect(pg.uri("postgres"))
+        try:
+            # The test cluster is thrown away: durability costs time and proves nothing here.
+            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+                await conn.execute(f"ALTER SYSTEM SET {setting}")
+            await conn.execute("SELECT pg_reload_conf()")
+            await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+        finally:
+            await conn.close()
+        for name in BACKEND_MODULES:
+            module = backend(name)
+            await db.migrate(pg.uri(TEMPLATE_DB), module.NAME, module.MIGRATIONS)
+
+    asyncio.run(prepare())
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+async def database_url(pg_server: embedded.EmbeddedPostgres) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(pg_server.uri("postgres"))
+    try:
+        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}")
+        yield pg_server.uri(name)
+        await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def empty_database_url(pg_server: embedded.EmbeddedPostgres) -> AsyncIterator[str]:
+    name = f"e_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(pg_server.uri("postgres"))
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+        yield pg_server.uri(name)
+        await conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+# --- NATS ----------------------------------------------------------------------------------------
+@dataclass
+class NatsServer:
+    folder: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        conf = embedded.write_nats_config(self.folder, self.port)
+        self.proc = subprocess.Popen([embedded.nats_server_binary(), "-c", str(conf)])  # noqa: S603
+        embedded.wait_for_port("127.0.0.1", self.port, 20, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    server = NatsServer(tmp_path_factory.mktemp("nats"), embedded.free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A nats-server of this test's own, for tests that stop and restart it."""
+    server = NatsServer(tmp_path / "nats", embedded.free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+# --- SMTP ----------------------------------------------------------------------------------------
+@dataclass
+class SmtpSink:
+    """A real aiosmtpd server that keeps every message it accepts."""
+
+    port: int = 0
+    messages: list[EmailMessage] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+    refuse_with: str | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.refuse_with:
+            return self.refuse_with
+        msg = message_from_bytes(envelope.original_content, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        async with self.arrived:
+            self.messages.append(msg)
+            self.arrived.notify_all()
+        return "250 OK"
+
+    async def wait_for(self, count: int, timeout: float = 15.0) -> list[EmailMessage]:
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.messages) >= count), timeout)
+        return list(self.messages)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+
+@pytest.fixture
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(sink, hostname="test-sink"), "127.0.0.1", 0)
+    sink.port = server.sockets[0].getsockname()[1]
+    yield sink
+    server.close()
+    await server.wait_closed()
+
+
+# --- the stack -----------------------------------------------------------------------------------
+@pytest.fixture
+def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, namespace: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        nats_url=nats_server.url,
+        smtp_url=f"smtp://127.0.0.1:{smtp_sink.port}",
+        namespace=namespace,
+        admin_token=ADMIN_TOKEN,
+        consumer_backoff="0.1,0.2",
+        consumer_max_deliver=3,
+        db_pool_max=5,
+        shutdown_timeout=5,
+        public_url="http://convoy.test",
+    )
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    subjects: Subjects
+    nc: nats.NATS
+    stops: dict[str, asyncio.Event]
+    tasks: dict[str, asyncio.Task[None]]
+
+    async def stop_service(self, name: str) -> None:
+        self.stops[name].set()
+        await asyncio.wait_for(self.tasks[name], 15)
+
+    async def start_service(self, name: str) -> None:
+        self.stops[name] = asyncio.Event()
+        self.tasks[name] = asyncio.create_task(serve(backend(name), self.settings, self.stops[name]))
+        await wait_ready(self.nc, self.subjects, name)
+
+
+async def wait_ready(nc: nats.NATS, subjects: Subjects, name: str, timeout: float = 20.0) -> None:
+    async def ready() -> bool:
+        with contextlib.suppress(Exception):
+            msg = await nc.request(subjects.health(name), b"{}", timeout=1)
+            return msgspec.json.decode(msg.data, type=api.Health).ready
+        return False
+
+    await eventually(ready, timeout=timeout)
+
+
+async def delete_streams(nc: nats.NATS, subjects: Subjects) -> None:
+    js = nc.jetstream()
+    for stream in (subjects.events_stream, subjects.dead_letter_stream):
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
+
+
+@pytest.fixture
+async def stack(settings: Settings) -> AsyncIterator[Stack]:
+    subjects = Subjects(settings.namespace)
+    nc = await nats.connect(settings.nats_url)
+    st = Stack(settings=settings, subjects=subjects, nc=nc, stops={}, tasks={})
+    try:
+        await asyncio.gather(*(st.start_service(name) for name in SERVICES))
+        yield st
+    finally:
+        for name in st.tasks:
+            st.stops[name].set()
+        results = await asyncio.gather(*st.tasks.values(), return_exceptions=True)
+        await delete_streams(nc, subjects)
+        await nc.close()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, f"a service ended with an error: {errors!r}"
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The real API (uvicorn on a free port, in this event loop) and an HTTP client for it."""
+    import uvicorn
+
+    from convoy_api.app import create_app
+
+    port = embedded.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: _started(server))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as c:
+        yield c
+    server.should_exit = True
+    await asyncio.wait_for(task, 15)
+
+
+async def _started(server: Any) -> bool:
+    return bool(server.started)
+
+
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
