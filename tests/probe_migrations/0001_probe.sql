@@ -1,0 +1,4 @@
+CREATE TABLE seen (
+    event_id uuid PRIMARY KEY,
+    name     text NOT NULL
+);

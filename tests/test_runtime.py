@@ -1,0 +1,224 @@
+"""The service runtime against real PostgreSQL and NATS: outbox relay, consumers, dead letters,
+retries, restarts, migrations, bounded waits."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import msgspec
+import nats
+import pytest
+
+from schemas import envelope as env
+from schemas import events as ev
+from schemas.subjects import Subjects
+from services.runtime import db, outbox
+from services.runtime.errors import Unavailable
+from services.runtime.service import Runtime, serve
+from services.runtime.settings import Settings
+from tests.conftest import NatsServer, delete_streams, eventually
+
+
+@dataclass
+class Probe:
+    """A small service module: one consumer whose handler can be told to fail."""
+
+    NAME = "probe"
+    MIGRATIONS = Path(__file__).parent / "probe_migrations"
+    attempts: collections.Counter[str] = field(default_factory=collections.Counter)
+    rt: Runtime | None = None
+
+    async def setup(self, rt: Runtime) -> None:
+        self.rt = rt
+        rt.consumer("probe", (ev.ConvoyCreated,), self.handle)
+
+    async def handle(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        assert isinstance(event, ev.ConvoyCreated)
+        self.attempts[event.name] += 1
+        if event.name == "fail-always" or (event.name == "fail-once" and self.attempts[event.name] == 1):
+            raise RuntimeError(f"handler refuses {event.name}")
+        await conn.execute("INSERT INTO seen (event_id, name) VALUES ($1, $2)", envelope.id, event.name)
+
+
+@dataclass
+class Running:
+    probe: Probe
+    settings: Settings
+    subjects: Subjects
+    nc: nats.NATS
+
+    async def seen(self) -> list[str]:
+        conn = await asyncpg.connect(self.settings.database_url)
+        try:
+            return [r["name"] for r in await conn.fetch("SELECT name FROM probe.seen ORDER BY name")]
+        finally:
+            await conn.close()
+
+    async def publish_raw(self, data: bytes, msg_id: str | None = None) -> None:
+        js = self.nc.jetstream()
+        await js.publish(
+            self.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": msg_id or str(uuid.uuid4())}
+        )
+
+    async def emit(self, name: str) -> env.Envelope:
+        assert self.probe.rt is not None
+        async with self.probe.rt.db.transaction() as conn:
+            return await outbox.add(conn, self.subjects, created(name), producer="probe")
+
+
+def created(name: str) -> ev.ConvoyCreated:
+    return ev.ConvoyCreated(convoy_id=uuid.uuid4(), name=name, timezone="Europe/Berlin", language="de")
+
+
+async def start_probe(settings: Settings) -> AsyncIterator[Running]:
+    probe = Probe()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(probe, settings, stop))  # type: ignore[arg-type]
+    nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    subjects = Subjects(settings.namespace)
+
+    async def consuming() -> bool:
+        if task.done():
+            task.result()
+        return probe.rt is not None and all(c.running for c in probe.rt._consumers)
+
+    await eventually(consuming, timeout=20)
+    try:
+        yield Running(probe=probe, settings=settings, subjects=subjects, nc=nc)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await delete_streams(nc, subjects)
+        await nc.close()
+
+
+@pytest.fixture
+async def running(settings: Settings) -> AsyncIterator[Running]:
+    async for r in start_probe(settings):
+        yield r
+
+
+async def test_outbox_event_is_relayed_with_its_id_and_handled_once(running: Running) -> None:
+    envelope = await running.emit("first")
+    await eventually(lambda: _contains(running, ["first"]))
+    js = running.nc.jetstream()
+    stored = await js.get_last_msg(running.subjects.events_stream, running.subjects.event(ev.ConvoyCreated.TYPE))
+    assert stored.headers is not None and stored.headers["Nats-Msg-Id"] == str(envelope.id)
+    assert env.decode(stored.data)[0].id == envelope.id
+    conn = await asyncpg.connect(running.settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM probe.outbox") == 0
+    finally:
+        await conn.close()
+
+
+async def test_jetstream_drops_a_republished_event_id(running: Running) -> None:
+    js = running.nc.jetstream()
+    data = env.encode(env.new_envelope(created("dedupe"), producer="test"))
+    first = await js.publish(running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"})
+    second = await js.publish(running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"})
+    assert not first.duplicate and second.duplicate
+
+
+async def test_a_redelivered_event_has_one_effect(running: Running) -> None:
+    data = env.encode(env.new_envelope(created("twice"), producer="test"))
+    # Two copies JetStream cannot dedupe (other message ids), as after a crash past the window.
+    await running.publish_raw(data)
+    await running.publish_raw(data)
+    await running.emit("after")
+    await eventually(lambda: _contains(running, ["after", "twice"]))
+    assert running.probe.attempts["twice"] == 1
+    assert await running.seen() == ["after", "twice"]
+
+
+async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(running: Running) -> None:
+    await running.publish_raw(b"this is not an event")
+    bad_payload = msgspec.json.encode(
+        {"id": str(uuid.uuid4()), "type": "convoy.created", "schema_version": 1,
+         "occurred_at": "2026-11-27T08:00:00Z", "producer": "x", "correlation_id": str(uuid.uuid4()),
+         "payload": {"convoy_id": "not-a-uuid"}}
+    )
+    await running.publish_raw(bad_payload)
+    await running.emit("good")
+    await eventually(lambda: _contains(running, ["good"]))
+
+    dead = await _dead_letters(running, 2)
+    assert dead[0].data == b"this is not an event"
+    assert dead[0].headers is not None and dead[0].headers["Convoy-Error"].startswith("malformed")
+    assert dead[1].headers is not None and "convoy_id" in dead[1].headers["Convoy-Error"]
+    assert dead[1].headers["Convoy-Subject"] == running.subjects.event(ev.ConvoyCreated.TYPE)
+
+
+async def test_failures_are_retried_then_dead_lettered(running: Running) -> None:
+    await running.emit("fail-once")
+    await running.emit("fail-always")
+    await running.emit("fine")
+    await eventually(lambda: _contains(running, ["fail-once", "fine"]))
+    [dead] = await _dead_letters(running, 1)
+    assert dead.headers is not None and "handler refuses fail-always" in dead.headers["Convoy-Error"]
+    assert running.probe.attempts["fail-always"] == running.settings.consumer_max_deliver
+    assert running.probe.attempts["fail-once"] == 2
+    assert await running.seen() == ["fail-once", "fine"]
+
+
+async def test_consumer_and_relay_survive_a_nats_restart(settings: Settings, own_nats_server: NatsServer) -> None:
+    settings = settings.with_(nats_url=own_nats_server.url)
+    async for running in start_probe(settings):
+        await running.emit("before")
+        await eventually(lambda: _contains(running, ["before"]))
+
+        own_nats_server.stop()
+        await running.emit("while-down")  # committed with its outbox row; NATS is away
+        await asyncio.sleep(1.0)
+        own_nats_server.start()
+
+        await running.emit("after")
+        await eventually(lambda: _contains(running, ["after", "before", "while-down"]), timeout=40)
+
+
+async def test_migrations_apply_once_even_when_raced(empty_database_url: str) -> None:
+    from services import convoys
+
+    results = await asyncio.gather(
+        *(db.migrate(empty_database_url, "convoys", convoys.MIGRATIONS) for _ in range(4))
+    )
+    applied = [v for r in results for v in r]
+    assert sorted(applied) == ["0001_convoys", "runtime_0001_outbox_and_inbox"]
+    assert await db.migrate(empty_database_url, "convoys", convoys.MIGRATIONS) == []
+
+
+async def test_a_pool_wait_is_bounded(settings: Settings) -> None:
+    database = await db.connect(settings.with_(db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.3), "convoys")
+    try:
+        async with database.connection():
+            with pytest.raises(Unavailable, match="database unavailable"):
+                async with database.connection():
+                    pass
+    finally:
+        await database.close(5)
+
+
+async def _contains(running: Running, names: list[str]) -> bool:
+    return await running.seen() == names
+
+
+async def _dead_letters(running: Running, count: int) -> list[nats.aio.msg.Msg]:
+    js = running.nc.jetstream()
+    sub = await js.pull_subscribe(running.subjects.dead_letter_wildcard, stream=running.subjects.dead_letter_stream)
+    got: list[nats.aio.msg.Msg] = []
+
+    async def fetch() -> bool:
+        try:
+            got.extend(await sub.fetch(count - len(got), timeout=1))
+        except TimeoutError:
+            pass
+        return len(got) >= count
+
+    await eventually(fetch)
+    return got
