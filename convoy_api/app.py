@@ -9,6 +9,7 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ControllerRouterHandler
 
 from convoy_api import errors
 from convoy_api.convoys.controllers import ConvoyController
@@ -20,7 +21,13 @@ from services.runtime import bus
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
-ROUTES = [health, service_metrics, PrometheusController, ConvoyController, ReportController]
+ROUTES: list[ControllerRouterHandler] = [
+    health,
+    service_metrics,
+    PrometheusController,
+    ConvoyController,
+    ReportController,
+]
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -28,7 +35,9 @@ def create_app(settings: Settings) -> Litestar:
     async def nats_connection(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(settings, "convoy-api")
         app.state.backend = Backend(
-            settings=settings, rpc=RpcClient(nc, settings.nats_request_timeout), subjects=Subjects(settings.namespace)
+            settings=settings,
+            rpc=RpcClient(nc, settings.nats_request_timeout),
+            subjects=Subjects(settings.namespace),
         )
         try:
             yield
@@ -56,7 +65,12 @@ def serve(settings: Settings) -> None:
     convoy_logging.configure(settings, "api")
     uvicorn.Server(
         uvicorn.Config(
-            create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
-            access_log=False, timeout_graceful_shutdown=int(settings.shutdown_timeout), lifespan="on",
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.shutdown_timeout),
+            lifespan="on",
         )
     ).run()

@@ -9,8 +9,8 @@ from typing import TypeVar
 
 import msgspec
 from litestar import Request
-from litestar.di import NamedDependency
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from schemas import api
 from schemas.subjects import Rpc, Subjects
@@ -45,7 +45,9 @@ class Backend:
         if cached and cached[0] > now:
             return cached[1]
         try:
-            owner = await self.call("convoys", Rpc.TOKEN_RESOLVE, api.ResolveToken(token=token), api.TokenOwner)
+            owner = await self.call(
+                "convoys", Rpc.TOKEN_RESOLVE, api.ResolveToken(token=token), api.TokenOwner
+            )
         except NotFound as exc:
             raise Unauthenticated("unknown or revoked token") from exc
         actor = api.Actor(person_id=owner.person_id)
@@ -61,7 +63,9 @@ def provide_backend(state: State) -> Backend:
     return backend
 
 
-async def provide_actor(request: Request[object, object, State], backend: NamedDependency[Backend]) -> api.Actor:
+async def provide_actor(
+    request: Request[object, object, State], backend: NamedDependency[Backend]
+) -> api.Actor:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -21,8 +21,9 @@ def convoy_error(_: Request[Any, Any, Any], exc: ConvoyError) -> Response[dict[s
     headers = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    return Response(_body(exc.status, exc.message), status_code=exc.status, headers=headers,
-                    media_type=MediaType.JSON)
+    return Response(
+        _body(exc.status, exc.message), status_code=exc.status, headers=headers, media_type=MediaType.JSON
+    )
 
 
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
@@ -42,8 +43,12 @@ def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Res
 
 
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    return Response(_body(exc.status_code, exc.detail), status_code=exc.status_code,
-                    headers=exc.headers, media_type=MediaType.JSON)
+    return Response(
+        _body(exc.status_code, exc.detail),
+        status_code=exc.status_code,
+        headers=exc.headers,
+        media_type=MediaType.JSON,
+    )
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

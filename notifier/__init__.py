@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from importlib import resources
 from pathlib import Path
 
@@ -12,11 +13,11 @@ from prometheus_client import Counter
 
 from notifier import render
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
+from notifier.repository import Deliveries
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
-from services.runtime.db import Database
 from services.runtime.service import Runtime
 
 NAME = "notifier"
@@ -26,38 +27,10 @@ log = structlog.get_logger(__name__)
 SENT = Counter("convoy_notifier_messages", "Messages handed to a channel", ["channel", "outcome"])
 
 
-class Deliveries:
-    """The delivery log: claim a key before sending, mark it sent after; a sent key is never resent."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    async def claim(self, key: str, event_id: object, channel: str, recipient: str) -> bool:
-        async with self.db.transaction() as conn:
-            status = await conn.fetchval(
-                "INSERT INTO deliveries (key, event_id, channel, recipient, status, attempts)"
-                " VALUES ($1, $2, $3, $4, 'sending', 1)"
-                " ON CONFLICT (key) DO UPDATE SET attempts = deliveries.attempts + 1"
-                " WHERE deliveries.status = 'sending' RETURNING status",
-                key, event_id, channel, recipient,
-            )
-        return status is not None
-
-    async def finish(self, key: str, status: str, error: str | None = None) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "UPDATE deliveries SET status = $2, last_error = $3,"
-                " sent_at = CASE WHEN $2 = 'sent' THEN now() END WHERE key = $1",
-                key, status, error,
-            )
-
-    async def note_error(self, key: str, error: str) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute("UPDATE deliveries SET last_error = $2 WHERE key = $1", key, error[:1000])
-
-
 async def setup(rt: Runtime) -> None:
-    smtp = SmtpPool(SmtpConfig.from_url(rt.settings.smtp_url), rt.settings.smtp_pool_size, rt.settings.smtp_timeout)
+    smtp = SmtpPool(
+        SmtpConfig.from_url(rt.settings.smtp_url), rt.settings.smtp_pool_size, rt.settings.smtp_timeout
+    )
     deliveries = Deliveries(rt.db)
 
     async def close_smtp(stop: asyncio.Event) -> None:
@@ -66,14 +39,21 @@ async def setup(rt: Runtime) -> None:
 
     rt.background(close_smtp)
 
-    async def send_email(key: str, event_id: object, recipient: api.Recipient, rendered: render.Rendered,
-                         list_id: str) -> None:
+    async def send_email(
+        key: str, event_id: uuid.UUID, recipient: api.Recipient, rendered: render.Rendered, list_id: str
+    ) -> None:
         if not await deliveries.claim(key, event_id, "email", recipient.email):
             SENT.labels("email", "duplicate").inc()
             return
         message = build_message(
-            key=key, sender=rt.settings.mail_from, to_name=recipient.name, to_email=recipient.email,
-            subject=rendered.subject, text=rendered.text, html=rendered.html, list_id=list_id,
+            key=key,
+            sender=rt.settings.mail_from,
+            to_name=recipient.name,
+            to_email=recipient.email,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            list_id=list_id,
         )
         try:
             await smtp.send(message)
@@ -92,11 +72,13 @@ async def setup(rt: Runtime) -> None:
     async def on_report_submitted(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.ReportSubmitted)
         members = await rt.rpc.call(
-            rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS), api.GetRecipients(convoy_id=event.convoy_id),
+            rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
+            api.GetRecipients(convoy_id=event.convoy_id),
             api.Recipients,
         )
         report = await rt.rpc.call(
-            rt.subjects.rpc("milestones", Rpc.REPORT_GET), api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
+            rt.subjects.rpc("milestones", Rpc.REPORT_GET),
+            api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
             api.Report,
         )
         company = next((m.company_name for m in members.members if m.company_id == event.company_id), "")
@@ -106,7 +88,9 @@ async def setup(rt: Runtime) -> None:
         results = await asyncio.gather(
             *(
                 send_email(
-                    f"{envelope.id}:email:{m.person_id}", envelope.id, m,
+                    f"{envelope.id}:email:{m.person_id}",
+                    envelope.id,
+                    m,
                     render.report_submitted(
                         recipient=m, company=company, convoy=members.convoy_name, report=report, link=link
                     ),

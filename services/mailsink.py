@@ -22,12 +22,17 @@ class MaildirHandler:
     def __init__(self, folder: Path) -> None:
         self.box = mailbox.Maildir(folder, create=True)
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         key = self.box.add(content)
         parsed = message_from_bytes(content, policy=policy.default)
-        log.info("mail kept", key=key, mail_from=envelope.mail_from, rcpt_to=envelope.rcpt_tos,
-                 subject=str(parsed.get("Subject", "")))
+        log.info(
+            "mail kept",
+            key=key,
+            mail_from=envelope.mail_from,
+            rcpt_to=envelope.rcpt_tos,
+            subject=str(parsed.get("Subject", "")),
+        )
         return "250 Message accepted for delivery"
 
 
@@ -59,7 +64,14 @@ def list_messages(folder: Path, last: int) -> list[dict[str, Any]]:
     items = []
     for key, msg in box.items():
         parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
-        items.append({"key": key, "date": str(parsed["Date"]), "to": str(parsed["To"]),
-                      "subject": str(parsed["Subject"]), "file": str(folder / "new" / key)})
+        items.append(
+            {
+                "key": key,
+                "date": str(parsed["Date"]),
+                "to": str(parsed["To"]),
+                "subject": str(parsed["Subject"]),
+                "file": str(folder / "new" / key),
+            }
+        )
     items.sort(key=lambda m: m["key"])
     return items[-last:]

@@ -19,5 +19,5 @@ PROCESSES: tuple[str, ...] = ("api", *BACKEND_MODULES)
 
 
 def backend(name: str) -> ServiceModule:
-    module: ServiceModule = importlib.import_module(BACKEND_MODULES[name])  # type: ignore[assignment]
+    module: ServiceModule = importlib.import_module(BACKEND_MODULES[name])
     return module

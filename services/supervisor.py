@@ -52,7 +52,10 @@ class Child:
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, env=self.env, start_new_session=True, preexec_fn=_die_with_parent,
+            *self.argv,
+            env=self.env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
             stdin=asyncio.subprocess.DEVNULL,
         )
         self.started_at = time.monotonic()
@@ -99,7 +102,9 @@ class Supervisor:
                     f"port {s.embedded_nats_port} (embedded NATS) is taken; set CONVOY_EMBEDDED_NATS_PORT"
                 )
             conf = embedded.write_nats_config(data / "nats", s.embedded_nats_port)
-            self.infra.append(Child("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ)))
+            self.infra.append(
+                Child("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ))
+            )
             changes["nats_url"] = f"nats://127.0.0.1:{s.embedded_nats_port}"
         if not s.smtp_url:
             if not embedded.port_free("127.0.0.1", s.embedded_smtp_port):
@@ -159,14 +164,21 @@ class Supervisor:
         return 0
 
     def _banner(self, s: Settings) -> None:
+        own = self.settings  # what the operator configured: empty means embedded
+        pg = f"embedded, data in {s.data_path / 'pg'}" if self.postgres else "external"
+        nats = s.nats_url + (
+            "" if own.nats_url else f"  (embedded JetStream, store in {s.data_path / 'nats'})"
+        )
+        smtp = s.smtp_url + ("" if own.smtp_url else "  (mail sink: `convoy mail` lists what it kept)")
+        token = "from CONVOY_ADMIN_TOKEN" if own.admin_token else f"in {s.data_path / 'admin-token'}"
         lines = [
             "",
             "Convoy is starting; all of it is supervised by this process (Ctrl-C stops everything).",
             f"  API         http://{s.http_host}:{s.http_port}   health: /health   OpenAPI: /schema",
-            f"  PostgreSQL  {'embedded, data in ' + str(s.data_path / 'pg') if self.postgres else 'external'}",
-            f"  NATS        {s.nats_url}{'  (embedded JetStream, store in ' + str(s.data_path / 'nats') + ')' if not self.settings.nats_url else ''}",
-            f"  SMTP        {s.smtp_url}{'  (mail sink: `convoy mail` lists what it kept)' if not self.settings.smtp_url else ''}",
-            f"  Admin token {'in ' + str(s.data_path / 'admin-token') if not self.settings.admin_token else 'from CONVOY_ADMIN_TOKEN'}",
+            f"  PostgreSQL  {pg}",
+            f"  NATS        {nats}",
+            f"  SMTP        {smtp}",
+            f"  Admin token {token}",
             f"  Services    {', '.join(PROCESSES)}",
             "",
         ]

@@ -113,7 +113,7 @@ class NatsServer:
 
     def start(self) -> None:
         conf = embedded.write_nats_config(self.folder, self.port)
-        self.proc = subprocess.Popen([embedded.nats_server_binary(), "-c", str(conf)])  # noqa: S603
+        self.proc = subprocess.Popen([embedded.nats_server_binary(), "-c", str(conf)])
         embedded.wait_for_port("127.0.0.1", self.port, 20, self.proc)
 
     def stop(self) -> None:
@@ -154,7 +154,7 @@ class SmtpSink:
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     refuse_with: str | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse_with:
             return self.refuse_with
         msg = message_from_bytes(envelope.original_content, policy=policy.default)
@@ -263,7 +263,9 @@ async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            create_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -63,7 +64,9 @@ class Running:
     async def publish_raw(self, data: bytes, msg_id: str | None = None) -> None:
         js = self.nc.jetstream()
         await js.publish(
-            self.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": msg_id or str(uuid.uuid4())}
+            self.subjects.event(ev.ConvoyCreated.TYPE),
+            data,
+            headers={"Nats-Msg-Id": msg_id or str(uuid.uuid4())},
         )
 
     async def emit(self, name: str) -> env.Envelope:
@@ -76,6 +79,7 @@ def created(name: str) -> ev.ConvoyCreated:
     return ev.ConvoyCreated(convoy_id=uuid.uuid4(), name=name, timezone="Europe/Berlin", language="de")
 
 
+@contextlib.asynccontextmanager
 async def start_probe(settings: Settings) -> AsyncIterator[Running]:
     probe = Probe()
     stop = asyncio.Event()
@@ -100,7 +104,7 @@ async def start_probe(settings: Settings) -> AsyncIterator[Running]:
 
 @pytest.fixture
 async def running(settings: Settings) -> AsyncIterator[Running]:
-    async for r in start_probe(settings):
+    async with start_probe(settings) as r:
         yield r
 
 
@@ -108,7 +112,9 @@ async def test_outbox_event_is_relayed_with_its_id_and_handled_once(running: Run
     envelope = await running.emit("first")
     await eventually(lambda: _contains(running, ["first"]))
     js = running.nc.jetstream()
-    stored = await js.get_last_msg(running.subjects.events_stream, running.subjects.event(ev.ConvoyCreated.TYPE))
+    stored = await js.get_last_msg(
+        running.subjects.events_stream, running.subjects.event(ev.ConvoyCreated.TYPE)
+    )
     assert stored.headers is not None and stored.headers["Nats-Msg-Id"] == str(envelope.id)
     assert env.decode(stored.data)[0].id == envelope.id
     conn = await asyncpg.connect(running.settings.database_url)
@@ -121,8 +127,12 @@ async def test_outbox_event_is_relayed_with_its_id_and_handled_once(running: Run
 async def test_jetstream_drops_a_republished_event_id(running: Running) -> None:
     js = running.nc.jetstream()
     data = env.encode(env.new_envelope(created("dedupe"), producer="test"))
-    first = await js.publish(running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"})
-    second = await js.publish(running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"})
+    first = await js.publish(
+        running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"}
+    )
+    second = await js.publish(
+        running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"}
+    )
     assert not first.duplicate and second.duplicate
 
 
@@ -140,9 +150,15 @@ async def test_a_redelivered_event_has_one_effect(running: Running) -> None:
 async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(running: Running) -> None:
     await running.publish_raw(b"this is not an event")
     bad_payload = msgspec.json.encode(
-        {"id": str(uuid.uuid4()), "type": "convoy.created", "schema_version": 1,
-         "occurred_at": "2026-11-27T08:00:00Z", "producer": "x", "correlation_id": str(uuid.uuid4()),
-         "payload": {"convoy_id": "not-a-uuid"}}
+        {
+            "id": str(uuid.uuid4()),
+            "type": "convoy.created",
+            "schema_version": 1,
+            "occurred_at": "2026-11-27T08:00:00Z",
+            "producer": "x",
+            "correlation_id": str(uuid.uuid4()),
+            "payload": {"convoy_id": "not-a-uuid"},
+        }
     )
     await running.publish_raw(bad_payload)
     await running.emit("good")
@@ -167,9 +183,11 @@ async def test_failures_are_retried_then_dead_lettered(running: Running) -> None
     assert await running.seen() == ["fail-once", "fine"]
 
 
-async def test_consumer_and_relay_survive_a_nats_restart(settings: Settings, own_nats_server: NatsServer) -> None:
+async def test_consumer_and_relay_survive_a_nats_restart(
+    settings: Settings, own_nats_server: NatsServer
+) -> None:
     settings = settings.with_(nats_url=own_nats_server.url)
-    async for running in start_probe(settings):
+    async with start_probe(settings) as running:
         await running.emit("before")
         await eventually(lambda: _contains(running, ["before"]))
 
@@ -194,7 +212,9 @@ async def test_migrations_apply_once_even_when_raced(empty_database_url: str) ->
 
 
 async def test_a_pool_wait_is_bounded(settings: Settings) -> None:
-    database = await db.connect(settings.with_(db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.3), "convoys")
+    database = await db.connect(
+        settings.with_(db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.3), "convoys"
+    )
     try:
         async with database.connection():
             with pytest.raises(Unavailable, match="database unavailable"):
@@ -210,14 +230,14 @@ async def _contains(running: Running, names: list[str]) -> bool:
 
 async def _dead_letters(running: Running, count: int) -> list[nats.aio.msg.Msg]:
     js = running.nc.jetstream()
-    sub = await js.pull_subscribe(running.subjects.dead_letter_wildcard, stream=running.subjects.dead_letter_stream)
+    sub = await js.pull_subscribe(
+        running.subjects.dead_letter_wildcard, stream=running.subjects.dead_letter_stream
+    )
     got: list[nats.aio.msg.Msg] = []
 
     async def fetch() -> bool:
-        try:
+        with contextlib.suppress(TimeoutError):
             got.extend(await sub.fetch(count - len(got), timeout=1))
-        except TimeoutError:
-            pass
         return len(got) >= count
 
     await eventually(fetch)

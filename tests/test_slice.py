@@ -12,13 +12,17 @@ from tests.conftest import SmtpSink, Stack, admin, bearer
 
 async def setup_convoy(client: Any, *, lang_b: str = "en", domain: str = "example") -> dict[str, Any]:
     r = await client.post(
-        "/api/v1/convoys", json={"name": "Terminvergabe Nord", "theme": "Online-Terminvergabe"}, headers=admin()
+        "/api/v1/convoys",
+        json={"name": "Terminvergabe Nord", "theme": "Online-Terminvergabe"},
+        headers=admin(),
     )
     assert r.status_code == 201, r.text
     convoy = r.json()
     companies = {}
     for key, name in (("a", "Sanitär Müller"), ("b", "Laden Schmidt")):
-        r = await client.post(f"/api/v1/convoys/{convoy['id']}/companies", json={"name": name}, headers=admin())
+        r = await client.post(
+            f"/api/v1/convoys/{convoy['id']}/companies", json={"name": name}, headers=admin()
+        )
         assert r.status_code == 201, r.text
         companies[key] = r.json()
     reps = {}
@@ -36,14 +40,20 @@ async def setup_convoy(client: Any, *, lang_b: str = "en", domain: str = "exampl
     return {"convoy": convoy, "companies": companies, "reps": reps}
 
 
-async def test_report_reaches_the_other_company_by_email(client: Any, smtp_sink: SmtpSink, stack: Stack) -> None:
+async def test_report_reaches_the_other_company_by_email(
+    client: Any, smtp_sink: SmtpSink, stack: Stack
+) -> None:
     world = await setup_convoy(client)
     convoy_id = world["convoy"]["id"]
     anna = world["reps"]["a"]
 
     r = await client.post(
         f"/api/v1/convoys/{convoy_id}/reports",
-        json={"done": "Booking page is live <script>alert(1)</script>", "next": "Connect the calendar", "mood": 4},
+        json={
+            "done": "Booking page is live <script>alert(1)</script>",
+            "next": "Connect the calendar",
+            "mood": 4,
+        },
         headers=bearer(anna["api_token"]),
     )
     assert r.status_code == 201, r.text
@@ -125,7 +135,9 @@ async def test_who_may_do_what(client: Any, smtp_sink: SmtpSink, stack: Stack) -
     # No token / a wrong token: 401.
     r = await client.post(f"/api/v1/convoys/{convoy_id}/reports", json={"done": "x"})
     assert r.status_code == 401
-    r = await client.post(f"/api/v1/convoys/{convoy_id}/reports", json={"done": "x"}, headers=bearer("cvy_nope"))
+    r = await client.post(
+        f"/api/v1/convoys/{convoy_id}/reports", json={"done": "x"}, headers=bearer("cvy_nope")
+    )
     assert r.status_code == 401
 
     # A representative cannot report for another company of the same convoy.

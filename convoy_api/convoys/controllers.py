@@ -23,18 +23,25 @@ class ConvoyController(Controller):
 
     @post("/", summary="Create a convoy (admin)")
     async def create(self, data: JSONBody[api.NewConvoy], actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call("convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=actor, convoy=data), api.Convoy)
+        return await backend.call(
+            "convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=actor, convoy=data), api.Convoy
+        )
 
     @get("/{convoy_id:uuid}", summary="A convoy with its companies (admin or member)")
     async def read(self, convoy_id: FromPath[uuid.UUID], actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy)
+        return await backend.call(
+            "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy
+        )
 
     @post("/{convoy_id:uuid}/companies", summary="Add a company to a convoy (admin)")
     async def add_company(
         self, convoy_id: FromPath[uuid.UUID], data: JSONBody[api.NewCompany], actor: Actor, backend: Services
     ) -> api.Company:
         return await backend.call(
-            "convoys", Rpc.COMPANY_ADD, api.AddCompany(actor=actor, convoy_id=convoy_id, company=data), api.Company
+            "convoys",
+            Rpc.COMPANY_ADD,
+            api.AddCompany(actor=actor, convoy_id=convoy_id, company=data),
+            api.Company,
         )
 
     @post(
@@ -52,6 +59,8 @@ class ConvoyController(Controller):
         return await backend.call(
             "convoys",
             Rpc.REPRESENTATIVE_ADD,
-            api.AddRepresentative(actor=actor, convoy_id=convoy_id, company_id=company_id, representative=data),
+            api.AddRepresentative(
+                actor=actor, convoy_id=convoy_id, company_id=company_id, representative=data
+            ),
             api.RepresentativeAdded,
         )

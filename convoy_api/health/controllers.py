@@ -7,8 +7,8 @@ from typing import Any
 
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath
 
 from convoy_api.deps import Backend
 from schemas import api
@@ -32,8 +32,10 @@ async def _ask(backend: Backend, service: str) -> dict[str, Any]:
 async def health(backend: NamedDependency[Backend]) -> Response[dict[str, Any]]:
     answers = await asyncio.gather(*(_ask(backend, s) for s in SERVICES))
     services = dict(zip(SERVICES, answers, strict=True))
-    services["api"] = {"ready": backend.rpc.nc.is_connected, "checks": {
-        "nats": "ok" if backend.rpc.nc.is_connected else "disconnected"}}
+    services["api"] = {
+        "ready": backend.rpc.nc.is_connected,
+        "checks": {"nats": "ok" if backend.rpc.nc.is_connected else "disconnected"},
+    }
     not_ready = sorted(name for name, s in services.items() if not s["ready"])
     body = {
         "status": "ok" if not not_ready else "unavailable",

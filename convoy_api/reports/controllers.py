@@ -27,7 +27,10 @@ class ReportController(Controller):
         self, convoy_id: FromPath[uuid.UUID], data: JSONBody[api.NewReport], actor: Actor, backend: Services
     ) -> api.Report:
         return await backend.call(
-            "milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=actor, convoy_id=convoy_id, report=data), api.Report
+            "milestones",
+            Rpc.REPORT_SUBMIT,
+            api.SubmitReport(actor=actor, convoy_id=convoy_id, report=data),
+            api.Report,
         )
 
     @get("/", summary="The convoy's reports, newest first (members)")
@@ -39,6 +42,8 @@ class ReportController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     ) -> api.ReportList:
         return await backend.call(
-            "milestones", Rpc.REPORT_LIST, api.ListReports(actor=actor, convoy_id=convoy_id, limit=limit),
+            "milestones",
+            Rpc.REPORT_LIST,
+            api.ListReports(actor=actor, convoy_id=convoy_id, limit=limit),
             api.ReportList,
         )

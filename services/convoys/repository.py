@@ -15,7 +15,12 @@ async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> a
     row = await conn.fetchrow(
         "INSERT INTO convoys (id, name, theme, description, timezone, language)"
         " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-        convoy_id, c.name, c.theme, c.description, c.timezone, c.language,
+        convoy_id,
+        c.name,
+        c.theme,
+        c.description,
+        c.timezone,
+        c.language,
     )
     return _convoy(row, [])
 
@@ -24,14 +29,22 @@ async def get_convoy(conn: Conn, convoy_id: uuid.UUID) -> api.Convoy | None:
     row = await conn.fetchrow("SELECT * FROM convoys WHERE id = $1", convoy_id)
     if row is None:
         return None
-    companies = await conn.fetch("SELECT * FROM companies WHERE convoy_id = $1 ORDER BY created_at, name", convoy_id)
+    companies = await conn.fetch(
+        "SELECT * FROM companies WHERE convoy_id = $1 ORDER BY created_at, name", convoy_id
+    )
     return _convoy(row, [_company(r) for r in companies])
 
 
-async def insert_company(conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
+async def insert_company(
+    conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, c: api.NewCompany
+) -> api.Company:
     row = await conn.fetchrow(
         "INSERT INTO companies (id, convoy_id, name, sector, region) VALUES ($1, $2, $3, $4, $5) RETURNING *",
-        company_id, convoy_id, c.name, c.sector, c.region,
+        company_id,
+        convoy_id,
+        c.name,
+        c.sector,
+        c.region,
     )
     return _company(row)
 
@@ -47,7 +60,10 @@ async def upsert_person(conn: Conn, r: api.NewRepresentative) -> tuple[uuid.UUID
         "INSERT INTO people (id, name, email, language) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT ((lower(email))) DO UPDATE SET email = people.email"
         " RETURNING id, name, email, language",
-        uuid.uuid4(), r.name, r.email, r.language,
+        uuid.uuid4(),
+        r.name,
+        r.email,
+        r.language,
     )
     assert row is not None
     return row["id"], row["name"], row["email"], row["language"]
@@ -61,15 +77,21 @@ async def is_member_of_convoy(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.
     )
 
 
-async def insert_membership(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
+async def insert_membership(
+    conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID
+) -> None:
     await conn.execute(
         "INSERT INTO memberships (person_id, company_id, convoy_id) VALUES ($1, $2, $3)",
-        person_id, company_id, convoy_id,
+        person_id,
+        company_id,
+        convoy_id,
     )
 
 
 async def insert_token(conn: Conn, token_hash: bytes, person_id: uuid.UUID) -> None:
-    await conn.execute("INSERT INTO api_tokens (token_hash, person_id) VALUES ($1, $2)", token_hash, person_id)
+    await conn.execute(
+        "INSERT INTO api_tokens (token_hash, person_id) VALUES ($1, $2)", token_hash, person_id
+    )
 
 
 async def token_owner(conn: Conn, token_hash: bytes) -> uuid.UUID | None:
@@ -99,7 +121,8 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> tuple[str, list[api.Re
     return name, [api.Recipient(**dict(r)) for r in rows]
 
 
-def _company(row: asyncpg.Record) -> api.Company:
+def _company(row: asyncpg.Record | None) -> api.Company:
+    assert row is not None
     return api.Company(
         id=row["id"], convoy_id=row["convoy_id"], name=row["name"], sector=row["sector"], region=row["region"]
     )
@@ -108,7 +131,13 @@ def _company(row: asyncpg.Record) -> api.Company:
 def _convoy(row: asyncpg.Record | None, companies: list[api.Company]) -> api.Convoy:
     assert row is not None
     return api.Convoy(
-        id=row["id"], name=row["name"], theme=row["theme"], description=row["description"],
-        timezone=row["timezone"], language=row["language"], status=row["status"],
-        created_at=row["created_at"], companies=companies,
+        id=row["id"],
+        name=row["name"],
+        theme=row["theme"],
+        description=row["description"],
+        timezone=row["timezone"],
+        language=row["language"],
+        status=row["status"],
+        created_at=row["created_at"],
+        companies=companies,
     )

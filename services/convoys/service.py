@@ -31,7 +31,9 @@ def _check_timezone(name: str) -> None:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(f"`timezone`: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from exc
+        raise InvalidInput(
+            f"`timezone`: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+        ) from exc
 
 
 class ConvoysService:
@@ -53,11 +55,12 @@ class ConvoysService:
 
     async def get_convoy(self, req: api.GetConvoy) -> api.Convoy:
         async with self.rt.db.connection() as conn:
-            if not (req.actor.is_admin or req.actor.is_system):
-                if req.actor.person_id is None or not await repo.is_member_of_convoy(
-                    conn, req.actor.person_id, req.convoy_id
-                ):
-                    raise NotFound("no such convoy")  # do not reveal that it exists
+            privileged = req.actor.is_admin or req.actor.is_system
+            if not privileged and (
+                req.actor.person_id is None
+                or not await repo.is_member_of_convoy(conn, req.actor.person_id, req.convoy_id)
+            ):
+                raise NotFound("no such convoy")  # do not reveal that it exists
             convoy = await repo.get_convoy(conn, req.convoy_id)
         if convoy is None:
             raise NotFound("no such convoy")
@@ -97,8 +100,12 @@ class ConvoysService:
             )
         return api.RepresentativeAdded(
             representative=api.Representative(
-                person_id=person_id, convoy_id=req.convoy_id, company_id=req.company_id,
-                name=name, email=email, language=language,
+                person_id=person_id,
+                convoy_id=req.convoy_id,
+                company_id=req.company_id,
+                name=name,
+                email=email,
+                language=language,
             ),
             api_token=token,
         )

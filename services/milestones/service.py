@@ -19,11 +19,15 @@ class MilestonesService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    async def on_person_joined(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+    async def on_person_joined(
+        self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection
+    ) -> None:
         assert isinstance(event, ev.PersonJoined)
         await repo.add_member(conn, event.person_id, event.company_id, event.convoy_id)
 
-    async def _companies(self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
+    async def _companies(
+        self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID
+    ) -> list[uuid.UUID]:
         """Companies the person represents in the convoy, from the projection.
 
         On a miss, ask services/convoys: the person.joined event may still be on its way
@@ -56,7 +60,9 @@ class MilestonesService:
                 company_id = companies[0]
             elif company_id not in companies:
                 raise Forbidden("you do not represent this company")
-            report = await repo.insert_report(conn, uuid.uuid4(), req.convoy_id, company_id, person, req.report)
+            report = await repo.insert_report(
+                conn, uuid.uuid4(), req.convoy_id, company_id, person, req.report
+            )
             await self.rt.emit(
                 conn,
                 ev.ReportSubmitted(
@@ -79,7 +85,11 @@ class MilestonesService:
         return report
 
     async def _authorize_reader(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, not_found: str = "no such convoy"
+        self,
+        conn: asyncpg.Connection,
+        actor: api.Actor,
+        convoy_id: uuid.UUID,
+        not_found: str = "no such convoy",
     ) -> None:
         if actor.is_admin or actor.is_system:
             return

@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from schemas import envelope as env
 from schemas import events as ev
+from services.reminders import repository
 from services.runtime.service import Runtime
 
 NAME = "reminders"
@@ -25,12 +26,7 @@ MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 async def setup(rt: Runtime) -> None:
     async def on_convoy_created(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.ConvoyCreated)
-        await conn.execute(
-            "INSERT INTO convoys (convoy_id, name, timezone, language) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (convoy_id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone,"
-            " language = excluded.language",
-            event.convoy_id, event.name, event.timezone, event.language,
-        )
+        await repository.upsert_convoy(conn, event)
 
     rt.consumer("convoys", (ev.ConvoyCreated,), on_convoy_created)
 

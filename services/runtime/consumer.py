@@ -10,6 +10,7 @@ attempts, then the message goes to the dead-letter subject with the error in its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -109,10 +110,8 @@ class Consumer:
                 delay = min(delay * 2, 10.0)
             finally:
                 if sub is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # the connection may be gone; nothing to free
                         await sub.unsubscribe()
-                    except Exception:  # noqa: S110 — the connection may be gone; nothing to free
-                        pass
         self.running = False
 
     async def process(self, msg: Msg) -> None:
@@ -168,8 +167,5 @@ class Consumer:
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
-

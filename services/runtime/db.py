@@ -12,6 +12,7 @@ import re
 from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import structlog
@@ -47,7 +48,7 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         try:
             async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
-                yield conn
+                yield cast(asyncpg.Connection, conn)  # a pool proxy behaves as a connection
         except TRANSIENT_DB_ERRORS as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 

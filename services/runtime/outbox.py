@@ -9,6 +9,7 @@ JetStream ack and the DELETE) is dropped by JetStream's duplicate window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import asyncpg
@@ -26,6 +27,8 @@ log = structlog.get_logger(__name__)
 
 PUBLISHED = Counter("convoy_outbox_published", "Events relayed from the outbox to JetStream", ["service"])
 RELAY_ERRORS = Counter("convoy_outbox_relay_errors", "Failed relay rounds (retried)", ["service"])
+
+DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
 
 BATCH = 500
 POLL_S = 1.0
@@ -73,7 +76,7 @@ class Relay:
             try:
                 await self._lead(stop)
                 delay = 0.5
-            except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError) as exc:
+            except DB_ERRORS as exc:
                 log.warning("outbox relay lost its database connection", error=repr(exc))
             self.leader = False
             await _sleep_unless(stop, delay)
@@ -100,7 +103,7 @@ class Relay:
                 try:
                     sent = await self.relay_once()
                     failures = 0
-                except (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError):
+                except DB_ERRORS:
                     raise
                 except Exception as exc:  # NATS down or slow: keep the rows, try again
                     RELAY_ERRORS.labels(self.service).inc()
@@ -111,10 +114,8 @@ class Relay:
                 if sent == BATCH:
                     continue  # more waiting; no pause
                 self.wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), POLL_S)
-                except TimeoutError:
-                    pass
                 if conn.is_closed():
                     raise asyncpg.exceptions.ConnectionDoesNotExistError("listener connection closed")
         finally:
@@ -124,7 +125,8 @@ class Relay:
         """Publish one batch with many acks in flight; delete what JetStream acknowledged."""
         async with self.db.transaction() as conn:
             rows = await conn.fetch(
-                "SELECT seq, event_id, subject, data FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT seq, event_id, subject, data FROM outbox"
+                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
                 BATCH,
             )
             if not rows:
@@ -138,7 +140,9 @@ class Relay:
             results = await asyncio.wait_for(
                 asyncio.gather(*futures, return_exceptions=True), self.settings.nats_request_timeout
             )
-            done = [r["seq"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+            done = [
+                r["seq"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)
+            ]
             if done:
                 await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", done)
             PUBLISHED.labels(self.service).inc(len(done))
@@ -149,7 +153,5 @@ class Relay:
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

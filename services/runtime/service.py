@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -59,7 +59,7 @@ class Runtime:
         self.rpc: RpcClient
         self._endpoints: list[EndpointConfig] = []
         self._consumers: list[Consumer] = []
-        self._background: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        self._background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         self._checks: dict[str, Callable[[], Awaitable[None]]] = {}
         self.relay: outbox.Relay | None = None
 
@@ -79,12 +79,16 @@ class Runtime:
         spec = ConsumerSpec(purpose=purpose, event_types=event_types, handler=handler)
         self._consumers.append(
             Consumer(
-                service=self.name, spec=spec, db=self.db, js=self.js, subjects=self.subjects,
+                service=self.name,
+                spec=spec,
+                db=self.db,
+                js=self.js,
+                subjects=self.subjects,
                 settings=self.settings,
             )
         )
 
-    def background(self, task: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    def background(self, task: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
         self._background.append(task)
 
     def readiness_check(self, name: str, check: Callable[[], Awaitable[None]]) -> None:
@@ -151,7 +155,9 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
                 queue_group=f"{settings.namespace}-{module.NAME}",
             ),
         )
-        await micro.add_endpoint(EndpointConfig(name="health", subject=rt.subjects.health(module.NAME), handler=health))
+        await micro.add_endpoint(
+            EndpointConfig(name="health", subject=rt.subjects.health(module.NAME), handler=health)
+        )
         await micro.add_endpoint(
             EndpointConfig(name="metrics", subject=rt.subjects.metrics(module.NAME), handler=metrics)
         )
@@ -214,4 +220,3 @@ def run(module: ServiceModule, settings: Settings) -> None:
         log.error("service failed", error=exc.message)
         raise SystemExit(1) from exc
     log.info("service stopped")
-

@@ -6,6 +6,7 @@ read from ``CONVOY_X``. ``convoy config`` prints the table that README.md shows.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -121,7 +122,7 @@ def describe() -> list[tuple[str, str, str]]:
     tree = ast.parse(source)
     docs: dict[str, str] = {}
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:], strict=False):
+    for node, nxt in itertools.pairwise(body):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)

@@ -1,0 +1,42 @@
+"""All SQL of the notifier: the delivery log."""
+
+from __future__ import annotations
+
+import uuid
+
+from services.runtime.db import Database
+
+
+class Deliveries:
+    """The delivery log: claim a key before sending, mark it sent after; a sent key is never resent."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
+        async with self.db.transaction() as conn:
+            status = await conn.fetchval(
+                "INSERT INTO deliveries (key, event_id, channel, recipient, status, attempts)"
+                " VALUES ($1, $2, $3, $4, 'sending', 1)"
+                " ON CONFLICT (key) DO UPDATE SET attempts = deliveries.attempts + 1"
+                " WHERE deliveries.status = 'sending' RETURNING status",
+                key,
+                event_id,
+                channel,
+                recipient,
+            )
+        return status is not None
+
+    async def finish(self, key: str, status: str, error: str | None = None) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE deliveries SET status = $2, last_error = $3,"
+                " sent_at = CASE WHEN $2 = 'sent' THEN now() END WHERE key = $1",
+                key,
+                status,
+                error,
+            )
+
+    async def note_error(self, key: str, error: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute("UPDATE deliveries SET last_error = $2 WHERE key = $1", key, error[:1000])

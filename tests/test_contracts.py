@@ -1,0 +1,129 @@
+"""Contracts and conventions that need no servers: envelope codec, subjects, settings, registry."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from schemas import envelope as env
+from schemas import events as ev
+from schemas.subjects import SERVICES, Subjects
+from services.registry import BACKEND_MODULES
+from services.runtime import settings as settings_mod
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_envelope_round_trip() -> None:
+    event = ev.ReportSubmitted(
+        convoy_id=uuid.uuid4(), company_id=uuid.uuid4(), report_id=uuid.uuid4(), author_id=uuid.uuid4()
+    )
+    cause = uuid.uuid4()
+    envelope = env.new_envelope(event, producer="milestones", correlation_id=cause, causation_id=cause)
+    decoded, payload = env.decode(env.encode(envelope))
+    assert decoded.id == envelope.id and decoded.type == "report.submitted" and decoded.schema_version == 1
+    assert decoded.correlation_id == cause and decoded.producer == "milestones"
+    assert payload == event
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\x00", "invalid envelope"),
+        (b'{"id": "x"}', "invalid envelope"),
+        (
+            msgspec.json.encode(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "nope.happened",
+                    "schema_version": 1,
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                    "producer": "x",
+                    "correlation_id": str(uuid.uuid4()),
+                    "payload": {},
+                }
+            ),
+            "unknown event type",
+        ),
+        (
+            msgspec.json.encode(
+                {
+                    "id": str(uuid.uuid4()),
+                    "type": "report.submitted",
+                    "schema_version": 1,
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                    "producer": "x",
+                    "correlation_id": str(uuid.uuid4()),
+                    "payload": {"convoy_id": 3},
+                }
+            ),
+            "invalid report.submitted payload",
+        ),
+    ],
+)
+def test_malformed_events_are_named(data: bytes, reason: str) -> None:
+    with pytest.raises(env.MalformedEvent, match=reason):
+        env.decode(data)
+
+
+def test_subjects_hang_off_the_namespace() -> None:
+    s = Subjects("convoy")
+    assert s.event("report.submitted") == "convoy.events.report.submitted"
+    assert s.events_stream == "CONVOY_EVENTS" and s.events_wildcard == "convoy.events.>"
+    assert s.dead_letter("convoy_notifier_reports") == "convoy.dlq.convoy_notifier_reports"
+    assert s.health("notifier") == "convoy.rpc.notifier.health"
+    with pytest.raises(ValueError, match="namespace"):
+        Subjects("Bad.Name")
+
+
+def test_every_service_the_api_asks_is_in_the_registry() -> None:
+    assert set(SERVICES) == set(BACKEND_MODULES)
+
+
+def test_settings_from_the_environment() -> None:
+    s = settings_mod.load({"CONVOY_HTTP_PORT": "9000", "CONVOY_LOG_FORMAT": "console", "OTHER": "x"})
+    assert s.http_port == 9000 and s.log_format == "console" and s.namespace == "convoy"
+    with pytest.raises(settings_mod.SettingsError, match="CONVOY_HTTP_PORT"):
+        settings_mod.load({"CONVOY_HTTP_PORT": "eighty"})
+    with pytest.raises(settings_mod.SettingsError, match="CONVOY_LOG_FORMAT"):
+        settings_mod.load({"CONVOY_LOG_FORMAT": "xml"})
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    described = settings_mod.describe()
+    assert described, "no settings found"
+    for variable, _default, doc in described:
+        assert doc, f"{variable} has no docstring in Settings"
+        assert f"`{variable}`" in readme, f"README.md does not document {variable}"
+
+
+def test_no_subject_literals_outside_schemas() -> None:
+    """Subjects are defined once (schemas/subjects.py); code elsewhere asks a Subjects object."""
+    pattern = re.compile(r"""["'][a-z_{}]*\.(events|rpc|dlq)\.""")
+    offenders = []
+    for folder in ("services", "convoy_api", "notifier"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if pattern.search(path.read_text()):
+                offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_sql_lives_in_repositories_and_migrations() -> None:
+    """Services keep their SQL in repository.py (the runtime's own tables excepted)."""
+    sql = re.compile(r"""["'](SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b""")
+    offenders = []
+    for folder in ("services", "notifier"):
+        for path in (ROOT / folder).rglob("*.py"):
+            rel = path.relative_to(ROOT)
+            if path.name == "repository.py" or rel.parts[:2] == ("services", "runtime"):
+                continue
+            if path.name in ("supervisor.py",):  # creates the embedded database, owns no tables
+                continue
+            if sql.search(path.read_text()):
+                offenders.append(str(rel))
+    assert offenders == []

@@ -1,0 +1,158 @@
+"""`convoy up` as a newcomer runs it: the embedded stack, every service as its own process,
+restart after a crash, clean stop on SIGTERM, data kept across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from services import embedded
+from tests.conftest import eventually
+
+pytestmark = pytest.mark.slow
+
+
+class Up:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.http_port = embedded.free_port()
+        self.env = {
+            **os.environ,
+            "CONVOY_DATA_DIR": str(data),
+            "CONVOY_HTTP_PORT": str(self.http_port),
+            "CONVOY_EMBEDDED_NATS_PORT": str(embedded.free_port()),
+            "CONVOY_EMBEDDED_SMTP_PORT": str(embedded.free_port()),
+            "CONVOY_PUBLIC_URL": "http://convoy.test",
+        }
+        for var in ("CONVOY_DATABASE_URL", "CONVOY_NATS_URL", "CONVOY_SMTP_URL", "CONVOY_ADMIN_TOKEN"):
+            self.env.pop(var, None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up"], env=self.env, stdout=subprocess.DEVNULL
+        )
+
+    def service_pid(self, name: str) -> int | None:
+        assert self.proc is not None
+        for child in psutil.Process(self.proc.pid).children():
+            try:
+                if child.cmdline()[-2:] == ["run", name]:
+                    return child.pid
+            except psutil.Error:  # exited (a zombie until the supervisor reaps it)
+                continue
+        return None
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    u = Up(tmp_path / "data")
+    yield u
+    if u.proc is not None and u.proc.poll() is None:
+        u.proc.kill()
+        u.proc.wait(10)
+        pg = embedded.EmbeddedPostgres(pgdata=u.data / "pg", base_uri="", system_user="pgserver")
+        pg.stop()
+
+
+async def _healthy(client: httpx.AsyncClient) -> bool:
+    try:
+        return (await client.get("/health")).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+async def test_convoy_up_runs_restarts_and_stops(up: Up) -> None:
+    up.start()
+    async with httpx.AsyncClient(base_url=up.url, timeout=10) as client:
+        await eventually(lambda: _healthy(client), timeout=120, interval=0.5)
+        admin = {"Authorization": f"Bearer {(up.data / 'admin-token').read_text().strip()}"}
+
+        # The slice by HTTP, as README's curl lines do it.
+        convoy = (await client.post("/api/v1/convoys", json={"name": "Webshop Süd"}, headers=admin)).json()
+        ids = []
+        for name in ("Bäckerei Korn", "Metallbau Stahl"):
+            r = await client.post(
+                f"/api/v1/convoys/{convoy['id']}/companies", json={"name": name}, headers=admin
+            )
+            ids.append(r.json()["id"])
+        tokens = []
+        for company_id, email in zip(ids, ("k@korn.example", "s@stahl.example"), strict=True):
+            r = await client.post(
+                f"/api/v1/convoys/{convoy['id']}/companies/{company_id}/representatives",
+                json={"name": email.split("@")[0], "email": email},
+                headers=admin,
+            )
+            tokens.append(r.json()["api_token"])
+        r = await client.post(
+            f"/api/v1/convoys/{convoy['id']}/reports",
+            json={"done": "Shop eröffnet"},
+            headers={"Authorization": f"Bearer {tokens[0]}"},
+        )
+        assert r.status_code == 201, r.text
+
+        async def mailed() -> list[str]:
+            box = mailbox.Maildir(up.data / "mail", create=False)
+            return [str(m["To"]) for m in box]
+
+        assert "s@stahl.example" in (await eventually(mailed, timeout=30))[0]
+
+        # kill -9 one service: the supervisor starts a new one and /health recovers.
+        victim = up.service_pid("notifier")
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+
+        async def replaced() -> bool:
+            pid = up.service_pid("notifier")
+            return pid is not None and pid != victim
+
+        await eventually(replaced, timeout=30)
+        await eventually(lambda: _healthy(client), timeout=60, interval=0.3)
+
+    assert up.proc is not None
+    children = psutil.Process(up.proc.pid).children(recursive=True)
+    assert up.stop() == 0
+    await asyncio.sleep(0.5)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not (up.data / "pg" / "postmaster.pid").exists(), "PostgreSQL still running"
+
+    # Data survives a restart.
+    up.start()
+    async with httpx.AsyncClient(base_url=up.url, timeout=10) as client:
+        await eventually(lambda: _healthy(client), timeout=120, interval=0.5)
+        r = await client.get(f"/api/v1/convoys/{convoy['id']}", headers=admin)
+        assert r.status_code == 200 and len(r.json()["companies"]) == 2
+    assert up.stop() == 0
+
+
+async def test_a_second_supervisor_on_the_same_data_refuses(up: Up) -> None:
+    up.start()
+    async with httpx.AsyncClient(base_url=up.url, timeout=10) as client:
+        await eventually(lambda: _healthy(client), timeout=120, interval=0.5)
+        second = subprocess.run(
+            [sys.executable, "-m", "services.cli", "up"],
+            env=up.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode != 0
+        assert b"another `convoy up` is running" in second.stderr
+        assert await _healthy(client), "the first one must be unharmed"
+    assert up.stop() == 0
