@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: help install run test test-fast lint bench clean
+.PHONY: help install run test test-fast lint clean
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -30,9 +30,6 @@ lint: $(BIN)/.installed ## ruff and strict mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-
-bench: $(BIN)/.installed ## benchmarks (not part of make test)
-	$(BIN)/python -m bench
 
 clean: ## remove the venv and the local data folder
 	rm -rf $(VENV) .convoy-data

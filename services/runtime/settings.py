@@ -38,13 +38,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: Annotated[int, Meta(ge=1, le=65535)] = 8000
     """Port the API listens on."""
     admin_token: str = ""
-    """Bearer token of the centre's admin; empty: generated once into <data_dir>/admin-token."""
+    """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
 
     # --- embedded servers --------------------------------------------------------------------
     embedded_nats_port: Annotated[int, Meta(ge=1, le=65535)] = 14222
     """Port of the embedded nats-server (not 4222, so a system NATS is left alone)."""
     embedded_smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 2525
-    """Port of the embedded mail sink (messages kept as a Maildir in <data_dir>/mail)."""
+    """Port of the embedded mail sink (messages kept as a Maildir in CONVOY_DATA_DIR/mail)."""
 
     # --- bounded waits (seconds) -------------------------------------------------------------
     db_pool_min: Annotated[int, Meta(ge=0)] = 1
