@@ -196,6 +196,18 @@ async def test_health_names_what_is_not_ready(client: Any, stack: Stack) -> None
     assert r.status_code == 200
 
 
+async def test_services_answer_nats_micro_discovery(stack: Stack) -> None:
+    import json
+
+    for name in ("convoys", "milestones", "reminders", "notifier"):
+        micro_name = stack.subjects.micro_name(name)
+        ping = json.loads((await stack.nc.request(f"$SRV.PING.{micro_name}", b"", timeout=2)).data)
+        assert ping["name"] == micro_name
+        info = json.loads((await stack.nc.request(f"$SRV.INFO.{micro_name}", b"", timeout=2)).data)
+        subjects = {e["subject"] for e in info["endpoints"]}
+        assert stack.subjects.health(name) in subjects
+
+
 async def test_metrics_endpoints(client: Any, stack: Stack) -> None:
     r = await client.get("/metrics")
     assert r.status_code == 200 and "convoy_api" in r.text
