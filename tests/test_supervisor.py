@@ -20,6 +20,7 @@ from services import embedded
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.slow
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 class Up:
@@ -114,13 +115,16 @@ async def test_convoy_up_runs_restarts_and_stops(up: Up) -> None:
         assert "s@stahl.example" in (await eventually(mailed, timeout=30))[0]
 
         # README's curl tour works as written (pointed at this instance's port and folder).
-        readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-        tour = readme.split("## Try it with curl")[1].split("```sh")[1].split("```")[0]
+        tour = README.split("## Try it with curl")[1].split("```sh")[1].split("```")[0]
         tour = tour.replace("http://127.0.0.1:8000", up.url).replace(".convoy-data/", f"{up.data}/")
         tour = tour.replace(".venv/bin/convoy", f"{sys.executable} -m services.cli")
         result = await asyncio.to_thread(
-            subprocess.run, ["bash", "-euo", "pipefail", "-c", tour], env=up.env, capture_output=True,
-            timeout=120, check=False,
+            subprocess.run,
+            ["bash", "-euo", "pipefail", "-c", tour],
+            env=up.env,
+            capture_output=True,
+            timeout=120,
+            check=False,
         )
         out = result.stdout.decode()
         assert result.returncode == 0, result.stderr.decode()
