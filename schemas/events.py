@@ -1,28 +1,72 @@
-"""Domain events: frozen, keyword-only, named in the past tense, carrying ids, not objects.
+"""Domain events and notifier messages: frozen, keyword-only, past tense, carrying ids.
 
 Evolve an event by adding fields with defaults; a breaking change gets a new SCHEMA_VERSION
-and a new class, and consumers decode both.
+and a new class, and consumers decode both. ``CHANNEL`` picks the stream: ``events`` (kept
+30 days, for projections) or ``messages`` (kept one day: requests to the notifier that may
+carry one-time links).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from datetime import date
+from typing import ClassVar, Literal
 
 import msgspec
+
+from schemas.values import Cadence
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
     TYPE: ClassVar[str]
+    CHANNEL: ClassVar[str] = "events"
     SCHEMA_VERSION: ClassVar[int] = 1
 
 
+# --- convoys -----------------------------------------------------------------------------------
 class ConvoyCreated(Event, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "convoy.created"
     convoy_id: uuid.UUID
     name: str
     timezone: str
     language: str
+    cadence: Cadence = Cadence()
+    start_date: date | None = None
+    end_date: date | None = None
+    facilitator_id: uuid.UUID | None = None
+
+
+class ConvoyUpdated(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "convoy.updated"
+    convoy_id: uuid.UUID
+    name: str
+    timezone: str
+    language: str
+    cadence: Cadence
+    start_date: date | None
+    end_date: date | None
+
+
+class ConvoyStatusChanged(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "convoy.status_changed"
+    convoy_id: uuid.UUID
+    old_status: str
+    new_status: str
+    actor_id: uuid.UUID | None = None
+    reason: str = ""
+
+
+class FacilitatorAppointed(Event, frozen=True, kw_only=True):
+    """An admin made a person a facilitator of the centre."""
+
+    TYPE: ClassVar[str] = "facilitator.appointed"
+    person_id: uuid.UUID
+
+
+class ConvoyFacilitatorAdded(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "convoy.facilitator_added"
+    convoy_id: uuid.UUID
+    person_id: uuid.UUID
 
 
 class CompanyJoined(Event, frozen=True, kw_only=True):
@@ -30,6 +74,20 @@ class CompanyJoined(Event, frozen=True, kw_only=True):
     convoy_id: uuid.UUID
     company_id: uuid.UUID
     name: str
+
+
+class CompanyLeft(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "company.left"
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    reason: str = ""
+
+
+class PersonInvited(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "person.invited"
+    invitation_id: uuid.UUID
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
 
 
 class PersonJoined(Event, frozen=True, kw_only=True):
@@ -41,6 +99,39 @@ class PersonJoined(Event, frozen=True, kw_only=True):
     person_id: uuid.UUID
 
 
+class PersonRemoved(Event, frozen=True, kw_only=True):
+    """A representative left a convoy (removed by a facilitator, or with their company)."""
+
+    TYPE: ClassVar[str] = "person.removed"
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    person_id: uuid.UUID
+    reason: str = ""
+
+
+class PersonUpdated(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "person.updated"
+    person_id: uuid.UUID
+    name: str
+    language: str
+    timezone: str
+
+
+class JoinRequested(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "join.requested"
+    request_id: uuid.UUID
+    convoy_id: uuid.UUID
+
+
+class JoinRequestDecided(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "join.decided"
+    request_id: uuid.UUID
+    convoy_id: uuid.UUID
+    approved: bool
+    company_id: uuid.UUID | None = None
+
+
+# --- reports -----------------------------------------------------------------------------------
 class ReportSubmitted(Event, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "report.submitted"
     convoy_id: uuid.UUID
@@ -49,5 +140,55 @@ class ReportSubmitted(Event, frozen=True, kw_only=True):
     author_id: uuid.UUID
 
 
-EVENT_TYPES: tuple[type[Event], ...] = (ConvoyCreated, CompanyJoined, PersonJoined, ReportSubmitted)
-"""Every event type; the envelope codec builds one decoder per entry."""
+# --- messages to the notifier ------------------------------------------------------------------
+EmailTemplate = Literal[
+    "invitation",
+    "sign_in",
+    "facilitator_appointed",
+    "join_request_received",
+    "join_request_declined",
+    "member_removed",
+]
+
+
+class EmailRequested(Event, frozen=True, kw_only=True):
+    """Send one email from a template, in the recipient's language; ``key`` makes it once-only.
+
+    Parameters each template uses (all strings; user text is escaped when rendered):
+
+    - ``invitation``: convoy, company, inviter, link, expires (a date people read)
+    - ``sign_in``: link, minutes (how long the link works)
+    - ``facilitator_appointed``: link (where to sign in)
+    - ``join_request_received`` (to facilitators): convoy, company, contact, message, link
+    - ``join_request_declined`` (to the asking contact): convoy, company, reason
+    - ``member_removed``: convoy, company, reason
+    """
+
+    TYPE: ClassVar[str] = "email.requested"
+    CHANNEL: ClassVar[str] = "messages"
+    key: str
+    to_email: str
+    to_name: str = ""
+    language: str = "de"
+    template: EmailTemplate
+    params: dict[str, str] = {}
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    ConvoyCreated,
+    ConvoyUpdated,
+    ConvoyStatusChanged,
+    FacilitatorAppointed,
+    ConvoyFacilitatorAdded,
+    CompanyJoined,
+    CompanyLeft,
+    PersonInvited,
+    PersonJoined,
+    PersonRemoved,
+    PersonUpdated,
+    JoinRequested,
+    JoinRequestDecided,
+    ReportSubmitted,
+    EmailRequested,
+)
+"""Every event and message type; the envelope codec builds one decoder per entry."""

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+
+class Routed(Protocol):
+    TYPE: ClassVar[str]
+    CHANNEL: ClassVar[str]
+
 
 SERVICES: tuple[str, ...] = ("convoys", "milestones", "reminders", "notifier")
 """The back-end services the API asks over NATS; each answers ``<ns>.rpc.<service>.health``."""
@@ -41,6 +48,28 @@ class Subjects:
     def event(self, event_type: str) -> str:
         """Subject of one event type, e.g. ``convoy.events.report.submitted``."""
         return f"{self.namespace}.events.{event_type}"
+
+    def of(self, event_class: type[Routed]) -> str:
+        """Subject of an event or message class (by its CHANNEL: ``events`` or ``messages``)."""
+        if event_class.CHANNEL == "messages":
+            return self.message(event_class.TYPE)
+        return self.event(event_class.TYPE)
+
+    def stream_of(self, event_class: type[Routed]) -> str:
+        return self.messages_stream if event_class.CHANNEL == "messages" else self.events_stream
+
+    # --- JetStream: messages (requests to the notifier that may carry one-time links) ---------
+    @property
+    def messages_stream(self) -> str:
+        """Stream of messages for the notifier; kept one day only, as they may carry sign-in links."""
+        return f"{self.namespace.upper()}_MESSAGES"
+
+    @property
+    def messages_wildcard(self) -> str:
+        return f"{self.namespace}.messages.>"
+
+    def message(self, message_type: str) -> str:
+        return f"{self.namespace}.messages.{message_type}"
 
     # --- JetStream: dead letters -------------------------------------------------------------
     @property
@@ -83,6 +112,29 @@ class Rpc:
     COMPANY_ADD = "company_add"
     REPRESENTATIVE_ADD = "representative_add"
     TOKEN_RESOLVE = "token_resolve"
+    FACILITATOR_APPOINT = "facilitator_appoint"
+    CONVOY_UPDATE = "convoy_update"
+    CONVOY_STATUS = "convoy_status"
+    CONVOY_LIST_OPEN = "convoy_list_open"
+    CONVOY_FACILITATOR_ADD = "convoy_facilitator_add"
+    COMPANY_REMOVE = "company_remove"
+    MEMBER_REMOVE = "member_remove"
+    INVITATION_CREATE = "invitation_create"
+    INVITATION_PREVIEW = "invitation_preview"
+    INVITATION_ACCEPT = "invitation_accept"
+    JOIN_REQUEST_CREATE = "join_request_create"
+    JOIN_REQUEST_LIST = "join_request_list"
+    JOIN_REQUEST_DECIDE = "join_request_decide"
+    SIGN_IN_REQUEST = "sign_in_request"
+    SIGN_IN_COMPLETE = "sign_in_complete"
+    SESSION_RESOLVE = "session_resolve"
+    SIGN_OUT = "sign_out"
+    ME_GET = "me_get"
+    ME_UPDATE = "me_update"
+    API_TOKEN_CREATE = "api_token_create"
+    API_TOKEN_LIST = "api_token_list"
+    API_TOKEN_REVOKE = "api_token_revoke"
+    AUDIT_LIST = "audit_list"
     MEMBERSHIP_GET = "membership_get"
     CONVOY_RECIPIENTS = "convoy_recipients"
     REPORT_SUBMIT = "report_submit"

@@ -74,24 +74,26 @@ def nats_server_binary() -> str:
     return found
 
 
-def nats_config(*, port: int, store_dir: Path, server_name: str = "convoy-embedded") -> str:
+def nats_config(
+    *, port: int, store_dir: Path, server_name: str = "convoy-embedded", log_file: Path | None = None
+) -> str:
     # sync_interval: always -- fsync every write before the ack. The default (2 min) means an
     # acknowledged message can vanish in a machine crash; Convoy trades throughput for that.
     return (
         f"server_name: {server_name}\n"
         f"listen: 127.0.0.1:{port}\n"
-        "max_payload: 1MB\n"
-        "jetstream {\n"
+        "max_payload: 1MB\n" + (f'log_file: "{log_file}"\n' if log_file else "") + "jetstream {\n"
         f'  store_dir: "{store_dir}"\n'
         "  sync_interval: always\n"
         "}\n"
     )
 
 
-def write_nats_config(folder: Path, port: int) -> Path:
+def write_nats_config(folder: Path, port: int, *, log_to_file: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "nats-server.conf"
-    conf.write_text(nats_config(port=port, store_dir=folder / "jetstream"))
+    log_file = folder / "nats-server.log" if log_to_file else None
+    conf.write_text(nats_config(port=port, store_dir=folder / "jetstream", log_file=log_file))
     return conf
 
 

@@ -101,7 +101,7 @@ class Supervisor:
                 raise SystemExit(
                     f"port {s.embedded_nats_port} (embedded NATS) is taken; set CONVOY_EMBEDDED_NATS_PORT"
                 )
-            conf = embedded.write_nats_config(data / "nats", s.embedded_nats_port)
+            conf = embedded.write_nats_config(data / "nats", s.embedded_nats_port, log_to_file=True)
             self.infra.append(
                 Child("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ))
             )

@@ -231,7 +231,7 @@ async def wait_ready(nc: nats.NATS, subjects: Subjects, name: str, timeout: floa
 
 async def delete_streams(nc: nats.NATS, subjects: Subjects) -> None:
     js = nc.jetstream()
-    for stream in (subjects.events_stream, subjects.dead_letter_stream):
+    for stream in (subjects.events_stream, subjects.messages_stream, subjects.dead_letter_stream):
         with contextlib.suppress(Exception):
             await js.delete_stream(stream)
 

@@ -19,6 +19,8 @@ log = structlog.get_logger(__name__)
 
 # Messages older than this are dropped by JetStream; far beyond any redelivery backoff.
 EVENT_RETENTION_S = 30 * 24 * 3600.0
+MESSAGE_RETENTION_S = 24 * 3600.0
+"""Notifier messages may carry one-time links: kept no longer than a day (the longest retry)."""
 DEDUPE_WINDOW_S = 120.0
 
 
@@ -79,6 +81,14 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int
             num_replicas=replicas,
             duplicate_window=DEDUPE_WINDOW_S,
             max_age=EVENT_RETENTION_S,
+        ),
+        js_api.StreamConfig(
+            name=subjects.messages_stream,
+            subjects=[subjects.messages_wildcard],
+            storage=js_api.StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DEDUPE_WINDOW_S,
+            max_age=MESSAGE_RETENTION_S,
         ),
         js_api.StreamConfig(
             name=subjects.dead_letter_stream,

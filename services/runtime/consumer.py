@@ -65,6 +65,12 @@ class Consumer:
         self.subjects = subjects
         self.settings = settings
         self.name = subjects.consumer(service, spec.purpose)
+        streams = {subjects.stream_of(t) for t in spec.event_types}
+        if len(streams) != 1:
+            raise ValueError(
+                f"consumer {self.name} mixes streams {sorted(streams)}; use one consumer per stream"
+            )
+        self.stream = streams.pop()
         self.running = False
         self._resubscribe = asyncio.Event()
 
@@ -75,15 +81,15 @@ class Consumer:
     async def _declare(self) -> JetStreamContext.PullSubscription:
         config = js_api.ConsumerConfig(
             durable_name=self.name,
-            filter_subjects=[self.subjects.event(t.TYPE) for t in self.spec.event_types],
+            filter_subjects=[self.subjects.of(t) for t in self.spec.event_types],
             ack_policy=js_api.AckPolicy.EXPLICIT,
             deliver_policy=js_api.DeliverPolicy.ALL,
             ack_wait=60,
             max_deliver=-1,  # we count attempts ourselves and dead-letter; the server never drops
             max_ack_pending=1000,
         )
-        await self.js.add_consumer(self.subjects.events_stream, config)
-        return await self.js.pull_subscribe_bind(self.name, stream=self.subjects.events_stream)
+        await self.js.add_consumer(self.stream, config)
+        return await self.js.pull_subscribe_bind(self.name, stream=self.stream)
 
     async def run(self, stop: asyncio.Event) -> None:
         delay = 0.5

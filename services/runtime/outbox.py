@@ -50,7 +50,7 @@ async def add(
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3)",
         envelope.id,
-        subjects.event(envelope.type),
+        subjects.of(type(event)),
         env.encode(envelope),
     )
     await conn.execute("SELECT pg_notify($1, '')", _channel(producer))
