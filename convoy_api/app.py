@@ -12,8 +12,14 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ControllerRouterHandler
 
 from convoy_api import errors
-from convoy_api.convoys.controllers import ConvoyController
-from convoy_api.deps import Backend, provide_backend
+from convoy_api.auth.controllers import (
+    AuthController,
+    FacilitatorController,
+    InvitationController,
+    MeController,
+)
+from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
+from convoy_api.deps import Backend, ClientLimiter, provide_backend
 from convoy_api.health.controllers import health, service_metrics
 from convoy_api.reports.controllers import ReportController
 from schemas.subjects import Subjects
@@ -25,7 +31,12 @@ ROUTES: list[ControllerRouterHandler] = [
     health,
     service_metrics,
     PrometheusController,
+    AuthController,
+    InvitationController,
+    MeController,
+    FacilitatorController,
     ConvoyController,
+    OpenConvoyController,
     ReportController,
 ]
 
@@ -38,6 +49,7 @@ def create_app(settings: Settings) -> Litestar:
             settings=settings,
             rpc=RpcClient(nc, settings.nats_request_timeout),
             subjects=Subjects(settings.namespace),
+            limiter=ClientLimiter(settings.client_requests_per_minute),
         )
         try:
             yield

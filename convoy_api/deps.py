@@ -1,27 +1,58 @@
-"""What every controller is handed: the NATS request client, the subjects, and the caller."""
+"""What every controller is handed: the services (over NATS), the caller, and limits per client."""
 
 from __future__ import annotations
 
+import collections
 import hmac
 import time
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.handlers.base import BaseRouteHandler
 
 from schemas import api
 from schemas.subjects import Rpc, Subjects
-from services.runtime.errors import NotFound, Unauthenticated
+from services.runtime.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
 Rep = TypeVar("Rep", bound=msgspec.Struct)
 
-TOKEN_CACHE_S = 30.0
+SESSION_COOKIE = "convoy_session"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+TOKEN_CACHE_S = 10.0
+"""A revoked token keeps working in another API replica for at most this long."""
 TOKEN_CACHE_MAX = 10_000
+
+
+class ClientLimiter:
+    """Requests per client per minute, in a bounded map (oldest clients forgotten first).
+
+    Per API process: with N replicas a client gets up to N times the limit.
+    """
+
+    def __init__(self, per_minute: int, max_clients: int = 10_000) -> None:
+        self.per_minute = per_minute
+        self.max_clients = max_clients
+        self.hits: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+
+    def check(self, client: str) -> None:
+        now = time.monotonic()
+        hits = self.hits.pop(client, None) or collections.deque()
+        while hits and hits[0] < now - 60:
+            hits.popleft()
+        self.hits[client] = hits
+        while len(self.hits) > self.max_clients:
+            self.hits.popitem(last=False)
+        if len(hits) >= self.per_minute:
+            raise TooManyRequests("too many requests from your address; try again in a minute")
+        hits.append(now)
 
 
 @dataclass
@@ -31,31 +62,35 @@ class Backend:
     settings: Settings
     rpc: RpcClient
     subjects: Subjects
-    _tokens: dict[str, tuple[float, api.Actor]] = field(default_factory=dict)
+    limiter: ClientLimiter
+    _tokens: dict[str, tuple[float, api.Principal]] = field(default_factory=dict)
 
     async def call(self, service: str, operation: str, request: msgspec.Struct, reply_type: type[Rep]) -> Rep:
         return await self.rpc.call(self.subjects.rpc(service, operation), request, reply_type)
 
-    async def actor_for(self, token: str) -> api.Actor:
-        admin = self.settings.admin_token
-        if admin and hmac.compare_digest(token.encode(), admin.encode()):
-            return api.Actor(is_admin=True)
+    async def principal(self, token: str) -> api.Principal:
         now = time.monotonic()
         cached = self._tokens.get(token)
         if cached and cached[0] > now:
             return cached[1]
         try:
-            owner = await self.call(
-                "convoys", Rpc.TOKEN_RESOLVE, api.ResolveToken(token=token), api.TokenOwner
+            principal = await self.call(
+                "convoys", Rpc.TOKEN_RESOLVE, api.ResolveToken(token=token), api.Principal
             )
         except NotFound as exc:
-            raise Unauthenticated("unknown or revoked token") from exc
-        actor = api.Actor(person_id=owner.person_id)
+            raise Unauthenticated("unknown, expired or revoked token; sign in again") from exc
         if len(self._tokens) >= TOKEN_CACHE_MAX:  # bounded: drop the oldest entries
             for stale in list(self._tokens)[: TOKEN_CACHE_MAX // 10]:
                 del self._tokens[stale]
-        self._tokens[token] = (now + TOKEN_CACHE_S, actor)
-        return actor
+        self._tokens[token] = (now + TOKEN_CACHE_S, principal)
+        return principal
+
+    def forget(self, token: str) -> None:
+        self._tokens.pop(token, None)
+
+    def is_admin_token(self, token: str) -> bool:
+        admin = self.settings.admin_token
+        return bool(admin) and hmac.compare_digest(token.encode(), admin.encode())
 
 
 def provide_backend(state: State) -> Backend:
@@ -63,11 +98,39 @@ def provide_backend(state: State) -> Backend:
     return backend
 
 
-async def provide_actor(
-    request: Request[object, object, State], backend: NamedDependency[Backend]
-) -> api.Actor:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("send 'Authorization: Bearer <token>'")
-    return await backend.actor_for(token.strip())
+def bearer_token(request: Request[Any, Any, Any]) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def provide_actor(request: Request[Any, Any, State], backend: NamedDependency[Backend]) -> api.Actor:
+    """The caller: a bearer token (admin, access or API token) or the session cookie with CSRF."""
+    token = bearer_token(request)
+    if token is not None:
+        if backend.is_admin_token(token):
+            return api.Actor(is_admin=True)
+        if token.startswith("cvs_"):
+            raise Unauthenticated("a session token goes in the cookie, not in the Authorization header")
+        principal = await backend.principal(token)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        principal = await backend.principal(cookie)
+        if principal.kind != "browser":
+            raise Unauthenticated("not a session cookie")
+        if request.method not in SAFE_METHODS and not (
+            principal.csrf_token
+            and hmac.compare_digest(
+                request.headers.get(CSRF_HEADER, "").encode(), principal.csrf_token.encode()
+            )
+        ):
+            raise Forbidden("missing or wrong X-CSRF-Token header")
+    else:
+        raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>'")
+    return api.Actor(
+        person_id=principal.person_id, is_admin=principal.is_admin, is_facilitator=principal.is_facilitator
+    )
+
+
+def client_rate_limit(connection: ASGIConnection[Any, Any, Any, State], _: BaseRouteHandler) -> None:
+    """Guard for endpoints anyone may call (sign-in, invitations, join requests)."""
+    backend: Backend = connection.app.state.backend
+    backend.limiter.check(connection.client.host if connection.client else "unknown")

@@ -8,11 +8,13 @@ to have validated).
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
+
+from schemas.values import Bundesland, Cadence, ConvoyStatus, SizeClass
 
 Name = Annotated[str, Meta(min_length=1, max_length=200, description="1 to 200 characters")]
 ShortText = Annotated[str, Meta(max_length=200)]
@@ -44,10 +46,61 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 
     person_id: uuid.UUID | None = None
     is_admin: bool = False
+    is_facilitator: bool = False
     is_system: bool = False
 
 
 SYSTEM = Actor(is_system=True)
+ANONYMOUS = Actor()
+
+Timezone = Annotated[
+    str, Meta(min_length=1, max_length=64, description="IANA time zone", examples=["Europe/Berlin"])
+]
+Reason = Annotated[str, Meta(min_length=1, max_length=1000, description="why; kept in the audit log")]
+Token = Annotated[str, Meta(min_length=10, max_length=200)]
+
+
+# --- people ------------------------------------------------------------------------------------
+class PersonRef(Reply, kw_only=True):
+    person_id: uuid.UUID
+    name: str
+
+
+class Person(Reply, kw_only=True):
+    id: uuid.UUID
+    name: str
+    email: str
+    language: str
+    timezone: str
+    is_admin: bool
+    is_facilitator: bool
+
+
+class NewFacilitator(Body, kw_only=True):
+    name: Name
+    email: Email
+    language: Language = "de"
+    timezone: Timezone = "Europe/Berlin"
+
+
+class MyConvoy(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    name: str
+    status: str
+    role: Literal["facilitator", "representative"]
+    company_id: uuid.UUID | None = None
+    company_name: str = ""
+
+
+class Me(Reply, kw_only=True):
+    person: Person
+    convoys: list[MyConvoy]
+
+
+class ProfilePatch(Body, kw_only=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    language: Language | msgspec.UnsetType = msgspec.UNSET
+    timezone: Timezone | msgspec.UnsetType = msgspec.UNSET
 
 
 # --- convoys -----------------------------------------------------------------------------------
@@ -55,8 +108,30 @@ class NewConvoy(Body, kw_only=True):
     name: Name
     theme: ShortText = ""
     description: LongText = ""
-    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "Europe/Berlin"
+    cadence: Cadence = Cadence()
+    timezone: Timezone = "Europe/Berlin"
     language: Language = "de"
+    start_date: date | None = None
+    end_date: date | None = None
+    open_for_requests: bool = False
+    """Whether companies may ask to join (they appear in the list of open convoys)."""
+
+
+class ConvoyPatch(Body, kw_only=True):
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    theme: ShortText | msgspec.UnsetType = msgspec.UNSET
+    description: LongText | msgspec.UnsetType = msgspec.UNSET
+    cadence: Cadence | msgspec.UnsetType = msgspec.UNSET
+    timezone: Timezone | msgspec.UnsetType = msgspec.UNSET
+    language: Language | msgspec.UnsetType = msgspec.UNSET
+    start_date: date | msgspec.UnsetType | None = msgspec.UNSET
+    end_date: date | msgspec.UnsetType | None = msgspec.UNSET
+    open_for_requests: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+class StatusChange(Body, kw_only=True):
+    status: ConvoyStatus
+    reason: ShortText = ""
 
 
 class Company(Reply, kw_only=True):
@@ -64,7 +139,9 @@ class Company(Reply, kw_only=True):
     convoy_id: uuid.UUID
     name: str
     sector: str
+    size_class: str
     region: str
+    representatives: list[PersonRef] = []
 
 
 class Convoy(Reply, kw_only=True):
@@ -72,69 +149,287 @@ class Convoy(Reply, kw_only=True):
     name: str
     theme: str
     description: str
+    cadence: Cadence
     timezone: str
     language: str
+    start_date: date | None
+    end_date: date | None
+    open_for_requests: bool
     status: str
     created_at: datetime
+    facilitators: list[PersonRef] = []
     companies: list[Company] = []
+
+
+class OpenConvoy(Reply, kw_only=True):
+    id: uuid.UUID
+    name: str
+    theme: str
+    description: str
+    language: str
+    status: str
+    companies: int
+
+
+class OpenConvoys(Reply, kw_only=True):
+    convoys: list[OpenConvoy]
 
 
 class NewCompany(Body, kw_only=True):
     name: Name
     sector: ShortText = ""
-    region: ShortText = ""
+    size_class: SizeClass = ""
+    region: Bundesland = ""
 
 
-class NewRepresentative(Body, kw_only=True):
-    name: Name
+class Removal(Body, kw_only=True):
+    reason: Reason
+
+
+class NewInvitation(Body, kw_only=True):
     email: Email
+    name: ShortText = ""
     language: Language = "de"
 
 
-class Representative(Reply, kw_only=True):
-    person_id: uuid.UUID
+class Invitation(Reply, kw_only=True):
+    id: uuid.UUID
     convoy_id: uuid.UUID
     company_id: uuid.UUID
-    name: str
     email: str
+    expires_at: datetime
+
+
+class InvitationPreview(Reply, kw_only=True):
+    convoy_name: str
+    company_name: str
+    email: str
+    name: str
     language: str
+    expires_at: datetime
 
 
-class RepresentativeAdded(Reply, kw_only=True):
-    representative: Representative
-    api_token: str
-    """Personal API token, shown once (sign-in links and invitations replace this later)."""
+class AcceptInvitation(Body, kw_only=True):
+    token: Token
+    name: Name
+    language: Language = "de"
+    timezone: Timezone = "Europe/Berlin"
 
 
-class CreateConvoy(Body, kw_only=True):
+class NewJoinRequest(Body, kw_only=True):
+    company: NewCompany
+    contact_name: Name
+    contact_email: Email
+    contact_language: Language = "de"
+    message: LongText = ""
+
+
+class JoinRequest(Reply, kw_only=True):
+    id: uuid.UUID
+    convoy_id: uuid.UUID
+    company_name: str
+    sector: str
+    size_class: str
+    region: str
+    contact_name: str
+    contact_email: str
+    message: str
+    status: str
+    reason: str
+    created_at: datetime
+    company_id: uuid.UUID | None = None
+
+
+class JoinRequests(Reply, kw_only=True):
+    requests: list[JoinRequest]
+
+
+class JoinDecision(Body, kw_only=True):
+    approve: bool
+    reason: LongText = ""
+    """Required when declining; the asking contact reads it."""
+
+
+class AuditEntry(Reply, kw_only=True):
+    id: int
+    at: datetime
+    convoy_id: uuid.UUID | None
+    actor_id: uuid.UUID | None
+    action: str
+    object_type: str
+    object_id: str
+    reason: str
+    details: dict[str, str]
+
+
+class AuditLog(Reply, kw_only=True):
+    entries: list[AuditEntry]
+
+
+# --- sign-in, sessions and tokens --------------------------------------------------------------
+class SignInRequest(Body, kw_only=True):
+    email: Email
+
+
+class SignInComplete(Body, kw_only=True):
+    token: Token
+
+
+class SignedIn(Reply, kw_only=True):
+    person: Person
+    access_token: str
+    """Bearer token for API clients; expires at access_expires_at."""
+    access_expires_at: datetime
+    session_token: str
+    """Browser session (the API sets it as an HttpOnly cookie and leaves it out of the body)."""
+    session_expires_at: datetime
+    csrf_token: str
+    """Send as X-CSRF-Token with every state-changing request made with the session cookie."""
+
+
+class Accepted(Reply, kw_only=True):
+    message: str
+
+
+class SignInResult(Reply, kw_only=True):
+    """What a browser or API client gets on sign-in (the session itself travels as a cookie)."""
+
+    person: Person
+    access_token: str
+    access_expires_at: datetime
+    session_expires_at: datetime
+    csrf_token: str
+
+
+class Principal(Reply, kw_only=True):
+    """Who a token belongs to, as far as the edge needs to know."""
+
+    person_id: uuid.UUID
+    is_admin: bool
+    is_facilitator: bool
+    kind: Literal["api", "access", "browser"]
+    csrf_token: str | None = None
+
+
+class NewApiToken(Body, kw_only=True):
+    name: Name
+
+
+class ApiToken(Reply, kw_only=True):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class ApiTokenCreated(Reply, kw_only=True):
+    token: ApiToken
+    secret: str
+    """The token itself, shown this once."""
+
+
+class ApiTokens(Reply, kw_only=True):
+    tokens: list[ApiToken]
+
+
+# --- request/reply messages of services/convoys ---------------------------------------------------
+class Ask(Body, kw_only=True):
+    """A request made on behalf of ``actor``."""
+
     actor: Actor
+
+
+class AskConvoy(Ask, kw_only=True):
+    convoy_id: uuid.UUID
+
+
+class CreateConvoy(Ask, kw_only=True):
     convoy: NewConvoy
 
 
-class GetConvoy(Body, kw_only=True):
-    actor: Actor
-    convoy_id: uuid.UUID
+class GetConvoy(AskConvoy, kw_only=True):
+    pass
 
 
-class AddCompany(Body, kw_only=True):
-    actor: Actor
-    convoy_id: uuid.UUID
+class UpdateConvoy(AskConvoy, kw_only=True):
+    patch: ConvoyPatch
+
+
+class ChangeStatus(AskConvoy, kw_only=True):
+    change: StatusChange
+
+
+class AddFacilitator(AskConvoy, kw_only=True):
+    person_id: uuid.UUID
+
+
+class AppointFacilitator(Ask, kw_only=True):
+    facilitator: NewFacilitator
+
+
+class AddCompany(AskConvoy, kw_only=True):
     company: NewCompany
 
 
-class AddRepresentative(Body, kw_only=True):
-    actor: Actor
-    convoy_id: uuid.UUID
+class RemoveCompany(AskConvoy, kw_only=True):
     company_id: uuid.UUID
-    representative: NewRepresentative
+    removal: Removal
+
+
+class RemoveMember(AskConvoy, kw_only=True):
+    person_id: uuid.UUID
+    removal: Removal
+
+
+class CreateInvitation(AskConvoy, kw_only=True):
+    company_id: uuid.UUID
+    invitation: NewInvitation
+
+
+class PreviewInvitation(Body, kw_only=True):
+    token: Token
+
+
+class AcceptInvitationRequest(Body, kw_only=True):
+    accept: AcceptInvitation
+
+
+class CreateJoinRequest(Body, kw_only=True):
+    convoy_id: uuid.UUID
+    request: NewJoinRequest
+
+
+class ListJoinRequests(AskConvoy, kw_only=True):
+    status: Literal["pending", "approved", "declined", "all"] = "pending"
+
+
+class DecideJoinRequest(AskConvoy, kw_only=True):
+    request_id: uuid.UUID
+    decision: JoinDecision
+
+
+class ListAudit(AskConvoy, kw_only=True):
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 200
 
 
 class ResolveToken(Body, kw_only=True):
     token: Annotated[str, Meta(min_length=1, max_length=200)]
 
 
-class TokenOwner(Reply, kw_only=True):
-    person_id: uuid.UUID
+class SignOut(Body, kw_only=True):
+    token: Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class UpdateMe(Ask, kw_only=True):
+    patch: ProfilePatch
+
+
+class CreateApiToken(Ask, kw_only=True):
+    request: NewApiToken
+
+
+class RevokeApiToken(Ask, kw_only=True):
+    token_id: uuid.UUID
 
 
 class GetMembership(Body, kw_only=True):
@@ -146,6 +441,7 @@ class Membership(Reply, kw_only=True):
     person_id: uuid.UUID
     convoy_id: uuid.UUID
     company_ids: list[uuid.UUID]
+    is_facilitator: bool = False
 
 
 class GetRecipients(Body, kw_only=True):

@@ -110,7 +110,6 @@ class Rpc:
     CONVOY_CREATE = "convoy_create"
     CONVOY_GET = "convoy_get"
     COMPANY_ADD = "company_add"
-    REPRESENTATIVE_ADD = "representative_add"
     TOKEN_RESOLVE = "token_resolve"
     FACILITATOR_APPOINT = "facilitator_appoint"
     CONVOY_UPDATE = "convoy_update"

@@ -1,19 +1,22 @@
-"""Convoys, companies and representatives (foundation: set up by the centre's admin)."""
+"""Convoys: set-up and lifecycle, facilitators, companies, members, invitations, join requests, audit."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, QueryParameter
 
-from convoy_api.deps import Backend, provide_actor
+from convoy_api import examples as ex
+from convoy_api.deps import Backend, client_rate_limit, provide_actor
 from schemas import api
 from schemas.subjects import Rpc
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
+ConvoyId = FromPath[uuid.UUID]
 
 
 class ConvoyController(Controller):
@@ -21,21 +24,54 @@ class ConvoyController(Controller):
     tags = ["convoys"]
     dependencies = {"actor": Provide(provide_actor)}
 
-    @post("/", summary="Create a convoy (admin)")
-    async def create(self, data: JSONBody[api.NewConvoy], actor: Actor, backend: Services) -> api.Convoy:
+    @post("/", summary="Create a convoy (facilitators, admins); its creator facilitates it")
+    async def create(self, data: ex.NewConvoy, actor: Actor, backend: Services) -> api.Convoy:
         return await backend.call(
             "convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=actor, convoy=data), api.Convoy
         )
 
-    @get("/{convoy_id:uuid}", summary="A convoy with its companies (admin or member)")
-    async def read(self, convoy_id: FromPath[uuid.UUID], actor: Actor, backend: Services) -> api.Convoy:
+    @get("/{convoy_id:uuid}", summary="A convoy with facilitators, companies, representatives (its people)")
+    async def read(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Convoy:
         return await backend.call(
             "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy
         )
 
-    @post("/{convoy_id:uuid}/companies", summary="Add a company to a convoy (admin)")
+    @patch("/{convoy_id:uuid}", summary="Change name, description, cadence, dates (its facilitators)")
+    async def update(
+        self, convoy_id: ConvoyId, data: ex.ConvoyPatch, actor: Actor, backend: Services
+    ) -> api.Convoy:
+        return await backend.call(
+            "convoys",
+            Rpc.CONVOY_UPDATE,
+            api.UpdateConvoy(actor=actor, convoy_id=convoy_id, patch=data),
+            api.Convoy,
+        )
+
+    @post("/{convoy_id:uuid}/status", summary="forming → active → paused → completed (its facilitators)")
+    async def status(
+        self, convoy_id: ConvoyId, data: ex.StatusChange, actor: Actor, backend: Services
+    ) -> api.Convoy:
+        return await backend.call(
+            "convoys",
+            Rpc.CONVOY_STATUS,
+            api.ChangeStatus(actor=actor, convoy_id=convoy_id, change=data),
+            api.Convoy,
+        )
+
+    @post("/{convoy_id:uuid}/facilitators", summary="Add a co-facilitator (its facilitators)")
+    async def add_facilitator(
+        self, convoy_id: ConvoyId, data: ex.CoFacilitator, actor: Actor, backend: Services
+    ) -> api.Convoy:
+        return await backend.call(
+            "convoys",
+            Rpc.CONVOY_FACILITATOR_ADD,
+            api.AddFacilitator(actor=actor, convoy_id=convoy_id, person_id=data.person_id),
+            api.Convoy,
+        )
+
+    @post("/{convoy_id:uuid}/companies", summary="Add a company (its facilitators)")
     async def add_company(
-        self, convoy_id: FromPath[uuid.UUID], data: JSONBody[api.NewCompany], actor: Actor, backend: Services
+        self, convoy_id: ConvoyId, data: ex.NewCompany, actor: Actor, backend: Services
     ) -> api.Company:
         return await backend.call(
             "convoys",
@@ -44,23 +80,132 @@ class ConvoyController(Controller):
             api.Company,
         )
 
-    @post(
-        "/{convoy_id:uuid}/companies/{company_id:uuid}/representatives",
-        summary="Add a company representative; answers with their personal API token (admin)",
-    )
-    async def add_representative(
+    @post("/{convoy_id:uuid}/companies/{company_id:uuid}/removal", summary="Remove a company, with a reason")
+    async def remove_company(
         self,
-        convoy_id: FromPath[uuid.UUID],
+        convoy_id: ConvoyId,
         company_id: FromPath[uuid.UUID],
-        data: JSONBody[api.NewRepresentative],
+        data: ex.Removal,
         actor: Actor,
         backend: Services,
-    ) -> api.RepresentativeAdded:
+    ) -> api.Convoy:
         return await backend.call(
             "convoys",
-            Rpc.REPRESENTATIVE_ADD,
-            api.AddRepresentative(
-                actor=actor, convoy_id=convoy_id, company_id=company_id, representative=data
-            ),
-            api.RepresentativeAdded,
+            Rpc.COMPANY_REMOVE,
+            api.RemoveCompany(actor=actor, convoy_id=convoy_id, company_id=company_id, removal=data),
+            api.Convoy,
         )
+
+    @post(
+        "/{convoy_id:uuid}/members/{person_id:uuid}/removal", summary="Remove a representative, with a reason"
+    )
+    async def remove_member(
+        self,
+        convoy_id: ConvoyId,
+        person_id: FromPath[uuid.UUID],
+        data: ex.Removal,
+        actor: Actor,
+        backend: Services,
+    ) -> api.Convoy:
+        return await backend.call(
+            "convoys",
+            Rpc.MEMBER_REMOVE,
+            api.RemoveMember(actor=actor, convoy_id=convoy_id, person_id=person_id, removal=data),
+            api.Convoy,
+        )
+
+    @post(
+        "/{convoy_id:uuid}/companies/{company_id:uuid}/invitations",
+        summary="Invite a representative by email: a single-use link that expires (its facilitators)",
+    )
+    async def invite(
+        self,
+        convoy_id: ConvoyId,
+        company_id: FromPath[uuid.UUID],
+        data: ex.NewInvitation,
+        actor: Actor,
+        backend: Services,
+    ) -> api.Invitation:
+        return await backend.call(
+            "convoys",
+            Rpc.INVITATION_CREATE,
+            api.CreateInvitation(actor=actor, convoy_id=convoy_id, company_id=company_id, invitation=data),
+            api.Invitation,
+        )
+
+    @get("/{convoy_id:uuid}/join-requests", summary="Requests to join (its facilitators)")
+    async def join_requests(
+        self,
+        convoy_id: ConvoyId,
+        actor: Actor,
+        backend: Services,
+        status: Annotated[str, QueryParameter(pattern="^(pending|approved|declined|all)$")] = "pending",
+    ) -> api.JoinRequests:
+        return await backend.call(
+            "convoys",
+            Rpc.JOIN_REQUEST_LIST,
+            api.ListJoinRequests(actor=actor, convoy_id=convoy_id, status=status),  # type: ignore[arg-type]
+            api.JoinRequests,
+        )
+
+    @post(
+        "/{convoy_id:uuid}/join-requests/{request_id:uuid}/decision",
+        summary="Approve or decline a join request",
+    )
+    async def decide(
+        self,
+        convoy_id: ConvoyId,
+        request_id: FromPath[uuid.UUID],
+        data: ex.JoinDecision,
+        actor: Actor,
+        backend: Services,
+    ) -> api.JoinRequest:
+        return await backend.call(
+            "convoys",
+            Rpc.JOIN_REQUEST_DECIDE,
+            api.DecideJoinRequest(actor=actor, convoy_id=convoy_id, request_id=request_id, decision=data),
+            api.JoinRequest,
+        )
+
+    @get("/{convoy_id:uuid}/audit", summary="Audit log of membership and administration (its facilitators)")
+    async def audit(
+        self,
+        convoy_id: ConvoyId,
+        actor: Actor,
+        backend: Services,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
+    ) -> api.AuditLog:
+        return await backend.call(
+            "convoys",
+            Rpc.AUDIT_LIST,
+            api.ListAudit(actor=actor, convoy_id=convoy_id, limit=limit),
+            api.AuditLog,
+        )
+
+
+class OpenConvoyController(Controller):
+    """What anyone may see and do without an account."""
+
+    path = "/api/v1"
+    tags = ["convoys"]
+
+    @get("/open-convoys", summary="Convoys that companies may ask to join")
+    async def open_convoys(self, backend: Services) -> api.OpenConvoys:
+        return await backend.call("convoys", Rpc.CONVOY_LIST_OPEN, api.Empty(), api.OpenConvoys)
+
+    @post(
+        "/open-convoys/{convoy_id:uuid}/join-requests",
+        summary="Ask for a company to join",
+        status_code=202,
+        guards=[client_rate_limit],
+    )
+    async def ask_to_join(
+        self, convoy_id: ConvoyId, data: ex.NewJoinRequest, backend: Services
+    ) -> api.Accepted:
+        await backend.call(
+            "convoys",
+            Rpc.JOIN_REQUEST_CREATE,
+            api.CreateJoinRequest(convoy_id=convoy_id, request=data),
+            api.JoinRequest,
+        )
+        return api.Accepted(message="Thank you: the convoy's facilitators will answer by email.")

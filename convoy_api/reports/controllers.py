@@ -7,8 +7,9 @@ from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, QueryParameter
 
+from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
 from schemas.subjects import Rpc
@@ -24,7 +25,7 @@ class ReportController(Controller):
 
     @post("/", summary="Post my company's progress report")
     async def submit(
-        self, convoy_id: FromPath[uuid.UUID], data: JSONBody[api.NewReport], actor: Actor, backend: Services
+        self, convoy_id: FromPath[uuid.UUID], data: ex.NewReport, actor: Actor, backend: Services
     ) -> api.Report:
         return await backend.call(
             "milestones",

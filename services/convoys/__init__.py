@@ -1,4 +1,4 @@
-"""services/convoys: convoys, companies, people, memberships and their tokens."""
+"""services/convoys: convoys, companies, people, roles, invitations, sign-in and sessions."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from schemas import api
 from schemas.subjects import Rpc
+from services.convoys.auth import Sessions
 from services.convoys.service import ConvoysService
 from services.runtime.service import Runtime
 
@@ -16,10 +17,38 @@ MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
 async def setup(rt: Runtime) -> None:
     svc = ConvoysService(rt)
+    sessions = Sessions(rt)
+
+    async def accept_invitation(req: api.AcceptInvitationRequest) -> api.SignedIn:
+        return await svc.accept_invitation(req, sessions)
+
     rt.endpoint(Rpc.CONVOY_CREATE, api.CreateConvoy, svc.create_convoy)
     rt.endpoint(Rpc.CONVOY_GET, api.GetConvoy, svc.get_convoy)
+    rt.endpoint(Rpc.CONVOY_UPDATE, api.UpdateConvoy, svc.update_convoy)
+    rt.endpoint(Rpc.CONVOY_STATUS, api.ChangeStatus, svc.change_status)
+    rt.endpoint(Rpc.CONVOY_LIST_OPEN, api.Empty, svc.list_open)
+    rt.endpoint(Rpc.CONVOY_FACILITATOR_ADD, api.AddFacilitator, svc.add_facilitator)
+    rt.endpoint(Rpc.FACILITATOR_APPOINT, api.AppointFacilitator, svc.appoint_facilitator)
     rt.endpoint(Rpc.COMPANY_ADD, api.AddCompany, svc.add_company)
-    rt.endpoint(Rpc.REPRESENTATIVE_ADD, api.AddRepresentative, svc.add_representative)
-    rt.endpoint(Rpc.TOKEN_RESOLVE, api.ResolveToken, svc.resolve_token)
+    rt.endpoint(Rpc.COMPANY_REMOVE, api.RemoveCompany, svc.remove_company)
+    rt.endpoint(Rpc.MEMBER_REMOVE, api.RemoveMember, svc.remove_member)
+    rt.endpoint(Rpc.INVITATION_CREATE, api.CreateInvitation, svc.create_invitation)
+    rt.endpoint(Rpc.INVITATION_PREVIEW, api.PreviewInvitation, svc.preview_invitation)
+    rt.endpoint(Rpc.INVITATION_ACCEPT, api.AcceptInvitationRequest, accept_invitation)
+    rt.endpoint(Rpc.JOIN_REQUEST_CREATE, api.CreateJoinRequest, svc.create_join_request)
+    rt.endpoint(Rpc.JOIN_REQUEST_LIST, api.ListJoinRequests, svc.list_join_requests)
+    rt.endpoint(Rpc.JOIN_REQUEST_DECIDE, api.DecideJoinRequest, svc.decide_join_request)
+    rt.endpoint(Rpc.AUDIT_LIST, api.ListAudit, svc.list_audit)
     rt.endpoint(Rpc.MEMBERSHIP_GET, api.GetMembership, svc.get_membership)
     rt.endpoint(Rpc.CONVOY_RECIPIENTS, api.GetRecipients, svc.get_recipients)
+
+    rt.endpoint(Rpc.SIGN_IN_REQUEST, api.SignInRequest, sessions.request_sign_in)
+    rt.endpoint(Rpc.SIGN_IN_COMPLETE, api.SignInComplete, sessions.complete_sign_in)
+    rt.endpoint(Rpc.SIGN_OUT, api.SignOut, sessions.sign_out)
+    rt.endpoint(Rpc.TOKEN_RESOLVE, api.ResolveToken, sessions.resolve)
+    rt.endpoint(Rpc.ME_GET, api.Ask, sessions.me)
+    rt.endpoint(Rpc.ME_UPDATE, api.UpdateMe, sessions.update_me)
+    rt.endpoint(Rpc.API_TOKEN_CREATE, api.CreateApiToken, sessions.create_api_token)
+    rt.endpoint(Rpc.API_TOKEN_LIST, api.Ask, sessions.list_api_tokens)
+    rt.endpoint(Rpc.API_TOKEN_REVOKE, api.RevokeApiToken, sessions.revoke_api_token)
+    rt.background(sessions.purge_forever)

@@ -3,77 +3,276 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 
 from schemas import api
+from schemas.values import Cadence
 
 Conn = asyncpg.Connection
 
+_cadence = msgspec.json.Decoder(Cadence)
 
-async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> api.Convoy:
+
+# --- people --------------------------------------------------------------------------------------
+async def person_by_email(conn: Conn, email: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM people WHERE lower(email) = lower($1)", email)
+
+
+async def person_by_id(conn: Conn, person_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM people WHERE id = $1", person_id)
+
+
+async def insert_person(
+    conn: Conn, *, name: str, email: str, language: str, timezone: str, is_facilitator: bool = False
+) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "INSERT INTO convoys (id, name, theme, description, timezone, language)"
+        "INSERT INTO people (id, name, email, language, timezone, is_facilitator)"
         " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        uuid.uuid4(),
+        name,
+        email,
+        language,
+        timezone,
+        is_facilitator,
+    )
+    assert row is not None
+    return row
+
+
+async def make_facilitator(conn: Conn, person_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE people SET is_facilitator = true, updated_at = now() WHERE id = $1", person_id)
+
+
+async def update_person(conn: Conn, person_id: uuid.UUID, changes: dict[str, Any]) -> asyncpg.Record:
+    sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE people SET {sets}, updated_at = now() WHERE id = $1 RETURNING *",
+        person_id,
+        *changes.values(),
+    )
+    assert row is not None
+    return row
+
+
+def person(row: asyncpg.Record) -> api.Person:
+    return api.Person(
+        id=row["id"],
+        name=row["name"],
+        email=row["email"],
+        language=row["language"],
+        timezone=row["timezone"],
+        is_admin=row["is_admin"],
+        is_facilitator=row["is_facilitator"],
+    )
+
+
+async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
+    rows = await conn.fetch(
+        "SELECT c.id AS convoy_id, c.name, c.status, 'facilitator' AS role, NULL::uuid AS company_id,"
+        "       '' AS company_name, c.created_at"
+        " FROM convoy_facilitators f JOIN convoys c ON c.id = f.convoy_id WHERE f.person_id = $1"
+        " UNION ALL"
+        " SELECT c.id, c.name, c.status, 'representative', co.id, co.name, c.created_at"
+        " FROM memberships m JOIN convoys c ON c.id = m.convoy_id JOIN companies co ON co.id = m.company_id"
+        " WHERE m.person_id = $1 AND m.removed_at IS NULL"
+        " ORDER BY created_at DESC",
+        person_id,
+    )
+    return [
+        api.MyConvoy(
+            convoy_id=r["convoy_id"],
+            name=r["name"],
+            status=r["status"],
+            role=r["role"],
+            company_id=r["company_id"],
+            company_name=r["company_name"],
+        )
+        for r in rows
+    ]
+
+
+# --- convoys -------------------------------------------------------------------------------------
+async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> None:
+    await conn.execute(
+        "INSERT INTO convoys (id, name, theme, description, timezone, language, cadence, start_date, end_date,"
+        " open_for_requests) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
         convoy_id,
         c.name,
         c.theme,
         c.description,
         c.timezone,
         c.language,
+        msgspec.json.encode(c.cadence).decode(),
+        c.start_date,
+        c.end_date,
+        c.open_for_requests,
     )
-    return _convoy(row, [])
 
 
-async def get_convoy(conn: Conn, convoy_id: uuid.UUID) -> api.Convoy | None:
-    row = await conn.fetchrow("SELECT * FROM convoys WHERE id = $1", convoy_id)
-    if row is None:
-        return None
+async def convoy_row(conn: Conn, convoy_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM convoys WHERE id = $1" + (" FOR UPDATE" if lock else ""), convoy_id
+    )
+
+
+async def update_convoy(conn: Conn, convoy_id: uuid.UUID, changes: dict[str, Any]) -> None:
+    if "cadence" in changes:
+        changes["cadence"] = msgspec.json.encode(changes["cadence"]).decode()
+    sets = ", ".join(
+        f"{column} = ${i}{'::jsonb' if column == 'cadence' else ''}"
+        for i, column in enumerate(changes, start=2)
+    )
+    await conn.execute(
+        f"UPDATE convoys SET {sets}, updated_at = now() WHERE id = $1", convoy_id, *changes.values()
+    )
+
+
+async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
+    await conn.execute("UPDATE convoys SET status = $2, updated_at = now() WHERE id = $1", convoy_id, status)
+
+
+def cadence(row: asyncpg.Record) -> Cadence:
+    raw = row["cadence"]
+    return _cadence.decode(raw.encode() if isinstance(raw, str) else raw)
+
+
+async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.Convoy:
+    """The convoy with its facilitators and companies (representatives only ``with_members``)."""
+    facilitators = await conn.fetch(
+        "SELECT p.id, p.name FROM convoy_facilitators f JOIN people p ON p.id = f.person_id"
+        " WHERE f.convoy_id = $1 ORDER BY f.added_at",
+        row["id"],
+    )
     companies = await conn.fetch(
-        "SELECT * FROM companies WHERE convoy_id = $1 ORDER BY created_at, name", convoy_id
+        "SELECT * FROM companies WHERE convoy_id = $1 AND removed_at IS NULL ORDER BY created_at, name",
+        row["id"],
     )
-    return _convoy(row, [_company(r) for r in companies])
+    reps: dict[uuid.UUID, list[api.PersonRef]] = {}
+    if with_members:
+        for r in await conn.fetch(
+            "SELECT m.company_id, p.id, p.name FROM memberships m JOIN people p ON p.id = m.person_id"
+            " WHERE m.convoy_id = $1 AND m.removed_at IS NULL ORDER BY m.created_at",
+            row["id"],
+        ):
+            reps.setdefault(r["company_id"], []).append(api.PersonRef(person_id=r["id"], name=r["name"]))
+    return api.Convoy(
+        id=row["id"],
+        name=row["name"],
+        theme=row["theme"],
+        description=row["description"],
+        cadence=cadence(row),
+        timezone=row["timezone"],
+        language=row["language"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
+        open_for_requests=row["open_for_requests"],
+        status=row["status"],
+        created_at=row["created_at"],
+        facilitators=[api.PersonRef(person_id=f["id"], name=f["name"]) for f in facilitators],
+        companies=[company(c, reps.get(c["id"], [])) for c in companies],
+    )
 
 
+async def open_convoys(conn: Conn) -> list[api.OpenConvoy]:
+    rows = await conn.fetch(
+        "SELECT c.id, c.name, c.theme, c.description, c.language, c.status,"
+        " (SELECT count(*) FROM companies co WHERE co.convoy_id = c.id AND co.removed_at IS NULL) AS companies"
+        " FROM convoys c WHERE c.open_for_requests AND c.status IN ('forming', 'active')"
+        " ORDER BY c.created_at DESC LIMIT 500"
+    )
+    return [api.OpenConvoy(**dict(r)) for r in rows]
+
+
+async def add_facilitator(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID) -> bool:
+    added = await conn.fetchval(
+        "INSERT INTO convoy_facilitators (convoy_id, person_id) VALUES ($1, $2)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        convoy_id,
+        person_id,
+    )
+    return bool(added)
+
+
+async def facilitates(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM convoy_facilitators WHERE person_id = $1 AND convoy_id = $2",
+            person_id,
+            convoy_id,
+        )
+    )
+
+
+async def facilitator_contacts(conn: Conn, convoy_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT p.id, p.name, p.email, p.language FROM convoy_facilitators f JOIN people p ON p.id = f.person_id"
+        " WHERE f.convoy_id = $1",
+        convoy_id,
+    )
+
+
+# --- companies and memberships -------------------------------------------------------------------
 async def insert_company(
     conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, c: api.NewCompany
 ) -> api.Company:
     row = await conn.fetchrow(
-        "INSERT INTO companies (id, convoy_id, name, sector, region) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+        "INSERT INTO companies (id, convoy_id, name, sector, size_class, region)"
+        " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
         company_id,
         convoy_id,
         c.name,
         c.sector,
+        c.size_class,
         c.region,
     )
-    return _company(row)
+    return company(row, [])
 
 
-async def get_company(conn: Conn, company_id: uuid.UUID) -> api.Company | None:
-    row = await conn.fetchrow("SELECT * FROM companies WHERE id = $1", company_id)
-    return None if row is None else _company(row)
+async def company_row(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM companies WHERE id = $1 AND removed_at IS NULL", company_id)
 
 
-async def upsert_person(conn: Conn, r: api.NewRepresentative) -> tuple[uuid.UUID, str, str, str]:
-    """The person with this email (created if new); returns (id, name, email, language)."""
-    row = await conn.fetchrow(
-        "INSERT INTO people (id, name, email, language) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT ((lower(email))) DO UPDATE SET email = people.email"
-        " RETURNING id, name, email, language",
-        uuid.uuid4(),
-        r.name,
-        r.email,
-        r.language,
+async def remove_company(conn: Conn, company_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
+    """Mark the company and its memberships removed; return the people who left with it."""
+    await conn.execute(
+        "UPDATE companies SET removed_at = now(), removed_reason = $2 WHERE id = $1", company_id, reason
     )
+    rows = await conn.fetch(
+        "UPDATE memberships SET removed_at = now(), removed_reason = $2"
+        " WHERE company_id = $1 AND removed_at IS NULL RETURNING person_id",
+        company_id,
+        reason,
+    )
+    await conn.execute(
+        "UPDATE invitations SET revoked_at = now() WHERE company_id = $1 AND accepted_at IS NULL"
+        " AND revoked_at IS NULL",
+        company_id,
+    )
+    return [r["person_id"] for r in rows]
+
+
+def company(row: asyncpg.Record | None, reps: list[api.PersonRef]) -> api.Company:
     assert row is not None
-    return row["id"], row["name"], row["email"], row["language"]
+    return api.Company(
+        id=row["id"],
+        convoy_id=row["convoy_id"],
+        name=row["name"],
+        sector=row["sector"],
+        size_class=row["size_class"],
+        region=row["region"],
+        representatives=reps,
+    )
 
 
-async def is_member_of_convoy(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT true FROM memberships WHERE person_id = $1 AND convoy_id = $2", person_id, convoy_id
-        )
+async def active_membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM memberships WHERE person_id = $1 AND convoy_id = $2 AND removed_at IS NULL",
+        person_id,
+        convoy_id,
     )
 
 
@@ -88,22 +287,17 @@ async def insert_membership(
     )
 
 
-async def insert_token(conn: Conn, token_hash: bytes, person_id: uuid.UUID) -> None:
+async def remove_membership(conn: Conn, membership_id: int, reason: str) -> None:
     await conn.execute(
-        "INSERT INTO api_tokens (token_hash, person_id) VALUES ($1, $2)", token_hash, person_id
+        "UPDATE memberships SET removed_at = now(), removed_reason = $2 WHERE id = $1", membership_id, reason
     )
-
-
-async def token_owner(conn: Conn, token_hash: bytes) -> uuid.UUID | None:
-    value = await conn.fetchval(
-        "SELECT person_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL", token_hash
-    )
-    return value  # type: ignore[no-any-return]
 
 
 async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await conn.fetch(
-        "SELECT company_id FROM memberships WHERE person_id = $1 AND convoy_id = $2", person_id, convoy_id
+        "SELECT company_id FROM memberships WHERE person_id = $1 AND convoy_id = $2 AND removed_at IS NULL",
+        person_id,
+        convoy_id,
     )
     return [r["company_id"] for r in rows]
 
@@ -115,29 +309,336 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> tuple[str, list[api.Re
     rows = await conn.fetch(
         "SELECT p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
         " FROM memberships m JOIN people p ON p.id = m.person_id JOIN companies c ON c.id = m.company_id"
-        " WHERE m.convoy_id = $1 ORDER BY c.name, p.name",
+        " WHERE m.convoy_id = $1 AND m.removed_at IS NULL ORDER BY c.name, p.name",
         convoy_id,
     )
     return name, [api.Recipient(**dict(r)) for r in rows]
 
 
-def _company(row: asyncpg.Record | None) -> api.Company:
-    assert row is not None
-    return api.Company(
-        id=row["id"], convoy_id=row["convoy_id"], name=row["name"], sector=row["sector"], region=row["region"]
+# --- invitations ---------------------------------------------------------------------------------
+async def invitations_to(conn: Conn, email: str, since: datetime) -> int:
+    count = await conn.fetchval(
+        "SELECT count(*) FROM invitations WHERE lower(email) = lower($1) AND created_at > $2", email, since
+    )
+    return int(count)
+
+
+async def revoke_pending_invitations(conn: Conn, convoy_id: uuid.UUID, email: str) -> None:
+    await conn.execute(
+        "UPDATE invitations SET revoked_at = now() WHERE convoy_id = $1 AND lower(email) = lower($2)"
+        " AND accepted_at IS NULL AND revoked_at IS NULL",
+        convoy_id,
+        email,
     )
 
 
-def _convoy(row: asyncpg.Record | None, companies: list[api.Company]) -> api.Convoy:
+async def insert_invitation(
+    conn: Conn,
+    *,
+    token_hash: bytes,
+    convoy_id: uuid.UUID,
+    company_id: uuid.UUID,
+    invitation: api.NewInvitation,
+    invited_by: uuid.UUID | None,
+    expires_at: datetime,
+) -> api.Invitation:
+    row = await conn.fetchrow(
+        "INSERT INTO invitations (id, token_hash, convoy_id, company_id, email, name, language, invited_by,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+        uuid.uuid4(),
+        token_hash,
+        convoy_id,
+        company_id,
+        invitation.email,
+        invitation.name,
+        invitation.language,
+        invited_by,
+        expires_at,
+    )
     assert row is not None
-    return api.Convoy(
+    return api.Invitation(
         id=row["id"],
-        name=row["name"],
-        theme=row["theme"],
-        description=row["description"],
-        timezone=row["timezone"],
-        language=row["language"],
-        status=row["status"],
-        created_at=row["created_at"],
-        companies=companies,
+        convoy_id=row["convoy_id"],
+        company_id=row["company_id"],
+        email=row["email"],
+        expires_at=row["expires_at"],
     )
+
+
+async def invitation_by_token(conn: Conn, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT i.*, c.name AS convoy_name, c.status AS convoy_status, co.name AS company_name,"
+        " co.removed_at AS company_removed_at"
+        " FROM invitations i JOIN convoys c ON c.id = i.convoy_id JOIN companies co ON co.id = i.company_id"
+        " WHERE i.token_hash = $1" + (" FOR UPDATE OF i" if lock else ""),
+        token_hash,
+    )
+
+
+async def accept_invitation(conn: Conn, invitation_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE invitations SET accepted_at = now(), accepted_by = $2 WHERE id = $1", invitation_id, person_id
+    )
+
+
+# --- join requests -------------------------------------------------------------------------------
+async def join_requests_from(conn: Conn, email: str, since: datetime) -> int:
+    count = await conn.fetchval(
+        "SELECT count(*) FROM join_requests WHERE lower(contact_email) = lower($1) AND created_at > $2",
+        email,
+        since,
+    )
+    return int(count)
+
+
+async def insert_join_request(conn: Conn, convoy_id: uuid.UUID, r: api.NewJoinRequest) -> api.JoinRequest:
+    row = await conn.fetchrow(
+        "INSERT INTO join_requests (id, convoy_id, company_name, sector, size_class, region, contact_name,"
+        " contact_email, contact_language, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+        uuid.uuid4(),
+        convoy_id,
+        r.company.name,
+        r.company.sector,
+        r.company.size_class,
+        r.company.region,
+        r.contact_name,
+        r.contact_email,
+        r.contact_language,
+        r.message,
+    )
+    return join_request(row)
+
+
+async def join_request_row(conn: Conn, request_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM join_requests WHERE id = $1" + (" FOR UPDATE" if lock else ""), request_id
+    )
+
+
+async def list_join_requests(conn: Conn, convoy_id: uuid.UUID, status: str) -> list[api.JoinRequest]:
+    rows = await conn.fetch(
+        "SELECT * FROM join_requests WHERE convoy_id = $1 AND ($2 = 'all' OR status = $2)"
+        " ORDER BY created_at DESC LIMIT 500",
+        convoy_id,
+        status,
+    )
+    return [join_request(r) for r in rows]
+
+
+async def decide_join_request(
+    conn: Conn,
+    request_id: uuid.UUID,
+    *,
+    status: str,
+    reason: str,
+    decided_by: uuid.UUID | None,
+    company_id: uuid.UUID | None,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "UPDATE join_requests SET status = $2, reason = $3, decided_by = $4, decided_at = now(), company_id = $5"
+        " WHERE id = $1 RETURNING *",
+        request_id,
+        status,
+        reason,
+        decided_by,
+        company_id,
+    )
+    assert row is not None
+    return row
+
+
+def join_request(row: asyncpg.Record | None) -> api.JoinRequest:
+    assert row is not None
+    return api.JoinRequest(
+        id=row["id"],
+        convoy_id=row["convoy_id"],
+        company_name=row["company_name"],
+        sector=row["sector"],
+        size_class=row["size_class"],
+        region=row["region"],
+        contact_name=row["contact_name"],
+        contact_email=row["contact_email"],
+        message=row["message"],
+        status=row["status"],
+        reason=row["reason"],
+        created_at=row["created_at"],
+        company_id=row["company_id"],
+    )
+
+
+# --- sign-in, sessions, tokens -------------------------------------------------------------------
+async def record_sign_in_request(conn: Conn, email_hash: bytes, since: datetime) -> int:
+    """Record one request for this address; return how many it made since ``since`` (this one included)."""
+    await conn.execute("INSERT INTO sign_in_requests (email_hash) VALUES ($1)", email_hash)
+    count = await conn.fetchval(
+        "SELECT count(*) FROM sign_in_requests WHERE email_hash = $1 AND requested_at > $2", email_hash, since
+    )
+    return int(count)
+
+
+async def insert_sign_in_link(
+    conn: Conn, token_hash: bytes, person_id: uuid.UUID, expires_at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO sign_in_links (token_hash, person_id, expires_at) VALUES ($1, $2, $3)",
+        token_hash,
+        person_id,
+        expires_at,
+    )
+
+
+async def use_sign_in_link(conn: Conn, token_hash: bytes) -> uuid.UUID | None:
+    """Mark an unused, unexpired link used (atomically: a link works once); return its person."""
+    value = await conn.fetchval(
+        "UPDATE sign_in_links SET used_at = now() WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()"
+        " RETURNING person_id",
+        token_hash,
+    )
+    return value  # type: ignore[no-any-return]
+
+
+async def insert_session(
+    conn: Conn,
+    *,
+    token_hash: bytes,
+    person_id: uuid.UUID,
+    kind: str,
+    csrf_token: str | None,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO sessions (id, token_hash, person_id, kind, csrf_token, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        uuid.uuid4(),
+        token_hash,
+        person_id,
+        kind,
+        csrf_token,
+        expires_at,
+    )
+
+
+async def cap_sessions(conn: Conn, person_id: uuid.UUID, keep: int) -> None:
+    """End all but the newest ``keep`` live sessions of a person (the store is bounded)."""
+    await conn.execute(
+        "UPDATE sessions SET revoked_at = now() WHERE id IN ("
+        " SELECT id FROM sessions WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+        " ORDER BY created_at DESC OFFSET $2)",
+        person_id,
+        keep,
+    )
+
+
+async def session_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT s.person_id, s.kind, s.csrf_token, p.is_admin, p.is_facilitator"
+        " FROM sessions s JOIN people p ON p.id = s.person_id"
+        " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
+        token_hash,
+    )
+
+
+async def revoke_session(conn: Conn, token_hash: bytes) -> bool:
+    done = await conn.fetchval(
+        "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL RETURNING true",
+        token_hash,
+    )
+    return bool(done)
+
+
+async def purge_expired(conn: Conn) -> None:
+    """Forget sessions, links and rate-limit records nobody can use any more."""
+    await conn.execute(
+        "DELETE FROM sessions WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'"
+    )
+    await conn.execute("DELETE FROM sign_in_links WHERE expires_at < now() - interval '1 day'")
+    await conn.execute("DELETE FROM sign_in_requests WHERE requested_at < now() - interval '1 day'")
+
+
+async def insert_api_token(conn: Conn, token_hash: bytes, person_id: uuid.UUID, name: str) -> api.ApiToken:
+    row = await conn.fetchrow(
+        "INSERT INTO api_tokens (id, token_hash, person_id, name) VALUES ($1, $2, $3, $4) RETURNING *",
+        uuid.uuid4(),
+        token_hash,
+        person_id,
+        name,
+    )
+    return api_token(row)
+
+
+async def api_token_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "UPDATE api_tokens t SET last_used_at = now() FROM people p"
+        " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND p.id = t.person_id"
+        " RETURNING t.person_id, p.is_admin, p.is_facilitator",
+        token_hash,
+    )
+
+
+async def list_api_tokens(conn: Conn, person_id: uuid.UUID) -> list[api.ApiToken]:
+    rows = await conn.fetch(
+        "SELECT * FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at", person_id
+    )
+    return [api_token(r) for r in rows]
+
+
+async def revoke_api_token(conn: Conn, person_id: uuid.UUID, token_id: uuid.UUID) -> bool:
+    done = await conn.fetchval(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND person_id = $2 AND revoked_at IS NULL"
+        " RETURNING true",
+        token_id,
+        person_id,
+    )
+    return bool(done)
+
+
+def api_token(row: asyncpg.Record | None) -> api.ApiToken:
+    assert row is not None
+    return api.ApiToken(
+        id=row["id"], name=row["name"], created_at=row["created_at"], last_used_at=row["last_used_at"]
+    )
+
+
+# --- audit log -----------------------------------------------------------------------------------
+async def audit(
+    conn: Conn,
+    *,
+    convoy_id: uuid.UUID | None,
+    actor: api.Actor,
+    action: str,
+    object_type: str,
+    object_id: object,
+    reason: str = "",
+    details: dict[str, str] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (convoy_id, actor_id, action, object_type, object_id, reason, details)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        convoy_id,
+        actor.person_id,
+        action,
+        object_type,
+        str(object_id),
+        reason,
+        msgspec.json.encode(details or {}).decode(),
+    )
+
+
+async def audit_entries(conn: Conn, convoy_id: uuid.UUID, limit: int) -> list[api.AuditEntry]:
+    rows = await conn.fetch(
+        "SELECT * FROM audit_log WHERE convoy_id = $1 ORDER BY id DESC LIMIT $2", convoy_id, limit
+    )
+    return [
+        api.AuditEntry(
+            id=r["id"],
+            at=r["at"],
+            convoy_id=r["convoy_id"],
+            actor_id=r["actor_id"],
+            action=r["action"],
+            object_type=r["object_type"],
+            object_id=r["object_id"],
+            reason=r["reason"],
+            details=msgspec.json.decode(r["details"]) if isinstance(r["details"], str) else r["details"],
+        )
+        for r in rows
+    ]

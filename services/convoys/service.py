@@ -1,4 +1,11 @@
-"""Rules of services/convoys: who may do what, and which event each change emits."""
+"""Rules of services/convoys: convoys, companies, facilitators, invitations, join requests.
+
+Who may do what (object-level, checked here for every request):
+- admin: everything; appoints facilitators.
+- facilitator (role): creates convoys; manages the convoys they facilitate.
+- representative: reads the convoys their company belongs to.
+Anyone else learns nothing: a convoy they have no part in is "not found".
+"""
 
 from __future__ import annotations
 
@@ -6,123 +13,665 @@ import hashlib
 import secrets
 import uuid
 import zoneinfo
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
+import msgspec
 
 from schemas import api
 from schemas import events as ev
+from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
-from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from services.runtime.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
-TOKEN_PREFIX = "cvy_"
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "forming": frozenset({"active", "completed"}),
+    "active": frozenset({"paused", "completed"}),
+    "paused": frozenset({"active", "completed"}),
+    "completed": frozenset(),
+}
+"""Allowed convoy status changes; a completed convoy is read-only."""
+
+JOIN_REQUESTS_PER_DAY = 3
 
 
 def hash_token(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _require_admin(actor: api.Actor) -> None:
-    if not (actor.is_admin or actor.is_system):
-        raise Forbidden("only the centre's admin may do this")
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
-def _check_timezone(name: str) -> None:
+def check_timezone(name: str, field: str = "timezone") -> None:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise InvalidInput(
-            f"`timezone`: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
+            f"`{field}`: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
         ) from exc
+
+
+def check_schedule(cadence: Cadence, start: Any, end: Any) -> None:
+    period = PERIOD_HOURS[cadence.frequency]
+    if cadence.window_hours >= period:
+        raise InvalidInput(
+            f"`cadence.window_hours`: a {cadence.window_hours}-hour check-in window does not fit a "
+            f"{cadence.frequency} cadence (at most {period - 1} hours)"
+        )
+    if start is not None and end is not None and end < start:
+        raise InvalidInput("`end_date`: the convoy cannot end before it starts")
 
 
 class ConvoysService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.base_url = rt.settings.public_url.rstrip("/")
 
+    # --- access --------------------------------------------------------------------------------
+    async def _convoy_for_reader(
+        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID
+    ) -> asyncpg.Record:
+        row = await repo.convoy_row(conn, convoy_id)
+        if row is None:
+            raise NotFound("no such convoy")
+        if actor.is_admin or actor.is_system:
+            return row
+        if actor.person_id is not None and (
+            await repo.facilitates(conn, actor.person_id, convoy_id)
+            or await repo.active_membership(conn, actor.person_id, convoy_id)
+        ):
+            return row
+        raise NotFound("no such convoy")  # do not reveal that it exists
+
+    async def _convoy_for_manager(
+        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, *, change: bool = True
+    ) -> asyncpg.Record:
+        row = await self._convoy_for_reader(conn, actor, convoy_id)
+        if not (actor.is_admin or actor.is_system) and not (
+            actor.person_id is not None and await repo.facilitates(conn, actor.person_id, convoy_id)
+        ):
+            raise Forbidden("only the convoy's facilitators may do this")
+        if change and row["status"] == "completed":
+            raise Conflict("the convoy is completed and read-only")
+        return row
+
+    async def _reload(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record:
+        row = await repo.convoy_row(conn, convoy_id)
+        assert row is not None
+        return row
+
+    async def _email(self, conn: asyncpg.Connection, message: ev.EmailRequested) -> None:
+        await self.rt.emit(conn, message)
+
+    # --- convoys -------------------------------------------------------------------------------
     async def create_convoy(self, req: api.CreateConvoy) -> api.Convoy:
-        _require_admin(req.actor)
-        _check_timezone(req.convoy.timezone)
+        actor = req.actor
+        if not (actor.is_admin or actor.is_facilitator or actor.is_system):
+            raise Forbidden("only facilitators create convoys")
+        c = req.convoy
+        check_timezone(c.timezone)
+        check_schedule(c.cadence, c.start_date, c.end_date)
+        convoy_id = uuid.uuid4()
         async with self.rt.db.transaction() as conn:
-            convoy = await repo.insert_convoy(conn, uuid.uuid4(), req.convoy)
+            await repo.insert_convoy(conn, convoy_id, c)
+            if actor.person_id is not None:
+                await repo.add_facilitator(conn, convoy_id, actor.person_id)
+            await repo.audit(
+                conn,
+                convoy_id=convoy_id,
+                actor=actor,
+                action="convoy.created",
+                object_type="convoy",
+                object_id=convoy_id,
+                details={"name": c.name},
+            )
             await self.rt.emit(
                 conn,
                 ev.ConvoyCreated(
-                    convoy_id=convoy.id, name=convoy.name, timezone=convoy.timezone, language=convoy.language
+                    convoy_id=convoy_id,
+                    name=c.name,
+                    timezone=c.timezone,
+                    language=c.language,
+                    cadence=c.cadence,
+                    start_date=c.start_date,
+                    end_date=c.end_date,
+                    facilitator_id=actor.person_id,
                 ),
             )
-        return convoy
+            row = await self._reload(conn, convoy_id)
+            return await repo.convoy(conn, row, with_members=True)
 
     async def get_convoy(self, req: api.GetConvoy) -> api.Convoy:
         async with self.rt.db.connection() as conn:
-            privileged = req.actor.is_admin or req.actor.is_system
-            if not privileged and (
-                req.actor.person_id is None
-                or not await repo.is_member_of_convoy(conn, req.actor.person_id, req.convoy_id)
-            ):
-                raise NotFound("no such convoy")  # do not reveal that it exists
-            convoy = await repo.get_convoy(conn, req.convoy_id)
-        if convoy is None:
-            raise NotFound("no such convoy")
-        return convoy
+            row = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
+            return await repo.convoy(conn, row, with_members=True)
 
-    async def add_company(self, req: api.AddCompany) -> api.Company:
-        _require_admin(req.actor)
+    async def list_open(self, _: api.Empty) -> api.OpenConvoys:
+        async with self.rt.db.connection() as conn:
+            return api.OpenConvoys(convoys=await repo.open_convoys(conn))
+
+    async def update_convoy(self, req: api.UpdateConvoy) -> api.Convoy:
+        patch = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         async with self.rt.db.transaction() as conn:
-            convoy = await repo.get_convoy(conn, req.convoy_id)
-            if convoy is None:
-                raise NotFound("no such convoy")
-            if convoy.status == "completed":
-                raise Conflict("the convoy is completed and read-only")
-            try:
-                company = await repo.insert_company(conn, uuid.uuid4(), req.convoy_id, req.company)
-            except asyncpg.UniqueViolationError as exc:
-                raise Conflict(f"a company named {req.company.name!r} is already in this convoy") from exc
+            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            merged_cadence = patch.get("cadence", repo.cadence(row))
+            start = patch.get("start_date", row["start_date"])
+            end = patch.get("end_date", row["end_date"])
+            if "timezone" in patch:
+                check_timezone(patch["timezone"])
+            check_schedule(merged_cadence, start, end)
+            if patch:
+                await repo.update_convoy(conn, req.convoy_id, dict(patch))
+                await repo.audit(
+                    conn,
+                    convoy_id=req.convoy_id,
+                    actor=req.actor,
+                    action="convoy.updated",
+                    object_type="convoy",
+                    object_id=req.convoy_id,
+                    details={"fields": ",".join(sorted(patch))},
+                )
+            row = await self._reload(conn, req.convoy_id)
             await self.rt.emit(
-                conn, ev.CompanyJoined(convoy_id=req.convoy_id, company_id=company.id, name=company.name)
+                conn,
+                ev.ConvoyUpdated(
+                    convoy_id=req.convoy_id,
+                    name=row["name"],
+                    timezone=row["timezone"],
+                    language=row["language"],
+                    cadence=repo.cadence(row),
+                    start_date=row["start_date"],
+                    end_date=row["end_date"],
+                ),
             )
+            return await repo.convoy(conn, row, with_members=True)
+
+    async def change_status(self, req: api.ChangeStatus) -> api.Convoy:
+        async with self.rt.db.transaction() as conn:
+            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            old, new = row["status"], req.change.status
+            if new == old:
+                raise Conflict(f"the convoy is already {old}")
+            if new not in TRANSITIONS[old]:
+                allowed = ", ".join(sorted(TRANSITIONS[old])) or "none: it is read-only"
+                raise Conflict(f"a {old} convoy cannot become {new} (possible: {allowed})")
+            await repo.set_status(conn, req.convoy_id, new)
+            await repo.audit(
+                conn,
+                convoy_id=req.convoy_id,
+                actor=req.actor,
+                action="convoy.status_changed",
+                object_type="convoy",
+                object_id=req.convoy_id,
+                reason=req.change.reason,
+                details={"from": old, "to": new},
+            )
+            await self.rt.emit(
+                conn,
+                ev.ConvoyStatusChanged(
+                    convoy_id=req.convoy_id,
+                    old_status=old,
+                    new_status=new,
+                    actor_id=req.actor.person_id,
+                    reason=req.change.reason,
+                ),
+            )
+            row = await self._reload(conn, req.convoy_id)
+            return await repo.convoy(conn, row, with_members=True)
+
+    # --- facilitators --------------------------------------------------------------------------
+    async def appoint_facilitator(self, req: api.AppointFacilitator) -> api.Person:
+        if not (req.actor.is_admin or req.actor.is_system):
+            raise Forbidden("only the centre's admins appoint facilitators")
+        f = req.facilitator
+        check_timezone(f.timezone)
+        async with self.rt.db.transaction() as conn:
+            row = await repo.person_by_email(conn, f.email)
+            if row is None:
+                row = await repo.insert_person(
+                    conn,
+                    name=f.name,
+                    email=f.email,
+                    language=f.language,
+                    timezone=f.timezone,
+                    is_facilitator=True,
+                )
+            elif row["is_facilitator"]:
+                raise Conflict(f"{f.email} is already a facilitator")
+            else:
+                await repo.make_facilitator(conn, row["id"])
+                row = await repo.person_by_id(conn, row["id"])
+                assert row is not None
+            await repo.audit(
+                conn,
+                convoy_id=None,
+                actor=req.actor,
+                action="facilitator.appointed",
+                object_type="person",
+                object_id=row["id"],
+            )
+            await self.rt.emit(conn, ev.FacilitatorAppointed(person_id=row["id"]))
+            await self._email(
+                conn,
+                ev.EmailRequested(
+                    key=f"facilitator_appointed:{row['id']}",
+                    to_email=row["email"],
+                    to_name=row["name"],
+                    language=row["language"],
+                    template="facilitator_appointed",
+                    params={"link": f"{self.base_url}/sign-in"},
+                ),
+            )
+            return repo.person(row)
+
+    async def add_facilitator(self, req: api.AddFacilitator) -> api.Convoy:
+        async with self.rt.db.transaction() as conn:
+            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            person = await repo.person_by_id(conn, req.person_id)
+            if person is None or not person["is_facilitator"]:
+                raise InvalidInput("`person_id`: not a facilitator; an admin appoints facilitators first")
+            if await repo.add_facilitator(conn, req.convoy_id, req.person_id):
+                await repo.audit(
+                    conn,
+                    convoy_id=req.convoy_id,
+                    actor=req.actor,
+                    action="convoy.facilitator_added",
+                    object_type="person",
+                    object_id=req.person_id,
+                )
+                await self.rt.emit(
+                    conn, ev.ConvoyFacilitatorAdded(convoy_id=req.convoy_id, person_id=req.person_id)
+                )
+            row = await self._reload(conn, req.convoy_id)
+            return await repo.convoy(conn, row, with_members=True)
+
+    # --- companies and members -----------------------------------------------------------------
+    async def add_company(self, req: api.AddCompany) -> api.Company:
+        async with self.rt.db.transaction() as conn:
+            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            company = await self._insert_company(conn, req.convoy_id, req.company)
+            await repo.audit(
+                conn,
+                convoy_id=req.convoy_id,
+                actor=req.actor,
+                action="company.joined",
+                object_type="company",
+                object_id=company.id,
+                details={"name": company.name},
+            )
+            return company
+
+    async def _insert_company(
+        self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany
+    ) -> api.Company:
+        try:
+            async with conn.transaction():  # a savepoint: the caller's transaction survives a duplicate
+                company = await repo.insert_company(conn, uuid.uuid4(), convoy_id, c)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a company named {c.name!r} is already in this convoy") from exc
+        await self.rt.emit(
+            conn, ev.CompanyJoined(convoy_id=convoy_id, company_id=company.id, name=company.name)
+        )
         return company
 
-    async def add_representative(self, req: api.AddRepresentative) -> api.RepresentativeAdded:
-        _require_admin(req.actor)
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    async def remove_company(self, req: api.RemoveCompany) -> api.Convoy:
+        reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            company = await repo.get_company(conn, req.company_id)
-            if company is None or company.convoy_id != req.convoy_id:
+            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            company = await repo.company_row(conn, req.company_id)
+            if company is None or company["convoy_id"] != req.convoy_id:
                 raise NotFound("no such company in this convoy")
-            person_id, name, email, language = await repo.upsert_person(conn, req.representative)
-            if await repo.is_member_of_convoy(conn, person_id, req.convoy_id):
-                raise Conflict(f"{req.representative.email} is already a member of this convoy")
-            await repo.insert_membership(conn, person_id, req.company_id, req.convoy_id)
-            await repo.insert_token(conn, hash_token(token), person_id)
-            await self.rt.emit(
-                conn, ev.PersonJoined(convoy_id=req.convoy_id, company_id=req.company_id, person_id=person_id)
-            )
-        return api.RepresentativeAdded(
-            representative=api.Representative(
-                person_id=person_id,
+            people = await repo.remove_company(conn, req.company_id, reason)
+            await repo.audit(
+                conn,
                 convoy_id=req.convoy_id,
-                company_id=req.company_id,
-                name=name,
-                email=email,
-                language=language,
+                actor=req.actor,
+                action="company.removed",
+                object_type="company",
+                object_id=req.company_id,
+                reason=reason,
+                details={"name": company["name"]},
+            )
+            await self.rt.emit(
+                conn, ev.CompanyLeft(convoy_id=req.convoy_id, company_id=req.company_id, reason=reason)
+            )
+            for person_id in people:
+                await self._person_left(conn, convoy, company, person_id, reason)
+            return await repo.convoy(conn, convoy, with_members=True)
+
+    async def remove_member(self, req: api.RemoveMember) -> api.Convoy:
+        reason = req.removal.reason
+        async with self.rt.db.transaction() as conn:
+            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            membership = await repo.active_membership(conn, req.person_id, req.convoy_id)
+            if membership is None:
+                raise NotFound("no such member in this convoy")
+            await repo.remove_membership(conn, membership["id"], reason)
+            company = await repo.company_row(conn, membership["company_id"])
+            assert company is not None
+            await repo.audit(
+                conn,
+                convoy_id=req.convoy_id,
+                actor=req.actor,
+                action="person.removed",
+                object_type="person",
+                object_id=req.person_id,
+                reason=reason,
+                details={"company": company["name"]},
+            )
+            await self._person_left(conn, convoy, company, req.person_id, reason)
+            return await repo.convoy(conn, convoy, with_members=True)
+
+    async def _person_left(
+        self,
+        conn: asyncpg.Connection,
+        convoy: asyncpg.Record,
+        company: asyncpg.Record,
+        person_id: uuid.UUID,
+        reason: str,
+    ) -> None:
+        await self.rt.emit(
+            conn,
+            ev.PersonRemoved(
+                convoy_id=convoy["id"], company_id=company["id"], person_id=person_id, reason=reason
             ),
-            api_token=token,
+        )
+        person = await repo.person_by_id(conn, person_id)
+        assert person is not None
+        await self._email(
+            conn,
+            ev.EmailRequested(
+                key=f"member_removed:{convoy['id']}:{person_id}:{uuid.uuid4()}",
+                to_email=person["email"],
+                to_name=person["name"],
+                language=person["language"],
+                template="member_removed",
+                params={"convoy": convoy["name"], "company": company["name"], "reason": reason},
+            ),
         )
 
-    async def resolve_token(self, req: api.ResolveToken) -> api.TokenOwner:
-        if not req.token.startswith(TOKEN_PREFIX):
-            raise NotFound("unknown token")
-        async with self.rt.db.connection() as conn:
-            person_id = await repo.token_owner(conn, hash_token(req.token))
-        if person_id is None:
-            raise NotFound("unknown token")
-        return api.TokenOwner(person_id=person_id)
+    # --- invitations ---------------------------------------------------------------------------
+    async def create_invitation(self, req: api.CreateInvitation) -> api.Invitation:
+        async with self.rt.db.transaction() as conn:
+            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            company = await repo.company_row(conn, req.company_id)
+            if company is None or company["convoy_id"] != req.convoy_id:
+                raise NotFound("no such company in this convoy")
+            return await self._invite(conn, req.actor, convoy, company, req.invitation)
 
+    async def _invite(
+        self,
+        conn: asyncpg.Connection,
+        actor: api.Actor,
+        convoy: asyncpg.Record,
+        company: asyncpg.Record,
+        invitation: api.NewInvitation,
+    ) -> api.Invitation:
+        settings = self.rt.settings
+        now = datetime.now(UTC)
+        existing = await repo.person_by_email(conn, invitation.email)
+        if existing is not None and await repo.active_membership(conn, existing["id"], convoy["id"]):
+            raise Conflict(f"{invitation.email} is already a member of this convoy")
+        if (
+            await repo.invitations_to(conn, invitation.email, now - timedelta(days=1))
+            >= settings.invitations_per_day
+        ):
+            raise TooManyRequests(
+                f"{invitation.email} has had {settings.invitations_per_day} invitations today"
+            )
+        await repo.revoke_pending_invitations(conn, convoy["id"], invitation.email)  # the newest link counts
+        token = new_token("cvi_")
+        created = await repo.insert_invitation(
+            conn,
+            token_hash=hash_token(token),
+            convoy_id=convoy["id"],
+            company_id=company["id"],
+            invitation=invitation,
+            invited_by=actor.person_id,
+            expires_at=now + timedelta(days=settings.invitation_days),
+        )
+        inviter = "Convoy"
+        if actor.person_id is not None:
+            person = await repo.person_by_id(conn, actor.person_id)
+            inviter = person["name"] if person else inviter
+        await repo.audit(
+            conn,
+            convoy_id=convoy["id"],
+            actor=actor,
+            action="person.invited",
+            object_type="invitation",
+            object_id=created.id,
+            details={"email": invitation.email, "company": company["name"]},
+        )
+        await self.rt.emit(
+            conn, ev.PersonInvited(invitation_id=created.id, convoy_id=convoy["id"], company_id=company["id"])
+        )
+        await self._email(
+            conn,
+            ev.EmailRequested(
+                key=f"invitation:{created.id}",
+                to_email=invitation.email,
+                to_name=invitation.name,
+                language=invitation.language,
+                template="invitation",
+                params={
+                    "convoy": convoy["name"],
+                    "company": company["name"],
+                    "inviter": inviter,
+                    "link": f"{self.base_url}/invitations/{token}",
+                    "expires": created.expires_at.strftime("%Y-%m-%d"),
+                },
+            ),
+        )
+        return created
+
+    async def _open_invitation(self, conn: asyncpg.Connection, token: str, *, lock: bool) -> asyncpg.Record:
+        row = await repo.invitation_by_token(conn, hash_token(token), lock=lock)
+        if row is None:
+            raise NotFound("no such invitation")
+        if row["accepted_at"] is not None:
+            raise Gone("this invitation has already been used; sign in instead")
+        if row["revoked_at"] is not None or row["company_removed_at"] is not None:
+            raise Gone("this invitation was withdrawn")
+        if row["expires_at"] < datetime.now(UTC):
+            raise Gone("this invitation has expired; ask the facilitator for a new one")
+        if row["convoy_status"] == "completed":
+            raise Gone("this convoy has completed")
+        return row
+
+    async def preview_invitation(self, req: api.PreviewInvitation) -> api.InvitationPreview:
+        async with self.rt.db.connection() as conn:
+            row = await self._open_invitation(conn, req.token, lock=False)
+        return api.InvitationPreview(
+            convoy_name=row["convoy_name"],
+            company_name=row["company_name"],
+            email=row["email"],
+            name=row["name"],
+            language=row["language"],
+            expires_at=row["expires_at"],
+        )
+
+    async def accept_invitation(self, req: api.AcceptInvitationRequest, sessions: Any) -> api.SignedIn:
+        a = req.accept
+        check_timezone(a.timezone)
+        async with self.rt.db.transaction() as conn:
+            row = await self._open_invitation(conn, a.token, lock=True)
+            person = await repo.person_by_email(conn, row["email"])
+            if person is None:
+                person = await repo.insert_person(
+                    conn, name=a.name, email=row["email"], language=a.language, timezone=a.timezone
+                )
+            if await repo.active_membership(conn, person["id"], row["convoy_id"]):
+                raise Conflict("you are already a member of this convoy")
+            await repo.insert_membership(conn, person["id"], row["company_id"], row["convoy_id"])
+            await repo.accept_invitation(conn, row["id"], person["id"])
+            actor = api.Actor(person_id=person["id"])
+            await repo.audit(
+                conn,
+                convoy_id=row["convoy_id"],
+                actor=actor,
+                action="person.joined",
+                object_type="person",
+                object_id=person["id"],
+                details={"company": row["company_name"], "invitation": str(row["id"])},
+            )
+            await self.rt.emit(
+                conn,
+                ev.PersonJoined(
+                    convoy_id=row["convoy_id"], company_id=row["company_id"], person_id=person["id"]
+                ),
+            )
+            signed_in: api.SignedIn = await sessions.open(conn, person)
+            return signed_in
+
+    # --- join requests -------------------------------------------------------------------------
+    async def create_join_request(self, req: api.CreateJoinRequest) -> api.JoinRequest:
+        r = req.request
+        async with self.rt.db.transaction() as conn:
+            convoy = await repo.convoy_row(conn, req.convoy_id)
+            if (
+                convoy is None
+                or not convoy["open_for_requests"]
+                or convoy["status"] not in ("forming", "active")
+            ):
+                raise NotFound("no such open convoy")
+            since = datetime.now(UTC) - timedelta(days=1)
+            if await repo.join_requests_from(conn, r.contact_email, since) >= JOIN_REQUESTS_PER_DAY:
+                raise TooManyRequests("too many join requests from this address today")
+            created = await repo.insert_join_request(conn, req.convoy_id, r)
+            await repo.audit(
+                conn,
+                convoy_id=req.convoy_id,
+                actor=api.ANONYMOUS,
+                action="join.requested",
+                object_type="join_request",
+                object_id=created.id,
+                details={"company": r.company.name, "contact": r.contact_email},
+            )
+            await self.rt.emit(conn, ev.JoinRequested(request_id=created.id, convoy_id=req.convoy_id))
+            for f in await repo.facilitator_contacts(conn, req.convoy_id):
+                await self._email(
+                    conn,
+                    ev.EmailRequested(
+                        key=f"join_request_received:{created.id}:{f['id']}",
+                        to_email=f["email"],
+                        to_name=f["name"],
+                        language=f["language"],
+                        template="join_request_received",
+                        params={
+                            "convoy": convoy["name"],
+                            "company": r.company.name,
+                            "contact": f"{r.contact_name} <{r.contact_email}>",
+                            "message": r.message,
+                            "link": f"{self.base_url}/convoys/{req.convoy_id}/join-requests",
+                        },
+                    ),
+                )
+            return created
+
+    async def list_join_requests(self, req: api.ListJoinRequests) -> api.JoinRequests:
+        async with self.rt.db.connection() as conn:
+            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            return api.JoinRequests(requests=await repo.list_join_requests(conn, req.convoy_id, req.status))
+
+    async def decide_join_request(self, req: api.DecideJoinRequest) -> api.JoinRequest:
+        d = req.decision
+        if not d.approve and not d.reason.strip():
+            raise InvalidInput("`reason`: say why the request is declined; the company reads it")
+        async with self.rt.db.transaction() as conn:
+            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            row = await repo.join_request_row(conn, req.request_id, lock=True)
+            if row is None or row["convoy_id"] != req.convoy_id:
+                raise NotFound("no such join request in this convoy")
+            if row["status"] != "pending":
+                raise Conflict(f"this request was already {row['status']}")
+            company_id: uuid.UUID | None = None
+            if d.approve:
+                company = await self._insert_company(
+                    conn,
+                    req.convoy_id,
+                    api.NewCompany(
+                        name=row["company_name"],
+                        sector=row["sector"],
+                        size_class=row["size_class"],
+                        region=row["region"],
+                    ),
+                )
+                company_id = company.id
+                company_row = await repo.company_row(conn, company.id)
+                assert company_row is not None
+                await self._invite(
+                    conn,
+                    req.actor,
+                    convoy,
+                    company_row,
+                    api.NewInvitation(
+                        email=row["contact_email"],
+                        name=row["contact_name"],
+                        language=row["contact_language"],
+                    ),
+                )
+            else:
+                await self._email(
+                    conn,
+                    ev.EmailRequested(
+                        key=f"join_request_declined:{row['id']}",
+                        to_email=row["contact_email"],
+                        to_name=row["contact_name"],
+                        language=row["contact_language"],
+                        template="join_request_declined",
+                        params={"convoy": convoy["name"], "company": row["company_name"], "reason": d.reason},
+                    ),
+                )
+            status = "approved" if d.approve else "declined"
+            decided = await repo.decide_join_request(
+                conn,
+                req.request_id,
+                status=status,
+                reason=d.reason,
+                decided_by=req.actor.person_id,
+                company_id=company_id,
+            )
+            await repo.audit(
+                conn,
+                convoy_id=req.convoy_id,
+                actor=req.actor,
+                action=f"join.{status}",
+                object_type="join_request",
+                object_id=req.request_id,
+                reason=d.reason,
+            )
+            await self.rt.emit(
+                conn,
+                ev.JoinRequestDecided(
+                    request_id=req.request_id,
+                    convoy_id=req.convoy_id,
+                    approved=d.approve,
+                    company_id=company_id,
+                ),
+            )
+            return repo.join_request(decided)
+
+    # --- audit ---------------------------------------------------------------------------------
+    async def list_audit(self, req: api.ListAudit) -> api.AuditLog:
+        async with self.rt.db.connection() as conn:
+            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            return api.AuditLog(entries=await repo.audit_entries(conn, req.convoy_id, req.limit))
+
+    # --- for other services --------------------------------------------------------------------
     async def get_membership(self, req: api.GetMembership) -> api.Membership:
         async with self.rt.db.connection() as conn:
             companies = await repo.companies_of(conn, req.person_id, req.convoy_id)
-        return api.Membership(person_id=req.person_id, convoy_id=req.convoy_id, company_ids=companies)
+            facilitator = await repo.facilitates(conn, req.person_id, req.convoy_id)
+        return api.Membership(
+            person_id=req.person_id,
+            convoy_id=req.convoy_id,
+            company_ids=companies,
+            is_facilitator=facilitator,
+        )
 
     async def get_recipients(self, req: api.GetRecipients) -> api.Recipients:
         async with self.rt.db.connection() as conn:

@@ -20,4 +20,4 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.REPORT_SUBMIT, api.SubmitReport, svc.submit_report)
     rt.endpoint(Rpc.REPORT_LIST, api.ListReports, svc.list_reports)
     rt.endpoint(Rpc.REPORT_GET, api.GetReport, svc.get_report)
-    rt.consumer("memberships", (ev.PersonJoined,), svc.on_person_joined)
+    rt.consumer("memberships", (ev.PersonJoined, ev.PersonRemoved, ev.CompanyLeft), svc.on_membership)

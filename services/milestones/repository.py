@@ -20,6 +20,14 @@ async def add_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, co
     )
 
 
+async def remove_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM members WHERE person_id = $1 AND company_id = $2", person_id, company_id)
+
+
+async def remove_company(conn: Conn, company_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM members WHERE company_id = $1", company_id)
+
+
 async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await conn.fetch(
         "SELECT company_id FROM members WHERE person_id = $1 AND convoy_id = $2", person_id, convoy_id

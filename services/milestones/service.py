@@ -1,4 +1,5 @@
-"""Rules of services/milestones: only a company's representatives report for it; only members read."""
+"""Rules of services/milestones: only a company's representatives report for it; only members
+and the convoy's facilitators read."""
 
 from __future__ import annotations
 
@@ -19,11 +20,21 @@ class MilestonesService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    async def on_person_joined(
-        self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection
-    ) -> None:
-        assert isinstance(event, ev.PersonJoined)
-        await repo.add_member(conn, event.person_id, event.company_id, event.convoy_id)
+    async def on_membership(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """Keep the projection of memberships that authorizes every report action."""
+        if isinstance(event, ev.PersonJoined):
+            await repo.add_member(conn, event.person_id, event.company_id, event.convoy_id)
+        elif isinstance(event, ev.PersonRemoved):
+            await repo.remove_member(conn, event.person_id, event.company_id)
+        elif isinstance(event, ev.CompanyLeft):
+            await repo.remove_company(conn, event.company_id)
+
+    async def _membership(self, person_id: uuid.UUID, convoy_id: uuid.UUID) -> api.Membership:
+        return await self.rt.rpc.call(
+            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
+            api.GetMembership(person_id=person_id, convoy_id=convoy_id),
+            api.Membership,
+        )
 
     async def _companies(
         self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID
@@ -31,16 +42,12 @@ class MilestonesService:
         """Companies the person represents in the convoy, from the projection.
 
         On a miss, ask services/convoys: the person.joined event may still be on its way
-        (a representative added a moment ago); what it answers is recorded in the projection.
+        (a representative who joined a moment ago); what it answers is recorded.
         """
         companies = await repo.companies_of(conn, person_id, convoy_id)
         if companies:
             return companies
-        membership = await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
-            api.GetMembership(person_id=person_id, convoy_id=convoy_id),
-            api.Membership,
-        )
+        membership = await self._membership(person_id, convoy_id)
         for company_id in membership.company_ids:
             await repo.add_member(conn, person_id, company_id, convoy_id)
         return membership.company_ids
@@ -52,6 +59,8 @@ class MilestonesService:
         async with self.rt.db.transaction() as conn:
             companies = await self._companies(conn, person, req.convoy_id)
             if not companies:
+                if (await self._membership(person, req.convoy_id)).is_facilitator:
+                    raise Forbidden("facilitators do not post reports; a company's representatives do")
                 raise NotFound("no such convoy")
             company_id = req.report.company_id
             if company_id is None:
@@ -91,7 +100,13 @@ class MilestonesService:
         convoy_id: uuid.UUID,
         not_found: str = "no such convoy",
     ) -> None:
+        """Members and the convoy's facilitators read; everyone else is told it does not exist."""
         if actor.is_admin or actor.is_system:
             return
-        if actor.person_id is None or not await self._companies(conn, actor.person_id, convoy_id):
+        if actor.person_id is None:
+            raise NotFound(not_found)
+        if await repo.companies_of(conn, actor.person_id, convoy_id):
+            return
+        membership = await self._membership(actor.person_id, convoy_id)
+        if not (membership.company_ids or membership.is_facilitator):
             raise NotFound(not_found)

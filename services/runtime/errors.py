@@ -37,6 +37,18 @@ class Conflict(ConvoyError):
     code = "conflict"
 
 
+class Gone(ConvoyError):
+    """It existed, but cannot be used any more (an expired or used link)."""
+
+    status = 410
+    code = "gone"
+
+
+class TooManyRequests(ConvoyError):
+    status = 429
+    code = "too_many_requests"
+
+
 class Unavailable(ConvoyError):
     """A dependency (database, NATS, another service) did not answer in time: retry later."""
 
@@ -45,7 +57,17 @@ class Unavailable(ConvoyError):
 
 
 BY_STATUS: dict[int, type[ConvoyError]] = {
-    cls.status: cls for cls in (InvalidInput, Unauthenticated, Forbidden, NotFound, Conflict, Unavailable)
+    cls.status: cls
+    for cls in (
+        InvalidInput,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        Gone,
+        TooManyRequests,
+        Unavailable,
+    )
 }
 
 

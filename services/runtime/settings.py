@@ -40,6 +40,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
 
+    # --- sign-in and sessions ----------------------------------------------------------------
+    sign_in_link_minutes: Annotated[int, Meta(ge=1, le=60)] = 15
+    """How long an emailed sign-in link works (once)."""
+    invitation_days: Annotated[int, Meta(ge=1, le=90)] = 14
+    """How long an invitation link works (once)."""
+    session_days: Annotated[int, Meta(ge=1, le=90)] = 14
+    """Lifetime of a browser session (cookie)."""
+    access_token_minutes: Annotated[int, Meta(ge=5, le=1440)] = 60
+    """Lifetime of the bearer access token a sign-in gives API clients."""
+    max_sessions_per_person: Annotated[int, Meta(ge=1, le=1000)] = 20
+    """Bound on live sessions per person; signing in beyond it ends the oldest."""
+    sign_in_requests_per_hour: Annotated[int, Meta(ge=1, le=1000)] = 5
+    """Sign-in links one address may ask for per hour."""
+    invitations_per_day: Annotated[int, Meta(ge=1, le=1000)] = 5
+    """Invitations one address may receive per day."""
+    client_requests_per_minute: Annotated[int, Meta(ge=1, le=100000)] = 30
+    """Sign-in, invitation and join requests one client (IP address) may make per minute."""
+
     # --- embedded servers --------------------------------------------------------------------
     embedded_nats_port: Annotated[int, Meta(ge=1, le=65535)] = 14222
     """Port of the embedded nats-server (not 4222, so a system NATS is left alone)."""

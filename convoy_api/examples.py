@@ -1,0 +1,122 @@
+"""Request bodies with the examples the OpenAPI document shows (one place for all of them)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar.openapi.spec import Example
+from litestar.params import BodyKwarg
+
+from schemas import api
+
+
+def _body(summary: str, value: dict[str, object]) -> BodyKwarg:
+    return BodyKwarg(examples=[Example(summary=summary, value=value)])
+
+
+NewConvoy = Annotated[
+    api.NewConvoy,
+    _body(
+        "A weekly convoy, Mondays 09:00 Berlin time",
+        {
+            "name": "Online-Terminvergabe Nord",
+            "theme": "Online-Terminvergabe",
+            "description": "Handwerksbetriebe führen Online-Terminbuchung ein.",
+            "cadence": {"frequency": "weekly", "weekday": "mon", "local_time": "09:00", "window_hours": 72},
+            "timezone": "Europe/Berlin",
+            "language": "de",
+            "start_date": "2027-01-11",
+            "end_date": "2027-06-28",
+            "open_for_requests": True,
+        },
+    ),
+]
+ConvoyPatch = Annotated[
+    api.ConvoyPatch,
+    _body(
+        "Move the check-in to Tuesday 08:30",
+        {"cadence": {"frequency": "weekly", "weekday": "tue", "local_time": "08:30", "window_hours": 48}},
+    ),
+]
+StatusChange = Annotated[
+    api.StatusChange, _body("Start the convoy", {"status": "active", "reason": "Kick-off"})
+]
+NewCompany = Annotated[
+    api.NewCompany,
+    _body(
+        "A plumber from Hamburg",
+        {"name": "Sanitär Müller", "sector": "Handwerk", "size_class": "10-49", "region": "HH"},
+    ),
+]
+Removal = Annotated[api.Removal, _body("With a reason", {"reason": "Betrieb aufgegeben"})]
+NewInvitation = Annotated[
+    api.NewInvitation,
+    _body(
+        "Invite a representative", {"email": "anna@mueller.example", "name": "Anna Müller", "language": "de"}
+    ),
+]
+AcceptInvitation = Annotated[
+    api.AcceptInvitation,
+    _body(
+        "Accept with a profile",
+        {"token": "cvi_…", "name": "Anna Müller", "language": "de", "timezone": "Europe/Berlin"},
+    ),
+]
+TokenBody = Annotated[api.SignInComplete, _body("The token from the link", {"token": "cvl_…"})]
+NewJoinRequest = Annotated[
+    api.NewJoinRequest,
+    _body(
+        "A shop asks to join",
+        {
+            "company": {
+                "name": "Laden Schmidt",
+                "sector": "Einzelhandel",
+                "size_class": "1-9",
+                "region": "SH",
+            },
+            "contact_name": "Ben Schmidt",
+            "contact_email": "ben@schmidt.example",
+            "contact_language": "de",
+            "message": "Wir bauen gerade unseren Webshop auf.",
+        },
+    ),
+]
+JoinDecision = Annotated[api.JoinDecision, _body("Approve", {"approve": True, "reason": ""})]
+NewFacilitator = Annotated[
+    api.NewFacilitator,
+    _body(
+        "Appoint a facilitator",
+        {
+            "name": "Frieda Berater",
+            "email": "frieda@kompetenzzentrum.example",
+            "language": "de",
+            "timezone": "Europe/Berlin",
+        },
+    ),
+]
+SignInRequest = Annotated[api.SignInRequest, _body("Ask for a link", {"email": "anna@mueller.example"})]
+ProfilePatch = Annotated[api.ProfilePatch, _body("Switch to English", {"language": "en"})]
+NewApiToken = Annotated[api.NewApiToken, _body("A token for a script", {"name": "Reporting script"})]
+NewReport = Annotated[
+    api.NewReport,
+    _body(
+        "A weekly report",
+        {
+            "done": "Buchungsseite ist online",
+            "next": "Kalender anbinden",
+            "blockers": "",
+            "help_wanted": "Erfahrung mit Kalender-APIs?",
+            "mood": 4,
+        },
+    ),
+]
+
+
+class FacilitatorRef(api.Body, kw_only=True):
+    person_id: uuid.UUID
+
+
+CoFacilitator = Annotated[
+    FacilitatorRef, _body("Add a co-facilitator", {"person_id": "00000000-0000-0000-0000-000000000001"})
+]

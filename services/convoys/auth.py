@@ -1,0 +1,207 @@
+"""Sign-in without passwords, sessions, access and API tokens, and each person's profile.
+
+Token kinds, told apart by prefix and stored only as SHA-256 hashes:
+``cvl_`` emailed sign-in link (once, minutes) · ``cvi_`` invitation link (once, days) ·
+``cvs_`` browser session (cookie + CSRF token) · ``cva_`` access token (bearer, an hour) ·
+``cvy_`` personal API token (bearer, until revoked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import msgspec
+import structlog
+
+from schemas import api
+from schemas import events as ev
+from services.convoys import repository as repo
+from services.convoys.service import check_timezone, hash_token, new_token
+from services.runtime.errors import Forbidden, Gone, NotFound, TooManyRequests
+from services.runtime.service import Runtime
+
+log = structlog.get_logger(__name__)
+
+PURGE_EVERY_S = 3600.0
+
+
+class Sessions:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.settings = rt.settings
+        self.base_url = rt.settings.public_url.rstrip("/")
+
+    async def open(self, conn: asyncpg.Connection, person: asyncpg.Record) -> api.SignedIn:
+        """Start a browser session and an access token for ``person`` (inside the caller's transaction)."""
+        now = datetime.now(UTC)
+        session, access, csrf = new_token("cvs_"), new_token("cva_"), secrets.token_urlsafe(24)
+        session_expires = now + timedelta(days=self.settings.session_days)
+        access_expires = now + timedelta(minutes=self.settings.access_token_minutes)
+        await repo.insert_session(
+            conn,
+            token_hash=hash_token(session),
+            person_id=person["id"],
+            kind="browser",
+            csrf_token=csrf,
+            expires_at=session_expires,
+        )
+        await repo.insert_session(
+            conn,
+            token_hash=hash_token(access),
+            person_id=person["id"],
+            kind="access",
+            csrf_token=None,
+            expires_at=access_expires,
+        )
+        await repo.cap_sessions(conn, person["id"], self.settings.max_sessions_per_person)
+        return api.SignedIn(
+            person=repo.person(person),
+            access_token=access,
+            access_expires_at=access_expires,
+            session_token=session,
+            session_expires_at=session_expires,
+            csrf_token=csrf,
+        )
+
+    # --- sign-in -------------------------------------------------------------------------------
+    async def request_sign_in(self, req: api.SignInRequest) -> api.Accepted:
+        now = datetime.now(UTC)
+        email_hash = hashlib.sha256(req.email.strip().lower().encode()).digest()
+        async with self.rt.db.transaction() as conn:
+            count = await repo.record_sign_in_request(conn, email_hash, now - timedelta(hours=1))
+            if count > self.settings.sign_in_requests_per_hour:
+                raise TooManyRequests("too many sign-in links for this address; try again in an hour")
+            person = await repo.person_by_email(conn, req.email)
+            if person is not None:
+                token = new_token("cvl_")
+                await repo.insert_sign_in_link(
+                    conn,
+                    hash_token(token),
+                    person["id"],
+                    now + timedelta(minutes=self.settings.sign_in_link_minutes),
+                )
+                await self.rt.emit(
+                    conn,
+                    ev.EmailRequested(
+                        key=f"sign_in:{hash_token(token).hex()[:32]}",
+                        to_email=person["email"],
+                        to_name=person["name"],
+                        language=person["language"],
+                        template="sign_in",
+                        params={
+                            "link": f"{self.base_url}/sign-in/{token}",
+                            "minutes": str(self.settings.sign_in_link_minutes),
+                        },
+                    ),
+                )
+        # The same answer whether or not the address is known.
+        return api.Accepted(
+            message="If this address belongs to a Convoy account, a sign-in link is on its way."
+        )
+
+    async def complete_sign_in(self, req: api.SignInComplete) -> api.SignedIn:
+        async with self.rt.db.transaction() as conn:
+            person_id = await repo.use_sign_in_link(conn, hash_token(req.token))
+            if person_id is None:
+                raise Gone("this sign-in link is invalid, expired or already used; ask for a new one")
+            person = await repo.person_by_id(conn, person_id)
+            assert person is not None
+            return await self.open(conn, person)
+
+    async def sign_out(self, req: api.SignOut) -> api.Accepted:
+        async with self.rt.db.transaction() as conn:
+            await repo.revoke_session(conn, hash_token(req.token))
+        return api.Accepted(message="signed out")
+
+    async def resolve(self, req: api.ResolveToken) -> api.Principal:
+        token = req.token
+        async with self.rt.db.connection() as conn:
+            if token.startswith("cvy_"):
+                row = await repo.api_token_principal(conn, hash_token(token))
+                kind = "api"
+            elif token.startswith(("cvs_", "cva_")):
+                row = await repo.session_principal(conn, hash_token(token))
+                kind = row["kind"] if row else ""
+                if row is not None and (kind == "browser") != token.startswith("cvs_"):
+                    row = None
+            else:
+                row = None
+        if row is None:
+            raise NotFound("unknown, expired or revoked token")
+        return api.Principal(
+            person_id=row["person_id"],
+            is_admin=row["is_admin"],
+            is_facilitator=row["is_facilitator"],
+            kind=kind,  # type: ignore[arg-type]
+            csrf_token=row["csrf_token"] if kind == "browser" else None,
+        )
+
+    # --- profile -------------------------------------------------------------------------------
+    def _person_id(self, actor: api.Actor) -> object:
+        if actor.person_id is None:
+            raise Forbidden("the admin token has no profile; sign in as a person")
+        return actor.person_id
+
+    async def me(self, req: api.Ask) -> api.Me:
+        person_id = self._person_id(req.actor)
+        async with self.rt.db.connection() as conn:
+            row = await repo.person_by_id(conn, person_id)  # type: ignore[arg-type]
+            if row is None:
+                raise NotFound("no such person")
+            return api.Me(person=repo.person(row), convoys=await repo.my_convoys(conn, row["id"]))
+
+    async def update_me(self, req: api.UpdateMe) -> api.Me:
+        person_id = self._person_id(req.actor)
+        changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
+        if "timezone" in changes:
+            check_timezone(changes["timezone"])
+        async with self.rt.db.transaction() as conn:
+            if changes:
+                row = await repo.update_person(conn, person_id, changes)  # type: ignore[arg-type]
+                await self.rt.emit(
+                    conn,
+                    ev.PersonUpdated(
+                        person_id=row["id"],
+                        name=row["name"],
+                        language=row["language"],
+                        timezone=row["timezone"],
+                    ),
+                )
+        return await self.me(api.Ask(actor=req.actor))
+
+    # --- personal API tokens -------------------------------------------------------------------
+    async def create_api_token(self, req: api.CreateApiToken) -> api.ApiTokenCreated:
+        person_id = self._person_id(req.actor)
+        secret = new_token("cvy_")
+        async with self.rt.db.transaction() as conn:
+            token = await repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)  # type: ignore[arg-type]
+        return api.ApiTokenCreated(token=token, secret=secret)
+
+    async def list_api_tokens(self, req: api.Ask) -> api.ApiTokens:
+        person_id = self._person_id(req.actor)
+        async with self.rt.db.connection() as conn:
+            return api.ApiTokens(tokens=await repo.list_api_tokens(conn, person_id))  # type: ignore[arg-type]
+
+    async def revoke_api_token(self, req: api.RevokeApiToken) -> api.Accepted:
+        person_id = self._person_id(req.actor)
+        async with self.rt.db.transaction() as conn:
+            if not await repo.revoke_api_token(conn, person_id, req.token_id):  # type: ignore[arg-type]
+                raise NotFound("no such token")
+        return api.Accepted(message="revoked")
+
+    # --- housekeeping --------------------------------------------------------------------------
+    async def purge_forever(self, stop: asyncio.Event) -> None:
+        """Keep the session store bounded: drop what expired, every hour."""
+        while not stop.is_set():
+            try:
+                async with self.rt.db.transaction() as conn:
+                    await repo.purge_expired(conn)
+            except Exception as exc:
+                log.warning("purge failed; next round in an hour", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PURGE_EVERY_S)
