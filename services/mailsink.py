@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import mailbox
+import re
 import signal
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -59,19 +60,34 @@ def run(host: str, port: int, folder: Path) -> None:
     asyncio.run(main())
 
 
-def list_messages(folder: Path, last: int) -> list[dict[str, Any]]:
+def list_messages(folder: Path, last: int, to: str | None = None) -> list[dict[str, Any]]:
+    """The newest ``last`` messages kept (oldest first), optionally only those to ``to``."""
+    if not folder.exists():
+        return []
     box = mailbox.Maildir(folder, create=False)
     items = []
     for key, msg in box.items():
         parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
+        if to is not None and to.lower() not in str(parsed["To"]).lower():
+            continue
+        body = parsed.get_body(("plain",))
         items.append(
             {
                 "key": key,
                 "date": str(parsed["Date"]),
                 "to": str(parsed["To"]),
                 "subject": str(parsed["Subject"]),
-                "file": str(folder / "new" / key),
+                "text": body.get_content() if body is not None else "",
             }
         )
-    items.sort(key=lambda m: m["key"])
+    items.sort(key=lambda m: m["key"])  # Maildir keys start with the delivery time
     return items[-last:]
+
+
+def newest_token(folder: Path, to: str, prefix: str) -> str | None:
+    """The one-time token (e.g. ``cvi_…``, ``cvl_…``) in the newest message to ``to`` that has one."""
+    for item in reversed(list_messages(folder, 10_000, to)):
+        found = re.findall(rf"{re.escape(prefix)}[A-Za-z0-9_-]{{20,}}", item["text"])
+        if found:
+            return str(found[-1])
+    return None

@@ -98,22 +98,14 @@ class Supervisor:
             changes["database_url"] = self.postgres.uri("convoy")
         if not s.nats_url:
             if not embedded.port_free("127.0.0.1", s.embedded_nats_port):
-                raise SystemExit(
-                    f"port {s.embedded_nats_port} (embedded NATS) is taken; set CONVOY_EMBEDDED_NATS_PORT"
-                )
+                raise SystemExit(f"port {s.embedded_nats_port} (embedded NATS) is taken; set CONVOY_EMBEDDED_NATS_PORT")
             conf = embedded.write_nats_config(data / "nats", s.embedded_nats_port, log_to_file=True)
-            self.infra.append(
-                Child("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ))
-            )
+            self.infra.append(Child("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ)))
             changes["nats_url"] = f"nats://127.0.0.1:{s.embedded_nats_port}"
         if not s.smtp_url:
             if not embedded.port_free("127.0.0.1", s.embedded_smtp_port):
-                raise SystemExit(
-                    f"port {s.embedded_smtp_port} (mail sink) is taken; set CONVOY_EMBEDDED_SMTP_PORT"
-                )
-            self.infra.append(
-                Child("mailsink", [sys.executable, "-m", "services.cli", "mailsink"], self._env(s))
-            )
+                raise SystemExit(f"port {s.embedded_smtp_port} (mail sink) is taken; set CONVOY_EMBEDDED_SMTP_PORT")
+            self.infra.append(Child("mailsink", [sys.executable, "-m", "services.cli", "mailsink"], self._env(s)))
             changes["smtp_url"] = f"smtp://127.0.0.1:{s.embedded_smtp_port}"
         if not s.admin_token:
             changes["admin_token"] = _admin_token(data / "admin-token")
@@ -166,9 +158,7 @@ class Supervisor:
     def _banner(self, s: Settings) -> None:
         own = self.settings  # what the operator configured: empty means embedded
         pg = f"embedded, data in {s.data_path / 'pg'}" if self.postgres else "external"
-        nats = s.nats_url + (
-            "" if own.nats_url else f"  (embedded JetStream, store in {s.data_path / 'nats'})"
-        )
+        nats = s.nats_url + ("" if own.nats_url else f"  (embedded JetStream, store in {s.data_path / 'nats'})")
         smtp = s.smtp_url + ("" if own.smtp_url else "  (mail sink: `convoy mail` lists what it kept)")
         token = "from CONVOY_ADMIN_TOKEN" if own.admin_token else f"in {s.data_path / 'admin-token'}"
         lines = [

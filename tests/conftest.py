@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -172,6 +173,52 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
 
+    async def wait_for_mail_to(self, address: str, count: int = 1, timeout: float = 15.0) -> list[EmailMessage]:
+        """Wait until ``count`` messages to ``address`` arrived; return them."""
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.to(address)) >= count), timeout)
+        return self.to(address)
+
+
+async def new_token_for(sink: SmtpSink, address: str, prefix: str, seen: set[str], timeout: float = 15.0) -> str:
+    """Wait for an email to ``address`` carrying a ``prefix`` token not in ``seen``; return that token."""
+
+    def fresh() -> str | None:
+        for message in sink.to(address):
+            for token in re.findall(rf"{prefix}[A-Za-z0-9_-]{{20,}}", text_of(message)):
+                if token not in seen:
+                    return str(token)
+        return None
+
+    async with sink.arrived:
+        await asyncio.wait_for(sink.arrived.wait_for(lambda: fresh() is not None), timeout)
+    token = fresh()
+    assert token is not None
+    return token
+
+
+def tokens_for(sink: SmtpSink, address: str, prefix: str) -> set[str]:
+    return {t for m in sink.to(address) for t in re.findall(rf"{prefix}[A-Za-z0-9_-]{{20,}}", text_of(m))}
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())  # type: ignore[attr-defined]
+
+
+def token_in(message: EmailMessage, prefix: str) -> str:
+    """The one-time token of a link in the email (cvi_… invitation, cvl_… sign-in)."""
+    found = re.findall(rf"{prefix}[A-Za-z0-9_-]{{20,}}", text_of(message))
+    assert found, f"no {prefix} link in {text_of(message)!r}"
+    return str(found[-1])
+
 
 @pytest.fixture
 async def smtp_sink() -> AsyncIterator[SmtpSink]:
@@ -263,9 +310,7 @@ async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-        )
+        uvicorn.Config(create_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

@@ -112,9 +112,7 @@ async def test_outbox_event_is_relayed_with_its_id_and_handled_once(running: Run
     envelope = await running.emit("first")
     await eventually(lambda: _contains(running, ["first"]))
     js = running.nc.jetstream()
-    stored = await js.get_last_msg(
-        running.subjects.events_stream, running.subjects.event(ev.ConvoyCreated.TYPE)
-    )
+    stored = await js.get_last_msg(running.subjects.events_stream, running.subjects.event(ev.ConvoyCreated.TYPE))
     assert stored.headers is not None and stored.headers["Nats-Msg-Id"] == str(envelope.id)
     assert env.decode(stored.data)[0].id == envelope.id
     conn = await asyncpg.connect(running.settings.database_url)
@@ -127,12 +125,8 @@ async def test_outbox_event_is_relayed_with_its_id_and_handled_once(running: Run
 async def test_jetstream_drops_a_republished_event_id(running: Running) -> None:
     js = running.nc.jetstream()
     data = env.encode(env.new_envelope(created("dedupe"), producer="test"))
-    first = await js.publish(
-        running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"}
-    )
-    second = await js.publish(
-        running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"}
-    )
+    first = await js.publish(running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"})
+    second = await js.publish(running.subjects.event(ev.ConvoyCreated.TYPE), data, headers={"Nats-Msg-Id": "same"})
     assert not first.duplicate and second.duplicate
 
 
@@ -183,9 +177,7 @@ async def test_failures_are_retried_then_dead_lettered(running: Running) -> None
     assert await running.seen() == ["fail-once", "fine"]
 
 
-async def test_consumer_and_relay_survive_a_nats_restart(
-    settings: Settings, own_nats_server: NatsServer
-) -> None:
+async def test_consumer_and_relay_survive_a_nats_restart(settings: Settings, own_nats_server: NatsServer) -> None:
     settings = settings.with_(nats_url=own_nats_server.url)
     async with start_probe(settings) as running:
         await running.emit("before")
@@ -203,18 +195,14 @@ async def test_consumer_and_relay_survive_a_nats_restart(
 async def test_migrations_apply_once_even_when_raced(empty_database_url: str) -> None:
     from services import convoys
 
-    results = await asyncio.gather(
-        *(db.migrate(empty_database_url, "convoys", convoys.MIGRATIONS) for _ in range(4))
-    )
+    results = await asyncio.gather(*(db.migrate(empty_database_url, "convoys", convoys.MIGRATIONS) for _ in range(4)))
     applied = [v for r in results for v in r]
     assert sorted(applied) == ["0001_convoys", "runtime_0001_outbox_and_inbox"]
     assert await db.migrate(empty_database_url, "convoys", convoys.MIGRATIONS) == []
 
 
 async def test_a_pool_wait_is_bounded(settings: Settings) -> None:
-    database = await db.connect(
-        settings.with_(db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.3), "convoys"
-    )
+    database = await db.connect(settings.with_(db_pool_min=1, db_pool_max=1, db_acquire_timeout=0.3), "convoys")
     try:
         async with database.connection():
             with pytest.raises(Unavailable, match="database unavailable"):
@@ -230,9 +218,7 @@ async def _contains(running: Running, names: list[str]) -> bool:
 
 async def _dead_letters(running: Running, count: int) -> list[nats.aio.msg.Msg]:
     js = running.nc.jetstream()
-    sub = await js.pull_subscribe(
-        running.subjects.dead_letter_wildcard, stream=running.subjects.dead_letter_stream
-    )
+    sub = await js.pull_subscribe(running.subjects.dead_letter_wildcard, stream=running.subjects.dead_letter_stream)
     got: list[nats.aio.msg.Msg] = []
 
     async def fetch() -> bool:

@@ -20,9 +20,7 @@ Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
 
 
-def signed_in_response(
-    backend: Backend, signed_in: api.SignedIn, status_code: int = 200
-) -> Response[api.SignInResult]:
+def signed_in_response(backend: Backend, signed_in: api.SignedIn, status_code: int = 200) -> Response[api.SignInResult]:
     """The session goes into a secure, HttpOnly cookie; API clients use the access token in the body."""
     max_age = int((signed_in.session_expires_at - datetime.now(UTC)).total_seconds())
     return Response(
@@ -67,9 +65,7 @@ class AuthController(Controller):
         guards=[client_rate_limit],
     )
     async def complete(self, data: ex.TokenBody, backend: Services) -> Response[api.SignInResult]:
-        return signed_in_response(
-            backend, await backend.call("convoys", Rpc.SIGN_IN_COMPLETE, data, api.SignedIn)
-        )
+        return signed_in_response(backend, await backend.call("convoys", Rpc.SIGN_IN_COMPLETE, data, api.SignedIn))
 
     @post("/sign-out", summary="End this session (cookie) or revoke this access token", status_code=200)
     async def sign_out(self, request: Request[Any, Any, Any], backend: Services) -> Response[api.Accepted]:
@@ -87,7 +83,10 @@ class InvitationController(Controller):
     tags = ["sign-in"]
 
     @post(
-        "/preview", summary="What an invitation is for (convoy, company, address)", guards=[client_rate_limit]
+        "/preview",
+        summary="What an invitation is for (convoy, company, address)",
+        guards=[client_rate_limit],
+        status_code=200,
     )
     async def preview(self, data: ex.TokenBody, backend: Services) -> api.InvitationPreview:
         return await backend.call(
@@ -120,9 +119,7 @@ class MeController(Controller):
         return await backend.call("convoys", Rpc.ME_UPDATE, api.UpdateMe(actor=actor, patch=data), api.Me)
 
     @post("/tokens", summary="Create a personal API token (shown once)")
-    async def create_token(
-        self, data: ex.NewApiToken, actor: Actor, backend: Services
-    ) -> api.ApiTokenCreated:
+    async def create_token(self, data: ex.NewApiToken, actor: Actor, backend: Services) -> api.ApiTokenCreated:
         return await backend.call(
             "convoys",
             Rpc.API_TOKEN_CREATE,

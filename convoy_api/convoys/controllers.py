@@ -26,9 +26,7 @@ class ConvoyController(Controller):
 
     @post("/", summary="Create a convoy (facilitators, admins); its creator facilitates it")
     async def create(self, data: ex.NewConvoy, actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call(
-            "convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=actor, convoy=data), api.Convoy
-        )
+        return await backend.call("convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=actor, convoy=data), api.Convoy)
 
     @get("/{convoy_id:uuid}", summary="A convoy with facilitators, companies, representatives (its people)")
     async def read(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Convoy:
@@ -37,9 +35,7 @@ class ConvoyController(Controller):
         )
 
     @patch("/{convoy_id:uuid}", summary="Change name, description, cadence, dates (its facilitators)")
-    async def update(
-        self, convoy_id: ConvoyId, data: ex.ConvoyPatch, actor: Actor, backend: Services
-    ) -> api.Convoy:
+    async def update(self, convoy_id: ConvoyId, data: ex.ConvoyPatch, actor: Actor, backend: Services) -> api.Convoy:
         return await backend.call(
             "convoys",
             Rpc.CONVOY_UPDATE,
@@ -47,10 +43,10 @@ class ConvoyController(Controller):
             api.Convoy,
         )
 
-    @post("/{convoy_id:uuid}/status", summary="forming → active → paused → completed (its facilitators)")
-    async def status(
-        self, convoy_id: ConvoyId, data: ex.StatusChange, actor: Actor, backend: Services
-    ) -> api.Convoy:
+    @post(
+        "/{convoy_id:uuid}/status", summary="forming → active → paused → completed (its facilitators)", status_code=200
+    )
+    async def status(self, convoy_id: ConvoyId, data: ex.StatusChange, actor: Actor, backend: Services) -> api.Convoy:
         return await backend.call(
             "convoys",
             Rpc.CONVOY_STATUS,
@@ -80,7 +76,11 @@ class ConvoyController(Controller):
             api.Company,
         )
 
-    @post("/{convoy_id:uuid}/companies/{company_id:uuid}/removal", summary="Remove a company, with a reason")
+    @post(
+        "/{convoy_id:uuid}/companies/{company_id:uuid}/removal",
+        summary="Remove a company, with a reason",
+        status_code=200,
+    )
     async def remove_company(
         self,
         convoy_id: ConvoyId,
@@ -97,7 +97,9 @@ class ConvoyController(Controller):
         )
 
     @post(
-        "/{convoy_id:uuid}/members/{person_id:uuid}/removal", summary="Remove a representative, with a reason"
+        "/{convoy_id:uuid}/members/{person_id:uuid}/removal",
+        summary="Remove a representative, with a reason",
+        status_code=200,
     )
     async def remove_member(
         self,
@@ -151,6 +153,7 @@ class ConvoyController(Controller):
     @post(
         "/{convoy_id:uuid}/join-requests/{request_id:uuid}/decision",
         summary="Approve or decline a join request",
+        status_code=200,
     )
     async def decide(
         self,
@@ -199,9 +202,7 @@ class OpenConvoyController(Controller):
         status_code=202,
         guards=[client_rate_limit],
     )
-    async def ask_to_join(
-        self, convoy_id: ConvoyId, data: ex.NewJoinRequest, backend: Services
-    ) -> api.Accepted:
+    async def ask_to_join(self, convoy_id: ConvoyId, data: ex.NewJoinRequest, backend: Services) -> api.Accepted:
         await backend.call(
             "convoys",
             Rpc.JOIN_REQUEST_CREATE,

@@ -100,9 +100,7 @@ class Sessions:
                     ),
                 )
         # The same answer whether or not the address is known.
-        return api.Accepted(
-            message="If this address belongs to a Convoy account, a sign-in link is on its way."
-        )
+        return api.Accepted(message="If this address belongs to a Convoy account, a sign-in link is on its way.")
 
     async def complete_sign_in(self, req: api.SignInComplete) -> api.SignedIn:
         async with self.rt.db.transaction() as conn:

@@ -114,21 +114,16 @@ async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> N
 
 
 async def convoy_row(conn: Conn, convoy_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM convoys WHERE id = $1" + (" FOR UPDATE" if lock else ""), convoy_id
-    )
+    return await conn.fetchrow("SELECT * FROM convoys WHERE id = $1" + (" FOR UPDATE" if lock else ""), convoy_id)
 
 
 async def update_convoy(conn: Conn, convoy_id: uuid.UUID, changes: dict[str, Any]) -> None:
     if "cadence" in changes:
         changes["cadence"] = msgspec.json.encode(changes["cadence"]).decode()
     sets = ", ".join(
-        f"{column} = ${i}{'::jsonb' if column == 'cadence' else ''}"
-        for i, column in enumerate(changes, start=2)
+        f"{column} = ${i}{'::jsonb' if column == 'cadence' else ''}" for i, column in enumerate(changes, start=2)
     )
-    await conn.execute(
-        f"UPDATE convoys SET {sets}, updated_at = now() WHERE id = $1", convoy_id, *changes.values()
-    )
+    await conn.execute(f"UPDATE convoys SET {sets}, updated_at = now() WHERE id = $1", convoy_id, *changes.values())
 
 
 async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
@@ -189,8 +184,7 @@ async def open_convoys(conn: Conn) -> list[api.OpenConvoy]:
 
 async def add_facilitator(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID) -> bool:
     added = await conn.fetchval(
-        "INSERT INTO convoy_facilitators (convoy_id, person_id) VALUES ($1, $2)"
-        " ON CONFLICT DO NOTHING RETURNING true",
+        "INSERT INTO convoy_facilitators (convoy_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
         convoy_id,
         person_id,
     )
@@ -216,9 +210,7 @@ async def facilitator_contacts(conn: Conn, convoy_id: uuid.UUID) -> list[asyncpg
 
 
 # --- companies and memberships -------------------------------------------------------------------
-async def insert_company(
-    conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, c: api.NewCompany
-) -> api.Company:
+async def insert_company(conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
     row = await conn.fetchrow(
         "INSERT INTO companies (id, convoy_id, name, sector, size_class, region)"
         " VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
@@ -238,9 +230,7 @@ async def company_row(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | Non
 
 async def remove_company(conn: Conn, company_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
     """Mark the company and its memberships removed; return the people who left with it."""
-    await conn.execute(
-        "UPDATE companies SET removed_at = now(), removed_reason = $2 WHERE id = $1", company_id, reason
-    )
+    await conn.execute("UPDATE companies SET removed_at = now(), removed_reason = $2 WHERE id = $1", company_id, reason)
     rows = await conn.fetch(
         "UPDATE memberships SET removed_at = now(), removed_reason = $2"
         " WHERE company_id = $1 AND removed_at IS NULL RETURNING person_id",
@@ -276,9 +266,7 @@ async def active_membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UU
     )
 
 
-async def insert_membership(
-    conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID
-) -> None:
+async def insert_membership(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
     await conn.execute(
         "INSERT INTO memberships (person_id, company_id, convoy_id) VALUES ($1, $2, $3)",
         person_id,
@@ -476,9 +464,7 @@ async def record_sign_in_request(conn: Conn, email_hash: bytes, since: datetime)
     return int(count)
 
 
-async def insert_sign_in_link(
-    conn: Conn, token_hash: bytes, person_id: uuid.UUID, expires_at: datetime
-) -> None:
+async def insert_sign_in_link(conn: Conn, token_hash: bytes, person_id: uuid.UUID, expires_at: datetime) -> None:
     await conn.execute(
         "INSERT INTO sign_in_links (token_hash, person_id, expires_at) VALUES ($1, $2, $3)",
         token_hash,
@@ -594,9 +580,7 @@ async def revoke_api_token(conn: Conn, person_id: uuid.UUID, token_id: uuid.UUID
 
 def api_token(row: asyncpg.Record | None) -> api.ApiToken:
     assert row is not None
-    return api.ApiToken(
-        id=row["id"], name=row["name"], created_at=row["created_at"], last_used_at=row["last_used_at"]
-    )
+    return api.ApiToken(id=row["id"], name=row["name"], created_at=row["created_at"], last_used_at=row["last_used_at"])
 
 
 # --- audit log -----------------------------------------------------------------------------------
@@ -625,9 +609,7 @@ async def audit(
 
 
 async def audit_entries(conn: Conn, convoy_id: uuid.UUID, limit: int) -> list[api.AuditEntry]:
-    rows = await conn.fetch(
-        "SELECT * FROM audit_log WHERE convoy_id = $1 ORDER BY id DESC LIMIT $2", convoy_id, limit
-    )
+    rows = await conn.fetch("SELECT * FROM audit_log WHERE convoy_id = $1 ORDER BY id DESC LIMIT $2", convoy_id, limit)
     return [
         api.AuditEntry(
             id=r["id"],

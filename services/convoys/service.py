@@ -49,9 +49,7 @@ def check_timezone(name: str, field: str = "timezone") -> None:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(
-            f"`{field}`: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)"
-        ) from exc
+        raise InvalidInput(f"`{field}`: unknown time zone {name!r} (use an IANA name such as Europe/Berlin)") from exc
 
 
 def check_schedule(cadence: Cadence, start: Any, end: Any) -> None:
@@ -282,9 +280,7 @@ class ConvoysService:
                     object_type="person",
                     object_id=req.person_id,
                 )
-                await self.rt.emit(
-                    conn, ev.ConvoyFacilitatorAdded(convoy_id=req.convoy_id, person_id=req.person_id)
-                )
+                await self.rt.emit(conn, ev.ConvoyFacilitatorAdded(convoy_id=req.convoy_id, person_id=req.person_id))
             row = await self._reload(conn, req.convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
@@ -304,17 +300,13 @@ class ConvoysService:
             )
             return company
 
-    async def _insert_company(
-        self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany
-    ) -> api.Company:
+    async def _insert_company(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
         try:
             async with conn.transaction():  # a savepoint: the caller's transaction survives a duplicate
                 company = await repo.insert_company(conn, uuid.uuid4(), convoy_id, c)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(f"a company named {c.name!r} is already in this convoy") from exc
-        await self.rt.emit(
-            conn, ev.CompanyJoined(convoy_id=convoy_id, company_id=company.id, name=company.name)
-        )
+        await self.rt.emit(conn, ev.CompanyJoined(convoy_id=convoy_id, company_id=company.id, name=company.name))
         return company
 
     async def remove_company(self, req: api.RemoveCompany) -> api.Convoy:
@@ -335,9 +327,7 @@ class ConvoysService:
                 reason=reason,
                 details={"name": company["name"]},
             )
-            await self.rt.emit(
-                conn, ev.CompanyLeft(convoy_id=req.convoy_id, company_id=req.company_id, reason=reason)
-            )
+            await self.rt.emit(conn, ev.CompanyLeft(convoy_id=req.convoy_id, company_id=req.company_id, reason=reason))
             for person_id in people:
                 await self._person_left(conn, convoy, company, person_id, reason)
             return await repo.convoy(conn, convoy, with_members=True)
@@ -375,9 +365,7 @@ class ConvoysService:
     ) -> None:
         await self.rt.emit(
             conn,
-            ev.PersonRemoved(
-                convoy_id=convoy["id"], company_id=company["id"], person_id=person_id, reason=reason
-            ),
+            ev.PersonRemoved(convoy_id=convoy["id"], company_id=company["id"], person_id=person_id, reason=reason),
         )
         person = await repo.person_by_id(conn, person_id)
         assert person is not None
@@ -415,13 +403,8 @@ class ConvoysService:
         existing = await repo.person_by_email(conn, invitation.email)
         if existing is not None and await repo.active_membership(conn, existing["id"], convoy["id"]):
             raise Conflict(f"{invitation.email} is already a member of this convoy")
-        if (
-            await repo.invitations_to(conn, invitation.email, now - timedelta(days=1))
-            >= settings.invitations_per_day
-        ):
-            raise TooManyRequests(
-                f"{invitation.email} has had {settings.invitations_per_day} invitations today"
-            )
+        if await repo.invitations_to(conn, invitation.email, now - timedelta(days=1)) >= settings.invitations_per_day:
+            raise TooManyRequests(f"{invitation.email} has had {settings.invitations_per_day} invitations today")
         await repo.revoke_pending_invitations(conn, convoy["id"], invitation.email)  # the newest link counts
         token = new_token("cvi_")
         created = await repo.insert_invitation(
@@ -520,9 +503,7 @@ class ConvoysService:
             )
             await self.rt.emit(
                 conn,
-                ev.PersonJoined(
-                    convoy_id=row["convoy_id"], company_id=row["company_id"], person_id=person["id"]
-                ),
+                ev.PersonJoined(convoy_id=row["convoy_id"], company_id=row["company_id"], person_id=person["id"]),
             )
             signed_in: api.SignedIn = await sessions.open(conn, person)
             return signed_in
@@ -532,11 +513,7 @@ class ConvoysService:
         r = req.request
         async with self.rt.db.transaction() as conn:
             convoy = await repo.convoy_row(conn, req.convoy_id)
-            if (
-                convoy is None
-                or not convoy["open_for_requests"]
-                or convoy["status"] not in ("forming", "active")
-            ):
+            if convoy is None or not convoy["open_for_requests"] or convoy["status"] not in ("forming", "active"):
                 raise NotFound("no such open convoy")
             since = datetime.now(UTC) - timedelta(days=1)
             if await repo.join_requests_from(conn, r.contact_email, since) >= JOIN_REQUESTS_PER_DAY:

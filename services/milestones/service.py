@@ -36,9 +36,7 @@ class MilestonesService:
             api.Membership,
         )
 
-    async def _companies(
-        self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID
-    ) -> list[uuid.UUID]:
+    async def _companies(self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
         """Companies the person represents in the convoy, from the projection.
 
         On a miss, ask services/convoys: the person.joined event may still be on its way
@@ -69,9 +67,7 @@ class MilestonesService:
                 company_id = companies[0]
             elif company_id not in companies:
                 raise Forbidden("you do not represent this company")
-            report = await repo.insert_report(
-                conn, uuid.uuid4(), req.convoy_id, company_id, person, req.report
-            )
+            report = await repo.insert_report(conn, uuid.uuid4(), req.convoy_id, company_id, person, req.report)
             await self.rt.emit(
                 conn,
                 ev.ReportSubmitted(

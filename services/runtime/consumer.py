@@ -29,9 +29,7 @@ from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-PROCESSED = Counter(
-    "convoy_events_processed", "Events handled by consumers", ["service", "consumer", "outcome"]
-)
+PROCESSED = Counter("convoy_events_processed", "Events handled by consumers", ["service", "consumer", "outcome"])
 
 Handler = Callable[[env.Envelope, ev.Event, asyncpg.Connection], Awaitable[None]]
 
@@ -67,9 +65,7 @@ class Consumer:
         self.name = subjects.consumer(service, spec.purpose)
         streams = {subjects.stream_of(t) for t in spec.event_types}
         if len(streams) != 1:
-            raise ValueError(
-                f"consumer {self.name} mixes streams {sorted(streams)}; use one consumer per stream"
-            )
+            raise ValueError(f"consumer {self.name} mixes streams {sorted(streams)}; use one consumer per stream")
         self.stream = streams.pop()
         self.running = False
         self._resubscribe = asyncio.Event()

@@ -117,9 +117,7 @@ async def migrate(database_url: str, schema: str, folder: Path, *, timeout: floa
                 async with conn.transaction():
                     await conn.execute(f"SET LOCAL search_path TO {schema}")
                     await conn.execute(path.read_text())
-                    await conn.execute(
-                        f"INSERT INTO {schema}.schema_migrations (version) VALUES ($1)", version
-                    )
+                    await conn.execute(f"INSERT INTO {schema}.schema_migrations (version) VALUES ($1)", version)
                 applied.append(version)
                 log.info("migration applied", schema=schema, version=version)
         finally:

@@ -44,9 +44,7 @@ async def add(
     causation_id: uuid.UUID | None = None,
 ) -> env.Envelope:
     """Record ``event`` in the outbox inside the caller's transaction."""
-    envelope = env.new_envelope(
-        event, producer=producer, correlation_id=correlation_id, causation_id=causation_id
-    )
+    envelope = env.new_envelope(event, producer=producer, correlation_id=correlation_id, causation_id=causation_id)
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3)",
         envelope.id,
@@ -125,24 +123,19 @@ class Relay:
         """Publish one batch with many acks in flight; delete what JetStream acknowledged."""
         async with self.db.transaction() as conn:
             rows = await conn.fetch(
-                "SELECT seq, event_id, subject, data FROM outbox"
-                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                "SELECT seq, event_id, subject, data FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
                 BATCH,
             )
             if not rows:
                 return 0
             futures = [
-                await self.js.publish_async(
-                    r["subject"], bytes(r["data"]), headers={"Nats-Msg-Id": str(r["event_id"])}
-                )
+                await self.js.publish_async(r["subject"], bytes(r["data"]), headers={"Nats-Msg-Id": str(r["event_id"])})
                 for r in rows
             ]
             results = await asyncio.wait_for(
                 asyncio.gather(*futures, return_exceptions=True), self.settings.nats_request_timeout
             )
-            done = [
-                r["seq"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)
-            ]
+            done = [r["seq"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
             if done:
                 await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", done)
             PUBLISHED.labels(self.service).inc(len(done))

@@ -21,9 +21,7 @@ from services.runtime.errors import ConvoyError, InvalidInput, Unavailable, from
 
 log = structlog.get_logger(__name__)
 
-RPC_SECONDS = Histogram(
-    "convoy_rpc_handler_seconds", "Time to answer a request", ["service", "operation", "status"]
-)
+RPC_SECONDS = Histogram("convoy_rpc_handler_seconds", "Time to answer a request", ["service", "operation", "status"])
 
 Req = TypeVar("Req", bound=msgspec.Struct)
 Rep = TypeVar("Rep", bound=msgspec.Struct)

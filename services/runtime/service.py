@@ -155,9 +155,7 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
                 queue_group=f"{settings.namespace}-{module.NAME}",
             ),
         )
-        await micro.add_endpoint(
-            EndpointConfig(name="health", subject=rt.subjects.health(module.NAME), handler=health)
-        )
+        await micro.add_endpoint(EndpointConfig(name="health", subject=rt.subjects.health(module.NAME), handler=health))
         await micro.add_endpoint(
             EndpointConfig(name="metrics", subject=rt.subjects.metrics(module.NAME), handler=metrics)
         )

@@ -119,11 +119,7 @@ class SettingsError(ValueError):
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Read settings from ``environ`` (default: the process environment); bad values name the variable."""
     env = os.environ if environ is None else environ
-    raw = {
-        name: env[PREFIX + name.upper()]
-        for name in Settings.__struct_fields__
-        if PREFIX + name.upper() in env
-    }
+    raw = {name: env[PREFIX + name.upper()] for name in Settings.__struct_fields__ if PREFIX + name.upper() in env}
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
