@@ -127,3 +127,18 @@ def test_sql_lives_in_repositories_and_migrations() -> None:
             if sql.search(path.read_text()):
                 offenders.append(str(rel))
     assert offenders == []
+
+
+def test_client_limiter_counts_per_client_and_stays_bounded() -> None:
+    from convoy_api.deps import ClientLimiter
+    from services.runtime.errors import TooManyRequests
+
+    limiter = ClientLimiter(per_minute=3, max_clients=100)
+    for _ in range(3):
+        limiter.check("10.0.0.1")
+    with pytest.raises(TooManyRequests):
+        limiter.check("10.0.0.1")
+    limiter.check("10.0.0.2")  # another client is not affected
+    for i in range(500):
+        limiter.check(f"192.0.2.{i}")
+    assert len(limiter.hits) == 100
