@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
 
@@ -24,13 +25,13 @@ NAME = "notifier"
 MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
 log = structlog.get_logger(__name__)
+MESSAGES_LIST_ID = "Convoy <account.convoy>"
+"""List-Id of the messages about a person's own account (invitations, sign-in links, decisions)."""
 SENT = Counter("convoy_notifier_messages", "Messages handed to a channel", ["channel", "outcome"])
 
 
 async def setup(rt: Runtime) -> None:
-    smtp = SmtpPool(
-        SmtpConfig.from_url(rt.settings.smtp_url), rt.settings.smtp_pool_size, rt.settings.smtp_timeout
-    )
+    smtp = SmtpPool(SmtpConfig.from_url(rt.settings.smtp_url), rt.settings.smtp_pool_size, rt.settings.smtp_timeout)
     deliveries = Deliveries(rt.db)
 
     async def close_smtp(stop: asyncio.Event) -> None:
@@ -40,16 +41,23 @@ async def setup(rt: Runtime) -> None:
     rt.background(close_smtp)
 
     async def send_email(
-        key: str, event_id: uuid.UUID, recipient: api.Recipient, rendered: render.Rendered, list_id: str
+        key: str,
+        event_id: uuid.UUID,
+        *,
+        to_name: str,
+        to_email: str,
+        rendered: render.Rendered,
+        list_id: str,
     ) -> None:
-        if not await deliveries.claim(key, event_id, "email", recipient.email):
+        """Send one email at most once per delivery ``key`` (the delivery log remembers)."""
+        if not await deliveries.claim(key, event_id, "email", to_email):
             SENT.labels("email", "duplicate").inc()
             return
         message = build_message(
             key=key,
             sender=rt.settings.mail_from,
-            to_name=recipient.name,
-            to_email=recipient.email,
+            to_name=to_name,
+            to_email=to_email,
             subject=rendered.subject,
             text=rendered.text,
             html=rendered.html,
@@ -90,11 +98,12 @@ async def setup(rt: Runtime) -> None:
                 send_email(
                     f"{envelope.id}:email:{m.person_id}",
                     envelope.id,
-                    m,
-                    render.report_submitted(
+                    to_name=m.name,
+                    to_email=m.email,
+                    rendered=render.report_submitted(
                         recipient=m, company=company, convoy=members.convoy_name, report=report, link=link
                     ),
-                    list_id,
+                    list_id=list_id,
                 )
                 for m in peers
             ),
@@ -104,4 +113,21 @@ async def setup(rt: Runtime) -> None:
         if failures:  # the ones sent are in the log; a retry sends only the rest
             raise failures[0]
 
+    async def on_email_requested(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        assert isinstance(event, ev.EmailRequested)
+        # Rendered before the delivery is claimed: a message that cannot be rendered (a missing
+        # param) fails here, is retried and dead-lettered, and leaves no row in the log.
+        rendered = render.message(event.template, event.language, event.params, name=event.to_name)
+        if "@" not in parseaddr(event.to_email)[1]:
+            raise ValueError(f"EmailRequested {event.template!r}: to_email is not an email address")
+        await send_email(
+            f"message:{event.key}",
+            envelope.id,
+            to_name=event.to_name,
+            to_email=event.to_email,
+            rendered=rendered,
+            list_id=MESSAGES_LIST_ID,
+        )
+
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted)
+    rt.consumer("messages", (ev.EmailRequested,), on_email_requested)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jinja2
@@ -48,9 +49,7 @@ class Rendered:
     html: str
 
 
-def report_submitted(
-    *, recipient: api.Recipient, company: str, convoy: str, report: api.Report, link: str
-) -> Rendered:
+def report_submitted(*, recipient: api.Recipient, company: str, convoy: str, report: api.Report, link: str) -> Rendered:
     lang = recipient.language if recipient.language in _TEXTS else "en"
     raw = _TEXTS[lang]
     # Formatting happens on plain strings; the HTML template escapes every value it prints.
@@ -75,4 +74,229 @@ def report_submitted(
         subject=t["subject"],
         text=_env.get_template(f"report_submitted.{lang}.txt").render(context),
         html=_env.get_template("report_submitted.html").render(context),
+    )
+
+
+# --- messages (EmailRequested): one layout, the words per template and language ----------------
+class MessageParamsError(ValueError):
+    """An EmailRequested lacks a param its template needs (names only: values may be secrets)."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    needs: tuple[str, ...]
+    """Params the template cannot do without: missing or blank is an error."""
+    note: str = ""
+    """The param holding the sender's own words (message, reason); optional, shown as a quote."""
+
+
+_MESSAGE_SPECS: dict[str, _Spec] = {
+    "invitation": _Spec(needs=("convoy", "company", "inviter", "link", "expires")),
+    "sign_in": _Spec(needs=("link", "minutes")),
+    "facilitator_appointed": _Spec(needs=("link",)),
+    "join_request_received": _Spec(needs=("convoy", "company", "contact", "link"), note="message"),
+    "join_request_declined": _Spec(needs=("convoy", "company"), note="reason"),
+    "member_removed": _Spec(needs=("convoy", "company"), note="reason"),
+}
+
+
+@dataclass(frozen=True)
+class _Words:
+    subject: str
+    heading: str
+    body: tuple[str, ...]
+    """Paragraphs before the link."""
+    note: str = ""
+    """Label above the sender's own words (the spec's ``note`` param)."""
+    button: str = ""
+    """Label of the link (the ``link`` param); empty: the message has no link."""
+    after: tuple[str, ...] = ()
+    """Paragraphs after the link."""
+
+
+_MESSAGE_COMMON = {
+    "de": {
+        "greeting": "Hallo {name},",
+        "greeting_anonymous": "Guten Tag,",
+        "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
+        "footer": "Convoy \N{EN DASH} gemeinsam digital vorankommen",
+    },
+    "en": {
+        "greeting": "Hello {name},",
+        "greeting_anonymous": "Hello,",
+        "fallback": "If the button does not work, copy this link into your browser:",
+        "footer": "Convoy \N{EN DASH} moving forward together",
+    },
+}
+
+_MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
+    "de": {
+        "invitation": _Words(
+            subject="Einladung in den Konvoi „{convoy}“",
+            heading="Sie sind eingeladen",
+            body=(
+                "{inviter} lädt Sie ein, dem Konvoi „{convoy}“ als Vertreter:in von {company} beizutreten.",
+                "In einem Konvoi bringen kleine und mittlere Unternehmen ihre Digitalisierungsprojekte"
+                " gemeinsam voran und berichten einander regelmäßig über ihre Fortschritte.",
+            ),
+            button="Einladung annehmen",
+            after=("Die Einladung ist gültig bis {expires}.",),
+        ),
+        "sign_in": _Words(
+            subject="Ihr Anmeldelink für Convoy",
+            heading="Ihr Anmeldelink",
+            body=("Mit diesem Link melden Sie sich bei Convoy an.",),
+            button="Jetzt anmelden",
+            after=(
+                "Der Link ist {minutes} Minuten lang gültig und kann nur einmal verwendet werden.",
+                "Sie haben keinen Anmeldelink angefordert? Dann können Sie diese E-Mail einfach ignorieren.",
+            ),
+        ),
+        "facilitator_appointed": _Words(
+            subject="Sie sind jetzt Moderator:in bei Convoy",
+            heading="Willkommen als Moderator:in",
+            body=(
+                "Sie sind jetzt Moderator:in bei Convoy. Sie können nun Konvois einrichten,"
+                " Unternehmen dazu einladen und den Austausch in den Konvois begleiten.",
+                "Melden Sie sich an, um loszulegen.",
+            ),
+            button="Bei Convoy anmelden",
+        ),
+        "join_request_received": _Words(
+            subject="Beitrittsanfrage von {company} für „{convoy}“",
+            heading="Neue Beitrittsanfrage",
+            body=("{contact} fragt an, ob {company} dem Konvoi „{convoy}“ beitreten kann.",),
+            note="Nachricht",
+            button="Anfrage prüfen",
+            after=("Sie erhalten diese E-Mail als Moderator:in des Konvois.",),
+        ),
+        "join_request_declined": _Words(
+            subject="Ihre Beitrittsanfrage für „{convoy}“",
+            heading="Ihre Beitrittsanfrage wurde abgelehnt",
+            body=("Ihre Anfrage, mit {company} dem Konvoi „{convoy}“ beizutreten, wurde leider abgelehnt.",),
+            note="Begründung",
+            after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
+        ),
+        "member_removed": _Words(
+            subject="Sie sind nicht mehr Mitglied im Konvoi „{convoy}“",
+            heading="Sie wurden aus dem Konvoi entfernt",
+            body=("Sie wurden als Vertreter:in von {company} aus dem Konvoi „{convoy}“ entfernt.",),
+            note="Begründung",
+            after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
+        ),
+    },
+    "en": {
+        "invitation": _Words(
+            subject='Invitation to join the convoy "{convoy}"',
+            heading="You are invited",
+            body=(
+                '{inviter} has invited you to join the convoy "{convoy}" as a representative of {company}.',
+                "In a convoy, small and mid-sized companies move their digitalisation projects forward"
+                " together and regularly report their progress to each other.",
+            ),
+            button="Accept the invitation",
+            after=("The invitation is valid until {expires}.",),
+        ),
+        "sign_in": _Words(
+            subject="Your sign-in link for Convoy",
+            heading="Your sign-in link",
+            body=("Use this link to sign in to Convoy.",),
+            button="Sign in now",
+            after=(
+                "The link is valid for {minutes} minutes and can be used only once.",
+                "If you did not ask for a sign-in link, you can simply ignore this email.",
+            ),
+        ),
+        "facilitator_appointed": _Words(
+            subject="You are now a facilitator at Convoy",
+            heading="Welcome as a facilitator",
+            body=(
+                "You are now a facilitator at Convoy. You can set up convoys, invite companies"
+                " to join them and moderate them.",
+                "Sign in to get started.",
+            ),
+            button="Sign in to Convoy",
+        ),
+        "join_request_received": _Words(
+            subject='Request from {company} to join "{convoy}"',
+            heading="New request to join",
+            body=('{contact} asks for {company} to join the convoy "{convoy}".',),
+            note="Their message",
+            button="Review the request",
+            after=("You receive this email as a facilitator of the convoy.",),
+        ),
+        "join_request_declined": _Words(
+            subject='Your request to join "{convoy}"',
+            heading="Your request to join was declined",
+            body=('Unfortunately, your request for {company} to join the convoy "{convoy}" was declined.',),
+            note="Reason",
+            after=("If you have questions, please contact the competence centre that runs the convoy.",),
+        ),
+        "member_removed": _Words(
+            subject='You are no longer a member of the convoy "{convoy}"',
+            heading="You were removed from the convoy",
+            body=('You were removed from the convoy "{convoy}" as a representative of {company}.',),
+            note="Reason",
+            after=("If you have questions, please contact the competence centre that runs the convoy.",),
+        ),
+    },
+}
+
+MESSAGE_TEMPLATES: tuple[str, ...] = tuple(_MESSAGE_SPECS)
+"""Every template ``message`` renders (the values of schemas.events.EmailTemplate)."""
+
+
+def message_language(language: str) -> str:
+    """``de`` or ``en`` from a language tag (``de``, ``DE``, ``de-AT``); anything else is ``en``."""
+    primary = language.strip().lower().replace("_", "-").split("-")[0]
+    return primary if primary in _MESSAGE_TEXTS else "en"
+
+
+def message(template: str, language: str, params: Mapping[str, str], *, name: str = "") -> Rendered:
+    """Render one EmailRequested: subject, plain text and HTML, in ``language`` (fallback: en).
+
+    Raises MessageParamsError if the template is unknown or a param it needs is missing or blank.
+    User text is formatted into plain strings here; the HTML template escapes everything it prints.
+    """
+    spec = _MESSAGE_SPECS.get(template)
+    if spec is None:
+        raise MessageParamsError(f"unknown email template {template!r}")
+    missing = sorted(p for p in spec.needs if not params.get(p, "").strip())
+    if missing:
+        raise MessageParamsError(
+            f"email template {template!r} needs params {missing} (missing or blank); got {sorted(params)}"
+        )
+    link = params.get("link", "").strip()
+    if "link" in spec.needs and not link.lower().startswith(("https://", "http://")):
+        raise MessageParamsError(f"email template {template!r}: param 'link' must be an http(s) URL")
+    lang = message_language(language)
+    words = _MESSAGE_TEXTS[lang][template]
+    common = _MESSAGE_COMMON[lang]
+    values = {p: " ".join(params[p].split()) for p in spec.needs}  # one line each
+    values["link"] = link
+
+    def fill(text: str) -> str:
+        return text.format(**values)
+
+    name = " ".join(name.split())
+    note = params.get(spec.note, "").replace("\r\n", "\n").replace("\r", "\n").strip() if spec.note else ""
+    subject = fill(words.subject)
+    context = {
+        "lang": lang,
+        "subject": subject,
+        "heading": fill(words.heading),
+        "greeting": common["greeting"].format(name=name) if name else common["greeting_anonymous"],
+        "body": [fill(p) for p in words.body],
+        "note_label": words.note,
+        "note": note,
+        "button": words.button,
+        "link": link if words.button else "",
+        "fallback": common["fallback"],
+        "after": [fill(p) for p in words.after],
+        "footer": common["footer"],
+    }
+    return Rendered(
+        subject=subject,
+        text=_env.get_template("message.txt").render(context),
+        html=_env.get_template("message.html").render(context),
     )

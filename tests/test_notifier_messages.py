@@ -1,0 +1,292 @@
+"""EmailRequested messages, end to end on real servers: outbox of services/convoys -> JetStream
+messages stream -> notifier -> SMTP; once per key, escaped HTML, dead letters for bad params."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import typing
+import uuid
+from email.message import EmailMessage
+
+import asyncpg
+import msgspec
+import pytest
+from nats.aio.msg import Msg
+
+from notifier import render
+from schemas import api
+from schemas import envelope as env
+from schemas import events as ev
+from services.runtime import outbox
+from tests.conftest import SmtpSink, Stack, eventually
+
+# The contract as the producers read it in EmailRequested's docstring: the params each template
+# needs. ``message`` and ``reason`` are the sender's own words: shown when given, optional.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "invitation": ("convoy", "company", "inviter", "link", "expires"),
+    "sign_in": ("link", "minutes"),
+    "facilitator_appointed": ("link",),
+    "join_request_received": ("convoy", "company", "contact", "link"),
+    "join_request_declined": ("convoy", "company"),
+    "member_removed": ("convoy", "company"),
+}
+PARAMS = {
+    "convoy": "Terminvergabe Nord",
+    "company": "Sanitär Müller",
+    "inviter": "Fiona Facil",
+    "expires": "31.12.2026",
+    "minutes": "15",
+    "contact": "Ben Schmidt",
+    "message": "Wir möchten gern mitmachen.",
+    "reason": "Der Konvoi ist voll.",
+}
+SUBJECTS = {
+    ("invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“",
+    ("invitation", "en"): 'Invitation to join the convoy "Terminvergabe Nord"',
+    ("sign_in", "de"): "Ihr Anmeldelink für Convoy",
+    ("sign_in", "en"): "Your sign-in link for Convoy",
+    ("facilitator_appointed", "de"): "Sie sind jetzt Moderator:in bei Convoy",
+    ("facilitator_appointed", "en"): "You are now a facilitator at Convoy",
+    ("join_request_received", "de"): "Beitrittsanfrage von Sanitär Müller für „Terminvergabe Nord“",
+    ("join_request_received", "en"): 'Request from Sanitär Müller to join "Terminvergabe Nord"',
+    ("join_request_declined", "de"): "Ihre Beitrittsanfrage für „Terminvergabe Nord“",
+    ("join_request_declined", "en"): 'Your request to join "Terminvergabe Nord"',
+    ("member_removed", "de"): "Sie sind nicht mehr Mitglied im Konvoi „Terminvergabe Nord“",
+    ("member_removed", "en"): 'You are no longer a member of the convoy "Terminvergabe Nord"',
+}
+# One sentence of each body, to see the params and the language arrived.
+SAYS = {
+    ("invitation", "de"): "Fiona Facil lädt Sie ein, dem Konvoi „Terminvergabe Nord“ als Vertreter:in"
+    " von Sanitär Müller beizutreten.",
+    ("invitation", "en"): "The invitation is valid until 31.12.2026.",
+    ("sign_in", "de"): "Der Link ist 15 Minuten lang gültig und kann nur einmal verwendet werden.",
+    ("sign_in", "en"): "If you did not ask for a sign-in link, you can simply ignore this email.",
+    ("facilitator_appointed", "de"): "Sie sind jetzt Moderator:in bei Convoy.",
+    ("facilitator_appointed", "en"): "You are now a facilitator at Convoy.",
+    ("join_request_received", "de"): "Wir möchten gern mitmachen.",
+    ("join_request_received", "en"): "Ben Schmidt asks for Sanitär Müller to join the convoy",
+    ("join_request_declined", "de"): "Der Konvoi ist voll.",
+    ("join_request_declined", "en"): "was declined.",
+    ("member_removed", "de"): "Der Konvoi ist voll.",
+    ("member_removed", "en"): "You were removed from the convoy",
+}
+
+
+def link_of(template: str, lang: str) -> str:
+    return f"http://convoy.test/links/{template}-{lang}?token=t0k&from=mail"
+
+
+def email_requested(
+    key: str, to: str, template: str, params: dict[str, str], language: str = "de", name: str = ""
+) -> ev.EmailRequested:
+    return ev.EmailRequested(
+        key=key,
+        to_email=to,
+        to_name=name,
+        language=language,
+        template=template,  # type: ignore[arg-type]
+        params=params,
+    )
+
+
+async def request(stack: Stack, *messages: ev.EmailRequested) -> list[env.Envelope]:
+    """Write messages to the outbox of services/convoys, as that service does; its relay publishes."""
+    conn = await asyncpg.connect(stack.settings.database_url, server_settings={"search_path": "convoys"})
+    try:
+        async with conn.transaction():
+            return [await outbox.add(conn, stack.subjects, m, producer="convoys") for m in messages]
+    finally:
+        await conn.close()
+
+
+async def publish(stack: Stack, envelope: env.Envelope) -> None:
+    """Publish an envelope straight to JetStream under a fresh Nats-Msg-Id (JetStream keeps both)."""
+    ack = await stack.nc.jetstream().publish(
+        stack.subjects.of(ev.EmailRequested),
+        env.encode(envelope),
+        headers={"Nats-Msg-Id": str(uuid.uuid4())},
+    )
+    assert not ack.duplicate
+
+
+async def deliveries(stack: Stack) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        return await conn.fetch("SELECT key, status, attempts FROM notifier.deliveries ORDER BY key")
+    finally:
+        await conn.close()
+
+
+async def dead_letters(stack: Stack, count: int) -> list[Msg]:
+    js = stack.nc.jetstream()
+    sub = await js.pull_subscribe(stack.subjects.dead_letter_wildcard, stream=stack.subjects.dead_letter_stream)
+    got: list[Msg] = []
+
+    async def fetch() -> bool:
+        with contextlib.suppress(TimeoutError):
+            got.extend(await sub.fetch(count - len(got), timeout=1))
+        return len(got) >= count
+
+    await eventually(fetch)
+    return got
+
+
+def bodies(message: EmailMessage) -> tuple[str, str]:
+    text = message.get_body(("plain",))
+    markup = message.get_body(("html",))
+    assert text is not None and markup is not None
+    return text.get_content(), markup.get_content()
+
+
+# --- rendering alone ---------------------------------------------------------------------------
+def test_the_renderer_knows_every_template_of_the_contract() -> None:
+    assert set(render.MESSAGE_TEMPLATES) == set(typing.get_args(ev.EmailTemplate)) == set(NEEDS)
+
+
+@pytest.mark.parametrize("template", NEEDS)
+@pytest.mark.parametrize("language", ["de", "en"])
+def test_each_template_renders_from_exactly_the_params_it_needs(template: str, language: str) -> None:
+    params = {p: PARAMS.get(p, "https://convoy.test/x") for p in NEEDS[template]}
+    rendered = render.message(template, language, params, name="Anna Müller")
+    assert rendered.subject
+    assert rendered.text.startswith("Hallo Anna Müller," if language == "de" else "Hello Anna Müller,")
+    assert f'<html lang="{language}">' in rendered.html
+    for missing in NEEDS[template]:
+        with pytest.raises(render.MessageParamsError, match=f"'{template}' needs params \\['{missing}'\\]"):
+            render.message(template, language, {p: v for p, v in params.items() if p != missing})
+
+
+def test_render_refuses_blank_params_bad_links_and_unknown_templates_without_echoing_values() -> None:
+    with pytest.raises(render.MessageParamsError, match=r"needs params \['minutes'\]") as blank:
+        render.message("sign_in", "de", {"link": "https://convoy.test/s/secret-token", "minutes": " "})
+    assert "secret-token" not in str(blank.value)
+    with pytest.raises(render.MessageParamsError, match="must be an http"):
+        render.message("facilitator_appointed", "de", {"link": "javascript:alert(1)"})
+    with pytest.raises(render.MessageParamsError, match="unknown email template"):
+        render.message("newsletter", "de", {})
+
+
+@pytest.mark.parametrize(
+    ("tag", "language"), [("de", "de"), ("DE", "de"), ("de-AT", "de"), ("en", "en"), ("fr", "en"), ("", "en")]
+)
+def test_language_falls_back_to_english(tag: str, language: str) -> None:
+    assert render.message_language(tag) == language
+
+
+# --- end to end --------------------------------------------------------------------------------
+async def test_every_template_arrives_in_both_languages(stack: Stack, smtp_sink: SmtpSink) -> None:
+    health = await stack.nc.request(stack.subjects.health("notifier"), b"{}", timeout=2)
+    assert msgspec.json.decode(health.data, type=api.Health).checks["consumer:messages"] == "ok"
+
+    wanted = [
+        email_requested(
+            f"all-{template}-{lang}",
+            f"{template}.{lang}@example.test",
+            template,
+            {**PARAMS, "link": link_of(template, lang)},
+            language=lang,
+            name="Anna Müller",
+        )
+        for template, lang in SUBJECTS
+    ]
+    wanted.append(  # a language the notifier does not speak: English
+        email_requested("all-fr", "fr@example.test", "sign_in", {**PARAMS, "link": link_of("sign_in", "fr")}, "fr")
+    )
+    await request(stack, *wanted)
+    await smtp_sink.wait_for(len(wanted))
+
+    for (template, lang), subject in SUBJECTS.items():
+        [message] = smtp_sink.to(f"{template}.{lang}@example.test")
+        assert message["Subject"] == subject
+        assert message["To"] == f"Anna Müller <{template}.{lang}@example.test>"
+        assert message["List-Id"] == "Convoy <account.convoy>"
+        assert message["X-Convoy-Delivery"] == f"message:all-{template}-{lang}"
+        text, markup = bodies(message)
+        assert SAYS[template, lang] in " ".join(text.split()), (template, lang, text)
+        assert html.escape(SAYS[template, lang], quote=True) in " ".join(markup.split())
+        link = link_of(template, lang)
+        if "link" in NEEDS[template]:
+            assert link in text
+            assert f'<a href="{html.escape(link)}"' in markup
+        else:
+            assert "http" not in text and "<a " not in markup
+        assert "src=" not in markup and "<img" not in markup  # nothing loaded from elsewhere
+
+    [fallback] = smtp_sink.to("fr@example.test")
+    assert fallback["Subject"] == "Your sign-in link for Convoy"
+    assert bodies(fallback)[0].startswith("Hello,")
+    assert len(smtp_sink.messages) == len(wanted)
+
+
+async def test_user_text_is_escaped_in_html(stack: Stack, smtp_sink: SmtpSink) -> None:
+    await request(
+        stack,
+        email_requested(
+            "escape-1",
+            "facil@example.test",
+            "join_request_received",
+            {
+                "convoy": "Nord & Süd",
+                "company": "<script>alert(1)</script> GmbH",
+                "contact": 'Eve "<b>"',
+                "message": "Erste Zeile\r\nZweite <i>Zeile</i>",
+                "link": "https://convoy.test/requests/1?a=1&b=2",
+            },
+        ),
+    )
+    [message] = await smtp_sink.wait_for(1)
+    assert message["Subject"] == "Beitrittsanfrage von <script>alert(1)</script> GmbH für „Nord & Süd“"
+    text, markup = bodies(message)
+    assert "<script>alert(1)</script> GmbH" in text and "Erste Zeile\r\nZweite <i>Zeile</i>" in text
+    assert "<script>" not in markup and "<i>" not in markup and "<b>" not in markup
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; GmbH" in markup
+    assert "Nord &amp; Süd" in markup and "Eve &#34;&lt;b&gt;&#34;" in markup
+    assert "Erste Zeile<br>Zweite &lt;i&gt;Zeile&lt;/i&gt;" in markup
+    assert 'href="https://convoy.test/requests/1?a=1&amp;b=2"' in markup
+
+
+async def test_the_same_key_sends_one_email(stack: Stack, smtp_sink: SmtpSink) -> None:
+    params = {"link": "https://convoy.test/sign-in/abc", "minutes": "15"}
+    [first] = await request(stack, email_requested("once", "anna@example.test", "sign_in", params))
+    await smtp_sink.wait_for(1)
+
+    # The same key again: re-published as a new message, and the first envelope redelivered
+    # under another Nats-Msg-Id; then one more message, which arrives after both.
+    await request(stack, email_requested("once", "anna@example.test", "sign_in", params))
+    await publish(stack, first)
+    await request(stack, email_requested("after", "ben@example.test", "sign_in", params))
+    messages = await smtp_sink.wait_for(2)
+
+    assert [m["To"] for m in messages] == ["anna@example.test", "ben@example.test"]
+    assert [(r["key"], r["status"], r["attempts"]) for r in await deliveries(stack)] == [
+        ("message:after", "sent", 1),
+        ("message:once", "sent", 1),
+    ]
+    assert len(smtp_sink.messages) == 2
+
+
+async def test_a_message_missing_a_param_is_dead_lettered_and_the_next_is_sent(
+    stack: Stack, smtp_sink: SmtpSink
+) -> None:
+    incomplete = {"convoy": "Nord", "company": "Laden", "inviter": "Fiona", "link": "https://convoy.test/i/secret"}
+    await request(
+        stack,
+        email_requested("broken", "anna@example.test", "invitation", incomplete),
+        email_requested("fine", "ben@example.test", "member_removed", {"convoy": "Nord", "company": "Laden"}),
+    )
+    [message] = await smtp_sink.wait_for(1)
+    assert message["To"] == "ben@example.test"
+
+    [dead] = await dead_letters(stack, 1)
+    assert dead.headers is not None
+    assert dead.headers["Convoy-Subject"] == stack.subjects.of(ev.EmailRequested)
+    assert dead.headers["Convoy-Consumer"] == stack.subjects.consumer("notifier", "messages")
+    error = dead.headers["Convoy-Error"]
+    assert f"failed {stack.settings.consumer_max_deliver} times" in error
+    assert "'invitation' needs params ['expires']" in error and "secret" not in error
+    event = env.decode(dead.data)[1]
+    assert isinstance(event, ev.EmailRequested) and event.key == "broken"
+
+    assert [r["key"] for r in await deliveries(stack)] == ["message:fine"]  # nothing claimed for it
+    assert len(smtp_sink.messages) == 1
