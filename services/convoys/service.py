@@ -445,7 +445,7 @@ class ConvoysService:
                     "company": company["name"],
                     "inviter": inviter,
                     "link": f"{self.base_url}/invitations/{token}",
-                    "expires": created.expires_at.strftime("%Y-%m-%d"),
+                    "expires": created.expires_at.strftime("%d.%m.%Y" if invitation.language == "de" else "%Y-%m-%d"),
                 },
             ),
         )
