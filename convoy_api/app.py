@@ -21,7 +21,8 @@ from convoy_api.auth.controllers import (
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, provide_backend
 from convoy_api.health.controllers import health, service_metrics
-from convoy_api.reports.controllers import ReportController
+from convoy_api.projects.controllers import MilestoneController, ProjectController
+from convoy_api.reports.controllers import ConvoyReportsController, ReportController
 from schemas.subjects import Subjects
 from services.runtime import bus
 from services.runtime.rpc import RpcClient
@@ -37,7 +38,10 @@ ROUTES: list[ControllerRouterHandler] = [
     FacilitatorController,
     ConvoyController,
     OpenConvoyController,
+    ConvoyReportsController,
     ReportController,
+    ProjectController,
+    MilestoneController,
 ]
 
 

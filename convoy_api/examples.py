@@ -116,3 +116,40 @@ class FacilitatorRef(api.Body, kw_only=True):
 CoFacilitator = Annotated[
     FacilitatorRef, _body("Add a co-facilitator", {"person_id": "00000000-0000-0000-0000-000000000001"})
 ]
+ProjectIn = Annotated[
+    api.ProjectIn,
+    _body(
+        "Start from the catalogue ladder",
+        {"title": "Online-Termin-Service", "goal": "Kunden buchen Termine online.", "project_type": "online_booking"},
+    ),
+]
+NewMilestone = Annotated[
+    api.NewMilestone, _body("Add a milestone", {"title": "Kalender anbinden", "target_date": "2027-02-15", "weight": 2})
+]
+MilestonePatch = Annotated[api.MilestonePatch, _body("Mark it done", {"status": "done"})]
+MilestoneOrder = Annotated[
+    api.MilestoneOrder, _body("New order", {"milestone_ids": ["00000000-0000-0000-0000-000000000001"]})
+]
+ReportPatch = Annotated[api.ReportPatch, _body("Fix a typo", {"next": "Kalender anbinden und testen"})]
+NewComment = Annotated[api.NewComment, _body("Encourage a peer", {"body": "Stark! Welches Tool nutzt ihr?"})]
+NewHelpOffer = Annotated[
+    api.NewHelpOffer, _body("Offer help", {"message": "Wir haben das letzten Monat gemacht, ruf gern an."})
+]
+NewReportFull = Annotated[
+    api.NewReport,
+    _body(
+        "A weekly report with milestones and commitments",
+        {
+            "done": "Buchungsseite ist **online**",
+            "next": "Kalender anbinden",
+            "blockers": "",
+            "help_wanted": True,
+            "help_topic": "Kalender-Synchronisation",
+            "mood": 4,
+            "milestones": [{"milestone_id": "00000000-0000-0000-0000-000000000001", "status": "done"}],
+            "commitments": ["Kalender anbinden", "Testlauf mit drei Stammkunden"],
+            "commitment_reviews": [],
+            "facilitator_note": "Personalengpass im Februar",
+        },
+    ),
+]

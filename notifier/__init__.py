@@ -129,5 +129,46 @@ async def setup(rt: Runtime) -> None:
             list_id=MESSAGES_LIST_ID,
         )
 
+    async def on_help_offered(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """Tell the report's author who offered help."""
+        assert isinstance(event, ev.HelpOffered)
+        members = await rt.rpc.call(
+            rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
+            api.GetRecipients(convoy_id=event.convoy_id),
+            api.Recipients,
+        )
+        report = await rt.rpc.call(
+            rt.subjects.rpc("milestones", Rpc.REPORT_GET),
+            api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
+            api.Report,
+        )
+        people = {m.person_id: m for m in members.members}
+        author, helper = people.get(report.author_id), people.get(event.person_id)
+        if author is None or helper is None:  # one of them left the convoy meanwhile: nobody to tell
+            return
+        offer_message = event.message
+        rendered = render.message(
+            "help_offered",
+            author.language,
+            {
+                "convoy": members.convoy_name,
+                "helper": helper.name,
+                "company": helper.company_name,
+                "topic": report.help_topic or "-",
+                "message": offer_message,
+                "link": f"{rt.settings.public_url.rstrip('/')}/reports/{report.id}",
+            },
+            name=author.name,
+        )
+        await send_email(
+            f"help_offered:{event.offer_id}",
+            envelope.id,
+            to_name=author.name,
+            to_email=author.email,
+            rendered=rendered,
+            list_id=f"{' '.join(members.convoy_name.split())[:60]} <{event.convoy_id}.convoys.convoy>",
+        )
+
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted)
+    rt.consumer("help", (ev.HelpOffered,), on_help_offered)
     rt.consumer("messages", (ev.EmailRequested,), on_email_requested)

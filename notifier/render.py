@@ -67,7 +67,7 @@ def report_submitted(*, recipient: api.Recipient, company: str, convoy: str, rep
             (t["done"], report.done),
             (t["next"], report.next),
             (t["blockers"], report.blockers),
-            (t["help"], report.help_wanted),
+            (t["help"], report.help_topic or ("✓" if report.help_wanted else "")),
         ],
     }
     return Rendered(
@@ -97,6 +97,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "join_request_received": _Spec(needs=("convoy", "company", "contact", "link"), note="message"),
     "join_request_declined": _Spec(needs=("convoy", "company"), note="reason"),
     "member_removed": _Spec(needs=("convoy", "company"), note="reason"),
+    "help_offered": _Spec(needs=("convoy", "helper", "company", "topic", "link"), note="message"),
 }
 
 
@@ -184,6 +185,16 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             note="Begründung",
             after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
         ),
+        "help_offered": _Words(
+            subject="{helper} ({company}) bietet Hilfe an",
+            heading="Jemand kann Ihnen helfen",
+            body=(
+                "Sie haben im Konvoi „{convoy}“ um Unterstützung gebeten: {topic}.",
+                "{helper} von {company} bietet Hilfe an.",
+            ),
+            note="Nachricht",
+            button="Zum Bericht",
+        ),
     },
     "en": {
         "invitation": _Words(
@@ -238,6 +249,16 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             body=('You were removed from the convoy "{convoy}" as a representative of {company}.',),
             note="Reason",
             after=("If you have questions, please contact the competence centre that runs the convoy.",),
+        ),
+        "help_offered": _Words(
+            subject="{helper} ({company}) offers help",
+            heading="Someone can help you",
+            body=(
+                'You asked for help in the convoy "{convoy}": {topic}.',
+                "{helper} from {company} offers to help.",
+            ),
+            note="Their message",
+            button="Open the report",
         ),
     },
 }

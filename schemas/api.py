@@ -461,28 +461,146 @@ class Recipients(Reply, kw_only=True):
     members: list[Recipient]
 
 
+# --- projects and milestones ------------------------------------------------------------------
+MilestoneStatus = Literal["not_started", "in_progress", "done", "blocked"]
+MAX_MILESTONES = 50
+
+
+class ProjectIn(Body, kw_only=True):
+    title: Name
+    goal: LongText = ""
+    project_type: Annotated[str, Meta(max_length=64)] | None = None
+    """A catalogue project type (e.g. online_booking): a new project starts from its milestone ladder."""
+
+
+class NewMilestone(Body, kw_only=True):
+    title: Name
+    target_date: date | None = None
+    weight: Annotated[int, Meta(ge=1, le=10)] = 1
+    catalogue_key: Annotated[str, Meta(max_length=100)] | None = None
+
+
+class MilestonePatch(Body, kw_only=True):
+    title: Name | msgspec.UnsetType = msgspec.UNSET
+    target_date: date | msgspec.UnsetType | None = msgspec.UNSET
+    weight: Annotated[int, Meta(ge=1, le=10)] | msgspec.UnsetType = msgspec.UNSET
+    status: MilestoneStatus | msgspec.UnsetType = msgspec.UNSET
+
+
+class MilestoneOrder(Body, kw_only=True):
+    milestone_ids: Annotated[list[uuid.UUID], Meta(max_length=MAX_MILESTONES)]
+
+
+class Milestone(Reply, kw_only=True):
+    id: uuid.UUID
+    title: str
+    target_date: date | None
+    weight: int
+    position: int
+    status: str
+    catalogue_key: str | None
+    completed_at: datetime | None
+
+
+class Project(Reply, kw_only=True):
+    id: uuid.UUID
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    title: str
+    goal: str
+    project_type: str | None
+    progress: float
+    """Weighted share of milestones done, 0..1."""
+    milestones: list[Milestone]
+
+
 # --- reports -----------------------------------------------------------------------------------
+class MilestoneUpdate(Body, kw_only=True):
+    milestone_id: uuid.UUID
+    status: MilestoneStatus
+
+
+class CommitmentReview(Body, kw_only=True):
+    commitment_id: uuid.UUID
+    outcome: Literal["done", "partly", "not_yet"]
+    note: ShortText = ""
+    """Why not (yet), when it was not done."""
+
+
 class NewReport(Body, kw_only=True):
     company_id: uuid.UUID | None = None
     """Which company this report is for; may be left out when the author represents one only."""
     done: Annotated[str, Meta(min_length=1, max_length=20000)]
     next: ReportText = ""
     blockers: ReportText = ""
-    help_wanted: ReportText = ""
+    help_wanted: bool = False
+    help_topic: ShortText = ""
+    """What help would be welcome (with help_wanted)."""
+    help_milestone_id: uuid.UUID | None = None
     mood: Mood | None = None
+    milestones: Annotated[list[MilestoneUpdate], Meta(max_length=MAX_MILESTONES)] = []
+    commitments: Annotated[list[Annotated[str, Meta(min_length=1, max_length=300)]], Meta(max_length=10)] = []
+    """What the company commits to for the next cycle."""
+    commitment_reviews: Annotated[list[CommitmentReview], Meta(max_length=10)] = []
+    """How last cycle's commitments went."""
+    facilitator_note: LongText = ""
+    """For the convoy's facilitators only: never shown to peers, never in a digest."""
+
+
+class ReportPatch(Body, kw_only=True):
+    done: Annotated[str, Meta(min_length=1, max_length=20000)] | msgspec.UnsetType = msgspec.UNSET
+    next: ReportText | msgspec.UnsetType = msgspec.UNSET
+    blockers: ReportText | msgspec.UnsetType = msgspec.UNSET
+    help_wanted: bool | msgspec.UnsetType = msgspec.UNSET
+    help_topic: ShortText | msgspec.UnsetType = msgspec.UNSET
+    mood: Mood | msgspec.UnsetType | None = msgspec.UNSET
+    facilitator_note: LongText | msgspec.UnsetType = msgspec.UNSET
+
+
+class Commitment(Reply, kw_only=True):
+    id: uuid.UUID
+    text: str
+    outcome: str | None
+    note: str
+
+
+class TouchedMilestone(Reply, kw_only=True):
+    milestone_id: uuid.UUID
+    title: str
+    status: str
 
 
 class Report(Reply, kw_only=True):
     id: uuid.UUID
     convoy_id: uuid.UUID
     company_id: uuid.UUID
+    company_name: str
     author_id: uuid.UUID
-    done: str
-    next: str
-    blockers: str
-    help_wanted: str
-    mood: int | None
+    cycle_index: int
+    late: bool
+    version: int
     submitted_at: datetime
+    updated_at: datetime
+    done: str
+    """Markdown as written; *_html fields carry the sanitized rendering."""
+    done_html: str
+    next: str
+    next_html: str
+    blockers: str
+    blockers_html: str
+    help_wanted: bool
+    help_topic: str
+    help_milestone_id: uuid.UUID | None
+    mood: int | None
+    milestones: list[TouchedMilestone] = []
+    commitments: list[Commitment] = []
+    reviews: list[Commitment] = []
+    kudos: int = 0
+    kudos_by: list[uuid.UUID] = []
+    comments: int = 0
+    hidden: bool = False
+    facilitator_note: str | None = None
+    """Only for the convoy's facilitators and the company's own representatives."""
 
 
 class SubmitReport(Body, kw_only=True):
@@ -491,10 +609,32 @@ class SubmitReport(Body, kw_only=True):
     report: NewReport
 
 
+class EditReport(Body, kw_only=True):
+    actor: Actor
+    report_id: uuid.UUID
+    patch: ReportPatch
+
+
 class ListReports(Body, kw_only=True):
     actor: Actor
     convoy_id: uuid.UUID
     limit: Annotated[int, Meta(ge=1, le=200)] = 50
+
+
+class Timeline(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID | None = None
+    milestone_status: MilestoneStatus | None = None
+    help_wanted: bool | None = None
+    blockers: bool | None = None
+    cursor: Annotated[str, Meta(max_length=200)] | None = None
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+
+
+class TimelinePage(Reply, kw_only=True):
+    reports: list[Report]
+    next_cursor: str | None
 
 
 class GetReport(Body, kw_only=True):
@@ -503,6 +643,144 @@ class GetReport(Body, kw_only=True):
 
 
 class ReportList(Reply, kw_only=True):
+    reports: list[Report]
+
+
+class Search(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    q: Annotated[str, Meta(min_length=1, max_length=200)]
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+
+
+class SearchHit(Reply, kw_only=True):
+    report_id: uuid.UUID
+    company_name: str
+    cycle_index: int
+    submitted_at: datetime
+    snippet: str
+    """Plain text around the matches; matches between « and »."""
+
+
+class SearchResults(Reply, kw_only=True):
+    hits: list[SearchHit]
+
+
+class CompanyProgress(Reply, kw_only=True):
+    company_id: uuid.UUID
+    name: str
+    project_title: str | None
+    project_type: str | None
+    progress: float
+    milestones_done: int
+    milestones_due: int
+    """Milestones whose target date has passed (done or not)."""
+    milestones_total: int
+    reports: int
+    participation: float
+    """Share of the cycles so far with a report."""
+    streak: int
+    """Consecutive on-time reports up to the current cycle."""
+    commitments_kept: float | None
+    """done = 1, partly = 0.5, not yet = 0, over reviewed commitments; None when none were reviewed."""
+    rung: int | None
+    """Pace: how many rungs of its catalogue ladder the company has completed."""
+    rungs: int | None
+
+
+class Board(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    cycle_index: int | None
+    cycles: int
+    progress: float
+    participation: float
+    companies: list[CompanyProgress]
+
+
+class NewComment(Body, kw_only=True):
+    body: Annotated[str, Meta(min_length=1, max_length=5000)]
+    parent_id: uuid.UUID | None = None
+    """Answer to a comment (one level of threading)."""
+
+
+class Comment(Reply, kw_only=True):
+    id: uuid.UUID
+    report_id: uuid.UUID
+    parent_id: uuid.UUID | None
+    author_id: uuid.UUID
+    body: str
+    body_html: str
+    created_at: datetime
+    replies: list[Comment] = []
+
+
+class Comments(Reply, kw_only=True):
+    comments: list[Comment]
+
+
+class NewHelpOffer(Body, kw_only=True):
+    message: LongText = ""
+
+
+class HelpOffer(Reply, kw_only=True):
+    id: uuid.UUID
+    report_id: uuid.UUID
+    person_id: uuid.UUID
+    company_id: uuid.UUID
+    message: str
+    created_at: datetime
+
+
+class HelpSuggestions(Reply, kw_only=True):
+    """Peers who already completed the milestone the help request is about."""
+
+    companies: list[PersonRef]
+
+
+class ReportAction(Body, kw_only=True):
+    actor: Actor
+    report_id: uuid.UUID
+
+
+class AddComment(ReportAction, kw_only=True):
+    comment: NewComment
+
+
+class OfferHelp(ReportAction, kw_only=True):
+    offer: NewHelpOffer
+
+
+class CompanyAction(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+
+
+class PutProject(CompanyAction, kw_only=True):
+    project: ProjectIn
+
+
+class AddMilestone(CompanyAction, kw_only=True):
+    milestone: NewMilestone
+
+
+class OrderMilestones(CompanyAction, kw_only=True):
+    order: MilestoneOrder
+
+
+class ChangeMilestone(Body, kw_only=True):
+    actor: Actor
+    milestone_id: uuid.UUID
+    patch: MilestonePatch
+
+
+class ConvoyAsk(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+
+
+class Export(Reply, kw_only=True):
+    convoy_id: uuid.UUID
     reports: list[Report]
 
 

@@ -140,6 +140,63 @@ class ReportSubmitted(Event, frozen=True, kw_only=True):
     author_id: uuid.UUID
 
 
+class ReportEdited(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "report.edited"
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    report_id: uuid.UUID
+    editor_id: uuid.UUID
+    version: int
+
+
+class MilestoneCompleted(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "milestone.completed"
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    milestone_id: uuid.UUID
+    catalogue_key: str | None = None
+
+
+class CommentAdded(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "comment.added"
+    convoy_id: uuid.UUID
+    report_id: uuid.UUID
+    comment_id: uuid.UUID
+    author_id: uuid.UUID
+    parent_id: uuid.UUID | None = None
+
+
+class KudosGiven(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "kudos.given"
+    convoy_id: uuid.UUID
+    report_id: uuid.UUID
+    person_id: uuid.UUID
+
+
+class KudosTakenBack(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "kudos.taken_back"
+    convoy_id: uuid.UUID
+    report_id: uuid.UUID
+    person_id: uuid.UUID
+
+
+class HelpRequested(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "help.requested"
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    report_id: uuid.UUID
+    milestone_id: uuid.UUID | None = None
+
+
+class HelpOffered(Event, frozen=True, kw_only=True):
+    TYPE: ClassVar[str] = "help.offered"
+    convoy_id: uuid.UUID
+    report_id: uuid.UUID
+    offer_id: uuid.UUID
+    person_id: uuid.UUID
+    message: str = ""
+
+
 # --- messages to the notifier ------------------------------------------------------------------
 EmailTemplate = Literal[
     "invitation",
@@ -148,6 +205,7 @@ EmailTemplate = Literal[
     "join_request_received",
     "join_request_declined",
     "member_removed",
+    "help_offered",
 ]
 
 
@@ -162,6 +220,7 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``join_request_received`` (to facilitators): convoy, company, contact, message, link
     - ``join_request_declined`` (to the asking contact): convoy, company, reason
     - ``member_removed``: convoy, company, reason
+    - ``help_offered`` (to the report's author): convoy, helper, company, topic, message, link
     """
 
     TYPE: ClassVar[str] = "email.requested"
@@ -189,6 +248,13 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JoinRequested,
     JoinRequestDecided,
     ReportSubmitted,
+    ReportEdited,
+    MilestoneCompleted,
+    CommentAdded,
+    KudosGiven,
+    KudosTakenBack,
+    HelpRequested,
+    HelpOffered,
     EmailRequested,
 )
 """Every event and message type; the envelope codec builds one decoder per entry."""

@@ -30,6 +30,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "join_request_received": ("convoy", "company", "contact", "link"),
     "join_request_declined": ("convoy", "company"),
     "member_removed": ("convoy", "company"),
+    "help_offered": ("convoy", "helper", "company", "topic", "link"),
 }
 PARAMS = {
     "convoy": "Terminvergabe Nord",
@@ -40,6 +41,8 @@ PARAMS = {
     "contact": "Ben Schmidt",
     "message": "Wir möchten gern mitmachen.",
     "reason": "Der Konvoi ist voll.",
+    "helper": "Clara Stahl",
+    "topic": "Kalender-Synchronisation",
 }
 SUBJECTS = {
     ("invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“",
@@ -54,6 +57,8 @@ SUBJECTS = {
     ("join_request_declined", "en"): 'Your request to join "Terminvergabe Nord"',
     ("member_removed", "de"): "Sie sind nicht mehr Mitglied im Konvoi „Terminvergabe Nord“",
     ("member_removed", "en"): 'You are no longer a member of the convoy "Terminvergabe Nord"',
+    ("help_offered", "de"): "Clara Stahl (Sanitär Müller) bietet Hilfe an",
+    ("help_offered", "en"): "Clara Stahl (Sanitär Müller) offers help",
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
@@ -70,6 +75,11 @@ SAYS = {
     ("join_request_declined", "en"): "was declined.",
     ("member_removed", "de"): "Der Konvoi ist voll.",
     ("member_removed", "en"): "You were removed from the convoy",
+    (
+        "help_offered",
+        "de",
+    ): "Sie haben im Konvoi „Terminvergabe Nord“ um Unterstützung gebeten: Kalender-Synchronisation.",
+    ("help_offered", "en"): "Clara Stahl from Sanitär Müller offers to help.",
 }
 
 

@@ -48,7 +48,7 @@ async def test_email_is_in_the_recipients_language(client: httpx.AsyncClient, sm
     smtp_sink.messages.clear()
     r = await client.post(
         f"/api/v1/convoys/{world.convoy_id}/reports",
-        json={"done": "Shop-Software ausgewählt", "help_wanted": "Zahlungsanbieter"},
+        json={"done": "Shop-Software ausgewählt", "help_wanted": True, "help_topic": "Zahlungsanbieter"},
         headers=world.reps["a"].auth,
     )
     assert r.status_code == 201, r.text

@@ -1,11 +1,14 @@
-"""Progress reports: representatives post for their company; members read the convoy's reports."""
+"""Progress reports: post and edit (representatives), timeline, board, search, export (members);
+comments, kudos and help offers."""
 
 from __future__ import annotations
 
+import csv
+import io
 import uuid
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
@@ -16,35 +19,174 @@ from schemas.subjects import Rpc
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
+ConvoyId = FromPath[uuid.UUID]
+ReportId = FromPath[uuid.UUID]
+
+CSV_COLUMNS = (
+    "submitted_at",
+    "cycle_index",
+    "late",
+    "company_name",
+    "done",
+    "next",
+    "blockers",
+    "help_wanted",
+    "help_topic",
+    "mood",
+    "kudos",
+    "comments",
+)
 
 
-class ReportController(Controller):
-    path = "/api/v1/convoys/{convoy_id:uuid}/reports"
+class ConvoyReportsController(Controller):
+    path = "/api/v1/convoys/{convoy_id:uuid}"
     tags = ["reports"]
     dependencies = {"actor": Provide(provide_actor)}
 
-    @post("/", summary="Post my company's progress report")
-    async def submit(
-        self, convoy_id: FromPath[uuid.UUID], data: ex.NewReport, actor: Actor, backend: Services
-    ) -> api.Report:
+    @post("/reports", summary="Post my company's report for the current check-in cycle")
+    async def submit(self, convoy_id: ConvoyId, data: ex.NewReportFull, actor: Actor, backend: Services) -> api.Report:
         return await backend.call(
-            "milestones",
-            Rpc.REPORT_SUBMIT,
-            api.SubmitReport(actor=actor, convoy_id=convoy_id, report=data),
-            api.Report,
+            "milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=actor, convoy_id=convoy_id, report=data), api.Report
         )
 
-    @get("/", summary="The convoy's reports, newest first (members)")
+    @get("/reports", summary="The convoy's reports, newest first (see /timeline for filters and paging)")
     async def list_reports(
         self,
-        convoy_id: FromPath[uuid.UUID],
+        convoy_id: ConvoyId,
         actor: Actor,
         backend: Services,
-        limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
     ) -> api.ReportList:
         return await backend.call(
             "milestones",
             Rpc.REPORT_LIST,
             api.ListReports(actor=actor, convoy_id=convoy_id, limit=limit),
             api.ReportList,
+        )
+
+    @get("/timeline", summary="Reports newest first, filtered, with a cursor for the next page")
+    async def timeline(
+        self,
+        convoy_id: ConvoyId,
+        actor: Actor,
+        backend: Services,
+        company_id: Annotated[uuid.UUID | None, QueryParameter()] = None,
+        milestone_status: Annotated[
+            str | None, QueryParameter(pattern="^(not_started|in_progress|done|blocked)$")
+        ] = None,
+        help_wanted: Annotated[bool | None, QueryParameter()] = None,
+        blockers: Annotated[bool | None, QueryParameter()] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> api.TimelinePage:
+        request = api.Timeline(
+            actor=actor,
+            convoy_id=convoy_id,
+            company_id=company_id,
+            milestone_status=milestone_status,  # type: ignore[arg-type]
+            help_wanted=help_wanted,
+            blockers=blockers,
+            cursor=cursor,
+            limit=limit,
+        )
+        return await backend.call("milestones", Rpc.TIMELINE, request, api.TimelinePage)
+
+    @get("/board", summary="Progress board: progress, milestones, participation, streaks, pace per company")
+    async def board(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Board:
+        return await backend.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board)
+
+    @get("/search", summary="Full-text search over the convoy's reports (German or English by convoy language)")
+    async def search(
+        self,
+        convoy_id: ConvoyId,
+        actor: Actor,
+        backend: Services,
+        q: Annotated[str, QueryParameter(min_length=1, max_length=200)],
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+    ) -> api.SearchResults:
+        return await backend.call(
+            "milestones", Rpc.SEARCH, api.Search(actor=actor, convoy_id=convoy_id, q=q, limit=limit), api.SearchResults
+        )
+
+    @get("/export.json", summary="All of the convoy's reports as JSON (members)")
+    async def export_json(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Export:
+        return await backend.call("milestones", Rpc.EXPORT, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Export)
+
+    @get("/export.csv", summary="All of the convoy's reports as CSV (members)", media_type="text/csv")
+    async def export_csv(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> Response[str]:
+        export = await backend.call(
+            "milestones", Rpc.EXPORT, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Export
+        )
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for r in export.reports:
+            writer.writerow([_csv_safe(getattr(r, column)) for column in CSV_COLUMNS])
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="convoy-{convoy_id}-reports.csv"'},
+        )
+
+
+def _csv_safe(value: object) -> object:
+    """Neutralise spreadsheet formulas in user text (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class ReportController(Controller):
+    path = "/api/v1/reports/{report_id:uuid}"
+    tags = ["reports"]
+    dependencies = {"actor": Provide(provide_actor)}
+
+    @get("/", summary="One report")
+    async def read(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Report:
+        return await backend.call(
+            "milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report
+        )
+
+    @patch("/", summary="Edit my company's report until its cycle closes (the previous version is kept)")
+    async def edit(self, report_id: ReportId, data: ex.ReportPatch, actor: Actor, backend: Services) -> api.Report:
+        return await backend.call(
+            "milestones", Rpc.REPORT_EDIT, api.EditReport(actor=actor, report_id=report_id, patch=data), api.Report
+        )
+
+    @get("/comments", summary="Comments on a report, answers nested one level")
+    async def comments(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Comments:
+        return await backend.call(
+            "milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments
+        )
+
+    @post("/comments", summary="Comment on a report, or answer a comment")
+    async def comment(self, report_id: ReportId, data: ex.NewComment, actor: Actor, backend: Services) -> api.Comment:
+        return await backend.call(
+            "milestones", Rpc.COMMENT_ADD, api.AddComment(actor=actor, report_id=report_id, comment=data), api.Comment
+        )
+
+    @put("/kudos", summary="Give kudos (once per person; peers only)")
+    async def give_kudos(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Report:
+        return await backend.call(
+            "milestones", Rpc.KUDOS_GIVE, api.ReportAction(actor=actor, report_id=report_id), api.Report
+        )
+
+    @delete("/kudos", summary="Take my kudos back", status_code=200)
+    async def take_back_kudos(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Report:
+        return await backend.call(
+            "milestones", Rpc.KUDOS_TAKE_BACK, api.ReportAction(actor=actor, report_id=report_id), api.Report
+        )
+
+    @post("/help-offers", summary='"I can help": tells the asker')
+    async def offer_help(
+        self, report_id: ReportId, data: ex.NewHelpOffer, actor: Actor, backend: Services
+    ) -> api.HelpOffer:
+        return await backend.call(
+            "milestones", Rpc.HELP_OFFER, api.OfferHelp(actor=actor, report_id=report_id, offer=data), api.HelpOffer
+        )
+
+    @get("/help-suggestions", summary="Peers who already completed the milestone the help request is about")
+    async def help_suggestions(self, report_id: ReportId, actor: Actor, backend: Services) -> api.HelpSuggestions:
+        return await backend.call(
+            "milestones", Rpc.HELP_SUGGESTIONS, api.ReportAction(actor=actor, report_id=report_id), api.HelpSuggestions
         )

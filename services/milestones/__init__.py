@@ -1,4 +1,4 @@
-"""services/milestones: projects, milestones, progress reports (foundation: reports)."""
+"""services/milestones: digital projects, milestones, progress reports, comments, kudos, help."""
 
 from __future__ import annotations
 
@@ -14,10 +14,39 @@ from services.runtime.service import Runtime
 NAME = "milestones"
 MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
+PROJECTED = (
+    ev.ConvoyCreated,
+    ev.ConvoyUpdated,
+    ev.ConvoyStatusChanged,
+    ev.ConvoyFacilitatorAdded,
+    ev.CompanyJoined,
+    ev.CompanyLeft,
+    ev.PersonJoined,
+    ev.PersonRemoved,
+)
+"""Events from services/convoys that milestones keeps projections of (in stream order)."""
+
 
 async def setup(rt: Runtime) -> None:
     svc = MilestonesService(rt)
+    rt.consumer("convoys", PROJECTED, svc.on_convoys_event)
     rt.endpoint(Rpc.REPORT_SUBMIT, api.SubmitReport, svc.submit_report)
-    rt.endpoint(Rpc.REPORT_LIST, api.ListReports, svc.list_reports)
+    rt.endpoint(Rpc.REPORT_EDIT, api.EditReport, svc.edit_report)
     rt.endpoint(Rpc.REPORT_GET, api.GetReport, svc.get_report)
-    rt.consumer("memberships", (ev.PersonJoined, ev.PersonRemoved, ev.CompanyLeft), svc.on_membership)
+    rt.endpoint(Rpc.REPORT_LIST, api.ListReports, svc.list_reports)
+    rt.endpoint(Rpc.TIMELINE, api.Timeline, svc.timeline)
+    rt.endpoint(Rpc.SEARCH, api.Search, svc.search)
+    rt.endpoint(Rpc.EXPORT, api.ConvoyAsk, svc.export)
+    rt.endpoint(Rpc.BOARD, api.ConvoyAsk, svc.board)
+    rt.endpoint(Rpc.PROJECT_PUT, api.PutProject, svc.put_project)
+    rt.endpoint(Rpc.PROJECT_GET, api.CompanyAction, svc.get_project)
+    rt.endpoint(Rpc.MILESTONE_ADD, api.AddMilestone, svc.add_milestone)
+    rt.endpoint(Rpc.MILESTONE_CHANGE, api.ChangeMilestone, svc.change_milestone)
+    rt.endpoint(Rpc.MILESTONE_ORDER, api.OrderMilestones, svc.order_milestones)
+    rt.endpoint(Rpc.COMMENT_ADD, api.AddComment, svc.add_comment)
+    rt.endpoint(Rpc.COMMENT_LIST, api.ReportAction, svc.list_comments)
+    rt.endpoint(Rpc.KUDOS_GIVE, api.ReportAction, svc.give_kudos)
+    rt.endpoint(Rpc.KUDOS_TAKE_BACK, api.ReportAction, svc.take_back_kudos)
+    rt.endpoint(Rpc.HELP_OFFER, api.OfferHelp, svc.offer_help)
+    rt.endpoint(Rpc.HELP_SUGGESTIONS, api.ReportAction, svc.help_suggestions)
+    rt.endpoint(Rpc.CATALOGUE, api.Empty, svc.catalogue)

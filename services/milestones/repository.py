@@ -1,14 +1,82 @@
-"""All SQL of services/milestones."""
+"""All SQL of services/milestones. Every list is answered by a fixed number of set-based queries."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 
 from schemas import api
 
 Conn = asyncpg.Connection
+
+
+# --- projections ---------------------------------------------------------------------------------
+async def upsert_convoy(
+    conn: Conn,
+    *,
+    convoy_id: uuid.UUID,
+    name: str,
+    timezone: str,
+    language: str,
+    cadence: Any,
+    start_date: date,
+    status: str | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO convoys (convoy_id, name, timezone, language, cadence, start_date, status)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, 'forming'))"
+        " ON CONFLICT (convoy_id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone,"
+        " language = excluded.language, cadence = excluded.cadence, start_date = excluded.start_date,"
+        " status = coalesce($7, convoys.status)",
+        convoy_id,
+        name,
+        timezone,
+        language,
+        msgspec.json.encode(cadence).decode(),
+        start_date,
+        status,
+    )
+
+
+async def set_convoy_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
+    await conn.execute("UPDATE convoys SET status = $2 WHERE convoy_id = $1", convoy_id, status)
+
+
+async def convoy(conn: Conn, convoy_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM convoys WHERE convoy_id = $1", convoy_id)
+
+
+async def upsert_company(conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, name: str) -> None:
+    await conn.execute(
+        "INSERT INTO companies (company_id, convoy_id, name) VALUES ($1, $2, $3)"
+        " ON CONFLICT (company_id) DO UPDATE SET name = excluded.name, active = true",
+        company_id,
+        convoy_id,
+        name,
+    )
+
+
+async def company_name(conn: Conn, company_id: uuid.UUID) -> str | None:
+    value = await conn.fetchval("SELECT name FROM companies WHERE company_id = $1", company_id)
+    return value  # type: ignore[no-any-return]
+
+
+async def add_facilitator(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    await conn.execute(
+        "INSERT INTO facilitators (convoy_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", convoy_id, person_id
+    )
+
+
+async def is_facilitator(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM facilitators WHERE convoy_id = $1 AND person_id = $2", convoy_id, person_id
+        )
+    )
 
 
 async def add_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
@@ -26,6 +94,7 @@ async def remove_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID)
 
 async def remove_company(conn: Conn, company_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM members WHERE company_id = $1", company_id)
+    await conn.execute("UPDATE companies SET active = false WHERE company_id = $1", company_id)
 
 
 async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
@@ -35,55 +104,374 @@ async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -
     return [r["company_id"] for r in rows]
 
 
+# --- projects and milestones ---------------------------------------------------------------------
+async def project(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM projects WHERE company_id = $1", company_id)
+
+
+async def upsert_project(conn: Conn, convoy_id: uuid.UUID, company_id: uuid.UUID, p: api.ProjectIn) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO projects (id, convoy_id, company_id, title, goal, project_type) VALUES ($1, $2, $3, $4, $5, $6)"
+        " ON CONFLICT (company_id) DO UPDATE SET title = excluded.title, goal = excluded.goal,"
+        " project_type = coalesce(excluded.project_type, projects.project_type), updated_at = now() RETURNING *",
+        uuid.uuid4(),
+        convoy_id,
+        company_id,
+        p.title,
+        p.goal,
+        p.project_type,
+    )
+    assert row is not None
+    return row
+
+
+async def milestones_of(conn: Conn, project_id: uuid.UUID) -> list[api.Milestone]:
+    rows = await conn.fetch(
+        "SELECT * FROM milestones WHERE project_id = $1 AND removed_at IS NULL ORDER BY position", project_id
+    )
+    return [milestone(r) for r in rows]
+
+
+async def count_milestones(conn: Conn, project_id: uuid.UUID) -> int:
+    value = await conn.fetchval(
+        "SELECT count(*) FROM milestones WHERE project_id = $1 AND removed_at IS NULL", project_id
+    )
+    return int(value)
+
+
+async def insert_milestone(
+    conn: Conn,
+    project: asyncpg.Record,
+    *,
+    title: str,
+    target_date: date | None,
+    weight: int,
+    catalogue_key: str | None,
+) -> api.Milestone:
+    row = await conn.fetchrow(
+        "INSERT INTO milestones (id, project_id, convoy_id, company_id, title, target_date, weight, position,"
+        " catalogue_key) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+        " (SELECT coalesce(max(position), -1) + 1 FROM milestones WHERE project_id = $2), $8) RETURNING *",
+        uuid.uuid4(),
+        project["id"],
+        project["convoy_id"],
+        project["company_id"],
+        title,
+        target_date,
+        weight,
+        catalogue_key,
+    )
+    return milestone(row)
+
+
+async def milestone_row(conn: Conn, milestone_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM milestones WHERE id = $1 AND removed_at IS NULL" + (" FOR UPDATE" if lock else ""),
+        milestone_id,
+    )
+
+
+async def update_milestone(conn: Conn, milestone_id: uuid.UUID, changes: dict[str, Any]) -> api.Milestone:
+    if "status" in changes:
+        changes["completed_at"] = datetime.now().astimezone() if changes["status"] == "done" else None
+    sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+    row = await conn.fetchrow(
+        f"UPDATE milestones SET {sets} WHERE id = $1 RETURNING *", milestone_id, *changes.values()
+    )
+    return milestone(row)
+
+
+async def reorder(conn: Conn, project_id: uuid.UUID, ids: list[uuid.UUID]) -> None:
+    await conn.execute(
+        "UPDATE milestones m SET position = o.position - 1 FROM unnest($2::uuid[]) WITH ORDINALITY AS o(id, position)"
+        " WHERE m.id = o.id AND m.project_id = $1",
+        project_id,
+        ids,
+    )
+
+
+def milestone(row: asyncpg.Record | None) -> api.Milestone:
+    assert row is not None
+    return api.Milestone(
+        id=row["id"],
+        title=row["title"],
+        target_date=row["target_date"],
+        weight=row["weight"],
+        position=row["position"],
+        status=row["status"],
+        catalogue_key=row["catalogue_key"],
+        completed_at=row["completed_at"],
+    )
+
+
+def progress(milestones: list[api.Milestone]) -> float:
+    total = sum(m.weight for m in milestones)
+    return round(sum(m.weight for m in milestones if m.status == "done") / total, 4) if total else 0.0
+
+
+# --- reports -------------------------------------------------------------------------------------
+REPORT_COLUMNS = (
+    "r.*, c.name AS company_name,"
+    " (SELECT count(*) FROM comments k WHERE k.report_id = r.id AND k.hidden_at IS NULL) AS comment_count"
+)
+
+
 async def insert_report(
     conn: Conn,
+    *,
     report_id: uuid.UUID,
     convoy_id: uuid.UUID,
     company_id: uuid.UUID,
     author_id: uuid.UUID,
+    cycle_index: int,
+    late: bool,
     r: api.NewReport,
-) -> api.Report:
-    row = await conn.fetchrow(
-        "INSERT INTO reports (id, convoy_id, company_id, author_id, done, next, blockers, help_wanted, mood)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+    ts_config: str,
+) -> None:
+    await conn.execute(
+        "INSERT INTO reports (id, convoy_id, company_id, author_id, cycle_index, late, done, next, blockers,"
+        " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig)",
         report_id,
         convoy_id,
         company_id,
         author_id,
+        cycle_index,
+        late,
         r.done,
         r.next,
         r.blockers,
         r.help_wanted,
+        r.help_topic,
+        r.help_milestone_id,
         r.mood,
+        r.facilitator_note,
+        ts_config,
+    )
+
+
+async def report_row(conn: Conn, report_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM reports WHERE id = $1" + (" FOR UPDATE" if lock else ""), report_id)
+
+
+async def save_version(conn: Conn, row: asyncpg.Record, editor_id: uuid.UUID) -> None:
+    body = {k: row[k] for k in ("done", "next", "blockers", "help_wanted", "help_topic", "mood", "facilitator_note")}
+    await conn.execute(
+        "INSERT INTO report_versions (report_id, version, editor_id, body) VALUES ($1, $2, $3, $4::jsonb)",
+        row["id"],
+        row["version"],
+        editor_id,
+        msgspec.json.encode(body).decode(),
+    )
+
+
+async def update_report(conn: Conn, report_id: uuid.UUID, changes: dict[str, Any]) -> None:
+    sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+    await conn.execute(
+        f"UPDATE reports SET {sets}, version = version + 1, updated_at = now() WHERE id = $1",
+        report_id,
+        *changes.values(),
+    )
+
+
+async def touch_milestones(conn: Conn, report_id: uuid.UUID, updates: list[api.MilestoneUpdate]) -> None:
+    await conn.executemany(
+        "INSERT INTO report_milestones (report_id, milestone_id, status) VALUES ($1, $2, $3)",
+        [(report_id, u.milestone_id, u.status) for u in updates],
+    )
+
+
+async def milestones_by_id(conn: Conn, ids: list[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch("SELECT * FROM milestones WHERE id = ANY($1::uuid[]) AND removed_at IS NULL", ids)
+    return {r["id"]: r for r in rows}
+
+
+async def insert_commitments(
+    conn: Conn,
+    *,
+    report_id: uuid.UUID,
+    convoy_id: uuid.UUID,
+    company_id: uuid.UUID,
+    cycle_index: int,
+    texts: list[str],
+) -> None:
+    await conn.executemany(
+        "INSERT INTO commitments (id, report_id, convoy_id, company_id, cycle_index, position, text)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [(uuid.uuid4(), report_id, convoy_id, company_id, cycle_index, i, t) for i, t in enumerate(texts)],
+    )
+
+
+async def open_commitments(conn: Conn, company_id: uuid.UUID, before_cycle: int) -> dict[uuid.UUID, asyncpg.Record]:
+    rows = await conn.fetch(
+        "SELECT * FROM commitments WHERE company_id = $1 AND cycle_index < $2 AND reviewed_in IS NULL",
+        company_id,
+        before_cycle,
+    )
+    return {r["id"]: r for r in rows}
+
+
+async def review_commitments(conn: Conn, report_id: uuid.UUID, reviews: list[api.CommitmentReview]) -> None:
+    await conn.executemany(
+        "UPDATE commitments SET outcome = $2, outcome_note = $3, reviewed_in = $4 WHERE id = $1",
+        [(r.commitment_id, r.outcome, r.note, report_id) for r in reviews],
+    )
+
+
+async def report_rows(conn: Conn, where: str, args: list[Any], *, order: str, limit: int) -> list[asyncpg.Record]:
+    """Reports with company names and comment counts; ``where`` uses only bound parameters."""
+    return await conn.fetch(
+        f"SELECT {REPORT_COLUMNS} FROM reports r JOIN companies c ON c.company_id = r.company_id"
+        f" WHERE {where} ORDER BY {order} LIMIT {int(limit)}",
+        *args,
+    )
+
+
+async def report_details(conn: Conn, ids: list[uuid.UUID]) -> dict[str, Any]:
+    """Milestones touched, commitments made and reviewed, kudos: four queries for any number of reports."""
+    touched = await conn.fetch(
+        "SELECT rm.report_id, rm.milestone_id, rm.status, m.title FROM report_milestones rm"
+        " JOIN milestones m ON m.id = rm.milestone_id WHERE rm.report_id = ANY($1::uuid[]) ORDER BY m.position",
+        ids,
+    )
+    made = await conn.fetch("SELECT * FROM commitments WHERE report_id = ANY($1::uuid[]) ORDER BY position", ids)
+    reviewed = await conn.fetch(
+        "SELECT * FROM commitments WHERE reviewed_in = ANY($1::uuid[]) ORDER BY cycle_index, position", ids
+    )
+    kudos = await conn.fetch(
+        "SELECT report_id, person_id FROM kudos WHERE report_id = ANY($1::uuid[]) ORDER BY given_at", ids
+    )
+    return {"touched": touched, "made": made, "reviewed": reviewed, "kudos": kudos}
+
+
+async def search(
+    conn: Conn, convoy_id: uuid.UUID, ts_config: str, q: str, limit: int, *, hidden: bool
+) -> list[api.SearchHit]:
+    rows = await conn.fetch(
+        "SELECT r.id, c.name, r.cycle_index, r.submitted_at,"
+        " ts_headline($2::regconfig, r.done || ' ' || r.next || ' ' || r.blockers || ' ' || r.help_topic, query,"
+        "   'StartSel=«, StopSel=», MaxFragments=2, MaxWords=20, MinWords=5') AS snippet"
+        " FROM reports r JOIN companies c ON c.company_id = r.company_id,"
+        " websearch_to_tsquery($2::regconfig, $3) AS query"
+        " WHERE r.convoy_id = $1 AND r.search @@ query AND ($5 OR r.hidden_at IS NULL)"
+        " ORDER BY ts_rank(r.search, query) DESC, r.submitted_at DESC LIMIT $4",
+        convoy_id,
+        ts_config,
+        q,
+        limit,
+        hidden,
+    )
+    return [
+        api.SearchHit(
+            report_id=r["id"],
+            company_name=r["name"],
+            cycle_index=r["cycle_index"],
+            submitted_at=r["submitted_at"],
+            snippet=r["snippet"],
+        )
+        for r in rows
+    ]
+
+
+# --- board ---------------------------------------------------------------------------------------
+async def board_rows(conn: Conn, convoy_id: uuid.UUID, today: date) -> dict[str, list[asyncpg.Record]]:
+    companies = await conn.fetch(
+        "SELECT c.company_id, c.name, p.id AS project_id, p.title, p.project_type FROM companies c"
+        " LEFT JOIN projects p ON p.company_id = c.company_id WHERE c.convoy_id = $1 AND c.active ORDER BY c.name",
+        convoy_id,
+    )
+    milestones = await conn.fetch(
+        "SELECT company_id, weight, status, target_date, catalogue_key, position FROM milestones"
+        " WHERE convoy_id = $1 AND removed_at IS NULL",
+        convoy_id,
+    )
+    reports = await conn.fetch(
+        "SELECT company_id, cycle_index, late FROM reports WHERE convoy_id = $1 AND hidden_at IS NULL", convoy_id
+    )
+    commitments = await conn.fetch(
+        "SELECT company_id, outcome FROM commitments WHERE convoy_id = $1 AND outcome IS NOT NULL", convoy_id
+    )
+    return {"companies": companies, "milestones": milestones, "reports": reports, "commitments": commitments}
+
+
+# --- comments, kudos, help -----------------------------------------------------------------------
+async def insert_comment(
+    conn: Conn,
+    *,
+    report_id: uuid.UUID,
+    convoy_id: uuid.UUID,
+    parent_id: uuid.UUID | None,
+    author_id: uuid.UUID,
+    body: str,
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO comments (id, report_id, convoy_id, parent_id, author_id, body) VALUES ($1, $2, $3, $4, $5, $6)"
+        " RETURNING *",
+        uuid.uuid4(),
+        report_id,
+        convoy_id,
+        parent_id,
+        author_id,
+        body,
     )
     assert row is not None
-    return _report(row)
+    return row
 
 
-async def list_reports(conn: Conn, convoy_id: uuid.UUID, limit: int) -> list[api.Report]:
-    rows = await conn.fetch(
-        "SELECT * FROM reports WHERE convoy_id = $1 ORDER BY submitted_at DESC, id DESC LIMIT $2",
-        convoy_id,
-        limit,
+async def comment_row(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM comments WHERE id = $1", comment_id)
+
+
+async def comments_of(conn: Conn, report_id: uuid.UUID, *, hidden: bool) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM comments WHERE report_id = $1 AND ($2 OR hidden_at IS NULL) ORDER BY created_at",
+        report_id,
+        hidden,
     )
-    return [_report(r) for r in rows]
 
 
-async def get_report(conn: Conn, report_id: uuid.UUID) -> api.Report | None:
-    row = await conn.fetchrow("SELECT * FROM reports WHERE id = $1", report_id)
-    return None if row is None else _report(row)
+async def give_kudos(conn: Conn, report_id: uuid.UUID, person_id: uuid.UUID, convoy_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO kudos (report_id, person_id, convoy_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            " RETURNING true",
+            report_id,
+            person_id,
+            convoy_id,
+        )
+    )
 
 
-def _report(row: asyncpg.Record) -> api.Report:
-    return api.Report(
-        id=row["id"],
-        convoy_id=row["convoy_id"],
-        company_id=row["company_id"],
-        author_id=row["author_id"],
-        done=row["done"],
-        next=row["next"],
-        blockers=row["blockers"],
-        help_wanted=row["help_wanted"],
-        mood=row["mood"],
-        submitted_at=row["submitted_at"],
+async def take_back_kudos(conn: Conn, report_id: uuid.UUID, person_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "DELETE FROM kudos WHERE report_id = $1 AND person_id = $2 RETURNING true", report_id, person_id
+        )
+    )
+
+
+async def insert_help_offer(
+    conn: Conn, *, report_id: uuid.UUID, person_id: uuid.UUID, company_id: uuid.UUID, message: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "INSERT INTO help_offers (id, report_id, person_id, company_id, message) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (report_id, person_id) DO NOTHING RETURNING *",
+        uuid.uuid4(),
+        report_id,
+        person_id,
+        company_id,
+        message,
+    )
+
+
+async def companies_that_completed(
+    conn: Conn, convoy_id: uuid.UUID, catalogue_key: str, but: uuid.UUID
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT DISTINCT c.company_id, c.name FROM milestones m JOIN companies c ON c.company_id = m.company_id"
+        " WHERE m.convoy_id = $1 AND m.catalogue_key = $2 AND m.status = 'done' AND m.removed_at IS NULL"
+        " AND c.active AND c.company_id <> $3 ORDER BY c.name",
+        convoy_id,
+        catalogue_key,
+        but,
     )

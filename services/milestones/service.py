@@ -1,108 +1,791 @@
-"""Rules of services/milestones: only a company's representatives report for it; only members
-and the convoy's facilitators read."""
+"""Rules of services/milestones: projects, milestones, reports, comments, kudos, help.
+
+Who may do what (checked here, from the projection of memberships kept from convoys events):
+- a company's representatives write its project, milestones and reports;
+- the convoy's members (representatives) and facilitators read everything in the convoy and
+  comment; representatives give kudos and offer help to *other* companies;
+- the facilitator-only note of a report is seen by the convoy's facilitators and the company's
+  own representatives, never by peers, never in exports;
+- anyone else is told the convoy (or report) does not exist.
+"""
 
 from __future__ import annotations
 
+import base64
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
 
 import asyncpg
+import msgspec
 
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
+from schemas.values import Cadence
+from services.milestones import catalogue as cat
+from services.milestones import markdown
 from services.milestones import repository as repo
-from services.runtime.errors import Forbidden, InvalidInput, NotFound
+from services.runtime import cycles
+from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
+
+_cadence = msgspec.json.Decoder(Cadence)
+TS_CONFIG = {"de": "german", "en": "english"}
+OUTCOME_SCORE = {"done": 1.0, "partly": 0.5, "not_yet": 0.0}
+
+
+@dataclass(frozen=True)
+class Access:
+    convoy: asyncpg.Record
+    companies: list[uuid.UUID]
+    facilitator: bool
+    admin: bool
+
+    @property
+    def sees_everything(self) -> bool:
+        """Facilitators and admins see hidden content and facilitator notes."""
+        return self.facilitator or self.admin
+
+    def represents(self, company_id: uuid.UUID) -> bool:
+        return company_id in self.companies
+
+
+def cadence_of(convoy: asyncpg.Record) -> Cadence:
+    raw = convoy["cadence"]
+    return _cadence.decode(raw.encode() if isinstance(raw, str) else raw)
+
+
+def current_cycle(convoy: asyncpg.Record, at: datetime) -> cycles.Cycle | None:
+    return cycles.cycle_at(cadence_of(convoy), convoy["timezone"], convoy["start_date"], at)
+
+
+def encode_cursor(submitted_at: datetime, report_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{submitted_at.isoformat()}|{report_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        stamp, report_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(stamp), uuid.UUID(report_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("`cursor`: not a cursor this API gave out") from exc
 
 
 class MilestonesService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.base_url = rt.settings.public_url.rstrip("/")
 
-    async def on_membership(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """Keep the projection of memberships that authorizes every report action."""
-        if isinstance(event, ev.PersonJoined):
+    # --- projections ---------------------------------------------------------------------------
+    async def on_convoys_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """Keep the projections (convoys, companies, members, facilitators) that authorize everything."""
+        if isinstance(event, ev.ConvoyCreated):
+            start = event.start_date or envelope.occurred_at.date()
+            await repo.upsert_convoy(
+                conn,
+                convoy_id=event.convoy_id,
+                name=event.name,
+                timezone=event.timezone,
+                language=event.language,
+                cadence=event.cadence,
+                start_date=start,
+            )
+            if event.facilitator_id:
+                await repo.add_facilitator(conn, event.convoy_id, event.facilitator_id)
+        elif isinstance(event, ev.ConvoyUpdated):
+            known = await repo.convoy(conn, event.convoy_id)
+            start = event.start_date or (known["start_date"] if known else envelope.occurred_at.date())
+            await repo.upsert_convoy(
+                conn,
+                convoy_id=event.convoy_id,
+                name=event.name,
+                timezone=event.timezone,
+                language=event.language,
+                cadence=event.cadence,
+                start_date=start,
+            )
+        elif isinstance(event, ev.ConvoyStatusChanged):
+            await repo.set_convoy_status(conn, event.convoy_id, event.new_status)
+        elif isinstance(event, ev.ConvoyFacilitatorAdded):
+            await repo.add_facilitator(conn, event.convoy_id, event.person_id)
+        elif isinstance(event, ev.CompanyJoined):
+            await repo.upsert_company(conn, event.company_id, event.convoy_id, event.name)
+        elif isinstance(event, ev.CompanyLeft):
+            await repo.remove_company(conn, event.company_id)
+        elif isinstance(event, ev.PersonJoined):
             await repo.add_member(conn, event.person_id, event.company_id, event.convoy_id)
         elif isinstance(event, ev.PersonRemoved):
             await repo.remove_member(conn, event.person_id, event.company_id)
-        elif isinstance(event, ev.CompanyLeft):
-            await repo.remove_company(conn, event.company_id)
 
-    async def _membership(self, person_id: uuid.UUID, convoy_id: uuid.UUID) -> api.Membership:
-        return await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
-            api.GetMembership(person_id=person_id, convoy_id=convoy_id),
-            api.Membership,
+    async def _read_through(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record | None:
+        """The convoy from the projection; on a miss (its events still on their way) ask services/convoys."""
+        row = await repo.convoy(conn, convoy_id)
+        if row is not None:
+            return row
+        try:
+            convoy = await self.rt.rpc.call(
+                self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
+                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
+                api.Convoy,
+            )
+        except NotFound:
+            return None
+        await repo.upsert_convoy(
+            conn,
+            convoy_id=convoy.id,
+            name=convoy.name,
+            timezone=convoy.timezone,
+            language=convoy.language,
+            cadence=convoy.cadence,
+            start_date=convoy.start_date or convoy.created_at.date(),
+            status=convoy.status,
+        )
+        for company in convoy.companies:
+            await repo.upsert_company(conn, company.id, convoy.id, company.name)
+            for rep in company.representatives:
+                await repo.add_member(conn, rep.person_id, company.id, convoy.id)
+        for f in convoy.facilitators:
+            await repo.add_facilitator(conn, convoy.id, f.person_id)
+        return await repo.convoy(conn, convoy_id)
+
+    async def _access(
+        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, not_found: str = "no such convoy"
+    ) -> Access:
+        convoy = await self._read_through(conn, convoy_id)
+        if convoy is None:
+            raise NotFound(not_found)
+        if actor.is_admin or actor.is_system:
+            return Access(convoy=convoy, companies=[], facilitator=False, admin=True)
+        if actor.person_id is None:
+            raise NotFound(not_found)
+        companies = await repo.companies_of(conn, actor.person_id, convoy_id)
+        facilitator = await repo.is_facilitator(conn, actor.person_id, convoy_id)
+        if not companies and not facilitator:
+            # Maybe they joined a moment ago and the event is still on its way: ask once, remember.
+            membership = await self.rt.rpc.call(
+                self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
+                api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id),
+                api.Membership,
+            )
+            for company_id in membership.company_ids:
+                await repo.add_member(conn, actor.person_id, company_id, convoy_id)
+            if membership.is_facilitator:
+                await repo.add_facilitator(conn, convoy_id, actor.person_id)
+            companies, facilitator = membership.company_ids, membership.is_facilitator
+        if not companies and not facilitator:
+            raise NotFound(not_found)
+        return Access(convoy=convoy, companies=companies, facilitator=facilitator, admin=False)
+
+    def _writer(self, access: Access, company_id: uuid.UUID, what: str) -> None:
+        if not access.represents(company_id):
+            raise Forbidden(f"only the company's representatives {what}")
+        if access.convoy["status"] == "completed":
+            raise Conflict("the convoy is completed and read-only")
+
+    async def _report_access(
+        self, conn: asyncpg.Connection, actor: api.Actor, report_id: uuid.UUID
+    ) -> tuple[Access, asyncpg.Record]:
+        row = await repo.report_row(conn, report_id)
+        if row is None:
+            raise NotFound("no such report")
+        access = await self._access(conn, actor, row["convoy_id"], not_found="no such report")
+        if row["hidden_at"] is not None and not access.sees_everything:
+            raise NotFound("no such report")
+        return access, row
+
+    # --- projects and milestones ---------------------------------------------------------------
+    async def put_project(self, req: api.PutProject) -> api.Project:
+        p = req.project
+        ladder = None
+        if p.project_type is not None:
+            ladder = cat.project_type(p.project_type)
+            if ladder is None:
+                known = ", ".join(t.key for t in cat.catalogue().project_types)
+                raise InvalidInput(f"`project_type`: unknown type {p.project_type!r} (one of {known})")
+        async with self.rt.db.transaction() as conn:
+            access = await self._access(conn, req.actor, req.convoy_id)
+            self._company_in_convoy(access, req.company_id)
+            self._writer(access, req.company_id, "describe its project")
+            project = await repo.upsert_project(conn, req.convoy_id, req.company_id, p)
+            if ladder is not None and await repo.count_milestones(conn, project["id"]) == 0:
+                german = access.convoy["language"] == "de"
+                for rung in ladder.rungs:
+                    await repo.insert_milestone(
+                        conn,
+                        project,
+                        title=rung.title_de if german else rung.title_en,
+                        target_date=None,
+                        weight=rung.weight,
+                        catalogue_key=rung.key,
+                    )
+            return await self._project(conn, project)
+
+    def _company_in_convoy(self, access: Access, company_id: uuid.UUID) -> None:
+        if not access.admin and not access.facilitator and company_id not in access.companies:
+            # Members may look at peers' projects; only unknown companies are refused below.
+            return
+
+    async def get_project(self, req: api.CompanyAction) -> api.Project:
+        async with self.rt.db.connection() as conn:
+            await self._access(conn, req.actor, req.convoy_id)
+            project = await repo.project(conn, req.company_id)
+            if project is None or project["convoy_id"] != req.convoy_id:
+                raise NotFound("this company has no project yet")
+            return await self._project(conn, project)
+
+    async def _project(self, conn: asyncpg.Connection, project: asyncpg.Record) -> api.Project:
+        milestones = await repo.milestones_of(conn, project["id"])
+        return api.Project(
+            id=project["id"],
+            convoy_id=project["convoy_id"],
+            company_id=project["company_id"],
+            title=project["title"],
+            goal=project["goal"],
+            project_type=project["project_type"],
+            progress=repo.progress(milestones),
+            milestones=milestones,
         )
 
-    async def _companies(self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
-        """Companies the person represents in the convoy, from the projection.
-
-        On a miss, ask services/convoys: the person.joined event may still be on its way
-        (a representative who joined a moment ago); what it answers is recorded.
-        """
-        companies = await repo.companies_of(conn, person_id, convoy_id)
-        if companies:
-            return companies
-        membership = await self._membership(person_id, convoy_id)
-        for company_id in membership.company_ids:
-            await repo.add_member(conn, person_id, company_id, convoy_id)
-        return membership.company_ids
-
-    async def submit_report(self, req: api.SubmitReport) -> api.Report:
-        person = req.actor.person_id
-        if person is None:
-            raise Forbidden("only a company's representatives post its reports")
+    async def add_milestone(self, req: api.AddMilestone) -> api.Milestone:
+        m = req.milestone
+        if m.catalogue_key is not None and cat.rung(m.catalogue_key) is None:
+            raise InvalidInput(f"`catalogue_key`: no milestone {m.catalogue_key!r} in the catalogue")
         async with self.rt.db.transaction() as conn:
-            companies = await self._companies(conn, person, req.convoy_id)
-            if not companies:
-                if (await self._membership(person, req.convoy_id)).is_facilitator:
-                    raise Forbidden("facilitators do not post reports; a company's representatives do")
-                raise NotFound("no such convoy")
-            company_id = req.report.company_id
+            access = await self._access(conn, req.actor, req.convoy_id)
+            self._writer(access, req.company_id, "change its milestones")
+            project = await repo.project(conn, req.company_id)
+            if project is None:
+                raise Conflict("describe the project first (PUT …/project)")
+            if await repo.count_milestones(conn, project["id"]) >= api.MAX_MILESTONES:
+                raise InvalidInput(f"a project has at most {api.MAX_MILESTONES} milestones")
+            return await repo.insert_milestone(
+                conn, project, title=m.title, target_date=m.target_date, weight=m.weight, catalogue_key=m.catalogue_key
+            )
+
+    async def change_milestone(self, req: api.ChangeMilestone) -> api.Milestone:
+        changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
+        async with self.rt.db.transaction() as conn:
+            row = await repo.milestone_row(conn, req.milestone_id, lock=True)
+            if row is None:
+                raise NotFound("no such milestone")
+            access = await self._access(conn, req.actor, row["convoy_id"], not_found="no such milestone")
+            self._writer(access, row["company_id"], "change its milestones")
+            if not changes:
+                return repo.milestone(row)
+            updated = await repo.update_milestone(conn, req.milestone_id, changes)
+            if changes.get("status") == "done" and row["status"] != "done":
+                await self.rt.emit(
+                    conn,
+                    ev.MilestoneCompleted(
+                        convoy_id=row["convoy_id"],
+                        company_id=row["company_id"],
+                        milestone_id=row["id"],
+                        catalogue_key=row["catalogue_key"],
+                    ),
+                )
+            return updated
+
+    async def order_milestones(self, req: api.OrderMilestones) -> api.Project:
+        async with self.rt.db.transaction() as conn:
+            access = await self._access(conn, req.actor, req.convoy_id)
+            self._writer(access, req.company_id, "change its milestones")
+            project = await repo.project(conn, req.company_id)
+            if project is None:
+                raise NotFound("this company has no project yet")
+            current = {m.id for m in await repo.milestones_of(conn, project["id"])}
+            wanted = req.order.milestone_ids
+            if set(wanted) != current or len(wanted) != len(current):
+                raise InvalidInput("`milestone_ids`: list every milestone of the project exactly once")
+            await repo.reorder(conn, project["id"], wanted)
+            return await self._project(conn, project)
+
+    # --- reports -------------------------------------------------------------------------------
+    async def submit_report(self, req: api.SubmitReport) -> api.Report:
+        r = req.report
+        now = datetime.now(UTC)
+        async with self.rt.db.transaction() as conn:
+            access = await self._access(conn, req.actor, req.convoy_id)
+            if not access.companies:
+                raise Forbidden("facilitators do not post reports; a company's representatives do")
+            company_id = r.company_id
             if company_id is None:
-                if len(companies) > 1:
+                if len(access.companies) > 1:
                     raise InvalidInput("`company_id`: you represent several companies here; say which")
-                company_id = companies[0]
-            elif company_id not in companies:
-                raise Forbidden("you do not represent this company")
-            report = await repo.insert_report(conn, uuid.uuid4(), req.convoy_id, company_id, person, req.report)
+                company_id = access.companies[0]
+            self._writer(access, company_id, "post its reports")
+            assert req.actor.person_id is not None
+            cycle = current_cycle(access.convoy, now)
+            index = cycle.index if cycle else 0
+            late = cycle.is_late(now) if cycle else False
+            await self._check_report_refs(conn, company_id, index, r)
+            report_id = uuid.uuid4()
+            try:
+                async with conn.transaction():
+                    await repo.insert_report(
+                        conn,
+                        report_id=report_id,
+                        convoy_id=req.convoy_id,
+                        company_id=company_id,
+                        author_id=req.actor.person_id,
+                        cycle_index=index,
+                        late=late,
+                        r=r,
+                        ts_config=TS_CONFIG.get(access.convoy["language"], "simple"),
+                    )
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict("your company already reported in this cycle; edit that report instead") from exc
+            await self._apply_milestone_updates(conn, access, r.milestones, report_id)
+            await repo.insert_commitments(
+                conn,
+                report_id=report_id,
+                convoy_id=req.convoy_id,
+                company_id=company_id,
+                cycle_index=index,
+                texts=list(r.commitments),
+            )
+            await repo.review_commitments(conn, report_id, list(r.commitment_reviews))
             await self.rt.emit(
                 conn,
                 ev.ReportSubmitted(
-                    convoy_id=req.convoy_id, company_id=company_id, report_id=report.id, author_id=person
+                    convoy_id=req.convoy_id, company_id=company_id, report_id=report_id, author_id=req.actor.person_id
                 ),
             )
-        return report
+            if r.help_wanted:
+                await self.rt.emit(
+                    conn,
+                    ev.HelpRequested(
+                        convoy_id=req.convoy_id,
+                        company_id=company_id,
+                        report_id=report_id,
+                        milestone_id=r.help_milestone_id,
+                    ),
+                )
+            [report] = await self._reports(conn, access, "r.id = $1", [report_id], limit=1)
+            return report
 
-    async def list_reports(self, req: api.ListReports) -> api.ReportList:
-        async with self.rt.db.connection() as conn:
-            await self._authorize_reader(conn, req.actor, req.convoy_id)
-            return api.ReportList(reports=await repo.list_reports(conn, req.convoy_id, req.limit))
+    async def _check_report_refs(
+        self, conn: asyncpg.Connection, company_id: uuid.UUID, index: int, r: api.NewReport
+    ) -> None:
+        ids = [u.milestone_id for u in r.milestones] + ([r.help_milestone_id] if r.help_milestone_id else [])
+        known = await repo.milestones_by_id(conn, ids) if ids else {}
+        for i, u in enumerate(r.milestones):
+            if u.milestone_id not in known or known[u.milestone_id]["company_id"] != company_id:
+                raise InvalidInput(f"`milestones[{i}].milestone_id`: not a milestone of your company's project")
+        if len({u.milestone_id for u in r.milestones}) != len(r.milestones):
+            raise InvalidInput("`milestones`: each milestone at most once")
+        if r.help_milestone_id and (
+            r.help_milestone_id not in known or known[r.help_milestone_id]["company_id"] != company_id
+        ):
+            raise InvalidInput("`help_milestone_id`: not a milestone of your company's project")
+        if r.commitment_reviews:
+            open_ = await repo.open_commitments(conn, company_id, index)
+            for i, review in enumerate(r.commitment_reviews):
+                if review.commitment_id not in open_:
+                    raise InvalidInput(
+                        f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company"
+                    )
+
+    async def _apply_milestone_updates(
+        self, conn: asyncpg.Connection, access: Access, updates: list[api.MilestoneUpdate], report_id: uuid.UUID
+    ) -> None:
+        if not updates:
+            return
+        before = await repo.milestones_by_id(conn, [u.milestone_id for u in updates])
+        await repo.touch_milestones(conn, report_id, updates)
+        for u in updates:
+            old = before[u.milestone_id]
+            if old["status"] != u.status:
+                await repo.update_milestone(conn, u.milestone_id, {"status": u.status})
+                if u.status == "done":
+                    await self.rt.emit(
+                        conn,
+                        ev.MilestoneCompleted(
+                            convoy_id=old["convoy_id"],
+                            company_id=old["company_id"],
+                            milestone_id=old["id"],
+                            catalogue_key=old["catalogue_key"],
+                        ),
+                    )
+
+    async def edit_report(self, req: api.EditReport) -> api.Report:
+        changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
+        now = datetime.now(UTC)
+        async with self.rt.db.transaction() as conn:
+            row = await repo.report_row(conn, req.report_id, lock=True)
+            if row is None:
+                raise NotFound("no such report")
+            access = await self._access(conn, req.actor, row["convoy_id"], not_found="no such report")
+            self._writer(access, row["company_id"], "edit its reports")
+            assert req.actor.person_id is not None
+            convoy = access.convoy
+            cycle = cycles.cycle_by_index(
+                cadence_of(convoy), convoy["timezone"], convoy["start_date"], row["cycle_index"]
+            )
+            if now >= cycle.closes_at:
+                raise Conflict("the cycle of this report has closed; it can no longer be edited")
+            if changes:
+                await repo.save_version(conn, row, req.actor.person_id)
+                await repo.update_report(conn, req.report_id, changes)
+                await self.rt.emit(
+                    conn,
+                    ev.ReportEdited(
+                        convoy_id=row["convoy_id"],
+                        company_id=row["company_id"],
+                        report_id=row["id"],
+                        editor_id=req.actor.person_id,
+                        version=row["version"] + 1,
+                    ),
+                )
+            [report] = await self._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+            return report
 
     async def get_report(self, req: api.GetReport) -> api.Report:
         async with self.rt.db.connection() as conn:
-            report = await repo.get_report(conn, req.report_id)
-            if report is None:
-                raise NotFound("no such report")
-            await self._authorize_reader(conn, req.actor, report.convoy_id, not_found="no such report")
-        return report
+            access, _ = await self._report_access(conn, req.actor, req.report_id)
+            [report] = await self._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+            return report
 
-    async def _authorize_reader(
+    async def list_reports(self, req: api.ListReports) -> api.ReportList:
+        page = await self.timeline(api.Timeline(actor=req.actor, convoy_id=req.convoy_id, limit=min(req.limit, 100)))
+        return api.ReportList(reports=page.reports)
+
+    async def timeline(self, req: api.Timeline) -> api.TimelinePage:
+        async with self.rt.db.connection() as conn:
+            access = await self._access(conn, req.actor, req.convoy_id)
+            where, args = ["r.convoy_id = $1"], [req.convoy_id]
+
+            def bind(value: Any) -> str:
+                args.append(value)
+                return f"${len(args)}"
+
+            if not access.sees_everything:
+                where.append("r.hidden_at IS NULL")
+            if req.company_id is not None:
+                where.append(f"r.company_id = {bind(req.company_id)}")
+            if req.help_wanted is not None:
+                where.append(f"r.help_wanted = {bind(req.help_wanted)}")
+            if req.blockers is not None:
+                where.append("r.blockers <> ''" if req.blockers else "r.blockers = ''")
+            if req.milestone_status is not None:
+                where.append(
+                    "EXISTS (SELECT 1 FROM report_milestones rm WHERE rm.report_id = r.id"
+                    f" AND rm.status = {bind(req.milestone_status)})"
+                )
+            if req.cursor is not None:
+                stamp, last_id = decode_cursor(req.cursor)
+                where.append(f"(r.submitted_at, r.id) < ({bind(stamp)}, {bind(last_id)})")
+            reports = await self._reports(
+                conn, access, " AND ".join(where), args, limit=req.limit + 1, order="r.submitted_at DESC, r.id DESC"
+            )
+        more = len(reports) > req.limit
+        reports = reports[: req.limit]
+        cursor = encode_cursor(reports[-1].submitted_at, reports[-1].id) if more and reports else None
+        return api.TimelinePage(reports=reports, next_cursor=cursor)
+
+    async def _reports(
         self,
         conn: asyncpg.Connection,
-        actor: api.Actor,
-        convoy_id: uuid.UUID,
-        not_found: str = "no such convoy",
-    ) -> None:
-        """Members and the convoy's facilitators read; everyone else is told it does not exist."""
-        if actor.is_admin or actor.is_system:
-            return
-        if actor.person_id is None:
-            raise NotFound(not_found)
-        if await repo.companies_of(conn, actor.person_id, convoy_id):
-            return
-        membership = await self._membership(actor.person_id, convoy_id)
-        if not (membership.company_ids or membership.is_facilitator):
-            raise NotFound(not_found)
+        access: Access,
+        where: str,
+        args: list[Any],
+        *,
+        limit: int,
+        order: str = "r.submitted_at DESC, r.id DESC",
+    ) -> list[api.Report]:
+        """Reports with everything a reader sees, in a fixed number of queries (no N+1)."""
+        rows = await repo.report_rows(conn, where, args, order=order, limit=limit)
+        if not rows:
+            return []
+        details = await repo.report_details(conn, [r["id"] for r in rows])
+        touched: dict[uuid.UUID, list[api.TouchedMilestone]] = {}
+        for t in details["touched"]:
+            touched.setdefault(t["report_id"], []).append(
+                api.TouchedMilestone(milestone_id=t["milestone_id"], title=t["title"], status=t["status"])
+            )
+        made: dict[uuid.UUID, list[api.Commitment]] = {}
+        for c in details["made"]:
+            made.setdefault(c["report_id"], []).append(_commitment(c))
+        reviewed: dict[uuid.UUID, list[api.Commitment]] = {}
+        for c in details["reviewed"]:
+            reviewed.setdefault(c["reviewed_in"], []).append(_commitment(c))
+        kudos: dict[uuid.UUID, list[uuid.UUID]] = {}
+        for k in details["kudos"]:
+            kudos.setdefault(k["report_id"], []).append(k["person_id"])
+        out = []
+        for r in rows:
+            private = access.sees_everything or access.represents(r["company_id"])
+            out.append(
+                api.Report(
+                    id=r["id"],
+                    convoy_id=r["convoy_id"],
+                    company_id=r["company_id"],
+                    company_name=r["company_name"],
+                    author_id=r["author_id"],
+                    cycle_index=r["cycle_index"],
+                    late=r["late"],
+                    version=r["version"],
+                    submitted_at=r["submitted_at"],
+                    updated_at=r["updated_at"],
+                    done=r["done"],
+                    done_html=markdown.render(r["done"]),
+                    next=r["next"],
+                    next_html=markdown.render(r["next"]),
+                    blockers=r["blockers"],
+                    blockers_html=markdown.render(r["blockers"]),
+                    help_wanted=r["help_wanted"],
+                    help_topic=r["help_topic"],
+                    help_milestone_id=r["help_milestone_id"],
+                    mood=r["mood"],
+                    milestones=touched.get(r["id"], []),
+                    commitments=made.get(r["id"], []),
+                    reviews=reviewed.get(r["id"], []),
+                    kudos=len(kudos.get(r["id"], [])),
+                    kudos_by=kudos.get(r["id"], []),
+                    comments=r["comment_count"],
+                    hidden=r["hidden_at"] is not None,
+                    facilitator_note=r["facilitator_note"] if private else None,
+                )
+            )
+        return out
+
+    async def search(self, req: api.Search) -> api.SearchResults:
+        async with self.rt.db.connection() as conn:
+            access = await self._access(conn, req.actor, req.convoy_id)
+            config = TS_CONFIG.get(access.convoy["language"], "simple")
+            hits = await repo.search(conn, req.convoy_id, config, req.q, req.limit, hidden=access.sees_everything)
+        return api.SearchResults(hits=hits)
+
+    async def export(self, req: api.ConvoyAsk) -> api.Export:
+        async with self.rt.db.connection() as conn:
+            access = await self._access(conn, req.actor, req.convoy_id)
+            peer_view = Access(convoy=access.convoy, companies=[], facilitator=False, admin=False)
+            reports = await self._reports(
+                conn,
+                peer_view,
+                "r.convoy_id = $1 AND r.hidden_at IS NULL",
+                [req.convoy_id],
+                limit=100_000,
+                order="r.submitted_at, r.id",
+            )
+        return api.Export(convoy_id=req.convoy_id, reports=reports)
+
+    async def board(self, req: api.ConvoyAsk) -> api.Board:
+        now = datetime.now(UTC)
+        async with self.rt.db.connection() as conn:
+            access = await self._access(conn, req.actor, req.convoy_id)
+            cycle = current_cycle(access.convoy, now)
+            data = await repo.board_rows(conn, req.convoy_id, _local_today(access.convoy, now))
+        return build_board(req.convoy_id, cycle, data, _local_today(access.convoy, now))
+
+    # --- comments, kudos, help -----------------------------------------------------------------
+    async def add_comment(self, req: api.AddComment) -> api.Comment:
+        async with self.rt.db.transaction() as conn:
+            access, report = await self._report_access(conn, req.actor, req.report_id)
+            assert req.actor.person_id is not None or access.admin
+            if req.actor.person_id is None:
+                raise Forbidden("the admin token cannot comment; sign in as a person")
+            parent_id = req.comment.parent_id
+            if parent_id is not None:
+                parent = await repo.comment_row(conn, parent_id)
+                if parent is None or parent["report_id"] != req.report_id:
+                    raise InvalidInput("`parent_id`: not a comment on this report")
+                if parent["parent_id"] is not None:
+                    raise InvalidInput("`parent_id`: answers go one level deep; answer the first comment")
+            row = await repo.insert_comment(
+                conn,
+                report_id=req.report_id,
+                convoy_id=report["convoy_id"],
+                parent_id=parent_id,
+                author_id=req.actor.person_id,
+                body=req.comment.body,
+            )
+            await self.rt.emit(
+                conn,
+                ev.CommentAdded(
+                    convoy_id=report["convoy_id"],
+                    report_id=req.report_id,
+                    comment_id=row["id"],
+                    author_id=req.actor.person_id,
+                    parent_id=parent_id,
+                ),
+            )
+            return _comment(row)
+
+    async def list_comments(self, req: api.ReportAction) -> api.Comments:
+        async with self.rt.db.connection() as conn:
+            access, _ = await self._report_access(conn, req.actor, req.report_id)
+            rows = await repo.comments_of(conn, req.report_id, hidden=access.sees_everything)
+        top: list[api.Comment] = []
+        by_id: dict[uuid.UUID, api.Comment] = {}
+        for row in rows:
+            comment = _comment(row)
+            by_id[comment.id] = comment
+            if row["parent_id"] is None:
+                top.append(comment)
+            elif row["parent_id"] in by_id:
+                by_id[row["parent_id"]].replies.append(comment)
+        return api.Comments(comments=top)
+
+    async def give_kudos(self, req: api.ReportAction) -> api.Report:
+        async with self.rt.db.transaction() as conn:
+            access, report = await self._report_access(conn, req.actor, req.report_id)
+            if req.actor.person_id is None or not access.companies:
+                raise Forbidden("kudos come from the convoy's representatives")
+            if access.represents(report["company_id"]):
+                raise Forbidden("kudos are for peers, not for your own company")
+            if await repo.give_kudos(conn, req.report_id, req.actor.person_id, report["convoy_id"]):
+                await self.rt.emit(
+                    conn,
+                    ev.KudosGiven(
+                        convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id
+                    ),
+                )
+            [out] = await self._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+            return out
+
+    async def take_back_kudos(self, req: api.ReportAction) -> api.Report:
+        async with self.rt.db.transaction() as conn:
+            access, report = await self._report_access(conn, req.actor, req.report_id)
+            if req.actor.person_id is not None and await repo.take_back_kudos(conn, req.report_id, req.actor.person_id):
+                await self.rt.emit(
+                    conn,
+                    ev.KudosTakenBack(
+                        convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id
+                    ),
+                )
+            [out] = await self._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+            return out
+
+    async def offer_help(self, req: api.OfferHelp) -> api.HelpOffer:
+        async with self.rt.db.transaction() as conn:
+            access, report = await self._report_access(conn, req.actor, req.report_id)
+            if req.actor.person_id is None or not access.companies:
+                raise Forbidden("help is offered by the convoy's representatives")
+            if access.represents(report["company_id"]):
+                raise Forbidden("offer help to other companies; this is your own report")
+            if not report["help_wanted"]:
+                raise Conflict("this report asks for no help")
+            row = await repo.insert_help_offer(
+                conn,
+                report_id=req.report_id,
+                person_id=req.actor.person_id,
+                company_id=access.companies[0],
+                message=req.offer.message,
+            )
+            if row is None:
+                raise Conflict("you already offered help on this report")
+            await self.rt.emit(
+                conn,
+                ev.HelpOffered(
+                    convoy_id=report["convoy_id"],
+                    report_id=req.report_id,
+                    offer_id=row["id"],
+                    person_id=req.actor.person_id,
+                ),
+            )
+            return api.HelpOffer(
+                id=row["id"],
+                report_id=row["report_id"],
+                person_id=row["person_id"],
+                company_id=row["company_id"],
+                message=row["message"],
+                created_at=row["created_at"],
+            )
+
+    async def help_suggestions(self, req: api.ReportAction) -> api.HelpSuggestions:
+        async with self.rt.db.connection() as conn:
+            _, report = await self._report_access(conn, req.actor, req.report_id)
+            if not report["help_milestone_id"]:
+                return api.HelpSuggestions(companies=[])
+            milestone = await repo.milestone_row(conn, report["help_milestone_id"])
+            if milestone is None or not milestone["catalogue_key"]:
+                return api.HelpSuggestions(companies=[])
+            rows = await repo.companies_that_completed(
+                conn, report["convoy_id"], milestone["catalogue_key"], report["company_id"]
+            )
+        return api.HelpSuggestions(companies=[api.PersonRef(person_id=r["company_id"], name=r["name"]) for r in rows])
+
+    async def catalogue(self, _: api.Empty) -> cat.Catalogue:
+        return cat.catalogue()
+
+
+def _commitment(row: asyncpg.Record) -> api.Commitment:
+    return api.Commitment(id=row["id"], text=row["text"], outcome=row["outcome"], note=row["outcome_note"])
+
+
+def _comment(row: asyncpg.Record) -> api.Comment:
+    return api.Comment(
+        id=row["id"],
+        report_id=row["report_id"],
+        parent_id=row["parent_id"],
+        author_id=row["author_id"],
+        body=row["body"],
+        body_html=markdown.render(row["body"]),
+        created_at=row["created_at"],
+    )
+
+
+def _local_today(convoy: asyncpg.Record, now: datetime) -> date:
+    from zoneinfo import ZoneInfo
+
+    return now.astimezone(ZoneInfo(convoy["timezone"])).date()
+
+
+def build_board(
+    convoy_id: uuid.UUID, cycle: cycles.Cycle | None, data: dict[str, list[asyncpg.Record]], today: date
+) -> api.Board:
+    """The progress board from four set-based queries; pure arithmetic from here."""
+    cycles_so_far = cycle.index + 1 if cycle else 0
+    milestones: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for m in data["milestones"]:
+        milestones.setdefault(m["company_id"], []).append(m)
+    reported: dict[uuid.UUID, dict[int, bool]] = {}
+    for r in data["reports"]:
+        reported.setdefault(r["company_id"], {})[r["cycle_index"]] = not r["late"]
+    kept: dict[uuid.UUID, list[float]] = {}
+    for c in data["commitments"]:
+        kept.setdefault(c["company_id"], []).append(OUTCOME_SCORE[c["outcome"]])
+    companies = []
+    for c in data["companies"]:
+        ms = milestones.get(c["company_id"], [])
+        total = sum(m["weight"] for m in ms)
+        done_weight = sum(m["weight"] for m in ms if m["status"] == "done")
+        cycles_reported = reported.get(c["company_id"], {})
+        streak, k = 0, (cycle.index if cycle else -1)
+        if k >= 0 and not cycles_reported.get(k):
+            k -= 1  # the current cycle may still be open: the streak counts from the last one
+        while k >= 0 and cycles_reported.get(k):
+            streak, k = streak + 1, k - 1
+        ladder = cat.project_type(c["project_type"]) if c["project_type"] else None
+        done_keys = {m["catalogue_key"] for m in ms if m["status"] == "done" and m["catalogue_key"]}
+        scores = kept.get(c["company_id"], [])
+        companies.append(
+            api.CompanyProgress(
+                company_id=c["company_id"],
+                name=c["name"],
+                project_title=c["title"],
+                project_type=c["project_type"],
+                progress=round(done_weight / total, 4) if total else 0.0,
+                milestones_done=sum(1 for m in ms if m["status"] == "done"),
+                milestones_due=sum(1 for m in ms if m["target_date"] is not None and m["target_date"] <= today),
+                milestones_total=len(ms),
+                reports=len(cycles_reported),
+                participation=round(min(len(cycles_reported) / cycles_so_far, 1.0), 4) if cycles_so_far else 0.0,
+                streak=streak,
+                commitments_kept=round(sum(scores) / len(scores), 4) if scores else None,
+                rung=sum(1 for r in ladder.rungs if r.key in done_keys) if ladder else None,
+                rungs=len(ladder.rungs) if ladder else None,
+            )
+        )
+    n = len(companies)
+    return api.Board(
+        convoy_id=convoy_id,
+        cycle_index=cycle.index if cycle else None,
+        cycles=cycles_so_far,
+        progress=round(sum(c.progress for c in companies) / n, 4) if n else 0.0,
+        participation=round(sum(c.participation for c in companies) / n, 4) if n else 0.0,
+        companies=companies,
+    )
