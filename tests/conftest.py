@@ -173,6 +173,18 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
 
+    async def wait_for_subject(self, address: str, part: str, timeout: float = 15.0) -> EmailMessage:
+        """Wait for a message to ``address`` whose subject contains ``part``."""
+
+        def found() -> EmailMessage | None:
+            return next((m for m in self.to(address) if part in str(m["Subject"])), None)
+
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: found() is not None), timeout)
+        message = found()
+        assert message is not None
+        return message
+
     async def wait_for_mail_to(self, address: str, count: int = 1, timeout: float = 15.0) -> list[EmailMessage]:
         """Wait until ``count`` messages to ``address`` arrived; return them."""
         async with self.arrived:

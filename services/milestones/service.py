@@ -684,6 +684,7 @@ class MilestonesService:
                     report_id=req.report_id,
                     offer_id=row["id"],
                     person_id=req.actor.person_id,
+                    message=row["message"],
                 ),
             )
             return api.HelpOffer(
