@@ -100,7 +100,8 @@ async def test_convoy_up_runs_restarts_and_stops(up: Up) -> None:
         )
         out = result.stdout.decode()
         assert result.returncode == 0, result.stderr.decode() + out
-        assert '"done":"Booking page is live"' in out
+        assert '"body":"Great! Which tool?"' in out and '"kudos":1' in out
+        assert '"streak":' in out and "«calendar»" in out
         assert '"subject": "Sanitär Müller: new progress report in \\"Online-Terminvergabe Nord\\""' in out
         assert '"detail":"`mood`: Expected `int` <= 5"' in out
         convoy_id = re.findall(r'"convoy_id":"([0-9a-f-]{36})"', out)[0]
