@@ -784,6 +784,86 @@ class Export(Reply, kw_only=True):
     reports: list[Report]
 
 
+# --- check-in cycles: what the notifier asks services/milestones -----------------------------
+class CycleAsk(Body, kw_only=True):
+    convoy_id: uuid.UUID
+    cycle_index: int
+
+
+class CycleStatus(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    cycle_index: int
+    reported_company_ids: list[uuid.UUID]
+    """Companies that have a (visible) report for this cycle."""
+
+
+class DueMilestone(Reply, kw_only=True):
+    title: str
+    target_date: date | None
+
+
+class PromptContext(Reply, kw_only=True):
+    """What a prompt reminds a company of."""
+
+    company_id: uuid.UUID
+    milestones_due: list[DueMilestone]
+    """Not-done milestones with a target date up to this cycle's due date."""
+    last_next_steps: str
+    """The "next" of the company's latest report before this cycle (Markdown)."""
+    open_commitments: list[str]
+
+
+class PromptContexts(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    cycle_index: int
+    companies: list[PromptContext]
+
+
+class DigestMilestone(Reply, kw_only=True):
+    company_id: uuid.UUID
+    company_name: str
+    title: str
+    status: str
+
+
+class DigestReport(Reply, kw_only=True):
+    report_id: uuid.UUID
+    company_id: uuid.UUID
+    company_name: str
+    cycle_index: int
+    late: bool
+    done: str
+    next: str
+    blockers: str
+    help_wanted: bool
+    help_topic: str
+    mood: int | None
+    progress: float
+    milestone_changes: list[DigestMilestone]
+    kudos_by: list[uuid.UUID]
+
+
+class Digest(Reply, kw_only=True):
+    """Everything one cycle's digest says, peer view (no hidden content, no facilitator notes)."""
+
+    convoy_id: uuid.UUID
+    convoy_name: str
+    cycle_index: int
+    completed_milestones: list[DigestMilestone]
+    """Peers' milestones completed in this cycle: the digest leads with them."""
+    help_requests: list[DigestReport]
+    """Reports of this cycle asking for help."""
+    reports: list[DigestReport]
+    """This cycle's reports."""
+    late_addenda: list[DigestReport]
+    """Reports for earlier cycles that arrived after those cycles' digests went out."""
+    silent_company_ids: list[uuid.UUID]
+    """Active companies without a report for this cycle."""
+    progress: float
+    participation: float
+    """Share of active companies that reported in this cycle."""
+
+
 # --- operations ----------------------------------------------------------------------------------
 class Empty(Body, kw_only=True):
     pass

@@ -9,7 +9,7 @@ carry one-time links).
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import ClassVar, Literal
 
 import msgspec
@@ -197,6 +197,49 @@ class HelpOffered(Event, frozen=True, kw_only=True):
     message: str = ""
 
 
+# --- check-in cycles (services/reminders) ------------------------------------------------------
+class Absence(msgspec.Struct, frozen=True, kw_only=True):
+    """A company that is not expected to report in a cycle, and why peers see no report."""
+
+    company_id: uuid.UUID
+    kind: Literal["away", "skipped"]
+    reason: str = ""
+
+
+class CycleOpened(Event, frozen=True, kw_only=True):
+    """A check-in cycle opened: prompt every representative (except absent companies)."""
+
+    TYPE: ClassVar[str] = "cycle.opened"
+    convoy_id: uuid.UUID
+    cycle_index: int
+    opens_at: datetime
+    due_at: datetime
+    closes_at: datetime
+    absences: list[Absence] = []
+
+
+class NudgeDue(Event, frozen=True, kw_only=True):
+    """Time for nudge number ``nudge`` (1-based): remind companies that have not reported yet."""
+
+    TYPE: ClassVar[str] = "cycle.nudge_due"
+    convoy_id: uuid.UUID
+    cycle_index: int
+    nudge: int
+    due_at: datetime
+    absences: list[Absence] = []
+
+
+class CycleClosed(Event, frozen=True, kw_only=True):
+    """A check-in cycle closed: send the digest to every member and the convoy's Slack channel."""
+
+    TYPE: ClassVar[str] = "cycle.closed"
+    convoy_id: uuid.UUID
+    cycle_index: int
+    opens_at: datetime
+    closes_at: datetime
+    absences: list[Absence] = []
+
+
 # --- messages to the notifier ------------------------------------------------------------------
 EmailTemplate = Literal[
     "invitation",
@@ -255,6 +298,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     KudosTakenBack,
     HelpRequested,
     HelpOffered,
+    CycleOpened,
+    NudgeDue,
+    CycleClosed,
     EmailRequested,
 )
 """Every event and message type; the envelope codec builds one decoder per entry."""
