@@ -50,3 +50,6 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.HELP_OFFER, api.OfferHelp, svc.offer_help)
     rt.endpoint(Rpc.HELP_SUGGESTIONS, api.ReportAction, svc.help_suggestions)
     rt.endpoint(Rpc.CATALOGUE, api.Empty, svc.catalogue)
+    rt.endpoint(Rpc.CYCLE_STATUS, api.CycleAsk, svc.cycle_status)
+    rt.endpoint(Rpc.PROMPT_CONTEXT, api.CycleAsk, svc.prompt_context)
+    rt.endpoint(Rpc.DIGEST, api.CycleAsk, svc.digest)

@@ -475,3 +475,101 @@ async def companies_that_completed(
         catalogue_key,
         but,
     )
+
+
+# --- check-in cycles (asked by the notifier) ------------------------------------------------------
+async def cycle_reporters(conn: Conn, convoy_id: uuid.UUID, cycle_index: int) -> list[uuid.UUID] | None:
+    """Companies with a visible report for the cycle, in one query; None if the convoy is not projected."""
+    row = await conn.fetchrow(
+        "SELECT array(SELECT r.company_id FROM reports r WHERE r.convoy_id = v.convoy_id AND r.cycle_index = $2"
+        " AND r.hidden_at IS NULL ORDER BY r.company_id) AS company_ids FROM convoys v WHERE v.convoy_id = $1",
+        convoy_id,
+        cycle_index,
+    )
+    return None if row is None else list(row["company_ids"])
+
+
+async def prompt_rows(
+    conn: Conn, convoy_id: uuid.UUID, cycle_index: int, due_date: date
+) -> dict[str, list[asyncpg.Record]]:
+    """Three set-based queries for a whole convoy: active companies with the "next" of their latest
+    visible report before the cycle, their due milestones, their open commitments."""
+    companies = await conn.fetch(
+        "SELECT c.company_id, coalesce(last.next, '') AS last_next FROM companies c"
+        " LEFT JOIN LATERAL (SELECT r.next FROM reports r WHERE r.company_id = c.company_id"
+        "   AND r.cycle_index < $2 AND r.hidden_at IS NULL ORDER BY r.cycle_index DESC LIMIT 1) last ON true"
+        " WHERE c.convoy_id = $1 AND c.active ORDER BY c.name, c.company_id",
+        convoy_id,
+        cycle_index,
+    )
+    milestones = await conn.fetch(
+        "SELECT company_id, title, target_date FROM milestones"
+        " WHERE convoy_id = $1 AND removed_at IS NULL AND status <> 'done' AND target_date <= $2"
+        " ORDER BY company_id, target_date, position, id",
+        convoy_id,
+        due_date,
+    )
+    commitments = await conn.fetch(
+        "SELECT k.company_id, k.text FROM commitments k JOIN reports r ON r.id = k.report_id"
+        " WHERE k.convoy_id = $1 AND k.cycle_index < $2 AND k.reviewed_in IS NULL AND r.hidden_at IS NULL"
+        " ORDER BY k.company_id, k.cycle_index, k.position, k.id",
+        convoy_id,
+        cycle_index,
+    )
+    return {"companies": companies, "milestones": milestones, "commitments": commitments}
+
+
+DIGEST_REPORT_COLUMNS = (
+    # The peer view: never facilitator_note, never hidden reports (filtered in the WHERE clause).
+    "r.id, r.company_id, r.cycle_index, r.late, r.done, r.next, r.blockers, r.help_wanted, r.help_topic,"
+    " r.mood, r.submitted_at,"
+    " array(SELECT k.person_id FROM kudos k WHERE k.report_id = r.id ORDER BY k.given_at, k.person_id) AS kudos_by"
+)
+
+
+async def digest_rows(
+    conn: Conn, convoy_id: uuid.UUID, cycle_index: int, opens_at: datetime, closes_at: datetime
+) -> dict[str, list[asyncpg.Record]]:
+    """Four set-based queries for a whole convoy's digest of one cycle (active companies only).
+
+    - companies: active companies with their done and total milestone weight (progress);
+    - reports: visible reports of the cycle that were in before it closed, and late addenda:
+      visible reports of earlier cycles submitted in ``[opens_at, closes_at)`` of this cycle.
+      ``opens_at`` of cycle n is ``closes_at`` of cycle n-1, and every earlier cycle closed at or
+      before it, so such a report arrived after its own cycle's digest. Every visible report
+      thus lies in exactly one digest, whenever (and however often) digests are computed;
+    - touched: the milestones those reports touched, with titles;
+    - completed: milestones done with ``completed_at`` in ``[opens_at, closes_at)``.
+    """
+    companies = await conn.fetch(
+        "SELECT c.company_id, c.name, coalesce(sum(m.weight) FILTER (WHERE m.status = 'done'), 0) AS done_weight,"
+        " coalesce(sum(m.weight), 0) AS total_weight FROM companies c"
+        " LEFT JOIN milestones m ON m.company_id = c.company_id AND m.removed_at IS NULL"
+        " WHERE c.convoy_id = $1 AND c.active GROUP BY c.company_id, c.name ORDER BY c.name, c.company_id",
+        convoy_id,
+    )
+    reports = await conn.fetch(
+        f"SELECT {DIGEST_REPORT_COLUMNS} FROM reports r JOIN companies c ON c.company_id = r.company_id AND c.active"
+        " WHERE r.convoy_id = $1 AND r.hidden_at IS NULL AND r.submitted_at < $4"
+        " AND (r.cycle_index = $2 OR (r.cycle_index < $2 AND r.submitted_at >= $3))"
+        " ORDER BY r.submitted_at, r.id",
+        convoy_id,
+        cycle_index,
+        opens_at,
+        closes_at,
+    )
+    touched = await conn.fetch(
+        "SELECT rm.report_id, rm.status, m.title FROM report_milestones rm JOIN milestones m ON m.id = rm.milestone_id"
+        " WHERE rm.report_id = ANY($1::uuid[]) ORDER BY m.position, m.id",
+        [r["id"] for r in reports],
+    )
+    completed = await conn.fetch(
+        "SELECT m.company_id, c.name AS company_name, m.title, m.status FROM milestones m"
+        " JOIN companies c ON c.company_id = m.company_id AND c.active"
+        " WHERE m.convoy_id = $1 AND m.removed_at IS NULL AND m.status = 'done'"
+        " AND m.completed_at >= $2 AND m.completed_at < $3 ORDER BY c.name, m.company_id, m.position, m.id",
+        convoy_id,
+        opens_at,
+        closes_at,
+    )
+    return {"companies": companies, "reports": reports, "touched": touched, "completed": completed}

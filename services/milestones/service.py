@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
@@ -712,6 +713,67 @@ class MilestonesService:
     async def catalogue(self, _: api.Empty) -> cat.Catalogue:
         return cat.catalogue()
 
+    # --- check-in cycles: what the notifier asks (system calls, no actor) -----------------------
+    async def cycle_status(self, req: api.CycleAsk) -> api.CycleStatus:
+        """Companies with a visible report for the cycle: one query (plus a read-through on a miss)."""
+        _check_index(req.cycle_index)
+        async with self.rt.db.connection() as conn:
+            reported = await repo.cycle_reporters(conn, req.convoy_id, req.cycle_index)
+            if reported is None:
+                if await self._read_through(conn, req.convoy_id) is None:
+                    raise NotFound("no such convoy")
+                reported = await repo.cycle_reporters(conn, req.convoy_id, req.cycle_index) or []
+        return api.CycleStatus(convoy_id=req.convoy_id, cycle_index=req.cycle_index, reported_company_ids=reported)
+
+    async def prompt_context(self, req: api.CycleAsk) -> api.PromptContexts:
+        """What each active company's prompt reminds it of: the convoy, then three set-based queries."""
+        _check_index(req.cycle_index)
+        async with self.rt.db.connection() as conn:
+            convoy = await self._read_through(conn, req.convoy_id)
+            if convoy is None:
+                raise NotFound("no such convoy")
+            cycle = _cycle(convoy, req.cycle_index)
+            due_date = cycle.due_at.astimezone(ZoneInfo(convoy["timezone"])).date()
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                data = await repo.prompt_rows(conn, req.convoy_id, req.cycle_index, due_date)
+        due: dict[uuid.UUID, list[api.DueMilestone]] = {}
+        for m in data["milestones"]:
+            due.setdefault(m["company_id"], []).append(api.DueMilestone(title=m["title"], target_date=m["target_date"]))
+        open_: dict[uuid.UUID, list[str]] = {}
+        for c in data["commitments"]:
+            open_.setdefault(c["company_id"], []).append(c["text"])
+        return api.PromptContexts(
+            convoy_id=req.convoy_id,
+            cycle_index=req.cycle_index,
+            companies=[
+                api.PromptContext(
+                    company_id=c["company_id"],
+                    milestones_due=due.get(c["company_id"], []),
+                    last_next_steps=c["last_next"],
+                    open_commitments=open_.get(c["company_id"], []),
+                )
+                for c in data["companies"]
+            ],
+        )
+
+    async def digest(self, req: api.CycleAsk) -> api.Digest:
+        """One cycle's digest, peer view: the convoy, then four set-based queries in one snapshot.
+
+        A pure function of the stored data and the cycle's window: a report counts for the digest
+        of its own cycle if it was in before that cycle closed, and otherwise, once, as a late
+        addendum of the digest whose window it arrived in; so calling it again (a retry, or days
+        later) gives the same reports, addenda and completed milestones.
+        """
+        _check_index(req.cycle_index)
+        async with self.rt.db.connection() as conn:
+            convoy = await self._read_through(conn, req.convoy_id)
+            if convoy is None:
+                raise NotFound("no such convoy")
+            cycle = _cycle(convoy, req.cycle_index)
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                data = await repo.digest_rows(conn, req.convoy_id, req.cycle_index, cycle.opens_at, cycle.closes_at)
+        return build_digest(convoy, req.cycle_index, data)
+
 
 def _commitment(row: asyncpg.Record) -> api.Commitment:
     return api.Commitment(id=row["id"], text=row["text"], outcome=row["outcome"], note=row["outcome_note"])
@@ -730,8 +792,6 @@ def _comment(row: asyncpg.Record) -> api.Comment:
 
 
 def _local_today(convoy: asyncpg.Record, now: datetime) -> date:
-    from zoneinfo import ZoneInfo
-
     return now.astimezone(ZoneInfo(convoy["timezone"])).date()
 
 
@@ -789,4 +849,73 @@ def build_board(
         progress=round(sum(c.progress for c in companies) / n, 4) if n else 0.0,
         participation=round(sum(c.participation for c in companies) / n, 4) if n else 0.0,
         companies=companies,
+    )
+
+
+def _check_index(index: int) -> None:
+    if index < 0:
+        raise InvalidInput("`cycle_index`: must be >= 0")
+
+
+def _cycle(convoy: asyncpg.Record, index: int) -> cycles.Cycle:
+    try:
+        return cycles.cycle_by_index(cadence_of(convoy), convoy["timezone"], convoy["start_date"], index)
+    except (ValueError, OverflowError) as exc:  # an index beyond the calendar (year 9999)
+        raise InvalidInput(f"`cycle_index`: this convoy has no cycle {index}") from exc
+
+
+def build_digest(convoy: asyncpg.Record, cycle_index: int, data: dict[str, list[asyncpg.Record]]) -> api.Digest:
+    """The digest from the set-based rows of :func:`repository.digest_rows`; pure arithmetic from here."""
+    names: dict[uuid.UUID, str] = {}
+    progress: dict[uuid.UUID, float] = {}
+    for c in data["companies"]:
+        names[c["company_id"]] = c["name"]
+        total = c["total_weight"]
+        progress[c["company_id"]] = round(c["done_weight"] / total, 4) if total else 0.0
+    changes: dict[uuid.UUID, list[tuple[str, str]]] = {}
+    for t in data["touched"]:
+        changes.setdefault(t["report_id"], []).append((t["title"], t["status"]))
+    reports: list[api.DigestReport] = []
+    addenda: list[api.DigestReport] = []
+    for r in data["reports"]:
+        company_id, name = r["company_id"], names[r["company_id"]]
+        (reports if r["cycle_index"] == cycle_index else addenda).append(
+            api.DigestReport(
+                report_id=r["id"],
+                company_id=company_id,
+                company_name=name,
+                cycle_index=r["cycle_index"],
+                late=r["late"],
+                done=r["done"],
+                next=r["next"],
+                blockers=r["blockers"],
+                help_wanted=r["help_wanted"],
+                help_topic=r["help_topic"],
+                mood=r["mood"],
+                progress=progress[company_id],
+                milestone_changes=[
+                    api.DigestMilestone(company_id=company_id, company_name=name, title=title, status=status)
+                    for title, status in changes.get(r["id"], [])
+                ],
+                kudos_by=list(r["kudos_by"]),
+            )
+        )
+    reported = {r.company_id for r in reports}
+    n = len(names)
+    return api.Digest(
+        convoy_id=convoy["convoy_id"],
+        convoy_name=convoy["name"],
+        cycle_index=cycle_index,
+        completed_milestones=[
+            api.DigestMilestone(
+                company_id=m["company_id"], company_name=m["company_name"], title=m["title"], status=m["status"]
+            )
+            for m in data["completed"]
+        ],
+        help_requests=[r for r in reports if r.help_wanted],
+        reports=reports,
+        late_addenda=addenda,
+        silent_company_ids=[c for c in names if c not in reported],
+        progress=round(sum(progress.values()) / n, 4) if n else 0.0,
+        participation=round(len(reported) / n, 4) if n else 0.0,
     )
