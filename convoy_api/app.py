@@ -23,6 +23,7 @@ from convoy_api.deps import Backend, ClientLimiter, provide_backend
 from convoy_api.health.controllers import health, service_metrics
 from convoy_api.projects.controllers import MilestoneController, ProjectController
 from convoy_api.reports.controllers import ConvoyReportsController, ReportController
+from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
 from services.runtime import bus
 from services.runtime.rpc import RpcClient
@@ -42,6 +43,7 @@ ROUTES: list[ControllerRouterHandler] = [
     ReportController,
     ProjectController,
     MilestoneController,
+    ScheduleController,
 ]
 
 

@@ -153,3 +153,16 @@ NewReportFull = Annotated[
         },
     ),
 ]
+ScheduleSettings = Annotated[
+    api.ScheduleSettings,
+    _body(
+        "Bavarian holidays move the check-in",
+        {"holiday_region": "BY", "holiday_policy": "move", "nudge_offsets_hours": [24, 2]},
+    ),
+]
+CycleSkip = Annotated[api.CycleSkip, _body("Skip over Christmas", {"reason": "Weihnachtspause"})]
+NewAway = Annotated[
+    api.NewAway,
+    _body("Away for the summer", {"from_date": "2027-07-01", "until_date": "2027-07-21", "reason": "Betriebsferien"}),
+]
+NewCompanySkip = Annotated[api.NewCompanySkip, _body("High season", {"cycle_index": 12, "reason": "Hochsaison"})]

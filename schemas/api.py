@@ -864,6 +864,113 @@ class Digest(Reply, kw_only=True):
     """Share of active companies that reported in this cycle."""
 
 
+# --- check-in schedule (services/reminders) -----------------------------------------------------
+class ScheduleSettings(Body, kw_only=True):
+    holiday_region: Bundesland = ""
+    """Bundesland whose public holidays the check-ins avoid (empty: none)."""
+    holiday_policy: Literal["skip", "move", "ignore"] = "skip"
+    """A check-in on a holiday is skipped, or moved to the next working day."""
+    nudge_offsets_hours: Annotated[list[Annotated[int, Meta(ge=1, le=24 * 14)]], Meta(max_length=5)] = (
+        msgspec.field(default_factory=lambda: [24, 2])
+    )
+    """Nudge the silent this many hours before the due time (one nudge per value)."""
+
+
+class ScheduledCycle(Reply, kw_only=True):
+    cycle_index: int
+    opens_at: datetime
+    due_at: datetime
+    closes_at: datetime
+    skipped: bool
+    skip_reason: str
+    opened: bool
+    nudges_done: int
+    closed: bool
+
+
+class AbsenceInfo(Reply, kw_only=True):
+    id: uuid.UUID
+    company_id: uuid.UUID
+    kind: str
+    from_date: date | None
+    until_date: date | None
+    cycle_index: int | None
+    reason: str
+
+
+class Schedule(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    timezone: str
+    status: str
+    settings: ScheduleSettings
+    cycles: list[ScheduledCycle]
+    absences: list[AbsenceInfo]
+
+
+class NewAway(Body, kw_only=True):
+    from_date: date
+    until_date: date
+    reason: ShortText = ""
+
+
+class NewCompanySkip(Body, kw_only=True):
+    cycle_index: Annotated[int, Meta(ge=0)]
+    reason: Annotated[str, Meta(min_length=1, max_length=200, description="e.g. Betriebsferien")]
+
+
+class CycleSkip(Body, kw_only=True):
+    reason: ShortText = ""
+
+
+class AskSchedule(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    upcoming: Annotated[int, Meta(ge=1, le=52)] = 6
+
+
+class PutScheduleSettings(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    settings: ScheduleSettings
+
+
+class SkipCycle(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    cycle_index: Annotated[int, Meta(ge=0)]
+    skip: CycleSkip
+
+
+class MarkAway(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    away: NewAway
+
+
+class SkipForCompany(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    skip: NewCompanySkip
+
+
+class FireNow(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+
+
+class Tick(Body, kw_only=True):
+    """Tests only (CONVOY_REMINDERS_MANUAL_CLOCK): run the scheduler as if it were ``now``."""
+
+    now: datetime
+
+
+class Fired(Reply, kw_only=True):
+    actions: list[str]
+    leader: bool = True
+
+
 # --- operations ----------------------------------------------------------------------------------
 class Empty(Body, kw_only=True):
     pass

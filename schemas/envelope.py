@@ -47,8 +47,10 @@ def new_envelope(
     producer: str,
     correlation_id: uuid.UUID | None = None,
     causation_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> Envelope:
-    event_id = uuid.uuid4()
+    """``event_id``: give a deterministic id when the same fact may be produced twice (scheduler fires)."""
+    event_id = event_id or uuid.uuid4()
     return Envelope(
         id=event_id,
         type=event.TYPE,

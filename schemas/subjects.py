@@ -163,3 +163,5 @@ class Rpc:
     COMPANY_SKIP = "company_skip"
     PROMPT_NOW = "prompt_now"
     CLOSE_NOW = "close_now"
+    SCHEDULE_SETTINGS = "schedule_settings"
+    TICK = "tick"

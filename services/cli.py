@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     mail.add_argument("--to", help="only messages to this address")
     mail.add_argument("--token", metavar="PREFIX", help="print only the newest one-time token, e.g. cvi_ or cvl_")
     sub.add_parser("mailsink", help="run the local mail sink (started by `convoy up`)")
+    sched = sub.add_parser("schedule", help="show a convoy's upcoming check-in cycles (asks the reminders service)")
+    sched.add_argument("convoy_id")
+    sched.add_argument("--upcoming", type=int, default=6)
     args = parser.parse_args(argv)
 
     if args.command == "config":
@@ -80,12 +83,58 @@ def main(argv: list[str] | None = None) -> int:
         for item in list_messages(folder, args.last, args.to):
             print(json.dumps({k: v for k, v in item.items() if k != "text"}, ensure_ascii=False))
         return 0
+    if args.command == "schedule":
+        return asyncio.run(_print_schedule(settings, args.convoy_id, args.upcoming))
     if args.command == "mailsink":
         from services.mailsink import run as run_sink
 
         run_sink("127.0.0.1", settings.embedded_smtp_port, settings.data_path / "mail")
         return 0
     return 1
+
+
+async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcoming: int) -> int:
+    import uuid
+    from zoneinfo import ZoneInfo
+
+    from schemas import api
+    from schemas.subjects import Rpc, Subjects
+    from services.runtime import bus
+    from services.runtime.errors import ConvoyError
+    from services.runtime.rpc import RpcClient
+
+    if not settings.nats_url:  # the embedded NATS of `convoy up`
+        settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
+    try:
+        wanted = uuid.UUID(convoy_id)
+    except ValueError:
+        print(f"convoy: {convoy_id!r} is not a convoy id", file=sys.stderr)
+        return 2
+    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    try:
+        schedule = await RpcClient(nc, settings.nats_request_timeout).call(
+            Subjects(settings.namespace).rpc("reminders", Rpc.SCHEDULE),
+            api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming),
+            api.Schedule,
+        )
+    except ConvoyError as exc:
+        print(f"convoy: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await nc.close()
+    tz = ZoneInfo(schedule.timezone)
+    print(f"convoy {schedule.convoy_id} ({schedule.status}), times in {schedule.timezone}")
+    for c in schedule.cycles:
+        state = "skipped: " + c.skip_reason if c.skipped else ("closed" if c.closed else "open" if c.opened else "")
+        print(
+            f"  #{c.cycle_index:<4} opens {c.opens_at.astimezone(tz):%a %Y-%m-%d %H:%M}"
+            f"  due {c.due_at.astimezone(tz):%a %Y-%m-%d %H:%M}"
+            f"  closes {c.closes_at.astimezone(tz):%a %Y-%m-%d %H:%M}  {state}"
+        )
+    for a in schedule.absences:
+        when = f"{a.from_date}..{a.until_date}" if a.kind == "away" else f"cycle {a.cycle_index}"
+        print(f"  {a.kind}: company {a.company_id} {when} {a.reason}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -257,6 +257,7 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         db_pool_max=5,
         shutdown_timeout=5,
         public_url="http://convoy.test",
+        reminders_manual_clock=True,
     )
 
 

@@ -1,8 +1,8 @@
-"""services/reminders: check-in cycles, prompts, nudges and digest triggers.
+"""services/reminders: check-in cycles; fires prompts, nudges and digests (as events) once, as the leader.
 
-Foundation scope: the service runs, owns its schema, keeps its projection of convoys from
-``convoy.created`` events and runs an APScheduler (3.x, asyncio) whose liveness is part of
-its readiness. Cycles, prompts, nudges and digests are built on this (issue: check-in cycles).
+APScheduler (3.x, asyncio) wakes the scheduler up; what is due is a pure function of the
+stored cycles and "now" (services/reminders/schedule.py). Only the process holding the
+leader lock fires; the work (emails) happens in the notifier, the content comes from milestones.
 """
 
 from __future__ import annotations
@@ -11,37 +11,59 @@ import asyncio
 from importlib import resources
 from pathlib import Path
 
-import asyncpg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from schemas import envelope as env
+from schemas import api
 from schemas import events as ev
-from services.reminders import repository
+from schemas.subjects import Rpc
+from services.reminders.service import Reminders
 from services.runtime.service import Runtime
 
 NAME = "reminders"
 MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
+PROJECTED = (ev.ConvoyCreated, ev.ConvoyUpdated, ev.ConvoyStatusChanged, ev.CompanyJoined, ev.CompanyLeft)
+
 
 async def setup(rt: Runtime) -> None:
-    async def on_convoy_created(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        assert isinstance(event, ev.ConvoyCreated)
-        await repository.upsert_convoy(conn, event)
+    reminders = Reminders(rt)
+    rt.consumer("convoys", PROJECTED, reminders.on_convoys_event)
+    rt.endpoint(Rpc.SCHEDULE, api.AskSchedule, reminders.schedule)
+    rt.endpoint(Rpc.SCHEDULE_SETTINGS, api.PutScheduleSettings, reminders.put_settings)
+    rt.endpoint(Rpc.CYCLE_SKIP, api.SkipCycle, reminders.skip_cycle)
+    rt.endpoint(Rpc.COMPANY_AWAY, api.MarkAway, reminders.mark_away)
+    rt.endpoint(Rpc.COMPANY_SKIP, api.SkipForCompany, reminders.skip_for_company)
+    rt.endpoint(Rpc.PROMPT_NOW, api.FireNow, reminders.prompt_now)
+    rt.endpoint(Rpc.CLOSE_NOW, api.FireNow, reminders.close_now)
+    if rt.settings.reminders_manual_clock:
+        rt.endpoint(Rpc.TICK, api.Tick, reminders.manual_tick)
 
-    rt.consumer("convoys", (ev.ConvoyCreated,), on_convoy_created)
-
+    # APScheduler decides when to wake up; what is due is computed from the stored cycles. The tick
+    # job coalesces and never runs twice at once (a busy moment must not stack ticks), and has no
+    # misfire grace limit: APScheduler's default of one second would silently skip a late tick.
     scheduler = AsyncIOScheduler(timezone="UTC")
 
-    async def run_scheduler(stop: asyncio.Event) -> None:
+    async def run(stop: asyncio.Event) -> None:
+        scheduler.add_job(
+            reminders.tick_if_leader,
+            "interval",
+            seconds=rt.settings.reminders_tick_seconds,
+            id="tick",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=None,
+        )
         scheduler.start()
+        leading = asyncio.create_task(reminders.lead(stop))
         try:
             await stop.wait()
         finally:
             scheduler.shutdown(wait=False)
+            await asyncio.wait({leading}, timeout=rt.settings.shutdown_timeout)
 
     async def scheduler_running() -> None:
         if not scheduler.running:
             raise RuntimeError("scheduler not running")
 
-    rt.background(run_scheduler)
+    rt.background(run)
     rt.readiness_check("scheduler", scheduler_running)

@@ -2,18 +2,200 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import date, datetime
+from typing import Any
+
 import asyncpg
+import msgspec
 
-from schemas import events as ev
+from schemas import api
+
+Conn = asyncpg.Connection
 
 
-async def upsert_convoy(conn: asyncpg.Connection, event: ev.ConvoyCreated) -> None:
+async def upsert_convoy(
+    conn: Conn,
+    *,
+    convoy_id: uuid.UUID,
+    name: str,
+    timezone: str,
+    language: str,
+    cadence: Any,
+    start_date: date,
+    status: str | None = None,
+) -> None:
     await conn.execute(
-        "INSERT INTO convoys (convoy_id, name, timezone, language) VALUES ($1, $2, $3, $4)"
+        "INSERT INTO convoys (convoy_id, name, timezone, language, cadence, start_date, status)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, 'forming'))"
         " ON CONFLICT (convoy_id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone,"
-        " language = excluded.language",
-        event.convoy_id,
-        event.name,
-        event.timezone,
-        event.language,
+        " language = excluded.language, cadence = excluded.cadence, start_date = excluded.start_date,"
+        " status = coalesce($7, convoys.status), updated_at = now()",
+        convoy_id,
+        name,
+        timezone,
+        language,
+        msgspec.json.encode(cadence).decode(),
+        start_date,
+        status,
     )
+
+
+async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
+    await conn.execute("UPDATE convoys SET status = $2, updated_at = now() WHERE convoy_id = $1", convoy_id, status)
+
+
+async def convoy(conn: Conn, convoy_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM convoys WHERE convoy_id = $1" + (" FOR UPDATE" if lock else ""), convoy_id
+    )
+
+
+async def active_convoys(conn: Conn) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM convoys WHERE status = 'active' ORDER BY convoy_id")
+
+
+async def update_settings(conn: Conn, convoy_id: uuid.UUID, s: api.ScheduleSettings) -> None:
+    await conn.execute(
+        "UPDATE convoys SET holiday_region = $2, holiday_policy = $3, nudge_offsets = $4, updated_at = now()"
+        " WHERE convoy_id = $1",
+        convoy_id,
+        s.holiday_region,
+        s.holiday_policy,
+        list(s.nudge_offsets_hours),
+    )
+
+
+async def upsert_company(conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, name: str) -> None:
+    await conn.execute(
+        "INSERT INTO companies (company_id, convoy_id, name) VALUES ($1, $2, $3)"
+        " ON CONFLICT (company_id) DO UPDATE SET name = excluded.name, active = true",
+        company_id,
+        convoy_id,
+        name,
+    )
+
+
+async def deactivate_company(conn: Conn, company_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE companies SET active = false WHERE company_id = $1", company_id)
+
+
+async def company(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM companies WHERE company_id = $1 AND active", company_id)
+
+
+# --- cycles ----------------------------------------------------------------------------------------
+async def keep_cycle(
+    conn: Conn,
+    convoy_id: uuid.UUID,
+    index: int,
+    opens_at: datetime,
+    due_at: datetime,
+    closes_at: datetime,
+    skipped: bool,
+    skip_reason: str,
+) -> None:
+    """Insert a planned cycle, or bring a not-yet-opened one up to date with the plan (schedule changes)."""
+    await conn.execute(
+        "INSERT INTO cycles (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (convoy_id, cycle_index) DO UPDATE SET opens_at = excluded.opens_at,"
+        " due_at = excluded.due_at, closes_at = excluded.closes_at,"
+        " skipped = cycles.skipped OR excluded.skipped,"
+        " skip_reason = CASE WHEN cycles.skipped THEN cycles.skip_reason ELSE excluded.skip_reason END"
+        " WHERE cycles.opened_at IS NULL",
+        convoy_id,
+        index,
+        opens_at,
+        due_at,
+        closes_at,
+        skipped,
+        skip_reason,
+    )
+
+
+async def pending_cycles(conn: Conn, convoy_id: uuid.UUID, now: datetime) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM cycles WHERE convoy_id = $1 AND closed_at IS NULL AND opens_at <= $2 ORDER BY cycle_index",
+        convoy_id,
+        now,
+    )
+
+
+async def cycle(conn: Conn, convoy_id: uuid.UUID, index: int, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM cycles WHERE convoy_id = $1 AND cycle_index = $2" + (" FOR UPDATE" if lock else ""),
+        convoy_id,
+        index,
+    )
+
+
+async def current_cycle(conn: Conn, convoy_id: uuid.UUID, now: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM cycles WHERE convoy_id = $1 AND opens_at <= $2 ORDER BY cycle_index DESC LIMIT 1",
+        convoy_id,
+        now,
+    )
+
+
+async def mark(conn: Conn, convoy_id: uuid.UUID, index: int, column: str, value: Any) -> bool:
+    """Record a fire once: only the first of two racing fires changes the row."""
+    if column == "opened_at":
+        sql = "UPDATE cycles SET opened_at = $3 WHERE convoy_id = $1 AND cycle_index = $2 AND opened_at IS NULL"
+    elif column == "closed_at":
+        sql = "UPDATE cycles SET closed_at = $3 WHERE convoy_id = $1 AND cycle_index = $2 AND closed_at IS NULL"
+    elif column == "nudges_done":
+        sql = "UPDATE cycles SET nudges_done = $3 WHERE convoy_id = $1 AND cycle_index = $2 AND nudges_done < $3"
+    else:
+        raise ValueError(column)
+    return str(await conn.execute(sql, convoy_id, index, value)).endswith(" 1")
+
+
+async def skip_cycle(conn: Conn, convoy_id: uuid.UUID, index: int, reason: str) -> None:
+    await conn.execute(
+        "UPDATE cycles SET skipped = true, skip_reason = $3 WHERE convoy_id = $1 AND cycle_index = $2",
+        convoy_id,
+        index,
+        reason,
+    )
+
+
+async def upcoming(conn: Conn, convoy_id: uuid.UUID, since: datetime, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM cycles WHERE convoy_id = $1 AND closes_at > $2 ORDER BY cycle_index LIMIT $3",
+        convoy_id,
+        since,
+        limit,
+    )
+
+
+# --- absences --------------------------------------------------------------------------------------
+async def insert_absence(
+    conn: Conn,
+    *,
+    convoy_id: uuid.UUID,
+    company_id: uuid.UUID,
+    kind: str,
+    from_date: date | None,
+    until_date: date | None,
+    cycle_index: int | None,
+    reason: str,
+    created_by: uuid.UUID | None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO absences (id, convoy_id, company_id, kind, from_date, until_date, cycle_index, reason,"
+        " created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        uuid.uuid4(),
+        convoy_id,
+        company_id,
+        kind,
+        from_date,
+        until_date,
+        cycle_index,
+        reason,
+        created_by,
+    )
+
+
+async def absences(conn: Conn, convoy_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM absences WHERE convoy_id = $1 ORDER BY created_at", convoy_id)

@@ -42,11 +42,14 @@ async def add(
     producer: str,
     correlation_id: uuid.UUID | None = None,
     causation_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> env.Envelope:
-    """Record ``event`` in the outbox inside the caller's transaction."""
-    envelope = env.new_envelope(event, producer=producer, correlation_id=correlation_id, causation_id=causation_id)
+    """Record ``event`` in the outbox inside the caller's transaction (once per ``event_id``)."""
+    envelope = env.new_envelope(
+        event, producer=producer, correlation_id=correlation_id, causation_id=causation_id, event_id=event_id
+    )
     await conn.execute(
-        "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3)",
+        "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
         envelope.id,
         subjects.of(type(event)),
         env.encode(envelope),

@@ -88,6 +88,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
     """JetStream replicas of Convoy's streams (3 on a NATS cluster)."""
 
+    # --- scheduler (services/reminders) -------------------------------------------------------
+    reminders_tick_seconds: Annotated[float, Meta(ge=0.5, le=300)] = 5.0
+    """How often the leading reminders process looks for prompts, nudges and digests that are due."""
+    reminders_manual_clock: bool = False
+    """Tests only: no ticking by itself; ticks arrive over NATS with the time to assume."""
+
     # --- email -------------------------------------------------------------------------------
     mail_from: str = "Convoy <convoy@localhost>"
     """Sender of every email."""

@@ -1,0 +1,155 @@
+"""What is due, as a pure function of the stored schedule and "now" (no I/O, no clock of its own).
+
+APScheduler only decides when to wake up; the leading reminders process then asks this module
+what to fire. Tests call the same functions with any "now", across weeks and DST changes.
+
+Catch-up after an outage (the same rules apply to every tick, so a restart needs no special case):
+- a prompt whose cycle is still open is sent late; one whose cycle already closed is dropped;
+- a nudge whose due time has passed is dropped (never a stale reminder);
+- a digest is always sent, however late.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from schemas.values import Cadence
+from services.runtime import cycles
+
+Kind = Literal["open", "nudge", "close", "drop_open", "drop_nudge"]
+MOVE_LIMIT_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One convoy's schedule settings."""
+
+    timezone: str
+    cadence: Cadence
+    start_date: date
+    holiday_region: str = ""
+    holiday_policy: str = "skip"
+    nudge_offsets: tuple[int, ...] = (24, 2)
+
+
+@dataclass(frozen=True)
+class PlannedCycle:
+    index: int
+    opens_at: datetime
+    due_at: datetime
+    closes_at: datetime
+    skipped: bool = False
+    skip_reason: str = ""
+
+
+@dataclass(frozen=True)
+class CycleState:
+    index: int
+    opens_at: datetime
+    due_at: datetime
+    closes_at: datetime
+    skipped: bool
+    opened: bool
+    nudges_done: int
+    closed: bool
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    cycle_index: int
+    nudge: int = 0
+    """1-based number of the nudge (for nudge and drop_nudge)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _holidays(region: str, year: int) -> holidays.HolidayBase:
+    return holidays.country_holidays("DE", subdiv=region, years=year)
+
+
+def holiday(region: str, day: date) -> str | None:
+    """The name of the public holiday on ``day`` in the Bundesland ``region``, if any."""
+    if not region:
+        return None
+    name = _holidays(region, day.year).get(day)
+    return str(name) if name else None
+
+
+def plan_cycle(plan: Plan, index: int) -> PlannedCycle:
+    """Cycle ``index`` with the holiday policy applied."""
+    c = cycles.cycle_by_index(plan.cadence, plan.timezone, plan.start_date, index)
+    if plan.holiday_policy == "ignore" or not plan.holiday_region:
+        return PlannedCycle(index=index, opens_at=c.opens_at, due_at=c.due_at, closes_at=c.closes_at)
+    tz = ZoneInfo(plan.timezone)
+    local = c.opens_at.astimezone(tz)
+    name = holiday(plan.holiday_region, local.date())
+    if name is None:
+        return PlannedCycle(index=index, opens_at=c.opens_at, due_at=c.due_at, closes_at=c.closes_at)
+    if plan.holiday_policy == "skip":
+        return PlannedCycle(
+            index=index,
+            opens_at=c.opens_at,
+            due_at=c.due_at,
+            closes_at=c.closes_at,
+            skipped=True,
+            skip_reason=f"Feiertag: {name}",
+        )
+    # move: the next working day (Mon-Fri, not a holiday) at the same local time, within the cycle
+    for days in range(1, MOVE_LIMIT_DAYS + 1):
+        moved_local = (local + timedelta(days=days)).replace(tzinfo=None)
+        if moved_local.weekday() < 5 and holiday(plan.holiday_region, moved_local.date()) is None:
+            opens = moved_local.replace(tzinfo=tz).astimezone(c.opens_at.tzinfo)
+            due = min(opens + (c.due_at - c.opens_at), c.closes_at - timedelta(minutes=1))
+            if opens < c.closes_at:
+                return PlannedCycle(
+                    index=index,
+                    opens_at=opens,
+                    due_at=due,
+                    closes_at=c.closes_at,
+                    skip_reason=f"verschoben wegen Feiertag: {name}",
+                )
+    return PlannedCycle(
+        index=index,
+        opens_at=c.opens_at,
+        due_at=c.due_at,
+        closes_at=c.closes_at,
+        skipped=True,
+        skip_reason=f"Feiertag: {name}",
+    )
+
+
+def cycles_to_keep(plan: Plan, now: datetime, ahead: int = 1) -> list[PlannedCycle]:
+    """The cycles around ``now`` that must exist in the table: the previous, current and next ones."""
+    current = cycles.cycle_at(plan.cadence, plan.timezone, plan.start_date, now)
+    top = (current.index if current else -1) + ahead
+    return [plan_cycle(plan, i) for i in range(max(0, top - 1 - ahead), top + 1)]
+
+
+def due_actions(state: CycleState, offsets: tuple[int, ...], now: datetime) -> list[Action]:
+    """What to do for one stored cycle at ``now``, in order."""
+    actions: list[Action] = []
+    if state.skipped or state.closed or now < state.opens_at:
+        return actions
+    opened = state.opened
+    if not opened:
+        actions.append(Action("open" if now < state.closes_at else "drop_open", state.index))
+        opened = True
+    reached = [
+        number
+        for number, hours in enumerate(sorted(offsets, reverse=True), start=1)
+        if number > state.nudges_done and now >= state.due_at - timedelta(hours=hours)
+    ]
+    for number in reached:
+        # Only the latest nudge that is reached goes out, and only before the due time: after an
+        # outage, earlier nudges are dropped rather than sent in a burst.
+        send = number == reached[-1] and now < state.due_at
+        actions.append(Action("nudge" if send else "drop_nudge", state.index, number))
+    if now >= state.closes_at:
+        actions.append(Action("close", state.index))
+    return actions

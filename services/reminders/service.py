@@ -1,0 +1,423 @@
+"""The scheduler: materialises cycles, fires prompts, nudges and digests once, as the leader.
+
+Several reminders processes may run; only the one holding the PostgreSQL advisory lock
+``convoy-reminders-leader`` ticks. A fire is a conditional UPDATE of the cycle row plus an
+outbox event with a deterministic id (convoy, cycle, kind), committed together: a second fire,
+a second leader or a retry changes nothing and publishes nothing new (JetStream and the
+consumers dedupe the id too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import msgspec
+import structlog
+
+from schemas import api
+from schemas import envelope as env
+from schemas import events as ev
+from schemas.subjects import Rpc
+from schemas.values import Cadence
+from services.reminders import repository as repo
+from services.reminders import schedule as plan_
+from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from services.runtime.service import Runtime
+
+log = structlog.get_logger(__name__)
+_cadence = msgspec.json.Decoder(Cadence)
+FIRE_NAMESPACE = uuid.UUID("6f1c2b53-8e0a-4f5e-9d3c-5b1f0c7a2e91")
+"""uuid5 namespace of the deterministic ids of scheduler fires."""
+LEADER_LOCK = "convoy-reminders-leader"
+
+
+def fire_id(convoy_id: uuid.UUID, index: int, kind: str, number: int = 0) -> uuid.UUID:
+    return uuid.uuid5(FIRE_NAMESPACE, f"{convoy_id}:{index}:{kind}:{number}")
+
+
+def plan_of(row: asyncpg.Record) -> plan_.Plan:
+    raw = row["cadence"]
+    return plan_.Plan(
+        timezone=row["timezone"],
+        cadence=_cadence.decode(raw.encode() if isinstance(raw, str) else raw),
+        start_date=row["start_date"],
+        holiday_region=row["holiday_region"],
+        holiday_policy=row["holiday_policy"],
+        nudge_offsets=tuple(row["nudge_offsets"]),
+    )
+
+
+def state_of(row: asyncpg.Record) -> plan_.CycleState:
+    return plan_.CycleState(
+        index=row["cycle_index"],
+        opens_at=row["opens_at"],
+        due_at=row["due_at"],
+        closes_at=row["closes_at"],
+        skipped=row["skipped"],
+        opened=row["opened_at"] is not None,
+        nudges_done=row["nudges_done"],
+        closed=row["closed_at"] is not None,
+    )
+
+
+class Reminders:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.leader = False
+        self._tick_lock = asyncio.Lock()
+
+    # --- projection ----------------------------------------------------------------------------
+    async def on_convoys_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        if isinstance(event, ev.ConvoyCreated | ev.ConvoyUpdated):
+            known = await repo.convoy(conn, event.convoy_id)
+            start = event.start_date or (known["start_date"] if known else envelope.occurred_at.date())
+            await repo.upsert_convoy(
+                conn,
+                convoy_id=event.convoy_id,
+                name=event.name,
+                timezone=event.timezone,
+                language=event.language,
+                cadence=event.cadence,
+                start_date=start,
+            )
+        elif isinstance(event, ev.ConvoyStatusChanged):
+            await repo.set_status(conn, event.convoy_id, event.new_status)
+        elif isinstance(event, ev.CompanyJoined):
+            await repo.upsert_company(conn, event.company_id, event.convoy_id, event.name)
+        elif isinstance(event, ev.CompanyLeft):
+            await repo.deactivate_company(conn, event.company_id)
+
+    # --- leadership and ticking ----------------------------------------------------------------
+    async def lead(self, stop: asyncio.Event) -> None:
+        """Hold the leader lock on a connection of its own (PostgreSQL frees it when the process dies)."""
+        settings = self.rt.settings
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
+                while not stop.is_set():
+                    if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", LEADER_LOCK, timeout=5):
+                        break
+                    await _sleep_unless(stop, 2.0)  # another replica leads; take over within seconds
+                if stop.is_set():
+                    return
+                self.leader = True
+                log.info("leading the scheduler")
+                while not stop.is_set():
+                    await conn.fetchval("SELECT 1", timeout=5)  # the lock lives as long as this connection
+                    await _sleep_unless(stop, 2.0)
+            except Exception as exc:
+                log.warning("scheduler leadership interrupted", error=repr(exc))
+                await _sleep_unless(stop, 1.0)
+            finally:
+                self.leader = False
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+
+    async def tick_if_leader(self) -> None:
+        """The APScheduler job: only the leader fires."""
+        if self.leader and not self.rt.settings.reminders_manual_clock:
+            await self.tick(datetime.now(UTC))
+
+    async def tick(self, now: datetime) -> list[str]:
+        """Fire whatever is due at ``now`` for every active convoy; return what was done."""
+        done: list[str] = []
+        async with self._tick_lock:
+            async with self.rt.db.connection() as conn:
+                convoys = await repo.active_convoys(conn)
+            for row in convoys:
+                try:
+                    done += await self._tick_convoy(row, now)
+                except Exception as exc:  # one broken convoy must not stop the others
+                    log.error("tick failed for a convoy", convoy_id=str(row["convoy_id"]), error=repr(exc))
+        return done
+
+    async def _tick_convoy(self, row: asyncpg.Record, now: datetime) -> list[str]:
+        convoy_id = row["convoy_id"]
+        plan = plan_of(row)
+        done = []
+        async with self.rt.db.transaction() as conn:
+            for c in plan_.cycles_to_keep(plan, now):
+                await repo.keep_cycle(
+                    conn, convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
+                )
+            pending = await repo.pending_cycles(conn, convoy_id, now)
+        for cycle_row in pending:
+            for action in plan_.due_actions(state_of(cycle_row), plan.nudge_offsets, now):
+                if await self._apply(convoy_id, action, now):
+                    done.append(f"{convoy_id}:{action.cycle_index}:{action.kind}:{action.nudge}")
+        return done
+
+    async def _apply(self, convoy_id: uuid.UUID, action: plan_.Action, now: datetime) -> bool:
+        async with self.rt.db.transaction() as conn:
+            c = await repo.cycle(conn, convoy_id, action.cycle_index, lock=True)
+            if c is None:
+                return False
+            absences = await self._absences(conn, convoy_id, c)
+            if action.kind in ("open", "drop_open"):
+                if not await repo.mark(conn, convoy_id, c["cycle_index"], "opened_at", now):
+                    return False
+                if action.kind == "open":
+                    await self.rt.emit(
+                        conn,
+                        ev.CycleOpened(
+                            convoy_id=convoy_id,
+                            cycle_index=c["cycle_index"],
+                            opens_at=c["opens_at"],
+                            due_at=c["due_at"],
+                            closes_at=c["closes_at"],
+                            absences=absences,
+                        ),
+                        event_id=fire_id(convoy_id, c["cycle_index"], "open"),
+                    )
+            elif action.kind in ("nudge", "drop_nudge"):
+                if not await repo.mark(conn, convoy_id, c["cycle_index"], "nudges_done", action.nudge):
+                    return False
+                if action.kind == "nudge":
+                    await self.rt.emit(
+                        conn,
+                        ev.NudgeDue(
+                            convoy_id=convoy_id,
+                            cycle_index=c["cycle_index"],
+                            nudge=action.nudge,
+                            due_at=c["due_at"],
+                            absences=absences,
+                        ),
+                        event_id=fire_id(convoy_id, c["cycle_index"], "nudge", action.nudge),
+                    )
+            elif action.kind == "close":
+                if not await repo.mark(conn, convoy_id, c["cycle_index"], "closed_at", now):
+                    return False
+                await self.rt.emit(
+                    conn,
+                    ev.CycleClosed(
+                        convoy_id=convoy_id,
+                        cycle_index=c["cycle_index"],
+                        opens_at=c["opens_at"],
+                        closes_at=c["closes_at"],
+                        absences=absences,
+                    ),
+                    event_id=fire_id(convoy_id, c["cycle_index"], "close"),
+                )
+            log.info(
+                "scheduler fired",
+                convoy_id=str(convoy_id),
+                cycle=c["cycle_index"],
+                kind=action.kind,
+                nudge=action.nudge,
+            )
+            return True
+
+    async def _absences(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: asyncpg.Record) -> list[ev.Absence]:
+        convoy = await repo.convoy(conn, convoy_id)
+        assert convoy is not None
+        day = c["opens_at"].astimezone(ZoneInfo(convoy["timezone"])).date()
+        out = []
+        for a in await repo.absences(conn, convoy_id):
+            if a["kind"] == "away" and a["from_date"] <= day <= a["until_date"]:
+                out.append(ev.Absence(company_id=a["company_id"], kind="away", reason=a["reason"]))
+            elif a["kind"] == "skipped" and a["cycle_index"] == c["cycle_index"]:
+                out.append(ev.Absence(company_id=a["company_id"], kind="skipped", reason=a["reason"]))
+        return out
+
+    # --- requests --------------------------------------------------------------------------------
+    async def _convoy(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record:
+        row = await repo.convoy(conn, convoy_id)
+        if row is not None:
+            return row
+        convoy = await self.rt.rpc.call(  # events still in flight: read through once
+            self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
+            api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
+            api.Convoy,
+        )
+        await repo.upsert_convoy(
+            conn,
+            convoy_id=convoy.id,
+            name=convoy.name,
+            timezone=convoy.timezone,
+            language=convoy.language,
+            cadence=convoy.cadence,
+            start_date=convoy.start_date or convoy.created_at.date(),
+            status=convoy.status,
+        )
+        for company in convoy.companies:
+            await repo.upsert_company(conn, company.id, convoy.id, company.name)
+        row = await repo.convoy(conn, convoy_id)
+        assert row is not None
+        return row
+
+    async def _role(self, actor: api.Actor, convoy_id: uuid.UUID) -> api.Membership | None:
+        """None for admins; the membership otherwise (404 when the person has no part in the convoy)."""
+        if actor.is_admin or actor.is_system:
+            return None
+        if actor.person_id is None:
+            raise NotFound("no such convoy")
+        membership = await self.rt.rpc.call(
+            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
+            api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id),
+            api.Membership,
+        )
+        if not membership.company_ids and not membership.is_facilitator:
+            raise NotFound("no such convoy")
+        return membership
+
+    async def _facilitator(self, actor: api.Actor, convoy_id: uuid.UUID) -> None:
+        membership = await self._role(actor, convoy_id)
+        if membership is not None and not membership.is_facilitator:
+            raise Forbidden("only the convoy's facilitators may change its schedule")
+
+    async def schedule(self, req: api.AskSchedule) -> api.Schedule:
+        await self._role(req.actor, req.convoy_id)
+        now = datetime.now(UTC)
+        async with self.rt.db.transaction() as conn:
+            row = await self._convoy(conn, req.convoy_id)
+            plan = plan_of(row)
+            for c in plan_.cycles_to_keep(plan, now, ahead=req.upcoming):
+                await repo.keep_cycle(
+                    conn, req.convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
+                )
+            rows = await repo.upcoming(conn, req.convoy_id, now, req.upcoming)
+            absences = await repo.absences(conn, req.convoy_id)
+        return api.Schedule(
+            convoy_id=req.convoy_id,
+            timezone=row["timezone"],
+            status=row["status"],
+            settings=api.ScheduleSettings(
+                holiday_region=row["holiday_region"],
+                holiday_policy=row["holiday_policy"],
+                nudge_offsets_hours=list(row["nudge_offsets"]),
+            ),
+            cycles=[
+                api.ScheduledCycle(
+                    cycle_index=r["cycle_index"],
+                    opens_at=r["opens_at"],
+                    due_at=r["due_at"],
+                    closes_at=r["closes_at"],
+                    skipped=r["skipped"],
+                    skip_reason=r["skip_reason"],
+                    opened=r["opened_at"] is not None,
+                    nudges_done=r["nudges_done"],
+                    closed=r["closed_at"] is not None,
+                )
+                for r in rows
+            ],
+            absences=[
+                api.AbsenceInfo(
+                    id=a["id"],
+                    company_id=a["company_id"],
+                    kind=a["kind"],
+                    from_date=a["from_date"],
+                    until_date=a["until_date"],
+                    cycle_index=a["cycle_index"],
+                    reason=a["reason"],
+                )
+                for a in absences
+            ],
+        )
+
+    async def put_settings(self, req: api.PutScheduleSettings) -> api.Schedule:
+        await self._facilitator(req.actor, req.convoy_id)
+        async with self.rt.db.transaction() as conn:
+            await self._convoy(conn, req.convoy_id)
+            await repo.update_settings(conn, req.convoy_id, req.settings)
+        return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
+
+    async def skip_cycle(self, req: api.SkipCycle) -> api.Schedule:
+        await self._facilitator(req.actor, req.convoy_id)
+        async with self.rt.db.transaction() as conn:
+            row = await self._convoy(conn, req.convoy_id)
+            c = plan_.plan_cycle(plan_of(row), req.cycle_index)
+            await repo.keep_cycle(
+                conn, req.convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
+            )
+            stored = await repo.cycle(conn, req.convoy_id, req.cycle_index, lock=True)
+            assert stored is not None
+            if stored["opened_at"] is not None:
+                raise Conflict("this cycle has already opened; it can no longer be skipped")
+            await repo.skip_cycle(conn, req.convoy_id, req.cycle_index, req.skip.reason or "ausgesetzt")
+        return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
+
+    async def mark_away(self, req: api.MarkAway) -> api.Schedule:
+        await self._facilitator(req.actor, req.convoy_id)
+        if req.away.until_date < req.away.from_date:
+            raise InvalidInput("`until_date`: before `from_date`")
+        async with self.rt.db.transaction() as conn:
+            await self._convoy(conn, req.convoy_id)
+            company = await repo.company(conn, req.company_id)
+            if company is None or company["convoy_id"] != req.convoy_id:
+                raise NotFound("no such company in this convoy")
+            await repo.insert_absence(
+                conn,
+                convoy_id=req.convoy_id,
+                company_id=req.company_id,
+                kind="away",
+                from_date=req.away.from_date,
+                until_date=req.away.until_date,
+                cycle_index=None,
+                reason=req.away.reason,
+                created_by=req.actor.person_id,
+            )
+        return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
+
+    async def skip_for_company(self, req: api.SkipForCompany) -> api.Schedule:
+        membership = await self._role(req.actor, req.convoy_id)
+        if membership is not None and req.company_id not in membership.company_ids:
+            raise Forbidden("only the company's representatives skip a cycle for it")
+        async with self.rt.db.transaction() as conn:
+            await self._convoy(conn, req.convoy_id)
+            await repo.insert_absence(
+                conn,
+                convoy_id=req.convoy_id,
+                company_id=req.company_id,
+                kind="skipped",
+                from_date=None,
+                until_date=None,
+                cycle_index=req.skip.cycle_index,
+                reason=req.skip.reason,
+                created_by=req.actor.person_id,
+            )
+        return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
+
+    async def _fire_now(self, req: api.FireNow, kind: str) -> api.Fired:
+        await self._facilitator(req.actor, req.convoy_id)
+        now = datetime.now(UTC)
+        async with self.rt.db.transaction() as conn:
+            row = await self._convoy(conn, req.convoy_id)
+            if row["status"] != "active":
+                raise Conflict("the convoy is not active")
+            for c in plan_.cycles_to_keep(plan_of(row), now):
+                await repo.keep_cycle(
+                    conn, req.convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
+                )
+            current = await repo.current_cycle(conn, req.convoy_id, now)
+        if current is None:
+            raise Conflict("the convoy's first check-in has not come yet")
+        if kind == "close" and current["opened_at"] is None:
+            await self._apply(req.convoy_id, plan_.Action("open", current["cycle_index"]), now)
+        done = await self._apply(req.convoy_id, plan_.Action(kind, current["cycle_index"]), now)  # type: ignore[arg-type]
+        return api.Fired(actions=[f"{kind} cycle {current['cycle_index']}"] if done else [])
+
+    async def prompt_now(self, req: api.FireNow) -> api.Fired:
+        return await self._fire_now(req, "open")
+
+    async def close_now(self, req: api.FireNow) -> api.Fired:
+        return await self._fire_now(req, "close")
+
+    async def manual_tick(self, req: api.Tick) -> api.Fired:
+        """Tests' clock: tick as if it were ``now`` (only the leader fires, as with the real clock)."""
+        if req.now.tzinfo is None:
+            raise InvalidInput("`now`: give a time zone")
+        if not self.leader:
+            return api.Fired(actions=[], leader=False)
+        return api.Fired(actions=await self.tick(req.now), leader=True)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

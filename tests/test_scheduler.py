@@ -1,0 +1,296 @@
+"""The scheduler: what is due as a pure function, and the reminders service firing cycle events
+once, across DST, skips, holidays, absences, outages and a change of leader (fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import msgspec
+
+from schemas import api
+from schemas import envelope as env
+from schemas.subjects import Rpc
+from schemas.values import Cadence
+from services.registry import backend
+from services.reminders import schedule as sch
+from services.runtime.service import serve
+from tests.conftest import SmtpSink, Stack, eventually
+from tests.world import World, build_world
+
+BERLIN_MONDAY_9 = Cadence(frequency="weekly", weekday="mon", local_time="09:00", window_hours=72)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+# --- the pure rules ---------------------------------------------------------------------------
+def state(**kw: Any) -> sch.CycleState:
+    base = dict(
+        index=0,
+        opens_at=at("2026-10-19T09:00+02:00"),
+        due_at=at("2026-10-22T09:00+02:00"),
+        closes_at=at("2026-10-26T09:00+01:00"),
+        skipped=False,
+        opened=False,
+        nudges_done=0,
+        closed=False,
+    )
+    return sch.CycleState(**{**base, **kw})
+
+
+def kinds(actions: list[sch.Action]) -> list[str]:
+    return [f"{a.kind}{a.nudge or ''}" for a in actions]
+
+
+def test_due_actions_over_a_cycle() -> None:
+    offsets = (24, 2)
+    assert kinds(sch.due_actions(state(), offsets, at("2026-10-19T08:59+02:00"))) == []
+    assert kinds(sch.due_actions(state(), offsets, at("2026-10-19T09:00+02:00"))) == ["open"]
+    opened = state(opened=True)
+    assert kinds(sch.due_actions(opened, offsets, at("2026-10-21T09:00+02:00"))) == ["nudge1"]
+    assert kinds(sch.due_actions(state(opened=True, nudges_done=1), offsets, at("2026-10-22T07:00+02:00"))) == [
+        "nudge2"
+    ]
+    assert kinds(sch.due_actions(state(opened=True, nudges_done=2), offsets, at("2026-10-26T09:00+01:00"))) == ["close"]
+    assert kinds(sch.due_actions(state(skipped=True), offsets, at("2026-10-30T09:00+01:00"))) == []
+
+
+def test_catch_up_after_an_outage_sends_no_burst() -> None:
+    offsets = (24, 2)
+    # Down from before the check-in until an hour before due: one prompt, then only the latest nudge.
+    assert kinds(sch.due_actions(state(), offsets, at("2026-10-22T08:00+02:00"))) == ["open", "drop_nudge1", "nudge2"]
+    # Down past the due time: the prompt still goes out (the cycle is open), stale nudges do not.
+    assert kinds(sch.due_actions(state(), offsets, at("2026-10-23T09:00+02:00"))) == [
+        "open",
+        "drop_nudge1",
+        "drop_nudge2",
+    ]
+    # Down past the close: no prompt for a closed cycle, but the digest always goes out.
+    assert kinds(sch.due_actions(state(), offsets, at("2026-10-27T09:00+01:00"))) == [
+        "drop_open",
+        "drop_nudge1",
+        "drop_nudge2",
+        "close",
+    ]
+
+
+def test_public_holidays_skip_or_move_the_check_in() -> None:
+    # 6 January 2026 (Heilige Drei Könige) is a holiday in Bavaria, not in Berlin; it is a Tuesday.
+    cadence = Cadence(frequency="weekly", weekday="tue", local_time="09:00", window_hours=48)
+    plan = sch.Plan(timezone="Europe/Berlin", cadence=cadence, start_date=date(2026, 1, 6), holiday_region="BY")
+    first = sch.plan_cycle(plan, 0)
+    assert first.skipped
+    assert "Heilige Drei Könige" in first.skip_reason or "Epiphany" in first.skip_reason
+    moved = sch.plan_cycle(sch.Plan(**{**plan.__dict__, "holiday_policy": "move"}), 0)
+    assert not moved.skipped and moved.opens_at == at("2026-01-07T09:00+01:00")
+    assert moved.due_at == at("2026-01-09T09:00+01:00")
+    assert not sch.plan_cycle(sch.Plan(**{**plan.__dict__, "holiday_region": "BE"}), 0).skipped
+    assert not sch.plan_cycle(plan, 1).skipped
+
+
+# --- the service, on the real stack, with a fake clock ---------------------------------------
+async def active_convoy(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> World:
+    world = await build_world(client, smtp_sink, companies=2)
+    r = await client.patch(
+        f"/api/v1/convoys/{world.convoy_id}",
+        json={"cadence": msgspec.to_builtins(BERLIN_MONDAY_9), "timezone": "Europe/Berlin", "start_date": "2026-10-19"},
+        headers=world.facilitator,
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/api/v1/convoys/{world.convoy_id}/status", json={"status": "active"}, headers=world.facilitator
+    )
+    assert r.status_code == 200, r.text
+
+    async def scheduler_knows() -> bool:  # the reminders' projection follows the convoy events
+        r = await client.get(f"/api/v1/convoys/{world.convoy_id}/schedule", headers=world.facilitator)
+        return r.status_code == 200 and r.json()["status"] == "active"
+
+    await eventually(scheduler_knows)
+    return world
+
+
+async def tick(stack: Stack, now: str, within: float = 20.0) -> api.Fired:
+    async def leader_answer() -> api.Fired | None:
+        msg = await stack.nc.request(
+            stack.subjects.rpc("reminders", Rpc.TICK), msgspec.json.encode(api.Tick(now=at(now))), timeout=10
+        )
+        fired = msgspec.json.decode(msg.data, type=api.Fired)
+        return fired if fired.leader else None
+
+    result = await eventually(leader_answer, timeout=within, interval=0.3)
+    assert result is not None
+    return result
+
+
+async def cycle_events(stack: Stack, convoy_id: str) -> list[str]:
+    """Every cycle event in the stream for this convoy, as 'type:cycle[:nudge]'."""
+    js = stack.nc.jetstream()
+    sub = await js.pull_subscribe(f"{stack.subjects.namespace}.events.cycle.>", stream=stack.subjects.events_stream)
+    out: list[str] = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            for msg in await sub.fetch(100, timeout=1):
+                envelope, event = env.decode(msg.data)
+                if str(getattr(event, "convoy_id", "")) == convoy_id:
+                    label = f"{envelope.type}:{getattr(event, 'cycle_index', '')}"
+                    nudge = getattr(event, "nudge", None)
+                    out.append(f"{label}:{nudge}" if nudge else label)
+                await msg.ack()
+    await sub.unsubscribe()
+    return out
+
+
+async def test_three_cycles_across_the_dst_change_fire_once_each(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    world = await active_convoy(client, smtp_sink)
+    cid = world.convoy_id
+    steps = [
+        ("2026-10-19T09:00:30+02:00", ["open"]),
+        ("2026-10-19T10:00+02:00", []),  # nothing new
+        ("2026-10-21T09:00+02:00", ["nudge"]),  # 24 h before due
+        ("2026-10-22T07:30+02:00", ["nudge"]),  # 2 h before due
+        ("2026-10-26T09:00:30+01:00", ["close", "open"]),  # after the clocks went back: still 09:00 local
+        ("2026-10-28T09:00+01:00", ["nudge"]),
+        ("2026-10-29T07:00+01:00", ["nudge"]),
+        ("2026-11-02T09:00:30+01:00", ["close", "open"]),
+        ("2026-11-09T09:01+01:00", ["drop_nudge", "drop_nudge", "close", "open"]),  # an outage over cycle 2's nudges
+    ]
+    for now, expected in steps:
+        fired = await tick(stack, now)
+        assert [a.split(":")[2] for a in fired.actions if a.startswith(cid)] == expected, now
+    schedule = (await client.get(f"/api/v1/convoys/{cid}/schedule", headers=world.facilitator)).json()
+    assert schedule["timezone"] == "Europe/Berlin"
+
+    async def all_events() -> list[str]:
+        events = await cycle_events(stack, cid)
+        return events if len(events) >= 11 else []
+
+    events = await eventually(all_events, timeout=20)
+    assert events == [
+        "cycle.opened:0",
+        "cycle.nudge_due:0:1",
+        "cycle.nudge_due:0:2",
+        "cycle.closed:0",
+        "cycle.opened:1",
+        "cycle.nudge_due:1:1",
+        "cycle.nudge_due:1:2",
+        "cycle.closed:1",
+        "cycle.opened:2",
+        "cycle.closed:2",
+        "cycle.opened:3",
+    ]
+
+
+async def test_skips_absences_and_settings(client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack) -> None:
+    world = await active_convoy(client, smtp_sink)
+    cid, f = world.convoy_id, world.facilitator
+    await tick(stack, "2026-10-19T09:00:30+02:00")
+    r = await client.post(f"/api/v1/convoys/{cid}/cycles/1/skip", json={"reason": "Herbstferien"}, headers=f)
+    assert r.status_code == 200, r.text
+    assert (await client.post(f"/api/v1/convoys/{cid}/cycles/0/skip", json={}, headers=f)).status_code == 409
+    r = await client.post(f"/api/v1/convoys/{cid}/cycles/2/skip", json={}, headers=world.reps["a"].auth)
+    assert r.status_code == 403
+    away = world.reps["a"].company_id
+    r = await client.post(
+        f"/api/v1/convoys/{cid}/companies/{away}/away",
+        json={"from_date": "2026-11-01", "until_date": "2026-11-03", "reason": "Urlaub"},
+        headers=f,
+    )
+    assert r.status_code == 200
+    r = await client.post(
+        f"/api/v1/convoys/{cid}/companies/{world.reps['b'].company_id}/skips",
+        json={"cycle_index": 2, "reason": "Hochsaison"},
+        headers=world.reps["b"].auth,
+    )
+    assert r.status_code == 200
+    r = await client.post(
+        f"/api/v1/convoys/{cid}/companies/{away}/skips",
+        json={"cycle_index": 2, "reason": "x"},
+        headers=world.reps["b"].auth,
+    )
+    assert r.status_code == 403
+
+    fired = await tick(stack, "2026-10-26T09:00:30+01:00")
+    assert [a.split(":")[1:3] for a in fired.actions if a.startswith(cid)] == [
+        ["0", "drop_nudge"],
+        ["0", "drop_nudge"],
+        ["0", "close"],  # no tick at nudge times; cycle 1 is skipped
+    ]
+    fired = await tick(stack, "2026-11-02T09:00:30+01:00")
+    assert [a.split(":")[1:3] for a in fired.actions if a.startswith(cid)] == [["2", "open"]]
+
+    js = stack.nc.jetstream()
+    opened = await js.get_last_msg(stack.subjects.events_stream, stack.subjects.event("cycle.opened"))
+    _, event = env.decode(opened.data)
+    assert {(str(a.company_id), a.kind, a.reason) for a in event.absences} == {  # type: ignore[attr-defined]
+        (away, "away", "Urlaub"),
+        (world.reps["b"].company_id, "skipped", "Hochsaison"),
+    }
+    schedule = (await client.get(f"/api/v1/convoys/{cid}/schedule", headers=world.reps["a"].auth)).json()
+    assert len(schedule["absences"]) == 2
+
+    r = await client.put(
+        f"/api/v1/convoys/{cid}/schedule/settings",
+        json={"holiday_region": "BY", "holiday_policy": "move", "nudge_offsets_hours": [48]},
+        headers=f,
+    )
+    assert r.status_code == 200 and r.json()["settings"]["nudge_offsets_hours"] == [48]
+    r = await client.put(f"/api/v1/convoys/{cid}/schedule/settings", json={"holiday_region": "XX"}, headers=f)
+    assert r.status_code == 400
+
+
+async def test_a_paused_convoy_gets_nothing(client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack) -> None:
+    world = await active_convoy(client, smtp_sink)
+    await client.post(f"/api/v1/convoys/{world.convoy_id}/status", json={"status": "paused"}, headers=world.facilitator)
+
+    async def paused_known() -> bool:
+        fired = await tick(stack, "2026-10-19T09:00:30+02:00")
+        return not [a for a in fired.actions if a.startswith(world.convoy_id)]
+
+    assert await eventually(paused_known)
+
+
+async def test_a_standby_replica_takes_over_from_a_stopped_leader(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    world = await active_convoy(client, smtp_sink)
+    stop_second = asyncio.Event()
+    second = asyncio.create_task(serve(backend("reminders"), stack.settings, stop_second))
+    try:
+        await asyncio.sleep(1.0)
+        fired = await tick(stack, "2026-10-19T09:00:30+02:00")
+        assert [a.split(":")[2] for a in fired.actions if a.startswith(world.convoy_id)] == ["open"]
+        await stack.stop_service("reminders")  # the first replica, which took the lock first, leads
+        fired = await tick(stack, "2026-10-21T09:00+02:00", within=15)  # the standby leads within 15 s
+        assert [a.split(":")[2] for a in fired.actions if a.startswith(world.convoy_id)] == ["nudge"]
+    finally:
+        stop_second.set()
+        await asyncio.wait_for(second, 15)
+        await stack.start_service("reminders")
+
+
+def test_fire_ids_are_deterministic() -> None:
+    from services.reminders.service import fire_id
+
+    convoy = uuid.uuid4()
+    assert fire_id(convoy, 3, "open") == fire_id(convoy, 3, "open")
+    assert (
+        len(
+            {
+                fire_id(convoy, 3, "open"),
+                fire_id(convoy, 3, "close"),
+                fire_id(convoy, 4, "open"),
+                fire_id(convoy, 3, "nudge", 1),
+                fire_id(convoy, 3, "nudge", 2),
+            }
+        )
+        == 5
+    )
