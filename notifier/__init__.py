@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
@@ -12,7 +15,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from notifier import render
+from notifier import cycles, render
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
 from notifier.repository import Deliveries
 from schemas import api
@@ -77,6 +80,31 @@ async def setup(rt: Runtime) -> None:
         await deliveries.finish(key, "sent")
         SENT.labels("email", "sent").inc()
 
+    # At most as many sends in flight as the SMTP pool has connections: a large convoy queues
+    # here instead of timing out while waiting for a free connection.
+    in_flight = asyncio.Semaphore(rt.settings.smtp_pool_size)
+
+    async def fan_out(sends: Iterable[Callable[[], Awaitable[None]]]) -> None:
+        """Run every send (bounded); if any failed, raise the first failure after all ended.
+
+        The ones sent are in the delivery log, so the consumer's retry sends only the rest.
+        """
+
+        async def one(send: Callable[[], Awaitable[None]]) -> None:
+            async with in_flight:
+                await send()
+
+        results = await asyncio.gather(*(one(s) for s in sends), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            raise failures[0]
+
+    def convoy_list_id(name: str, convoy_id: uuid.UUID) -> str:
+        return f"{' '.join(name.split())[:60]} <{convoy_id}.convoys.convoy>"
+
+    def public(path: str) -> str:
+        return f"{rt.settings.public_url.rstrip('/')}{path}"
+
     async def on_report_submitted(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.ReportSubmitted)
         members = await rt.rpc.call(
@@ -93,25 +121,20 @@ async def setup(rt: Runtime) -> None:
         link = f"{rt.settings.public_url.rstrip('/')}/convoys/{event.convoy_id}"
         list_id = f"{' '.join(members.convoy_name.split())[:60]} <{event.convoy_id}.convoys.convoy>"
         peers = [m for m in members.members if m.company_id != event.company_id]
-        results = await asyncio.gather(
-            *(
-                send_email(
-                    f"{envelope.id}:email:{m.person_id}",
-                    envelope.id,
-                    to_name=m.name,
-                    to_email=m.email,
-                    rendered=render.report_submitted(
-                        recipient=m, company=company, convoy=members.convoy_name, report=report, link=link
-                    ),
-                    list_id=list_id,
-                )
-                for m in peers
-            ),
-            return_exceptions=True,
+        await fan_out(
+            functools.partial(
+                send_email,
+                f"{envelope.id}:email:{m.person_id}",
+                envelope.id,
+                to_name=m.name,
+                to_email=m.email,
+                rendered=render.report_submitted(
+                    recipient=m, company=company, convoy=members.convoy_name, report=report, link=link
+                ),
+                list_id=list_id,
+            )
+            for m in peers
         )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:  # the ones sent are in the log; a retry sends only the rest
-            raise failures[0]
 
     async def on_email_requested(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.EmailRequested)
@@ -169,6 +192,115 @@ async def setup(rt: Runtime) -> None:
             list_id=f"{' '.join(members.convoy_name.split())[:60]} <{event.convoy_id}.convoys.convoy>",
         )
 
+    # --- check-in cycles ------------------------------------------------------------------------
+    async def convoy_context(convoy_id: uuid.UUID) -> tuple[api.Recipients, api.Convoy]:
+        """Who to write to (with names and languages), and the convoy (time zone, company names)."""
+        members, convoy = await asyncio.gather(
+            rt.rpc.call(
+                rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
+                api.GetRecipients(convoy_id=convoy_id),
+                api.Recipients,
+            ),
+            rt.rpc.call(
+                rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
+                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
+                api.Convoy,
+            ),
+        )
+        return members, convoy
+
+    async def on_cycle_prompt(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """CycleOpened: prompt every representative; NudgeDue: remind those whose company is silent.
+
+        Absent companies get neither. Keys name the convoy, the cycle (and the nudge) and the person,
+        so a second event for the same cycle (a double fire, a redelivery) sends nothing again.
+        """
+        assert isinstance(event, (ev.CycleOpened, ev.NudgeDue))
+        ask = api.CycleAsk(convoy_id=event.convoy_id, cycle_index=event.cycle_index)
+        (members, convoy), contexts = await asyncio.gather(
+            convoy_context(event.convoy_id),
+            rt.rpc.call(rt.subjects.rpc("milestones", Rpc.PROMPT_CONTEXT), ask, api.PromptContexts)
+            if isinstance(event, ev.CycleOpened)
+            else rt.rpc.call(rt.subjects.rpc("milestones", Rpc.CYCLE_STATUS), ask, api.CycleStatus),
+        )
+        skip = {a.company_id for a in event.absences}
+        context: dict[uuid.UUID, api.PromptContext] = {}
+        if isinstance(contexts, api.PromptContexts):
+            context = {c.company_id: c for c in contexts.companies}
+            key, nudge = "prompt:{convoy}:{cycle}:{person}", 0
+        else:
+            assert isinstance(event, ev.NudgeDue) and isinstance(contexts, api.CycleStatus)
+            skip |= set(contexts.reported_company_ids)  # reported meanwhile: never nudged
+            key, nudge = f"nudge:{{convoy}}:{{cycle}}:{event.nudge}:{{person}}", event.nudge
+        link = public(f"/convoys/{event.convoy_id}/report")
+        list_id = convoy_list_id(members.convoy_name, event.convoy_id)
+        now = datetime.now(UTC)
+        await fan_out(
+            functools.partial(
+                send_email,
+                key.format(convoy=event.convoy_id, cycle=event.cycle_index, person=m.person_id),
+                envelope.id,
+                to_name=m.name,
+                to_email=m.email,
+                rendered=cycles.prompt(
+                    recipient=m,
+                    convoy=members.convoy_name,
+                    cycle_index=event.cycle_index,
+                    due_at=event.due_at,
+                    timezone=convoy.timezone,
+                    link=link,
+                    context=context.get(m.company_id),
+                    nudge=nudge,
+                    now=now,
+                ),
+                list_id=list_id,
+            )
+            for m in members.members
+            if m.company_id not in skip
+        )
+
+    async def on_cycle_closed(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """The digest to every member (absent companies too: they still read), once per person."""
+        assert isinstance(event, ev.CycleClosed)
+        (members, convoy), digest = await asyncio.gather(
+            convoy_context(event.convoy_id),
+            rt.rpc.call(
+                rt.subjects.rpc("milestones", Rpc.DIGEST),
+                api.CycleAsk(convoy_id=event.convoy_id, cycle_index=event.cycle_index),
+                api.Digest,
+            ),
+        )
+        if cycles.digest_is_empty(digest):
+            log.info("digest skipped: nothing happened", convoy_id=str(event.convoy_id), cycle=event.cycle_index)
+            return
+        people = {m.person_id: m.name for m in members.members}
+        companies = {c.id: c.name for c in convoy.companies} | {m.company_id: m.company_name for m in members.members}
+        link = public(f"/convoys/{event.convoy_id}")
+        report_link = public("/reports/{report_id}")
+        list_id = convoy_list_id(members.convoy_name, event.convoy_id)
+        await fan_out(
+            functools.partial(
+                send_email,
+                f"digest:{event.convoy_id}:{event.cycle_index}:{m.person_id}",
+                envelope.id,
+                to_name=m.name,
+                to_email=m.email,
+                rendered=cycles.digest(
+                    recipient=m,
+                    d=digest,
+                    people=people,
+                    companies=companies,
+                    absences=event.absences,
+                    link=link,
+                    report_link=report_link,
+                ),
+                list_id=list_id,
+            )
+            for m in members.members
+        )
+
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted)
     rt.consumer("help", (ev.HelpOffered,), on_help_offered)
     rt.consumer("messages", (ev.EmailRequested,), on_email_requested)
+    rt.consumer("prompts", (ev.CycleOpened, ev.NudgeDue), on_cycle_prompt)
+    rt.consumer("digests", (ev.CycleClosed,), on_cycle_closed)
