@@ -681,6 +681,8 @@ class CompanyProgress(Reply, kw_only=True):
     """Share of the cycles so far with a report."""
     streak: int
     """Consecutive on-time reports up to the current cycle."""
+    missed: int = 0
+    """Closed cycles without a report."""
     commitments_kept: float | None
     """done = 1, partly = 0.5, not yet = 0, over reviewed commitments; None when none were reviewed."""
     rung: int | None
@@ -870,8 +872,8 @@ class ScheduleSettings(Body, kw_only=True):
     """Bundesland whose public holidays the check-ins avoid (empty: none)."""
     holiday_policy: Literal["skip", "move", "ignore"] = "skip"
     """A check-in on a holiday is skipped, or moved to the next working day."""
-    nudge_offsets_hours: Annotated[list[Annotated[int, Meta(ge=1, le=24 * 14)]], Meta(max_length=5)] = (
-        msgspec.field(default_factory=lambda: [24, 2])
+    nudge_offsets_hours: Annotated[list[Annotated[int, Meta(ge=1, le=24 * 14)]], Meta(max_length=5)] = msgspec.field(
+        default_factory=lambda: [24, 2]
     )
     """Nudge the silent this many hours before the due time (one nudge per value)."""
 

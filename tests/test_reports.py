@@ -234,6 +234,7 @@ async def test_late_reports_commitments_and_the_board(
     a, b = (next(c for c in board["companies"] if c["company_id"] == world.reps[k].company_id) for k in ("a", "b"))
     assert a["reports"] == 2 and a["commitments_kept"] == 0.75 and a["rungs"] >= 5 and a["rung"] == 0
     assert a["streak"] == 1  # the previous cycle on time; the current one late
+    assert a["missed"] == 9 and b["missed"] == 10  # closed cycles 0..9 without a report
     assert a["participation"] == pytest.approx(2 / 11, abs=1e-4)
     assert b["reports"] == 0 and b["project_title"] is None and b["commitments_kept"] is None
 

@@ -836,6 +836,7 @@ def build_board(
                 reports=len(cycles_reported),
                 participation=round(min(len(cycles_reported) / cycles_so_far, 1.0), 4) if cycles_so_far else 0.0,
                 streak=streak,
+                missed=sum(1 for k in range(cycle.index if cycle else 0) if k not in cycles_reported),
                 commitments_kept=round(sum(scores) / len(scores), 4) if scores else None,
                 rung=sum(1 for r in ladder.rungs if r.key in done_keys) if ladder else None,
                 rungs=len(ladder.rungs) if ladder else None,

@@ -101,7 +101,7 @@ class Reminders:
             try:
                 conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
                 while not stop.is_set():
-                    if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", LEADER_LOCK, timeout=5):
+                    if await repo.try_lock(conn, LEADER_LOCK):
                         break
                     await _sleep_unless(stop, 2.0)  # another replica leads; take over within seconds
                 if stop.is_set():
@@ -109,7 +109,7 @@ class Reminders:
                 self.leader = True
                 log.info("leading the scheduler")
                 while not stop.is_set():
-                    await conn.fetchval("SELECT 1", timeout=5)  # the lock lives as long as this connection
+                    await repo.ping(conn)  # the lock lives as long as this connection
                     await _sleep_unless(stop, 2.0)
             except Exception as exc:
                 log.warning("scheduler leadership interrupted", error=repr(exc))
