@@ -866,6 +866,69 @@ class Digest(Reply, kw_only=True):
     """Share of active companies that reported in this cycle."""
 
 
+# --- facilitator digest ----------------------------------------------------------------------
+class FacilitatorConvoys(Reply, kw_only=True):
+    person_id: uuid.UUID
+    name: str
+    email: str
+    language: str
+    timezone: str
+    convoy_ids: list[uuid.UUID]
+    """The active and paused convoys the person facilitates."""
+
+
+class Facilitators(Reply, kw_only=True):
+    facilitators: list[FacilitatorConvoys]
+
+
+class FacilitatorDigestAsk(Body, kw_only=True):
+    convoy_ids: Annotated[list[uuid.UUID], Meta(max_length=500)]
+    at: datetime
+    """The moment the digest describes ("this cycle" is the cycle open at this time)."""
+
+
+class SilentCompany(Reply, kw_only=True):
+    company_id: uuid.UUID
+    name: str
+    cycles_silent: int
+    """How many closed cycles in a row, up to the latest, without a report (at least 2 to be listed)."""
+
+
+class StalledMilestone(Reply, kw_only=True):
+    company_name: str
+    title: str
+    target_date: date
+    status: str
+
+
+class OpenItem(Reply, kw_only=True):
+    company_name: str
+    report_id: uuid.UUID
+    text: str
+
+
+class ConvoyHealth(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    convoy_name: str
+    cycle_index: int | None
+    silent_companies: list[SilentCompany]
+    """Companies silent in this and the last cycle(s)."""
+    stalled_milestones: list[StalledMilestone]
+    """Not done, target date passed."""
+    open_blockers: list[OpenItem]
+    """Blockers in each company's latest report."""
+    unanswered_help: list[OpenItem]
+    """Help requests of the last two cycles nobody offered help on."""
+    mood_trend: list[float | None]
+    """Average mood per cycle, oldest first, the last four cycles."""
+    flags_waiting: int = 0
+    """Flags in the moderation queue (moderation issue)."""
+
+
+class FacilitatorDigest(Reply, kw_only=True):
+    convoys: list[ConvoyHealth]
+
+
 # --- check-in schedule (services/reminders) -----------------------------------------------------
 class ScheduleSettings(Body, kw_only=True):
     holiday_region: Bundesland = ""

@@ -240,6 +240,14 @@ class CycleClosed(Event, frozen=True, kw_only=True):
     absences: list[Absence] = []
 
 
+class FacilitatorDigestDue(Event, frozen=True, kw_only=True):
+    """Time for the weekly facilitator digest (period: ISO week, e.g. 2026-W48)."""
+
+    TYPE: ClassVar[str] = "facilitator_digest.due"
+    period: str
+    at: datetime
+
+
 # --- messages to the notifier ------------------------------------------------------------------
 EmailTemplate = Literal[
     "invitation",
@@ -301,6 +309,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CycleOpened,
     NudgeDue,
     CycleClosed,
+    FacilitatorDigestDue,
     EmailRequested,
 )
 """Every event and message type; the envelope codec builds one decoder per entry."""

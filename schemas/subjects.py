@@ -165,3 +165,5 @@ class Rpc:
     CLOSE_NOW = "close_now"
     SCHEDULE_SETTINGS = "schedule_settings"
     TICK = "tick"
+    FACILITATORS = "facilitators"
+    FACILITATOR_DIGEST = "facilitator_digest"
