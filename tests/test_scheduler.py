@@ -294,3 +294,26 @@ def test_fire_ids_are_deterministic() -> None:
         )
         == 5
     )
+
+
+def test_the_facilitator_digest_is_due_from_monday_seven_in_berlin() -> None:
+    assert sch.facilitator_digest_due(at("2026-11-23T06:59+01:00")) is None
+    assert sch.facilitator_digest_due(at("2026-11-23T07:00+01:00")) == "2026-W48"
+    assert sch.facilitator_digest_due(at("2026-11-29T23:59+01:00")) == "2026-W48"
+    assert sch.facilitator_digest_due(at("2026-11-30T07:00+01:00")) == "2026-W49"
+    assert sch.facilitator_digest_due(at("2027-01-04T08:00+01:00")) == "2027-W01"
+
+
+async def test_the_facilitator_digest_fires_once_a_week(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    world = await active_convoy(client, smtp_sink)
+    first = await tick(stack, "2026-10-19T09:00:30+02:00")
+    assert "facilitator_digest:2026-W43" in first.actions
+    again = await tick(stack, "2026-10-20T09:00+02:00")
+    assert not [a for a in again.actions if a.startswith("facilitator_digest")]
+    msg = await stack.nc.request(stack.subjects.rpc("convoys", Rpc.FACILITATORS), b"{}", timeout=5)
+    listed = msgspec.json.decode(msg.data, type=api.Facilitators).facilitators
+    me = (await client.get("/api/v1/me", headers=world.facilitator)).json()["person"]["id"]
+    [mine] = [f for f in listed if str(f.person_id) == me]
+    assert [str(c) for c in mine.convoy_ids] == [world.convoy_id]

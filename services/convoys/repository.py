@@ -95,6 +95,28 @@ async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
     ]
 
 
+async def facilitators(conn: Conn) -> list[api.FacilitatorConvoys]:
+    """Every facilitator with the active and paused convoys they facilitate (one query)."""
+    rows = await conn.fetch(
+        "SELECT p.id, p.name, p.email, p.language, p.timezone,"
+        " coalesce(array_agg(c.id ORDER BY c.created_at) FILTER (WHERE c.status IN ('active', 'paused')),"
+        " '{}') AS convoy_ids"
+        " FROM people p LEFT JOIN convoy_facilitators f ON f.person_id = p.id LEFT JOIN convoys c ON c.id = f.convoy_id"
+        " WHERE p.is_facilitator GROUP BY p.id ORDER BY p.name"
+    )
+    return [
+        api.FacilitatorConvoys(
+            person_id=r["id"],
+            name=r["name"],
+            email=r["email"],
+            language=r["language"],
+            timezone=r["timezone"],
+            convoy_ids=list(r["convoy_ids"]),
+        )
+        for r in rows
+    ]
+
+
 # --- convoys -------------------------------------------------------------------------------------
 async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> None:
     await conn.execute(

@@ -650,6 +650,10 @@ class ConvoysService:
             is_facilitator=facilitator,
         )
 
+    async def facilitators(self, _: api.Empty) -> api.Facilitators:
+        async with self.rt.db.connection() as conn:
+            return api.Facilitators(facilitators=await repo.facilitators(conn))
+
     async def get_recipients(self, req: api.GetRecipients) -> api.Recipients:
         async with self.rt.db.connection() as conn:
             found = await repo.recipients(conn, req.convoy_id)

@@ -178,6 +178,16 @@ async def upcoming(conn: Conn, convoy_id: uuid.UUID, since: datetime, limit: int
     )
 
 
+async def claim_facilitator_digest(conn: Conn, period: str, now: datetime) -> bool:
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO facilitator_digests (period, fired_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+            period,
+            now,
+        )
+    )
+
+
 # --- absences --------------------------------------------------------------------------------------
 async def insert_absence(
     conn: Conn,

@@ -131,6 +131,24 @@ def cycles_to_keep(plan: Plan, now: datetime, ahead: int = 1) -> list[PlannedCyc
     return [plan_cycle(plan, i) for i in range(max(0, top - 1 - ahead), top + 1)]
 
 
+FACILITATOR_DIGEST_ZONE = "Europe/Berlin"
+FACILITATOR_DIGEST_WEEKDAY = 0  # Monday
+FACILITATOR_DIGEST_TIME = (7, 0)
+
+
+def facilitator_digest_due(now: datetime) -> str | None:
+    """The ISO week whose facilitator digest is due at ``now`` (Monday 07:00 Berlin onwards), else None."""
+    local = now.astimezone(ZoneInfo(FACILITATOR_DIGEST_ZONE))
+    monday = local.date() - timedelta(days=local.weekday() - FACILITATOR_DIGEST_WEEKDAY)
+    due = datetime(
+        monday.year, monday.month, monday.day, *FACILITATOR_DIGEST_TIME, tzinfo=ZoneInfo(FACILITATOR_DIGEST_ZONE)
+    )
+    if local < due:
+        return None
+    year, week, _ = monday.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
 def due_actions(state: CycleState, offsets: tuple[int, ...], now: datetime) -> list[Action]:
     """What to do for one stored cycle at ``now``, in order."""
     actions: list[Action] = []

@@ -136,7 +136,24 @@ class Reminders:
                     done += await self._tick_convoy(row, now)
                 except Exception as exc:  # one broken convoy must not stop the others
                     log.error("tick failed for a convoy", convoy_id=str(row["convoy_id"]), error=repr(exc))
+            done += await self._facilitator_digest(now)
         return done
+
+    async def _facilitator_digest(self, now: datetime) -> list[str]:
+        """Once a week (Monday 07:00 Berlin, or at the first tick after it): the facilitator digest."""
+        period = plan_.facilitator_digest_due(now)
+        if period is None:
+            return []
+        async with self.rt.db.transaction() as conn:
+            if not await repo.claim_facilitator_digest(conn, period, now):
+                return []
+            await self.rt.emit(
+                conn,
+                ev.FacilitatorDigestDue(period=period, at=now),
+                event_id=uuid.uuid5(FIRE_NAMESPACE, f"facilitator_digest:{period}"),
+            )
+        log.info("scheduler fired", kind="facilitator_digest", period=period)
+        return [f"facilitator_digest:{period}"]
 
     async def _tick_convoy(self, row: asyncpg.Record, now: datetime) -> list[str]:
         convoy_id = row["convoy_id"]
