@@ -166,3 +166,7 @@ NewAway = Annotated[
     _body("Away for the summer", {"from_date": "2027-07-01", "until_date": "2027-07-21", "reason": "Betriebsferien"}),
 ]
 NewCompanySkip = Annotated[api.NewCompanySkip, _body("High season", {"cycle_index": 12, "reason": "Hochsaison"})]
+SlackWebhook = Annotated[
+    api.SlackWebhook,
+    _body("Post digests to a channel", {"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX"}),
+]

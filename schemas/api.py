@@ -142,6 +142,22 @@ class Company(Reply, kw_only=True):
     representatives: list[PersonRef] = []
 
 
+class SlackWebhook(Body, kw_only=True):
+    webhook_url: Annotated[str, Meta(max_length=500)] | None
+    """A Slack incoming-webhook URL (https://hooks.slack.com/services/…); null removes it."""
+
+
+class SetSlack(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    slack: SlackWebhook
+
+
+class SlackTarget(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    webhook_url: str | None
+
+
 class Convoy(Reply, kw_only=True):
     id: uuid.UUID
     name: str
@@ -155,6 +171,7 @@ class Convoy(Reply, kw_only=True):
     open_for_requests: bool
     status: str
     created_at: datetime
+    slack_configured: bool = False
     facilitators: list[PersonRef] = []
     companies: list[Company] = []
 

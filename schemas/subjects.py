@@ -166,4 +166,6 @@ class Rpc:
     SCHEDULE_SETTINGS = "schedule_settings"
     TICK = "tick"
     FACILITATORS = "facilitators"
+    CONVOY_SLACK_SET = "convoy_slack_set"
+    CONVOY_SLACK_GET = "convoy_slack_get"
     FACILITATOR_DIGEST = "facilitator_digest"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, get, patch, post
+from litestar import Controller, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
@@ -52,6 +52,12 @@ class ConvoyController(Controller):
             Rpc.CONVOY_STATUS,
             api.ChangeStatus(actor=actor, convoy_id=convoy_id, change=data),
             api.Convoy,
+        )
+
+    @put("/{convoy_id:uuid}/slack", summary="Set or remove the convoy's Slack incoming webhook (its facilitators)")
+    async def slack(self, convoy_id: ConvoyId, data: ex.SlackWebhook, actor: Actor, backend: Services) -> api.Convoy:
+        return await backend.call(
+            "convoys", Rpc.CONVOY_SLACK_SET, api.SetSlack(actor=actor, convoy_id=convoy_id, slack=data), api.Convoy
         )
 
     @post("/{convoy_id:uuid}/facilitators", summary="Add a co-facilitator (its facilitators)")

@@ -148,6 +148,10 @@ async def update_convoy(conn: Conn, convoy_id: uuid.UUID, changes: dict[str, Any
     await conn.execute(f"UPDATE convoys SET {sets}, updated_at = now() WHERE id = $1", convoy_id, *changes.values())
 
 
+async def set_slack(conn: Conn, convoy_id: uuid.UUID, url: str | None) -> None:
+    await conn.execute("UPDATE convoys SET slack_webhook_url = $2, updated_at = now() WHERE id = $1", convoy_id, url)
+
+
 async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
     await conn.execute("UPDATE convoys SET status = $2, updated_at = now() WHERE id = $1", convoy_id, status)
 
@@ -189,6 +193,7 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         open_for_requests=row["open_for_requests"],
         status=row["status"],
         created_at=row["created_at"],
+        slack_configured=bool(row["slack_webhook_url"]),
         facilitators=[api.PersonRef(person_id=f["id"], name=f["name"]) for f in facilitators],
         companies=[company(c, reps.get(c["id"], [])) for c in companies],
     )

@@ -15,6 +15,7 @@ import uuid
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import msgspec
@@ -649,6 +650,35 @@ class ConvoysService:
             company_ids=companies,
             is_facilitator=facilitator,
         )
+
+    async def set_slack(self, req: api.SetSlack) -> api.Convoy:
+        url = req.slack.webhook_url
+        if url is not None:
+            parts = urlsplit(url)
+            allowed = {h.strip() for h in self.rt.settings.slack_webhook_hosts.split(",") if h.strip()}
+            local = parts.hostname in ("127.0.0.1", "localhost") and parts.hostname in allowed
+            if parts.hostname not in allowed or (parts.scheme != "https" and not local):
+                raise InvalidInput("`webhook_url`: must be a Slack incoming-webhook URL (https://hooks.slack.com/…)")
+        async with self.rt.db.transaction() as conn:
+            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            await repo.set_slack(conn, req.convoy_id, url)
+            await repo.audit(
+                conn,
+                convoy_id=req.convoy_id,
+                actor=req.actor,
+                action="convoy.slack_changed",
+                object_type="convoy",
+                object_id=req.convoy_id,
+                details={"configured": "yes" if url else "no"},
+            )
+            return await repo.convoy(conn, await self._reload(conn, req.convoy_id), with_members=True)
+
+    async def slack_target(self, req: api.GetRecipients) -> api.SlackTarget:
+        async with self.rt.db.connection() as conn:
+            row = await repo.convoy_row(conn, req.convoy_id)
+        if row is None:
+            raise NotFound("no such convoy")
+        return api.SlackTarget(convoy_id=req.convoy_id, webhook_url=row["slack_webhook_url"])
 
     async def facilitators(self, _: api.Empty) -> api.Facilitators:
         async with self.rt.db.connection() as conn:

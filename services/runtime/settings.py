@@ -88,6 +88,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
     """JetStream replicas of Convoy's streams (3 on a NATS cluster)."""
 
+    # --- Slack ------------------------------------------------------------------------------
+    slack_webhook_hosts: str = "hooks.slack.com"
+    """Hosts a convoy's Slack webhook URL may point to (comma separated); anything else is refused."""
+
     # --- scheduler (services/reminders) -------------------------------------------------------
     reminders_tick_seconds: Annotated[float, Meta(ge=0.5, le=300)] = 5.0
     """How often the leading reminders process looks for prompts, nudges and digests that are due."""
