@@ -53,3 +53,4 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.CYCLE_STATUS, api.CycleAsk, svc.cycle_status)
     rt.endpoint(Rpc.PROMPT_CONTEXT, api.CycleAsk, svc.prompt_context)
     rt.endpoint(Rpc.DIGEST, api.CycleAsk, svc.digest)
+    rt.endpoint(Rpc.FACILITATOR_DIGEST, api.FacilitatorDigestAsk, svc.facilitator_digest)

@@ -573,3 +573,69 @@ async def digest_rows(
         closes_at,
     )
     return {"companies": companies, "reports": reports, "touched": touched, "completed": completed}
+
+
+# --- facilitator digest (asked weekly by the notifier) --------------------------------------------
+async def facilitator_digest_rows(
+    conn: Conn,
+    convoy_ids: list[uuid.UUID],
+    horizons: list[int],
+    currents: list[int],
+    todays: list[date],
+) -> dict[str, list[asyncpg.Record]]:
+    """Four set-based queries for any number of convoys (the convoys themselves are read before).
+
+    Per convoy (the arrays are parallel): ``horizons`` is the newest cycle whose reports count
+    (the current one; 0 before the first check-in, where early reports are filed), ``currents``
+    the current cycle (-1 before the first check-in: no cycle-bound rows), ``todays`` the local
+    date at the moment asked. Only active companies and visible (not hidden) reports count.
+
+    - companies: active companies with their latest visible report up to the horizon (if any);
+    - milestones: not removed, not done, target date before the local date (stalled);
+    - help: visible help requests of the current and previous cycle without any help offer;
+    - moods: average mood (2 decimals) per convoy and cycle of the last four cycles.
+    """
+    convoys = "unnest($1::uuid[], $2::int[], $3::int[], $4::date[]) AS v(convoy_id, horizon, cur, today)"
+    args = (convoy_ids, horizons, currents, todays)
+    companies = await conn.fetch(
+        "SELECT c.convoy_id, c.company_id, c.name, v.cur, last.id AS report_id, last.cycle_index,"
+        " last.blockers FROM " + convoys + " JOIN companies c ON c.convoy_id = v.convoy_id AND c.active"
+        " LEFT JOIN LATERAL (SELECT r.id, r.cycle_index, r.blockers FROM reports r"
+        "   WHERE r.company_id = c.company_id AND r.convoy_id = c.convoy_id AND r.cycle_index <= v.horizon"
+        "   AND r.hidden_at IS NULL ORDER BY r.cycle_index DESC LIMIT 1) last ON true"
+        " ORDER BY c.convoy_id, c.name, c.company_id",
+        *args,
+    )
+    milestones = await conn.fetch(
+        "SELECT m.convoy_id, c.name AS company_name, m.title, m.target_date, m.status FROM "
+        + convoys
+        + " JOIN milestones m ON m.convoy_id = v.convoy_id AND m.removed_at IS NULL"
+        " JOIN companies c ON c.company_id = m.company_id AND c.active"
+        " WHERE m.status <> 'done' AND m.target_date < v.today"
+        " ORDER BY m.convoy_id, m.target_date, c.name, m.position, m.id",
+        *args,
+    )
+    help_ = await conn.fetch(
+        "SELECT r.convoy_id, c.name AS company_name, r.id AS report_id, r.help_topic FROM "
+        + convoys
+        + " JOIN reports r ON r.convoy_id = v.convoy_id AND r.cycle_index BETWEEN v.cur - 1 AND v.cur"
+        " JOIN companies c ON c.company_id = r.company_id AND c.active"
+        " WHERE v.cur >= 0 AND r.hidden_at IS NULL AND r.help_wanted"
+        " AND NOT EXISTS (SELECT 1 FROM help_offers h WHERE h.report_id = r.id)"
+        " ORDER BY r.convoy_id, r.cycle_index, r.submitted_at, r.id",
+        *args,
+    )
+    moods = await conn.fetch(
+        "SELECT r.convoy_id, r.cycle_index, round(avg(r.mood), 2) AS mood FROM "
+        + convoys
+        + " JOIN reports r ON r.convoy_id = v.convoy_id AND r.cycle_index BETWEEN v.cur - 3 AND v.cur"
+        " JOIN companies c ON c.company_id = r.company_id AND c.active"
+        " WHERE v.cur >= 0 AND r.hidden_at IS NULL AND r.mood IS NOT NULL"
+        " GROUP BY r.convoy_id, r.cycle_index",
+        *args,
+    )
+    return {"companies": companies, "milestones": milestones, "help": help_, "moods": moods}
+
+
+async def convoys(conn: Conn, convoy_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM convoys WHERE convoy_id = ANY($1::uuid[])", convoy_ids)

@@ -774,6 +774,35 @@ class MilestonesService:
                 data = await repo.digest_rows(conn, req.convoy_id, req.cycle_index, cycle.opens_at, cycle.closes_at)
         return build_digest(convoy, req.cycle_index, data)
 
+    async def facilitator_digest(self, req: api.FacilitatorDigestAsk) -> api.FacilitatorDigest:
+        """The weekly health of a facilitator's convoys at ``req.at``: five set-based queries for all
+        of them together (the convoys, then four in one snapshot); unknown convoy ids are skipped.
+
+        A pure function of the stored data and ``at``: asked again, it says the same.
+        """
+        if req.at.tzinfo is None or req.at.utcoffset() is None:
+            raise InvalidInput("`at`: must carry a time zone offset")
+        wanted = list(dict.fromkeys(req.convoy_ids))  # in the order asked, each once
+        if not wanted:
+            return api.FacilitatorDigest(convoys=[])
+        async with (
+            self.rt.db.connection() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            known = {row["convoy_id"]: row for row in await repo.convoys(conn, wanted)}
+            convoys = [known[c] for c in wanted if c in known]
+            if not convoys:
+                return api.FacilitatorDigest(convoys=[])
+            currents = [_current_index(c, req.at) for c in convoys]
+            data = await repo.facilitator_digest_rows(
+                conn,
+                [c["convoy_id"] for c in convoys],
+                [max(k, 0) for k in currents],
+                currents,
+                [_local_today(c, req.at) for c in convoys],
+            )
+        return build_facilitator_digest(convoys, currents, data)
+
 
 def _commitment(row: asyncpg.Record) -> api.Commitment:
     return api.Commitment(id=row["id"], text=row["text"], outcome=row["outcome"], note=row["outcome_note"])
@@ -920,3 +949,74 @@ def build_digest(convoy: asyncpg.Record, cycle_index: int, data: dict[str, list[
         progress=round(sum(progress.values()) / n, 4) if n else 0.0,
         participation=round(len(reported) / n, 4) if n else 0.0,
     )
+
+
+def _current_index(convoy: asyncpg.Record, at: datetime) -> int:
+    """The index of the cycle open at ``at``; -1 before the first check-in."""
+    try:
+        cycle = current_cycle(convoy, at)
+    except (ValueError, OverflowError):  # a moment beyond the calendar
+        return -1
+    return cycle.index if cycle else -1
+
+
+SILENT_AFTER = 2
+"""A company is listed as silent after this many cycles in a row without a visible report."""
+MOOD_CYCLES = 4
+
+
+def build_facilitator_digest(
+    convoys: list[asyncpg.Record], currents: list[int], data: dict[str, list[asyncpg.Record]]
+) -> api.FacilitatorDigest:
+    """The facilitator digest from the rows of :func:`repository.facilitator_digest_rows`.
+
+    ``currents`` holds each convoy's current cycle (-1 before its first check-in). Silence counts
+    the cycles ``0..current`` in a row, back from the current one, without a visible report.
+    """
+    companies: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for c in data["companies"]:
+        companies.setdefault(c["convoy_id"], []).append(c)
+    stalled: dict[uuid.UUID, list[api.StalledMilestone]] = {}
+    for m in data["milestones"]:
+        stalled.setdefault(m["convoy_id"], []).append(
+            api.StalledMilestone(
+                company_name=m["company_name"], title=m["title"], target_date=m["target_date"], status=m["status"]
+            )
+        )
+    help_: dict[uuid.UUID, list[api.OpenItem]] = {}
+    for h in data["help"]:
+        help_.setdefault(h["convoy_id"], []).append(
+            api.OpenItem(company_name=h["company_name"], report_id=h["report_id"], text=h["help_topic"] or "")
+        )
+    moods: dict[tuple[uuid.UUID, int], float] = {
+        (m["convoy_id"], m["cycle_index"]): float(m["mood"]) for m in data["moods"]
+    }
+    out: list[api.ConvoyHealth] = []
+    for convoy, k in zip(convoys, currents, strict=True):
+        convoy_id = convoy["convoy_id"]
+        silent: list[api.SilentCompany] = []
+        blockers: list[api.OpenItem] = []
+        for c in companies.get(convoy_id, []):
+            if k >= 0:
+                last = c["cycle_index"]
+                cycles_silent = k + 1 if last is None else max(k - last, 0)
+                if cycles_silent >= SILENT_AFTER:
+                    silent.append(
+                        api.SilentCompany(company_id=c["company_id"], name=c["name"], cycles_silent=cycles_silent)
+                    )
+            if c["report_id"] is not None and c["blockers"]:
+                blockers.append(api.OpenItem(company_name=c["name"], report_id=c["report_id"], text=c["blockers"]))
+        out.append(
+            api.ConvoyHealth(
+                convoy_id=convoy_id,
+                convoy_name=convoy["name"],
+                cycle_index=k if k >= 0 else None,
+                silent_companies=silent,
+                stalled_milestones=stalled.get(convoy_id, []),
+                open_blockers=blockers,
+                unanswered_help=help_.get(convoy_id, []),
+                mood_trend=[moods.get((convoy_id, i)) for i in range(max(k - MOOD_CYCLES + 1, 0), k + 1)],
+                flags_waiting=0,
+            )
+        )
+    return api.FacilitatorDigest(convoys=out)
