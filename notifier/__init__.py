@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from notifier import cycles, render
+from notifier import cycles, facilitator, render
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
 from notifier.repository import Deliveries
 from schemas import api
@@ -30,6 +30,10 @@ MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 log = structlog.get_logger(__name__)
 MESSAGES_LIST_ID = "Convoy <account.convoy>"
 """List-Id of the messages about a person's own account (invitations, sign-in links, decisions)."""
+FACILITATOR_LIST_ID = "Convoy facilitator digest <facilitator-digest.convoy>"
+"""List-Id of the weekly facilitator digest."""
+DIGEST_ASK_MAX_CONVOYS = 500
+"""api.FacilitatorDigestAsk takes at most this many convoy ids; more are asked in chunks."""
 SENT = Counter("convoy_notifier_messages", "Messages handed to a channel", ["channel", "outcome"])
 
 
@@ -299,8 +303,56 @@ async def setup(rt: Runtime) -> None:
             for m in members.members
         )
 
+    # --- weekly facilitator digest -------------------------------------------------------------
+    async def facilitator_health(convoy_ids: list[uuid.UUID], at: datetime) -> api.FacilitatorDigest:
+        chunks = [convoy_ids[i : i + DIGEST_ASK_MAX_CONVOYS] for i in range(0, len(convoy_ids), DIGEST_ASK_MAX_CONVOYS)]
+        replies = [
+            await rt.rpc.call(
+                rt.subjects.rpc("milestones", Rpc.FACILITATOR_DIGEST),
+                api.FacilitatorDigestAsk(convoy_ids=chunk, at=at),
+                api.FacilitatorDigest,
+            )
+            for chunk in chunks
+        ]
+        return api.FacilitatorDigest(convoys=[c for r in replies for c in r.convoys])
+
+    async def on_facilitator_digest_due(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """One digest per facilitator with convoys, once per period and person (the key says so).
+
+        Facilitators whose digest is already sent (a retry, a second event for the same week) are
+        not asked about again; one whose convoys are all quiet gets nothing and leaves no row.
+        """
+        assert isinstance(event, ev.FacilitatorDigestDue)
+        reply = await rt.rpc.call(rt.subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators)
+        people = {f.person_id: f for f in reply.facilitators if f.convoy_ids}  # one each, even if listed twice
+        keys = {p: facilitator.delivery_key(event.period, p) for p in people}
+        settled = await deliveries.settled(list(keys.values())) if keys else set()
+
+        async def send_one(f: api.FacilitatorConvoys) -> None:
+            if "@" not in parseaddr(f.email)[1]:
+                log.warning("facilitator digest skipped: no email address", person_id=str(f.person_id))
+                return
+            health = await facilitator_health(list(dict.fromkeys(f.convoy_ids)), event.at)
+            rendered = facilitator.facilitator_digest(
+                facilitator=f, digest=health, period=event.period, at=event.at, public_url=rt.settings.public_url
+            )
+            if rendered is None:
+                log.info("facilitator digest skipped: all quiet", person_id=str(f.person_id), period=event.period)
+                return
+            await send_email(
+                keys[f.person_id],
+                envelope.id,
+                to_name=f.name,
+                to_email=f.email,
+                rendered=rendered,
+                list_id=FACILITATOR_LIST_ID,
+            )
+
+        await fan_out(functools.partial(send_one, f) for f in people.values() if keys[f.person_id] not in settled)
+
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted)
     rt.consumer("help", (ev.HelpOffered,), on_help_offered)
     rt.consumer("messages", (ev.EmailRequested,), on_email_requested)
     rt.consumer("prompts", (ev.CycleOpened, ev.NudgeDue), on_cycle_prompt)
     rt.consumer("digests", (ev.CycleClosed,), on_cycle_closed)
+    rt.consumer("facilitator_digests", (ev.FacilitatorDigestDue,), on_facilitator_digest_due)

@@ -40,3 +40,11 @@ class Deliveries:
     async def note_error(self, key: str, error: str) -> None:
         async with self.db.transaction() as conn:
             await conn.execute("UPDATE deliveries SET last_error = $2 WHERE key = $1", key, error[:1000])
+
+    async def settled(self, keys: list[str]) -> set[str]:
+        """Of ``keys``, those already sent or refused for good (a retry need not prepare them again)."""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "SELECT key FROM deliveries WHERE key = ANY($1::text[]) AND status IN ('sent', 'failed')", keys
+            )
+        return {r["key"] for r in rows}
