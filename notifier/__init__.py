@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter
 
-from notifier import cycles, facilitator, render
+from notifier import cycles, facilitator, render, slack
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
 from notifier.repository import Deliveries
 from schemas import api
@@ -40,6 +40,7 @@ SENT = Counter("convoy_notifier_messages", "Messages handed to a channel", ["cha
 async def setup(rt: Runtime) -> None:
     smtp = SmtpPool(SmtpConfig.from_url(rt.settings.smtp_url), rt.settings.smtp_pool_size, rt.settings.smtp_timeout)
     deliveries = Deliveries(rt.db)
+    slack_poster = slack.SlackPoster(rt.settings.smtp_timeout)
 
     async def close_smtp(stop: asyncio.Event) -> None:
         await stop.wait()
@@ -302,6 +303,56 @@ async def setup(rt: Runtime) -> None:
             )
             for m in members.members
         )
+        await post_digest_to_slack(envelope, event, digest, convoy, companies, link)
+
+    async def post_digest_to_slack(
+        envelope: env.Envelope,
+        event: ev.CycleClosed,
+        digest: api.Digest,
+        convoy: api.Convoy,
+        companies: dict[uuid.UUID, str],
+        link: str,
+    ) -> None:
+        """The compact digest to the convoy's Slack channel, once per cycle; a revoked webhook is dropped."""
+        target = await rt.rpc.call(
+            rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_GET),
+            api.GetRecipients(convoy_id=event.convoy_id),
+            api.SlackTarget,
+        )
+        if not target.webhook_url:
+            return
+        key = f"slack:digest:{event.convoy_id}:{event.cycle_index}"
+        if not await deliveries.claim(key, envelope.id, "slack", str(event.convoy_id)):
+            SENT.labels("slack", "duplicate").inc()
+            return
+        german = convoy.language == "de"
+        absent = {
+            a.company_id: (
+                ("abwesend" if german else "away")
+                if a.kind == "away"
+                else ("ausgesetzt" if german else "skipped") + (f": {a.reason}" if a.reason else "")
+            )
+            for a in event.absences
+        }
+        text, blocks = slack.digest_message(digest, convoy.language, companies, absent, link)
+        try:
+            await slack_poster.post(target.webhook_url, text, blocks)
+        except slack.PermanentSlackError as exc:
+            await deliveries.finish(key, "failed", str(exc))
+            SENT.labels("slack", "refused").inc()
+            log.warning("slack webhook refused for good; removing it", convoy_id=str(event.convoy_id), error=str(exc))
+            await rt.rpc.call(
+                rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_SET),
+                api.SetSlack(actor=api.SYSTEM, convoy_id=event.convoy_id, slack=api.SlackWebhook(webhook_url=None)),
+                api.Convoy,
+            )
+            return
+        except Exception as exc:
+            await deliveries.note_error(key, repr(exc))
+            SENT.labels("slack", "retry").inc()
+            raise
+        await deliveries.finish(key, "sent")
+        SENT.labels("slack", "sent").inc()
 
     # --- weekly facilitator digest -------------------------------------------------------------
     async def facilitator_health(convoy_ids: list[uuid.UUID], at: datetime) -> api.FacilitatorDigest:

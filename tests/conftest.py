@@ -243,6 +243,55 @@ async def smtp_sink() -> AsyncIterator[SmtpSink]:
     await server.wait_closed()
 
 
+# --- Slack stand-in ----------------------------------------------------------------------------
+@dataclass
+class SlackStub:
+    """A real HTTP server standing in for Slack's incoming webhooks; answers can be scripted."""
+
+    port: int = 0
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+    script: list[tuple[int, dict[str, str], str]] = field(default_factory=list)
+    """Answers to give first, in order: (status, headers, body); then 200 "ok"."""
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def url(self, path: str = "/services/T000/B000/XXXX") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def wait_for(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.posts) >= count), timeout)
+        return list(self.posts)
+
+
+@pytest.fixture
+async def slack_stub() -> AsyncIterator[SlackStub]:
+    from aiohttp import web
+
+    stub = SlackStub()
+
+    async def webhook(request: web.Request) -> web.Response:
+        stub.requests += 1
+        body = await request.json()
+        if stub.script:
+            status, headers, text = stub.script.pop(0)
+            return web.Response(status=status, headers=headers, text=text)
+        async with stub.arrived:
+            stub.posts.append(body)
+            stub.arrived.notify_all()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/services/{rest:.*}", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    stub.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield stub
+    await runner.cleanup()
+
+
 # --- the stack -----------------------------------------------------------------------------------
 @pytest.fixture
 def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, namespace: str) -> Settings:
@@ -258,6 +307,7 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         shutdown_timeout=5,
         public_url="http://convoy.test",
         reminders_manual_clock=True,
+        slack_webhook_hosts="hooks.slack.com,127.0.0.1",
     )
 
 
