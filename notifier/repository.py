@@ -8,24 +8,33 @@ from services.runtime.db import Database
 
 
 class Deliveries:
-    """The delivery log: claim a key before sending, mark it sent after; a sent key is never resent."""
+    """The delivery log: claim a key before sending, mark it sent after; a key is sent at most once."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def claim(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
+        """True: send it now. False: sent, refused, or an earlier attempt died mid-send (then it is
+        marked ``uncertain``: detected, never silently sent twice)."""
         async with self.db.transaction() as conn:
-            status = await conn.fetchval(
+            claimed = await conn.fetchval(
                 "INSERT INTO deliveries (key, event_id, channel, recipient, status, attempts)"
                 " VALUES ($1, $2, $3, $4, 'sending', 1)"
-                " ON CONFLICT (key) DO UPDATE SET attempts = deliveries.attempts + 1"
-                " WHERE deliveries.status = 'sending' RETURNING status",
+                " ON CONFLICT (key) DO UPDATE SET status = 'sending', attempts = deliveries.attempts + 1"
+                " WHERE deliveries.status = 'retrying' RETURNING true",
                 key,
                 event_id,
                 channel,
                 recipient,
             )
-        return status is not None
+            if not claimed:
+                await conn.execute(
+                    "UPDATE deliveries SET status = 'uncertain',"
+                    " last_error = 'an earlier attempt ended between claiming and recording'"
+                    " WHERE key = $1 AND status = 'sending'",
+                    key,
+                )
+        return bool(claimed)
 
     async def finish(self, key: str, status: str, error: str | None = None) -> None:
         async with self.db.transaction() as conn:
@@ -38,8 +47,21 @@ class Deliveries:
             )
 
     async def note_error(self, key: str, error: str) -> None:
+        """A transient failure: the next attempt may send it."""
         async with self.db.transaction() as conn:
-            await conn.execute("UPDATE deliveries SET last_error = $2 WHERE key = $1", key, error[:1000])
+            await conn.execute(
+                "UPDATE deliveries SET status = 'retrying', last_error = $2 WHERE key = $1", key, error[:1000]
+            )
+
+    async def needing_attention(self, status: str, limit: int) -> list[dict[str, object]]:
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                "SELECT key, channel, recipient, status, attempts, last_error, created_at FROM deliveries"
+                " WHERE status = $1 ORDER BY created_at DESC LIMIT $2",
+                status,
+                limit,
+            )
+        return [dict(r) for r in rows]
 
     async def settled(self, keys: list[str]) -> set[str]:
         """Of ``keys``, those already sent or refused for good (a retry need not prepare them again)."""

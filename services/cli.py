@@ -25,6 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     mail.add_argument("--to", help="only messages to this address")
     mail.add_argument("--token", metavar="PREFIX", help="print only the newest one-time token, e.g. cvi_ or cvl_")
     sub.add_parser("mailsink", help="run the local mail sink (started by `convoy up`)")
+    deliveries = sub.add_parser("deliveries", help="deliveries that need a person: refused for good, or uncertain")
+    which = deliveries.add_mutually_exclusive_group()
+    which.add_argument("--failed", action="store_const", dest="status", const="failed", default="failed")
+    which.add_argument("--uncertain", action="store_const", dest="status", const="uncertain")
+    deliveries.add_argument("--last", type=int, default=50)
     sched = sub.add_parser("schedule", help="show a convoy's upcoming check-in cycles (asks the reminders service)")
     sched.add_argument("convoy_id")
     sched.add_argument("--upcoming", type=int, default=6)
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         for item in list_messages(folder, args.last, args.to):
             print(json.dumps({k: v for k, v in item.items() if k != "text"}, ensure_ascii=False))
         return 0
+    if args.command == "deliveries":
+        return asyncio.run(_print_deliveries(settings, args.status, args.last))
     if args.command == "schedule":
         return asyncio.run(_print_schedule(settings, args.convoy_id, args.upcoming))
     if args.command == "mailsink":
@@ -91,6 +98,27 @@ def main(argv: list[str] | None = None) -> int:
         run_sink("127.0.0.1", settings.embedded_smtp_port, settings.data_path / "mail")
         return 0
     return 1
+
+
+async def _print_deliveries(settings: settings_mod.Settings, status: str, last: int) -> int:
+    from notifier.repository import Deliveries
+    from services import embedded
+    from services.runtime import db
+
+    url = settings.database_url or embedded.running_postgres_uri(settings.data_path / "pg", "convoy")
+    if not url:
+        print("convoy: no database: start `convoy up` or set CONVOY_DATABASE_URL", file=sys.stderr)
+        return 1
+    database = await db.connect(settings.with_(database_url=url, db_pool_min=0, db_pool_max=1), "notifier")
+    try:
+        rows = await Deliveries(database).needing_attention(status, last)
+    finally:
+        await database.close(5)
+    for row in rows:
+        print(json.dumps(row, default=str, ensure_ascii=False))
+    if not rows:
+        print(f"no {status} deliveries", file=sys.stderr)
+    return 0
 
 
 async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcoming: int) -> int:

@@ -56,8 +56,17 @@ def _pgserver() -> Any:
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
         import pgserver
         import pgserver._commands
+        import pgserver.utils
 
     return pgserver
+
+
+def running_postgres_uri(pgdata: Path, database: str) -> str | None:
+    """The URI of the embedded PostgreSQL if it is running (for command-line tools), else None."""
+    info = _pgserver().utils.PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return None
+    return str(info.get_uri(database=database))
 
 
 # --- NATS ----------------------------------------------------------------------------------------

@@ -154,10 +154,15 @@ class SmtpSink:
     messages: list[EmailMessage] = field(default_factory=list)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     refuse_with: str | None = None
+    refuse_once: dict[str, str] = field(default_factory=dict)
+    """Address -> SMTP answer to give the first time a message to it arrives (e.g. a 451)."""
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.refuse_with:
             return self.refuse_with
+        for address in envelope.rcpt_tos:
+            if address in self.refuse_once:
+                return self.refuse_once.pop(address)
         msg = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(msg, EmailMessage)
         async with self.arrived:
