@@ -317,3 +317,18 @@ async def test_the_facilitator_digest_fires_once_a_week(
     me = (await client.get("/api/v1/me", headers=world.facilitator)).json()["person"]["id"]
     [mine] = [f for f in listed if str(f.person_id) == me]
     assert [str(c) for c in mine.convoy_ids] == [world.convoy_id]
+
+
+async def test_prompt_now_and_close_now_fire_once(client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack) -> None:
+    world = await active_convoy(client, smtp_sink)
+    url = f"/api/v1/convoys/{world.convoy_id}"
+    assert (await client.post(f"{url}/prompt-now", headers=world.reps["a"].auth)).status_code == 403
+    first = (await client.post(f"{url}/prompt-now", headers=world.facilitator)).json()
+    assert len(first["actions"]) == 1 and first["actions"][0].startswith("open cycle")
+    assert (await client.post(f"{url}/prompt-now", headers=world.facilitator)).json()["actions"] == []
+    await smtp_sink.wait_for_subject(world.reps["a"].email, "Check-in")
+    closed = (await client.post(f"{url}/close-now", headers=world.facilitator)).json()
+    assert closed["actions"] == [first["actions"][0].replace("open", "close")]
+    assert (await client.post(f"{url}/close-now", headers=world.facilitator)).json()["actions"] == []
+    await asyncio.sleep(1.0)
+    assert len([m for m in smtp_sink.to(world.reps["a"].email) if "Check-in" in str(m["Subject"])]) == 1
