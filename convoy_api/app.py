@@ -21,6 +21,7 @@ from convoy_api.auth.controllers import (
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, provide_backend
 from convoy_api.health.controllers import health, service_metrics
+from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
 from convoy_api.projects.controllers import MilestoneController, ProjectController
 from convoy_api.reports.controllers import ConvoyReportsController, ReportController
 from convoy_api.schedule.controllers import ScheduleController
@@ -44,6 +45,8 @@ ROUTES: list[ControllerRouterHandler] = [
     ProjectController,
     MilestoneController,
     ScheduleController,
+    PreferencesController,
+    UnsubscribeController,
 ]
 
 

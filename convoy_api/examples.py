@@ -170,3 +170,7 @@ SlackWebhook = Annotated[
     api.SlackWebhook,
     _body("Post digests to a channel", {"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX"}),
 ]
+NotificationPrefs = Annotated[
+    api.NotificationPrefs,
+    _body("No digest, no reminders", {"email": True, "digest": False, "immediate": {"nudge": False}}),
+]

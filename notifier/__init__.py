@@ -12,16 +12,19 @@ from importlib import resources
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import structlog
 from prometheus_client import Counter
 
 from notifier import cycles, facilitator, render, slack
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
-from notifier.repository import Deliveries
+from notifier.repository import Deliveries, Preferences
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
+from services.runtime import signing
+from services.runtime.errors import Forbidden
 from services.runtime.service import Runtime
 
 NAME = "notifier"
@@ -39,7 +42,10 @@ SENT = Counter("convoy_notifier_messages", "Messages handed to a channel", ["cha
 
 async def setup(rt: Runtime) -> None:
     smtp = SmtpPool(SmtpConfig.from_url(rt.settings.smtp_url), rt.settings.smtp_pool_size, rt.settings.smtp_timeout)
+    if not rt.settings.secret_key:
+        raise RuntimeError("CONVOY_SECRET_KEY is not set: unsubscribe links cannot be signed")
     deliveries = Deliveries(rt.db)
+    preferences = Preferences(rt.db)
     slack_poster = slack.SlackPoster(rt.settings.smtp_timeout)
 
     async def close_smtp(stop: asyncio.Event) -> None:
@@ -57,7 +63,21 @@ async def setup(rt: Runtime) -> None:
         rendered: render.Rendered,
         list_id: str,
     ) -> None:
-        """Send one email at most once per delivery ``key`` (the delivery log remembers)."""
+        """Send one email at most once per delivery ``key`` (the delivery log remembers).
+
+        Keys are ``kind:…:person_id`` for notifications (the person's preferences apply, and the
+        email gets a one-click unsubscribe link for that kind) and ``message:…`` for sign-in links
+        and invitations (always sent).
+        """
+        kind, _, rest = key.partition(":")
+        unsubscribe = None
+        if kind != "message":
+            person_id = uuid.UUID(rest.rsplit(":", 1)[-1])
+            if not (await preferences.get(person_id)).allows(kind):
+                SENT.labels("email", "unwanted").inc()
+                return
+            token = signing.sign(rt.settings, "unsubscribe", {"p": str(person_id), "k": kind})
+            unsubscribe = public(f"/unsubscribe/{token}")
         if not await deliveries.claim(key, event_id, "email", to_email):
             SENT.labels("email", "duplicate").inc()
             return
@@ -70,6 +90,7 @@ async def setup(rt: Runtime) -> None:
             text=rendered.text,
             html=rendered.html,
             list_id=list_id,
+            unsubscribe=unsubscribe,
         )
         try:
             await smtp.send(message)
@@ -129,7 +150,7 @@ async def setup(rt: Runtime) -> None:
         await fan_out(
             functools.partial(
                 send_email,
-                f"{envelope.id}:email:{m.person_id}",
+                f"report:{envelope.id}:{m.person_id}",
                 envelope.id,
                 to_name=m.name,
                 to_email=m.email,
@@ -189,7 +210,7 @@ async def setup(rt: Runtime) -> None:
             name=author.name,
         )
         await send_email(
-            f"help_offered:{event.offer_id}",
+            f"help_offered:{event.offer_id}:{author.person_id}",
             envelope.id,
             to_name=author.name,
             to_email=author.email,
@@ -400,6 +421,33 @@ async def setup(rt: Runtime) -> None:
             )
 
         await fan_out(functools.partial(send_one, f) for f in people.values() if keys[f.person_id] not in settled)
+
+    async def prefs_get(req: api.PrefsAsk) -> api.NotificationPrefs:
+        if req.actor.person_id is None:
+            raise Forbidden("the admin token has no preferences; sign in as a person")
+        return await preferences.get(req.actor.person_id)
+
+    async def prefs_put(req: api.PutPrefs) -> api.NotificationPrefs:
+        if req.actor.person_id is None:
+            raise Forbidden("the admin token has no preferences; sign in as a person")
+        await preferences.put(req.actor.person_id, req.prefs)
+        return req.prefs
+
+    async def unsubscribe(req: api.UnsubscribeAsk) -> api.Unsubscribed:
+        """One click, no sign-in: honoured at once (links stay valid for a year)."""
+        payload = signing.verify(rt.settings, "unsubscribe", req.token, max_age_s=366 * 24 * 3600)
+        person_id, kind = uuid.UUID(payload["p"]), str(payload["k"])
+        prefs = await preferences.get(person_id)
+        if kind == "digest":
+            prefs = msgspec.structs.replace(prefs, digest=False)
+        else:
+            prefs = msgspec.structs.replace(prefs, immediate={**prefs.immediate, kind: False})
+        await preferences.put(person_id, prefs)
+        return api.Unsubscribed(kind=kind)
+
+    rt.endpoint(Rpc.PREFS_GET, api.PrefsAsk, prefs_get)
+    rt.endpoint(Rpc.PREFS_PUT, api.PutPrefs, prefs_put)
+    rt.endpoint(Rpc.UNSUBSCRIBE, api.UnsubscribeAsk, unsubscribe)
 
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted)
     rt.consumer("help", (ev.HelpOffered,), on_help_offered)

@@ -124,6 +124,7 @@ def build_message(
     text: str,
     html: str,
     list_id: str,
+    unsubscribe: str | None = None,
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
@@ -135,6 +136,10 @@ def build_message(
     message["List-Id"] = list_id
     message["Auto-Submitted"] = "auto-generated"
     message["X-Convoy-Delivery"] = key
+    if unsubscribe:
+        # RFC 8058 one-click: mail providers POST "List-Unsubscribe=One-Click" to this URL.
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
+
+from schemas import api
 from services.runtime.db import Database
 
 
@@ -70,3 +73,34 @@ class Deliveries:
                 "SELECT key FROM deliveries WHERE key = ANY($1::text[]) AND status IN ('sent', 'failed')", keys
             )
         return {r["key"] for r in rows}
+
+
+class Preferences:
+    """Who wants which email (absent row: everything on)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, person_id: uuid.UUID) -> api.NotificationPrefs:
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow("SELECT * FROM preferences WHERE person_id = $1", person_id)
+        if row is None:
+            return api.NotificationPrefs()
+        immediate = row["immediate"]
+        return api.NotificationPrefs(
+            email=row["email"],
+            digest=row["digest"],
+            immediate=msgspec.json.decode(immediate) if isinstance(immediate, str) else immediate,
+        )
+
+    async def put(self, person_id: uuid.UUID, prefs: api.NotificationPrefs) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO preferences (person_id, email, digest, immediate) VALUES ($1, $2, $3, $4::jsonb)"
+                " ON CONFLICT (person_id) DO UPDATE SET email = excluded.email, digest = excluded.digest,"
+                " immediate = excluded.immediate, updated_at = now()",
+                person_id,
+                prefs.email,
+                prefs.digest,
+                msgspec.json.encode(prefs.immediate).decode(),
+            )

@@ -1053,6 +1053,42 @@ class Fired(Reply, kw_only=True):
     leader: bool = True
 
 
+# --- notification preferences (notifier) ---------------------------------------------------------
+NotificationKind = Literal["report", "help_offered", "prompt", "nudge", "digest", "facilitator_digest"]
+
+
+class NotificationPrefs(Body, kw_only=True):
+    email: bool = True
+    """Any email besides sign-in links and invitations."""
+    digest: bool = True
+    immediate: dict[NotificationKind, bool] = {}
+    """Per kind of immediate notification (report, help_offered, prompt, nudge, facilitator_digest); default on."""
+
+    def allows(self, kind: str) -> bool:
+        if not self.email:
+            return False
+        if kind == "digest":
+            return self.digest
+        return bool(self.immediate.get(kind, True))  # type: ignore[call-overload]
+
+
+class PrefsAsk(Body, kw_only=True):
+    actor: Actor
+
+
+class PutPrefs(Body, kw_only=True):
+    actor: Actor
+    prefs: NotificationPrefs
+
+
+class UnsubscribeAsk(Body, kw_only=True):
+    token: Annotated[str, Meta(min_length=10, max_length=500)]
+
+
+class Unsubscribed(Reply, kw_only=True):
+    kind: str
+
+
 # --- operations ----------------------------------------------------------------------------------
 class Empty(Body, kw_only=True):
     pass

@@ -168,4 +168,7 @@ class Rpc:
     FACILITATORS = "facilitators"
     CONVOY_SLACK_SET = "convoy_slack_set"
     CONVOY_SLACK_GET = "convoy_slack_get"
+    PREFS_GET = "prefs_get"
+    PREFS_PUT = "prefs_put"
+    UNSUBSCRIBE = "unsubscribe"
     FACILITATOR_DIGEST = "facilitator_digest"

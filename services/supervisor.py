@@ -109,6 +109,8 @@ class Supervisor:
             changes["smtp_url"] = f"smtp://127.0.0.1:{s.embedded_smtp_port}"
         if not s.admin_token:
             changes["admin_token"] = _admin_token(data / "admin-token")
+        if not s.secret_key:
+            changes["secret_key"] = _admin_token(data / "secret-key", prefix="key_")
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         return s.with_(**changes)
@@ -211,10 +213,11 @@ async def _ensure_database(admin_uri: str, name: str) -> None:
         await conn.close()
 
 
-def _admin_token(path: Path) -> str:
+def _admin_token(path: Path, prefix: str = "adm_") -> str:
+    """A secret kept in the data folder (generated once, readable only by its owner)."""
     if path.exists():
         return path.read_text().strip()
-    token = "adm_" + secrets.token_urlsafe(32)
+    token = prefix + secrets.token_urlsafe(32)
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token

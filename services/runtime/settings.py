@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Interface the API listens on."""
     http_port: Annotated[int, Meta(ge=1, le=65535)] = 8000
     """Port the API listens on."""
+    secret_key: str = ""
+    """Key that signs links that work without signing in (unsubscribe); empty: CONVOY_DATA_DIR/secret-key."""
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
 
