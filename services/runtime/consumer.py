@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -142,7 +143,8 @@ class Consumer:
                 PROCESSED.labels(self.service, self.spec.purpose, "dead_lettered").inc()
             else:
                 backoff = self.settings.backoff_seconds
-                delay = backoff[min(attempt - 1, len(backoff) - 1)]
+                # Jitter (±20%) spreads the retries of many messages that failed together.
+                delay = round(backoff[min(attempt - 1, len(backoff) - 1)] * random.uniform(0.8, 1.2), 3)
                 bound.warning("event failed; will retry", error=repr(exc), retry_in_s=delay)
                 await msg.nak(delay=delay)
                 PROCESSED.labels(self.service, self.spec.purpose, "retried").inc()
