@@ -16,7 +16,7 @@ import msgspec
 import structlog
 from prometheus_client import Counter
 
-from notifier import cycles, facilitator, render, slack
+from notifier import cycles, facilitator, render, replies, slack
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
 from notifier.repository import Deliveries, Preferences
 from schemas import api
@@ -54,6 +54,14 @@ async def setup(rt: Runtime) -> None:
 
     rt.background(close_smtp)
 
+    replies_on = rt.settings.inbound_smtp_port > 0
+    if replies_on:
+        rt.background(functools.partial(replies.serve, rt))
+
+    def reply_to(target: replies.Target) -> str | None:
+        """The Reply-To that files an answer by email, when the inbound server runs."""
+        return replies.address(rt.settings, target) if replies_on else None
+
     async def send_email(
         key: str,
         event_id: uuid.UUID,
@@ -62,12 +70,13 @@ async def setup(rt: Runtime) -> None:
         to_email: str,
         rendered: render.Rendered,
         list_id: str,
+        reply: replies.Target | None = None,
     ) -> None:
         """Send one email at most once per delivery ``key`` (the delivery log remembers).
 
         Keys are ``kind:…:person_id`` for notifications (the person's preferences apply, and the
         email gets a one-click unsubscribe link for that kind) and ``message:…`` for sign-in links
-        and invitations (always sent).
+        and invitations (always sent). With ``reply``, answering the email files it (notifier.replies).
         """
         kind, _, rest = key.partition(":")
         unsubscribe = None
@@ -91,6 +100,7 @@ async def setup(rt: Runtime) -> None:
             html=rendered.html,
             list_id=list_id,
             unsubscribe=unsubscribe,
+            reply_to=reply_to(reply) if reply is not None else None,
         )
         try:
             await smtp.send(message)
@@ -158,6 +168,9 @@ async def setup(rt: Runtime) -> None:
                     recipient=m, company=company, convoy=members.convoy_name, report=report, link=link
                 ),
                 list_id=list_id,
+                reply=replies.Target(
+                    kind="comment", person_id=m.person_id, convoy_id=event.convoy_id, report_id=event.report_id
+                ),
             )
             for m in peers
         )
@@ -280,6 +293,9 @@ async def setup(rt: Runtime) -> None:
                     now=now,
                 ),
                 list_id=list_id,
+                reply=replies.Target(
+                    kind="report", person_id=m.person_id, convoy_id=event.convoy_id, company_id=m.company_id
+                ),
             )
             for m in members.members
             if m.company_id not in skip

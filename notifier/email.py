@@ -125,6 +125,7 @@ def build_message(
     html: str,
     list_id: str,
     unsubscribe: str | None = None,
+    reply_to: str | None = None,
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
@@ -136,6 +137,8 @@ def build_message(
     message["List-Id"] = list_id
     message["Auto-Submitted"] = "auto-generated"
     message["X-Convoy-Delivery"] = key
+    if reply_to:
+        message["Reply-To"] = reply_to
     if unsubscribe:
         # RFC 8058 one-click: mail providers POST "List-Unsubscribe=One-Click" to this URL.
         message["List-Unsubscribe"] = f"<{unsubscribe}>"

@@ -38,7 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     http_port: Annotated[int, Meta(ge=1, le=65535)] = 8000
     """Port the API listens on."""
     secret_key: str = ""
-    """Key that signs links that work without signing in (unsubscribe); empty: CONVOY_DATA_DIR/secret-key."""
+    """Key that signs links and reply addresses that work without signing in; empty: CONVOY_DATA_DIR/secret-key."""
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
 
@@ -105,6 +105,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Sender of every email."""
     smtp_pool_size: Annotated[int, Meta(ge=1, le=64)] = 4
     """SMTP connections the notifier keeps and reuses."""
+    inbound_smtp_host: str = "127.0.0.1"
+    """Interface the notifier's inbound SMTP server (email replies to prompts and reports) listens on."""
+    inbound_smtp_port: Annotated[int, Meta(ge=0, le=65535)] = 2526
+    """Port of the inbound SMTP server for email replies; 0: no inbound server and no Reply-To addresses."""
+    reply_domain: str = "reply.convoy.localhost"
+    """Domain of the Reply-To addresses (reply+TOKEN@domain, signed); its MX must lead to the inbound server."""
 
     # --- logs --------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
