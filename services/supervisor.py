@@ -113,6 +113,8 @@ class Supervisor:
             changes["secret_key"] = _admin_token(data / "secret-key", prefix="key_")
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
+        if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
+            raise SystemExit(f"port {s.inbound_smtp_port} (email replies) is taken; set CONVOY_INBOUND_SMTP_PORT")
         return s.with_(**changes)
 
     def _lock_data_folder(self, data: Path) -> None:
@@ -170,6 +172,9 @@ class Supervisor:
             f"  PostgreSQL  {pg}",
             f"  NATS        {nats}",
             f"  SMTP        {smtp}",
+            f"  Replies     smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port} (replies to prompts and notifications)"
+            if s.inbound_smtp_port
+            else "  Replies     off (CONVOY_INBOUND_SMTP_PORT=0)",
             f"  Admin token {token}",
             f"  Services    {', '.join(PROCESSES)}",
             "",

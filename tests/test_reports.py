@@ -49,6 +49,12 @@ async def schedule(client: httpx.AsyncClient, world: World, days: int = 2, windo
     )
     assert r.status_code == 200, r.text
 
+    async def milestones_follows() -> bool:  # its projection of the convoy follows convoy.updated
+        r = await client.get(f"/api/v1/convoys/{world.convoy_id}/board", headers=world.facilitator)
+        return r.status_code == 200 and r.json()["cycle_index"] == 10
+
+    await eventually(milestones_follows)
+
 
 async def sql(settings: Any, statement: str, *args: Any) -> Any:
     conn = await asyncpg.connect(settings.database_url)

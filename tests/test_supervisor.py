@@ -33,6 +33,7 @@ class Up:
             "CONVOY_HTTP_PORT": str(self.http_port),
             "CONVOY_EMBEDDED_NATS_PORT": str(embedded.free_port()),
             "CONVOY_EMBEDDED_SMTP_PORT": str(embedded.free_port()),
+            "CONVOY_INBOUND_SMTP_PORT": str(embedded.free_port()),
             "CONVOY_PUBLIC_URL": "http://convoy.test",
         }
         for var in ("CONVOY_DATABASE_URL", "CONVOY_NATS_URL", "CONVOY_SMTP_URL", "CONVOY_ADMIN_TOKEN"):
