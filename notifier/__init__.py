@@ -291,6 +291,7 @@ async def setup(rt: Runtime) -> None:
                     context=context.get(m.company_id),
                     nudge=nudge,
                     now=now,
+                    replies_enabled=rt.settings.inbound_smtp_port > 0,
                 ),
                 list_id=list_id,
                 reply=replies.Target(
@@ -383,6 +384,7 @@ async def setup(rt: Runtime) -> None:
                 api.SetSlack(actor=api.SYSTEM, convoy_id=event.convoy_id, slack=api.SlackWebhook(webhook_url=None)),
                 api.Convoy,
             )
+            await tell_facilitators_slack_is_off(envelope, event.convoy_id, convoy.name, str(exc), link)
             return
         except Exception as exc:
             await deliveries.note_error(key, repr(exc))
@@ -390,6 +392,25 @@ async def setup(rt: Runtime) -> None:
             raise
         await deliveries.finish(key, "sent")
         SENT.labels("slack", "sent").inc()
+
+    async def tell_facilitators_slack_is_off(
+        envelope: env.Envelope, convoy_id: uuid.UUID, convoy_name: str, reason: str, link: str
+    ) -> None:
+        everyone = await rt.rpc.call(rt.subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators)
+        for f in everyone.facilitators:
+            if convoy_id not in f.convoy_ids:
+                continue
+            rendered = render.message(
+                "slack_disabled", f.language, {"convoy": convoy_name, "link": link, "reason": reason[:300]}, name=f.name
+            )
+            await send_email(
+                f"message:slack_disabled:{envelope.id}:{f.person_id}",
+                envelope.id,
+                to_name=f.name,
+                to_email=f.email,
+                rendered=rendered,
+                list_id=MESSAGES_LIST_ID,
+            )
 
     # --- weekly facilitator digest -------------------------------------------------------------
     async def facilitator_health(convoy_ids: list[uuid.UUID], at: datetime) -> api.FacilitatorDigest:

@@ -110,6 +110,12 @@ _COMMON = {
     },
 }
 
+REPLY_HINT = {
+    "de": "Keine Zeit für das Formular? Antworten Sie einfach auf diese E-Mail: Ihre Antwort wird als Bericht"
+    " von {company} gespeichert.",
+    "en": "No time for the form? Just reply to this email: your answer is filed as {company}'s report.",
+}
+
 _PROMPT = {
     "de": {
         "prompt_subject": "Check-in: Ihr Bericht für „{convoy}“ bis {due}",
@@ -245,6 +251,7 @@ def prompt(
     context: api.PromptContext | None = None,
     nudge: int = 0,
     now: datetime | None = None,
+    replies_enabled: bool = False,
 ) -> Rendered:
     """The prompt (``nudge == 0``) or nudge number ``nudge`` to one representative."""
     lang = message_language(recipient.language)
@@ -280,6 +287,7 @@ def prompt(
         "next_html": Markup(markdown.render(next_steps)) if next_steps else "",  # noqa: S704 - sanitized
         "next_text": markdown.plain(next_steps) if next_steps else "",
         "commitments": [_one_line(c) for c in (context.open_commitments if context else []) if c.strip()],
+        "reply_hint": REPLY_HINT[lang].format(**values) if replies_enabled else "",
     }
     return Rendered(
         subject=subject,

@@ -98,6 +98,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "join_request_declined": _Spec(needs=("convoy", "company"), note="reason"),
     "member_removed": _Spec(needs=("convoy", "company"), note="reason"),
     "help_offered": _Spec(needs=("convoy", "helper", "company", "topic", "link"), note="message"),
+    "slack_disabled": _Spec(needs=("convoy", "link"), note="reason"),
 }
 
 
@@ -195,6 +196,17 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             note="Nachricht",
             button="Zum Bericht",
         ),
+        "slack_disabled": _Words(
+            subject="Slack-Kanal von „{convoy}“ abgeschaltet",
+            heading="Slack nimmt keine Nachrichten mehr an",
+            body=(
+                "Der Slack-Webhook des Konvois „{convoy}“ wurde von Slack dauerhaft abgelehnt"
+                " (zum Beispiel widerrufen oder der Kanal gelöscht). Convoy sendet keine Digests mehr dorthin.",
+                "Hinterlegen Sie bei Bedarf einen neuen Webhook in den Einstellungen des Konvois.",
+            ),
+            note="Antwort von Slack",
+            button="Zum Konvoi",
+        ),
     },
     "en": {
         "invitation": _Words(
@@ -259,6 +271,17 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             ),
             note="Their message",
             button="Open the report",
+        ),
+        "slack_disabled": _Words(
+            subject='Slack channel of "{convoy}" switched off',
+            heading="Slack no longer accepts messages",
+            body=(
+                'Slack refused the webhook of the convoy "{convoy}" for good (for example it was revoked or'
+                " the channel was deleted). Convoy no longer sends digests there.",
+                "If you like, set a new webhook in the convoy's settings.",
+            ),
+            note="Slack's answer",
+            button="Open the convoy",
         ),
     },
 }

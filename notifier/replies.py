@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import Counter
 
+from notifier.repository import Deliveries
 from schemas import api
 from schemas.subjects import Rpc
 from services.runtime import signing
@@ -306,6 +308,7 @@ class ReplyHandler:
         self.rt = rt
         self.settings = rt.settings
         self.slots = asyncio.Semaphore(CONCURRENT_REPLIES)
+        self.deliveries = Deliveries(rt.db)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -400,6 +403,22 @@ class ReplyHandler:
                 f"it is too long (at most {limit} characters). Please write in Convoy directly.",
             ), "too_long"
 
+        # A mail server that retries an accepted message must not file it twice: the delivery log
+        # remembers each inbound Message-ID (or the message's hash) like any outgoing delivery.
+        message_id = str(message.get("Message-ID", "")).strip() or hashlib.sha256(raw).hexdigest()
+        key = f"inbound:{hashlib.sha256(message_id.encode()).hexdigest()[:40]}"
+        if not await self.deliveries.claim(key, uuid.uuid5(uuid.NAMESPACE_URL, key), "email", senders[0]):
+            return FILED, "duplicate"
+        answer, outcome = await self._submit(target, text)
+        if outcome == "filed":
+            await self.deliveries.finish(key, "sent")
+        elif outcome == "unavailable":
+            await self.deliveries.note_error(key, "convoy unavailable")  # the sender's retry may file it
+        else:
+            await self.deliveries.finish(key, "failed", outcome)
+        return answer, outcome
+
+    async def _submit(self, target: Target, text: str) -> tuple[str, str]:
         actor = api.Actor(person_id=target.person_id)
         try:
             if target.kind == "report":

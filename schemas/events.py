@@ -257,6 +257,7 @@ EmailTemplate = Literal[
     "join_request_declined",
     "member_removed",
     "help_offered",
+    "slack_disabled",
 ]
 
 
@@ -272,6 +273,7 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``join_request_declined`` (to the asking contact): convoy, company, reason
     - ``member_removed``: convoy, company, reason
     - ``help_offered`` (to the report's author): convoy, helper, company, topic, message, link
+    - ``slack_disabled`` (to the convoy's facilitators): convoy, link, reason
     """
 
     TYPE: ClassVar[str] = "email.requested"

@@ -151,6 +151,8 @@ async def prompted(client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack,
     for key, rep in world.reps.items():
         prompt = await smtp_sink.wait_for_subject(rep.email, "Check-in")
         addresses[key] = str(prompt["Reply-To"])
+        body = str(prompt.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+        assert "Just reply to this email" in body or "Antworten Sie einfach auf diese E-Mail" in body
         assert addresses[key].startswith("reply+") and addresses[key].endswith("@reply.convoy.localhost")
     return addresses
 
@@ -188,8 +190,11 @@ async def test_a_reply_to_a_prompt_becomes_the_company_report(
     comment_to = str(notification["Reply-To"])
     assert comment_to != reply_to["b"]
     text = "Glückwunsch! Welches Tool nutzt ihr?\n\nOn Mon, 31 Mar 2025, Convoy wrote:\n> Die Buchungsseite ist live"
-    code, answer = await send(stack.settings, reply(comment_to, ben.email, text))
+    code, answer = await send(stack.settings, reply(comment_to, ben.email, text, Message_ID="<r1@mail.example>"))
     assert (code, answer) == (250, "Thank you, filed")
+    # A mail server retrying the same message (same Message-ID) does not file it twice.
+    code, answer = await send(stack.settings, reply(comment_to, ben.email, text, Message_ID="<r1@mail.example>"))
+    assert code == 250
     r = await client.get(f"/api/v1/reports/{report['id']}/comments", headers=anna.auth)
     [comment] = r.json()["comments"]
     assert comment["body"] == "Glückwunsch! Welches Tool nutzt ihr?" and comment["author_id"] == ben.person_id

@@ -31,6 +31,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "join_request_declined": ("convoy", "company"),
     "member_removed": ("convoy", "company"),
     "help_offered": ("convoy", "helper", "company", "topic", "link"),
+    "slack_disabled": ("convoy", "link"),
 }
 PARAMS = {
     "convoy": "Terminvergabe Nord",
@@ -59,6 +60,8 @@ SUBJECTS = {
     ("member_removed", "en"): 'You are no longer a member of the convoy "Terminvergabe Nord"',
     ("help_offered", "de"): "Clara Stahl (Sanitär Müller) bietet Hilfe an",
     ("help_offered", "en"): "Clara Stahl (Sanitär Müller) offers help",
+    ("slack_disabled", "de"): "Slack-Kanal von „Terminvergabe Nord“ abgeschaltet",
+    ("slack_disabled", "en"): 'Slack channel of "Terminvergabe Nord" switched off',
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
@@ -80,6 +83,8 @@ SAYS = {
         "de",
     ): "Sie haben im Konvoi „Terminvergabe Nord“ um Unterstützung gebeten: Kalender-Synchronisation.",
     ("help_offered", "en"): "Clara Stahl from Sanitär Müller offers to help.",
+    ("slack_disabled", "de"): "Convoy sendet keine Digests mehr dorthin.",
+    ("slack_disabled", "en"): "Convoy no longer sends digests there.",
 }
 
 

@@ -89,6 +89,9 @@ async def test_a_revoked_webhook_is_dropped(
         return r.json()["slack_configured"] is False
 
     await eventually(dropped, timeout=20)
+    facilitator = (await client.get("/api/v1/me", headers=world.facilitator)).json()["person"]["email"]
+    notice = await smtp_sink.wait_for_subject(facilitator, "Slack-Kanal von „Terminvergabe Nord“ abgeschaltet")
+    assert "no_service" in str(notice.get_body(("plain",)).get_content())  # type: ignore[union-attr]
     assert slack_stub.requests == 1 and slack_stub.posts == []
     audit = (await client.get(f"/api/v1/convoys/{world.convoy_id}/audit", headers=world.facilitator)).json()
     assert [e["details"]["configured"] for e in audit["entries"] if e["action"] == "convoy.slack_changed"] == [
