@@ -168,7 +168,10 @@ NewAway = Annotated[
 NewCompanySkip = Annotated[api.NewCompanySkip, _body("High season", {"cycle_index": 12, "reason": "Hochsaison"})]
 SlackWebhook = Annotated[
     api.SlackWebhook,
-    _body("Post digests to a channel", {"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX"}),
+    _body(
+        "Post digests to a channel",
+        {"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX", "post_reports": True},
+    ),
 ]
 NotificationPrefs = Annotated[
     api.NotificationPrefs,

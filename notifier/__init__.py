@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -174,6 +175,17 @@ async def setup(rt: Runtime) -> None:
             )
             for m in peers
         )
+        target = await slack_target(event.convoy_id)
+        if target.webhook_url and target.post_reports and not report.hidden:
+            convoy = await rt.rpc.call(
+                rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
+                api.GetConvoy(actor=api.SYSTEM, convoy_id=event.convoy_id),
+                api.Convoy,
+            )
+            language = convoy.language
+            report_link = f"{rt.settings.public_url.rstrip('/')}/reports/{report.id}"
+            message = slack.report_message(report, members.convoy_name, language, report_link)
+            await post_to_slack(envelope, f"slack:report:{event.report_id}", target, members.convoy_name, message, link)
 
     async def on_email_requested(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.EmailRequested)
@@ -343,6 +355,44 @@ async def setup(rt: Runtime) -> None:
         )
         await post_digest_to_slack(envelope, event, digest, convoy, companies, link)
 
+    async def slack_target(convoy_id: uuid.UUID) -> api.SlackTarget:
+        return await rt.rpc.call(
+            rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_GET), api.GetRecipients(convoy_id=convoy_id), api.SlackTarget
+        )
+
+    async def post_to_slack(
+        envelope: env.Envelope,
+        key: str,
+        target: api.SlackTarget,
+        convoy_name: str,
+        message: tuple[str, list[dict[str, Any]]],
+        link: str,
+    ) -> None:
+        """One Slack post per delivery key; a permanently refused webhook is dropped and the facilitators told."""
+        assert target.webhook_url
+        if not await deliveries.claim(key, envelope.id, "slack", str(target.convoy_id)):
+            SENT.labels("slack", "duplicate").inc()
+            return
+        try:
+            await slack_poster.post(target.webhook_url, *message)
+        except slack.PermanentSlackError as exc:
+            await deliveries.finish(key, "failed", str(exc))
+            SENT.labels("slack", "refused").inc()
+            log.warning("slack webhook refused for good; removing it", convoy_id=str(target.convoy_id), error=str(exc))
+            await rt.rpc.call(
+                rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_SET),
+                api.SetSlack(actor=api.SYSTEM, convoy_id=target.convoy_id, slack=api.SlackWebhook(webhook_url=None)),
+                api.Convoy,
+            )
+            await tell_facilitators_slack_is_off(envelope, target.convoy_id, convoy_name, str(exc), link)
+            return
+        except Exception as exc:
+            await deliveries.note_error(key, repr(exc))
+            SENT.labels("slack", "retry").inc()
+            raise
+        await deliveries.finish(key, "sent")
+        SENT.labels("slack", "sent").inc()
+
     async def post_digest_to_slack(
         envelope: env.Envelope,
         event: ev.CycleClosed,
@@ -351,17 +401,9 @@ async def setup(rt: Runtime) -> None:
         companies: dict[uuid.UUID, str],
         link: str,
     ) -> None:
-        """The compact digest to the convoy's Slack channel, once per cycle; a revoked webhook is dropped."""
-        target = await rt.rpc.call(
-            rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_GET),
-            api.GetRecipients(convoy_id=event.convoy_id),
-            api.SlackTarget,
-        )
+        """The compact digest to the convoy's Slack channel, once per cycle."""
+        target = await slack_target(event.convoy_id)
         if not target.webhook_url:
-            return
-        key = f"slack:digest:{event.convoy_id}:{event.cycle_index}"
-        if not await deliveries.claim(key, envelope.id, "slack", str(event.convoy_id)):
-            SENT.labels("slack", "duplicate").inc()
             return
         german = convoy.language == "de"
         absent = {
@@ -372,26 +414,10 @@ async def setup(rt: Runtime) -> None:
             )
             for a in event.absences
         }
-        text, blocks = slack.digest_message(digest, convoy.language, companies, absent, link)
-        try:
-            await slack_poster.post(target.webhook_url, text, blocks)
-        except slack.PermanentSlackError as exc:
-            await deliveries.finish(key, "failed", str(exc))
-            SENT.labels("slack", "refused").inc()
-            log.warning("slack webhook refused for good; removing it", convoy_id=str(event.convoy_id), error=str(exc))
-            await rt.rpc.call(
-                rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_SET),
-                api.SetSlack(actor=api.SYSTEM, convoy_id=event.convoy_id, slack=api.SlackWebhook(webhook_url=None)),
-                api.Convoy,
-            )
-            await tell_facilitators_slack_is_off(envelope, event.convoy_id, convoy.name, str(exc), link)
-            return
-        except Exception as exc:
-            await deliveries.note_error(key, repr(exc))
-            SENT.labels("slack", "retry").inc()
-            raise
-        await deliveries.finish(key, "sent")
-        SENT.labels("slack", "sent").inc()
+        message = slack.digest_message(digest, convoy.language, companies, absent, link)
+        await post_to_slack(
+            envelope, f"slack:digest:{event.convoy_id}:{event.cycle_index}", target, convoy.name, message, link
+        )
 
     async def tell_facilitators_slack_is_off(
         envelope: env.Envelope, convoy_id: uuid.UUID, convoy_name: str, reason: str, link: str

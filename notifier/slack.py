@@ -140,3 +140,19 @@ def digest_message(
     footer += f" · <{link}|{'Im Konvoi öffnen' if de else 'Open the convoy'}>"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer[:2900]}]})
     return title, blocks
+
+
+def report_message(report: api.Report, convoy_name: str, language: str, link: str) -> tuple[str, list[dict[str, Any]]]:
+    """One new report for the convoy's channel (peer view: never the facilitator note)."""
+    de = language == "de"
+    title = f"{report.company_name}: " + ("neuer Bericht" if de else "new report")
+    lines = [f"*{escape(report.company_name)}* · {escape(convoy_name)}", escape(_cut(report.done, 400))]
+    if report.next:
+        lines.append(("*Als Nächstes:* " if de else "*Next:* ") + escape(_cut(report.next)))
+    if report.help_wanted:
+        lines.append(("*Sucht Hilfe:* " if de else "*Asks for help:* ") + escape(_cut(report.help_topic or "-", 120)))
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|{'Zum Bericht' if de else 'Open'}>"}]},
+    ]
+    return title, blocks

@@ -145,6 +145,8 @@ class Company(Reply, kw_only=True):
 class SlackWebhook(Body, kw_only=True):
     webhook_url: Annotated[str, Meta(max_length=500)] | None
     """A Slack incoming-webhook URL (https://hooks.slack.com/services/…); null removes it."""
+    post_reports: bool = False
+    """Post each new report to the channel too (digests are always posted)."""
 
 
 class SetSlack(Body, kw_only=True):
@@ -156,6 +158,7 @@ class SetSlack(Body, kw_only=True):
 class SlackTarget(Reply, kw_only=True):
     convoy_id: uuid.UUID
     webhook_url: str | None
+    post_reports: bool = False
 
 
 class Convoy(Reply, kw_only=True):

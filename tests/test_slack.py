@@ -99,3 +99,22 @@ async def test_a_revoked_webhook_is_dropped(
         "yes",
     ]
     _ = uuid
+
+
+async def test_new_reports_are_posted_when_the_facilitator_asks(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, slack_stub: SlackStub, stack: Stack
+) -> None:
+    world = await active_convoy(client, smtp_sink)
+    r = await client.put(
+        f"/api/v1/convoys/{world.convoy_id}/slack",
+        json={"webhook_url": slack_stub.url(), "post_reports": True},
+        headers=world.facilitator,
+    )
+    assert r.status_code == 200
+    r = await post_report(client, world, "a", done="Kalender *angebunden* <!here>", facilitator_note="geheim")
+    assert r.status_code == 201
+    [post] = await slack_stub.wait_for(1)
+    body = str(post["blocks"])
+    assert "Sanitär Müller" in body and "&lt;!here&gt;" in body and "geheim" not in body
+    await asyncio.sleep(1.0)
+    assert len(slack_stub.posts) == 1

@@ -148,8 +148,13 @@ async def update_convoy(conn: Conn, convoy_id: uuid.UUID, changes: dict[str, Any
     await conn.execute(f"UPDATE convoys SET {sets}, updated_at = now() WHERE id = $1", convoy_id, *changes.values())
 
 
-async def set_slack(conn: Conn, convoy_id: uuid.UUID, url: str | None) -> None:
-    await conn.execute("UPDATE convoys SET slack_webhook_url = $2, updated_at = now() WHERE id = $1", convoy_id, url)
+async def set_slack(conn: Conn, convoy_id: uuid.UUID, url: str | None, post_reports: bool = False) -> None:
+    await conn.execute(
+        "UPDATE convoys SET slack_webhook_url = $2, slack_post_reports = $3, updated_at = now() WHERE id = $1",
+        convoy_id,
+        url,
+        post_reports and url is not None,
+    )
 
 
 async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:

@@ -661,7 +661,7 @@ class ConvoysService:
                 raise InvalidInput("`webhook_url`: must be a Slack incoming-webhook URL (https://hooks.slack.com/…)")
         async with self.rt.db.transaction() as conn:
             await self._convoy_for_manager(conn, req.actor, req.convoy_id)
-            await repo.set_slack(conn, req.convoy_id, url)
+            await repo.set_slack(conn, req.convoy_id, url, req.slack.post_reports)
             await repo.audit(
                 conn,
                 convoy_id=req.convoy_id,
@@ -678,7 +678,9 @@ class ConvoysService:
             row = await repo.convoy_row(conn, req.convoy_id)
         if row is None:
             raise NotFound("no such convoy")
-        return api.SlackTarget(convoy_id=req.convoy_id, webhook_url=row["slack_webhook_url"])
+        return api.SlackTarget(
+            convoy_id=req.convoy_id, webhook_url=row["slack_webhook_url"], post_reports=row["slack_post_reports"]
+        )
 
     async def facilitators(self, _: api.Empty) -> api.Facilitators:
         async with self.rt.db.connection() as conn:
