@@ -56,6 +56,16 @@ class Deliveries:
                 "UPDATE deliveries SET status = 'retrying', last_error = $2 WHERE key = $1", key, error[:1000]
             )
 
+    async def allow_retry(self, key: str) -> bool:
+        """An operator decided: a failed or uncertain delivery may be sent again (when its event is replayed)."""
+        async with self.db.transaction() as conn:
+            done = await conn.fetchval(
+                "UPDATE deliveries SET status = 'retrying' WHERE key = $1 AND status IN ('failed', 'uncertain')"
+                " RETURNING true",
+                key,
+            )
+        return bool(done)
+
     async def needing_attention(self, status: str, limit: int) -> list[dict[str, object]]:
         async with self.db.connection() as conn:
             rows = await conn.fetch(

@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--failed", action="store_const", dest="status", const="failed", default="failed")
     which.add_argument("--uncertain", action="store_const", dest="status", const="uncertain")
     deliveries.add_argument("--last", type=int, default=50)
+    deliveries.add_argument("--retry", metavar="KEY", help="let KEY be sent again when its event is replayed")
+    dead = sub.add_parser("dead-letters", help="events consumers gave up on; --replay SEQ hands one back to them")
+    dead.add_argument("--replay", type=int, metavar="SEQ", help="republish dead letter SEQ to its original subject")
     sched = sub.add_parser("schedule", help="show a convoy's upcoming check-in cycles (asks the reminders service)")
     sched.add_argument("convoy_id")
     sched.add_argument("--upcoming", type=int, default=6)
@@ -89,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in item.items() if k != "text"}, ensure_ascii=False))
         return 0
     if args.command == "deliveries":
+        if args.retry:
+            return asyncio.run(_retry_delivery(settings, args.retry))
         return asyncio.run(_print_deliveries(settings, args.status, args.last))
+    if args.command == "dead-letters":
+        return asyncio.run(_dead_letters(settings, args.replay))
     if args.command == "schedule":
         return asyncio.run(_print_schedule(settings, args.convoy_id, args.upcoming))
     if args.command == "mailsink":
@@ -100,12 +107,80 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-async def _print_deliveries(settings: settings_mod.Settings, status: str, last: int) -> int:
-    from notifier.repository import Deliveries
+def _database_url(settings: settings_mod.Settings) -> str | None:
     from services import embedded
+
+    return settings.database_url or embedded.running_postgres_uri(settings.data_path / "pg", "convoy")
+
+
+async def _retry_delivery(settings: settings_mod.Settings, key: str) -> int:
+    from notifier.repository import Deliveries
     from services.runtime import db
 
-    url = settings.database_url or embedded.running_postgres_uri(settings.data_path / "pg", "convoy")
+    url = _database_url(settings)
+    if not url:
+        print("convoy: no database: start `convoy up` or set CONVOY_DATABASE_URL", file=sys.stderr)
+        return 1
+    database = await db.connect(settings.with_(database_url=url, db_pool_min=0, db_pool_max=1), "notifier")
+    try:
+        done = await Deliveries(database).allow_retry(key)
+    finally:
+        await database.close(5)
+    print(f"{key}: will be sent when its event is processed again" if done else f"convoy: no failed or uncertain {key}")
+    return 0 if done else 1
+
+
+async def _dead_letters(settings: settings_mod.Settings, replay: int | None) -> int:
+    import time
+
+    from schemas.subjects import Subjects
+    from services.runtime import bus
+
+    if not settings.nats_url:
+        settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
+    subjects = Subjects(settings.namespace)
+    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    try:
+        js = nc.jetstream()
+        if replay is not None:
+            msg = await js.get_msg(subjects.dead_letter_stream, replay)
+            headers = msg.headers or {}
+            original = headers.get("Convoy-Subject")
+            if not original:
+                print(f"convoy: dead letter {replay} names no original subject", file=sys.stderr)
+                return 1
+            await js.publish(original, msg.data or b"", headers={"Nats-Msg-Id": f"replay:{replay}:{time.time_ns()}"})
+            print(f"replayed dead letter {replay} to {original}")
+            return 0
+        info = await js.stream_info(subjects.dead_letter_stream)
+        first, last = info.state.first_seq, info.state.last_seq
+        for seq in range(max(first, last - 99), last + 1):
+            try:
+                msg = await js.get_msg(subjects.dead_letter_stream, seq)
+            except Exception:  # noqa: S112 - a deleted sequence: nothing to show
+                continue
+            headers = msg.headers or {}
+            print(
+                json.dumps(
+                    {
+                        "seq": seq,
+                        "subject": headers.get("Convoy-Subject"),
+                        "consumer": headers.get("Convoy-Consumer"),
+                        "error": headers.get("Convoy-Error"),
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return 0
+    finally:
+        await nc.close()
+
+
+async def _print_deliveries(settings: settings_mod.Settings, status: str, last: int) -> int:
+    from notifier.repository import Deliveries
+    from services.runtime import db
+
+    url = _database_url(settings)
     if not url:
         print("convoy: no database: start `convoy up` or set CONVOY_DATABASE_URL", file=sys.stderr)
         return 1

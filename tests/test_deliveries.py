@@ -35,6 +35,12 @@ async def test_claims_and_states(settings: Any) -> None:
         await log.finish("k2", "sent")
         assert await log.claim("k2", event, "email", "b@x.example") is False
         assert [r["key"] for r in await log.needing_attention("uncertain", 10)] == ["k1"]
+        # An operator decides k1 may go out again (when its event is replayed).
+        assert await log.allow_retry("k1") is True
+        assert await log.claim("k1", event, "email", "a@x.example") is True
+        assert await log.allow_retry("k2") is False  # sent: never again
+        assert await log.claim("k3", event, "email", "c@x.example") is True
+        assert await log.claim("k3", event, "email", "c@x.example") is False  # k3 is now uncertain
     finally:
         await database.close(5)
 
@@ -47,7 +53,7 @@ async def test_claims_and_states(settings: Any) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert '"key": "k1"' in result.stdout.decode()
+    assert '"key": "k3"' in result.stdout.decode()
 
 
 async def test_a_transient_failure_mid_batch_resends_only_the_rest(

@@ -33,6 +33,8 @@ class Probe:
     NAME = "probe"
     MIGRATIONS = Path(__file__).parent / "probe_migrations"
     attempts: collections.Counter[str] = field(default_factory=collections.Counter)
+    healed: bool = False
+    """Once set, "fail-always" succeeds (an operator fixed the cause)."""
     rt: Runtime | None = None
 
     async def setup(self, rt: Runtime) -> None:
@@ -42,7 +44,9 @@ class Probe:
     async def handle(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.ConvoyCreated)
         self.attempts[event.name] += 1
-        if event.name == "fail-always" or (event.name == "fail-once" and self.attempts[event.name] == 1):
+        if (event.name == "fail-always" and not self.healed) or (
+            event.name == "fail-once" and self.attempts[event.name] == 1
+        ):
             raise RuntimeError(f"handler refuses {event.name}")
         await conn.execute("INSERT INTO seen (event_id, name) VALUES ($1, $2)", envelope.id, event.name)
 
@@ -229,3 +233,29 @@ async def _dead_letters(running: Running, count: int) -> list[nats.aio.msg.Msg]:
 
     await eventually(fetch)
     return got
+
+
+async def test_an_operator_replays_a_dead_letter(running: Running) -> None:
+    import os
+    import subprocess
+    import sys
+
+    await running.emit("fail-always")
+    [dead] = await _dead_letters(running, 1)
+    env = {**os.environ, "CONVOY_NATS_URL": running.settings.nats_url, "CONVOY_NAMESPACE": running.settings.namespace}
+    listed = subprocess.run(
+        [sys.executable, "-m", "services.cli", "dead-letters"], env=env, capture_output=True, timeout=60, check=False
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "handler refuses fail-always" in listed.stdout.decode()
+    running.probe.healed = True
+    seq = dead.metadata.sequence.stream
+    replayed = subprocess.run(
+        [sys.executable, "-m", "services.cli", "dead-letters", "--replay", str(seq)],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    await eventually(lambda: _contains(running, ["fail-always"]))
