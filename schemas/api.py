@@ -638,7 +638,7 @@ class EditReport(Body, kw_only=True):
 class ListReports(Body, kw_only=True):
     actor: Actor
     convoy_id: uuid.UUID
-    limit: Annotated[int, Meta(ge=1, le=200)] = 50
+    limit: Annotated[int, Meta(ge=1, le=50)] = 50
 
 
 class Timeline(Body, kw_only=True):
@@ -649,7 +649,7 @@ class Timeline(Body, kw_only=True):
     help_wanted: bool | None = None
     blockers: bool | None = None
     cursor: Annotated[str, Meta(max_length=200)] | None = None
-    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+    limit: Annotated[int, Meta(ge=1, le=50)] = 20
 
 
 class TimelinePage(Reply, kw_only=True):
@@ -801,9 +801,18 @@ class ConvoyAsk(Body, kw_only=True):
     convoy_id: uuid.UUID
 
 
+class ExportAsk(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    cursor: Annotated[str, Meta(max_length=200)] | None = None
+    limit: Annotated[int, Meta(ge=1, le=50)] = 50
+    """One page per request: a NATS message has a size limit (8 MB), a five-year convoy does not."""
+
+
 class Export(Reply, kw_only=True):
     convoy_id: uuid.UUID
     reports: list[Report]
+    next_cursor: str | None = None
 
 
 # --- check-in cycles: what the notifier asks services/milestones -----------------------------

@@ -89,7 +89,7 @@ def nats_config(
     return (
         f"server_name: {server_name}\n"
         f"listen: 127.0.0.1:{port}\n"
-        "max_payload: 1MB\n" + (f'log_file: "{log_file}"\n' if log_file else "") + "jetstream {\n"
+        "max_payload: 8MB\n" + (f'log_file: "{log_file}"\n' if log_file else "") + "jetstream {\n"
         f'  store_dir: "{store_dir}"\n'
         "  sync_interval: always\n"
         "}\n"

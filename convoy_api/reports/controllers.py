@@ -55,7 +55,7 @@ class ConvoyReportsController(Controller):
         convoy_id: ConvoyId,
         actor: Actor,
         backend: Services,
-        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 50,
+        limit: Annotated[int, QueryParameter(ge=1, le=50)] = 50,
     ) -> api.ReportList:
         return await backend.call(
             "milestones",
@@ -77,7 +77,7 @@ class ConvoyReportsController(Controller):
         help_wanted: Annotated[bool | None, QueryParameter()] = None,
         blockers: Annotated[bool | None, QueryParameter()] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
-        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
     ) -> api.TimelinePage:
         request = api.Timeline(
             actor=actor,
@@ -110,23 +110,34 @@ class ConvoyReportsController(Controller):
 
     @get("/export.json", summary="All of the convoy's reports as JSON (members)")
     async def export_json(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Export:
-        return await backend.call("milestones", Rpc.EXPORT, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Export)
+        return api.Export(convoy_id=convoy_id, reports=await _all_reports(backend, actor, convoy_id))
 
     @get("/export.csv", summary="All of the convoy's reports as CSV (members)", media_type="text/csv")
     async def export_csv(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> Response[str]:
-        export = await backend.call(
-            "milestones", Rpc.EXPORT, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Export
-        )
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)
-        for r in export.reports:
+        for r in await _all_reports(backend, actor, convoy_id):
             writer.writerow([_csv_safe(getattr(r, column)) for column in CSV_COLUMNS])
         return Response(
             out.getvalue(),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="convoy-{convoy_id}-reports.csv"'},
         )
+
+
+async def _all_reports(backend: Backend, actor: api.Actor, convoy_id: uuid.UUID) -> list[api.Report]:
+    """Every page of the export (the service answers a page per request)."""
+    reports: list[api.Report] = []
+    cursor: str | None = None
+    while True:
+        page = await backend.call(
+            "milestones", Rpc.EXPORT, api.ExportAsk(actor=actor, convoy_id=convoy_id, cursor=cursor), api.Export
+        )
+        reports += page.reports
+        cursor = page.next_cursor
+        if cursor is None:
+            return reports
 
 
 def _csv_safe(value: object) -> object:

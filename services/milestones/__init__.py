@@ -36,7 +36,7 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.REPORT_LIST, api.ListReports, svc.list_reports)
     rt.endpoint(Rpc.TIMELINE, api.Timeline, svc.timeline)
     rt.endpoint(Rpc.SEARCH, api.Search, svc.search)
-    rt.endpoint(Rpc.EXPORT, api.ConvoyAsk, svc.export)
+    rt.endpoint(Rpc.EXPORT, api.ExportAsk, svc.export)
     rt.endpoint(Rpc.BOARD, api.ConvoyAsk, svc.board)
     rt.endpoint(Rpc.PROJECT_PUT, api.PutProject, svc.put_project)
     rt.endpoint(Rpc.PROJECT_GET, api.CompanyAction, svc.get_project)

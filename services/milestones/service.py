@@ -559,19 +559,24 @@ class MilestonesService:
             hits = await repo.search(conn, req.convoy_id, config, req.q, req.limit, hidden=access.sees_everything)
         return api.SearchResults(hits=hits)
 
-    async def export(self, req: api.ConvoyAsk) -> api.Export:
+    async def export(self, req: api.ExportAsk) -> api.Export:
+        """One page of the export, oldest first, peer view (no hidden reports, no facilitator notes)."""
         async with self.rt.db.connection() as conn:
             access = await self._access(conn, req.actor, req.convoy_id)
             peer_view = Access(convoy=access.convoy, companies=[], facilitator=False, admin=False)
+            where = "r.convoy_id = $1 AND r.hidden_at IS NULL"
+            args: list[Any] = [req.convoy_id]
+            if req.cursor is not None:
+                stamp, last_id = decode_cursor(req.cursor)
+                where += " AND (r.submitted_at, r.id) > ($2, $3)"
+                args += [stamp, last_id]
             reports = await self._reports(
-                conn,
-                peer_view,
-                "r.convoy_id = $1 AND r.hidden_at IS NULL",
-                [req.convoy_id],
-                limit=100_000,
-                order="r.submitted_at, r.id",
+                conn, peer_view, where, args, limit=req.limit + 1, order="r.submitted_at, r.id"
             )
-        return api.Export(convoy_id=req.convoy_id, reports=reports)
+        more = len(reports) > req.limit
+        reports = reports[: req.limit]
+        cursor = encode_cursor(reports[-1].submitted_at, reports[-1].id) if more and reports else None
+        return api.Export(convoy_id=req.convoy_id, reports=reports, next_cursor=cursor)
 
     async def board(self, req: api.ConvoyAsk) -> api.Board:
         now = datetime.now(UTC)
