@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import nats.errors
 
 from schemas import api
 from schemas import envelope as env
@@ -118,9 +119,12 @@ async def active_convoy(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> World
 
 async def tick(stack: Stack, now: str, within: float = 20.0) -> api.Fired:
     async def leader_answer() -> api.Fired | None:
-        msg = await stack.nc.request(
-            stack.subjects.rpc("reminders", Rpc.TICK), msgspec.json.encode(api.Tick(now=at(now))), timeout=10
-        )
+        try:
+            msg = await stack.nc.request(
+                stack.subjects.rpc("reminders", Rpc.TICK), msgspec.json.encode(api.Tick(now=at(now))), timeout=10
+            )
+        except nats.errors.NoRespondersError:  # a reminders process is still starting
+            return None
         fired = msgspec.json.decode(msg.data, type=api.Fired)
         return fired if fired.leader else None
 
@@ -332,3 +336,47 @@ async def test_prompt_now_and_close_now_fire_once(client: httpx.AsyncClient, smt
     assert (await client.post(f"{url}/close-now", headers=world.facilitator)).json()["actions"] == []
     await asyncio.sleep(1.0)
     assert len([m for m in smtp_sink.to(world.reps["a"].email) if "Check-in" in str(m["Subject"])]) == 1
+
+
+async def test_a_killed_leader_is_replaced_and_nothing_fires_twice(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """kill -9 of the leading reminders process: PostgreSQL frees its lock, the standby leads."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    world = await active_convoy(client, smtp_sink)
+    await stack.stop_service("reminders")
+    settings = stack.settings
+    env = {
+        **os.environ,
+        "CONVOY_DATABASE_URL": settings.database_url,
+        "CONVOY_NATS_URL": settings.nats_url,
+        "CONVOY_NAMESPACE": settings.namespace,
+        "CONVOY_REMINDERS_MANUAL_CLOCK": "true",
+        "CONVOY_LOG_LEVEL": "WARNING",
+    }
+    leader = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "reminders"], env=env)  # noqa: ASYNC220
+    try:
+        first = await tick(stack, "2026-10-19T09:00:30+02:00", within=30)  # answered by the process, which leads
+        assert [a.split(":")[2] for a in first.actions if a.startswith(world.convoy_id)] == ["open"]
+        await stack.start_service("reminders")  # a standby in this process
+        os.kill(leader.pid, signal.SIGKILL)
+        leader.wait(10)
+        fired = await tick(stack, "2026-10-21T09:00+02:00", within=15)  # the standby took over
+        assert [a.split(":")[2] for a in fired.actions if a.startswith(world.convoy_id)] == ["nudge"]
+        again = await tick(stack, "2026-10-21T09:00+02:00")
+        assert [a for a in again.actions if a.startswith(world.convoy_id)] == []
+    finally:
+        if leader.poll() is None:
+            leader.kill()
+            leader.wait(10)
+    events = await eventually(lambda: _events_of(stack, world.convoy_id, 2))
+    assert events == ["cycle.opened:0", "cycle.nudge_due:0:1"]
+
+
+async def _events_of(stack: Stack, convoy_id: str, count: int) -> list[str]:
+    events = await cycle_events(stack, convoy_id)
+    return events if len(events) >= count else []
