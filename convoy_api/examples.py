@@ -170,7 +170,7 @@ SlackWebhook = Annotated[
     api.SlackWebhook,
     _body(
         "Post digests to a channel",
-        {"webhook_url": "https://hooks.slack.com/services/T000/B000/XXXX", "post_reports": True},
+        {"webhook_url": "https://hooks.slack.com/services/T0000/B0000/abcdef123456", "post_reports": True},
     ),
 ]
 NotificationPrefs = Annotated[
