@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 
 from schemas import api
+from services.reminders.schedule import PlannedCycle
 
 Conn = asyncpg.Connection
 
@@ -94,16 +95,7 @@ async def ping(conn: Conn) -> None:
 
 
 # --- cycles ----------------------------------------------------------------------------------------
-async def keep_cycle(
-    conn: Conn,
-    convoy_id: uuid.UUID,
-    index: int,
-    opens_at: datetime,
-    due_at: datetime,
-    closes_at: datetime,
-    skipped: bool,
-    skip_reason: str,
-) -> None:
+async def keep_cycle(conn: Conn, convoy_id: uuid.UUID, c: PlannedCycle) -> None:
     """Insert a planned cycle, or bring a not-yet-opened one up to date with the plan (schedule changes)."""
     await conn.execute(
         "INSERT INTO cycles (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason)"
@@ -114,12 +106,12 @@ async def keep_cycle(
         " skip_reason = CASE WHEN cycles.skipped THEN cycles.skip_reason ELSE excluded.skip_reason END"
         " WHERE cycles.opened_at IS NULL",
         convoy_id,
-        index,
-        opens_at,
-        due_at,
-        closes_at,
-        skipped,
-        skip_reason,
+        c.index,
+        c.opens_at,
+        c.due_at,
+        c.closes_at,
+        c.skipped,
+        c.skip_reason,
     )
 
 

@@ -161,9 +161,7 @@ class Reminders:
         done = []
         async with self.rt.db.transaction() as conn:
             for c in plan_.cycles_to_keep(plan, now):
-                await repo.keep_cycle(
-                    conn, convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
-                )
+                await repo.keep_cycle(conn, convoy_id, c)
             pending = await repo.pending_cycles(conn, convoy_id, now)
         for cycle_row in pending:
             for action in plan_.due_actions(state_of(cycle_row), plan.nudge_offsets, now):
@@ -296,9 +294,7 @@ class Reminders:
             row = await self._convoy(conn, req.convoy_id)
             plan = plan_of(row)
             for c in plan_.cycles_to_keep(plan, now, ahead=req.upcoming):
-                await repo.keep_cycle(
-                    conn, req.convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
-                )
+                await repo.keep_cycle(conn, req.convoy_id, c)
             rows = await repo.upcoming(conn, req.convoy_id, now, req.upcoming)
             absences = await repo.absences(conn, req.convoy_id)
         return api.Schedule(
@@ -350,9 +346,7 @@ class Reminders:
         async with self.rt.db.transaction() as conn:
             row = await self._convoy(conn, req.convoy_id)
             c = plan_.plan_cycle(plan_of(row), req.cycle_index)
-            await repo.keep_cycle(
-                conn, req.convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
-            )
+            await repo.keep_cycle(conn, req.convoy_id, c)
             stored = await repo.cycle(conn, req.convoy_id, req.cycle_index, lock=True)
             assert stored is not None
             if stored["opened_at"] is not None:
@@ -409,9 +403,7 @@ class Reminders:
             if row["status"] != "active":
                 raise Conflict("the convoy is not active")
             for c in plan_.cycles_to_keep(plan_of(row), now):
-                await repo.keep_cycle(
-                    conn, req.convoy_id, c.index, c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason
-                )
+                await repo.keep_cycle(conn, req.convoy_id, c)
             current = await repo.current_cycle(conn, req.convoy_id, now)
         if current is None:
             raise Conflict("the convoy's first check-in has not come yet")
