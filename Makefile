@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: help install run test test-fast lint clean
+.PHONY: help install run test test-fast lint clean chromium messages
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -20,11 +20,19 @@ install: $(BIN)/.installed ## create .venv and install Convoy with its dev tools
 run: $(BIN)/.installed ## install and start the whole system on the embedded stack (Ctrl-C stops it)
 	$(BIN)/convoy up
 
-test: $(BIN)/.installed ## install and run the test suite against real PostgreSQL, NATS and SMTP
+test: $(BIN)/.installed chromium ## install and run the test suite against real PostgreSQL, NATS, SMTP and Chromium
 	$(BIN)/pytest
 
 test-fast: $(BIN)/.installed ## the suite without the slow process-level tests
 	$(BIN)/pytest -m "not slow"
+
+chromium: ## Debian's chromium for the browser tests (apt-get, only where it is missing)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+messages: $(BIN)/.installed ## extract the pages' strings and merge them into the German catalogue
+	$(BIN)/python convoy_api/web/locale/update.py
 
 lint: $(BIN)/.installed ## ruff and strict mypy
 	$(BIN)/ruff check .

@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ControllerRouterHandler
 
-from convoy_api import errors
+from convoy_api import errors, web
 from convoy_api.auth.controllers import (
     AuthController,
     FacilitatorController,
@@ -67,7 +67,8 @@ def create_app(settings: Settings) -> Litestar:
 
     prometheus = PrometheusConfig(app_name="convoy_api", prefix="convoy_api", group_path=True)
     return Litestar(
-        route_handlers=ROUTES,
+        route_handlers=[*ROUTES, *web.routes(settings)],
+        template_config=web.template_config(),
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
         lifespan=[nats_connection],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]

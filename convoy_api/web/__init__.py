@@ -1,0 +1,99 @@
+"""Server-rendered pages (Jinja2 through Litestar's templates, htmx for partial updates, no build step).
+
+German and English (Babel catalogues, see i18n.py); the pages call the same services with the same
+actor as the JSON API under /api/v1, so authorization is the API's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from litestar import Request, Response, Router
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
+from litestar.response import Template
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+from litestar.types import ControllerRouterHandler
+
+from convoy_api.web import i18n
+from convoy_api.web.core import LANG_COOKIE, Page, SignInNeeded, needs_sign_in
+from convoy_api.web.pages.auth import InvitationPages, SignInPages
+from convoy_api.web.pages.convoy import ConvoyPages
+from convoy_api.web.pages.devmail import DevMailPages
+from convoy_api.web.pages.facilitate import FacilitatorPages
+from convoy_api.web.pages.profile import ProfilePages
+from services.runtime.errors import ConvoyError, Unauthenticated
+from services.runtime.settings import Settings
+
+HERE = Path(__file__).parent
+
+
+def N_(message: str) -> str:
+    """Marks a string for the catalogue; it is translated where it is shown."""
+    return message
+
+
+STATUS_TITLES = {
+    400: N_("That did not work"),
+    403: N_("You may not see this"),
+    404: N_("Not found"),
+    409: N_("Not possible right now"),
+    410: N_("This link has expired"),
+    429: N_("Too many attempts"),
+    503: N_("Convoy is busy"),
+}
+CONVOY_STATES = (N_("forming"), N_("active"), N_("paused"), N_("completed"))
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    i18n.install(env)
+    return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
+
+
+def _lang(request: Request[Any, Any, State]) -> i18n.Lang:
+    chosen = request.cookies.get(LANG_COOKIE, "")
+    return chosen if chosen in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", ""))  # type: ignore[return-value]
+
+
+def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
+    """A service's refusal on a page: an error page in the person's language (sign-in when needed)."""
+    if isinstance(exc, SignInNeeded | Unauthenticated):
+        return needs_sign_in(request, exc)
+    assert isinstance(exc, ConvoyError)
+    lang = _lang(request)
+    _ = i18n.gettext_for(lang)
+    status = exc.status if exc.status in STATUS_TITLES else 500
+    return Template(
+        template_name="error.html",
+        context={"lang": lang, "me": None, "csrf": "", "title": _(STATUS_TITLES.get(status, N_("Something went wrong"))),
+                 "detail": exc.message if status < 500 else "", "status": status},
+        status_code=status,
+        headers={"Retry-After": "2"} if status == 503 else None,
+    )
+
+
+def routes(settings: Settings) -> list[ControllerRouterHandler]:
+    pages: list[ControllerRouterHandler] = [SignInPages, InvitationPages, ConvoyPages, FacilitatorPages, ProfilePages]
+    if settings.dev_mail_viewer:
+        pages.append(DevMailPages)
+    return [
+        Router(
+            path="/",
+            route_handlers=pages,
+            exception_handlers={SignInNeeded: page_error, ConvoyError: page_error},
+            include_in_schema=False,
+        ),
+        create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False),
+    ]
+
+
+__all__ = ["Page", "routes", "template_config"]

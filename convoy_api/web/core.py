@@ -1,0 +1,193 @@
+"""What every page handler is handed: who is asking, in which language, the CSRF token and the form.
+
+Pages call the same services with the same actor as the JSON API, so they inherit its authorization.
+Authentication is the session cookie set at sign-in (HttpOnly, SameSite=Lax, Secure under HTTPS);
+every state-changing request must carry the session's CSRF token, as the form field ``_csrf`` or
+(htmx) the ``X-CSRF-Token`` header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+from zoneinfo import ZoneInfo
+
+import msgspec
+from litestar import Request, Response
+from litestar.datastructures import Cookie, FormMultiDict, State
+from litestar.di import NamedDependency
+from litestar.response import Redirect, Template
+
+from convoy_api.deps import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, Backend
+from convoy_api.web import i18n
+from schemas import api
+from schemas.subjects import Rpc
+from services.runtime.errors import ConvoyError, Forbidden, NotFound, Unauthenticated
+
+T = TypeVar("T")
+Rep = TypeVar("Rep", bound=msgspec.Struct)
+LANG_COOKIE = "convoy_lang"
+SEEN_COOKIE = "convoy_seen"
+"""When this browser last looked at the dashboard: what is new is what came after."""
+
+
+class SignInNeeded(Exception):
+    """The page needs a signed-in person: the handler sends the browser to /sign-in."""
+
+
+@dataclass
+class Page:
+    backend: Backend
+    request: Request[Any, Any, State]
+    lang: i18n.Lang
+    principal: api.Principal | None = None
+    me: api.Me | None = None
+    form: FormMultiDict = field(default_factory=FormMultiDict)
+    cookies: list[Cookie] = field(default_factory=list)
+
+    # --- who ---------------------------------------------------------------------------------
+    @property
+    def actor(self) -> api.Actor:
+        if self.principal is None:
+            raise SignInNeeded
+        return api.Actor(
+            person_id=self.principal.person_id,
+            is_admin=self.principal.is_admin,
+            is_facilitator=self.principal.is_facilitator,
+        )
+
+    @property
+    def person(self) -> api.Person:
+        if self.me is None:
+            raise SignInNeeded
+        return self.me.person
+
+    @property
+    def csrf(self) -> str:
+        return self.principal.csrf_token or "" if self.principal else ""
+
+    def membership(self, convoy_id: Any) -> api.MyConvoy | None:
+        return next((c for c in (self.me.convoys if self.me else []) if c.convoy_id == convoy_id), None)
+
+    def facilitates(self, convoy_id: Any) -> bool:
+        mine = self.membership(convoy_id)
+        return bool(self.principal and (self.principal.is_admin or (mine and mine.role == "facilitator")))
+
+    # --- words and times ---------------------------------------------------------------------
+    def _(self, message: str, **variables: Any) -> str:
+        text: str = i18n.gettext_for(self.lang)(message)
+        return text % variables if variables else text
+
+    def local(self, at: datetime | None) -> str:
+        if at is None:
+            return ""
+        tz = ZoneInfo(self.me.person.timezone if self.me else "Europe/Berlin")
+        local = at.astimezone(tz)
+        return local.strftime("%d.%m.%Y %H:%M") if self.lang == "de" else local.strftime("%Y-%m-%d %H:%M")
+
+    # --- services ----------------------------------------------------------------------------
+    async def call(self, service: str, operation: str, request: msgspec.Struct, reply_type: type[Rep]) -> Rep:
+        return await self.backend.call(service, operation, request, reply_type)
+
+    # --- answers -----------------------------------------------------------------------------
+    def render(self, template: str, status_code: int = 200, **context: Any) -> Template:
+        return Template(
+            template_name=template,
+            context={"page": self, "lang": self.lang, "me": self.me, "csrf": self.csrf, **context},
+            status_code=status_code,
+            cookies=self.cookies,
+            headers={"Cache-Control": "no-store", "Vary": "Cookie"},
+        )
+
+    def redirect(self, path: str) -> Redirect:
+        if self.request.headers.get("hx-request"):  # htmx follows HX-Redirect, not a 303
+            return Redirect(path, status_code=303, headers={"HX-Redirect": path}, cookies=self.cookies)
+        return Redirect(path, status_code=303, cookies=self.cookies)
+
+
+# --- forms ---------------------------------------------------------------------------------------
+_FIELD = re.compile(r"at `\$\.([a-z_]+)")
+
+
+def field_error(page: Page, exc: msgspec.ValidationError) -> tuple[str, str]:
+    """(field, message in the person's language) for a msgspec validation error."""
+    text = str(exc)
+    found = _FIELD.search(text)
+    name = found.group(1) if found else ""
+    if "length >= 1" in text or "missing required field" in text.lower():
+        message = page._("Please fill in this field.")
+        if "missing required field" in text.lower():
+            name = text.rsplit("`", 2)[-2] if text.count("`") >= 2 else name
+    elif "length <=" in text:
+        message = page._("This is too long.")
+    elif "pattern" in text and "email" in name:
+        message = page._("Please enter an email address such as anna@example.de.")
+    elif "pattern" in text:
+        message = page._("This is not in the expected format.")
+    else:
+        message = page._("Please check this value.")
+    return name, message
+
+
+def parse(page: Page, kind: type[T], values: dict[str, Any]) -> T:
+    return msgspec.convert(values, kind, strict=False)
+
+
+def service_error(page: Page, exc: ConvoyError) -> str:
+    """A service's refusal, in the person's language (the service's own words follow, for detail)."""
+    lead = {
+        400: page._("That did not work:"),
+        403: page._("You may not do this."),
+        404: page._("Not found."),
+        409: page._("That is not possible right now:"),
+        410: page._("This link has expired or was already used."),
+        429: page._("Too many attempts; please wait a minute."),
+        503: page._("Convoy is busy; please try again in a moment."),
+    }.get(exc.status, page._("Something went wrong."))
+    return f"{lead} {exc.message}" if exc.status in (400, 409) else lead
+
+
+# --- the dependency ------------------------------------------------------------------------------
+async def provide_page(request: Request[Any, Any, State], backend: NamedDependency[Backend]) -> Page:
+    lang = request.cookies.get(LANG_COOKIE, "")
+    page = Page(
+        backend=backend,
+        request=request,
+        lang=lang if lang in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", "")),  # type: ignore[arg-type]
+    )
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        try:
+            principal = await backend.principal(cookie)
+        except (Unauthenticated, NotFound):
+            principal = None
+        if principal is not None and principal.kind == "browser":
+            page.principal = principal
+            page.me = await backend.call("convoys", Rpc.ME_GET, api.Ask(actor=page.actor), api.Me)
+            if not request.cookies.get(LANG_COOKIE) and page.me.person.language in i18n.LANGUAGES:
+                page.lang = page.me.person.language  # type: ignore[assignment]
+    if request.method not in SAFE_METHODS:
+        page.form = await request.form()
+        if page.principal is not None:
+            sent = str(page.form.get("_csrf") or request.headers.get(CSRF_HEADER, ""))
+            if not (page.csrf and hmac.compare_digest(sent.encode(), page.csrf.encode())):
+                raise Forbidden("the form is out of date (CSRF token); reload the page and try again")
+        elif request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            raise Forbidden("forms are only accepted from Convoy's own pages")
+    return page
+
+
+def needs_sign_in(request: Request[Any, Any, State], _: Exception) -> Response[Any]:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    location = f"/sign-in?next={quote(target, safe='')}"
+    if request.headers.get("hx-request"):
+        return Response(b"", status_code=401, headers={"HX-Redirect": location})
+    return Redirect(location, status_code=303)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

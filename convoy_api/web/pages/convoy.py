@@ -1,0 +1,315 @@
+"""The representative's pages: dashboard, convoy (timeline, board, search), report, comments, kudos, report form.
+
+Each page asks the services it needs once, in parallel (``asyncio.gather``), never once per item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from convoy_api.web.core import SEEN_COOKIE, Page, SignInNeeded, field_error, provide_page, service_error
+from schemas import api
+from schemas.subjects import Rpc
+from services.milestones import markdown
+from services.runtime.errors import ConvoyError, NotFound
+
+PageDep = NamedDependency[Page]
+ConvoyId = FromPath[uuid.UUID]
+ReportId = FromPath[uuid.UUID]
+DASHBOARD_CONVOYS = 8
+"""The dashboard details this many convoys (asked in parallel); the rest are listed by name."""
+STATUSES = ("not_started", "in_progress", "done", "blocked")
+CHART_CYCLES = 8
+
+
+def names_of(convoy: api.Convoy) -> dict[uuid.UUID, str]:
+    names = {f.person_id: f.name for f in convoy.facilitators}
+    for company in convoy.companies:
+        names.update({r.person_id: r.name for r in company.representatives})
+    return names
+
+
+def open_cycle(schedule: api.Schedule | None) -> api.ScheduledCycle | None:
+    """The cycle a company should report in now, or the next one to open."""
+    for cycle in schedule.cycles if schedule else []:
+        if not cycle.closed and not cycle.skipped:
+            return cycle
+    return None
+
+
+def cycle_charts(board: api.Board, reports: list[api.Report]) -> dict[str, Any]:
+    """Participation and mood per cycle, for the last cycles, from the latest reports."""
+    if board.cycle_index is None or not board.companies:
+        return {"cycles": []}
+    first = max(0, board.cycle_index - CHART_CYCLES + 1)
+    reported: dict[int, set[uuid.UUID]] = defaultdict(set)
+    moods: dict[int, list[int]] = defaultdict(list)
+    for r in reports:
+        reported[r.cycle_index].add(r.company_id)
+        if r.mood is not None:
+            moods[r.cycle_index].append(r.mood)
+    rows = []
+    for index in range(first, board.cycle_index + 1):
+        mood = moods.get(index)
+        rows.append(
+            {
+                "index": index,
+                "participation": len(reported.get(index, ())) / len(board.companies),
+                "mood": sum(mood) / len(mood) if mood else None,
+            }
+        )
+    return {"cycles": rows}
+
+
+class ConvoyPages(Controller):
+    dependencies = {"page": Provide(provide_page)}
+    include_in_schema = False
+
+    # --- dashboard -------------------------------------------------------------------------------
+    @get("/")
+    async def dashboard(self, page: PageDep) -> Template | Redirect:
+        if page.me is None:
+            return Redirect("/sign-in", status_code=303)
+        actor = page.actor
+        seen_raw = page.request.cookies.get(SEEN_COOKIE, "")
+        try:
+            seen = datetime.fromisoformat(seen_raw) if seen_raw else None
+        except ValueError:
+            seen = None
+        detailed = page.me.convoys[:DASHBOARD_CONVOYS]
+
+        async def details(mine: api.MyConvoy) -> dict[str, Any]:
+            asks: list[Any] = [
+                page.call("reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=mine.convoy_id), api.Schedule),
+                page.call("milestones", Rpc.TIMELINE, api.Timeline(actor=actor, convoy_id=mine.convoy_id, limit=10), api.TimelinePage),
+            ]
+            if mine.company_id is not None:
+                ask = api.CompanyAction(actor=actor, convoy_id=mine.convoy_id, company_id=mine.company_id)
+                asks.append(page.call("milestones", Rpc.PROJECT_GET, ask, api.Project))
+            got = await asyncio.gather(*asks, return_exceptions=True)
+            schedule = got[0] if isinstance(got[0], api.Schedule) else None
+            timeline = got[1] if isinstance(got[1], api.TimelinePage) else api.TimelinePage(reports=[], next_cursor=None)
+            project = got[2] if len(got) > 2 and isinstance(got[2], api.Project) else None
+            new = [r for r in timeline.reports if seen is None or r.submitted_at > seen]
+            return {"mine": mine, "cycle": open_cycle(schedule), "project": project, "new": new}
+
+        cards = await asyncio.gather(*(details(m) for m in detailed))
+        page.cookies.append(
+            Cookie(key=SEEN_COOKIE, value=datetime.now(UTC).isoformat(), max_age=365 * 86400, path="/", httponly=True, samesite="lax")
+        )
+        return page.render("dashboard.html", cards=cards, more=page.me.convoys[DASHBOARD_CONVOYS:], seen=seen)
+
+    # --- a convoy --------------------------------------------------------------------------------
+    @get("/convoys/{convoy_id:uuid}")
+    async def convoy(
+        self,
+        page: PageDep,
+        convoy_id: ConvoyId,
+        company_id: Annotated[uuid.UUID | None, QueryParameter()] = None,
+        milestone_status: Annotated[str | None, QueryParameter()] = None,
+        help_wanted: Annotated[bool | None, QueryParameter()] = None,
+        blockers: Annotated[bool | None, QueryParameter()] = None,
+        cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
+    ) -> Template:
+        actor = page.actor
+        status = milestone_status if milestone_status in STATUSES else None
+        timeline_ask = api.Timeline(
+            actor=actor, convoy_id=convoy_id, company_id=company_id, milestone_status=status,  # type: ignore[arg-type]
+            help_wanted=help_wanted or None, blockers=blockers or None, cursor=cursor, limit=20,
+        )
+        if page.request.headers.get("hx-request") and cursor:  # "more": the next page of the timeline only
+            convoy, timeline = await asyncio.gather(
+                page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+                page.call("milestones", Rpc.TIMELINE, timeline_ask, api.TimelinePage),
+            )
+            return page.render("_timeline.html", convoy=convoy, timeline=timeline, names=names_of(convoy), filters=timeline_ask)
+        convoy, timeline, board, recent = await asyncio.gather(
+            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+            page.call("milestones", Rpc.TIMELINE, timeline_ask, api.TimelinePage),
+            page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
+            page.call("milestones", Rpc.REPORT_LIST, api.ListReports(actor=actor, convoy_id=convoy_id, limit=50), api.ReportList),
+        )
+        return page.render(
+            "convoy.html",
+            convoy=convoy,
+            timeline=timeline,
+            board=board,
+            charts=cycle_charts(board, recent.reports),
+            names=names_of(convoy),
+            filters=timeline_ask,
+            mine=page.membership(convoy_id),
+            facilitates=page.facilitates(convoy_id),
+        )
+
+    @get("/convoys/{convoy_id:uuid}/search")
+    async def search(
+        self, page: PageDep, convoy_id: ConvoyId, q: Annotated[str, QueryParameter(max_length=200)] = ""
+    ) -> Template:
+        actor = page.actor
+        convoy = await page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy)
+        hits: list[api.SearchHit] = []
+        if q.strip():
+            found = await page.call(
+                "milestones", Rpc.SEARCH, api.Search(actor=actor, convoy_id=convoy_id, q=q.strip()), api.SearchResults
+            )
+            hits = found.hits
+        return page.render("search.html", convoy=convoy, q=q, hits=hits)
+
+    # --- one report, comments and kudos -----------------------------------------------------------
+    @get("/reports/{report_id:uuid}")
+    async def report(self, page: PageDep, report_id: ReportId) -> Template:
+        actor = page.actor
+        report, comments = await asyncio.gather(
+            page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
+            page.call("milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments),
+        )
+        convoy = await page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy)
+        return page.render(
+            "report.html", convoy=convoy, report=report, comments=comments.comments, names=names_of(convoy),
+            facilitates=page.facilitates(convoy.id), open_comments=True, error="",
+        )
+
+    @get("/reports/{report_id:uuid}/comments")
+    async def comments(self, page: PageDep, report_id: ReportId) -> Template:
+        return await self._comments(page, report_id)
+
+    async def _comments(self, page: Page, report_id: uuid.UUID, error: str = "", status_code: int = 200) -> Template:
+        actor = page.actor
+        report, comments = await asyncio.gather(
+            page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
+            page.call("milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments),
+        )
+        convoy = await page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy)
+        return page.render(
+            "_comments.html", status_code, report=report, comments=comments.comments, names=names_of(convoy),
+            facilitates=page.facilitates(convoy.id), error=error,
+        )
+
+    @post("/reports/{report_id:uuid}/comments", status_code=200)
+    async def comment(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
+        values = {"body": str(page.form.get("body", "")).strip()}
+        if parent := str(page.form.get("parent_id", "")):
+            values["parent_id"] = parent
+        try:
+            new = msgspec.convert(values, api.NewComment)
+            await page.call("milestones", Rpc.COMMENT_ADD, api.AddComment(actor=page.actor, report_id=report_id, comment=new), api.Comment)
+        except msgspec.ValidationError as exc:
+            return await self._comments(page, report_id, field_error(page, exc)[1], 422)
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await self._comments(page, report_id, service_error(page, exc), exc.status)
+        if page.request.headers.get("hx-request"):
+            return await self._comments(page, report_id)
+        return page.redirect(f"/reports/{report_id}")
+
+    @post("/reports/{report_id:uuid}/kudos", status_code=200)
+    async def kudos(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
+        actor = page.actor
+        ask = api.ReportAction(actor=actor, report_id=report_id)
+        error = ""
+        try:
+            if page.form.get("take_back"):
+                report = await page.call("milestones", Rpc.KUDOS_TAKE_BACK, ask, api.Report)
+            else:
+                report = await page.call("milestones", Rpc.KUDOS_GIVE, ask, api.Report)
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            error = service_error(page, exc)
+            report = await page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report)
+        if page.request.headers.get("hx-request"):
+            return page.render("_kudos.html", report=report, error=error)
+        return page.redirect(f"/reports/{report_id}")
+
+    # --- the report form -------------------------------------------------------------------------
+    @get("/convoys/{convoy_id:uuid}/report")
+    async def report_form(self, page: PageDep, convoy_id: ConvoyId) -> Template:
+        return await self._form(page, convoy_id, {}, {}, "")
+
+    async def _form(
+        self, page: Page, convoy_id: uuid.UUID, values: dict[str, Any], errors: dict[str, str], error: str,
+        status_code: int = 200,
+    ) -> Template:
+        mine = page.membership(convoy_id)
+        if mine is None or mine.company_id is None:
+            raise NotFound("you do not report for a company in this convoy")
+        actor = page.actor
+        convoy, project, latest, board = await asyncio.gather(
+            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+            page.call("milestones", Rpc.PROJECT_GET, api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=mine.company_id), api.Project),
+            page.call("milestones", Rpc.TIMELINE, api.Timeline(actor=actor, convoy_id=convoy_id, company_id=mine.company_id, limit=1), api.TimelinePage),
+            page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
+            return_exceptions=True,
+        )
+        if isinstance(convoy, BaseException):
+            raise convoy
+        current = None
+        if isinstance(latest, api.TimelinePage) and isinstance(board, api.Board) and latest.reports:
+            if latest.reports[0].cycle_index == (board.cycle_index or 0):
+                current = latest.reports[0]
+        if not values and current is not None:
+            values = {
+                "done": current.done, "next": current.next, "blockers": current.blockers,
+                "help_wanted": current.help_wanted, "help_topic": current.help_topic, "mood": current.mood,
+            }
+        return page.render(
+            "report_form.html", status_code, convoy=convoy, mine=mine,
+            project=project if isinstance(project, api.Project) else None, current=current,
+            cycle_index=board.cycle_index if isinstance(board, api.Board) else None,
+            values=values, errors=errors, error=error, statuses=STATUSES,
+        )
+
+    @post("/convoys/{convoy_id:uuid}/report", status_code=200)
+    async def submit(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        mine = page.membership(convoy_id)
+        if mine is None or mine.company_id is None:
+            raise SignInNeeded if page.me is None else NotFound("you do not report for a company in this convoy")
+        form = page.form
+        values: dict[str, Any] = {k: str(form.get(k, "")).strip() for k in ("done", "next", "blockers", "help_topic")}
+        values["help_wanted"] = bool(form.get("help_wanted"))
+        mood = str(form.get("mood", ""))
+        values["mood"] = int(mood) if mood in {"1", "2", "3", "4", "5"} else None
+        changed = [
+            {"milestone_id": key[3:], "status": str(form.get(key))}
+            for key in form
+            if key.startswith("ms_") and str(form.get(key)) in STATUSES and str(form.get(key)) != str(form.get("was_" + key[3:], ""))
+        ]
+        report_id = str(form.get("report_id", ""))
+        try:
+            if report_id:
+                patch = msgspec.convert(values, api.ReportPatch)
+                await page.call("milestones", Rpc.REPORT_EDIT, api.EditReport(actor=page.actor, report_id=uuid.UUID(report_id), patch=patch), api.Report)
+                for change in changed:
+                    ms_patch = api.MilestonePatch(status=change["status"])
+                    await page.call("milestones", Rpc.MILESTONE_CHANGE, api.ChangeMilestone(actor=page.actor, milestone_id=uuid.UUID(change["milestone_id"]), patch=ms_patch), api.Milestone)
+            else:
+                new = msgspec.convert({**values, "company_id": str(mine.company_id), "milestones": changed}, api.NewReport)
+                await page.call("milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=page.actor, convoy_id=convoy_id, report=new), api.Report)
+        except msgspec.ValidationError as exc:
+            name, message = field_error(page, exc)
+            return await self._form(page, convoy_id, values, {name: message}, "", 422)
+        except (ValueError, ConvoyError) as exc:
+            if isinstance(exc, ConvoyError) and exc.status == 401:
+                raise
+            message = service_error(page, exc) if isinstance(exc, ConvoyError) else page._("Please check this value.")
+            return await self._form(page, convoy_id, values, {}, message, getattr(exc, "status", 400))
+        return page.redirect(f"/convoys/{convoy_id}?saved=1")
+
+    @post("/preview", status_code=200)
+    async def preview(self, page: PageDep) -> Template:
+        """Markdown preview of the report form's text, rendered and sanitized like the saved report."""
+        page.actor  # noqa: B018 — signed-in people only
+        text = str(page.form.get("done", "") or page.form.get("text", ""))[:20000]
+        return page.render("_preview.html", html=markdown.render(text))

@@ -1,0 +1,273 @@
+"""The facilitator's pages: create and edit a convoy, companies and invitations, join requests,
+Slack, the schedule (skip, away, prompt now, close now), the audit log and the overview."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from convoy_api.web.core import Page, field_error, provide_page, service_error
+from schemas import api
+from schemas.subjects import Rpc
+from schemas.values import Bundesland, SizeClass
+from services.runtime.errors import ConvoyError, Forbidden
+
+PageDep = NamedDependency[Page]
+ConvoyId = FromPath[uuid.UUID]
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+BUNDESLAENDER = Bundesland.__args__  # type: ignore[attr-defined]
+SIZE_CLASSES = SizeClass.__args__  # type: ignore[attr-defined]
+
+
+def _text(page: Page, *names: str) -> dict[str, str]:
+    return {n: str(page.form.get(n, "")).strip() for n in names}
+
+
+def convoy_values(page: Page) -> dict[str, Any]:
+    values: dict[str, Any] = _text(page, "name", "theme", "description", "timezone", "language")
+    values["cadence"] = {
+        "frequency": str(page.form.get("frequency", "weekly")),
+        "weekday": str(page.form.get("weekday", "mon")),
+        "local_time": str(page.form.get("local_time", "09:00")),
+        "window_hours": str(page.form.get("window_hours", "72")),
+    }
+    for name in ("start_date", "end_date"):
+        values[name] = str(page.form.get(name, "")) or None
+    values["open_for_requests"] = bool(page.form.get("open_for_requests"))
+    return values
+
+
+class FacilitatorPages(Controller):
+    dependencies = {"page": Provide(provide_page)}
+    include_in_schema = False
+
+    # --- create --------------------------------------------------------------------------------
+    @get("/convoys/new")
+    async def new(self, page: PageDep) -> Template:
+        if not (page.actor.is_facilitator or page.actor.is_admin):
+            raise Forbidden("only facilitators create convoys")
+        return page.render("convoy_form.html", convoy=None, values={}, errors={}, error="", weekdays=WEEKDAYS)
+
+    @post("/convoys/new", status_code=200)
+    async def create(self, page: PageDep) -> Template | Redirect:
+        values = convoy_values(page)
+        try:
+            new = msgspec.convert(values, api.NewConvoy, strict=False)
+            convoy = await page.call("convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=page.actor, convoy=new), api.Convoy)
+        except msgspec.ValidationError as exc:
+            name, message = field_error(page, exc)
+            return page.render("convoy_form.html", 422, convoy=None, values=values, errors={name: message}, error="", weekdays=WEEKDAYS)
+        except ConvoyError as exc:
+            return page.render("convoy_form.html", exc.status, convoy=None, values=values, errors={}, error=service_error(page, exc), weekdays=WEEKDAYS)
+        return page.redirect(f"/convoys/{convoy.id}/manage")
+
+    # --- manage: settings, status, Slack, companies, invitations, join requests --------------------
+    @get("/convoys/{convoy_id:uuid}/manage")
+    async def manage(self, page: PageDep, convoy_id: ConvoyId) -> Template:
+        return await self._manage(page, convoy_id)
+
+    async def _manage(
+        self, page: Page, convoy_id: uuid.UUID, errors: dict[str, dict[str, str]] | None = None, error: str = "",
+        status_code: int = 200, notice: str = "", values: dict[str, Any] | None = None,
+    ) -> Template:
+        actor = page.actor
+        convoy, requests, slack = await asyncio.gather(
+            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+            page.call("convoys", Rpc.JOIN_REQUEST_LIST, api.ListJoinRequests(actor=actor, convoy_id=convoy_id), api.JoinRequests),
+            page.call("convoys", Rpc.CONVOY_SLACK_GET, api.AskConvoy(actor=actor, convoy_id=convoy_id), api.SlackTarget),
+            return_exceptions=True,
+        )
+        if isinstance(convoy, BaseException):
+            raise convoy
+        if isinstance(requests, BaseException):  # members may read the convoy, not its join requests
+            raise requests
+        return page.render(
+            "manage.html", status_code, convoy=convoy, requests=requests.requests,
+            slack=slack if isinstance(slack, api.SlackTarget) else None,
+            errors=errors or {}, error=error, notice=notice, values=values or {}, weekdays=WEEKDAYS,
+            bundeslaender=BUNDESLAENDER, size_classes=SIZE_CLASSES,
+        )
+
+    async def _act(self, page: Page, convoy_id: uuid.UUID, form: str, action: Any, notice: str, values: dict[str, Any] | None = None) -> Template | Redirect:
+        """Run one facilitator action; show a refusal next to the form it came from."""
+        try:
+            await action()
+        except msgspec.ValidationError as exc:
+            name, message = field_error(page, exc)
+            return await self._manage(page, convoy_id, {form: {name: message}}, status_code=422, values=values)
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await self._manage(page, convoy_id, {form: {"": service_error(page, exc)}}, status_code=exc.status, values=values)
+        return page.redirect(f"/convoys/{convoy_id}/manage?done={notice}")
+
+    @post("/convoys/{convoy_id:uuid}/manage/settings", status_code=200)
+    async def settings(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        values = convoy_values(page)
+
+        async def run() -> None:
+            patch = msgspec.convert(values, api.ConvoyPatch, strict=False)
+            await page.call("convoys", Rpc.CONVOY_UPDATE, api.UpdateConvoy(actor=page.actor, convoy_id=convoy_id, patch=patch), api.Convoy)
+
+        return await self._act(page, convoy_id, "settings", run, "settings", {"settings": values})
+
+    @post("/convoys/{convoy_id:uuid}/manage/status", status_code=200)
+    async def status(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        async def run() -> None:
+            change = msgspec.convert(_text(page, "status", "reason"), api.StatusChange)
+            await page.call("convoys", Rpc.CONVOY_STATUS, api.ChangeStatus(actor=page.actor, convoy_id=convoy_id, change=change), api.Convoy)
+
+        return await self._act(page, convoy_id, "status", run, "status")
+
+    @post("/convoys/{convoy_id:uuid}/manage/slack", status_code=200)
+    async def slack(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        async def run() -> None:
+            url = str(page.form.get("webhook_url", "")).strip() or None
+            hook = api.SlackWebhook(webhook_url=url, post_reports=bool(page.form.get("post_reports")))
+            await page.call("convoys", Rpc.CONVOY_SLACK_SET, api.SetSlack(actor=page.actor, convoy_id=convoy_id, slack=hook), api.Convoy)
+
+        return await self._act(page, convoy_id, "slack", run, "slack")
+
+    @post("/convoys/{convoy_id:uuid}/manage/companies", status_code=200)
+    async def add_company(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        values = _text(page, "name", "sector", "size_class", "region")
+
+        async def run() -> None:
+            company = msgspec.convert(values, api.NewCompany)
+            await page.call("convoys", Rpc.COMPANY_ADD, api.AddCompany(actor=page.actor, convoy_id=convoy_id, company=company), api.Company)
+
+        return await self._act(page, convoy_id, "company", run, "company", {"company": values})
+
+    @post("/convoys/{convoy_id:uuid}/manage/companies/{company_id:uuid}/invite", status_code=200)
+    async def invite(self, page: PageDep, convoy_id: ConvoyId, company_id: FromPath[uuid.UUID]) -> Template | Redirect:
+        values = _text(page, "email", "name", "language")
+
+        async def run() -> None:
+            invitation = msgspec.convert(values, api.NewInvitation)
+            ask = api.CreateInvitation(actor=page.actor, convoy_id=convoy_id, company_id=company_id, invitation=invitation)
+            await page.call("convoys", Rpc.INVITATION_CREATE, ask, api.Invitation)
+
+        return await self._act(page, convoy_id, f"invite-{company_id}", run, "invited", {f"invite-{company_id}": values})
+
+    @post("/convoys/{convoy_id:uuid}/manage/companies/{company_id:uuid}/remove", status_code=200)
+    async def remove_company(self, page: PageDep, convoy_id: ConvoyId, company_id: FromPath[uuid.UUID]) -> Template | Redirect:
+        async def run() -> None:
+            removal = msgspec.convert(_text(page, "reason"), api.Removal)
+            ask = api.RemoveCompany(actor=page.actor, convoy_id=convoy_id, company_id=company_id, removal=removal)
+            await page.call("convoys", Rpc.COMPANY_REMOVE, ask, api.Company)
+
+        return await self._act(page, convoy_id, f"remove-{company_id}", run, "removed")
+
+    @post("/convoys/{convoy_id:uuid}/manage/join-requests/{request_id:uuid}", status_code=200)
+    async def decide(self, page: PageDep, convoy_id: ConvoyId, request_id: FromPath[uuid.UUID]) -> Template | Redirect:
+        async def run() -> None:
+            decision = api.JoinDecision(approve=page.form.get("approve") == "1", reason=str(page.form.get("reason", "")).strip())
+            ask = api.DecideJoinRequest(actor=page.actor, convoy_id=convoy_id, request_id=request_id, decision=decision)
+            await page.call("convoys", Rpc.JOIN_REQUEST_DECIDE, ask, api.JoinRequest)
+
+        return await self._act(page, convoy_id, f"request-{request_id}", run, "decided")
+
+    # --- schedule ------------------------------------------------------------------------------
+    @get("/convoys/{convoy_id:uuid}/schedule")
+    async def schedule(self, page: PageDep, convoy_id: ConvoyId) -> Template:
+        return await self._schedule(page, convoy_id)
+
+    async def _schedule(self, page: Page, convoy_id: uuid.UUID, error: str = "", status_code: int = 200, notice: str = "") -> Template:
+        actor = page.actor
+        convoy, schedule = await asyncio.gather(
+            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+            page.call("reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=8), api.Schedule),
+        )
+        return page.render(
+            "schedule.html", status_code, convoy=convoy, schedule=schedule, error=error, notice=notice,
+            facilitates=page.facilitates(convoy_id), mine=page.membership(convoy_id), bundeslaender=BUNDESLAENDER,
+        )
+
+    async def _fire(self, page: Page, convoy_id: uuid.UUID, action: Any, notice: str) -> Template | Redirect:
+        try:
+            await action()
+        except msgspec.ValidationError as exc:
+            return await self._schedule(page, convoy_id, field_error(page, exc)[1], 422)
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await self._schedule(page, convoy_id, service_error(page, exc), exc.status)
+        return page.redirect(f"/convoys/{convoy_id}/schedule?done={notice}")
+
+    @post("/convoys/{convoy_id:uuid}/schedule/prompt-now", status_code=200)
+    async def prompt_now(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        async def run() -> None:
+            await page.call("reminders", Rpc.PROMPT_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id), api.Fired)
+
+        return await self._fire(page, convoy_id, run, "prompted")
+
+    @post("/convoys/{convoy_id:uuid}/schedule/close-now", status_code=200)
+    async def close_now(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        async def run() -> None:
+            await page.call("reminders", Rpc.CLOSE_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id), api.Fired)
+
+        return await self._fire(page, convoy_id, run, "closed")
+
+    @post("/convoys/{convoy_id:uuid}/schedule/cycles/{cycle_index:int}/skip", status_code=200)
+    async def skip(self, page: PageDep, convoy_id: ConvoyId, cycle_index: FromPath[int]) -> Template | Redirect:
+        async def run() -> None:
+            skip = msgspec.convert(_text(page, "reason"), api.CycleSkip)
+            ask = api.SkipCycle(actor=page.actor, convoy_id=convoy_id, cycle_index=cycle_index, skip=skip)
+            await page.call("reminders", Rpc.CYCLE_SKIP, ask, api.Schedule)
+
+        return await self._fire(page, convoy_id, run, "skipped")
+
+    @post("/convoys/{convoy_id:uuid}/schedule/away", status_code=200)
+    async def away(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        async def run() -> None:
+            values = _text(page, "company_id", "from_date", "until_date", "reason")
+            away = msgspec.convert({k: values[k] for k in ("from_date", "until_date", "reason")}, api.NewAway)
+            ask = api.MarkAway(actor=page.actor, convoy_id=convoy_id, company_id=uuid.UUID(values["company_id"]), away=away)
+            await page.call("reminders", Rpc.COMPANY_AWAY, ask, api.Schedule)
+
+        return await self._fire(page, convoy_id, run, "away")
+
+    @post("/convoys/{convoy_id:uuid}/schedule/settings", status_code=200)
+    async def schedule_settings(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        async def run() -> None:
+            offsets = [x.strip() for x in str(page.form.get("nudge_offsets_hours", "")).split(",") if x.strip()]
+            raw = {**_text(page, "holiday_region", "holiday_policy"), "nudge_offsets_hours": offsets}
+            settings = msgspec.convert(raw, api.ScheduleSettings, strict=False)
+            ask = api.PutScheduleSettings(actor=page.actor, convoy_id=convoy_id, settings=settings)
+            await page.call("reminders", Rpc.SCHEDULE_SETTINGS, ask, api.Schedule)
+
+        return await self._fire(page, convoy_id, run, "settings")
+
+    # --- audit log and overview ------------------------------------------------------------------
+    @get("/convoys/{convoy_id:uuid}/audit")
+    async def audit(self, page: PageDep, convoy_id: ConvoyId) -> Template:
+        actor = page.actor
+        convoy, log = await asyncio.gather(
+            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+            page.call("convoys", Rpc.AUDIT_LIST, api.ListAudit(actor=actor, convoy_id=convoy_id, limit=200), api.AuditLog),
+        )
+        people = {f.person_id: f.name for f in convoy.facilitators}
+        for company in convoy.companies:
+            people.update({r.person_id: r.name for r in company.representatives})
+        return page.render("audit.html", convoy=convoy, entries=log.entries, people=people)
+
+    @get("/facilitate")
+    async def overview(self, page: PageDep) -> Template:
+        """Participation and health across the convoys this person facilitates, in one request."""
+        mine = [c for c in (page.me.convoys if page.me else []) if c.role == "facilitator"]
+        if not mine and not page.actor.is_facilitator:
+            raise Forbidden("only facilitators have an overview")
+        health = await page.call(
+            "milestones", Rpc.FACILITATOR_DIGEST,
+            api.FacilitatorDigestAsk(convoy_ids=[c.convoy_id for c in mine][:500], at=datetime.now(UTC)),
+            api.FacilitatorDigest,
+        )
+        return page.render("overview.html", convoys=mine, health={h.convoy_id: h for h in health.convoys})

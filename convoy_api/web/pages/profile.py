@@ -1,0 +1,99 @@
+"""Profile, notification preferences and personal API tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+from convoy_api.web.core import Page, field_error, provide_page, service_error
+from schemas import api
+from schemas.subjects import Rpc
+from services.runtime.errors import ConvoyError
+
+PageDep = NamedDependency[Page]
+KINDS = ("report", "help_offered", "prompt", "nudge", "facilitator_digest")
+
+
+class ProfilePages(Controller):
+    path = "/profile"
+    dependencies = {"page": Provide(provide_page)}
+    include_in_schema = False
+
+    @get("/")
+    async def show(self, page: PageDep) -> Template:
+        return await self._show(page)
+
+    async def _show(
+        self, page: Page, errors: dict[str, dict[str, str]] | None = None, status_code: int = 200, created: str = "", notice: str = ""
+    ) -> Template:
+        actor = page.actor
+        prefs, tokens = await asyncio.gather(
+            page.call("notifier", Rpc.PREFS_GET, api.PrefsAsk(actor=actor), api.NotificationPrefs),
+            page.call("convoys", Rpc.API_TOKEN_LIST, api.Ask(actor=actor), api.ApiTokens),
+        )
+        return page.render(
+            "profile.html", status_code, prefs=prefs, tokens=tokens.tokens, kinds=KINDS, errors=errors or {},
+            created=created, notice=notice,
+        )
+
+    async def _guard(self, page: Page, form: str, action: Any) -> Template | None:
+        try:
+            await action()
+        except msgspec.ValidationError as exc:
+            name, message = field_error(page, exc)
+            return await self._show(page, {form: {name: message}}, 422)
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await self._show(page, {form: {"": service_error(page, exc)}}, exc.status)
+        return None
+
+    @post("/", status_code=200)
+    async def update(self, page: PageDep) -> Template | Redirect:
+        async def run() -> None:
+            values = {k: str(page.form.get(k, "")).strip() for k in ("name", "language", "timezone")}
+            patch = msgspec.convert(values, api.ProfilePatch)
+            await page.call("convoys", Rpc.ME_UPDATE, api.UpdateMe(actor=page.actor, patch=patch), api.Me)
+
+        failed = await self._guard(page, "profile", run)
+        return failed or page.redirect("/profile?done=profile")
+
+    @post("/notifications", status_code=200)
+    async def notifications(self, page: PageDep) -> Template | Redirect:
+        async def run() -> None:
+            prefs = api.NotificationPrefs(
+                email=bool(page.form.get("email")),
+                digest=bool(page.form.get("digest")),
+                immediate={kind: bool(page.form.get(f"immediate_{kind}")) for kind in KINDS},  # type: ignore[misc]
+            )
+            await page.call("notifier", Rpc.PREFS_PUT, api.PutPrefs(actor=page.actor, prefs=prefs), api.NotificationPrefs)
+
+        failed = await self._guard(page, "prefs", run)
+        return failed or page.redirect("/profile?done=notifications")
+
+    @post("/tokens", status_code=200)
+    async def create_token(self, page: PageDep) -> Template:
+        created: list[api.ApiTokenCreated] = []
+
+        async def run() -> None:
+            request = msgspec.convert({"name": str(page.form.get("name", "")).strip()}, api.NewApiToken)
+            ask = api.CreateApiToken(actor=page.actor, request=request)
+            created.append(await page.call("convoys", Rpc.API_TOKEN_CREATE, ask, api.ApiTokenCreated))
+
+        failed = await self._guard(page, "token", run)
+        return failed or await self._show(page, created=created[0].token)
+
+    @post("/tokens/{token_id:uuid}/revoke", status_code=200)
+    async def revoke(self, page: PageDep, token_id: FromPath[uuid.UUID]) -> Template | Redirect:
+        async def run() -> None:
+            await page.call("convoys", Rpc.API_TOKEN_REVOKE, api.RevokeApiToken(actor=page.actor, token_id=token_id), api.Accepted)
+
+        failed = await self._guard(page, "token", run)
+        return failed or page.redirect("/profile?done=revoked")
