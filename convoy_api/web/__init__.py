@@ -25,6 +25,7 @@ from convoy_api.web.pages.convoy import ConvoyPages
 from convoy_api.web.pages.devmail import DevMailPages
 from convoy_api.web.pages.facilitate import FacilitatorPages
 from convoy_api.web.pages.profile import ProfilePages
+from convoy_api.web.pages.project import ProjectPages
 from services.runtime.errors import ConvoyError, Unauthenticated
 from services.runtime.settings import Settings
 
@@ -82,7 +83,14 @@ def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[An
 
 
 def routes(settings: Settings) -> list[ControllerRouterHandler]:
-    pages: list[ControllerRouterHandler] = [SignInPages, InvitationPages, ConvoyPages, FacilitatorPages, ProfilePages]
+    pages: list[ControllerRouterHandler] = [
+        SignInPages,
+        InvitationPages,
+        ConvoyPages,
+        ProjectPages,
+        FacilitatorPages,
+        ProfilePages,
+    ]
     if settings.dev_mail_viewer:
         pages.append(DevMailPages)
     return [

@@ -113,20 +113,22 @@ class Page:
 _FIELD = re.compile(r"at `\$\.([a-z_]+)")
 
 
-def field_error(page: Page, exc: msgspec.ValidationError) -> tuple[str, str]:
-    """(field, message in the person's language) for a msgspec validation error."""
+def field_error(page: Page, exc: msgspec.ValidationError, values: dict[str, Any] | None = None) -> tuple[str, str]:
+    """(field, message in the person's language) for a msgspec validation error of a form."""
     text = str(exc)
     found = _FIELD.search(text)
     name = found.group(1) if found else ""
-    if "length >= 1" in text or "missing required field" in text.lower():
+    missing = re.search(r"missing required field `([a-z_]+)`", text)
+    if missing:
+        name = missing.group(1)
+    empty = values is not None and name in values and values[name] in ("", None)
+    if missing or empty or "length >= 1" in text:
         message = page._("Please fill in this field.")
-        if "missing required field" in text.lower():
-            name = text.rsplit("`", 2)[-2] if text.count("`") >= 2 else name
     elif "length <=" in text:
         message = page._("This is too long.")
-    elif "pattern" in text and "email" in name:
+    elif ("regex" in text or "pattern" in text) and "email" in name:
         message = page._("Please enter an email address such as anna@example.de.")
-    elif "pattern" in text:
+    elif "regex" in text or "pattern" in text:
         message = page._("This is not in the expected format.")
     else:
         message = page._("Please check this value.")

@@ -19,7 +19,8 @@ def main() -> None:
     extract = ["extract", "-F", str(HERE.parent / "babel.cfg"), "-k", "N_", "--no-location", "--omit-header"]
     subprocess.run([*babel, *extract, "-o", str(pot), str(ROOT)], check=True, cwd=ROOT)  # noqa: S603
     for po in HERE.glob("*/LC_MESSAGES/messages.po"):
-        subprocess.run([*babel, "update", "-i", str(pot), "-o", str(po), "--no-fuzzy-matching"], check=True)  # noqa: S603
+        update = ["update", "-i", str(pot), "-d", str(HERE), "-l", po.parent.parent.name, "--no-fuzzy-matching"]
+        subprocess.run([*babel, *update], check=True)  # noqa: S603
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ class SignInPages(Controller):
         try:
             request = msgspec.convert({"email": email}, api.SignInRequest)
         except msgspec.ValidationError as exc:
-            name, message = field_error(page, exc)
+            name, message = field_error(page, exc, {"email": email})
             return page.render("sign_in.html", 422, next=nxt, sent=False, errors={name: message}, email=email)
         await page.call("convoys", Rpc.SIGN_IN_REQUEST, request, api.Accepted)
         return page.render("sign_in.html", next=nxt, sent=True, errors={}, email=email)
@@ -127,7 +127,7 @@ class InvitationPages(Controller):
                 "convoys", Rpc.INVITATION_ACCEPT, api.AcceptInvitationRequest(accept=accept), api.SignedIn
             )
         except msgspec.ValidationError as exc:
-            name, message = field_error(page, exc)
+            name, message = field_error(page, exc, values)
             preview = await page.call(
                 "convoys", Rpc.INVITATION_PREVIEW, api.PreviewInvitation(token=token), api.InvitationPreview
             )

@@ -169,6 +169,9 @@ class ConvoyPages(Controller):
     # --- one report, comments and kudos -----------------------------------------------------------
     @get("/reports/{report_id:uuid}")
     async def report(self, page: PageDep, report_id: ReportId) -> Template:
+        return await self._report_page(page, report_id)
+
+    async def _report_page(self, page: Page, report_id: uuid.UUID, error: str = "", status_code: int = 200) -> Template:
         actor = page.actor
         report, comments = await asyncio.gather(
             page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
@@ -176,8 +179,8 @@ class ConvoyPages(Controller):
         )
         convoy = await page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy)
         return page.render(
-            "report.html", convoy=convoy, report=report, comments=comments.comments, names=names_of(convoy),
-            facilitates=page.facilitates(convoy.id), open_comments=True, error="",
+            "report.html", status_code, convoy=convoy, report=report, comments=comments.comments, names=names_of(convoy),
+            facilitates=page.facilitates(convoy.id), open_comments=True, error="", moderation_error=error,
         )
 
     @get("/reports/{report_id:uuid}/comments")
@@ -205,7 +208,7 @@ class ConvoyPages(Controller):
             new = msgspec.convert(values, api.NewComment)
             await page.call("milestones", Rpc.COMMENT_ADD, api.AddComment(actor=page.actor, report_id=report_id, comment=new), api.Comment)
         except msgspec.ValidationError as exc:
-            return await self._comments(page, report_id, field_error(page, exc)[1], 422)
+            return await self._comments(page, report_id, field_error(page, exc, values)[1], 422)
         except ConvoyError as exc:
             if exc.status in (401, 404):
                 raise
@@ -232,6 +235,58 @@ class ConvoyPages(Controller):
         if page.request.headers.get("hx-request"):
             return page.render("_kudos.html", report=report, error=error)
         return page.redirect(f"/reports/{report_id}")
+
+    # --- moderation (facilitators; the service checks it) -------------------------------------------
+    async def _moderate(self, page: Page, report_id: uuid.UUID, action: Any) -> Template | Redirect:
+        try:
+            await action()
+        except msgspec.ValidationError as exc:
+            return await self._report_page(page, report_id, field_error(page, exc, {"reason": ""})[1], 422)
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await self._report_page(page, report_id, service_error(page, exc), exc.status)
+        return page.redirect(f"/reports/{report_id}")
+
+    @post("/comments/{comment_id:uuid}/{action:str}", status_code=200)
+    async def moderate_comment(self, page: PageDep, comment_id: FromPath[uuid.UUID], action: FromPath[str]) -> Template | Redirect:
+        operation = {"hide": Rpc.COMMENT_HIDE, "restore": Rpc.COMMENT_RESTORE}.get(action)
+        if operation is None:
+            raise NotFound("no such action")
+        reason = str(page.form.get("reason", "")).strip()
+
+        async def run() -> None:
+            if action == "hide":
+                msgspec.convert({"reason": reason}, api.Hide)
+            ask = api.ModerateComment(actor=page.actor, comment_id=comment_id, reason=reason[:500])
+            done = await page.call("milestones", operation, ask, api.Comment)
+            report_ids.append(done.report_id)
+
+        report_ids: list[uuid.UUID] = []
+        try:
+            report_id = uuid.UUID(str(page.form.get("report_id", "")))
+        except ValueError as exc:
+            raise NotFound("no such report") from exc
+        return await self._moderate(page, report_id, run)
+
+    @post("/reports/{report_id:uuid}/{action:str}", status_code=200)
+    async def moderate_report(self, page: PageDep, report_id: ReportId, action: FromPath[str]) -> Template | Redirect:
+        reason = str(page.form.get("reason", "")).strip()[:500]
+        actor = page.actor
+
+        async def run() -> None:
+            if action == "hide":
+                msgspec.convert({"reason": reason}, api.Hide)
+                await page.call("milestones", Rpc.REPORT_HIDE, api.ModerateReport(actor=actor, report_id=report_id, reason=reason), api.Report)
+            elif action == "restore":
+                await page.call("milestones", Rpc.REPORT_RESTORE, api.ModerateReport(actor=actor, report_id=report_id, reason=reason), api.Report)
+            elif action in ("lock", "unlock"):
+                ask = api.LockComments(actor=actor, report_id=report_id, locked=action == "lock", reason=reason)
+                await page.call("milestones", Rpc.REPORT_LOCK_COMMENTS, ask, api.Report)
+            else:
+                raise NotFound("no such action")
+
+        return await self._moderate(page, report_id, run)
 
     # --- the report form -------------------------------------------------------------------------
     @get("/convoys/{convoy_id:uuid}/report")
@@ -298,7 +353,7 @@ class ConvoyPages(Controller):
                 new = msgspec.convert({**values, "company_id": str(mine.company_id), "milestones": changed}, api.NewReport)
                 await page.call("milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=page.actor, convoy_id=convoy_id, report=new), api.Report)
         except msgspec.ValidationError as exc:
-            name, message = field_error(page, exc)
+            name, message = field_error(page, exc, values)
             return await self._form(page, convoy_id, values, {name: message}, "", 422)
         except (ValueError, ConvoyError) as exc:
             if isinstance(exc, ConvoyError) and exc.status == 401:

@@ -63,7 +63,7 @@ class FacilitatorPages(Controller):
             new = msgspec.convert(values, api.NewConvoy, strict=False)
             convoy = await page.call("convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=page.actor, convoy=new), api.Convoy)
         except msgspec.ValidationError as exc:
-            name, message = field_error(page, exc)
+            name, message = field_error(page, exc, values)
             return page.render("convoy_form.html", 422, convoy=None, values=values, errors={name: message}, error="", weekdays=WEEKDAYS)
         except ConvoyError as exc:
             return page.render("convoy_form.html", exc.status, convoy=None, values=values, errors={}, error=service_error(page, exc), weekdays=WEEKDAYS)
@@ -101,7 +101,7 @@ class FacilitatorPages(Controller):
         try:
             await action()
         except msgspec.ValidationError as exc:
-            name, message = field_error(page, exc)
+            name, message = field_error(page, exc, (values or {}).get(form))
             return await self._manage(page, convoy_id, {form: {name: message}}, status_code=422, values=values)
         except ConvoyError as exc:
             if exc.status in (401, 404):
