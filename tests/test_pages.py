@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from email.utils import parseaddr
 from pathlib import Path
 
 import httpx
@@ -120,7 +121,7 @@ async def test_user_text_is_escaped_in_pages(
     assert r.status_code == 303
     for path in ("/", f"/convoys/{world.convoy_id}", f"/convoys/{world.convoy_id}/report"):
         html = (await ben.get(path)).text
-        assert "<script>alert" not in html and "<img src=x" not in html and "href=\"javascript:" not in html
+        assert "<script>alert" not in html and "<img src=x" not in html and 'href="javascript:' not in html
         assert "&lt;img src=x onerror=" in html or path.endswith("/report")
 
 
@@ -147,9 +148,22 @@ def test_every_string_of_the_pages_has_a_german_translation(tmp_path: Path) -> N
     """The catalogue is current (``make messages``) and complete."""
     fresh = ROOT / "convoy_api" / "web" / "locale" / "messages.pot"
     out = tmp_path / "messages.pot"
-    subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "babel.messages.frontend", "extract", "-F", str(fresh.parent.parent / "babel.cfg"),
-         "-k", "N_", "--no-location", "--omit-header", "-o", str(out), str(ROOT)],
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "babel.messages.frontend",
+            "extract",
+            "-F",
+            str(fresh.parent.parent / "babel.cfg"),
+            "-k",
+            "N_",
+            "--no-location",
+            "--omit-header",
+            "-o",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         cwd=ROOT,
@@ -162,3 +176,59 @@ def test_every_string_of_the_pages_has_a_german_translation(tmp_path: Path) -> N
     assert [k for k in wanted if not german[k]] == [], "untranslated strings in locale/de"
     assert i18n.gettext_for("de")("Sign in") == "Anmelden"
     assert i18n.gettext_for("en")("Sign in") == "Sign in"
+
+
+async def test_every_page_renders_for_its_people(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+) -> None:
+    world = await build_world(client, smtp_sink)
+    cid = world.convoy_id
+    r = await client.post(f"/api/v1/convoys/{cid}/status", json={"status": "active"}, headers=world.facilitator)
+    assert r.status_code == 200, r.text
+    fac_email = next(
+        m["To"] for m in smtp_sink.messages if "frieda-" in str(m["To"]) and "Anmeldelink" in str(m["Subject"])
+    )
+    fac, _ = await signed_in(client, smtp_sink, browser_of, parseaddr(str(fac_email))[1])
+    anna, csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "a"))
+
+    r = await anna.post(f"/convoys/{cid}/project/", data={"title": "Online-Termine", "project_type": "", "_csrf": csrf})
+    assert r.status_code == 303, r.text
+    r = await anna.post(f"/convoys/{cid}/project/milestones", data={"title": "Kalender wählen", "_csrf": csrf})
+    assert r.status_code == 303, r.text
+    r = await anna.post(f"/convoys/{cid}/report", data={"done": "Kalender gewählt", "_csrf": csrf})
+    assert r.status_code == 303, r.text
+    for path in (
+        "/",
+        f"/convoys/{cid}",
+        f"/convoys/{cid}/report",
+        f"/convoys/{cid}/project/",
+        f"/convoys/{cid}/search?q=Kalender",
+        f"/convoys/{cid}/schedule",
+        "/profile/",
+    ):
+        page = await anna.get(path)
+        assert page.status_code == 200, (path, page.text[:300])
+    assert "Kalender wählen" in (await anna.get(f"/convoys/{cid}/report")).text  # the milestone picker
+    assert "<mark>Kalender</mark> gewählt" in (await anna.get(f"/convoys/{cid}/search?q=Kalender")).text
+
+    for path in (
+        "/",
+        "/facilitate",
+        "/convoys/new",
+        f"/convoys/{cid}/manage",
+        f"/convoys/{cid}/audit",
+        f"/convoys/{cid}/schedule",
+    ):
+        page = await fac.get(path)
+        assert page.status_code == 200, (path, page.text[:300])
+    assert "Terminvergabe Nord" in (await fac.get("/facilitate")).text
+
+    # Profile: a token shown once, preferences kept, the token revoked.
+    r = await anna.post("/profile/tokens", data={"name": "Tabelle", "_csrf": csrf})
+    assert r.status_code == 200 and "<code>" in r.text
+    r = await anna.post("/profile/notifications", data={"email": "1", "digest": "1", "_csrf": csrf})
+    assert r.status_code == 303
+    prefs = await client.get("/api/v1/me/notifications", headers=world.reps["a"].auth)
+    assert prefs.json()["immediate"]["report"] is False and prefs.json()["digest"] is True
+    r = await anna.post("/profile/", data={"name": "", "language": "de", "timezone": "Europe/Berlin", "_csrf": csrf})
+    assert r.status_code == 422 and "Bitte füllen Sie dieses Feld aus." in r.text

@@ -89,7 +89,7 @@ async def _started(server: Any) -> bool:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not await asyncio.to_thread(Path(CHROMIUM).exists):
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium with apt-get")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])

@@ -11,12 +11,13 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response, Router
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
+from markupsafe import Markup, escape
 
 from convoy_api.web import i18n
 from convoy_api.web.core import LANG_COOKIE, Page, SignInNeeded, needs_sign_in
@@ -49,6 +50,11 @@ STATUS_TITLES = {
 CONVOY_STATES = (N_("forming"), N_("active"), N_("paused"), N_("completed"))
 
 
+def highlight(snippet: str) -> Markup:
+    """A search snippet with its matches (between « and ») marked, everything else escaped."""
+    return Markup(str(escape(snippet)).replace("«", "<mark>").replace("»", "</mark>"))  # noqa: S704
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -57,12 +63,13 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         lstrip_blocks=True,
     )
     i18n.install(env)
+    env.filters["highlight"] = highlight
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
 def _lang(request: Request[Any, Any, State]) -> i18n.Lang:
     chosen = request.cookies.get(LANG_COOKIE, "")
-    return chosen if chosen in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", ""))  # type: ignore[return-value]
+    return chosen if chosen in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", ""))
 
 
 def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[Any]:
@@ -75,8 +82,14 @@ def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[An
     status = exc.status if exc.status in STATUS_TITLES else 500
     return Template(
         template_name="error.html",
-        context={"lang": lang, "me": None, "csrf": "", "title": _(STATUS_TITLES.get(status, N_("Something went wrong"))),
-                 "detail": exc.message if status < 500 else "", "status": status},
+        context={
+            "lang": lang,
+            "me": None,
+            "csrf": "",
+            "title": _(STATUS_TITLES.get(status, N_("Something went wrong"))),
+            "detail": exc.message if status < 500 else "",
+            "status": status,
+        },
         status_code=status,
         headers={"Retry-After": "2"} if status == 503 else None,
     )

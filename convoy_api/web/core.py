@@ -159,7 +159,7 @@ async def provide_page(request: Request[Any, Any, State], backend: NamedDependen
     page = Page(
         backend=backend,
         request=request,
-        lang=lang if lang in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", "")),  # type: ignore[arg-type]
+        lang=lang if lang in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", "")),
     )
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
@@ -171,7 +171,7 @@ async def provide_page(request: Request[Any, Any, State], backend: NamedDependen
             page.principal = principal
             page.me = await backend.call("convoys", Rpc.ME_GET, api.Ask(actor=page.actor), api.Me)
             if not request.cookies.get(LANG_COOKIE) and page.me.person.language in i18n.LANGUAGES:
-                page.lang = page.me.person.language  # type: ignore[assignment]
+                page.lang = page.me.person.language
     if request.method not in SAFE_METHODS:
         page.form = await request.form()
         if page.principal is not None:

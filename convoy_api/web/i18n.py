@@ -46,7 +46,7 @@ def negotiate(accept_language: str) -> Lang:
     for part in accept_language.split(","):
         code = part.split(";")[0].strip().lower()[:2]
         if code in LANGUAGES:
-            return code  # type: ignore[return-value]
+            return code
     return DEFAULT
 
 

@@ -47,7 +47,7 @@ class SignInPages(Controller):
     include_in_schema = False
 
     @get("/sign-in")
-    async def form(self, page: PageDep, next: Annotated[str | None, QueryParameter()] = None) -> Template:  # noqa: A002 — the query parameter
+    async def form(self, page: PageDep, next: Annotated[str | None, QueryParameter()] = None) -> Template:
         return page.render("sign_in.html", next=safe_next(next), sent=False, errors={}, email="")
 
     @post("/sign-in", guards=[client_rate_limit], status_code=200)
@@ -63,7 +63,9 @@ class SignInPages(Controller):
         return page.render("sign_in.html", next=nxt, sent=True, errors={}, email=email)
 
     @get("/sign-in/{token:str}")
-    async def landing(self, page: PageDep, token: FromPath[str], next: Annotated[str | None, QueryParameter()] = None) -> Template:  # noqa: A002
+    async def landing(
+        self, page: PageDep, token: FromPath[str], next: Annotated[str | None, QueryParameter()] = None
+    ) -> Template:
         # A GET never spends the token: mail scanners open links; the button below signs in.
         return page.render("sign_in_link.html", token=token, next=safe_next(next), error="")
 
@@ -95,7 +97,7 @@ class SignInPages(Controller):
         if lang in i18n.LANGUAGES:
             page.cookies.append(Cookie(key=LANG_COOKIE, value=lang, max_age=365 * 86400, path="/", samesite="lax"))
             if page.principal is not None:
-                patch = api.ProfilePatch(language=lang)  # type: ignore[arg-type]
+                patch = api.ProfilePatch(language=lang)
                 await page.call("convoys", Rpc.ME_UPDATE, api.UpdateMe(actor=page.actor, patch=patch), api.Me)
         return page.redirect(safe_next(str(page.form.get("next", "/"))))
 
@@ -115,7 +117,7 @@ class InvitationPages(Controller):
         except ConvoyError as exc:
             return page.render("invitation.html", exc.status, preview=None, error=service_error(page, exc), errors={})
         if preview.language in i18n.LANGUAGES and not page.request.cookies.get(LANG_COOKIE):
-            page.lang = preview.language  # type: ignore[assignment]
+            page.lang = preview.language
         return page.render("invitation.html", preview=preview, token=token, error="", errors={}, values={})
 
     @post("/{token:str}", guards=[client_rate_limit], status_code=200)

@@ -91,22 +91,38 @@ class ConvoyPages(Controller):
 
         async def details(mine: api.MyConvoy) -> dict[str, Any]:
             asks: list[Any] = [
-                page.call("reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=mine.convoy_id), api.Schedule),
-                page.call("milestones", Rpc.TIMELINE, api.Timeline(actor=actor, convoy_id=mine.convoy_id, limit=10), api.TimelinePage),
+                page.call(
+                    "reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=mine.convoy_id), api.Schedule
+                ),
+                page.call(
+                    "milestones",
+                    Rpc.TIMELINE,
+                    api.Timeline(actor=actor, convoy_id=mine.convoy_id, limit=10),
+                    api.TimelinePage,
+                ),
             ]
             if mine.company_id is not None:
                 ask = api.CompanyAction(actor=actor, convoy_id=mine.convoy_id, company_id=mine.company_id)
                 asks.append(page.call("milestones", Rpc.PROJECT_GET, ask, api.Project))
             got = await asyncio.gather(*asks, return_exceptions=True)
             schedule = got[0] if isinstance(got[0], api.Schedule) else None
-            timeline = got[1] if isinstance(got[1], api.TimelinePage) else api.TimelinePage(reports=[], next_cursor=None)
+            timeline = (
+                got[1] if isinstance(got[1], api.TimelinePage) else api.TimelinePage(reports=[], next_cursor=None)
+            )
             project = got[2] if len(got) > 2 and isinstance(got[2], api.Project) else None
             new = [r for r in timeline.reports if seen is None or r.submitted_at > seen]
             return {"mine": mine, "cycle": open_cycle(schedule), "project": project, "new": new}
 
         cards = await asyncio.gather(*(details(m) for m in detailed))
         page.cookies.append(
-            Cookie(key=SEEN_COOKIE, value=datetime.now(UTC).isoformat(), max_age=365 * 86400, path="/", httponly=True, samesite="lax")
+            Cookie(
+                key=SEEN_COOKIE,
+                value=datetime.now(UTC).isoformat(),
+                max_age=365 * 86400,
+                path="/",
+                httponly=True,
+                samesite="lax",
+            )
         )
         return page.render("dashboard.html", cards=cards, more=page.me.convoys[DASHBOARD_CONVOYS:], seen=seen)
 
@@ -125,20 +141,33 @@ class ConvoyPages(Controller):
         actor = page.actor
         status = milestone_status if milestone_status in STATUSES else None
         timeline_ask = api.Timeline(
-            actor=actor, convoy_id=convoy_id, company_id=company_id, milestone_status=status,  # type: ignore[arg-type]
-            help_wanted=help_wanted or None, blockers=blockers or None, cursor=cursor, limit=20,
+            actor=actor,
+            convoy_id=convoy_id,
+            company_id=company_id,
+            milestone_status=status,  # type: ignore[arg-type]
+            help_wanted=help_wanted or None,
+            blockers=blockers or None,
+            cursor=cursor,
+            limit=20,
         )
         if page.request.headers.get("hx-request") and cursor:  # "more": the next page of the timeline only
             convoy, timeline = await asyncio.gather(
                 page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
                 page.call("milestones", Rpc.TIMELINE, timeline_ask, api.TimelinePage),
             )
-            return page.render("_timeline.html", convoy=convoy, timeline=timeline, names=names_of(convoy), filters=timeline_ask)
+            return page.render(
+                "_timeline.html", convoy=convoy, timeline=timeline, names=names_of(convoy), filters=timeline_ask
+            )
         convoy, timeline, board, recent = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
             page.call("milestones", Rpc.TIMELINE, timeline_ask, api.TimelinePage),
             page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
-            page.call("milestones", Rpc.REPORT_LIST, api.ListReports(actor=actor, convoy_id=convoy_id, limit=50), api.ReportList),
+            page.call(
+                "milestones",
+                Rpc.REPORT_LIST,
+                api.ListReports(actor=actor, convoy_id=convoy_id, limit=50),
+                api.ReportList,
+            ),
         )
         return page.render(
             "convoy.html",
@@ -177,10 +206,20 @@ class ConvoyPages(Controller):
             page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
             page.call("milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments),
         )
-        convoy = await page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy)
+        convoy = await page.call(
+            "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy
+        )
         return page.render(
-            "report.html", status_code, convoy=convoy, report=report, comments=comments.comments, names=names_of(convoy),
-            facilitates=page.facilitates(convoy.id), open_comments=True, error="", moderation_error=error,
+            "report.html",
+            status_code,
+            convoy=convoy,
+            report=report,
+            comments=comments.comments,
+            names=names_of(convoy),
+            facilitates=page.facilitates(convoy.id),
+            open_comments=True,
+            error="",
+            moderation_error=error,
         )
 
     @get("/reports/{report_id:uuid}/comments")
@@ -193,10 +232,17 @@ class ConvoyPages(Controller):
             page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
             page.call("milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments),
         )
-        convoy = await page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy)
+        convoy = await page.call(
+            "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy
+        )
         return page.render(
-            "_comments.html", status_code, report=report, comments=comments.comments, names=names_of(convoy),
-            facilitates=page.facilitates(convoy.id), error=error,
+            "_comments.html",
+            status_code,
+            report=report,
+            comments=comments.comments,
+            names=names_of(convoy),
+            facilitates=page.facilitates(convoy.id),
+            error=error,
         )
 
     @post("/reports/{report_id:uuid}/comments", status_code=200)
@@ -206,7 +252,12 @@ class ConvoyPages(Controller):
             values["parent_id"] = parent
         try:
             new = msgspec.convert(values, api.NewComment)
-            await page.call("milestones", Rpc.COMMENT_ADD, api.AddComment(actor=page.actor, report_id=report_id, comment=new), api.Comment)
+            await page.call(
+                "milestones",
+                Rpc.COMMENT_ADD,
+                api.AddComment(actor=page.actor, report_id=report_id, comment=new),
+                api.Comment,
+            )
         except msgspec.ValidationError as exc:
             return await self._comments(page, report_id, field_error(page, exc, values)[1], 422)
         except ConvoyError as exc:
@@ -231,7 +282,9 @@ class ConvoyPages(Controller):
             if exc.status in (401, 404):
                 raise
             error = service_error(page, exc)
-            report = await page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report)
+            report = await page.call(
+                "milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report
+            )
         if page.request.headers.get("hx-request"):
             return page.render("_kudos.html", report=report, error=error)
         return page.redirect(f"/reports/{report_id}")
@@ -249,7 +302,9 @@ class ConvoyPages(Controller):
         return page.redirect(f"/reports/{report_id}")
 
     @post("/comments/{comment_id:uuid}/{action:str}", status_code=200)
-    async def moderate_comment(self, page: PageDep, comment_id: FromPath[uuid.UUID], action: FromPath[str]) -> Template | Redirect:
+    async def moderate_comment(
+        self, page: PageDep, comment_id: FromPath[uuid.UUID], action: FromPath[str]
+    ) -> Template | Redirect:
         operation = {"hide": Rpc.COMMENT_HIDE, "restore": Rpc.COMMENT_RESTORE}.get(action)
         if operation is None:
             raise NotFound("no such action")
@@ -277,9 +332,19 @@ class ConvoyPages(Controller):
         async def run() -> None:
             if action == "hide":
                 msgspec.convert({"reason": reason}, api.Hide)
-                await page.call("milestones", Rpc.REPORT_HIDE, api.ModerateReport(actor=actor, report_id=report_id, reason=reason), api.Report)
+                await page.call(
+                    "milestones",
+                    Rpc.REPORT_HIDE,
+                    api.ModerateReport(actor=actor, report_id=report_id, reason=reason),
+                    api.Report,
+                )
             elif action == "restore":
-                await page.call("milestones", Rpc.REPORT_RESTORE, api.ModerateReport(actor=actor, report_id=report_id, reason=reason), api.Report)
+                await page.call(
+                    "milestones",
+                    Rpc.REPORT_RESTORE,
+                    api.ModerateReport(actor=actor, report_id=report_id, reason=reason),
+                    api.Report,
+                )
             elif action in ("lock", "unlock"):
                 ask = api.LockComments(actor=actor, report_id=report_id, locked=action == "lock", reason=reason)
                 await page.call("milestones", Rpc.REPORT_LOCK_COMMENTS, ask, api.Report)
@@ -294,7 +359,12 @@ class ConvoyPages(Controller):
         return await self._form(page, convoy_id, {}, {}, "")
 
     async def _form(
-        self, page: Page, convoy_id: uuid.UUID, values: dict[str, Any], errors: dict[str, str], error: str,
+        self,
+        page: Page,
+        convoy_id: uuid.UUID,
+        values: dict[str, Any],
+        errors: dict[str, str],
+        error: str,
         status_code: int = 200,
     ) -> Template:
         mine = page.membership(convoy_id)
@@ -303,27 +373,52 @@ class ConvoyPages(Controller):
         actor = page.actor
         convoy, project, latest, board = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call("milestones", Rpc.PROJECT_GET, api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=mine.company_id), api.Project),
-            page.call("milestones", Rpc.TIMELINE, api.Timeline(actor=actor, convoy_id=convoy_id, company_id=mine.company_id, limit=1), api.TimelinePage),
+            page.call(
+                "milestones",
+                Rpc.PROJECT_GET,
+                api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=mine.company_id),
+                api.Project,
+            ),
+            page.call(
+                "milestones",
+                Rpc.TIMELINE,
+                api.Timeline(actor=actor, convoy_id=convoy_id, company_id=mine.company_id, limit=1),
+                api.TimelinePage,
+            ),
             page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
             return_exceptions=True,
         )
         if isinstance(convoy, BaseException):
             raise convoy
         current = None
-        if isinstance(latest, api.TimelinePage) and isinstance(board, api.Board) and latest.reports:
-            if latest.reports[0].cycle_index == (board.cycle_index or 0):
-                current = latest.reports[0]
+        if (
+            isinstance(latest, api.TimelinePage)
+            and isinstance(board, api.Board)
+            and latest.reports
+            and latest.reports[0].cycle_index == (board.cycle_index or 0)
+        ):
+            current = latest.reports[0]
         if not values and current is not None:
             values = {
-                "done": current.done, "next": current.next, "blockers": current.blockers,
-                "help_wanted": current.help_wanted, "help_topic": current.help_topic, "mood": current.mood,
+                "done": current.done,
+                "next": current.next,
+                "blockers": current.blockers,
+                "help_wanted": current.help_wanted,
+                "help_topic": current.help_topic,
+                "mood": current.mood,
             }
         return page.render(
-            "report_form.html", status_code, convoy=convoy, mine=mine,
-            project=project if isinstance(project, api.Project) else None, current=current,
+            "report_form.html",
+            status_code,
+            convoy=convoy,
+            mine=mine,
+            project=project if isinstance(project, api.Project) else None,
+            current=current,
             cycle_index=board.cycle_index if isinstance(board, api.Board) else None,
-            values=values, errors=errors, error=error, statuses=STATUSES,
+            values=values,
+            errors=errors,
+            error=error,
+            statuses=STATUSES,
         )
 
     @post("/convoys/{convoy_id:uuid}/report", status_code=200)
@@ -339,19 +434,40 @@ class ConvoyPages(Controller):
         changed = [
             {"milestone_id": key[3:], "status": str(form.get(key))}
             for key in form
-            if key.startswith("ms_") and str(form.get(key)) in STATUSES and str(form.get(key)) != str(form.get("was_" + key[3:], ""))
+            if key.startswith("ms_")
+            and str(form.get(key)) in STATUSES
+            and str(form.get(key)) != str(form.get("was_" + key[3:], ""))
         ]
         report_id = str(form.get("report_id", ""))
         try:
             if report_id:
                 patch = msgspec.convert(values, api.ReportPatch)
-                await page.call("milestones", Rpc.REPORT_EDIT, api.EditReport(actor=page.actor, report_id=uuid.UUID(report_id), patch=patch), api.Report)
+                await page.call(
+                    "milestones",
+                    Rpc.REPORT_EDIT,
+                    api.EditReport(actor=page.actor, report_id=uuid.UUID(report_id), patch=patch),
+                    api.Report,
+                )
                 for change in changed:
-                    ms_patch = api.MilestonePatch(status=change["status"])
-                    await page.call("milestones", Rpc.MILESTONE_CHANGE, api.ChangeMilestone(actor=page.actor, milestone_id=uuid.UUID(change["milestone_id"]), patch=ms_patch), api.Milestone)
+                    ms_patch = msgspec.convert({"status": change["status"]}, api.MilestonePatch)
+                    await page.call(
+                        "milestones",
+                        Rpc.MILESTONE_CHANGE,
+                        api.ChangeMilestone(
+                            actor=page.actor, milestone_id=uuid.UUID(change["milestone_id"]), patch=ms_patch
+                        ),
+                        api.Milestone,
+                    )
             else:
-                new = msgspec.convert({**values, "company_id": str(mine.company_id), "milestones": changed}, api.NewReport)
-                await page.call("milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=page.actor, convoy_id=convoy_id, report=new), api.Report)
+                new = msgspec.convert(
+                    {**values, "company_id": str(mine.company_id), "milestones": changed}, api.NewReport
+                )
+                await page.call(
+                    "milestones",
+                    Rpc.REPORT_SUBMIT,
+                    api.SubmitReport(actor=page.actor, convoy_id=convoy_id, report=new),
+                    api.Report,
+                )
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
             return await self._form(page, convoy_id, values, {name: message}, "", 422)

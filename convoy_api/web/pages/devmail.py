@@ -55,7 +55,9 @@ class DevMailPages(Controller):
             message = _parsed(box, key)
             if to and to.lower() not in str(message["To"]).lower():
                 continue
-            items.append({"key": key, "to": str(message["To"]), "subject": str(message["Subject"]), "date": str(message["Date"])})
+            items.append(
+                {"key": key, "to": str(message["To"]), "subject": str(message["Subject"]), "date": str(message["Date"])}
+            )
             if len(items) >= NEWEST:
                 break
         return page.render("devmail.html", items=items, to=to or "", total=len(keys))
@@ -69,6 +71,15 @@ class DevMailPages(Controller):
         text = _part(message, "plain")
         links = list(dict.fromkeys(LINK.findall(text)))
         return page.render(
-            "devmail_message.html", key=key, message=message, text=text, html=_part(message, "html"), links=links,
-            headers=[(h, str(message[h])) for h in ("From", "To", "Reply-To", "Subject", "Date", "List-Id", "List-Unsubscribe") if message[h]],
+            "devmail_message.html",
+            key=key,
+            message=message,
+            text=text,
+            html=_part(message, "html"),
+            links=links,
+            headers=[
+                (h, str(message[h]))
+                for h in ("From", "To", "Reply-To", "Subject", "Date", "List-Id", "List-Unsubscribe")
+                if message[h]
+            ],
         )

@@ -61,12 +61,24 @@ class FacilitatorPages(Controller):
         values = convoy_values(page)
         try:
             new = msgspec.convert(values, api.NewConvoy, strict=False)
-            convoy = await page.call("convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=page.actor, convoy=new), api.Convoy)
+            convoy = await page.call(
+                "convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=page.actor, convoy=new), api.Convoy
+            )
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
-            return page.render("convoy_form.html", 422, convoy=None, values=values, errors={name: message}, error="", weekdays=WEEKDAYS)
+            return page.render(
+                "convoy_form.html", 422, convoy=None, values=values, errors={name: message}, error="", weekdays=WEEKDAYS
+            )
         except ConvoyError as exc:
-            return page.render("convoy_form.html", exc.status, convoy=None, values=values, errors={}, error=service_error(page, exc), weekdays=WEEKDAYS)
+            return page.render(
+                "convoy_form.html",
+                exc.status,
+                convoy=None,
+                values=values,
+                errors={},
+                error=service_error(page, exc),
+                weekdays=WEEKDAYS,
+            )
         return page.redirect(f"/convoys/{convoy.id}/manage")
 
     # --- manage: settings, status, Slack, companies, invitations, join requests --------------------
@@ -75,14 +87,27 @@ class FacilitatorPages(Controller):
         return await self._manage(page, convoy_id)
 
     async def _manage(
-        self, page: Page, convoy_id: uuid.UUID, errors: dict[str, dict[str, str]] | None = None, error: str = "",
-        status_code: int = 200, notice: str = "", values: dict[str, Any] | None = None,
+        self,
+        page: Page,
+        convoy_id: uuid.UUID,
+        errors: dict[str, dict[str, str]] | None = None,
+        error: str = "",
+        status_code: int = 200,
+        notice: str = "",
+        values: dict[str, Any] | None = None,
     ) -> Template:
         actor = page.actor
         convoy, requests, slack = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call("convoys", Rpc.JOIN_REQUEST_LIST, api.ListJoinRequests(actor=actor, convoy_id=convoy_id), api.JoinRequests),
-            page.call("convoys", Rpc.CONVOY_SLACK_GET, api.AskConvoy(actor=actor, convoy_id=convoy_id), api.SlackTarget),
+            page.call(
+                "convoys",
+                Rpc.JOIN_REQUEST_LIST,
+                api.ListJoinRequests(actor=actor, convoy_id=convoy_id),
+                api.JoinRequests,
+            ),
+            page.call(
+                "convoys", Rpc.CONVOY_SLACK_GET, api.AskConvoy(actor=actor, convoy_id=convoy_id), api.SlackTarget
+            ),
             return_exceptions=True,
         )
         if isinstance(convoy, BaseException):
@@ -90,13 +115,29 @@ class FacilitatorPages(Controller):
         if isinstance(requests, BaseException):  # members may read the convoy, not its join requests
             raise requests
         return page.render(
-            "manage.html", status_code, convoy=convoy, requests=requests.requests,
+            "manage.html",
+            status_code,
+            convoy=convoy,
+            requests=requests.requests,
             slack=slack if isinstance(slack, api.SlackTarget) else None,
-            errors=errors or {}, error=error, notice=notice, values=values or {}, weekdays=WEEKDAYS,
-            bundeslaender=BUNDESLAENDER, size_classes=SIZE_CLASSES,
+            errors=errors or {},
+            error=error,
+            notice=notice,
+            values=values or {},
+            weekdays=WEEKDAYS,
+            bundeslaender=BUNDESLAENDER,
+            size_classes=SIZE_CLASSES,
         )
 
-    async def _act(self, page: Page, convoy_id: uuid.UUID, form: str, action: Any, notice: str, values: dict[str, Any] | None = None) -> Template | Redirect:
+    async def _act(
+        self,
+        page: Page,
+        convoy_id: uuid.UUID,
+        form: str,
+        action: Any,
+        notice: str,
+        values: dict[str, Any] | None = None,
+    ) -> Template | Redirect:
         """Run one facilitator action; show a refusal next to the form it came from."""
         try:
             await action()
@@ -106,7 +147,9 @@ class FacilitatorPages(Controller):
         except ConvoyError as exc:
             if exc.status in (401, 404):
                 raise
-            return await self._manage(page, convoy_id, {form: {"": service_error(page, exc)}}, status_code=exc.status, values=values)
+            return await self._manage(
+                page, convoy_id, {form: {"": service_error(page, exc)}}, status_code=exc.status, values=values
+            )
         return page.redirect(f"/convoys/{convoy_id}/manage?done={notice}")
 
     @post("/convoys/{convoy_id:uuid}/manage/settings", status_code=200)
@@ -115,7 +158,12 @@ class FacilitatorPages(Controller):
 
         async def run() -> None:
             patch = msgspec.convert(values, api.ConvoyPatch, strict=False)
-            await page.call("convoys", Rpc.CONVOY_UPDATE, api.UpdateConvoy(actor=page.actor, convoy_id=convoy_id, patch=patch), api.Convoy)
+            await page.call(
+                "convoys",
+                Rpc.CONVOY_UPDATE,
+                api.UpdateConvoy(actor=page.actor, convoy_id=convoy_id, patch=patch),
+                api.Convoy,
+            )
 
         return await self._act(page, convoy_id, "settings", run, "settings", {"settings": values})
 
@@ -123,7 +171,12 @@ class FacilitatorPages(Controller):
     async def status(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
         async def run() -> None:
             change = msgspec.convert(_text(page, "status", "reason"), api.StatusChange)
-            await page.call("convoys", Rpc.CONVOY_STATUS, api.ChangeStatus(actor=page.actor, convoy_id=convoy_id, change=change), api.Convoy)
+            await page.call(
+                "convoys",
+                Rpc.CONVOY_STATUS,
+                api.ChangeStatus(actor=page.actor, convoy_id=convoy_id, change=change),
+                api.Convoy,
+            )
 
         return await self._act(page, convoy_id, "status", run, "status")
 
@@ -132,7 +185,12 @@ class FacilitatorPages(Controller):
         async def run() -> None:
             url = str(page.form.get("webhook_url", "")).strip() or None
             hook = api.SlackWebhook(webhook_url=url, post_reports=bool(page.form.get("post_reports")))
-            await page.call("convoys", Rpc.CONVOY_SLACK_SET, api.SetSlack(actor=page.actor, convoy_id=convoy_id, slack=hook), api.Convoy)
+            await page.call(
+                "convoys",
+                Rpc.CONVOY_SLACK_SET,
+                api.SetSlack(actor=page.actor, convoy_id=convoy_id, slack=hook),
+                api.Convoy,
+            )
 
         return await self._act(page, convoy_id, "slack", run, "slack")
 
@@ -142,7 +200,12 @@ class FacilitatorPages(Controller):
 
         async def run() -> None:
             company = msgspec.convert(values, api.NewCompany)
-            await page.call("convoys", Rpc.COMPANY_ADD, api.AddCompany(actor=page.actor, convoy_id=convoy_id, company=company), api.Company)
+            await page.call(
+                "convoys",
+                Rpc.COMPANY_ADD,
+                api.AddCompany(actor=page.actor, convoy_id=convoy_id, company=company),
+                api.Company,
+            )
 
         return await self._act(page, convoy_id, "company", run, "company", {"company": values})
 
@@ -152,13 +215,19 @@ class FacilitatorPages(Controller):
 
         async def run() -> None:
             invitation = msgspec.convert(values, api.NewInvitation)
-            ask = api.CreateInvitation(actor=page.actor, convoy_id=convoy_id, company_id=company_id, invitation=invitation)
+            ask = api.CreateInvitation(
+                actor=page.actor, convoy_id=convoy_id, company_id=company_id, invitation=invitation
+            )
             await page.call("convoys", Rpc.INVITATION_CREATE, ask, api.Invitation)
 
-        return await self._act(page, convoy_id, f"invite-{company_id}", run, "invited", {f"invite-{company_id}": values})
+        return await self._act(
+            page, convoy_id, f"invite-{company_id}", run, "invited", {f"invite-{company_id}": values}
+        )
 
     @post("/convoys/{convoy_id:uuid}/manage/companies/{company_id:uuid}/remove", status_code=200)
-    async def remove_company(self, page: PageDep, convoy_id: ConvoyId, company_id: FromPath[uuid.UUID]) -> Template | Redirect:
+    async def remove_company(
+        self, page: PageDep, convoy_id: ConvoyId, company_id: FromPath[uuid.UUID]
+    ) -> Template | Redirect:
         async def run() -> None:
             removal = msgspec.convert(_text(page, "reason"), api.Removal)
             ask = api.RemoveCompany(actor=page.actor, convoy_id=convoy_id, company_id=company_id, removal=removal)
@@ -169,7 +238,9 @@ class FacilitatorPages(Controller):
     @post("/convoys/{convoy_id:uuid}/manage/join-requests/{request_id:uuid}", status_code=200)
     async def decide(self, page: PageDep, convoy_id: ConvoyId, request_id: FromPath[uuid.UUID]) -> Template | Redirect:
         async def run() -> None:
-            decision = api.JoinDecision(approve=page.form.get("approve") == "1", reason=str(page.form.get("reason", "")).strip())
+            decision = api.JoinDecision(
+                approve=page.form.get("approve") == "1", reason=str(page.form.get("reason", "")).strip()
+            )
             ask = api.DecideJoinRequest(actor=page.actor, convoy_id=convoy_id, request_id=request_id, decision=decision)
             await page.call("convoys", Rpc.JOIN_REQUEST_DECIDE, ask, api.JoinRequest)
 
@@ -180,15 +251,26 @@ class FacilitatorPages(Controller):
     async def schedule(self, page: PageDep, convoy_id: ConvoyId) -> Template:
         return await self._schedule(page, convoy_id)
 
-    async def _schedule(self, page: Page, convoy_id: uuid.UUID, error: str = "", status_code: int = 200, notice: str = "") -> Template:
+    async def _schedule(
+        self, page: Page, convoy_id: uuid.UUID, error: str = "", status_code: int = 200, notice: str = ""
+    ) -> Template:
         actor = page.actor
         convoy, schedule = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call("reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=8), api.Schedule),
+            page.call(
+                "reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=8), api.Schedule
+            ),
         )
         return page.render(
-            "schedule.html", status_code, convoy=convoy, schedule=schedule, error=error, notice=notice,
-            facilitates=page.facilitates(convoy_id), mine=page.membership(convoy_id), bundeslaender=BUNDESLAENDER,
+            "schedule.html",
+            status_code,
+            convoy=convoy,
+            schedule=schedule,
+            error=error,
+            notice=notice,
+            facilitates=page.facilitates(convoy_id),
+            mine=page.membership(convoy_id),
+            bundeslaender=BUNDESLAENDER,
         )
 
     async def _fire(self, page: Page, convoy_id: uuid.UUID, action: Any, notice: str) -> Template | Redirect:
@@ -230,7 +312,9 @@ class FacilitatorPages(Controller):
         async def run() -> None:
             values = _text(page, "company_id", "from_date", "until_date", "reason")
             away = msgspec.convert({k: values[k] for k in ("from_date", "until_date", "reason")}, api.NewAway)
-            ask = api.MarkAway(actor=page.actor, convoy_id=convoy_id, company_id=uuid.UUID(values["company_id"]), away=away)
+            ask = api.MarkAway(
+                actor=page.actor, convoy_id=convoy_id, company_id=uuid.UUID(values["company_id"]), away=away
+            )
             await page.call("reminders", Rpc.COMPANY_AWAY, ask, api.Schedule)
 
         return await self._fire(page, convoy_id, run, "away")
@@ -252,7 +336,9 @@ class FacilitatorPages(Controller):
         actor = page.actor
         convoy, log = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call("convoys", Rpc.AUDIT_LIST, api.ListAudit(actor=actor, convoy_id=convoy_id, limit=200), api.AuditLog),
+            page.call(
+                "convoys", Rpc.AUDIT_LIST, api.ListAudit(actor=actor, convoy_id=convoy_id, limit=200), api.AuditLog
+            ),
         )
         people = {f.person_id: f.name for f in convoy.facilitators}
         for company in convoy.companies:
@@ -266,7 +352,8 @@ class FacilitatorPages(Controller):
         if not mine and not page.actor.is_facilitator:
             raise Forbidden("only facilitators have an overview")
         health = await page.call(
-            "milestones", Rpc.FACILITATOR_DIGEST,
+            "milestones",
+            Rpc.FACILITATOR_DIGEST,
             api.FacilitatorDigestAsk(convoy_ids=[c.convoy_id for c in mine][:500], at=datetime.now(UTC)),
             api.FacilitatorDigest,
         )

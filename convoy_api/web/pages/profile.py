@@ -31,7 +31,12 @@ class ProfilePages(Controller):
         return await self._show(page)
 
     async def _show(
-        self, page: Page, errors: dict[str, dict[str, str]] | None = None, status_code: int = 200, created: str = "", notice: str = ""
+        self,
+        page: Page,
+        errors: dict[str, dict[str, str]] | None = None,
+        status_code: int = 200,
+        created: str = "",
+        notice: str = "",
     ) -> Template:
         actor = page.actor
         prefs, tokens = await asyncio.gather(
@@ -39,8 +44,14 @@ class ProfilePages(Controller):
             page.call("convoys", Rpc.API_TOKEN_LIST, api.Ask(actor=actor), api.ApiTokens),
         )
         return page.render(
-            "profile.html", status_code, prefs=prefs, tokens=tokens.tokens, kinds=KINDS, errors=errors or {},
-            created=created, notice=notice,
+            "profile.html",
+            status_code,
+            prefs=prefs,
+            tokens=tokens.tokens,
+            kinds=KINDS,
+            errors=errors or {},
+            created=created,
+            notice=notice,
         )
 
     async def _guard(self, page: Page, form: str, action: Any) -> Template | None:
@@ -73,7 +84,9 @@ class ProfilePages(Controller):
                 digest=bool(page.form.get("digest")),
                 immediate={kind: bool(page.form.get(f"immediate_{kind}")) for kind in KINDS},  # type: ignore[misc]
             )
-            await page.call("notifier", Rpc.PREFS_PUT, api.PutPrefs(actor=page.actor, prefs=prefs), api.NotificationPrefs)
+            await page.call(
+                "notifier", Rpc.PREFS_PUT, api.PutPrefs(actor=page.actor, prefs=prefs), api.NotificationPrefs
+            )
 
         failed = await self._guard(page, "prefs", run)
         return failed or page.redirect("/profile?done=notifications")
@@ -88,12 +101,14 @@ class ProfilePages(Controller):
             created.append(await page.call("convoys", Rpc.API_TOKEN_CREATE, ask, api.ApiTokenCreated))
 
         failed = await self._guard(page, "token", run)
-        return failed or await self._show(page, created=created[0].token)
+        return failed or await self._show(page, created=created[0].secret)
 
     @post("/tokens/{token_id:uuid}/revoke", status_code=200)
     async def revoke(self, page: PageDep, token_id: FromPath[uuid.UUID]) -> Template | Redirect:
         async def run() -> None:
-            await page.call("convoys", Rpc.API_TOKEN_REVOKE, api.RevokeApiToken(actor=page.actor, token_id=token_id), api.Accepted)
+            await page.call(
+                "convoys", Rpc.API_TOKEN_REVOKE, api.RevokeApiToken(actor=page.actor, token_id=token_id), api.Accepted
+            )
 
         failed = await self._guard(page, "token", run)
         return failed or page.redirect("/profile?done=revoked")

@@ -39,7 +39,11 @@ class ProjectPages(Controller):
         return await self._show(page, convoy_id)
 
     async def _show(
-        self, page: Page, convoy_id: uuid.UUID, errors: dict[str, dict[str, str]] | None = None, status_code: int = 200,
+        self,
+        page: Page,
+        convoy_id: uuid.UUID,
+        errors: dict[str, dict[str, str]] | None = None,
+        status_code: int = 200,
         values: dict[str, Any] | None = None,
     ) -> Template:
         company_id = self._company(page, convoy_id)
@@ -54,16 +58,22 @@ class ProjectPages(Controller):
             raise convoy
         if isinstance(catalogue, BaseException):
             raise catalogue
-        if isinstance(project, NotFound):
-            project = None
-        elif isinstance(project, BaseException):
+        if isinstance(project, BaseException) and not isinstance(project, NotFound):
             raise project
         return page.render(
-            "project.html", status_code, convoy=convoy, project=project, catalogue=catalogue, errors=errors or {},
-            values=values or {}, mine=page.membership(convoy_id),
+            "project.html",
+            status_code,
+            convoy=convoy,
+            project=project,
+            catalogue=catalogue,
+            errors=errors or {},
+            values=values or {},
+            mine=page.membership(convoy_id),
         )
 
-    async def _guard(self, page: Page, convoy_id: uuid.UUID, form: str, action: Any, values: dict[str, Any]) -> Template | Redirect:
+    async def _guard(
+        self, page: Page, convoy_id: uuid.UUID, form: str, action: Any, values: dict[str, Any]
+    ) -> Template | Redirect:
         try:
             await action()
         except msgspec.ValidationError as exc:
@@ -81,7 +91,9 @@ class ProjectPages(Controller):
 
         async def run() -> None:
             body = msgspec.convert({**values, "project_type": values["project_type"] or None}, api.ProjectIn)
-            ask = api.PutProject(actor=page.actor, convoy_id=convoy_id, company_id=self._company(page, convoy_id), project=body)
+            ask = api.PutProject(
+                actor=page.actor, convoy_id=convoy_id, company_id=self._company(page, convoy_id), project=body
+            )
             await page.call("milestones", Rpc.PROJECT_PUT, ask, api.Project)
 
         return await self._guard(page, convoy_id, "project", run, values)
@@ -92,7 +104,9 @@ class ProjectPages(Controller):
 
         async def run() -> None:
             body = msgspec.convert({**values, "target_date": values["target_date"] or None}, api.NewMilestone)
-            ask = api.AddMilestone(actor=page.actor, convoy_id=convoy_id, company_id=self._company(page, convoy_id), milestone=body)
+            ask = api.AddMilestone(
+                actor=page.actor, convoy_id=convoy_id, company_id=self._company(page, convoy_id), milestone=body
+            )
             await page.call("milestones", Rpc.MILESTONE_ADD, ask, api.Milestone)
 
         return await self._guard(page, convoy_id, "milestone", run, values)
