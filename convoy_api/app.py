@@ -23,7 +23,7 @@ from convoy_api.deps import Backend, ClientLimiter, provide_backend
 from convoy_api.health.controllers import health, service_metrics
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
 from convoy_api.projects.controllers import MilestoneController, ProjectController
-from convoy_api.reports.controllers import ConvoyReportsController, ReportController
+from convoy_api.reports.controllers import CommentController, ConvoyReportsController, ReportController
 from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
 from services.runtime import bus
@@ -42,6 +42,7 @@ ROUTES: list[ControllerRouterHandler] = [
     OpenConvoyController,
     ConvoyReportsController,
     ReportController,
+    CommentController,
     ProjectController,
     MilestoneController,
     ScheduleController,

@@ -177,3 +177,15 @@ NotificationPrefs = Annotated[
     api.NotificationPrefs,
     _body("No digest, no reminders", {"email": True, "digest": False, "immediate": {"nudge": False}}),
 ]
+
+# --- moderation ------------------------------------------------------------------------------------
+Hide = Annotated[
+    api.Hide, _body("Hide with a reason (the author is told)", {"reason": "Werbung ist hier nicht erlaubt"})
+]
+ModerationNote = Annotated[
+    api.ModerationNote,
+    _body("With a note for the audit log (optional)", {"reason": "Nach Rücksprache wieder sichtbar"}),
+]
+CommentLock = Annotated[
+    api.ModerationNote, _body("Lock a heated thread", {"reason": "Die Diskussion wird persönlich; bitte direkt klären"})
+]

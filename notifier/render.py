@@ -99,6 +99,8 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "member_removed": _Spec(needs=("convoy", "company"), note="reason"),
     "help_offered": _Spec(needs=("convoy", "helper", "company", "topic", "link"), note="message"),
     "slack_disabled": _Spec(needs=("convoy", "link"), note="reason"),
+    "report_hidden": _Spec(needs=("convoy", "company"), note="reason"),
+    "comment_hidden": _Spec(needs=("convoy", "company", "link"), note="reason"),
 }
 
 
@@ -207,6 +209,27 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             note="Antwort von Slack",
             button="Zum Konvoi",
         ),
+        "report_hidden": _Words(
+            subject="Ihr Bericht in „{convoy}“ wurde ausgeblendet",
+            heading="Ihr Bericht wurde ausgeblendet",
+            body=(
+                "Die Moderation des Konvois „{convoy}“ hat einen Fortschrittsbericht von {company} ausgeblendet."
+                " Die anderen Mitglieder sehen ihn nicht mehr.",
+            ),
+            note="Begründung",
+            after=("Bei Fragen wenden Sie sich gern an die Moderation des Konvois.",),
+        ),
+        "comment_hidden": _Words(
+            subject="Ihr Kommentar in „{convoy}“ wurde ausgeblendet",
+            heading="Ihr Kommentar wurde ausgeblendet",
+            body=(
+                "Die Moderation des Konvois „{convoy}“ hat Ihren Kommentar zum Bericht von {company} ausgeblendet."
+                " Die anderen Mitglieder sehen ihn nicht mehr.",
+            ),
+            note="Begründung",
+            button="Zum Bericht",
+            after=("Bei Fragen wenden Sie sich gern an die Moderation des Konvois.",),
+        ),
     },
     "en": {
         "invitation": _Words(
@@ -282,6 +305,27 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             ),
             note="Slack's answer",
             button="Open the convoy",
+        ),
+        "report_hidden": _Words(
+            subject='Your report in "{convoy}" was hidden',
+            heading="Your report was hidden",
+            body=(
+                'The facilitators of the convoy "{convoy}" hid a progress report of {company}.'
+                " The other members no longer see it.",
+            ),
+            note="Reason",
+            after=("If you have questions, please contact the convoy's facilitators.",),
+        ),
+        "comment_hidden": _Words(
+            subject='Your comment in "{convoy}" was hidden',
+            heading="Your comment was hidden",
+            body=(
+                'The facilitators of the convoy "{convoy}" hid your comment on the report of {company}.'
+                " The other members no longer see it.",
+            ),
+            note="Reason",
+            button="Open the report",
+            after=("If you have questions, please contact the convoy's facilitators.",),
         ),
     },
 }

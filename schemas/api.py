@@ -619,6 +619,10 @@ class Report(Reply, kw_only=True):
     kudos_by: list[uuid.UUID] = []
     comments: int = 0
     hidden: bool = False
+    hidden_reason: str | None = None
+    """Why a facilitator hid it; given to facilitators and admins only (members never see hidden reports)."""
+    comments_locked: bool = False
+    """Facilitators locked its comments: no new comments from members."""
     facilitator_note: str | None = None
     """Only for the convoy's facilitators and the company's own representatives."""
 
@@ -734,6 +738,10 @@ class Comment(Reply, kw_only=True):
     body_html: str
     created_at: datetime
     replies: list[Comment] = []
+    hidden: bool = False
+    """Hidden by a facilitator: only facilitators and admins see it (marked so), members never do."""
+    hidden_reason: str | None = None
+    """Why it was hidden; given to facilitators and admins only."""
 
 
 class Comments(Reply, kw_only=True):
@@ -1110,3 +1118,77 @@ class Health(Reply, kw_only=True):
     service: str
     ready: bool
     checks: dict[str, str]
+
+
+# --- demo / import -------------------------------------------------------------------------------
+class ImportedComment(Body, kw_only=True):
+    """A comment made on an imported report, with the time it was made."""
+
+    author_id: uuid.UUID
+    body: Annotated[str, Meta(min_length=1, max_length=5000)]
+    at: datetime
+
+
+class ImportReport(Body, kw_only=True):
+    """Admin only: a report of a past, closed cycle, as it was written then (history brought in).
+
+    Idempotent: a company has one report per cycle; if it exists, it is answered unchanged.
+    """
+
+    actor: Actor
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    author_id: uuid.UUID
+    """A representative of the company."""
+    cycle_index: Annotated[int, Meta(ge=0)]
+    """A cycle that has closed."""
+    submitted_at: datetime
+    """Within the cycle (opens_at <= submitted_at < closes_at); late after its due time."""
+    report: NewReport
+    comments: Annotated[list[ImportedComment], Meta(max_length=50)] = []
+    """By the convoy's members or facilitators, at or after submitted_at, in the past."""
+    kudos_by: Annotated[list[uuid.UUID], Meta(max_length=50)] = []
+    """Representatives of other companies of the convoy."""
+
+
+class ImportedReport(Reply, kw_only=True):
+    report: Report
+    created: bool
+    """False when the company already had a report for that cycle (nothing was changed)."""
+
+
+# --- moderation ------------------------------------------------------------------------------------
+ModerationReason = Annotated[str, Meta(max_length=500)]
+
+
+class Hide(Body, kw_only=True):
+    """Why a facilitator hides a report or comment: recorded in the audit log and told to its author."""
+
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class ModerationNote(Body, kw_only=True):
+    """An optional reason for restoring, locking or unlocking, recorded in the audit log."""
+
+    reason: ModerationReason = ""
+
+
+class ModerateReport(ReportAction, kw_only=True):
+    """Hide or restore a report (facilitators and admins of its convoy); a hide needs a reason."""
+
+    reason: ModerationReason = ""
+
+
+class LockComments(ReportAction, kw_only=True):
+    """Lock (``locked`` true) or unlock a report's comments (facilitators and admins of its convoy)."""
+
+    locked: bool
+    reason: ModerationReason = ""
+
+
+class ModerateComment(Body, kw_only=True):
+    """Hide or restore a comment (facilitators and admins of its convoy); a hide needs a reason."""
+
+    actor: Actor
+    comment_id: uuid.UUID
+    reason: ModerationReason = ""

@@ -248,6 +248,31 @@ class FacilitatorDigestDue(Event, frozen=True, kw_only=True):
     at: datetime
 
 
+# --- moderation --------------------------------------------------------------------------------
+ModerationAction = Literal[
+    "report.hidden", "report.restored", "comment.hidden", "comment.restored", "comments.locked", "comments.unlocked"
+]
+
+
+class ContentModerated(Event, frozen=True, kw_only=True):
+    """A facilitator (or admin: ``actor_id`` None for the admin token) hid or restored a report or
+    comment, or locked or unlocked a report's comments. services/convoys records it in the audit
+    log and tells the author of hidden content why."""
+
+    TYPE: ClassVar[str] = "content.moderated"
+    convoy_id: uuid.UUID
+    actor_id: uuid.UUID | None
+    action: ModerationAction
+    object_type: Literal["report", "comment"]
+    object_id: uuid.UUID
+    report_id: uuid.UUID
+    company_id: uuid.UUID
+    """The company whose report it is (or is on)."""
+    author_id: uuid.UUID
+    """Who wrote the report or comment."""
+    reason: str = ""
+
+
 # --- messages to the notifier ------------------------------------------------------------------
 EmailTemplate = Literal[
     "invitation",
@@ -258,6 +283,8 @@ EmailTemplate = Literal[
     "member_removed",
     "help_offered",
     "slack_disabled",
+    "report_hidden",
+    "comment_hidden",
 ]
 
 
@@ -274,6 +301,8 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``member_removed``: convoy, company, reason
     - ``help_offered`` (to the report's author): convoy, helper, company, topic, message, link
     - ``slack_disabled`` (to the convoy's facilitators): convoy, link, reason
+    - ``report_hidden`` (to the report's author): convoy, company, reason
+    - ``comment_hidden`` (to the comment's author): convoy, company (of the report), link (to it), reason
     """
 
     TYPE: ClassVar[str] = "email.requested"
@@ -313,5 +342,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CycleClosed,
     FacilitatorDigestDue,
     EmailRequested,
+    ContentModerated,
 )
 """Every event and message type; the envelope codec builds one decoder per entry."""

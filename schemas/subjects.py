@@ -172,3 +172,15 @@ class Rpc:
     PREFS_PUT = "prefs_put"
     UNSUBSCRIBE = "unsubscribe"
     FACILITATOR_DIGEST = "facilitator_digest"
+
+    # --- demo / import ------------------------------------------------------------------------
+    REPORT_IMPORT = "report_import"
+    """Admin only: file a report of a past, closed cycle with its historic times (services/milestones)."""
+
+    # --- moderation (services/milestones; facilitators and admins of the convoy) ----------------
+    REPORT_HIDE = "report_hide"
+    REPORT_RESTORE = "report_restore"
+    REPORT_LOCK_COMMENTS = "report_lock_comments"
+    """Lock or unlock a report's comments (``LockComments.locked``)."""
+    COMMENT_HIDE = "comment_hide"
+    COMMENT_RESTORE = "comment_restore"

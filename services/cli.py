@@ -1,4 +1,4 @@
-"""The ``convoy`` command: ``up``, ``run SERVICE``, ``migrate``, ``config``, ``mail``."""
+"""The ``convoy`` command: ``up``, ``run SERVICE``, ``migrate``, ``config``, ``mail``, ``demo``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     sched = sub.add_parser("schedule", help="show a convoy's upcoming check-in cycles (asks the reminders service)")
     sched.add_argument("convoy_id")
     sched.add_argument("--upcoming", type=int, default=6)
+    sub.add_parser("demo", help="load the demo convoy into the running system (its mail goes to the local mail sink)")
     args = parser.parse_args(argv)
 
     if args.command == "config":
@@ -99,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_dead_letters(settings, args.replay))
     if args.command == "schedule":
         return asyncio.run(_print_schedule(settings, args.convoy_id, args.upcoming))
+    if args.command == "demo":
+        return asyncio.run(_load_demo(settings))
     if args.command == "mailsink":
         from services.mailsink import run as run_sink
 
@@ -237,6 +240,35 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
     for a in schedule.absences:
         when = f"{a.from_date}..{a.until_date}" if a.kind == "away" else f"cycle {a.cycle_index}"
         print(f"  {a.kind}: company {a.company_id} {when} {a.reason}")
+    return 0
+
+
+async def _load_demo(settings: settings_mod.Settings) -> int:
+    from schemas.subjects import Subjects
+    from services import demo
+    from services.runtime import bus
+    from services.runtime.errors import ConvoyError
+    from services.runtime.rpc import RpcClient
+
+    if settings.smtp_url:
+        print(
+            "convoy: the demo's people have made-up addresses; it needs the local mail sink (no CONVOY_SMTP_URL)",
+            file=sys.stderr,
+        )
+        return 2
+    if not settings.nats_url:  # the embedded NATS of `convoy up`
+        settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
+    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    try:
+        rpc = RpcClient(nc, settings.nats_request_timeout)
+        loaded = await demo.load_into(rpc, Subjects(settings.namespace), settings.data_path, settings.public_url)
+    except ConvoyError as exc:
+        print(f"convoy: the demo could not be loaded: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        await nc.close()
+    print(", ".join(loaded.steps) if loaded.steps else "the demo was loaded already; nothing added", file=sys.stderr)
+    print(demo.instructions(settings.public_url))
     return 0
 
 

@@ -66,8 +66,9 @@ def list_messages(folder: Path, last: int, to: str | None = None) -> list[dict[s
         return []
     box = mailbox.Maildir(folder, create=False)
     items = []
-    for key, msg in box.items():
-        parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
+    for key in box.iterkeys():
+        # The stored bytes as received: re-flattening through mailbox's compat32 refolds headers.
+        parsed = message_from_bytes(box.get_bytes(key), policy=policy.default)
         if to is not None and to.lower() not in str(parsed["To"]).lower():
             continue
         body = parsed.get_body(("plain",))

@@ -24,9 +24,11 @@ from pathlib import Path
 import asyncpg
 import structlog
 
-from services import embedded
+from schemas.subjects import Subjects
+from services import demo, embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import db
+from services.runtime import bus, db
+from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -92,6 +94,8 @@ class Supervisor:
         data.mkdir(parents=True, exist_ok=True)
         self._lock_data_folder(data)
         changes: dict[str, object] = {"data_dir": str(data)}
+        if demo.wanted(s, new_data_folder=not (data / "pg").exists()):
+            demo.mark_new_data_folder(data)  # loaded once the services are up (also after an interrupted start)
         if not s.database_url:
             self.postgres = await asyncio.to_thread(embedded.start_postgres, data / "pg")
             await _ensure_database(self.postgres.uri("postgres"), "convoy")
@@ -107,6 +111,7 @@ class Supervisor:
                 raise SystemExit(f"port {s.embedded_smtp_port} (mail sink) is taken; set CONVOY_EMBEDDED_SMTP_PORT")
             self.infra.append(Child("mailsink", [sys.executable, "-m", "services.cli", "mailsink"], self._env(s)))
             changes["smtp_url"] = f"smtp://127.0.0.1:{s.embedded_smtp_port}"
+            changes["dev_mail_viewer"] = True
         if not s.admin_token:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
@@ -153,6 +158,8 @@ class Supervisor:
             await child.start()
         self._banner(s)
         watchers = [asyncio.create_task(self._watch(c)) for c in self.infra + self.services]
+        if self.settings.demo and demo.due(s.data_path):
+            watchers.append(asyncio.create_task(self._load_demo(s)))
         await self.stopping.wait()
         for w in watchers:
             w.cancel()
@@ -177,9 +184,34 @@ class Supervisor:
             else "  Replies     off (CONVOY_INBOUND_SMTP_PORT=0)",
             f"  Admin token {token}",
             f"  Services    {', '.join(PROCESSES)}",
-            "",
         ]
+        if (s.data_path / demo.LOADED).exists() and not demo.due(s.data_path):
+            lines.append(f"  Demo        how to sign in as its people: {s.data_path / demo.LOADED}")
+        lines.append("")
         print("\n".join(lines), file=sys.stderr, flush=True)
+
+    async def _load_demo(self, s: Settings) -> None:
+        """Load the demo once the services answer; a failure is logged, never fatal (the next start retries)."""
+        print("Loading the demo (a convoy with a few weeks of history) ...", file=sys.stderr, flush=True)
+        try:
+            nc = await bus.connect(s, "convoy-demo", attempts_for_s=30)
+            try:
+                rpc = RpcClient(nc, s.nats_request_timeout)
+                await demo.load_into(rpc, Subjects(s.namespace), s.data_path, s.public_url)
+            finally:
+                await nc.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("demo not loaded; Convoy runs without it", error=repr(exc))
+            print(
+                f"\nThe demo could not be loaded ({exc}); Convoy runs without it."
+                " The next `convoy up` tries again, or run `convoy demo`.\n",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
+        print("\n" + demo.instructions(s.public_url) + "\n", file=sys.stderr, flush=True)
 
     async def _watch(self, child: Child) -> None:
         while not self.stopping.is_set():

@@ -32,6 +32,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "member_removed": ("convoy", "company"),
     "help_offered": ("convoy", "helper", "company", "topic", "link"),
     "slack_disabled": ("convoy", "link"),
+    "report_hidden": ("convoy", "company"),
+    "comment_hidden": ("convoy", "company", "link"),
 }
 PARAMS = {
     "convoy": "Terminvergabe Nord",
@@ -62,6 +64,10 @@ SUBJECTS = {
     ("help_offered", "en"): "Clara Stahl (Sanitär Müller) offers help",
     ("slack_disabled", "de"): "Slack-Kanal von „Terminvergabe Nord“ abgeschaltet",
     ("slack_disabled", "en"): 'Slack channel of "Terminvergabe Nord" switched off',
+    ("report_hidden", "de"): "Ihr Bericht in „Terminvergabe Nord“ wurde ausgeblendet",
+    ("report_hidden", "en"): 'Your report in "Terminvergabe Nord" was hidden',
+    ("comment_hidden", "de"): "Ihr Kommentar in „Terminvergabe Nord“ wurde ausgeblendet",
+    ("comment_hidden", "en"): 'Your comment in "Terminvergabe Nord" was hidden',
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
@@ -85,6 +91,10 @@ SAYS = {
     ("help_offered", "en"): "Clara Stahl from Sanitär Müller offers to help.",
     ("slack_disabled", "de"): "Convoy sendet keine Digests mehr dorthin.",
     ("slack_disabled", "en"): "Convoy no longer sends digests there.",
+    ("report_hidden", "de"): "Der Konvoi ist voll.",
+    ("report_hidden", "en"): "hid a progress report of Sanitär Müller.",
+    ("comment_hidden", "de"): "hat Ihren Kommentar zum Bericht von Sanitär Müller ausgeblendet.",
+    ("comment_hidden", "en"): "Der Konvoi ist voll.",
 }
 
 

@@ -1,5 +1,5 @@
 """Progress reports: post and edit (representatives), timeline, board, search, export (members);
-comments, kudos and help offers."""
+comments, kudos and help offers; moderation (facilitators: hide, restore, lock comments)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
 ConvoyId = FromPath[uuid.UUID]
 ReportId = FromPath[uuid.UUID]
+CommentId = FromPath[uuid.UUID]
 
 CSV_COLUMNS = (
     "submitted_at",
@@ -200,4 +201,81 @@ class ReportController(Controller):
     async def help_suggestions(self, report_id: ReportId, actor: Actor, backend: Services) -> api.HelpSuggestions:
         return await backend.call(
             "milestones", Rpc.HELP_SUGGESTIONS, api.ReportAction(actor=actor, report_id=report_id), api.HelpSuggestions
+        )
+
+    # --- moderation (the convoy's facilitators and admins) --------------------------------------
+    @post("/hide", summary="Hide the report from the convoy's members, with a reason (facilitators)", status_code=200)
+    async def hide(self, report_id: ReportId, data: ex.Hide, actor: Actor, backend: Services) -> api.Report:
+        return await backend.call(
+            "milestones",
+            Rpc.REPORT_HIDE,
+            api.ModerateReport(actor=actor, report_id=report_id, reason=data.reason),
+            api.Report,
+        )
+
+    @post("/restore", summary="Show a hidden report again (facilitators)", status_code=200)
+    async def restore(
+        self, report_id: ReportId, data: ex.ModerationNote, actor: Actor, backend: Services
+    ) -> api.Report:
+        return await backend.call(
+            "milestones",
+            Rpc.REPORT_RESTORE,
+            api.ModerateReport(actor=actor, report_id=report_id, reason=data.reason),
+            api.Report,
+        )
+
+    @put("/comment-lock", summary="Lock the report's comments: members can no longer comment (facilitators)")
+    async def lock_comments(
+        self, report_id: ReportId, data: ex.CommentLock, actor: Actor, backend: Services
+    ) -> api.Report:
+        return await backend.call(
+            "milestones",
+            Rpc.REPORT_LOCK_COMMENTS,
+            api.LockComments(actor=actor, report_id=report_id, locked=True, reason=data.reason),
+            api.Report,
+        )
+
+    @delete("/comment-lock", summary="Unlock the report's comments (facilitators)", status_code=200)
+    async def unlock_comments(
+        self,
+        report_id: ReportId,
+        actor: Actor,
+        backend: Services,
+        reason: Annotated[str, QueryParameter(max_length=500)] = "",
+    ) -> api.Report:
+        return await backend.call(
+            "milestones",
+            Rpc.REPORT_LOCK_COMMENTS,
+            api.LockComments(actor=actor, report_id=report_id, locked=False, reason=reason),
+            api.Report,
+        )
+
+
+class CommentController(Controller):
+    """Moderation of single comments by the convoy's facilitators and admins."""
+
+    path = "/api/v1/comments/{comment_id:uuid}"
+    tags = ["reports"]
+    dependencies = {"actor": Provide(provide_actor)}
+
+    @post(
+        "/hide", summary="Hide a comment (and its answers) from members, with a reason (facilitators)", status_code=200
+    )
+    async def hide(self, comment_id: CommentId, data: ex.Hide, actor: Actor, backend: Services) -> api.Comment:
+        return await backend.call(
+            "milestones",
+            Rpc.COMMENT_HIDE,
+            api.ModerateComment(actor=actor, comment_id=comment_id, reason=data.reason),
+            api.Comment,
+        )
+
+    @post("/restore", summary="Show a hidden comment again (facilitators)", status_code=200)
+    async def restore(
+        self, comment_id: CommentId, data: ex.ModerationNote, actor: Actor, backend: Services
+    ) -> api.Comment:
+        return await backend.call(
+            "milestones",
+            Rpc.COMMENT_RESTORE,
+            api.ModerateComment(actor=actor, comment_id=comment_id, reason=data.reason),
+            api.Comment,
         )

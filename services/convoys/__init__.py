@@ -6,8 +6,10 @@ from importlib import resources
 from pathlib import Path
 
 from schemas import api
+from schemas import events as ev
 from schemas.subjects import Rpc
 from services.convoys.auth import Sessions
+from services.convoys.moderation import ModerationLog
 from services.convoys.service import ConvoysService
 from services.runtime.service import Runtime
 
@@ -55,3 +57,5 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.API_TOKEN_LIST, api.Ask, sessions.list_api_tokens)
     rt.endpoint(Rpc.API_TOKEN_REVOKE, api.RevokeApiToken, sessions.revoke_api_token)
     rt.background(sessions.purge_forever)
+    # --- moderation: audit entries (and notices to authors) for content.moderated from services/milestones
+    rt.consumer("moderation", (ev.ContentModerated,), ModerationLog(rt).on_content_moderated)

@@ -656,3 +656,37 @@ async def audit_entries(conn: Conn, convoy_id: uuid.UUID, limit: int) -> list[ap
         )
         for r in rows
     ]
+
+
+# --- moderation (content.moderated from services/milestones) -------------------------------------
+async def audit_at(
+    conn: Conn,
+    *,
+    at: datetime,
+    convoy_id: uuid.UUID,
+    actor_id: uuid.UUID | None,
+    action: str,
+    object_type: str,
+    object_id: object,
+    reason: str,
+    details: dict[str, str],
+) -> None:
+    """An audit entry for something another service did at ``at`` (recorded once per event by its consumer)."""
+    await conn.execute(
+        "INSERT INTO audit_log (at, convoy_id, actor_id, action, object_type, object_id, reason, details)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+        at,
+        convoy_id,
+        actor_id,
+        action,
+        object_type,
+        str(object_id),
+        reason,
+        msgspec.json.encode(details).decode(),
+    )
+
+
+async def company_name_any(conn: Conn, company_id: uuid.UUID) -> str | None:
+    """The company's name, also after it left its convoy."""
+    value = await conn.fetchval("SELECT name FROM companies WHERE id = $1", company_id)
+    return value  # type: ignore[no-any-return]

@@ -8,6 +8,8 @@ from pathlib import Path
 from schemas import api
 from schemas import events as ev
 from schemas.subjects import Rpc
+from services.milestones.imports import HistoryImport
+from services.milestones.moderation import Moderation
 from services.milestones.service import MilestonesService
 from services.runtime.service import Runtime
 
@@ -54,3 +56,12 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.PROMPT_CONTEXT, api.CycleAsk, svc.prompt_context)
     rt.endpoint(Rpc.DIGEST, api.CycleAsk, svc.digest)
     rt.endpoint(Rpc.FACILITATOR_DIGEST, api.FacilitatorDigestAsk, svc.facilitator_digest)
+    # --- demo / import
+    rt.endpoint(Rpc.REPORT_IMPORT, api.ImportReport, HistoryImport(svc).import_report)
+    # --- moderation
+    moderation = Moderation(svc)
+    rt.endpoint(Rpc.REPORT_HIDE, api.ModerateReport, moderation.hide_report)
+    rt.endpoint(Rpc.REPORT_RESTORE, api.ModerateReport, moderation.restore_report)
+    rt.endpoint(Rpc.REPORT_LOCK_COMMENTS, api.LockComments, moderation.lock_comments)
+    rt.endpoint(Rpc.COMMENT_HIDE, api.ModerateComment, moderation.hide_comment)
+    rt.endpoint(Rpc.COMMENT_RESTORE, api.ModerateComment, moderation.restore_comment)

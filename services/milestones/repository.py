@@ -210,9 +210,15 @@ def progress(milestones: list[api.Milestone]) -> float:
 
 
 # --- reports -------------------------------------------------------------------------------------
+VISIBLE_COMMENT = (
+    # A comment members see: not hidden, and not an answer to a hidden comment (a hidden thread).
+    "{k}.hidden_at IS NULL AND NOT EXISTS (SELECT 1 FROM comments hp WHERE hp.id = {k}.parent_id"
+    " AND hp.hidden_at IS NOT NULL)"
+)
 REPORT_COLUMNS = (
     "r.*, c.name AS company_name,"
-    " (SELECT count(*) FROM comments k WHERE k.report_id = r.id AND k.hidden_at IS NULL) AS comment_count"
+    " (SELECT count(*) FROM comments k WHERE k.report_id = r.id AND " + VISIBLE_COMMENT.format(k="k") + ")"
+    " AS comment_count"
 )
 
 
@@ -423,8 +429,10 @@ async def comment_row(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record | Non
 
 
 async def comments_of(conn: Conn, report_id: uuid.UUID, *, hidden: bool) -> list[asyncpg.Record]:
+    """A report's comments; with ``hidden`` false only those members see (see VISIBLE_COMMENT)."""
     return await conn.fetch(
-        "SELECT * FROM comments WHERE report_id = $1 AND ($2 OR hidden_at IS NULL) ORDER BY created_at",
+        "SELECT * FROM comments c WHERE c.report_id = $1 AND ($2 OR " + VISIBLE_COMMENT.format(k="c") + ")"
+        " ORDER BY c.created_at",
         report_id,
         hidden,
     )
@@ -639,3 +647,121 @@ async def facilitator_digest_rows(
 
 async def convoys(conn: Conn, convoy_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM convoys WHERE convoy_id = ANY($1::uuid[])", convoy_ids)
+
+
+# --- demo / import: reports of past cycles with their historic times ------------------------------
+async def company_row(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM companies WHERE company_id = $1", company_id)
+
+
+async def report_id_for_cycle(conn: Conn, company_id: uuid.UUID, cycle_index: int) -> uuid.UUID | None:
+    value = await conn.fetchval(
+        "SELECT id FROM reports WHERE company_id = $1 AND cycle_index = $2", company_id, cycle_index
+    )
+    return value  # type: ignore[no-any-return]
+
+
+async def insert_imported_report(
+    conn: Conn,
+    *,
+    report_id: uuid.UUID,
+    convoy_id: uuid.UUID,
+    company_id: uuid.UUID,
+    author_id: uuid.UUID,
+    cycle_index: int,
+    late: bool,
+    r: api.NewReport,
+    ts_config: str,
+    submitted_at: datetime,
+) -> None:
+    await conn.execute(
+        "INSERT INTO reports (id, convoy_id, company_id, author_id, cycle_index, late, done, next, blockers,"
+        " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config, submitted_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig, $16, $16)",
+        report_id,
+        convoy_id,
+        company_id,
+        author_id,
+        cycle_index,
+        late,
+        r.done,
+        r.next,
+        r.blockers,
+        r.help_wanted,
+        r.help_topic,
+        r.help_milestone_id,
+        r.mood,
+        r.facilitator_note,
+        ts_config,
+        submitted_at,
+    )
+
+
+async def set_milestone_status_at(conn: Conn, milestone_id: uuid.UUID, status: str, at: datetime) -> None:
+    """A status as of ``at`` (completed then, when done)."""
+    await conn.execute(
+        "UPDATE milestones SET status = $2, completed_at = CASE WHEN $2::text = 'done' THEN $3::timestamptz END"
+        " WHERE id = $1",
+        milestone_id,
+        status,
+        at,
+    )
+
+
+async def insert_comment_at(
+    conn: Conn, *, report_id: uuid.UUID, convoy_id: uuid.UUID, author_id: uuid.UUID, body: str, at: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO comments (id, report_id, convoy_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        uuid.uuid4(),
+        report_id,
+        convoy_id,
+        author_id,
+        body,
+        at,
+    )
+
+
+async def give_kudos_at(
+    conn: Conn, report_id: uuid.UUID, person_ids: list[uuid.UUID], convoy_id: uuid.UUID, at: datetime
+) -> None:
+    await conn.executemany(
+        "INSERT INTO kudos (report_id, person_id, convoy_id, given_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+        [(report_id, p, convoy_id, at) for p in person_ids],
+    )
+
+
+# --- moderation: facilitators hide and restore reports and comments, lock comments ---------------
+async def comment_row_for_update(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record | None:
+    """The comment (locked) with its report's convoy, company and visibility."""
+    return await conn.fetchrow(
+        "SELECT k.*, r.company_id, r.hidden_at AS report_hidden_at FROM comments k JOIN reports r ON r.id = k.report_id"
+        " WHERE k.id = $1 FOR UPDATE OF k",
+        comment_id,
+    )
+
+
+async def set_report_hidden(conn: Conn, report_id: uuid.UUID, hidden: bool, reason: str) -> None:
+    await conn.execute(
+        "UPDATE reports SET hidden_at = CASE WHEN $2 THEN now() END, hidden_reason = $3 WHERE id = $1",
+        report_id,
+        hidden,
+        reason if hidden else "",
+    )
+
+
+async def set_comment_hidden(conn: Conn, comment_id: uuid.UUID, hidden: bool, reason: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "UPDATE comments SET hidden_at = CASE WHEN $2 THEN now() END, hidden_reason = $3 WHERE id = $1 RETURNING *",
+        comment_id,
+        hidden,
+        reason if hidden else "",
+    )
+    assert row is not None
+    return row
+
+
+async def set_comments_locked(conn: Conn, report_id: uuid.UUID, locked: bool) -> None:
+    await conn.execute(
+        "UPDATE reports SET comments_locked_at = CASE WHEN $2 THEN now() END WHERE id = $1", report_id, locked
+    )

@@ -541,6 +541,8 @@ class MilestonesService:
                     kudos_by=kudos.get(r["id"], []),
                     comments=r["comment_count"],
                     hidden=r["hidden_at"] is not None,
+                    hidden_reason=r["hidden_reason"] if r["hidden_at"] is not None and access.sees_everything else None,
+                    comments_locked=r["comments_locked_at"] is not None,
                     facilitator_note=r["facilitator_note"] if private else None,
                 )
             )
@@ -587,10 +589,16 @@ class MilestonesService:
             assert req.actor.person_id is not None or access.admin
             if req.actor.person_id is None:
                 raise Forbidden("the admin token cannot comment; sign in as a person")
+            if report["comments_locked_at"] is not None and not access.sees_everything:
+                raise Conflict("the convoy's facilitators have locked the comments on this report")
             parent_id = req.comment.parent_id
             if parent_id is not None:
                 parent = await repo.comment_row(conn, parent_id)
-                if parent is None or parent["report_id"] != req.report_id:
+                if (
+                    parent is None
+                    or parent["report_id"] != req.report_id
+                    or (parent["hidden_at"] is not None and not access.sees_everything)
+                ):
                     raise InvalidInput("`parent_id`: not a comment on this report")
                 if parent["parent_id"] is not None:
                     raise InvalidInput("`parent_id`: answers go one level deep; answer the first comment")
@@ -816,6 +824,9 @@ def _comment(row: asyncpg.Record) -> api.Comment:
         body=row["body"],
         body_html=markdown.render(row["body"]),
         created_at=row["created_at"],
+        # Hidden comments reach facilitators and admins only (members' reads leave them out).
+        hidden=row["hidden_at"] is not None,
+        hidden_reason=row["hidden_reason"] if row["hidden_at"] is not None else None,
     )
 
 

@@ -41,6 +41,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Key that signs links and reply addresses that work without signing in; empty: CONVOY_DATA_DIR/secret-key."""
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
+    dev_mail_viewer: bool = False
+    """Serve /dev/mail, a page listing what the local mail sink kept; `convoy up` turns it on with the sink."""
 
     # --- sign-in and sessions ----------------------------------------------------------------
     sign_in_link_minutes: Annotated[int, Meta(ge=1, le=60)] = 15
@@ -111,6 +113,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Port of the inbound SMTP server for email replies; 0: no inbound server and no Reply-To addresses."""
     reply_domain: str = "reply.convoy.localhost"
     """Domain of the Reply-To addresses (reply+TOKEN@domain, signed); its MX must lead to the inbound server."""
+
+    # --- first look --------------------------------------------------------------------------
+    demo: bool = True
+    """`convoy up` on a new data folder (with the local mail sink) loads a demo convoy with a few weeks of history."""
 
     # --- logs --------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -6,6 +6,7 @@ sink (the embedded default); with a real SMTP server the route does not exist.
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
 import re
 from email import message_from_bytes, policy
@@ -37,39 +38,46 @@ def _part(message: EmailMessage, kind: str) -> str:
     return str(part.get_content()) if part is not None else ""
 
 
+def _inbox(folder: Path, to: str | None) -> tuple[list[dict[str, Any]], int]:
+    box = mailbox.Maildir(folder, create=True)
+    keys = sorted(box.keys(), reverse=True)  # Maildir keys start with the delivery time
+    items: list[dict[str, Any]] = []
+    for key in keys:
+        message = _parsed(box, key)
+        if to and to.lower() not in str(message["To"]).lower():
+            continue
+        items.append(
+            {"key": key, "to": str(message["To"]), "subject": str(message["Subject"]), "date": str(message["Date"])}
+        )
+        if len(items) >= NEWEST:
+            break
+    return items, len(keys)
+
+
+def _message(folder: Path, key: str) -> EmailMessage | None:
+    box = mailbox.Maildir(folder, create=True)
+    return _parsed(box, key) if key in box else None
+
+
 class DevMailPages(Controller):
     path = "/dev/mail"
     dependencies = {"page": Provide(provide_page)}
     include_in_schema = False
 
-    def _box(self, page: Page) -> mailbox.Maildir:
-        folder: Path = page.backend.settings.data_path / "mail"
-        return mailbox.Maildir(folder, create=True)
-
     @get("/")
     async def inbox(self, page: PageDep, to: Annotated[str | None, QueryParameter(max_length=254)] = None) -> Template:
-        box = self._box(page)
-        keys = sorted(box.keys(), reverse=True)  # Maildir keys start with the delivery time
-        items: list[dict[str, Any]] = []
-        for key in keys:
-            message = _parsed(box, key)
-            if to and to.lower() not in str(message["To"]).lower():
-                continue
-            items.append(
-                {"key": key, "to": str(message["To"]), "subject": str(message["Subject"]), "date": str(message["Date"])}
-            )
-            if len(items) >= NEWEST:
-                break
-        return page.render("devmail.html", items=items, to=to or "", total=len(keys))
+        folder = page.backend.settings.data_path / "mail"
+        items, total = await asyncio.to_thread(_inbox, folder, to)  # files: off the event loop
+        return page.render("devmail.html", items=items, to=to or "", total=total)
 
     @get("/{key:str}")
     async def message(self, page: PageDep, key: FromPath[str]) -> Template:
-        box = self._box(page)
-        if key not in box:
+        message = await asyncio.to_thread(_message, page.backend.settings.data_path / "mail", key)
+        if message is None:
             raise NotFound("no such message in the mail sink")
-        message = _parsed(box, key)
         text = _part(message, "plain")
         links = list(dict.fromkeys(LINK.findall(text)))
+        headers = ("From", "To", "Reply-To", "Subject", "Date", "List-Id", "List-Unsubscribe")
         return page.render(
             "devmail_message.html",
             key=key,
@@ -77,9 +85,5 @@ class DevMailPages(Controller):
             text=text,
             html=_part(message, "html"),
             links=links,
-            headers=[
-                (h, str(message[h]))
-                for h in ("From", "To", "Reply-To", "Subject", "Date", "List-Id", "List-Unsubscribe")
-                if message[h]
-            ],
+            headers=[(h, str(message[h])) for h in headers if message[h]],
         )

@@ -1,0 +1,158 @@
+"""Moderation by a convoy's facilitators: hide and restore reports and comments, lock comments.
+
+- Only the convoy's facilitators and the centre's admins moderate (``Access.sees_everything``);
+  a representative of the convoy is refused (403), anyone else is told the report or comment
+  does not exist (404), as everywhere in services/milestones.
+- Hiding needs a reason (1..500 characters). Hidden content disappears from every read members
+  have (report, timeline, search, board, digest, export, comment lists and counts; answers to a
+  hidden comment go with it); facilitators and admins still see it, marked ``hidden`` with the
+  reason. Restoring brings it back as it was.
+- Locked comments: members can no longer comment on the report (409); facilitators still can
+  (to explain, for instance). Reading, kudos and help are unaffected.
+- Every change emits ``content.moderated`` in the same transaction (outbox): services/convoys
+  records it in the convoy's audit log (who, what, which object, when, why) and emails the
+  author of hidden content the reason. Asking for the state something is already in (hiding a
+  hidden comment, locking locked comments) changes nothing and records nothing.
+- Moderation works in completed convoys too: their content stays readable, so it stays moderable.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+
+from schemas import api
+from schemas import events as ev
+from services.milestones import repository as repo
+from services.milestones.service import Access, MilestonesService, _comment
+from services.runtime.errors import Forbidden, InvalidInput, NotFound
+
+
+def _moderator(access: Access) -> None:
+    if not access.sees_everything:
+        raise Forbidden("only the convoy's facilitators moderate its content")
+
+
+def _reason(reason: str, *, required: bool) -> str:
+    reason = reason.strip()
+    if required and not reason:
+        raise InvalidInput("`reason`: say why (1 to 500 characters); the author is told")
+    return reason
+
+
+class Moderation:
+    def __init__(self, svc: MilestonesService) -> None:
+        self.svc = svc
+
+    async def _report(
+        self, conn: asyncpg.Connection, actor: api.Actor, report_id: uuid.UUID
+    ) -> tuple[Access, asyncpg.Record]:
+        row = await repo.report_row(conn, report_id, lock=True)
+        if row is None:
+            raise NotFound("no such report")
+        access = await self.svc._access(conn, actor, row["convoy_id"], not_found="no such report")
+        if not access.sees_everything and row["hidden_at"] is not None:
+            raise NotFound("no such report")
+        _moderator(access)
+        return access, row
+
+    async def _emit(
+        self,
+        conn: asyncpg.Connection,
+        actor: api.Actor,
+        action: ev.ModerationAction,
+        report: asyncpg.Record,
+        *,
+        object_id: uuid.UUID,
+        author_id: uuid.UUID,
+        reason: str,
+    ) -> None:
+        await self.svc.rt.emit(
+            conn,
+            ev.ContentModerated(
+                convoy_id=report["convoy_id"],
+                actor_id=actor.person_id,
+                action=action,
+                object_type="report" if action.startswith(("report.", "comments.")) else "comment",
+                object_id=object_id,
+                report_id=report["id"],
+                company_id=report["company_id"],
+                author_id=author_id,
+                reason=reason,
+            ),
+        )
+
+    async def _set_report_hidden(self, req: api.ModerateReport, hidden: bool) -> api.Report:
+        reason = _reason(req.reason, required=hidden)
+        async with self.svc.rt.db.transaction() as conn:
+            access, row = await self._report(conn, req.actor, req.report_id)
+            if (row["hidden_at"] is not None) != hidden:
+                await repo.set_report_hidden(conn, req.report_id, hidden, reason)
+                await self._emit(
+                    conn,
+                    req.actor,
+                    "report.hidden" if hidden else "report.restored",
+                    row,
+                    object_id=row["id"],
+                    author_id=row["author_id"],
+                    reason=reason,
+                )
+            [report] = await self.svc._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+            return report
+
+    async def hide_report(self, req: api.ModerateReport) -> api.Report:
+        return await self._set_report_hidden(req, True)
+
+    async def restore_report(self, req: api.ModerateReport) -> api.Report:
+        return await self._set_report_hidden(req, False)
+
+    async def lock_comments(self, req: api.LockComments) -> api.Report:
+        reason = _reason(req.reason, required=False)
+        async with self.svc.rt.db.transaction() as conn:
+            access, row = await self._report(conn, req.actor, req.report_id)
+            if (row["comments_locked_at"] is not None) != req.locked:
+                await repo.set_comments_locked(conn, req.report_id, req.locked)
+                await self._emit(
+                    conn,
+                    req.actor,
+                    "comments.locked" if req.locked else "comments.unlocked",
+                    row,
+                    object_id=row["id"],
+                    author_id=row["author_id"],
+                    reason=reason,
+                )
+            [report] = await self.svc._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+            return report
+
+    async def _set_comment_hidden(self, req: api.ModerateComment, hidden: bool) -> api.Comment:
+        reason = _reason(req.reason, required=hidden)
+        async with self.svc.rt.db.transaction() as conn:
+            row = await repo.comment_row_for_update(conn, req.comment_id)
+            if row is None:
+                raise NotFound("no such comment")
+            access = await self.svc._access(conn, req.actor, row["convoy_id"], not_found="no such comment")
+            if not access.sees_everything and (row["hidden_at"] is not None or row["report_hidden_at"] is not None):
+                raise NotFound("no such comment")
+            _moderator(access)
+            if (row["hidden_at"] is not None) == hidden:
+                return _comment(row)
+            updated = await repo.set_comment_hidden(conn, req.comment_id, hidden, reason)
+            report = await repo.report_row(conn, row["report_id"])
+            assert report is not None
+            await self._emit(
+                conn,
+                req.actor,
+                "comment.hidden" if hidden else "comment.restored",
+                report,
+                object_id=row["id"],
+                author_id=row["author_id"],
+                reason=reason,
+            )
+            return _comment(updated)
+
+    async def hide_comment(self, req: api.ModerateComment) -> api.Comment:
+        return await self._set_comment_hidden(req, True)
+
+    async def restore_comment(self, req: api.ModerateComment) -> api.Comment:
+        return await self._set_comment_hidden(req, False)
