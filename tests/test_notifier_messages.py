@@ -315,3 +315,26 @@ async def test_a_message_missing_a_param_is_dead_lettered_and_the_next_is_sent(
 
     assert [r["key"] for r in await deliveries(stack)] == ["message:fine"]  # nothing claimed for it
     assert len(smtp_sink.messages) == 1
+
+
+async def test_a_long_non_ascii_subject_arrives_whole(smtp_sink: SmtpSink) -> None:
+    """Folding a long subject into encoded words must keep the spaces between them."""
+    from notifier.email import SmtpConfig, SmtpPool, build_message
+
+    subject = "Metallbau Özdemir KG: neuer Fortschrittsbericht in „Digital-Konvoi Nord“"
+    pool = SmtpPool(SmtpConfig(hostname="127.0.0.1", port=smtp_sink.port), size=1, timeout=10)
+    message = build_message(
+        key="k1",
+        sender="Convoy <convoy@localhost>",
+        to_name="Anna Brändt",
+        to_email="anna@brandt.example",
+        subject=subject,
+        text="Hallo",
+        html="<p>Hallo</p>",
+        list_id="konvoi.convoy.localhost",
+    )
+    await pool.send(message)
+    await pool.close()
+    (got,) = await smtp_sink.wait_for(1)
+    assert str(got["Subject"]) == subject
+    assert "anna@brandt.example" in str(got["To"]) and "Brändt" in str(got["To"])

@@ -110,7 +110,11 @@ class ConvoyPages(Controller):
                 got[1] if isinstance(got[1], api.TimelinePage) else api.TimelinePage(reports=[], next_cursor=None)
             )
             project = got[2] if len(got) > 2 and isinstance(got[2], api.Project) else None
-            new = [r for r in timeline.reports if seen is None or r.submitted_at > seen]
+            new = [
+                r
+                for r in timeline.reports
+                if (seen is None or r.submitted_at > seen) and r.company_id != mine.company_id
+            ]
             return {"mine": mine, "cycle": open_cycle(schedule), "project": project, "new": new}
 
         cards = await asyncio.gather(*(details(m) for m in detailed))
@@ -124,7 +128,9 @@ class ConvoyPages(Controller):
                 samesite="lax",
             )
         )
-        return page.render("dashboard.html", cards=cards, more=page.me.convoys[DASHBOARD_CONVOYS:], seen=seen)
+        return page.render(
+            "dashboard.html", cards=cards, more=page.me.convoys[DASHBOARD_CONVOYS:], seen=seen, now=datetime.now(UTC)
+        )
 
     # --- a convoy --------------------------------------------------------------------------------
     @get("/convoys/{convoy_id:uuid}")
