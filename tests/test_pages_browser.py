@@ -26,6 +26,8 @@ from tests.conftest import ADMIN_TOKEN, Stack, eventually
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+AXE = Path(__file__).resolve().parent / "assets" / "axe.min.js"
+"""axe-core 4.14.1 (MPL-2.0, assets/axe-core.LICENSE), unmodified, from the npm registry."""
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
@@ -99,13 +101,24 @@ async def browser() -> AsyncIterator[Browser]:
 
 # --- helpers ------------------------------------------------------------------------------------------
 class Shots:
+    """A screenshot of every page, and an accessibility audit of it (axe-core, WCAG 2.1 A and AA)."""
+
     def __init__(self) -> None:
         self.n = 0
+        self.violations: list[str] = []
         SHOTS.mkdir(parents=True, exist_ok=True)
 
     async def take(self, page: Page, name: str) -> None:
         self.n += 1
         await page.screenshot(path=str(SHOTS / f"{self.n:02d}-{name}.png"), full_page=True)
+        await page.add_script_tag(path=str(AXE))
+        found = await page.evaluate(
+            """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}))
+                 .violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ': ' + v.help + ' — '
+                      + v.nodes.map(n => n.target.join(' ')).slice(0, 3).join(', '))"""
+        )
+        self.violations += [f"{name}: {v}" for v in found]
 
 
 async def person(browser: Browser, lang: str = "de-DE") -> BrowserContext:
@@ -127,8 +140,15 @@ async def open_newest_mail(page: Page, site: str, to: str, subject_part: str) ->
 async def sign_in(page: Page, site: str, email: str, shots: Shots | None = None) -> None:
     await page.goto(f"{site}/")
     await expect(page).to_have_url(f"{site}/sign-in")
-    await page.get_by_label("E-Mail-Adresse").fill(email)
-    await page.get_by_role("button", name="Anmeldelink senden").click()
+    if shots:  # by keyboard only: the skip link comes first, then the form is reachable and Enter sends it
+        await page.keyboard.press("Tab")
+        assert await page.evaluate("() => document.activeElement.textContent") == "Zum Inhalt springen"
+        await page.get_by_label("E-Mail-Adresse").focus()
+        await page.keyboard.type(email)
+        await page.keyboard.press("Enter")
+    else:
+        await page.get_by_label("E-Mail-Adresse").fill(email)
+        await page.get_by_role("button", name="Anmeldelink senden").click()
     await expect(page.get_by_role("status")).to_contain_text(email)
     if shots:
         await shots.take(page, "sign-in-sent")
@@ -265,4 +285,5 @@ async def test_the_whole_journey_in_a_browser(site: str, browser: Browser, stack
     await shots.take(anna, "profile-english")
     for ctx in (fac_ctx, anna_ctx, lena_ctx):
         await ctx.close()
+    assert shots.violations == [], "\n".join(shots.violations)
     shutil.copy(SHOTS / "07-convoy-after-report.png", SHOTS / "readme.png")
