@@ -232,8 +232,13 @@ async def test_skips_absences_and_settings(client: httpx.AsyncClient, smtp_sink:
     assert [a.split(":")[1:3] for a in fired.actions if a.startswith(cid)] == [["2", "open"]]
 
     js = stack.nc.jetstream()
-    opened = await js.get_last_msg(stack.subjects.events_stream, stack.subjects.event("cycle.opened"))
-    _, event = env.decode(opened.data)
+
+    async def cycle_2_opened() -> Any:  # the outbox relay publishes after the tick's commit
+        last = await js.get_last_msg(stack.subjects.events_stream, stack.subjects.event("cycle.opened"))
+        _, opened = env.decode(last.data)
+        return opened if opened.cycle_index == 2 else None  # type: ignore[attr-defined]
+
+    event = await eventually(cycle_2_opened)
     assert {(str(a.company_id), a.kind, a.reason) for a in event.absences} == {  # type: ignore[attr-defined]
         (away, "away", "Urlaub"),
         (world.reps["b"].company_id, "skipped", "Hochsaison"),
