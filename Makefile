@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: help install run test test-fast lint clean chromium messages
+.PHONY: help install run test test-fast lint clean chromium messages bench
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -25,6 +25,9 @@ test: $(BIN)/.installed chromium ## install and run the test suite against real 
 
 test-fast: $(BIN)/.installed ## the suite without the slow process-level tests
 	$(BIN)/pytest -m "not slow"
+
+bench: $(BIN)/.installed ## benchmarks on the embedded stack (BENCH_SCALE=1: issue #9's sizes); updates docs/performance.md
+	$(BIN)/python -m bench
 
 chromium: ## Debian's chromium for the browser tests (apt-get, only where it is missing)
 	@command -v chromium >/dev/null 2>&1 || { \

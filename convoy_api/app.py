@@ -20,13 +20,15 @@ from convoy_api.auth.controllers import (
 )
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, provide_backend
+from convoy_api.flags.controllers import CharterController, FlagController
 from convoy_api.health.controllers import health, service_metrics
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
+from convoy_api.privacy.controllers import PrivacyController
 from convoy_api.projects.controllers import MilestoneController, ProjectController
 from convoy_api.reports.controllers import CommentController, ConvoyReportsController, ReportController
 from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
-from services.runtime import bus
+from services.runtime import bus, correlation
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
@@ -48,6 +50,10 @@ ROUTES: list[ControllerRouterHandler] = [
     ScheduleController,
     PreferencesController,
     UnsubscribeController,
+    PrivacyController,
+    # --- flags and charter
+    FlagController,
+    CharterController,
 ]
 
 
@@ -73,7 +79,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
         lifespan=[nats_connection],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
-        middleware=[prometheus.middleware],
+        middleware=[correlation.asgi_middleware, prometheus.middleware],
         openapi_config=OpenAPIConfig(title="Convoy API", version="0.1.0", path="/schema"),
         request_max_body_size=1_000_000,
     )

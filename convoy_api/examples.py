@@ -56,7 +56,13 @@ AcceptInvitation = Annotated[
     api.AcceptInvitation,
     _body(
         "Accept with a profile",
-        {"token": "cvi_…", "name": "Anna Müller", "language": "de", "timezone": "Europe/Berlin"},
+        {
+            "token": "cvi_…",
+            "name": "Anna Müller",
+            "language": "de",
+            "timezone": "Europe/Berlin",
+            "charter_version": 1,
+        },
     ),
 ]
 TokenBody = Annotated[api.SignInComplete, _body("The token from the link", {"token": "cvl_…"})]
@@ -189,3 +195,27 @@ ModerationNote = Annotated[
 CommentLock = Annotated[
     api.ModerationNote, _body("Lock a heated thread", {"reason": "Die Diskussion wird persönlich; bitte direkt klären"})
 ]
+
+# --- data protection -------------------------------------------------------------------------------
+EraseConfirm = Annotated[api.EraseConfirm, _body("Yes, delete my account and my personal data", {"confirm": "DELETE"})]
+
+# --- flags and charter -------------------------------------------------------------------------------
+NewFlag = Annotated[
+    api.NewFlag,
+    _body("Flag for the facilitators", {"reason": "confidential", "note": "Nennt Umsatzzahlen eines Kunden."}),
+]
+FlagResolution = Annotated[
+    api.FlagResolution,
+    _body("Act: hide it (the author is told why)", {"action": "act", "reason": "Vertrauliche Kundendaten"}),
+]
+CharterText = Annotated[
+    api.CharterText,
+    _body(
+        "The convoy's own rules",
+        {
+            "text": "1. Was im Konvoi berichtet wird, bleibt im Konvoi.\n"
+            "2. Wir bleiben freundlich und sachlich.\n3. Keine Werbung für eigene Produkte."
+        },
+    ),
+]
+CharterAcceptance = Annotated[api.CharterAcceptance, _body("Accept the version read", {"version": 2})]

@@ -19,12 +19,13 @@ from prometheus_client import Counter
 
 from notifier import cycles, facilitator, render, replies, slack
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
+from notifier.privacy import PrivacyRules
 from notifier.repository import Deliveries, Preferences
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
-from services.runtime import signing
+from services.runtime import correlation, signing
 from services.runtime.errors import Forbidden
 from services.runtime.service import Runtime
 
@@ -48,6 +49,7 @@ async def setup(rt: Runtime) -> None:
     deliveries = Deliveries(rt.db)
     preferences = Preferences(rt.db)
     slack_poster = slack.SlackPoster(rt.settings.smtp_timeout)
+    privacy = PrivacyRules(rt)
 
     async def close_smtp(stop: asyncio.Event) -> None:
         await stop.wait()
@@ -103,6 +105,8 @@ async def setup(rt: Runtime) -> None:
             unsubscribe=unsubscribe,
             reply_to=reply_to(reply) if reply is not None else None,
         )
+        if (correlation_id := correlation.current()) is not None:  # follow a request to its email
+            message[correlation.HTTP_HEADER] = str(correlation_id)
         try:
             await smtp.send(message)
         except PermanentDeliveryError as exc:
@@ -116,6 +120,7 @@ async def setup(rt: Runtime) -> None:
             raise
         await deliveries.finish(key, "sent")
         SENT.labels("email", "sent").inc()
+        log.info("email sent", key=key)  # the key names kind and person id, never the address
 
     # At most as many sends in flight as the SMTP pool has connections: a large convoy queues
     # here instead of timing out while waiting for a free connection.
@@ -194,6 +199,9 @@ async def setup(rt: Runtime) -> None:
         rendered = render.message(event.template, event.language, event.params, name=event.to_name)
         if "@" not in parseaddr(event.to_email)[1]:
             raise ValueError(f"EmailRequested {event.template!r}: to_email is not an email address")
+        if await privacy.erased_since(event.to_email, None, envelope.occurred_at):
+            SENT.labels("email", "erased").inc()  # the recipient deleted their account meanwhile
+            return
         await send_email(
             f"message:{event.key}",
             envelope.id,
@@ -500,6 +508,8 @@ async def setup(rt: Runtime) -> None:
         """One click, no sign-in: honoured at once (links stay valid for a year)."""
         payload = signing.verify(rt.settings, "unsubscribe", req.token, max_age_s=366 * 24 * 3600)
         person_id, kind = uuid.UUID(payload["p"]), str(payload["k"])
+        if await privacy.is_erased(person_id):  # an old link of a deleted account: nothing to keep
+            return api.Unsubscribed(kind=kind)
         prefs = await preferences.get(person_id)
         if kind == "digest":
             prefs = msgspec.structs.replace(prefs, digest=False)
@@ -511,6 +521,8 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.PREFS_GET, api.PrefsAsk, prefs_get)
     rt.endpoint(Rpc.PREFS_PUT, api.PutPrefs, prefs_put)
     rt.endpoint(Rpc.UNSUBSCRIBE, api.UnsubscribeAsk, unsubscribe)
+    rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
+    rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
 
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted)
     rt.consumer("help", (ev.HelpOffered,), on_help_offered)

@@ -101,6 +101,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "slack_disabled": _Spec(needs=("convoy", "link"), note="reason"),
     "report_hidden": _Spec(needs=("convoy", "company"), note="reason"),
     "comment_hidden": _Spec(needs=("convoy", "company", "link"), note="reason"),
+    "content_flagged": _Spec(needs=("convoy", "company", "what", "category", "link"), note="note"),
 }
 
 
@@ -230,6 +231,17 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             button="Zum Bericht",
             after=("Bei Fragen wenden Sie sich gern an die Moderation des Konvois.",),
         ),
+        "content_flagged": _Words(
+            subject="Meldung in „{convoy}“: {category}",
+            heading="Ein Beitrag wurde gemeldet",
+            body=(
+                "Ein Mitglied des Konvois „{convoy}“ hat {what} von {company} gemeldet. Grund: {category}.",
+                "Der Beitrag bleibt sichtbar, bis Sie entscheiden: ausblenden oder die Meldung verwerfen.",
+            ),
+            note="Anmerkung",
+            button="Zur Moderation",
+            after=("Sie erhalten diese E-Mail als Moderator:in des Konvois.",),
+        ),
     },
     "en": {
         "invitation": _Words(
@@ -326,6 +338,17 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             note="Reason",
             button="Open the report",
             after=("If you have questions, please contact the convoy's facilitators.",),
+        ),
+        "content_flagged": _Words(
+            subject='Flagged in "{convoy}": {category}',
+            heading="A contribution was flagged",
+            body=(
+                'A member of the convoy "{convoy}" flagged {what} of {company}. Reason: {category}.',
+                "It stays visible until you decide: hide it, or dismiss the flag.",
+            ),
+            note="Their note",
+            button="Open the moderation queue",
+            after=("You receive this email as a facilitator of the convoy.",),
         ),
     },
 }

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Any
 
+import asyncpg
 import msgspec
 
 from schemas import api
@@ -114,3 +117,71 @@ class Preferences:
                 prefs.digest,
                 msgspec.json.encode(prefs.immediate).decode(),
             )
+
+
+# --- data protection -------------------------------------------------------------------------------
+ERASED_RECIPIENT = "erased"
+"""What a delivery's recipient becomes when its person deletes their account (the key stays)."""
+
+
+async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, email_sha256: bytes, at: datetime) -> None:
+    """Forget a person: preferences, and the address in every delivery to them (keys stay, so
+    nothing is ever sent twice). Idempotent."""
+    await conn.execute(
+        "INSERT INTO erasures (person_id, email_sha256, erased_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        person_id,
+        email_sha256,
+        at,
+    )
+    await conn.execute("DELETE FROM preferences WHERE person_id = $1", person_id)
+    await conn.execute(
+        "UPDATE deliveries SET recipient = $3, last_error = NULL"
+        " WHERE channel = 'email' AND (key LIKE '%:' || $1::text"
+        " OR sha256(convert_to(lower(btrim(recipient)), 'UTF8')) = $2)",
+        str(person_id),
+        email_sha256,
+        ERASED_RECIPIENT,
+    )
+    await conn.execute(
+        "UPDATE erasures SET email_sha256 = NULL"
+        " WHERE email_sha256 IS NOT NULL AND erased_at < now() - interval '2 days'"
+    )
+
+
+async def erased_before(db: Database, person_id: uuid.UUID | None, email_sha256: bytes, at: datetime) -> bool:
+    """Whether the person (or the address) was erased after a message to them was asked for at ``at``."""
+    async with db.connection() as conn:
+        value = await conn.fetchval(
+            "SELECT true FROM erasures WHERE (person_id = $1 OR email_sha256 = $2) AND erased_at >= $3 LIMIT 1",
+            person_id,
+            email_sha256,
+            at,
+        )
+    return bool(value)
+
+
+async def is_erased(db: Database, person_id: uuid.UUID) -> bool:
+    async with db.connection() as conn:
+        return bool(await conn.fetchval("SELECT true FROM erasures WHERE person_id = $1", person_id))
+
+
+async def personal_records(db: Database, person_id: uuid.UUID, email: str) -> dict[str, list[dict[str, Any]]]:
+    """A person's preferences and every delivery addressed to them (by key or by address)."""
+    async with db.connection() as conn:
+        prefs = await conn.fetch(
+            "SELECT email, digest, immediate, updated_at FROM preferences WHERE person_id = $1", person_id
+        )
+        deliveries = await conn.fetch(
+            "SELECT key, channel, recipient, status, attempts, created_at, sent_at FROM deliveries"
+            " WHERE channel = 'email' AND (key LIKE '%:' || $1::text OR lower(recipient) = lower($2))"
+            " ORDER BY created_at",
+            str(person_id),
+            email,
+        )
+    preferences = []
+    for r in prefs:
+        record = dict(r)
+        if isinstance(record["immediate"], str):
+            record["immediate"] = msgspec.json.decode(record["immediate"])
+        preferences.append(record)
+    return {"preferences": preferences, "deliveries": [dict(r) for r in deliveries]}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -88,6 +88,10 @@ class MyConvoy(Reply, kw_only=True):
     role: Literal["facilitator", "representative"]
     company_id: uuid.UUID | None = None
     company_name: str = ""
+    charter_accepted: bool = True
+    """False: a representative who has not yet accepted the convoy's current charter (it changed since
+    they joined); until they do (POST /api/v1/convoys/{id}/charter/accept) they cannot post reports or
+    comments there. Always true for facilitators."""
 
 
 class Me(Reply, kw_only=True):
@@ -102,6 +106,9 @@ class ProfilePatch(Body, kw_only=True):
 
 
 # --- convoys -----------------------------------------------------------------------------------
+RetentionDays = Annotated[int, Meta(ge=0, le=3650, description="days a company's content stays after it left")]
+
+
 class NewConvoy(Body, kw_only=True):
     name: Name
     theme: ShortText = ""
@@ -113,6 +120,9 @@ class NewConvoy(Body, kw_only=True):
     end_date: date | None = None
     open_for_requests: bool = False
     """Whether companies may ask to join (they appear in the list of open convoys)."""
+    retention_days: RetentionDays | None = None
+    """What happens to a company's reports and comments after it leaves: None keeps them for the
+    convoy; N removes them N days after it left (0: at the next purge, within the hour)."""
 
 
 class ConvoyPatch(Body, kw_only=True):
@@ -125,6 +135,7 @@ class ConvoyPatch(Body, kw_only=True):
     start_date: date | msgspec.UnsetType | None = msgspec.UNSET
     end_date: date | msgspec.UnsetType | None = msgspec.UNSET
     open_for_requests: bool | msgspec.UnsetType = msgspec.UNSET
+    retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class StatusChange(Body, kw_only=True):
@@ -177,6 +188,8 @@ class Convoy(Reply, kw_only=True):
     slack_configured: bool = False
     facilitators: list[PersonRef] = []
     companies: list[Company] = []
+    retention_days: int | None = None
+    """None: a company's content stays when it leaves; N: removed N days after it left."""
 
 
 class OpenConvoy(Reply, kw_only=True):
@@ -225,13 +238,21 @@ class InvitationPreview(Reply, kw_only=True):
     name: str
     language: str
     expires_at: datetime
+    charter: str = ""
+    """The convoy's charter (current version): accepting the invitation accepts it."""
+    charter_version: int = 0
 
 
 class AcceptInvitation(Body, kw_only=True):
+    """Accepting an invitation accepts the convoy's current charter too (show it with the invitation)."""
+
     token: Token
     name: Name
     language: Language = "de"
     timezone: Timezone = "Europe/Berlin"
+    charter_version: Annotated[int, Meta(ge=1)] | None = None
+    """The charter version the invitee was shown (``InvitationPreview.charter_version``): if the charter
+    changed since, the answer is 409 and nothing happens. Leave it out to accept the current version."""
 
 
 class NewJoinRequest(Body, kw_only=True):
@@ -460,6 +481,8 @@ class Membership(Reply, kw_only=True):
     convoy_id: uuid.UUID
     company_ids: list[uuid.UUID]
     is_facilitator: bool = False
+    charter_accepted: bool = False
+    """Representatives: whether they accepted the convoy's current charter (false for non-members)."""
 
 
 class GetRecipients(Body, kw_only=True):
@@ -625,6 +648,10 @@ class Report(Reply, kw_only=True):
     """Facilitators locked its comments: no new comments from members."""
     facilitator_note: str | None = None
     """Only for the convoy's facilitators and the company's own representatives."""
+    author_erased: bool = False
+    """The author deleted their account: they are in no people list any more; show ``former_author``."""
+    former_author: str | None = None
+    """For an erased author: "a former representative of <company>" in the convoy's language."""
 
 
 class SubmitReport(Body, kw_only=True):
@@ -742,6 +769,11 @@ class Comment(Reply, kw_only=True):
     """Hidden by a facilitator: only facilitators and admins see it (marked so), members never do."""
     hidden_reason: str | None = None
     """Why it was hidden; given to facilitators and admins only."""
+    author_erased: bool = False
+    """The author deleted their account: they are in no people list any more; show ``former_author``."""
+    former_author: str | None = None
+    """For an erased author: "a former representative of <company>" (or "a former facilitator"),
+    in the convoy's language."""
 
 
 class Comments(Reply, kw_only=True):
@@ -1192,3 +1224,171 @@ class ModerateComment(Body, kw_only=True):
     actor: Actor
     comment_id: uuid.UUID
     reason: ModerationReason = ""
+
+
+# --- data protection -------------------------------------------------------------------------------
+class EraseConfirm(Body, kw_only=True):
+    """Deleting one's account cannot be undone: the body must say so."""
+
+    confirm: Literal["DELETE"]
+
+
+class EraseMe(Ask, kw_only=True):
+    confirm: Literal["DELETE"]
+
+
+class Erased(Reply, kw_only=True):
+    person_id: uuid.UUID
+    message: str
+
+
+class PersonalData(Reply, kw_only=True):
+    """What one service stores about a person: named sections of records (JSON objects)."""
+
+    service: str
+    sections: dict[str, list[dict[str, Any]]] = {}
+
+
+class PersonalExport(Reply, kw_only=True):
+    """Everything Convoy stores about a person, one section per service (GET /api/v1/me/export)."""
+
+    person_id: uuid.UUID
+    exported_at: datetime
+    services: dict[str, dict[str, list[dict[str, Any]]]]
+
+
+class RetentionPurge(Body, kw_only=True):
+    """Remove what the convoys' retention rules say is due at ``now`` (system; tests pass their own now)."""
+
+    now: datetime
+
+
+class Purged(Reply, kw_only=True):
+    companies: int
+    reports: int
+    comments: int
+
+
+# --- flags and charter -------------------------------------------------------------------------------
+FlagReason = Literal["spam", "off_topic", "confidential", "offensive", "other"]
+FlagNote = Annotated[str, Meta(max_length=500)]
+
+
+class NewFlag(Body, kw_only=True):
+    """Why a member points a report or comment out to the convoy's facilitators."""
+
+    reason: FlagReason
+    note: FlagNote = ""
+    """In the member's own words; required with reason ``other``."""
+
+
+class FlagContent(Body, kw_only=True):
+    actor: Actor
+    object_type: Literal["report", "comment"]
+    object_id: uuid.UUID
+    flag: NewFlag
+
+
+class FlagReceipt(Reply, kw_only=True):
+    """What the flagging member learns: their own open flag, never anyone else's."""
+
+    id: uuid.UUID
+    object_type: str
+    object_id: uuid.UUID
+    reason: str
+    note: str
+    created_at: datetime
+    created: bool
+    """False when they had flagged it already and that flag is still open: nothing new happened."""
+
+
+class Flag(Reply, kw_only=True):
+    id: uuid.UUID
+    flagged_by: uuid.UUID
+    flagged_by_company_id: uuid.UUID | None
+    """The company the person represents in the convoy; None for a facilitator (or a member who left)."""
+    flagged_by_company_name: str
+    reason: str
+    note: str
+    created_at: datetime
+
+
+class FlaggedContent(Reply, kw_only=True):
+    """One flagged report or comment with its open flags (resolving one resolves them all)."""
+
+    object_type: Literal["report", "comment"]
+    object_id: uuid.UUID
+    report_id: uuid.UUID
+    company_id: uuid.UUID
+    """The company whose report it is (or is on)."""
+    company_name: str
+    author_id: uuid.UUID
+    excerpt: str
+    """The first 200 characters of the text (whitespace collapsed, Markdown as written)."""
+    hidden: bool
+    flags: list[Flag]
+
+
+class FlagQueue(Reply, kw_only=True):
+    """A convoy's moderation queue: flagged objects with open flags, oldest flag first."""
+
+    convoy_id: uuid.UUID
+    items: list[FlaggedContent]
+
+
+class FlagResolution(Body, kw_only=True):
+    action: Literal["dismiss", "act"]
+    """``dismiss``: the content stays as it is. ``act``: the content is hidden (as by …/hide)."""
+    reason: ModerationReason = ""
+    """With ``act``: why it is hidden (1 to 500 characters; its author is told). With ``dismiss``: an
+    optional note for the audit log."""
+
+
+class ResolveFlag(Body, kw_only=True):
+    actor: Actor
+    flag_id: uuid.UUID
+    resolution: FlagResolution
+
+
+class FlagOutcome(Reply, kw_only=True):
+    object_type: str
+    object_id: uuid.UUID
+    action: str
+    resolved: list[uuid.UUID]
+    """Every flag that was open on the object."""
+    hidden: bool
+    """Whether the object is hidden now."""
+
+
+CharterBody = Annotated[str, Meta(min_length=1, max_length=10000, description="1 to 10000 characters")]
+
+
+class CharterText(Body, kw_only=True):
+    text: CharterBody
+
+
+class CharterAcceptance(Body, kw_only=True):
+    version: Annotated[int, Meta(ge=1)] | None = None
+    """The version read: if the charter changed since, the answer is 409. Leave it out for the current one."""
+
+
+class Charter(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    text: str
+    """Plain text, one point per paragraph."""
+    version: int
+    """1 for the text the convoy started with; each change by a facilitator adds one."""
+    updated_at: datetime
+    is_default: bool
+    """The default text Convoy ships (in the convoy's language); false once a facilitator wrote their own."""
+    language: str
+    accepted: bool | None
+    """Whether the caller accepted this version; None when the caller is no representative (nothing to accept)."""
+
+
+class PutCharter(AskConvoy, kw_only=True):
+    charter: CharterText
+
+
+class AcceptCharter(AskConvoy, kw_only=True):
+    acceptance: CharterAcceptance

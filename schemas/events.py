@@ -34,6 +34,8 @@ class ConvoyCreated(Event, frozen=True, kw_only=True):
     start_date: date | None = None
     end_date: date | None = None
     facilitator_id: uuid.UUID | None = None
+    retention_days: int | None = None
+    """Days a company's reports and comments stay after it left (None: kept for the convoy)."""
 
 
 class ConvoyUpdated(Event, frozen=True, kw_only=True):
@@ -45,6 +47,7 @@ class ConvoyUpdated(Event, frozen=True, kw_only=True):
     cadence: Cadence
     start_date: date | None
     end_date: date | None
+    retention_days: int | None = None
 
 
 class ConvoyStatusChanged(Event, frozen=True, kw_only=True):
@@ -285,6 +288,7 @@ EmailTemplate = Literal[
     "slack_disabled",
     "report_hidden",
     "comment_hidden",
+    "content_flagged",
 ]
 
 
@@ -303,6 +307,9 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``slack_disabled`` (to the convoy's facilitators): convoy, link, reason
     - ``report_hidden`` (to the report's author): convoy, company, reason
     - ``comment_hidden`` (to the comment's author): convoy, company (of the report), link (to it), reason
+    - ``content_flagged`` (to the convoy's facilitators): convoy, company (whose report it is or is on),
+      what (words for the object, e.g. "einen Kommentar zum Bericht"), category (the flag's reason, in words),
+      link (to the moderation queue), note (the member's own words)
     """
 
     TYPE: ClassVar[str] = "email.requested"
@@ -313,6 +320,64 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     language: str = "de"
     template: EmailTemplate
     params: dict[str, str] = {}
+
+
+# --- data protection ---------------------------------------------------------------------------
+class FormerMembership(msgspec.Struct, frozen=True, kw_only=True):
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+
+
+class PersonErased(Event, frozen=True, kw_only=True):
+    """A person deleted their account: services/convoys erased name, email, tokens and sessions;
+    every service erases what it holds about them (idempotently). Carries no name and no address:
+    ``email_sha256`` (hex SHA-256 of the lower-cased address) lets the notifier find its delivery
+    log rows and drop messages to that address still in flight."""
+
+    TYPE: ClassVar[str] = "person.erased"
+    person_id: uuid.UUID
+    email_sha256: str
+    memberships: list[FormerMembership] = []
+    """Every company they represented (oldest first): their content stays, attributed to
+    "a former representative of <company>"."""
+    facilitated: list[uuid.UUID] = []
+    """Convoys they facilitated."""
+
+
+# --- flags and charter -------------------------------------------------------------------------
+class ContentFlagged(Event, frozen=True, kw_only=True):
+    """A member flagged a report or comment (services/milestones). services/convoys records it in the
+    audit log and emails the convoy's facilitators at once."""
+
+    TYPE: ClassVar[str] = "content.flagged"
+    convoy_id: uuid.UUID
+    flag_id: uuid.UUID
+    flagged_by: uuid.UUID
+    object_type: Literal["report", "comment"]
+    object_id: uuid.UUID
+    report_id: uuid.UUID
+    company_id: uuid.UUID
+    """The company whose report it is (or is on)."""
+    author_id: uuid.UUID
+    reason: str
+    """spam, off_topic, confidential, offensive or other."""
+    note: str = ""
+
+
+class FlagsResolved(Event, frozen=True, kw_only=True):
+    """A facilitator (or admin: ``actor_id`` None for the admin token) resolved every open flag on a
+    report or comment: ``dismissed`` (nothing changed) or ``acted`` (hidden; the hide itself comes as
+    its own ``content.moderated``). services/convoys records it in the audit log."""
+
+    TYPE: ClassVar[str] = "content.flags_resolved"
+    convoy_id: uuid.UUID
+    actor_id: uuid.UUID | None
+    action: Literal["dismissed", "acted"]
+    object_type: Literal["report", "comment"]
+    object_id: uuid.UUID
+    report_id: uuid.UUID
+    flag_ids: list[uuid.UUID]
+    reason: str = ""
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -343,5 +408,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     FacilitatorDigestDue,
     EmailRequested,
     ContentModerated,
+    PersonErased,
+    ContentFlagged,
+    FlagsResolved,
 )
 """Every event and message type; the envelope codec builds one decoder per entry."""

@@ -184,3 +184,25 @@ class Rpc:
     """Lock or unlock a report's comments (``LockComments.locked``)."""
     COMMENT_HIDE = "comment_hide"
     COMMENT_RESTORE = "comment_restore"
+
+    # --- data protection (every service answers PERSONAL_DATA; convoys ME_ERASE; milestones RETENTION_PURGE) ---
+    PERSONAL_DATA = "personal_data"
+    """What a service stores about the asking person (``api.Ask``), for the JSON export."""
+    ME_ERASE = "me_erase"
+    """services/convoys: delete the asking person's account; every service follows ``person.erased``."""
+    RETENTION_PURGE = "retention_purge"
+    """services/milestones: remove the content of companies that left longer ago than their convoy keeps it."""
+
+    # --- flags and charter ----------------------------------------------------------------------
+    # services/milestones: members flag reports and comments; the convoy's facilitators work the queue.
+    FLAG_CREATE = "flag_create"
+    """A member flags a report or comment (``api.FlagContent``); one open flag per person and object."""
+    FLAG_QUEUE = "flag_queue"
+    """The convoy's open flags, grouped by object (facilitators and admins)."""
+    FLAG_RESOLVE = "flag_resolve"
+    """Dismiss or act on (hide) a flagged object: resolves every open flag on it (facilitators and admins)."""
+    # services/convoys: the convoy's charter, which every representative accepts.
+    CHARTER_GET = "charter_get"
+    CHARTER_PUT = "charter_put"
+    """Facilitators change the charter's text: a new version every representative accepts again."""
+    CHARTER_ACCEPT = "charter_accept"

@@ -1,4 +1,4 @@
-"""The ``convoy`` command: ``up``, ``run SERVICE``, ``migrate``, ``config``, ``mail``, ``demo``."""
+"""The ``convoy`` command: ``up``, ``run SERVICE``, ``health SERVICE``, ``migrate``, ``config``, ``mail``, ``demo``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="start the whole system (embedded PostgreSQL/NATS/mail sink unless URLs are set)")
     run = sub.add_parser("run", help="run one service process")
     run.add_argument("service", choices=PROCESSES)
+    health = sub.add_parser("health", help="probe the SERVICE process on this host (container health checks)")
+    health.add_argument("service", choices=PROCESSES)
+    health.add_argument("--live", action="store_true", help="only whether the process answers, not whether it is ready")
     sub.add_parser("migrate", help="apply every service's database migrations")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
     mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
@@ -50,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     except settings_mod.SettingsError as exc:
         print(f"convoy: {exc}", file=sys.stderr)
         return 2
+    if args.command == "health":  # before logging is configured: a probe prints one line only
+        return _probe(settings, args.service, live_only=args.live)
     configure(settings, args.command if args.command != "run" else args.service)
 
     if args.command == "up":
@@ -108,6 +113,44 @@ def main(argv: list[str] | None = None) -> int:
         run_sink("127.0.0.1", settings.embedded_smtp_port, settings.data_path / "mail")
         return 0
     return 1
+
+
+def _probe(settings: settings_mod.Settings, service: str, *, live_only: bool) -> int:
+    """Exit 0 if SERVICE on this host is live (``--live``) or ready; print why not otherwise.
+
+    The API is ready when it is connected to NATS (its /health also names the back-end services;
+    one of them being down must not take the API's pods out of rotation). A back-end service
+    answers on CONVOY_OPS_PORT.
+    """
+    import urllib.error
+    import urllib.request
+
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::", "") else settings.http_host  # noqa: S104
+    if service == "api":
+        url = f"http://{host}:{settings.http_port}/health"
+    elif settings.ops_port:
+        url = f"http://{host}:{settings.ops_port}/{'live' if live_only else 'health'}"
+    else:
+        print(f"convoy: {service} serves no probes: set CONVOY_OPS_PORT", file=sys.stderr)
+        return 2
+    try:
+        with urllib.request.urlopen(url, timeout=settings.nats_request_timeout) as answer:  # noqa: S310 - http to localhost
+            status, body = answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, exc.read()
+    except OSError as exc:
+        print(f"{service}: not answering on {url}: {exc}", file=sys.stderr)
+        return 1
+    if live_only:
+        print(f"{service}: live ({status})")
+        return 0
+    try:
+        report = json.loads(body)
+    except ValueError:
+        report = {}
+    ready = bool(report.get("services", {}).get("api", {}).get("ready")) if service == "api" else status == 200
+    print(f"{service}: {'ready' if ready else 'not ready'} {json.dumps(report, ensure_ascii=False)[:500]}")
+    return 0 if ready else 1
 
 
 def _database_url(settings: settings_mod.Settings) -> str | None:

@@ -34,6 +34,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "slack_disabled": ("convoy", "link"),
     "report_hidden": ("convoy", "company"),
     "comment_hidden": ("convoy", "company", "link"),
+    "content_flagged": ("convoy", "company", "what", "category", "link"),
 }
 PARAMS = {
     "convoy": "Terminvergabe Nord",
@@ -46,6 +47,9 @@ PARAMS = {
     "reason": "Der Konvoi ist voll.",
     "helper": "Clara Stahl",
     "topic": "Kalender-Synchronisation",
+    "what": "einen Kommentar zum Bericht",
+    "category": "vertraulich",
+    "note": "Nennt Kundennamen.",
 }
 SUBJECTS = {
     ("invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“",
@@ -68,6 +72,8 @@ SUBJECTS = {
     ("report_hidden", "en"): 'Your report in "Terminvergabe Nord" was hidden',
     ("comment_hidden", "de"): "Ihr Kommentar in „Terminvergabe Nord“ wurde ausgeblendet",
     ("comment_hidden", "en"): 'Your comment in "Terminvergabe Nord" was hidden',
+    ("content_flagged", "de"): "Meldung in „Terminvergabe Nord“: vertraulich",
+    ("content_flagged", "en"): 'Flagged in "Terminvergabe Nord": vertraulich',
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
@@ -95,6 +101,9 @@ SAYS = {
     ("report_hidden", "en"): "hid a progress report of Sanitär Müller.",
     ("comment_hidden", "de"): "hat Ihren Kommentar zum Bericht von Sanitär Müller ausgeblendet.",
     ("comment_hidden", "en"): "Der Konvoi ist voll.",
+    ("content_flagged", "de"): "Ein Mitglied des Konvois „Terminvergabe Nord“ hat einen Kommentar zum Bericht"
+    " von Sanitär Müller gemeldet. Grund: vertraulich.",
+    ("content_flagged", "en"): "Nennt Kundennamen.",
 }
 
 

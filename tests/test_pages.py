@@ -232,3 +232,77 @@ async def test_every_page_renders_for_its_people(
     assert prefs.json()["immediate"]["report"] is False and prefs.json()["digest"] is True
     r = await anna.post("/profile/", data={"name": "", "language": "de", "timezone": "Europe/Berlin", "_csrf": csrf})
     assert r.status_code == 422 and "Bitte füllen Sie dieses Feld aus." in r.text
+
+
+async def test_a_person_exports_and_deletes_their_account_from_the_profile(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+) -> None:
+    world = await build_world(client, smtp_sink)
+    anna, csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "a"))
+    ben, _ = await signed_in(client, smtp_sink, browser_of, rep_email(world, "b"))
+    r = await anna.post(f"/convoys/{world.convoy_id}/report", data={"done": "Kalender gewählt", "_csrf": csrf})
+    assert r.status_code == 303
+    export = await anna.get("/api/v1/me/export")
+    assert export.status_code == 200 and rep_email(world, "a") in export.text
+    assert "attachment" in export.headers["content-disposition"]
+
+    r = await anna.post("/profile/delete", data={"_csrf": csrf})
+    assert r.status_code == 422 and "Bitte bestätigen Sie" in r.text
+    r = await anna.post("/profile/delete", data={"_csrf": csrf, "understood": "1"})
+    assert r.status_code == 303 and r.headers["location"] == "/sign-in?deleted=1"
+    assert (await anna.get("/profile/")).status_code == 303  # signed out everywhere
+    timeline = (await ben.get(f"/convoys/{world.convoy_id}")).text
+    assert "Kalender gewählt" in timeline and "ehemalige Vertretung von Sanitär Müller" in timeline
+
+
+async def test_flag_queue_and_charter_pages(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+) -> None:
+    world = await build_world(client, smtp_sink)
+    cid = world.convoy_id
+    fac_email = next(
+        m["To"] for m in smtp_sink.messages if "frieda-" in str(m["To"]) and "Anmeldelink" in str(m["Subject"])
+    )
+    fac, fac_csrf = await signed_in(client, smtp_sink, browser_of, parseaddr(str(fac_email))[1])
+    anna, anna_csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "a"))
+    ben, ben_csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "b"))
+    r = await anna.post(f"/convoys/{cid}/report", data={"done": "Jetzt 20 % Rabatt bei uns!", "_csrf": anna_csrf})
+    assert r.status_code == 303
+    report_id = re.search(r'href="/reports/([0-9a-f-]{36})"', (await ben.get(f"/convoys/{cid}")).text)
+    assert report_id
+    rid = report_id.group(1)
+
+    page = await ben.get(f"/reports/{rid}")
+    assert "Report to the facilitators" in page.text  # Ben reads English
+    r = await ben.post(f"/flag/report/{rid}", data={"reason": "other", "note": "", "_csrf": ben_csrf})
+    assert r.status_code == 422 and "Please say in a few words" in r.text
+    r = await ben.post(f"/flag/report/{rid}", data={"reason": "spam", "_csrf": ben_csrf, "next": f"/reports/{rid}"})
+    assert r.status_code == 200 and "facilitators have been told" in r.text
+    assert (await ben.get(f"/convoys/{cid}/flags")).status_code == 403  # members never see the queue
+
+    queue = await fac.get(f"/convoys/{cid}/flags")
+    assert queue.status_code == 200 and "Jetzt 20 % Rabatt" in queue.text and "Spam oder Verkaufsmasche" in queue.text
+    flag_id = re.search(rf'action="/convoys/{cid}/flags/([0-9a-f-]{{36}})"', queue.text)
+    assert flag_id
+    r = await fac.post(f"/convoys/{cid}/flags/{flag_id.group(1)}", data={"action": "act", "_csrf": fac_csrf})
+    assert r.status_code == 422 and "Bitte nennen Sie einen Grund" in r.text
+    r = await fac.post(
+        f"/convoys/{cid}/flags/{flag_id.group(1)}",
+        data={"action": "act", "reason": "Keine Werbung", "_csrf": fac_csrf},
+    )
+    assert r.status_code == 303
+    assert "Jetzt 20 % Rabatt" not in (await ben.get(f"/convoys/{cid}")).text
+    assert "Nichts offen." in (await fac.get(f"/convoys/{cid}/flags")).text
+
+    # A changed charter: representatives are sent to it first and accept it again.
+    r = await fac.post(f"/convoys/{cid}/charter", data={"text": "Vertraulich bleibt vertraulich.", "_csrf": fac_csrf})
+    assert r.status_code == 303
+    r = await ben.get("/")
+    assert r.status_code == 303 and r.headers["location"] == f"/convoys/{cid}/charter"
+    charter = await ben.get(f"/convoys/{cid}/charter")
+    assert "Vertraulich bleibt vertraulich." in charter.text and "I accept the charter" in charter.text
+    version = re.search(r'name="version" value="(\d+)"', charter.text)
+    assert version
+    r = await ben.post(f"/convoys/{cid}/charter/accept", data={"version": version.group(1), "_csrf": ben_csrf})
+    assert r.status_code == 303
+    assert (await ben.get("/")).status_code == 200

@@ -13,6 +13,7 @@ from litestar.params import FromPath
 
 from convoy_api import examples as ex
 from convoy_api.deps import SESSION_COOKIE, Backend, bearer_token, client_rate_limit, provide_actor
+from convoy_api.privacy import controllers as privacy
 from schemas import api
 from schemas.subjects import Rpc
 
@@ -117,6 +118,12 @@ class MeController(Controller):
     @patch("/", summary="Change my name, language or time zone")
     async def update(self, data: ex.ProfilePatch, actor: Actor, backend: Services) -> api.Me:
         return await backend.call("convoys", Rpc.ME_UPDATE, api.UpdateMe(actor=actor, patch=data), api.Me)
+
+    @delete("/", summary=privacy.ERASE_SUMMARY, description=privacy.ERASE_DESCRIPTION, status_code=200)
+    async def erase(
+        self, data: ex.EraseConfirm, request: Request[Any, Any, Any], actor: Actor, backend: Services
+    ) -> Response[api.Erased]:
+        return await privacy.erase_account(data, request, actor, backend)
 
     @post("/tokens", summary="Create a personal API token (shown once)")
     async def create_token(self, data: ex.NewApiToken, actor: Actor, backend: Services) -> api.ApiTokenCreated:

@@ -25,6 +25,7 @@ from convoy_api.web.pages.auth import InvitationPages, SignInPages
 from convoy_api.web.pages.convoy import ConvoyPages
 from convoy_api.web.pages.devmail import DevMailPages
 from convoy_api.web.pages.facilitate import FacilitatorPages
+from convoy_api.web.pages.moderation import ModerationPages
 from convoy_api.web.pages.profile import ProfilePages
 from convoy_api.web.pages.project import ProjectPages
 from services.runtime.errors import ConvoyError, Unauthenticated
@@ -102,6 +103,7 @@ def routes(settings: Settings) -> list[ControllerRouterHandler]:
         ConvoyPages,
         ProjectPages,
         FacilitatorPages,
+        ModerationPages,
         ProfilePages,
     ]
     if settings.dev_mail_viewer:

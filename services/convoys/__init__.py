@@ -9,7 +9,9 @@ from schemas import api
 from schemas import events as ev
 from schemas.subjects import Rpc
 from services.convoys.auth import Sessions
-from services.convoys.moderation import ModerationLog
+from services.convoys.charter import Charters
+from services.convoys.moderation import FlagLog, ModerationLog
+from services.convoys.privacy import Privacy
 from services.convoys.service import ConvoysService
 from services.runtime.service import Runtime
 
@@ -59,3 +61,13 @@ async def setup(rt: Runtime) -> None:
     rt.background(sessions.purge_forever)
     # --- moderation: audit entries (and notices to authors) for content.moderated from services/milestones
     rt.consumer("moderation", (ev.ContentModerated,), ModerationLog(rt).on_content_moderated)
+    # --- flags and charter: audit entries and facilitator emails for flags; the charter of each convoy
+    rt.consumer("flags", (ev.ContentFlagged, ev.FlagsResolved), FlagLog(rt).on_flag_event)
+    charters = Charters(svc)
+    rt.endpoint(Rpc.CHARTER_GET, api.AskConvoy, charters.get)
+    rt.endpoint(Rpc.CHARTER_PUT, api.PutCharter, charters.put)
+    rt.endpoint(Rpc.CHARTER_ACCEPT, api.AcceptCharter, charters.accept)
+    # --- data protection: the export, and deleting one's account (person.erased to every service)
+    privacy = Privacy(rt)
+    rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
+    rt.endpoint(Rpc.ME_ERASE, api.EraseMe, privacy.erase)

@@ -73,10 +73,11 @@ def person(row: asyncpg.Record) -> api.Person:
 async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
     rows = await conn.fetch(
         "SELECT c.id AS convoy_id, c.name, c.status, 'facilitator' AS role, NULL::uuid AS company_id,"
-        "       '' AS company_name, c.created_at"
+        "       '' AS company_name, true AS charter_accepted, c.created_at"
         " FROM convoy_facilitators f JOIN convoys c ON c.id = f.convoy_id WHERE f.person_id = $1"
         " UNION ALL"
-        " SELECT c.id, c.name, c.status, 'representative', co.id, co.name, c.created_at"
+        " SELECT c.id, c.name, c.status, 'representative', co.id, co.name, m.charter_version >= c.charter_version,"
+        " c.created_at"
         " FROM memberships m JOIN convoys c ON c.id = m.convoy_id JOIN companies co ON co.id = m.company_id"
         " WHERE m.person_id = $1 AND m.removed_at IS NULL"
         " ORDER BY created_at DESC",
@@ -90,6 +91,7 @@ async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
             role=r["role"],
             company_id=r["company_id"],
             company_name=r["company_name"],
+            charter_accepted=r["charter_accepted"],
         )
         for r in rows
     ]
@@ -121,7 +123,7 @@ async def facilitators(conn: Conn) -> list[api.FacilitatorConvoys]:
 async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> None:
     await conn.execute(
         "INSERT INTO convoys (id, name, theme, description, timezone, language, cadence, start_date, end_date,"
-        " open_for_requests) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10)",
+        " open_for_requests, retention_days) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)",
         convoy_id,
         c.name,
         c.theme,
@@ -132,6 +134,7 @@ async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> N
         c.start_date,
         c.end_date,
         c.open_for_requests,
+        c.retention_days,
     )
 
 
@@ -201,6 +204,7 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         slack_configured=bool(row["slack_webhook_url"]),
         facilitators=[api.PersonRef(person_id=f["id"], name=f["name"]) for f in facilitators],
         companies=[company(c, reps.get(c["id"], [])) for c in companies],
+        retention_days=row["retention_days"],
     )
 
 
@@ -298,12 +302,17 @@ async def active_membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UU
     )
 
 
-async def insert_membership(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
+async def insert_membership(
+    conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID, *, charter_version: int = 0
+) -> None:
+    """A new membership; ``charter_version``: the charter version accepted with it (0: none)."""
     await conn.execute(
-        "INSERT INTO memberships (person_id, company_id, convoy_id) VALUES ($1, $2, $3)",
+        "INSERT INTO memberships (person_id, company_id, convoy_id, charter_version, charter_accepted_at)"
+        " VALUES ($1, $2, $3, $4, CASE WHEN $4 > 0 THEN now() END)",
         person_id,
         company_id,
         convoy_id,
+        charter_version,
     )
 
 
@@ -388,7 +397,7 @@ async def insert_invitation(
 async def invitation_by_token(conn: Conn, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT i.*, c.name AS convoy_name, c.status AS convoy_status, co.name AS company_name,"
-        " co.removed_at AS company_removed_at"
+        " co.removed_at AS company_removed_at, c.language AS convoy_language, c.charter_text, c.charter_version"
         " FROM invitations i JOIN convoys c ON c.id = i.convoy_id JOIN companies co ON co.id = i.company_id"
         " WHERE i.token_hash = $1" + (" FOR UPDATE OF i" if lock else ""),
         token_hash,
@@ -690,3 +699,165 @@ async def company_name_any(conn: Conn, company_id: uuid.UUID) -> str | None:
     """The company's name, also after it left its convoy."""
     value = await conn.fetchval("SELECT name FROM companies WHERE id = $1", company_id)
     return value  # type: ignore[no-any-return]
+
+
+# --- data protection: export and erasure of one person -------------------------------------------
+def _records(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        record = dict(r)
+        for key, value in record.items():
+            if key == "details" and isinstance(value, str):
+                record[key] = msgspec.json.decode(value)
+        out.append(record)
+    return out
+
+
+async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[dict[str, Any]]] | None:
+    """Everything services/convoys stores about a person (secrets never: no token or hash)."""
+    person = await conn.fetchrow(
+        "SELECT id, name, email, language, timezone, is_admin, is_facilitator, created_at, updated_at"
+        " FROM people WHERE id = $1 AND erased_at IS NULL",
+        person_id,
+    )
+    if person is None:
+        return None
+    memberships = await conn.fetch(
+        "SELECT m.convoy_id, c.name AS convoy_name, m.company_id, co.name AS company_name,"
+        " 'representative' AS role, m.created_at, m.removed_at, m.removed_reason"
+        " FROM memberships m JOIN convoys c ON c.id = m.convoy_id JOIN companies co ON co.id = m.company_id"
+        " WHERE m.person_id = $1"
+        " UNION ALL SELECT f.convoy_id, c.name, NULL, NULL, 'facilitator', f.added_at, NULL, NULL"
+        " FROM convoy_facilitators f JOIN convoys c ON c.id = f.convoy_id WHERE f.person_id = $1"
+        " ORDER BY created_at",
+        person_id,
+    )
+    invitations = await conn.fetch(
+        "SELECT i.id, i.convoy_id, c.name AS convoy_name, i.company_id, co.name AS company_name, i.email, i.name,"
+        " i.language, i.created_at, i.expires_at, i.accepted_at, i.revoked_at"
+        " FROM invitations i JOIN convoys c ON c.id = i.convoy_id JOIN companies co ON co.id = i.company_id"
+        " WHERE lower(i.email) = lower($2) OR i.accepted_by = $1 ORDER BY i.created_at",
+        person_id,
+        person["email"],
+    )
+    join_requests = await conn.fetch(
+        "SELECT j.id, j.convoy_id, c.name AS convoy_name, j.company_name, j.contact_name, j.contact_email,"
+        " j.contact_language, j.message, j.status, j.reason, j.created_at, j.decided_at"
+        " FROM join_requests j JOIN convoys c ON c.id = j.convoy_id"
+        " WHERE lower(j.contact_email) = lower($1) ORDER BY j.created_at",
+        person["email"],
+    )
+    tokens = await conn.fetch(
+        "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens WHERE person_id = $1"
+        " ORDER BY created_at",
+        person_id,
+    )
+    sessions = await conn.fetch(
+        "SELECT kind, count(*) AS live FROM sessions"
+        " WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > now() GROUP BY kind ORDER BY kind",
+        person_id,
+    )
+    audit = await conn.fetch(
+        "SELECT id, at, convoy_id, actor_id, action, object_type, object_id, reason, details FROM audit_log"
+        " WHERE actor_id = $1 OR (object_type = 'person' AND object_id = $2) ORDER BY id",
+        person_id,
+        str(person_id),
+    )
+    return {
+        "person": _records([person]),
+        "memberships": _records(memberships),
+        "invitations": _records(invitations),
+        "join_requests": _records(join_requests),
+        "api_tokens": _records(tokens),
+        "sessions": _records(sessions),
+        "audit_entries": _records(audit),
+    }
+
+
+async def person_for_erasure(conn: Conn, person_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM people WHERE id = $1 AND erased_at IS NULL FOR UPDATE", person_id)
+
+
+async def all_memberships(conn: Conn, person_id: uuid.UUID) -> list[asyncpg.Record]:
+    """Every membership, oldest first (``active``: not removed)."""
+    return await conn.fetch(
+        "SELECT id, convoy_id, company_id, removed_at IS NULL AS active FROM memberships WHERE person_id = $1"
+        " ORDER BY created_at, id",
+        person_id,
+    )
+
+
+async def leave_all_convoys_as_facilitator(conn: Conn, person_id: uuid.UUID) -> list[uuid.UUID]:
+    rows = await conn.fetch("DELETE FROM convoy_facilitators WHERE person_id = $1 RETURNING convoy_id", person_id)
+    return [r["convoy_id"] for r in rows]
+
+
+async def erase_person(conn: Conn, person: asyncpg.Record, email_hash: bytes, reason: str) -> None:
+    """Erase a person's personal data in every table of services/convoys; the row stays as an anonymous id."""
+    person_id, email = person["id"], person["email"]
+    await conn.execute("DELETE FROM sessions WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM sign_in_links WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM api_tokens WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM sign_in_requests WHERE email_hash = $1", email_hash)
+    await conn.execute(
+        "UPDATE invitations SET email = '', name = '', revoked_at = coalesce(revoked_at, now())"
+        " WHERE lower(email) = lower($2) OR accepted_by = $1",
+        person_id,
+        email,
+    )
+    await conn.execute(
+        "UPDATE join_requests SET contact_name = '', contact_email = '', message = '',"
+        " status = CASE WHEN status = 'pending' THEN 'declined' ELSE status END,"
+        " reason = CASE WHEN status = 'pending' THEN $2 ELSE reason END,"
+        " decided_at = coalesce(decided_at, now())"
+        " WHERE lower(contact_email) = lower($1)",
+        email,
+        reason,
+    )
+    await conn.execute(
+        "UPDATE people SET name = '', email = 'erased-' || id::text, is_admin = false, is_facilitator = false,"
+        " erased_at = now(), updated_at = now() WHERE id = $1",
+        person_id,
+    )
+
+
+# --- flags and charter ---------------------------------------------------------------------------
+async def set_charter(conn: Conn, convoy_id: uuid.UUID, text: str) -> asyncpg.Record:
+    """A facilitator's text: a new version. Returns the convoy row after."""
+    row = await conn.fetchrow(
+        "UPDATE convoys SET charter_text = $2, charter_version = charter_version + 1, charter_updated_at = now(),"
+        " updated_at = now() WHERE id = $1 RETURNING *",
+        convoy_id,
+        text,
+    )
+    assert row is not None
+    return row
+
+
+async def accept_charter(conn: Conn, membership_id: int, version: int) -> None:
+    await conn.execute(
+        "UPDATE memberships SET charter_version = greatest(charter_version, $2), charter_accepted_at = now()"
+        " WHERE id = $1",
+        membership_id,
+        version,
+    )
+
+
+async def charter_accepted(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> bool:
+    """Whether the person's active membership has accepted the convoy's current charter."""
+    return bool(
+        await conn.fetchval(
+            "SELECT m.charter_version >= c.charter_version FROM memberships m JOIN convoys c ON c.id = m.convoy_id"
+            " WHERE m.person_id = $1 AND m.convoy_id = $2 AND m.removed_at IS NULL",
+            person_id,
+            convoy_id,
+        )
+    )
+
+
+async def flag_recipients(conn: Conn, convoy_id: uuid.UUID) -> tuple[str, list[asyncpg.Record]] | None:
+    """The convoy's name and its facilitators' contacts (for an immediate notice of a flag)."""
+    name = await conn.fetchval("SELECT name FROM convoys WHERE id = $1", convoy_id)
+    if name is None:
+        return None
+    return name, await facilitator_contacts(conn, convoy_id)

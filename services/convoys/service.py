@@ -24,6 +24,7 @@ from schemas import api
 from schemas import events as ev
 from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
+from services.convoys.charter import charter_text
 from services.runtime.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
@@ -138,6 +139,7 @@ class ConvoysService:
                     start_date=c.start_date,
                     end_date=c.end_date,
                     facilitator_id=actor.person_id,
+                    retention_days=c.retention_days,
                 ),
             )
             row = await self._reload(conn, convoy_id)
@@ -184,6 +186,7 @@ class ConvoysService:
                     cadence=repo.cadence(row),
                     start_date=row["start_date"],
                     end_date=row["end_date"],
+                    retention_days=row["retention_days"],
                 ),
             )
             return await repo.convoy(conn, row, with_members=True)
@@ -428,7 +431,7 @@ class ConvoysService:
             action="person.invited",
             object_type="invitation",
             object_id=created.id,
-            details={"email": invitation.email, "company": company["name"]},
+            details={"company": company["name"]},  # never an address: the invitation (object_id) has it
         )
         await self.rt.emit(
             conn, ev.PersonInvited(invitation_id=created.id, convoy_id=convoy["id"], company_id=company["id"])
@@ -476,6 +479,8 @@ class ConvoysService:
             name=row["name"],
             language=row["language"],
             expires_at=row["expires_at"],
+            charter=charter_text(row, "convoy_language"),
+            charter_version=row["charter_version"],
         )
 
     async def accept_invitation(self, req: api.AcceptInvitationRequest, sessions: Any) -> api.SignedIn:
@@ -490,7 +495,16 @@ class ConvoysService:
                 )
             if await repo.active_membership(conn, person["id"], row["convoy_id"]):
                 raise Conflict("you are already a member of this convoy")
-            await repo.insert_membership(conn, person["id"], row["company_id"], row["convoy_id"])
+            # Accepting the invitation accepts the convoy's current charter (shown with the invitation).
+            charter_version = row["charter_version"]
+            if a.charter_version is not None and a.charter_version != charter_version:
+                raise Conflict(
+                    f"the convoy's charter changed (version {charter_version} now, not {a.charter_version});"
+                    " read it again and accept"
+                )
+            await repo.insert_membership(
+                conn, person["id"], row["company_id"], row["convoy_id"], charter_version=charter_version
+            )
             await repo.accept_invitation(conn, row["id"], person["id"])
             actor = api.Actor(person_id=person["id"])
             await repo.audit(
@@ -500,7 +514,11 @@ class ConvoysService:
                 action="person.joined",
                 object_type="person",
                 object_id=person["id"],
-                details={"company": row["company_name"], "invitation": str(row["id"])},
+                details={
+                    "company": row["company_name"],
+                    "invitation": str(row["id"]),
+                    "charter_version": str(charter_version),
+                },
             )
             await self.rt.emit(
                 conn,
@@ -527,7 +545,7 @@ class ConvoysService:
                 action="join.requested",
                 object_type="join_request",
                 object_id=created.id,
-                details={"company": r.company.name, "contact": r.contact_email},
+                details={"company": r.company.name},  # never an address: the join request (object_id) has it
             )
             await self.rt.emit(conn, ev.JoinRequested(request_id=created.id, convoy_id=req.convoy_id))
             for f in await repo.facilitator_contacts(conn, req.convoy_id):
@@ -644,11 +662,13 @@ class ConvoysService:
         async with self.rt.db.connection() as conn:
             companies = await repo.companies_of(conn, req.person_id, req.convoy_id)
             facilitator = await repo.facilitates(conn, req.person_id, req.convoy_id)
+            accepted = bool(companies) and await repo.charter_accepted(conn, req.person_id, req.convoy_id)
         return api.Membership(
             person_id=req.person_id,
             convoy_id=req.convoy_id,
             company_ids=companies,
             is_facilitator=facilitator,
+            charter_accepted=accepted,
         )
 
     async def set_slack(self, req: api.SetSlack) -> api.Convoy:

@@ -8,8 +8,10 @@ from pathlib import Path
 from schemas import api
 from schemas import events as ev
 from schemas.subjects import Rpc
+from services.milestones.flags import Flags
 from services.milestones.imports import HistoryImport
 from services.milestones.moderation import Moderation
+from services.milestones.privacy import PrivacyRules
 from services.milestones.service import MilestonesService
 from services.runtime.service import Runtime
 
@@ -65,3 +67,14 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.REPORT_LOCK_COMMENTS, api.LockComments, moderation.lock_comments)
     rt.endpoint(Rpc.COMMENT_HIDE, api.ModerateComment, moderation.hide_comment)
     rt.endpoint(Rpc.COMMENT_RESTORE, api.ModerateComment, moderation.restore_comment)
+    # --- flags and charter: members flag content, the convoy's facilitators work the queue
+    flags = Flags(svc, moderation)
+    rt.endpoint(Rpc.FLAG_CREATE, api.FlagContent, flags.flag)
+    rt.endpoint(Rpc.FLAG_QUEUE, api.ConvoyAsk, flags.queue)
+    rt.endpoint(Rpc.FLAG_RESOLVE, api.ResolveFlag, flags.resolve)
+    # --- data protection: erased authors, the export, the retention rule (hourly, or asked with a `now`)
+    privacy = PrivacyRules(rt)
+    rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
+    rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
+    rt.endpoint(Rpc.RETENTION_PURGE, api.RetentionPurge, privacy.purge)
+    rt.background(privacy.purge_forever)

@@ -86,20 +86,27 @@ class Moderation:
     async def _set_report_hidden(self, req: api.ModerateReport, hidden: bool) -> api.Report:
         reason = _reason(req.reason, required=hidden)
         async with self.svc.rt.db.transaction() as conn:
-            access, row = await self._report(conn, req.actor, req.report_id)
-            if (row["hidden_at"] is not None) != hidden:
-                await repo.set_report_hidden(conn, req.report_id, hidden, reason)
-                await self._emit(
-                    conn,
-                    req.actor,
-                    "report.hidden" if hidden else "report.restored",
-                    row,
-                    object_id=row["id"],
-                    author_id=row["author_id"],
-                    reason=reason,
-                )
+            access = await self.set_report_hidden_in(conn, req.actor, req.report_id, hidden, reason)
             [report] = await self.svc._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
             return report
+
+    async def set_report_hidden_in(
+        self, conn: asyncpg.Connection, actor: api.Actor, report_id: uuid.UUID, hidden: bool, reason: str
+    ) -> Access:
+        """Hide or restore a report in the caller's transaction (the one path: direct, or acting on a flag)."""
+        access, row = await self._report(conn, actor, report_id)
+        if (row["hidden_at"] is not None) != hidden:
+            await repo.set_report_hidden(conn, report_id, hidden, reason)
+            await self._emit(
+                conn,
+                actor,
+                "report.hidden" if hidden else "report.restored",
+                row,
+                object_id=row["id"],
+                author_id=row["author_id"],
+                reason=reason,
+            )
+        return access
 
     async def hide_report(self, req: api.ModerateReport) -> api.Report:
         return await self._set_report_hidden(req, True)
@@ -128,28 +135,34 @@ class Moderation:
     async def _set_comment_hidden(self, req: api.ModerateComment, hidden: bool) -> api.Comment:
         reason = _reason(req.reason, required=hidden)
         async with self.svc.rt.db.transaction() as conn:
-            row = await repo.comment_row_for_update(conn, req.comment_id)
-            if row is None:
-                raise NotFound("no such comment")
-            access = await self.svc._access(conn, req.actor, row["convoy_id"], not_found="no such comment")
-            if not access.sees_everything and (row["hidden_at"] is not None or row["report_hidden_at"] is not None):
-                raise NotFound("no such comment")
-            _moderator(access)
-            if (row["hidden_at"] is not None) == hidden:
-                return _comment(row)
-            updated = await repo.set_comment_hidden(conn, req.comment_id, hidden, reason)
-            report = await repo.report_row(conn, row["report_id"])
-            assert report is not None
-            await self._emit(
-                conn,
-                req.actor,
-                "comment.hidden" if hidden else "comment.restored",
-                report,
-                object_id=row["id"],
-                author_id=row["author_id"],
-                reason=reason,
-            )
-            return _comment(updated)
+            return _comment(await self.set_comment_hidden_in(conn, req.actor, req.comment_id, hidden, reason))
+
+    async def set_comment_hidden_in(
+        self, conn: asyncpg.Connection, actor: api.Actor, comment_id: uuid.UUID, hidden: bool, reason: str
+    ) -> asyncpg.Record:
+        """Hide or restore a comment in the caller's transaction (direct, or acting on a flag); its row after."""
+        row = await repo.comment_row_for_update(conn, comment_id)
+        if row is None:
+            raise NotFound("no such comment")
+        access = await self.svc._access(conn, actor, row["convoy_id"], not_found="no such comment")
+        if not access.sees_everything and (row["hidden_at"] is not None or row["report_hidden_at"] is not None):
+            raise NotFound("no such comment")
+        _moderator(access)
+        if (row["hidden_at"] is not None) == hidden:
+            return row
+        updated = await repo.set_comment_hidden(conn, comment_id, hidden, reason)
+        report = await repo.report_row(conn, row["report_id"])
+        assert report is not None
+        await self._emit(
+            conn,
+            actor,
+            "comment.hidden" if hidden else "comment.restored",
+            report,
+            object_id=row["id"],
+            author_id=row["author_id"],
+            reason=reason,
+        )
+        return updated
 
     async def hide_comment(self, req: api.ModerateComment) -> api.Comment:
         return await self._set_comment_hidden(req, True)

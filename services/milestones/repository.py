@@ -25,13 +25,14 @@ async def upsert_convoy(
     cadence: Any,
     start_date: date,
     status: str | None = None,
+    retention_days: int | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO convoys (convoy_id, name, timezone, language, cadence, start_date, status)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, 'forming'))"
+        "INSERT INTO convoys (convoy_id, name, timezone, language, cadence, start_date, status, retention_days)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, 'forming'), $8)"
         " ON CONFLICT (convoy_id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone,"
         " language = excluded.language, cadence = excluded.cadence, start_date = excluded.start_date,"
-        " status = coalesce($7, convoys.status)",
+        " status = coalesce($7, convoys.status), retention_days = excluded.retention_days",
         convoy_id,
         name,
         timezone,
@@ -39,6 +40,7 @@ async def upsert_convoy(
         msgspec.json.encode(cadence).decode(),
         start_date,
         status,
+        retention_days,
     )
 
 
@@ -92,9 +94,21 @@ async def remove_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID)
     await conn.execute("DELETE FROM members WHERE person_id = $1 AND company_id = $2", person_id, company_id)
 
 
-async def remove_company(conn: Conn, company_id: uuid.UUID) -> None:
+async def remove_company(conn: Conn, company_id: uuid.UUID, left_at: datetime | None = None) -> None:
+    """The company left (at ``left_at``): remember who represented it then, for the retention rule."""
+    if left_at is not None:
+        await conn.execute(
+            "INSERT INTO departed_members (person_id, company_id, convoy_id, left_at)"
+            " SELECT person_id, company_id, convoy_id, $2 FROM members WHERE company_id = $1 ON CONFLICT DO NOTHING",
+            company_id,
+            left_at,
+        )
     await conn.execute("DELETE FROM members WHERE company_id = $1", company_id)
-    await conn.execute("UPDATE companies SET active = false WHERE company_id = $1", company_id)
+    await conn.execute(
+        "UPDATE companies SET active = false, left_at = coalesce(left_at, $2) WHERE company_id = $1",
+        company_id,
+        left_at,
+    )
 
 
 async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
@@ -590,8 +604,9 @@ async def facilitator_digest_rows(
     horizons: list[int],
     currents: list[int],
     todays: list[date],
+    at: datetime | None = None,
 ) -> dict[str, list[asyncpg.Record]]:
-    """Four set-based queries for any number of convoys (the convoys themselves are read before).
+    """Five set-based queries for any number of convoys (the convoys themselves are read before).
 
     Per convoy (the arrays are parallel): ``horizons`` is the newest cycle whose reports count
     (the current one; 0 before the first check-in, where early reports are filed), ``currents``
@@ -601,7 +616,8 @@ async def facilitator_digest_rows(
     - companies: active companies with their latest visible report up to the horizon (if any);
     - milestones: not removed, not done, target date before the local date (stalled);
     - help: visible help requests of the current and previous cycle without any help offer;
-    - moods: average mood (2 decimals) per convoy and cycle of the last four cycles.
+    - moods: average mood (2 decimals) per convoy and cycle of the last four cycles;
+    - flags: per convoy, the flags open at ``at`` (raised at or before it, not resolved by then).
     """
     convoys = "unnest($1::uuid[], $2::int[], $3::int[], $4::date[]) AS v(convoy_id, horizon, cur, today)"
     args = (convoy_ids, horizons, currents, todays)
@@ -642,7 +658,13 @@ async def facilitator_digest_rows(
         " GROUP BY r.convoy_id, r.cycle_index",
         *args,
     )
-    return {"companies": companies, "milestones": milestones, "help": help_, "moods": moods}
+    flags = await conn.fetch(
+        "SELECT f.convoy_id, count(*) AS flags FROM flags f WHERE f.convoy_id = ANY($1::uuid[])"
+        " AND f.created_at <= $2 AND (f.resolved_at IS NULL OR f.resolved_at > $2) GROUP BY f.convoy_id",
+        convoy_ids,
+        at if at is not None else datetime.now().astimezone(),
+    )
+    return {"companies": companies, "milestones": milestones, "help": help_, "moods": moods, "flags": flags}
 
 
 async def convoys(conn: Conn, convoy_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
@@ -765,3 +787,253 @@ async def set_comments_locked(conn: Conn, report_id: uuid.UUID, locked: bool) ->
     await conn.execute(
         "UPDATE reports SET comments_locked_at = CASE WHEN $2 THEN now() END WHERE id = $1", report_id, locked
     )
+
+
+# --- flags and charter: members flag content, facilitators resolve the flags ----------------------
+async def comment_target(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record | None:
+    """A comment with its report's company and visibility, and whether its parent is hidden."""
+    return await conn.fetchrow(
+        "SELECT k.*, r.company_id, r.hidden_at AS report_hidden_at,"
+        " (SELECT p.hidden_at FROM comments p WHERE p.id = k.parent_id) AS parent_hidden_at"
+        " FROM comments k JOIN reports r ON r.id = k.report_id WHERE k.id = $1",
+        comment_id,
+    )
+
+
+async def insert_flag(
+    conn: Conn,
+    *,
+    convoy_id: uuid.UUID,
+    object_type: str,
+    object_id: uuid.UUID,
+    report_id: uuid.UUID,
+    comment_id: uuid.UUID | None,
+    flagged_by: uuid.UUID,
+    reason: str,
+    note: str,
+) -> asyncpg.Record | None:
+    """A new open flag, or None when this person's flag on the object is still open (nothing changes)."""
+    return await conn.fetchrow(
+        "INSERT INTO flags (id, convoy_id, object_type, object_id, report_id, comment_id, flagged_by, reason, note)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " ON CONFLICT (object_id, flagged_by) WHERE resolved_at IS NULL DO NOTHING RETURNING *",
+        uuid.uuid4(),
+        convoy_id,
+        object_type,
+        object_id,
+        report_id,
+        comment_id,
+        flagged_by,
+        reason,
+        note,
+    )
+
+
+async def open_flag_of(conn: Conn, object_id: uuid.UUID, person_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM flags WHERE object_id = $1 AND flagged_by = $2 AND resolved_at IS NULL", object_id, person_id
+    )
+
+
+async def flag_row(conn: Conn, flag_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM flags WHERE id = $1", flag_id)
+
+
+async def open_flags_for_update(conn: Conn, object_id: uuid.UUID) -> list[uuid.UUID]:
+    """The open flags on an object, locked (two facilitators resolving at once: the second finds none)."""
+    rows = await conn.fetch(
+        "SELECT id FROM flags WHERE object_id = $1 AND resolved_at IS NULL ORDER BY created_at, id FOR UPDATE",
+        object_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def resolve_flags(
+    conn: Conn, flag_ids: list[uuid.UUID], *, resolution: str, resolved_by: uuid.UUID | None, note: str
+) -> None:
+    await conn.execute(
+        "UPDATE flags SET resolved_at = now(), resolution = $2, resolved_by = $3, resolution_note = $4"
+        " WHERE id = ANY($1::uuid[]) AND resolved_at IS NULL",
+        flag_ids,
+        resolution,
+        resolved_by,
+        note,
+    )
+
+
+async def open_flags(conn: Conn, convoy_id: uuid.UUID, limit: int = 1000) -> list[asyncpg.Record]:
+    """A convoy's open flags with what they are about, oldest first, in one query.
+
+    Per flag: the object's company (name), author, text and visibility (a comment counts as hidden
+    when it, its parent or its report is), and the company the flagger represents in the convoy.
+    """
+    return await conn.fetch(
+        "SELECT f.id, f.object_type, f.object_id, f.report_id, f.flagged_by, f.reason, f.note, f.created_at,"
+        " r.company_id, c.name AS company_name,"
+        " CASE WHEN f.object_type = 'comment' THEN k.author_id ELSE r.author_id END AS author_id,"
+        " CASE WHEN f.object_type = 'comment' THEN k.body ELSE r.done END AS text,"
+        " CASE WHEN f.object_type = 'comment'"
+        "   THEN k.hidden_at IS NOT NULL OR r.hidden_at IS NOT NULL"
+        "     OR EXISTS (SELECT 1 FROM comments p WHERE p.id = k.parent_id AND p.hidden_at IS NOT NULL)"
+        "   ELSE r.hidden_at IS NOT NULL END AS hidden,"
+        " fc.company_id AS flagger_company_id, fc.name AS flagger_company_name"
+        " FROM flags f JOIN reports r ON r.id = f.report_id JOIN companies c ON c.company_id = r.company_id"
+        " LEFT JOIN comments k ON k.id = f.comment_id"
+        " LEFT JOIN LATERAL (SELECT mc.company_id, mc.name FROM members m"
+        "   JOIN companies mc ON mc.company_id = m.company_id"
+        "   WHERE m.person_id = f.flagged_by AND m.convoy_id = f.convoy_id ORDER BY mc.name LIMIT 1) fc ON true"
+        " WHERE f.convoy_id = $1 AND f.resolved_at IS NULL ORDER BY f.created_at, f.id LIMIT $2",
+        convoy_id,
+        limit,
+    )
+
+
+# --- data protection: erased authors, a person's export, the retention rule ----------------------
+async def former_authors(conn: Conn, person_ids: list[uuid.UUID]) -> dict[tuple[uuid.UUID, uuid.UUID], str | None]:
+    """(person, convoy) of authors who deleted their account -> the company they represented there
+    (None: they facilitated the convoy)."""
+    if not person_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT f.person_id, f.convoy_id, c.name FROM former_authors f"
+        " LEFT JOIN companies c ON c.company_id = f.company_id WHERE f.person_id = ANY($1::uuid[])",
+        list(set(person_ids)),
+    )
+    return {(r["person_id"], r["convoy_id"]): r["name"] for r in rows}
+
+
+async def record_former_author(
+    conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID, company_id: uuid.UUID | None
+) -> None:
+    """Idempotent; a representative's company wins over a facilitator role in the same convoy."""
+    await conn.execute(
+        "INSERT INTO former_authors (person_id, convoy_id, company_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (person_id, convoy_id) DO UPDATE SET company_id = coalesce(excluded.company_id,"
+        " former_authors.company_id)",
+        person_id,
+        convoy_id,
+        company_id,
+    )
+
+
+async def forget_person(conn: Conn, person_id: uuid.UUID) -> None:
+    """Drop an erased person from the projections that authorize (they can do nothing any more)."""
+    await conn.execute("DELETE FROM members WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM facilitators WHERE person_id = $1", person_id)
+
+
+def _records(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        record = dict(r)
+        if isinstance(record.get("body"), str) and "version" in record:
+            record["body"] = msgspec.json.decode(record["body"])
+        out.append(record)
+    return out
+
+
+async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[dict[str, Any]]]:
+    """A person's reports (with earlier versions), comments, kudos given, help offers and flags."""
+    reports = await conn.fetch(
+        "SELECT r.id, r.convoy_id, r.company_id, c.name AS company_name, r.cycle_index, r.late, r.done, r.next,"
+        " r.blockers, r.help_wanted, r.help_topic, r.mood, r.facilitator_note, r.version, r.submitted_at,"
+        " r.updated_at, r.hidden_at IS NOT NULL AS hidden"
+        " FROM reports r JOIN companies c ON c.company_id = r.company_id WHERE r.author_id = $1"
+        " ORDER BY r.submitted_at, r.id",
+        person_id,
+    )
+    versions = await conn.fetch(
+        "SELECT v.report_id, v.version, v.editor_id, v.saved_at, v.body FROM report_versions v"
+        " JOIN reports r ON r.id = v.report_id WHERE r.author_id = $1 OR v.editor_id = $1"
+        " ORDER BY v.report_id, v.version",
+        person_id,
+    )
+    comments = await conn.fetch(
+        "SELECT id, report_id, convoy_id, parent_id, body, created_at, hidden_at IS NOT NULL AS hidden"
+        " FROM comments WHERE author_id = $1 ORDER BY created_at, id",
+        person_id,
+    )
+    kudos = await conn.fetch(
+        "SELECT report_id, convoy_id, given_at FROM kudos WHERE person_id = $1 ORDER BY given_at", person_id
+    )
+    help_offers = await conn.fetch(
+        "SELECT id, report_id, company_id, message, created_at FROM help_offers WHERE person_id = $1"
+        " ORDER BY created_at",
+        person_id,
+    )
+    flags = await conn.fetch(
+        "SELECT id, convoy_id, object_type, object_id, reason, note, created_at, resolved_at, resolution"
+        " FROM flags WHERE flagged_by = $1 ORDER BY created_at",
+        person_id,
+    )
+    return {
+        "reports": _records(reports),
+        "report_versions": _records(versions),
+        "comments": _records(comments),
+        "kudos_given": _records(kudos),
+        "help_offers": _records(help_offers),
+        "flags": _records(flags),
+    }
+
+
+async def companies_due_for_purge(conn: Conn, now: datetime) -> list[asyncpg.Record]:
+    """Companies that left longer ago than their convoy keeps content, not purged yet."""
+    return await conn.fetch(
+        "SELECT c.company_id, c.convoy_id, c.left_at FROM companies c JOIN convoys v ON v.convoy_id = c.convoy_id"
+        " WHERE c.left_at IS NOT NULL AND c.purged_at IS NULL AND v.retention_days IS NOT NULL"
+        " AND c.left_at + make_interval(days => v.retention_days) <= $1"
+        " ORDER BY c.left_at FOR UPDATE OF c SKIP LOCKED",
+        now,
+    )
+
+
+async def purge_company(
+    conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, left_at: datetime, now: datetime
+) -> tuple[int, int]:
+    """Remove a departed company's content: its reports (with everything on them), its project and
+    milestones, and the comments, kudos and help offers its representatives gave in the convoy until
+    it left. Returns (reports, comments) removed."""
+    reports = [r["id"] for r in await conn.fetch("SELECT id FROM reports WHERE company_id = $1 FOR UPDATE", company_id)]
+    people = [
+        r["person_id"]
+        for r in await conn.fetch("SELECT person_id FROM departed_members WHERE company_id = $1", company_id)
+    ]
+    comments = await conn.fetch(
+        "SELECT id FROM comments WHERE report_id = ANY($1::uuid[])"
+        " OR (convoy_id = $2 AND author_id = ANY($3::uuid[]) AND created_at <= $4)",
+        reports,
+        convoy_id,
+        people,
+        left_at,
+    )
+    comment_ids = [r["id"] for r in comments]
+    # Answers to removed comments go with them (one level of threading).
+    answers = await conn.fetch(
+        "SELECT id FROM comments WHERE parent_id = ANY($1::uuid[]) AND NOT id = ANY($1::uuid[])", comment_ids
+    )
+    comment_ids += [r["id"] for r in answers]
+    await conn.execute("DELETE FROM comments WHERE id = ANY($1::uuid[]) AND parent_id IS NOT NULL", comment_ids)
+    await conn.execute("DELETE FROM comments WHERE id = ANY($1::uuid[])", comment_ids)
+    await conn.execute(
+        "DELETE FROM kudos WHERE report_id = ANY($1::uuid[])"
+        " OR (convoy_id = $2 AND person_id = ANY($3::uuid[]) AND given_at <= $4)",
+        reports,
+        convoy_id,
+        people,
+        left_at,
+    )
+    await conn.execute(
+        "DELETE FROM help_offers WHERE report_id = ANY($1::uuid[]) OR company_id = $2", reports, company_id
+    )
+    await conn.execute("DELETE FROM report_milestones WHERE report_id = ANY($1::uuid[])", reports)
+    await conn.execute("DELETE FROM report_versions WHERE report_id = ANY($1::uuid[])", reports)
+    await conn.execute("UPDATE commitments SET reviewed_in = NULL WHERE reviewed_in = ANY($1::uuid[])", reports)
+    await conn.execute(
+        "DELETE FROM commitments WHERE report_id = ANY($1::uuid[]) OR company_id = $2", reports, company_id
+    )
+    await conn.execute("DELETE FROM reports WHERE id = ANY($1::uuid[])", reports)
+    await conn.execute("DELETE FROM milestones WHERE company_id = $1", company_id)
+    await conn.execute("DELETE FROM projects WHERE company_id = $1", company_id)
+    await conn.execute("DELETE FROM departed_members WHERE company_id = $1", company_id)
+    await conn.execute("UPDATE companies SET purged_at = $2 WHERE company_id = $1", company_id, now)
+    return len(reports), len(comment_ids)

@@ -27,7 +27,7 @@ from schemas import events as ev
 from schemas.subjects import Rpc
 from schemas.values import Cadence
 from services.milestones import catalogue as cat
-from services.milestones import markdown
+from services.milestones import markdown, privacy
 from services.milestones import repository as repo
 from services.runtime import cycles
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -93,6 +93,7 @@ class MilestonesService:
                 language=event.language,
                 cadence=event.cadence,
                 start_date=start,
+                retention_days=event.retention_days,
             )
             if event.facilitator_id:
                 await repo.add_facilitator(conn, event.convoy_id, event.facilitator_id)
@@ -107,6 +108,7 @@ class MilestonesService:
                 language=event.language,
                 cadence=event.cadence,
                 start_date=start,
+                retention_days=event.retention_days,
             )
         elif isinstance(event, ev.ConvoyStatusChanged):
             await repo.set_convoy_status(conn, event.convoy_id, event.new_status)
@@ -115,7 +117,7 @@ class MilestonesService:
         elif isinstance(event, ev.CompanyJoined):
             await repo.upsert_company(conn, event.company_id, event.convoy_id, event.name)
         elif isinstance(event, ev.CompanyLeft):
-            await repo.remove_company(conn, event.company_id)
+            await repo.remove_company(conn, event.company_id, left_at=envelope.occurred_at)
         elif isinstance(event, ev.PersonJoined):
             await repo.add_member(conn, event.person_id, event.company_id, event.convoy_id)
         elif isinstance(event, ev.PersonRemoved):
@@ -143,6 +145,7 @@ class MilestonesService:
             cadence=convoy.cadence,
             start_date=convoy.start_date or convoy.created_at.date(),
             status=convoy.status,
+            retention_days=convoy.retention_days,
         )
         for company in convoy.companies:
             await repo.upsert_company(conn, company.id, convoy.id, company.name)
@@ -179,6 +182,28 @@ class MilestonesService:
         if not companies and not facilitator:
             raise NotFound(not_found)
         return Access(convoy=convoy, companies=companies, facilitator=facilitator, admin=False)
+
+    async def _under_charter(self, access: Access, actor: api.Actor) -> None:
+        """A representative writes reports and comments only once they accepted the convoy's current charter.
+
+        Asked from services/convoys (``MEMBERSHIP_GET``, which answers ``charter_accepted``) at the
+        moment of writing rather than kept in a projection: writes are rare, so one request each costs
+        little, and the answer is exact: an acceptance a second ago counts, a charter changed a second
+        ago binds, and milestones keeps no copy of charter versions and acceptances that could lag
+        behind. Facilitators and admins are not bound (they keep the charter; they do not accept it).
+        """
+        if access.sees_everything or not access.companies or actor.person_id is None:
+            return
+        membership = await self.rt.rpc.call(
+            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
+            api.GetMembership(person_id=actor.person_id, convoy_id=access.convoy["convoy_id"]),
+            api.Membership,
+        )
+        if membership.company_ids and not membership.charter_accepted:
+            raise Conflict(
+                "accept the convoy's updated charter first"
+                f" (read it at GET /api/v1/convoys/{access.convoy['convoy_id']}/charter, then POST …/charter/accept)"
+            )
 
     def _writer(self, access: Access, company_id: uuid.UUID, what: str) -> None:
         if not access.represents(company_id):
@@ -311,6 +336,7 @@ class MilestonesService:
                     raise InvalidInput("`company_id`: you represent several companies here; say which")
                 company_id = access.companies[0]
             self._writer(access, company_id, "post its reports")
+            await self._under_charter(access, req.actor)
             assert req.actor.person_id is not None
             cycle = current_cycle(access.convoy, now)
             index = cycle.index if cycle else 0
@@ -414,6 +440,7 @@ class MilestonesService:
                 raise NotFound("no such report")
             access = await self._access(conn, req.actor, row["convoy_id"], not_found="no such report")
             self._writer(access, row["company_id"], "edit its reports")
+            await self._under_charter(access, req.actor)
             assert req.actor.person_id is not None
             convoy = access.convoy
             cycle = cycles.cycle_by_index(
@@ -546,6 +573,7 @@ class MilestonesService:
                     facilitator_note=r["facilitator_note"] if private else None,
                 )
             )
+        await privacy.attribute(conn, access.convoy["language"], out)
         return out
 
     async def search(self, req: api.Search) -> api.SearchResults:
@@ -591,6 +619,7 @@ class MilestonesService:
                 raise Forbidden("the admin token cannot comment; sign in as a person")
             if report["comments_locked_at"] is not None and not access.sees_everything:
                 raise Conflict("the convoy's facilitators have locked the comments on this report")
+            await self._under_charter(access, req.actor)
             parent_id = req.comment.parent_id
             if parent_id is not None:
                 parent = await repo.comment_row(conn, parent_id)
@@ -626,6 +655,7 @@ class MilestonesService:
         async with self.rt.db.connection() as conn:
             access, _ = await self._report_access(conn, req.actor, req.report_id)
             rows = await repo.comments_of(conn, req.report_id, hidden=access.sees_everything)
+            former = await repo.former_authors(conn, [r["author_id"] for r in rows])
         top: list[api.Comment] = []
         by_id: dict[uuid.UUID, api.Comment] = {}
         for row in rows:
@@ -635,6 +665,7 @@ class MilestonesService:
                 top.append(comment)
             elif row["parent_id"] in by_id:
                 by_id[row["parent_id"]].replies.append(comment)
+        privacy.attribute_comments(access.convoy, former, list(by_id.values()))
         return api.Comments(comments=top)
 
     async def give_kudos(self, req: api.ReportAction) -> api.Report:
@@ -782,8 +813,9 @@ class MilestonesService:
         return build_digest(convoy, req.cycle_index, data)
 
     async def facilitator_digest(self, req: api.FacilitatorDigestAsk) -> api.FacilitatorDigest:
-        """The weekly health of a facilitator's convoys at ``req.at``: five set-based queries for all
-        of them together (the convoys, then four in one snapshot); unknown convoy ids are skipped.
+        """The weekly health of a facilitator's convoys at ``req.at``: six set-based queries for all
+        of them together (the convoys, then five in one snapshot); unknown convoy ids are skipped.
+        ``flags_waiting`` counts the flags open at ``req.at``.
 
         A pure function of the stored data and ``at``: asked again, it says the same.
         """
@@ -807,6 +839,7 @@ class MilestonesService:
                 [max(k, 0) for k in currents],
                 currents,
                 [_local_today(c, req.at) for c in convoys],
+                req.at,
             )
         return build_facilitator_digest(convoys, currents, data)
 
@@ -1001,6 +1034,7 @@ def build_facilitator_digest(
     moods: dict[tuple[uuid.UUID, int], float] = {
         (m["convoy_id"], m["cycle_index"]): float(m["mood"]) for m in data["moods"]
     }
+    flags: dict[uuid.UUID, int] = {f["convoy_id"]: int(f["flags"]) for f in data.get("flags", [])}
     out: list[api.ConvoyHealth] = []
     for convoy, k in zip(convoys, currents, strict=True):
         convoy_id = convoy["convoy_id"]
@@ -1026,7 +1060,7 @@ def build_facilitator_digest(
                 open_blockers=blockers,
                 unanswered_help=help_.get(convoy_id, []),
                 mood_trend=[moods.get((convoy_id, i)) for i in range(max(k - MOOD_CYCLES + 1, 0), k + 1)],
-                flags_waiting=0,
+                flags_waiting=flags.get(convoy_id, 0),
             )
         )
     return api.FacilitatorDigest(convoys=out)

@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from schemas import api
 from schemas import events as ev
 from schemas.subjects import Rpc
+from services.reminders.privacy import PrivacyRules
 from services.reminders.service import Reminders
 from services.runtime.service import Runtime
 
@@ -35,6 +36,10 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.COMPANY_SKIP, api.SkipForCompany, reminders.skip_for_company)
     rt.endpoint(Rpc.PROMPT_NOW, api.FireNow, reminders.prompt_now)
     rt.endpoint(Rpc.CLOSE_NOW, api.FireNow, reminders.close_now)
+    # --- data protection: the export, and person.erased
+    privacy = PrivacyRules(rt)
+    rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
+    rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
     if rt.settings.reminders_manual_clock:
         rt.endpoint(Rpc.TICK, api.Tick, reminders.manual_tick)
 

@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
+from services.runtime import correlation
 from services.runtime.db import Database
 from services.runtime.settings import Settings
 
@@ -125,6 +126,10 @@ class Consumer:
             await self._dead_letter(msg, f"malformed: {exc}")
             PROCESSED.labels(self.service, self.spec.purpose, "malformed").inc()
             return
+        with correlation.bound(envelope.correlation_id, causation_id=envelope.id):
+            await self._handle(msg, envelope, event, attempt)
+
+    async def _handle(self, msg: Msg, envelope: env.Envelope, event: ev.Event, attempt: int) -> None:
         bound = log.bind(consumer=self.name, event_id=str(envelope.id), type=envelope.type, attempt=attempt)
         try:
             async with self.db.transaction() as conn:
@@ -151,6 +156,7 @@ class Consumer:
             return
         await msg.ack()
         PROCESSED.labels(self.service, self.spec.purpose, "ok" if fresh else "duplicate").inc()
+        bound.debug("event handled" if fresh else "event already handled")
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         meta = msg.metadata
@@ -163,6 +169,7 @@ class Consumer:
                 "Convoy-Subject": msg.subject,
                 "Convoy-Consumer": self.name,
                 "Convoy-Stream-Seq": str(meta.sequence.stream),
+                **(correlation.nats_headers() or {}),
             },
             timeout=self.settings.nats_request_timeout,
         )

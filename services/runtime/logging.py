@@ -1,13 +1,46 @@
-"""Structured logs: one JSON object per line, with the process's service name on every line."""
+"""Structured logs: one JSON object per line, with the process's service name on every line.
+
+Personal data stays out of the logs: :func:`mask_emails` masks every email address in every value
+of every line (``anna.mueller@example.de`` becomes ``a***@example.de``), for our own log calls and
+for libraries logging through the standard library alike, exception tracebacks included.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
 from services.runtime.settings import Settings
+
+EMAIL = re.compile(
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
+)
+
+
+def mask(value: Any) -> Any:
+    """``value`` with every email address in it masked (strings, and inside dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return EMAIL.sub(r"\1***@\2", value) if "@" in value else value
+    if isinstance(value, dict):
+        return {k: mask(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return type(value)(mask(v) for v in value)
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    text = str(value)  # anything else is rendered as text anyway (an exception, a UUID, an address object)
+    return mask(text) if "@" in text else value
+
+
+def mask_emails(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask email addresses in every value of the event (keys are ours)."""
+    for key, value in event_dict.items():
+        event_dict[key] = mask(value)
+    return event_dict
 
 
 def configure(settings: Settings, service: str) -> None:
@@ -23,7 +56,7 @@ def configure(settings: Settings, service: str) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, structlog.processors.format_exc_info, mask_emails, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
@@ -33,7 +66,7 @@ def configure(settings: Settings, service: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, mask_emails, renderer],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )

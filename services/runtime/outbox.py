@@ -20,6 +20,7 @@ from prometheus_client import Counter
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
+from services.runtime import correlation
 from services.runtime.db import TRANSIENT_DB_ERRORS, Database
 from services.runtime.settings import Settings
 
@@ -44,9 +45,16 @@ async def add(
     causation_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
 ) -> env.Envelope:
-    """Record ``event`` in the outbox inside the caller's transaction (once per ``event_id``)."""
+    """Record ``event`` in the outbox inside the caller's transaction (once per ``event_id``).
+
+    Correlation and causation default to what the current request or event bound (see correlation.py).
+    """
     envelope = env.new_envelope(
-        event, producer=producer, correlation_id=correlation_id, causation_id=causation_id, event_id=event_id
+        event,
+        producer=producer,
+        correlation_id=correlation_id or correlation.current(),
+        causation_id=causation_id or correlation.causation(),
+        event_id=event_id,
     )
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.micro.request import Request
 from prometheus_client import Histogram
 
+from services.runtime import correlation
 from services.runtime.errors import ConvoyError, InvalidInput, Unavailable, from_status
 
 log = structlog.get_logger(__name__)
@@ -51,6 +52,10 @@ def endpoint(
     decoder = msgspec.json.Decoder(request_type)
 
     async def handle(req: Request) -> None:
+        with correlation.bound(correlation.parse((req.headers or {}).get(correlation.NATS_HEADER))):
+            await answer(req)
+
+    async def answer(req: Request) -> None:
         started = time.perf_counter()
         status = 200
         try:
@@ -84,7 +89,9 @@ class RpcClient:
         self, subject: str, request: msgspec.Struct, reply_type: type[Rep], *, timeout: float | None = None
     ) -> Rep:
         try:
-            msg = await self.nc.request(subject, _encoder.encode(request), timeout=timeout or self.timeout)
+            msg = await self.nc.request(
+                subject, _encoder.encode(request), timeout=timeout or self.timeout, headers=correlation.nats_headers()
+            )
         except nats.errors.NoRespondersError as exc:
             raise Unavailable(f"no service answers {subject}") from exc
         except (TimeoutError, nats.errors.TimeoutError) as exc:

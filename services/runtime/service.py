@@ -22,7 +22,7 @@ from nats.js import JetStreamContext
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
-from prometheus_client import REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from schemas import api
 from schemas import events as ev
@@ -179,6 +179,8 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
                     log.error("task ended with an error", task=t.get_name(), error=repr(t.exception()))
 
         stack.push_async_callback(finish_work)
+        if settings.ops_port:
+            stack.push_async_callback(await _ops_listener(rt, settings.http_host, settings.ops_port))
         log.info("service ready", subjects=rt.subjects.rpc(module.NAME, "*"))
         crashed = asyncio.create_task(_first_crash(tasks))
         stopper = asyncio.create_task(stop.wait())
@@ -188,6 +190,37 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
         if crashed in done and not crashed.cancelled() and crashed.exception() is None:
             raise RuntimeError(f"background task {crashed.result()} ended unexpectedly")
         log.info("service stopping")
+
+
+async def _ops_listener(rt: Runtime, host: str, port: int) -> Callable[[], Awaitable[None]]:
+    """HTTP for probes and Prometheus: /live (the loop runs), /health (ready: 200, else 503), /metrics.
+
+    Per process, unlike the NATS ``health``/``metrics`` endpoints, which any replica of the
+    queue group may answer. Returns the coroutine function that stops it.
+    """
+    from aiohttp import web
+
+    async def live(_: web.Request) -> web.Response:
+        return web.json_response({"service": rt.name, "live": True})
+
+    async def health(_: web.Request) -> web.Response:
+        answer = await rt.health()
+        return web.Response(
+            body=msgspec.json.encode(answer), status=200 if answer.ready else 503, content_type="application/json"
+        )
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/live", live)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("ops listener", host=host, port=port, paths=["/live", "/health", "/metrics"])
+    return runner.cleanup
 
 
 async def _first_crash(tasks: list[asyncio.Task[None]]) -> str:

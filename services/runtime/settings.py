@@ -1,7 +1,9 @@
 """Settings from the environment: one place, every field with its variable, default and meaning.
 
 Business code never reads ``os.environ``; it is handed a :class:`Settings`. Each field ``x`` is
-read from ``CONVOY_X``. ``convoy config`` prints the table that README.md shows.
+read from ``CONVOY_X``, or from the file named by ``CONVOY_X_FILE`` (a mounted secret; trailing
+whitespace stripped) when ``CONVOY_X`` is not set. ``convoy config`` prints the table that
+README.md shows.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Key that signs links and reply addresses that work without signing in; empty: CONVOY_DATA_DIR/secret-key."""
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
+    ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
+    """Back-end services answer /live, /health and /metrics over HTTP on this port (probes, Prometheus); 0: none."""
     dev_mail_viewer: bool = False
     """Serve /dev/mail, a page listing what the local mail sink kept; `convoy up` turns it on with the sink."""
 
@@ -143,7 +147,16 @@ class SettingsError(ValueError):
 def load(environ: dict[str, str] | None = None) -> Settings:
     """Read settings from ``environ`` (default: the process environment); bad values name the variable."""
     env = os.environ if environ is None else environ
-    raw = {name: env[PREFIX + name.upper()] for name in Settings.__struct_fields__ if PREFIX + name.upper() in env}
+    raw: dict[str, str] = {}
+    for name in Settings.__struct_fields__:
+        variable = PREFIX + name.upper()
+        if variable in env:
+            raw[name] = env[variable]
+        elif variable + "_FILE" in env:
+            try:
+                raw[name] = Path(env[variable + "_FILE"]).read_text(encoding="utf-8").rstrip()
+            except OSError as exc:
+                raise SettingsError(f"{variable}_FILE: cannot read {env[variable + '_FILE']}: {exc.strerror}") from exc
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -123,8 +123,10 @@ class InvitationPages(Controller):
     @post("/{token:str}", guards=[client_rate_limit], status_code=200)
     async def accept(self, page: PageDep, token: FromPath[str]) -> Template | Redirect:
         values: dict[str, Any] = {k: str(page.form.get(k, "")).strip() for k in ("name", "language", "timezone")}
+        shown = str(page.form.get("charter_version", ""))
+        charter = {"charter_version": int(shown)} if shown.isdigit() and int(shown) > 0 else {}
         try:
-            accept = msgspec.convert({"token": token, **values}, api.AcceptInvitation)
+            accept = msgspec.convert({"token": token, **values, **charter}, api.AcceptInvitation)
             signed_in = await page.call(
                 "convoys", Rpc.INVITATION_ACCEPT, api.AcceptInvitationRequest(accept=accept), api.SignedIn
             )

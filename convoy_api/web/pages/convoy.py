@@ -81,6 +81,8 @@ class ConvoyPages(Controller):
     async def dashboard(self, page: PageDep) -> Template | Redirect:
         if page.me is None:
             return Redirect("/sign-in", status_code=303)
+        if unaccepted := next((c for c in page.me.convoys if not c.charter_accepted), None):
+            return Redirect(f"/convoys/{unaccepted.convoy_id}/charter", status_code=303)  # a changed charter first
         actor = page.actor
         seen_raw = page.request.cookies.get(SEEN_COOKIE, "")
         try:

@@ -8,10 +8,12 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, get, post
+from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
+from convoy_api.deps import SESSION_COOKIE
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
 from schemas.subjects import Rpc
@@ -102,6 +104,19 @@ class ProfilePages(Controller):
 
         failed = await self._guard(page, "token", run)
         return failed or await self._show(page, created=created[0].secret)
+
+    @post("/delete", status_code=200)
+    async def delete_account(self, page: PageDep) -> Template | Redirect:
+        """Erase my account in every service (after an explicit confirmation); signs out."""
+        if not page.form.get("understood"):
+            return await self._show(page, {"delete": {"": page._("Please confirm that you understand this.")}}, 422)
+        ask = api.EraseMe(actor=page.actor, confirm="DELETE")
+        await page.call("convoys", Rpc.ME_ERASE, ask, api.Erased)
+        token = page.request.cookies.get(SESSION_COOKIE)
+        if token:
+            page.backend.forget(token)
+        page.cookies.append(Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/", httponly=True))
+        return page.redirect("/sign-in?deleted=1")
 
     @post("/tokens/{token_id:uuid}/revoke", status_code=200)
     async def revoke(self, page: PageDep, token_id: FromPath[uuid.UUID]) -> Template | Redirect:

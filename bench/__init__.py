@@ -1,0 +1,1 @@
+"""Benchmarks of Convoy against the machine's limits (issue #9): ``make bench`` / ``python -m bench``."""

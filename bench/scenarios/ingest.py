@@ -1,0 +1,176 @@
+"""ingest: reports POSTed end to end (HTTP → API → milestones → report + outbox row committed → 201).
+
+Closed loop at 1, 8, 32 and 64 concurrent clients, then an open loop at half the best rate for
+the p99 target. Each report is a different company's (one report per company and cycle), posted
+with its representative's access token. The ingest convoys have one company each, so no peer is
+emailed (fan-out and latency measure that); the notifier still consumes every report.submitted.
+
+Baselines, same PostgreSQL, same concurrency, same run: (a) single-row INSERT commits/s,
+(b) the report + outbox row + pg_notify transaction issued directly with asyncpg.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import uuid
+from datetime import date, timedelta
+
+import asyncpg
+import msgspec
+
+from bench import data
+from bench.measure import Result, Row, closed_loop, cpu_delta, expect, http_session, open_loop, pct
+from bench.stack import Stack
+from schemas import events as ev
+
+LEVELS = (1, 8, 32, 64)
+BODY = {"done": "Buchungsseite ist **live**", "next": "Kalender anbinden", "mood": 4, "commitments": ["Kalender"]}
+
+
+def sizes(scale: float) -> tuple[int, float]:
+    """(reports per concurrency level, seconds of the half-rate run)."""
+    return max(64 * 3, round(4000 * scale)), max(5.0, 30 * scale)
+
+
+async def run(stack: Stack, scale: float) -> Result:
+    per_level, half_seconds = sizes(scale)
+    result = Result("ingest", scale)
+    assert stack.pool is not None
+    started = time.perf_counter()
+    cpu0 = stack.cpu_seconds()
+    await data.create_baseline_tables(stack.pool)
+    half_budget = int(per_level * 1.5)
+    convoys = await data.create_convoys(
+        stack.pool,
+        per_level * len(LEVELS) + half_budget,
+        companies=1,
+        start_date=date.today() - timedelta(weeks=3),
+    )
+    reps = convoys.reps
+    subject = stack.subjects.of(ev.ReportSubmitted)
+    payload = msgspec.json.encode({"type": "report.submitted", "payload": {"x": "y" * 200}})
+    best_rate = 0.0
+    session = http_session(100)
+    try:
+        for level in LEVELS:
+            batch, reps = reps[:per_level], reps[per_level:]
+
+            async def post(rep: data.Rep) -> None:
+                async with session.post(
+                    f"{stack.http}/api/v1/convoys/{rep.convoy_id}/reports", json=BODY, headers=rep.auth
+                ) as r:
+                    await expect(r, 201)
+
+            await stack.wait_until_quiet()
+            cpu_a = stack.cpu_seconds()
+            lat, elapsed = await closed_loop(level, batch, post)
+            cpu_b = stack.cpu_seconds()
+            rate = len(lat) / elapsed
+            best_rate = max(best_rate, rate)
+
+            raw_pool = await asyncpg.create_pool(stack.settings.database_url, min_size=level, max_size=level)
+            try:
+                raw_lat, raw_elapsed = await closed_loop(
+                    level, range(per_level), functools.partial(_raw_value, raw_pool)
+                )
+                tx_lat, tx_elapsed = await closed_loop(
+                    level, batch, functools.partial(_tx_rep, raw_pool, subject, payload)
+                )
+            finally:
+                await raw_pool.close()
+            raw_rate = len(raw_lat) / raw_elapsed
+            tx_rate = len(tx_lat) / tx_elapsed
+            target = "≥ 0.5 of (a)" if level >= 32 else ""
+            result.rows.append(
+                Row(
+                    "ingest",
+                    f"{level} clients: reports/s vs (a) raw INSERT commits/s",
+                    rate,
+                    raw_rate,
+                    "/s",
+                    target,
+                    (rate / raw_rate >= 0.5) if level >= 32 else None,
+                )
+            )
+            result.rows.append(
+                Row("ingest", f"{level} clients: reports/s vs (b) report+outbox tx direct", rate, tx_rate, "/s")
+            )
+            result.details[f"c{level}"] = {
+                "reports": len(lat),
+                "reports_per_s": round(rate, 1),
+                "p50_ms": round(pct(lat, 50) * 1000, 1),
+                "p99_ms": round(pct(lat, 99) * 1000, 1),
+                "raw_insert_per_s": round(raw_rate, 1),
+                "raw_p50_ms": round(pct(raw_lat, 50) * 1000, 2),
+                "report_tx_per_s": round(tx_rate, 1),
+                "report_tx_p50_ms": round(pct(tx_lat, 50) * 1000, 2),
+                "cpu_s": {k: round(v, 1) for k, v in cpu_delta(cpu_a, cpu_b).items()},
+            }
+            result.rows.append(
+                Row(
+                    "ingest",
+                    f"{level} clients: p50 / p99 ms (p99 is the figure)",
+                    pct(lat, 99) * 1000,
+                    None,
+                    "ms",
+                    note=f"p50 {pct(lat, 50) * 1000:.1f} ms",
+                )
+            )
+
+        # p99 at half the best rate, open loop
+        half = best_rate / 2
+        count = min(len(reps), max(50, int(half * half_seconds)))
+        batch = reps[:count]
+
+        async def post_half(rep: data.Rep) -> None:
+            async with session.post(
+                f"{stack.http}/api/v1/convoys/{rep.convoy_id}/reports", json=BODY, headers=rep.auth
+            ) as r:
+                await expect(r, 201)
+
+        await stack.wait_until_quiet()
+        lat, elapsed, _ = await open_loop(half, batch, post_half)
+        p99 = pct(lat, 99) * 1000
+        result.rows.append(
+            Row(
+                "ingest",
+                f"p99 ms at half the best rate ({half:.0f}/s, open loop)",
+                p99,
+                None,
+                "ms",
+                "< 50 ms",
+                p99 < 50,
+                note=f"p50 {pct(lat, 50) * 1000:.1f} ms, {len(lat)} reports",
+            )
+        )
+        result.details["half_rate"] = {
+            "rate_per_s": round(half, 1),
+            "reports": len(lat),
+            "achieved_per_s": round(len(lat) / elapsed, 1),
+            "p50_ms": round(pct(lat, 50) * 1000, 1),
+            "p99_ms": round(p99, 1),
+        }
+    finally:
+        await session.close()
+    result.cpu_seconds = cpu_delta(cpu0, stack.cpu_seconds())
+    result.wall_seconds = time.perf_counter() - started
+    return result
+
+
+async def _raw(pool: asyncpg.Pool, value: str) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(data.RAW_INSERT, value)
+
+
+async def _tx(pool: asyncpg.Pool, convoy_id: uuid.UUID, subject: str, payload: bytes) -> None:
+    async with pool.acquire() as conn:
+        await data.report_transaction(conn, convoy_id, subject, payload)
+
+
+async def _raw_value(pool: asyncpg.Pool, i: int) -> None:
+    await _raw(pool, str(i))
+
+
+async def _tx_rep(pool: asyncpg.Pool, subject: str, payload: bytes, rep: data.Rep) -> None:
+    await _tx(pool, rep.convoy_id, subject, payload)

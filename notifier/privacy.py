@@ -1,0 +1,53 @@
+"""Data protection in the notifier: a person's export, and ``person.erased``.
+
+On ``person.erased`` the notifier deletes the person's preferences and replaces their address in
+every delivery to them with ``erased`` (the delivery keys stay, so nothing is ever sent twice). A
+message to their address that was still on its way when they left is dropped, not sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+
+import asyncpg
+import structlog
+
+from notifier import repository as repo
+from schemas import api
+from schemas import envelope as env
+from schemas import events as ev
+from schemas.subjects import Rpc
+from services.runtime.errors import Forbidden
+from services.runtime.service import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+def email_sha256(address: str) -> bytes:
+    """As services/convoys hashes it for ``person.erased``: trimmed and lower-cased."""
+    return hashlib.sha256(address.strip().lower().encode()).digest()
+
+
+class PrivacyRules:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def on_person_erased(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        assert isinstance(event, ev.PersonErased)
+        await repo.erase_person(conn, event.person_id, bytes.fromhex(event.email_sha256), envelope.occurred_at)
+
+    async def erased_since(self, to_email: str, person_id: uuid.UUID | None, asked_at: datetime) -> bool:
+        """Whether the recipient deleted their account after this message was asked for."""
+        return await repo.erased_before(self.rt.db, person_id, email_sha256(to_email), asked_at)
+
+    async def is_erased(self, person_id: uuid.UUID) -> bool:
+        return await repo.is_erased(self.rt.db, person_id)
+
+    async def personal_data(self, req: api.Ask) -> api.PersonalData:
+        if req.actor.person_id is None:
+            raise Forbidden("the admin token has no personal data; sign in as a person")
+        me = await self.rt.rpc.call(self.rt.subjects.rpc("convoys", Rpc.ME_GET), req, api.Me)
+        sections = await repo.personal_records(self.rt.db, req.actor.person_id, me.person.email)
+        return api.PersonalData(service=self.rt.name, sections=sections)

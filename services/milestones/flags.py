@@ -1,0 +1,199 @@
+"""Flags and the moderation queue: members point content out, the convoy's facilitators decide.
+
+- Any member of the convoy (a representative or a facilitator, signed in as a person) flags a report
+  or comment they can see, with a reason (spam, off_topic, confidential, offensive, other; other
+  needs a note in their own words). Members may flag their own content too (posted something
+  confidential by mistake). One open flag per person and object: flagging again answers the open
+  flag and changes nothing. Flags work in completed convoys too (their content stays readable).
+- Each new flag emits ``content.flagged`` in the same transaction: services/convoys records it in
+  the audit log and emails the convoy's facilitators at once (not the content itself: a flag for
+  ``confidential`` should not spread what it is about). The weekly facilitator digest counts the
+  flags open at its moment (``flags_waiting``).
+- The queue (facilitators and admins; representatives 403, anyone else 404) lists flagged objects
+  with their open flags, oldest first: object, excerpt, company, author, whether it is hidden, and
+  per flag who flagged it (person id and the company they represent), reason, note and when.
+  Members never learn who flagged: their own receipt is all a flagger gets back.
+- Resolving a flag resolves every open flag on its object: ``dismiss`` leaves the content as it is,
+  ``act`` hides it through the same code path as a direct hide (so the ``content.moderated`` audit
+  entry and the author's notice happen exactly as for …/hide; already hidden: nothing more happens).
+  ``content.flags_resolved`` records the resolution in the audit log. A flag already resolved: 409.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+import asyncpg
+
+from schemas import api
+from schemas import events as ev
+from services.milestones import repository as repo
+from services.milestones.moderation import Moderation, _moderator, _reason
+from services.milestones.service import Access, MilestonesService
+from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+
+EXCERPT = 200
+
+
+def excerpt(text: str, length: int = EXCERPT) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= length else flat[: length - 1].rstrip() + "…"
+
+
+class Flags:
+    def __init__(self, svc: MilestonesService, moderation: Moderation) -> None:
+        self.svc = svc
+        self.moderation = moderation
+
+    async def _target(
+        self,
+        conn: asyncpg.Connection,
+        actor: api.Actor,
+        object_type: Literal["report", "comment"],
+        object_id: uuid.UUID,
+    ) -> tuple[Access, asyncpg.Record, asyncpg.Record | None]:
+        """The object as the actor may see it: (access, its report, the comment or None); 404 otherwise."""
+        if object_type == "report":
+            access, report = await self.svc._report_access(conn, actor, object_id)
+            return access, report, None
+        comment = await repo.comment_target(conn, object_id)
+        if comment is None:
+            raise NotFound("no such comment")
+        access = await self.svc._access(conn, actor, comment["convoy_id"], not_found="no such comment")
+        hidden = any(comment[k] is not None for k in ("hidden_at", "report_hidden_at", "parent_hidden_at"))
+        if hidden and not access.sees_everything:
+            raise NotFound("no such comment")
+        found = await repo.report_row(conn, comment["report_id"])
+        assert found is not None
+        return access, found, comment
+
+    async def flag(self, req: api.FlagContent) -> api.FlagReceipt:
+        note = req.flag.note.strip()
+        if req.flag.reason == "other" and not note:
+            raise InvalidInput("`note`: say what is wrong (required with reason `other`)")
+        async with self.svc.rt.db.transaction() as conn:
+            access, report, comment = await self._target(conn, req.actor, req.object_type, req.object_id)
+            if req.actor.person_id is None:
+                raise Forbidden("the admin token cannot flag; sign in as a person")
+            assert access.companies or access.facilitator or access.admin
+            row = await repo.insert_flag(
+                conn,
+                convoy_id=report["convoy_id"],
+                object_type=req.object_type,
+                object_id=req.object_id,
+                report_id=report["id"],
+                comment_id=comment["id"] if comment is not None else None,
+                flagged_by=req.actor.person_id,
+                reason=req.flag.reason,
+                note=note,
+            )
+            created = row is not None
+            if row is None:
+                row = await repo.open_flag_of(conn, req.object_id, req.actor.person_id)
+                assert row is not None
+            else:
+                await self.svc.rt.emit(
+                    conn,
+                    ev.ContentFlagged(
+                        convoy_id=report["convoy_id"],
+                        flag_id=row["id"],
+                        flagged_by=req.actor.person_id,
+                        object_type=req.object_type,
+                        object_id=req.object_id,
+                        report_id=report["id"],
+                        company_id=report["company_id"],
+                        author_id=comment["author_id"] if comment is not None else report["author_id"],
+                        reason=req.flag.reason,
+                        note=note,
+                    ),
+                )
+            return api.FlagReceipt(
+                id=row["id"],
+                object_type=row["object_type"],
+                object_id=row["object_id"],
+                reason=row["reason"],
+                note=row["note"],
+                created_at=row["created_at"],
+                created=created,
+            )
+
+    async def queue(self, req: api.ConvoyAsk) -> api.FlagQueue:
+        async with self.svc.rt.db.connection() as conn:
+            access = await self.svc._access(conn, req.actor, req.convoy_id)
+            _moderator(access)
+            rows = await repo.open_flags(conn, req.convoy_id)
+        items: dict[uuid.UUID, api.FlaggedContent] = {}
+        for r in rows:
+            item = items.get(r["object_id"])
+            if item is None:
+                item = items[r["object_id"]] = api.FlaggedContent(
+                    object_type=r["object_type"],
+                    object_id=r["object_id"],
+                    report_id=r["report_id"],
+                    company_id=r["company_id"],
+                    company_name=r["company_name"],
+                    author_id=r["author_id"],
+                    excerpt=excerpt(r["text"] or ""),
+                    hidden=r["hidden"],
+                    flags=[],
+                )
+            item.flags.append(
+                api.Flag(
+                    id=r["id"],
+                    flagged_by=r["flagged_by"],
+                    flagged_by_company_id=r["flagger_company_id"],
+                    flagged_by_company_name=r["flagger_company_name"] or "",
+                    reason=r["reason"],
+                    note=r["note"],
+                    created_at=r["created_at"],
+                )
+            )
+        return api.FlagQueue(convoy_id=req.convoy_id, items=list(items.values()))
+
+    async def resolve(self, req: api.ResolveFlag) -> api.FlagOutcome:
+        act = req.resolution.action == "act"
+        reason = _reason(req.resolution.reason, required=act)
+        async with self.svc.rt.db.transaction() as conn:
+            flag = await repo.flag_row(conn, req.flag_id)
+            if flag is None:
+                raise NotFound("no such flag")
+            access = await self.svc._access(conn, req.actor, flag["convoy_id"], not_found="no such flag")
+            _moderator(access)
+            open_ids = await repo.open_flags_for_update(conn, flag["object_id"])
+            if req.flag_id not in open_ids:
+                raise Conflict("this flag was already resolved")
+            if flag["object_type"] == "report":
+                if act:
+                    await self.moderation.set_report_hidden_in(conn, req.actor, flag["object_id"], True, reason)
+                after = await repo.report_row(conn, flag["report_id"])
+            elif act:
+                after = await self.moderation.set_comment_hidden_in(conn, req.actor, flag["object_id"], True, reason)
+            else:
+                after = await repo.comment_row(conn, flag["object_id"])
+            assert after is not None
+            hidden = after["hidden_at"] is not None
+            resolution: Literal["dismissed", "acted"] = "acted" if act else "dismissed"
+            await repo.resolve_flags(
+                conn, open_ids, resolution=resolution, resolved_by=req.actor.person_id, note=reason
+            )
+            await self.svc.rt.emit(
+                conn,
+                ev.FlagsResolved(
+                    convoy_id=flag["convoy_id"],
+                    actor_id=req.actor.person_id,
+                    action=resolution,
+                    object_type=flag["object_type"],
+                    object_id=flag["object_id"],
+                    report_id=flag["report_id"],
+                    flag_ids=open_ids,
+                    reason=reason,
+                ),
+            )
+        return api.FlagOutcome(
+            object_type=flag["object_type"],
+            object_id=flag["object_id"],
+            action=resolution,
+            resolved=open_ids,
+            hidden=hidden,
+        )
