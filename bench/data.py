@@ -321,3 +321,9 @@ def monday_9(day: date) -> datetime:
 
 def last_monday(before: date) -> date:
     return before - timedelta(days=before.weekday())
+
+
+async def outbox_rows(pool: asyncpg.Pool, schemas: list[str]) -> int:
+    """Events written but not yet relayed, over every service's outbox."""
+    async with pool.acquire() as conn:
+        return sum([int(await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox")) for schema in schemas])

@@ -35,6 +35,7 @@ import msgspec
 import nats
 import psutil
 
+from bench import data
 from schemas import api
 from schemas.subjects import SERVICES, Rpc, Subjects
 from services import embedded
@@ -118,9 +119,7 @@ class Stack:
         assert self.pool is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            rows = 0
-            for name in BACKEND_MODULES:
-                rows += await self.pool.fetchval(f"SELECT count(*) FROM {name}.outbox")
+            rows = await data.outbox_rows(self.pool, list(BACKEND_MODULES))
             pending = 0
             js = self.nc.jetstream()
             with contextlib.suppress(Exception):

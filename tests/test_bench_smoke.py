@@ -18,6 +18,8 @@ import pytest
 from bench import data, run
 from bench.measure import Result, Row, closed_loop, pct
 from bench.scenarios import fanout
+from schemas import events as ev
+from schemas.subjects import Subjects
 
 
 async def test_bench_setup_and_one_report(
@@ -36,7 +38,7 @@ async def test_bench_setup_and_one_report(
         assert await data.insert_reports(pool, convoys, cycle_index=10, submitted_at=p.start_date) == 6  # type: ignore[arg-type]
         await data.create_baseline_tables(pool)
         async with pool.acquire() as conn:
-            await data.report_transaction(conn, uuid.uuid4(), "convoy.events.report.submitted", b"{}")
+            await data.report_transaction(conn, uuid.uuid4(), Subjects().of(ev.ReportSubmitted), b"{}")
             assert await conn.fetchval("SELECT count(*) FROM reminders.cycles") == 6
             assert await conn.fetchval("SELECT count(*) FROM bench.outbox") == 1
     finally:

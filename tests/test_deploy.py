@@ -254,6 +254,23 @@ def test_nats_helm_values_ask_for_three_jetstream_nodes_on_file_storage() -> Non
     assert values["config"]["merge"]["max_payload"] == 8 * 1024 * 1024
 
 
+# --- Grafana ----------------------------------------------------------------------------------------
+def test_grafana_dashboard_queries_only_metrics_convoy_exports() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "convoy-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 10
+    # Every metric Convoy defines (prometheus_client adds _total to counters; histograms have
+    # _bucket/_count/_sum); the API's come from Litestar's middleware with the prefix convoy_api.
+    source = "\n".join(p.read_text() for f in ("services", "notifier", "convoy_api") for p in (ROOT / f).rglob("*.py"))
+    defined = set(re.findall(r'(?:Counter|Histogram|Gauge)\(\s*"(convoy_\w+)"', source))
+    assert 'prefix="convoy_api"' in source
+    defined |= {"convoy_api_requests", "convoy_api_request_duration_seconds", "convoy_api_requests_in_progress"}
+    for expr in exprs:
+        for metric in re.findall(r"\b(convoy_\w+)", expr):
+            base = re.sub(r"_(total|bucket|count|sum)$", "", metric)
+            assert base in defined, f"the dashboard queries {metric}, which no code exports"
+
+
 # --- secrets from files, and the probes the deployments use ----------------------------------------
 def test_settings_read_secrets_from_files(tmp_path: Path) -> None:
     key = tmp_path / "secret_key"
@@ -420,7 +437,7 @@ async def test_two_replicas_of_every_service_share_the_work_and_handle_each_even
                     raise AssertionError(f"a replica of {name} ended: {crashed[0].exception()!r}")
                 return len(await _instances(nc, subjects.micro_name(name), wait=0.3)) == 2
 
-            await eventually(both_up, timeout=60)
+            await eventually(both_up, timeout=90)
 
         import uvicorn
 

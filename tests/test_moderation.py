@@ -4,11 +4,16 @@ the author of hidden content is told why."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
 
-from tests.conftest import SmtpSink, eventually, text_of
+from tests.conftest import SlackStub, SmtpSink, Stack, eventually, html_of, text_of
+from tests.test_reports import post_report as post_report_response
+from tests.test_reports import sql
+from tests.test_scheduler import active_convoy, tick
 from tests.world import ADMIN, World, build_world
 
 
@@ -279,3 +284,35 @@ async def test_only_the_convoys_facilitators_and_admins_moderate(
     r = await client.get(f"/api/v1/convoys/{world.convoy_id}/audit", headers=world.facilitator)
     actors = {e["actor_id"] for e in r.json()["entries"] if e["action"].startswith(("report.", "comment"))}
     assert await person_id(client, other.facilitator) not in actors
+
+
+async def test_a_hidden_report_stays_out_of_the_digest_email_and_the_slack_channel(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, slack_stub: SlackStub, stack: Stack, settings: Any
+) -> None:
+    world = await active_convoy(client, smtp_sink)
+    r = await client.put(
+        f"/api/v1/convoys/{world.convoy_id}/slack", json={"webhook_url": slack_stub.url()}, headers=world.facilitator
+    )
+    assert r.status_code == 200
+    await tick(stack, "2026-10-19T09:00:30+02:00")
+    ids = []
+    for key, done in (("a", "Geheimes Angebot: 30 % auf alles"), ("b", "Shop ist online")):
+        r = await post_report_response(client, world, key, done=done)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    for rid in ids:  # place both in cycle 0 (the fake clock is the scheduler's)
+        await sql(
+            settings,
+            "UPDATE milestones.reports SET cycle_index = 0, submitted_at = $2 WHERE id = $1",
+            uuid.UUID(rid),
+            datetime.fromisoformat("2026-10-20T10:00+02:00"),
+        )
+    r = await client.post(f"/api/v1/reports/{ids[0]}/hide", json={"reason": "Werbung"}, headers=world.facilitator)
+    assert r.status_code == 200, r.text
+
+    await tick(stack, "2026-10-26T09:00:30+01:00")  # cycle 0 closes: the digest goes out
+    [post] = await slack_stub.wait_for(1, timeout=30)
+    digest = await smtp_sink.wait_for_subject(world.reps["b"].email, "Convoy digest")
+    for text in (str(post["blocks"]), text_of(digest), html_of(digest)):
+        assert "Shop ist online" in text
+        assert "Geheimes Angebot" not in text

@@ -31,7 +31,7 @@ async def upsert_convoy(
         " VALUES ($1, $2, $3, $4, $5::jsonb, $6, coalesce($7, 'forming'))"
         " ON CONFLICT (convoy_id) DO UPDATE SET name = excluded.name, timezone = excluded.timezone,"
         " language = excluded.language, cadence = excluded.cadence, start_date = excluded.start_date,"
-        " status = coalesce($7, convoys.status), updated_at = now()",
+        " status = coalesce($7, convoys.status), updated_at = now(), plan_version = convoys.plan_version + 1",
         convoy_id,
         name,
         timezone,
@@ -43,7 +43,11 @@ async def upsert_convoy(
 
 
 async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
-    await conn.execute("UPDATE convoys SET status = $2, updated_at = now() WHERE convoy_id = $1", convoy_id, status)
+    await conn.execute(
+        "UPDATE convoys SET status = $2, updated_at = now(), plan_version = plan_version + 1 WHERE convoy_id = $1",
+        convoy_id,
+        status,
+    )
 
 
 async def convoy(conn: Conn, convoy_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
@@ -52,14 +56,10 @@ async def convoy(conn: Conn, convoy_id: uuid.UUID, *, lock: bool = False) -> asy
     )
 
 
-async def active_convoys(conn: Conn) -> list[asyncpg.Record]:
-    return await conn.fetch("SELECT * FROM convoys WHERE status = 'active' ORDER BY convoy_id")
-
-
 async def update_settings(conn: Conn, convoy_id: uuid.UUID, s: api.ScheduleSettings) -> None:
     await conn.execute(
-        "UPDATE convoys SET holiday_region = $2, holiday_policy = $3, nudge_offsets = $4, updated_at = now()"
-        " WHERE convoy_id = $1",
+        "UPDATE convoys SET holiday_region = $2, holiday_policy = $3, nudge_offsets = $4, updated_at = now(),"
+        " plan_version = plan_version + 1 WHERE convoy_id = $1",
         convoy_id,
         s.holiday_region,
         s.holiday_policy,
@@ -101,7 +101,7 @@ async def keep_cycle(conn: Conn, convoy_id: uuid.UUID, c: PlannedCycle) -> None:
         "INSERT INTO cycles (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)"
         " ON CONFLICT (convoy_id, cycle_index) DO UPDATE SET opens_at = excluded.opens_at,"
-        " due_at = excluded.due_at, closes_at = excluded.closes_at,"
+        " due_at = excluded.due_at, closes_at = excluded.closes_at, next_at = NULL,"
         " skipped = cycles.skipped OR excluded.skipped,"
         " skip_reason = CASE WHEN cycles.skipped THEN cycles.skip_reason ELSE excluded.skip_reason END"
         " WHERE cycles.opened_at IS NULL"
@@ -120,12 +120,140 @@ async def keep_cycle(conn: Conn, convoy_id: uuid.UUID, c: PlannedCycle) -> None:
     )
 
 
-async def pending_cycles(conn: Conn, convoy_id: uuid.UUID, now: datetime) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT * FROM cycles WHERE convoy_id = $1 AND closed_at IS NULL AND opens_at <= $2 ORDER BY cycle_index",
-        convoy_id,
-        now,
+# --- the set-based tick ----------------------------------------------------------------------------
+PLAN_COLUMNS = (
+    "convoy_id, timezone, cadence::text AS cadence, start_date, holiday_region, holiday_policy, plan_version,"
+    " planned_version"
+)
+CONVOYS_TO_PLAN = (
+    # two index scans (convoys_unplanned, convoys_planned_until): nothing is read for a convoy whose
+    # plan is up to date, however many there are
+    f"SELECT {PLAN_COLUMNS} FROM convoys WHERE status = 'active' AND planned_version IS DISTINCT FROM plan_version"
+    " AND convoy_id > $2"
+    f" UNION ALL SELECT {PLAN_COLUMNS} FROM convoys WHERE status = 'active' AND planned_until <= $1"
+    " AND planned_version = plan_version AND convoy_id > $2"
+    " ORDER BY convoy_id LIMIT $3"
+)
+DUE_CYCLES = (
+    # cycles_due: only cycles with something to do at $1 (next_at, or opens_at while never looked at)
+    "SELECT c.convoy_id, c.cycle_index FROM cycles c JOIN convoys v ON v.convoy_id = c.convoy_id"
+    " WHERE coalesce(c.next_at, c.opens_at) <= $1 AND c.closed_at IS NULL AND NOT c.skipped"
+    " AND v.status = 'active' ORDER BY c.convoy_id, c.cycle_index"
+)
+
+
+async def convoys_to_plan(conn: Conn, now: datetime, after: uuid.UUID, limit: int) -> list[asyncpg.Record]:
+    """Active convoys whose plan changed or ran out at ``now`` (by convoy id, after ``after``)."""
+    return await conn.fetch(CONVOYS_TO_PLAN, now, after, limit)
+
+
+async def keep_cycles(
+    conn: Conn,
+    convoy_ids: list[uuid.UUID],
+    cycles: list[PlannedCycle],
+) -> None:
+    """:func:`keep_cycle` for many cycles in one statement (``convoy_ids[i]`` owns ``cycles[i]``)."""
+    await conn.execute(
+        "INSERT INTO cycles AS c (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason)"
+        " SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],"
+        " $6::bool[], $7::text[])"
+        " ON CONFLICT (convoy_id, cycle_index) DO UPDATE SET opens_at = excluded.opens_at,"
+        " due_at = excluded.due_at, closes_at = excluded.closes_at, next_at = NULL,"
+        " skipped = c.skipped OR excluded.skipped,"
+        " skip_reason = CASE WHEN c.skipped THEN c.skip_reason ELSE excluded.skip_reason END"
+        " WHERE c.opened_at IS NULL"
+        " AND (excluded.opens_at, excluded.due_at, excluded.closes_at, c.skipped OR excluded.skipped,"
+        " CASE WHEN c.skipped THEN c.skip_reason ELSE excluded.skip_reason END)"
+        " IS DISTINCT FROM (c.opens_at, c.due_at, c.closes_at, c.skipped, c.skip_reason)",
+        convoy_ids,
+        [x.index for x in cycles],
+        [x.opens_at for x in cycles],
+        [x.due_at for x in cycles],
+        [x.closes_at for x in cycles],
+        [x.skipped for x in cycles],
+        [x.skip_reason for x in cycles],
     )
+
+
+async def forget_next_at(conn: Conn, convoy_ids: list[uuid.UUID]) -> None:
+    """A schedule change (e.g. nudge offsets) may move what is next in cycles already open: look again."""
+    await conn.execute(
+        "UPDATE cycles SET next_at = NULL WHERE convoy_id = ANY($1::uuid[]) AND closed_at IS NULL"
+        " AND next_at IS NOT NULL",
+        convoy_ids,
+    )
+
+
+async def mark_planned(conn: Conn, convoy_ids: list[uuid.UUID], versions: list[int], until: list[datetime]) -> None:
+    """Record what was planned; a convoy changed meanwhile keeps its new version and is planned again."""
+    await conn.execute(
+        "UPDATE convoys v SET planned_version = x.version, planned_until = x.until"
+        " FROM unnest($1::uuid[], $2::bigint[], $3::timestamptz[]) AS x(convoy_id, version, until)"
+        " WHERE v.convoy_id = x.convoy_id AND v.plan_version = x.version",
+        convoy_ids,
+        versions,
+        until,
+    )
+
+
+async def due_cycles(conn: Conn, now: datetime) -> list[asyncpg.Record]:
+    """(convoy_id, cycle_index) of every cycle of an active convoy with something due at ``now``."""
+    return await conn.fetch(DUE_CYCLES, now)
+
+
+async def lock_cycles(conn: Conn, convoy_ids: list[uuid.UUID], indexes: list[int]) -> list[asyncpg.Record]:
+    """The given cycles, still open and of an active convoy, locked, with their convoy's settings."""
+    return await conn.fetch(
+        "SELECT c.*, v.timezone, v.nudge_offsets FROM cycles c"
+        " JOIN unnest($1::uuid[], $2::int[]) AS k(convoy_id, cycle_index)"
+        " ON k.convoy_id = c.convoy_id AND k.cycle_index = c.cycle_index"
+        " JOIN convoys v ON v.convoy_id = c.convoy_id"
+        " WHERE c.closed_at IS NULL AND NOT c.skipped AND v.status = 'active'"
+        " ORDER BY c.convoy_id, c.cycle_index FOR UPDATE OF c",
+        convoy_ids,
+        indexes,
+    )
+
+
+async def save_cycles(
+    conn: Conn,
+    convoy_ids: list[uuid.UUID],
+    indexes: list[int],
+    opened_at: list[datetime | None],
+    nudges_done: list[int],
+    closed_at: list[datetime | None],
+    next_at: list[datetime | None],
+) -> None:
+    """Record fires of cycles locked by :func:`lock_cycles` in this transaction, and their next time."""
+    await conn.execute(
+        "UPDATE cycles c SET opened_at = x.opened_at, nudges_done = x.nudges_done, closed_at = x.closed_at,"
+        " next_at = x.next_at"
+        " FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::int[], $5::timestamptz[], $6::timestamptz[])"
+        " AS x(convoy_id, cycle_index, opened_at, nudges_done, closed_at, next_at)"
+        " WHERE c.convoy_id = x.convoy_id AND c.cycle_index = x.cycle_index",
+        convoy_ids,
+        indexes,
+        opened_at,
+        nudges_done,
+        closed_at,
+        next_at,
+    )
+
+
+async def add_outbox(
+    conn: Conn, event_ids: list[uuid.UUID], subjects: list[str], data: list[bytes], channel: str
+) -> None:
+    """Many outbox rows in one statement (as services/runtime/outbox.py:add writes one), one wake-up."""
+    await conn.execute(
+        "INSERT INTO outbox (event_id, subject, data)"
+        " SELECT x.event_id, x.subject, x.data"
+        " FROM unnest($1::uuid[], $2::text[], $3::bytea[]) WITH ORDINALITY AS x(event_id, subject, data, n)"
+        " ORDER BY x.n ON CONFLICT (event_id) DO NOTHING",
+        event_ids,
+        subjects,
+        data,
+    )
+    await conn.execute("SELECT pg_notify($1, '')", channel)
 
 
 async def cycle(conn: Conn, convoy_id: uuid.UUID, index: int, *, lock: bool = False) -> asyncpg.Record | None:
@@ -147,11 +275,14 @@ async def current_cycle(conn: Conn, convoy_id: uuid.UUID, now: datetime) -> asyn
 async def mark(conn: Conn, convoy_id: uuid.UUID, index: int, column: str, value: Any) -> bool:
     """Record a fire once: only the first of two racing fires changes the row."""
     if column == "opened_at":
-        sql = "UPDATE cycles SET opened_at = $3 WHERE convoy_id = $1 AND cycle_index = $2 AND opened_at IS NULL"
+        sql = "UPDATE cycles SET opened_at = $3, next_at = NULL WHERE convoy_id = $1 AND cycle_index = $2"
+        sql += " AND opened_at IS NULL"
     elif column == "closed_at":
-        sql = "UPDATE cycles SET closed_at = $3 WHERE convoy_id = $1 AND cycle_index = $2 AND closed_at IS NULL"
+        sql = "UPDATE cycles SET closed_at = $3, next_at = NULL WHERE convoy_id = $1 AND cycle_index = $2"
+        sql += " AND closed_at IS NULL"
     elif column == "nudges_done":
-        sql = "UPDATE cycles SET nudges_done = $3 WHERE convoy_id = $1 AND cycle_index = $2 AND nudges_done < $3"
+        sql = "UPDATE cycles SET nudges_done = $3, next_at = NULL WHERE convoy_id = $1 AND cycle_index = $2"
+        sql += " AND nudges_done < $3"
     else:
         raise ValueError(column)
     return str(await conn.execute(sql, convoy_id, index, value)).endswith(" 1")
@@ -215,6 +346,12 @@ async def insert_absence(
 
 async def absences(conn: Conn, convoy_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch("SELECT * FROM absences WHERE convoy_id = $1 ORDER BY created_at", convoy_id)
+
+
+async def absences_of(conn: Conn, convoy_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM absences WHERE convoy_id = ANY($1::uuid[]) ORDER BY convoy_id, created_at", convoy_ids
+    )
 
 
 # --- data protection -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ Catch-up after an outage (the same rules apply to every tick, so a restart needs
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -171,3 +171,44 @@ def due_actions(state: CycleState, offsets: tuple[int, ...], now: datetime) -> l
     if now >= state.closes_at:
         actions.append(Action("close", state.index))
     return actions
+
+
+def plan_horizon(plan: Plan, now: datetime) -> datetime:
+    """Until when ``cycles_to_keep(plan, now)`` stays the same: the next check-in after ``now``.
+
+    The scheduler re-plans a convoy only when this has passed or its settings changed (bench: scheduler).
+    """
+    current = cycles.cycle_at(plan.cadence, plan.timezone, plan.start_date, now)
+    if current is None:
+        return cycles.check_in(plan.cadence, plan.timezone, plan.start_date, 0)
+    return current.closes_at
+
+
+def next_action_at(state: CycleState, offsets: tuple[int, ...]) -> datetime | None:
+    """The first instant at which ``due_actions(state, offsets, now)`` is not empty; None if never.
+
+    Stored with the cycle (``cycles.next_at``, indexed), so a tick asks the database for what is due
+    instead of looking at every convoy.
+    """
+    if state.skipped or state.closed:
+        return None
+    if not state.opened:
+        return state.opens_at
+    first = state.closes_at
+    ordered = sorted(offsets, reverse=True)
+    if state.nudges_done < len(ordered):
+        first = min(first, state.due_at - timedelta(hours=ordered[state.nudges_done]))
+    return max(first, state.opens_at)
+
+
+def after(state: CycleState, actions: list[Action]) -> CycleState:
+    """The cycle's state once ``actions`` (from :func:`due_actions`) are recorded."""
+    opened, nudges_done, closed = state.opened, state.nudges_done, state.closed
+    for a in actions:
+        if a.kind in ("open", "drop_open"):
+            opened = True
+        elif a.kind in ("nudge", "drop_nudge"):
+            nudges_done = max(nudges_done, a.nudge)
+        elif a.kind == "close":
+            closed = True
+    return replace(state, opened=opened, nudges_done=nudges_done, closed=closed)

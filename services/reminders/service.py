@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -26,6 +27,7 @@ from schemas.subjects import Rpc
 from schemas.values import Cadence
 from services.reminders import repository as repo
 from services.reminders import schedule as plan_
+from services.runtime import correlation, outbox
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -34,6 +36,12 @@ _cadence = msgspec.json.Decoder(Cadence)
 FIRE_NAMESPACE = uuid.UUID("6f1c2b53-8e0a-4f5e-9d3c-5b1f0c7a2e91")
 """uuid5 namespace of the deterministic ids of scheduler fires."""
 LEADER_LOCK = "convoy-reminders-leader"
+PLAN_PAGE = 2000
+"""Convoys planned per transaction."""
+FIRE_BATCH = 500
+"""Cycles fired per transaction (whole convoys: a convoy's events stay in order)."""
+FIRE_CONCURRENCY = 4
+"""Fire transactions at a time (the pool is shared with the consumers and the relay)."""
 
 
 def fire_id(convoy_id: uuid.UUID, index: int, kind: str, number: int = 0) -> uuid.UUID:
@@ -126,17 +134,163 @@ class Reminders:
             await self.tick(datetime.now(UTC))
 
     async def tick(self, now: datetime) -> list[str]:
-        """Fire whatever is due at ``now`` for every active convoy; return what was done."""
+        """Fire whatever is due at ``now`` for every active convoy; return what was done.
+
+        Set-based (issue #9): re-plan only the convoys whose plan changed or ran out, ask the
+        database which cycles have something due (one indexed query), fire those in batches.
+        A tick with nothing due reads two empty index ranges, whatever the number of convoys.
+        """
         done: list[str] = []
         async with self._tick_lock:
-            async with self.rt.db.connection() as conn:
-                convoys = await repo.active_convoys(conn)
-            for row in convoys:
-                try:
-                    done += await self._tick_convoy(row, now)
-                except Exception as exc:  # one broken convoy must not stop the others
-                    log.error("tick failed for a convoy", convoy_id=str(row["convoy_id"]), error=repr(exc))
+            await self._plan(now)
+            done += await self._fire_due(now)
             done += await self._facilitator_digest(now)
+        return done
+
+    async def _plan(self, now: datetime) -> int:
+        """Keep the previous, current and next cycle of every active convoy whose plan may have changed."""
+        after = uuid.UUID(int=0)
+        memo: dict[tuple[Any, ...], tuple[list[plan_.PlannedCycle], datetime]] = {}  # convoys sharing a plan
+        planned = 0
+        while True:
+            async with self.rt.db.connection() as conn:
+                rows = await repo.convoys_to_plan(conn, now, after, PLAN_PAGE)
+            if not rows:
+                break
+            after = rows[-1]["convoy_id"]
+            owners: list[uuid.UUID] = []
+            kept: list[plan_.PlannedCycle] = []
+            convoys: list[uuid.UUID] = []
+            versions: list[int] = []
+            until: list[datetime] = []
+            changed: list[uuid.UUID] = []
+            for row in rows:
+                key = (row["timezone"], row["cadence"], row["start_date"], row["holiday_region"], row["holiday_policy"])
+                if key not in memo:
+                    try:
+                        plan = plan_of(row)
+                        memo[key] = (plan_.cycles_to_keep(plan, now), plan_.plan_horizon(plan, now))
+                    except Exception as exc:  # one broken convoy must not stop the others
+                        log.error("planning failed for a convoy", convoy_id=str(row["convoy_id"]), error=repr(exc))
+                        continue
+                keep, horizon = memo[key]
+                owners += [row["convoy_id"]] * len(keep)
+                kept += keep
+                convoys.append(row["convoy_id"])
+                versions.append(row["plan_version"])
+                until.append(horizon)
+                if row["planned_version"] != row["plan_version"]:
+                    changed.append(row["convoy_id"])
+            try:
+                async with self.rt.db.transaction() as conn:
+                    await repo.keep_cycles(conn, owners, kept)
+                    if changed:
+                        await repo.forget_next_at(conn, changed)
+                    await repo.mark_planned(conn, convoys, versions, until)
+                planned += len(convoys)
+            except Exception as exc:  # e.g. a deadlock with a request: these convoys are planned next tick
+                log.error("planning failed for a batch of convoys", convoys=len(convoys), error=repr(exc))
+            if len(rows) < PLAN_PAGE:
+                break
+        if planned:
+            log.info("scheduler planned", convoys=planned)
+        return planned
+
+    async def _fire_due(self, now: datetime) -> list[str]:
+        """Fire every due cycle: batches of whole convoys, a few transactions at a time."""
+        async with self.rt.db.connection() as conn:
+            due = await repo.due_cycles(conn, now)
+        batches: list[list[tuple[uuid.UUID, int]]] = []
+        batch: list[tuple[uuid.UUID, int]] = []
+        for row in due:
+            key = (row["convoy_id"], row["cycle_index"])
+            if len(batch) >= FIRE_BATCH and batch[-1][0] != key[0]:  # a convoy's cycles stay in one batch
+                batches.append(batch)
+                batch = []
+            batch.append(key)
+        if batch:
+            batches.append(batch)
+        del due
+        gate = asyncio.Semaphore(FIRE_CONCURRENCY)
+
+        async def fire(keys: list[tuple[uuid.UUID, int]]) -> list[str]:
+            async with gate:
+                try:
+                    return await self._fire_batch(keys, now)
+                except Exception as exc:
+                    log.error("tick failed for a batch; firing its convoys one by one", error=repr(exc))
+            done: list[str] = []
+            for convoy_id in dict.fromkeys(k[0] for k in keys):
+                try:
+                    async with gate:
+                        done += await self._fire_batch([k for k in keys if k[0] == convoy_id], now)
+                except Exception as exc:  # one broken convoy must not stop the others
+                    log.error("tick failed for a convoy", convoy_id=str(convoy_id), error=repr(exc))
+            return done
+
+        results = await asyncio.gather(*(fire(b) for b in batches))
+        return [action for done in results for action in done]
+
+    async def _fire_batch(self, keys: list[tuple[uuid.UUID, int]], now: datetime) -> list[str]:
+        """One transaction: lock the cycles, record what is due, write the events (exactly once)."""
+        done: list[str] = []
+        events: list[tuple[ev.Event, uuid.UUID]] = []
+        saved: list[tuple[asyncpg.Record, plan_.CycleState, datetime | None]] = []
+        async with self.rt.db.transaction() as conn:
+            rows = await repo.lock_cycles(conn, [k[0] for k in keys], [k[1] for k in keys])
+            todo = []
+            for row in rows:
+                offsets = tuple(row["nudge_offsets"])
+                state = state_of(row)
+                actions = plan_.due_actions(state, offsets, now)
+                new = plan_.after(state, actions)
+                saved.append((row, new, plan_.next_action_at(new, offsets)))
+                if actions:
+                    todo.append((row, actions))
+            sending = list(
+                {row["convoy_id"] for row, actions in todo if any(not a.kind.startswith("drop") for a in actions)}
+            )
+            absences: dict[uuid.UUID, list[asyncpg.Record]] = {}
+            for a in await repo.absences_of(conn, sending) if sending else []:
+                absences.setdefault(a["convoy_id"], []).append(a)
+            for c, actions in todo:
+                convoy_id = c["convoy_id"]
+                cycle_absences = _absences_of(c, c["timezone"], absences.get(convoy_id, []))
+                for action in actions:
+                    event = _event(c, action, cycle_absences)
+                    if event is not None:
+                        events.append(event)
+                    done.append(f"{convoy_id}:{action.cycle_index}:{action.kind}:{action.nudge}")
+            if saved:
+                await repo.save_cycles(
+                    conn,
+                    [row["convoy_id"] for row, _, _ in saved],
+                    [row["cycle_index"] for row, _, _ in saved],
+                    [row["opened_at"] or (now if new.opened else None) for row, new, _ in saved],
+                    [new.nudges_done for _, new, _ in saved],
+                    [row["closed_at"] or (now if new.closed else None) for row, new, _ in saved],
+                    [next_at for _, _, next_at in saved],
+                )
+            if events:
+                envelopes = [
+                    env.new_envelope(
+                        event,
+                        producer=self.rt.name,
+                        correlation_id=correlation.current(),
+                        causation_id=correlation.causation(),
+                        event_id=event_id,
+                    )
+                    for event, event_id in events
+                ]
+                await repo.add_outbox(
+                    conn,
+                    [e.id for e in envelopes],
+                    [self.rt.subjects.of(type(event)) for event, _ in events],
+                    [env.encode(e) for e in envelopes],
+                    outbox._channel(self.rt.name),  # the relay's wake-up, as outbox.add sends it
+                )
+        if done:
+            log.info("scheduler fired", actions=len(done), events=len(events), cycles=len(saved))
         return done
 
     async def _facilitator_digest(self, now: datetime) -> list[str]:
@@ -154,20 +308,6 @@ class Reminders:
             )
         log.info("scheduler fired", kind="facilitator_digest", period=period)
         return [f"facilitator_digest:{period}"]
-
-    async def _tick_convoy(self, row: asyncpg.Record, now: datetime) -> list[str]:
-        convoy_id = row["convoy_id"]
-        plan = plan_of(row)
-        done = []
-        async with self.rt.db.transaction() as conn:
-            for c in plan_.cycles_to_keep(plan, now):
-                await repo.keep_cycle(conn, convoy_id, c)
-            pending = await repo.pending_cycles(conn, convoy_id, now)
-        for cycle_row in pending:
-            for action in plan_.due_actions(state_of(cycle_row), plan.nudge_offsets, now):
-                if await self._apply(convoy_id, action, now):
-                    done.append(f"{convoy_id}:{action.cycle_index}:{action.kind}:{action.nudge}")
-        return done
 
     async def _apply(self, convoy_id: uuid.UUID, action: plan_.Action, now: datetime) -> bool:
         async with self.rt.db.transaction() as conn:
@@ -232,14 +372,7 @@ class Reminders:
     async def _absences(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: asyncpg.Record) -> list[ev.Absence]:
         convoy = await repo.convoy(conn, convoy_id)
         assert convoy is not None
-        day = c["opens_at"].astimezone(ZoneInfo(convoy["timezone"])).date()
-        out = []
-        for a in await repo.absences(conn, convoy_id):
-            if a["kind"] == "away" and a["from_date"] <= day <= a["until_date"]:
-                out.append(ev.Absence(company_id=a["company_id"], kind="away", reason=a["reason"]))
-            elif a["kind"] == "skipped" and a["cycle_index"] == c["cycle_index"]:
-                out.append(ev.Absence(company_id=a["company_id"], kind="skipped", reason=a["reason"]))
-        return out
+        return _absences_of(c, convoy["timezone"], await repo.absences(conn, convoy_id))
 
     # --- requests --------------------------------------------------------------------------------
     async def _convoy(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record:
@@ -425,6 +558,48 @@ class Reminders:
         if not self.leader:
             return api.Fired(actions=[], leader=False)
         return api.Fired(actions=await self.tick(req.now), leader=True)
+
+
+def _absences_of(c: asyncpg.Record, timezone: str, rows: list[asyncpg.Record]) -> list[ev.Absence]:
+    """The companies not expected in cycle ``c``: away on its opening day (local), or skipping it."""
+    day = c["opens_at"].astimezone(ZoneInfo(timezone)).date()
+    out = []
+    for a in rows:
+        if a["kind"] == "away" and a["from_date"] <= day <= a["until_date"]:
+            out.append(ev.Absence(company_id=a["company_id"], kind="away", reason=a["reason"]))
+        elif a["kind"] == "skipped" and a["cycle_index"] == c["cycle_index"]:
+            out.append(ev.Absence(company_id=a["company_id"], kind="skipped", reason=a["reason"]))
+    return out
+
+
+def _event(c: asyncpg.Record, action: plan_.Action, absences: list[ev.Absence]) -> tuple[ev.Event, uuid.UUID] | None:
+    """The event of a fire and its deterministic id (None for the drops: recorded, not sent)."""
+    convoy_id, index = c["convoy_id"], c["cycle_index"]
+    if action.kind == "open":
+        opened = ev.CycleOpened(
+            convoy_id=convoy_id,
+            cycle_index=index,
+            opens_at=c["opens_at"],
+            due_at=c["due_at"],
+            closes_at=c["closes_at"],
+            absences=absences,
+        )
+        return opened, fire_id(convoy_id, index, "open")
+    if action.kind == "nudge":
+        nudge = ev.NudgeDue(
+            convoy_id=convoy_id, cycle_index=index, nudge=action.nudge, due_at=c["due_at"], absences=absences
+        )
+        return nudge, fire_id(convoy_id, index, "nudge", action.nudge)
+    if action.kind == "close":
+        closed = ev.CycleClosed(
+            convoy_id=convoy_id,
+            cycle_index=index,
+            opens_at=c["opens_at"],
+            closes_at=c["closes_at"],
+            absences=absences,
+        )
+        return closed, fire_id(convoy_id, index, "close")
+    return None
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
