@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
 from convoy_api import errors, web
@@ -18,24 +18,25 @@ from convoy_api.auth.controllers import (
     InvitationController,
     MeController,
 )
+from convoy_api.check.controllers import CheckController, PoolController
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, provide_backend
 from convoy_api.flags.controllers import CharterController, FlagController
-from convoy_api.health.controllers import health, service_metrics
+from convoy_api.health.controllers import api_metrics, health, service_metrics
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
 from convoy_api.privacy.controllers import PrivacyController
 from convoy_api.projects.controllers import MilestoneController, ProjectController
 from convoy_api.reports.controllers import CommentController, ConvoyReportsController, ReportController
 from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
-from services.runtime import bus, correlation
+from services.runtime import bus, correlation, tracing
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
 ROUTES: list[ControllerRouterHandler] = [
     health,
     service_metrics,
-    PrometheusController,
+    api_metrics,
     AuthController,
     InvitationController,
     MeController,
@@ -54,10 +55,15 @@ ROUTES: list[ControllerRouterHandler] = [
     # --- flags and charter
     FlagController,
     CharterController,
+    # --- digitalisation check, formation pool, programme figures
+    CheckController,
+    PoolController,
 ]
 
 
 def create_app(settings: Settings) -> Litestar:
+    tracing.configure(settings, "api")
+
     @asynccontextmanager
     async def nats_connection(app: Litestar) -> AsyncIterator[None]:
         nc = await bus.connect(settings, "convoy-api")
@@ -79,7 +85,7 @@ def create_app(settings: Settings) -> Litestar:
         dependencies={"backend": Provide(provide_backend, sync_to_thread=False)},
         lifespan=[nats_connection],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
-        middleware=[correlation.asgi_middleware, prometheus.middleware],
+        middleware=[tracing.asgi_middleware, correlation.asgi_middleware, prometheus.middleware],
         openapi_config=OpenAPIConfig(title="Convoy API", version="0.1.0", path="/schema"),
         request_max_body_size=1_000_000,
     )
@@ -103,3 +109,4 @@ def serve(settings: Settings) -> None:
             lifespan="on",
         )
     ).run()
+    tracing.shutdown()  # export the spans still batched

@@ -49,6 +49,12 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
     )
 
 
+def too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    """msgspec gives up on JSON nested deeper than the interpreter's recursion limit (~1000 levels)."""
+    log.warning("request body nested too deeply", path=request.url.path)
+    return Response(_body(400, "the request body is nested too deeply"), status_code=400, media_type=MediaType.JSON)
+
+
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error", path=request.url.path)
     return Response(_body(500, "internal error"), status_code=500, media_type=MediaType.JSON)
@@ -58,5 +64,6 @@ HANDLERS = {
     ConvoyError: convoy_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    RecursionError: too_deep,
     Exception: unexpected,
 }

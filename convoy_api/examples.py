@@ -219,3 +219,80 @@ CharterText = Annotated[
     ),
 ]
 CharterAcceptance = Annotated[api.CharterAcceptance, _body("Accept the version read", {"version": 2})]
+
+# --- digitalisation check -----------------------------------------------------------------------------
+CheckAnswers = Annotated[
+    api.CheckAnswers,
+    _body(
+        "A plumber's answers to question set 1 (no contact data)",
+        {
+            "version": 1,
+            "sector": "trades",
+            "size_class": "10-49",
+            "region": "HH",
+            "answers": {
+                "cc_website": "outdated",
+                "cc_listings": "sometimes",
+                "cc_channels": ["phone", "email"],
+                "ao_booking": "phone",
+                "ao_orders": "no",
+                "ao_noshows": "weekly",
+                "ip_invoices": "pdf",
+                "ip_documents": "mixed",
+                "ip_time": "hours",
+                "sp_stock": "lists",
+                "sp_reorder": "fixed",
+                "sp_search": "weekly",
+                "lr_trips": "daily",
+                "lr_planning": "board",
+                "lr_proof": "paper",
+                "it_backup": "manual",
+                "it_updates": "partly",
+                "it_privacy": "basics",
+                "ps_owner": "boss",
+                "ps_confidence": "3",
+                "ps_learning": "self",
+            },
+        },
+    ),
+]
+NewPoolRequest = Annotated[
+    api.NewPoolRequest,
+    _body(
+        "Ask to join a convoy on online booking, with consent",
+        {
+            "theme": "online_booking",
+            "company": {
+                "name": "Sanitär Müller",
+                "sector": "Sanitär und Heizung",
+                "size_class": "10-49",
+                "region": "HH",
+            },
+            "contact_name": "Anna Müller",
+            "contact_email": "anna@mueller.example",
+            "contact_language": "de",
+            "message": "Wir möchten Termine online vergeben.",
+            "consent": True,
+        },
+    ),
+]
+Formation = Annotated[
+    api.Formation,
+    _body(
+        "Form a convoy from four waiting companies",
+        {
+            "request_ids": [
+                "6f1c2a9e-8d1b-4d0e-9a43-0c3e51d4a001",
+                "6f1c2a9e-8d1b-4d0e-9a43-0c3e51d4a002",
+                "6f1c2a9e-8d1b-4d0e-9a43-0c3e51d4a003",
+                "6f1c2a9e-8d1b-4d0e-9a43-0c3e51d4a004",
+            ],
+            "convoy": {
+                "name": "Online-Terminbuchung Nord",
+                "theme": "Online-Terminbuchung",
+                "start_date": "2027-02-01",
+            },
+            "allow_competitors": False,
+        },
+    ),
+]

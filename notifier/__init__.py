@@ -25,7 +25,7 @@ from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
-from services.runtime import correlation, signing
+from services.runtime import correlation, signing, tracing
 from services.runtime.errors import Forbidden
 from services.runtime.service import Runtime
 
@@ -108,7 +108,9 @@ async def setup(rt: Runtime) -> None:
         if (correlation_id := correlation.current()) is not None:  # follow a request to its email
             message[correlation.HTTP_HEADER] = str(correlation_id)
         try:
-            await smtp.send(message)
+            # the key names kind and ids, never an address (like the "email sent" log line)
+            with tracing.span("email send", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}):
+                await smtp.send(message)
         except PermanentDeliveryError as exc:
             await deliveries.finish(key, "failed", str(exc))
             SENT.labels("email", "refused").inc()
@@ -382,7 +384,8 @@ async def setup(rt: Runtime) -> None:
             SENT.labels("slack", "duplicate").inc()
             return
         try:
-            await slack_poster.post(target.webhook_url, *message)
+            with tracing.span("slack post", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}):
+                await slack_poster.post(target.webhook_url, *message)
         except slack.PermanentSlackError as exc:
             await deliveries.finish(key, "failed", str(exc))
             SENT.labels("slack", "refused").inc()

@@ -102,6 +102,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "report_hidden": _Spec(needs=("convoy", "company"), note="reason"),
     "comment_hidden": _Spec(needs=("convoy", "company", "link"), note="reason"),
     "content_flagged": _Spec(needs=("convoy", "company", "what", "category", "link"), note="note"),
+    "pool_request_received": _Spec(needs=("company", "theme", "contact", "link"), note="message"),
 }
 
 
@@ -242,6 +243,18 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             button="Zur Moderation",
             after=("Sie erhalten diese E-Mail als Moderator:in des Konvois.",),
         ),
+        "pool_request_received": _Words(
+            subject="Digitalisierungscheck: {company} möchte in einen Konvoi zu „{theme}“",
+            heading="Neue Anfrage im Formierungspool",
+            body=(
+                "{contact} hat den Digitalisierungscheck gemacht und möchte mit {company} in einem Konvoi"
+                " zum Thema „{theme}“ mitmachen.",
+                "Die Anfrage wartet im Formierungspool, bis Sie sie einem Konvoi zuordnen.",
+            ),
+            note="Nachricht",
+            button="Zum Formierungspool",
+            after=("Sie erhalten diese E-Mail als Moderator:in des Kompetenzzentrums.",),
+        ),
     },
     "en": {
         "invitation": _Words(
@@ -349,6 +362,17 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             note="Their note",
             button="Open the moderation queue",
             after=("You receive this email as a facilitator of the convoy.",),
+        ),
+        "pool_request_received": _Words(
+            subject='Digitalisation check: {company} would like to join a convoy on "{theme}"',
+            heading="New request in the formation pool",
+            body=(
+                '{contact} took the digitalisation check and would like {company} to join a convoy on "{theme}".',
+                "The request waits in the formation pool until you place it in a convoy.",
+            ),
+            note="Their message",
+            button="Open the formation pool",
+            after=("You receive this email as a facilitator of the competence centre.",),
         ),
     },
 }

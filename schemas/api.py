@@ -123,6 +123,9 @@ class NewConvoy(Body, kw_only=True):
     retention_days: RetentionDays | None = None
     """What happens to a company's reports and comments after it leaves: None keeps them for the
     convoy; N removes them N days after it left (0: at the next purge, within the hour)."""
+    share_anonymised_results: bool = False
+    """Whether this convoy's project outcomes may count, aggregated and anonymised (groups of at least
+    three companies), in what the digitalisation check tells companies that similar ones achieved."""
 
 
 class ConvoyPatch(Body, kw_only=True):
@@ -136,6 +139,7 @@ class ConvoyPatch(Body, kw_only=True):
     end_date: date | msgspec.UnsetType | None = msgspec.UNSET
     open_for_requests: bool | msgspec.UnsetType = msgspec.UNSET
     retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
+    share_anonymised_results: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class StatusChange(Body, kw_only=True):
@@ -190,6 +194,7 @@ class Convoy(Reply, kw_only=True):
     companies: list[Company] = []
     retention_days: int | None = None
     """None: a company's content stays when it leaves; N: removed N days after it left."""
+    share_anonymised_results: bool = False
 
 
 class OpenConvoy(Reply, kw_only=True):
@@ -1392,3 +1397,275 @@ class PutCharter(AskConvoy, kw_only=True):
 
 class AcceptCharter(AskConvoy, kw_only=True):
     acceptance: CharterAcceptance
+
+
+# --- digitalisation check ----------------------------------------------------------------------
+# The public self-assessment, its result, the formation pool and the programme figures (issue #12).
+# Owned by services/convoys (services/convoys/check/); outcomes of projects come from services/milestones.
+# The question set is data (services/convoys/check/questions-v<N>.json), decoded into these types.
+CheckKey = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$", description="a key of the question set")]
+CheckText = Annotated[str, Meta(min_length=1, max_length=500)]
+CheckAdvice = Annotated[str, Meta(min_length=1, max_length=1000)]
+MIN_GROUP = 3
+"""k-anonymity: figures about fewer companies than this are not shown (None)."""
+
+
+class CheckOption(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    key: CheckKey
+    label_de: CheckText
+    label_en: CheckText
+    points: Annotated[int, Meta(ge=0, le=10)] | None
+    """None: this answer leaves the question out of the score."""
+    skips_area: bool = False
+    """This answer means the whole area does not apply to the company (no score, no potential)."""
+
+
+class CheckQuestion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    key: CheckKey
+    area: CheckKey
+    kind: Literal["single", "scale", "multi"]
+    """single and scale: exactly one option (a scale is shown in a row); multi: any number (points add up)."""
+    text_de: CheckText
+    text_en: CheckText
+    options: Annotated[tuple[CheckOption, ...], Meta(min_length=2, max_length=10)]
+
+
+class CheckArea(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    key: CheckKey
+    title_de: CheckText
+    title_en: CheckText
+    advice_de: CheckAdvice
+    advice_en: CheckAdvice
+    project_types: tuple[CheckKey, ...] = ()
+    """Typical projects from the milestone catalogue for a potential in this area."""
+
+
+class CheckSector(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    key: CheckKey
+    label_de: CheckText
+    label_en: CheckText
+
+
+class QuestionSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One version of the check's questions, grouped by area (German and English)."""
+
+    version: Annotated[int, Meta(ge=1)]
+    potential_below: Annotated[int, Meta(ge=1, le=100)] = 70
+    """An area scoring below this (0 to 100) is a potential."""
+    sectors: Annotated[tuple[CheckSector, ...], Meta(min_length=1)]
+    areas: Annotated[tuple[CheckArea, ...], Meta(min_length=1, max_length=20)]
+    questions: Annotated[tuple[CheckQuestion, ...], Meta(min_length=1, max_length=100)]
+
+
+Choice = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]
+
+
+class CheckAnswers(Body, kw_only=True):
+    """Answers to one version of the question set: nothing about a person, and no contact."""
+
+    version: Annotated[int, Meta(ge=1)]
+    answers: Annotated[dict[Choice, Choice | Annotated[list[Choice], Meta(max_length=10)]], Meta(max_length=100)]
+    """Question key -> option key (single, scale) or list of option keys (multi)."""
+    sector: Annotated[str, Meta(max_length=64)] = ""
+    """A sector key of the question set, or empty."""
+    size_class: SizeClass = ""
+    region: Bundesland = ""
+
+
+class AreaScore(Reply, kw_only=True):
+    key: str
+    title_de: str
+    title_en: str
+    score: int | None
+    """0 (much to gain) to 100 (well set up); None: the area does not apply."""
+
+
+class ProjectOutcome(Reply, kw_only=True):
+    """What companies achieved with one project type in convoys that share anonymised results."""
+
+    project_type: str
+    title_de: str = ""
+    title_en: str = ""
+    description_de: str = ""
+    description_en: str = ""
+    companies: int | None = None
+    """Companies with this project; None: fewer than MIN_GROUP (nothing shown)."""
+    went_live: int | None = None
+    went_live_share: float | None = None
+    """Share of those companies that reached the last rung of the ladder (go-live)."""
+    median_weeks: float | None = None
+    """Median weeks from the convoy's start to go-live; None when fewer than MIN_GROUP went live."""
+
+
+class Potential(Reply, kw_only=True):
+    area: str
+    title_de: str
+    title_en: str
+    advice_de: str
+    advice_en: str
+    score: int
+    projects: list[ProjectOutcome] = []
+
+
+class CheckResult(Reply, kw_only=True):
+    id: uuid.UUID
+    """Anyone holding this id sees the (anonymous) result: it is the link to the result page."""
+    version: int
+    completed_on: date
+    overall: int | None
+    areas: list[AreaScore]
+    potentials: list[Potential]
+    sector: str = ""
+    size_class: str = ""
+    region: str = ""
+    themes: list[ProjectOutcome] = []
+    """Every project type the question set points to (titles, and outcomes where there are enough)."""
+
+
+class SubmitCheck(Body, kw_only=True):
+    check: CheckAnswers
+
+
+class GetCheck(Body, kw_only=True):
+    check_id: uuid.UUID
+
+
+class NewPoolRequest(Body, kw_only=True):
+    """Asking to join a convoy on a theme after the check: the only place contact data enter."""
+
+    theme: CheckKey
+    """A project type of the milestone catalogue (e.g. online_booking)."""
+    company: NewCompany
+    contact_name: Name
+    contact_email: Email
+    contact_language: Language = "de"
+    message: LongText = ""
+    consent: bool = False
+    """Must be true: the person agrees that the centre stores the contact with the check result to form a
+    convoy and get in touch. Without it nothing is stored (400)."""
+
+
+class JoinPool(Body, kw_only=True):
+    check_id: uuid.UUID
+    request: NewPoolRequest
+
+
+class PoolEntry(Reply, kw_only=True):
+    id: uuid.UUID
+    check_id: uuid.UUID | None
+    theme: str
+    company_name: str
+    sector: str
+    size_class: str
+    region: str
+    contact_name: str
+    contact_email: str
+    contact_language: str
+    message: str
+    status: str
+    created_at: datetime
+    overall: int | None = None
+    areas: list[AreaScore] = []
+    convoy_id: uuid.UUID | None = None
+
+
+class Competitors(Reply, kw_only=True):
+    """Two companies of the same trade in the same region: mastermind practice keeps them apart."""
+
+    first: uuid.UUID
+    second: uuid.UUID
+    sector: str
+    region: str
+
+
+class PoolGroup(Reply, kw_only=True):
+    theme: str
+    request_ids: list[uuid.UUID]
+    maturity: int | None
+    competitors: list[Competitors] = []
+
+
+class Pool(Reply, kw_only=True):
+    entries: list[PoolEntry]
+    suggestions: list[PoolGroup]
+    """Groups of 4 to 8 waiting companies per theme, similar in maturity, competitors apart where possible."""
+    themes: list[ProjectOutcome] = []
+    """Titles of the themes in the pool."""
+
+
+class Formation(Body, kw_only=True):
+    request_ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=20)]
+    convoy: NewConvoy
+    allow_competitors: bool = False
+    """Form it even though companies in the selection look like competitors (otherwise 409)."""
+
+
+class FormConvoy(Ask, kw_only=True):
+    formation: Formation
+
+
+class Period(Body, kw_only=True):
+    from_date: date
+    to_date: date
+    convoy_id: uuid.UUID | None = None
+
+
+class AskProgramme(Ask, kw_only=True):
+    period: Period
+
+
+class OutcomesAsk(Body, kw_only=True):
+    """services/milestones: aggregates over the given convoys' projects (k-anonymised there)."""
+
+    convoy_ids: Annotated[list[uuid.UUID], Meta(max_length=10000)]
+    project_types: Annotated[list[str], Meta(max_length=100)] = []
+    """Empty: every project type of the catalogue."""
+    from_date: date | None = None
+    to_date: date | None = None
+    """With a period: go-lives, reports and milestones inside it only; per-convoy figures too."""
+
+
+class ConvoyOutcome(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    companies: int
+    companies_reporting: int
+    reports: int
+    milestones_done: int
+    go_lives: int
+
+
+class Outcomes(Reply, kw_only=True):
+    project_types: list[ProjectOutcome]
+    convoys: list[ConvoyOutcome] = []
+
+
+class ProgrammeConvoy(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    name: str
+    status: str
+    start_date: date | None
+    created_on: date
+    formed_from_pool: bool
+    companies: int
+    companies_reporting: int
+    participation: float | None
+    """Share of its companies that reported at least once in the period."""
+    reports: int
+    milestones_done: int
+    go_lives: int
+
+
+class ProgrammeReport(Reply, kw_only=True):
+    """Figures for the centre's funding reports: counts and medians, no person, no company named."""
+
+    from_date: date
+    to_date: date
+    check_completions: int
+    pool_requests: int
+    convoys_formed: int
+    convoys_formed_from_pool: int
+    companies_reached: int
+    """Companies taking part in a convoy during the period."""
+    convoys: list[ProgrammeConvoy]
+    project_types: list[ProjectOutcome]
+    min_group: int = MIN_GROUP

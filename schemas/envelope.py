@@ -27,6 +27,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     producer: str
     correlation_id: uuid.UUID
     causation_id: uuid.UUID | None = None
+    traceparent: str | None = None
+    """W3C trace context of the span that emitted the event (services/runtime/tracing.py); None when off."""
+    tracestate: str | None = None
     payload: msgspec.Raw
 
 
@@ -48,8 +51,12 @@ def new_envelope(
     correlation_id: uuid.UUID | None = None,
     causation_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
+    trace: dict[str, str] | None = None,
 ) -> Envelope:
-    """``event_id``: give a deterministic id when the same fact may be produced twice (scheduler fires)."""
+    """``event_id``: give a deterministic id when the same fact may be produced twice (scheduler fires).
+
+    ``trace``: the W3C ``traceparent``/``tracestate`` to carry, as tracing.headers() gives them.
+    """
     event_id = event_id or uuid.uuid4()
     return Envelope(
         id=event_id,
@@ -59,8 +66,32 @@ def new_envelope(
         producer=producer,
         correlation_id=correlation_id or event_id,
         causation_id=causation_id,
+        traceparent=trace.get("traceparent") if trace else None,
+        tracestate=trace.get("tracestate") if trace else None,
         payload=msgspec.Raw(_encoder.encode(event)),
     )
+
+
+class _Trace(msgspec.Struct):
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+
+_trace_decoder = msgspec.json.Decoder(_Trace)
+
+
+def trace_of(data: bytes) -> dict[str, str] | None:
+    """The W3C trace context an encoded envelope carries, decoding nothing else; None if none (or unreadable)."""
+    try:
+        found = _trace_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if found.traceparent is None:
+        return None
+    trace = {"traceparent": found.traceparent}
+    if found.tracestate is not None:
+        trace["tracestate"] = found.tracestate
+    return trace
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -71,13 +102,13 @@ def decode(data: bytes) -> tuple[Envelope, ev.Event]:
     """Decode and validate an envelope and its payload; raise MalformedEvent if either is bad."""
     try:
         envelope = _envelope_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # RecursionError: JSON nested ~1000 levels deep
         raise MalformedEvent(f"invalid envelope: {exc}") from exc
     decoder = _payload_decoders.get((envelope.type, envelope.schema_version))
     if decoder is None:
         raise MalformedEvent(f"unknown event type {envelope.type!r} v{envelope.schema_version}")
     try:
         payload = decoder.decode(envelope.payload)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise MalformedEvent(f"invalid {envelope.type} payload: {exc}") from exc
     return envelope, payload

@@ -289,6 +289,7 @@ EmailTemplate = Literal[
     "report_hidden",
     "comment_hidden",
     "content_flagged",
+    "pool_request_received",
 ]
 
 
@@ -310,6 +311,8 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``content_flagged`` (to the convoy's facilitators): convoy, company (whose report it is or is on),
       what (words for the object, e.g. "einen Kommentar zum Bericht"), category (the flag's reason, in words),
       link (to the moderation queue), note (the member's own words)
+    - ``pool_request_received`` (to every facilitator): company, theme (words), contact, link (the formation
+      pool), message (the company's own words)
     """
 
     TYPE: ClassVar[str] = "email.requested"

@@ -53,6 +53,14 @@ class Subjects:
             return self.message(event_class.TYPE)
         return self.event(event_class.TYPE)
 
+    @staticmethod
+    def name_of(subject: str) -> str:
+        """A subject without namespace and kind: an event's type, or ``service.operation`` of a request.
+
+        Bounded (one per event type or endpoint), so fit for metric labels and span names.
+        """
+        return subject.split(".", 2)[-1]
+
     def stream_of(self, event_class: type[Routed]) -> str:
         return self.messages_stream if event_class.CHANNEL == "messages" else self.events_stream
 
@@ -206,3 +214,22 @@ class Rpc:
     CHARTER_PUT = "charter_put"
     """Facilitators change the charter's text: a new version every representative accepts again."""
     CHARTER_ACCEPT = "charter_accept"
+
+    # --- digitalisation check -------------------------------------------------------------------
+    # services/convoys (services/convoys/check): the public check, the formation pool, programme figures.
+    CHECK_QUESTIONS = "check_questions"
+    """The current question set (anyone)."""
+    CHECK_SUBMIT = "check_submit"
+    """Score anonymous answers and keep them without any contact data (anyone)."""
+    CHECK_GET = "check_get"
+    """A result by its id (whoever holds the link)."""
+    POOL_JOIN = "pool_join"
+    """With explicit consent: leave a contact and ask to join a convoy on a theme (anyone holding a result)."""
+    POOL_LIST = "pool_list"
+    """Waiting companies with their profiles and suggested groups (facilitators, admins)."""
+    POOL_FORM = "pool_form"
+    """Form a convoy from pool requests: convoy, companies, invitations in one transaction (facilitators)."""
+    PROGRAMME_REPORT = "programme_report"
+    """Privacy-filtered programme figures for a period (facilitators, admins)."""
+    # services/milestones: aggregates of projects in the given convoys (groups below MIN_GROUP suppressed).
+    CHECK_OUTCOMES = "check_outcomes"

@@ -35,6 +35,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "report_hidden": ("convoy", "company"),
     "comment_hidden": ("convoy", "company", "link"),
     "content_flagged": ("convoy", "company", "what", "category", "link"),
+    "pool_request_received": ("company", "theme", "contact", "link"),
 }
 PARAMS = {
     "convoy": "Terminvergabe Nord",
@@ -50,6 +51,7 @@ PARAMS = {
     "what": "einen Kommentar zum Bericht",
     "category": "vertraulich",
     "note": "Nennt Kundennamen.",
+    "theme": "Online-Terminbuchung",
 }
 SUBJECTS = {
     ("invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“",
@@ -74,6 +76,10 @@ SUBJECTS = {
     ("comment_hidden", "en"): 'Your comment in "Terminvergabe Nord" was hidden',
     ("content_flagged", "de"): "Meldung in „Terminvergabe Nord“: vertraulich",
     ("content_flagged", "en"): 'Flagged in "Terminvergabe Nord": vertraulich',
+    ("pool_request_received", "de"): "Digitalisierungscheck: Sanitär Müller möchte in einen Konvoi zu"
+    " „Online-Terminbuchung“",
+    ("pool_request_received", "en"): "Digitalisation check: Sanitär Müller would like to join a convoy on"
+    ' "Online-Terminbuchung"',
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
@@ -104,6 +110,9 @@ SAYS = {
     ("content_flagged", "de"): "Ein Mitglied des Konvois „Terminvergabe Nord“ hat einen Kommentar zum Bericht"
     " von Sanitär Müller gemeldet. Grund: vertraulich.",
     ("content_flagged", "en"): "Nennt Kundennamen.",
+    ("pool_request_received", "de"): "Ben Schmidt hat den Digitalisierungscheck gemacht und möchte mit Sanitär Müller"
+    " in einem Konvoi zum Thema „Online-Terminbuchung“ mitmachen.",
+    ("pool_request_received", "en"): "The request waits in the formation pool until you place it in a convoy.",
 }
 
 

@@ -385,3 +385,117 @@ async def test_a_killed_leader_is_replaced_and_nothing_fires_twice(
 async def _events_of(stack: Stack, convoy_id: str, count: int) -> list[str]:
     events = await cycle_events(stack, convoy_id)
     return events if len(events) >= count else []
+
+
+# --- the set-based tick (issue #9) --------------------------------------------------------------
+def test_next_action_at_is_when_due_actions_first_has_something() -> None:
+    """The stored ``next_at`` (what the due query's index holds) agrees with ``due_actions`` at every
+    hour around a cycle, for every state a cycle can be in, and nothing is due again once recorded."""
+    from datetime import timedelta
+
+    start = at("2026-10-18T00:00+02:00")
+    hours = [start + timedelta(hours=h) for h in range(0, 9 * 24)]
+    for offsets in ((24, 2), (2, 24), (48,), (), (200,), (0,), (3, 3)):
+        for opened in (False, True):
+            for nudges_done in range(len(offsets) + 1):
+                for skipped, closed in ((False, False), (True, False), (False, True)):
+                    s = state(opened=opened, nudges_done=nudges_done, skipped=skipped, closed=closed)
+                    first = sch.next_action_at(s, offsets)
+                    for now in hours:
+                        actions = sch.due_actions(s, offsets, now)
+                        assert bool(actions) == (first is not None and now >= first), (s, offsets, now)
+                        assert sch.due_actions(sch.after(s, actions), offsets, now) == []
+                        if actions:
+                            later = sch.next_action_at(sch.after(s, actions), offsets)
+                            assert later is None or later > now
+
+
+def test_plan_horizon_is_when_the_cycles_to_keep_change() -> None:
+    from datetime import timedelta
+
+    plan = sch.Plan(timezone="Europe/Berlin", cadence=BERLIN_MONDAY_9, start_date=date(2026, 10, 19))
+    before_start = at("2026-10-01T12:00+02:00")
+    assert sch.plan_horizon(plan, before_start) == at("2026-10-19T09:00+02:00")
+    for now in (before_start, at("2026-10-19T09:00+02:00"), at("2026-10-25T12:00+01:00")):
+        horizon = sch.plan_horizon(plan, now)
+        assert horizon > now
+        assert sch.cycles_to_keep(plan, horizon - timedelta(seconds=1)) == sch.cycles_to_keep(plan, now)
+        assert sch.cycles_to_keep(plan, horizon) != sch.cycles_to_keep(plan, now)
+    assert sch.plan_horizon(plan, at("2026-10-19T09:00+02:00")) == at("2026-10-26T09:00+01:00")  # across the DST change
+
+
+async def test_a_thousand_convoys_at_one_slot_fire_once_each_and_an_idle_tick_finds_nothing(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """1,000 convoys sharing Monday 09:00: one prompt each at the slot, nothing on a second tick, a
+    close and the next prompt (in that order) a week later; after a tick nothing is due or left to
+    re-plan at that instant, and both questions are answered from their indexes."""
+    import asyncpg
+
+    from bench import data
+    from services.reminders import repository as repo
+
+    slot, next_slot = "2025-03-03T09:00:30+01:00", "2025-03-10T09:00:30+01:00"  # before every other test's convoys
+    pool = await asyncpg.create_pool(stack.settings.database_url, min_size=1, max_size=2)
+    assert pool is not None
+    convoys = await data.create_convoys(
+        pool, 1000, companies=0, tokens=False, start_date=date(2025, 3, 3), in_reminders=True
+    )
+    mine = {str(c) for c in convoys.ids}
+
+    def per_convoy(fired: api.Fired) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for action in fired.actions:
+            convoy, *rest = action.split(":")
+            if convoy in mine:
+                out.setdefault(convoy, []).append(f"{rest[1]}{rest[0]}")
+        return out
+
+    try:
+        assert per_convoy(await tick(stack, slot)) == {c: ["open0"] for c in mine}
+        assert per_convoy(await tick(stack, slot)) == {}
+        assert per_convoy(await tick(stack, next_slot)) == {
+            c: ["drop_nudge0", "drop_nudge0", "close0", "open1"]
+            for c in mine  # no tick at the nudge times
+        }
+        conn = await asyncpg.connect(stack.settings.database_url, server_settings={"search_path": "reminders"})
+        try:
+            now = at(next_slot)
+            assert await repo.due_cycles(conn, now) == []
+            assert await repo.convoys_to_plan(conn, now, uuid.UUID(int=0), 10) == []
+            await conn.execute("ANALYZE convoys")  # statistics as autovacuum keeps them
+            await conn.execute("SET enable_seqscan = off")
+            due_plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + repo.DUE_CYCLES, now))
+            assert "cycles_due" in due_plan, due_plan
+            plan_plan = "\n".join(
+                r[0] for r in await conn.fetch("EXPLAIN " + repo.CONVOYS_TO_PLAN, now, uuid.UUID(int=0), 10)
+            )
+            assert "convoys_unplanned" in plan_plan and "convoys_planned_until" in plan_plan, plan_plan
+        finally:
+            await conn.close()
+
+        async def every_event() -> dict[str, list[str]] | None:  # each once, in order, per convoy
+            events: dict[str, list[str]] = {}
+            js = stack.nc.jetstream()
+            sub = await js.pull_subscribe(
+                f"{stack.subjects.namespace}.events.cycle.>", stream=stack.subjects.events_stream
+            )
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    for msg in await sub.fetch(1000, timeout=1):
+                        envelope, event = env.decode(msg.data)
+                        convoy = str(getattr(event, "convoy_id", ""))
+                        if convoy in mine:
+                            events.setdefault(convoy, []).append(f"{envelope.type}:{getattr(event, 'cycle_index', '')}")
+                        await msg.ack()
+            await sub.unsubscribe()
+            expected = ["cycle.opened:0", "cycle.closed:0", "cycle.opened:1"]
+            return events if events == {c: expected for c in mine} else None
+
+        assert await eventually(every_event, timeout=30, interval=1)
+    finally:
+        async with pool.acquire() as conn:  # out of the way of later ticks
+            await conn.execute(
+                "UPDATE reminders.convoys SET status = 'paused' WHERE convoy_id = ANY($1::uuid[])", convoys.ids
+            )
+        await pool.close()

@@ -9,6 +9,7 @@ from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from convoy_api.deps import Backend
 from schemas import api
@@ -45,7 +46,18 @@ async def health(backend: NamedDependency[Backend]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if not not_ready else 503, media_type=MediaType.JSON)
 
 
-@get("/metrics/{service:str}", summary="Prometheus metrics of one back-end service", tags=["operations"])
+@get("/metrics", summary="Prometheus metrics of the API", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
+async def api_metrics() -> Response[bytes]:
+    """Litestar's PrometheusController, but documented as what it answers (Prometheus text, not JSON)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+@get(
+    "/metrics/{service:str}",
+    summary="Prometheus metrics of one back-end service",
+    tags=["operations"],
+    media_type=CONTENT_TYPE_LATEST,
+)
 async def service_metrics(service: FromPath[str], backend: NamedDependency[Backend]) -> Response[bytes]:
     if service not in SERVICES:
         raise NotFoundException(f"no service {service!r}; one of {', '.join(SERVICES)}")

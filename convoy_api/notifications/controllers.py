@@ -59,6 +59,7 @@ class UnsubscribeController(Controller):
         "/",
         summary="The page behind an email's unsubscribe link (asks before it changes anything)",
         include_in_schema=True,
+        media_type=MediaType.HTML,
     )
     async def confirm(self, token: FromPath[str]) -> Response[str]:
         action = escape(f"/unsubscribe/{token}")
@@ -69,7 +70,13 @@ class UnsubscribeController(Controller):
             f'<button type="submit" style="font-size:1.1em;padding:.5em 1em">Abmelden · Unsubscribe</button></form>',
         )
 
-    @post("/", summary="Unsubscribe at once (one-click, RFC 8058)", status_code=200, guards=[client_rate_limit])
+    @post(
+        "/",
+        summary="Unsubscribe at once (one-click, RFC 8058)",
+        status_code=200,
+        guards=[client_rate_limit],
+        media_type=MediaType.HTML,
+    )
     async def unsubscribe(self, token: FromPath[str], backend: Services) -> Response[str]:
         done = await backend.call("notifier", Rpc.UNSUBSCRIBE, api.UnsubscribeAsk(token=token), api.Unsubscribed)
         de, en = KIND_NAMES.get(done.kind, ("diese E-Mails", "these emails"))

@@ -22,9 +22,11 @@ from markupsafe import Markup, escape
 from convoy_api.web import i18n
 from convoy_api.web.core import LANG_COOKIE, Page, SignInNeeded, needs_sign_in
 from convoy_api.web.pages.auth import InvitationPages, SignInPages
+from convoy_api.web.pages.check import CheckPages
 from convoy_api.web.pages.convoy import ConvoyPages
 from convoy_api.web.pages.devmail import DevMailPages
 from convoy_api.web.pages.facilitate import FacilitatorPages
+from convoy_api.web.pages.formation import FormationPages
 from convoy_api.web.pages.moderation import ModerationPages
 from convoy_api.web.pages.profile import ProfilePages
 from convoy_api.web.pages.project import ProjectPages
@@ -105,6 +107,9 @@ def routes(settings: Settings) -> list[ControllerRouterHandler]:
         FacilitatorPages,
         ModerationPages,
         ProfilePages,
+        # --- digitalisation check (public), formation pool and programme report (facilitators)
+        CheckPages,
+        FormationPages,
     ]
     if settings.dev_mail_viewer:
         pages.append(DevMailPages)

@@ -10,6 +10,7 @@ from schemas import events as ev
 from schemas.subjects import Rpc
 from services.convoys.auth import Sessions
 from services.convoys.charter import Charters
+from services.convoys.check.service import CheckService
 from services.convoys.moderation import FlagLog, ModerationLog
 from services.convoys.privacy import Privacy
 from services.convoys.service import ConvoysService
@@ -71,3 +72,12 @@ async def setup(rt: Runtime) -> None:
     privacy = Privacy(rt)
     rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
     rt.endpoint(Rpc.ME_ERASE, api.EraseMe, privacy.erase)
+    # --- digitalisation check: the public check, the formation pool, programme figures (check/)
+    check = CheckService(svc)
+    rt.endpoint(Rpc.CHECK_QUESTIONS, api.Empty, check.questions)
+    rt.endpoint(Rpc.CHECK_SUBMIT, api.SubmitCheck, check.submit)
+    rt.endpoint(Rpc.CHECK_GET, api.GetCheck, check.get)
+    rt.endpoint(Rpc.POOL_JOIN, api.JoinPool, check.join)
+    rt.endpoint(Rpc.POOL_LIST, api.Ask, check.pool)
+    rt.endpoint(Rpc.POOL_FORM, api.FormConvoy, check.form)
+    rt.endpoint(Rpc.PROGRAMME_REPORT, api.AskProgramme, check.programme)

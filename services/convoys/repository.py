@@ -123,7 +123,8 @@ async def facilitators(conn: Conn) -> list[api.FacilitatorConvoys]:
 async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> None:
     await conn.execute(
         "INSERT INTO convoys (id, name, theme, description, timezone, language, cadence, start_date, end_date,"
-        " open_for_requests, retention_days) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)",
+        " open_for_requests, retention_days, share_anonymised_results)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11, $12)",
         convoy_id,
         c.name,
         c.theme,
@@ -135,6 +136,7 @@ async def insert_convoy(conn: Conn, convoy_id: uuid.UUID, c: api.NewConvoy) -> N
         c.end_date,
         c.open_for_requests,
         c.retention_days,
+        c.share_anonymised_results,
     )
 
 
@@ -205,6 +207,7 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         facilitators=[api.PersonRef(person_id=f["id"], name=f["name"]) for f in facilitators],
         companies=[company(c, reps.get(c["id"], [])) for c in companies],
         retention_days=row["retention_days"],
+        share_anonymised_results=row["share_anonymised_results"],
     )
 
 
@@ -747,6 +750,12 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         " WHERE lower(j.contact_email) = lower($1) ORDER BY j.created_at",
         person["email"],
     )
+    pool_requests = await conn.fetch(
+        "SELECT id, theme, company_name, sector, size_class, region, contact_name, contact_email,"
+        " contact_language, message, consent_at, status, convoy_id, created_at"
+        " FROM pool_requests WHERE lower(contact_email) = lower($1) ORDER BY created_at",
+        person["email"],
+    )
     tokens = await conn.fetch(
         "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens WHERE person_id = $1"
         " ORDER BY created_at",
@@ -768,6 +777,7 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         "memberships": _records(memberships),
         "invitations": _records(invitations),
         "join_requests": _records(join_requests),
+        "pool_requests": _records(pool_requests),
         "api_tokens": _records(tokens),
         "sessions": _records(sessions),
         "audit_entries": _records(audit),
@@ -813,6 +823,12 @@ async def erase_person(conn: Conn, person: asyncpg.Record, email_hash: bytes, re
         " WHERE lower(contact_email) = lower($1)",
         email,
         reason,
+    )
+    await conn.execute(  # the formation pool (digitalisation check): contact gone, waiting ones withdrawn
+        "UPDATE pool_requests SET contact_name = '', contact_email = '', message = '',"
+        " status = CASE WHEN status = 'waiting' THEN 'withdrawn' ELSE status END"
+        " WHERE lower(contact_email) = lower($1)",
+        email,
     )
     await conn.execute(
         "UPDATE people SET name = '', email = 'erased-' || id::text, is_admin = false, is_facilitator = false,"

@@ -114,36 +114,41 @@ class ConvoysService:
         c = req.convoy
         check_timezone(c.timezone)
         check_schedule(c.cadence, c.start_date, c.end_date)
-        convoy_id = uuid.uuid4()
         async with self.rt.db.transaction() as conn:
-            await repo.insert_convoy(conn, convoy_id, c)
-            if actor.person_id is not None:
-                await repo.add_facilitator(conn, convoy_id, actor.person_id)
-            await repo.audit(
-                conn,
-                convoy_id=convoy_id,
-                actor=actor,
-                action="convoy.created",
-                object_type="convoy",
-                object_id=convoy_id,
-                details={"name": c.name},
-            )
-            await self.rt.emit(
-                conn,
-                ev.ConvoyCreated(
-                    convoy_id=convoy_id,
-                    name=c.name,
-                    timezone=c.timezone,
-                    language=c.language,
-                    cadence=c.cadence,
-                    start_date=c.start_date,
-                    end_date=c.end_date,
-                    facilitator_id=actor.person_id,
-                    retention_days=c.retention_days,
-                ),
-            )
+            convoy_id = await self._create_convoy(conn, actor, c)
             row = await self._reload(conn, convoy_id)
             return await repo.convoy(conn, row, with_members=True)
+
+    async def _create_convoy(self, conn: asyncpg.Connection, actor: api.Actor, c: api.NewConvoy) -> uuid.UUID:
+        """Insert, audit and announce a convoy (the caller checked the actor, time zone and schedule)."""
+        convoy_id = uuid.uuid4()
+        await repo.insert_convoy(conn, convoy_id, c)
+        if actor.person_id is not None:
+            await repo.add_facilitator(conn, convoy_id, actor.person_id)
+        await repo.audit(
+            conn,
+            convoy_id=convoy_id,
+            actor=actor,
+            action="convoy.created",
+            object_type="convoy",
+            object_id=convoy_id,
+            details={"name": c.name},
+        )
+        await self.rt.emit(
+            conn,
+            ev.ConvoyCreated(
+                convoy_id=convoy_id,
+                name=c.name,
+                timezone=c.timezone,
+                language=c.language,
+                cadence=c.cadence,
+                start_date=c.start_date,
+                end_date=c.end_date,
+                facilitator_id=actor.person_id,
+                retention_days=c.retention_days,
+            ),
+        )
+        return convoy_id
 
     async def get_convoy(self, req: api.GetConvoy) -> api.Convoy:
         async with self.rt.db.connection() as conn:

@@ -11,6 +11,7 @@ from schemas.subjects import Rpc
 from services.milestones.flags import Flags
 from services.milestones.imports import HistoryImport
 from services.milestones.moderation import Moderation
+from services.milestones.outcomes import Outcomes
 from services.milestones.privacy import PrivacyRules
 from services.milestones.service import MilestonesService
 from services.runtime.service import Runtime
@@ -78,3 +79,5 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
     rt.endpoint(Rpc.RETENTION_PURGE, api.RetentionPurge, privacy.purge)
     rt.background(privacy.purge_forever)
+    # --- digitalisation check: aggregated outcomes per project type (asked by services/convoys)
+    rt.endpoint(Rpc.CHECK_OUTCOMES, api.OutcomesAsk, Outcomes(rt).outcomes)

@@ -18,6 +18,7 @@ from schemas import events as ev
 from schemas.subjects import Rpc
 from services.reminders.privacy import PrivacyRules
 from services.reminders.service import Reminders
+from services.runtime import metrics
 from services.runtime.service import Runtime
 
 NAME = "reminders"
@@ -28,6 +29,7 @@ PROJECTED = (ev.ConvoyCreated, ev.ConvoyUpdated, ev.ConvoyStatusChanged, ev.Comp
 
 async def setup(rt: Runtime) -> None:
     reminders = Reminders(rt)
+    metrics.leader_gauge(rt.name, "scheduler", lambda: reminders.leader)
     rt.consumer("convoys", PROJECTED, reminders.on_convoys_event)
     rt.endpoint(Rpc.SCHEDULE, api.AskSchedule, reminders.schedule)
     rt.endpoint(Rpc.SCHEDULE_SETTINGS, api.PutScheduleSettings, reminders.put_settings)

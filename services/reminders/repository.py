@@ -122,7 +122,8 @@ async def keep_cycle(conn: Conn, convoy_id: uuid.UUID, c: PlannedCycle) -> None:
 
 # --- the set-based tick ----------------------------------------------------------------------------
 PLAN_COLUMNS = (
-    "convoy_id, timezone, cadence::text AS cadence, start_date, holiday_region, holiday_policy, plan_version,"
+    "convoy_id, timezone, cadence::text AS cadence, start_date, holiday_region, holiday_policy, nudge_offsets,"
+    " plan_version,"
     " planned_version"
 )
 CONVOYS_TO_PLAN = (

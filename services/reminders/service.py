@@ -27,7 +27,7 @@ from schemas.subjects import Rpc
 from schemas.values import Cadence
 from services.reminders import repository as repo
 from services.reminders import schedule as plan_
-from services.runtime import correlation, outbox
+from services.runtime import correlation, metrics, outbox
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -291,6 +291,7 @@ class Reminders:
                 )
         if done:
             log.info("scheduler fired", actions=len(done), events=len(events), cycles=len(saved))
+            metrics.count_fires(action.split(":")[2] for action in done)  # convoy:cycle:kind:nudge, committed
         return done
 
     async def _facilitator_digest(self, now: datetime) -> list[str]:
@@ -307,6 +308,7 @@ class Reminders:
                 event_id=uuid.uuid5(FIRE_NAMESPACE, f"facilitator_digest:{period}"),
             )
         log.info("scheduler fired", kind="facilitator_digest", period=period)
+        metrics.count_fires(["facilitator_digest"])
         return [f"facilitator_digest:{period}"]
 
     async def _apply(self, convoy_id: uuid.UUID, action: plan_.Action, now: datetime) -> bool:
@@ -543,6 +545,8 @@ class Reminders:
         if kind == "close" and current["opened_at"] is None:
             await self._apply(req.convoy_id, plan_.Action("open", current["cycle_index"]), now)
         done = await self._apply(req.convoy_id, plan_.Action(kind, current["cycle_index"]), now)  # type: ignore[arg-type]
+        if done:
+            metrics.count_fires([kind])
         return api.Fired(actions=[f"{kind} cycle {current['cycle_index']}"] if done else [])
 
     async def prompt_now(self, req: api.FireNow) -> api.Fired:

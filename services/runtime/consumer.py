@@ -4,7 +4,9 @@ For each message: decode the envelope (malformed: dead-letter it and carry on); 
 transaction record the event id in ``processed_events`` and run the handler (a redelivered,
 already processed event is acked without running it again); ack after commit. A failing
 handler is retried with backoff (``nak(delay)``) up to ``CONVOY_CONSUMER_MAX_DELIVER``
-attempts, then the message goes to the dead-letter subject with the error in its headers.
+attempts, then the message goes to the dead-letter subject with the error in its headers; a
+failure because a dependency is away (:class:`Unavailable`) is retried at the longest backoff
+for as long as it lasts, never dead-lettered.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from prometheus_client import Counter
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
-from services.runtime import correlation
+from services.runtime import correlation, tracing
 from services.runtime.db import Database
+from services.runtime.errors import Unavailable
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -126,7 +129,16 @@ class Consumer:
             await self._dead_letter(msg, f"malformed: {exc}")
             PROCESSED.labels(self.service, self.spec.purpose, "malformed").inc()
             return
-        with correlation.bound(envelope.correlation_id, causation_id=envelope.id):
+        with (
+            correlation.bound(envelope.correlation_id, causation_id=envelope.id),
+            tracing.span(
+                f"{envelope.type} process",
+                kind=tracing.SpanKind.CONSUMER,
+                # the relay's publish span; else the emitter's, from the envelope (relay not tracing)
+                carrier=(tracing.carried(msg.headers) or _trace_of(envelope)) if tracing.enabled() else None,
+                attributes={"convoy.service": self.service, "convoy.consumer": self.spec.purpose, "attempt": attempt},
+            ),
+        ):
             await self._handle(msg, envelope, event, attempt)
 
     async def _handle(self, msg: Msg, envelope: env.Envelope, event: ev.Event, attempt: int) -> None:
@@ -142,7 +154,12 @@ class Consumer:
                 if fresh:
                     await self.spec.handler(envelope, event, conn)
         except Exception as exc:
-            if attempt >= self.settings.consumer_max_deliver:
+            tracing.record_error(exc)
+            # A dependency that is away (database restarting, a service or NATS between restarts)
+            # says nothing about the event: wait for it, however long, instead of dead-lettering a
+            # good event because PostgreSQL took longer than the backoff to come back.
+            transient = isinstance(exc, Unavailable)
+            if attempt >= self.settings.consumer_max_deliver and not transient:
                 bound.error("event failed for the last time; dead-lettered", error=repr(exc))
                 await self._dead_letter(msg, f"failed {attempt} times: {exc!r}")
                 PROCESSED.labels(self.service, self.spec.purpose, "dead_lettered").inc()
@@ -150,7 +167,7 @@ class Consumer:
                 backoff = self.settings.backoff_seconds
                 # Jitter (±20%) spreads the retries of many messages that failed together.
                 delay = round(backoff[min(attempt - 1, len(backoff) - 1)] * random.uniform(0.8, 1.2), 3)
-                bound.warning("event failed; will retry", error=repr(exc), retry_in_s=delay)
+                bound.warning("event failed; will retry", error=repr(exc), retry_in_s=delay, transient=transient)
                 await msg.nak(delay=delay)
                 PROCESSED.labels(self.service, self.spec.purpose, "retried").inc()
             return
@@ -175,6 +192,12 @@ class Consumer:
         )
         await msg.ack()
         log.warning("event dead-lettered", consumer=self.name, subject=msg.subject, reason=reason[:300])
+
+
+def _trace_of(envelope: env.Envelope) -> dict[str, str]:
+    if envelope.traceparent is None:
+        return {}  # a new trace
+    return {"traceparent": envelope.traceparent, **({"tracestate": envelope.tracestate} if envelope.tracestate else {})}
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter as Tally
 
 import asyncpg
 import structlog
@@ -20,7 +21,7 @@ from prometheus_client import Counter
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
-from services.runtime import correlation
+from services.runtime import correlation, metrics, tracing
 from services.runtime.db import TRANSIENT_DB_ERRORS, Database
 from services.runtime.settings import Settings
 
@@ -55,6 +56,7 @@ async def add(
         correlation_id=correlation_id or correlation.current(),
         causation_id=causation_id or correlation.causation(),
         event_id=event_id,
+        trace=tracing.headers(),  # the emitting span: the relay's publish continues it
     )
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
@@ -139,17 +141,49 @@ class Relay:
             )
             if not rows:
                 return 0
-            futures = [
-                await self.js.publish_async(r["subject"], bytes(r["data"]), headers={"Nats-Msg-Id": str(r["event_id"])})
-                for r in rows
-            ]
-            results = await asyncio.wait_for(
-                asyncio.gather(*futures, return_exceptions=True), self.settings.nats_request_timeout
+            # One PRODUCER span per event when tracing is on, continuing the context stored in its
+            # envelope; the message carries the span's own context for the consumers.
+            spans = (
+                [
+                    tracing.start(
+                        f"{Subjects.name_of(r['subject'])} publish",
+                        kind=tracing.SpanKind.PRODUCER,
+                        carrier=env.trace_of(bytes(r["data"])) or {},
+                        attributes={"convoy.service": self.service, "messaging.destination.name": r["subject"]},
+                    )
+                    for r in rows
+                ]
+                if tracing.enabled()
+                else [None] * len(rows)
             )
-            done = [r["seq"] for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-            if done:
-                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", done)
-            PUBLISHED.labels(self.service).inc(len(done))
+            results: list[object] = [None] * len(rows)
+            try:
+                futures = [
+                    await self.js.publish_async(
+                        r["subject"],
+                        bytes(r["data"]),
+                        headers={"Nats-Msg-Id": str(r["event_id"]), **tracing.headers_of(span)},
+                    )
+                    for r, span in zip(rows, spans, strict=True)
+                ]
+                results = await asyncio.wait_for(
+                    asyncio.gather(*futures, return_exceptions=True), self.settings.nats_request_timeout
+                )
+            except BaseException as exc:
+                results = [exc] * len(rows)
+                raise
+            finally:
+                for span, res in zip(spans, results, strict=True):
+                    if span is not None:
+                        if isinstance(res, BaseException):
+                            tracing.record_error(res, span)
+                        span.end()
+            acked = [r for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
+            if acked:
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in acked])
+            PUBLISHED.labels(self.service).inc(len(acked))
+            for event_type, n in Tally(Subjects.name_of(r["subject"]) for r in acked).items():
+                metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(n)
             failed = [res for res in results if isinstance(res, BaseException)]
             if failed:
                 raise RuntimeError(f"{len(failed)} of {len(rows)} publishes failed: {failed[0]!r}")

@@ -6,10 +6,12 @@ status, ``Nats-Service-Error`` = message) and become :class:`ConvoyError` again 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import asyncpg
 import msgspec
 import nats.errors
 import structlog
@@ -17,7 +19,8 @@ from nats.aio.client import Client
 from nats.micro.request import Request
 from prometheus_client import Histogram
 
-from services.runtime import correlation
+from schemas.subjects import Subjects
+from services.runtime import correlation, tracing
 from services.runtime.errors import ConvoyError, InvalidInput, Unavailable, from_status
 
 log = structlog.get_logger(__name__)
@@ -26,6 +29,8 @@ RPC_SECONDS = Histogram("convoy_rpc_handler_seconds", "Time to answer a request"
 
 Req = TypeVar("Req", bound=msgspec.Struct)
 Rep = TypeVar("Rep", bound=msgspec.Struct)
+T = TypeVar("T")
+P = ParamSpec("P")
 
 _encoder = msgspec.json.Encoder()
 
@@ -53,7 +58,16 @@ def endpoint(
 
     async def handle(req: Request) -> None:
         with correlation.bound(correlation.parse((req.headers or {}).get(correlation.NATS_HEADER))):
-            await answer(req)
+            if not tracing.enabled():
+                await answer(req)
+                return
+            with tracing.span(
+                f"{service}.{operation}",
+                kind=tracing.SpanKind.SERVER,
+                carrier=tracing.carried(req.headers) or {},
+                attributes={"convoy.service": service, "rpc.method": operation},
+            ):
+                await answer(req)
 
     async def answer(req: Request) -> None:
         started = time.perf_counter()
@@ -65,6 +79,11 @@ def endpoint(
                 raise InvalidInput(describe_validation_error(exc)) from exc
             reply = await handler(body)
             await req.respond(_encoder.encode(reply))
+        except asyncpg.DataError as exc:
+            # SQLSTATE class 22: the caller's data cannot be stored (a NUL character, a value out of range)
+            status = 400
+            log.warning("request refused by the database", operation=operation, error=str(exc))
+            await req.respond_error("400", f"the database cannot store this value: {exc}")
         except ConvoyError as exc:
             status = exc.status
             if status >= 500:
@@ -76,8 +95,33 @@ def endpoint(
             await req.respond_error("500", "internal error")
         finally:
             RPC_SECONDS.labels(service, operation, str(status)).observe(time.perf_counter() - started)
+            tracing.note_status(status)
 
     return handle
+
+
+def _traced(
+    call: Callable[Concatenate[RpcClient, str, P], Awaitable[T]],
+) -> Callable[Concatenate[RpcClient, str, P], Awaitable[T]]:
+    """A CLIENT span around a request when tracing is on; its context travels in the request's headers."""
+
+    @functools.wraps(call)
+    async def traced(self: RpcClient, subject: str, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if not tracing.enabled():
+            return await call(self, subject, *args, **kwargs)
+        with tracing.span(
+            Subjects.name_of(subject), kind=tracing.SpanKind.CLIENT, attributes={"messaging.destination.name": subject}
+        ):
+            return await call(self, subject, *args, **kwargs)
+
+    return traced
+
+
+def _headers() -> dict[str, str] | None:
+    """The request's headers: correlation id and, when tracing, the W3C trace context."""
+    found = correlation.nats_headers()
+    trace = tracing.headers()
+    return {**(found or {}), **trace} if trace else found
 
 
 class RpcClient:
@@ -85,18 +129,30 @@ class RpcClient:
         self.nc = nc
         self.timeout = timeout
 
+    @_traced
     async def call(
         self, subject: str, request: msgspec.Struct, reply_type: type[Rep], *, timeout: float | None = None
     ) -> Rep:
+        if not self.nc.is_connected:
+            # While reconnecting, nats-py would buffer the request and send it once NATS is back,
+            # long after this caller gave up: the service would then act on a request whose
+            # client was told 503. Refuse now instead; the client retries after Retry-After.
+            raise Unavailable("not connected to NATS")
         try:
             msg = await self.nc.request(
-                subject, _encoder.encode(request), timeout=timeout or self.timeout, headers=correlation.nats_headers()
+                subject, _encoder.encode(request), timeout=timeout or self.timeout, headers=_headers()
             )
         except nats.errors.NoRespondersError as exc:
             raise Unavailable(f"no service answers {subject}") from exc
         except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise Unavailable(f"{subject} did not answer in time") from exc
-        except nats.errors.ConnectionClosedError as exc:
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.ConnectionDrainingError,
+            nats.errors.OutboundBufferLimitError,
+            nats.errors.StaleConnectionError,
+        ) as exc:
             raise Unavailable("not connected to NATS") from exc
         headers: dict[str, Any] = msg.headers or {}
         code = headers.get("Nats-Service-Error-Code")

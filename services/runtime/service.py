@@ -27,7 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from schemas import api
 from schemas import events as ev
 from schemas.subjects import Subjects
-from services.runtime import bus, db, outbox
+from services.runtime import bus, db, outbox, tracing
+from services.runtime import metrics as service_metrics
 from services.runtime.consumer import Consumer, ConsumerSpec, Handler
 from services.runtime.errors import ConvoyError
 from services.runtime.rpc import RpcClient, endpoint
@@ -123,6 +124,7 @@ class Runtime:
 async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) -> None:
     """Run ``module`` until ``stop`` is set; everything started is torn down in reverse order."""
     rt = Runtime(settings, module.NAME)
+    tracing.configure(settings, module.NAME)
     async with contextlib.AsyncExitStack() as stack:
         await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
         rt.db = await db.connect(settings, module.NAME)
@@ -165,7 +167,19 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
 
         work_stop = asyncio.Event()
         rt.relay = outbox.Relay(service=module.NAME, db=rt.db, js=rt.js, settings=settings)
+        relay = rt.relay
+        service_metrics.leader_gauge(module.NAME, "outbox_relay", lambda: relay.leader)
         tasks = [asyncio.create_task(rt.relay.run(work_stop), name=f"{module.NAME}-relay")]
+        sampler = service_metrics.sample_forever(
+            module.NAME,
+            rt.db,
+            rt.js,
+            rt._consumers,
+            every=settings.metrics_sample_seconds,
+            timeout=settings.nats_request_timeout,
+            stop=work_stop,
+        )
+        tasks.append(asyncio.create_task(sampler, name=f"{module.NAME}-metrics"))
         tasks += [asyncio.create_task(c.run(work_stop), name=c.name) for c in rt._consumers]
         tasks += [asyncio.create_task(b(work_stop)) for b in rt._background]
 
@@ -250,4 +264,6 @@ def run(module: ServiceModule, settings: Settings) -> None:
     except ConvoyError as exc:
         log.error("service failed", error=exc.message)
         raise SystemExit(1) from exc
+    finally:
+        tracing.shutdown()  # export the spans still batched
     log.info("service stopped")

@@ -128,6 +128,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "console"] = "json"
     """json: one JSON object per line (for machines); console: coloured, for people."""
 
+    # --- metrics and traces ------------------------------------------------------------------
+    metrics_sample_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 15.0
+    """How often a service samples its consumers' lag (JetStream consumer info) and outbox backlog for /metrics."""
+    otel_exporter: Literal["", "console", "otlp", "memory"] = ""
+    """OpenTelemetry traces: empty: off (no-op tracer); console: print spans; otlp: OTLP/HTTP; memory: tests only."""
+    otel_endpoint: str = ""
+    """OTLP/HTTP traces URL (e.g. http://collector:4318/v1/traces); empty: OTEL_EXPORTER_OTLP_* or localhost:4318."""
+    otel_sample_ratio: Annotated[float, Meta(ge=0, le=1)] = 1.0
+    """Share of new traces recorded; a request that carries a sampled `traceparent` is always followed."""
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()

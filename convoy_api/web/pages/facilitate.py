@@ -42,6 +42,7 @@ def convoy_values(page: Page) -> dict[str, Any]:
     for name in ("start_date", "end_date"):
         values[name] = str(page.form.get(name, "")) or None
     values["open_for_requests"] = bool(page.form.get("open_for_requests"))
+    values["share_anonymised_results"] = bool(page.form.get("share_anonymised_results"))
     return values
 
 

@@ -1,0 +1,348 @@
+"""Rules of the digitalisation check, the formation pool and the programme figures (services/convoys).
+
+Privacy:
+- A check result holds the answers, the scores and three coarse choices (sector, size class, Bundesland),
+  the day it was completed, and nothing else: no contact, no IP address, no cookie or session id. Its
+  random id is the link to the result page.
+- Contact data enter only with ``consent`` (pool_requests, with the moment of consent); without it the
+  request is refused before anything is written.
+- What "similar companies achieved" comes from services/milestones, over convoys that share anonymised
+  results only, and every figure about fewer than ``api.MIN_GROUP`` companies is suppressed there.
+- Programme figures are counts and medians: no person and no company is named.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import msgspec
+
+from schemas import api
+from schemas import events as ev
+from schemas.subjects import Rpc
+from services.convoys import repository as repo
+from services.convoys.check import formation
+from services.convoys.check import questions as qs_
+from services.convoys.check import repository as check_repo
+from services.convoys.service import ConvoysService, check_schedule, check_timezone
+from services.runtime.errors import Conflict, ConvoyError, Forbidden, InvalidInput, NotFound, TooManyRequests
+
+POOL_REQUESTS_PER_DAY = 3
+MAX_PERIOD_DAYS = 3 * 366
+
+
+def _facilitator(actor: api.Actor) -> None:
+    if not (actor.is_admin or actor.is_facilitator or actor.is_system):
+        raise Forbidden("only facilitators and the centre's admins may do this")
+
+
+class CheckService:
+    def __init__(self, svc: ConvoysService) -> None:
+        self.svc = svc
+        self.rt = svc.rt
+
+    # --- the check (anyone) ----------------------------------------------------------------------
+    async def questions(self, _: api.Empty) -> api.QuestionSet:
+        return qs_.question_set()
+
+    async def submit(self, req: api.SubmitCheck) -> api.CheckResult:
+        a = req.check
+        try:
+            qs = qs_.question_set(a.version)
+        except KeyError:
+            raise InvalidInput(f"`version`: no question set {a.version} (current: {qs_.CURRENT_VERSION})") from None
+        try:
+            scored = qs_.score(qs, a)
+        except qs_.AnswerError as exc:
+            raise InvalidInput(str(exc)) from exc
+        async with self.rt.db.transaction() as conn:
+            row = await check_repo.insert_result(
+                conn,
+                check_id=uuid.uuid4(),
+                version=a.version,
+                answers=scored.answers,
+                scores=scored.areas,
+                overall=scored.overall,
+                sector=a.sector,
+                size_class=a.size_class,
+                region=a.region,
+            )
+            sharing = await check_repo.sharing_convoys(conn)
+        return await self._result(row, sharing)
+
+    async def get(self, req: api.GetCheck) -> api.CheckResult:
+        async with self.rt.db.connection() as conn:
+            row = await check_repo.result_row(conn, req.check_id)
+            if row is None:
+                raise NotFound("no such check result")
+            sharing = await check_repo.sharing_convoys(conn)
+        return await self._result(row, sharing)
+
+    async def outcomes(self, ask: api.OutcomesAsk) -> api.Outcomes:
+        """Aggregates from services/milestones; without it the result still shows, without figures."""
+        try:
+            return await self.rt.rpc.call(self.rt.subjects.rpc("milestones", Rpc.CHECK_OUTCOMES), ask, api.Outcomes)
+        except ConvoyError:
+            return api.Outcomes(project_types=[api.ProjectOutcome(project_type=t) for t in ask.project_types])
+
+    async def _result(self, row: asyncpg.Record, sharing: list[uuid.UUID]) -> api.CheckResult:
+        qs = qs_.question_set(row["version"])
+        scores = check_repo.scores_of(row)
+        found = await self.outcomes(api.OutcomesAsk(convoy_ids=sharing, project_types=qs_.themes(qs)))
+        projects = {p.project_type: p for p in found.project_types}
+        areas = {a.key: a for a in qs.areas}
+        order = {a.key: i for i, a in enumerate(qs.areas)}
+        low = sorted(
+            (k for k, s in scores.items() if k in areas and s is not None and s < qs.potential_below),
+            key=lambda k: (scores[k], order[k]),
+        )[: qs_.MAX_POTENTIALS]
+        return api.CheckResult(
+            id=row["id"],
+            version=row["version"],
+            completed_on=row["completed_on"],
+            overall=row["overall"],
+            areas=[
+                api.AreaScore(key=a.key, title_de=a.title_de, title_en=a.title_en, score=scores.get(a.key))
+                for a in qs.areas
+            ],
+            potentials=[
+                api.Potential(
+                    area=k,
+                    title_de=areas[k].title_de,
+                    title_en=areas[k].title_en,
+                    advice_de=areas[k].advice_de,
+                    advice_en=areas[k].advice_en,
+                    score=scores[k] or 0,
+                    projects=[projects.get(t) or api.ProjectOutcome(project_type=t) for t in areas[k].project_types],
+                )
+                for k in low
+            ],
+            sector=row["sector"],
+            size_class=row["size_class"],
+            region=row["region"],
+            themes=[projects.get(t) or api.ProjectOutcome(project_type=t) for t in qs_.themes(qs)],
+        )
+
+    # --- joining the pool (anyone holding a result, with consent) ----------------------------------
+    async def join(self, req: api.JoinPool) -> api.Accepted:
+        r = req.request
+        if not r.consent:  # before anything is read or written: without consent nothing personal is kept
+            raise InvalidInput("`consent`: please agree that we store your contact to form a convoy")
+        async with self.rt.db.connection() as conn:
+            row = await check_repo.result_row(conn, req.check_id)
+        if row is None:
+            raise NotFound("no such check result")
+        allowed = qs_.themes(qs_.question_set(row["version"]))
+        if r.theme not in allowed:
+            raise InvalidInput(f"`theme`: choose one of {', '.join(allowed)}")
+        titles = await self.outcomes(api.OutcomesAsk(convoy_ids=[], project_types=[r.theme]))
+        theme = next(iter(titles.project_types), api.ProjectOutcome(project_type=r.theme))
+        request_id = uuid.uuid4()
+        async with self.rt.db.transaction() as conn:
+            since = datetime.now(UTC) - timedelta(days=1)
+            if await check_repo.pool_requests_from(conn, r.contact_email, since) >= POOL_REQUESTS_PER_DAY:
+                raise TooManyRequests("too many requests from this address today")
+            await check_repo.insert_pool_request(conn, request_id, req.check_id, r)
+            await repo.audit(
+                conn,
+                convoy_id=None,
+                actor=api.ANONYMOUS,
+                action="pool.joined",
+                object_type="pool_request",
+                object_id=request_id,
+                details={"theme": r.theme},  # never the contact: the pool request (object_id) has it
+            )
+            for f in await check_repo.facilitator_contacts(conn):
+                de = f["language"] == "de"
+                await self.rt.emit(
+                    conn,
+                    ev.EmailRequested(
+                        key=f"pool_request_received:{request_id}:{f['id']}",
+                        to_email=f["email"],
+                        to_name=f["name"],
+                        language=f["language"],
+                        template="pool_request_received",
+                        params={
+                            "company": r.company.name,
+                            "theme": (theme.title_de if de else theme.title_en) or r.theme,
+                            "contact": f"{r.contact_name} <{r.contact_email}>",
+                            "message": r.message,
+                            "link": f"{self.svc.base_url}/pool",
+                        },
+                    ),
+                )
+        return api.Accepted(message="Thank you: the competence centre will get in touch by email.")
+
+    # --- the pool and formation (facilitators) -------------------------------------------------------
+    async def pool(self, req: api.Ask) -> api.Pool:
+        _facilitator(req.actor)
+        async with self.rt.db.connection() as conn:
+            rows = await check_repo.pool_rows(conn)
+        entries = [self._entry(r) for r in rows]
+        groups = formation.suggest([_candidate(e) for e in entries])
+        titles = await self.outcomes(
+            api.OutcomesAsk(convoy_ids=[], project_types=list(dict.fromkeys(e.theme for e in entries)))
+        )
+        return api.Pool(
+            entries=entries,
+            suggestions=[
+                api.PoolGroup(
+                    theme=g.theme,
+                    request_ids=[m.id for m in g.members],
+                    maturity=g.maturity,
+                    competitors=[_pair(a, b) for a, b in g.competitors],
+                )
+                for g in groups
+            ],
+            themes=titles.project_types,
+        )
+
+    def _entry(self, r: asyncpg.Record) -> api.PoolEntry:
+        scores = check_repo.scores_of(r) if r["scores"] is not None else {}
+        areas: list[api.AreaScore] = []
+        if r["check_id"] is not None and scores:
+            with_check = qs_.question_set(r["check_version"])
+            areas = [
+                api.AreaScore(key=a.key, title_de=a.title_de, title_en=a.title_en, score=scores.get(a.key))
+                for a in with_check.areas
+                if a.key in scores
+            ]
+        return api.PoolEntry(
+            id=r["id"],
+            check_id=r["check_id"],
+            theme=r["theme"],
+            company_name=r["company_name"],
+            sector=r["sector"],
+            size_class=r["size_class"],
+            region=r["region"],
+            contact_name=r["contact_name"],
+            contact_email=r["contact_email"],
+            contact_language=r["contact_language"],
+            message=r["message"],
+            status=r["status"],
+            created_at=r["created_at"],
+            overall=r["overall"],
+            areas=areas,
+            convoy_id=r["convoy_id"],
+        )
+
+    async def form(self, req: api.FormConvoy) -> api.Convoy:
+        _facilitator(req.actor)
+        f = req.formation
+        c = f.convoy
+        check_timezone(c.timezone)
+        check_schedule(c.cadence, c.start_date, c.end_date)
+        ids = list(dict.fromkeys(f.request_ids))
+        async with self.rt.db.transaction() as conn:
+            rows = await check_repo.pool_rows_by_id(conn, ids, lock=True)
+            if len(rows) != len(ids):
+                raise NotFound("no such pool request")
+            taken = [r["company_name"] for r in rows if r["status"] != "waiting"]
+            if taken:
+                raise Conflict(f"no longer waiting in the pool: {', '.join(taken)}")
+            entries = [self._entry(r) for r in rows]
+            pairs = formation.competitors([_candidate(e) for e in entries])
+            if pairs and not f.allow_competitors:
+                names = {e.id: e.company_name for e in entries}
+                described = "; ".join(
+                    f"{names[a.id]} and {names[b.id]} ({a.sector.strip()}, {a.region})" for a, b in pairs
+                )
+                raise Conflict(f"likely competitors in one convoy: {described}; confirm to form it anyway")
+            convoy_id = await self.svc._create_convoy(conn, req.actor, c)
+            convoy = await repo.convoy_row(conn, convoy_id)
+            assert convoy is not None
+            for e in entries:
+                new = {"name": e.company_name, "sector": e.sector, "size_class": e.size_class, "region": e.region}
+                company = await self.svc._insert_company(conn, convoy_id, msgspec.convert(new, api.NewCompany))
+                await repo.audit(
+                    conn,
+                    convoy_id=convoy_id,
+                    actor=req.actor,
+                    action="company.joined",
+                    object_type="company",
+                    object_id=company.id,
+                    details={"name": company.name, "pool_request": str(e.id)},
+                )
+                company_row = await repo.company_row(conn, company.id)
+                assert company_row is not None
+                await self.svc._invite(
+                    conn,
+                    req.actor,
+                    convoy,
+                    company_row,
+                    msgspec.convert(
+                        {"email": e.contact_email, "name": e.contact_name, "language": e.contact_language},
+                        api.NewInvitation,
+                    ),
+                )
+                await check_repo.mark_formed(conn, e.id, convoy_id, company.id, req.actor.person_id)
+            await repo.audit(
+                conn,
+                convoy_id=convoy_id,
+                actor=req.actor,
+                action="pool.formed",
+                object_type="convoy",
+                object_id=convoy_id,
+                details={"companies": str(len(entries)), "competitors_confirmed": "yes" if pairs else "no"},
+            )
+            return await repo.convoy(conn, convoy, with_members=True)
+
+    # --- programme figures (facilitators) --------------------------------------------------------------
+    async def programme(self, req: api.AskProgramme) -> api.ProgrammeReport:
+        _facilitator(req.actor)
+        p = req.period
+        if p.to_date < p.from_date:
+            raise InvalidInput("`to_date`: the period cannot end before it starts")
+        if (p.to_date - p.from_date).days > MAX_PERIOD_DAYS:
+            raise InvalidInput("`to_date`: at most three years at a time")
+        async with self.rt.db.connection() as conn:
+            counts = await check_repo.programme_counts(conn, p.from_date, p.to_date, p.convoy_id)
+            convoys = await check_repo.programme_convoys(conn, p.from_date, p.to_date, p.convoy_id)
+        if p.convoy_id is not None and not convoys:
+            raise NotFound("no such convoy in this period")
+        found = await self.outcomes(
+            api.OutcomesAsk(convoy_ids=[c["id"] for c in convoys], from_date=p.from_date, to_date=p.to_date)
+        )
+        per = {o.convoy_id: o for o in found.convoys}
+        rows = []
+        for c in convoys:
+            o = per.get(c["id"]) or api.ConvoyOutcome(
+                convoy_id=c["id"], companies=0, companies_reporting=0, reports=0, milestones_done=0, go_lives=0
+            )
+            rows.append(
+                api.ProgrammeConvoy(
+                    convoy_id=c["id"],
+                    name=c["name"],
+                    status=c["status"],
+                    start_date=c["start_date"],
+                    created_on=c["created_on"],
+                    formed_from_pool=c["formed_from_pool"],
+                    companies=c["companies"],
+                    companies_reporting=o.companies_reporting,
+                    participation=round(o.companies_reporting / c["companies"], 3) if c["companies"] else None,
+                    reports=o.reports,
+                    milestones_done=o.milestones_done,
+                    go_lives=o.go_lives,
+                )
+            )
+        return api.ProgrammeReport(
+            from_date=p.from_date,
+            to_date=p.to_date,
+            check_completions=counts["check_completions"],
+            pool_requests=counts["pool_requests"],
+            convoys_formed=counts["convoys_formed"],
+            convoys_formed_from_pool=counts["convoys_formed_from_pool"],
+            companies_reached=counts["companies_reached"],
+            convoys=rows,
+            project_types=found.project_types,
+        )
+
+
+def _candidate(e: api.PoolEntry) -> formation.Candidate:
+    return formation.Candidate(id=e.id, theme=e.theme, sector=e.sector, region=e.region, overall=e.overall)
+
+
+def _pair(a: formation.Candidate, b: formation.Candidate) -> api.Competitors:
+    return api.Competitors(first=a.id, second=b.id, sector=a.sector.strip(), region=a.region)

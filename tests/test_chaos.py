@@ -1,0 +1,412 @@
+"""Faults against real processes (issue #10): each scenario prints what it did and what it counted.
+
+Every scenario runs CI-sized in `make test` and full-sized (marker ``chaos``) in `make chaos`,
+which also writes the counts into docs/reliability.md. Counts, never milliseconds: the
+assertions are about what was lost, doubled or answered, not about how fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import nats
+import nats.errors
+import pytest
+
+from schemas import events as ev
+from schemas.subjects import Subjects
+from services import embedded
+from services.registry import PROCESSES
+from services.runtime.settings import Settings
+from tests.chaos import (
+    SIZES,
+    Processes,
+    Tally,
+    dead_letters,
+    deliveries,
+    ids_in,
+    message_id,
+    settled,
+    tick,
+)
+from tests.conftest import NatsServer, SlackStub, SmtpSink, eventually
+from tests.world import World, build_world, invite_and_accept
+
+pytestmark = pytest.mark.slow
+BERLIN = ZoneInfo("Europe/Berlin")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def label(full: bool) -> str:
+    return "full" if full else "ci"
+
+
+async def checking_in_today(client: httpx.AsyncClient, sink: SmtpSink, companies: int, slack: SlackStub) -> World:
+    """A convoy of ``companies`` whose cycle 0 opened today at 00:00 Berlin time (so reports posted
+    now belong to it), active, posting reports and digests to the Slack stand-in."""
+    world = await build_world(client, sink, companies=min(companies, 3))
+    tag = uuid.uuid4().hex[:6]
+    for i in range(3, companies):
+        r = await client.post(
+            f"/api/v1/convoys/{world.convoy_id}/companies", json={"name": f"Firma {i}"}, headers=world.facilitator
+        )
+        assert r.status_code == 201, r.text
+        world.companies[f"x{i}"] = r.json()
+        world.reps[f"x{i}"] = await invite_and_accept(
+            client, sink, world.facilitator, world.convoy_id, r.json()["id"], f"Rep {i}", f"rep{i}-{tag}@firma.example"
+        )
+    today = datetime.now(BERLIN).date()
+    cadence = {"frequency": "weekly", "weekday": WEEKDAYS[today.weekday()], "local_time": "00:00", "window_hours": 72}
+    r = await client.patch(
+        f"/api/v1/convoys/{world.convoy_id}",
+        json={"cadence": cadence, "timezone": "Europe/Berlin", "start_date": today.isoformat()},
+        headers=world.facilitator,
+    )
+    assert r.status_code == 200, r.text
+    r = await client.post(
+        f"/api/v1/convoys/{world.convoy_id}/status", json={"status": "active"}, headers=world.facilitator
+    )
+    assert r.status_code == 200, r.text
+    r = await client.put(
+        f"/api/v1/convoys/{world.convoy_id}/slack",
+        json={"webhook_url": slack.url(), "post_reports": True},
+        headers=world.facilitator,
+    )
+    assert r.status_code == 200, r.text
+
+    async def scheduler_knows() -> bool:
+        r = await client.get(f"/api/v1/convoys/{world.convoy_id}/schedule", headers=world.facilitator)
+        return r.status_code == 200 and r.json()["status"] == "active"
+
+    await eventually(scheduler_knows, timeout=30)
+    return world
+
+
+def midnight(days: int = 0) -> datetime:
+    today = datetime.now(BERLIN).date() + timedelta(days=days)
+    return datetime(today.year, today.month, today.day, 0, 0, 30, tzinfo=BERLIN)
+
+
+# --- 1. kill -9 any service ----------------------------------------------------------------------
+@SIZES
+async def test_kill_9_of_any_service_during_load_and_a_digest_loses_and_doubles_nothing(
+    full: bool, settings: Settings, smtp_sink: SmtpSink, slack_stub: SlackStub, tmp_path: Path
+) -> None:
+    companies, kills = (6, 16) if full else (4, 5)
+    s = settings.with_(http_port=embedded.free_port(), inbound_smtp_port=0, client_requests_per_minute=100000)
+    tally = Tally("1. kill -9 any service", label(full))
+    procs = Processes(s, tmp_path / "logs")
+    subjects = Subjects(s.namespace)
+    procs.start_all()
+    nc = await nats.connect(s.nats_url)
+    rng = random.Random()
+    try:
+        await procs.healthy()
+        async with httpx.AsyncClient(base_url=procs.api_url, timeout=30) as client:
+            world = await checking_in_today(client, smtp_sink, companies, slack_stub)
+            await tick(nc, subjects, midnight())  # cycle 0 opens: a prompt to every company
+
+            created: list[tuple[str, dict[str, str]]] = []
+            killing = asyncio.Event()
+            killing.set()
+
+            async def killer() -> None:
+                for _ in range(kills):
+                    await asyncio.sleep(rng.uniform(1.0, 3.0))
+                    victim = rng.choice(PROCESSES)
+                    procs.kill(victim)
+                    await asyncio.sleep(0.3)
+                    procs.start(victim)
+                    procs.check()
+                killing.clear()
+
+            async def call(method: str, url: str, what: str, **kw: Any) -> httpx.Response | None:
+                try:
+                    r = await client.request(method, url, **kw)
+                except httpx.TransportError:
+                    tally.add(f"{what} connection lost")  # the API was killed under the request
+                    return None
+                tally.add(f"{what} {r.status_code}")
+                assert r.status_code < 500 or (r.status_code == 503 and "Retry-After" in r.headers), r.text
+                return r
+
+            async def report(key: str) -> None:
+                await asyncio.sleep(rng.uniform(0, 2.0 * kills / 2))
+                rep = world.reps[key]
+                while True:
+                    r = await call(
+                        "POST",
+                        f"/api/v1/convoys/{world.convoy_id}/reports",
+                        "report",
+                        json={"done": f"Fortschritt von {key}", "mood": 4},
+                        headers=rep.auth,
+                    )
+                    if r is not None and r.status_code == 201:
+                        created.append((r.json()["id"], rep.auth))
+                        return
+                    if r is not None and r.status_code == 409:  # an earlier attempt got through unanswered
+                        return
+                    assert r is None or r.status_code == 503, r.text
+                    await asyncio.sleep(0.5)
+
+            async def comments() -> None:
+                n = 0
+                while killing.is_set():
+                    if created:
+                        report_id, _ = rng.choice(created)
+                        rep = rng.choice(list(world.reps.values()))
+                        n += 1
+                        await call(
+                            "POST",
+                            f"/api/v1/reports/{report_id}/comments",
+                            "comment",
+                            json={"body": f"#{n}"},
+                            headers=rep.auth,
+                        )
+                    await asyncio.sleep(0.2)
+
+            kill_task = asyncio.create_task(killer())
+            load = asyncio.create_task(comments())
+            await asyncio.gather(*(report(k) for k in world.reps))
+            # The digest cycle, while processes keep dying: cycle 0 closes, cycle 1 opens.
+            fired = await tick(nc, subjects, midnight(7), within=120)
+            tally.set("digest tick actions", len([a for a in fired.actions if a.startswith(world.convoy_id)]))
+            await kill_task
+            await load
+            for name, n in procs.kills.items():
+                tally.set(f"kills {name}", n)
+
+            await procs.healthy()
+            await settled(s.database_url, nc, subjects)
+            procs.check()
+
+            # Every report that got a 201 exists; each company has exactly one.
+            for report_id, auth in created:
+                r = await client.get(f"/api/v1/reports/{report_id}", headers=auth)
+                assert r.status_code == 200, r.text
+            conn = await asyncpg.connect(s.database_url)
+            try:
+                stored = await conn.fetchval(
+                    "SELECT count(*) FROM milestones.reports WHERE convoy_id = $1", uuid.UUID(world.convoy_id)
+                )
+            finally:
+                await conn.close()
+            tally.set("reports 201", len(created))
+            tally.set("reports stored", stored)
+            assert stored == companies
+
+        # Every event processed: no consumer behind, nothing dead-lettered.
+        tally.set("dead letters", await dead_letters(nc, subjects))
+        assert tally.counts["dead letters"] == 0
+
+        # Every email at most once (count by delivery key = Message-ID), each sent one exactly once;
+        # only a send in flight at a kill may be uncertain (detected, not re-sent).
+        sink = ids_in(smtp_sink.messages)
+        rows = await deliveries(s.database_url)
+        emails = [d for d in rows if d["channel"] == "email"]
+        by_status = {st: [d for d in emails if d["status"] == st] for st in ("sent", "uncertain", "failed")}
+        assert max(sink.values()) == 1, [k for k, v in sink.items() if v > 1]
+        assert all(sink[message_id(d["key"])] == 1 for d in by_status["sent"])
+        uncertain_arrived = sum(sink[message_id(d["key"])] for d in by_status["uncertain"])
+        reports_mailed = [d for d in emails if d["key"].startswith("report:")]
+        digests = [d for d in emails if d["key"].startswith(f"digest:{world.convoy_id}:0:")]
+        assert len(reports_mailed) == companies * (companies - 1)
+        assert len(digests) == companies
+        assert not by_status["failed"]
+        assert len(by_status["uncertain"]) <= procs.kills["notifier"] * s.smtp_pool_size
+        tally.set("emails", len(smtp_sink.messages))
+        tally.set("duplicate emails", sum(v - 1 for v in sink.values()))
+        tally.set("report emails", len(reports_mailed))
+        tally.set("digest emails", len(digests))
+        tally.set("uncertain (in flight at a kill)", len(by_status["uncertain"]))
+        tally.set("uncertain that did arrive", uncertain_arrived)
+
+        # Slack: one post per report and one digest, none twice.
+        texts = [str(p.get("text")) + str(p.get("blocks")) for p in slack_stub.posts]
+        slack_rows = [d for d in rows if d["channel"] == "slack"]
+        tally.set("slack posts", len(slack_stub.posts))
+        tally.set("duplicate slack posts", len(texts) - len(set(texts)))
+        assert len(texts) == len(set(texts))
+        assert len([d for d in slack_rows if d["status"] == "sent"]) <= len(slack_stub.posts) <= len(slack_rows)
+        assert len(slack_rows) == companies + 1
+        for name, n in procs.crashes.items():
+            tally.set(f"crashed by itself {name}", n)
+        assert not procs.crashes
+    finally:
+        tally.report("test_kill_9_of_any_service_during_load_and_a_digest_loses_and_doubles_nothing")
+        procs.stop_all()
+        with contextlib.suppress(Exception):
+            from tests.conftest import delete_streams
+
+            await delete_streams(nc, subjects)
+        await nc.close()
+
+
+# --- 7. acknowledged means stored -----------------------------------------------------------------
+async def _stream_ids(nc: nats.NATS, subjects: Subjects, subject: str) -> Counter[str]:
+    """Nats-Msg-Id of every message in the events stream on ``subject``, with how often it is there."""
+    js = nc.jetstream(timeout=10)
+    sub = await js.pull_subscribe(subject, stream=subjects.events_stream)
+    found: Counter[str] = Counter()
+    with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+        while True:
+            for msg in await sub.fetch(500, timeout=2):
+                found[(msg.headers or {}).get("Nats-Msg-Id", "")] += 1
+                await msg.ack()
+    await sub.unsubscribe()
+    return found
+
+
+@SIZES
+async def test_kill_9_of_nats_right_after_acks_keeps_every_acknowledged_event(
+    full: bool, settings: Settings, own_nats_server: NatsServer
+) -> None:
+    from schemas import envelope as env
+    from services.runtime import bus
+    from tests.test_runtime import created, start_probe
+
+    tally = Tally("7. acknowledged means stored", label(full))
+    direct, emitted_total = (3000, 600) if full else (500, 150)
+    s = settings.with_(nats_url=own_nats_server.url)
+    subjects = Subjects(s.namespace)
+    subject = subjects.event(ev.ConvoyCreated.TYPE)
+    try:
+        # (a) Publishes acknowledged by JetStream, then kill -9 at once: all still there after a restart.
+        nc = await nats.connect(s.nats_url)
+        js = nc.jetstream(timeout=10)
+        await bus.ensure_streams(js, subjects, 1)
+        acked: list[str] = []
+        for start in range(0, direct, 250):
+            ids = [str(uuid.uuid4()) for _ in range(start, min(direct, start + 250))]
+            futures = [
+                await js.publish_async(
+                    subject, env.encode(env.new_envelope(created(i), producer="chaos")), headers={"Nats-Msg-Id": i}
+                )
+                for i in ids
+            ]
+            for i, ack in zip(ids, await asyncio.gather(*futures), strict=True):
+                assert ack.seq > 0
+                acked.append(i)
+        own_nats_server.proc.kill()  # type: ignore[union-attr]
+        own_nats_server.proc.wait(10)  # type: ignore[union-attr]
+        await nc.close()
+        own_nats_server.start()
+        nc = await nats.connect(s.nats_url)
+        stored = await _stream_ids(nc, subjects, subject)
+        tally.set("acked publishes", len(acked))
+        tally.set("acked but missing after kill -9", len(set(acked) - set(stored)))
+        assert set(acked) <= set(stored)
+        await nc.close()
+
+        # (b) The outbox relay under kill -9: a row leaves the outbox only for an acknowledged publish.
+        s = s.with_(namespace=s.namespace + "b")  # streams of their own, without (a)'s messages
+        subjects = Subjects(s.namespace)
+        subject = subjects.event(ev.ConvoyCreated.TYPE)
+        async with start_probe(s) as running:
+            names = [f"e{i}" for i in range(emitted_total)]
+            emitted: list[str] = []
+
+            async def emit_all() -> None:
+                for name in names:
+                    emitted.append(str((await running.emit(name)).id))
+                    await asyncio.sleep(0.005)
+
+            emitting = asyncio.create_task(emit_all())
+            await eventually(lambda: _true(len(emitted) >= emitted_total // 3), timeout=60)
+            own_nats_server.proc.kill()  # type: ignore[union-attr]
+            own_nats_server.proc.wait(10)  # type: ignore[union-attr]
+            tally.set("kill -9 of nats-server", 1)
+            await asyncio.sleep(1.0)
+            own_nats_server.start()
+            await emitting
+
+            async def all_seen() -> bool:
+                seen = len(await running.seen())
+                tally.set("handled", seen)
+                return seen == emitted_total
+
+            await eventually(all_seen, timeout=90, interval=0.3)
+            in_stream = await _stream_ids(running.nc, subjects, subject)
+            missing = set(emitted) - set(in_stream)
+            tally.set("events via outbox", emitted_total)
+            tally.set("missing from stream", len(missing))
+            tally.set("stored twice in stream", sum(1 for i in emitted if in_stream[i] > 1))
+            tally.set("handled twice", sum(1 for n in running.probe.attempts.values() if n > 1))
+            assert not missing
+            assert sorted(await running.seen()) == sorted(names)
+            assert all(n == 1 for n in running.probe.attempts.values())
+    finally:
+        tally.report("test_kill_9_of_nats_right_after_acks_keeps_every_acknowledged_event")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+# --- 9. slow consumer -----------------------------------------------------------------------------
+@SIZES
+@pytest.mark.timeout(900)
+async def test_a_consumer_far_behind_catches_up_without_a_redelivery_storm(
+    full: bool, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from schemas import envelope as env
+    from services.runtime import bus
+    from services.runtime.consumer import Consumer
+    from tests.test_runtime import created, start_probe
+
+    tally = Tally("9. slow consumer", label(full))
+    pending = 10_000 if full else 1_500
+    subjects = Subjects(settings.namespace)
+    deliveries_seen: Counter[int] = Counter()
+    process = Consumer.process
+
+    async def counted(self: Consumer, msg: Any) -> None:
+        deliveries_seen[msg.metadata.num_delivered] += 1
+        await process(self, msg)
+
+    monkeypatch.setattr(Consumer, "process", counted)
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream(timeout=10)
+        await bus.ensure_streams(js, subjects, 1)
+        subject = subjects.event(ev.ConvoyCreated.TYPE)
+        for start in range(0, pending, 500):
+            futures = [
+                await js.publish_async(subject, env.encode(env.new_envelope(created(f"p{i}"), producer="chaos")))
+                for i in range(start, min(pending, start + 500))
+            ]
+            await asyncio.gather(*futures)
+        tally.set("pending before the consumer starts", pending)
+        async with start_probe(settings) as running:
+            conn = await asyncpg.connect(settings.database_url)
+            try:
+
+                async def caught_up() -> bool:
+                    return await conn.fetchval("SELECT count(*) FROM probe.seen") == pending
+
+                await eventually(caught_up, timeout=800, interval=1.0)
+            finally:
+                await conn.close()
+            info = await js.consumer_info(subjects.events_stream, subjects.consumer("probe", "probe"))
+            tally.set("handled", sum(deliveries_seen.values()))
+            tally.set("redelivered (client)", sum(n for d, n in deliveries_seen.items() if d > 1))
+            tally.set("redelivered (server)", info.num_redelivered or 0)
+            tally.set("max_ack_pending", info.config.max_ack_pending or 0)
+            tally.set("ack_wait_s", int(info.config.ack_wait or 0))
+            tally.set("handled twice", sum(1 for n in running.probe.attempts.values() if n > 1))
+            assert sum(n for d, n in deliveries_seen.items() if d > 1) == 0
+            assert (info.num_redelivered or 0) == 0
+            assert all(n == 1 for n in running.probe.attempts.values())
+    finally:
+        tally.report("test_a_consumer_far_behind_catches_up_without_a_redelivery_storm")
+        await nc.close()
