@@ -1427,7 +1427,7 @@ class CheckQuestion(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     """single and scale: exactly one option (a scale is shown in a row); multi: any number (points add up)."""
     text_de: CheckText
     text_en: CheckText
-    options: Annotated[tuple[CheckOption, ...], Meta(min_length=2, max_length=10)]
+    options: Annotated[list[CheckOption], Meta(min_length=2, max_length=10)]
 
 
 class CheckArea(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -1436,7 +1436,7 @@ class CheckArea(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     title_en: CheckText
     advice_de: CheckAdvice
     advice_en: CheckAdvice
-    project_types: tuple[CheckKey, ...] = ()
+    project_types: list[CheckKey] = []
     """Typical projects from the milestone catalogue for a potential in this area."""
 
 
@@ -1452,9 +1452,9 @@ class QuestionSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     version: Annotated[int, Meta(ge=1)]
     potential_below: Annotated[int, Meta(ge=1, le=100)] = 70
     """An area scoring below this (0 to 100) is a potential."""
-    sectors: Annotated[tuple[CheckSector, ...], Meta(min_length=1)]
-    areas: Annotated[tuple[CheckArea, ...], Meta(min_length=1, max_length=20)]
-    questions: Annotated[tuple[CheckQuestion, ...], Meta(min_length=1, max_length=100)]
+    sectors: Annotated[list[CheckSector], Meta(min_length=1)]
+    areas: Annotated[list[CheckArea], Meta(min_length=1, max_length=20)]
+    questions: Annotated[list[CheckQuestion], Meta(min_length=1, max_length=100)]
 
 
 Choice = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9_]{0,63}$")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import uuid
 from collections import Counter
@@ -34,9 +35,11 @@ from tests.chaos import (
     Tally,
     dead_letters,
     deliveries,
+    ensure_ready,
     ids_in,
     message_id,
     settled,
+    stack_and_client,
     tick,
 )
 from tests.conftest import NatsServer, SlackStub, SmtpSink, eventually
@@ -410,3 +413,218 @@ async def test_a_consumer_far_behind_catches_up_without_a_redelivery_storm(
     finally:
         tally.report("test_a_consumer_far_behind_catches_up_without_a_redelivery_storm")
         await nc.close()
+
+
+# --- 2. and 3.: a server away during load -----------------------------------------------------------
+class Load:
+    """Comments numbered 1, 2, 3 … on one report, one after the other (retried after a 503), and
+    reads of the timeline, until stopped; every answer counted."""
+
+    def __init__(self, client: httpx.AsyncClient, world: World, report_id: str, tally: Tally) -> None:
+        self.client = client
+        self.world = world
+        self.report_id = report_id
+        self.tally = tally
+        self.stop = asyncio.Event()
+        self.acknowledged: list[tuple[int, str]] = []
+        """(number, comment id) of every comment answered 201."""
+
+    async def _call(self, what: str, method: str, url: str, **kw: Any) -> httpx.Response:
+        r = await self.client.request(method, url, **kw)
+        self.tally.add(f"{what} {r.status_code}")
+        if r.status_code == 503:
+            assert r.headers.get("Retry-After"), "a 503 without Retry-After"
+        assert r.status_code in (200, 201, 503), r.text  # never a 500, nothing else
+        return r
+
+    async def comments(self) -> None:
+        auth = self.world.reps["b"].auth
+        n = 1
+        while not self.stop.is_set():
+            r = await self._call(
+                "comment", "POST", f"/api/v1/reports/{self.report_id}/comments", json={"body": f"#{n}"}, headers=auth
+            )
+            if r.status_code == 201:
+                self.acknowledged.append((n, r.json()["id"]))
+                n += 1
+            await asyncio.sleep(0.1 if r.status_code == 201 else 0.3)
+
+    async def reads(self) -> None:
+        auth = self.world.reps["c"].auth
+        while not self.stop.is_set():
+            await self._call("timeline read", "GET", f"/api/v1/convoys/{self.world.convoy_id}/timeline", headers=auth)
+            await asyncio.sleep(0.2)
+
+    async def run(self) -> None:
+        await asyncio.gather(self.comments(), self.reads())
+
+    async def check(self, st: Any) -> None:
+        """Every acknowledged comment is there; comment events reached the stream in the order written."""
+        r = await self.client.get(f"/api/v1/reports/{self.report_id}/comments", headers=self.world.reps["b"].auth)
+        assert r.status_code == 200, r.text
+        stored = _comment_bodies(r.json())
+        missing = [n for n, cid in self.acknowledged if cid not in stored]
+        self.tally.set("comments acknowledged", len(self.acknowledged))
+        self.tally.set("acknowledged but missing", len(missing))
+        self.tally.set("written though answered 503", len(stored) - len(self.acknowledged))
+        assert not missing
+        number = dict((cid, n) for n, cid in self.acknowledged)
+        order = [number[c] for c in await _comment_events(st, self.world.convoy_id) if c in number]
+        self.tally.set("comment events out of order", sum(1 for a, b in itertools.pairwise(order) if b <= a))
+        assert order == sorted(order) and len(order) == len(self.acknowledged)
+
+
+def _comment_bodies(body: Any) -> dict[str, str]:
+    found: dict[str, str] = {}
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "id" in node and "body" in node:
+                found[str(node["id"])] = str(node["body"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(body)
+    return found
+
+
+async def _comment_events(st: Any, convoy_id: str) -> list[str]:
+    """comment_id of every comment.added event of this convoy, in stream order."""
+    from schemas import envelope as env
+
+    js = st.nc.jetstream(timeout=10)
+    sub = await js.pull_subscribe(st.subjects.event(ev.CommentAdded.TYPE), stream=st.subjects.events_stream)
+    out: list[str] = []
+    with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+        while True:
+            for msg in await sub.fetch(200, timeout=2):
+                _, event = env.decode(msg.data)
+                assert isinstance(event, ev.CommentAdded)
+                if str(event.convoy_id) == convoy_id:
+                    out.append(str(event.comment_id))
+                await msg.ack()
+    await sub.unsubscribe()
+    return out
+
+
+async def _report(client: httpx.AsyncClient, world: World, key: str, tally: Tally) -> str:
+    """Post ``key``'s report, retrying after 503s; its id."""
+    while True:
+        r = await client.post(
+            f"/api/v1/convoys/{world.convoy_id}/reports",
+            json={"done": f"Fortschritt von {key}"},
+            headers=world.reps[key].auth,
+        )
+        tally.add(f"report {r.status_code}")
+        assert r.status_code in (201, 503), r.text
+        if r.status_code == 201:
+            return str(r.json()["id"])
+        assert r.headers.get("Retry-After")
+        await asyncio.sleep(0.5)
+
+
+@SIZES
+@pytest.mark.timeout(600)
+async def test_nats_down_during_load_answers_503_and_delivers_everything_in_order_after(
+    full: bool, settings: Settings, own_nats_server: NatsServer, smtp_sink: SmtpSink
+) -> None:
+    outage = 30.0 if full else 4.0
+    tally = Tally("2. NATS down during load", label(full))
+    s = settings.with_(nats_url=own_nats_server.url, inbound_smtp_port=0, client_requests_per_minute=100000)
+    try:
+        async with stack_and_client(s) as (st, client, crashed):
+            world = await build_world(client, smtp_sink, companies=3)
+            report_id = await _report(client, world, "a", tally)
+            load = Load(client, world, report_id, tally)
+            running = asyncio.create_task(load.run())
+            await eventually(lambda: _true(len(load.acknowledged) >= 5), timeout=30)
+            own_nats_server.stop()
+            tally.set("nats down (s)", int(outage))
+            during = asyncio.create_task(_report(client, world, "b", tally))  # retried until NATS is back
+            await asyncio.sleep(outage)
+            own_nats_server.start()
+            await during
+            await eventually(lambda: _true(tally.counts["comment 201"] >= len(load.acknowledged) + 0), timeout=5)
+            before = len(load.acknowledged)
+            await eventually(lambda: _true(len(load.acknowledged) >= before + 5), timeout=60)
+            load.stop.set()
+            await running
+            await ensure_ready(st)
+            await settled(s.database_url, st.nc, st.subjects)
+            await load.check(st)
+            # Both reports were mailed to their peers, once each.
+            ids = ids_in(smtp_sink.messages)
+            assert max(ids.values()) == 1
+            for key, peers in (("a", ("b", "c")), ("b", ("a", "c"))):
+                for peer in peers:
+                    subject_part = world.companies[key]["name"]
+                    got = [m for m in smtp_sink.to(world.reps[peer].email) if subject_part in str(m["Subject"])]
+                    assert len(got) == 1, (key, peer, [str(m["Subject"]) for m in got])
+            tally.set("report emails", 4)
+            tally.set("duplicate emails", sum(v - 1 for v in ids.values()))
+            tally.set("dead letters", await dead_letters(st.nc, st.subjects))
+            assert tally.counts["dead letters"] == 0
+        tally.set("service tasks crashed", len(crashed))
+        assert not crashed
+    finally:
+        tally.report("test_nats_down_during_load_answers_503_and_delivers_everything_in_order_after")
+
+
+@SIZES
+@pytest.mark.timeout(600)
+async def test_a_postgresql_restart_during_load_answers_503_and_loses_no_acknowledged_write(
+    full: bool, settings: Settings, smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    from services.registry import BACKEND_MODULES, backend
+    from services.runtime import db
+
+    gap = 15.0 if full else 3.0
+    tally = Tally("3. PostgreSQL restart during load", label(full))
+    pg = await asyncio.to_thread(embedded.start_postgres, tmp_path / "pg" / "data")
+    try:
+        admin = await asyncpg.connect(pg.uri("postgres"))
+        await admin.execute("CREATE DATABASE convoy")
+        await admin.close()
+        for name in BACKEND_MODULES:
+            module = backend(name)
+            await db.migrate(pg.uri("convoy"), module.NAME, module.MIGRATIONS)
+        s = settings.with_(database_url=pg.uri("convoy"), inbound_smtp_port=0, client_requests_per_minute=100000)
+        async with stack_and_client(s) as (st, client, crashed):
+            world = await build_world(client, smtp_sink, companies=3)
+            report_id = await _report(client, world, "a", tally)
+            load = Load(client, world, report_id, tally)
+            running = asyncio.create_task(load.run())
+            await eventually(lambda: _true(len(load.acknowledged) >= 5), timeout=30)
+            await asyncio.to_thread(pg.stop)
+            tally.set("postgresql down (s)", int(gap))
+            during = asyncio.create_task(_report(client, world, "b", tally))
+            await asyncio.sleep(gap)
+            pg = await asyncio.to_thread(embedded.start_postgres, tmp_path / "pg" / "data")
+            await during
+            before = len(load.acknowledged)
+            await eventually(lambda: _true(len(load.acknowledged) >= before + 5), timeout=60)
+            load.stop.set()
+            await running
+            await ensure_ready(st)
+            await settled(s.database_url, st.nc, st.subjects)
+            await load.check(st)
+            tally.set("service tasks ended", len([t for t in st.tasks.values() if t.done()]))
+            assert not [t for t in st.tasks.values() if t.done()], "a service ended (a crash loop under a supervisor)"
+            ids = ids_in(smtp_sink.messages)
+            assert max(ids.values()) == 1
+            for peer in ("a", "c"):
+                got = [
+                    m for m in smtp_sink.to(world.reps[peer].email) if world.companies["b"]["name"] in str(m["Subject"])
+                ]
+                assert len(got) == 1
+            tally.set("duplicate emails", sum(v - 1 for v in ids.values()))
+            tally.set("dead letters", await dead_letters(st.nc, st.subjects))
+            assert tally.counts["dead letters"] == 0
+        tally.set("service tasks crashed", len(crashed))
+        assert not crashed
+    finally:
+        tally.report("test_a_postgresql_restart_during_load_answers_503_and_loses_no_acknowledged_write")
+        await asyncio.to_thread(pg.stop)

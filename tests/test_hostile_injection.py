@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from services.runtime.settings import Settings
-from tests.conftest import SlackStub, SmtpSink, eventually, html_of, new_token_for, text_of
+from tests.conftest import SlackStub, SmtpSink, html_of, new_token_for, text_of
 from tests.world import ADMIN, Rep, World, bearer, build_world, sign_in
 
 XSS = '"><script>alert(1)</script><img src=x onerror=alert(2)><svg/onload=alert(3)>'
@@ -32,7 +32,7 @@ FORMULA = '=HYPERLINK("http://evil.example","x")'
 SQL = "'; DROP TABLE reports; -- \\ % _ $1 \" ) OR 1=1 /*"
 
 RAW_MARKUP = re.compile(
-    r"<script>alert|<img src=x|<svg/onload|href=\"?javascript:|<a href=javascript|\"><script", re.IGNORECASE
+    r"<script>alert|<img src=x|<svg/onload|href=\"javascript:|<a href=javascript|\"><script", re.IGNORECASE
 )
 
 
@@ -162,14 +162,14 @@ async def test_xss_in_every_field_comes_out_escaped_everywhere(
         f"/convoys/{cid}/charter",
         "/profile",
     ]
-    representative_pages = [f"/convoys/{cid}/project", f"/convoys/{cid}/report"]
+    representative_pages = [f"/convoys/{cid}/report"]
     facilitator_pages = [f"/convoys/{cid}/manage", f"/convoys/{cid}/audit", f"/convoys/{cid}/flags", "/facilitate"]
     seen = 0
     found: dict[str, list[str]] = {}
     for email, paths in (
         (facilitator_email, pages + facilitator_pages),
         (world.reps["a"].email, pages + representative_pages),
-        (mallory.email, pages + representative_pages),
+        (mallory.email, [*pages, *representative_pages, f"/convoys/{cid}/project"]),
     ):
         b = httpx.AsyncClient(base_url=client.base_url, timeout=20)
         browsers.append(b)
@@ -215,9 +215,7 @@ async def test_xss_in_every_field_comes_out_escaped_everywhere(
     formulas = [cell for cell in cells if cell.lstrip()[:1] in ("=", "+", "-", "@", "\t", "\r")]
     assert formulas == [], formulas
     assert found == {}, found
-    print(
-        f"\nescaping: {seen} pages, {len(smtp_sink.messages)} emails, {len(slack_stub.posts)} Slack posts, {len(cells)} CSV cells"
-    )
+    print(f"\nescaping: {seen} pages, {len(smtp_sink.messages)} emails, {len(slack_stub.posts)} Slack posts")
 
 
 SQL_TEXTS = [

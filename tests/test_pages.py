@@ -191,6 +191,8 @@ async def test_every_page_renders_for_its_people(
     fac, _ = await signed_in(client, smtp_sink, browser_of, parseaddr(str(fac_email))[1])
     anna, csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "a"))
 
+    first = await anna.get(f"/convoys/{cid}/project/")  # no project yet: the form to start one
+    assert first.status_code == 200 and 'name="project_type"' in first.text
     r = await anna.post(f"/convoys/{cid}/project/", data={"title": "Online-Termine", "project_type": "", "_csrf": csrf})
     assert r.status_code == 303, r.text
     r = await anna.post(f"/convoys/{cid}/project/milestones", data={"title": "Kalender wählen", "_csrf": csrf})

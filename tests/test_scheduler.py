@@ -471,6 +471,10 @@ async def test_a_thousand_convoys_at_one_slot_fire_once_each_and_an_idle_tick_fi
                 r[0] for r in await conn.fetch("EXPLAIN " + repo.CONVOYS_TO_PLAN, now, uuid.UUID(int=0), 10)
             )
             assert "convoys_unplanned" in plan_plan and "convoys_planned_until" in plan_plan, plan_plan
+            changed_plan = "\n".join(
+                r[0] for r in await conn.fetch("EXPLAIN " + repo.CONVOYS_CHANGED, uuid.UUID(int=0), 10)
+            )
+            assert "convoys_unplanned" in changed_plan, changed_plan
         finally:
             await conn.close()
 

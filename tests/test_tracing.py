@@ -135,3 +135,14 @@ async def test_services_export_event_lag_outbox_and_leader_metrics(
     uuid_like = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-")
     for name in ("convoy_events_published_total", "convoy_consumer_pending", "convoy_leader"):
         assert not any(uuid_like.search(v) for s in found[name] for v in s.values()), found[name]
+
+
+def test_tracing_is_off_by_default_and_costs_nothing() -> None:
+    tracing.configure(Settings(), "milestones")
+    assert not tracing.enabled()
+    with tracing.span("anything", kind=tracing.SpanKind.SERVER, carrier={"traceparent": "00-1-2-01"}) as current:
+        assert current is None
+        assert tracing.headers() == {}  # nothing travels in NATS headers or envelopes
+    assert tracing.start("publish", kind=tracing.SpanKind.PRODUCER) is None and tracing.headers_of(None) == {}
+    with pytest.raises(RuntimeError, match="memory exporter"):
+        tracing.memory_exporter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -72,6 +73,15 @@ class Page:
 
     def membership(self, convoy_id: Any) -> api.MyConvoy | None:
         return next((c for c in (self.me.convoys if self.me else []) if c.convoy_id == convoy_id), None)
+
+    def representing(self, convoy_id: Any) -> tuple[api.MyConvoy, uuid.UUID]:
+        """My membership as a company's representative in this convoy, and the company (sign-in first; else 404)."""
+        if self.me is None:
+            raise SignInNeeded
+        mine = self.membership(convoy_id)
+        if mine is None or mine.company_id is None:
+            raise NotFound("you do not report for a company in this convoy")
+        return mine, mine.company_id
 
     def facilitates(self, convoy_id: Any) -> bool:
         mine = self.membership(convoy_id)

@@ -126,6 +126,11 @@ PLAN_COLUMNS = (
     " plan_version,"
     " planned_version"
 )
+CONVOYS_CHANGED = (
+    # convoys_unplanned holds only the active convoys not planned at their current version
+    f"SELECT {PLAN_COLUMNS} FROM convoys WHERE status = 'active' AND planned_version IS DISTINCT FROM plan_version"
+    " AND convoy_id > $1 ORDER BY convoy_id LIMIT $2"
+)
 CONVOYS_TO_PLAN = (
     # two index scans (convoys_unplanned, convoys_planned_until): nothing is read for a convoy whose
     # plan is up to date, however many there are
@@ -143,8 +148,12 @@ DUE_CYCLES = (
 )
 
 
-async def convoys_to_plan(conn: Conn, now: datetime, after: uuid.UUID, limit: int) -> list[asyncpg.Record]:
-    """Active convoys whose plan changed or ran out at ``now`` (by convoy id, after ``after``)."""
+async def convoys_to_plan(
+    conn: Conn, now: datetime, after: uuid.UUID, limit: int, *, changed_only: bool = False
+) -> list[asyncpg.Record]:
+    """Active convoys whose plan changed, or (unless ``changed_only``) ran out at ``now``; by id, after ``after``."""
+    if changed_only:
+        return await conn.fetch(CONVOYS_CHANGED, after, limit)
     return await conn.fetch(CONVOYS_TO_PLAN, now, after, limit)
 
 

@@ -142,19 +142,25 @@ class Reminders:
         """
         done: list[str] = []
         async with self._tick_lock:
-            await self._plan(now)
+            # A changed schedule moves cycles not yet opened: plan those convoys before firing. A plan
+            # that only ran out (the current cycle ended) adds the next cycle, which is not due yet:
+            # fire first (the prompts of a busy slot go out sooner), then plan, then fire whatever
+            # that added (after an outage longer than a cycle: the same rules as ever, by cycle index).
+            await self._plan(now, changed_only=True)
             done += await self._fire_due(now)
+            if await self._plan(now):
+                done += await self._fire_due(now)
             done += await self._facilitator_digest(now)
         return done
 
-    async def _plan(self, now: datetime) -> int:
+    async def _plan(self, now: datetime, *, changed_only: bool = False) -> int:
         """Keep the previous, current and next cycle of every active convoy whose plan may have changed."""
         after = uuid.UUID(int=0)
         memo: dict[tuple[Any, ...], tuple[list[plan_.PlannedCycle], datetime]] = {}  # convoys sharing a plan
         planned = 0
         while True:
             async with self.rt.db.connection() as conn:
-                rows = await repo.convoys_to_plan(conn, now, after, PLAN_PAGE)
+                rows = await repo.convoys_to_plan(conn, now, after, PLAN_PAGE, changed_only=changed_only)
             if not rows:
                 break
             after = rows[-1]["convoy_id"]

@@ -18,7 +18,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from convoy_api.web.core import SEEN_COOKIE, Page, SignInNeeded, field_error, provide_page, service_error
+from convoy_api.web.core import SEEN_COOKIE, Page, field_error, provide_page, service_error
 from schemas import api
 from schemas.subjects import Rpc
 from services.milestones import markdown
@@ -375,22 +375,20 @@ class ConvoyPages(Controller):
         error: str,
         status_code: int = 200,
     ) -> Template:
-        mine = page.membership(convoy_id)
-        if mine is None or mine.company_id is None:
-            raise NotFound("you do not report for a company in this convoy")
+        mine, company_id = page.representing(convoy_id)
         actor = page.actor
         convoy, project, latest, board = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
             page.call(
                 "milestones",
                 Rpc.PROJECT_GET,
-                api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=mine.company_id),
+                api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=company_id),
                 api.Project,
             ),
             page.call(
                 "milestones",
                 Rpc.TIMELINE,
-                api.Timeline(actor=actor, convoy_id=convoy_id, company_id=mine.company_id, limit=1),
+                api.Timeline(actor=actor, convoy_id=convoy_id, company_id=company_id, limit=1),
                 api.TimelinePage,
             ),
             page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
@@ -431,9 +429,7 @@ class ConvoyPages(Controller):
 
     @post("/convoys/{convoy_id:uuid}/report", status_code=200)
     async def submit(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
-        mine = page.membership(convoy_id)
-        if mine is None or mine.company_id is None:
-            raise SignInNeeded if page.me is None else NotFound("you do not report for a company in this convoy")
+        _, company_id = page.representing(convoy_id)
         form = page.form
         values: dict[str, Any] = {k: str(form.get(k, "")).strip() for k in ("done", "next", "blockers", "help_topic")}
         values["help_wanted"] = bool(form.get("help_wanted"))
@@ -467,9 +463,7 @@ class ConvoyPages(Controller):
                         api.Milestone,
                     )
             else:
-                new = msgspec.convert(
-                    {**values, "company_id": str(mine.company_id), "milestones": changed}, api.NewReport
-                )
+                new = msgspec.convert({**values, "company_id": str(company_id), "milestones": changed}, api.NewReport)
                 await page.call(
                     "milestones",
                     Rpc.REPORT_SUBMIT,

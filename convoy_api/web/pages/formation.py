@@ -39,6 +39,10 @@ class FormationPages(Controller):
         context.setdefault("error", "")
         context.setdefault("selected", set())
         context.setdefault("values", {})
+        chosen = [e for e in pool.entries if e.id in context["selected"]]
+        if chosen and not context["values"].get("theme"):  # the theme of the selection, in words
+            theme = themes.get(chosen[0].theme)
+            context["values"] = {**context["values"], "theme": localized(page.lang)(theme, "title") if theme else ""}
         return page.render(
             "pool.html", status, pool=pool, themes=themes, names=names, loc=localized(page.lang), **context
         )

@@ -29,10 +29,7 @@ class ProjectPages(Controller):
     include_in_schema = False
 
     def _company(self, page: Page, convoy_id: uuid.UUID) -> uuid.UUID:
-        mine = page.membership(convoy_id)
-        if mine is None or mine.company_id is None:
-            raise NotFound("you do not report for a company in this convoy")
-        return mine.company_id
+        return page.representing(convoy_id)[1]
 
     @get("/")
     async def show(self, page: PageDep, convoy_id: ConvoyId) -> Template:
@@ -64,7 +61,7 @@ class ProjectPages(Controller):
             "project.html",
             status_code,
             convoy=convoy,
-            project=project,
+            project=project if isinstance(project, api.Project) else None,
             catalogue=catalogue,
             errors=errors or {},
             values=values or {},

@@ -1,0 +1,184 @@
+"""Issue #10, item 14: abuse of the endpoints anyone may call, of tokens, of sessions and of forms.
+
+Sign-in links and invitations are rate-limited per address and per client; one-time tokens are single-use,
+expire and cannot be guessed; a session cookie planted before sign-in is never the one after it; every unsafe page
+route (generated from the route table) and every unsafe API route refuses a session without its CSRF token.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from services.runtime.settings import Settings
+from tests.conftest import SmtpSink, new_token_for, token_in, tokens_for
+from tests.hostile_world import build_rich_world
+from tests.test_hostile_authz import EXTRA_PARAMS, OBJECT_ALIASES, PUBLIC, example_body, fill, route_table
+from tests.world import build_world, sign_in
+
+
+@pytest.fixture
+async def browsers(client: httpx.AsyncClient) -> AsyncIterator[list[httpx.AsyncClient]]:
+    made: list[httpx.AsyncClient] = []
+    yield made
+    for b in made:
+        await b.aclose()
+
+
+def entropy_bits(secret: str) -> float:
+    """Shannon entropy of the characters times the length: a rough floor for how guessable it is."""
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    return per_char * len(secret)
+
+
+async def test_public_endpoints_are_rate_limited_per_client(client: httpx.AsyncClient, settings: Settings) -> None:
+    limit = settings.client_requests_per_minute
+    calls = [
+        ("/api/v1/auth/sign-in", lambda i: {"email": f"x{i}@flood.example"}),
+        ("/api/v1/auth/sign-in/complete", lambda i: {"token": f"cvl_{'x' * 40}{i}"}),
+        ("/api/v1/invitations/preview", lambda i: {"token": f"cvi_{'x' * 40}{i}"}),
+        ("/api/v1/invitations/accept", lambda i: {"token": f"cvi_{'x' * 40}{i}", "name": "X"}),
+    ]
+    statuses = []
+    for i in range(limit):
+        path, body = calls[i % len(calls)]
+        statuses.append((await client.post(path, json=body(i))).status_code)
+    assert 429 not in statuses, statuses
+    for path, body in calls:  # the client's budget is spent: every public endpoint now refuses it
+        r = await client.post(path, json=body(999))
+        assert r.status_code == 429 and "too many" in r.json()["detail"], (path, r.text)
+    r = await client.post("/sign-in", data={"email": "page@flood.example"})
+    assert r.status_code == 429
+
+
+async def test_invitations_to_one_address_are_limited(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    world = await build_world(client, smtp_sink, companies=1)
+    url = f"/api/v1/convoys/{world.convoy_id}/companies/{world.companies['a']['id']}/invitations"
+    statuses = [
+        (await client.post(url, json={"email": "target@victim.example"}, headers=world.facilitator)).status_code
+        for _ in range(settings.invitations_per_day + 1)
+    ]
+    assert statuses[:-1] == [201] * settings.invitations_per_day and statuses[-1] == 429, statuses
+    await smtp_sink.wait_for_mail_to("target@victim.example", settings.invitations_per_day)
+
+
+async def test_one_time_tokens_are_long_random_and_single_use(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> None:
+    world = await build_world(client, smtp_sink, companies=1)
+    email = world.reps["a"].email
+    links: list[str] = []
+    for _ in range(3):
+        seen = tokens_for(smtp_sink, email, "cvl_")
+        assert (await client.post("/api/v1/auth/sign-in", json={"email": email})).status_code == 202
+        links.append(await new_token_for(smtp_sink, email, "cvl_", seen))
+    invitation = token_in(smtp_sink.to(email)[0], "cvi_")
+    results = []
+    for link in links:
+        r = await client.post("/api/v1/auth/sign-in/complete", json={"token": link})
+        assert r.status_code == 200
+        results.append(r.json())
+        client.cookies.clear()
+    secrets = [*links, invitation, *(r["access_token"] for r in results), *(r["csrf_token"] for r in results)]
+    assert len(set(secrets)) == len(secrets)
+    for secret in secrets:
+        body = secret.split("_", 1)[1] if secret[:4] in ("cvl_", "cvi_", "cva_") else secret
+        assert re.fullmatch(r"[A-Za-z0-9_-]{32,}", body), secret
+        assert entropy_bits(body) >= 128, secret  # 32 random bytes carry 256 bits; no pattern cuts that below 128
+    # Single use: each link again, a link as an access token, a truncated link.
+    for link in links:
+        again = await client.post("/api/v1/auth/sign-in/complete", json={"token": link})
+        assert again.status_code == 410
+        assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {link}"})).status_code == 401
+    r = await client.post("/api/v1/auth/sign-in/complete", json={"token": links[0][:-1]})
+    assert r.status_code in (404, 410)
+    r = await client.post("/api/v1/invitations/accept", json={"token": invitation, "name": "Again"})
+    assert r.status_code == 410
+
+
+async def test_a_session_planted_before_sign_in_is_not_the_one_after_it(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
+) -> None:
+    world = await build_world(client, smtp_sink, companies=2)
+    attacker = httpx.AsyncClient(base_url=client.base_url, timeout=20)
+    victim = httpx.AsyncClient(base_url=client.base_url, timeout=20)
+    browsers += [attacker, victim]
+    await sign_in(attacker, smtp_sink, world.reps["b"].email)
+    planted = attacker.cookies.get("convoy_session")
+    assert planted
+
+    for cookie in (planted, "cvs_" + "A" * 43, "chosen-by-the-attacker"):
+        victim.cookies.clear()
+        victim.cookies.set("convoy_session", cookie)
+        seen = tokens_for(smtp_sink, world.reps["a"].email, "cvl_")
+        r = await client.post("/api/v1/auth/sign-in", json={"email": world.reps["a"].email})
+        assert r.status_code == 202
+        token = await new_token_for(smtp_sink, world.reps["a"].email, "cvl_", seen)
+        # (With a live session planted, the sign-in form asks for that session's CSRF token: the page refuses.)
+        r = await victim.post("/api/v1/auth/sign-in/complete", json={"token": token})
+        assert r.status_code == 200, r.text
+        issued = next(h for h in r.headers.get_list("set-cookie") if h.startswith("convoy_session="))
+        fresh = issued.split("=", 1)[1].split(";", 1)[0]
+        assert fresh != cookie and fresh.startswith("cvs_")
+        # The planted cookie (the attacker's own session, or nothing) still is not the victim.
+        me = await attacker.get("/api/v1/me")
+        assert me.status_code == 200 and me.json()["person"]["email"] == world.reps["b"].email
+        mine = await victim.get("/api/v1/me")
+        assert mine.json()["person"]["email"] == world.reps["a"].email
+
+
+def unsafe(method: str) -> bool:
+    return method in ("POST", "PUT", "PATCH", "DELETE")
+
+
+@pytest.mark.timeout(300)
+async def test_every_unsafe_route_refuses_a_session_without_its_csrf_token(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings, browsers: list[httpx.AsyncClient]
+) -> None:
+    rich = await build_rich_world(client, smtp_sink, open_=True)
+    document = (await client.get("/schema/openapi.json")).json()
+    facilitator_email = (await client.get("/api/v1/me", headers=rich.facilitator)).json()["person"]["email"]
+    people = {}
+    for role, email in (("facilitator", facilitator_email), ("representative", rich.world.reps["a"].email)):
+        b = httpx.AsyncClient(base_url=client.base_url, timeout=20)
+        browsers.append(b)
+        await sign_in(b, smtp_sink, email)
+        people[role] = b
+    routes = sorted((m, p) for m, p in route_table(settings) if unsafe(m) and (m, p) not in PUBLIC)
+    assert routes
+    failures = []
+    checked = 0
+    known = set(rich.ids) | set(EXTRA_PARAMS) | set(OBJECT_ALIASES)
+    for method, path in routes:
+        if any(name not in known for name in re.findall(r"{(\w+)}", path)):
+            failures.append(f"{method} {path}: cannot fill its path")
+            continue
+        url = fill(path, rich.ids)
+        for role, b in people.items():
+            for sent in ({}, {"_csrf": "wrong"}):
+                checked += 1
+                if path.startswith("/api/"):
+                    headers = {"X-CSRF-Token": sent["_csrf"]} if sent else {}
+                    r = await b.request(method, url, json=example_body(document, method, path), headers=headers)
+                else:
+                    r = await b.request(method, url, data=sent)
+                if r.status_code != 403:
+                    failures.append(f"{method} {url} as {role} with {sent or 'no token'}: {r.status_code}")
+    # Forms anyone may send are refused from another site (login CSRF).
+    for path in ("/sign-in", "/language"):
+        r = await client.post(path, data={"email": "x@y.example"}, headers={"Sec-Fetch-Site": "cross-site"})
+        checked += 1
+        if r.status_code != 403:
+            failures.append(f"POST {path} cross-site: {r.status_code}")
+    print(f"\nCSRF: {len(routes)} unsafe routes, {checked} refusals checked")
+    assert failures == [], "\n".join(failures)
+    _: Any = (uuid, msgspec)
