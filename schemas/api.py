@@ -487,6 +487,8 @@ class Membership(Reply, kw_only=True):
     company_ids: list[uuid.UUID]
     is_facilitator: bool = False
     charter_accepted: bool = False
+    company_names: dict[uuid.UUID, str] = {}
+    """The names of ``company_ids``: a reader's projection may not have the company yet either."""
     """Representatives: whether they accepted the convoy's current charter (false for non-members)."""
 
 

@@ -475,3 +475,16 @@ async def test_removed_representatives_lose_access_through_the_projection(
     await eventually(gone)
     board = (await client.get(f"/api/v1/convoys/{world.convoy_id}/board", headers=world.reps["a"].auth)).json()
     assert [c["name"] for c in board["companies"]] == ["Sanitär Müller"]
+
+
+async def test_a_report_right_after_joining_finds_its_company_before_the_event_does(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Any
+) -> None:
+    """The projection may lag: membership and company are read through from services/convoys."""
+    world = await build_world(client, smtp_sink, companies=1)
+    company = uuid.UUID(world.reps["a"].company_id)
+    await sql(settings, "DELETE FROM milestones.members WHERE company_id = $1", company)
+    await sql(settings, "DELETE FROM milestones.companies WHERE company_id = $1", company)
+    r = await post_report(client, world, "a", done="Gleich nach dem Beitritt")
+    assert r.status_code == 201, r.text
+    assert r.json()["company_name"] == world.companies["a"]["name"]

@@ -334,6 +334,11 @@ async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -
     return [r["company_id"] for r in rows]
 
 
+async def company_names(conn: Conn, company_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    rows = await conn.fetch("SELECT id, name FROM companies WHERE id = ANY($1::uuid[])", company_ids)
+    return {r["id"]: r["name"] for r in rows}
+
+
 async def recipients(conn: Conn, convoy_id: uuid.UUID) -> tuple[str, list[api.Recipient]] | None:
     name = await conn.fetchval("SELECT name FROM convoys WHERE id = $1", convoy_id)
     if name is None:

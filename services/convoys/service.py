@@ -668,12 +668,14 @@ class ConvoysService:
             companies = await repo.companies_of(conn, req.person_id, req.convoy_id)
             facilitator = await repo.facilitates(conn, req.person_id, req.convoy_id)
             accepted = bool(companies) and await repo.charter_accepted(conn, req.person_id, req.convoy_id)
+            names = await repo.company_names(conn, companies) if companies else {}
         return api.Membership(
             person_id=req.person_id,
             convoy_id=req.convoy_id,
             company_ids=companies,
             is_facilitator=facilitator,
             charter_accepted=accepted,
+            company_names=names,
         )
 
     async def set_slack(self, req: api.SetSlack) -> api.Convoy:

@@ -62,6 +62,16 @@ async def upsert_company(conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID
     )
 
 
+async def ensure_company(conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, name: str) -> None:
+    """A company learnt by asking services/convoys before its event arrived (the event still updates it)."""
+    await conn.execute(
+        "INSERT INTO companies (company_id, convoy_id, name) VALUES ($1, $2, $3) ON CONFLICT (company_id) DO NOTHING",
+        company_id,
+        convoy_id,
+        name,
+    )
+
+
 async def company_name(conn: Conn, company_id: uuid.UUID) -> str | None:
     value = await conn.fetchval("SELECT name FROM companies WHERE company_id = $1", company_id)
     return value  # type: ignore[no-any-return]

@@ -175,6 +175,8 @@ class MilestonesService:
                 api.Membership,
             )
             for company_id in membership.company_ids:
+                if company_id in membership.company_names:  # its company.added event may be on its way too
+                    await repo.ensure_company(conn, company_id, convoy_id, membership.company_names[company_id])
                 await repo.add_member(conn, actor.person_id, company_id, convoy_id)
             if membership.is_facilitator:
                 await repo.add_facilitator(conn, convoy_id, actor.person_id)
