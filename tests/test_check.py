@@ -311,7 +311,7 @@ async def test_pool_and_programme_pages_are_for_facilitators_only(
         assert (await rep.get("/pool")).status_code == 403
         assert (await rep.get("/programme")).status_code == 403
         assert (await rep.get("/api/v1/programme?from_date=2027-01-01&to_date=2027-01-31")).status_code == 403
-        page = await rep.get("/check/", headers={"accept-language": "en"})
-        assert page.status_code == 200 and "Digitalisation check" in page.text
+        page = await rep.get("/check/")  # signed in, too: in the person's language, with the CSRF field
+        assert page.status_code == 200 and "Digitalisierungscheck" in page.text and 'name="_csrf"' in page.text
     finally:
         await rep.aclose()
