@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: help install run test test-fast lint clean chromium messages bench
+.PHONY: help install run test test-fast chaos lint clean chromium messages bench
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -21,10 +21,13 @@ run: $(BIN)/.installed ## install and start the whole system on the embedded sta
 	$(BIN)/convoy up
 
 test: $(BIN)/.installed chromium ## install and run the test suite against real PostgreSQL, NATS, SMTP and Chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not chaos"
 
 test-fast: $(BIN)/.installed ## the suite without the slow process-level tests
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not chaos"
+
+chaos: $(BIN)/.installed ## fault scenarios at full size (kill -9, NATS/PostgreSQL outages, cluster); prints counts into docs/reliability.md
+	$(BIN)/python -m pytest -m chaos -p tests.chaos_report -p no:logging
 
 bench: $(BIN)/.installed ## benchmarks on the embedded stack (BENCH_SCALE=1: issue #9's sizes); updates docs/performance.md
 	$(BIN)/python -m bench

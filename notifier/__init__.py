@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import Counter
 
 from notifier import cycles, facilitator, render, replies, slack
-from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, build_message
+from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, TransientDeliveryError, build_message
 from notifier.privacy import PrivacyRules
 from notifier.repository import Deliveries, Preferences
 from schemas import api
@@ -119,7 +119,9 @@ async def setup(rt: Runtime) -> None:
         except Exception as exc:
             await deliveries.note_error(key, repr(exc))
             SENT.labels("email", "retry").inc()
-            raise
+            # Not the SMTP client's own OSError/TimeoutError: raised inside the consumer's database
+            # transaction, those would read as "database unavailable" and never be dead-lettered.
+            raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
         await deliveries.finish(key, "sent")
         SENT.labels("email", "sent").inc()
         log.info("email sent", key=key)  # the key names kind and person id, never the address

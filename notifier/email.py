@@ -50,6 +50,10 @@ class PermanentDeliveryError(Exception):
     """The server refused for good (5xx): retrying will not help."""
 
 
+class TransientDeliveryError(Exception):
+    """The send failed but may work later (4xx, timeout, dropped connection): the event is retried."""
+
+
 class SmtpPool:
     """Up to ``size`` SMTP connections, each reused for many messages and replaced when it breaks."""
 

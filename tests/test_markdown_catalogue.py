@@ -122,6 +122,20 @@ def test_the_inertness_check_catches_unsafe_html(unsafe: str) -> None:
         _assert_inert(unsafe)
 
 
+def test_cached_rendering_gives_what_rendering_gives() -> None:
+    """render() keeps results by text (docs/performance.md); cached, uncached and long texts agree."""
+    from services.milestones import markdown
+
+    text = "Buchungsseite ist **live** <script>alert(1)</script> [x](javascript:alert(1))"
+    first, again = render(text), render(text)
+    assert first == again == markdown._render(text)
+    assert "<strong>live</strong>" in first and "<script" not in first and "href" not in first
+    long = "wort " * (markdown.RENDER_CACHE_MAX_CHARS // 5 + 1) + "<script>x</script>"
+    assert render(long) == markdown._render(long) and "<script" not in render(long)
+    assert render("") == ""
+    assert markdown._render_cached.cache_info().maxsize == markdown.RENDER_CACHE_ENTRIES
+
+
 def test_raw_html_is_shown_as_text_not_interpreted() -> None:
     assert render("<script>alert(1)</script>") == "<p>&lt;script&gt;alert(1)&lt;/script&gt;</p>\n"
     assert render("<b>fett</b>") == "<p>&lt;b&gt;fett&lt;/b&gt;</p>\n"

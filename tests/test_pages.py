@@ -16,7 +16,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from convoy_api.web import i18n
-from tests.conftest import SmtpSink
+from tests.conftest import SmtpSink, eventually
 from tests.world import World, build_world, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,8 +253,12 @@ async def test_a_person_exports_and_deletes_their_account_from_the_profile(
     r = await anna.post("/profile/delete", data={"_csrf": csrf, "understood": "1"})
     assert r.status_code == 303 and r.headers["location"] == "/sign-in?deleted=1"
     assert (await anna.get("/profile/")).status_code == 303  # signed out everywhere
-    timeline = (await ben.get(f"/convoys/{world.convoy_id}")).text
-    assert "Kalender gewählt" in timeline and "ehemalige Vertretung von Sanitär Müller" in timeline
+
+    async def attributed() -> bool:  # services learn of the erasure by event, a moment later
+        timeline = (await ben.get(f"/convoys/{world.convoy_id}")).text
+        return "Kalender gewählt" in timeline and "ehemalige Vertretung von Sanitär Müller" in timeline
+
+    assert await eventually(attributed)
 
 
 async def test_flag_queue_and_charter_pages(

@@ -23,6 +23,7 @@ puts it into HTML escapes it (Jinja's autoescape does).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -110,9 +111,31 @@ def sanitize(html: str) -> str:
     return _CLEANER.clean(html)
 
 
+RENDER_CACHE_ENTRIES = 2048
+"""Rendered texts kept (least recently used dropped first): a timeline page renders three texts of
+each of its 20 reports on every read, a digest each report once per recipient."""
+RENDER_CACHE_MAX_CHARS = 4000
+"""Longer texts are rendered every time, which bounds the cache to a few tens of MB at worst."""
+
+
 def render(text: str) -> str:
-    """Markdown -> sanitized HTML fragment, safe to put into a page or an email as it is."""
+    """Markdown -> sanitized HTML fragment, safe to put into a page or an email as it is.
+
+    A pure function of ``text`` (the parser and the allow-list are fixed at import), so results are
+    cached by text: docs/performance.md, "Profile findings".
+    """
+    if not text:
+        return ""
+    if len(text) > RENDER_CACHE_MAX_CHARS:
+        return _render(text)
+    return _render_cached(text)
+
+
+def _render(text: str) -> str:
     return sanitize(_MD.render(text))
+
+
+_render_cached = functools.lru_cache(maxsize=RENDER_CACHE_ENTRIES)(_render)
 
 
 # Tokens whose end separates words in plain text (paragraphs, list items, cells, ...).

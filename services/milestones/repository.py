@@ -52,6 +52,19 @@ async def convoy(conn: Conn, convoy_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM convoys WHERE convoy_id = $1", convoy_id)
 
 
+async def convoy_for(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID | None) -> asyncpg.Record | None:
+    """The convoy with the person's part in it, in one round trip: the columns of :func:`convoy`,
+    then ``access_companies`` (the companies they represent here) and ``access_facilitator``."""
+    return await conn.fetchrow(
+        "SELECT c.*,"
+        " ARRAY(SELECT m.company_id FROM members m WHERE m.convoy_id = $1 AND m.person_id = $2) AS access_companies,"
+        " EXISTS (SELECT 1 FROM facilitators f WHERE f.convoy_id = $1 AND f.person_id = $2) AS access_facilitator"
+        " FROM convoys c WHERE c.convoy_id = $1",
+        convoy_id,
+        person_id,
+    )
+
+
 async def upsert_company(conn: Conn, company_id: uuid.UUID, convoy_id: uuid.UUID, name: str) -> None:
     await conn.execute(
         "INSERT INTO companies (company_id, convoy_id, name) VALUES ($1, $2, $3)"

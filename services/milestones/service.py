@@ -158,15 +158,20 @@ class MilestonesService:
     async def _access(
         self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, not_found: str = "no such convoy"
     ) -> Access:
-        convoy = await self._read_through(conn, convoy_id)
-        if convoy is None:
-            raise NotFound(not_found)
+        # One round trip on the hot path (every read and write): the convoy and the caller's part in it.
+        convoy = await repo.convoy_for(conn, convoy_id, actor.person_id)
+        if convoy is None:  # not in the projection yet: read through, then ask the projection again
+            if await self._read_through(conn, convoy_id) is None:
+                raise NotFound(not_found)
+            convoy = await repo.convoy_for(conn, convoy_id, actor.person_id)
+            if convoy is None:
+                raise NotFound(not_found)
         if actor.is_admin or actor.is_system:
             return Access(convoy=convoy, companies=[], facilitator=False, admin=True)
         if actor.person_id is None:
             raise NotFound(not_found)
-        companies = await repo.companies_of(conn, actor.person_id, convoy_id)
-        facilitator = await repo.is_facilitator(conn, actor.person_id, convoy_id)
+        companies: list[uuid.UUID] = list(convoy["access_companies"])
+        facilitator = bool(convoy["access_facilitator"])
         if not companies and not facilitator:
             # Maybe they joined a moment ago and the event is still on its way: ask once, remember.
             membership = await self.rt.rpc.call(
