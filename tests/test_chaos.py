@@ -119,7 +119,9 @@ async def test_kill_9_of_any_service_during_load_and_a_digest_loses_and_doubles_
     subjects = Subjects(s.namespace)
     procs.start_all()
     nc = await nats.connect(s.nats_url)
-    rng = random.Random()
+    seed = random.randrange(2**31)
+    rng = random.Random(seed)  # printed with the counts: the same seed kills in the same order
+    tally.set("seed", seed)
     try:
         await procs.healthy()
         async with httpx.AsyncClient(base_url=procs.api_url, timeout=30) as client:
@@ -201,7 +203,8 @@ async def test_kill_9_of_any_service_during_load_and_a_digest_loses_and_doubles_
                 tally.set(f"kills {name}", n)
 
             await procs.healthy()
-            await settled(s.database_url, nc, subjects)
+            # What a killed process had fetched comes back after the consumer's ack_wait (60 s).
+            await settled(s.database_url, nc, subjects, timeout=180)
             procs.check()
 
             # Every report that got a 201 exists; each company has exactly one.
