@@ -104,7 +104,7 @@ class HistoryImport:
             report_id = uuid.uuid4()
             try:
                 async with conn.transaction():
-                    await repo.insert_imported_report(
+                    await repo.insert_report(
                         conn,
                         report_id=report_id,
                         convoy_id=req.convoy_id,

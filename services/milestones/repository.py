@@ -270,11 +270,14 @@ async def insert_report(
     late: bool,
     r: api.NewReport,
     ts_config: str,
+    submitted_at: datetime | None = None,
 ) -> None:
+    """A new report; ``submitted_at`` only for history brought in by the admin import (default: now)."""
     await conn.execute(
         "INSERT INTO reports (id, convoy_id, company_id, author_id, cycle_index, late, done, next, blockers,"
-        " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig)",
+        " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config, submitted_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig,"
+        " coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()))",
         report_id,
         convoy_id,
         company_id,
@@ -290,6 +293,7 @@ async def insert_report(
         r.mood,
         r.facilitator_note,
         ts_config,
+        submitted_at,
     )
 
 
@@ -704,42 +708,6 @@ async def report_id_for_cycle(conn: Conn, company_id: uuid.UUID, cycle_index: in
         "SELECT id FROM reports WHERE company_id = $1 AND cycle_index = $2", company_id, cycle_index
     )
     return value  # type: ignore[no-any-return]
-
-
-async def insert_imported_report(
-    conn: Conn,
-    *,
-    report_id: uuid.UUID,
-    convoy_id: uuid.UUID,
-    company_id: uuid.UUID,
-    author_id: uuid.UUID,
-    cycle_index: int,
-    late: bool,
-    r: api.NewReport,
-    ts_config: str,
-    submitted_at: datetime,
-) -> None:
-    await conn.execute(
-        "INSERT INTO reports (id, convoy_id, company_id, author_id, cycle_index, late, done, next, blockers,"
-        " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config, submitted_at, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig, $16, $16)",
-        report_id,
-        convoy_id,
-        company_id,
-        author_id,
-        cycle_index,
-        late,
-        r.done,
-        r.next,
-        r.blockers,
-        r.help_wanted,
-        r.help_topic,
-        r.help_milestone_id,
-        r.mood,
-        r.facilitator_note,
-        ts_config,
-        submitted_at,
-    )
 
 
 async def set_milestone_status_at(conn: Conn, milestone_id: uuid.UUID, status: str, at: datetime) -> None:
