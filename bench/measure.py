@@ -66,16 +66,21 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
 
 
 async def closed_loop(
-    concurrency: int, jobs: Sequence[Any], do: Callable[[Any], Awaitable[None]]
+    concurrency: int, jobs: Sequence[Any], do: Callable[[Any], Awaitable[None]], seconds: float | None = None
 ) -> tuple[list[float], float]:
-    """Run ``do(job)`` for every job with ``concurrency`` workers; (latencies in s, elapsed s)."""
+    """Run ``do(job)`` for every job with ``concurrency`` workers; (latencies in s, elapsed s).
+
+    With ``seconds``, workers take no new job after that long (the jobs are then an upper bound):
+    a level is measured for a fixed time whatever the rate, so a run's length is predictable.
+    """
     queue: asyncio.Queue[Any] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
     latencies: list[float] = []
+    deadline = None if seconds is None else time.perf_counter() + seconds
 
     async def worker() -> None:
-        while True:
+        while deadline is None or time.perf_counter() < deadline:
             try:
                 job = queue.get_nowait()
             except asyncio.QueueEmpty:

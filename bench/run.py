@@ -11,7 +11,6 @@ bench/results/<scenario>.json; docs/performance.md gets the table between its ma
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import uvloop
 
 from bench import stack as stack_mod
 from bench.measure import Result, Row
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     args = parser.parse_args(argv)
     names = [n for n in ORDER if n in args.scenarios] if args.scenarios else list(ORDER)
-    return asyncio.run(main_async(names, args.scale, not args.no_docs, args.keep))
+    return uvloop.run(main_async(names, args.scale, not args.no_docs, args.keep))
 
 
 if __name__ == "__main__":

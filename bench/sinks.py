@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+import uvloop
 from aiohttp import web
 from aiosmtpd.smtp import SMTP
 
@@ -112,7 +113,7 @@ def main(argv: list[str]) -> None:
                 await runner.cleanup()
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
+        uvloop.run(serve())
 
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ def serve(settings: Settings) -> None:
             access_log=False,
             timeout_graceful_shutdown=int(settings.shutdown_timeout),
             lifespan="on",
+            loop=settings.event_loop,
+            http="httptools",
         )
     ).run()
     tracing.shutdown()  # export the spans still batched

@@ -28,13 +28,17 @@ LEVELS = (1, 8, 32, 64)
 BODY = {"done": "Buchungsseite ist **live**", "next": "Kalender anbinden", "mood": 4, "commitments": ["Kalender"]}
 
 
-def sizes(scale: float) -> tuple[int, float]:
-    """(reports per concurrency level, seconds of the half-rate run)."""
-    return max(64 * 3, round(4000 * scale)), max(5.0, 30 * scale)
+def sizes(scale: float) -> tuple[int, float, float]:
+    """(at most this many reports per concurrency level, seconds per level, seconds of the half-rate run).
+
+    Each level (and each of its baselines) runs for a fixed time or until its reports are used up,
+    so the scenario takes about as long on a slow machine as on a fast one.
+    """
+    return max(64 * 3, round(4000 * scale)), max(4.0, 20 * scale), max(5.0, 30 * scale)
 
 
 async def run(stack: Stack, scale: float) -> Result:
-    per_level, half_seconds = sizes(scale)
+    per_level, level_seconds, half_seconds = sizes(scale)
     result = Result("ingest", scale)
     assert stack.pool is not None
     started = time.perf_counter()
@@ -64,7 +68,7 @@ async def run(stack: Stack, scale: float) -> Result:
 
             await stack.wait_until_quiet()
             cpu_a = stack.cpu_seconds()
-            lat, elapsed = await closed_loop(level, batch, post)
+            lat, elapsed = await closed_loop(level, batch, post, level_seconds)
             cpu_b = stack.cpu_seconds()
             rate = len(lat) / elapsed
             best_rate = max(best_rate, rate)
@@ -72,10 +76,10 @@ async def run(stack: Stack, scale: float) -> Result:
             raw_pool = await asyncpg.create_pool(stack.settings.database_url, min_size=level, max_size=level)
             try:
                 raw_lat, raw_elapsed = await closed_loop(
-                    level, range(per_level), functools.partial(_raw_value, raw_pool)
+                    level, range(per_level), functools.partial(_raw_value, raw_pool), level_seconds
                 )
                 tx_lat, tx_elapsed = await closed_loop(
-                    level, batch, functools.partial(_tx_rep, raw_pool, subject, payload)
+                    level, batch, functools.partial(_tx_rep, raw_pool, subject, payload), level_seconds
                 )
             finally:
                 await raw_pool.close()

@@ -73,3 +73,6 @@ def configure(settings: Settings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.INFO))
+    # APScheduler logs "running job" / "executed successfully" at INFO for every 5 s tick: noise
+    # that hides what happened; its warnings (missed runs) and errors still come through.
+    logging.getLogger("apscheduler").setLevel(max(level, logging.WARNING))

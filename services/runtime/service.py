@@ -36,6 +36,7 @@ from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
 Req = TypeVar("Req", bound=msgspec.Struct)
+T = TypeVar("T")
 
 VERSION = "0.1.0"
 
@@ -249,6 +250,19 @@ async def _drain(nc: Client, timeout: float) -> None:
         await nc.close()
 
 
+def run_loop(main: Coroutine[Any, Any, T], settings: Settings) -> T:
+    """Run ``main`` to completion on the configured event loop (CONVOY_EVENT_LOOP).
+
+    uvloop does the same work as asyncio's own loop with less Python per socket operation; every
+    process of Convoy is mostly socket operations (PostgreSQL, NATS, HTTP, SMTP).
+    """
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(main)
+    return asyncio.run(main)
+
+
 def run(module: ServiceModule, settings: Settings) -> None:
     """Process entry point: serve until SIGTERM/SIGINT."""
 
@@ -260,7 +274,7 @@ def run(module: ServiceModule, settings: Settings) -> None:
         await serve(module, settings, stop)
 
     try:
-        asyncio.run(main())
+        run_loop(main(), settings)
     except ConvoyError as exc:
         log.error("service failed", error=exc.message)
         raise SystemExit(1) from exc

@@ -122,6 +122,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     demo: bool = True
     """`convoy up` on a new data folder (with the local mail sink) loads a demo convoy with a few weeks of history."""
 
+    # --- processes --------------------------------------------------------------------------
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """Event loop of the API and service processes: uvloop (faster I/O) or the standard library's asyncio."""
+
     # --- logs --------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Lowest level that is logged."""
