@@ -29,7 +29,7 @@ from schemas import events as ev
 from schemas.subjects import Subjects
 from services.runtime import bus, db, outbox, tracing
 from services.runtime import metrics as service_metrics
-from services.runtime.consumer import Consumer, ConsumerSpec, Handler
+from services.runtime.consumer import Consumer, ConsumerSpec, Handler, by_convoy
 from services.runtime.errors import ConvoyError
 from services.runtime.rpc import RpcClient, endpoint
 from services.runtime.settings import Settings
@@ -64,6 +64,9 @@ class Runtime:
         self._background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         self._checks: dict[str, Callable[[], Awaitable[None]]] = {}
         self.relay: outbox.Relay | None = None
+        # Each handler in flight holds a connection (its transaction) and may take a second one
+        # (a delivery record): at most half the pool goes to handlers, the rest answers requests.
+        self._handler_slots = asyncio.Semaphore(max(1, settings.db_pool_max // 2))
 
     # --- registration (called from a module's setup) ---------------------------------------
     def endpoint(
@@ -77,8 +80,20 @@ class Runtime:
             )
         )
 
-    def consumer(self, purpose: str, event_types: tuple[type[ev.Event], ...], handler: Handler) -> None:
-        spec = ConsumerSpec(purpose=purpose, event_types=event_types, handler=handler)
+    def consumer(
+        self,
+        purpose: str,
+        event_types: tuple[type[ev.Event], ...],
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        ordered_by: Callable[[ev.Event], object] = by_convoy,
+    ) -> None:
+        """Handle ``event_types`` with ``handler``; ``concurrency`` > 1 handles several events at
+        once (still in order per ``ordered_by`` key, by default the convoy)."""
+        spec = ConsumerSpec(
+            purpose=purpose, event_types=event_types, handler=handler, concurrency=concurrency, ordered_by=ordered_by
+        )
         self._consumers.append(
             Consumer(
                 service=self.name,
@@ -87,6 +102,7 @@ class Runtime:
                 js=self.js,
                 subjects=self.subjects,
                 settings=self.settings,
+                slots=self._handler_slots,
             )
         )
 
