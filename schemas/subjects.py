@@ -64,6 +64,10 @@ class Subjects:
     def stream_of(self, event_class: type[Routed]) -> str:
         return self.messages_stream if event_class.CHANNEL == "messages" else self.events_stream
 
+    def stream_of_subject(self, subject: str) -> str:
+        """The stream an outbox row's subject (from :meth:`of`) is stored in."""
+        return self.messages_stream if subject.startswith(f"{self.namespace}.messages.") else self.events_stream
+
     # --- JetStream: messages (requests to the notifier that may carry one-time links) ---------
     @property
     def messages_stream(self) -> str:

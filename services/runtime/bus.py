@@ -22,6 +22,8 @@ EVENT_RETENTION_S = 30 * 24 * 3600.0
 MESSAGE_RETENTION_S = 24 * 3600.0
 """Notifier messages may carry one-time links: kept no longer than a day (the longest retry)."""
 DEDUPE_WINDOW_S = 120.0
+DEAD_LETTER_RETENTION_S = 14 * 24 * 3600.0
+"""Without ``CONVOY_DEAD_LETTER_DAYS``: a dead letter may hold an address or a link; two weeks to look at it."""
 
 
 async def connect(
@@ -71,8 +73,18 @@ async def connect(
             delay = min(delay * 2, 2.0)
 
 
-async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int) -> None:
-    """Declare Convoy's streams (idempotent; updates a stream whose settings changed)."""
+async def ensure_streams(
+    js: JetStreamContext,
+    subjects: Subjects,
+    replicas: int,
+    *,
+    dead_letter_max_age_s: float = DEAD_LETTER_RETENTION_S,
+) -> None:
+    """Declare Convoy's streams (idempotent; updates a stream whose settings changed).
+
+    The outbox relay publishes to the events and messages streams in atomic batches (one fsync
+    per batch instead of one per message with ``sync_interval: always``), so those allow them.
+    """
     for config in (
         js_api.StreamConfig(
             name=subjects.events_stream,
@@ -81,6 +93,7 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int
             num_replicas=replicas,
             duplicate_window=DEDUPE_WINDOW_S,
             max_age=EVENT_RETENTION_S,
+            allow_atomic=True,
         ),
         js_api.StreamConfig(
             name=subjects.messages_stream,
@@ -89,6 +102,7 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int
             num_replicas=replicas,
             duplicate_window=DEDUPE_WINDOW_S,
             max_age=MESSAGE_RETENTION_S,
+            allow_atomic=True,
         ),
         js_api.StreamConfig(
             name=subjects.dead_letter_stream,
@@ -96,6 +110,7 @@ async def ensure_streams(js: JetStreamContext, subjects: Subjects, replicas: int
             storage=js_api.StorageType.FILE,
             num_replicas=replicas,
             duplicate_window=DEDUPE_WINDOW_S,
+            max_age=dead_letter_max_age_s,  # dead letters can carry addresses and links: not forever
         ),
     ):
         try:

@@ -1,21 +1,39 @@
 """Transactional outbox: write an event with the state change, relay it to JetStream afterwards.
 
 The relay is the only publisher of domain events. It runs in every replica but works only
-while it holds a PostgreSQL advisory lock, so events of one service leave in commit order.
+while it holds a PostgreSQL advisory lock (and reads and deletes outbox rows on that same
+session), so events of one service leave in commit order: rows are published in ``seq`` order
+over one NATS connection, and JetStream stores one connection's publishes in the order sent.
 Each message carries ``Nats-Msg-Id`` = event id: a row published twice (crash between the
 JetStream ack and the DELETE) is dropped by JetStream's duplicate window.
+
+Throughput (issue #9, bench ``scheduler``): several batches are in flight at once. While the
+acks of the oldest batch arrive, the next batches are already fetched and published, so
+JetStream (``sync_interval: always``: an fsync per message) is never left waiting on PostgreSQL.
+A batch's rows are deleted in one statement once all of its acks are in; a failed publish stops
+the pipeline, the batches already in flight are settled (acked rows deleted), and the rest stays
+for the next round.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 from collections import Counter as Tally
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
+from nats.js.errors import APIError, NoStreamResponseError
 from prometheus_client import Counter
 
 from schemas import envelope as env
@@ -33,7 +51,25 @@ RELAY_ERRORS = Counter("convoy_outbox_relay_errors", "Failed relay rounds (retri
 DB_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, asyncpg.PostgresError)
 
 BATCH = 500
+"""Rows fetched, published and deleted together."""
+IN_FLIGHT = 1
+"""Batches published and not yet settled at a time. One: an atomic batch is stored whole or not at
+all, so with one in flight a failure never leaves a later event stored before an earlier one (with
+more, batch k+1 could be stored while k timed out). One atomic batch in flight already relays
+~20,000 events/s here (bench: 40,000 rows in 2 s), five times what the scheduler's tick writes."""
 POLL_S = 1.0
+
+FETCH = (
+    # outbox_pkey in seq order; the batches in flight are skipped (their rows are still there until
+    # their acks are in). Not "seq > last": a transaction that took its seq earlier may commit later.
+    "SELECT seq, event_id::text AS event_id, subject, data FROM outbox"
+    " WHERE seq <> ALL($1::bigint[]) ORDER BY seq LIMIT $2"
+)
+DELETE = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])"
+ATOMIC_MAX = 1000
+"""nats-server's default limit on the messages of one atomic batch."""
+ERR_DUPLICATE_IN_BATCH = 10201
+"""JetStream err_code: "atomic publish batch contains duplicate message id"."""
 
 
 async def add(
@@ -72,12 +108,143 @@ def _channel(service: str) -> str:
     return f"convoy_outbox_{service}"
 
 
+class _PubAck(msgspec.Struct):
+    """JetStream's answer to a publish: where the message is stored, or why it is not."""
+
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    batch: str = ""
+    """The atomic batch this acknowledges (its commit), with ``count`` messages."""
+    count: int = 0
+    error: dict[str, Any] | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_PubAck).decode
+
+
+class Publisher:
+    """JetStream publishes whose acks arrive on one wildcard inbox (as ``js.publish_async`` does).
+
+    Ours because the relay needs the whole ack (an atomic batch's commit answers with the batch id
+    and its message count, checked before rows are deleted) and less per message: ~25 µs of CPU
+    against ~35 µs for ``publish_async`` here (raw publishes, 500 in flight). Every publish gets a
+    token of its own (a counter under an inbox of its own), so a late ack of an earlier round can
+    never settle a later publish.
+    """
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.prefix = ""
+        self.waiting: dict[str, asyncio.Future[_PubAck]] = {}
+        self._tokens = itertools.count()
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self.prefix = self.nc.new_inbox() + "."
+        self._sub = await self.nc.subscribe(self.prefix + "*", cb=self._on_ack)
+
+    async def close(self) -> None:
+        self.forget(list(self.waiting))
+        if self._sub is not None:
+            with contextlib.suppress(Exception):  # the connection may be gone: nothing to free
+                await self._sub.unsubscribe()
+            self._sub = None
+
+    async def publish(self, subject: str, data: bytes, headers: dict[str, str]) -> tuple[str, asyncio.Future[_PubAck]]:
+        token = str(next(self._tokens))
+        future: asyncio.Future[_PubAck] = asyncio.get_running_loop().create_future()
+        self.waiting[token] = future
+        try:
+            await self.nc.publish(subject, data, reply=self.prefix + token, headers=headers)
+        except BaseException:
+            self.waiting.pop(token, None)
+            raise
+        return token, future
+
+    def forget(self, tokens: list[str]) -> None:
+        """Stop waiting for these acks (a late one is ignored)."""
+        for token in tokens:
+            future = self.waiting.pop(token, None)
+            if future is not None and not future.done():
+                future.cancel()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self.waiting.pop(msg.subject[len(self.prefix) :], None)
+        if future is None or future.done():
+            return
+        if not msg.data:  # a status message: 503 no responders (no stream for the subject), ...
+            status = (msg.headers or {}).get("Status", "")
+            future.set_exception(
+                NoStreamResponseError() if status == "503" else APIError(description=f"status {status}")
+            )
+            return
+        try:
+            ack = _decode_ack(msg.data)
+        except msgspec.DecodeError as exc:
+            future.set_exception(APIError(description=f"unreadable publish ack: {exc}"))
+            return
+        if ack.error is not None or ack.seq <= 0:
+            err = ack.error or {}
+            future.set_exception(
+                APIError(
+                    code=err.get("code"),
+                    err_code=err.get("err_code"),
+                    description=err.get("description", "publish ack without a sequence"),
+                )
+            )
+            return
+        future.set_result(ack)
+
+
+@dataclass
+class _Run:
+    """Consecutive rows of a batch bound for one stream, published as one atomic batch or one by one."""
+
+    rows: list[asyncpg.Record]
+    atomic: bool
+    batch_id: str = ""
+    tokens: list[str] = field(default_factory=list)
+    futures: list[asyncio.Future[_PubAck]] = field(default_factory=list)
+    """Atomic: the commit's ack only. One by one: one per row, in row order."""
+
+
+@dataclass
+class _Batch:
+    rows: list[asyncpg.Record]
+    spans: list[Any]
+    runs: list[_Run] = field(default_factory=list)
+    error: BaseException | None = None
+    """Why publishing stopped part way through the batch (the rows after it were not sent)."""
+
+    @property
+    def seqs(self) -> list[int]:
+        return [r["seq"] for r in self.rows]
+
+
 class Relay:
-    def __init__(self, *, service: str, db: Database, js: JetStreamContext, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        service: str,
+        db: Database,
+        js: JetStreamContext,
+        settings: Settings,
+        nc: Client | None = None,
+        batch: int = BATCH,
+        in_flight: int = IN_FLIGHT,
+        atomic: bool = True,
+    ) -> None:
         self.service = service
-        self.db = db
+        self.db = db  # kept for callers; the relay reads and deletes on its lock-holding session
         self.js = js
+        self.nc: Client = nc if nc is not None else js._nc
         self.settings = settings
+        self.subjects = Subjects(settings.namespace)
+        self.batch = min(batch, ATOMIC_MAX)
+        self.in_flight = in_flight
+        self.atomic = atomic
+        """Publish each batch as JetStream atomic batches (one fsync per batch); off after a server refused one."""
         self.wake = asyncio.Event()
         self.leader = False
 
@@ -95,8 +262,12 @@ class Relay:
 
     async def _lead(self, stop: asyncio.Event) -> None:
         conn: asyncpg.Connection = await asyncpg.connect(
-            self.settings.database_url, timeout=self.settings.db_acquire_timeout
+            self.settings.database_url,
+            timeout=self.settings.db_acquire_timeout,
+            command_timeout=self.settings.db_command_timeout,
+            server_settings={"search_path": self.service, "application_name": f"convoy-{self.service}-relay"},
         )
+        publisher = Publisher(self.nc)
         try:
             while not stop.is_set():
                 got = await conn.fetchval(
@@ -109,10 +280,12 @@ class Relay:
                 return
             self.leader = True
             await conn.add_listener(_channel(self.service), lambda *_: self.wake.set())
+            await publisher.start()
             failures = 0
             while not stop.is_set():
+                self.wake.clear()  # a commit from now on wakes the next round
                 try:
-                    sent = await self.relay_once()
+                    await self.relay_all(conn, publisher, stop)
                     failures = 0
                 except DB_ERRORS:
                     raise
@@ -122,72 +295,171 @@ class Relay:
                     log.warning("outbox relay round failed", error=repr(exc), failures=failures)
                     await _sleep_unless(stop, min(0.5 * 2**failures, 10.0))
                     continue
-                if sent == BATCH:
-                    continue  # more waiting; no pause
-                self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), POLL_S)
                 if conn.is_closed():
                     raise asyncpg.exceptions.ConnectionDoesNotExistError("listener connection closed")
         finally:
+            await publisher.close()
             await conn.close(timeout=2)
 
-    async def relay_once(self) -> int:
-        """Publish one batch with many acks in flight; delete what JetStream acknowledged."""
-        async with self.db.transaction() as conn:
-            rows = await conn.fetch(
-                "SELECT seq, event_id, subject, data FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
-                BATCH,
-            )
-            if not rows:
-                return 0
-            # One PRODUCER span per event when tracing is on, continuing the context stored in its
-            # envelope; the message carries the span's own context for the consumers.
-            spans = (
-                [
-                    tracing.start(
-                        f"{Subjects.name_of(r['subject'])} publish",
-                        kind=tracing.SpanKind.PRODUCER,
-                        carrier=env.trace_of(bytes(r["data"])) or {},
-                        attributes={"convoy.service": self.service, "messaging.destination.name": r["subject"]},
-                    )
-                    for r in rows
-                ]
-                if tracing.enabled()
-                else [None] * len(rows)
-            )
-            results: list[object] = [None] * len(rows)
-            try:
-                futures = [
-                    await self.js.publish_async(
-                        r["subject"],
-                        bytes(r["data"]),
-                        headers={"Nats-Msg-Id": str(r["event_id"]), **tracing.headers_of(span)},
-                    )
-                    for r, span in zip(rows, spans, strict=True)
-                ]
-                results = await asyncio.wait_for(
-                    asyncio.gather(*futures, return_exceptions=True), self.settings.nats_request_timeout
+    async def relay_all(self, conn: asyncpg.Connection, publisher: Publisher, stop: asyncio.Event) -> int:
+        """Publish what the outbox holds, up to ``in_flight`` batches at a time, until it is empty.
+
+        ``conn`` is the session holding the relay lock. Returns the number of events published;
+        raises once the batches in flight are settled if any publish failed (those rows stay).
+        """
+        flying: deque[_Batch] = deque()
+        sent = 0
+        more = True
+        try:
+            while True:
+                while more and len(flying) < self.in_flight and not stop.is_set():
+                    if conn.is_closed():
+                        raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
+                    rows = await conn.fetch(FETCH, [s for b in flying for s in b.seqs], self.batch)
+                    more = len(rows) == self.batch
+                    if not rows:
+                        break
+                    batch = await self._publish(publisher, rows)
+                    flying.append(batch)
+                    if batch.error is not None:
+                        raise batch.error
+                if not flying:
+                    return sent
+                sent += await self._settle(conn, publisher, flying.popleft())
+                more = True  # rows committed meanwhile: look again (an empty look is one index probe)
+        except Exception:
+            # Publish nothing more; settle what is in flight (delete what JetStream acknowledged).
+            # (Cancelled: the rows simply stay; their next publish is a duplicate JetStream drops.)
+            while flying:
+                with contextlib.suppress(Exception):
+                    await self._settle(conn, publisher, flying.popleft())
+            raise
+
+    async def _publish(self, publisher: Publisher, rows: list[asyncpg.Record]) -> _Batch:
+        # One PRODUCER span per event when tracing is on, continuing the context stored in its
+        # envelope; the message carries the span's own context for the consumers.
+        spans: list[Any] = (
+            [
+                tracing.start(
+                    f"{Subjects.name_of(r['subject'])} publish",
+                    kind=tracing.SpanKind.PRODUCER,
+                    carrier=env.trace_of(bytes(r["data"])) or {},
+                    attributes={"convoy.service": self.service, "messaging.destination.name": r["subject"]},
                 )
-            except BaseException as exc:
-                results = [exc] * len(rows)
-                raise
-            finally:
-                for span, res in zip(spans, results, strict=True):
+                for r in rows
+            ]
+            if tracing.enabled()
+            else [None] * len(rows)
+        )
+        batch = _Batch(rows=rows, spans=spans)
+        at = 0
+        try:
+            for stream_rows in _by_stream(rows, self.subjects):
+                run = _Run(rows=stream_rows, atomic=self.atomic and len(stream_rows) > 1)
+                batch.runs.append(run)
+                headers = [{"Nats-Msg-Id": r["event_id"]} for r in stream_rows]
+                for h, span in zip(headers, spans[at : at + len(stream_rows)], strict=True):
                     if span is not None:
-                        if isinstance(res, BaseException):
-                            tracing.record_error(res, span)
-                        span.end()
-            acked = [r for r, res in zip(rows, results, strict=True) if not isinstance(res, BaseException)]
-            if acked:
-                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in acked])
+                        h.update(tracing.headers_of(span))
+                at += len(stream_rows)
+                if run.atomic:
+                    run.batch_id = uuid.uuid4().hex
+                    last = len(stream_rows) - 1
+                    for i, (r, h) in enumerate(zip(stream_rows, headers, strict=True)):
+                        h["Nats-Batch-Id"] = run.batch_id
+                        h["Nats-Batch-Sequence"] = str(i + 1)
+                        if i < last:
+                            await self.nc.publish(r["subject"], r["data"], headers=h)
+                        else:
+                            h["Nats-Batch-Commit"] = "1"
+                            token, future = await publisher.publish(r["subject"], r["data"], h)
+                            run.tokens.append(token)
+                            run.futures.append(future)
+                else:
+                    await self._publish_each(publisher, run, headers)
+        except Exception as exc:  # e.g. the connection closed: the rest of the batch was not sent
+            batch.error = exc
+        return batch
+
+    async def _publish_each(self, publisher: Publisher, run: _Run, headers: list[dict[str, str]]) -> None:
+        run.atomic = False
+        run.tokens, run.futures = [], []
+        for r, h in zip(run.rows, headers, strict=True):
+            token, future = await publisher.publish(r["subject"], r["data"], h)
+            run.tokens.append(token)
+            run.futures.append(future)
+
+    async def _settle(self, conn: asyncpg.Connection, publisher: Publisher, batch: _Batch) -> int:
+        """Wait for the batch's acks; delete the acknowledged rows; raise if any publish failed."""
+        results: list[object] = []
+        for run in batch.runs:
+            outcome = await self._outcome(publisher, run)
+            if run.atomic and isinstance(outcome[0], APIError) and outcome[0].code == 400:
+                # Refused as a whole, so nothing of it is stored: a duplicate id (published before a
+                # crash, within the duplicate window), or a server without atomic batches. One by
+                # one instead: a duplicate is then dropped on its own. Nothing else is in flight
+                # from this batch on (see _settle's caller), so the order stays.
+                if outcome[0].err_code != ERR_DUPLICATE_IN_BATCH:
+                    log.warning("JetStream refused an atomic batch; publishing one by one", error=repr(outcome[0]))
+                    self.atomic = False
+                await self._publish_each(publisher, run, [{"Nats-Msg-Id": r["event_id"]} for r in run.rows])
+                outcome = await self._outcome(publisher, run)
+            results += outcome
+        unsent = batch.error or RuntimeError("not published")
+        results += [unsent] * (len(batch.rows) - len(results))
+        for span, res in zip(batch.spans, results, strict=True):
+            if span is not None:
+                if isinstance(res, BaseException):
+                    tracing.record_error(res, span)
+                span.end()
+        acked = [r for r, res in zip(batch.rows, results, strict=True) if not isinstance(res, BaseException)]
+        if acked:
+            await conn.execute(DELETE, [r["seq"] for r in acked])
             PUBLISHED.labels(self.service).inc(len(acked))
             for event_type, n in Tally(Subjects.name_of(r["subject"]) for r in acked).items():
                 metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(n)
-            failed = [res for res in results if isinstance(res, BaseException)]
-            if failed:
-                raise RuntimeError(f"{len(failed)} of {len(rows)} publishes failed: {failed[0]!r}")
-            return len(rows)
+        failed = [res for res in results if isinstance(res, BaseException)]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(batch.rows)} publishes failed: {failed[0]!r}")
+        return len(acked)
+
+    async def _outcome(self, publisher: Publisher, run: _Run) -> list[object]:
+        """One result per row of the run sent: its ack, or why it is not known to be stored."""
+        if not run.futures:
+            return []
+        try:
+            acks: list[object] = await asyncio.wait_for(
+                asyncio.gather(*run.futures, return_exceptions=True), self.settings.nats_request_timeout
+            )
+        except TimeoutError as exc:
+            acks = [
+                f.result() if f.done() and not f.cancelled() and f.exception() is None else exc for f in run.futures
+            ]
+        finally:
+            publisher.forget(run.tokens)
+        if not run.atomic:
+            return acks
+        ack = acks[0]
+        if isinstance(ack, _PubAck) and (ack.batch != run.batch_id or ack.count != len(run.rows)):
+            # A server that does not know atomic batches stored them one by one, unacknowledged:
+            # say so, so that they are published (and their duplicates dropped) one by one.
+            ack = APIError(code=400, description=f"not an atomic batch ack: {ack!r}")
+        return [ack] * len(run.rows)
+
+
+def _by_stream(rows: list[asyncpg.Record], subjects: Subjects) -> list[list[asyncpg.Record]]:
+    """Consecutive rows of one stream together (an atomic batch is for one stream)."""
+    runs: list[list[asyncpg.Record]] = []
+    last = ""
+    for r in rows:
+        stream = subjects.stream_of_subject(r["subject"])
+        if not runs or stream != last:
+            runs.append([])
+            last = stream
+        runs[-1].append(r)
+    return runs
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -155,7 +155,9 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
         stack.push_async_callback(_drain, rt.nc, settings.shutdown_timeout)
         rt.js = rt.nc.jetstream(timeout=settings.nats_request_timeout)
         rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout)
-        await bus.ensure_streams(rt.js, rt.subjects, settings.stream_replicas)
+        await bus.ensure_streams(
+            rt.js, rt.subjects, settings.stream_replicas, dead_letter_max_age_s=settings.dead_letter_days * 86400
+        )
 
         await module.setup(rt)
 
@@ -183,7 +185,7 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
         stack.push_async_callback(micro.stop)
 
         work_stop = asyncio.Event()
-        rt.relay = outbox.Relay(service=module.NAME, db=rt.db, js=rt.js, settings=settings)
+        rt.relay = outbox.Relay(service=module.NAME, db=rt.db, js=rt.js, nc=rt.nc, settings=settings)
         relay = rt.relay
         service_metrics.leader_gauge(module.NAME, "outbox_relay", lambda: relay.leader)
         tasks = [asyncio.create_task(rt.relay.run(work_stop), name=f"{module.NAME}-relay")]

@@ -95,6 +95,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds to wait before each redelivery after a failure (last value repeats)."""
     stream_replicas: Annotated[int, Meta(ge=1, le=5)] = 1
     """JetStream replicas of Convoy's streams (3 on a NATS cluster)."""
+    dead_letter_days: Annotated[float, Meta(gt=0, le=3650)] = 14.0
+    """How long the dead-letter stream keeps an event a consumer gave up on (it may hold an address or a link)."""
 
     # --- Slack ------------------------------------------------------------------------------
     slack_webhook_hosts: str = "hooks.slack.com"
