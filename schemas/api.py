@@ -509,6 +509,10 @@ class Recipients(Reply, kw_only=True):
     convoy_id: uuid.UUID
     convoy_name: str
     members: list[Recipient]
+    language: str | None = None
+    """The convoy's language (None from a services/convoys that does not say: ask ``CONVOY_GET``)."""
+    slack: SlackTarget | None = None
+    """The convoy's Slack target, as ``CONVOY_SLACK_GET`` answers it (None: not said, ask that)."""
 
 
 # --- projects and milestones ------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
+from schemas import api
 from schemas.values import Cadence
 
 
@@ -141,6 +142,10 @@ class ReportSubmitted(Event, frozen=True, kw_only=True):
     company_id: uuid.UUID
     report_id: uuid.UUID
     author_id: uuid.UUID
+    report: api.Report | None = None
+    """The report as written, peer view (no facilitator note; never hidden at that moment), so the
+    notifier need not read it back. None in events from before it was added: consumers read it then.
+    The text stays in the events stream for its retention time (30 days), hidden or purged later or not."""
 
 
 class ReportEdited(Event, frozen=True, kw_only=True):

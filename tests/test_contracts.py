@@ -129,6 +129,29 @@ def test_sql_lives_in_repositories_and_migrations() -> None:
     assert offenders == []
 
 
+def test_session_state_stays_off_pooled_connections() -> None:
+    """Pooled connections go back without a reset (services/runtime/db.py, PoolConnection), so
+    session-level advisory locks, LISTEN, session SET and cursors live only where a connection of
+    its own is opened for them: the outbox relay, migrations, and the scheduler's leader lock."""
+    session = re.compile(
+        r"""pg_(try_)?advisory_lock\(|add_listener\(|\bLISTEN\b|set_config\(|\.cursor\(|["']SET (?!LOCAL)"""
+    )
+    found = {}
+    for folder in ("services", "convoy_api", "notifier"):
+        for path in (ROOT / folder).rglob("*.py"):
+            hits = session.findall(path.read_text())
+            if hits:
+                found[str(path.relative_to(ROOT))] = len(hits)
+    assert found == {
+        "services/runtime/outbox.py": 2,  # the relay's own connection: its leader lock and LISTEN
+        "services/runtime/db.py": 1,  # migrations, on a connection of their own
+        "services/reminders/repository.py": 1,  # try_lock: only ever on the leader's own connection
+    }
+    callers = [str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "repo.try_lock(" in p.read_text()]
+    assert callers == ["services/reminders/service.py"]
+    assert "conn = await asyncpg.connect(" in (ROOT / "services/reminders/service.py").read_text()
+
+
 def test_client_limiter_counts_per_client_and_stays_bounded() -> None:
     from convoy_api.deps import ClientLimiter
     from services.runtime.errors import TooManyRequests

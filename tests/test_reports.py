@@ -488,3 +488,80 @@ async def test_a_report_right_after_joining_finds_its_company_before_the_event_d
     r = await post_report(client, world, "a", done="Gleich nach dem Beitritt")
     assert r.status_code == 201, r.text
     assert r.json()["company_name"] == world.companies["a"]["name"]
+
+
+async def test_the_post_answer_is_what_a_get_reads_back(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Any
+) -> None:
+    """The 201 answer is built from what was written (no read-back): field for field what the
+    author's GET gives, with milestones, commitments, reviews (given out of order, one twice), help
+    and Markdown; the peer's GET differs only in the facilitator note."""
+    world = await build_world(client, smtp_sink, companies=2)
+    await schedule(client, world, days=2, window_hours=100)
+    p = await project(client, world, "a")
+    first = (await post_report(client, world, "a", commitments=["Kalender anbinden", "Testlauf", "Schulung"])).json()
+    for table, column in (("reports", "id"), ("commitments", "report_id")):  # last cycle's report and commitments
+        await sql(
+            settings,
+            f"UPDATE milestones.{table} SET cycle_index = cycle_index - 1 WHERE {column} = $1",
+            uuid.UUID(first["id"]),
+        )
+    kept, partly, dropped = (c["id"] for c in first["commitments"])
+    m0, m1, m2 = (m["id"] for m in p["milestones"][:3])
+    r = await post_report(
+        client,
+        world,
+        "a",
+        done=f"Buchungsseite **online** {XSS}",
+        next="- Kalender\n- Zahlungen",
+        blockers="Schnittstelle _fehlt_",
+        help_wanted=True,
+        help_topic="Zahlungsanbieter",
+        help_milestone_id=m1,
+        mood=3,
+        facilitator_note="Personalengpass",
+        milestones=[
+            {"milestone_id": m2, "status": "blocked"},
+            {"milestone_id": m0, "status": "done"},
+            {"milestone_id": m1, "status": "in_progress"},
+        ],
+        commitments=["Zahlungen anbinden", "Kalender testen"],
+        commitment_reviews=[
+            {"commitment_id": dropped, "outcome": "not_yet", "note": "verschoben"},
+            {"commitment_id": kept, "outcome": "partly"},
+            {"commitment_id": partly, "outcome": "partly", "note": "Kunde krank"},
+            {"commitment_id": kept, "outcome": "done"},
+        ],
+    )
+    assert r.status_code == 201, r.text
+    posted = r.json()
+    url = f"/api/v1/reports/{posted['id']}"
+    assert posted == (await client.get(url, headers=world.reps["a"].auth)).json()
+    assert [m["milestone_id"] for m in posted["milestones"]] == [m0, m1, m2]
+    assert [(c["id"], c["outcome"]) for c in posted["reviews"]] == [
+        (kept, "done"),
+        (partly, "partly"),
+        (dropped, "not_yet"),
+    ]
+    assert posted["facilitator_note"] == "Personalengpass" and "<strong>online</strong>" in posted["done_html"]
+    peer = (await client.get(url, headers=world.reps["b"].auth)).json()
+    assert peer == {**posted, "facilitator_note": None}
+
+    # The simplest report too (no milestones, commitments or reviews).
+    r = await post_report(client, world, "b")
+    assert r.status_code == 201, r.text
+    assert r.json() == (await client.get(f"/api/v1/reports/{r.json()['id']}", headers=world.reps["b"].auth)).json()
+
+
+async def test_a_report_whose_company_event_is_late_still_gets_its_company_name(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Any
+) -> None:
+    """The member is in the projection but their company is not (its company.joined still on its
+    way): the report is stored and answered with the name services/convoys gives for the charter check."""
+    world = await build_world(client, smtp_sink, companies=1)
+    company = uuid.UUID(world.reps["a"].company_id)
+    await sql(settings, "DELETE FROM milestones.companies WHERE company_id = $1", company)
+    r = await post_report(client, world, "a", done="Das Ereignis kommt noch")
+    assert r.status_code == 201, r.text
+    assert r.json()["company_name"] == world.companies["a"]["name"]
+    assert r.json() == (await client.get(f"/api/v1/reports/{r.json()['id']}", headers=world.reps["a"].auth)).json()

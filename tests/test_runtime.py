@@ -217,6 +217,23 @@ async def test_a_pool_wait_is_bounded(settings: Settings) -> None:
         await database.close(5)
 
 
+async def test_a_pooled_connection_comes_back_clean_without_a_reset_statement(settings: Settings) -> None:
+    """Released without asyncpg's reset round trip (db.PoolConnection): an abandoned transaction is
+    still rolled back, and the pool's own settings (search_path) stay."""
+    database = await db.connect(settings.with_(db_pool_min=1, db_pool_max=1), "convoys")
+    try:
+        async with database.connection() as conn:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("BEGIN")  # left open by mistake
+            await conn.execute("CREATE TEMP TABLE abandoned (x int) ON COMMIT DROP")
+        async with database.connection() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == backend  # the same connection
+            assert await conn.fetchval("SELECT to_regclass('pg_temp.abandoned')") is None  # rolled back
+            assert await conn.fetchval("SHOW search_path") == "convoys"
+    finally:
+        await database.close(5)
+
+
 async def _contains(running: Running, names: list[str]) -> bool:
     return await running.seen() == names
 

@@ -1,17 +1,19 @@
 """Five years of weekly reports from ten companies: pages stay set-based and use their indexes.
 
 No timing assertions (the machines are small and noisy); the test checks the answers on a
-realistic amount of data and that PostgreSQL plans the timeline page with its index.
+realistic amount of data and that PostgreSQL plans the timeline page and the board with their indexes.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 import asyncpg
 import httpx
 
+from services.milestones import repository as repo
 from tests.conftest import SmtpSink
 from tests.world import build_world
 
@@ -54,6 +56,26 @@ async def test_five_years_of_reports(client: httpx.AsyncClient, smtp_sink: SmtpS
             )
         )
         assert "reports_timeline" in plan, plan
+        # The board aggregates per company from its covering index, never reading the reports themselves.
+        await conn.execute("SET search_path TO milestones")
+        board_plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + repo.BOARD, convoy, date.today(), 3))
+        assert "reports_board" in board_plan and "Seq Scan on reports" not in board_plan, board_plan
+        # Search ranks every match but gives only the page a headline: the same hits as the plain query.
+        expected = {
+            q: [
+                (str(r["id"]), r["snippet"])
+                for r in await conn.fetch(
+                    "SELECT r.id, ts_headline('german', r.done || ' ' || r.next || ' ' || r.blockers || ' '"
+                    " || r.help_topic, query, 'StartSel=«, StopSel=», MaxFragments=2, MaxWords=20, MinWords=5')"
+                    " AS snippet FROM reports r, websearch_to_tsquery('german', $2) AS query"
+                    " WHERE r.convoy_id = $1 AND r.search @@ query AND r.hidden_at IS NULL"
+                    " ORDER BY ts_rank(r.search, query) DESC, r.submitted_at DESC, r.id DESC LIMIT 20",
+                    convoy,
+                    q,
+                )
+            ]
+            for q in ("Webshop", "Lieferant", "Woche 7")
+        }
     finally:
         await conn.close()
 
@@ -70,6 +92,9 @@ async def test_five_years_of_reports(client: httpx.AsyncClient, smtp_sink: SmtpS
     assert len(blockers["reports"]) == 50 and all(r["blockers"] == "Lieferant" for r in blockers["reports"])
     hits = (await client.get(f"{url}/search", params={"q": "Webshop", "limit": 20}, headers=anna)).json()["hits"]
     assert len(hits) == 20 and all("«Webshop»" in h["snippet"] for h in hits)
+    for q, want in expected.items():
+        got = (await client.get(f"{url}/search", params={"q": q, "limit": 20}, headers=anna)).json()["hits"]
+        assert [(h["report_id"], h["snippet"]) for h in got] == want and want, q
     board = (await client.get(f"{url}/board", headers=anna)).json()
     assert len(board["companies"]) == len(companies)
     assert sum(c["reports"] for c in board["companies"]) == total

@@ -325,31 +325,40 @@ async def remove_membership(conn: Conn, membership_id: int, reason: str) -> None
     )
 
 
-async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
+async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
+    """The convoy's name, language and Slack target with its representatives' contacts, in one query
+    (a convoy without representatives gives one row whose member columns are null)."""
     rows = await conn.fetch(
-        "SELECT company_id FROM memberships WHERE person_id = $1 AND convoy_id = $2 AND removed_at IS NULL",
-        person_id,
+        "SELECT v.name AS convoy_name, v.language AS convoy_language, v.slack_webhook_url, v.slack_post_reports,"
+        " p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
+        " FROM convoys v LEFT JOIN (memberships m JOIN people p ON p.id = m.person_id"
+        " JOIN companies c ON c.id = m.company_id) ON m.convoy_id = v.id AND m.removed_at IS NULL"
+        " WHERE v.id = $1 ORDER BY c.name, p.name",
         convoy_id,
     )
-    return [r["company_id"] for r in rows]
-
-
-async def company_names(conn: Conn, company_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    rows = await conn.fetch("SELECT id, name FROM companies WHERE id = ANY($1::uuid[])", company_ids)
-    return {r["id"]: r["name"] for r in rows}
-
-
-async def recipients(conn: Conn, convoy_id: uuid.UUID) -> tuple[str, list[api.Recipient]] | None:
-    name = await conn.fetchval("SELECT name FROM convoys WHERE id = $1", convoy_id)
-    if name is None:
+    if not rows:
         return None
-    rows = await conn.fetch(
-        "SELECT p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
-        " FROM memberships m JOIN people p ON p.id = m.person_id JOIN companies c ON c.id = m.company_id"
-        " WHERE m.convoy_id = $1 AND m.removed_at IS NULL ORDER BY c.name, p.name",
-        convoy_id,
+    first = rows[0]
+    return api.Recipients(
+        convoy_id=convoy_id,
+        convoy_name=first["convoy_name"],
+        language=first["convoy_language"],
+        slack=api.SlackTarget(
+            convoy_id=convoy_id, webhook_url=first["slack_webhook_url"], post_reports=first["slack_post_reports"]
+        ),
+        members=[
+            api.Recipient(
+                person_id=r["person_id"],
+                company_id=r["company_id"],
+                company_name=r["company_name"],
+                name=r["name"],
+                email=r["email"],
+                language=r["language"],
+            )
+            for r in rows
+            if r["person_id"] is not None
+        ],
     )
-    return name, [api.Recipient(**dict(r)) for r in rows]
 
 
 # --- invitations ---------------------------------------------------------------------------------
@@ -864,16 +873,23 @@ async def accept_charter(conn: Conn, membership_id: int, version: int) -> None:
     )
 
 
-async def charter_accepted(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> bool:
-    """Whether the person's active membership has accepted the convoy's current charter."""
-    return bool(
-        await conn.fetchval(
-            "SELECT m.charter_version >= c.charter_version FROM memberships m JOIN convoys c ON c.id = m.convoy_id"
-            " WHERE m.person_id = $1 AND m.convoy_id = $2 AND m.removed_at IS NULL",
-            person_id,
-            convoy_id,
-        )
+async def membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> asyncpg.Record:
+    """The person's part in the convoy in one round trip (the charter check asks it on every write):
+    ``company_id`` and ``company_name`` of their active membership (null: none; at most one, see the
+    unique index ``memberships_active``), ``charter_accepted`` (null without a membership) and
+    ``facilitator`` (as :func:`facilitates`). Whether their membership's accepted charter version is
+    the convoy's current one is read in the same statement, so a charter change binds at once."""
+    row = await conn.fetchrow(
+        "SELECT m.company_id, co.name AS company_name, m.charter_version >= c.charter_version AS charter_accepted,"
+        " EXISTS (SELECT 1 FROM convoy_facilitators f WHERE f.person_id = $1 AND f.convoy_id = $2) AS facilitator"
+        " FROM (SELECT 1) AS one LEFT JOIN (memberships m JOIN convoys c ON c.id = m.convoy_id"
+        " LEFT JOIN companies co ON co.id = m.company_id)"
+        " ON m.person_id = $1 AND m.convoy_id = $2 AND m.removed_at IS NULL",
+        person_id,
+        convoy_id,
     )
+    assert row is not None
+    return row
 
 
 async def flag_recipients(conn: Conn, convoy_id: uuid.UUID) -> tuple[str, list[asyncpg.Record]] | None:

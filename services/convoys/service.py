@@ -664,18 +664,18 @@ class ConvoysService:
 
     # --- for other services --------------------------------------------------------------------
     async def get_membership(self, req: api.GetMembership) -> api.Membership:
-        async with self.rt.db.connection() as conn:
-            companies = await repo.companies_of(conn, req.person_id, req.convoy_id)
-            facilitator = await repo.facilitates(conn, req.person_id, req.convoy_id)
-            accepted = bool(companies) and await repo.charter_accepted(conn, req.person_id, req.convoy_id)
-            names = await repo.company_names(conn, companies) if companies else {}
+        async with self.rt.db.connection() as conn:  # one query: services/milestones asks on every write
+            row = await repo.membership(conn, req.person_id, req.convoy_id)
+        company_id = row["company_id"]
         return api.Membership(
             person_id=req.person_id,
             convoy_id=req.convoy_id,
-            company_ids=companies,
-            is_facilitator=facilitator,
-            charter_accepted=accepted,
-            company_names=names,
+            company_ids=[company_id] if company_id is not None else [],
+            is_facilitator=bool(row["facilitator"]),
+            charter_accepted=company_id is not None and bool(row["charter_accepted"]),
+            company_names={company_id: row["company_name"]}
+            if company_id is not None and row["company_name"] is not None
+            else {},
         )
 
     async def set_slack(self, req: api.SetSlack) -> api.Convoy:
@@ -714,9 +714,10 @@ class ConvoysService:
             return api.Facilitators(facilitators=await repo.facilitators(conn))
 
     async def get_recipients(self, req: api.GetRecipients) -> api.Recipients:
+        """The representatives' contacts, with the convoy's name, language and Slack target (one query:
+        the notifier asks it for every report, and needs nothing else from here for it)."""
         async with self.rt.db.connection() as conn:
             found = await repo.recipients(conn, req.convoy_id)
         if found is None:
             raise NotFound("no such convoy")
-        name, members = found
-        return api.Recipients(convoy_id=req.convoy_id, convoy_name=name, members=members)
+        return found

@@ -102,21 +102,19 @@ class HistoryImport:
                     raise InvalidInput(f"`kudos_by[{i}]`: kudos come from representatives of other companies")
 
             report_id = uuid.uuid4()
-            try:
-                async with conn.transaction():
-                    await repo.insert_report(
-                        conn,
-                        report_id=report_id,
-                        convoy_id=req.convoy_id,
-                        company_id=req.company_id,
-                        author_id=req.author_id,
-                        cycle_index=req.cycle_index,
-                        late=cycle.is_late(submitted_at),
-                        r=r,
-                        ts_config=TS_CONFIG.get(convoy["language"], "simple"),
-                        submitted_at=submitted_at,
-                    )
-            except asyncpg.UniqueViolationError:  # imported a moment ago by someone else
+            written = await repo.insert_report(
+                conn,
+                report_id=report_id,
+                convoy_id=req.convoy_id,
+                company_id=req.company_id,
+                author_id=req.author_id,
+                cycle_index=req.cycle_index,
+                late=cycle.is_late(submitted_at),
+                r=r,
+                ts_config=TS_CONFIG.get(convoy["language"], "simple"),
+                submitted_at=submitted_at,
+            )
+            if written is None:  # imported a moment ago by someone else
                 existing = await repo.report_id_for_cycle(conn, req.company_id, req.cycle_index)
                 assert existing is not None
                 return await self._answer(conn, access, existing, created=False)

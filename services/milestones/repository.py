@@ -271,13 +271,19 @@ async def insert_report(
     r: api.NewReport,
     ts_config: str,
     submitted_at: datetime | None = None,
-) -> None:
-    """A new report; ``submitted_at`` only for history brought in by the admin import (default: now)."""
-    await conn.execute(
+) -> asyncpg.Record | None:
+    """A new report; ``submitted_at`` only for history brought in by the admin import (default: now).
+
+    Returns what the database set: ``submitted_at``, ``updated_at``, ``version`` and the
+    ``company_name`` (from the projection, as :func:`report_rows` joins it; null if it has none);
+    None when the company has a report for this cycle already (no error, so no savepoint around it)."""
+    return await conn.fetchrow(
         "INSERT INTO reports (id, convoy_id, company_id, author_id, cycle_index, late, done, next, blockers,"
         " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config, submitted_at, updated_at)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig,"
-        " coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()))",
+        " coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now())) ON CONFLICT DO NOTHING"
+        " RETURNING submitted_at, updated_at, version,"
+        " (SELECT c.name FROM companies c WHERE c.company_id = $3) AS company_name",
         report_id,
         convoy_id,
         company_id,
@@ -341,12 +347,16 @@ async def insert_commitments(
     company_id: uuid.UUID,
     cycle_index: int,
     texts: list[str],
-) -> None:
-    await conn.executemany(
-        "INSERT INTO commitments (id, report_id, convoy_id, company_id, cycle_index, position, text)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [(uuid.uuid4(), report_id, convoy_id, company_id, cycle_index, i, t) for i, t in enumerate(texts)],
-    )
+) -> list[uuid.UUID]:
+    """The commitments made in a report, in order; returns their new ids (position = index)."""
+    ids = [uuid.uuid4() for _ in texts]
+    if texts:
+        await conn.executemany(
+            "INSERT INTO commitments (id, report_id, convoy_id, company_id, cycle_index, position, text)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            [(ids[i], report_id, convoy_id, company_id, cycle_index, i, t) for i, t in enumerate(texts)],
+        )
+    return ids
 
 
 async def open_commitments(conn: Conn, company_id: uuid.UUID, before_cycle: int) -> dict[uuid.UUID, asyncpg.Record]:
@@ -359,6 +369,8 @@ async def open_commitments(conn: Conn, company_id: uuid.UUID, before_cycle: int)
 
 
 async def review_commitments(conn: Conn, report_id: uuid.UUID, reviews: list[api.CommitmentReview]) -> None:
+    if not reviews:  # executemany of nothing is still a round trip
+        return
     await conn.executemany(
         "UPDATE commitments SET outcome = $2, outcome_note = $3, reviewed_in = $4 WHERE id = $1",
         [(r.commitment_id, r.outcome, r.note, report_id) for r in reviews],
@@ -394,14 +406,19 @@ async def report_details(conn: Conn, ids: list[uuid.UUID]) -> dict[str, Any]:
 async def search(
     conn: Conn, convoy_id: uuid.UUID, ts_config: str, q: str, limit: int, *, hidden: bool
 ) -> list[api.SearchHit]:
+    # Every match is ranked, but only the page is sorted with its bodies, joined to its company and
+    # given a headline (ts_headline re-parses the text): the inner query sorts narrow rows.
     rows = await conn.fetch(
         "SELECT r.id, c.name, r.cycle_index, r.submitted_at,"
-        " ts_headline($2::regconfig, r.done || ' ' || r.next || ' ' || r.blockers || ' ' || r.help_topic, query,"
+        " ts_headline($2::regconfig, r.done || ' ' || r.next || ' ' || r.blockers || ' ' || r.help_topic, h.query,"
         "   'StartSel=«, StopSel=», MaxFragments=2, MaxWords=20, MinWords=5') AS snippet"
-        " FROM reports r JOIN companies c ON c.company_id = r.company_id,"
-        " websearch_to_tsquery($2::regconfig, $3) AS query"
-        " WHERE r.convoy_id = $1 AND r.search @@ query AND ($5 OR r.hidden_at IS NULL)"
-        " ORDER BY ts_rank(r.search, query) DESC, r.submitted_at DESC LIMIT $4",
+        " FROM ("
+        "  SELECT r.id, r.submitted_at, query, ts_rank(r.search, query) AS rank"
+        "  FROM reports r, websearch_to_tsquery($2::regconfig, $3) AS query"
+        "  WHERE r.convoy_id = $1 AND r.search @@ query AND ($5 OR r.hidden_at IS NULL)"
+        "  ORDER BY rank DESC, r.submitted_at DESC, r.id DESC LIMIT $4"
+        " ) h JOIN reports r ON r.id = h.id JOIN companies c ON c.company_id = r.company_id"
+        " ORDER BY h.rank DESC, h.submitted_at DESC, h.id DESC",
         convoy_id,
         ts_config,
         q,
@@ -421,24 +438,52 @@ async def search(
 
 
 # --- board ---------------------------------------------------------------------------------------
-async def board_rows(conn: Conn, convoy_id: uuid.UUID, today: date) -> dict[str, list[asyncpg.Record]]:
-    companies = await conn.fetch(
-        "SELECT c.company_id, c.name, p.id AS project_id, p.title, p.project_type FROM companies c"
-        " LEFT JOIN projects p ON p.company_id = c.company_id WHERE c.convoy_id = $1 AND c.active ORDER BY c.name",
-        convoy_id,
-    )
-    milestones = await conn.fetch(
-        "SELECT company_id, weight, status, target_date, catalogue_key, position FROM milestones"
-        " WHERE convoy_id = $1 AND removed_at IS NULL",
-        convoy_id,
-    )
-    reports = await conn.fetch(
-        "SELECT company_id, cycle_index, late FROM reports WHERE convoy_id = $1 AND hidden_at IS NULL", convoy_id
-    )
-    commitments = await conn.fetch(
-        "SELECT company_id, outcome FROM commitments WHERE convoy_id = $1 AND outcome IS NOT NULL", convoy_id
-    )
-    return {"companies": companies, "milestones": milestones, "reports": reports, "commitments": commitments}
+BOARD = (
+    # One row per active company with just what the board shows, aggregated here so that years of
+    # history do not cross the wire: milestone sums (milestones_convoy), report counts and the
+    # on-time streak (index-only scans of reports_board, which holds the visible reports only:
+    # hidden reports never count), reviewed commitments per outcome (commitments_company).
+    # $3 is the current cycle's index, -1 before the first cycle.
+    "SELECT c.company_id, c.name, p.title, p.project_type,"
+    " coalesce(m.weight_total, 0) AS weight_total, coalesce(m.weight_done, 0) AS weight_done,"
+    " coalesce(m.done, 0) AS milestones_done, coalesce(m.due, 0) AS milestones_due,"
+    " coalesce(m.total, 0) AS milestones_total, coalesce(m.done_keys, '{}') AS done_keys,"
+    " r.reports, r.reported_closed, s.streak, k.kept_done, k.kept_partly, k.kept_not_yet"
+    " FROM companies c LEFT JOIN projects p ON p.company_id = c.company_id"
+    " LEFT JOIN ("
+    "  SELECT company_id, sum(weight) AS weight_total, sum(weight) FILTER (WHERE status = 'done') AS weight_done,"
+    "   count(*) FILTER (WHERE status = 'done') AS done, count(*) FILTER (WHERE target_date <= $2) AS due,"
+    "   count(*) AS total,"
+    "   array_agg(DISTINCT catalogue_key) FILTER (WHERE status = 'done' AND catalogue_key <> '') AS done_keys"
+    "  FROM milestones WHERE convoy_id = $1 AND removed_at IS NULL GROUP BY company_id"
+    " ) m ON m.company_id = c.company_id"
+    " CROSS JOIN LATERAL ("
+    "  SELECT count(*) AS reports, count(*) FILTER (WHERE cycle_index >= 0 AND cycle_index < $3) AS reported_closed"
+    "  FROM reports WHERE company_id = c.company_id AND hidden_at IS NULL"
+    " ) r"
+    # The streak: on-time reports of cycles 0..$3, newest first. It runs from the newest when that
+    # is the current cycle or the one before (the current one may still be open), as long as the
+    # cycles are consecutive (row n is then cycle newest - n + 1).
+    " CROSS JOIN LATERAL ("
+    "  SELECT count(*) FILTER (WHERE newest >= $3 - 1 AND cycle_index = newest - n + 1) AS streak FROM ("
+    "   SELECT cycle_index, row_number() OVER w AS n, first_value(cycle_index) OVER w AS newest FROM reports"
+    "   WHERE company_id = c.company_id AND hidden_at IS NULL AND NOT late AND cycle_index BETWEEN 0 AND $3"
+    "   WINDOW w AS (ORDER BY cycle_index DESC)"
+    "  ) t"
+    " ) s"
+    " CROSS JOIN LATERAL ("
+    "  SELECT count(*) FILTER (WHERE outcome = 'done') AS kept_done,"
+    "   count(*) FILTER (WHERE outcome = 'partly') AS kept_partly,"
+    "   count(*) FILTER (WHERE outcome = 'not_yet') AS kept_not_yet"
+    "  FROM commitments WHERE company_id = c.company_id AND convoy_id = $1 AND outcome IS NOT NULL"
+    " ) k"
+    " WHERE c.convoy_id = $1 AND c.active ORDER BY c.name"
+)
+
+
+async def board_rows(conn: Conn, convoy_id: uuid.UUID, today: date, cycle_index: int | None) -> list[asyncpg.Record]:
+    """The board's figures per active company (ordered by name), for the current cycle (None: none yet)."""
+    return await conn.fetch(BOARD, convoy_id, today, -1 if cycle_index is None else cycle_index)
 
 
 # --- comments, kudos, help -----------------------------------------------------------------------

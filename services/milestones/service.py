@@ -190,7 +190,7 @@ class MilestonesService:
             raise NotFound(not_found)
         return Access(convoy=convoy, companies=companies, facilitator=facilitator, admin=False)
 
-    async def _under_charter(self, access: Access, actor: api.Actor) -> None:
+    async def _under_charter(self, access: Access, actor: api.Actor) -> api.Membership | None:
         """A representative writes reports and comments only once they accepted the convoy's current charter.
 
         Asked from services/convoys (``MEMBERSHIP_GET``, which answers ``charter_accepted``) at the
@@ -198,9 +198,10 @@ class MilestonesService:
         little, and the answer is exact: an acceptance a second ago counts, a charter changed a second
         ago binds, and milestones keeps no copy of charter versions and acceptances that could lag
         behind. Facilitators and admins are not bound (they keep the charter; they do not accept it).
+        Returns the answer (None when nobody was asked).
         """
         if access.sees_everything or not access.companies or actor.person_id is None:
-            return
+            return None
         membership = await self.rt.rpc.call(
             self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
             api.GetMembership(person_id=actor.person_id, convoy_id=access.convoy["convoy_id"]),
@@ -211,6 +212,7 @@ class MilestonesService:
                 "accept the convoy's updated charter first"
                 f" (read it at GET /api/v1/convoys/{access.convoy['convoy_id']}/charter, then POST …/charter/accept)"
             )
+        return membership
 
     def _writer(self, access: Access, company_id: uuid.UUID, what: str) -> None:
         if not access.represents(company_id):
@@ -343,30 +345,28 @@ class MilestonesService:
                     raise InvalidInput("`company_id`: you represent several companies here; say which")
                 company_id = access.companies[0]
             self._writer(access, company_id, "post its reports")
-            await self._under_charter(access, req.actor)
+            membership = await self._under_charter(access, req.actor)
             assert req.actor.person_id is not None
             cycle = current_cycle(access.convoy, now)
             index = cycle.index if cycle else 0
             late = cycle.is_late(now) if cycle else False
-            await self._check_report_refs(conn, company_id, index, r)
+            refs = await self._check_report_refs(conn, company_id, index, r)
             report_id = uuid.uuid4()
-            try:
-                async with conn.transaction():
-                    await repo.insert_report(
-                        conn,
-                        report_id=report_id,
-                        convoy_id=req.convoy_id,
-                        company_id=company_id,
-                        author_id=req.actor.person_id,
-                        cycle_index=index,
-                        late=late,
-                        r=r,
-                        ts_config=TS_CONFIG.get(access.convoy["language"], "simple"),
-                    )
-            except asyncpg.UniqueViolationError as exc:
-                raise Conflict("your company already reported in this cycle; edit that report instead") from exc
-            await self._apply_milestone_updates(conn, access, r.milestones, report_id)
-            await repo.insert_commitments(
+            written = await repo.insert_report(
+                conn,
+                report_id=report_id,
+                convoy_id=req.convoy_id,
+                company_id=company_id,
+                author_id=req.actor.person_id,
+                cycle_index=index,
+                late=late,
+                r=r,
+                ts_config=TS_CONFIG.get(access.convoy["language"], "simple"),
+            )
+            if written is None:
+                raise Conflict("your company already reported in this cycle; edit that report instead")
+            await self._apply_milestone_updates(conn, access, r.milestones, report_id, before=refs.milestones)
+            commitment_ids = await repo.insert_commitments(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -375,10 +375,26 @@ class MilestonesService:
                 texts=list(r.commitments),
             )
             await repo.review_commitments(conn, report_id, list(r.commitment_reviews))
+            company_name = written["company_name"]
+            if company_name is None and membership is not None and company_id in membership.company_names:
+                # The member is in the projection but not (yet, or no longer) their company: its
+                # company.joined may still be on its way. services/convoys just named it.
+                company_name = membership.company_names[company_id]
+                await repo.ensure_company(conn, company_id, req.convoy_id, company_name)
+            if company_name is not None:
+                report = _written_report(
+                    req, report_id, company_id, company_name, index, late, written, refs, commitment_ids
+                )
+            else:  # not known here at all: let the read decide, as before
+                [report] = await self._reports(conn, access, "r.id = $1", [report_id], limit=1)
             await self.rt.emit(
                 conn,
                 ev.ReportSubmitted(
-                    convoy_id=req.convoy_id, company_id=company_id, report_id=report_id, author_id=req.actor.person_id
+                    convoy_id=req.convoy_id,
+                    company_id=company_id,
+                    report_id=report_id,
+                    author_id=req.actor.person_id,
+                    report=msgspec.structs.replace(report, facilitator_note=None),  # what peers see
                 ),
             )
             if r.help_wanted:
@@ -391,12 +407,14 @@ class MilestonesService:
                         milestone_id=r.help_milestone_id,
                     ),
                 )
-            [report] = await self._reports(conn, access, "r.id = $1", [report_id], limit=1)
+            # Built from what was written, not read back (six round trips less): the same answer
+            # as GET /reports/{id} gives its author (tests/test_reports.py compares them).
             return report
 
     async def _check_report_refs(
         self, conn: asyncpg.Connection, company_id: uuid.UUID, index: int, r: api.NewReport
-    ) -> None:
+    ) -> ReportRefs:
+        """Refuse milestones and commitments the report may not name; returns those it names, as read."""
         ids = [u.milestone_id for u in r.milestones] + ([r.help_milestone_id] if r.help_milestone_id else [])
         known = await repo.milestones_by_id(conn, ids) if ids else {}
         for i, u in enumerate(r.milestones):
@@ -408,6 +426,7 @@ class MilestonesService:
             r.help_milestone_id not in known or known[r.help_milestone_id]["company_id"] != company_id
         ):
             raise InvalidInput("`help_milestone_id`: not a milestone of your company's project")
+        open_: dict[uuid.UUID, asyncpg.Record] = {}
         if r.commitment_reviews:
             open_ = await repo.open_commitments(conn, company_id, index)
             for i, review in enumerate(r.commitment_reviews):
@@ -415,13 +434,22 @@ class MilestonesService:
                     raise InvalidInput(
                         f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company"
                     )
+        return ReportRefs(milestones=known, open_commitments=open_)
 
     async def _apply_milestone_updates(
-        self, conn: asyncpg.Connection, access: Access, updates: list[api.MilestoneUpdate], report_id: uuid.UUID
+        self,
+        conn: asyncpg.Connection,
+        access: Access,
+        updates: list[api.MilestoneUpdate],
+        report_id: uuid.UUID,
+        *,
+        before: dict[uuid.UUID, asyncpg.Record] | None = None,
     ) -> None:
+        """``before``: the milestones as read in this transaction (read here when not given)."""
         if not updates:
             return
-        before = await repo.milestones_by_id(conn, [u.milestone_id for u in updates])
+        if before is None:
+            before = await repo.milestones_by_id(conn, [u.milestone_id for u in updates])
         await repo.touch_milestones(conn, report_id, updates)
         for u in updates:
             old = before[u.milestone_id]
@@ -614,8 +642,10 @@ class MilestonesService:
         async with self.rt.db.connection() as conn:
             access = await self._access(conn, req.actor, req.convoy_id)
             cycle = current_cycle(access.convoy, now)
-            data = await repo.board_rows(conn, req.convoy_id, _local_today(access.convoy, now))
-        return build_board(req.convoy_id, cycle, data, _local_today(access.convoy, now))
+            rows = await repo.board_rows(
+                conn, req.convoy_id, _local_today(access.convoy, now), cycle.index if cycle else None
+            )
+        return build_board(req.convoy_id, cycle, rows)
 
     # --- comments, kudos, help -----------------------------------------------------------------
     async def add_comment(self, req: api.AddComment) -> api.Comment:
@@ -851,6 +881,83 @@ class MilestonesService:
         return build_facilitator_digest(convoys, currents, data)
 
 
+@dataclass(frozen=True)
+class ReportRefs:
+    """What a new report names, as read while checking it: milestones by id, open commitments by id."""
+
+    milestones: dict[uuid.UUID, asyncpg.Record]
+    open_commitments: dict[uuid.UUID, asyncpg.Record]
+
+
+def _written_report(
+    req: api.SubmitReport,
+    report_id: uuid.UUID,
+    company_id: uuid.UUID,
+    company_name: str,
+    cycle_index: int,
+    late: bool,
+    written: asyncpg.Record,
+    refs: ReportRefs,
+    commitment_ids: list[uuid.UUID],
+) -> api.Report:
+    """A report just posted, as :meth:`MilestonesService._reports` would read it back for its author
+    in the same transaction: no kudos, comments or hide yet; the author represents the company, so
+    the facilitator note is theirs to see; the author is posting, so they are not an erased one."""
+    r = req.report
+    assert req.actor.person_id is not None
+    touched = sorted(r.milestones, key=lambda u: refs.milestones[u.milestone_id]["position"])
+    last_review = {c.commitment_id: c for c in r.commitment_reviews}  # reviewed twice: the last one counts
+    reviewed = sorted(
+        last_review.values(),
+        key=lambda c: (
+            refs.open_commitments[c.commitment_id]["cycle_index"],
+            refs.open_commitments[c.commitment_id]["position"],
+        ),
+    )
+    return api.Report(
+        id=report_id,
+        convoy_id=req.convoy_id,
+        company_id=company_id,
+        company_name=company_name,
+        author_id=req.actor.person_id,
+        cycle_index=cycle_index,
+        late=late,
+        version=written["version"],
+        submitted_at=written["submitted_at"],
+        updated_at=written["updated_at"],
+        done=r.done,
+        done_html=markdown.render(r.done),
+        next=r.next,
+        next_html=markdown.render(r.next),
+        blockers=r.blockers,
+        blockers_html=markdown.render(r.blockers),
+        help_wanted=r.help_wanted,
+        help_topic=r.help_topic,
+        help_milestone_id=r.help_milestone_id,
+        mood=r.mood,
+        milestones=[
+            api.TouchedMilestone(
+                milestone_id=u.milestone_id, title=refs.milestones[u.milestone_id]["title"], status=u.status
+            )
+            for u in touched
+        ],
+        commitments=[
+            api.Commitment(id=cid, text=text, outcome=None, note="")
+            for cid, text in zip(commitment_ids, r.commitments, strict=True)
+        ],
+        reviews=[
+            api.Commitment(
+                id=c.commitment_id,
+                text=refs.open_commitments[c.commitment_id]["text"],
+                outcome=c.outcome,
+                note=c.note,
+            )
+            for c in reviewed
+        ],
+        facilitator_note=r.facilitator_note,
+    )
+
+
 def _commitment(row: asyncpg.Record) -> api.Commitment:
     return api.Commitment(id=row["id"], text=row["text"], outcome=row["outcome"], note=row["outcome_note"])
 
@@ -874,49 +981,34 @@ def _local_today(convoy: asyncpg.Record, now: datetime) -> date:
     return now.astimezone(ZoneInfo(convoy["timezone"])).date()
 
 
-def build_board(
-    convoy_id: uuid.UUID, cycle: cycles.Cycle | None, data: dict[str, list[asyncpg.Record]], today: date
-) -> api.Board:
-    """The progress board from four set-based queries; pure arithmetic from here."""
+def build_board(convoy_id: uuid.UUID, cycle: cycles.Cycle | None, rows: list[asyncpg.Record]) -> api.Board:
+    """The progress board from :func:`repository.board_rows` (one row per company); pure arithmetic from here."""
     cycles_so_far = cycle.index + 1 if cycle else 0
-    milestones: dict[uuid.UUID, list[asyncpg.Record]] = {}
-    for m in data["milestones"]:
-        milestones.setdefault(m["company_id"], []).append(m)
-    reported: dict[uuid.UUID, dict[int, bool]] = {}
-    for r in data["reports"]:
-        reported.setdefault(r["company_id"], {})[r["cycle_index"]] = not r["late"]
-    kept: dict[uuid.UUID, list[float]] = {}
-    for c in data["commitments"]:
-        kept.setdefault(c["company_id"], []).append(OUTCOME_SCORE[c["outcome"]])
     companies = []
-    for c in data["companies"]:
-        ms = milestones.get(c["company_id"], [])
-        total = sum(m["weight"] for m in ms)
-        done_weight = sum(m["weight"] for m in ms if m["status"] == "done")
-        cycles_reported = reported.get(c["company_id"], {})
-        streak, k = 0, (cycle.index if cycle else -1)
-        if k >= 0 and not cycles_reported.get(k):
-            k -= 1  # the current cycle may still be open: the streak counts from the last one
-        while k >= 0 and cycles_reported.get(k):
-            streak, k = streak + 1, k - 1
+    for c in rows:
         ladder = cat.project_type(c["project_type"]) if c["project_type"] else None
-        done_keys = {m["catalogue_key"] for m in ms if m["status"] == "done" and m["catalogue_key"]}
-        scores = kept.get(c["company_id"], [])
+        done_keys = set(c["done_keys"])
+        reviewed = c["kept_done"] + c["kept_partly"] + c["kept_not_yet"]
+        kept = (
+            c["kept_done"] * OUTCOME_SCORE["done"]
+            + c["kept_partly"] * OUTCOME_SCORE["partly"]
+            + c["kept_not_yet"] * OUTCOME_SCORE["not_yet"]
+        )
         companies.append(
             api.CompanyProgress(
                 company_id=c["company_id"],
                 name=c["name"],
                 project_title=c["title"],
                 project_type=c["project_type"],
-                progress=round(done_weight / total, 4) if total else 0.0,
-                milestones_done=sum(1 for m in ms if m["status"] == "done"),
-                milestones_due=sum(1 for m in ms if m["target_date"] is not None and m["target_date"] <= today),
-                milestones_total=len(ms),
-                reports=len(cycles_reported),
-                participation=round(min(len(cycles_reported) / cycles_so_far, 1.0), 4) if cycles_so_far else 0.0,
-                streak=streak,
-                missed=sum(1 for k in range(cycle.index if cycle else 0) if k not in cycles_reported),
-                commitments_kept=round(sum(scores) / len(scores), 4) if scores else None,
+                progress=round(c["weight_done"] / c["weight_total"], 4) if c["weight_total"] else 0.0,
+                milestones_done=c["milestones_done"],
+                milestones_due=c["milestones_due"],
+                milestones_total=c["milestones_total"],
+                reports=c["reports"],
+                participation=round(min(c["reports"] / cycles_so_far, 1.0), 4) if cycles_so_far else 0.0,
+                streak=c["streak"],
+                missed=(cycle.index - c["reported_closed"]) if cycle else 0,
+                commitments_kept=round(kept / reviewed, 4) if reviewed else None,
                 rung=sum(1 for r in ladder.rungs if r.key in done_keys) if ladder else None,
                 rungs=len(ladder.rungs) if ladder else None,
             )

@@ -39,6 +39,22 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+class PoolConnection(asyncpg.Connection):
+    """A pooled connection, given back without asyncpg's reset statement.
+
+    asyncpg resets a connection on every release with one more round trip (``SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``), which undoes session state.
+    Pool users here take none, so that statement is skipped: session-level advisory locks and
+    listening for notifications live on connections of their own (the outbox relay, the scheduler's leader lock,
+    migrations), settings are ``SET LOCAL``, cursors do not outlive their transaction
+    (tests/test_contracts.py keeps it that way). An open transaction is still rolled back on
+    release and listeners are dropped: asyncpg does that whatever the reset statement.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class Database:
     """A pool whose every wait is bounded and whose outages surface as :class:`Unavailable`."""
 
@@ -78,6 +94,7 @@ async def connect(settings: Settings, schema: str) -> Database:
         command_timeout=settings.db_command_timeout,
         timeout=settings.db_acquire_timeout,
         server_settings={"search_path": schema, "application_name": f"convoy-{schema}"},
+        connection_class=PoolConnection,
     )
     assert pool is not None
     return Database(pool, settings.db_acquire_timeout)
