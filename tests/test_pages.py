@@ -224,6 +224,14 @@ async def test_every_page_renders_for_its_people(
         page = await fac.get(path)
         assert page.status_code == 200, (path, page.text[:300])
     assert "Terminvergabe Nord" in (await fac.get("/facilitate")).text
+    # The manage page shows the convoy's Slack webhook as saved (the form starts from it).
+    hook = "http://127.0.0.1:9/services/T000/B000/XXXX"
+    r = await client.put(
+        f"/api/v1/convoys/{cid}/slack", json={"webhook_url": hook, "post_reports": True}, headers=world.facilitator
+    )
+    assert r.status_code == 200, r.text
+    manage = (await fac.get(f"/convoys/{cid}/manage")).text
+    assert f'value="{hook}"' in manage and re.search(r'id="f-post"[^>]*checked', manage)
 
     # Profile: a token shown once, preferences kept, the token revoked.
     r = await anna.post("/profile/tokens", data={"name": "Tabelle", "_csrf": csrf})
