@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -18,7 +19,8 @@ import structlog
 from prometheus_client import Counter
 
 from notifier import cycles, facilitator, render, replies, slack
-from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, TransientDeliveryError, build_message
+from notifier.batching import DeliveryBatcher
+from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, TransientDeliveryError, wire_message
 from notifier.privacy import PrivacyRules
 from notifier.repository import Deliveries, Preferences
 from schemas import api
@@ -39,7 +41,11 @@ FACILITATOR_LIST_ID = "Convoy facilitator digest <facilitator-digest.convoy>"
 """List-Id of the weekly facilitator digest."""
 DIGEST_ASK_MAX_CONVOYS = 500
 """api.FacilitatorDigestAsk takes at most this many convoy ids; more are asked in chunks."""
+CONSUMER_CONCURRENCY = 8
+"""Events one notifier consumer handles at once (bounded again by half the database pool per process)."""
 SENT = Counter("convoy_notifier_messages", "Messages handed to a channel", ["channel", "outcome"])
+batched: contextvars.ContextVar[bool] = contextvars.ContextVar("notifier_batched", default=False)
+"""True in fan_out's sends: their "sent" records are flushed together when the fan-out ends."""
 
 
 async def setup(rt: Runtime) -> None:
@@ -47,6 +53,7 @@ async def setup(rt: Runtime) -> None:
     if not rt.settings.secret_key:
         raise RuntimeError("CONVOY_SECRET_KEY is not set: unsubscribe links cannot be signed")
     deliveries = Deliveries(rt.db)
+    email_log = DeliveryBatcher(deliveries)  # claims and "sent" records of concurrent emails share commits
     preferences = Preferences(rt.db)
     slack_poster = slack.SlackPoster(rt.settings.smtp_timeout)
     privacy = PrivacyRules(rt)
@@ -74,26 +81,29 @@ async def setup(rt: Runtime) -> None:
         rendered: render.Rendered,
         list_id: str,
         reply: replies.Target | None = None,
+        prefs: api.NotificationPrefs | None = None,
     ) -> None:
         """Send one email at most once per delivery ``key`` (the delivery log remembers).
 
         Keys are ``kind:…:person_id`` for notifications (the person's preferences apply, and the
         email gets a one-click unsubscribe link for that kind) and ``message:…`` for sign-in links
         and invitations (always sent). With ``reply``, answering the email files it (notifier.replies).
+        ``prefs``: the person's preferences, when the caller loaded them (for a whole fan-out at once).
+        In ``fan_out`` the "sent" record may be written just after this returns (fan_out waits for it).
         """
         kind, _, rest = key.partition(":")
         unsubscribe = None
         if kind != "message":
             person_id = uuid.UUID(rest.rsplit(":", 1)[-1])
-            if not (await preferences.get(person_id)).allows(kind):
+            if not (prefs if prefs is not None else await preferences.get(person_id)).allows(kind):
                 SENT.labels("email", "unwanted").inc()
                 return
             token = signing.sign(rt.settings, "unsubscribe", {"p": str(person_id), "k": kind})
             unsubscribe = public(f"/unsubscribe/{token}")
-        if not await deliveries.claim(key, event_id, "email", to_email):
-            SENT.labels("email", "duplicate").inc()
-            return
-        message = build_message(
+        correlation_id = correlation.current()
+        # Built before the claim: the time between claiming and sending (a crash there leaves the
+        # key uncertain) is only the SMTP exchange. The bytes are build_message(...).as_bytes().
+        message = wire_message(
             key=key,
             sender=rt.settings.mail_from,
             to_name=to_name,
@@ -104,9 +114,12 @@ async def setup(rt: Runtime) -> None:
             list_id=list_id,
             unsubscribe=unsubscribe,
             reply_to=reply_to(reply) if reply is not None else None,
+            # follow a request to its email
+            extra_headers=[(correlation.HTTP_HEADER, str(correlation_id))] if correlation_id is not None else (),
         )
-        if (correlation_id := correlation.current()) is not None:  # follow a request to its email
-            message[correlation.HTTP_HEADER] = str(correlation_id)
+        if not await email_log.claim(key, event_id, "email", to_email):
+            SENT.labels("email", "duplicate").inc()
+            return
         try:
             # the key names kind and ids, never an address (like the "email sent" log line)
             with tracing.span("email send", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}):
@@ -122,7 +135,9 @@ async def setup(rt: Runtime) -> None:
             # Not the SMTP client's own OSError/TimeoutError: raised inside the consumer's database
             # transaction, those would read as "database unavailable" and never be dead-lettered.
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
-        await deliveries.finish(key, "sent")
+        email_log.sent(key)
+        if not batched.get():
+            await email_log.flush()
         SENT.labels("email", "sent").inc()
         log.info("email sent", key=key)  # the key names kind and person id, never the address
 
@@ -137,10 +152,15 @@ async def setup(rt: Runtime) -> None:
         """
 
         async def one(send: Callable[[], Awaitable[None]]) -> None:
+            batched.set(True)  # this task's sends leave their "sent" record to the flush below
             async with in_flight:
                 await send()
 
-        results = await asyncio.gather(*(one(s) for s in sends), return_exceptions=True)
+        results: list[BaseException | None] = await asyncio.gather(*(one(s) for s in sends), return_exceptions=True)
+        try:
+            await email_log.flush()  # every "sent" record written before the event is acknowledged
+        except Exception as exc:
+            results.append(exc)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             raise failures[0]
@@ -152,17 +172,32 @@ async def setup(rt: Runtime) -> None:
         return f"{rt.settings.public_url.rstrip('/')}{path}"
 
     async def on_report_submitted(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """The peers' emails and (if the convoy wants it) the Slack post about a new report.
+
+        One request to services/convoys (representatives, the convoy's language and Slack target).
+        The report comes with the event as written; only an event older than ``fresh_s`` (the
+        notifier was down or behind, a retry) or one without it (emitted before it carried the
+        report) is read back from services/milestones. A report found hidden is neither mailed nor
+        posted. The carried report is as it was written: a hide within its first ``fresh_s`` seconds,
+        before this event is handled, can be missed; any later one is seen by the read-back.
+        """
         assert isinstance(event, ev.ReportSubmitted)
+        fresh_s = 10.0
         members = await rt.rpc.call(
             rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
             api.GetRecipients(convoy_id=event.convoy_id),
             api.Recipients,
         )
-        report = await rt.rpc.call(
-            rt.subjects.rpc("milestones", Rpc.REPORT_GET),
-            api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
-            api.Report,
-        )
+        report = event.report
+        if report is None or (datetime.now(UTC) - envelope.occurred_at).total_seconds() > fresh_s:
+            report = await rt.rpc.call(
+                rt.subjects.rpc("milestones", Rpc.REPORT_GET),
+                api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
+                api.Report,
+            )
+        if report.hidden:
+            log.info("report hidden before it was announced: no emails, no Slack post", report_id=str(report.id))
+            return
         company = next((m.company_name for m in members.members if m.company_id == event.company_id), "")
         link = f"{rt.settings.public_url.rstrip('/')}/convoys/{event.convoy_id}"
         list_id = f"{' '.join(members.convoy_name.split())[:60]} <{event.convoy_id}.convoys.convoy>"
@@ -184,14 +219,16 @@ async def setup(rt: Runtime) -> None:
             )
             for m in peers
         )
-        target = await slack_target(event.convoy_id)
-        if target.webhook_url and target.post_reports and not report.hidden:
-            convoy = await rt.rpc.call(
-                rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-                api.GetConvoy(actor=api.SYSTEM, convoy_id=event.convoy_id),
-                api.Convoy,
-            )
-            language = convoy.language
+        target = members.slack or await slack_target(event.convoy_id)  # None: an older services/convoys
+        if target.webhook_url and target.post_reports:
+            language = members.language
+            if language is None:
+                convoy = await rt.rpc.call(
+                    rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
+                    api.GetConvoy(actor=api.SYSTEM, convoy_id=event.convoy_id),
+                    api.Convoy,
+                )
+                language = convoy.language
             report_link = f"{rt.settings.public_url.rstrip('/')}/reports/{report.id}"
             message = slack.report_message(report, members.convoy_name, language, report_link)
             await post_to_slack(envelope, f"slack:report:{event.report_id}", target, members.convoy_name, message, link)
@@ -298,6 +335,8 @@ async def setup(rt: Runtime) -> None:
         link = public(f"/convoys/{event.convoy_id}/report")
         list_id = convoy_list_id(members.convoy_name, event.convoy_id)
         now = datetime.now(UTC)
+        to = [m for m in members.members if m.company_id not in skip]
+        prefs = await preferences.get_many(m.person_id for m in to)
         await fan_out(
             functools.partial(
                 send_email,
@@ -321,9 +360,9 @@ async def setup(rt: Runtime) -> None:
                 reply=replies.Target(
                     kind="report", person_id=m.person_id, convoy_id=event.convoy_id, company_id=m.company_id
                 ),
+                prefs=prefs[m.person_id],
             )
-            for m in members.members
-            if m.company_id not in skip
+            for m in to
         )
 
     async def on_cycle_closed(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
@@ -345,6 +384,11 @@ async def setup(rt: Runtime) -> None:
         link = public(f"/convoys/{event.convoy_id}")
         report_link = public("/reports/{report_id}")
         list_id = convoy_list_id(members.convoy_name, event.convoy_id)
+        # rendered once per language (the greeting aside), not once per member
+        digests = cycles.DigestRenderer(
+            d=digest, people=people, companies=companies, absences=event.absences, link=link, report_link=report_link
+        )
+        prefs = await preferences.get_many(m.person_id for m in members.members)
         await fan_out(
             functools.partial(
                 send_email,
@@ -352,16 +396,9 @@ async def setup(rt: Runtime) -> None:
                 envelope.id,
                 to_name=m.name,
                 to_email=m.email,
-                rendered=cycles.digest(
-                    recipient=m,
-                    d=digest,
-                    people=people,
-                    companies=companies,
-                    absences=event.absences,
-                    link=link,
-                    report_link=report_link,
-                ),
+                rendered=digests.render(m),
                 list_id=list_id,
+                prefs=prefs[m.person_id],
             )
             for m in members.members
         )
@@ -529,9 +566,17 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
     rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
 
-    rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted)
-    rt.consumer("help", (ev.HelpOffered,), on_help_offered)
-    rt.consumer("messages", (ev.EmailRequested,), on_email_requested)
-    rt.consumer("prompts", (ev.CycleOpened, ev.NudgeDue), on_cycle_prompt)
-    rt.consumer("digests", (ev.CycleClosed,), on_cycle_closed)
+    # Several events at once (each waits mostly on RPCs, SMTP and Slack), in order per convoy:
+    # a convoy's digest still goes before its next prompt. Sign-in and invitation emails in order per key.
+    rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted, concurrency=CONSUMER_CONCURRENCY)
+    rt.consumer("help", (ev.HelpOffered,), on_help_offered, concurrency=CONSUMER_CONCURRENCY)
+    rt.consumer(
+        "messages",
+        (ev.EmailRequested,),
+        on_email_requested,
+        concurrency=CONSUMER_CONCURRENCY,
+        ordered_by=lambda e: getattr(e, "key", None),
+    )
+    rt.consumer("prompts", (ev.CycleOpened, ev.NudgeDue), on_cycle_prompt, concurrency=CONSUMER_CONCURRENCY)
+    rt.consumer("digests", (ev.CycleClosed,), on_cycle_closed, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer("facilitator_digests", (ev.FacilitatorDigestDue,), on_facilitator_digest_due)

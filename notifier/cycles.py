@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from notifier.render import Rendered, _env, message_language
 from schemas import api
@@ -368,47 +368,93 @@ def digest(
 ) -> Rendered:
     """The digest of one cycle for one member. ``people`` names person ids (kudos), ``companies``
     names company ids (silent and absent ones); ``report_link`` has a ``{report_id}`` slot."""
-    lang = message_language(recipient.language)
-    words = _DIGEST[lang]
-    common = _COMMON[lang]
-    values = {"convoy": _one_line(d.convoy_name), "round": str(d.cycle_index + 1)}
-    subject = words["subject"].format(**values)
+    return DigestRenderer(
+        d=d, people=people, companies=companies, absences=absences, link=link, report_link=report_link
+    ).render(recipient)
 
-    def view(r: api.DigestReport) -> _ReportView:
-        return _report_view(r, words, people, report_link.format(report_id=r.report_id))
 
-    reported = {r.company_id for r in d.reports}
-    absent: dict[uuid.UUID, _Absent] = {}
-    for a in absences:
-        if a.company_id in reported or a.company_id in absent:
-            continue
-        reason = _one_line(a.reason)
-        label = words["away"] if a.kind == "away" else words["skipped"] + (f": {reason}" if reason else "")
-        absent[a.company_id] = _Absent(name=_one_line(companies.get(a.company_id, "")) or "?", label=label)
-    silent = [
-        _one_line(companies.get(c, "")) or "?" for c in d.silent_company_ids if c not in absent and c not in reported
-    ]
-    ctx = {
-        "lang": lang,
-        "subject": subject,
-        "heading": words["heading"].format(**values),
-        "greeting": _greeting(lang, recipient.name),
-        "intro": words["intro"].format(**values),
-        "t": words,
-        "completed": [(_one_line(m.company_name), _one_line(m.title)) for m in d.completed_milestones],
-        "help_requests": [view(r) for r in d.help_requests],
-        "reports": [view(r) for r in d.reports],
-        "silent": silent,
-        "absent": list(absent.values()),
-        "progress": _percent(d.progress),
-        "participation": words["participation"].format(percent=_percent(d.participation)),
-        "addenda": [dataclasses.replace(view(r), addendum=True) for r in d.late_addenda],
-        "link": link,
-        "fallback": common["fallback"],
-        "footer": common["footer"],
-    }
-    return Rendered(
-        subject=subject,
-        text=_env.get_template("cycle_digest.txt").render(ctx),
-        html=_env.get_template("cycle_digest.html").render(ctx),
-    )
+class DigestRenderer:
+    """The digest of one cycle for each member, rendered once per language.
+
+    A member's digest differs from another's in the same language only by the greeting, so the
+    templates (and the Markdown of every report) are rendered once per language with a placeholder
+    greeting, and each member's greeting is put in its place (escaped in the HTML exactly as the
+    template's autoescape would): the output is the same as rendering the templates for each member.
+    """
+
+    def __init__(
+        self,
+        *,
+        d: api.Digest,
+        people: Mapping[uuid.UUID, str],
+        companies: Mapping[uuid.UUID, str],
+        absences: Sequence[ev.Absence],
+        link: str,
+        report_link: str,
+    ) -> None:
+        self.d, self.people, self.companies, self.absences = d, people, companies, absences
+        self.link, self.report_link = link, report_link
+        self._by_language: dict[str, tuple[Rendered, str]] = {}
+
+    def render(self, recipient: api.Recipient) -> Rendered:
+        lang = message_language(recipient.language)
+        greeting = _greeting(lang, recipient.name)
+        if lang not in self._by_language:
+            placeholder = f"convoy-greeting-{uuid.uuid4().hex}"
+            self._by_language[lang] = (self._render(lang, placeholder), placeholder)
+        shared, placeholder = self._by_language[lang]
+        if shared.text.count(placeholder) != 1 or shared.html.count(placeholder) != 1:
+            return self._render(lang, greeting)  # a template that prints the greeting twice (or never)
+        return Rendered(
+            subject=shared.subject,
+            text=shared.text.replace(placeholder, greeting),
+            html=shared.html.replace(placeholder, str(escape(greeting))),  # what autoescape prints
+        )
+
+    def _render(self, lang: str, greeting: str) -> Rendered:
+        d, people, companies = self.d, self.people, self.companies
+        words = _DIGEST[lang]
+        common = _COMMON[lang]
+        values = {"convoy": _one_line(d.convoy_name), "round": str(d.cycle_index + 1)}
+        subject = words["subject"].format(**values)
+
+        def view(r: api.DigestReport) -> _ReportView:
+            return _report_view(r, words, people, self.report_link.format(report_id=r.report_id))
+
+        reported = {r.company_id for r in d.reports}
+        absent: dict[uuid.UUID, _Absent] = {}
+        for a in self.absences:
+            if a.company_id in reported or a.company_id in absent:
+                continue
+            reason = _one_line(a.reason)
+            label = words["away"] if a.kind == "away" else words["skipped"] + (f": {reason}" if reason else "")
+            absent[a.company_id] = _Absent(name=_one_line(companies.get(a.company_id, "")) or "?", label=label)
+        silent = [
+            _one_line(companies.get(c, "")) or "?"
+            for c in d.silent_company_ids
+            if c not in absent and c not in reported
+        ]
+        ctx = {
+            "lang": lang,
+            "subject": subject,
+            "heading": words["heading"].format(**values),
+            "greeting": greeting,
+            "intro": words["intro"].format(**values),
+            "t": words,
+            "completed": [(_one_line(m.company_name), _one_line(m.title)) for m in d.completed_milestones],
+            "help_requests": [view(r) for r in d.help_requests],
+            "reports": [view(r) for r in d.reports],
+            "silent": silent,
+            "absent": list(absent.values()),
+            "progress": _percent(d.progress),
+            "participation": words["participation"].format(percent=_percent(d.participation)),
+            "addenda": [dataclasses.replace(view(r), addendum=True) for r in d.late_addenda],
+            "link": self.link,
+            "fallback": common["fallback"],
+            "footer": common["footer"],
+        }
+        return Rendered(
+            subject=subject,
+            text=_env.get_template("cycle_digest.txt").render(ctx),
+            html=_env.get_template("cycle_digest.html").render(ctx),
+        )

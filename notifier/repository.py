@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +13,16 @@ import msgspec
 
 from schemas import api
 from services.runtime.db import Database
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery about to be sent (the arguments of :meth:`Deliveries.claim`)."""
+
+    key: str
+    event_id: uuid.UUID
+    channel: str
+    recipient: str
 
 
 class Deliveries:
@@ -41,6 +53,39 @@ class Deliveries:
                     key,
                 )
         return bool(claimed)
+
+    async def record_and_claim(self, sent: Sequence[str], claims: Sequence[Claim]) -> set[str]:
+        """For many sends at once, in one statement (one round trip, one commit): mark ``sent`` keys
+        sent (as ``finish(key, "sent")``) and claim ``claims``, each as :meth:`claim` does. The keys
+        must be distinct, and none both recorded and claimed. Returns the keys claimed."""
+        keys = [c.key for c in claims]
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                # The three parts see the rows as they were before the statement and touch
+                # distinct rows: sent keys are this process's own, "sending"; a claimed key was
+                # new or "retrying"; one found "sending" (an attempt that died mid-send) is not
+                # claimed but marked uncertain, exactly as claim() does in two statements.
+                "WITH sent AS ("
+                "  UPDATE deliveries SET status = 'sent', last_error = NULL, sent_at = now()"
+                "  WHERE key = ANY($5::text[])"
+                "), claimed AS ("
+                "  INSERT INTO deliveries (key, event_id, channel, recipient, status, attempts)"
+                "  SELECT key, event_id, channel, recipient, 'sending', 1"
+                "  FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS c(key, event_id, channel, recipient)"
+                "  ON CONFLICT (key) DO UPDATE SET status = 'sending', attempts = deliveries.attempts + 1"
+                "  WHERE deliveries.status = 'retrying' RETURNING key"
+                "), uncertain AS ("
+                "  UPDATE deliveries SET status = 'uncertain',"
+                "  last_error = 'an earlier attempt ended between claiming and recording'"
+                "  WHERE key = ANY($1::text[]) AND status = 'sending'"
+                ") SELECT key FROM claimed",
+                keys,
+                [c.event_id for c in claims],
+                [c.channel for c in claims],
+                [c.recipient for c in claims],
+                list(sent),
+            )
+        return {r["key"] for r in rows}
 
     async def finish(self, key: str, status: str, error: str | None = None) -> None:
         async with self.db.transaction() as conn:
@@ -99,12 +144,17 @@ class Preferences:
             row = await conn.fetchrow("SELECT * FROM preferences WHERE person_id = $1", person_id)
         if row is None:
             return api.NotificationPrefs()
-        immediate = row["immediate"]
-        return api.NotificationPrefs(
-            email=row["email"],
-            digest=row["digest"],
-            immediate=msgspec.json.decode(immediate) if isinstance(immediate, str) else immediate,
-        )
+        return _prefs(row)
+
+    async def get_many(self, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, api.NotificationPrefs]:
+        """Everyone's preferences in one query (absent row: everything on), as :meth:`get` for each."""
+        ids = list(dict.fromkeys(person_ids))
+        if not ids:
+            return {}
+        async with self.db.connection() as conn:
+            rows = await conn.fetch("SELECT * FROM preferences WHERE person_id = ANY($1::uuid[])", ids)
+        found = {r["person_id"]: _prefs(r) for r in rows}
+        return {p: found.get(p) or api.NotificationPrefs() for p in ids}
 
     async def put(self, person_id: uuid.UUID, prefs: api.NotificationPrefs) -> None:
         async with self.db.transaction() as conn:
@@ -117,6 +167,15 @@ class Preferences:
                 prefs.digest,
                 msgspec.json.encode(prefs.immediate).decode(),
             )
+
+
+def _prefs(row: asyncpg.Record) -> api.NotificationPrefs:
+    immediate = row["immediate"]
+    return api.NotificationPrefs(
+        email=row["email"],
+        digest=row["digest"],
+        immediate=msgspec.json.decode(immediate) if isinstance(immediate, str) else immediate,
+    )
 
 
 # --- data protection -------------------------------------------------------------------------------

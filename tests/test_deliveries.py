@@ -11,8 +11,10 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
-from notifier.repository import Deliveries
+from notifier.batching import DeliveryBatcher
+from notifier.repository import Claim, Deliveries
 from services.runtime import db
 from tests.conftest import SmtpSink, Stack
 from tests.world import build_world
@@ -72,3 +74,82 @@ async def test_a_transient_failure_mid_batch_resends_only_the_rest(
     await asyncio.sleep(1.0)
     assert len(smtp_sink.to(ben)) == 1 and len(smtp_sink.to(clara)) == 1
     assert smtp_sink.refuse_once == {}
+
+
+async def _statuses(database: db.Database, keys: list[str]) -> dict[str, tuple[str, int]]:
+    async with database.connection() as conn:
+        rows = await conn.fetch("SELECT key, status, attempts FROM deliveries WHERE key = ANY($1::text[])", keys)
+    return {r["key"]: (r["status"], r["attempts"]) for r in rows}
+
+
+async def test_claiming_many_in_one_statement_is_claiming_each(settings: Any) -> None:
+    """record_and_claim: a sent or refused key is not claimed, a 'sending' one (an attempt that died
+    mid-send) becomes uncertain, a 'retrying' one is claimed again, a new one is claimed; the
+    records mark their keys sent in the same commit."""
+    database = await db.connect(settings, "notifier")
+    try:
+        log = Deliveries(database)
+        event = uuid.uuid4()
+        p = f"many:{uuid.uuid4()}:"
+        sent, failed, died, retry, new, recorded = (p + k for k in ("sent", "failed", "died", "retry", "new", "rec"))
+        for key in (sent, failed, died, retry, recorded):
+            assert await log.claim(key, event, "email", "x@x.example") is True
+        await log.finish(sent, "sent")
+        await log.finish(failed, "failed", "550 no such user")
+        await log.note_error(retry, "451 later")
+        claims = [Claim(k, event, "email", "x@x.example") for k in (sent, failed, died, retry, new)]
+        assert await log.record_and_claim([recorded], claims) == {retry, new}
+        assert await _statuses(database, [sent, failed, died, retry, new, recorded]) == {
+            sent: ("sent", 1),
+            failed: ("failed", 1),
+            died: ("uncertain", 1),
+            retry: ("sending", 2),
+            new: ("sending", 1),
+            recorded: ("sent", 1),
+        }
+        assert [r["key"] for r in await log.needing_attention("uncertain", 100) if r["key"].startswith(p)] == [died]
+        assert await log.record_and_claim([], []) == set()
+    finally:
+        await database.close(5)
+
+
+async def test_the_batcher_keeps_the_order_of_claims_and_records(settings: Any) -> None:
+    """DeliveryBatcher: concurrent claims are answered each; a second claim of a key waits for the
+    first (and finds it 'sending': uncertain, as two claims in a row do); a record goes before a
+    later claim of its key; flush writes what waits; a database error reaches the callers."""
+    database = await db.connect(settings, "notifier")
+    try:
+        log = Deliveries(database)
+        batcher = DeliveryBatcher(log)
+        event = uuid.uuid4()
+        p = f"batch:{uuid.uuid4()}:"
+        keys = [f"{p}{i}" for i in range(10)]
+        assert await asyncio.gather(*(batcher.claim(k, event, "email", "x@x.example") for k in keys)) == [True] * 10
+        for k in keys[:5]:
+            batcher.sent(k)
+        await batcher.flush()
+        statuses = await _statuses(database, keys)
+        assert [statuses[k][0] for k in keys] == ["sent"] * 5 + ["sending"] * 5
+
+        twice = f"{p}twice"
+        assert await asyncio.gather(*(batcher.claim(twice, event, "email", "x@x.example") for _ in range(2))) == [
+            True,
+            False,
+        ]
+        assert (await _statuses(database, [twice]))[twice] == ("uncertain", 1)
+
+        again = f"{p}again"
+        assert await batcher.claim(again, event, "email", "x@x.example") is True
+        batcher.sent(again)  # not flushed: the next claim of the key writes it first
+        assert await batcher.claim(again, event, "email", "x@x.example") is False
+        assert (await _statuses(database, [again]))[again] == ("sent", 1)
+        await batcher.flush()  # nothing waiting
+    finally:
+        await database.close(5)
+
+    # the database gone: claims and flushes raise, nothing hangs
+    batcher.sent(f"{p}lost")
+    with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the closed pool raises
+        await batcher.claim(f"{p}late", event, "email", "x@x.example")
+    with pytest.raises(Exception):  # noqa: B017, PT011
+        await batcher.flush()
