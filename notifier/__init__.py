@@ -61,6 +61,7 @@ async def setup(rt: Runtime) -> None:
     async def close_smtp(stop: asyncio.Event) -> None:
         await stop.wait()
         await smtp.close()
+        await slack_poster.close()
 
     rt.background(close_smtp)
 

@@ -11,6 +11,7 @@ import asyncio
 import time
 from typing import Any
 
+import aiohttp
 import structlog
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
@@ -53,6 +54,18 @@ class SlackPoster:
         self.timeout = timeout
         self._locks: dict[str, asyncio.Lock] = {}
         self._last: dict[str, float] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        """One HTTP session for every post: connections to the webhook host are kept and reused
+        (slack_sdk otherwise opens a session, and a TLS connection, per message)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def post(self, url: str, text: str, blocks: list[dict[str, Any]]) -> None:
         lock = self._locks.setdefault(url, asyncio.Lock())
@@ -61,7 +74,7 @@ class SlackPoster:
                 wait = self._last.get(url, 0.0) + PACE_S - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                client = AsyncWebhookClient(url, timeout=int(self.timeout))
+                client = AsyncWebhookClient(url, timeout=int(self.timeout), session=self._http())
                 try:
                     response = await client.send(text=text, blocks=blocks)
                 except Exception as exc:  # connection refused, timeout, DNS
