@@ -2,9 +2,9 @@
 
     python -m bench [SCENARIO ...] [--scale S] [--no-docs] [--keep]
 
-``BENCH_SCALE`` (or ``--scale``) sizes every scenario: 1 is the size issue #9 names (1,000
-convoys fan-out, 100,000 convoys in the scheduler, 60 s of latency load, …), the default
-``DEFAULT_SCALE`` keeps a whole run within about 15 minutes on 2 cores. Results go to
+``BENCH_SCALE`` (or ``--scale``) sizes every scenario: 1, the default, is the size issue #9 names
+(1,000 convoys fan-out, 100,000 convoys in the scheduler, 60 s of latency load, …) and takes about
+6 minutes on 2 cores; 0.1 is a quick look (about 2 minutes). Results go to
 bench/results/<scenario>.json; docs/performance.md gets the table between its markers.
 """
 
@@ -28,7 +28,7 @@ from bench import stack as stack_mod
 from bench.measure import Result, Row
 from bench.scenarios import ORDER
 
-DEFAULT_SCALE = 0.1
+DEFAULT_SCALE = 1.0
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "performance.md"
