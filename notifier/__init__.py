@@ -53,7 +53,7 @@ async def setup(rt: Runtime) -> None:
     if not rt.settings.secret_key:
         raise RuntimeError("CONVOY_SECRET_KEY is not set: unsubscribe links cannot be signed")
     deliveries = Deliveries(rt.db)
-    email_log = DeliveryBatcher(deliveries)  # claims and "sent" records of concurrent emails share commits
+    email_log = DeliveryBatcher(deliveries)  # claims and "sent" records of concurrent sends share commits
     preferences = Preferences(rt.db)
     slack_poster = slack.SlackPoster(rt.settings.smtp_timeout)
     privacy = PrivacyRules(rt)
@@ -420,7 +420,7 @@ async def setup(rt: Runtime) -> None:
     ) -> None:
         """One Slack post per delivery key; a permanently refused webhook is dropped and the facilitators told."""
         assert target.webhook_url
-        if not await deliveries.claim(key, envelope.id, "slack", str(target.convoy_id)):
+        if not await email_log.claim(key, envelope.id, "slack", str(target.convoy_id)):  # shares commits
             SENT.labels("slack", "duplicate").inc()
             return
         try:
@@ -441,7 +441,8 @@ async def setup(rt: Runtime) -> None:
             await deliveries.note_error(key, repr(exc))
             SENT.labels("slack", "retry").inc()
             raise
-        await deliveries.finish(key, "sent")
+        email_log.sent(key)
+        await email_log.flush()  # recorded before the event is acknowledged
         SENT.labels("slack", "sent").inc()
 
     async def post_digest_to_slack(

@@ -222,6 +222,10 @@ def _line(name: str, value: str) -> bytes:
         and "=?" not in value  # (not an encoded word)
     ):
         return f"{name}: {value}\r\n".encode("ascii")
+    if name == "Reply-To" and len(value) + 10 <= _WIRE_LINE and _PLAIN_ADDRESS.fullmatch(value):
+        # a bare dot-atom address (a signed reply+token@domain, unique per recipient, so the
+        # cache never hits): the email package writes it as it is
+        return f"{name}: {value}\r\n".encode("ascii")
     return _folded(name, value)[0]
 
 

@@ -117,6 +117,12 @@ def test_the_bytes_of_a_digest_like_message_are_the_email_packages() -> None:
         )
 
 
+REPLY_TOKEN_ADDRESS = (
+    "reply+eyJrIjoiY29tbWVudCIsInAiOiI2ZmU0MzhkYS1kOGE3LTQyMmEtOTM4Yy0zNzBhMDYzMjdkYTMiLCJjIjoiM2Y0MDhhYzcifQ"
+    ".Zx3-AbC_d.q1W2e3R4t5Y6u7I8o9P0-_aSdFgHjKl@reply.convoy.localhost"
+)
+
+
 @pytest.mark.parametrize("text", range(len(TEXTS)))
 def test_every_body_encoding_and_header_matches(text: int) -> None:
     rng = random.Random(text)
@@ -133,7 +139,17 @@ def test_every_body_encoding_and_header_matches(text: int) -> None:
             html=rng.choice(TEXTS),
             list_id=rng.choice(["Nord <n.convoys.convoy>", "Ümlaut Konvoi <u.convoys.convoy>"]),
             unsubscribe=rng.choice([None, "http://convoy.test/unsubscribe/tok.en-_", "http://x/ with space"]),
-            reply_to=rng.choice([None, "reply+abc@in.convoy.test", "Convoy Antwort <r@x.example>"]),
+            reply_to=rng.choice(
+                [
+                    None,
+                    "reply+abc@in.convoy.test",
+                    "Convoy Antwort <r@x.example>",
+                    REPLY_TOKEN_ADDRESS,  # as notifier.replies.address makes them: ~150 characters of token
+                    "reply+a..b@in.convoy.test",
+                    "reply+x.@in.convoy.test",
+                    "reply+" + "t" * 1000 + "@in.convoy.test",
+                ]
+            ),
         )
 
 
