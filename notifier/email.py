@@ -99,15 +99,9 @@ class SmtpPool:
         finally:
             self._idle.put_nowait(client)
 
-    async def send(self, message: EmailMessage | Wire) -> None:
-        if isinstance(message, EmailMessage):
-            # Flattened here, not by aiosmtplib: its fixed 78-column policy folds a long non-ASCII
-            # subject into encoded words and drops the space between them (CPython's folder).
-            message = Wire(
-                sender=parseaddr(str(message["From"]))[1],
-                recipients=[address for _, address in getaddresses([str(message["To"])])],
-                data=message.as_bytes(policy=WIRE_POLICY),
-            )
+    async def send(self, message: Wire) -> None:
+        """Send bytes flattened by :func:`wire_message` (not by aiosmtplib: its fixed 78-column policy
+        folds a long non-ASCII subject into encoded words and drops the space between them)."""
         try:
             async with self._client() as client:
                 await client.sendmail(message.sender, message.recipients, message.data, timeout=self.timeout)

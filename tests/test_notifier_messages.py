@@ -337,11 +337,11 @@ async def test_a_message_missing_a_param_is_dead_lettered_and_the_next_is_sent(
 
 async def test_a_long_non_ascii_subject_arrives_whole(smtp_sink: SmtpSink) -> None:
     """Folding a long subject into encoded words must keep the spaces between them."""
-    from notifier.email import SmtpConfig, SmtpPool, build_message
+    from notifier.email import SmtpConfig, SmtpPool, wire_message
 
     subject = "Metallbau Özdemir KG: neuer Fortschrittsbericht in „Digital-Konvoi Nord“"
     pool = SmtpPool(SmtpConfig(hostname="127.0.0.1", port=smtp_sink.port), size=1, timeout=10)
-    message = build_message(
+    message = wire_message(  # the bytes the notifier sends
         key="k1",
         sender="Convoy <convoy@localhost>",
         to_name="Anna Brändt",
