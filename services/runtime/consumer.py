@@ -37,6 +37,16 @@ log = structlog.get_logger(__name__)
 PROCESSED = Counter("convoy_events_processed", "Events handled by consumers", ["service", "consumer", "outcome"])
 
 Handler = Callable[[env.Envelope, ev.Event, asyncpg.Connection], Awaitable[None]]
+Decoded = tuple[env.Envelope, ev.Event] | env.MalformedEvent
+"""A message's envelope and event, or why it could not be decoded."""
+
+
+def _decode(msg: Msg) -> Decoded:
+    try:
+        return env.decode(msg.data)
+    except env.MalformedEvent as exc:
+        return exc
+
 
 FETCH_BATCH = 64
 FETCH_WAIT_S = 2.0
@@ -143,14 +153,15 @@ class Consumer:
             for msg in msgs:
                 await self.process(msg)
             return
-        lanes: dict[object, list[Msg]] = {}
+        lanes: dict[object, list[tuple[Msg, Decoded]]] = {}
         for msg in msgs:
-            lanes.setdefault(self._lane(msg), []).append(msg)
+            decoded = _decode(msg)
+            lanes.setdefault(self._lane(msg, decoded), []).append((msg, decoded))
 
-        async def lane(queue: list[Msg]) -> None:
-            for msg in queue:
+        async def lane(queue: list[tuple[Msg, Decoded]]) -> None:
+            for msg, decoded in queue:
                 async with self.own_slots, self.slots:
-                    await self.process(msg)
+                    await self.process(msg, decoded)
 
         # Not a TaskGroup: one failing lane must not cancel the others mid-send (an email handed
         # to SMTP but not recorded would become "uncertain"); the first failure is raised after.
@@ -159,24 +170,23 @@ class Consumer:
             if isinstance(result, BaseException):
                 raise result
 
-    def _lane(self, msg: Msg) -> object:
-        try:
-            _, event = env.decode(msg.data)
-        except env.MalformedEvent:
+    def _lane(self, msg: Msg, decoded: Decoded) -> object:
+        if isinstance(decoded, env.MalformedEvent):
             return ("malformed", id(msg))  # dead-lettered on its own
         try:
-            return ("key", self.spec.ordered_by(event))
+            return ("key", self.spec.ordered_by(decoded[1]))
         except Exception:
             return ("key", None)
 
-    async def process(self, msg: Msg) -> None:
+    async def process(self, msg: Msg, decoded: Decoded | None = None) -> None:
         attempt = msg.metadata.num_delivered
-        try:
-            envelope, event = env.decode(msg.data)
-        except env.MalformedEvent as exc:
-            await self._dead_letter(msg, f"malformed: {exc}")
+        if decoded is None:
+            decoded = _decode(msg)
+        if isinstance(decoded, env.MalformedEvent):
+            await self._dead_letter(msg, f"malformed: {decoded}")
             PROCESSED.labels(self.service, self.spec.purpose, "malformed").inc()
             return
+        envelope, event = decoded
         with (
             correlation.bound(envelope.correlation_id, causation_id=envelope.id),
             tracing.span(
