@@ -34,25 +34,7 @@ class Deliveries:
     async def claim(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
         """True: send it now. False: sent, refused, or an earlier attempt died mid-send (then it is
         marked ``uncertain``: detected, never silently sent twice)."""
-        async with self.db.transaction() as conn:
-            claimed = await conn.fetchval(
-                "INSERT INTO deliveries (key, event_id, channel, recipient, status, attempts)"
-                " VALUES ($1, $2, $3, $4, 'sending', 1)"
-                " ON CONFLICT (key) DO UPDATE SET status = 'sending', attempts = deliveries.attempts + 1"
-                " WHERE deliveries.status = 'retrying' RETURNING true",
-                key,
-                event_id,
-                channel,
-                recipient,
-            )
-            if not claimed:
-                await conn.execute(
-                    "UPDATE deliveries SET status = 'uncertain',"
-                    " last_error = 'an earlier attempt ended between claiming and recording'"
-                    " WHERE key = $1 AND status = 'sending'",
-                    key,
-                )
-        return bool(claimed)
+        return key in await self.record_and_claim([], [Claim(key, event_id, channel, recipient)])
 
     async def record_and_claim(self, sent: Sequence[str], claims: Sequence[Claim]) -> set[str]:
         """For many sends at once, in one statement (one round trip, one commit): mark ``sent`` keys
