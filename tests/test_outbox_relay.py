@@ -88,7 +88,7 @@ class Bed:
 
     @contextlib.asynccontextmanager
     async def relaying(self, **kw: object) -> AsyncIterator[outbox.Relay]:
-        relay = outbox.Relay(service=SERVICE, db=self.db, js=self.js, nc=self.nc, settings=self.settings, **kw)  # type: ignore[arg-type]
+        relay = outbox.Relay(service=SERVICE, nc=self.nc, settings=self.settings, **kw)  # type: ignore[arg-type]
         stop = asyncio.Event()
         task = asyncio.create_task(relay.run(stop))
         try:

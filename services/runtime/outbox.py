@@ -32,7 +32,6 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError
 from prometheus_client import Counter
 
@@ -40,7 +39,7 @@ from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
 from services.runtime import correlation, metrics, tracing
-from services.runtime.db import TRANSIENT_DB_ERRORS, Database
+from services.runtime.db import TRANSIENT_DB_ERRORS
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -227,18 +226,14 @@ class Relay:
         self,
         *,
         service: str,
-        db: Database,
-        js: JetStreamContext,
+        nc: Client,
         settings: Settings,
-        nc: Client | None = None,
         batch: int = BATCH,
         in_flight: int = IN_FLIGHT,
         atomic: bool = True,
     ) -> None:
         self.service = service
-        self.db = db  # kept for callers; the relay reads and deletes on its lock-holding session
-        self.js = js
-        self.nc: Client = nc if nc is not None else js._nc
+        self.nc = nc
         self.settings = settings
         self.subjects = Subjects(settings.namespace)
         self.batch = min(batch, ATOMIC_MAX)

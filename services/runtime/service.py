@@ -185,7 +185,7 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
         stack.push_async_callback(micro.stop)
 
         work_stop = asyncio.Event()
-        rt.relay = outbox.Relay(service=module.NAME, db=rt.db, js=rt.js, nc=rt.nc, settings=settings)
+        rt.relay = outbox.Relay(service=module.NAME, nc=rt.nc, settings=settings)
         relay = rt.relay
         service_metrics.leader_gauge(module.NAME, "outbox_relay", lambda: relay.leader)
         tasks = [asyncio.create_task(rt.relay.run(work_stop), name=f"{module.NAME}-relay")]
