@@ -200,9 +200,10 @@ async def setup(rt: Runtime) -> None:
             log.info("report hidden before it was announced: no emails, no Slack post", report_id=str(report.id))
             return
         company = next((m.company_name for m in members.members if m.company_id == event.company_id), "")
-        link = f"{rt.settings.public_url.rstrip('/')}/convoys/{event.convoy_id}"
-        list_id = f"{' '.join(members.convoy_name.split())[:60]} <{event.convoy_id}.convoys.convoy>"
+        link = public(f"/convoys/{event.convoy_id}")
+        list_id = convoy_list_id(members.convoy_name, event.convoy_id)
         peers = [m for m in members.members if m.company_id != event.company_id]
+        prefs = await preferences.get_many(m.person_id for m in peers)
         await fan_out(
             functools.partial(
                 send_email,
@@ -217,6 +218,7 @@ async def setup(rt: Runtime) -> None:
                 reply=replies.Target(
                     kind="comment", person_id=m.person_id, convoy_id=event.convoy_id, report_id=event.report_id
                 ),
+                prefs=prefs[m.person_id],
             )
             for m in peers
         )
@@ -230,7 +232,7 @@ async def setup(rt: Runtime) -> None:
                     api.Convoy,
                 )
                 language = convoy.language
-            report_link = f"{rt.settings.public_url.rstrip('/')}/reports/{report.id}"
+            report_link = public(f"/reports/{report.id}")
             message = slack.report_message(report, members.convoy_name, language, report_link)
             await post_to_slack(envelope, f"slack:report:{event.report_id}", target, members.convoy_name, message, link)
 
@@ -280,7 +282,7 @@ async def setup(rt: Runtime) -> None:
                 "company": helper.company_name,
                 "topic": report.help_topic or "-",
                 "message": offer_message,
-                "link": f"{rt.settings.public_url.rstrip('/')}/reports/{report.id}",
+                "link": public(f"/reports/{report.id}"),
             },
             name=author.name,
         )
@@ -290,7 +292,7 @@ async def setup(rt: Runtime) -> None:
             to_name=author.name,
             to_email=author.email,
             rendered=rendered,
-            list_id=f"{' '.join(members.convoy_name.split())[:60]} <{event.convoy_id}.convoys.convoy>",
+            list_id=convoy_list_id(members.convoy_name, event.convoy_id),
         )
 
     # --- check-in cycles ------------------------------------------------------------------------
