@@ -36,6 +36,15 @@ TEMPLATE_DB = "convoy_template"
 ADMIN_TOKEN = "adm_test-admin-token"
 
 
+@pytest.fixture
+async def browsers(client: httpx.AsyncClient) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Separate cookie jars, one per person (a browser each); closed after the test."""
+    made: list[httpx.AsyncClient] = []
+    yield made
+    for b in made:
+        await b.aclose()
+
+
 async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0, interval: float = 0.05) -> T:
     """Await ``check`` until it returns a truthy value (or stops raising AssertionError)."""
     deadline = asyncio.get_running_loop().time() + timeout

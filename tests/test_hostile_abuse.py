@@ -11,7 +11,6 @@ import math
 import re
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,14 +22,6 @@ from tests.conftest import SmtpSink, new_token_for, token_in, tokens_for
 from tests.hostile_world import build_rich_world
 from tests.test_hostile_authz import EXTRA_PARAMS, OBJECT_ALIASES, PUBLIC, example_body, fill, route_table
 from tests.world import build_world, sign_in
-
-
-@pytest.fixture
-async def browsers(client: httpx.AsyncClient) -> AsyncIterator[list[httpx.AsyncClient]]:
-    made: list[httpx.AsyncClient] = []
-    yield made
-    for b in made:
-        await b.aclose()
 
 
 def entropy_bits(secret: str) -> float:

@@ -10,7 +10,6 @@ or a path parameter it cannot fill, fails the test: a new endpoint cannot slip i
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -187,14 +186,6 @@ def example_query(document: dict[str, Any], method: str, path: str) -> dict[str,
 def settings(settings: Settings) -> Settings:
     """The per-client limit up: this test signs in many people from one address."""
     return msgspec.structs.replace(settings, client_requests_per_minute=100_000)
-
-
-@pytest.fixture
-async def browsers(client: httpx.AsyncClient) -> AsyncIterator[list[httpx.AsyncClient]]:
-    made: list[httpx.AsyncClient] = []
-    yield made
-    for b in made:
-        await b.aclose()
 
 
 async def browser(client: httpx.AsyncClient, sink: SmtpSink, made: list[httpx.AsyncClient], email: str) -> Any:

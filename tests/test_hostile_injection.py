@@ -13,7 +13,6 @@ import io
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from email.utils import getaddresses
 from typing import Any
 
@@ -43,14 +42,6 @@ def raw_markup(html: str) -> list[str]:
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return msgspec.structs.replace(settings, client_requests_per_minute=100_000, invitations_per_day=100)
-
-
-@pytest.fixture
-async def browsers(client: httpx.AsyncClient) -> AsyncIterator[list[httpx.AsyncClient]]:
-    made: list[httpx.AsyncClient] = []
-    yield made
-    for b in made:
-        await b.aclose()
 
 
 async def ok(response: Any) -> dict[str, Any]:

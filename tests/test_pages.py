@@ -7,12 +7,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from email.utils import parseaddr
 from pathlib import Path
 
 import httpx
-import pytest
 from babel.messages.pofile import read_po
 
 from convoy_api.web import i18n
@@ -20,15 +18,6 @@ from tests.conftest import SmtpSink, eventually
 from tests.world import World, build_world, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def browser_of(client: httpx.AsyncClient) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """Separate cookie jars, one per person (a browser each)."""
-    made: list[httpx.AsyncClient] = []
-    yield made
-    for c in made:
-        await c.aclose()
 
 
 async def signed_in(
@@ -74,11 +63,11 @@ async def test_errors_sit_next_to_the_field_in_the_persons_language(client: http
 
 
 async def test_same_authorization_as_the_api_and_csrf_on_every_form(
-    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
 ) -> None:
     ours = await build_world(client, smtp_sink)
     theirs = await build_world(client, smtp_sink, companies=1)
-    anna, csrf = await signed_in(client, smtp_sink, browser_of, rep_email(ours, "a"))
+    anna, csrf = await signed_in(client, smtp_sink, browsers, rep_email(ours, "a"))
 
     page = await anna.get(f"/convoys/{ours.convoy_id}")
     assert page.status_code == 200 and "Terminvergabe Nord" in page.text
@@ -104,7 +93,7 @@ async def test_same_authorization_as_the_api_and_csrf_on_every_form(
 
 
 async def test_user_text_is_escaped_in_pages(
-    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
 ) -> None:
     world = await build_world(client, smtp_sink)
     r = await client.patch(
@@ -113,7 +102,7 @@ async def test_user_text_is_escaped_in_pages(
         headers=world.facilitator,
     )
     assert r.status_code == 200, r.text
-    ben, csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "b"))
+    ben, csrf = await signed_in(client, smtp_sink, browsers, rep_email(world, "b"))
     r = await ben.post(
         f"/convoys/{world.convoy_id}/report",
         data={"done": "<script>alert(3)</script> [x](javascript:alert(4))", "_csrf": csrf},
@@ -179,7 +168,7 @@ def test_every_string_of_the_pages_has_a_german_translation(tmp_path: Path) -> N
 
 
 async def test_every_page_renders_for_its_people(
-    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
 ) -> None:
     world = await build_world(client, smtp_sink)
     cid = world.convoy_id
@@ -188,8 +177,8 @@ async def test_every_page_renders_for_its_people(
     fac_email = next(
         m["To"] for m in smtp_sink.messages if "frieda-" in str(m["To"]) and "Anmeldelink" in str(m["Subject"])
     )
-    fac, _ = await signed_in(client, smtp_sink, browser_of, parseaddr(str(fac_email))[1])
-    anna, csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "a"))
+    fac, _ = await signed_in(client, smtp_sink, browsers, parseaddr(str(fac_email))[1])
+    anna, csrf = await signed_in(client, smtp_sink, browsers, rep_email(world, "a"))
 
     first = await anna.get(f"/convoys/{cid}/project/")  # no project yet: the form to start one
     assert first.status_code == 200 and 'name="project_type"' in first.text
@@ -245,11 +234,11 @@ async def test_every_page_renders_for_its_people(
 
 
 async def test_a_person_exports_and_deletes_their_account_from_the_profile(
-    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
 ) -> None:
     world = await build_world(client, smtp_sink)
-    anna, csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "a"))
-    ben, _ = await signed_in(client, smtp_sink, browser_of, rep_email(world, "b"))
+    anna, csrf = await signed_in(client, smtp_sink, browsers, rep_email(world, "a"))
+    ben, _ = await signed_in(client, smtp_sink, browsers, rep_email(world, "b"))
     r = await anna.post(f"/convoys/{world.convoy_id}/report", data={"done": "Kalender gewählt", "_csrf": csrf})
     assert r.status_code == 303
     export = await anna.get("/api/v1/me/export")
@@ -270,16 +259,16 @@ async def test_a_person_exports_and_deletes_their_account_from_the_profile(
 
 
 async def test_flag_queue_and_charter_pages(
-    client: httpx.AsyncClient, smtp_sink: SmtpSink, browser_of: list[httpx.AsyncClient]
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
 ) -> None:
     world = await build_world(client, smtp_sink)
     cid = world.convoy_id
     fac_email = next(
         m["To"] for m in smtp_sink.messages if "frieda-" in str(m["To"]) and "Anmeldelink" in str(m["Subject"])
     )
-    fac, fac_csrf = await signed_in(client, smtp_sink, browser_of, parseaddr(str(fac_email))[1])
-    anna, anna_csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "a"))
-    ben, ben_csrf = await signed_in(client, smtp_sink, browser_of, rep_email(world, "b"))
+    fac, fac_csrf = await signed_in(client, smtp_sink, browsers, parseaddr(str(fac_email))[1])
+    anna, anna_csrf = await signed_in(client, smtp_sink, browsers, rep_email(world, "a"))
+    ben, ben_csrf = await signed_in(client, smtp_sink, browsers, rep_email(world, "b"))
     r = await anna.post(f"/convoys/{cid}/report", data={"done": "Jetzt 20 % Rabatt bei uns!", "_csrf": anna_csrf})
     assert r.status_code == 303
     report_id = re.search(r'href="/reports/([0-9a-f-]{36})"', (await ben.get(f"/convoys/{cid}")).text)
