@@ -1117,7 +1117,21 @@ class Fired(Reply, kw_only=True):
 
 
 # --- notification preferences (notifier) ---------------------------------------------------------
-NotificationKind = Literal["report", "help_offered", "prompt", "nudge", "digest", "facilitator_digest"]
+NotificationKind = Literal[
+    "report",
+    "help_offered",
+    "prompt",
+    "nudge",
+    "digest",
+    "facilitator_digest",
+    "feedback",
+    "reply",
+    "help_requested",
+    "facilitator_cycle",
+]
+"""Kinds of notification email a person can switch off one by one (``feedback``: comments and kudos on
+their company's report; ``reply``: answers to their comment; ``help_requested`` and ``facilitator_cycle``:
+a facilitator's help requests and end-of-round digest)."""
 
 
 class NotificationPrefs(Body, kw_only=True):
@@ -1125,7 +1139,7 @@ class NotificationPrefs(Body, kw_only=True):
     """Any email besides sign-in links and invitations."""
     digest: bool = True
     immediate: dict[NotificationKind, bool] = {}
-    """Per kind of immediate notification (report, help_offered, prompt, nudge, facilitator_digest); default on."""
+    """Per kind of notification (see ``NotificationKind``); default on."""
 
     def allows(self, kind: str) -> bool:
         if not self.email:

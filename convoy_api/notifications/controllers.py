@@ -23,6 +23,10 @@ KIND_NAMES = {
     "nudge": ("Erinnerungen", "reminders"),
     "digest": ("den Konvoi-Digest", "the convoy digest"),
     "facilitator_digest": ("den Moderations-Digest", "the facilitator digest"),
+    "feedback": ("Rückmeldungen zu Ihren Berichten", "feedback on your reports"),
+    "reply": ("Antworten auf Ihre Kommentare", "replies to your comments"),
+    "help_requested": ("Hilfegesuche in Ihren Konvois", "help requests in your convoys"),
+    "facilitator_cycle": ("die Rundenübersicht für die Moderation", "the facilitator's round summary"),
 }
 
 

@@ -20,7 +20,17 @@ from schemas.subjects import Rpc
 from services.runtime.errors import ConvoyError
 
 PageDep = NamedDependency[Page]
-KINDS = ("report", "help_offered", "prompt", "nudge", "facilitator_digest")
+KINDS = (
+    "report",
+    "feedback",
+    "reply",
+    "help_offered",
+    "prompt",
+    "nudge",
+    "facilitator_digest",
+    "help_requested",
+    "facilitator_cycle",
+)
 
 
 class ProfilePages(Controller):
