@@ -872,6 +872,22 @@ class CycleAsk(Body, kw_only=True):
     cycle_index: int
 
 
+class RoundRef(Body, kw_only=True):
+    convoy_id: uuid.UUID
+    cycle_index: Annotated[int, Meta(ge=0)]
+
+
+class SealRounds(Body, kw_only=True):
+    """services/reminders asks services/milestones to seal cycles it is about to close."""
+
+    rounds: Annotated[list[RoundRef], Meta(max_length=1000)]
+
+
+class RoundsSealed(Reply, kw_only=True):
+    sealed: int
+    """How many of the cycles asked were sealed now (0: all were sealed before)."""
+
+
 class CycleStatus(Reply, kw_only=True):
     convoy_id: uuid.UUID
     cycle_index: int

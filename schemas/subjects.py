@@ -169,6 +169,8 @@ class Rpc:
     CYCLE_STATUS = "cycle_status"
     PROMPT_CONTEXT = "prompt_context"
     DIGEST = "digest"
+    ROUNDS_SEAL = "rounds_seal"
+    """services/reminders only: seal cycles before closing them (services/milestones: the round boundary)."""
     SCHEDULE = "schedule"
     CYCLE_SKIP = "cycle_skip"
     COMPANY_AWAY = "company_away"

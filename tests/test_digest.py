@@ -177,49 +177,74 @@ async def test_the_digest_of_a_cycle_in_the_peer_view(
         assert sorted(other.silent_company_ids) == sorted(company(world, k) for k in "abc")
 
 
+async def seal(stack: Stack, world: World, *cycle_indexes: int) -> int:
+    """Seal cycles the way services/reminders does before it closes them."""
+    msg: Msg = await stack.nc.request(
+        stack.subjects.rpc("milestones", Rpc.ROUNDS_SEAL),
+        msgspec.json.encode(
+            api.SealRounds(
+                rounds=[api.RoundRef(convoy_id=uuid.UUID(world.convoy_id), cycle_index=i) for i in cycle_indexes]
+            )
+        ),
+        timeout=5,
+    )
+    assert error_of(msg) is None, msg.headers
+    return msgspec.json.decode(msg.data, type=api.RoundsSealed).sealed
+
+
 async def test_a_late_report_is_carried_once_by_the_next_digest(
     client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack, settings: Any
 ) -> None:
     world = await build_world(client, smtp_sink, companies=2)
-    await scheduled(client, world, settings, days=2, window_hours=24)
-    # Ben's company reported for cycle 9 in time (three days ago, before cycle 10 opened).
-    r = await post_report(client, world, "b", done="Pünktlich für Zyklus 9")
+    await scheduled(client, world, settings, days=2, window_hours=100)
+    # Ben's company reports in time; then the round closes (sealed, as the scheduler does first).
+    r = await post_report(client, world, "b", done="Pünktlich für Runde 10")
     assert r.status_code == 201, r.text
     on_time = uuid.UUID(r.json()["id"])
-    await sql(
-        settings,
-        "UPDATE milestones.reports SET cycle_index = 9, submitted_at = submitted_at - interval '3 days' WHERE id = $1",
-        on_time,
-    )
-    # Anna's company's report for cycle 9 arrives now, in cycle 10: after cycle 9's digest went out.
-    r = await post_report(client, world, "a", done="Nachtrag für Zyklus 9", help_wanted=True, help_topic="Kasse")
+    assert r.json()["late"] is False
+    assert await seal(stack, world, 10) == 1
+    assert await seal(stack, world, 10) == 0  # a retried close seals nothing again
+
+    # Anna's company's report arrives after the close: still round 10 by the calendar, but late.
+    r = await post_report(client, world, "a", done="Nachtrag für Runde 10", help_wanted=True, help_topic="Kasse")
     assert r.status_code == 201, r.text
     late = uuid.UUID(r.json()["id"])
-    await sql(settings, "UPDATE milestones.reports SET cycle_index = 9 WHERE id = $1", late)
-    # A report of this cycle that is on time.
-    r = await post_report(client, world, "b", done="Zyklus 10")
-    assert r.status_code == 201, r.text
-    current = uuid.UUID(r.json()["id"])
+    assert (r.json()["cycle_index"], r.json()["late"]) == (10, True)
 
-    d9, raw9 = await digest(stack, world, 9)
-    assert [r.report_id for r in d9.reports] == [on_time]
-    assert d9.late_addenda == [] and d9.help_requests == []
-    assert d9.silent_company_ids == [company(world, "a")] and d9.participation == 0.5
+    # The on-time report went out in the digest: no more edits. The late one is in no digest yet.
+    r = await client.patch(f"/api/v1/reports/{on_time}", json={"done": "geändert"}, headers=world.reps["b"].auth)
+    assert r.status_code == 409, r.text
+    assert "digest" in r.json()["detail"]
+    r = await client.patch(f"/api/v1/reports/{late}", json={"done": "Nachtrag, ergänzt"}, headers=world.reps["a"].auth)
+    assert r.status_code == 200, r.text
 
     d10, raw10 = await digest(stack, world, 10)
-    assert [r.report_id for r in d10.reports] == [current]
-    assert [(r.report_id, r.cycle_index, r.done) for r in d10.late_addenda] == [(late, 9, "Nachtrag für Zyklus 9")]
-    assert d10.help_requests == []  # help requests are this cycle's
+    assert [r.report_id for r in d10.reports] == [on_time]
+    assert d10.late_addenda == [] and d10.help_requests == []
     assert d10.silent_company_ids == [company(world, "a")] and d10.participation == 0.5
 
-    d11, _ = await digest(stack, world, 11)
-    assert d11.reports == d11.late_addenda == []
+    # Not sealed yet: a preview of the next digest shows the addendum; sealing keeps it there.
+    preview, _ = await digest(stack, world, 11)
+    assert [r.report_id for r in preview.late_addenda] == [late]
+    assert await seal(stack, world, 11) == 1
+    d11, raw11 = await digest(stack, world, 11)
+    assert d11.reports == [] and d11.help_requests == []  # help requests are the round's own
+    assert [(r.report_id, r.cycle_index, r.late, r.done) for r in d11.late_addenda] == [
+        (late, 10, True, "Nachtrag, ergänzt")
+    ]
+    r = await client.patch(f"/api/v1/reports/{late}", json={"done": "zu spät"}, headers=world.reps["a"].auth)
+    assert r.status_code == 409, r.text
 
-    # Pure: asked again (a retry), every digest says the same; a hidden addendum disappears.
-    assert (await digest(stack, world, 9))[1] == raw9
+    assert await seal(stack, world, 12) == 1
+    d12, _ = await digest(stack, world, 12)
+    assert d12.reports == d12.late_addenda == []
+
+    # Asked again (a retry), every sealed digest says the same; an old seal asked again moves nothing.
+    assert await seal(stack, world, 10) == 0
     assert (await digest(stack, world, 10))[1] == raw10
+    assert (await digest(stack, world, 11))[1] == raw11
     await sql(settings, "UPDATE milestones.reports SET hidden_at = now() WHERE id = $1", late)
-    assert (await digest(stack, world, 10))[0].late_addenda == []
+    assert (await digest(stack, world, 11))[0].late_addenda == []
 
 
 async def test_prompt_context_per_company(

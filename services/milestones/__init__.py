@@ -58,6 +58,7 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.CYCLE_STATUS, api.CycleAsk, svc.cycle_status)
     rt.endpoint(Rpc.PROMPT_CONTEXT, api.CycleAsk, svc.prompt_context)
     rt.endpoint(Rpc.DIGEST, api.CycleAsk, svc.digest)
+    rt.endpoint(Rpc.ROUNDS_SEAL, api.SealRounds, svc.seal_rounds)
     rt.endpoint(Rpc.FACILITATOR_DIGEST, api.FacilitatorDigestAsk, svc.facilitator_digest)
     # --- demo / import
     rt.endpoint(Rpc.REPORT_IMPORT, api.ImportReport, HistoryImport(svc).import_report)

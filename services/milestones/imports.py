@@ -113,7 +113,9 @@ class HistoryImport:
                 r=r,
                 ts_config=TS_CONFIG.get(convoy["language"], "simple"),
                 submitted_at=submitted_at,
+                digest_cycle=req.cycle_index,  # history: its cycle's digest carried it
             )
+            await repo.seal_rounds(conn, [req.convoy_id], [req.cycle_index])  # a closed cycle: sealed
             if written is None:  # imported a moment ago by someone else
                 existing = await repo.report_id_for_cycle(conn, req.company_id, req.cycle_index)
                 assert existing is not None

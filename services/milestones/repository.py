@@ -271,17 +271,20 @@ async def insert_report(
     r: api.NewReport,
     ts_config: str,
     submitted_at: datetime | None = None,
+    digest_cycle: int | None = None,
 ) -> asyncpg.Record | None:
-    """A new report; ``submitted_at`` only for history brought in by the admin import (default: now).
+    """A new report; ``submitted_at`` only for history brought in by the admin import (default: now),
+    ``digest_cycle`` only for history too (a past cycle's digest that carried it).
 
     Returns what the database set: ``submitted_at``, ``updated_at``, ``version`` and the
     ``company_name`` (from the projection, as :func:`report_rows` joins it; null if it has none);
     None when the company has a report for this cycle already (no error, so no savepoint around it)."""
     return await conn.fetchrow(
         "INSERT INTO reports (id, convoy_id, company_id, author_id, cycle_index, late, done, next, blockers,"
-        " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config, submitted_at, updated_at)"
+        " help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config, submitted_at, updated_at,"
+        " digest_cycle)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig,"
-        " coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now())) ON CONFLICT DO NOTHING"
+        " coalesce($16::timestamptz, now()), coalesce($16::timestamptz, now()), $17) ON CONFLICT DO NOTHING"
         " RETURNING submitted_at, updated_at, version,"
         " (SELECT c.name FROM companies c WHERE c.company_id = $3) AS company_name",
         report_id,
@@ -300,6 +303,7 @@ async def insert_report(
         r.facilitator_note,
         ts_config,
         submitted_at,
+        digest_cycle,
     )
 
 
@@ -571,6 +575,64 @@ async def companies_that_completed(
     )
 
 
+# --- the round boundary: seals (services/reminders seals a cycle before it closes it) --------------
+def _round_lock_key(convoy_id: uuid.UUID) -> int:
+    """The advisory lock of a convoy's round boundary (a signed 64-bit key from the id)."""
+    return int.from_bytes(convoy_id.bytes[:8], "big", signed=True) ^ 0x726F756E64  # "round"
+
+
+async def enter_round(conn: Conn, convoy_id: uuid.UUID) -> int:
+    """Take the convoy's round lock shared (until the transaction ends); the newest sealed cycle, -1 if none.
+
+    Report inserts hold it shared, a seal exclusive: a report is either committed before the seal
+    (and the seal assigns it to that digest) or it sees the seal (and is late).
+    """
+    # Two statements: a statement's snapshot is taken before it waits for the lock, so a read in
+    # the locking statement itself would miss a seal committed while it waited.
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _round_lock_key(convoy_id))
+    return await sealed_through(conn, convoy_id)
+
+
+async def seal_rounds(conn: Conn, convoy_ids: list[uuid.UUID], cycle_indexes: list[int]) -> int:
+    """Seal cycles (parallel arrays; cycles of a convoy close in order); returns how many were new.
+
+    Idempotent: a cycle at or below the convoy's newest seal is left as it is (a retry, or an old
+    close) and takes no reports. A new seal assigns every report of the convoy not yet in a digest
+    whose cycle is at or below it to the smallest new seal at or above its own cycle.
+    """
+    for key in sorted({_round_lock_key(c) for c in convoy_ids}):  # in key order: no deadlock
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+    fresh = await conn.fetch(
+        "INSERT INTO round_seals (convoy_id, cycle_index)"
+        " SELECT w.convoy_id, w.cycle_index FROM unnest($1::uuid[], $2::int[]) AS w(convoy_id, cycle_index)"
+        " WHERE w.cycle_index > coalesce((SELECT max(s.cycle_index) FROM round_seals s"
+        "   WHERE s.convoy_id = w.convoy_id), -1)"
+        " ON CONFLICT DO NOTHING RETURNING convoy_id, cycle_index",
+        convoy_ids,
+        cycle_indexes,
+    )
+    if fresh:
+        await conn.execute(
+            "UPDATE reports r SET digest_cycle = ("
+            "   SELECT min(f.cycle_index) FROM unnest($1::uuid[], $2::int[]) AS f(convoy_id, cycle_index)"
+            "   WHERE f.convoy_id = r.convoy_id AND f.cycle_index >= r.cycle_index)"
+            " WHERE r.convoy_id = ANY($1::uuid[]) AND r.digest_cycle IS NULL AND r.cycle_index <= ("
+            "   SELECT max(f.cycle_index) FROM unnest($1::uuid[], $2::int[]) AS f(convoy_id, cycle_index)"
+            "   WHERE f.convoy_id = r.convoy_id)",
+            [f["convoy_id"] for f in fresh],
+            [f["cycle_index"] for f in fresh],
+        )
+    return len(fresh)
+
+
+async def sealed_through(conn: Conn, convoy_id: uuid.UUID) -> int:
+    """The convoy's newest sealed cycle; -1 if none (cycles are sealed in order)."""
+    value: int = await conn.fetchval(
+        "SELECT coalesce(max(cycle_index), -1) FROM round_seals WHERE convoy_id = $1", convoy_id
+    )
+    return value
+
+
 # --- check-in cycles (asked by the notifier) ------------------------------------------------------
 async def cycle_reporters(conn: Conn, convoy_id: uuid.UUID, cycle_index: int) -> list[uuid.UUID] | None:
     """Companies with a visible report for the cycle, in one query; None if the convoy is not projected."""
@@ -622,16 +684,17 @@ DIGEST_REPORT_COLUMNS = (
 
 
 async def digest_rows(
-    conn: Conn, convoy_id: uuid.UUID, cycle_index: int, opens_at: datetime, closes_at: datetime
+    conn: Conn, convoy_id: uuid.UUID, cycle_index: int, opens_at: datetime, closes_at: datetime, *, sealed_through: int
 ) -> dict[str, list[asyncpg.Record]]:
     """Four set-based queries for a whole convoy's digest of one cycle (active companies only).
 
     - companies: active companies with their done and total milestone weight (progress);
-    - reports: visible reports of the cycle that were in before it closed, and late addenda:
-      visible reports of earlier cycles submitted in ``[opens_at, closes_at)`` of this cycle.
-      ``opens_at`` of cycle n is ``closes_at`` of cycle n-1, and every earlier cycle closed at or
-      before it, so such a report arrived after its own cycle's digest. Every visible report
-      thus lies in exactly one digest, whenever (and however often) digests are computed;
+    - reports: the visible reports the cycle's seal assigned to its digest (``digest_cycle``): those
+      of the cycle that were in before it closed, and late addenda, reports of earlier cycles that
+      arrived after their own cycle's seal. Every report is assigned once, so every visible report
+      lies in exactly one digest, however often digests are computed. A cycle after ``sealed_through``
+      (the newest seal) gets a preview: its own reports, and for the next cycle to seal the late ones
+      waiting for it;
     - touched: the milestones those reports touched, with titles;
     - completed: milestones done with ``completed_at`` in ``[opens_at, closes_at)``.
     """
@@ -644,13 +707,13 @@ async def digest_rows(
     )
     reports = await conn.fetch(
         f"SELECT {DIGEST_REPORT_COLUMNS} FROM reports r JOIN companies c ON c.company_id = r.company_id AND c.active"
-        " WHERE r.convoy_id = $1 AND r.hidden_at IS NULL AND r.submitted_at < $4"
-        " AND (r.cycle_index = $2 OR (r.cycle_index < $2 AND r.submitted_at >= $3))"
+        " WHERE r.convoy_id = $1 AND r.hidden_at IS NULL AND CASE WHEN $2::int <= $3::int"
+        "   THEN r.digest_cycle = $2"
+        "   ELSE r.digest_cycle IS NULL AND (r.cycle_index = $2 OR r.cycle_index <= $3) END"
         " ORDER BY r.submitted_at, r.id",
         convoy_id,
         cycle_index,
-        opens_at,
-        closes_at,
+        sealed_through,
     )
     touched = await conn.fetch(
         "SELECT rm.report_id, rm.status, m.title FROM report_milestones rm JOIN milestones m ON m.id = rm.milestone_id"

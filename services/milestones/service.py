@@ -349,7 +349,10 @@ class MilestonesService:
             assert req.actor.person_id is not None
             cycle = current_cycle(access.convoy, now)
             index = cycle.index if cycle else 0
-            late = cycle.is_late(now) if cycle else False
+            # After its cycle's seal (the scheduler closed it, also early by "close now") a report
+            # is late and goes into the next digest as an addendum (repository.enter_round).
+            sealed_through = await repo.enter_round(conn, req.convoy_id)
+            late = (cycle.is_late(now) if cycle else False) or index <= sealed_through
             refs = await self._check_report_refs(conn, company_id, index, r)
             report_id = uuid.uuid4()
             written = await repo.insert_report(
@@ -481,8 +484,11 @@ class MilestonesService:
             cycle = cycles.cycle_by_index(
                 cadence_of(convoy), convoy["timezone"], convoy["start_date"], row["cycle_index"]
             )
-            if now >= cycle.closes_at:
-                raise Conflict("the cycle of this report has closed; it can no longer be edited")
+            if row["digest_cycle"] is not None or now >= cycle.closes_at:
+                raise Conflict(
+                    "this report's round has closed and its digest has gone out, so it can no longer be"
+                    " edited; add a comment to it instead"
+                )
             if changes:
                 await repo.save_version(conn, row, req.actor.person_id)
                 await repo.update_report(conn, req.report_id, changes)
@@ -834,10 +840,10 @@ class MilestonesService:
     async def digest(self, req: api.CycleAsk) -> api.Digest:
         """One cycle's digest, peer view: the convoy, then four set-based queries in one snapshot.
 
-        A pure function of the stored data and the cycle's window: a report counts for the digest
-        of its own cycle if it was in before that cycle closed, and otherwise, once, as a late
-        addendum of the digest whose window it arrived in; so calling it again (a retry, or days
-        later) gives the same reports, addenda and completed milestones.
+        A report counts for the digest of its own cycle if it was in before that cycle's seal (the
+        close), and otherwise, once, as a late addendum of the next digest sealed after it arrived;
+        for a sealed cycle, calling it again (a retry, or days later) gives the same reports, addenda
+        and completed milestones. For a cycle not sealed yet it is a preview: what a seal now would carry.
         """
         _check_index(req.cycle_index)
         async with self.rt.db.connection() as conn:
@@ -846,8 +852,22 @@ class MilestonesService:
                 raise NotFound("no such convoy")
             cycle = _cycle(convoy, req.cycle_index)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                data = await repo.digest_rows(conn, req.convoy_id, req.cycle_index, cycle.opens_at, cycle.closes_at)
+                through = await repo.sealed_through(conn, req.convoy_id)
+                data = await repo.digest_rows(
+                    conn, req.convoy_id, req.cycle_index, cycle.opens_at, cycle.closes_at, sealed_through=through
+                )
         return build_digest(convoy, req.cycle_index, data)
+
+    async def seal_rounds(self, req: api.SealRounds) -> api.RoundsSealed:
+        """services/reminders seals cycles before it closes them: from here on they are closed.
+
+        Idempotent (a retried close seals nothing again); see repository.seal_rounds.
+        """
+        async with self.rt.db.transaction() as conn:
+            sealed = await repo.seal_rounds(
+                conn, [r.convoy_id for r in req.rounds], [r.cycle_index for r in req.rounds]
+            )
+        return api.RoundsSealed(sealed=sealed)
 
     async def facilitator_digest(self, req: api.FacilitatorDigestAsk) -> api.FacilitatorDigest:
         """The weekly health of a facilitator's convoys at ``req.at``: six set-based queries for all

@@ -40,6 +40,8 @@ PLAN_PAGE = 2000
 """Convoys planned per transaction."""
 FIRE_BATCH = 500
 """Cycles fired per transaction (whole convoys: a convoy's events stay in order)."""
+SEAL_CHUNK = 1000
+"""Cycles per seal request to services/milestones (api.SealRounds takes at most this many)."""
 FIRE_CONCURRENCY = 4
 """Fire transactions at a time (the pool is shared with the consumers and the relay)."""
 
@@ -259,6 +261,11 @@ class Reminders:
             absences: dict[uuid.UUID, list[asyncpg.Record]] = {}
             for a in await repo.absences_of(conn, sending) if sending else []:
                 absences.setdefault(a["convoy_id"], []).append(a)
+            # The round boundary: services/milestones seals the cycles before this close commits, so
+            # a report from now on is late (a failed seal fails the batch: retried at the next tick).
+            await self._seal(
+                [(c["convoy_id"], a.cycle_index) for c, actions in todo for a in actions if a.kind == "close"]
+            )
             for c, actions in todo:
                 convoy_id = c["convoy_id"]
                 cycle_absences = _absences_of(c, c["timezone"], absences.get(convoy_id, []))
@@ -355,6 +362,9 @@ class Reminders:
                         event_id=fire_id(convoy_id, c["cycle_index"], "nudge", action.nudge),
                     )
             elif action.kind == "close":
+                if c["closed_at"] is not None:
+                    return False
+                await self._seal([(convoy_id, c["cycle_index"])])
                 if not await repo.mark(conn, convoy_id, c["cycle_index"], "closed_at", now):
                     return False
                 await self.rt.emit(
@@ -376,6 +386,17 @@ class Reminders:
                 nudge=action.nudge,
             )
             return True
+
+    async def _seal(self, rounds: list[tuple[uuid.UUID, int]]) -> None:
+        """Seal cycles in services/milestones (idempotent) before their close is recorded here."""
+        for i in range(0, len(rounds), SEAL_CHUNK):
+            await self.rt.rpc.call(
+                self.rt.subjects.rpc("milestones", Rpc.ROUNDS_SEAL),
+                api.SealRounds(
+                    rounds=[api.RoundRef(convoy_id=c, cycle_index=n) for c, n in rounds[i : i + SEAL_CHUNK]]
+                ),
+                api.RoundsSealed,
+            )
 
     async def _absences(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: asyncpg.Record) -> list[ev.Absence]:
         convoy = await repo.convoy(conn, convoy_id)
@@ -546,8 +567,13 @@ class Reminders:
             for c in plan_.cycles_to_keep(plan_of(row), now):
                 await repo.keep_cycle(conn, req.convoy_id, c)
             current = await repo.current_cycle(conn, req.convoy_id, now)
-        if current is None:
-            raise Conflict("the convoy's first check-in has not come yet")
+            if current is None:
+                # Before the first check-in: "prompt now" kicks the first round off early (its prompt
+                # goes out now; its due time, nudges, close and every later round stay as scheduled,
+                # and the scheduled check-in sends no second prompt). "Close now" needs it started.
+                current = await repo.cycle(conn, req.convoy_id, 0)
+                if current is None or (kind == "close" and current["opened_at"] is None):
+                    raise Conflict("the convoy's first check-in has not come yet; open the first round first")
         if kind == "close" and current["opened_at"] is None:
             await self._apply(req.convoy_id, plan_.Action("open", current["cycle_index"]), now)
         done = await self._apply(req.convoy_id, plan_.Action(kind, current["cycle_index"]), now)  # type: ignore[arg-type]
