@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+import msgspec
 
 from notifier import cycles, facilitation
 from schemas import api
@@ -71,16 +72,10 @@ def test_the_help_request_email_names_company_topic_milestone_and_blockers_escap
     assert f'href="{link}"' in de.html and '{% extends "_layout.html" %}' not in de.html
     assert_harmless(de.html)
 
-    bare = msgspec_replace(report, help_topic="", blockers="")
+    bare = msgspec.structs.replace(report, help_topic="", blockers="")
     en = facilitation.help_requested(facilitator=contact("en"), convoy="Nord", report=bare, milestone="", link=link)
     assert en.subject == 'Help request from Sanitär <Müller> in "Nord"' and en.lang == "en"
     assert "Topic: (no topic given)" in en.text and "Milestone" not in en.text and "Blockers" not in en.text
-
-
-def msgspec_replace(report: api.Report, **changes: Any) -> api.Report:
-    import msgspec
-
-    return msgspec.structs.replace(report, **changes)
 
 
 def test_the_round_summary_counts_participation_and_keeps_silent_and_excused_apart() -> None:
@@ -137,7 +132,7 @@ def test_the_round_summary_counts_participation_and_keeps_silent_and_excused_apa
     assert en.subject == 'Round 4 in "Terminvergabe Nord": 2 of 5 reported' and en.lang == "en"
     assert "Hello Fred Coach," in en.text and "Mood: 3.5 of 5 (average of 2 ratings)" in en.text
 
-    nobody = msgspec_replace_digest(d, reports=[], help_requests=[], late_addenda=[], participation=0.0)
+    nobody = msgspec.structs.replace(d, reports=[], help_requests=[], late_addenda=[], participation=0.0)
     quiet = facilitation.RoundSummary(
         digests=cycles.DigestRenderer(
             d=nobody, people={}, companies={}, absences=[], link="l", report_link="r/{report_id}"
@@ -147,12 +142,6 @@ def test_the_round_summary_counts_participation_and_keeps_silent_and_excused_apa
     ).render(contact("en"))
     assert quiet.subject == 'Round 4 in "Terminvergabe Nord": nobody reported'
     assert "Nobody reported this round." in quiet.text and "Mood: no ratings" in quiet.text
-
-
-def msgspec_replace_digest(d: api.Digest, **changes: Any) -> api.Digest:
-    import msgspec
-
-    return msgspec.structs.replace(d, **changes)
 
 
 def recipient_fields() -> dict[str, Any]:
