@@ -18,7 +18,7 @@ import msgspec
 import structlog
 from prometheus_client import Counter
 
-from notifier import cycles, facilitator, render, replies, slack
+from notifier import cycles, facilitation, facilitator, render, replies, slack
 from notifier.batching import DeliveryBatcher
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, TransientDeliveryError, wire_message
 from notifier.privacy import PrivacyRules
@@ -295,6 +295,11 @@ async def setup(rt: Runtime) -> None:
             list_id=convoy_list_id(members.convoy_name, event.convoy_id),
         )
 
+    # help requests at once and round summaries at close, for the convoy's facilitators
+    facilitator_mail = facilitation.FacilitatorMail(
+        rt=rt, send_email=send_email, fan_out=fan_out, preferences=preferences, public=public, list_id=convoy_list_id
+    )
+
     # --- check-in cycles ------------------------------------------------------------------------
     async def convoy_context(convoy_id: uuid.UUID) -> tuple[api.Recipients, api.Convoy]:
         """Who to write to (with names and languages), and the convoy (time zone, company names)."""
@@ -369,7 +374,8 @@ async def setup(rt: Runtime) -> None:
         )
 
     async def on_cycle_closed(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """The digest to every member (absent companies too: they still read), once per person."""
+        """The digest to every member (absent companies too: they still read), once per person; before
+        it, each facilitator's round summary (sent when nobody reported too: then it says so)."""
         assert isinstance(event, ev.CycleClosed)
         (members, convoy), digest = await asyncio.gather(
             convoy_context(event.convoy_id),
@@ -379,9 +385,6 @@ async def setup(rt: Runtime) -> None:
                 api.Digest,
             ),
         )
-        if cycles.digest_is_empty(digest):
-            log.info("digest skipped: nothing happened", convoy_id=str(event.convoy_id), cycle=event.cycle_index)
-            return
         people = {m.person_id: m.name for m in members.members}
         companies = {c.id: c.name for c in convoy.companies} | {m.company_id: m.company_name for m in members.members}
         link = public(f"/convoys/{event.convoy_id}")
@@ -391,6 +394,10 @@ async def setup(rt: Runtime) -> None:
         digests = cycles.DigestRenderer(
             d=digest, people=people, companies=companies, absences=event.absences, link=link, report_link=report_link
         )
+        await facilitator_mail.send_round_summaries(envelope, event, digests, list_id)
+        if cycles.digest_is_empty(digest):
+            log.info("digest skipped: nothing happened", convoy_id=str(event.convoy_id), cycle=event.cycle_index)
+            return
         prefs = await preferences.get_many(m.person_id for m in members.members)
         await fan_out(
             functools.partial(
@@ -574,6 +581,9 @@ async def setup(rt: Runtime) -> None:
     # a convoy's digest still goes before its next prompt. Sign-in and invitation emails in order per key.
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer("help", (ev.HelpOffered,), on_help_offered, concurrency=CONSUMER_CONCURRENCY)
+    rt.consumer(
+        "help_requests", (ev.HelpRequested,), facilitator_mail.on_help_requested, concurrency=CONSUMER_CONCURRENCY
+    )
     rt.consumer(
         "messages",
         (ev.EmailRequested,),

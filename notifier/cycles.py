@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from markupsafe import Markup, escape
@@ -409,9 +410,22 @@ class DigestRenderer:
             subject=shared.subject,
             text=shared.text.replace(placeholder, greeting),
             html=shared.html.replace(placeholder, str(escape(greeting))),  # what autoescape prints
+            lang=lang,
         )
 
     def _render(self, lang: str, greeting: str) -> Rendered:
+        ctx = self.context(lang, greeting)
+        return Rendered(
+            subject=ctx["subject"],
+            text=_env.get_template("cycle_digest.txt").render(ctx),
+            html=_env.get_template("cycle_digest.html").render(ctx),
+            lang=lang,
+        )
+
+    def context(self, lang: str, greeting: str = "") -> dict[str, Any]:
+        """What the digest templates show in ``lang``: its sections as views (reports with their
+        Markdown rendered and flattened, silent and absent companies, addenda) and its words (``t``).
+        The facilitator's round summary (notifier.facilitation) shows the same views."""
         d, people, companies = self.d, self.people, self.companies
         words = _DIGEST[lang]
         common = _COMMON[lang]
@@ -434,7 +448,7 @@ class DigestRenderer:
             for c in d.silent_company_ids
             if c not in absent and c not in reported
         ]
-        ctx = {
+        ctx: dict[str, Any] = {
             "lang": lang,
             "subject": subject,
             "heading": words["heading"].format(**values),
@@ -453,8 +467,4 @@ class DigestRenderer:
             "fallback": common["fallback"],
             "footer": common["footer"],
         }
-        return Rendered(
-            subject=subject,
-            text=_env.get_template("cycle_digest.txt").render(ctx),
-            html=_env.get_template("cycle_digest.html").render(ctx),
-        )
+        return ctx

@@ -977,6 +977,25 @@ class Facilitators(Reply, kw_only=True):
     facilitators: list[FacilitatorConvoys]
 
 
+class FacilitatorContact(Reply, kw_only=True):
+    person_id: uuid.UUID
+    name: str
+    email: str
+    language: str
+    timezone: str
+
+
+class ConvoyFacilitators(Reply, kw_only=True):
+    """One convoy's facilitators (``CONVOY_FACILITATORS``, asked with ``GetRecipients``)."""
+
+    convoy_id: uuid.UUID
+    convoy_name: str
+    language: str
+    """The convoy's language."""
+    status: str
+    facilitators: list[FacilitatorContact]
+
+
 class FacilitatorDigestAsk(Body, kw_only=True):
     convoy_ids: Annotated[list[uuid.UUID], Meta(max_length=500)]
     at: datetime

@@ -180,6 +180,8 @@ class Rpc:
     SCHEDULE_SETTINGS = "schedule_settings"
     TICK = "tick"
     FACILITATORS = "facilitators"
+    CONVOY_FACILITATORS = "convoy_facilitators"
+    """Internal (no actor): one convoy's facilitators with their contacts (services/convoys)."""
     CONVOY_SLACK_SET = "convoy_slack_set"
     CONVOY_SLACK_GET = "convoy_slack_get"
     PREFS_GET = "prefs_get"

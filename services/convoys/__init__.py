@@ -47,6 +47,7 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.MEMBERSHIP_GET, api.GetMembership, svc.get_membership)
     rt.endpoint(Rpc.CONVOY_RECIPIENTS, api.GetRecipients, svc.get_recipients)
     rt.endpoint(Rpc.FACILITATORS, api.Empty, svc.facilitators)
+    rt.endpoint(Rpc.CONVOY_FACILITATORS, api.GetRecipients, svc.convoy_facilitators)
     rt.endpoint(Rpc.CONVOY_SLACK_SET, api.SetSlack, svc.set_slack)
     rt.endpoint(Rpc.CONVOY_SLACK_GET, api.GetRecipients, svc.slack_target)
 

@@ -240,6 +240,38 @@ async def facilitates(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) ->
     )
 
 
+async def convoy_facilitators(conn: Conn, convoy_id: uuid.UUID) -> api.ConvoyFacilitators | None:
+    """The convoy's name, language and status with its facilitators' contacts, in one query
+    (a convoy without facilitators gives one row whose person columns are null)."""
+    rows = await conn.fetch(
+        "SELECT v.name AS convoy_name, v.language AS convoy_language, v.status,"
+        " p.id AS person_id, p.name, p.email, p.language, p.timezone"
+        " FROM convoys v LEFT JOIN (convoy_facilitators f JOIN people p ON p.id = f.person_id)"
+        " ON f.convoy_id = v.id WHERE v.id = $1 ORDER BY f.added_at, p.id",
+        convoy_id,
+    )
+    if not rows:
+        return None
+    first = rows[0]
+    return api.ConvoyFacilitators(
+        convoy_id=convoy_id,
+        convoy_name=first["convoy_name"],
+        language=first["convoy_language"],
+        status=first["status"],
+        facilitators=[
+            api.FacilitatorContact(
+                person_id=r["person_id"],
+                name=r["name"],
+                email=r["email"],
+                language=r["language"],
+                timezone=r["timezone"],
+            )
+            for r in rows
+            if r["person_id"] is not None
+        ],
+    )
+
+
 async def facilitator_contacts(conn: Conn, convoy_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT p.id, p.name, p.email, p.language FROM convoy_facilitators f JOIN people p ON p.id = f.person_id"

@@ -713,6 +713,15 @@ class ConvoysService:
         async with self.rt.db.connection() as conn:
             return api.Facilitators(facilitators=await repo.facilitators(conn))
 
+    async def convoy_facilitators(self, req: api.GetRecipients) -> api.ConvoyFacilitators:
+        """One convoy's facilitators with their contacts (internal: the notifier's help requests and
+        round summaries; one query, instead of every facilitator of the installation)."""
+        async with self.rt.db.connection() as conn:
+            found = await repo.convoy_facilitators(conn, req.convoy_id)
+        if found is None:
+            raise NotFound("no such convoy")
+        return found
+
     async def get_recipients(self, req: api.GetRecipients) -> api.Recipients:
         """The representatives' contacts, with the convoy's name, language and Slack target (one query:
         the notifier asks it for every report, and needs nothing else from here for it)."""
