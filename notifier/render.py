@@ -47,6 +47,7 @@ class Rendered:
     subject: str
     text: str
     html: str
+    lang: str = "en"
 
 
 def report_submitted(*, recipient: api.Recipient, company: str, convoy: str, report: api.Report, link: str) -> Rendered:
