@@ -333,10 +333,7 @@ class Feedback:
         people = _people(members, report.company_id)
         wanted = {s.item.actor_id for s in said} | set(kudos) | {s.parent.author_id for s in said if s.parent}
         if wanted - people.keys():  # a facilitator took part (or someone left): ask who facilitates
-            everyone = await rpc.call(subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators)
-            for f in everyone.facilitators:
-                if batch.convoy_id in f.convoy_ids and f.person_id not in people:
-                    people[f.person_id] = Person(f.person_id, f.name, f.email, f.language, None, False)
+            people |= await self._facilitators(batch.convoy_id, wanted - people.keys())
 
         company = report.company_name or next(
             (m.company_name for m in members.members if m.company_id == report.company_id), ""
@@ -355,7 +352,7 @@ class Feedback:
             if s.parent is not None and s.parent.author_id != s.item.actor_id and s.parent.author_id not in told:
                 answered.setdefault(s.parent.author_id, []).append(s)
         for person_id, answers in answered.items():
-            if person_id in people:  # still in the convoy
+            if person_id in people and people[person_id].email:  # still in the convoy
                 sends.append(self._one_email("reply", batch, people[person_id], people, company, members, answers, []))
         if not sends:
             return
@@ -377,6 +374,28 @@ class Feedback:
             for key, p, rendered, target in sends
         )
 
+    async def _facilitators(self, convoy_id: uuid.UUID, wanted: set[uuid.UUID]) -> dict[uuid.UUID, Person]:
+        """Those of ``wanted`` who facilitate the convoy: named from the convoy, with the contact
+        ``facilitators`` gives (it lists active and paused convoys only; without it, no email to them)."""
+        rpc, subjects = self.rt.rpc, self.rt.subjects
+        convoy, everyone = await asyncio.gather(
+            rpc.call(
+                subjects.rpc("convoys", Rpc.CONVOY_GET),
+                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
+                api.Convoy,
+            ),
+            rpc.call(subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators),
+        )
+        contacts = {f.person_id: f for f in everyone.facilitators if convoy_id in f.convoy_ids}
+        found: dict[uuid.UUID, Person] = {}
+        for ref in convoy.facilitators:
+            if ref.person_id in wanted:
+                c = contacts.get(ref.person_id)
+                found[ref.person_id] = Person(
+                    ref.person_id, ref.name, c.email if c else "", c.language if c else convoy.language, None, False
+                )
+        return found
+
     def _one_email(
         self,
         kind: Kind,
@@ -393,10 +412,8 @@ class Feedback:
 
         def who(person_id: uuid.UUID, comment: api.Comment | None = None) -> str:
             p = people.get(person_id)
-            if p is None:
-                return (comment.former_author if comment is not None and comment.former_author else None) or w[
-                    "former"
-                ]
+            if p is None:  # left the convoy, or erased their account
+                return comment.former_author if comment is not None and comment.former_author else w["former"]
             return f"{p.name} ({p.company if p.company is not None else w['facilitator']})"
 
         lines = []
