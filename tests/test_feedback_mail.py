@@ -5,6 +5,7 @@ notifier's flusher, the SMTP sink and the inbound SMTP server), with a window of
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from email.message import EmailMessage
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 
 from schemas import envelope as env
 from schemas import events as ev
+from services import embedded
+from services.registry import backend
+from services.runtime.service import serve
 from services.runtime.settings import Settings
 from tests.conftest import SmtpSink, Stack, eventually, html_of, text_of
 from tests.test_email_replies import reply, send
@@ -257,3 +261,35 @@ async def test_kudos_taken_back_and_hidden_comments_are_left_out_and_nothing_lef
     await eventually(collected)
     await settled(stack)
     assert len(mails(smtp_sink, anna.email, "feedback")) == len(mails(smtp_sink, alex.email, "feedback")) == 1
+
+
+async def test_two_notifier_replicas_send_each_batch_once(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """Both replicas consume and flush; every batch still goes out once (SKIP LOCKED, delivery keys)."""
+    stop = asyncio.Event()
+    second = asyncio.create_task(
+        serve(backend("notifier"), stack.settings.with_(inbound_smtp_port=embedded.free_port()), stop)
+    )
+    try:
+        world, alex = await feedback_world(client, smtp_sink)
+        reports = {key: await post_report(client, world, key, f"Bericht {key}") for key in ("a", "b", "c")}
+        for key, report_id in reports.items():
+            for other in sorted(set(reports) - {key}):
+                await comment(client, report_id, world.reps[other].auth, f"Kommentar von {other} zu {key}")
+        for rep in [*world.reps.values(), alex]:
+            await first_mail(smtp_sink, rep.email, "feedback")
+        await settled(stack)
+        for key, rep in [*world.reps.items(), ("a", alex)]:
+            [mail] = mails(smtp_sink, rep.email, "feedback")
+            text = text_of(mail)
+            assert all(f"Kommentar von {o} zu {key}" in text for o in set(reports) - {key})
+        conn = await asyncpg.connect(stack.settings.database_url)
+        try:
+            statuses = await conn.fetch("SELECT DISTINCT status FROM notifier.deliveries WHERE key LIKE 'feedback:%'")
+        finally:
+            await conn.close()
+        assert [r["status"] for r in statuses] == ["sent"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(second, 15)
