@@ -156,7 +156,7 @@ def render_batch(
     context: dict[str, Any] = {
         "lang": lang,
         "subject": subject,
-        "preheader": lines[-1].text[:120] if lines else "",
+        "preheader": " ".join(lines[-1].text.split())[:120] if lines else "",
         "heading": w[f"{kind}_heading"],
         "greeting": w["greeting"].format(name=" ".join(name.split())),
         "intro": w[f"{kind}_intro"].format(company=company, convoy=convoy),

@@ -15,10 +15,12 @@ import httpx
 import nats.js.errors
 import pytest
 
+from notifier import feedback, replies
 from schemas import envelope as env
 from schemas import events as ev
 from services import embedded
 from services.registry import backend
+from services.runtime import signing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 from tests.conftest import SmtpSink, Stack, eventually, html_of, text_of
@@ -85,7 +87,9 @@ async def first_mail(sink: SmtpSink, address: str, kind: str, count: int = 1) ->
         found = mails(sink, address, kind)
         return found[count - 1] if len(found) >= count else None
 
-    return await eventually(arrived)
+    mail = await eventually(arrived)
+    assert mail is not None
+    return mail
 
 
 async def open_batches(stack: Stack) -> int:
@@ -122,6 +126,25 @@ async def redeliver(stack: Stack, comment_id: str) -> None:
     data = await eventually(relayed)
     ack = await js.publish(stack.subjects.of(ev.CommentAdded), data, headers={"Nats-Msg-Id": str(uuid.uuid4())})
     assert not ack.duplicate
+
+
+def test_a_feedback_reply_address_names_the_comment_it_answers() -> None:
+    settings = Settings(secret_key="key_unit")
+    ids = [uuid.uuid4() for _ in range(4)]
+    target = replies.Target(kind="comment", person_id=ids[0], convoy_id=ids[1], report_id=ids[2], parent_id=ids[3])
+    token = replies.token_of(replies.address(settings, target), settings)
+    assert token is not None
+    assert replies.Target.from_payload(signing.verify(settings, "reply", token, 60)) == target
+    with pytest.raises(ValueError, match="answers no comment"):
+        replies.Target.from_payload(
+            replies.Target(kind="report", person_id=ids[0], convoy_id=ids[1], parent_id=ids[3]).payload()
+        )
+
+
+def test_comment_excerpts_are_plain_and_bounded() -> None:
+    assert feedback.excerpt("  Erster   Absatz\nmit Umbruch\n\n\n\nZweiter  ") == "Erster Absatz mit Umbruch\nZweiter"
+    long = feedback.excerpt("wort " * 300)
+    assert len(long) <= feedback.EXCERPT_CHARS + 2 and long.endswith(" …") and "wor …" not in long
 
 
 def thread_of(report_id: str) -> str:
