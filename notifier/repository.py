@@ -301,8 +301,8 @@ ERASED_RECIPIENT = "erased"
 
 
 async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, email_sha256: bytes, at: datetime) -> None:
-    """Forget a person: preferences, and the address in every delivery to them (keys stay, so
-    nothing is ever sent twice). Idempotent."""
+    """Forget a person: preferences, their comments and kudos waiting for a feedback email, and the
+    address in every delivery to them (keys stay, so nothing is ever sent twice). Idempotent."""
     await conn.execute(
         "INSERT INTO erasures (person_id, email_sha256, erased_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         person_id,
@@ -310,6 +310,7 @@ async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, email_sha
         at,
     )
     await conn.execute("DELETE FROM preferences WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM feedback_items WHERE actor_id = $1", person_id)  # not announced any more
     await conn.execute(
         "UPDATE deliveries SET recipient = $3, last_error = NULL"
         " WHERE channel = 'email' AND (key LIKE '%:' || $1::text"
