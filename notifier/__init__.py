@@ -18,7 +18,7 @@ import msgspec
 import structlog
 from prometheus_client import Counter
 
-from notifier import cycles, facilitation, facilitator, render, replies, slack
+from notifier import cycles, facilitation, facilitator, feedback, render, replies, slack
 from notifier.batching import DeliveryBatcher
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, TransientDeliveryError, wire_message
 from notifier.privacy import PrivacyRules
@@ -83,6 +83,7 @@ async def setup(rt: Runtime) -> None:
         list_id: str,
         reply: replies.Target | None = None,
         prefs: api.NotificationPrefs | None = None,
+        thread: str | None = None,
     ) -> None:
         """Send one email at most once per delivery ``key`` (the delivery log remembers).
 
@@ -90,6 +91,8 @@ async def setup(rt: Runtime) -> None:
         email gets a one-click unsubscribe link for that kind) and ``message:…`` for sign-in links
         and invitations (always sent). With ``reply``, answering the email files it (notifier.replies).
         ``prefs``: the person's preferences, when the caller loaded them (for a whole fan-out at once).
+        ``thread``: emails about one thing (``report.{id}``: its notice and feedback) fold into one
+        thread (``In-Reply-To``/``References`` name the same parent, notifier.email.thread_root).
         In ``fan_out`` the "sent" record may be written just after this returns (fan_out waits for it).
         """
         kind, _, rest = key.partition(":")
@@ -115,6 +118,7 @@ async def setup(rt: Runtime) -> None:
             list_id=list_id,
             unsubscribe=unsubscribe,
             reply_to=reply_to(reply) if reply is not None else None,
+            thread=thread,
             # follow a request to its email
             extra_headers=[(correlation.HTTP_HEADER, str(correlation_id))] if correlation_id is not None else (),
         )
@@ -219,6 +223,7 @@ async def setup(rt: Runtime) -> None:
                     kind="comment", person_id=m.person_id, convoy_id=event.convoy_id, report_id=event.report_id
                 ),
                 prefs=prefs[m.person_id],
+                thread=f"report.{event.report_id}",
             )
             for m in peers
         )
@@ -594,3 +599,21 @@ async def setup(rt: Runtime) -> None:
     rt.consumer("prompts", (ev.CycleOpened, ev.NudgeDue), on_cycle_prompt, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer("digests", (ev.CycleClosed,), on_cycle_closed, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer("facilitator_digests", (ev.FacilitatorDigestDue,), on_facilitator_digest_due)
+
+    # Comments, replies and kudos: collected per report over CONVOY_FEEDBACK_WINDOW_S, one email each.
+    feedback_mail = feedback.Feedback(
+        rt,
+        send_email=send_email,
+        fan_out=fan_out,
+        preferences=preferences,
+        public=public,
+        list_id=convoy_list_id,
+        replies_on=replies_on,
+    )
+    rt.consumer(
+        "feedback",
+        (ev.CommentAdded, ev.KudosGiven, ev.KudosTakenBack),
+        feedback_mail.on_event,
+        concurrency=CONSUMER_CONCURRENCY,
+    )
+    rt.background(feedback_mail.run)

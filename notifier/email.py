@@ -131,6 +131,24 @@ def _header(value: str) -> str:
     return " ".join(value.split())[:200]
 
 
+_THREAD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}")
+
+
+@functools.lru_cache(maxsize=256)
+def thread_root(thread: str, sender: str) -> str:
+    """``<{thread}@{domain of the sender}>``: the Message-ID every email of one thread names in
+    ``In-Reply-To`` and ``References`` (e.g. ``thread="report.<id>"``: the report notice and its
+    feedback emails). No message carries it as its own Message-ID (each recipient's copy has one of
+    its own, derived from the delivery key); mail clients fold messages naming the same parent."""
+    if not _THREAD.fullmatch(thread):
+        raise ValueError(f"thread {thread!r}: letters, digits, '.', '_' and '-' only")
+    _, at, domain = parseaddr(sender)[1].rpartition("@")
+    domain = domain.strip().lower()
+    if not at or not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)*", domain):
+        domain = "convoy"
+    return f"<{thread}@{domain}>"
+
+
 def build_message(
     *,
     key: str,
@@ -143,6 +161,7 @@ def build_message(
     list_id: str,
     unsubscribe: str | None = None,
     reply_to: str | None = None,
+    thread: str | None = None,
     date: datetime | None = None,
 ) -> EmailMessage:
     """The message as an EmailMessage (the reference for :func:`wire_message`, which sends the same bytes)."""
@@ -156,6 +175,9 @@ def build_message(
     message["List-Id"] = list_id
     message["Auto-Submitted"] = "auto-generated"
     message["X-Convoy-Delivery"] = key
+    if thread:
+        message["In-Reply-To"] = thread_root(thread, sender)
+        message["References"] = thread_root(thread, sender)
     if reply_to:
         message["Reply-To"] = reply_to
     if unsubscribe:
@@ -351,6 +373,7 @@ def wire_message(
     list_id: str,
     unsubscribe: str | None = None,
     reply_to: str | None = None,
+    thread: str | None = None,
     extra_headers: Sequence[tuple[str, str]] = (),
     date: datetime | None = None,
 ) -> Wire:
@@ -364,6 +387,9 @@ def wire_message(
         ("Auto-Submitted", "auto-generated"),
         ("X-Convoy-Delivery", key),
     ]
+    if thread:
+        root = thread_root(thread, sender)
+        headers += [("In-Reply-To", root), ("References", root)]
     if reply_to:
         headers.append(("Reply-To", reply_to))
     if unsubscribe:

@@ -1,6 +1,7 @@
-"""Replies by email: a prompt or report notification carries ``Reply-To: reply+<token>@<reply_domain>``;
-an inbound SMTP server (aiosmtpd, in the notifier process) files the reply as the company's report
-or as a comment.
+"""Replies by email: a prompt, report notification or feedback email carries
+``Reply-To: reply+<token>@<reply_domain>``; an inbound SMTP server (aiosmtpd, in the notifier
+process) files the reply as the company's report, as a comment, or (from a feedback email) as an
+answer to the latest comment it listed.
 
 The token is signed with ``CONVOY_SECRET_KEY`` (services.runtime.signing, purpose ``reply``) and
 expires after :data:`MAX_AGE_S`. It names the person it was made for, so a reply is filed only
@@ -80,6 +81,8 @@ class Target:
     """For reports: the company the prompt was for (a person may represent several)."""
     report_id: uuid.UUID | None = None
     """For comments: the report commented on."""
+    parent_id: uuid.UUID | None = None
+    """For comments: the comment answered (a feedback email's latest comment); None: a top-level comment."""
 
     def payload(self) -> dict[str, str]:
         """Compact: uuids as 22 base64url characters, the kind as one letter."""
@@ -88,6 +91,8 @@ class Target:
             out["o"] = _b64(self.company_id)
         if self.report_id is not None:
             out["r"] = _b64(self.report_id)
+        if self.parent_id is not None:
+            out["a"] = _b64(self.parent_id)
         return out
 
     @classmethod
@@ -100,9 +105,12 @@ class Target:
             convoy_id=_uuid(payload["c"]),
             company_id=_uuid(payload["o"]) if "o" in payload else None,
             report_id=_uuid(payload["r"]) if "r" in payload else None,
+            parent_id=_uuid(payload["a"]) if "a" in payload else None,
         )
         if kind == "comment" and target.report_id is None:
             raise ValueError("a comment token names its report")
+        if kind == "report" and target.parent_id is not None:
+            raise ValueError("a report token answers no comment")
         return target
 
 
@@ -435,7 +443,11 @@ class ReplyHandler:
                 assert target.report_id is not None
                 await self.rt.rpc.call(
                     self.rt.subjects.rpc("milestones", Rpc.COMMENT_ADD),
-                    api.AddComment(actor=actor, report_id=target.report_id, comment=api.NewComment(body=text)),
+                    api.AddComment(
+                        actor=actor,
+                        report_id=target.report_id,
+                        comment=api.NewComment(body=text, parent_id=target.parent_id),
+                    ),
                     api.Comment,
                 )
         except Unavailable:

@@ -160,14 +160,149 @@ def _prefs(row: asyncpg.Record) -> api.NotificationPrefs:
     )
 
 
+# --- feedback batches (notifier/feedback.py) -------------------------------------------------------
+@dataclass(frozen=True)
+class FeedbackItem:
+    event_id: uuid.UUID
+    kind: str
+    """``comment`` or ``kudos``."""
+    actor_id: uuid.UUID
+    comment_id: uuid.UUID | None
+    parent_id: uuid.UUID | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class FeedbackBatch:
+    id: uuid.UUID
+    report_id: uuid.UUID
+    convoy_id: uuid.UUID
+    attempts: int
+    items: list[FeedbackItem]
+
+
+class FeedbackQueue:
+    """Comments and kudos waiting for their report's feedback email."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @staticmethod
+    async def add(
+        conn: asyncpg.Connection,
+        *,
+        event_id: uuid.UUID,
+        report_id: uuid.UUID,
+        convoy_id: uuid.UUID,
+        kind: str,
+        actor_id: uuid.UUID,
+        comment_id: uuid.UUID | None,
+        parent_id: uuid.UUID | None,
+        occurred_at: datetime,
+        window_s: float,
+    ) -> None:
+        """Add an item to its report's open batch (opened now, due after ``window_s``, if none is
+        open). In the consumer's transaction; the batch row stays locked until it commits, so a
+        flusher closing the batch either sees the item or leaves the batch open for the next pass."""
+        await conn.execute(
+            "WITH batch AS ("
+            "  INSERT INTO feedback_batches (id, report_id, convoy_id, due_at)"
+            "  VALUES ($1, $2, $3, now() + make_interval(secs => $8))"
+            "  ON CONFLICT (report_id) WHERE closed_at IS NULL DO UPDATE SET report_id = excluded.report_id"
+            "  RETURNING id"
+            ") INSERT INTO feedback_items (event_id, batch_id, kind, actor_id, comment_id, parent_id, occurred_at)"
+            " SELECT $4, id, $5, $6, $9, $10, $7 FROM batch ON CONFLICT (event_id) DO NOTHING",
+            uuid.uuid4(),
+            report_id,
+            convoy_id,
+            event_id,
+            kind,
+            actor_id,
+            occurred_at,
+            window_s,
+            comment_id,
+            parent_id,
+        )
+
+    @staticmethod
+    async def take_back_kudos(conn: asyncpg.Connection, report_id: uuid.UUID, person_id: uuid.UUID) -> None:
+        """Kudos taken back while their batch is still open: not announced."""
+        await conn.execute(
+            "DELETE FROM feedback_items i USING feedback_batches b"
+            " WHERE i.batch_id = b.id AND b.report_id = $1 AND b.closed_at IS NULL"
+            " AND i.kind = 'kudos' AND i.actor_id = $2",
+            report_id,
+            person_id,
+        )
+
+    async def claim_due(self, limit: int, lease_s: float) -> list[FeedbackBatch]:
+        """Close and lease up to ``limit`` batches whose window has passed (or whose earlier flusher's
+        lease ran out); batches another flusher holds are skipped."""
+        async with self.db.transaction() as conn:
+            rows = await conn.fetch(
+                "UPDATE feedback_batches SET closed_at = coalesce(closed_at, now()), attempts = attempts + 1,"
+                " lease_until = now() + make_interval(secs => $2)"
+                " WHERE id IN (SELECT id FROM feedback_batches"
+                "  WHERE (closed_at IS NULL AND due_at <= now()) OR (closed_at IS NOT NULL AND lease_until <= now())"
+                "  ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, report_id, convoy_id, attempts",
+                limit,
+                lease_s,
+            )
+            if not rows:
+                return []
+            items = await conn.fetch(
+                "SELECT batch_id, event_id, kind, actor_id, comment_id, parent_id, occurred_at FROM feedback_items"
+                " WHERE batch_id = ANY($1::uuid[]) ORDER BY occurred_at, event_id",
+                [r["id"] for r in rows],
+            )
+        by_batch: dict[uuid.UUID, list[FeedbackItem]] = {}
+        for i in items:
+            by_batch.setdefault(i["batch_id"], []).append(
+                FeedbackItem(
+                    event_id=i["event_id"],
+                    kind=i["kind"],
+                    actor_id=i["actor_id"],
+                    comment_id=i["comment_id"],
+                    parent_id=i["parent_id"],
+                    occurred_at=i["occurred_at"],
+                )
+            )
+        return [
+            FeedbackBatch(
+                id=r["id"],
+                report_id=r["report_id"],
+                convoy_id=r["convoy_id"],
+                attempts=r["attempts"],
+                items=by_batch.get(r["id"], []),
+            )
+            for r in rows
+        ]
+
+    async def done(self, batch_id: uuid.UUID) -> None:
+        """Every email of the batch is sent (or was not wanted): forget it."""
+        async with self.db.transaction() as conn:
+            await conn.execute("DELETE FROM feedback_batches WHERE id = $1", batch_id)
+
+    async def retry_later(self, batch_id: uuid.UUID, after_s: float, error: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE feedback_batches SET lease_until = now() + make_interval(secs => $2), last_error = $3"
+                " WHERE id = $1",
+                batch_id,
+                after_s,
+                error[:1000],
+            )
+
+
 # --- data protection -------------------------------------------------------------------------------
 ERASED_RECIPIENT = "erased"
 """What a delivery's recipient becomes when its person deletes their account (the key stays)."""
 
 
 async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, email_sha256: bytes, at: datetime) -> None:
-    """Forget a person: preferences, and the address in every delivery to them (keys stay, so
-    nothing is ever sent twice). Idempotent."""
+    """Forget a person: preferences, their comments and kudos waiting for a feedback email, and the
+    address in every delivery to them (keys stay, so nothing is ever sent twice). Idempotent."""
     await conn.execute(
         "INSERT INTO erasures (person_id, email_sha256, erased_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         person_id,
@@ -175,6 +310,7 @@ async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, email_sha
         at,
     )
     await conn.execute("DELETE FROM preferences WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM feedback_items WHERE actor_id = $1", person_id)  # not announced any more
     await conn.execute(
         "UPDATE deliveries SET recipient = $3, last_error = NULL"
         " WHERE channel = 'email' AND (key LIKE '%:' || $1::text"

@@ -169,3 +169,30 @@ def test_a_boundary_found_in_a_body_is_made_unique_as_the_email_package_does() -
             html=text,
             list_id="l <l.convoy>",
         )
+
+
+def test_a_thread_names_one_parent_in_in_reply_to_and_references() -> None:
+    """Emails about one report (its notice, its feedback) name the same parent, so they fold into one thread."""
+    for seed, sender in enumerate(["Convoy <convoy@Mail.Example>", "convoy@localhost", "no address"]):
+        kw: dict[str, Any] = {
+            "key": f"feedback:{seed}:6f1c0a52-2b8e-4b9e-9a43-0d2f5c1e9b10",
+            "sender": sender,
+            "to_name": "Anna Müller",
+            "to_email": "anna@mueller.example",
+            "subject": "Rückmeldungen",
+            "text": TEXTS[3],
+            "html": TEXTS[17],
+            "list_id": "Nord <n.convoys.convoy>",
+            "unsubscribe": "http://convoy.test/unsubscribe/tok.en-_",
+            "reply_to": REPLY_TOKEN_ADDRESS,
+            "thread": "report.6f1c0a52-2b8e-4b9e-9a43-0d2f5c1e9b10",
+        }
+        check(seed, **kw)
+        random.seed(seed)
+        message = build_message(**kw, date=AT)
+        domain = ("mail.example", "localhost", "convoy")[seed]
+        root = f"<report.6f1c0a52-2b8e-4b9e-9a43-0d2f5c1e9b10@{domain}>"
+        assert message["In-Reply-To"] == message["References"] == root
+        assert message["Message-ID"] != root  # each copy keeps a Message-ID of its own
+    with pytest.raises(ValueError, match="thread"):
+        wire_message(**{**kw, "thread": "report.x>\r\nBcc: evil@x.example"}, date=AT)

@@ -119,6 +119,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Port of the inbound SMTP server for email replies; 0: no inbound server and no Reply-To addresses."""
     reply_domain: str = "reply.convoy.localhost"
     """Domain of the Reply-To addresses (reply+TOKEN@domain, signed); its MX must lead to the inbound server."""
+    feedback_window_s: Annotated[float, Meta(ge=0.1, le=86400)] = 600.0
+    """Comments, replies and kudos on a report are collected this long (from the first) into one email per person."""
 
     # --- first look --------------------------------------------------------------------------
     demo: bool = True

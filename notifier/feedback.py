@@ -1,0 +1,480 @@
+"""Feedback by email, without an email storm (issue #17).
+
+Comments, replies and kudos on a report are collected per report for ``CONVOY_FEEDBACK_WINDOW_S``
+from the first one (``comment.added``, ``kudos.given`` and ``kudos.taken_back`` feed the
+``feedback_batches``/``feedback_items`` tables, in the consumer's transaction). When the window has
+passed, a flusher (a background loop in every notifier replica; ``FOR UPDATE SKIP LOCKED`` gives
+each batch to one of them) sends one email per person:
+
+- ``feedback:{batch}:{person}`` to every representative of the report's company, listing what came
+  in (who, their company, the comment as a plain excerpt, kudos by whom), except their own;
+- ``reply:{batch}:{person}`` to a commenter (not of that company) whose comment was answered.
+
+What is true at the flush counts: a hidden report sends nothing; a hidden comment (or an answer to
+one) and kudos taken back are left out; nothing left, no email. The data comes from
+services/milestones (``report_get``, ``comment_list``) and services/convoys (``convoy_recipients``,
+and ``facilitators`` when a facilitator took part), asked once per batch.
+
+Exactly once: the delivery keys name the batch, so a flusher that dies mid-way (its lease runs out,
+another takes the batch over) or a failed send retried later sends only what was not sent; the
+batch is deleted once every email is sent. Answering the email files a reply to the latest comment
+it listed (a top-level comment when it listed only kudos), through services/milestones'
+``comment_add`` as the person, who must still be allowed to comment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+import jinja2
+import structlog
+
+from notifier import render, replies
+from notifier.email import TransientDeliveryError
+from notifier.repository import FeedbackBatch, FeedbackItem, FeedbackQueue, Preferences
+from schemas import api
+from schemas import envelope as env
+from schemas import events as ev
+from schemas.subjects import Rpc
+from services.runtime.errors import NotFound, Unavailable
+from services.runtime.service import Runtime
+
+log = structlog.get_logger(__name__)
+
+BATCHES_PER_PASS = 20
+"""Batches one flusher closes at once (the next pass follows at once while there are more)."""
+WAKE_MAX_S = 2.0
+"""The flusher looks for due batches at least this often (more often with a short window)."""
+LEASE_S = 120.0
+"""A batch being sent is another flusher's to take over after this long (its flusher died)."""
+RETRY_MAX_S = 600.0
+"""Longest wait before a batch that failed (SMTP or a service away) is tried again."""
+STALE_AFTER_S = 24 * 3600.0
+"""Events older than this are not announced (a new consumer replaying the stream, a long outage)."""
+EXCERPT_CHARS = 500
+"""Longest comment excerpt in an email (the whole comment is one click away)."""
+
+Kind = Literal["feedback", "reply"]
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("notifier", "templates"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+_WORDS: dict[str, dict[str, str]] = {
+    "de": {
+        "feedback_subject": "Rückmeldungen zum Bericht von {company} in „{convoy}“",
+        "feedback_heading": "Neue Rückmeldungen zu Ihrem Bericht",
+        "feedback_intro": "Zum Bericht von {company} im Konvoi „{convoy}“ ist Folgendes eingegangen:",
+        "reply_subject": "Antwort auf Ihren Kommentar in „{convoy}“",
+        "reply_heading": "Jemand hat Ihnen geantwortet",
+        "reply_intro": "Auf Ihren Kommentar zum Bericht von {company} im Konvoi „{convoy}“ wurde geantwortet:",
+        "greeting": "Hallo {name},",
+        "comment": "{who} schreibt:",
+        "answer": "{who} antwortet {parent}:",
+        "answer_you": "{who} antwortet Ihnen:",
+        "kudos": "Kudos von:",
+        "hint_comment": "Antworten Sie einfach auf diese E-Mail: Ihre Antwort erscheint als Antwort auf den letzten"
+        " Kommentar oben, sichtbar für alle Mitglieder des Konvois.",
+        "hint_report": "Antworten Sie einfach auf diese E-Mail: Ihre Antwort erscheint als Kommentar zum Bericht,"
+        " sichtbar für alle Mitglieder des Konvois.",
+        "button": "Zum Bericht",
+        "facilitator": "Moderation",
+        "former": "ein ehemaliges Mitglied",
+    },
+    "en": {
+        "feedback_subject": 'Feedback on the report of {company} in "{convoy}"',
+        "feedback_heading": "New feedback on your report",
+        "feedback_intro": 'Here is what came in on the report of {company} in the convoy "{convoy}":',
+        "reply_subject": 'Reply to your comment in "{convoy}"',
+        "reply_heading": "Someone answered you",
+        "reply_intro": 'Your comment on the report of {company} in the convoy "{convoy}" got an answer:',
+        "greeting": "Hello {name},",
+        "comment": "{who} writes:",
+        "answer": "{who} answers {parent}:",
+        "answer_you": "{who} answers you:",
+        "kudos": "Kudos from:",
+        "hint_comment": "Just reply to this email: your answer is posted as a reply to the latest comment above,"
+        " for every member of the convoy to see.",
+        "hint_report": "Just reply to this email: your answer is posted as a comment on the report, for every"
+        " member of the convoy to see.",
+        "button": "Open the report",
+        "facilitator": "facilitator",
+        "former": "a former member",
+    },
+}
+
+
+# --- rendering -----------------------------------------------------------------------------------
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """A comment as plain text for an email: paragraphs kept, blank runs and spaces collapsed, cut
+    at a word before ``limit`` characters (with "…")."""
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n"))]
+    out = "\n".join(p for p in paragraphs if p)
+    if len(out) <= limit:
+        return out
+    cut = out[:limit].rsplit(" ", 1)[0] if " " in out[:limit] else out[:limit]
+    return cut.rstrip() + " …"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One comment in the email: who said it (already in the recipient's words) and what."""
+
+    who: str
+    text: str
+
+
+def render_batch(
+    kind: Kind,
+    *,
+    language: str,
+    name: str,
+    convoy: str,
+    company: str,
+    lines: list[Line],
+    kudos: list[str],
+    link: str,
+    reply_hint: str | None,
+) -> render.Rendered:
+    """The feedback or reply email. User text (names, comments) is formatted into plain strings;
+    the HTML template escapes everything it prints."""
+    lang = render.message_language(language)
+    w = _WORDS[lang]
+    subject = w[f"{kind}_subject"].format(company=company, convoy=convoy)
+    context: dict[str, Any] = {
+        "lang": lang,
+        "subject": subject,
+        "preheader": " ".join(lines[-1].text.split())[:120] if lines else "",
+        "heading": w[f"{kind}_heading"],
+        "greeting": w["greeting"].format(name=" ".join(name.split())),
+        "intro": w[f"{kind}_intro"].format(company=company, convoy=convoy),
+        "entries": lines,
+        "kudos_label": w["kudos"],
+        "kudos": kudos,
+        "reply_hint": w[reply_hint] if reply_hint else "",
+        "button": w["button"],
+        "link": link,
+    }
+    return render.Rendered(
+        subject=subject,
+        text=_env.get_template("feedback.txt").render(context),
+        html=_env.get_template("feedback.html").render(context),
+        lang=lang,
+    )
+
+
+# --- who is who ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Person:
+    person_id: uuid.UUID
+    name: str
+    email: str
+    language: str
+    company: str | None
+    """Company name; None for a facilitator of the convoy."""
+    representative: bool
+
+
+def _people(members: api.Recipients, company_id: uuid.UUID) -> dict[uuid.UUID, Person]:
+    people: dict[uuid.UUID, Person] = {}
+    for m in members.members:  # the report's company first, for a person representing two
+        if m.person_id not in people or m.company_id == company_id:
+            people[m.person_id] = Person(m.person_id, m.name, m.email, m.language, m.company_name, True)
+    return people
+
+
+@dataclass(frozen=True)
+class _Said:
+    """A visible comment item with what the email needs of it."""
+
+    item: FeedbackItem
+    comment: api.Comment
+    parent: api.Comment | None
+
+
+class Feedback:
+    """The consumer (``on_event``) and the flusher (``run``); sends through the notifier's ``send_email``."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        send_email: Callable[..., Awaitable[None]],
+        fan_out: Callable[[Iterable[Callable[[], Awaitable[None]]]], Awaitable[None]],
+        preferences: Preferences,
+        public: Callable[[str], str],
+        list_id: Callable[[str, uuid.UUID], str],
+        replies_on: bool,
+    ) -> None:
+        self.rt = rt
+        self.queue = FeedbackQueue(rt.db)
+        self.window_s = rt.settings.feedback_window_s
+        self.send_email = send_email
+        self.fan_out = fan_out
+        self.preferences = preferences
+        self.public = public
+        self.list_id = list_id
+        self.replies_on = replies_on
+
+    # --- collecting ----------------------------------------------------------------------------
+    async def on_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        """Add the comment or kudos to its report's open batch (in the consumer's transaction)."""
+        if (datetime.now(UTC) - envelope.occurred_at).total_seconds() > STALE_AFTER_S:
+            log.info("feedback too old to announce", event_id=str(envelope.id), type=event.TYPE)
+            return
+        if isinstance(event, ev.KudosTakenBack):
+            await FeedbackQueue.take_back_kudos(conn, event.report_id, event.person_id)
+            return
+        if isinstance(event, ev.CommentAdded):
+            kind, actor, comment_id, parent_id = "comment", event.author_id, event.comment_id, event.parent_id
+        else:
+            assert isinstance(event, ev.KudosGiven)
+            kind, actor, comment_id, parent_id = "kudos", event.person_id, None, None
+        await FeedbackQueue.add(
+            conn,
+            event_id=envelope.id,
+            report_id=event.report_id,
+            convoy_id=event.convoy_id,
+            kind=kind,
+            actor_id=actor,
+            comment_id=comment_id,
+            parent_id=parent_id,
+            occurred_at=envelope.occurred_at,
+            window_s=self.window_s,
+        )
+
+    # --- flushing ------------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send due batches until ``stop`` is set (every replica runs this; each batch goes to one)."""
+        interval = min(WAKE_MAX_S, max(0.1, self.window_s / 4))
+        while not stop.is_set():
+            try:
+                while await self.flush() == BATCHES_PER_PASS and not stop.is_set():
+                    pass
+            except Unavailable as exc:
+                log.warning("feedback flush: database away, trying again", error=str(exc))
+            except Exception:
+                log.exception("feedback flush failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def flush(self) -> int:
+        """One pass: close the due batches and send them; how many were taken."""
+        batches = await self.queue.claim_due(BATCHES_PER_PASS, LEASE_S)
+        await asyncio.gather(*(self._flush_one(b) for b in batches))
+        return len(batches)
+
+    async def _flush_one(self, batch: FeedbackBatch) -> None:
+        try:
+            await self.deliver(batch)
+        except Exception as exc:
+            delay = min(RETRY_MAX_S, 5.0 * 2 ** min(batch.attempts - 1, 10))
+            if isinstance(exc, (Unavailable, TransientDeliveryError)):
+                log.warning("feedback batch not sent yet; retrying", batch_id=str(batch.id), error=str(exc))
+            else:
+                log.exception("feedback batch failed; retrying", batch_id=str(batch.id), attempts=batch.attempts)
+            try:
+                await self.queue.retry_later(batch.id, delay, repr(exc))
+            except Exception:  # the lease runs out by itself: retried then
+                log.warning("feedback batch: could not record the failure", batch_id=str(batch.id))
+            return
+        await self.queue.done(batch.id)
+
+    async def deliver(self, batch: FeedbackBatch) -> None:
+        """The batch's emails, as things stand now (hidden content and kudos taken back left out)."""
+        if not batch.items:
+            return
+        rpc, subjects = self.rt.rpc, self.rt.subjects
+        asks: list[Awaitable[Any]] = [
+            rpc.call(
+                subjects.rpc("milestones", Rpc.REPORT_GET),
+                api.GetReport(actor=api.SYSTEM, report_id=batch.report_id),
+                api.Report,
+            ),
+            rpc.call(
+                subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
+                api.GetRecipients(convoy_id=batch.convoy_id),
+                api.Recipients,
+            ),
+        ]
+        if any(i.kind == "comment" for i in batch.items):
+            asks.append(
+                rpc.call(
+                    subjects.rpc("milestones", Rpc.COMMENT_LIST),
+                    api.ReportAction(actor=api.SYSTEM, report_id=batch.report_id),
+                    api.Comments,
+                )
+            )
+        try:
+            report, members, *rest = await asyncio.gather(*asks)
+        except NotFound:
+            log.info("feedback dropped: the report or convoy is gone", batch_id=str(batch.id))
+            return
+        assert isinstance(report, api.Report) and isinstance(members, api.Recipients)
+        if report.hidden:
+            log.info("feedback dropped: the report is hidden", batch_id=str(batch.id))
+            return
+        said = _visible_comments(batch.items, rest[0] if rest else api.Comments(comments=[]))
+        kudos = _kudos_still_given(batch.items, report)
+        if not said and not kudos:
+            return
+        people = _people(members, report.company_id)
+        wanted = {s.item.actor_id for s in said} | set(kudos) | {s.parent.author_id for s in said if s.parent}
+        if wanted - people.keys():  # a facilitator took part (or someone left): ask who facilitates
+            people |= await self._facilitators(batch.convoy_id, wanted - people.keys())
+
+        company = report.company_name or next(
+            (m.company_name for m in members.members if m.company_id == report.company_id), ""
+        )
+        sends: list[tuple[str, Person, render.Rendered, replies.Target | None]] = []
+        of_company = {m.person_id for m in members.members if m.company_id == report.company_id}
+        representatives = [people[p] for p in of_company]
+        for p in representatives:
+            mine = [s for s in said if s.item.actor_id != p.person_id]
+            their_kudos = [k for k in kudos if k != p.person_id]
+            if mine or their_kudos:
+                sends.append(self._one_email("feedback", batch, p, people, company, members, mine, their_kudos))
+        told = {p.person_id for p in representatives}
+        answered: dict[uuid.UUID, list[_Said]] = {}
+        for s in said:
+            if s.parent is not None and s.parent.author_id != s.item.actor_id and s.parent.author_id not in told:
+                answered.setdefault(s.parent.author_id, []).append(s)
+        for person_id, answers in answered.items():
+            if person_id in people and people[person_id].email:  # still in the convoy
+                sends.append(self._one_email("reply", batch, people[person_id], people, company, members, answers, []))
+        if not sends:
+            return
+        prefs = await self.preferences.get_many(p.person_id for _, p, _, _ in sends)
+        list_id = self.list_id(members.convoy_name, batch.convoy_id)
+        await self.fan_out(
+            functools.partial(
+                self.send_email,
+                key,
+                batch.id,
+                to_name=p.name,
+                to_email=p.email,
+                rendered=rendered,
+                list_id=list_id,
+                reply=target,
+                prefs=prefs[p.person_id],
+                thread=f"report.{batch.report_id}",
+            )
+            for key, p, rendered, target in sends
+        )
+
+    async def _facilitators(self, convoy_id: uuid.UUID, wanted: set[uuid.UUID]) -> dict[uuid.UUID, Person]:
+        """Those of ``wanted`` who facilitate the convoy: named from the convoy, with the contact
+        ``facilitators`` gives (it lists active and paused convoys only; without it, no email to them)."""
+        rpc, subjects = self.rt.rpc, self.rt.subjects
+        convoy, everyone = await asyncio.gather(
+            rpc.call(
+                subjects.rpc("convoys", Rpc.CONVOY_GET),
+                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
+                api.Convoy,
+            ),
+            rpc.call(subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators),
+        )
+        contacts = {f.person_id: f for f in everyone.facilitators if convoy_id in f.convoy_ids}
+        found: dict[uuid.UUID, Person] = {}
+        for ref in convoy.facilitators:
+            if ref.person_id in wanted:
+                c = contacts.get(ref.person_id)
+                found[ref.person_id] = Person(
+                    ref.person_id, ref.name, c.email if c else "", c.language if c else convoy.language, None, False
+                )
+        return found
+
+    def _one_email(
+        self,
+        kind: Kind,
+        batch: FeedbackBatch,
+        to: Person,
+        people: dict[uuid.UUID, Person],
+        company: str,
+        members: api.Recipients,
+        said: list[_Said],
+        kudos: list[uuid.UUID],
+    ) -> tuple[str, Person, render.Rendered, replies.Target | None]:
+        lang = render.message_language(to.language)
+        w = _WORDS[lang]
+
+        def who(person_id: uuid.UUID, comment: api.Comment | None = None) -> str:
+            p = people.get(person_id)
+            if p is None:  # left the convoy, or erased their account
+                return comment.former_author if comment is not None and comment.former_author else w["former"]
+            return f"{p.name} ({p.company if p.company is not None else w['facilitator']})"
+
+        lines = []
+        for s in said:
+            author = who(s.item.actor_id, s.comment)
+            if s.parent is None:
+                heading = w["comment"].format(who=author)
+            elif s.parent.author_id == to.person_id:
+                heading = w["answer_you"].format(who=author)
+            else:
+                parent = people.get(s.parent.author_id)
+                heading = w["answer"].format(who=author, parent=parent.name if parent else w["former"])
+            lines.append(Line(who=heading, text=excerpt(s.comment.body)))
+        target = None
+        hint = None
+        if self.replies_on and to.representative:
+            latest = said[-1].comment if said else None
+            parent_id = (latest.parent_id or latest.id) if latest is not None else None
+            target = replies.Target(
+                kind="comment",
+                person_id=to.person_id,
+                convoy_id=batch.convoy_id,
+                report_id=batch.report_id,
+                parent_id=parent_id,
+            )
+            hint = "hint_comment" if latest is not None else "hint_report"
+        rendered = render_batch(
+            kind,
+            language=to.language,
+            name=to.name,
+            convoy=members.convoy_name,
+            company=company,
+            lines=lines,
+            kudos=[who(k) for k in kudos],
+            link=self.public(f"/reports/{batch.report_id}"),
+            reply_hint=hint,
+        )
+        return f"{kind}:{batch.id}:{to.person_id}", to, rendered, target
+
+
+def _visible_comments(items: list[FeedbackItem], comments: api.Comments) -> list[_Said]:
+    """The batch's comments members still see (not hidden, not an answer to a hidden one), once each."""
+    found: dict[uuid.UUID, tuple[api.Comment, api.Comment | None]] = {}
+    for top in comments.comments:
+        found[top.id] = (top, None)
+        for answer in top.replies:
+            found[answer.id] = (answer, top)
+    out: list[_Said] = []
+    seen: set[uuid.UUID] = set()
+    for item in items:
+        if item.kind != "comment" or item.comment_id is None or item.comment_id in seen:
+            continue
+        seen.add(item.comment_id)
+        comment, parent = found.get(item.comment_id, (None, None))
+        if comment is None or comment.hidden or (parent is not None and parent.hidden):
+            continue
+        out.append(_Said(item=item, comment=comment, parent=parent))
+    return out
+
+
+def _kudos_still_given(items: list[FeedbackItem], report: api.Report) -> list[uuid.UUID]:
+    """Who gave kudos in the batch and has not taken them back, in order, once each."""
+    given = set(report.kudos_by)
+    return list(dict.fromkeys(i.actor_id for i in items if i.kind == "kudos" and i.actor_id in given))
