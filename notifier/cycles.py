@@ -98,14 +98,12 @@ _COMMON = {
         "greeting": "Hallo {name},",
         "greeting_anonymous": "Guten Tag,",
         "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
-        "footer": "Convoy \N{EN DASH} gemeinsam digital vorankommen",
         "tz_note": "Alle Zeiten in der Zeitzone {tz}.",
     },
     "en": {
         "greeting": "Hello {name},",
         "greeting_anonymous": "Hello,",
         "fallback": "If the button does not work, copy this link into your browser:",
-        "footer": "Convoy \N{EN DASH} moving forward together",
         "tz_note": "All times in the {tz} time zone.",
     },
 }
@@ -279,7 +277,6 @@ def prompt(
         "t": words,
         "link": link,
         "fallback": common["fallback"],
-        "footer": common["footer"],
         "milestones": [
             (m.title, day(m.target_date, lang) if m.target_date else "")
             for m in (context.milestones_due if context else [])
@@ -293,6 +290,7 @@ def prompt(
         subject=subject,
         text=_env.get_template("cycle_prompt.txt").render(ctx),
         html=_env.get_template("cycle_prompt.html").render(ctx),
+        lang=lang,
     )
 
 
@@ -409,6 +407,7 @@ class DigestRenderer:
             subject=shared.subject,
             text=shared.text.replace(placeholder, greeting),
             html=shared.html.replace(placeholder, str(escape(greeting))),  # what autoescape prints
+            lang=lang,
         )
 
     def _render(self, lang: str, greeting: str) -> Rendered:
@@ -451,10 +450,10 @@ class DigestRenderer:
             "addenda": [dataclasses.replace(view(r), addendum=True) for r in d.late_addenda],
             "link": self.link,
             "fallback": common["fallback"],
-            "footer": common["footer"],
         }
         return Rendered(
             subject=subject,
             text=_env.get_template("cycle_digest.txt").render(ctx),
             html=_env.get_template("cycle_digest.html").render(ctx),
+            lang=lang,
         )
