@@ -38,7 +38,9 @@ WIDTHS = (390, 1280)
 DEFAULT_OUT = Path("build/emails")
 PUBLIC_URL = "https://convoy.example.org"
 SETTINGS_URL = f"{PUBLIC_URL}/profile/#notifications"
-UNSUBSCRIBE_URL = f"{PUBLIC_URL}/unsubscribe/eyJwIjoiNWQ2ZjE4YzAtOWIxMi00YjE2LWE3YjItYzEwZGU4MjNkZTRiIiwiayI6InJlcG9ydCJ9.ZcB1xT"
+UNSUBSCRIBE_URL = (
+    f"{PUBLIC_URL}/unsubscribe/eyJwIjoiNWQ2ZjE4YzAtOWIxMi00YjE2LWE3YjItYzEwZGU4MjNkZTRiIiwiayI6InJlcG9ydCJ9.ZcB1xT"
+)
 
 Render = Callable[[str], Rendered]
 
@@ -416,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.no_screenshots:
         asyncio.run(screenshot(written))
     path = index(args.out, written, shots=not args.no_screenshots)
-    print(f"{len(written)} emails ({len(SAMPLES)} kinds × {len(LANGUAGES)} languages) → {path}")
+    print(f"{len(written)} emails ({len(SAMPLES)} kinds in {len(LANGUAGES)} languages): {path}")
 
 
 if __name__ == "__main__":
