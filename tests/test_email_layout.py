@@ -24,6 +24,7 @@ from notifier import gallery, render
 from schemas import events as ev
 from tests.conftest import SmtpSink, Stack, html_of, text_of
 from tests.test_cycle_mail import DUE, publish
+from tests.test_pages import signed_in
 from tests.test_reports import post_report, schedule
 from tests.world import build_world
 
@@ -189,3 +190,31 @@ async def test_every_email_body_carries_the_footer(
     )
     assert_footer(await smtp_sink.wait_for_subject(anna.email, "Konvoi-Digest"), "digest", "de")
     assert_footer(await smtp_sink.wait_for_subject(ben.email, "Convoy digest"), "digest", "en")
+
+
+async def test_i_can_help_from_the_report_email_reaches_the_author(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
+) -> None:
+    """The report email's "I can help" opens the report page at #help; its form tells the author."""
+    world = await build_world(client, smtp_sink, companies=2, lang_b="en")
+    anna, ben = world.reps["a"], world.reps["b"]
+    r = await post_report(client, world, "a", help_wanted=True, help_topic="Kalender-Sync")
+    assert r.status_code == 201, r.text
+    report_id = r.json()["id"]
+    notice = await smtp_sink.wait_for_subject(ben.email, "new progress report")
+    help_link = f"http://convoy.test/reports/{report_id}#help"
+    assert f'href="{help_link}"' in html_of(notice)
+
+    page_of_ben, csrf = await signed_in(client, smtp_sink, browsers, ben.email)
+    page = await page_of_ben.get(f"/reports/{report_id}")
+    assert page.status_code == 200 and 'id="help"' in page.text and f'action="/reports/{report_id}/help"' in page.text
+    page_of_anna, anna_csrf = await signed_in(client, smtp_sink, browsers, anna.email)
+    own = await page_of_anna.get(f"/reports/{report_id}")
+    assert own.status_code == 200 and 'id="help"' not in own.text  # nobody offers help to themselves
+
+    r = await page_of_ben.post(f"/reports/{report_id}/help", data={"message": "Ruf mich an: 040 123", "_csrf": csrf})
+    assert r.status_code == 303 and r.headers["location"] == f"/reports/{report_id}?offered=1#help"
+    offer = await smtp_sink.wait_for_subject(anna.email, "bietet Hilfe an")
+    assert "Ruf mich an: 040 123" in text_of(offer)
+    r = await page_of_anna.post(f"/reports/{report_id}/help", data={"message": "selbst", "_csrf": anna_csrf})
+    assert r.status_code >= 400 and 'role="alert"' in r.text  # the service refuses the author's own offer
