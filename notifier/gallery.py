@@ -113,6 +113,20 @@ MESSAGE_PARAMS = {
     "theme": "Online-Terminbuchung",
     "link": f"{PUBLIC_URL}/invitations/cvi_Q2hlY2tJbkxpbmtXaXRoQVZlcnlMb25nVG9rZW5UaGF0RG9lc05vdFdyYXA",
 }
+MESSAGE_OVERRIDES: dict[str, dict[str, str]] = {
+    "sign_in": {"link": f"{PUBLIC_URL}/sign-in/cvl_U2lnbkluTGlua1dpdGhBVmVyeUxvbmdUb2tlblRoYXREb2VzTm90V3JhcA"},
+    "facilitator_appointed": {"link": f"{PUBLIC_URL}/sign-in"},
+    "join_request_received": {"link": f"{PUBLIC_URL}/convoys/{{convoy_id}}/manage"},
+    "help_offered": {
+        "message": "Wir hatten genau dasselbe Problem mit Outlook.\nRufen Sie mich gern an: 040 123 456 78.",
+        "link": f"{PUBLIC_URL}/reports/{{report_id}}",
+    },
+    "slack_disabled": {"reason": "410 Gone: invalid_token (the webhook was revoked)", "link": "{convoy}"},
+    "comment_hidden": {"link": f"{PUBLIC_URL}/reports/{{report_id}}"},
+    "content_flagged": {"link": f"{PUBLIC_URL}/convoys/{{convoy_id}}/flags"},
+    "pool_request_received": {"link": f"{PUBLIC_URL}/pool"},
+}
+"""Params that differ from MESSAGE_PARAMS per template ({convoy_id}, {report_id}, {convoy}: sample links)."""
 MESSAGE_KINDS = {"help_offered": "help_offered"}
 """Messages sent under a notification kind (the rest are ``message``: always sent, no unsubscribe)."""
 
@@ -131,7 +145,9 @@ def _recipient(lang: str) -> api.Recipient:
 def _message(template: str) -> Render:
     def one(lang: str) -> Rendered:
         name = "Anna Müller-Lüdenscheidt" if lang == "de" else "Anna Miller"
-        return render.message(template, lang, MESSAGE_PARAMS, name=name)
+        links = {"convoy_id": _id(11), "report_id": _id(10), "convoy": f"{PUBLIC_URL}/convoys/{_id(11)}"}
+        overrides = {k: v.format(**links) for k, v in MESSAGE_OVERRIDES.get(template, {}).items()}
+        return render.message(template, lang, {**MESSAGE_PARAMS, **overrides}, name=name)
 
     return one
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jinja2
+from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from schemas import api
@@ -71,6 +72,60 @@ _TEXTS = {
     },
 }
 
+_BLOCKS = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
+"""The block structure of a report's Markdown (as services.milestones.markdown parses it)."""
+
+
+def plain_blocks(text: str) -> str:
+    """Markdown -> plain text that keeps its shape: paragraphs, ``- ``/``1. `` list items (nested
+    ones indented), code as written, table rows as ``a | b``; within a block, ``markdown.plain``
+    (no ``**``, link texts without their addresses); quotes start with ``> ``."""
+    out: list[str] = []
+    lists: list[int] = []  # per open list: 0 bullet, else the next number
+    marker = ""
+    quoted = 0
+    row: list[str] | None = None
+    for tok in _BLOCKS.parse(text):
+        kind = tok.type
+        if kind == "blockquote_open":
+            quoted += 1
+        elif kind == "blockquote_close":
+            quoted -= 1
+        elif kind == "bullet_list_open":
+            lists.append(0)
+        elif kind == "ordered_list_open":
+            lists.append(int(tok.attrGet("start") or 1))
+        elif kind in ("bullet_list_close", "ordered_list_close"):
+            lists.pop()
+        elif kind == "list_item_open":
+            marker = "- " if lists[-1] == 0 else f"{lists[-1]}. "
+            lists[-1] += 1 if lists[-1] else 0
+        elif kind == "tr_open":
+            row = []
+        elif kind == "tr_close" and row is not None:
+            out.append(" | ".join(row))
+            row = None
+        elif kind == "inline":
+            words = markdown.plain(tok.content)
+            if row is not None:
+                row.append(words)
+                continue
+            indent = "  " * (len(lists) - 1) if lists else ""
+            out.append(f"{'> ' * quoted}{indent}{marker or ('  ' if lists else '')}{words}")
+            marker = ""
+        elif kind in ("fence", "code_block"):
+            out.append(tok.content.rstrip("\n"))
+        elif kind == "hr":
+            out.append("---")
+        if tok.level == 0 and tok.nesting <= 0 and kind not in ("inline",):
+            out.append("")  # a top-level block ended
+    lines: list[str] = []
+    for line in out:
+        if line or (lines and lines[-1]):
+            lines.append(line.rstrip())
+    return "\n".join(lines).strip("\n")
+
+
 HELP_ANCHOR = "help"
 """The id of the "I can help" form on a report's page (convoy_api/web/templates/report.html)."""
 
@@ -120,7 +175,7 @@ def report_submitted(
         "intro": t["intro_late" if report.late else "intro"].format(**values),
         # the same sanitizing renderer as the report's page and the digest (cached per text)
         "sections_html": [(label, Markup(markdown.render(text))) for label, text in sections],  # noqa: S704
-        "sections_text": [(label, markdown.plain(text)) for label, text in sections],
+        "sections_text": [(label, plain_blocks(text)) for label, text in sections],
         "milestones": [
             (_line(m.title), t.get("done_status" if m.status == "done" else m.status, m.status), m.status == "done")
             for m in report.milestones
