@@ -11,7 +11,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-.PHONY: help install run test test-fast chaos lint clean chromium messages bench
+.PHONY: help install run test test-fast chaos lint clean chromium messages bench emails
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
@@ -39,6 +39,9 @@ chromium: ## Debian's chromium for the browser tests (apt-get, only where it is 
 
 messages: $(BIN)/.installed ## extract the pages' strings and merge them into the German catalogue
 	$(BIN)/python convoy_api/web/locale/update.py
+
+emails: $(BIN)/.installed chromium ## every email kind (de, en) as HTML, text and 390/1280-px screenshots into build/emails/
+	$(BIN)/python -m notifier.gallery --out build/emails
 
 lint: $(BIN)/.installed ## ruff and strict mypy
 	$(BIN)/ruff check .

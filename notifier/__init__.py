@@ -37,6 +37,8 @@ MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 log = structlog.get_logger(__name__)
 MESSAGES_LIST_ID = "Convoy <account.convoy>"
 """List-Id of the messages about a person's own account (invitations, sign-in links, decisions)."""
+SETTINGS_PATH = "/profile/#notifications"
+"""The notification settings on the profile page (every notification's footer links there)."""
 FACILITATOR_LIST_ID = "Convoy facilitator digest <facilitator-digest.convoy>"
 """List-Id of the weekly facilitator digest."""
 DIGEST_ASK_MAX_CONVOYS = 500
@@ -104,6 +106,10 @@ async def setup(rt: Runtime) -> None:
                 return
             token = signing.sign(rt.settings, "unsubscribe", {"p": str(person_id), "k": kind})
             unsubscribe = public(f"/unsubscribe/{token}")
+        # the visible footer: why this email, the settings and (notifications) this kind's unsubscribe
+        rendered = render.with_footer(
+            rendered, kind=kind, settings_url=public(SETTINGS_PATH), unsubscribe_url=unsubscribe
+        )
         correlation_id = correlation.current()
         # Built before the claim: the time between claiming and sending (a crash there leaves the
         # key uncertain) is only the SMTP exchange. The bytes are build_message(...).as_bytes().
@@ -205,6 +211,7 @@ async def setup(rt: Runtime) -> None:
             return
         company = next((m.company_name for m in members.members if m.company_id == event.company_id), "")
         link = public(f"/convoys/{event.convoy_id}")
+        report_link = public(f"/reports/{report.id}")
         list_id = convoy_list_id(members.convoy_name, event.convoy_id)
         peers = [m for m in members.members if m.company_id != event.company_id]
         prefs = await preferences.get_many(m.person_id for m in peers)
@@ -216,7 +223,13 @@ async def setup(rt: Runtime) -> None:
                 to_name=m.name,
                 to_email=m.email,
                 rendered=render.report_submitted(
-                    recipient=m, company=company, convoy=members.convoy_name, report=report, link=link
+                    recipient=m,
+                    company=company,
+                    convoy=members.convoy_name,
+                    report=report,
+                    link=link,
+                    report_link=report_link,
+                    replies_enabled=replies_on,
                 ),
                 list_id=list_id,
                 reply=replies.Target(
@@ -237,7 +250,6 @@ async def setup(rt: Runtime) -> None:
                     api.Convoy,
                 )
                 language = convoy.language
-            report_link = public(f"/reports/{report.id}")
             message = slack.report_message(report, members.convoy_name, language, report_link)
             await post_to_slack(envelope, f"slack:report:{event.report_id}", target, members.convoy_name, message, link)
 

@@ -2,7 +2,7 @@
 
 Rendered from Jinja2 templates (``cycle_prompt.*``, ``cycle_digest.*``) in the recipient's
 language (de or en). Everything people typed is either Markdown rendered and sanitized by
-``services.milestones.markdown.render`` (HTML) / flattened by ``markdown.plain`` (text), or plain
+``services.milestones.markdown.render`` (HTML) / flattened by ``render.plain_blocks`` (text), or plain
 text that the HTML templates escape (autoescape). Dates arrive as UTC and are shown in the
 convoy's time zone, named in the email.
 """
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from markupsafe import Markup, escape
 
-from notifier.render import Rendered, _env, message_language
+from notifier.render import Rendered, _env, message_language, plain_blocks
 from schemas import api
 from schemas import events as ev
 from services.milestones import markdown
@@ -99,14 +99,12 @@ _COMMON = {
         "greeting": "Hallo {name},",
         "greeting_anonymous": "Guten Tag,",
         "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
-        "footer": "Convoy \N{EN DASH} gemeinsam digital vorankommen",
         "tz_note": "Alle Zeiten in der Zeitzone {tz}.",
     },
     "en": {
         "greeting": "Hello {name},",
         "greeting_anonymous": "Hello,",
         "fallback": "If the button does not work, copy this link into your browser:",
-        "footer": "Convoy \N{EN DASH} moving forward together",
         "tz_note": "All times in the {tz} time zone.",
     },
 }
@@ -280,13 +278,12 @@ def prompt(
         "t": words,
         "link": link,
         "fallback": common["fallback"],
-        "footer": common["footer"],
         "milestones": [
             (m.title, day(m.target_date, lang) if m.target_date else "")
             for m in (context.milestones_due if context else [])
         ],
         "next_html": Markup(markdown.render(next_steps)) if next_steps else "",  # noqa: S704 - sanitized
-        "next_text": markdown.plain(next_steps) if next_steps else "",
+        "next_text": plain_blocks(next_steps) if next_steps else "",
         "commitments": [_one_line(c) for c in (context.open_commitments if context else []) if c.strip()],
         "reply_hint": REPLY_HINT[lang].format(**values) if replies_enabled else "",
     }
@@ -294,6 +291,7 @@ def prompt(
         subject=subject,
         text=_env.get_template("cycle_prompt.txt").render(ctx),
         html=_env.get_template("cycle_prompt.html").render(ctx),
+        lang=lang,
     )
 
 
@@ -348,7 +346,7 @@ def _report_view(
     for label, text in ((words["done"], r.done), (words["next"], r.next), (words["blockers"], r.blockers)):
         if text.strip():
             view.sections_html.append((label, Markup(markdown.render(text))))  # noqa: S704 - sanitized
-            view.sections_text.append((label, markdown.plain(text)))
+            view.sections_text.append((label, plain_blocks(text)))
     names = [people[p] for p in r.kudos_by if p in people]
     unknown = len(r.kudos_by) - len(names)
     if unknown:
@@ -465,6 +463,5 @@ class DigestRenderer:
             "addenda": [dataclasses.replace(view(r), addendum=True) for r in d.late_addenda],
             "link": self.link,
             "fallback": common["fallback"],
-            "footer": common["footer"],
         }
         return ctx

@@ -235,12 +235,12 @@ def facilitator_digest(
         "convoys": [_convoy_view(h, lang, words, base) for h in digest.convoys if not is_quiet(h)],
         "quiet": [(_one_line(h.convoy_name), f"{base}/convoys/{h.convoy_id}") for h in quiet],
         "quiet_line": words["quiet_line"].format(names=", ".join(_one_line(h.convoy_name) for h in quiet)),
-        "footer": common["footer"],
     }
     return Rendered(
         subject=title,
         text=_env.get_template("facilitator_digest.txt").render(ctx),
         html=_env.get_template("facilitator_digest.html").render(ctx),
+        lang=lang,
     )
 
 

@@ -6,8 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jinja2
+from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
 
 from schemas import api
+from services.milestones import markdown
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("notifier", "templates"),
@@ -20,26 +23,111 @@ _TEXTS = {
     "de": {
         "subject": "{company}: neuer Fortschrittsbericht in „{convoy}“",
         "heading": "Neuer Fortschrittsbericht",
-        "greeting": "Hallo",
-        "intro": "{company} hat im Konvoi „{convoy}“ einen neuen Fortschrittsbericht veröffentlicht.",
+        "greeting": "Hallo {name},",
+        "greeting_anonymous": "Guten Tag,",
+        "intro": "{company} hat im Konvoi „{convoy}“ einen neuen Fortschrittsbericht für Runde {round} veröffentlicht.",
+        "intro_late": "{company} hat im Konvoi „{convoy}“ einen Fortschrittsbericht für Runde {round} nachgereicht.",
         "done": "Erledigt",
         "next": "Als Nächstes",
         "blockers": "Hindernisse",
+        "milestones": "Meilensteine",
+        "mood": "Stimmung",
         "help": "Sucht Unterstützung bei",
-        "open": "Zum Konvoi",
+        "help_yes": "ja, ohne ein bestimmtes Thema",
+        "can_help": "Ich kann helfen",
+        "open_report": "Zum Bericht",
+        "open_convoy": "Zum Konvoi",
+        "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
+        "reply_hint": "Sie können auf diese E-Mail antworten: Ihre Antwort erscheint als Kommentar zu diesem"
+        " Bericht, den alle Mitglieder des Konvois sehen.",
+        "not_started": "nicht begonnen",
+        "in_progress": "in Arbeit",
+        "done_status": "erledigt",
+        "blocked": "blockiert",
     },
     "en": {
         "subject": '{company}: new progress report in "{convoy}"',
         "heading": "New progress report",
-        "greeting": "Hello",
-        "intro": '{company} posted a new progress report in the convoy "{convoy}".',
+        "greeting": "Hello {name},",
+        "greeting_anonymous": "Hello,",
+        "intro": '{company} posted a new progress report for round {round} in the convoy "{convoy}".',
+        "intro_late": '{company} posted a late progress report for round {round} in the convoy "{convoy}".',
         "done": "Done",
         "next": "Next",
         "blockers": "Blockers",
+        "milestones": "Milestones",
+        "mood": "Mood",
         "help": "Would welcome help with",
-        "open": "Open the convoy",
+        "help_yes": "yes, no particular topic",
+        "can_help": "I can help",
+        "open_report": "Open the report",
+        "open_convoy": "Open the convoy",
+        "fallback": "If the button does not work, copy this link into your browser:",
+        "reply_hint": "You can reply to this email: your answer is posted as a comment on this report,"
+        " and every member of the convoy sees it.",
+        "not_started": "not started",
+        "in_progress": "in progress",
+        "done_status": "done",
+        "blocked": "blocked",
     },
 }
+
+_BLOCKS = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
+"""The block structure of a report's Markdown (as services.milestones.markdown parses it)."""
+
+
+def plain_blocks(text: str) -> str:
+    """Markdown -> plain text that keeps its shape: paragraphs, ``- ``/``1. `` list items (nested
+    ones indented), code as written, table rows as ``a | b``; within a block, ``markdown.plain``
+    (no ``**``, link texts without their addresses); quotes start with ``> ``."""
+    out: list[str] = []
+    lists: list[int] = []  # per open list: 0 bullet, else the next number
+    marker = ""
+    quoted = 0
+    row: list[str] | None = None
+    for tok in _BLOCKS.parse(text):
+        kind = tok.type
+        if kind == "blockquote_open":
+            quoted += 1
+        elif kind == "blockquote_close":
+            quoted -= 1
+        elif kind == "bullet_list_open":
+            lists.append(0)
+        elif kind == "ordered_list_open":
+            lists.append(int(tok.attrGet("start") or 1))
+        elif kind in ("bullet_list_close", "ordered_list_close"):
+            lists.pop()
+        elif kind == "list_item_open":
+            marker = "- " if lists[-1] == 0 else f"{lists[-1]}. "
+            lists[-1] += 1 if lists[-1] else 0
+        elif kind == "tr_open":
+            row = []
+        elif kind == "tr_close" and row is not None:
+            out.append(" | ".join(row))
+            row = None
+        elif kind == "inline":
+            words = markdown.plain(tok.content)
+            if row is not None:
+                row.append(words)
+                continue
+            indent = "  " * (len(lists) - 1) if lists else ""
+            out.append(f"{'> ' * quoted}{indent}{marker or ('  ' if lists else '')}{words}")
+            marker = ""
+        elif kind in ("fence", "code_block"):
+            out.append(tok.content.rstrip("\n"))
+        elif kind == "hr":
+            out.append("---")
+        if tok.level == 0 and tok.nesting <= 0 and kind not in ("inline",):
+            out.append("")  # a top-level block ended
+    lines: list[str] = []
+    for line in out:
+        if line or (lines and lines[-1]):
+            lines.append(line.rstrip())
+    return "\n".join(lines).strip("\n")
+
+
+HELP_ANCHOR = "help"
+"""The id of the "I can help" form on a report's page (convoy_api/web/templates/report.html)."""
 
 
 @dataclass(frozen=True)
@@ -48,33 +136,62 @@ class Rendered:
     text: str
     html: str
     lang: str = "en"
+    """The recipient's language ("de" or "en"): send_email writes the footer in it."""
 
 
-def report_submitted(*, recipient: api.Recipient, company: str, convoy: str, report: api.Report, link: str) -> Rendered:
-    lang = recipient.language if recipient.language in _TEXTS else "en"
-    raw = _TEXTS[lang]
-    # Formatting happens on plain strings; the HTML template escapes every value it prints.
-    t = {k: v.format(company=company, convoy=convoy) for k, v in raw.items()}
+def _line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def report_submitted(
+    *,
+    recipient: api.Recipient,
+    company: str,
+    convoy: str,
+    report: api.Report,
+    link: str,
+    report_link: str,
+    replies_enabled: bool = False,
+) -> Rendered:
+    """The notice of a peer's new report: its Markdown rendered (sanitized) in the HTML part and
+    flattened in the text part, the milestones it moved, mood, help wanted with an "I can help"
+    link to the report page's offer form, and (``replies_enabled``) that a reply becomes a comment."""
+    lang = message_language(recipient.language)
+    t = _TEXTS[lang]
+    values = {"company": _line(company), "convoy": _line(convoy), "round": str(report.cycle_index + 1)}
+    subject = t["subject"].format(**values)
+    name = _line(recipient.name)
+    sections = [
+        (t[k], text) for k, text in (("done", report.done), ("next", report.next), ("blockers", report.blockers))
+    ]
+    sections = [(label, text) for label, text in sections if text.strip()]
+    help_topic = _line(report.help_topic) or (t["help_yes"] if report.help_wanted else "")
     context = {
-        "recipient": recipient,
-        "company": company,
-        "convoy": convoy,
-        "report": report,
-        "link": link,
         "lang": lang,
+        "subject": subject,
+        "preheader": markdown.plain(report.done, limit=120),
         "t": t,
-        "subject": t["subject"],
-        "sections": [
-            (t["done"], report.done),
-            (t["next"], report.next),
-            (t["blockers"], report.blockers),
-            (t["help"], report.help_topic or ("✓" if report.help_wanted else "")),
+        "greeting": t["greeting"].format(name=name) if name else t["greeting_anonymous"],
+        "intro": t["intro_late" if report.late else "intro"].format(**values),
+        # the same sanitizing renderer as the report's page and the digest (cached per text)
+        "sections_html": [(label, Markup(markdown.render(text))) for label, text in sections],  # noqa: S704
+        "sections_text": [(label, plain_blocks(text)) for label, text in sections],
+        "milestones": [
+            (_line(m.title), t.get("done_status" if m.status == "done" else m.status, m.status), m.status == "done")
+            for m in report.milestones
         ],
+        "mood": report.mood,
+        "help": help_topic if report.help_wanted or report.help_topic.strip() else "",
+        "help_link": f"{report_link}#{HELP_ANCHOR}",
+        "report_link": report_link,
+        "link": link,
+        "reply_hint": t["reply_hint"] if replies_enabled else "",
     }
     return Rendered(
-        subject=t["subject"],
-        text=_env.get_template(f"report_submitted.{lang}.txt").render(context),
+        subject=subject,
+        text=_env.get_template("report_submitted.txt").render(context),
         html=_env.get_template("report_submitted.html").render(context),
+        lang=lang,
     )
 
 
@@ -126,13 +243,11 @@ _MESSAGE_COMMON = {
         "greeting": "Hallo {name},",
         "greeting_anonymous": "Guten Tag,",
         "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
-        "footer": "Convoy \N{EN DASH} gemeinsam digital vorankommen",
     },
     "en": {
         "greeting": "Hello {name},",
         "greeting_anonymous": "Hello,",
         "fallback": "If the button does not work, copy this link into your browser:",
-        "footer": "Convoy \N{EN DASH} moving forward together",
     },
 }
 
@@ -429,10 +544,110 @@ def message(template: str, language: str, params: Mapping[str, str], *, name: st
         "link": link if words.button else "",
         "fallback": common["fallback"],
         "after": [fill(p) for p in words.after],
-        "footer": common["footer"],
     }
     return Rendered(
         subject=subject,
         text=_env.get_template("message.txt").render(context),
         html=_env.get_template("message.html").render(context),
+        lang=lang,
     )
+
+
+# --- the footer of every email (send_email adds it) ---------------------------------------------
+FOOTER_MARK = "<!--convoy:footer-->"
+"""Where _layout.html wants the footer; send_email puts it there (before </body> without it)."""
+
+_FOOTER = {
+    "de": {
+        "tagline": "Convoy \N{EN DASH} gemeinsam digital vorankommen",
+        "settings": "Benachrichtigungen einstellen",
+        "unsubscribe": "Diese Art E-Mail abbestellen",
+    },
+    "en": {
+        "tagline": "Convoy \N{EN DASH} moving forward together",
+        "settings": "Notification settings",
+        "unsubscribe": "Unsubscribe from this kind of email",
+    },
+}
+_WHY = {
+    "de": {
+        "message": "Sie erhalten diese E-Mail, weil sie Ihr Konto bei Convoy, eine Einladung oder eine Anfrage"
+        " an Sie betrifft.",
+        "report": "Sie erhalten diese E-Mail, weil Ihr Unternehmen Mitglied dieses Konvois ist und Sie von neuen"
+        " Berichten der anderen Unternehmen erfahren.",
+        "help_offered": "Sie erhalten diese E-Mail, weil Ihr Unternehmen in einem Bericht um Unterstützung"
+        " gebeten hat.",
+        "prompt": "Sie erhalten diese E-Mail, weil Ihr Unternehmen Mitglied dieses Konvois ist und in jeder Runde"
+        " berichtet.",
+        "nudge": "Sie erhalten diese E-Mail, weil der Bericht Ihres Unternehmens für diese Runde noch fehlt.",
+        "digest": "Sie erhalten diese E-Mail, weil Ihr Unternehmen Mitglied dieses Konvois ist: Nach jeder Runde"
+        " fasst der Digest zusammen, was passiert ist.",
+        "facilitator_digest": "Sie erhalten diese E-Mail, weil Sie Konvois bei Convoy moderieren.",
+        "feedback": "Sie erhalten diese E-Mail, weil jemand den Bericht Ihres Unternehmens kommentiert oder ihm"
+        " Kudos gegeben hat.",
+        "reply": "Sie erhalten diese E-Mail, weil jemand auf Ihren Kommentar geantwortet hat.",
+        "help_requested": "Sie erhalten diese E-Mail, weil Sie diesen Konvoi moderieren und ein Unternehmen um"
+        " Unterstützung bittet.",
+        "facilitator_cycle": "Sie erhalten diese E-Mail, weil Sie diesen Konvoi moderieren: Zum Ende jeder Runde"
+        " bekommen Sie eine Zusammenfassung.",
+        "": "Sie erhalten diese E-Mail, weil Sie Convoy nutzen.",
+    },
+    "en": {
+        "message": "You get this email because it concerns your Convoy account, an invitation or a request to you.",
+        "report": "You get this email because your company is part of the convoy and hears about the other"
+        " companies' new reports.",
+        "help_offered": "You get this email because your company asked for help in a report.",
+        "prompt": "You get this email because your company is part of the convoy and reports every round.",
+        "nudge": "You get this email because your company's report for this round is still missing.",
+        "digest": "You get this email because your company is part of the convoy: after each round, the digest"
+        " sums up what happened.",
+        "facilitator_digest": "You get this email because you facilitate convoys at Convoy.",
+        "feedback": "You get this email because someone commented on your company's report or gave it kudos.",
+        "reply": "You get this email because someone replied to your comment.",
+        "help_requested": "You get this email because you facilitate this convoy and a company asks for help.",
+        "facilitator_cycle": "You get this email because you facilitate this convoy: at the end of each round you"
+        " get its summary.",
+        "": "You get this email because you use Convoy.",
+    },
+}
+
+
+def why(kind: str, lang: str) -> str:
+    """Why the person gets an email of this delivery kind (``message`` for sign-in links and invitations)."""
+    words = _WHY[lang if lang in _WHY else "en"]
+    return words.get(kind, words[""])
+
+
+def with_footer(rendered: Rendered, *, kind: str, settings_url: str, unsubscribe_url: str | None) -> Rendered:
+    """``rendered`` with the footer in both parts: why the person gets it and, for notifications
+    (every kind but ``message``), links to their notification settings and to the one-click
+    unsubscribe of this kind (``unsubscribe_url``, the List-Unsubscribe header's URL)."""
+    lang = rendered.lang if rendered.lang in _FOOTER else "en"
+    words = _FOOTER[lang]
+    reason = why(kind, lang)
+    links: list[tuple[str, str]] = []
+    if kind != "message":
+        links.append((words["settings"], settings_url))
+        if unsubscribe_url:
+            links.append((words["unsubscribe"], unsubscribe_url))
+    text_lines = ["-- ", reason, *(f"{label}: {url}" for label, url in links), words["tagline"]]
+    text = rendered.text.rstrip() + "\n\n" + "\n".join(text_lines) + "\n"
+    link_html = " &middot; ".join(
+        f'<a href="{escape(url)}" style="color:#1d4ed8;overflow-wrap:anywhere;">{escape(label)}</a>'
+        for label, url in links
+    )
+    block = (
+        '<div style="margin:24px 0 0 0;padding-top:12px;border-top:1px solid #e4e7eb;'
+        'font-size:13px;line-height:1.5;color:#52606d;">'
+        f'<p style="margin:0 0 6px 0;">{escape(reason)}</p>'
+        + (f'<p style="margin:0 0 6px 0;">{link_html}</p>' if link_html else "")
+        + f'<p style="margin:0;color:#616e7c;">{escape(words["tagline"])}</p></div>'
+    )
+    html = rendered.html
+    if FOOTER_MARK in html:
+        html = html.replace(FOOTER_MARK, block, 1)
+    elif (at := html.rfind("</body>")) != -1:
+        html = html[:at] + block + "\n" + html[at:]
+    else:
+        html += block
+    return Rendered(subject=rendered.subject, text=text, html=html, lang=rendered.lang)

@@ -102,7 +102,7 @@ def test_german_digest_lists_what_needs_attention_per_convoy_and_escapes() -> No
     assert_harmless(markup)
     assert f'href="{URL}/reports/{help_.report_id}"' in markup
     assert f'href="{URL}/convoys/{nord.convoy_id}"' in markup and f'href="{URL}/convoys/{quiet.convoy_id}"' in markup
-    assert 'role="presentation"' in markup and "<div" not in markup  # table layout
+    assert 'role="presentation"' in markup and '<meta name="viewport"' in markup  # the fluid layout
     assert "http" not in markup.replace(URL, "")  # no remote images or styles: only our links
     # The mood bar row: one bar per cycle, 8 px per mood point, a stub for a cycle without ratings.
     assert "height:28px;background:#16a34a" in markup and "height:20px;background:#f59e0b" in markup

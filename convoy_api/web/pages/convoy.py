@@ -208,7 +208,9 @@ class ConvoyPages(Controller):
     async def report(self, page: PageDep, report_id: ReportId) -> Template:
         return await self._report_page(page, report_id)
 
-    async def _report_page(self, page: Page, report_id: uuid.UUID, error: str = "", status_code: int = 200) -> Template:
+    async def _report_page(
+        self, page: Page, report_id: uuid.UUID, error: str = "", status_code: int = 200, help_error: str = ""
+    ) -> Template:
         actor = page.actor
         report, comments = await asyncio.gather(
             page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
@@ -228,6 +230,7 @@ class ConvoyPages(Controller):
             open_comments=True,
             error="",
             moderation_error=error,
+            help_error=help_error,
         )
 
     @get("/reports/{report_id:uuid}/comments")
@@ -296,6 +299,28 @@ class ConvoyPages(Controller):
         if page.request.headers.get("hx-request"):
             return page.render("_kudos.html", report=report, error=error)
         return page.redirect(f"/reports/{report_id}")
+
+    @post("/reports/{report_id:uuid}/help", status_code=200)
+    async def offer_help(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
+        """ "I can help" (the report email links here): the report's author hears of it by email."""
+        values = {"message": str(page.form.get("message", "")).strip()}
+        try:
+            offer = msgspec.convert(values, api.NewHelpOffer)
+            await page.call(
+                "milestones",
+                Rpc.HELP_OFFER,
+                api.OfferHelp(actor=page.actor, report_id=report_id, offer=offer),
+                api.HelpOffer,
+            )
+        except msgspec.ValidationError as exc:
+            return await self._report_page(
+                page, report_id, status_code=422, help_error=field_error(page, exc, values)[1]
+            )
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await self._report_page(page, report_id, status_code=exc.status, help_error=service_error(page, exc))
+        return page.redirect(f"/reports/{report_id}?offered=1#help")
 
     # --- moderation (facilitators; the service checks it) -------------------------------------------
     async def _moderate(self, page: Page, report_id: uuid.UUID, action: Any) -> Template | Redirect:
