@@ -321,6 +321,7 @@ class FacilitatorMail:
                 ),
                 list_id=list_id,
                 prefs=prefs[f.person_id],
+                thread=f"report.{report.id}",  # with the report's notices and feedback
             )
             for f in to
         )

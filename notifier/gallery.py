@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from notifier import cycles, facilitator, render
+from notifier import cycles, facilitation, facilitator, feedback, render
 from notifier.render import Rendered
 from schemas import api
 from schemas import events as ev
@@ -254,8 +254,7 @@ def _digest_report(company: str, n: int, **kw: object) -> api.DigestReport:
     return api.DigestReport(**fields)  # type: ignore[arg-type]
 
 
-@sample("digest", kind="digest")
-def _digest(lang: str) -> Rendered:
+def _digest_data() -> api.Digest:
     moved = api.DigestMilestone(
         company_id=_id(201), company_name=COMPANY, title="Online-Terminbuchung freigeschaltet", status="done"
     )
@@ -283,14 +282,108 @@ def _digest(lang: str) -> Rendered:
         progress=0.45,
         participation=0.5,
     )
+    return d
+
+
+DIGEST_PEOPLE = {_id(301): "Ben Schmidt"}
+DIGEST_COMPANIES = {_id(401): "Werkstatt Leer", _id(402): "Elektroinstallationsfachbetrieb Schleswig-Holstein"}
+DIGEST_ABSENCES = [ev.Absence(company_id=_id(402), kind="skipped", reason="Betriebsferien")]
+
+
+@sample("digest", kind="digest")
+def _digest(lang: str) -> Rendered:
     return cycles.digest(
         recipient=_recipient(lang),
-        d=d,
-        people={_id(301): "Ben Schmidt"},
-        companies={_id(401): "Werkstatt Leer", _id(402): "Elektroinstallationsfachbetrieb Schleswig-Holstein"},
-        absences=[ev.Absence(company_id=_id(402), kind="skipped", reason="Betriebsferien")],
+        d=_digest_data(),
+        people=DIGEST_PEOPLE,
+        companies=DIGEST_COMPANIES,
+        absences=DIGEST_ABSENCES,
         link=f"{PUBLIC_URL}/convoys/{_id(11)}",
         report_link=f"{PUBLIC_URL}/reports/{{report_id}}",
+    )
+
+
+def _facilitator(lang: str) -> api.FacilitatorContact:
+    return api.FacilitatorContact(
+        person_id=_id(500), name="Fiona Facil", email="fiona@example.org", language=lang, timezone="Europe/Berlin"
+    )
+
+
+@sample("facilitator_cycle", kind="facilitator_cycle")
+def _round_summary(lang: str) -> Rendered:
+    digests = cycles.DigestRenderer(
+        d=_digest_data(),
+        people=DIGEST_PEOPLE,
+        companies=DIGEST_COMPANIES,
+        absences=DIGEST_ABSENCES,
+        link=f"{PUBLIC_URL}/convoys/{_id(11)}",
+        report_link=f"{PUBLIC_URL}/reports/{{report_id}}",
+    )
+    summary = facilitation.RoundSummary(
+        digests=digests,
+        link=f"{PUBLIC_URL}/convoys/{_id(11)}",
+        schedule_link=f"{PUBLIC_URL}/convoys/{_id(11)}/schedule",
+    )
+    return summary.render(_facilitator(lang))
+
+
+@sample("help_requested", kind="help_requested")
+def _help_requested(lang: str) -> Rendered:
+    return facilitation.help_requested(
+        facilitator=_facilitator(lang),
+        convoy=CONVOY,
+        report=sample_report(),
+        milestone="Kalender-Synchronisation",
+        link=f"{PUBLIC_URL}/reports/{_id(10)}",
+    )
+
+
+def _feedback_lines(lang: str) -> list[feedback.Line]:
+    de = lang == "de"
+    return [
+        feedback.Line(
+            who="Ben Schmidt (Laden Schmidt) schreibt:" if de else "Ben Schmidt (Laden Schmidt) writes:",
+            text="Großartig! Welches Tool nutzt ihr für die Kalendersynchronisation mit den Monteurs-Handys?",
+        ),
+        feedback.Line(
+            who=f"Clara Stahl ({PEER}) antwortet Ben Schmidt:" if de else f"Clara Stahl ({PEER}) answers Ben Schmidt:",
+            text="Wir nutzen das gleiche, siehe https://hilfe.example.org/kalender/synchronisation/google-workspace"
+            "-und-outlook-365?quelle=convoy",
+        ),
+        feedback.Line(
+            who="Fiona Facil (Moderation) schreibt:" if de else "Fiona Facil (facilitator) writes:",
+            text="Schön zu sehen, wie es vorangeht. Bringt das doch nächste Woche in die Runde ein.",
+        ),
+    ]
+
+
+@sample("feedback", kind="feedback")
+def _feedback(lang: str) -> Rendered:
+    return feedback.render_batch(
+        "feedback",
+        language=lang,
+        name="Anna Müller-Lüdenscheidt" if lang == "de" else "Anna Miller",
+        convoy=CONVOY,
+        company=COMPANY,
+        lines=_feedback_lines(lang),
+        kudos=["Ben Schmidt (Laden Schmidt)", f"Clara Stahl ({PEER})"],
+        link=f"{PUBLIC_URL}/reports/{_id(10)}",
+        reply_hint="hint_comment",
+    )
+
+
+@sample("reply", kind="reply")
+def _reply(lang: str) -> Rendered:
+    return feedback.render_batch(
+        "reply",
+        language=lang,
+        name="Ben Schmidt",
+        convoy=CONVOY,
+        company=COMPANY,
+        lines=_feedback_lines(lang)[1:2],
+        kudos=[],
+        link=f"{PUBLIC_URL}/reports/{_id(10)}",
+        reply_hint=None,
     )
 
 
