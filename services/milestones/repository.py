@@ -600,8 +600,11 @@ async def seal_rounds(conn: Conn, convoy_ids: list[uuid.UUID], cycle_indexes: li
     close) and takes no reports. A new seal assigns every report of the convoy not yet in a digest
     whose cycle is at or below it to the smallest new seal at or above its own cycle.
     """
-    for key in sorted({_round_lock_key(c) for c in convoy_ids}):  # in key order: no deadlock
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+    # All the convoys' locks in one statement, in key order (two seals never wait on each other in a cycle).
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS keys",
+        sorted({_round_lock_key(c) for c in convoy_ids}),
+    )
     fresh = await conn.fetch(
         "INSERT INTO round_seals (convoy_id, cycle_index)"
         " SELECT w.convoy_id, w.cycle_index FROM unnest($1::uuid[], $2::int[]) AS w(convoy_id, cycle_index)"
