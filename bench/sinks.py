@@ -31,7 +31,7 @@ class Sink:
         self.reset()
 
     def reset(self) -> None:
-        self.mails: list[tuple[float, str, int]] = []  # (arrived, convoy id from List-Id, size)
+        self.mails: list[tuple[float, str, int, str]] = []  # (arrived, convoy id from List-Id, size, first RCPT)
         self.slack: list[tuple[float, str]] = []  # (arrived, webhook path)
         self.samples: list[bytes] = []
         self.last_post: dict[str, float] = {}
@@ -41,7 +41,8 @@ class Sink:
         data: bytes = envelope.original_content or b""
         head = data[: data.find(b"\r\n\r\n")] if b"\r\n\r\n" in data else data[:4000]
         match = LIST_ID.search(head)
-        self.mails.append((time.monotonic(), match.group(1).decode() if match else "", len(data)))
+        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        self.mails.append((time.monotonic(), match.group(1).decode() if match else "", len(data), rcpt))
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append(data)
         return "250 OK"

@@ -47,6 +47,8 @@ from services.runtime import db
 from services.runtime.settings import Settings
 
 ADMIN_TOKEN = "adm_bench-" + uuid.uuid4().hex
+FEEDBACK_WINDOW_S = 2.0
+"""Comments and kudos are collected this long into one feedback email (latency: they flow during the run)."""
 
 
 @dataclass
@@ -177,6 +179,7 @@ async def start(keep: bool = False) -> Stack:
         secret_key="key_bench-" + uuid.uuid4().hex,
         inbound_smtp_port=reply_port,
         slack_webhook_hosts="127.0.0.1",
+        feedback_window_s=FEEDBACK_WINDOW_S,
         reminders_manual_clock=True,
         demo=False,
         log_level="WARNING",

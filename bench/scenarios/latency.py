@@ -4,11 +4,20 @@ A steady rate (100 reports/s at scale 1 for 60 s; the duration scales). Each rep
 a convoy of its own (two companies, one representative each, a Slack webhook with "post each
 report" on), so the email and the post are matched to the report by the convoy id (List-Id, the
 webhook path). Baseline: NATS core request/reply round trip on the same server.
+
+With the feedback emails on (issue #17; ``BENCH_LATENCY_FEEDBACK=0`` turns the kudos off): the
+peer gives kudos as soon as the report is accepted, so the notifier also collects and sends one
+feedback email per report (window ``stack.FEEDBACK_WINDOW_S``) while the notices are measured.
+The report notice goes to the peer (company 1), the feedback email to the poster (company 0):
+the sink tells them apart by the recipient.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
 import time
 from datetime import date, timedelta
 
@@ -16,10 +25,17 @@ import nats
 
 from bench import data
 from bench.measure import Failures, Result, Row, cpu_delta, expect, http_session, open_loop, pct
-from bench.stack import Stack
+from bench.stack import FEEDBACK_WINDOW_S, Stack
 
 RATE = 100.0
 BODY = {"done": "Kalender angebunden", "next": "Zahlungen", "mood": 4}
+COMPANY_OF = re.compile(r"-(\d+)-\d+@bench\.example>?$")
+"""bench.data's addresses: p<tag>-<convoy>-<company>-<rep>@bench.example."""
+
+
+def company_index(rcpt: str) -> int:
+    match = COMPANY_OF.search(rcpt)
+    return int(match.group(1)) if match else -1
 
 
 def sizes(scale: float) -> tuple[float, float]:
@@ -62,11 +78,15 @@ async def run(stack: Stack, scale: float) -> Result:
         slack_base=stack.slack_base,
         slack_post_reports=True,
     )
-    posters = {}
+    posters, peers = {}, {}
     for rep in convoys.reps:  # the first company's representative posts; the second is the peer
         if rep.company_id == convoys.companies[rep.convoy_id][0]:
             posters[rep.convoy_id] = rep
+        else:
+            peers[rep.convoy_id] = rep
     jobs = list(posters.values())[:count]
+    feedback = os.environ.get("BENCH_LATENCY_FEEDBACK", "1") != "0"
+    kudos: dict[str, float] = {}
     await stack.wait_until_quiet()
     session = http_session(200)
     try:
@@ -80,25 +100,38 @@ async def run(stack: Stack, scale: float) -> Result:
                 f"{stack.http}/api/v1/convoys/{rep.convoy_id}/reports", json=BODY, headers=rep.auth
             ) as r:
                 try:
-                    await expect(r, 201)
+                    body = await expect(r, 201)
+                    report_id = json.loads(body)["id"] if feedback else None
                 except Failures as exc:  # overload answers 503 after the request timeout: counted, not fatal
                     errors.append(str(exc))
                     posted.pop(str(rep.convoy_id), None)
+                    return
+            if report_id is not None:  # the peer's kudos: a feedback email to the poster after the window
+                async with session.put(
+                    f"{stack.http}/api/v1/reports/{report_id}/kudos", headers=peers[rep.convoy_id].auth
+                ) as k:
+                    try:
+                        await expect(k, 200)
+                        kudos[str(rep.convoy_id)] = time.monotonic()
+                    except Failures as exc:
+                        errors.append(f"kudos: {exc}")
 
         lat, elapsed, _ = await open_loop(rate, jobs, post)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             s = await stack.sink_stats(session)
-            if s["mails"] >= len(posted) and s["slack"] >= len(posted):
+            if s["mails"] >= len(posted) + len(kudos) and s["slack"] >= len(posted):
                 break
             await asyncio.sleep(0.5)
         arrivals = await stack.sink_arrivals(session)
     finally:
         await session.close()
-    mail = [t - posted[c] for t, c, _ in arrivals["mails"] if c in posted]
+    notices = [(t, c) for t, c, _, rcpt in arrivals["mails"] if company_index(rcpt) != 0]
+    feedback_mail = [t - kudos[c] for t, c, _, rcpt in arrivals["mails"] if company_index(rcpt) == 0 and c in kudos]
+    mail = [t - posted[c] for t, c in notices if c in posted]
     slack = [t - posted[path.rsplit("/", 1)[-1]] for t, path in arrivals["slack"] if path.rsplit("/", 1)[-1] in posted]
     both = {}
-    for t, c, _ in arrivals["mails"]:
+    for t, c in notices:
         if c in posted:
             both[c] = max(both.get(c, 0.0), t - posted[c])
     for t, path in arrivals["slack"]:
@@ -130,6 +163,17 @@ async def run(stack: Stack, scale: float) -> Result:
         ),
         Row("latency", "posted → Slack post, p99 ms", p99_slack, rtt99, "ms", note=f"p50 {pct(slack, 50) * 1000:.0f}"),
     ]
+    if feedback:
+        result.rows.append(
+            Row(
+                "latency",
+                f"kudos → feedback email, p99 s (collected for {FEEDBACK_WINDOW_S:.0f} s)",
+                pct(feedback_mail, 99),
+                None,
+                "s",
+                note=f"p50 {pct(feedback_mail, 50):.1f} s; {len(feedback_mail)}/{len(kudos)} arrived",
+            )
+        )
     result.details = {
         "reports": len(jobs),
         "errors": len(errors),
@@ -138,6 +182,8 @@ async def run(stack: Stack, scale: float) -> Result:
         "post_p50_ms": round(pct(lat, 50) * 1000, 1),
         "post_p99_ms": round(pct(lat, 99) * 1000, 1),
         "emails": len(mail),
+        "kudos": len(kudos),
+        "feedback_emails": len(feedback_mail),
         "slack_posts": len(slack),
         "mail_p50_ms": round(pct(mail, 50) * 1000, 1),
         "mail_p99_ms": round(p99_mail, 1),
