@@ -129,6 +129,6 @@ class FeedController(Controller):
             return Response(b"", status_code=304, headers=headers)
         return Response(
             body,
-            media_type="text/calendar; charset=utf-8",
+            media_type="text/calendar",  # Litestar adds "; charset=utf-8" to text types
             headers={**headers, "Content-Disposition": "inline; filename=convoy.ics"},
         )

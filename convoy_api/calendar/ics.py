@@ -69,9 +69,7 @@ def uid(convoy_id: uuid.UUID, cycle_index: int, kind: str = "checkin") -> str:
     return f"{convoy_id}-{cycle_index}-{kind}@{UID_DOMAIN}"
 
 
-def build(
-    owner: api.CalendarOwner, rounds: api.CalendarRounds, public_url: str, *, name: str | None = None
-) -> bytes:
+def build(owner: api.CalendarOwner, rounds: api.CalendarRounds, public_url: str, *, name: str | None = None) -> bytes:
     """The feed of ``owner``: every round of ``rounds`` (in the owner's language)."""
     lang = owner.language if owner.language in _WORDS else "de"
     words = _WORDS[lang]

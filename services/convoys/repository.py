@@ -676,9 +676,7 @@ def calendar_feed(row: asyncpg.Record | None) -> api.CalendarFeed:
 
 
 async def live_calendar_feed(conn: Conn, person_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT * FROM calendar_feeds WHERE person_id = $1 AND revoked_at IS NULL", person_id
-    )
+    return await conn.fetchrow("SELECT * FROM calendar_feeds WHERE person_id = $1 AND revoked_at IS NULL", person_id)
 
 
 async def revoke_calendar_feeds(conn: Conn, person_id: uuid.UUID) -> bool:
@@ -850,8 +848,7 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         person_id,
     )
     feeds = await conn.fetch(
-        "SELECT id, created_at, last_used_at, revoked_at FROM calendar_feeds WHERE person_id = $1"
-        " ORDER BY created_at",
+        "SELECT id, created_at, last_used_at, revoked_at FROM calendar_feeds WHERE person_id = $1 ORDER BY created_at",
         person_id,
     )
     sessions = await conn.fetch(

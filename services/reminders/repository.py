@@ -320,9 +320,7 @@ async def convoys_by_id(conn: Conn, convoy_ids: list[uuid.UUID]) -> list[asyncpg
     )
 
 
-async def cycles_in(
-    conn: Conn, convoy_ids: list[uuid.UUID], first: list[int], last: list[int]
-) -> list[asyncpg.Record]:
+async def cycles_in(conn: Conn, convoy_ids: list[uuid.UUID], first: list[int], last: list[int]) -> list[asyncpg.Record]:
     """The stored cycles of each convoy with ``first[i] <= cycle_index <= last[i]`` (one query)."""
     return await conn.fetch(
         "SELECT c.* FROM cycles c JOIN unnest($1::uuid[], $2::int[], $3::int[]) AS k(convoy_id, first, last)"
