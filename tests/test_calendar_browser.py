@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
-from services.runtime import embedded
+from services import embedded
 from services.runtime.settings import Settings
 from tests.conftest import SmtpSink, Stack, eventually
 from tests.world import build_world, sign_in
