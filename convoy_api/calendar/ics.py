@@ -13,7 +13,7 @@ paused convoy) stay in the feed as ``STATUS:CANCELLED``; rounds of a convoy stil
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -23,7 +23,7 @@ from schemas import api
 
 PRODID = "-//Convoy//Check-in calendar 1.0//EN"
 REFRESH = "PT1H"
-"""How often calendar apps should fetch again (REFRESH-INTERVAL, X-PUBLISHED-TTL)."""
+"""How often calendar apps should fetch again (REFRESH-INTERVAL, X-PUBLISHED-TTL): an hour."""
 UID_DOMAIN = "convoy"
 
 _WORDS = {
@@ -85,7 +85,7 @@ def build(owner: api.CalendarOwner, rounds: api.CalendarRounds, public_url: str,
     cal.add("description", words["calendar_description"])
     cal.add("x-wr-caldesc", words["calendar_description"])
     cal.add("x-wr-timezone", owner.timezone)
-    cal.add("refresh-interval", icalendar.vDuration.from_ical(REFRESH), parameters={"VALUE": "DURATION"})
+    cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", REFRESH)
     zones: dict[str, list[date]] = {}
     events: list[icalendar.Event] = []
@@ -101,7 +101,8 @@ def build(owner: api.CalendarOwner, rounds: api.CalendarRounds, public_url: str,
         cal.add_component(icalendar.Timezone.from_tzid(tzid, first_date=first, last_date=last))
     for event in events:
         cal.add_component(event)
-    return cal.to_ical()
+    body: bytes = cal.to_ical()
+    return body
 
 
 def _event(
