@@ -18,6 +18,7 @@ from convoy_api.auth.controllers import (
     InvitationController,
     MeController,
 )
+from convoy_api.calendar.controllers import CalendarController, FeedController
 from convoy_api.check.controllers import CheckController, PoolController
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, provide_backend
@@ -52,6 +53,9 @@ ROUTES: list[ControllerRouterHandler] = [
     PreferencesController,
     UnsubscribeController,
     PrivacyController,
+    # --- calendar subscriptions
+    CalendarController,
+    FeedController,
     # --- flags and charter
     FlagController,
     CharterController,

@@ -380,6 +380,7 @@ async def setup(rt: Runtime) -> None:
                     nudge=nudge,
                     now=now,
                     replies_enabled=rt.settings.inbound_smtp_port > 0,
+                    calendar_link=public("/profile/#calendar"),
                 ),
                 list_id=list_id,
                 reply=replies.Target(

@@ -133,6 +133,7 @@ _PROMPT = {
         "last_next": "Ihre nächsten Schritte aus der letzten Runde",
         "commitments": "Ihre offenen Zusagen",
         "outro": "Die anderen Unternehmen im Konvoi freuen sich auf Ihren Stand.",
+        "calendar": "Alle Check-ins in Ihren Kalender übernehmen (Outlook, Google, Apple)",
     },
     "en": {
         "prompt_subject": 'Check-in: your report for "{convoy}" by {due}',
@@ -151,6 +152,7 @@ _PROMPT = {
         "last_next": "Your next steps from last round",
         "commitments": "Your open commitments",
         "outro": "The other companies in the convoy look forward to hearing where you stand.",
+        "calendar": "Add every check-in to your calendar (Outlook, Google, Apple)",
     },
 }
 
@@ -251,8 +253,13 @@ def prompt(
     nudge: int = 0,
     now: datetime | None = None,
     replies_enabled: bool = False,
+    calendar_link: str = "",
 ) -> Rendered:
-    """The prompt (``nudge == 0``) or nudge number ``nudge`` to one representative."""
+    """The prompt (``nudge == 0``) or nudge number ``nudge`` to one representative.
+
+    ``calendar_link``: the profile's calendar section (``/profile/#calendar``), shown in prompts. Never the
+    feed itself: its address is a secret, and emails are forwarded, archived and scanned.
+    """
     lang = message_language(recipient.language)
     tz = zone(timezone)
     words = _PROMPT[lang]
@@ -286,6 +293,7 @@ def prompt(
         "next_text": plain_blocks(next_steps) if next_steps else "",
         "commitments": [_one_line(c) for c in (context.open_commitments if context else []) if c.strip()],
         "reply_hint": REPLY_HINT[lang].format(**values) if replies_enabled else "",
+        "calendar_link": calendar_link if not nudge else "",
     }
     return Rendered(
         subject=subject,

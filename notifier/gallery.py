@@ -220,6 +220,7 @@ def _prompt(lang: str, nudge: int) -> Rendered:
         nudge=nudge,
         now=datetime(2025, 3, 30, tzinfo=UTC),
         replies_enabled=True,
+        calendar_link=f"{PUBLIC_URL}/profile/#calendar",
     )
 
 

@@ -1151,6 +1151,90 @@ class Fired(Reply, kw_only=True):
     leader: bool = True
 
 
+# --- calendar subscriptions (issue #22): feeds in services/convoys, rounds from services/reminders ------
+CalendarToken = Annotated[str, Meta(min_length=10, max_length=100, pattern=r"^cvc_[A-Za-z0-9_-]+$")]
+
+
+class CalendarFeed(Reply, kw_only=True):
+    """A person's calendar feed (its secret is never stored: only shown when created)."""
+
+    active: bool
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+    """When a calendar app last fetched the feed."""
+
+
+class CalendarFeedCreated(Reply, kw_only=True):
+    feed: CalendarFeed
+    secret: str
+    """The feed token (``cvc_…``), shown this once; the feed URL is ``{public_url}/calendar/{secret}.ics``."""
+
+
+class CalendarSubscription(Reply, kw_only=True):
+    """``POST /api/v1/me/calendar``: the new feed's address, shown this once (only its hash is stored)."""
+
+    feed: CalendarFeed
+    url: str
+    """``https://…/calendar/cvc_….ics``: paste into Google Calendar ("From URL") or Outlook ("Subscribe from web")."""
+    webcal_url: str
+    """The same as ``webcal://``: opens Apple Calendar or Outlook (desktop) to subscribe."""
+
+
+class ResolveCalendar(Body, kw_only=True):
+    """The feed endpoint (no sign-in): whose feed is this token? 404 when unknown or revoked."""
+
+    token: CalendarToken
+
+
+class CalendarOwner(Reply, kw_only=True):
+    person_id: uuid.UUID
+    name: str
+    language: str
+    timezone: str
+    convoys: list[MyConvoy]
+    """The convoys the person reports in (representative) or facilitates."""
+
+
+class AskCalendarRounds(Body, kw_only=True):
+    """System callers only: the check-in rounds of these convoys around now (services/reminders)."""
+
+    actor: Actor
+    convoy_ids: Annotated[list[uuid.UUID], Meta(max_length=200)]
+    past: Annotated[int, Meta(ge=0, le=26)] = 4
+    """Rounds before the current one."""
+    ahead: Annotated[int, Meta(ge=1, le=52)] = 12
+    """Rounds after the current one (before the first check-in: the first ``ahead`` rounds)."""
+
+
+class CalendarRound(Reply, kw_only=True):
+    cycle_index: int
+    opens_at: datetime
+    due_at: datetime
+    closes_at: datetime
+    cancelled: bool = False
+    reason: Literal["", "holiday", "skipped", "paused"] = ""
+    """Why a round is cancelled (holiday skip, a facilitator's skip, the convoy paused)."""
+    note: str = ""
+    """The scheduler's words: the holiday's name, the skip reason, a move because of a holiday."""
+    opened: bool = False
+    closed: bool = False
+
+
+class CalendarConvoy(Reply, kw_only=True):
+    convoy_id: uuid.UUID
+    name: str
+    timezone: str
+    status: str
+    version: int
+    """Grows with every change of the convoy's schedule (settings, cadence, status, a skipped round)."""
+    changed_at: datetime
+    rounds: list[CalendarRound]
+
+
+class CalendarRounds(Reply, kw_only=True):
+    convoys: list[CalendarConvoy]
+
+
 # --- notification preferences (notifier) ---------------------------------------------------------
 NotificationKind = Literal[
     "report",

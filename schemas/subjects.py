@@ -189,6 +189,18 @@ class Rpc:
     UNSUBSCRIBE = "unsubscribe"
     FACILITATOR_DIGEST = "facilitator_digest"
 
+    # --- calendar subscriptions (issue #22) ---------------------------------------------------------
+    CALENDAR_GET = "calendar_get"
+    """services/convoys: the asking person's calendar feed (whether one is active)."""
+    CALENDAR_CREATE = "calendar_create"
+    """services/convoys: a new feed token for the asking person; the previous one stops working."""
+    CALENDAR_REVOKE = "calendar_revoke"
+    """services/convoys: turn the asking person's feed off."""
+    CALENDAR_RESOLVE = "calendar_resolve"
+    """services/convoys: whose feed a ``cvc_`` token is, with their convoys (404 unknown or revoked)."""
+    CALENDAR_ROUNDS = "calendar_rounds"
+    """services/reminders (system callers): the rounds of several convoys around now, for the feeds."""
+
     # --- demo / import ------------------------------------------------------------------------
     REPORT_IMPORT = "report_import"
     """Admin only: file a report of a past, closed cycle with its historic times (services/milestones)."""

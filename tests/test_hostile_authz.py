@@ -40,6 +40,8 @@ PUBLIC = {
     # the signed link in every notification email
     ("GET", "/unsubscribe/{token}"),
     ("POST", "/unsubscribe/{token}"),
+    # calendar feeds: calendar apps cannot sign in; the random token in the address is the key (404 otherwise)
+    ("GET", "/calendar/{name}"),
     # the digitalisation check: anonymous; a result is read by whoever holds its (random) id
     ("GET", "/api/v1/check/questions"),
     ("POST", "/api/v1/check"),
@@ -74,6 +76,9 @@ ACCOUNT = {
     ("GET", "/api/v1/me/notifications"),
     ("PUT", "/api/v1/me/notifications"),
     ("GET", "/api/v1/me/export"),
+    ("GET", "/api/v1/me/calendar"),
+    ("POST", "/api/v1/me/calendar"),
+    ("DELETE", "/api/v1/me/calendar"),
     ("POST", "/api/v1/convoys"),  # facilitators only
     ("POST", "/api/v1/facilitators"),  # the admin only
     ("GET", "/api/v1/pool"),  # facilitators only: the formation pool and programme figures
@@ -92,6 +97,8 @@ ACCOUNT = {
     ("POST", "/profile/notifications"),
     ("POST", "/profile/tokens"),
     ("POST", "/profile/delete"),
+    ("POST", "/profile/calendar"),
+    ("POST", "/profile/calendar/revoke"),
     ("POST", "/sign-out"),
 }
 

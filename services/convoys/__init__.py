@@ -60,6 +60,10 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.API_TOKEN_CREATE, api.CreateApiToken, sessions.create_api_token)
     rt.endpoint(Rpc.API_TOKEN_LIST, api.Ask, sessions.list_api_tokens)
     rt.endpoint(Rpc.API_TOKEN_REVOKE, api.RevokeApiToken, sessions.revoke_api_token)
+    rt.endpoint(Rpc.CALENDAR_GET, api.Ask, sessions.calendar_get)
+    rt.endpoint(Rpc.CALENDAR_CREATE, api.Ask, sessions.calendar_create)
+    rt.endpoint(Rpc.CALENDAR_REVOKE, api.Ask, sessions.calendar_revoke)
+    rt.endpoint(Rpc.CALENDAR_RESOLVE, api.ResolveCalendar, sessions.calendar_resolve)
     rt.background(sessions.purge_forever)
     # --- moderation: audit entries (and notices to authors) for content.moderated from services/milestones
     rt.consumer("moderation", (ev.ContentModerated,), ModerationLog(rt).on_content_moderated)

@@ -3,7 +3,8 @@
 Token kinds, told apart by prefix and stored only as SHA-256 hashes:
 ``cvl_`` emailed sign-in link (once, minutes) · ``cvi_`` invitation link (once, days) ·
 ``cvs_`` browser session (cookie + CSRF token) · ``cva_`` access token (bearer, an hour) ·
-``cvy_`` personal API token (bearer, until revoked).
+``cvy_`` personal API token (bearer, until revoked) · ``cvc_`` calendar feed (in the feed URL, until
+rotated or revoked; it grants reading the person's check-in dates and nothing else).
 """
 
 from __future__ import annotations
@@ -191,6 +192,45 @@ class Sessions:
             if not await repo.revoke_api_token(conn, person_id, req.token_id):  # type: ignore[arg-type]
                 raise NotFound("no such token")
         return api.Accepted(message="revoked")
+
+    # --- calendar feed (issue #22) ---------------------------------------------------------------
+    async def calendar_get(self, req: api.Ask) -> api.CalendarFeed:
+        person_id = self._person_id(req.actor)
+        async with self.rt.db.connection() as conn:
+            return repo.calendar_feed(await repo.live_calendar_feed(conn, person_id))  # type: ignore[arg-type]
+
+    async def calendar_create(self, req: api.Ask) -> api.CalendarFeedCreated:
+        """A new feed token; the previous one (if any) stops working in the same transaction (rotate)."""
+        person_id = self._person_id(req.actor)
+        secret = new_token("cvc_")
+        async with self.rt.db.transaction() as conn:
+            if await repo.person_for_erasure(conn, person_id) is None:  # type: ignore[arg-type]
+                raise NotFound("no such person")  # also serialises two creates of one person (row lock)
+            await repo.revoke_calendar_feeds(conn, person_id)  # type: ignore[arg-type]
+            row = await repo.insert_calendar_feed(conn, hash_token(secret), person_id)  # type: ignore[arg-type]
+        return api.CalendarFeedCreated(feed=repo.calendar_feed(row), secret=secret)
+
+    async def calendar_revoke(self, req: api.Ask) -> api.Accepted:
+        person_id = self._person_id(req.actor)
+        async with self.rt.db.transaction() as conn:
+            if not await repo.revoke_calendar_feeds(conn, person_id):  # type: ignore[arg-type]
+                raise NotFound("no calendar feed to turn off")
+        return api.Accepted(message="revoked")
+
+    async def calendar_resolve(self, req: api.ResolveCalendar) -> api.CalendarOwner:
+        """Whose feed this is, with the convoys they report in or facilitate (one round trip for the feed)."""
+        async with self.rt.db.transaction() as conn:
+            row = await repo.calendar_feed_owner(conn, hash_token(req.token))
+            if row is None:
+                raise NotFound("unknown or revoked calendar feed")
+            convoys = await repo.my_convoys(conn, row["id"])
+        return api.CalendarOwner(
+            person_id=row["id"],
+            name=row["name"],
+            language=row["language"],
+            timezone=row["timezone"],
+            convoys=[c for c in convoys if c.role in ("facilitator", "representative")],
+        )
 
     # --- housekeeping --------------------------------------------------------------------------
     async def purge_forever(self, stop: asyncio.Event) -> None:

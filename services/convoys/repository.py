@@ -668,6 +668,46 @@ async def revoke_api_token(conn: Conn, person_id: uuid.UUID, token_id: uuid.UUID
     return bool(done)
 
 
+# --- calendar feeds (issue #22) --------------------------------------------------------------------
+def calendar_feed(row: asyncpg.Record | None) -> api.CalendarFeed:
+    if row is None:
+        return api.CalendarFeed(active=False)
+    return api.CalendarFeed(active=True, created_at=row["created_at"], last_used_at=row["last_used_at"])
+
+
+async def live_calendar_feed(conn: Conn, person_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM calendar_feeds WHERE person_id = $1 AND revoked_at IS NULL", person_id)
+
+
+async def revoke_calendar_feeds(conn: Conn, person_id: uuid.UUID) -> bool:
+    """Revoke the person's live feed; whether there was one."""
+    status = await conn.execute(
+        "UPDATE calendar_feeds SET revoked_at = now() WHERE person_id = $1 AND revoked_at IS NULL", person_id
+    )
+    return not str(status).endswith(" 0")
+
+
+async def insert_calendar_feed(conn: Conn, token_hash: bytes, person_id: uuid.UUID) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "INSERT INTO calendar_feeds (id, token_hash, person_id) VALUES ($1, $2, $3) RETURNING *",
+        uuid.uuid4(),
+        token_hash,
+        person_id,
+    )
+    assert row is not None
+    return row
+
+
+async def calendar_feed_owner(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
+    """The live feed's person (and mark the fetch), or None for an unknown, revoked or erased one."""
+    return await conn.fetchrow(
+        "UPDATE calendar_feeds f SET last_used_at = now() FROM people p"
+        " WHERE f.token_hash = $1 AND f.revoked_at IS NULL AND p.id = f.person_id AND p.erased_at IS NULL"
+        " RETURNING p.id, p.name, p.language, p.timezone",
+        token_hash,
+    )
+
+
 def api_token(row: asyncpg.Record | None) -> api.ApiToken:
     assert row is not None
     return api.ApiToken(id=row["id"], name=row["name"], created_at=row["created_at"], last_used_at=row["last_used_at"])
@@ -807,6 +847,10 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         " ORDER BY created_at",
         person_id,
     )
+    feeds = await conn.fetch(
+        "SELECT id, created_at, last_used_at, revoked_at FROM calendar_feeds WHERE person_id = $1 ORDER BY created_at",
+        person_id,
+    )
     sessions = await conn.fetch(
         "SELECT kind, count(*) AS live FROM sessions"
         " WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > now() GROUP BY kind ORDER BY kind",
@@ -825,6 +869,7 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         "join_requests": _records(join_requests),
         "pool_requests": _records(pool_requests),
         "api_tokens": _records(tokens),
+        "calendar_feeds": _records(feeds),
         "sessions": _records(sessions),
         "audit_entries": _records(audit),
     }
@@ -854,6 +899,7 @@ async def erase_person(conn: Conn, person: asyncpg.Record, email_hash: bytes, re
     await conn.execute("DELETE FROM sessions WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM sign_in_links WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM api_tokens WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM calendar_feeds WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM sign_in_requests WHERE email_hash = $1", email_hash)
     await conn.execute(
         "UPDATE invitations SET email = '', name = '', revoked_at = coalesce(revoked_at, now())"

@@ -38,6 +38,7 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.COMPANY_SKIP, api.SkipForCompany, reminders.skip_for_company)
     rt.endpoint(Rpc.PROMPT_NOW, api.FireNow, reminders.prompt_now)
     rt.endpoint(Rpc.CLOSE_NOW, api.FireNow, reminders.close_now)
+    rt.endpoint(Rpc.CALENDAR_ROUNDS, api.AskCalendarRounds, reminders.calendar_rounds)
     # --- data protection: the export, and person.erased
     privacy = PrivacyRules(rt)
     rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)

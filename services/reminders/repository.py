@@ -305,6 +305,30 @@ async def skip_cycle(conn: Conn, convoy_id: uuid.UUID, index: int, reason: str) 
         index,
         reason,
     )
+    # A skip changes the convoy's schedule like any setting: calendar feeds take plan_version as the
+    # events' SEQUENCE and updated_at as their LAST-MODIFIED (the re-plan it causes changes nothing).
+    await conn.execute(
+        "UPDATE convoys SET updated_at = now(), plan_version = plan_version + 1 WHERE convoy_id = $1", convoy_id
+    )
+
+
+async def convoys_by_id(conn: Conn, convoy_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT convoy_id, name, timezone, cadence::text AS cadence, start_date, holiday_region, holiday_policy,"
+        " nudge_offsets, status, plan_version, updated_at FROM convoys WHERE convoy_id = ANY($1::uuid[])",
+        convoy_ids,
+    )
+
+
+async def cycles_in(conn: Conn, convoy_ids: list[uuid.UUID], first: list[int], last: list[int]) -> list[asyncpg.Record]:
+    """The stored cycles of each convoy with ``first[i] <= cycle_index <= last[i]`` (one query)."""
+    return await conn.fetch(
+        "SELECT c.* FROM cycles c JOIN unnest($1::uuid[], $2::int[], $3::int[]) AS k(convoy_id, first, last)"
+        " ON c.convoy_id = k.convoy_id AND c.cycle_index BETWEEN k.first AND k.last",
+        convoy_ids,
+        first,
+        last,
+    )
 
 
 async def upcoming(conn: Conn, convoy_id: uuid.UUID, since: datetime, limit: int) -> list[asyncpg.Record]:

@@ -131,6 +131,18 @@ def cycles_to_keep(plan: Plan, now: datetime, ahead: int = 1) -> list[PlannedCyc
     return [plan_cycle(plan, i) for i in range(max(0, top - 1 - ahead), top + 1)]
 
 
+def calendar_indexes(plan: Plan, now: datetime, past: int, ahead: int) -> range:
+    """The rounds a calendar feed shows at ``now``: the current one, ``past`` before it, ``ahead`` after it.
+
+    Before the first check-in: the first ``ahead`` rounds. Each round is :func:`plan_cycle` (the holiday
+    policy applied) unless the scheduler has stored it (see ``Reminders.calendar_rounds``).
+    """
+    current = cycles.cycle_at(plan.cadence, plan.timezone, plan.start_date, now)
+    if current is None:
+        return range(0, ahead)
+    return range(max(0, current.index - past), current.index + ahead + 1)
+
+
 FACILITATOR_DIGEST_ZONE = "Europe/Berlin"
 FACILITATOR_DIGEST_WEEKDAY = 0  # Monday
 FACILITATOR_DIGEST_TIME = (7, 0)

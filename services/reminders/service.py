@@ -496,6 +496,71 @@ class Reminders:
             ],
         )
 
+    async def calendar_rounds(self, req: api.AskCalendarRounds) -> api.CalendarRounds:
+        """The rounds of several convoys around now, for calendar feeds (system callers: the API's feed).
+
+        A round is what the scheduler stored for it (times fixed once it opened, skips) or else what it
+        will store: :func:`schedule.plan_cycle`, the same plan and holiday rules. Cancelled: a holiday or a
+        facilitator's skip, and every round not opened while the convoy is paused. Left out: rounds that
+        closed without ever opening (before the convoy started) and, once a convoy is completed, those it
+        never opened. Read-only: nothing is materialised for a feed.
+        """
+        if not req.actor.is_system:
+            raise Forbidden("calendar rounds are for the calendar feed only")
+        now = datetime.now(UTC)
+        ids = list(dict.fromkeys(req.convoy_ids))
+        async with self.rt.db.connection() as conn:
+            rows = {r["convoy_id"]: r for r in await repo.convoys_by_id(conn, ids)}
+        for convoy_id in [c for c in ids if c not in rows]:  # events still in flight: read through once
+            try:
+                async with self.rt.db.transaction() as conn:
+                    await self._convoy(conn, convoy_id)
+                    found = await repo.convoys_by_id(conn, [convoy_id])
+                rows[convoy_id] = found[0]
+            except NotFound:
+                continue
+        plans: dict[uuid.UUID, tuple[plan_.Plan, range]] = {}
+        for convoy_id, row in rows.items():
+            try:
+                plan = plan_of(row)
+            except Exception as exc:  # one broken convoy must not empty everybody's calendar
+                log.error("calendar: no plan for a convoy", convoy_id=str(convoy_id), error=repr(exc))
+                continue
+            plans[convoy_id] = (plan, plan_.calendar_indexes(plan, now, req.past, req.ahead))
+        async with self.rt.db.connection() as conn:
+            stored = {
+                (r["convoy_id"], r["cycle_index"]): r
+                for r in await repo.cycles_in(
+                    conn,
+                    list(plans),
+                    [span.start for _, span in plans.values()],
+                    [span.stop - 1 for _, span in plans.values()],
+                )
+            }
+        out = []
+        for convoy_id in ids:
+            if convoy_id not in plans:
+                continue
+            row = rows[convoy_id]
+            plan, span = plans[convoy_id]
+            rounds = []
+            for index in span:
+                r = _calendar_round(plan_.plan_cycle(plan, index), stored.get((convoy_id, index)), row["status"], now)
+                if r is not None:
+                    rounds.append(r)
+            out.append(
+                api.CalendarConvoy(
+                    convoy_id=convoy_id,
+                    name=row["name"],
+                    timezone=row["timezone"],
+                    status=row["status"],
+                    version=row["plan_version"],
+                    changed_at=row["updated_at"],
+                    rounds=rounds,
+                )
+            )
+        return api.CalendarRounds(convoys=out)
+
     async def put_settings(self, req: api.PutScheduleSettings) -> api.Schedule:
         await self._facilitator(req.actor, req.convoy_id)
         async with self.rt.db.transaction() as conn:
@@ -594,6 +659,38 @@ class Reminders:
         if not self.leader:
             return api.Fired(actions=[], leader=False)
         return api.Fired(actions=await self.tick(req.now), leader=True)
+
+
+def _calendar_round(
+    planned: plan_.PlannedCycle, stored: asyncpg.Record | None, status: str, now: datetime
+) -> api.CalendarRound | None:
+    """One round of a feed (see ``Reminders.calendar_rounds``); None when it is left out."""
+    opened = stored is not None and stored["opened_at"] is not None
+    source: Any = stored if opened else None
+    opens_at = source["opens_at"] if source else planned.opens_at
+    due_at = source["due_at"] if source else planned.due_at
+    closes_at = source["closes_at"] if source else planned.closes_at
+    reason: Any = ""
+    note = planned.skip_reason
+    if not opened and planned.skipped:
+        reason = "holiday"
+    elif not opened and stored is not None and stored["skipped"]:
+        reason, note = "skipped", stored["skip_reason"]
+    elif not opened and status == "paused":
+        reason = "paused"
+    elif not opened and (status == "completed" or closes_at <= now):
+        return None  # never happened: before the convoy started, or after it ended
+    return api.CalendarRound(
+        cycle_index=planned.index,
+        opens_at=opens_at,
+        due_at=due_at,
+        closes_at=closes_at,
+        cancelled=bool(reason),
+        reason=reason,
+        note=note,
+        opened=opened,
+        closed=stored is not None and stored["closed_at"] is not None,
+    )
 
 
 def _absences_of(c: asyncpg.Record, timezone: str, rows: list[asyncpg.Record]) -> list[ev.Absence]:

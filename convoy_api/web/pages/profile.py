@@ -1,4 +1,4 @@
-"""Profile, notification preferences and personal API tokens."""
+"""Profile, notification preferences, the calendar feed and personal API tokens."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
+from convoy_api.calendar.controllers import create_feed, subscribe_links
 from convoy_api.deps import SESSION_COOKIE
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
@@ -49,11 +50,13 @@ class ProfilePages(Controller):
         status_code: int = 200,
         created: str = "",
         notice: str = "",
+        calendar: api.CalendarSubscription | None = None,
     ) -> Template:
         actor = page.actor
-        prefs, tokens = await asyncio.gather(
+        prefs, tokens, feed = await asyncio.gather(
             page.call("notifier", Rpc.PREFS_GET, api.PrefsAsk(actor=actor), api.NotificationPrefs),
             page.call("convoys", Rpc.API_TOKEN_LIST, api.Ask(actor=actor), api.ApiTokens),
+            page.call("convoys", Rpc.CALENDAR_GET, api.Ask(actor=actor), api.CalendarFeed),
         )
         return page.render(
             "profile.html",
@@ -64,6 +67,9 @@ class ProfilePages(Controller):
             errors=errors or {},
             created=created,
             notice=notice,
+            feed=calendar.feed if calendar else feed,
+            calendar=calendar,
+            subscribe=subscribe_links(calendar.url, calendar.webcal_url, "Convoy") if calendar else {},
         )
 
     async def _guard(self, page: Page, form: str, action: Any) -> Template | None:
@@ -114,6 +120,29 @@ class ProfilePages(Controller):
 
         failed = await self._guard(page, "token", run)
         return failed or await self._show(page, created=created[0].secret)
+
+    @post("/calendar", status_code=200)
+    async def create_calendar(self, page: PageDep) -> Template:
+        """Create the calendar feed, or give it a new address (the old one stops working): shown this once."""
+        created: list[api.CalendarSubscription] = []
+
+        async def run() -> None:
+            created.append(await create_feed(page.backend, page.actor))
+
+        failed = await self._guard(page, "calendar", run)
+        return failed or await self._show(page, calendar=created[0])
+
+    @post("/calendar/revoke", status_code=200)
+    async def revoke_calendar(self, page: PageDep) -> Template | Redirect:
+        async def run() -> None:
+            try:
+                await page.call("convoys", Rpc.CALENDAR_REVOKE, api.Ask(actor=page.actor), api.Accepted)
+            except ConvoyError as exc:
+                if exc.status != 404:  # already off: nothing to do
+                    raise
+
+        failed = await self._guard(page, "calendar", run)
+        return failed or page.redirect("/profile?done=calendar#calendar")
 
     @post("/delete", status_code=200)
     async def delete_account(self, page: PageDep) -> Template | Redirect:

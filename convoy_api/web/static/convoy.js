@@ -1,4 +1,5 @@
-// Convoy's only script besides htmx: drafts of the report form kept in this browser until sent.
+// Convoy's only script besides htmx: drafts of the report form kept in this browser until sent, and
+// copy buttons (the calendar address on the profile page).
 (function () {
   var form = document.querySelector("form[data-draft]");
   if (!form) return;
@@ -17,4 +18,16 @@
     localStorage.setItem(key, JSON.stringify(data));
   });
   form.addEventListener("submit", function () { localStorage.removeItem(key); });
+})();
+(function () {
+  document.querySelectorAll("button[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var field = document.getElementById(button.getAttribute("data-copy"));
+      if (!field) return;
+      field.select();
+      var done = function () { button.textContent = button.getAttribute("data-copied") || button.textContent; };
+      if (navigator.clipboard) navigator.clipboard.writeText(field.value).then(done, function () {});
+      else if (document.execCommand("copy")) done();
+    });
+  });
 })();
