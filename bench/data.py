@@ -81,17 +81,21 @@ async def create_convoys(
                     out.reps.append(Rep(person_id, company_id, convoy_id, token))
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
-            "INSERT INTO convoys.convoys (id, name, timezone, language, cadence, start_date, status,"
-            " slack_webhook_url, slack_post_reports)"
-            " SELECT id, name, $4, $5, $6::jsonb, $7, 'active', hook, $8"
-            " FROM unnest($1::uuid[], $2::text[], $3::text[]) AS t(id, name, hook)",
+            "INSERT INTO convoys.convoys (id, name, timezone, language, cadence, start_date, status)"
+            " SELECT id, name, $3, $4, $5::jsonb, $6, 'active'"
+            " FROM unnest($1::uuid[], $2::text[]) AS t(id, name)",
             [r[0] for r in convoy_rows],
             [r[1] for r in convoy_rows],
-            [r[2] for r in convoy_rows],
             TIMEZONE,
             language,
             cadence_json,
             start_date,
+        )
+        await conn.execute(
+            "INSERT INTO convoys.chat_webhooks (convoy_id, channel, webhook_url, post_reports)"
+            " SELECT id, 'slack', hook, $3 FROM unnest($1::uuid[], $2::text[]) AS t(id, hook) WHERE hook IS NOT NULL",
+            [r[0] for r in convoy_rows],
+            [r[2] for r in convoy_rows],
             slack_post_reports,
         )
         await conn.execute(

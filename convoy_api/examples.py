@@ -179,6 +179,17 @@ SlackWebhook = Annotated[
         {"webhook_url": "https://hooks.slack.com/services/T0000/B0000/abcdef123456", "post_reports": True},
     ),
 ]
+TeamsWebhook = Annotated[
+    api.ChatWebhook,
+    _body(
+        "Post digests and reports to a Teams channel",
+        {
+            "webhook_url": "https://prod-12.westeurope.logic.azure.com:443/workflows/0a1b2c3d/triggers/manual/paths/"
+            "invoke?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=abcdef123456",
+            "post_reports": True,
+        },
+    ),
+]
 NotificationPrefs = Annotated[
     api.NotificationPrefs,
     _body("No digest, no reminders", {"email": True, "digest": False, "immediate": {"nudge": False}}),

@@ -1,4 +1,4 @@
-"""notifier: delivers notifications by email (and later Slack), each exactly once per key."""
+"""notifier: delivers notifications by email and to chat channels (Slack, Teams), each exactly once per key."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import msgspec
 import structlog
 from prometheus_client import Counter
 
-from notifier import cycles, facilitation, facilitator, feedback, render, replies, slack
+from notifier import cycles, facilitation, facilitator, feedback, render, replies
 from notifier.batching import DeliveryBatcher
+from notifier.chat.delivery import ChatDelivery
 from notifier.email import PermanentDeliveryError, SmtpConfig, SmtpPool, TransientDeliveryError, wire_message
 from notifier.privacy import PrivacyRules
 from notifier.repository import Deliveries, Preferences
@@ -57,13 +57,12 @@ async def setup(rt: Runtime) -> None:
     deliveries = Deliveries(rt.db)
     email_log = DeliveryBatcher(deliveries)  # claims and "sent" records of concurrent sends share commits
     preferences = Preferences(rt.db)
-    slack_poster = slack.SlackPoster(rt.settings.smtp_timeout)
     privacy = PrivacyRules(rt)
 
     async def close_smtp(stop: asyncio.Event) -> None:
         await stop.wait()
         await smtp.close()
-        await slack_poster.close()
+        await chat.close()
 
     rt.background(close_smtp)
 
@@ -152,6 +151,16 @@ async def setup(rt: Runtime) -> None:
         SENT.labels("email", "sent").inc()
         log.info("email sent", key=key)  # the key names kind and person id, never the address
 
+    # the convoy's chat channels (Slack, Teams): notifier/chat
+    chat = ChatDelivery(
+        rt,
+        deliveries=deliveries,
+        delivery_log=email_log,
+        send_email=send_email,
+        sent=SENT,
+        list_id=MESSAGES_LIST_ID,
+    )
+
     # At most as many sends in flight as the SMTP pool has connections: a large convoy queues
     # here instead of timing out while waiting for a free connection.
     in_flight = asyncio.Semaphore(rt.settings.smtp_pool_size)
@@ -183,9 +192,9 @@ async def setup(rt: Runtime) -> None:
         return f"{rt.settings.public_url.rstrip('/')}{path}"
 
     async def on_report_submitted(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """The peers' emails and (if the convoy wants it) the Slack post about a new report.
+        """The peers' emails and (if the convoy wants it) the chat posts about a new report.
 
-        One request to services/convoys (representatives, the convoy's language and Slack target).
+        One request to services/convoys (representatives, the convoy's language and chat channels).
         The report comes with the event as written; only an event older than ``fresh_s`` (the
         notifier was down or behind, a retry) or one without it (emitted before it carried the
         report) is read back from services/milestones. A report found hidden is neither mailed nor
@@ -207,7 +216,7 @@ async def setup(rt: Runtime) -> None:
                 api.Report,
             )
         if report.hidden:
-            log.info("report hidden before it was announced: no emails, no Slack post", report_id=str(report.id))
+            log.info("report hidden before it was announced: no emails, no chat post", report_id=str(report.id))
             return
         company = next((m.company_name for m in members.members if m.company_id == event.company_id), "")
         link = public(f"/convoys/{event.convoy_id}")
@@ -240,18 +249,7 @@ async def setup(rt: Runtime) -> None:
             )
             for m in peers
         )
-        target = members.slack or await slack_target(event.convoy_id)  # None: an older services/convoys
-        if target.webhook_url and target.post_reports:
-            language = members.language
-            if language is None:
-                convoy = await rt.rpc.call(
-                    rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-                    api.GetConvoy(actor=api.SYSTEM, convoy_id=event.convoy_id),
-                    api.Convoy,
-                )
-                language = convoy.language
-            message = slack.report_message(report, members.convoy_name, language, report_link)
-            await post_to_slack(envelope, f"slack:report:{event.report_id}", target, members.convoy_name, message, link)
+        await chat.announce_report(envelope, event.convoy_id, report, members, report_link, link)
 
     async def on_email_requested(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.EmailRequested)
@@ -430,92 +428,7 @@ async def setup(rt: Runtime) -> None:
             )
             for m in members.members
         )
-        await post_digest_to_slack(envelope, event, digest, convoy, companies, link)
-
-    async def slack_target(convoy_id: uuid.UUID) -> api.SlackTarget:
-        return await rt.rpc.call(
-            rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_GET), api.GetRecipients(convoy_id=convoy_id), api.SlackTarget
-        )
-
-    async def post_to_slack(
-        envelope: env.Envelope,
-        key: str,
-        target: api.SlackTarget,
-        convoy_name: str,
-        message: tuple[str, list[dict[str, Any]]],
-        link: str,
-    ) -> None:
-        """One Slack post per delivery key; a permanently refused webhook is dropped and the facilitators told."""
-        assert target.webhook_url
-        if not await email_log.claim(key, envelope.id, "slack", str(target.convoy_id)):  # shares commits
-            SENT.labels("slack", "duplicate").inc()
-            return
-        try:
-            with tracing.span("slack post", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}):
-                await slack_poster.post(target.webhook_url, *message)
-        except slack.PermanentSlackError as exc:
-            await deliveries.finish(key, "failed", str(exc))
-            SENT.labels("slack", "refused").inc()
-            log.warning("slack webhook refused for good; removing it", convoy_id=str(target.convoy_id), error=str(exc))
-            await rt.rpc.call(
-                rt.subjects.rpc("convoys", Rpc.CONVOY_SLACK_SET),
-                api.SetSlack(actor=api.SYSTEM, convoy_id=target.convoy_id, slack=api.SlackWebhook(webhook_url=None)),
-                api.Convoy,
-            )
-            await tell_facilitators_slack_is_off(envelope, target.convoy_id, convoy_name, str(exc), link)
-            return
-        except Exception as exc:
-            await deliveries.note_error(key, repr(exc))
-            SENT.labels("slack", "retry").inc()
-            raise
-        email_log.sent(key)
-        await email_log.flush()  # recorded before the event is acknowledged
-        SENT.labels("slack", "sent").inc()
-
-    async def post_digest_to_slack(
-        envelope: env.Envelope,
-        event: ev.CycleClosed,
-        digest: api.Digest,
-        convoy: api.Convoy,
-        companies: dict[uuid.UUID, str],
-        link: str,
-    ) -> None:
-        """The compact digest to the convoy's Slack channel, once per cycle."""
-        target = await slack_target(event.convoy_id)
-        if not target.webhook_url:
-            return
-        german = convoy.language == "de"
-        absent = {
-            a.company_id: (
-                ("abwesend" if german else "away")
-                if a.kind == "away"
-                else ("ausgesetzt" if german else "skipped") + (f": {a.reason}" if a.reason else "")
-            )
-            for a in event.absences
-        }
-        message = slack.digest_message(digest, convoy.language, companies, absent, link)
-        await post_to_slack(
-            envelope, f"slack:digest:{event.convoy_id}:{event.cycle_index}", target, convoy.name, message, link
-        )
-
-    async def tell_facilitators_slack_is_off(
-        envelope: env.Envelope, convoy_id: uuid.UUID, convoy_name: str, reason: str, link: str
-    ) -> None:
-        everyone = await rt.rpc.call(rt.subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators)
-        for f in everyone.facilitators:
-            if convoy_id not in f.convoy_ids:
-                continue
-            rendered = render.message(
-                "slack_disabled", f.language, {"convoy": convoy_name, "link": link, "reason": reason[:300]}, name=f.name
-            )
-            await send_email(
-                f"message:slack_disabled:{envelope.id}:{f.person_id}",
-                envelope.id,
-                to_name=f.name,
-                to_email=f.email,
-                rendered=rendered,
-                list_id=MESSAGES_LIST_ID,
-            )
+        await chat.announce_digest(envelope, event, digest, convoy, companies, link)
 
     # --- weekly facilitator digest -------------------------------------------------------------
     async def facilitator_health(convoy_ids: list[uuid.UUID], at: datetime) -> api.FacilitatorDigest:
@@ -595,7 +508,7 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
     rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
 
-    # Several events at once (each waits mostly on RPCs, SMTP and Slack), in order per convoy:
+    # Several events at once (each waits mostly on RPCs, SMTP and chat webhooks), in order per convoy:
     # a convoy's digest still goes before its next prompt. Sign-in and invitation emails in order per key.
     rt.consumer("reports", (ev.ReportSubmitted,), on_report_submitted, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer("help", (ev.HelpOffered,), on_help_offered, concurrency=CONSUMER_CONCURRENCY)

@@ -122,6 +122,11 @@ MESSAGE_OVERRIDES: dict[str, dict[str, str]] = {
         "link": f"{PUBLIC_URL}/reports/{{report_id}}",
     },
     "slack_disabled": {"reason": "410 Gone: invalid_token (the webhook was revoked)", "link": "{convoy}"},
+    "chat_disabled": {
+        "channel": "Microsoft Teams",
+        "reason": "404 Not Found: WorkflowNotFound (the workflow was deleted)",
+        "link": "{convoy}",
+    },
     "comment_hidden": {"link": f"{PUBLIC_URL}/reports/{{report_id}}"},
     "content_flagged": {"link": f"{PUBLIC_URL}/convoys/{{convoy_id}}/flags"},
     "pool_request_received": {"link": f"{PUBLIC_URL}/pool"},

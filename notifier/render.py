@@ -217,6 +217,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "member_removed": _Spec(needs=("convoy", "company"), note="reason"),
     "help_offered": _Spec(needs=("convoy", "helper", "company", "topic", "link"), note="message"),
     "slack_disabled": _Spec(needs=("convoy", "link"), note="reason"),
+    "chat_disabled": _Spec(needs=("convoy", "channel", "link"), note="reason"),
     "report_hidden": _Spec(needs=("convoy", "company"), note="reason"),
     "comment_hidden": _Spec(needs=("convoy", "company", "link"), note="reason"),
     "content_flagged": _Spec(needs=("convoy", "company", "what", "category", "link"), note="note"),
@@ -325,6 +326,17 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
                 "Hinterlegen Sie bei Bedarf einen neuen Webhook in den Einstellungen des Konvois.",
             ),
             note="Antwort von Slack",
+            button="Zum Konvoi",
+        ),
+        "chat_disabled": _Words(
+            subject="{channel}: Kanal von „{convoy}“ abgeschaltet",
+            heading="{channel} nimmt keine Nachrichten mehr an",
+            body=(
+                "Der Webhook ({channel}) des Konvois „{convoy}“ wurde dauerhaft abgelehnt (zum Beispiel der"
+                " Workflow gelöscht oder seine URL erneuert). Convoy sendet keine Digests und Berichte mehr dorthin.",
+                "Hinterlegen Sie bei Bedarf einen neuen Webhook in den Einstellungen des Konvois.",
+            ),
+            note="Antwort des Webhooks",
             button="Zum Konvoi",
         ),
         "report_hidden": _Words(
@@ -445,6 +457,17 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
                 "If you like, set a new webhook in the convoy's settings.",
             ),
             note="Slack's answer",
+            button="Open the convoy",
+        ),
+        "chat_disabled": _Words(
+            subject='{channel} channel of "{convoy}" switched off',
+            heading="{channel} no longer accepts messages",
+            body=(
+                'The {channel} webhook of the convoy "{convoy}" was refused for good (for example the workflow'
+                " was deleted or its URL renewed). Convoy no longer sends digests and reports there.",
+                "If you like, set a new webhook in the convoy's settings.",
+            ),
+            note="The webhook's answer",
             button="Open the convoy",
         ),
         "report_hidden": _Words(

@@ -176,6 +176,41 @@ class SlackTarget(Reply, kw_only=True):
     post_reports: bool = False
 
 
+ChatChannelName = Literal["slack", "teams"]
+"""The chat channels a convoy can post to (the notifier's ``notifier.chat.CHANNELS``)."""
+
+
+class ChatWebhook(Body, kw_only=True):
+    webhook_url: Annotated[str, Meta(max_length=1000)] | None
+    """The channel's webhook URL (Teams: a Workflows "when a Teams webhook request is received" URL,
+    https://….logic.azure.com/workflows/… or https://….powerplatform.com/…); null removes it."""
+    post_reports: bool = False
+    """Post each new report to the channel too (digests are always posted)."""
+
+
+class SetChat(Body, kw_only=True):
+    actor: Actor
+    convoy_id: uuid.UUID
+    channel: ChatChannelName
+    hook: ChatWebhook
+    only_if_url: str | None = None
+    """Removing (``hook.webhook_url`` null): only if the stored URL is still this one (the notifier
+    dropping a refused webhook must not drop one a facilitator set meanwhile)."""
+
+
+class ChatTarget(Reply, kw_only=True):
+    channel: str
+    webhook_url: str
+    post_reports: bool = False
+
+
+class ChatTargets(Reply, kw_only=True):
+    """A convoy's configured chat channels (``CONVOY_CHAT_GET``; internal: carries the secret URLs)."""
+
+    convoy_id: uuid.UUID
+    targets: list[ChatTarget] = []
+
+
 class Convoy(Reply, kw_only=True):
     id: uuid.UUID
     name: str
@@ -190,6 +225,8 @@ class Convoy(Reply, kw_only=True):
     status: str
     created_at: datetime
     slack_configured: bool = False
+    teams_configured: bool = False
+    """Whether a Microsoft Teams webhook is set (its URL is shown to facilitators only)."""
     facilitators: list[PersonRef] = []
     companies: list[Company] = []
     retention_days: int | None = None
@@ -513,6 +550,8 @@ class Recipients(Reply, kw_only=True):
     """The convoy's language (None from a services/convoys that does not say: ask ``CONVOY_GET``)."""
     slack: SlackTarget | None = None
     """The convoy's Slack target, as ``CONVOY_SLACK_GET`` answers it (None: not said, ask that)."""
+    chats: list[ChatTarget] | None = None
+    """The convoy's chat channels, as ``CONVOY_CHAT_GET`` answers (None: not said, ask that)."""
 
 
 # --- projects and milestones ------------------------------------------------------------------

@@ -291,6 +291,7 @@ EmailTemplate = Literal[
     "member_removed",
     "help_offered",
     "slack_disabled",
+    "chat_disabled",
     "report_hidden",
     "comment_hidden",
     "content_flagged",
@@ -311,6 +312,8 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``member_removed``: convoy, company, reason
     - ``help_offered`` (to the report's author): convoy, helper, company, topic, message, link
     - ``slack_disabled`` (to the convoy's facilitators): convoy, link, reason
+    - ``chat_disabled`` (to the convoy's facilitators, any chat channel but Slack): convoy, channel (its
+      name, e.g. "Microsoft Teams"), link, reason
     - ``report_hidden`` (to the report's author): convoy, company, reason
     - ``comment_hidden`` (to the comment's author): convoy, company (of the report), link (to it), reason
     - ``content_flagged`` (to the convoy's facilitators): convoy, company (whose report it is or is on),

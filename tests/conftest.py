@@ -322,6 +322,7 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         public_url="http://convoy.test",
         reminders_manual_clock=True,
         slack_webhook_hosts="hooks.slack.com,127.0.0.1",
+        teams_webhook_hosts="*.logic.azure.com,*.powerplatform.com,127.0.0.1",
         secret_key="key_test-secret",
         inbound_smtp_port=embedded.free_port(),
     )

@@ -32,6 +32,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "member_removed": ("convoy", "company"),
     "help_offered": ("convoy", "helper", "company", "topic", "link"),
     "slack_disabled": ("convoy", "link"),
+    "chat_disabled": ("convoy", "channel", "link"),
     "report_hidden": ("convoy", "company"),
     "comment_hidden": ("convoy", "company", "link"),
     "content_flagged": ("convoy", "company", "what", "category", "link"),
@@ -52,6 +53,7 @@ PARAMS = {
     "category": "vertraulich",
     "note": "Nennt Kundennamen.",
     "theme": "Online-Terminbuchung",
+    "channel": "Microsoft Teams",
 }
 SUBJECTS = {
     ("invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“",
@@ -70,6 +72,8 @@ SUBJECTS = {
     ("help_offered", "en"): "Clara Stahl (Sanitär Müller) offers help",
     ("slack_disabled", "de"): "Slack-Kanal von „Terminvergabe Nord“ abgeschaltet",
     ("slack_disabled", "en"): 'Slack channel of "Terminvergabe Nord" switched off',
+    ("chat_disabled", "de"): "Microsoft Teams: Kanal von „Terminvergabe Nord“ abgeschaltet",
+    ("chat_disabled", "en"): 'Microsoft Teams channel of "Terminvergabe Nord" switched off',
     ("report_hidden", "de"): "Ihr Bericht in „Terminvergabe Nord“ wurde ausgeblendet",
     ("report_hidden", "en"): 'Your report in "Terminvergabe Nord" was hidden',
     ("comment_hidden", "de"): "Ihr Kommentar in „Terminvergabe Nord“ wurde ausgeblendet",
@@ -103,6 +107,8 @@ SAYS = {
     ("help_offered", "en"): "Clara Stahl from Sanitär Müller offers to help.",
     ("slack_disabled", "de"): "Convoy sendet keine Digests mehr dorthin.",
     ("slack_disabled", "en"): "Convoy no longer sends digests there.",
+    ("chat_disabled", "de"): "Convoy sendet keine Digests und Berichte mehr dorthin.",
+    ("chat_disabled", "en"): "Convoy no longer sends digests and reports there.",
     ("report_hidden", "de"): "Der Konvoi ist voll.",
     ("report_hidden", "en"): "hid a progress report of Sanitär Müller.",
     ("comment_hidden", "de"): "hat Ihren Kommentar zum Bericht von Sanitär Müller ausgeblendet.",

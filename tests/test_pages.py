@@ -221,6 +221,14 @@ async def test_every_page_renders_for_its_people(
     assert r.status_code == 200, r.text
     manage = (await fac.get(f"/convoys/{cid}/manage")).text
     assert f'value="{hook}"' in manage and re.search(r'id="f-post"[^>]*checked', manage)
+    teams = "http://127.0.0.1:9/workflows/abc/triggers/manual/paths/invoke?sig=x"
+    r = await client.put(
+        f"/api/v1/convoys/{cid}/teams", json={"webhook_url": teams, "post_reports": True}, headers=world.facilitator
+    )
+    assert r.status_code == 200, r.text
+    manage = (await fac.get(f"/convoys/{cid}/manage")).text
+    assert 'value="http://127.0.0.1:9/workflows/abc/triggers/manual/paths/invoke?sig=x"' in manage
+    assert re.search(r'id="f-teams-post"[^>]*checked', manage)
 
     # Profile: a token shown once, preferences kept, the token revoked.
     r = await anna.post("/profile/tokens", data={"name": "Tabelle", "_csrf": csrf})

@@ -60,6 +60,18 @@ class ConvoyController(Controller):
             "convoys", Rpc.CONVOY_SLACK_SET, api.SetSlack(actor=actor, convoy_id=convoy_id, slack=data), api.Convoy
         )
 
+    @put(
+        "/{convoy_id:uuid}/teams",
+        summary="Set or remove the convoy's Microsoft Teams (Workflows) webhook (its facilitators)",
+    )
+    async def teams(self, convoy_id: ConvoyId, data: ex.TeamsWebhook, actor: Actor, backend: Services) -> api.Convoy:
+        return await backend.call(
+            "convoys",
+            Rpc.CONVOY_CHAT_SET,
+            api.SetChat(actor=actor, convoy_id=convoy_id, channel="teams", hook=data),
+            api.Convoy,
+        )
+
     @post("/{convoy_id:uuid}/facilitators", summary="Add a co-facilitator (its facilitators)")
     async def add_facilitator(
         self, convoy_id: ConvoyId, data: ex.CoFacilitator, actor: Actor, backend: Services

@@ -153,12 +153,59 @@ async def update_convoy(conn: Conn, convoy_id: uuid.UUID, changes: dict[str, Any
     await conn.execute(f"UPDATE convoys SET {sets}, updated_at = now() WHERE id = $1", convoy_id, *changes.values())
 
 
-async def set_slack(conn: Conn, convoy_id: uuid.UUID, url: str | None, post_reports: bool = False) -> None:
-    await conn.execute(
-        "UPDATE convoys SET slack_webhook_url = $2, slack_post_reports = $3, updated_at = now() WHERE id = $1",
+async def set_chat(
+    conn: Conn,
+    convoy_id: uuid.UUID,
+    channel: str,
+    url: str | None,
+    post_reports: bool = False,
+    *,
+    only_if_url: str | None = None,
+) -> bool:
+    """Set (``url``) or remove (None; with ``only_if_url`` only if that is still the URL) one chat
+    channel's webhook. True if something changed."""
+    if url is None:
+        status = await conn.execute(
+            "DELETE FROM chat_webhooks WHERE convoy_id = $1 AND channel = $2"
+            " AND ($3::text IS NULL OR webhook_url = $3)",
+            convoy_id,
+            channel,
+            only_if_url,
+        )
+        changed = status != "DELETE 0"
+    else:
+        await conn.execute(
+            "INSERT INTO chat_webhooks (convoy_id, channel, webhook_url, post_reports) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (convoy_id, channel) DO UPDATE"
+            " SET webhook_url = excluded.webhook_url, post_reports = excluded.post_reports, updated_at = now()",
+            convoy_id,
+            channel,
+            url,
+            post_reports,
+        )
+        changed = True
+    if changed:
+        await conn.execute("UPDATE convoys SET updated_at = now() WHERE id = $1", convoy_id)
+    return changed
+
+
+async def chat_targets(conn: Conn, convoy_id: uuid.UUID) -> list[api.ChatTarget]:
+    rows = await conn.fetch(
+        "SELECT channel, webhook_url, post_reports FROM chat_webhooks WHERE convoy_id = $1 ORDER BY channel",
         convoy_id,
-        url,
-        post_reports and url is not None,
+    )
+    return [
+        api.ChatTarget(channel=r["channel"], webhook_url=r["webhook_url"], post_reports=r["post_reports"]) for r in rows
+    ]
+
+
+def slack_target(convoy_id: uuid.UUID, targets: list[api.ChatTarget]) -> api.SlackTarget:
+    """The Slack entry of ``targets`` in the older ``SlackTarget`` shape."""
+    slack = next((t for t in targets if t.channel == "slack"), None)
+    return api.SlackTarget(
+        convoy_id=convoy_id,
+        webhook_url=slack.webhook_url if slack else None,
+        post_reports=slack.post_reports if slack else False,
     )
 
 
@@ -182,6 +229,9 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         "SELECT * FROM companies WHERE convoy_id = $1 AND removed_at IS NULL ORDER BY created_at, name",
         row["id"],
     )
+    channels = {
+        r["channel"] for r in await conn.fetch("SELECT channel FROM chat_webhooks WHERE convoy_id = $1", row["id"])
+    }
     reps: dict[uuid.UUID, list[api.PersonRef]] = {}
     if with_members:
         for r in await conn.fetch(
@@ -203,7 +253,8 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         open_for_requests=row["open_for_requests"],
         status=row["status"],
         created_at=row["created_at"],
-        slack_configured=bool(row["slack_webhook_url"]),
+        slack_configured="slack" in channels,
+        teams_configured="teams" in channels,
         facilitators=[api.PersonRef(person_id=f["id"], name=f["name"]) for f in facilitators],
         companies=[company(c, reps.get(c["id"], [])) for c in companies],
         retention_days=row["retention_days"],
@@ -358,10 +409,12 @@ async def remove_membership(conn: Conn, membership_id: int, reason: str) -> None
 
 
 async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
-    """The convoy's name, language and Slack target with its representatives' contacts, in one query
+    """The convoy's name, language and chat channels with its representatives' contacts, in one query
     (a convoy without representatives gives one row whose member columns are null)."""
     rows = await conn.fetch(
-        "SELECT v.name AS convoy_name, v.language AS convoy_language, v.slack_webhook_url, v.slack_post_reports,"
+        "SELECT v.name AS convoy_name, v.language AS convoy_language,"
+        " (SELECT jsonb_agg(jsonb_build_object('channel', w.channel, 'webhook_url', w.webhook_url,"
+        " 'post_reports', w.post_reports) ORDER BY w.channel) FROM chat_webhooks w WHERE w.convoy_id = v.id) AS chats,"
         " p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
         " FROM convoys v LEFT JOIN (memberships m JOIN people p ON p.id = m.person_id"
         " JOIN companies c ON c.id = m.company_id) ON m.convoy_id = v.id AND m.removed_at IS NULL"
@@ -371,13 +424,13 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
     if not rows:
         return None
     first = rows[0]
+    chats = msgspec.json.decode(first["chats"] or "[]", type=list[api.ChatTarget])
     return api.Recipients(
         convoy_id=convoy_id,
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],
-        slack=api.SlackTarget(
-            convoy_id=convoy_id, webhook_url=first["slack_webhook_url"], post_reports=first["slack_post_reports"]
-        ),
+        slack=slack_target(convoy_id, chats),
+        chats=chats,
         members=[
             api.Recipient(
                 person_id=r["person_id"],

@@ -678,36 +678,46 @@ class ConvoysService:
             else {},
         )
 
-    async def set_slack(self, req: api.SetSlack) -> api.Convoy:
-        url = req.slack.webhook_url
+    async def set_chat(self, req: api.SetChat) -> api.Convoy:
+        """Set or remove one chat channel's webhook (the convoy's facilitators; the notifier as system
+        when the channel refused it for good). https only, to the channel's allow-listed hosts."""
+        url = req.hook.webhook_url
         if url is not None:
-            parts = urlsplit(url)
-            allowed = {h.strip() for h in self.rt.settings.slack_webhook_hosts.split(",") if h.strip()}
-            local = parts.hostname in ("127.0.0.1", "localhost") and parts.hostname in allowed
-            if parts.hostname not in allowed or (parts.scheme != "https" and not local):
-                raise InvalidInput("`webhook_url`: must be a Slack incoming-webhook URL (https://hooks.slack.com/…)")
+            check_webhook_url(req.channel, url, getattr(self.rt.settings, f"{req.channel}_webhook_hosts"))
         async with self.rt.db.transaction() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
-            await repo.set_slack(conn, req.convoy_id, url, req.slack.post_reports)
-            await repo.audit(
-                conn,
-                convoy_id=req.convoy_id,
-                actor=req.actor,
-                action="convoy.slack_changed",
-                object_type="convoy",
-                object_id=req.convoy_id,
-                details={"configured": "yes" if url else "no"},
+            # the notifier may drop a refused webhook of a completed convoy too
+            await self._convoy_for_manager(
+                conn, req.actor, req.convoy_id, change=not (req.actor.is_system and url is None)
             )
+            changed = await repo.set_chat(
+                conn, req.convoy_id, req.channel, url, req.hook.post_reports, only_if_url=req.only_if_url
+            )
+            if changed:
+                await repo.audit(
+                    conn,
+                    convoy_id=req.convoy_id,
+                    actor=req.actor,
+                    action=f"convoy.{req.channel}_changed",
+                    object_type="convoy",
+                    object_id=req.convoy_id,
+                    details={"configured": "yes" if url else "no"},
+                )
             return await repo.convoy(conn, await self._reload(conn, req.convoy_id), with_members=True)
 
-    async def slack_target(self, req: api.GetRecipients) -> api.SlackTarget:
+    async def set_slack(self, req: api.SetSlack) -> api.Convoy:
+        """The older Slack-only request (``CONVOY_SLACK_SET``)."""
+        hook = api.ChatWebhook(webhook_url=req.slack.webhook_url, post_reports=req.slack.post_reports)
+        return await self.set_chat(api.SetChat(actor=req.actor, convoy_id=req.convoy_id, channel="slack", hook=hook))
+
+    async def chat_targets(self, req: api.GetRecipients) -> api.ChatTargets:
         async with self.rt.db.connection() as conn:
-            row = await repo.convoy_row(conn, req.convoy_id)
-        if row is None:
-            raise NotFound("no such convoy")
-        return api.SlackTarget(
-            convoy_id=req.convoy_id, webhook_url=row["slack_webhook_url"], post_reports=row["slack_post_reports"]
-        )
+            if await repo.convoy_row(conn, req.convoy_id) is None:
+                raise NotFound("no such convoy")
+            return api.ChatTargets(convoy_id=req.convoy_id, targets=await repo.chat_targets(conn, req.convoy_id))
+
+    async def slack_target(self, req: api.GetRecipients) -> api.SlackTarget:
+        found = await self.chat_targets(req)
+        return repo.slack_target(req.convoy_id, found.targets)
 
     async def facilitators(self, _: api.Empty) -> api.Facilitators:
         async with self.rt.db.connection() as conn:
@@ -723,10 +733,40 @@ class ConvoysService:
         return found
 
     async def get_recipients(self, req: api.GetRecipients) -> api.Recipients:
-        """The representatives' contacts, with the convoy's name, language and Slack target (one query:
+        """The representatives' contacts, with the convoy's name, language and chat channels (one query:
         the notifier asks it for every report, and needs nothing else from here for it)."""
         async with self.rt.db.connection() as conn:
             found = await repo.recipients(conn, req.convoy_id)
         if found is None:
             raise NotFound("no such convoy")
         return found
+
+
+WEBHOOK_EXAMPLES = {
+    "slack": "a Slack incoming-webhook URL (https://hooks.slack.com/…)",
+    "teams": "a Microsoft Teams Workflows webhook URL (https://….logic.azure.com/… or https://….powerplatform.com/…)",
+}
+
+
+def host_allowed(host: str, allowed: str) -> bool:
+    """``host`` is one of the comma-separated ``allowed`` hosts; ``*.example.com`` allows every subdomain."""
+    host = host.lower().rstrip(".")
+    for entry in (h.strip().lower() for h in allowed.split(",")):
+        if entry.startswith("*.") and host.endswith(entry[1:]) and len(host) > len(entry) - 1:
+            return True
+        if entry and host == entry:
+            return True
+    return False
+
+
+def check_webhook_url(channel: str, url: str, allowed: str) -> None:
+    """https to an allow-listed host (plain http only to a local host that is allow-listed: tests)."""
+    try:
+        parts = urlsplit(url)
+        host, scheme = parts.hostname or "", parts.scheme
+        _ = parts.port  # a bad port raises
+    except ValueError:
+        host, scheme = "", ""
+    local = host in ("127.0.0.1", "localhost")
+    if not host_allowed(host, allowed) or not (scheme == "https" or (local and scheme == "http")) or "@" in url:
+        raise InvalidInput(f"`webhook_url`: must be {WEBHOOK_EXAMPLES.get(channel, 'an allow-listed https URL')}")

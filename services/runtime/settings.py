@@ -98,9 +98,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dead_letter_days: Annotated[float, Meta(gt=0, le=3650)] = 14.0
     """How long the dead-letter stream keeps an event a consumer gave up on (it may hold an address or a link)."""
 
-    # --- Slack ------------------------------------------------------------------------------
+    # --- chat channels (Slack, Microsoft Teams) -----------------------------------------------
     slack_webhook_hosts: str = "hooks.slack.com"
     """Hosts a convoy's Slack webhook URL may point to (comma separated); anything else is refused."""
+    teams_webhook_hosts: str = "*.logic.azure.com,*.powerplatform.com,*.webhook.office.com"
+    """Hosts a convoy's Microsoft Teams (Workflows) webhook URL may point to (comma separated, `*.` for
+    any subdomain); anything else is refused."""
 
     # --- scheduler (services/reminders) -------------------------------------------------------
     reminders_tick_seconds: Annotated[float, Meta(ge=0.5, le=300)] = 5.0

@@ -1,5 +1,5 @@
 """The facilitator's pages: create and edit a convoy, companies and invitations, join requests,
-Slack, the schedule (skip, away, prompt now, close now), the audit log and the overview."""
+Slack and Teams, the schedule (skip, away, prompt now, close now), the audit log and the overview."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class FacilitatorPages(Controller):
         values: dict[str, Any] | None = None,
     ) -> Template:
         actor = page.actor
-        convoy, requests, slack = await asyncio.gather(
+        convoy, requests, chats = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
             page.call(
                 "convoys",
@@ -107,7 +107,7 @@ class FacilitatorPages(Controller):
                 api.JoinRequests,
             ),
             # a system read (no actor): shown only when the join requests above say this is a facilitator
-            page.call("convoys", Rpc.CONVOY_SLACK_GET, api.GetRecipients(convoy_id=convoy_id), api.SlackTarget),
+            page.call("convoys", Rpc.CONVOY_CHAT_GET, api.GetRecipients(convoy_id=convoy_id), api.ChatTargets),
             return_exceptions=True,
         )
         if isinstance(convoy, BaseException):
@@ -119,7 +119,7 @@ class FacilitatorPages(Controller):
             status_code,
             convoy=convoy,
             requests=requests.requests,
-            slack=slack if isinstance(slack, api.SlackTarget) else None,
+            chats={t.channel: t for t in chats.targets} if isinstance(chats, api.ChatTargets) else {},
             errors=errors or {},
             error=error,
             notice=notice,
@@ -182,17 +182,24 @@ class FacilitatorPages(Controller):
 
     @post("/convoys/{convoy_id:uuid}/manage/slack", status_code=200)
     async def slack(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        return await self._set_chat(page, convoy_id, "slack")
+
+    @post("/convoys/{convoy_id:uuid}/manage/teams", status_code=200)
+    async def teams(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        return await self._set_chat(page, convoy_id, "teams")
+
+    async def _set_chat(self, page: Page, convoy_id: uuid.UUID, channel: api.ChatChannelName) -> Template | Redirect:
         async def run() -> None:
             url = str(page.form.get("webhook_url", "")).strip() or None
-            hook = api.SlackWebhook(webhook_url=url, post_reports=bool(page.form.get("post_reports")))
+            hook = api.ChatWebhook(webhook_url=url, post_reports=bool(page.form.get("post_reports")))
             await page.call(
                 "convoys",
-                Rpc.CONVOY_SLACK_SET,
-                api.SetSlack(actor=page.actor, convoy_id=convoy_id, slack=hook),
+                Rpc.CONVOY_CHAT_SET,
+                api.SetChat(actor=page.actor, convoy_id=convoy_id, channel=channel, hook=hook),
                 api.Convoy,
             )
 
-        return await self._act(page, convoy_id, "slack", run, "slack")
+        return await self._act(page, convoy_id, channel, run, channel)
 
     @post("/convoys/{convoy_id:uuid}/manage/companies", status_code=200)
     async def add_company(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:

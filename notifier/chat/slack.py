@@ -1,26 +1,17 @@
-"""Slack: the convoy's channel gets a compact digest through its incoming webhook.
+"""Slack: the convoy's channel gets a compact digest (Block Kit) through its incoming webhook.
 
-slack_sdk's async webhook client, paced to one message per second per webhook, honouring
-429 Retry-After; a permanent refusal (revoked webhook, removed channel) is reported so the
-caller stops using the webhook.
+Posted by ``notifier.chat.WebhookPoster`` (one message per second per webhook, 429 Retry-After
+honoured). A permanent refusal (revoked webhook, removed channel: 403/404/410 or one of Slack's
+error bodies) drops the webhook.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
-import aiohttp
-import structlog
-from slack_sdk.webhook.async_client import AsyncWebhookClient
-
+from notifier.chat import DigestPost, ReportPost, Verdict
 from schemas import api
 
-log = structlog.get_logger(__name__)
-
-PACE_S = 1.0
-MAX_RETRY_AFTER_S = 60.0
 PERMANENT_BODIES = frozenset(
     {
         "invalid_token",
@@ -36,64 +27,32 @@ PERMANENT_BODIES = frozenset(
 )
 
 
-class PermanentSlackError(Exception):
-    """The webhook will not work again (revoked, channel gone): stop using it."""
-
-
-class TransientSlackError(Exception):
-    """Try again later."""
-
-
 def escape(text: str) -> str:
     """Slack mrkdwn control characters (user text must not become mentions or links)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class SlackPoster:
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._last: dict[str, float] = {}
-        self._session: aiohttp.ClientSession | None = None
+class SlackChannel:
+    name = "slack"
+    label = "Slack"
+    notice = "slack_disabled"
 
-    def _http(self) -> aiohttp.ClientSession:
-        """One HTTP session for every post: connections to the webhook host are kept and reused
-        (slack_sdk otherwise opens a session, and a TLS connection, per message)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-        return self._session
+    def digest(self, post: DigestPost) -> dict[str, Any]:
+        text, blocks = digest_message(post.digest, post.language, post.company_names, post.absences, post.link)
+        return {"text": text, "blocks": blocks}
 
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def report(self, post: ReportPost) -> dict[str, Any]:
+        text, blocks = report_message(post.report, post.convoy_name, post.language, post.link)
+        return {"text": text, "blocks": blocks}
 
-    async def post(self, url: str, text: str, blocks: list[dict[str, Any]]) -> None:
-        lock = self._locks.setdefault(url, asyncio.Lock())
-        async with lock:  # one message per second per webhook, in order
-            for _attempt in range(3):
-                wait = self._last.get(url, 0.0) + PACE_S - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                client = AsyncWebhookClient(url, timeout=int(self.timeout), session=self._http())
-                try:
-                    response = await client.send(text=text, blocks=blocks)
-                except Exception as exc:  # connection refused, timeout, DNS
-                    raise TransientSlackError(repr(exc)) from exc
-                finally:
-                    self._last[url] = time.monotonic()
-                if response.status_code == 200:
-                    return
-                body = (response.body or "").strip()
-                if response.status_code == 429:
-                    retry_after = float(response.headers.get("retry-after", response.headers.get("Retry-After", 1)))
-                    if retry_after > MAX_RETRY_AFTER_S:
-                        raise TransientSlackError(f"rate limited for {retry_after}s")
-                    await asyncio.sleep(retry_after)
-                    continue
-                if response.status_code in (403, 404, 410) or body in PERMANENT_BODIES:
-                    raise PermanentSlackError(f"{response.status_code} {body}")
-                raise TransientSlackError(f"{response.status_code} {body}")
-            raise TransientSlackError("still rate limited")
+    def verdict(self, status: int, body: str) -> Verdict:
+        if status == 200:
+            return Verdict.SENT
+        if status == 429:
+            return Verdict.RATE_LIMITED
+        if status in (403, 404, 410) or body in PERMANENT_BODIES:
+            return Verdict.REVOKED
+        return Verdict.TRANSIENT
 
 
 def _bar(progress: float, width: int = 10) -> str:

@@ -1,0 +1,245 @@
+"""Posting to a convoy's chat channels, each post exactly once (the notifier's delivery log).
+
+The notifier's handlers call ``announce_report`` and ``announce_digest``; this iterates over the
+convoy's configured channels (services/convoys ``CONVOY_CHAT_GET``, or the list carried by the
+recipients answer) and does for each what every channel shares: claim the key
+``{channel}:report:{report}`` / ``{channel}:digest:{convoy}:{cycle}`` before the post, record it after;
+a transient failure is noted and raised (the event is retried, and only what was not posted is posted);
+a webhook refused for good is removed (only if it is still the one that failed) and the convoy's
+facilitators are told by email.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from prometheus_client import Counter
+
+from notifier import render
+from notifier.batching import DeliveryBatcher
+from notifier.chat import (
+    CHANNELS,
+    ChatChannel,
+    DigestPost,
+    RefusedMessage,
+    ReportPost,
+    RevokedWebhook,
+    WebhookPoster,
+)
+from notifier.repository import Deliveries
+from schemas import api
+from schemas import envelope as env
+from schemas import events as ev
+from schemas.subjects import Rpc
+from services.runtime import tracing
+from services.runtime.service import Runtime
+
+log = structlog.get_logger(__name__)
+
+SendEmail = Callable[..., Awaitable[None]]
+
+
+class ChatDelivery:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        deliveries: Deliveries,
+        delivery_log: DeliveryBatcher,
+        send_email: SendEmail,
+        sent: Counter,
+        list_id: str,
+        channels: dict[str, ChatChannel] | None = None,
+    ) -> None:
+        self.rt = rt
+        self.deliveries = deliveries
+        self.log = delivery_log
+        self.send_email = send_email
+        self.sent = sent
+        self.list_id = list_id
+        """List-Id of the notice to the facilitators (the notifier's messages about their account)."""
+        self.channels = CHANNELS if channels is None else channels
+        self.poster = WebhookPoster(rt.settings.smtp_timeout)
+
+    async def close(self) -> None:
+        await self.poster.close()
+
+    async def targets(self, convoy_id: uuid.UUID, carried: list[api.ChatTarget] | None = None) -> list[api.ChatTarget]:
+        """The convoy's chat channels: as the recipients answer carried them, else asked."""
+        if carried is None:
+            found = await self.rt.rpc.call(
+                self.rt.subjects.rpc("convoys", Rpc.CONVOY_CHAT_GET),
+                api.GetRecipients(convoy_id=convoy_id),
+                api.ChatTargets,
+            )
+            carried = found.targets
+        known = [t for t in carried if t.channel in self.channels]
+        for t in carried:
+            if t.channel not in self.channels:
+                log.warning("chat channel unknown to this notifier: skipped", channel=t.channel)
+        return known
+
+    async def announce_report(
+        self,
+        envelope: env.Envelope,
+        convoy_id: uuid.UUID,
+        report: api.Report,
+        members: api.Recipients,
+        report_link: str,
+        convoy_link: str,
+    ) -> None:
+        """The new report to every channel of the convoy that asked for reports."""
+        targets = [t for t in await self.targets(convoy_id, members.chats) if t.post_reports]
+        if not targets:
+            return
+        language = members.language
+        if language is None:  # an older services/convoys did not say
+            convoy = await self.rt.rpc.call(
+                self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
+                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
+                api.Convoy,
+            )
+            language = convoy.language
+        post = ReportPost(report=report, convoy_name=members.convoy_name, language=language, link=report_link)
+        await self._post_all(
+            envelope,
+            convoy_id,
+            members.convoy_name,
+            convoy_link,
+            [(t, f"{t.channel}:report:{report.id}", self.channels[t.channel].report(post)) for t in targets],
+        )
+
+    async def announce_digest(
+        self,
+        envelope: env.Envelope,
+        event: ev.CycleClosed,
+        digest: api.Digest,
+        convoy: api.Convoy,
+        companies: dict[uuid.UUID, str],
+        link: str,
+    ) -> None:
+        """The round's digest to every channel of the convoy, once per channel and cycle."""
+        targets = await self.targets(event.convoy_id)
+        if not targets:
+            return
+        german = convoy.language == "de"
+        absent = {
+            a.company_id: (
+                ("abwesend" if german else "away")
+                if a.kind == "away"
+                else ("ausgesetzt" if german else "skipped") + (f": {a.reason}" if a.reason else "")
+            )
+            for a in event.absences
+        }
+        post = DigestPost(digest=digest, language=convoy.language, company_names=companies, absences=absent, link=link)
+        await self._post_all(
+            envelope,
+            event.convoy_id,
+            convoy.name,
+            link,
+            [
+                (t, f"{t.channel}:digest:{event.convoy_id}:{event.cycle_index}", self.channels[t.channel].digest(post))
+                for t in targets
+            ],
+        )
+
+    async def _post_all(
+        self,
+        envelope: env.Envelope,
+        convoy_id: uuid.UUID,
+        convoy_name: str,
+        link: str,
+        posts: list[tuple[api.ChatTarget, str, dict[str, Any]]],
+    ) -> None:
+        """Each post in turn (one channel failing does not keep the others from theirs); then the first
+        failure is raised, and the retried event posts only what is not in the log yet."""
+        failures: list[Exception] = []
+        for target, key, payload in posts:
+            try:
+                await self._post(envelope, target, key, payload, convoy_id, convoy_name, link)
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
+    async def _post(
+        self,
+        envelope: env.Envelope,
+        target: api.ChatTarget,
+        key: str,
+        payload: dict[str, Any],
+        convoy_id: uuid.UUID,
+        convoy_name: str,
+        link: str,
+    ) -> None:
+        channel = self.channels[target.channel]
+        if not await self.log.claim(key, envelope.id, channel.name, str(convoy_id)):  # shares commits
+            self.sent.labels(channel.name, "duplicate").inc()
+            return
+        try:
+            with tracing.span(
+                f"{channel.name} post", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}
+            ):
+                await self.poster.post(channel, target.webhook_url, payload)
+        except RevokedWebhook as exc:
+            await self.deliveries.finish(key, "failed", str(exc))
+            self.sent.labels(channel.name, "refused").inc()
+            log.warning("chat webhook refused for good; removing it", channel=channel.name, convoy_id=str(convoy_id))
+            await self.rt.rpc.call(
+                self.rt.subjects.rpc("convoys", Rpc.CONVOY_CHAT_SET),
+                api.SetChat(
+                    actor=api.SYSTEM,
+                    convoy_id=convoy_id,
+                    channel=channel.name,  # type: ignore[arg-type]  # a name services/convoys knows
+                    hook=api.ChatWebhook(webhook_url=None),
+                    only_if_url=target.webhook_url,
+                ),
+                api.Convoy,
+            )
+            await self._tell_facilitators(envelope, channel, convoy_id, convoy_name, str(exc), link)
+            return
+        except RefusedMessage as exc:
+            await self.deliveries.finish(key, "failed", str(exc))
+            self.sent.labels(channel.name, "refused").inc()
+            log.warning("chat message refused for good", channel=channel.name, key=key, error=str(exc))
+            return
+        except Exception as exc:
+            await self.deliveries.note_error(key, repr(exc))
+            self.sent.labels(channel.name, "retry").inc()
+            raise
+        self.log.sent(key)
+        await self.log.flush()  # recorded before the event is acknowledged
+        self.sent.labels(channel.name, "sent").inc()
+
+    async def _tell_facilitators(
+        self,
+        envelope: env.Envelope,
+        channel: ChatChannel,
+        convoy_id: uuid.UUID,
+        convoy_name: str,
+        reason: str,
+        link: str,
+    ) -> None:
+        found = await self.rt.rpc.call(
+            self.rt.subjects.rpc("convoys", Rpc.CONVOY_FACILITATORS),
+            api.GetRecipients(convoy_id=convoy_id),
+            api.ConvoyFacilitators,
+        )
+        for f in found.facilitators:
+            rendered = render.message(
+                channel.notice,
+                f.language,
+                {"convoy": convoy_name, "link": link, "reason": reason[:300], "channel": channel.label},
+                name=f.name,
+            )
+            await self.send_email(
+                f"message:{channel.name}_disabled:{envelope.id}:{f.person_id}",
+                envelope.id,
+                to_name=f.name,
+                to_email=f.email,
+                rendered=rendered,
+                list_id=self.list_id,
+            )
