@@ -85,7 +85,7 @@ class MyConvoy(Reply, kw_only=True):
     convoy_id: uuid.UUID
     name: str
     status: str
-    role: Literal["facilitator", "representative"]
+    role: Literal["facilitator", "representative", "observer"]
     company_id: uuid.UUID | None = None
     company_name: str = ""
     charter_accepted: bool = True
@@ -176,6 +176,18 @@ class SlackTarget(Reply, kw_only=True):
     post_reports: bool = False
 
 
+class ObserverRef(Reply, kw_only=True):
+    """An observer seat as members see it."""
+
+    person_id: uuid.UUID
+    name: str
+    note: str = ""
+    """Their organisation or role, as the inviter wrote it (e.g. "IHK, Digitalberatung")."""
+    company_id: uuid.UUID | None = None
+    """The company whose second reader they are (None: invited by the facilitators)."""
+    company_name: str = ""
+
+
 class Convoy(Reply, kw_only=True):
     id: uuid.UUID
     name: str
@@ -195,6 +207,8 @@ class Convoy(Reply, kw_only=True):
     retention_days: int | None = None
     """None: a company's content stays when it leaves; N: removed N days after it left."""
     share_anonymised_results: bool = False
+    observers: list[ObserverRef] = []
+    """People who read along without reporting (chamber advisor, funder, a company's second reader)."""
 
 
 class OpenConvoy(Reply, kw_only=True):
@@ -228,12 +242,27 @@ class NewInvitation(Body, kw_only=True):
     language: Language = "de"
 
 
+class NewObserverInvitation(Body, kw_only=True):
+    """An observer reads along (timeline, reports, comments, board, digests) and writes nothing."""
+
+    email: Email
+    name: ShortText = ""
+    language: Language = "de"
+    note: ShortText = ""
+    """Their organisation or role, shown to the convoy's members."""
+    company_id: uuid.UUID | None = None
+    """A representative invites a second reader for their own company (left out: their company);
+    facilitators may leave it out (an observer of the convoy) or name any company of the convoy."""
+
+
 class Invitation(Reply, kw_only=True):
     id: uuid.UUID
     convoy_id: uuid.UUID
-    company_id: uuid.UUID
+    company_id: uuid.UUID | None
+    """The company to represent; for an observer, the company whose second reader they are, or None."""
     email: str
     expires_at: datetime
+    role: Literal["representative", "observer"] = "representative"
 
 
 class InvitationPreview(Reply, kw_only=True):
@@ -246,6 +275,8 @@ class InvitationPreview(Reply, kw_only=True):
     charter: str = ""
     """The convoy's charter (current version): accepting the invitation accepts it."""
     charter_version: int = 0
+    role: Literal["representative", "observer"] = "representative"
+    """An observer reads along and writes nothing (``company_name``: '' or the company they read for)."""
 
 
 class AcceptInvitation(Body, kw_only=True):
@@ -430,6 +461,15 @@ class CreateInvitation(AskConvoy, kw_only=True):
     invitation: NewInvitation
 
 
+class InviteObserver(AskConvoy, kw_only=True):
+    invitation: NewObserverInvitation
+
+
+class RemoveObserver(AskConvoy, kw_only=True):
+    person_id: uuid.UUID
+    removal: Removal
+
+
 class PreviewInvitation(Body, kw_only=True):
     token: Token
 
@@ -490,6 +530,8 @@ class Membership(Reply, kw_only=True):
     company_names: dict[uuid.UUID, str] = {}
     """The names of ``company_ids``: a reader's projection may not have the company yet either."""
     """Representatives: whether they accepted the convoy's current charter (false for non-members)."""
+    is_observer: bool = False
+    """An observer seat: reads what members read, writes nothing."""
 
 
 class GetRecipients(Body, kw_only=True):
@@ -505,6 +547,13 @@ class Recipient(Reply, kw_only=True):
     language: str
 
 
+class ObserverRecipient(Reply, kw_only=True):
+    person_id: uuid.UUID
+    name: str
+    email: str
+    language: str
+
+
 class Recipients(Reply, kw_only=True):
     convoy_id: uuid.UUID
     convoy_name: str
@@ -513,6 +562,8 @@ class Recipients(Reply, kw_only=True):
     """The convoy's language (None from a services/convoys that does not say: ask ``CONVOY_GET``)."""
     slack: SlackTarget | None = None
     """The convoy's Slack target, as ``CONVOY_SLACK_GET`` answers it (None: not said, ask that)."""
+    observers: list[ObserverRecipient] = []
+    """The convoy's observers: they get the digest, nothing else a member gets."""
 
 
 # --- projects and milestones ------------------------------------------------------------------
