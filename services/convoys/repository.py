@@ -395,7 +395,9 @@ async def insert_observer(
 
 
 async def remove_observer(conn: Conn, observer_id: int, reason: str) -> None:
-    await conn.execute("UPDATE observers SET removed_at = now(), removed_reason = $2 WHERE id = $1", observer_id, reason)
+    await conn.execute(
+        "UPDATE observers SET removed_at = now(), removed_reason = $2 WHERE id = $1", observer_id, reason
+    )
 
 
 async def remove_company_observers(conn: Conn, company_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
