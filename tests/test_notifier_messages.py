@@ -93,7 +93,7 @@ SAYS = {
     " zu begleiten.",
     ("observer_invitation", "en"): "The invitation is valid until 31.12.2026.",
     ("observer_removed", "de"): "Der Konvoi ist voll.",
-    ("observer_removed", "en"): 'You were removed as an observer from the convoy "Terminvergabe Nord".',
+    ("observer_removed", "en"): "You were removed as an observer from the convoy",
     ("invitation", "de"): "Fiona Facil lädt Sie ein, dem Konvoi „Terminvergabe Nord“ als Vertreter:in"
     " von Sanitär Müller beizutreten.",
     ("invitation", "en"): "The invitation is valid until 31.12.2026.",
@@ -251,7 +251,7 @@ async def test_every_template_arrives_in_both_languages(stack: Stack, smtp_sink:
     await smtp_sink.wait_for(len(wanted))
 
     for (template, lang), subject in SUBJECTS.items():
-        [message] = smtp_sink.to(f"{template}.{lang}@example.test")
+        [message] = smtp_sink.to(f"<{template}.{lang}@example.test>")  # whole: invitation.de in observer_invitation.de
         assert message["Subject"] == subject
         assert message["To"] == f"Anna Müller <{template}.{lang}@example.test>"
         assert message["List-Id"] == "Convoy <account.convoy>"
