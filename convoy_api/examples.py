@@ -52,6 +52,13 @@ NewInvitation = Annotated[
     api.NewInvitation,
     _body("Invite a representative", {"email": "anna@mueller.example", "name": "Anna Müller", "language": "de"}),
 ]
+NewObserverInvitation = Annotated[
+    api.NewObserverInvitation,
+    _body(
+        "Invite the chamber's digital advisor as an observer",
+        {"email": "jana.berg@ihk.example", "name": "Jana Berg", "language": "de", "note": "IHK, Digitalberatung"},
+    ),
+]
 AcceptInvitation = Annotated[
     api.AcceptInvitation,
     _body(

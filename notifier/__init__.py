@@ -390,8 +390,9 @@ async def setup(rt: Runtime) -> None:
         )
 
     async def on_cycle_closed(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """The digest to every member (absent companies too: they still read), once per person; before
-        it, each facilitator's round summary (sent when nobody reported too: then it says so)."""
+        """The digest to every member (absent companies too: they still read) and every observer, once per
+        person; before it, each facilitator's round summary (sent when nobody reported too: then it says so).
+        Observers get the digest and nothing else a member gets (no prompt, nudge, report notice, feedback)."""
         assert isinstance(event, ev.CycleClosed)
         (members, convoy), digest = await asyncio.gather(
             convoy_context(event.convoy_id),
@@ -414,7 +415,8 @@ async def setup(rt: Runtime) -> None:
         if cycles.digest_is_empty(digest):
             log.info("digest skipped: nothing happened", convoy_id=str(event.convoy_id), cycle=event.cycle_index)
             return
-        prefs = await preferences.get_many(m.person_id for m in members.members)
+        readers: list[api.Recipient | api.ObserverRecipient] = [*members.members, *members.observers]
+        prefs = await preferences.get_many(m.person_id for m in readers)
         await fan_out(
             functools.partial(
                 send_email,
@@ -426,7 +428,7 @@ async def setup(rt: Runtime) -> None:
                 list_id=list_id,
                 prefs=prefs[m.person_id],
             )
-            for m in members.members
+            for m in readers
         )
         await chat.announce_digest(envelope, event, digest, convoy, companies, link)
 

@@ -403,7 +403,7 @@ class DigestRenderer:
         self.link, self.report_link = link, report_link
         self._by_language: dict[str, tuple[Rendered, str]] = {}
 
-    def render(self, recipient: api.Recipient) -> Rendered:
+    def render(self, recipient: api.Recipient | api.ObserverRecipient) -> Rendered:
         lang = message_language(recipient.language)
         greeting = _greeting(lang, recipient.name)
         if lang not in self._by_language:

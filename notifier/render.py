@@ -222,6 +222,8 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "comment_hidden": _Spec(needs=("convoy", "company", "link"), note="reason"),
     "content_flagged": _Spec(needs=("convoy", "company", "what", "category", "link"), note="note"),
     "pool_request_received": _Spec(needs=("company", "theme", "contact", "link"), note="message"),
+    "observer_invitation": _Spec(needs=("convoy", "inviter", "link", "expires")),
+    "observer_removed": _Spec(needs=("convoy",), note="reason"),
 }
 
 
@@ -297,6 +299,25 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             subject="Ihre Beitrittsanfrage für „{convoy}“",
             heading="Ihre Beitrittsanfrage wurde abgelehnt",
             body=("Ihre Anfrage, mit {company} dem Konvoi „{convoy}“ beizutreten, wurde leider abgelehnt.",),
+            note="Begründung",
+            after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
+        ),
+        "observer_invitation": _Words(
+            subject="Einladung in den Konvoi „{convoy}“ als Beobachter:in",
+            heading="Sie sind eingeladen",
+            body=(
+                "{inviter} lädt Sie ein, den Konvoi „{convoy}“ als Beobachter:in zu begleiten.",
+                "Sie lesen die Fortschrittsberichte, Kommentare und die Übersicht der teilnehmenden Unternehmen"
+                " und erhalten die Zusammenfassung jeder Runde per E-Mail. Selbst berichten oder kommentieren"
+                " Sie nicht.",
+            ),
+            button="Einladung annehmen",
+            after=("Die Einladung ist gültig bis {expires}.",),
+        ),
+        "observer_removed": _Words(
+            subject="Sie begleiten den Konvoi „{convoy}“ nicht mehr",
+            heading="Ihr Platz als Beobachter:in wurde beendet",
+            body=("Sie wurden als Beobachter:in aus dem Konvoi „{convoy}“ entfernt.",),
             note="Begründung",
             after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
         ),
@@ -428,6 +449,24 @@ _MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
             subject='Your request to join "{convoy}"',
             heading="Your request to join was declined",
             body=('Unfortunately, your request for {company} to join the convoy "{convoy}" was declined.',),
+            note="Reason",
+            after=("If you have questions, please contact the competence centre that runs the convoy.",),
+        ),
+        "observer_invitation": _Words(
+            subject='Invitation to observe the convoy "{convoy}"',
+            heading="You are invited",
+            body=(
+                '{inviter} has invited you to follow the convoy "{convoy}" as an observer.',
+                "You read the companies' progress reports, comments and board, and get each round's digest"
+                " by email. You do not report or comment yourself.",
+            ),
+            button="Accept the invitation",
+            after=("The invitation is valid until {expires}.",),
+        ),
+        "observer_removed": _Words(
+            subject='You no longer observe the convoy "{convoy}"',
+            heading="Your observer seat has ended",
+            body=('You were removed as an observer from the convoy "{convoy}".',),
             note="Reason",
             after=("If you have questions, please contact the competence centre that runs the convoy.",),
         ),
@@ -603,8 +642,8 @@ _WHY = {
         "prompt": "Sie erhalten diese E-Mail, weil Ihr Unternehmen Mitglied dieses Konvois ist und in jeder Runde"
         " berichtet.",
         "nudge": "Sie erhalten diese E-Mail, weil der Bericht Ihres Unternehmens für diese Runde noch fehlt.",
-        "digest": "Sie erhalten diese E-Mail, weil Ihr Unternehmen Mitglied dieses Konvois ist: Nach jeder Runde"
-        " fasst der Digest zusammen, was passiert ist.",
+        "digest": "Sie erhalten diese E-Mail, weil Sie an diesem Konvoi teilnehmen (für Ihr Unternehmen oder als"
+        " Beobachter:in): Nach jeder Runde fasst der Digest zusammen, was passiert ist.",
         "facilitator_digest": "Sie erhalten diese E-Mail, weil Sie Konvois bei Convoy moderieren.",
         "feedback": "Sie erhalten diese E-Mail, weil jemand den Bericht Ihres Unternehmens kommentiert oder ihm"
         " Kudos gegeben hat.",
@@ -622,8 +661,8 @@ _WHY = {
         "help_offered": "You get this email because your company asked for help in a report.",
         "prompt": "You get this email because your company is part of the convoy and reports every round.",
         "nudge": "You get this email because your company's report for this round is still missing.",
-        "digest": "You get this email because your company is part of the convoy: after each round, the digest"
-        " sums up what happened.",
+        "digest": "You get this email because you take part in the convoy (for your company or as an observer):"
+        " after each round, the digest sums up what happened.",
         "facilitator_digest": "You get this email because you facilitate convoys at Convoy.",
         "feedback": "You get this email because someone commented on your company's report or gave it kudos.",
         "reply": "You get this email because someone replied to your comment.",

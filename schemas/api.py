@@ -85,7 +85,7 @@ class MyConvoy(Reply, kw_only=True):
     convoy_id: uuid.UUID
     name: str
     status: str
-    role: Literal["facilitator", "representative"]
+    role: Literal["facilitator", "representative", "observer"]
     company_id: uuid.UUID | None = None
     company_name: str = ""
     charter_accepted: bool = True
@@ -211,6 +211,18 @@ class ChatTargets(Reply, kw_only=True):
     targets: list[ChatTarget] = []
 
 
+class ObserverRef(Reply, kw_only=True):
+    """An observer seat as members see it."""
+
+    person_id: uuid.UUID
+    name: str
+    note: str = ""
+    """Their organisation or role, as the inviter wrote it (e.g. "IHK, Digitalberatung")."""
+    company_id: uuid.UUID | None = None
+    """The company whose second reader they are (None: invited by the facilitators)."""
+    company_name: str = ""
+
+
 class Convoy(Reply, kw_only=True):
     id: uuid.UUID
     name: str
@@ -232,6 +244,8 @@ class Convoy(Reply, kw_only=True):
     retention_days: int | None = None
     """None: a company's content stays when it leaves; N: removed N days after it left."""
     share_anonymised_results: bool = False
+    observers: list[ObserverRef] = []
+    """People who read along without reporting (chamber advisor, funder, a company's second reader)."""
 
 
 class OpenConvoy(Reply, kw_only=True):
@@ -265,12 +279,27 @@ class NewInvitation(Body, kw_only=True):
     language: Language = "de"
 
 
+class NewObserverInvitation(Body, kw_only=True):
+    """An observer reads along (timeline, reports, comments, board, digests) and writes nothing."""
+
+    email: Email
+    name: ShortText = ""
+    language: Language = "de"
+    note: ShortText = ""
+    """Their organisation or role, shown to the convoy's members."""
+    company_id: uuid.UUID | None = None
+    """A representative invites a second reader for their own company (left out: their company);
+    facilitators may leave it out (an observer of the convoy) or name any company of the convoy."""
+
+
 class Invitation(Reply, kw_only=True):
     id: uuid.UUID
     convoy_id: uuid.UUID
-    company_id: uuid.UUID
+    company_id: uuid.UUID | None
+    """The company to represent; for an observer, the company whose second reader they are, or None."""
     email: str
     expires_at: datetime
+    role: Literal["representative", "observer"] = "representative"
 
 
 class InvitationPreview(Reply, kw_only=True):
@@ -283,6 +312,8 @@ class InvitationPreview(Reply, kw_only=True):
     charter: str = ""
     """The convoy's charter (current version): accepting the invitation accepts it."""
     charter_version: int = 0
+    role: Literal["representative", "observer"] = "representative"
+    """An observer reads along and writes nothing (``company_name``: '' or the company they read for)."""
 
 
 class AcceptInvitation(Body, kw_only=True):
@@ -467,6 +498,15 @@ class CreateInvitation(AskConvoy, kw_only=True):
     invitation: NewInvitation
 
 
+class InviteObserver(AskConvoy, kw_only=True):
+    invitation: NewObserverInvitation
+
+
+class RemoveObserver(AskConvoy, kw_only=True):
+    person_id: uuid.UUID
+    removal: Removal
+
+
 class PreviewInvitation(Body, kw_only=True):
     token: Token
 
@@ -527,6 +567,8 @@ class Membership(Reply, kw_only=True):
     company_names: dict[uuid.UUID, str] = {}
     """The names of ``company_ids``: a reader's projection may not have the company yet either."""
     """Representatives: whether they accepted the convoy's current charter (false for non-members)."""
+    is_observer: bool = False
+    """An observer seat: reads what members read, writes nothing."""
 
 
 class GetRecipients(Body, kw_only=True):
@@ -542,6 +584,13 @@ class Recipient(Reply, kw_only=True):
     language: str
 
 
+class ObserverRecipient(Reply, kw_only=True):
+    person_id: uuid.UUID
+    name: str
+    email: str
+    language: str
+
+
 class Recipients(Reply, kw_only=True):
     convoy_id: uuid.UUID
     convoy_name: str
@@ -552,6 +601,8 @@ class Recipients(Reply, kw_only=True):
     """The convoy's Slack target, as ``CONVOY_SLACK_GET`` answers it (None: not said, ask that)."""
     chats: list[ChatTarget] | None = None
     """The convoy's chat channels, as ``CONVOY_CHAT_GET`` answers (None: not said, ask that)."""
+    observers: list[ObserverRecipient] = []
+    """The convoy's observers: they get the digest, nothing else a member gets."""
 
 
 # --- projects and milestones ------------------------------------------------------------------

@@ -113,6 +113,27 @@ class PersonRemoved(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class ObserverJoined(Event, frozen=True, kw_only=True):
+    """A person took an observer seat in a convoy: they read what members read and get the digest,
+    and write nothing. ``company_id``: the company that invited them as its second reader (None: the
+    facilitators did)."""
+
+    TYPE: ClassVar[str] = "observer.joined"
+    convoy_id: uuid.UUID
+    person_id: uuid.UUID
+    company_id: uuid.UUID | None = None
+
+
+class ObserverRemoved(Event, frozen=True, kw_only=True):
+    """An observer seat ended (removed by a facilitator, with the company that invited them, or the
+    observer deleted their account)."""
+
+    TYPE: ClassVar[str] = "observer.removed"
+    convoy_id: uuid.UUID
+    person_id: uuid.UUID
+    reason: str = ""
+
+
 class PersonUpdated(Event, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "person.updated"
     person_id: uuid.UUID
@@ -296,6 +317,8 @@ EmailTemplate = Literal[
     "comment_hidden",
     "content_flagged",
     "pool_request_received",
+    "observer_invitation",
+    "observer_removed",
 ]
 
 
@@ -321,6 +344,8 @@ class EmailRequested(Event, frozen=True, kw_only=True):
       link (to the moderation queue), note (the member's own words)
     - ``pool_request_received`` (to every facilitator): company, theme (words), contact, link (the formation
       pool), message (the company's own words)
+    - ``observer_invitation``: convoy, inviter, link, expires (an invitation to read along as an observer)
+    - ``observer_removed``: convoy, reason
     """
 
     TYPE: ClassVar[str] = "email.requested"
@@ -353,6 +378,8 @@ class PersonErased(Event, frozen=True, kw_only=True):
     "a former representative of <company>"."""
     facilitated: list[uuid.UUID] = []
     """Convoys they facilitated."""
+    observed: list[uuid.UUID] = []
+    """Convoys where they had an observer seat (ended with ``observer.removed`` before this event)."""
 
 
 # --- flags and charter -------------------------------------------------------------------------
@@ -403,6 +430,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     PersonJoined,
     PersonRemoved,
     PersonUpdated,
+    ObserverJoined,
+    ObserverRemoved,
     JoinRequested,
     JoinRequestDecided,
     ReportSubmitted,

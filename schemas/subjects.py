@@ -128,6 +128,8 @@ class Rpc:
     CONVOY_FACILITATOR_ADD = "convoy_facilitator_add"
     COMPANY_REMOVE = "company_remove"
     MEMBER_REMOVE = "member_remove"
+    OBSERVER_INVITE = "observer_invite"
+    OBSERVER_REMOVE = "observer_remove"
     INVITATION_CREATE = "invitation_create"
     INVITATION_PREVIEW = "invitation_preview"
     INVITATION_ACCEPT = "invitation_accept"

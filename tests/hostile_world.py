@@ -1,5 +1,6 @@
 """A world with something in it for the hostile-input tests: two convoys, each with a project, milestones,
-a report, a comment, a flag and a join request, so every path parameter has a real object to point at."""
+a report, a comment, a flag, a join request and an observer, so every path parameter has a real object to
+point at and every role a person to act as."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import SmtpSink
-from tests.world import World, build_world
+from tests.conftest import SmtpSink, new_token_for
+from tests.world import World, bearer, build_world
 
 
 @dataclass
@@ -18,6 +19,9 @@ class Rich:
     world: World
     ids: dict[str, str] = field(default_factory=dict)
     """Path parameter name -> the id of a real object of this convoy (convoy_id, report_id, ...)."""
+    observer: dict[str, str] = field(default_factory=dict)
+    """Headers of the convoy's observer (reads along, writes nothing)."""
+    observer_email: str = ""
 
     @property
     def facilitator(self) -> dict[str, str]:
@@ -78,4 +82,15 @@ async def build_rich_world(client: httpx.AsyncClient, sink: SmtpSink, *, open_: 
         ids["request_id"] = requests["requests"][0]["id"]
     token = await ok(client.post("/api/v1/me/tokens", json={"name": "Skript"}, headers=anna.auth))
     ids["token_id"] = token["token"]["id"]
-    return Rich(world=world, ids=ids)
+    observer_email = f"olga-{uuid.uuid4().hex[:6]}@ihk.example"
+    await ok(
+        client.post(
+            f"/api/v1/convoys/{cid}/observers/invitations",
+            json={"email": observer_email, "name": "Olga Observer", "note": "IHK"},
+            headers=world.facilitator,
+        )
+    )
+    invitation = await new_token_for(sink, observer_email, "cvi_", set())
+    accepted = await ok(client.post("/api/v1/invitations/accept", json={"token": invitation, "name": "Olga Observer"}))
+    client.cookies.clear()
+    return Rich(world=world, ids=ids, observer=bearer(accepted["access_token"]), observer_email=observer_email)

@@ -5,6 +5,9 @@ Every route the Litestar app serves (JSON API and pages) is classified here as p
 convoy against the objects of *another* convoy (and, for a convoy's own path, with another convoy's objects inside
 it) and must be refused: 401 / 403 / 404, a page sends the stranger to sign in. A route this file cannot classify,
 or a path parameter it cannot fill, fails the test: a new endpoint cannot slip in without a check.
+
+The observer persona (issue #22) is checked inside its own convoy too: every read a member may make answers
+200, every change and every facilitator-only read answers 403 (``FACILITATOR_READS``, ``REPRESENTATIVE_PAGES``).
 """
 
 from __future__ import annotations
@@ -123,6 +126,26 @@ FACILITATORS_ONLY = {
 }
 """ACCOUNT routes a representative is refused (403)."""
 
+FACILITATOR_READS = {
+    # reads a convoy's facilitators make and its members (and observers) may not: 403 inside the convoy
+    ("GET", "/api/v1/convoys/{convoy_id}/audit"),
+    ("GET", "/api/v1/convoys/{convoy_id}/flags"),
+    ("GET", "/api/v1/convoys/{convoy_id}/join-requests"),
+    ("GET", "/convoys/{convoy_id}/manage"),
+    ("GET", "/convoys/{convoy_id}/audit"),
+    ("GET", "/convoys/{convoy_id}/flags"),
+}
+REPRESENTATIVE_PAGES = {
+    # a company's own forms (report, project): an observer reports for no company
+    ("GET", "/convoys/{convoy_id}/report"),
+    ("GET", "/convoys/{convoy_id}/project"),
+}
+NOT_IN_A_CONVOY = {
+    # the caller's own API tokens: someone else's token is "not found" for everyone (404)
+    ("DELETE", "/api/v1/me/tokens/{token_id}"),
+    ("POST", "/profile/tokens/{token_id}/revoke"),
+}
+
 EXTRA_PARAMS = {"action": "hide", "object_type": "report"}
 """Path parameters that name no object (page actions)."""
 OBJECT_ALIASES = {"object_id": "report_id"}
@@ -218,7 +241,15 @@ def test_every_route_is_classified(settings: Settings) -> None:
         if (method, path) not in PUBLIC | ACCOUNT and not params_of(path)
     ]
     assert unknown + bare == []
-    stale = (PUBLIC | ACCOUNT | COMPANY_OWNED | FACILITATORS_ONLY) - route_table(settings)
+    stale = (
+        PUBLIC
+        | ACCOUNT
+        | COMPANY_OWNED
+        | FACILITATORS_ONLY
+        | FACILITATOR_READS
+        | REPRESENTATIVE_PAGES
+        | NOT_IN_A_CONVOY
+    ) - route_table(settings)
     assert stale == set(), "routes listed here that the app no longer has"
 
 
@@ -249,6 +280,7 @@ async def test_every_endpoint_refuses_every_role_of_another_convoy(
     page_clients = {
         "facilitator": await browser(client, smtp_sink, browsers, facilitator_email),
         "representative": await browser(client, smtp_sink, browsers, ours.world.reps["a"].email),
+        "observer": await browser(client, smtp_sink, browsers, ours.observer_email),
         "anonymous": httpx.AsyncClient(base_url=client.base_url, timeout=20),
     }
     browsers.append(page_clients["anonymous"])
@@ -256,6 +288,7 @@ async def test_every_endpoint_refuses_every_role_of_another_convoy(
         "facilitator": ours.facilitator,
         "representative": ours.rep,
         "representative_b": ours.world.reps["b"].auth,
+        "observer": ours.observer,
         "anonymous": {},
     }
     before = await snapshot(client, theirs)
@@ -289,13 +322,14 @@ async def test_every_endpoint_refuses_every_role_of_another_convoy(
             await expect_refusal("anonymous", method, path, path)
             if (method, path) in FACILITATORS_ONLY:
                 await expect_refusal("representative", method, path, path)
+                await expect_refusal("observer", method, path, path)
             continue
         # The objects of another convoy, as each role of ours.
-        for role in ("facilitator", "representative", "anonymous"):
+        for role in ("facilitator", "representative", "observer", "anonymous"):
             await expect_refusal(role, method, path, fill(path, theirs.ids))
         # Another convoy's objects inside our own convoy's path (our roles have rights on our convoy).
         if "convoy_id" in names and len(names) > 1 and not set(names) <= {"convoy_id", "cycle_index"}:
-            for role in ("facilitator", "representative"):
+            for role in ("facilitator", "representative", "observer"):
                 await expect_refusal(role, method, path, fill(path, ours.ids, inner=theirs.ids))
         # Another company's things in our own convoy.
         if (method, path) in COMPANY_OWNED:
@@ -304,6 +338,46 @@ async def test_every_endpoint_refuses_every_role_of_another_convoy(
     print(f"\nauthorization matrix: {len(routes)} routes, {calls} refusals checked")
     assert failures == [], "\n".join(failures)
     assert await snapshot(client, theirs) == before, "a refused request changed another convoy"
+
+
+@pytest.mark.timeout(300)
+async def test_an_observer_reads_what_members_read_and_every_change_is_refused(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings, browsers: list[httpx.AsyncClient]
+) -> None:
+    """Every route about our own convoy's objects, as its observer: a member's read answers 200; a change, a
+    facilitator-only read or a representative's own form answers 403 (the caller's own tokens: 404)."""
+    ours = await build_rich_world(client, smtp_sink, open_=True)
+    document = (await client.get("/schema/openapi.json")).json()
+    page = await browser(client, smtp_sink, browsers, ours.observer_email)
+    before = await snapshot(client, ours)
+    failures: list[str] = []
+    reads = changes = 0
+    for method, path in sorted(route_table(settings) - PUBLIC - ACCOUNT):
+        url = fill(path, ours.ids)
+        if path.startswith("/api/"):
+            r = await client.request(
+                method,
+                url,
+                json=example_body(document, method, path),
+                params=example_query(document, method, path),
+                headers=ours.observer,
+            )
+        elif method == "GET":
+            r = await page.get(url, params={"q": "Kalender"} if url.endswith("/search") else None)
+        else:
+            continue  # page forms: CSRF and the same services (the API calls above)
+        if (method, path) in NOT_IN_A_CONVOY:
+            wanted = {404}
+        elif method == "GET" and (method, path) not in FACILITATOR_READS | REPRESENTATIVE_PAGES:
+            wanted, reads = {200}, reads + 1
+        else:
+            wanted, changes = {403}, changes + 1
+        if r.status_code not in wanted:
+            failures.append(f"{method} {url} ({path}) as observer: {r.status_code}, not {wanted}: {r.text[:120]!r}")
+    print(f"\nobserver: {reads} reads answered, {changes} changes refused")
+    assert failures == [], "\n".join(failures)
+    assert reads >= 15 and changes >= 40  # the matrix really ran (19 and 46 when written)
+    assert await snapshot(client, ours) == before, "an observer changed the convoy"
 
 
 async def snapshot(client: httpx.AsyncClient, rich: Rich) -> Any:

@@ -37,6 +37,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "comment_hidden": ("convoy", "company", "link"),
     "content_flagged": ("convoy", "company", "what", "category", "link"),
     "pool_request_received": ("company", "theme", "contact", "link"),
+    "observer_invitation": ("convoy", "inviter", "link", "expires"),
+    "observer_removed": ("convoy",),
 }
 PARAMS = {
     "convoy": "Terminvergabe Nord",
@@ -56,6 +58,10 @@ PARAMS = {
     "channel": "Microsoft Teams",
 }
 SUBJECTS = {
+    ("observer_invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“ als Beobachter:in",
+    ("observer_invitation", "en"): 'Invitation to observe the convoy "Terminvergabe Nord"',
+    ("observer_removed", "de"): "Sie begleiten den Konvoi „Terminvergabe Nord“ nicht mehr",
+    ("observer_removed", "en"): 'You no longer observe the convoy "Terminvergabe Nord"',
     ("invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“",
     ("invitation", "en"): 'Invitation to join the convoy "Terminvergabe Nord"',
     ("sign_in", "de"): "Ihr Anmeldelink für Convoy",
@@ -87,6 +93,11 @@ SUBJECTS = {
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
+    ("observer_invitation", "de"): "Fiona Facil lädt Sie ein, den Konvoi „Terminvergabe Nord“ als Beobachter:in"
+    " zu begleiten.",
+    ("observer_invitation", "en"): "The invitation is valid until 31.12.2026.",
+    ("observer_removed", "de"): "Der Konvoi ist voll.",
+    ("observer_removed", "en"): "You were removed as an observer from the convoy",
     ("invitation", "de"): "Fiona Facil lädt Sie ein, dem Konvoi „Terminvergabe Nord“ als Vertreter:in"
     " von Sanitär Müller beizutreten.",
     ("invitation", "en"): "The invitation is valid until 31.12.2026.",
@@ -246,7 +257,7 @@ async def test_every_template_arrives_in_both_languages(stack: Stack, smtp_sink:
     await smtp_sink.wait_for(len(wanted))
 
     for (template, lang), subject in SUBJECTS.items():
-        [message] = smtp_sink.to(f"{template}.{lang}@example.test")
+        [message] = smtp_sink.to(f"<{template}.{lang}@example.test>")  # whole: invitation.de in observer_invitation.de
         assert message["Subject"] == subject
         assert message["To"] == f"Anna Müller <{template}.{lang}@example.test>"
         assert message["List-Id"] == "Convoy <account.convoy>"

@@ -153,6 +153,41 @@ class ConvoyController(Controller):
             api.Invitation,
         )
 
+    @post(
+        "/{convoy_id:uuid}/observers/invitations",
+        summary="Invite an observer by email: reads along, gets the digest, writes nothing (its facilitators;"
+        " a representative for their own company's second reader)",
+    )
+    async def invite_observer(
+        self, convoy_id: ConvoyId, data: ex.NewObserverInvitation, actor: Actor, backend: Services
+    ) -> api.Invitation:
+        return await backend.call(
+            "convoys",
+            Rpc.OBSERVER_INVITE,
+            api.InviteObserver(actor=actor, convoy_id=convoy_id, invitation=data),
+            api.Invitation,
+        )
+
+    @post(
+        "/{convoy_id:uuid}/observers/{person_id:uuid}/removal",
+        summary="End an observer's seat, with a reason (its facilitators)",
+        status_code=200,
+    )
+    async def remove_observer(
+        self,
+        convoy_id: ConvoyId,
+        person_id: FromPath[uuid.UUID],
+        data: ex.Removal,
+        actor: Actor,
+        backend: Services,
+    ) -> api.Convoy:
+        return await backend.call(
+            "convoys",
+            Rpc.OBSERVER_REMOVE,
+            api.RemoveObserver(actor=actor, convoy_id=convoy_id, person_id=person_id, removal=data),
+            api.Convoy,
+        )
+
     @get("/{convoy_id:uuid}/join-requests", summary="Requests to join (its facilitators)")
     async def join_requests(
         self,

@@ -79,9 +79,16 @@ class Page:
         if self.me is None:
             raise SignInNeeded
         mine = self.membership(convoy_id)
+        if mine is not None and mine.role == "observer":
+            raise Forbidden("observers read along; they do not report")
         if mine is None or mine.company_id is None:
             raise NotFound("you do not report for a company in this convoy")
         return mine, mine.company_id
+
+    def observes(self, convoy_id: Any) -> bool:
+        """An observer seat here: the page shows no form to write (the services would refuse it: 403)."""
+        mine = self.membership(convoy_id)
+        return bool(mine and mine.role == "observer")
 
     def facilitates(self, convoy_id: Any) -> bool:
         mine = self.membership(convoy_id)

@@ -37,6 +37,8 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.COMPANY_ADD, api.AddCompany, svc.add_company)
     rt.endpoint(Rpc.COMPANY_REMOVE, api.RemoveCompany, svc.remove_company)
     rt.endpoint(Rpc.MEMBER_REMOVE, api.RemoveMember, svc.remove_member)
+    rt.endpoint(Rpc.OBSERVER_INVITE, api.InviteObserver, svc.invite_observer)
+    rt.endpoint(Rpc.OBSERVER_REMOVE, api.RemoveObserver, svc.remove_observer)
     rt.endpoint(Rpc.INVITATION_CREATE, api.CreateInvitation, svc.create_invitation)
     rt.endpoint(Rpc.INVITATION_PREVIEW, api.PreviewInvitation, svc.preview_invitation)
     rt.endpoint(Rpc.INVITATION_ACCEPT, api.AcceptInvitationRequest, accept_invitation)

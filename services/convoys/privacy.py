@@ -2,7 +2,7 @@
 
 Deleting an account erases the person's personal data here in one transaction (name, email,
 sessions, sign-in links, API tokens, invitations to their address, join requests they made as
-contact, pending sign-in rate-limit records) and ends their memberships and facilitator roles.
+contact, pending sign-in rate-limit records) and ends their memberships, observer seats and facilitator roles.
 The ``people`` row stays as an anonymous id (name '', email ``erased-<id>``, ``erased_at``): the
 append-only audit log and the history of memberships refer to it. ``person.erased`` (through the
 outbox, same transaction) tells every other service to erase what it holds.
@@ -64,9 +64,14 @@ class Privacy:
                         convoy_id=m["convoy_id"], company_id=m["company_id"], person_id=person_id, reason=ERASED_REASON
                     ),
                 )
+            observed = await repo.end_observer_seats(conn, person_id, ERASED_REASON)
+            for convoy_id in observed:  # as for a membership: the projections drop the seat, no email
+                await self.rt.emit(
+                    conn, ev.ObserverRemoved(convoy_id=convoy_id, person_id=person_id, reason=ERASED_REASON)
+                )
             facilitated = await repo.leave_all_convoys_as_facilitator(conn, person_id)
             await repo.erase_person(conn, person, hashed, "the contact deleted their account")
-            convoys = list(dict.fromkeys([m["convoy_id"] for m in memberships] + facilitated))
+            convoys = list(dict.fromkeys([m["convoy_id"] for m in memberships] + facilitated + observed))
             for convoy_id in convoys or [None]:
                 await repo.audit(
                     conn,
@@ -85,6 +90,7 @@ class Privacy:
                         ev.FormerMembership(convoy_id=m["convoy_id"], company_id=m["company_id"]) for m in memberships
                     ],
                     facilitated=facilitated,
+                    observed=observed,
                 ),
             )
         return api.Erased(person_id=person_id, message="your account and your personal data were deleted")

@@ -80,6 +80,9 @@ async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
         " c.created_at"
         " FROM memberships m JOIN convoys c ON c.id = m.convoy_id JOIN companies co ON co.id = m.company_id"
         " WHERE m.person_id = $1 AND m.removed_at IS NULL"
+        " UNION ALL"
+        " SELECT c.id, c.name, c.status, 'observer', NULL, '', true, c.created_at"
+        " FROM observers o JOIN convoys c ON c.id = o.convoy_id WHERE o.person_id = $1 AND o.removed_at IS NULL"
         " ORDER BY created_at DESC",
         person_id,
     )
@@ -240,6 +243,12 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
             row["id"],
         ):
             reps.setdefault(r["company_id"], []).append(api.PersonRef(person_id=r["id"], name=r["name"]))
+    observers = await conn.fetch(
+        "SELECT o.person_id, p.name, o.note, o.company_id, coalesce(co.name, '') AS company_name"
+        " FROM observers o JOIN people p ON p.id = o.person_id LEFT JOIN companies co ON co.id = o.company_id"
+        " WHERE o.convoy_id = $1 AND o.removed_at IS NULL ORDER BY o.created_at",
+        row["id"],
+    )
     return api.Convoy(
         id=row["id"],
         name=row["name"],
@@ -259,6 +268,7 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         companies=[company(c, reps.get(c["id"], [])) for c in companies],
         retention_days=row["retention_days"],
         share_anonymised_results=row["share_anonymised_results"],
+        observers=[api.ObserverRef(**dict(o)) for o in observers] if with_members else [],
     )
 
 
@@ -408,6 +418,50 @@ async def remove_membership(conn: Conn, membership_id: int, reason: str) -> None
     )
 
 
+async def active_observer(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM observers WHERE person_id = $1 AND convoy_id = $2 AND removed_at IS NULL",
+        person_id,
+        convoy_id,
+    )
+
+
+async def insert_observer(
+    conn: Conn,
+    person_id: uuid.UUID,
+    convoy_id: uuid.UUID,
+    *,
+    company_id: uuid.UUID | None,
+    note: str,
+    invited_by: uuid.UUID | None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO observers (person_id, convoy_id, company_id, note, invited_by) VALUES ($1, $2, $3, $4, $5)",
+        person_id,
+        convoy_id,
+        company_id,
+        note,
+        invited_by,
+    )
+
+
+async def remove_observer(conn: Conn, observer_id: int, reason: str) -> None:
+    await conn.execute(
+        "UPDATE observers SET removed_at = now(), removed_reason = $2 WHERE id = $1", observer_id, reason
+    )
+
+
+async def remove_company_observers(conn: Conn, company_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
+    """End the seats of the company's second readers (it left); return the people."""
+    rows = await conn.fetch(
+        "UPDATE observers SET removed_at = now(), removed_reason = $2"
+        " WHERE company_id = $1 AND removed_at IS NULL RETURNING person_id",
+        company_id,
+        reason,
+    )
+    return [r["person_id"] for r in rows]
+
+
 async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
     """The convoy's name, language and chat channels with its representatives' contacts, in one query
     (a convoy without representatives gives one row whose member columns are null)."""
@@ -443,6 +497,15 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
             for r in rows
             if r["person_id"] is not None
         ],
+        observers=[
+            api.ObserverRecipient(**dict(r))
+            for r in await conn.fetch(
+                "SELECT p.id AS person_id, p.name, p.email, p.language FROM observers o"
+                " JOIN people p ON p.id = o.person_id WHERE o.convoy_id = $1 AND o.removed_at IS NULL"
+                " ORDER BY p.name",
+                convoy_id,
+            )
+        ],
     )
 
 
@@ -468,14 +531,15 @@ async def insert_invitation(
     *,
     token_hash: bytes,
     convoy_id: uuid.UUID,
-    company_id: uuid.UUID,
-    invitation: api.NewInvitation,
+    company_id: uuid.UUID | None,
+    invitation: api.NewInvitation | api.NewObserverInvitation,
     invited_by: uuid.UUID | None,
     expires_at: datetime,
 ) -> api.Invitation:
+    observer = isinstance(invitation, api.NewObserverInvitation)
     row = await conn.fetchrow(
         "INSERT INTO invitations (id, token_hash, convoy_id, company_id, email, name, language, invited_by,"
-        " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+        " expires_at, role, note) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
         uuid.uuid4(),
         token_hash,
         convoy_id,
@@ -485,6 +549,8 @@ async def insert_invitation(
         invitation.language,
         invited_by,
         expires_at,
+        "observer" if observer else "representative",
+        invitation.note if isinstance(invitation, api.NewObserverInvitation) else "",
     )
     assert row is not None
     return api.Invitation(
@@ -493,14 +559,15 @@ async def insert_invitation(
         company_id=row["company_id"],
         email=row["email"],
         expires_at=row["expires_at"],
+        role=row["role"],
     )
 
 
 async def invitation_by_token(conn: Conn, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT i.*, c.name AS convoy_name, c.status AS convoy_status, co.name AS company_name,"
+        "SELECT i.*, c.name AS convoy_name, c.status AS convoy_status, coalesce(co.name, '') AS company_name,"
         " co.removed_at AS company_removed_at, c.language AS convoy_language, c.charter_text, c.charter_version"
-        " FROM invitations i JOIN convoys c ON c.id = i.convoy_id JOIN companies co ON co.id = i.company_id"
+        " FROM invitations i JOIN convoys c ON c.id = i.convoy_id LEFT JOIN companies co ON co.id = i.company_id"
         " WHERE i.token_hash = $1" + (" FOR UPDATE OF i" if lock else ""),
         token_hash,
     )
@@ -866,18 +933,21 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         return None
     memberships = await conn.fetch(
         "SELECT m.convoy_id, c.name AS convoy_name, m.company_id, co.name AS company_name,"
-        " 'representative' AS role, m.created_at, m.removed_at, m.removed_reason"
+        " 'representative' AS role, '' AS note, m.created_at, m.removed_at, m.removed_reason"
         " FROM memberships m JOIN convoys c ON c.id = m.convoy_id JOIN companies co ON co.id = m.company_id"
         " WHERE m.person_id = $1"
-        " UNION ALL SELECT f.convoy_id, c.name, NULL, NULL, 'facilitator', f.added_at, NULL, NULL"
+        " UNION ALL SELECT f.convoy_id, c.name, NULL, NULL, 'facilitator', '', f.added_at, NULL, NULL"
         " FROM convoy_facilitators f JOIN convoys c ON c.id = f.convoy_id WHERE f.person_id = $1"
+        " UNION ALL SELECT o.convoy_id, c.name, o.company_id, co.name, 'observer', o.note, o.created_at, o.removed_at,"
+        " o.removed_reason FROM observers o JOIN convoys c ON c.id = o.convoy_id"
+        " LEFT JOIN companies co ON co.id = o.company_id WHERE o.person_id = $1"
         " ORDER BY created_at",
         person_id,
     )
     invitations = await conn.fetch(
-        "SELECT i.id, i.convoy_id, c.name AS convoy_name, i.company_id, co.name AS company_name, i.email, i.name,"
-        " i.language, i.created_at, i.expires_at, i.accepted_at, i.revoked_at"
-        " FROM invitations i JOIN convoys c ON c.id = i.convoy_id JOIN companies co ON co.id = i.company_id"
+        "SELECT i.id, i.convoy_id, c.name AS convoy_name, i.company_id, co.name AS company_name, i.role, i.note,"
+        " i.email, i.name, i.language, i.created_at, i.expires_at, i.accepted_at, i.revoked_at"
+        " FROM invitations i JOIN convoys c ON c.id = i.convoy_id LEFT JOIN companies co ON co.id = i.company_id"
         " WHERE lower(i.email) = lower($2) OR i.accepted_by = $1 ORDER BY i.created_at",
         person_id,
         person["email"],
@@ -941,6 +1011,18 @@ async def all_memberships(conn: Conn, person_id: uuid.UUID) -> list[asyncpg.Reco
     )
 
 
+async def end_observer_seats(conn: Conn, person_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
+    """End every active observer seat of the person (their note goes too); return the convoys."""
+    rows = await conn.fetch(
+        "UPDATE observers SET removed_at = now(), removed_reason = $2"
+        " WHERE person_id = $1 AND removed_at IS NULL RETURNING convoy_id",
+        person_id,
+        reason,
+    )
+    await conn.execute("UPDATE observers SET note = '' WHERE person_id = $1", person_id)
+    return [r["convoy_id"] for r in rows]
+
+
 async def leave_all_convoys_as_facilitator(conn: Conn, person_id: uuid.UUID) -> list[uuid.UUID]:
     rows = await conn.fetch("DELETE FROM convoy_facilitators WHERE person_id = $1 RETURNING convoy_id", person_id)
     return [r["convoy_id"] for r in rows]
@@ -955,7 +1037,7 @@ async def erase_person(conn: Conn, person: asyncpg.Record, email_hash: bytes, re
     await conn.execute("DELETE FROM calendar_feeds WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM sign_in_requests WHERE email_hash = $1", email_hash)
     await conn.execute(
-        "UPDATE invitations SET email = '', name = '', revoked_at = coalesce(revoked_at, now())"
+        "UPDATE invitations SET email = '', name = '', note = '', revoked_at = coalesce(revoked_at, now())"
         " WHERE lower(email) = lower($2) OR accepted_by = $1",
         person_id,
         email,
@@ -1012,7 +1094,9 @@ async def membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> 
     the convoy's current one is read in the same statement, so a charter change binds at once."""
     row = await conn.fetchrow(
         "SELECT m.company_id, co.name AS company_name, m.charter_version >= c.charter_version AS charter_accepted,"
-        " EXISTS (SELECT 1 FROM convoy_facilitators f WHERE f.person_id = $1 AND f.convoy_id = $2) AS facilitator"
+        " EXISTS (SELECT 1 FROM convoy_facilitators f WHERE f.person_id = $1 AND f.convoy_id = $2) AS facilitator,"
+        " EXISTS (SELECT 1 FROM observers o WHERE o.person_id = $1 AND o.convoy_id = $2 AND o.removed_at IS NULL)"
+        " AS observer"
         " FROM (SELECT 1) AS one LEFT JOIN (memberships m JOIN convoys c ON c.id = m.convoy_id"
         " LEFT JOIN companies co ON co.id = m.company_id)"
         " ON m.person_id = $1 AND m.convoy_id = $2 AND m.removed_at IS NULL",

@@ -3,7 +3,9 @@
 Who may do what (object-level, checked here for every request):
 - admin: everything; appoints facilitators.
 - facilitator (role): creates convoys; manages the convoys they facilitate.
-- representative: reads the convoys their company belongs to.
+- representative: reads the convoys their company belongs to; invites a second reader for their
+  company (an observer).
+- observer: reads the convoy as its members do; changes nothing (403 for every change).
 Anyone else learns nothing: a convoy they have no part in is "not found".
 """
 
@@ -82,6 +84,7 @@ class ConvoysService:
         if actor.person_id is not None and (
             await repo.facilitates(conn, actor.person_id, convoy_id)
             or await repo.active_membership(conn, actor.person_id, convoy_id)
+            or await repo.active_observer(conn, actor.person_id, convoy_id)
         ):
             return row
         raise NotFound("no such convoy")  # do not reveal that it exists
@@ -339,6 +342,8 @@ class ConvoysService:
             await self.rt.emit(conn, ev.CompanyLeft(convoy_id=req.convoy_id, company_id=req.company_id, reason=reason))
             for person_id in people:
                 await self._person_left(conn, convoy, company, person_id, reason)
+            for person_id in await repo.remove_company_observers(conn, req.company_id, reason):
+                await self._observer_left(conn, convoy, person_id, reason)  # its second readers leave with it
             return await repo.convoy(conn, convoy, with_members=True)
 
     async def remove_member(self, req: api.RemoveMember) -> api.Convoy:
@@ -390,6 +395,77 @@ class ConvoysService:
             ),
         )
 
+    # --- observers -----------------------------------------------------------------------------
+    async def invite_observer(self, req: api.InviteObserver) -> api.Invitation:
+        """Facilitators invite an observer of the convoy (or a company's second reader); a representative
+        invites a second reader for their own company. Observers invite nobody (403)."""
+        invitation = req.invitation
+        async with self.rt.db.transaction() as conn:
+            convoy = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
+            company_id = invitation.company_id
+            manager = req.actor.is_admin or req.actor.is_system
+            if not manager and req.actor.person_id is not None:
+                manager = await repo.facilitates(conn, req.actor.person_id, req.convoy_id)
+            if not manager:
+                membership = (
+                    await repo.active_membership(conn, req.actor.person_id, req.convoy_id)
+                    if req.actor.person_id is not None
+                    else None
+                )
+                if membership is None:
+                    raise Forbidden("only the convoy's facilitators and representatives invite observers")
+                if company_id is not None and company_id != membership["company_id"]:
+                    raise Forbidden("a representative invites a second reader for their own company only")
+                company_id = membership["company_id"]
+            if convoy["status"] == "completed":
+                raise Conflict("the convoy is completed and read-only")
+            company = None
+            if company_id is not None:
+                company = await repo.company_row(conn, company_id)
+                if company is None or company["convoy_id"] != req.convoy_id:
+                    raise NotFound("no such company in this convoy")
+            return await self._invite(
+                conn, req.actor, convoy, company, msgspec.structs.replace(invitation, company_id=company_id)
+            )
+
+    async def remove_observer(self, req: api.RemoveObserver) -> api.Convoy:
+        reason = req.removal.reason
+        async with self.rt.db.transaction() as conn:
+            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            seat = await repo.active_observer(conn, req.person_id, req.convoy_id)
+            if seat is None:
+                raise NotFound("no such observer in this convoy")
+            await repo.remove_observer(conn, seat["id"], reason)
+            await repo.audit(
+                conn,
+                convoy_id=req.convoy_id,
+                actor=req.actor,
+                action="observer.removed",
+                object_type="person",
+                object_id=req.person_id,
+                reason=reason,
+            )
+            await self._observer_left(conn, convoy, req.person_id, reason)
+            return await repo.convoy(conn, convoy, with_members=True)
+
+    async def _observer_left(
+        self, conn: asyncpg.Connection, convoy: asyncpg.Record, person_id: uuid.UUID, reason: str
+    ) -> None:
+        await self.rt.emit(conn, ev.ObserverRemoved(convoy_id=convoy["id"], person_id=person_id, reason=reason))
+        person = await repo.person_by_id(conn, person_id)
+        assert person is not None
+        await self._email(
+            conn,
+            ev.EmailRequested(
+                key=f"observer_removed:{convoy['id']}:{person_id}:{uuid.uuid4()}",
+                to_email=person["email"],
+                to_name=person["name"],
+                language=person["language"],
+                template="observer_removed",
+                params={"convoy": convoy["name"], "reason": reason},
+            ),
+        )
+
     # --- invitations ---------------------------------------------------------------------------
     async def create_invitation(self, req: api.CreateInvitation) -> api.Invitation:
         async with self.rt.db.transaction() as conn:
@@ -404,14 +480,19 @@ class ConvoysService:
         conn: asyncpg.Connection,
         actor: api.Actor,
         convoy: asyncpg.Record,
-        company: asyncpg.Record,
-        invitation: api.NewInvitation,
+        company: asyncpg.Record | None,
+        invitation: api.NewInvitation | api.NewObserverInvitation,
     ) -> api.Invitation:
+        """An invitation to represent ``company``, or (``NewObserverInvitation``) to observe the convoy
+        (``company``: the company whose second reader they will be, or None)."""
         settings = self.rt.settings
         now = datetime.now(UTC)
+        observer = isinstance(invitation, api.NewObserverInvitation)
         existing = await repo.person_by_email(conn, invitation.email)
         if existing is not None and await repo.active_membership(conn, existing["id"], convoy["id"]):
             raise Conflict(f"{invitation.email} is already a member of this convoy")
+        if existing is not None and await repo.active_observer(conn, existing["id"], convoy["id"]):
+            raise Conflict(f"{invitation.email} already observes this convoy (remove the observer seat first)")
         if await repo.invitations_to(conn, invitation.email, now - timedelta(days=1)) >= settings.invitations_per_day:
             raise TooManyRequests(f"{invitation.email} has had {settings.invitations_per_day} invitations today")
         await repo.revoke_pending_invitations(conn, convoy["id"], invitation.email)  # the newest link counts
@@ -420,7 +501,7 @@ class ConvoysService:
             conn,
             token_hash=hash_token(token),
             convoy_id=convoy["id"],
-            company_id=company["id"],
+            company_id=company["id"] if company is not None else None,
             invitation=invitation,
             invited_by=actor.person_id,
             expires_at=now + timedelta(days=settings.invitation_days),
@@ -433,14 +514,35 @@ class ConvoysService:
             conn,
             convoy_id=convoy["id"],
             actor=actor,
-            action="person.invited",
+            action="observer.invited" if observer else "person.invited",
             object_type="invitation",
             object_id=created.id,
-            details={"company": company["name"]},  # never an address: the invitation (object_id) has it
+            details={"company": company["name"] if company is not None else ""},  # never an address
         )
-        await self.rt.emit(
-            conn, ev.PersonInvited(invitation_id=created.id, convoy_id=convoy["id"], company_id=company["id"])
-        )
+        if company is not None and not observer:
+            await self.rt.emit(
+                conn, ev.PersonInvited(invitation_id=created.id, convoy_id=convoy["id"], company_id=company["id"])
+            )
+        expires = created.expires_at.strftime("%d.%m.%Y" if invitation.language == "de" else "%Y-%m-%d")
+        if observer:
+            await self._email(
+                conn,
+                ev.EmailRequested(
+                    key=f"invitation:{created.id}",
+                    to_email=invitation.email,
+                    to_name=invitation.name,
+                    language=invitation.language,
+                    template="observer_invitation",
+                    params={
+                        "convoy": convoy["name"],
+                        "inviter": inviter,
+                        "link": f"{self.base_url}/invitations/{token}",
+                        "expires": expires,
+                    },
+                ),
+            )
+            return created
+        assert company is not None
         await self._email(
             conn,
             ev.EmailRequested(
@@ -454,7 +556,7 @@ class ConvoysService:
                     "company": company["name"],
                     "inviter": inviter,
                     "link": f"{self.base_url}/invitations/{token}",
-                    "expires": created.expires_at.strftime("%d.%m.%Y" if invitation.language == "de" else "%Y-%m-%d"),
+                    "expires": expires,
                 },
             ),
         )
@@ -486,6 +588,7 @@ class ConvoysService:
             expires_at=row["expires_at"],
             charter=charter_text(row, "convoy_language"),
             charter_version=row["charter_version"],
+            role=row["role"],
         )
 
     async def accept_invitation(self, req: api.AcceptInvitationRequest, sessions: Any) -> api.SignedIn:
@@ -500,6 +603,8 @@ class ConvoysService:
                 )
             if await repo.active_membership(conn, person["id"], row["convoy_id"]):
                 raise Conflict("you are already a member of this convoy")
+            if await repo.active_observer(conn, person["id"], row["convoy_id"]):
+                raise Conflict("you already observe this convoy")
             # Accepting the invitation accepts the convoy's current charter (shown with the invitation).
             charter_version = row["charter_version"]
             if a.charter_version is not None and a.charter_version != charter_version:
@@ -507,6 +612,8 @@ class ConvoysService:
                     f"the convoy's charter changed (version {charter_version} now, not {a.charter_version});"
                     " read it again and accept"
                 )
+            if row["role"] == "observer":
+                return await self._accept_as_observer(conn, row, person, sessions)
             await repo.insert_membership(
                 conn, person["id"], row["company_id"], row["convoy_id"], charter_version=charter_version
             )
@@ -531,6 +638,40 @@ class ConvoysService:
             )
             signed_in: api.SignedIn = await sessions.open(conn, person)
             return signed_in
+
+    async def _accept_as_observer(
+        self, conn: asyncpg.Connection, row: asyncpg.Record, person: asyncpg.Record, sessions: Any
+    ) -> api.SignedIn:
+        """An observer seat; they read the charter with the invitation (it binds what they read), and
+        are not asked again when it changes: the charter gates writing, and observers write nothing."""
+        await repo.insert_observer(
+            conn,
+            person["id"],
+            row["convoy_id"],
+            company_id=row["company_id"],
+            note=row["note"],
+            invited_by=row["invited_by"],
+        )
+        await repo.accept_invitation(conn, row["id"], person["id"])
+        await repo.audit(
+            conn,
+            convoy_id=row["convoy_id"],
+            actor=api.Actor(person_id=person["id"]),
+            action="observer.joined",
+            object_type="person",
+            object_id=person["id"],
+            details={
+                "company": row["company_name"],
+                "invitation": str(row["id"]),
+                "charter_version": str(row["charter_version"]),
+            },
+        )
+        await self.rt.emit(
+            conn,
+            ev.ObserverJoined(convoy_id=row["convoy_id"], person_id=person["id"], company_id=row["company_id"]),
+        )
+        signed_in: api.SignedIn = await sessions.open(conn, person)
+        return signed_in
 
     # --- join requests -------------------------------------------------------------------------
     async def create_join_request(self, req: api.CreateJoinRequest) -> api.JoinRequest:
@@ -676,6 +817,7 @@ class ConvoysService:
             company_names={company_id: row["company_name"]}
             if company_id is not None and row["company_name"] is not None
             else {},
+            is_observer=bool(row["observer"]),
         )
 
     async def set_chat(self, req: api.SetChat) -> api.Convoy:

@@ -28,6 +28,8 @@ PROJECTED = (
     ev.CompanyLeft,
     ev.PersonJoined,
     ev.PersonRemoved,
+    ev.ObserverJoined,
+    ev.ObserverRemoved,
 )
 """Events from services/convoys that milestones keeps projections of (in stream order)."""
 

@@ -76,6 +76,7 @@ class Flags:
             access, report, comment = await self._target(conn, req.actor, req.object_type, req.object_id)
             if req.actor.person_id is None:
                 raise Forbidden("the admin token cannot flag; sign in as a person")
+            access.writer("flag content; the convoy's members and facilitators do")
             assert access.companies or access.facilitator or access.admin
             row = await repo.insert_flag(
                 conn,

@@ -51,9 +51,12 @@ class HistoryImport:
 
     async def _person(self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID, field: str) -> Access:
         try:
-            return await self.svc._access(conn, api.Actor(person_id=person_id), convoy_id)
+            access = await self.svc._access(conn, api.Actor(person_id=person_id), convoy_id)
         except NotFound as exc:
             raise InvalidInput(f"`{field}`: not a member or facilitator of this convoy") from exc
+        if access.reads_only:
+            raise InvalidInput(f"`{field}`: an observer of this convoy; observers write nothing")
+        return access
 
     async def import_report(self, req: api.ImportReport) -> api.ImportedReport:
         if not req.actor.is_admin:

@@ -54,11 +54,13 @@ async def convoy(conn: Conn, convoy_id: uuid.UUID) -> asyncpg.Record | None:
 
 async def convoy_for(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID | None) -> asyncpg.Record | None:
     """The convoy with the person's part in it, in one round trip: the columns of :func:`convoy`,
-    then ``access_companies`` (the companies they represent here) and ``access_facilitator``."""
+    then ``access_companies`` (the companies they represent here), ``access_facilitator`` and
+    ``access_observer`` (an observer seat: reads, writes nothing)."""
     return await conn.fetchrow(
         "SELECT c.*,"
         " ARRAY(SELECT m.company_id FROM members m WHERE m.convoy_id = $1 AND m.person_id = $2) AS access_companies,"
-        " EXISTS (SELECT 1 FROM facilitators f WHERE f.convoy_id = $1 AND f.person_id = $2) AS access_facilitator"
+        " EXISTS (SELECT 1 FROM facilitators f WHERE f.convoy_id = $1 AND f.person_id = $2) AS access_facilitator,"
+        " EXISTS (SELECT 1 FROM observers o WHERE o.convoy_id = $1 AND o.person_id = $2) AS access_observer"
         " FROM convoys c WHERE c.convoy_id = $1",
         convoy_id,
         person_id,
@@ -111,6 +113,16 @@ async def add_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, co
         company_id,
         convoy_id,
     )
+
+
+async def add_observer(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
+    await conn.execute(
+        "INSERT INTO observers (convoy_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", convoy_id, person_id
+    )
+
+
+async def remove_observer(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
+    await conn.execute("DELETE FROM observers WHERE convoy_id = $1 AND person_id = $2", convoy_id, person_id)
 
 
 async def remove_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID) -> None:
@@ -1022,6 +1034,7 @@ async def forget_person(conn: Conn, person_id: uuid.UUID) -> None:
     """Drop an erased person from the projections that authorize (they can do nothing any more)."""
     await conn.execute("DELETE FROM members WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM facilitators WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM observers WHERE person_id = $1", person_id)
 
 
 def _records(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:

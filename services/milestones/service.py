@@ -4,6 +4,8 @@ Who may do what (checked here, from the projection of memberships kept from conv
 - a company's representatives write its project, milestones and reports;
 - the convoy's members (representatives) and facilitators read everything in the convoy and
   comment; representatives give kudos and offer help to *other* companies;
+- observers read what members read and write nothing (403): no report, comment, kudos, help
+  offer, flag or project change;
 - the facilitator-only note of a report is seen by the convoy's facilitators and the company's
   own representatives, never by peers, never in exports;
 - anyone else is told the convoy (or report) does not exist.
@@ -44,11 +46,21 @@ class Access:
     companies: list[uuid.UUID]
     facilitator: bool
     admin: bool
+    observer: bool = False
 
     @property
     def sees_everything(self) -> bool:
         """Facilitators and admins see hidden content and facilitator notes."""
         return self.facilitator or self.admin
+
+    @property
+    def reads_only(self) -> bool:
+        """An observer (and nothing more here): reads as members do, writes nothing."""
+        return self.observer and not (self.companies or self.facilitator or self.admin)
+
+    def writer(self, what: str) -> None:
+        if self.reads_only:
+            raise Forbidden(f"observers read along; they do not {what}")
 
     def represents(self, company_id: uuid.UUID) -> bool:
         return company_id in self.companies
@@ -122,6 +134,10 @@ class MilestonesService:
             await repo.add_member(conn, event.person_id, event.company_id, event.convoy_id)
         elif isinstance(event, ev.PersonRemoved):
             await repo.remove_member(conn, event.person_id, event.company_id)
+        elif isinstance(event, ev.ObserverJoined):
+            await repo.add_observer(conn, event.person_id, event.convoy_id)
+        elif isinstance(event, ev.ObserverRemoved):
+            await repo.remove_observer(conn, event.person_id, event.convoy_id)
 
     async def _read_through(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record | None:
         """The convoy from the projection; on a miss (its events still on their way) ask services/convoys."""
@@ -153,6 +169,8 @@ class MilestonesService:
                 await repo.add_member(conn, rep.person_id, company.id, convoy.id)
         for f in convoy.facilitators:
             await repo.add_facilitator(conn, convoy.id, f.person_id)
+        for o in convoy.observers:
+            await repo.add_observer(conn, o.person_id, convoy.id)
         return await repo.convoy(conn, convoy_id)
 
     async def _access(
@@ -172,7 +190,8 @@ class MilestonesService:
             raise NotFound(not_found)
         companies: list[uuid.UUID] = list(convoy["access_companies"])
         facilitator = bool(convoy["access_facilitator"])
-        if not companies and not facilitator:
+        observer = bool(convoy["access_observer"])
+        if not companies and not facilitator and not observer:
             # Maybe they joined a moment ago and the event is still on its way: ask once, remember.
             membership = await self.rt.rpc.call(
                 self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
@@ -185,10 +204,13 @@ class MilestonesService:
                 await repo.add_member(conn, actor.person_id, company_id, convoy_id)
             if membership.is_facilitator:
                 await repo.add_facilitator(conn, convoy_id, actor.person_id)
+            if membership.is_observer:
+                await repo.add_observer(conn, actor.person_id, convoy_id)
             companies, facilitator = membership.company_ids, membership.is_facilitator
-        if not companies and not facilitator:
+            observer = membership.is_observer
+        if not companies and not facilitator and not observer:
             raise NotFound(not_found)
-        return Access(convoy=convoy, companies=companies, facilitator=facilitator, admin=False)
+        return Access(convoy=convoy, companies=companies, facilitator=facilitator, admin=False, observer=observer)
 
     async def _under_charter(self, access: Access, actor: api.Actor) -> api.Membership | None:
         """A representative writes reports and comments only once they accepted the convoy's current charter.
@@ -337,6 +359,7 @@ class MilestonesService:
         now = datetime.now(UTC)
         async with self.rt.db.transaction() as conn:
             access = await self._access(conn, req.actor, req.convoy_id)
+            access.writer("post reports")
             if not access.companies:
                 raise Forbidden("facilitators do not post reports; a company's representatives do")
             company_id = r.company_id
@@ -660,6 +683,7 @@ class MilestonesService:
             assert req.actor.person_id is not None or access.admin
             if req.actor.person_id is None:
                 raise Forbidden("the admin token cannot comment; sign in as a person")
+            access.writer("comment")
             if report["comments_locked_at"] is not None and not access.sees_everything:
                 raise Conflict("the convoy's facilitators have locked the comments on this report")
             await self._under_charter(access, req.actor)
@@ -731,6 +755,7 @@ class MilestonesService:
     async def take_back_kudos(self, req: api.ReportAction) -> api.Report:
         async with self.rt.db.transaction() as conn:
             access, report = await self._report_access(conn, req.actor, req.report_id)
+            access.writer("give kudos")
             if req.actor.person_id is not None and await repo.take_back_kudos(conn, req.report_id, req.actor.person_id):
                 await self.rt.emit(
                     conn,

@@ -430,7 +430,8 @@ class Reminders:
         return row
 
     async def _role(self, actor: api.Actor, convoy_id: uuid.UUID) -> api.Membership | None:
-        """None for admins; the membership otherwise (404 when the person has no part in the convoy)."""
+        """None for admins; the membership otherwise (404 when the person has no part in the convoy).
+        Observers read the schedule; every change checks its own role on top (they have none)."""
         if actor.is_admin or actor.is_system:
             return None
         if actor.person_id is None:
@@ -440,7 +441,7 @@ class Reminders:
             api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id),
             api.Membership,
         )
-        if not membership.company_ids and not membership.is_facilitator:
+        if not membership.company_ids and not membership.is_facilitator and not membership.is_observer:
             raise NotFound("no such convoy")
         return membership
 
