@@ -16,6 +16,7 @@ import msgspec
 from schemas.values import Cadence
 from services.reminders import schedule as sch
 from tests.conftest import SmtpSink, Stack, eventually, html_of, text_of
+from tests.test_observers import invite_observer
 from tests.test_scheduler import tick
 from tests.world import World, build_world, sign_in
 
@@ -245,3 +246,20 @@ async def test_revoked_rotated_and_unknown_feeds_answer_404_and_the_profile_page
         assert (await browser.post("/profile/calendar", data={"_csrf": "wrong"})).status_code in (403, 400)
     finally:
         await browser.aclose()
+
+
+async def test_an_observer_subscribes_to_the_rounds_of_the_convoy_they_observe(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    world = await active_convoy(client, smtp_sink, october_start())
+    jana = await invite_observer(client, smtp_sink, world, world.facilitator)
+    r = await client.post("/api/v1/me/calendar", headers=jana.auth)
+    assert r.status_code == 201, r.text
+    url = r.json()["url"]
+
+    async def rounds() -> dict[int, icalendar.Event] | None:
+        r = await feed(client, url)
+        return events(r.content) if r.status_code == 200 and b"VEVENT" in r.content else None
+
+    got = await eventually(rounds)
+    assert got and all(world.convoy_id in str(e["UID"]) for e in got.values())

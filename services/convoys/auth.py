@@ -218,7 +218,7 @@ class Sessions:
         return api.Accepted(message="revoked")
 
     async def calendar_resolve(self, req: api.ResolveCalendar) -> api.CalendarOwner:
-        """Whose feed this is, with the convoys they report in or facilitate (one round trip for the feed)."""
+        """Whose feed this is, with the convoys they report in, facilitate or observe (one round trip for the feed)."""
         async with self.rt.db.transaction() as conn:
             row = await repo.calendar_feed_owner(conn, hash_token(req.token))
             if row is None:
@@ -229,7 +229,7 @@ class Sessions:
             name=row["name"],
             language=row["language"],
             timezone=row["timezone"],
-            convoys=[c for c in convoys if c.role in ("facilitator", "representative")],
+            convoys=[c for c in convoys if c.role in ("facilitator", "representative", "observer")],
         )
 
     # --- housekeeping --------------------------------------------------------------------------
