@@ -22,6 +22,7 @@ from schemas import events as ev
 from tests.conftest import SmtpSink, Stack, eventually, new_token_for
 from tests.test_cycle_mail import processed, publish
 from tests.test_gdpr import occurrences
+from tests.test_pages import signed_in
 from tests.test_reports import post_report, project, schedule
 from tests.world import World, bearer, build_world, sign_in
 
@@ -317,3 +318,34 @@ async def test_export_and_erasure_include_the_observer_seat(
         return True
 
     await eventually(forgotten, timeout=20)
+
+
+async def test_facilitators_invite_and_remove_observers_on_the_manage_page(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, browsers: list[httpx.AsyncClient]
+) -> None:
+    world = await build_world(client, smtp_sink, companies=1)
+    cid = world.convoy_id
+    email = (await client.get("/api/v1/me", headers=world.facilitator)).json()["person"]["email"]
+    fac, csrf = await signed_in(client, smtp_sink, browsers, email)
+    url = f"/convoys/{cid}/manage/observers"
+
+    r = await fac.post(url, data={"_csrf": csrf, "email": "keine-adresse", "language": "de"})
+    assert r.status_code == 422 and "aria-invalid" in r.text
+    address = f"ole-{uuid.uuid4().hex[:8]}@ihk.example"
+    form = {"_csrf": csrf, "email": address, "name": "Ole Berg", "note": "IHK <Digitalberatung>", "language": "de"}
+    r = await fac.post(url, data=form)
+    assert r.status_code == 303 and "done=invited" in r.headers["location"], r.text
+    token = await new_token_for(smtp_sink, address, "cvi_", set())
+    r = await client.post("/api/v1/invitations/accept", json={"token": token, "name": "Ole Berg"})
+    assert r.status_code == 201, r.text
+    client.cookies.clear()
+    person_id = r.json()["person"]["id"]
+
+    manage = (await fac.get(f"/convoys/{cid}/manage")).text
+    assert "Ole Berg" in manage and "IHK &lt;Digitalberatung&gt;" in manage  # escaped
+    r = await fac.post(f"{url}/{person_id}/remove", data={"_csrf": csrf, "reason": ""})
+    assert r.status_code == 422  # a reason is needed
+    r = await fac.post(f"{url}/{person_id}/remove", data={"_csrf": csrf, "reason": "Programm beendet"})
+    assert r.status_code == 303, r.text
+    assert (await client.get(f"/api/v1/convoys/{cid}", headers=world.facilitator)).json()["observers"] == []
+    assert "Ole Berg" not in (await fac.get(f"/convoys/{cid}/manage")).text

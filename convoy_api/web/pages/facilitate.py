@@ -242,6 +242,28 @@ class FacilitatorPages(Controller):
 
         return await self._act(page, convoy_id, f"remove-{company_id}", run, "removed")
 
+    @post("/convoys/{convoy_id:uuid}/manage/observers", status_code=200)
+    async def invite_observer(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        values = _text(page, "email", "name", "note", "language")
+
+        async def run() -> None:
+            invitation = msgspec.convert(values, api.NewObserverInvitation)
+            ask = api.InviteObserver(actor=page.actor, convoy_id=convoy_id, invitation=invitation)
+            await page.call("convoys", Rpc.OBSERVER_INVITE, ask, api.Invitation)
+
+        return await self._act(page, convoy_id, "observer", run, "invited", {"observer": values})
+
+    @post("/convoys/{convoy_id:uuid}/manage/observers/{person_id:uuid}/remove", status_code=200)
+    async def remove_observer(
+        self, page: PageDep, convoy_id: ConvoyId, person_id: FromPath[uuid.UUID]
+    ) -> Template | Redirect:
+        async def run() -> None:
+            removal = msgspec.convert(_text(page, "reason"), api.Removal)
+            ask = api.RemoveObserver(actor=page.actor, convoy_id=convoy_id, person_id=person_id, removal=removal)
+            await page.call("convoys", Rpc.OBSERVER_REMOVE, ask, api.Convoy)
+
+        return await self._act(page, convoy_id, f"observer-remove-{person_id}", run, "removed")
+
     @post("/convoys/{convoy_id:uuid}/manage/join-requests/{request_id:uuid}", status_code=200)
     async def decide(self, page: PageDep, convoy_id: ConvoyId, request_id: FromPath[uuid.UUID]) -> Template | Redirect:
         async def run() -> None:
