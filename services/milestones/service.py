@@ -29,9 +29,9 @@ from schemas import events as ev
 from schemas.subjects import Rpc
 from schemas.values import Cadence
 from services.milestones import catalogue as cat
-from services.milestones import markdown, privacy
+from services.milestones import privacy
 from services.milestones import repository as repo
-from services.runtime import cycles
+from services.runtime import cycles, markdown
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 

@@ -21,7 +21,7 @@ from litestar.response import Redirect, Template
 from convoy_api.web.core import SEEN_COOKIE, Page, field_error, provide_page, service_error
 from schemas import api
 from schemas.subjects import Rpc
-from services.milestones import markdown
+from services.runtime import markdown
 from services.runtime.errors import ConvoyError, NotFound
 
 PageDep = NamedDependency[Page]
