@@ -43,10 +43,11 @@ def names_of(convoy: api.Convoy) -> dict[uuid.UUID, str]:
     return names
 
 
-def open_cycle(schedule: api.Schedule | None) -> api.ScheduledCycle | None:
-    """The cycle a company should report in now, or the next one to open."""
+def open_cycle(schedule: api.Schedule | None, now: datetime | None = None) -> api.ScheduledCycle | None:
+    """The cycle a company should report in now, or the next one to open (one whose time is over
+    but that the scheduler has not closed yet, e.g. while the convoy was paused, is neither)."""
     for cycle in schedule.cycles if schedule else []:
-        if not cycle.closed and not cycle.skipped:
+        if not cycle.closed and not cycle.skipped and (now is None or cycle.closes_at > now):
             return cycle
     return None
 
@@ -70,7 +71,7 @@ def round_state(schedule: api.Schedule | None, latest: api.Report | None, now: d
     """The state of the company's report in the round in play (see docs/architecture.md "One boundary")."""
     if schedule is None:
         return RoundState("")
-    cycle = open_cycle(schedule)
+    cycle = open_cycle(schedule, now)
     if cycle is not None and cycle.opened:
         if latest is not None and latest.cycle_index == cycle.cycle_index:
             if latest.digest_cycle is None and latest.editable_until and latest.editable_until > now:
@@ -169,7 +170,7 @@ class ConvoyPages(Controller):
             ]
             return {
                 "mine": mine,
-                "cycle": open_cycle(schedule),
+                "cycle": open_cycle(schedule, now),
                 "state": round_state(schedule, latest, now),
                 "project": project,
                 "new": new,
