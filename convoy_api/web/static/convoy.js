@@ -158,7 +158,8 @@
       first.focus();
     }
   }
-  putBack();
+  // After htmx has processed the page (its first htmx:load) and after each swap: openers work by then.
+  body.addEventListener("htmx:load", putBack);
 
   body.addEventListener("htmx:beforeSwap", function (evt) {
     var xhr = evt.detail.xhr;
@@ -183,7 +184,6 @@
   body.addEventListener("htmx:sendError", function (evt) {
     show(evt.detail.elt, body.getAttribute("data-error-offline") || body.getAttribute("data-error-generic") || "");
   });
-  body.addEventListener("htmx:afterSettle", putBack);
 })();
 
 (function () {
