@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from schemas import api
 from schemas.subjects import Rpc
@@ -47,16 +47,16 @@ Shots = journey.Shots
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
+PHONE = ViewportSize(width=390, height=844)
+DESKTOP = ViewportSize(width=1280, height=900)
 
 
 async def token(folder: Path, to: str, prefix: str, seen: set[str] | None = None) -> str:
     """The newest one-time token (cvl_…, cvi_…) in the mail to ``to``, once one not in ``seen`` arrived."""
 
-    async def fresh() -> str | None:
+    async def fresh() -> str:
         found = mailsink.newest_token(folder, to, prefix)
-        return found if found and found not in (seen or set()) else None
+        return found if found and found not in (seen or set()) else ""
 
     return await eventually(fresh)
 
@@ -87,7 +87,8 @@ async def narrow_enough(page: Page) -> None:
     wide = await page.evaluate(
         """(limit) => [...document.querySelectorAll('main *')]
              .filter(e => e.getBoundingClientRect().right > limit + 1)
-             .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))""",
+             .slice(0, 5).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right))
+        """,
         limit,
     )
     assert width <= limit, f"{page.url} is {width} px wide: {wide}"
@@ -203,6 +204,9 @@ async def test_the_representatives_weekly_flow(site: str, browser: Browser, stac
                 return ""
 
         report_link = await eventually(prompt_link)
+        for evil in ("//evil.example/x", "/\\evil.example", "https://evil.example/"):  # paths on this site only
+            r = await api_.post("/api/v1/auth/sign-in", json={"email": anna_mail, "next": evil})
+            assert r.status_code == 400, (evil, r.text)
         phone = await browser.new_context(locale="de-DE", viewport=PHONE)  # Anna's phone, signed out
         contexts.append(phone)
         anna = await phone.new_page()

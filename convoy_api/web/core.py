@@ -202,6 +202,8 @@ async def provide_page(request: Request[Any, Any, State], backend: NamedDependen
 
 def needs_sign_in(request: Request[Any, Any, State], _: Exception) -> Response[Any]:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method not in SAFE_METHODS:  # a form posted after the session ended: back to its page
+        target = _same_site_path(request, request.headers.get("referer", "")) or target
     if request.headers.get("hx-request"):
         # An htmx action (a fragment): back to the page it was made on, not to the fragment's URL.
         # static/convoy.js keeps the typed text (sessionStorage) and follows X-Sign-In.
@@ -209,10 +211,10 @@ def needs_sign_in(request: Request[Any, Any, State], _: Exception) -> Response[A
         location = f"/sign-in?next={quote(target, safe='')}"
         lang = request.cookies.get(LANG_COOKIE, "")
         lang = lang if lang in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", ""))
-        _ = i18n.gettext_for(lang)
+        gettext = i18n.gettext_for(lang)
         return Template(
             template_name="_htmx_error.html",
-            context={"message": _("Your session has ended. Please sign in again; your text is kept.")},
+            context={"message": gettext("Your session has ended. Please sign in again; your text is kept.")},
             status_code=401,
             headers={"X-Sign-In": location, "X-Convoy-Error": "inline", "Cache-Control": "no-store"},
         )

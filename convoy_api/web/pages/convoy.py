@@ -161,8 +161,8 @@ class ConvoyPages(Controller):
                 got[1] if isinstance(got[1], api.TimelinePage) else api.TimelinePage(reports=[], next_cursor=None)
             )
             project = got[2] if len(got) > 2 and isinstance(got[2], api.Project) else None
-            ours = got[3] if len(got) > 3 and isinstance(got[3], api.TimelinePage) else None
-            latest = ours.reports[0] if ours and ours.reports else None
+            ours_page = got[3] if len(got) > 3 and isinstance(got[3], api.TimelinePage) else None
+            latest = ours_page.reports[0] if ours_page and ours_page.reports else None
             new = [
                 r
                 for r in timeline.reports
