@@ -57,6 +57,13 @@ async def fits_a_phone(page: Page, name: str) -> None:
         """() => new Set([...document.querySelector('header.top .bar').children]
                  .map(e => Math.round(e.getBoundingClientRect().top / 8))).size"""
     )
+    overlaps = await page.evaluate(
+        """() => { const boxes = [...document.querySelectorAll('header.top .bar > *, header.top nav > a')]
+                     .filter(e => e.offsetParent !== null && !e.matches('nav'))
+                     .map(e => e.getBoundingClientRect()).sort((a, b) => a.left - b.left);
+                   return boxes.slice(1).filter((b, i) => b.left < boxes[i].right - 0.5).length; }"""
+    )
+    assert overlaps == 0, f"{name}: {overlaps} header items overlap"
     header = await page.evaluate("() => document.querySelector('header.top').getBoundingClientRect().height")
     assert lines == 1 and header < 56, f"{name}: the header takes {lines} lines ({header} px)"
     heads = await page.evaluate(
@@ -91,12 +98,14 @@ async def test_the_facilitator_journey_on_desktop_and_phone(site: str, browser: 
     # Create a convoy; "back" and "Konvoi anlegen" again land on the same convoy, no second one.
     await fac.goto(f"{site}/convoys/new")
     await fac.get_by_label("Name", exact=True).fill("Digital im Handwerk Süd")
+    sent_key = await fac.locator("input[name=form_key]").input_value()
     await fac.get_by_role("button", name="Konvoi anlegen").click()
     await expect(fac.get_by_role("heading", level=1)).to_contain_text("Digital im Handwerk Süd")
     manage_url = fac.url
     convoy_id = manage_url.split("/")[-2]
     await fac.go_back()
     await expect(fac.get_by_label("Name", exact=True)).to_have_value("Digital im Handwerk Süd")
+    await expect(fac.locator("input[name=form_key]")).to_have_value(sent_key)
     await fac.get_by_role("button", name="Konvoi anlegen").click()
     await expect(fac).to_have_url(manage_url)
     async with httpx.AsyncClient(base_url=site, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as api:

@@ -56,12 +56,10 @@ class FacilitatorPages(Controller):
     async def new(self, page: PageDep) -> Template:
         if not (page.actor.is_facilitator or page.actor.is_admin):
             raise Forbidden("only facilitators create convoys")
-        form = page.render(
+        # form_key: a one-time key; convoy.js puts it back when "back" shows the form again after sending it
+        return page.render(
             "convoy_form.html", convoy=None, values={}, errors={}, error="", weekdays=WEEKDAYS, form_key=uuid.uuid4()
         )
-        # Kept in the browser's history (not no-store): "back" shows this very form, with its key, again.
-        form.headers["Cache-Control"] = "private, no-cache"
-        return form
 
     @post("/convoys/new", status_code=200)
     async def create(self, page: PageDep) -> Template | Redirect:
