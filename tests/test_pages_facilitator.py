@@ -262,6 +262,13 @@ async def test_the_facilitator_journey_on_desktop_and_phone(site: str, browser: 
     await phone.locator("details.chart-data summary").click()
     await fits_a_phone(phone, "convoy with the chart table open")
 
+    # English words are longer here and there: the header still takes one line.
+    await phone_ctx.add_cookies([{"name": "convoy_lang", "value": "en", "url": site}])
+    for path in ("/facilitate", f"/convoys/{convoy_id}/manage"):
+        await phone.goto(site + path)
+        await expect(phone.locator("html")).to_have_attribute("lang", "en")
+        await fits_a_phone(phone, f"{path} in English")
+
     for ctx in (desk, anna_ctx, phone_ctx):
         await ctx.close()
     assert violations == [], "\n".join(violations)
