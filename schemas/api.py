@@ -302,6 +302,25 @@ class Invitation(Reply, kw_only=True):
     role: Literal["representative", "observer"] = "representative"
 
 
+class PendingInvitation(Reply, kw_only=True):
+    """An invitation not yet accepted, withdrawn or expired (facilitators see the address they typed)."""
+
+    id: uuid.UUID
+    email: str
+    name: str
+    language: str
+    role: Literal["representative", "observer"]
+    company_id: uuid.UUID | None
+    company_name: str
+    """The company to represent (an observer's: whose second reader, or '')."""
+    created_at: datetime
+    expires_at: datetime
+
+
+class PendingInvitations(Reply, kw_only=True):
+    invitations: list[PendingInvitation]
+
+
 class InvitationPreview(Reply, kw_only=True):
     convoy_name: str
     company_name: str
@@ -459,6 +478,9 @@ class AskConvoy(Ask, kw_only=True):
 
 class CreateConvoy(Ask, kw_only=True):
     convoy: NewConvoy
+    form_key: uuid.UUID | None = None
+    """The create form's one-time token: the same person sending the same key again (back + resubmit)
+    gets the convoy the first request created instead of a second one."""
 
 
 class GetConvoy(AskConvoy, kw_only=True):
@@ -498,6 +520,16 @@ class RemoveMember(AskConvoy, kw_only=True):
 class CreateInvitation(AskConvoy, kw_only=True):
     company_id: uuid.UUID
     invitation: NewInvitation
+
+
+class ListInvitations(AskConvoy, kw_only=True):
+    pass
+
+
+class InvitationAction(AskConvoy, kw_only=True):
+    """Resend (a new link, the old one stops working) or withdraw a pending invitation."""
+
+    invitation_id: uuid.UUID
 
 
 class InviteObserver(AskConvoy, kw_only=True):

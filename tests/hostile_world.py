@@ -1,6 +1,6 @@
 """A world with something in it for the hostile-input tests: two convoys, each with a project, milestones,
-a report, a comment, a flag, a join request and an observer, so every path parameter has a real object to
-point at and every role a person to act as."""
+a report, a comment, a flag, a join request, a pending invitation and an observer, so every path parameter
+has a real object to point at and every role a person to act as."""
 
 from __future__ import annotations
 
@@ -80,6 +80,14 @@ async def build_rich_world(client: httpx.AsyncClient, sink: SmtpSink, *, open_: 
         assert r.status_code == 202, r.text
         requests = await ok(client.get(f"/api/v1/convoys/{cid}/join-requests", headers=world.facilitator))
         ids["request_id"] = requests["requests"][0]["id"]
+    pending = await ok(
+        client.post(
+            f"/api/v1/convoys/{cid}/companies/{anna.company_id}/invitations",
+            json={"email": f"zweite-{uuid.uuid4().hex[:6]}@brandt.example", "name": "Zweite Person"},
+            headers=world.facilitator,
+        )
+    )
+    ids["invitation_id"] = pending["id"]  # left pending: resend and withdraw have an object to point at
     token = await ok(client.post("/api/v1/me/tokens", json={"name": "Skript"}, headers=anna.auth))
     ids["token_id"] = token["token"]["id"]
     observer_email = f"olga-{uuid.uuid4().hex[:6]}@ihk.example"

@@ -183,6 +183,67 @@ async def test_invitations_are_single_use_expiring_and_withdrawn_with_their_comp
     assert r.status_code == 404
 
 
+async def test_pending_invitations_are_listed_resent_and_withdrawn(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Any
+) -> None:
+    """Issue #18: facilitators list a convoy's pending invitations; resend mails a new link (the old one
+    stops working, the daily limit per address applies), withdraw ends the link; both are audited."""
+    world = await build_world(client, smtp_sink, companies=1)
+    base = f"/api/v1/convoys/{world.convoy_id}"
+    url = f"{base}/companies/{world.companies['a']['id']}/invitations"
+    r = await client.post(url, json={"email": "zweite@mueller.example", "name": "Zweite"}, headers=world.facilitator)
+    assert r.status_code == 201
+    first = r.json()["id"]
+    [mail] = await smtp_sink.wait_for_mail_to("zweite@mueller.example")
+    old_token = token_in(mail, "cvi_")
+
+    pending = (await client.get(f"{base}/invitations", headers=world.facilitator)).json()["invitations"]
+    assert [(i["id"], i["email"], i["company_name"], i["role"]) for i in pending] == [
+        (first, "zweite@mueller.example", "Sanitär Müller", "representative")
+    ]
+    # members may not see who else is invited
+    assert (await client.get(f"{base}/invitations", headers=world.reps["a"].auth)).status_code == 403
+    r = await client.post(f"{base}/invitations/{first}/resend", headers=world.reps["a"].auth)
+    assert r.status_code == 403
+
+    # resend: a new invitation and a new link; the old one is withdrawn
+    r = await client.post(f"{base}/invitations/{first}/resend", headers=world.facilitator)
+    assert r.status_code == 201, r.text
+    second = r.json()["id"]
+    assert second != first
+    _, mail = await smtp_sink.wait_for_mail_to("zweite@mueller.example", 2)
+    new_token = token_in(mail, "cvi_")
+    assert new_token != old_token
+    r = await client.post("/api/v1/invitations/preview", json={"token": old_token})
+    assert r.status_code == 410
+    assert (await client.post("/api/v1/invitations/preview", json={"token": new_token})).status_code == 200
+    pending = (await client.get(f"{base}/invitations", headers=world.facilitator)).json()["invitations"]
+    assert [i["id"] for i in pending] == [second]
+    assert (await client.post(f"{base}/invitations/{first}/resend", headers=world.facilitator)).status_code == 409
+
+    # withdraw: the link stops working, nothing is pending, a second withdraw is refused
+    r = await client.post(f"{base}/invitations/{second}/withdrawal", headers=world.facilitator)
+    assert r.status_code == 200 and r.json()["invitations"] == []
+    r = await client.post("/api/v1/invitations/accept", json={"token": new_token, "name": "Zweite"})
+    assert r.status_code == 410 and "withdrawn" in r.json()["detail"]
+    r = await client.post(f"{base}/invitations/{second}/withdrawal", headers=world.facilitator)
+    assert r.status_code == 409
+    audit = (await client.get(f"{base}/audit", headers=world.facilitator)).json()["entries"]
+    actions = [e["action"] for e in audit]
+    assert actions.count("invitation.resent") == 1 and actions.count("invitation.withdrawn") == 1
+    assert "zweite@mueller.example" not in str(audit)
+
+    # the daily limit per address applies to resends too
+    r = await client.post(url, json={"email": "dritte@mueller.example"}, headers=world.facilitator)
+    current = r.json()["id"]
+    codes = []
+    for _ in range(settings.invitations_per_day):
+        r = await client.post(f"{base}/invitations/{current}/resend", headers=world.facilitator)
+        codes.append(r.status_code)
+        current = r.json().get("id", current)
+    assert codes == [201] * (settings.invitations_per_day - 1) + [429]
+
+
 async def test_convoy_lifecycle_and_cadence_rules(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> None:
     world = await build_world(client, smtp_sink, companies=1)
     url = f"/api/v1/convoys/{world.convoy_id}"

@@ -131,9 +131,12 @@ FACILITATOR_READS = {
     ("GET", "/api/v1/convoys/{convoy_id}/audit"),
     ("GET", "/api/v1/convoys/{convoy_id}/flags"),
     ("GET", "/api/v1/convoys/{convoy_id}/join-requests"),
+    ("GET", "/api/v1/convoys/{convoy_id}/invitations"),
     ("GET", "/convoys/{convoy_id}/manage"),
     ("GET", "/convoys/{convoy_id}/audit"),
     ("GET", "/convoys/{convoy_id}/flags"),
+    ("GET", "/convoys/{convoy_id}/schedule/prompt-now"),  # the confirmation pages before a round opens or closes
+    ("GET", "/convoys/{convoy_id}/schedule/close-now"),
 }
 REPRESENTATIVE_PAGES = {
     # a company's own forms (report, project): an observer reports for no company
@@ -264,6 +267,7 @@ OBJECT_KINDS = {
     "request_id",
     "token_id",
     "cycle_index",
+    "invitation_id",
 }
 
 
@@ -386,6 +390,7 @@ async def snapshot(client: httpx.AsyncClient, rich: Rich) -> Any:
     convoy = (await client.get(f"/api/v1/convoys/{cid}", headers=ADMIN)).json()
     report = (await client.get(f"/api/v1/reports/{rich.ids['report_id']}", headers=ADMIN)).json()
     project = await client.get(f"/api/v1/convoys/{cid}/companies/{rich.ids['company_id']}/project", headers=ADMIN)
+    pending = (await client.get(f"/api/v1/convoys/{cid}/invitations", headers=ADMIN)).json()
     return (
         convoy["name"],
         convoy["status"],
@@ -395,4 +400,5 @@ async def snapshot(client: httpx.AsyncClient, rich: Rich) -> Any:
         report["done"],
         report.get("hidden"),
         [(m["title"], m["status"]) for m in project.json()["milestones"]],
+        sorted(i["id"] for i in pending["invitations"]),
     )

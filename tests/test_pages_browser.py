@@ -254,7 +254,8 @@ async def test_the_whole_journey_in_a_browser(site: str, browser: Browser, stack
     # The facilitator closes the cycle; the digest appears in the mail viewer.
     await fac.goto(f"{convoy_url}/schedule")
     await shots.take(fac, "schedule")
-    await fac.get_by_role("button", name="Runde jetzt schließen").click()
+    await fac.get_by_role("link", name="Runde jetzt schließen").click()  # a confirmation page asks first
+    await fac.get_by_role("button", name="Ja, Runde jetzt schließen").click()
     await expect(fac.get_by_role("status")).to_contain_text("Digest")
     await open_newest_mail(anna, site, reps["Sanitär Brandt GmbH"], "Digest")
     await expect(anna.locator("pre")).to_contain_text("Produktfotos")

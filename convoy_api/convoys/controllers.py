@@ -168,6 +168,49 @@ class ConvoyController(Controller):
             api.Invitation,
         )
 
+    @get(
+        "/{convoy_id:uuid}/invitations",
+        summary="Pending invitations: not accepted, not withdrawn (expired ones too, to resend) (its facilitators)",
+    )
+    async def invitations(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.PendingInvitations:
+        return await backend.call(
+            "convoys",
+            Rpc.INVITATION_LIST,
+            api.ListInvitations(actor=actor, convoy_id=convoy_id),
+            api.PendingInvitations,
+        )
+
+    @post(
+        "/{convoy_id:uuid}/invitations/{invitation_id:uuid}/resend",
+        summary="Send a pending invitation again: a new link by email, the old one stops working; the address's"
+        " daily invitation limit applies (its facilitators)",
+    )
+    async def resend_invitation(
+        self, convoy_id: ConvoyId, invitation_id: FromPath[uuid.UUID], actor: Actor, backend: Services
+    ) -> api.Invitation:
+        return await backend.call(
+            "convoys",
+            Rpc.INVITATION_RESEND,
+            api.InvitationAction(actor=actor, convoy_id=convoy_id, invitation_id=invitation_id),
+            api.Invitation,
+        )
+
+    @post(
+        "/{convoy_id:uuid}/invitations/{invitation_id:uuid}/withdrawal",
+        summary="Withdraw a pending invitation: its link stops working; answers the invitations still pending"
+        " (its facilitators)",
+        status_code=200,
+    )
+    async def withdraw_invitation(
+        self, convoy_id: ConvoyId, invitation_id: FromPath[uuid.UUID], actor: Actor, backend: Services
+    ) -> api.PendingInvitations:
+        return await backend.call(
+            "convoys",
+            Rpc.INVITATION_WITHDRAW,
+            api.InvitationAction(actor=actor, convoy_id=convoy_id, invitation_id=invitation_id),
+            api.PendingInvitations,
+        )
+
     @post(
         "/{convoy_id:uuid}/observers/{person_id:uuid}/removal",
         summary="End an observer's seat, with a reason (its facilitators)",

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from babel.numbers import format_decimal
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from litestar import Request, Response, Router
 from litestar.datastructures import State
 from litestar.plugins.jinja import JinjaTemplateEngine
@@ -58,6 +60,14 @@ def highlight(snippet: str) -> Markup:
     return Markup(str(escape(snippet)).replace("«", "<mark>").replace("»", "</mark>"))  # noqa: S704
 
 
+@pass_context
+def chart_number(ctx: Context, value: float, digits: int = 1) -> str:
+    """A chart's value in the page's language (3,5 in German, 3.5 in English)."""
+    return format_decimal(
+        round(value, digits), format="0." + "0" * digits if digits else "0", locale=ctx.get("lang", "de")
+    )
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -67,6 +77,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     )
     i18n.install(env)
     env.filters["highlight"] = highlight
+    env.filters["chart_number"] = chart_number
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 

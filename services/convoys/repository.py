@@ -509,6 +509,23 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
     )
 
 
+async def claim_form_key(conn: Conn, person_id: uuid.UUID, form_key: uuid.UUID, convoy_id: uuid.UUID) -> uuid.UUID:
+    """Record that ``form_key`` creates ``convoy_id``; if it was sent before, the convoy it created then."""
+    claimed = await conn.fetchval(
+        "INSERT INTO convoy_form_keys (person_id, form_key, convoy_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (person_id, form_key) DO NOTHING RETURNING convoy_id",
+        person_id,
+        form_key,
+        convoy_id,
+    )
+    if claimed is not None:
+        return uuid.UUID(str(claimed))
+    first = await conn.fetchval(
+        "SELECT convoy_id FROM convoy_form_keys WHERE person_id = $1 AND form_key = $2", person_id, form_key
+    )
+    return uuid.UUID(str(first))
+
+
 # --- invitations ---------------------------------------------------------------------------------
 async def invitations_to(conn: Conn, email: str, since: datetime) -> int:
     count = await conn.fetchval(
@@ -571,6 +588,43 @@ async def invitation_by_token(conn: Conn, token_hash: bytes, *, lock: bool = Fal
         " WHERE i.token_hash = $1" + (" FOR UPDATE OF i" if lock else ""),
         token_hash,
     )
+
+
+async def pending_invitations(conn: Conn, convoy_id: uuid.UUID) -> list[api.PendingInvitation]:
+    """Invitations of the convoy neither accepted nor withdrawn (expired ones too: they may be resent)."""
+    rows = await conn.fetch(
+        "SELECT i.*, coalesce(co.name, '') AS company_name FROM invitations i"
+        " LEFT JOIN companies co ON co.id = i.company_id"
+        " WHERE i.convoy_id = $1 AND i.accepted_at IS NULL AND i.revoked_at IS NULL AND co.removed_at IS NULL"
+        " ORDER BY i.created_at DESC LIMIT 500",
+        convoy_id,
+    )
+    return [
+        api.PendingInvitation(
+            id=r["id"],
+            email=r["email"],
+            name=r["name"],
+            language=r["language"],
+            role=r["role"],
+            company_id=r["company_id"],
+            company_name=r["company_name"],
+            created_at=r["created_at"],
+            expires_at=r["expires_at"],
+        )
+        for r in rows
+    ]
+
+
+async def invitation_row(conn: Conn, invitation_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT i.*, co.removed_at AS company_removed_at FROM invitations i"
+        " LEFT JOIN companies co ON co.id = i.company_id WHERE i.id = $1 FOR UPDATE OF i",
+        invitation_id,
+    )
+
+
+async def withdraw_invitation(conn: Conn, invitation_id: uuid.UUID) -> None:
+    await conn.execute("UPDATE invitations SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", invitation_id)
 
 
 async def accept_invitation(conn: Conn, invitation_id: uuid.UUID, person_id: uuid.UUID) -> None:

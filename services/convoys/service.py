@@ -142,13 +142,21 @@ class ConvoysService:
         check_timezone(c.timezone)
         check_schedule(c.cadence, c.start_date, c.end_date)
         async with self.rt.db.transaction() as conn:
-            convoy_id = await self._create_convoy(conn, actor, c)
+            convoy_id = uuid.uuid4()
+            if req.form_key is not None and actor.person_id is not None:
+                first = await repo.claim_form_key(conn, actor.person_id, req.form_key, convoy_id)
+                if first != convoy_id:  # sent before: the convoy that request created
+                    row = await self._convoy_for_reader(conn, actor, first)
+                    return await repo.convoy(conn, row, with_members=True)
+            convoy_id = await self._create_convoy(conn, actor, c, convoy_id)
             row = await self._reload(conn, convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
-    async def _create_convoy(self, conn: asyncpg.Connection, actor: api.Actor, c: api.NewConvoy) -> uuid.UUID:
+    async def _create_convoy(
+        self, conn: asyncpg.Connection, actor: api.Actor, c: api.NewConvoy, convoy_id: uuid.UUID | None = None
+    ) -> uuid.UUID:
         """Insert, audit and announce a convoy (the caller checked the actor, time zone and schedule)."""
-        convoy_id = uuid.uuid4()
+        convoy_id = convoy_id or uuid.uuid4()
         await repo.insert_convoy(conn, convoy_id, c)
         if actor.person_id is not None:
             await repo.add_facilitator(conn, convoy_id, actor.person_id)
@@ -482,6 +490,58 @@ class ConvoysService:
                 raise NotFound("no such company in this convoy")
             return await self._invite(conn, req.actor, convoy, company, req.invitation)
 
+    async def list_invitations(self, req: api.ListInvitations) -> api.PendingInvitations:
+        async with self.rt.db.connection() as conn:
+            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            return api.PendingInvitations(invitations=await repo.pending_invitations(conn, req.convoy_id))
+
+    async def _pending(self, conn: asyncpg.Connection, req: api.InvitationAction) -> tuple[asyncpg.Record, Any]:
+        """The convoy (its facilitators only) and one of its invitations still pending, locked."""
+        convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+        row = await repo.invitation_row(conn, req.invitation_id)
+        if row is None or row["convoy_id"] != req.convoy_id:
+            raise NotFound("no such invitation in this convoy")
+        if row["accepted_at"] is not None:
+            raise Conflict("this invitation was already accepted")
+        if row["revoked_at"] is not None or row["company_removed_at"] is not None:
+            raise Conflict("this invitation was already withdrawn")
+        return convoy, row
+
+    async def resend_invitation(self, req: api.InvitationAction) -> api.Invitation:
+        """A new link by email (the old one stops working); counts against the address's daily limit."""
+        async with self.rt.db.transaction() as conn:
+            convoy, row = await self._pending(conn, req)
+            company = await repo.company_row(conn, row["company_id"]) if row["company_id"] is not None else None
+            invitation: api.NewInvitation | api.NewObserverInvitation
+            if row["role"] == "observer":
+                invitation = api.NewObserverInvitation(
+                    email=row["email"],
+                    name=row["name"],
+                    language=row["language"],
+                    note=row["note"],
+                    company_id=row["company_id"],
+                )
+            else:
+                invitation = api.NewInvitation(email=row["email"], name=row["name"], language=row["language"])
+            return await self._invite(
+                conn, req.actor, convoy, company, invitation, action="invitation.resent", previous=row["id"]
+            )
+
+    async def withdraw_invitation(self, req: api.InvitationAction) -> api.PendingInvitations:
+        async with self.rt.db.transaction() as conn:
+            convoy, row = await self._pending(conn, req)
+            await repo.withdraw_invitation(conn, row["id"])
+            await repo.audit(
+                conn,
+                convoy_id=convoy["id"],
+                actor=req.actor,
+                action="invitation.withdrawn",
+                object_type="invitation",
+                object_id=row["id"],
+                details={"role": row["role"]},  # never an address
+            )
+            return api.PendingInvitations(invitations=await repo.pending_invitations(conn, convoy["id"]))
+
     async def _invite(
         self,
         conn: asyncpg.Connection,
@@ -489,9 +549,13 @@ class ConvoysService:
         convoy: asyncpg.Record,
         company: asyncpg.Record | None,
         invitation: api.NewInvitation | api.NewObserverInvitation,
+        *,
+        action: str = "",
+        previous: uuid.UUID | None = None,
     ) -> api.Invitation:
         """An invitation to represent ``company``, or (``NewObserverInvitation``) to observe the convoy
-        (``company``: the company whose second reader they will be, or None)."""
+        (``company``: the company whose second reader they will be, or None). ``previous``: the
+        invitation this one replaces (a resend; audited as ``action``)."""
         settings = self.rt.settings
         now = datetime.now(UTC)
         observer = isinstance(invitation, api.NewObserverInvitation)
@@ -521,10 +585,13 @@ class ConvoysService:
             conn,
             convoy_id=convoy["id"],
             actor=actor,
-            action="observer.invited" if observer else "person.invited",
+            action=action or ("observer.invited" if observer else "person.invited"),
             object_type="invitation",
             object_id=created.id,
-            details={"company": company["name"] if company is not None else ""},  # never an address
+            details={  # never an address
+                "company": company["name"] if company is not None else "",
+                **({"replaces": str(previous)} if previous is not None else {}),
+            },
         )
         if company is not None and not observer:
             await self.rt.emit(

@@ -20,6 +20,7 @@ from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from convoy_api.web.core import SEEN_COOKIE, Page, field_error, now, provide_page, service_error
+from convoy_api.web.pages.checklist import Step, formation_steps
 from schemas import api
 from schemas.subjects import Rpc
 from services.runtime import markdown
@@ -116,6 +117,21 @@ def cycle_charts(board: api.Board, reports: list[api.Report]) -> dict[str, Any]:
             }
         )
     return {"cycles": rows}
+
+
+async def forming_steps(page: Page, convoy: api.Convoy) -> list[Step]:
+    """The checklist of a forming convoy, for its facilitators (two more requests, only while forming)."""
+    ask = api.AskConvoy(actor=page.actor, convoy_id=convoy.id)
+    invitations, charter = await asyncio.gather(
+        page.call(
+            "convoys",
+            Rpc.INVITATION_LIST,
+            api.ListInvitations(actor=page.actor, convoy_id=convoy.id),
+            api.PendingInvitations,
+        ),
+        page.call("convoys", Rpc.CHARTER_GET, ask, api.Charter),
+    )
+    return formation_steps(convoy, invitations.invitations, charter)
 
 
 class ConvoyPages(Controller):
@@ -239,9 +255,12 @@ class ConvoyPages(Controller):
             ),
             self._our_round(page, convoy_id, mine),
         )
+        facilitates = page.facilitates(convoy_id)
+        steps = await forming_steps(page, convoy) if facilitates and convoy.status == "forming" else []
         return page.render(
             "convoy.html",
             convoy=convoy,
+            steps=steps,
             timeline=timeline,
             board=board,
             charts=cycle_charts(board, recent.reports),
@@ -249,7 +268,7 @@ class ConvoyPages(Controller):
             filters=timeline_ask,
             mine=mine,
             state=state,
-            facilitates=page.facilitates(convoy_id),
+            facilitates=facilitates,
         )
 
     async def _our_round(self, page: Page, convoy_id: uuid.UUID, mine: api.MyConvoy | None) -> RoundState:

@@ -15,6 +15,7 @@ from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from convoy_api.web.core import Page, field_error, provide_page, service_error
+from convoy_api.web.pages.checklist import formation_steps, ready_to_activate
 from schemas import api
 from schemas.subjects import Rpc
 from schemas.values import Bundesland, SizeClass
@@ -55,20 +56,33 @@ class FacilitatorPages(Controller):
     async def new(self, page: PageDep) -> Template:
         if not (page.actor.is_facilitator or page.actor.is_admin):
             raise Forbidden("only facilitators create convoys")
-        return page.render("convoy_form.html", convoy=None, values={}, errors={}, error="", weekdays=WEEKDAYS)
+        # form_key: a one-time key; convoy.js puts it back when "back" shows the form again after sending it
+        return page.render(
+            "convoy_form.html", convoy=None, values={}, errors={}, error="", weekdays=WEEKDAYS, form_key=uuid.uuid4()
+        )
 
     @post("/convoys/new", status_code=200)
     async def create(self, page: PageDep) -> Template | Redirect:
         values = convoy_values(page)
+        try:  # the form's one-time key: back + resubmit lands on the convoy the first submit created
+            form_key: uuid.UUID | None = uuid.UUID(str(page.form.get("form_key", "")))
+        except ValueError:
+            form_key = None
         try:
             new = msgspec.convert(values, api.NewConvoy, strict=False)
-            convoy = await page.call(
-                "convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=page.actor, convoy=new), api.Convoy
-            )
+            ask = api.CreateConvoy(actor=page.actor, convoy=new, form_key=form_key)
+            convoy = await page.call("convoys", Rpc.CONVOY_CREATE, ask, api.Convoy)
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
             return page.render(
-                "convoy_form.html", 422, convoy=None, values=values, errors={name: message}, error="", weekdays=WEEKDAYS
+                "convoy_form.html",
+                422,
+                convoy=None,
+                values=values,
+                errors={name: message},
+                error="",
+                weekdays=WEEKDAYS,
+                form_key=form_key or uuid.uuid4(),
             )
         except ConvoyError as exc:
             return page.render(
@@ -79,6 +93,7 @@ class FacilitatorPages(Controller):
                 errors={},
                 error=service_error(page, exc),
                 weekdays=WEEKDAYS,
+                form_key=form_key or uuid.uuid4(),
             )
         return page.redirect(f"/convoys/{convoy.id}/manage")
 
@@ -114,10 +129,24 @@ class FacilitatorPages(Controller):
             raise convoy
         if isinstance(requests, BaseException):  # members may read the convoy, not its join requests
             raise requests
+        invitations, charter = await asyncio.gather(
+            page.call(
+                "convoys",
+                Rpc.INVITATION_LIST,
+                api.ListInvitations(actor=actor, convoy_id=convoy_id),
+                api.PendingInvitations,
+            ),
+            self._charter(page, convoy),
+        )
+        steps = formation_steps(convoy, invitations.invitations, charter) if convoy.status == "forming" else []
         return page.render(
             "manage.html",
             status_code,
             convoy=convoy,
+            invitations=invitations.invitations,
+            steps=steps,
+            ready=ready_to_activate(steps),
+            now=datetime.now(UTC),
             requests=requests.requests,
             chats={t.channel: t for t in chats.targets} if isinstance(chats, api.ChatTargets) else {},
             errors=errors or {},
@@ -128,6 +157,14 @@ class FacilitatorPages(Controller):
             bundeslaender=BUNDESLAENDER,
             size_classes=SIZE_CLASSES,
         )
+
+    @staticmethod
+    async def _charter(page: Page, convoy: api.Convoy) -> api.Charter | None:
+        """The charter, for the checklist of a forming convoy only."""
+        if convoy.status != "forming":
+            return None
+        ask = api.AskConvoy(actor=page.actor, convoy_id=convoy.id)
+        return await page.call("convoys", Rpc.CHARTER_GET, ask, api.Charter)
 
     async def _act(
         self,
@@ -264,6 +301,26 @@ class FacilitatorPages(Controller):
 
         return await self._act(page, convoy_id, f"observer-remove-{person_id}", run, "removed")
 
+    @post("/convoys/{convoy_id:uuid}/manage/invitations/{invitation_id:uuid}/resend", status_code=200)
+    async def resend(
+        self, page: PageDep, convoy_id: ConvoyId, invitation_id: FromPath[uuid.UUID]
+    ) -> Template | Redirect:
+        async def run() -> None:
+            ask = api.InvitationAction(actor=page.actor, convoy_id=convoy_id, invitation_id=invitation_id)
+            await page.call("convoys", Rpc.INVITATION_RESEND, ask, api.Invitation)
+
+        return await self._act(page, convoy_id, f"invitation-{invitation_id}", run, "resent")
+
+    @post("/convoys/{convoy_id:uuid}/manage/invitations/{invitation_id:uuid}/withdraw", status_code=200)
+    async def withdraw(
+        self, page: PageDep, convoy_id: ConvoyId, invitation_id: FromPath[uuid.UUID]
+    ) -> Template | Redirect:
+        async def run() -> None:
+            ask = api.InvitationAction(actor=page.actor, convoy_id=convoy_id, invitation_id=invitation_id)
+            await page.call("convoys", Rpc.INVITATION_WITHDRAW, ask, api.PendingInvitations)
+
+        return await self._act(page, convoy_id, f"invitation-{invitation_id}", run, "withdrawn")
+
     @post("/convoys/{convoy_id:uuid}/manage/join-requests/{request_id:uuid}", status_code=200)
     async def decide(self, page: PageDep, convoy_id: ConvoyId, request_id: FromPath[uuid.UUID]) -> Template | Redirect:
         async def run() -> None:
@@ -313,8 +370,33 @@ class FacilitatorPages(Controller):
             return await self._schedule(page, convoy_id, service_error(page, exc), exc.status)
         return page.redirect(f"/convoys/{convoy_id}/schedule?done={notice}")
 
+    # Opening or closing a round sends email to every company at once: a page asks first.
+    @get("/convoys/{convoy_id:uuid}/schedule/prompt-now")
+    async def confirm_prompt_now(self, page: PageDep, convoy_id: ConvoyId) -> Template:
+        return await self._confirm(page, convoy_id, "prompt-now")
+
+    @get("/convoys/{convoy_id:uuid}/schedule/close-now")
+    async def confirm_close_now(self, page: PageDep, convoy_id: ConvoyId) -> Template:
+        return await self._confirm(page, convoy_id, "close-now")
+
+    async def _confirm(self, page: Page, convoy_id: uuid.UUID, action: str) -> Template:
+        actor = page.actor
+        convoy, schedule = await asyncio.gather(
+            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+            page.call(
+                "reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=2), api.Schedule
+            ),
+        )
+        if not page.facilitates(convoy_id):
+            raise Forbidden("only the convoy's facilitators may do this")
+        current = next((c for c in schedule.cycles if not c.closed and not c.skipped), None)
+        return page.render("schedule_confirm.html", convoy=convoy, action=action, cycle=current)
+
     @post("/convoys/{convoy_id:uuid}/schedule/prompt-now", status_code=200)
     async def prompt_now(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        if page.form.get("confirm") != "yes":  # an old form or a stray submit: ask first
+            return page.redirect(f"/convoys/{convoy_id}/schedule/prompt-now")
+
         async def run() -> None:
             await page.call("reminders", Rpc.PROMPT_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id), api.Fired)
 
@@ -322,6 +404,9 @@ class FacilitatorPages(Controller):
 
     @post("/convoys/{convoy_id:uuid}/schedule/close-now", status_code=200)
     async def close_now(self, page: PageDep, convoy_id: ConvoyId) -> Template | Redirect:
+        if page.form.get("confirm") != "yes":
+            return page.redirect(f"/convoys/{convoy_id}/schedule/close-now")
+
         async def run() -> None:
             await page.call("reminders", Rpc.CLOSE_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id), api.Fired)
 

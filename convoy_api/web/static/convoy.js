@@ -198,3 +198,16 @@
     });
   });
 })();
+(function () {
+  // A form's one-time key (issue #18, "Konvoi anlegen"): "back" to a form already sent brings back the key it
+  // was sent with, so sending it again is recognised by the server as the same request, not a new one.
+  var field = document.querySelector("input[data-keep-on-back]");
+  if (!field || !field.form) return;
+  var key = "convoy-form-key:" + location.pathname;
+  var nav = window.performance && performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+  try {
+    var sent = sessionStorage.getItem(key);
+    if (sent && nav && nav.type === "back_forward") field.value = sent;
+    field.form.addEventListener("submit", function () { sessionStorage.setItem(key, field.value); });
+  } catch (e) { /* storage off: the server still folds a re-posted form */ }
+})();
