@@ -554,9 +554,7 @@ async def edit_comment(conn: Conn, comment_id: uuid.UUID, body: str) -> asyncpg.
 
 async def delete_comment(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record:
     """The text goes; the row stays as a placeholder for its answers (lists leave it out without any)."""
-    row = await conn.fetchrow(
-        "UPDATE comments SET body = '', deleted_at = now() WHERE id = $1 RETURNING *", comment_id
-    )
+    row = await conn.fetchrow("UPDATE comments SET body = '', deleted_at = now() WHERE id = $1 RETURNING *", comment_id)
     assert row is not None
     return row
 
