@@ -93,6 +93,9 @@ async def test_the_comment_thread_on_a_phone_and_a_desktop(site: str, browser: B
         await expect(own.get_by_text("Bearbeiten")).to_have_count(0)
         await own.locator("details.menu > summary").click()
         await expect(own.get_by_role("button", name="An die Moderation senden")).to_be_visible()
+        # The report's own flag sits in the card's menu too, not below the thread.
+        await expect(anna.locator("article.report > .actions > details.menu")).to_have_count(1)
+        await expect(anna.locator("details.flag")).to_have_count(0)
         await shots.take(anna, "comments-desktop-reply")
 
         # Clara corrects his typo ("bearbeitet"), then deletes the comment: a placeholder keeps Anna's answer.
