@@ -2,7 +2,7 @@
 
 Rendered from Jinja2 templates (``cycle_prompt.*``, ``cycle_digest.*``) in the recipient's
 language (de or en). Everything people typed is either Markdown rendered and sanitized by
-``services.milestones.markdown.render`` (HTML) / flattened by ``render.plain_blocks`` (text), or plain
+``services.runtime.markdown.render`` (HTML) / flattened by ``render.plain_blocks`` (text), or plain
 text that the HTML templates escape (autoescape). Dates arrive as UTC and are shown in the
 convoy's time zone, named in the email.
 """
@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 from notifier.render import Rendered, _env, message_language, plain_blocks
 from schemas import api
 from schemas import events as ev
-from services.milestones import markdown
+from services.runtime import markdown
 
 DEFAULT_TIMEZONE = "Europe/Berlin"
 """Shown when the convoy's own time zone is unknown (the events carry UTC only)."""

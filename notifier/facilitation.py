@@ -38,7 +38,7 @@ from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
-from services.milestones import markdown
+from services.runtime import markdown
 from services.runtime.errors import NotFound
 from services.runtime.service import Runtime
 

@@ -10,7 +10,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from schemas import api
-from services.milestones import markdown
+from services.runtime import markdown
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("notifier", "templates"),
@@ -73,7 +73,7 @@ _TEXTS = {
 }
 
 _BLOCKS = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
-"""The block structure of a report's Markdown (as services.milestones.markdown parses it)."""
+"""The block structure of a report's Markdown (as services.runtime.markdown parses it)."""
 
 
 def plain_blocks(text: str) -> str:

@@ -381,6 +381,8 @@ class AuditLog(Reply, kw_only=True):
 # --- sign-in, sessions and tokens --------------------------------------------------------------
 class SignInRequest(Body, kw_only=True):
     email: Email
+    next: Annotated[str, Meta(max_length=500, pattern=r"^/(?![/\\])[^\s\\]*$")] | None = None
+    """A path on this site the emailed link returns to after sign-in (e.g. ``/convoys/{id}/report``)."""
 
 
 class SignInComplete(Body, kw_only=True):
@@ -699,6 +701,12 @@ class ReportPatch(Body, kw_only=True):
     help_topic: ShortText | msgspec.UnsetType = msgspec.UNSET
     mood: Mood | msgspec.UnsetType | None = msgspec.UNSET
     facilitator_note: LongText | msgspec.UnsetType = msgspec.UNSET
+    commitments: (
+        Annotated[list[Annotated[str, Meta(min_length=1, max_length=300)]], Meta(max_length=10)] | msgspec.UnsetType
+    ) = msgspec.UNSET
+    """Replaces the commitments this report makes (while it can be edited, no later report reviewed them)."""
+    commitment_reviews: Annotated[list[CommitmentReview], Meta(max_length=10)] | msgspec.UnsetType = msgspec.UNSET
+    """Replaces this report's reviews of earlier commitments (each open one, or one it reviewed)."""
 
 
 class Commitment(Reply, kw_only=True):
@@ -753,6 +761,11 @@ class Report(Reply, kw_only=True):
     """The author deleted their account: they are in no people list any more; show ``former_author``."""
     former_author: str | None = None
     """For an erased author: "a former representative of <company>" in the convoy's language."""
+    digest_cycle: int | None = None
+    """The round whose digest carried it (its seal); None while it is in no digest yet."""
+    editable_until: datetime | None = None
+    """When edits end unless a digest carries it first (its round's close, at the latest the next
+    check-in); None when a digest has carried it."""
 
 
 class SubmitReport(Body, kw_only=True):

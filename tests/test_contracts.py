@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import uuid
 from pathlib import Path
@@ -110,6 +111,39 @@ def test_no_subject_literals_outside_schemas() -> None:
         for path in (ROOT / folder).rglob("*.py"):
             if pattern.search(path.read_text()):
                 offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+CONTEXTS = ("convoys", "milestones", "reminders")
+"""The service contexts under services/: each owns its data; none imports another."""
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_boundaries_hold() -> None:
+    """schemas/ imports nothing of ours; a context never imports another; convoy_api/ and notifier/
+    import no context (shared helpers live in services.runtime; a context's data is asked for over NATS)."""
+    ours = ("schemas", "services", "convoy_api", "notifier")
+    offenders = []
+    for path in ROOT.glob("schemas/**/*.py"):
+        bad = {m for m in _imports(path) if m.split(".")[0] in ours and m.split(".")[0] != "schemas"}
+        offenders += [f"{path.relative_to(ROOT)} imports {m}" for m in sorted(bad)]
+    for folder in ("convoy_api", "notifier", *(f"services/{c}" for c in CONTEXTS)):
+        own = folder.split("/")[-1]
+        for path in ROOT.glob(f"{folder}/**/*.py"):
+            for m in sorted(_imports(path)):
+                parts = m.split(".")
+                if len(parts) > 1 and parts[0] == "services" and parts[1] in CONTEXTS and parts[1] != own:
+                    offenders.append(f"{path.relative_to(ROOT)} imports {m}")
     assert offenders == []
 
 

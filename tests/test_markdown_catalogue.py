@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.milestones import catalogue as cat
-from services.milestones.markdown import ALLOWED_TAGS, LINK_REL, plain, render, sanitize
+from services.runtime.markdown import ALLOWED_TAGS, LINK_REL, plain, render, sanitize
 
 # ---------------------------------------------------------------------------------------------
 # Markdown: what must never come out
@@ -124,7 +124,7 @@ def test_the_inertness_check_catches_unsafe_html(unsafe: str) -> None:
 
 def test_cached_rendering_gives_what_rendering_gives() -> None:
     """render() keeps results by text (docs/performance.md); cached, uncached and long texts agree."""
-    from services.milestones import markdown
+    from services.runtime import markdown
 
     text = "Buchungsseite ist **live** <script>alert(1)</script> [x](javascript:alert(1))"
     first, again = render(text), render(text)

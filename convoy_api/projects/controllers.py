@@ -11,8 +11,8 @@ from litestar.params import FromPath
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
+from schemas.catalogue import Catalogue
 from schemas.subjects import Rpc
-from services.milestones.catalogue import Catalogue
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]

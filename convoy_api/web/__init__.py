@@ -83,8 +83,9 @@ def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[An
     lang = _lang(request)
     _ = i18n.gettext_for(lang)
     status = exc.status if exc.status in STATUS_TITLES else 500
+    inline = bool(request.headers.get("hx-request"))  # an htmx action: a small fragment static/convoy.js shows
     return Template(
-        template_name="error.html",
+        template_name="_htmx_error.html" if inline else "error.html",
         context={
             "lang": lang,
             "me": None,
@@ -94,7 +95,8 @@ def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[An
             "status": status,
         },
         status_code=status,
-        headers={"Retry-After": "2"} if status == 503 else None,
+        headers={**({"Retry-After": "2"} if status == 503 else {}), **({"X-Convoy-Error": "inline"} if inline else {})}
+        or None,
     )
 
 

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -202,10 +202,32 @@ async def provide_page(request: Request[Any, Any, State], backend: NamedDependen
 
 def needs_sign_in(request: Request[Any, Any, State], _: Exception) -> Response[Any]:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    location = f"/sign-in?next={quote(target, safe='')}"
+    if request.method not in SAFE_METHODS:  # a form posted after the session ended: back to its page
+        target = _same_site_path(request, request.headers.get("referer", "")) or target
     if request.headers.get("hx-request"):
-        return Response(b"", status_code=401, headers={"HX-Redirect": location})
-    return Redirect(location, status_code=303)
+        # An htmx action (a fragment): back to the page it was made on, not to the fragment's URL.
+        # static/convoy.js keeps the typed text (sessionStorage) and follows X-Sign-In.
+        target = _same_site_path(request, request.headers.get("hx-current-url", "")) or "/"
+        location = f"/sign-in?next={quote(target, safe='')}"
+        lang = request.cookies.get(LANG_COOKIE, "")
+        lang = lang if lang in i18n.LANGUAGES else i18n.negotiate(request.headers.get("accept-language", ""))
+        gettext = i18n.gettext_for(lang)
+        return Template(
+            template_name="_htmx_error.html",
+            context={"message": gettext("Your session has ended. Please sign in again; your text is kept.")},
+            status_code=401,
+            headers={"X-Sign-In": location, "X-Convoy-Error": "inline", "Cache-Control": "no-store"},
+        )
+    return Redirect(f"/sign-in?next={quote(target, safe='')}", status_code=303)
+
+
+def _same_site_path(request: Request[Any, Any, State], url: str) -> str:
+    """The path and query of ``url`` if it is on this site (htmx's HX-Current-URL), else ""."""
+    parsed = urlsplit(url)
+    if not parsed.path.startswith("/") or parsed.netloc != request.url.netloc:
+        return ""
+    path = parsed.path + (f"?{parsed.query}" if parsed.query else "")
+    return "" if path.startswith("//") or "\\" in path else path
 
 
 def now() -> datetime:

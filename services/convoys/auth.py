@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import asyncpg
 import msgspec
@@ -29,6 +30,13 @@ from services.runtime.service import Runtime
 log = structlog.get_logger(__name__)
 
 PURGE_EVERY_S = 3600.0
+
+
+def _next_query(target: str | None) -> str:
+    """``?next=…`` for a sign-in link that returns to a path on this site (the schema allows paths only)."""
+    if not target or target == "/" or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return ""
+    return "?next=" + quote(target, safe="")
 
 
 class Sessions:
@@ -95,7 +103,7 @@ class Sessions:
                         language=person["language"],
                         template="sign_in",
                         params={
-                            "link": f"{self.base_url}/sign-in/{token}",
+                            "link": f"{self.base_url}/sign-in/{token}{_next_query(req.next)}",
                             "minutes": str(self.settings.sign_in_link_minutes),
                         },
                     ),

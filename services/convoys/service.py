@@ -16,7 +16,7 @@ import secrets
 import uuid
 import zoneinfo
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -108,6 +108,30 @@ class ConvoysService:
 
     async def _email(self, conn: asyncpg.Connection, message: ev.EmailRequested) -> None:
         await self.rt.emit(conn, message)
+
+    async def _tell_removed(
+        self,
+        conn: asyncpg.Connection,
+        person_id: uuid.UUID,
+        template: Literal["member_removed", "observer_removed"],
+        convoy_id: uuid.UUID,
+        params: dict[str, str],
+        reason: str,
+    ) -> None:
+        """Tell a person (in their language) that their seat in a convoy ended, and why."""
+        person = await repo.person_by_id(conn, person_id)
+        assert person is not None
+        await self._email(
+            conn,
+            ev.EmailRequested(
+                key=f"{template}:{convoy_id}:{person_id}:{uuid.uuid4()}",
+                to_email=person["email"],
+                to_name=person["name"],
+                language=person["language"],
+                template=template,
+                params={**params, "reason": reason},
+            ),
+        )
 
     # --- convoys -------------------------------------------------------------------------------
     async def create_convoy(self, req: api.CreateConvoy) -> api.Convoy:
@@ -381,18 +405,13 @@ class ConvoysService:
             conn,
             ev.PersonRemoved(convoy_id=convoy["id"], company_id=company["id"], person_id=person_id, reason=reason),
         )
-        person = await repo.person_by_id(conn, person_id)
-        assert person is not None
-        await self._email(
+        await self._tell_removed(
             conn,
-            ev.EmailRequested(
-                key=f"member_removed:{convoy['id']}:{person_id}:{uuid.uuid4()}",
-                to_email=person["email"],
-                to_name=person["name"],
-                language=person["language"],
-                template="member_removed",
-                params={"convoy": convoy["name"], "company": company["name"], "reason": reason},
-            ),
+            person_id,
+            "member_removed",
+            convoy["id"],
+            {"convoy": convoy["name"], "company": company["name"]},
+            reason,
         )
 
     # --- observers -----------------------------------------------------------------------------
@@ -452,19 +471,7 @@ class ConvoysService:
         self, conn: asyncpg.Connection, convoy: asyncpg.Record, person_id: uuid.UUID, reason: str
     ) -> None:
         await self.rt.emit(conn, ev.ObserverRemoved(convoy_id=convoy["id"], person_id=person_id, reason=reason))
-        person = await repo.person_by_id(conn, person_id)
-        assert person is not None
-        await self._email(
-            conn,
-            ev.EmailRequested(
-                key=f"observer_removed:{convoy['id']}:{person_id}:{uuid.uuid4()}",
-                to_email=person["email"],
-                to_name=person["name"],
-                language=person["language"],
-                template="observer_removed",
-                params={"convoy": convoy["name"], "reason": reason},
-            ),
-        )
+        await self._tell_removed(conn, person_id, "observer_removed", convoy["id"], {"convoy": convoy["name"]}, reason)
 
     # --- invitations ---------------------------------------------------------------------------
     async def create_invitation(self, req: api.CreateInvitation) -> api.Invitation:

@@ -337,9 +337,9 @@ async def save_version(conn: Conn, row: asyncpg.Record, editor_id: uuid.UUID) ->
 
 
 async def update_report(conn: Conn, report_id: uuid.UUID, changes: dict[str, Any]) -> None:
-    sets = ", ".join(f"{column} = ${i}" for i, column in enumerate(changes, start=2))
+    sets = "".join(f"{column} = ${i}, " for i, column in enumerate(changes, start=2))
     await conn.execute(
-        f"UPDATE reports SET {sets}, version = version + 1, updated_at = now() WHERE id = $1",
+        f"UPDATE reports SET {sets}version = version + 1, updated_at = now() WHERE id = $1",
         report_id,
         *changes.values(),
     )
@@ -384,6 +384,27 @@ async def open_commitments(conn: Conn, company_id: uuid.UUID, before_cycle: int)
         before_cycle,
     )
     return {r["id"]: r for r in rows}
+
+
+async def replace_commitments(conn: Conn, row: asyncpg.Record, texts: list[str]) -> None:
+    """An edit's new list of the commitments a report makes (reviews of them cannot exist yet: see edit_report)."""
+    await conn.execute("DELETE FROM commitments WHERE report_id = $1 AND reviewed_in IS NULL", row["id"])
+    await insert_commitments(
+        conn,
+        report_id=row["id"],
+        convoy_id=row["convoy_id"],
+        company_id=row["company_id"],
+        cycle_index=row["cycle_index"],
+        texts=texts,
+    )
+
+
+async def unreview_commitments(conn: Conn, report_id: uuid.UUID) -> None:
+    """An edit replaces a report's reviews: the commitments it reviewed are open again first."""
+    await conn.execute(
+        "UPDATE commitments SET outcome = NULL, outcome_note = '', reviewed_in = NULL WHERE reviewed_in = $1",
+        report_id,
+    )
 
 
 async def review_commitments(conn: Conn, report_id: uuid.UUID, reviews: list[api.CommitmentReview]) -> None:

@@ -29,9 +29,9 @@ from schemas import events as ev
 from schemas.subjects import Rpc
 from schemas.values import Cadence
 from services.milestones import catalogue as cat
-from services.milestones import markdown, privacy
+from services.milestones import privacy
 from services.milestones import repository as repo
-from services.runtime import cycles
+from services.runtime import cycles, markdown
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -73,6 +73,13 @@ def cadence_of(convoy: asyncpg.Record) -> Cadence:
 
 def current_cycle(convoy: asyncpg.Record, at: datetime) -> cycles.Cycle | None:
     return cycles.cycle_at(cadence_of(convoy), convoy["timezone"], convoy["start_date"], at)
+
+
+def editable_until(convoy: asyncpg.Record, cycle_index: int, digest_cycle: int | None) -> datetime | None:
+    """When a report's edits end unless a digest carries it first (``edit_report``'s rule); None once carried."""
+    if digest_cycle is not None:
+        return None
+    return cycles.cycle_by_index(cadence_of(convoy), convoy["timezone"], convoy["start_date"], cycle_index).closes_at
 
 
 def encode_cursor(submitted_at: datetime, report_id: uuid.UUID) -> str:
@@ -412,6 +419,7 @@ class MilestonesService:
                 report = _written_report(
                     req, report_id, company_id, company_name, index, late, written, refs, commitment_ids
                 )
+                report.editable_until = editable_until(access.convoy, index, None)
             else:  # not known here at all: let the read decide, as before
                 [report] = await self._reports(conn, access, "r.id = $1", [report_id], limit=1)
             await self.rt.emit(
@@ -513,7 +521,20 @@ class MilestonesService:
                     "this report's round has closed and its digest has gone out, so it can no longer be"
                     " edited; add a comment to it instead"
                 )
-            if changes:
+            made = changes.pop("commitments", None)
+            reviews = changes.pop("commitment_reviews", None)
+            if made is not None:
+                await repo.replace_commitments(conn, row, list(made))
+            if reviews is not None:
+                await repo.unreview_commitments(conn, row["id"])
+                open_ = await repo.open_commitments(conn, row["company_id"], row["cycle_index"])
+                for i, review in enumerate(reviews):
+                    if review.commitment_id not in open_:
+                        raise InvalidInput(
+                            f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company"
+                        )
+                await repo.review_commitments(conn, row["id"], list(reviews))
+            if changes or made is not None or reviews is not None:
                 await repo.save_version(conn, row, req.actor.person_id)
                 await repo.update_report(conn, req.report_id, changes)
                 await self.rt.emit(
@@ -602,6 +623,7 @@ class MilestonesService:
         for k in details["kudos"]:
             kudos.setdefault(k["report_id"], []).append(k["person_id"])
         out = []
+        until: dict[tuple[int, int | None], datetime | None] = {}
         for r in rows:
             private = access.sees_everything or access.represents(r["company_id"])
             out.append(
@@ -636,6 +658,11 @@ class MilestonesService:
                     hidden_reason=r["hidden_reason"] if r["hidden_at"] is not None and access.sees_everything else None,
                     comments_locked=r["comments_locked_at"] is not None,
                     facilitator_note=r["facilitator_note"] if private else None,
+                    digest_cycle=r["digest_cycle"],
+                    editable_until=until.setdefault(
+                        (r["cycle_index"], r["digest_cycle"]),
+                        editable_until(access.convoy, r["cycle_index"], r["digest_cycle"]),
+                    ),
                 )
             )
         await privacy.attribute(conn, access.convoy["language"], out)

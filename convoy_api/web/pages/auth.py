@@ -25,7 +25,15 @@ PageDep = NamedDependency[Page]
 
 def safe_next(target: str | None) -> str:
     """Only paths on this site: a sign-in link must not become an open redirect."""
-    if not target or not target.startswith("/") or target.startswith("//") or urlparse(target).netloc:
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(c.isspace() for c in target)
+        or len(target) > 500
+        or urlparse(target).netloc
+    ):
         return "/"
     return target
 
@@ -55,7 +63,7 @@ class SignInPages(Controller):
         email = str(page.form.get("email", "")).strip()
         nxt = safe_next(str(page.form.get("next", "/")))
         try:
-            request = msgspec.convert({"email": email}, api.SignInRequest)
+            request = msgspec.convert({"email": email, "next": nxt if nxt != "/" else None}, api.SignInRequest)
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, {"email": email})
             return page.render("sign_in.html", 422, next=nxt, sent=False, errors={name: message}, email=email)
@@ -108,7 +116,9 @@ class InvitationPages(Controller):
     include_in_schema = False
 
     @get("/{token:str}")
-    async def landing(self, page: PageDep, token: FromPath[str]) -> Template:
+    async def landing(
+        self, page: PageDep, token: FromPath[str], next: Annotated[str | None, QueryParameter()] = None
+    ) -> Template:
         try:
             body = msgspec.convert({"token": token}, api.PreviewInvitation)
             preview = await page.call("convoys", Rpc.INVITATION_PREVIEW, body, api.InvitationPreview)
@@ -118,11 +128,14 @@ class InvitationPages(Controller):
             return page.render("invitation.html", exc.status, preview=None, error=service_error(page, exc), errors={})
         if preview.language in i18n.LANGUAGES and not page.request.cookies.get(LANG_COOKIE):
             page.lang = preview.language
-        return page.render("invitation.html", preview=preview, token=token, error="", errors={}, values={})
+        return page.render(
+            "invitation.html", preview=preview, token=token, error="", errors={}, values={}, next=safe_next(next)
+        )
 
     @post("/{token:str}", guards=[client_rate_limit], status_code=200)
     async def accept(self, page: PageDep, token: FromPath[str]) -> Template | Redirect:
         values: dict[str, Any] = {k: str(page.form.get(k, "")).strip() for k in ("name", "language", "timezone")}
+        nxt = safe_next(str(page.form.get("next", "/")))
         shown = str(page.form.get("charter_version", ""))
         charter = {"charter_version": int(shown)} if shown.isdigit() and int(shown) > 0 else {}
         try:
@@ -136,13 +149,20 @@ class InvitationPages(Controller):
                 "convoys", Rpc.INVITATION_PREVIEW, api.PreviewInvitation(token=token), api.InvitationPreview
             )
             return page.render(
-                "invitation.html", 422, preview=preview, token=token, error="", errors={name: message}, values=values
+                "invitation.html",
+                422,
+                preview=preview,
+                token=token,
+                error="",
+                errors={name: message},
+                values=values,
+                next=nxt,
             )
         except ConvoyError as exc:
             return page.render("invitation.html", exc.status, preview=None, error=service_error(page, exc), errors={})
         page.cookies.append(session_cookie(page, signed_in))
         page.cookies.append(Cookie(key=LANG_COOKIE, value="", max_age=0, path="/"))
-        return page.redirect("/")
+        return page.redirect(nxt)
 
 
 def unused(_: Response[Any]) -> None:  # pragma: no cover - keeps the Response import for typing tools

@@ -9,9 +9,9 @@ import asyncio
 import re
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import msgspec
 from litestar import Controller, get, post
@@ -20,10 +20,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from convoy_api.web.core import SEEN_COOKIE, Page, SignInNeeded, field_error, now, provide_page, service_error
+from convoy_api.web.core import SEEN_COOKIE, Page, field_error, now, provide_page, service_error
 from schemas import api
 from schemas.subjects import Rpc
-from services.milestones import markdown
+from services.runtime import markdown
 from services.runtime.errors import ConvoyError, NotFound
 
 PageDep = NamedDependency[Page]
@@ -33,6 +33,8 @@ DASHBOARD_CONVOYS = 8
 """The dashboard details this many convoys (asked in parallel); the rest are listed by name."""
 STATUSES = ("not_started", "in_progress", "done", "blocked")
 CHART_CYCLES = 8
+FORM_REPORTS = 10
+"""The report form looks this many of our reports back for commitments not reviewed yet."""
 
 
 def names_of(convoy: api.Convoy) -> dict[uuid.UUID, str]:
@@ -42,12 +44,55 @@ def names_of(convoy: api.Convoy) -> dict[uuid.UUID, str]:
     return names
 
 
-def open_cycle(schedule: api.Schedule | None) -> api.ScheduledCycle | None:
-    """The cycle a company should report in now, or the next one to open."""
+def open_cycle(schedule: api.Schedule | None, now: datetime | None = None) -> api.ScheduledCycle | None:
+    """The cycle a company should report in now, or the next one to open (one whose time is over
+    but that the scheduler has not closed yet, e.g. while the convoy was paused, is neither)."""
     for cycle in schedule.cycles if schedule else []:
-        if not cycle.closed and not cycle.skipped:
+        if not cycle.closed and not cycle.skipped and (now is None or cycle.closes_at > now):
             return cycle
     return None
+
+
+@dataclass(frozen=True)
+class RoundState:
+    """Where a company stands in the round, for the call to report (dashboard card, convoy page).
+
+    ``kind``: "open" (check-in open, nothing sent yet) · "sent" (sent, editable until ``until``) ·
+    "in_digest" (the round closed and its digest carried the report) · "closed" (the round closed
+    without a report from us; one now is late and goes out with the next digest) · "" (between rounds).
+    """
+
+    kind: str
+    cycle: api.ScheduledCycle | None = None
+    report: api.Report | None = None
+    until: datetime | None = None
+
+
+def round_state(schedule: api.Schedule | None, latest: api.Report | None, now: datetime) -> RoundState:
+    """The state of the company's report in the round in play (see docs/architecture.md "One boundary")."""
+    if schedule is None:
+        return RoundState("")
+    cycle = open_cycle(schedule, now)
+    if cycle is not None and cycle.opened:
+        if latest is not None and latest.cycle_index == cycle.cycle_index:
+            if latest.digest_cycle is None and latest.editable_until and latest.editable_until > now:
+                return RoundState("sent", cycle, latest, latest.editable_until)
+            return RoundState("in_digest", cycle, latest)
+        return RoundState("open", cycle)
+    # Between rounds: the last one closed (on schedule or early by "close now"), the next not open yet.
+    closed = [
+        c for c in schedule.cycles if c.closed and c.opened and (cycle is None or c.cycle_index < cycle.cycle_index)
+    ]
+    if not closed:
+        return RoundState("", cycle)
+    last = closed[-1]
+    if latest is not None and latest.cycle_index == last.cycle_index:
+        if latest.digest_cycle is None and latest.editable_until and latest.editable_until > now:
+            return RoundState("sent", last, latest, latest.editable_until)  # a late addendum
+        return RoundState("in_digest", last, latest)
+    if now < last.closes_at:  # still this round's time: a report now is late, in the next digest
+        return RoundState("closed", last)
+    return RoundState("", cycle)
 
 
 def cycle_charts(board: api.Board, reports: list[api.Report]) -> dict[str, Any]:
@@ -115,6 +160,7 @@ class ConvoyPages(Controller):
         except ValueError:
             seen = None
         detailed = page.me.convoys[:DASHBOARD_CONVOYS]
+        now = datetime.now(UTC)
 
         async def details(mine: api.MyConvoy) -> dict[str, Any]:
             asks: list[Any] = [
@@ -131,18 +177,33 @@ class ConvoyPages(Controller):
             if mine.company_id is not None:
                 ask = api.CompanyAction(actor=actor, convoy_id=mine.convoy_id, company_id=mine.company_id)
                 asks.append(page.call("milestones", Rpc.PROJECT_GET, ask, api.Project))
+                ours = api.Timeline(actor=actor, convoy_id=mine.convoy_id, company_id=mine.company_id, limit=1)
+                asks.append(page.call("milestones", Rpc.TIMELINE, ours, api.TimelinePage))
             got = await asyncio.gather(*asks, return_exceptions=True)
             schedule = got[0] if isinstance(got[0], api.Schedule) else None
             timeline = (
                 got[1] if isinstance(got[1], api.TimelinePage) else api.TimelinePage(reports=[], next_cursor=None)
             )
             project = got[2] if len(got) > 2 and isinstance(got[2], api.Project) else None
+            ours_page = got[3] if len(got) > 3 and isinstance(got[3], api.TimelinePage) else None
+            latest = ours_page.reports[0] if ours_page and ours_page.reports else None
             new = [
                 r
                 for r in timeline.reports
                 if (seen is None or r.submitted_at > seen) and r.company_id != mine.company_id
             ]
-            return {"mine": mine, "cycle": open_cycle(schedule), "project": project, "new": new}
+            return {
+                "mine": mine,
+                "cycle": open_cycle(schedule, now),
+                "state": round_state(schedule, latest, now),
+                "project": project,
+                "new": new,
+                # A new member's first step: their company has no project yet (the project page starts one).
+                "first_step": mine.role == "representative"
+                and mine.company_id is not None
+                and len(got) > 2
+                and isinstance(got[2], NotFound),
+            }
 
         cards = await asyncio.gather(*(details(m) for m in detailed))
         page.cookies.append(
@@ -155,9 +216,7 @@ class ConvoyPages(Controller):
                 samesite="lax",
             )
         )
-        return page.render(
-            "dashboard.html", cards=cards, more=page.me.convoys[DASHBOARD_CONVOYS:], seen=seen, now=datetime.now(UTC)
-        )
+        return page.render("dashboard.html", cards=cards, more=page.me.convoys[DASHBOARD_CONVOYS:], seen=seen, now=now)
 
     # --- a convoy --------------------------------------------------------------------------------
     @get("/convoys/{convoy_id:uuid}")
@@ -191,7 +250,8 @@ class ConvoyPages(Controller):
             return page.render(
                 "_timeline.html", convoy=convoy, timeline=timeline, names=names_of(convoy), filters=timeline_ask
             )
-        convoy, timeline, board, recent = await asyncio.gather(
+        mine = page.membership(convoy_id)
+        convoy, timeline, board, recent, state = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
             page.call("milestones", Rpc.TIMELINE, timeline_ask, api.TimelinePage),
             page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
@@ -201,6 +261,7 @@ class ConvoyPages(Controller):
                 api.ListReports(actor=actor, convoy_id=convoy_id, limit=50),
                 api.ReportList,
             ),
+            self._our_round(page, convoy_id, mine),
         )
         return page.render(
             "convoy.html",
@@ -210,9 +271,28 @@ class ConvoyPages(Controller):
             charts=cycle_charts(board, recent.reports),
             names=names_of(convoy),
             filters=timeline_ask,
-            mine=page.membership(convoy_id),
+            mine=mine,
+            state=state,
             facilitates=page.facilitates(convoy_id),
         )
+
+    async def _our_round(self, page: Page, convoy_id: uuid.UUID, mine: api.MyConvoy | None) -> RoundState:
+        """Our company's state in the round in play (two asks in parallel; none for non-representatives)."""
+        if mine is None or mine.company_id is None:
+            return RoundState("")
+        actor = page.actor
+        schedule, ours = await asyncio.gather(
+            page.call("reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id), api.Schedule),
+            page.call(
+                "milestones",
+                Rpc.TIMELINE,
+                api.Timeline(actor=actor, convoy_id=convoy_id, company_id=mine.company_id, limit=1),
+                api.TimelinePage,
+            ),
+            return_exceptions=True,
+        )
+        latest = ours.reports[0] if isinstance(ours, api.TimelinePage) and ours.reports else None
+        return round_state(schedule if isinstance(schedule, api.Schedule) else None, latest, datetime.now(UTC))
 
     @get("/convoys/{convoy_id:uuid}/search")
     async def search(
@@ -300,25 +380,12 @@ class ConvoyPages(Controller):
         """A comment form's error in the person's language: with htmx into the form's own error slot (the
         typed text stays where it is), without it the report page with the form open and the text kept."""
         if page.request.headers.get("hx-request"):
-            answer = page.render("_comment_error.html", status, message=message, sign_in=None)
+            answer = page.render("_comment_error.html", status, message=message)
             answer.headers.update({"HX-Retarget": f"#err-{slot}", "HX-Reswap": "innerHTML"})
             return answer
         return await self._report_page(
             page, report_id, status_code=status, comment_error=message, error_for=slot, text=text
         )
-
-    def _signed_out(self, page: Page, report_id: uuid.UUID, slot: str) -> Template:
-        """A comment form sent after the session ended: said at the form (the text stays to be copied)."""
-        if not page.request.headers.get("hx-request"):
-            raise SignInNeeded
-        answer = page.render(
-            "_comment_error.html",
-            401,
-            message=page._("You are signed out, so this was not sent. Copy your text, then sign in again:"),
-            sign_in=f"/sign-in?next={quote(f'/reports/{report_id}', safe='')}",
-        )
-        answer.headers.update({"HX-Retarget": f"#err-{slot}", "HX-Reswap": "innerHTML"})
-        return answer
 
     @post("/reports/{report_id:uuid}/comments", status_code=200)
     async def comment(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
@@ -327,8 +394,6 @@ class ConvoyPages(Controller):
         if parent := str(page.form.get("parent_id", "")):
             values["parent_id"] = parent
         slot = form_slot(page, f"comment-{report_id}")
-        if page.principal is None:
-            return self._signed_out(page, report_id, slot)
         try:
             new = msgspec.convert(values, api.NewComment)
             await page.call(
@@ -406,20 +471,24 @@ class ConvoyPages(Controller):
     async def comment_action(
         self, page: PageDep, comment_id: FromPath[uuid.UUID], action: FromPath[str]
     ) -> Template | Redirect:
-        """One comment: its author edits or deletes it (within the window), facilitators hide or restore it."""
-        if action not in ("hide", "restore", "edit", "delete"):
+        """One comment: anyone who may comment answers it, its author edits or deletes it (within the window),
+        facilitators hide or restore it."""
+        if action not in ("reply", "hide", "restore", "edit", "delete"):
             raise NotFound("no such action")
         try:
             report_id = uuid.UUID(str(page.form.get("report_id", "")))
         except ValueError as exc:
             raise NotFound("no such report") from exc
         slot = form_slot(page, f"{'hide' if action in ('hide', 'restore') else action}-{comment_id}")
-        if page.principal is None:
-            return self._signed_out(page, report_id, slot)
         text = str(page.form.get("body", "")).strip()
         reason = str(page.form.get("reason", "")).strip()[:500]
         try:
-            if action == "edit":
+            if action == "reply":  # answers go one level deep: the form names the first comment of the thread
+                values = {"body": text, "parent_id": str(page.form.get("parent_id", "")) or str(comment_id)}
+                new = msgspec.convert(values, api.NewComment)
+                added = api.AddComment(actor=page.actor, report_id=report_id, comment=new)
+                await page.call("milestones", Rpc.COMMENT_ADD, added, api.Comment)
+            elif action == "edit":
                 edit = msgspec.convert({"body": text}, api.CommentText)
                 ask: msgspec.Struct = api.EditComment(actor=page.actor, comment_id=comment_id, edit=edit)
                 await page.call("milestones", Rpc.COMMENT_EDIT, ask, api.Comment)
@@ -489,7 +558,7 @@ class ConvoyPages(Controller):
     ) -> Template:
         mine, company_id = page.representing(convoy_id)
         actor = page.actor
-        convoy, project, latest, board = await asyncio.gather(
+        convoy, project, ours, board = await asyncio.gather(
             page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
             page.call(
                 "milestones",
@@ -500,7 +569,7 @@ class ConvoyPages(Controller):
             page.call(
                 "milestones",
                 Rpc.TIMELINE,
-                api.Timeline(actor=actor, convoy_id=convoy_id, company_id=company_id, limit=1),
+                api.Timeline(actor=actor, convoy_id=convoy_id, company_id=company_id, limit=FORM_REPORTS),
                 api.TimelinePage,
             ),
             page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
@@ -508,14 +577,14 @@ class ConvoyPages(Controller):
         )
         if isinstance(convoy, BaseException):
             raise convoy
-        current = None
-        if (
-            isinstance(latest, api.TimelinePage)
-            and isinstance(board, api.Board)
-            and latest.reports
-            and latest.reports[0].cycle_index == (board.cycle_index or 0)
-        ):
-            current = latest.reports[0]
+        index = (board.cycle_index or 0) if isinstance(board, api.Board) else 0
+        reports = ours.reports if isinstance(ours, api.TimelinePage) else []
+        current = reports[0] if reports and reports[0].cycle_index == index else None
+        # Last rounds' commitments to review: still open, oldest first; in edit mode with those this
+        # report reviewed (their outcome preselected).
+        to_review = (list(current.reviews) if current else []) + [
+            c for r in reversed(reports) if r.cycle_index < index for c in r.commitments if c.outcome is None
+        ]
         if not values and current is not None:
             values = {
                 "done": current.done,
@@ -524,7 +593,13 @@ class ConvoyPages(Controller):
                 "help_wanted": current.help_wanted,
                 "help_topic": current.help_topic,
                 "mood": current.mood,
+                "facilitator_note": current.facilitator_note or "",
+                "commitments": [c.text for c in current.commitments],
+                "reviews": {str(c.id): {"outcome": c.outcome, "note": c.note} for c in current.reviews},
             }
+        closed = current is not None and (
+            current.digest_cycle is not None or not current.editable_until or current.editable_until <= now()
+        )
         return page.render(
             "report_form.html",
             status_code,
@@ -532,6 +607,8 @@ class ConvoyPages(Controller):
             mine=mine,
             project=project if isinstance(project, api.Project) else None,
             current=current,
+            closed=closed,
+            to_review=to_review,
             cycle_index=board.cycle_index if isinstance(board, api.Board) else None,
             values=values,
             errors=errors,
@@ -545,6 +622,18 @@ class ConvoyPages(Controller):
         form = page.form
         values: dict[str, Any] = {k: str(form.get(k, "")).strip() for k in ("done", "next", "blockers", "help_topic")}
         values["help_wanted"] = bool(form.get("help_wanted"))
+        values["facilitator_note"] = str(form.get("facilitator_note", "")).strip()
+        values["commitments"] = [line.strip() for line in str(form.get("commitments", "")).splitlines() if line.strip()]
+        values["reviews"] = {
+            key.removeprefix("review_"): {
+                "outcome": str(form.get(key)),
+                "note": str(form.get("review_note_" + key.removeprefix("review_"), "")).strip(),
+            }
+            for key in dict.fromkeys(form)
+            if key.startswith("review_")
+            and not key.startswith("review_note_")
+            and str(form.get(key)) in ("done", "partly", "not_yet")
+        }
         mood = str(form.get("mood", ""))
         values["mood"] = int(mood) if mood in {"1", "2", "3", "4", "5"} else None
         changed = [
@@ -555,9 +644,13 @@ class ConvoyPages(Controller):
             and str(form.get(key)) != str(form.get("was_" + key[3:], ""))
         ]
         report_id = str(form.get("report_id", ""))
+        body = {k: v for k, v in values.items() if k != "reviews"}
+        body["commitment_reviews"] = [
+            {"commitment_id": cid, "outcome": r["outcome"], "note": r["note"]} for cid, r in values["reviews"].items()
+        ]
         try:
             if report_id:
-                patch = msgspec.convert(values, api.ReportPatch)
+                patch = msgspec.convert(body, api.ReportPatch)
                 await page.call(
                     "milestones",
                     Rpc.REPORT_EDIT,
@@ -575,7 +668,7 @@ class ConvoyPages(Controller):
                         api.Milestone,
                     )
             else:
-                new = msgspec.convert({**values, "company_id": str(company_id), "milestones": changed}, api.NewReport)
+                new = msgspec.convert({**body, "company_id": str(company_id), "milestones": changed}, api.NewReport)
                 await page.call(
                     "milestones",
                     Rpc.REPORT_SUBMIT,

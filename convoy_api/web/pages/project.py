@@ -15,8 +15,8 @@ from litestar.response import Redirect, Template
 
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
+from schemas.catalogue import Catalogue
 from schemas.subjects import Rpc
-from services.milestones.catalogue import Catalogue
 from services.runtime.errors import ConvoyError, NotFound
 
 PageDep = NamedDependency[Page]
