@@ -210,6 +210,9 @@ ModerationNote = Annotated[
     api.ModerationNote,
     _body("With a note for the audit log (optional)", {"reason": "Nach Rücksprache wieder sichtbar"}),
 ]
+CommentText = Annotated[
+    api.CommentText, _body("Fix a typo in my comment", {"body": "Stark! Welches Buchungstool nutzt ihr?"})
+]
 CommentLock = Annotated[
     api.ModerationNote, _body("Lock a heated thread", {"reason": "Die Diskussion wird persönlich; bitte direkt klären"})
 ]

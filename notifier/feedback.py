@@ -11,7 +11,9 @@ each batch to one of them) sends one email per person:
 - ``reply:{batch}:{person}`` to a commenter (not of that company) whose comment was answered.
 
 What is true at the flush counts: a hidden report sends nothing; a hidden comment (or an answer to
-one) and kudos taken back are left out; nothing left, no email. The data comes from
+one), a comment its author deleted and kudos taken back are left out; nothing left, no email. An
+edited comment is mailed as it reads at the flush (``comment.edited``/``comment.deleted`` need no
+handling here for that reason). The data comes from
 services/milestones (``report_get``, ``comment_list``) and services/convoys (``convoy_recipients``,
 and ``facilitators`` when a facilitator took part), asked once per batch.
 
@@ -349,7 +351,12 @@ class Feedback:
         told = {p.person_id for p in representatives}
         answered: dict[uuid.UUID, list[_Said]] = {}
         for s in said:
-            if s.parent is not None and s.parent.author_id != s.item.actor_id and s.parent.author_id not in told:
+            if (
+                s.parent is not None
+                and not s.parent.deleted  # its author took it back: no "your comment got an answer"
+                and s.parent.author_id != s.item.actor_id
+                and s.parent.author_id not in told
+            ):
                 answered.setdefault(s.parent.author_id, []).append(s)
         for person_id, answers in answered.items():
             if person_id in people and people[person_id].email:  # still in the convoy
@@ -455,7 +462,7 @@ class Feedback:
 
 
 def _visible_comments(items: list[FeedbackItem], comments: api.Comments) -> list[_Said]:
-    """The batch's comments members still see (not hidden, not an answer to a hidden one), once each."""
+    """The batch's comments members still see (not hidden, not deleted, not an answer to a hidden one), once each."""
     found: dict[uuid.UUID, tuple[api.Comment, api.Comment | None]] = {}
     for top in comments.comments:
         found[top.id] = (top, None)
@@ -468,7 +475,7 @@ def _visible_comments(items: list[FeedbackItem], comments: api.Comments) -> list
             continue
         seen.add(item.comment_id)
         comment, parent = found.get(item.comment_id, (None, None))
-        if comment is None or comment.hidden or (parent is not None and parent.hidden):
+        if comment is None or comment.hidden or comment.deleted or (parent is not None and parent.hidden):
             continue
         out.append(_Said(item=item, comment=comment, parent=parent))
     return out

@@ -920,6 +920,12 @@ class Comment(Reply, kw_only=True):
     former_author: str | None = None
     """For an erased author: "a former representative of <company>" (or "a former facilitator"),
     in the convoy's language."""
+    edited: bool = False
+    """Its author changed the text after posting (within the edit window)."""
+    deleted: bool = False
+    """Its author deleted it: a placeholder (empty ``body``) kept only while it has answers."""
+    editable_until: datetime | None = None
+    """Until when its author may edit or delete it (``CONVOY_COMMENT_EDIT_WINDOW_S`` after posting)."""
 
 
 class Comments(Reply, kw_only=True):
@@ -952,6 +958,23 @@ class ReportAction(Body, kw_only=True):
 
 class AddComment(ReportAction, kw_only=True):
     comment: NewComment
+
+
+class CommentText(Body, kw_only=True):
+    """The new text of one's own comment (within the edit window)."""
+
+    body: Annotated[str, Meta(min_length=1, max_length=5000)]
+
+
+class CommentAction(Body, kw_only=True):
+    """Delete one's own comment (within the edit window)."""
+
+    actor: Actor
+    comment_id: uuid.UUID
+
+
+class EditComment(CommentAction, kw_only=True):
+    edit: CommentText
 
 
 class OfferHelp(ReportAction, kw_only=True):

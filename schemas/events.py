@@ -195,6 +195,27 @@ class CommentAdded(Event, frozen=True, kw_only=True):
     parent_id: uuid.UUID | None = None
 
 
+class CommentEdited(Event, frozen=True, kw_only=True):
+    """The author changed their comment's text within the edit window (the text is read back, not carried)."""
+
+    TYPE: ClassVar[str] = "comment.edited"
+    convoy_id: uuid.UUID
+    report_id: uuid.UUID
+    comment_id: uuid.UUID
+    author_id: uuid.UUID
+
+
+class CommentDeleted(Event, frozen=True, kw_only=True):
+    """The author deleted their comment within the edit window: its text is gone; feedback emails not
+    sent yet leave it out (they read the comments back at the flush)."""
+
+    TYPE: ClassVar[str] = "comment.deleted"
+    convoy_id: uuid.UUID
+    report_id: uuid.UUID
+    comment_id: uuid.UUID
+    author_id: uuid.UUID
+
+
 class KudosGiven(Event, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "kudos.given"
     convoy_id: uuid.UUID
@@ -438,6 +459,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ReportEdited,
     MilestoneCompleted,
     CommentAdded,
+    CommentEdited,
+    CommentDeleted,
     KudosGiven,
     KudosTakenBack,
     HelpRequested,

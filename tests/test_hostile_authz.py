@@ -116,6 +116,13 @@ COMPANY_OWNED = {
     ("PATCH", "/api/v1/reports/{report_id}"),
 }
 
+AUTHOR_OWNED = {
+    # a comment's own author only (within the edit window): another representative and the convoy's
+    # facilitator are refused (403; facilitators hide instead of deleting)
+    ("PATCH", "/api/v1/comments/{comment_id}"),
+    ("DELETE", "/api/v1/comments/{comment_id}"),
+}
+
 FACILITATORS_ONLY = {
     ("POST", "/api/v1/convoys"),
     ("POST", "/api/v1/facilitators"),
@@ -248,6 +255,7 @@ def test_every_route_is_classified(settings: Settings) -> None:
         PUBLIC
         | ACCOUNT
         | COMPANY_OWNED
+        | AUTHOR_OWNED
         | FACILITATORS_ONLY
         | FACILITATOR_READS
         | REPRESENTATIVE_PAGES
@@ -338,6 +346,10 @@ async def test_every_endpoint_refuses_every_role_of_another_convoy(
         # Another company's things in our own convoy.
         if (method, path) in COMPANY_OWNED:
             await expect_refusal("representative_b", method, path, fill(path, ours.ids))
+        # Someone else's comment in our own convoy (the world's comment is representative b's).
+        if (method, path) in AUTHOR_OWNED:
+            for role in ("representative", "facilitator"):
+                await expect_refusal(role, method, path, fill(path, ours.ids))
 
     print(f"\nauthorization matrix: {len(routes)} routes, {calls} refusals checked")
     assert failures == [], "\n".join(failures)

@@ -266,6 +266,7 @@ async def test_the_whole_journey_in_a_browser(site: str, browser: Browser, stack
     report = fac.locator("article.report", has_text="Buchungsseite")
     await report.get_by_role("button", name="2 Kommentare").click()
     ad = report.locator(".comment", has_text="Werbung")
+    await ad.locator("details.menu > summary").click()  # hide sits in the comment's small menu
     await ad.get_by_label("Grund").fill("Werbung ist hier nicht erlaubt")
     await ad.get_by_role("button", name="Kommentar ausblenden").click()
     await expect(fac.locator(".comment", has_text="Werbung").locator(".badge.hidden")).to_be_visible()

@@ -252,11 +252,34 @@ class ReportController(Controller):
 
 
 class CommentController(Controller):
-    """Moderation of single comments by the convoy's facilitators and admins."""
+    """One comment: its author edits or deletes it within the edit window; the convoy's facilitators and
+    admins hide and restore it."""
 
     path = "/api/v1/comments/{comment_id:uuid}"
     tags = ["reports"]
     dependencies = {"actor": Provide(provide_actor)}
+
+    @patch(
+        "/",
+        summary="Edit my comment (its author only, within CONVOY_COMMENT_EDIT_WINDOW_S of posting; shown as edited)",
+    )
+    async def edit(self, comment_id: CommentId, data: ex.CommentText, actor: Actor, backend: Services) -> api.Comment:
+        return await backend.call(
+            "milestones",
+            Rpc.COMMENT_EDIT,
+            api.EditComment(actor=actor, comment_id=comment_id, edit=data),
+            api.Comment,
+        )
+
+    @delete(
+        "/",
+        summary="Delete my comment (its author only, within the edit window); answers keep a placeholder",
+        status_code=200,
+    )
+    async def remove(self, comment_id: CommentId, actor: Actor, backend: Services) -> api.Comment:
+        return await backend.call(
+            "milestones", Rpc.COMMENT_DELETE, api.CommentAction(actor=actor, comment_id=comment_id), api.Comment
+        )
 
     @post(
         "/hide", summary="Hide a comment (and its answers) from members, with a reason (facilitators)", status_code=200

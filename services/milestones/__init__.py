@@ -52,6 +52,8 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.MILESTONE_ORDER, api.OrderMilestones, svc.order_milestones)
     rt.endpoint(Rpc.COMMENT_ADD, api.AddComment, svc.add_comment)
     rt.endpoint(Rpc.COMMENT_LIST, api.ReportAction, svc.list_comments)
+    rt.endpoint(Rpc.COMMENT_EDIT, api.EditComment, svc.edit_comment)
+    rt.endpoint(Rpc.COMMENT_DELETE, api.CommentAction, svc.delete_comment)
     rt.endpoint(Rpc.KUDOS_GIVE, api.ReportAction, svc.give_kudos)
     rt.endpoint(Rpc.KUDOS_TAKE_BACK, api.ReportAction, svc.take_back_kudos)
     rt.endpoint(Rpc.HELP_OFFER, api.OfferHelp, svc.offer_help)

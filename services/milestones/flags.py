@@ -58,7 +58,7 @@ class Flags:
             access, report = await self.svc._report_access(conn, actor, object_id)
             return access, report, None
         comment = await repo.comment_target(conn, object_id)
-        if comment is None:
+        if comment is None or comment["deleted_at"] is not None:  # its author deleted it: nothing left to flag
             raise NotFound("no such comment")
         access = await self.svc._access(conn, actor, comment["convoy_id"], not_found="no such comment")
         hidden = any(comment[k] is not None for k in ("hidden_at", "report_hidden_at", "parent_hidden_at"))

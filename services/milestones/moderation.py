@@ -135,7 +135,9 @@ class Moderation:
     async def _set_comment_hidden(self, req: api.ModerateComment, hidden: bool) -> api.Comment:
         reason = _reason(req.reason, required=hidden)
         async with self.svc.rt.db.transaction() as conn:
-            return _comment(await self.set_comment_hidden_in(conn, req.actor, req.comment_id, hidden, reason))
+            return _comment(
+                await self.set_comment_hidden_in(conn, req.actor, req.comment_id, hidden, reason), self.svc.edit_window
+            )
 
     async def set_comment_hidden_in(
         self, conn: asyncpg.Connection, actor: api.Actor, comment_id: uuid.UUID, hidden: bool, reason: str

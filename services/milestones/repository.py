@@ -266,7 +266,9 @@ VISIBLE_COMMENT = (
 )
 REPORT_COLUMNS = (
     "r.*, c.name AS company_name,"
-    " (SELECT count(*) FROM comments k WHERE k.report_id = r.id AND " + VISIBLE_COMMENT.format(k="k") + ")"
+    " (SELECT count(*) FROM comments k WHERE k.report_id = r.id AND k.deleted_at IS NULL AND "
+    + VISIBLE_COMMENT.format(k="k")
+    + ")"
     " AS comment_count"
 )
 
@@ -549,6 +551,33 @@ async def insert_comment(
 
 async def comment_row(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM comments WHERE id = $1", comment_id)
+
+
+async def comment_for_update(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record | None:
+    """The comment (row locked) with its report's lock and visibility, whether its parent is hidden and
+    whether it has answers that are not deleted."""
+    return await conn.fetchrow(
+        "SELECT k.*, r.comments_locked_at, r.hidden_at AS report_hidden_at,"
+        " (SELECT p.hidden_at FROM comments p WHERE p.id = k.parent_id) AS parent_hidden_at,"
+        " EXISTS (SELECT 1 FROM comments a WHERE a.parent_id = k.id AND a.deleted_at IS NULL) AS answered"
+        " FROM comments k JOIN reports r ON r.id = k.report_id WHERE k.id = $1 FOR UPDATE OF k",
+        comment_id,
+    )
+
+
+async def edit_comment(conn: Conn, comment_id: uuid.UUID, body: str) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        "UPDATE comments SET body = $2, edited_at = now() WHERE id = $1 RETURNING *", comment_id, body
+    )
+    assert row is not None
+    return row
+
+
+async def delete_comment(conn: Conn, comment_id: uuid.UUID) -> asyncpg.Record:
+    """The text goes; the row stays as a placeholder for its answers (lists leave it out without any)."""
+    row = await conn.fetchrow("UPDATE comments SET body = '', deleted_at = now() WHERE id = $1 RETURNING *", comment_id)
+    assert row is not None
+    return row
 
 
 async def comments_of(conn: Conn, report_id: uuid.UUID, *, hidden: bool) -> list[asyncpg.Record]:
@@ -1085,8 +1114,8 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         person_id,
     )
     comments = await conn.fetch(
-        "SELECT id, report_id, convoy_id, parent_id, body, created_at, hidden_at IS NOT NULL AS hidden"
-        " FROM comments WHERE author_id = $1 ORDER BY created_at, id",
+        "SELECT id, report_id, convoy_id, parent_id, body, created_at, edited_at, deleted_at,"
+        " hidden_at IS NOT NULL AS hidden FROM comments WHERE author_id = $1 ORDER BY created_at, id",
         person_id,
     )
     kudos = await conn.fetch(

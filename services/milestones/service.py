@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -98,6 +98,7 @@ class MilestonesService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.base_url = rt.settings.public_url.rstrip("/")
+        self.edit_window = timedelta(seconds=rt.settings.comment_edit_window_s)
 
     # --- projections ---------------------------------------------------------------------------
     async def on_convoys_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
@@ -743,7 +744,7 @@ class MilestonesService:
                     parent_id=parent_id,
                 ),
             )
-            return _comment(row)
+            return _comment(row, self.edit_window)
 
     async def list_comments(self, req: api.ReportAction) -> api.Comments:
         async with self.rt.db.connection() as conn:
@@ -753,14 +754,76 @@ class MilestonesService:
         top: list[api.Comment] = []
         by_id: dict[uuid.UUID, api.Comment] = {}
         for row in rows:
-            comment = _comment(row)
+            comment = _comment(row, self.edit_window)
             by_id[comment.id] = comment
             if row["parent_id"] is None:
                 top.append(comment)
             elif row["parent_id"] in by_id:
                 by_id[row["parent_id"]].replies.append(comment)
+        # Deleted comments: an answer goes; a first comment stays as a placeholder while it has answers.
+        for comment in top:
+            comment.replies = [a for a in comment.replies if not a.deleted]
+        top = [c for c in top if not c.deleted or c.replies]
         privacy.attribute_comments(access.convoy, former, list(by_id.values()))
         return api.Comments(comments=top)
+
+    async def _own_comment(
+        self, conn: asyncpg.Connection, actor: api.Actor, comment_id: uuid.UUID, what: str
+    ) -> asyncpg.Record:
+        """The actor's own comment, still theirs to change: 404 if they cannot see it, 403 if it is not
+        theirs (facilitators hide instead), 409 after the edit window or in a locked thread."""
+        row = await repo.comment_for_update(conn, comment_id)
+        if row is None or row["deleted_at"] is not None:
+            raise NotFound("no such comment")
+        access = await self._access(conn, actor, row["convoy_id"], not_found="no such comment")
+        hidden = any(row[k] is not None for k in ("hidden_at", "report_hidden_at", "parent_hidden_at"))
+        if hidden and not access.sees_everything:
+            raise NotFound("no such comment")
+        access.writer(what)
+        if actor.person_id is None or row["author_id"] != actor.person_id:
+            if access.sees_everything:
+                raise Forbidden(f"only its author may {what}; facilitators hide a comment instead")
+            raise Forbidden(f"only its author may {what}")
+        if datetime.now(UTC) >= row["created_at"] + self.edit_window:
+            minutes = round(self.edit_window.total_seconds() / 60)
+            raise Conflict(f"a comment can be changed only within {minutes} minutes of posting")
+        if row["comments_locked_at"] is not None and not access.sees_everything:
+            raise Conflict("the convoy's facilitators have locked the comments on this report")
+        if row["hidden_at"] is not None:
+            raise Conflict("the convoy's facilitators have hidden this comment")
+        return row
+
+    async def edit_comment(self, req: api.EditComment) -> api.Comment:
+        async with self.rt.db.transaction() as conn:
+            row = await self._own_comment(conn, req.actor, req.comment_id, "edit a comment")
+            if row["body"] == req.edit.body:
+                return _comment(row, self.edit_window)  # nothing changed: no "edited", no event
+            updated = await repo.edit_comment(conn, req.comment_id, req.edit.body)
+            await self.rt.emit(
+                conn,
+                ev.CommentEdited(
+                    convoy_id=row["convoy_id"],
+                    report_id=row["report_id"],
+                    comment_id=row["id"],
+                    author_id=row["author_id"],
+                ),
+            )
+            return _comment(updated, self.edit_window)
+
+    async def delete_comment(self, req: api.CommentAction) -> api.Comment:
+        async with self.rt.db.transaction() as conn:
+            row = await self._own_comment(conn, req.actor, req.comment_id, "delete a comment")
+            deleted = await repo.delete_comment(conn, req.comment_id)
+            await self.rt.emit(
+                conn,
+                ev.CommentDeleted(
+                    convoy_id=row["convoy_id"],
+                    report_id=row["report_id"],
+                    comment_id=row["id"],
+                    author_id=row["author_id"],
+                ),
+            )
+            return _comment(deleted, self.edit_window)
 
     async def give_kudos(self, req: api.ReportAction) -> api.Report:
         async with self.rt.db.transaction() as conn:
@@ -1034,18 +1097,22 @@ def _commitment(row: asyncpg.Record) -> api.Commitment:
     return api.Commitment(id=row["id"], text=row["text"], outcome=row["outcome"], note=row["outcome_note"])
 
 
-def _comment(row: asyncpg.Record) -> api.Comment:
+def _comment(row: asyncpg.Record, edit_window: timedelta | None = None) -> api.Comment:
+    deleted = row["deleted_at"] is not None
     return api.Comment(
         id=row["id"],
         report_id=row["report_id"],
         parent_id=row["parent_id"],
         author_id=row["author_id"],
         body=row["body"],
-        body_html=markdown.render(row["body"]),
+        body_html=markdown.render(row["body"]) if not deleted else "",
         created_at=row["created_at"],
         # Hidden comments reach facilitators and admins only (members' reads leave them out).
         hidden=row["hidden_at"] is not None,
         hidden_reason=row["hidden_reason"] if row["hidden_at"] is not None else None,
+        edited=row["edited_at"] is not None and not deleted,
+        deleted=deleted,
+        editable_until=row["created_at"] + edit_window if edit_window and not deleted else None,
     )
 
 

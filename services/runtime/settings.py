@@ -124,6 +124,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Domain of the Reply-To addresses (reply+TOKEN@domain, signed); its MX must lead to the inbound server."""
     feedback_window_s: Annotated[float, Meta(ge=0.1, le=86400)] = 600.0
     """Comments, replies and kudos on a report are collected this long (from the first) into one email per person."""
+    comment_edit_window_s: Annotated[float, Meta(ge=0, le=86400)] = 900.0
+    """How long after posting a person may edit or delete their own comment (0: never)."""
 
     # --- first look --------------------------------------------------------------------------
     demo: bool = True

@@ -6,6 +6,7 @@ Each page asks the services it needs once, in parallel (``asyncio.gather``), nev
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -132,6 +133,29 @@ async def forming_steps(page: Page, convoy: api.Convoy) -> list[Step]:
         page.call("convoys", Rpc.CHARTER_GET, ask, api.Charter),
     )
     return formation_steps(convoy, invitations.invitations, charter)
+
+
+_SLOT = re.compile(r"(comment|reply|edit|delete|hide)-[0-9a-f-]{36}")
+_WITHIN = re.compile(r"within (\d+) minutes")
+
+
+def form_slot(page: Page, default: str) -> str:
+    """Which comment form was sent (its error slot is ``err-<slot>``); only our own shape is taken."""
+    sent = str(page.form.get("slot", ""))
+    return sent if _SLOT.fullmatch(sent) else default
+
+
+def comment_error(page: Page, exc: ConvoyError) -> str:
+    """A refusal of a comment action, in the person's language."""
+    if exc.status == 409 and "locked" in exc.message:
+        return page._("The facilitators have locked the comments on this report.")
+    if exc.status == 409 and (within := _WITHIN.search(exc.message)):
+        return page._("A comment can be changed only within %(minutes)s minutes of posting.", minutes=within[1])
+    if exc.status == 409 and "hidden" in exc.message:
+        return page._("The facilitators have hidden this comment.")
+    if exc.status == 403 and "only its author" in exc.message:
+        return page._("Only its author may change a comment; facilitators hide it instead.")
+    return service_error(page, exc)
 
 
 class ConvoyPages(Controller):
@@ -309,7 +333,15 @@ class ConvoyPages(Controller):
         return await self._report_page(page, report_id)
 
     async def _report_page(
-        self, page: Page, report_id: uuid.UUID, error: str = "", status_code: int = 200, help_error: str = ""
+        self,
+        page: Page,
+        report_id: uuid.UUID,
+        error: str = "",
+        status_code: int = 200,
+        help_error: str = "",
+        comment_error: str = "",
+        error_for: str = "",
+        text: str = "",
     ) -> Template:
         actor = page.actor
         report, comments = await asyncio.gather(
@@ -328,7 +360,10 @@ class ConvoyPages(Controller):
             names=names_of(convoy),
             facilitates=page.facilitates(convoy.id),
             open_comments=True,
-            error="",
+            now=now(),
+            error=comment_error,
+            error_for=error_for,
+            text=text,
             moderation_error=error,
             help_error=help_error,
         )
@@ -337,7 +372,8 @@ class ConvoyPages(Controller):
     async def comments(self, page: PageDep, report_id: ReportId) -> Template:
         return await self._comments(page, report_id)
 
-    async def _comments(self, page: Page, report_id: uuid.UUID, error: str = "", status_code: int = 200) -> Template:
+    async def _comments(self, page: Page, report_id: uuid.UUID) -> Template:
+        """The thread as a fragment, with the report's comment counter out of band (htmx)."""
         actor = page.actor
         report, comments = await asyncio.gather(
             page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
@@ -348,19 +384,35 @@ class ConvoyPages(Controller):
         )
         return page.render(
             "_comments.html",
-            status_code,
             report=report,
             comments=comments.comments,
             names=names_of(convoy),
             facilitates=page.facilitates(convoy.id),
-            error=error,
+            now=now(),
+            oob_count=True,
+            error="",
+        )
+
+    async def _comment_failed(
+        self, page: Page, report_id: uuid.UUID, slot: str, message: str, status: int, text: str = ""
+    ) -> Template:
+        """A comment form's error in the person's language: with htmx into the form's own error slot (the
+        typed text stays where it is), without it the report page with the form open and the text kept."""
+        if page.request.headers.get("hx-request"):
+            answer = page.render("_comment_error.html", status, message=message)
+            answer.headers.update({"HX-Retarget": f"#err-{slot}", "HX-Reswap": "innerHTML"})
+            return answer
+        return await self._report_page(
+            page, report_id, status_code=status, comment_error=message, error_for=slot, text=text
         )
 
     @post("/reports/{report_id:uuid}/comments", status_code=200)
     async def comment(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
-        values = {"body": str(page.form.get("body", "")).strip()}
+        text = str(page.form.get("body", "")).strip()
+        values = {"body": text}
         if parent := str(page.form.get("parent_id", "")):
             values["parent_id"] = parent
+        slot = form_slot(page, f"comment-{report_id}")
         try:
             new = msgspec.convert(values, api.NewComment)
             await page.call(
@@ -370,11 +422,11 @@ class ConvoyPages(Controller):
                 api.Comment,
             )
         except msgspec.ValidationError as exc:
-            return await self._comments(page, report_id, field_error(page, exc, values)[1], 422)
+            return await self._comment_failed(page, report_id, slot, field_error(page, exc, values)[1], 422, text)
         except ConvoyError as exc:
             if exc.status in (401, 404):
                 raise
-            return await self._comments(page, report_id, service_error(page, exc), exc.status)
+            return await self._comment_failed(page, report_id, slot, comment_error(page, exc), exc.status, text)
         if page.request.headers.get("hx-request"):
             return await self._comments(page, report_id)
         return page.redirect(f"/reports/{report_id}")
@@ -435,27 +487,50 @@ class ConvoyPages(Controller):
         return page.redirect(f"/reports/{report_id}")
 
     @post("/comments/{comment_id:uuid}/{action:str}", status_code=200)
-    async def moderate_comment(
+    async def comment_action(
         self, page: PageDep, comment_id: FromPath[uuid.UUID], action: FromPath[str]
     ) -> Template | Redirect:
-        operation = {"hide": Rpc.COMMENT_HIDE, "restore": Rpc.COMMENT_RESTORE}.get(action)
-        if operation is None:
+        """One comment: anyone who may comment answers it, its author edits or deletes it (within the window),
+        facilitators hide or restore it."""
+        if action not in ("reply", "hide", "restore", "edit", "delete"):
             raise NotFound("no such action")
-        reason = str(page.form.get("reason", "")).strip()
-
-        async def run() -> None:
-            if action == "hide":
-                msgspec.convert({"reason": reason}, api.Hide)
-            ask = api.ModerateComment(actor=page.actor, comment_id=comment_id, reason=reason[:500])
-            done = await page.call("milestones", operation, ask, api.Comment)
-            report_ids.append(done.report_id)
-
-        report_ids: list[uuid.UUID] = []
         try:
             report_id = uuid.UUID(str(page.form.get("report_id", "")))
         except ValueError as exc:
             raise NotFound("no such report") from exc
-        return await self._moderate(page, report_id, run)
+        slot = form_slot(page, f"{'hide' if action in ('hide', 'restore') else action}-{comment_id}")
+        text = str(page.form.get("body", "")).strip()
+        reason = str(page.form.get("reason", "")).strip()[:500]
+        try:
+            if action == "reply":  # answers go one level deep: the form names the first comment of the thread
+                values = {"body": text, "parent_id": str(page.form.get("parent_id", "")) or str(comment_id)}
+                new = msgspec.convert(values, api.NewComment)
+                added = api.AddComment(actor=page.actor, report_id=report_id, comment=new)
+                await page.call("milestones", Rpc.COMMENT_ADD, added, api.Comment)
+            elif action == "edit":
+                edit = msgspec.convert({"body": text}, api.CommentText)
+                ask: msgspec.Struct = api.EditComment(actor=page.actor, comment_id=comment_id, edit=edit)
+                await page.call("milestones", Rpc.COMMENT_EDIT, ask, api.Comment)
+            elif action == "delete":
+                ask = api.CommentAction(actor=page.actor, comment_id=comment_id)
+                await page.call("milestones", Rpc.COMMENT_DELETE, ask, api.Comment)
+            else:
+                if action == "hide" and not reason:
+                    message = page._("Please give a reason: its author is told.")
+                    return await self._comment_failed(page, report_id, slot, message, 422)
+                ask = api.ModerateComment(actor=page.actor, comment_id=comment_id, reason=reason)
+                operation = Rpc.COMMENT_HIDE if action == "hide" else Rpc.COMMENT_RESTORE
+                await page.call("milestones", operation, ask, api.Comment)
+        except msgspec.ValidationError as exc:
+            message = field_error(page, exc, {"body": text})[1]
+            return await self._comment_failed(page, report_id, slot, message, 422, text)
+        except ConvoyError as exc:
+            if exc.status in (401, 404):
+                raise
+            return await self._comment_failed(page, report_id, slot, comment_error(page, exc), exc.status, text)
+        if page.request.headers.get("hx-request"):
+            return await self._comments(page, report_id)
+        return page.redirect(f"/reports/{report_id}")
 
     @post("/reports/{report_id:uuid}/{action:str}", status_code=200)
     async def moderate_report(self, page: PageDep, report_id: ReportId, action: FromPath[str]) -> Template | Redirect:

@@ -149,6 +149,8 @@
       if (x && !x.value) { x.value = k.value; first = first || x; }
     });
     try { sessionStorage.removeItem(KEPT); } catch (e) { /* */ }
+    var folded = f.closest("details"); // a comment's reply or edit form: unfold it
+    if (first && folded) folded.open = true;
     if (first) {
       var note = document.createElement("p");
       note.className = "notice small kept-note";
