@@ -24,7 +24,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from convoy_api.deps import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, Backend
-from convoy_api.web import i18n
+from convoy_api.web import i18n, refusals
 from schemas import api
 from schemas.subjects import Rpc
 from services.runtime.errors import ConvoyError, Forbidden, NotFound, Unauthenticated
@@ -157,7 +157,9 @@ def parse(page: Page, kind: type[T], values: dict[str, Any]) -> T:
 
 
 def service_error(page: Page, exc: ConvoyError) -> str:
-    """A service's refusal, in the person's language (the service's own words follow, for detail)."""
+    """A service's refusal in the person's language: what the status means, then the reason when the
+    catalogue knows it (refusals.py). The service's English words reach only an English reader, and
+    only where they say what to change (400, 409); a German page never shows them."""
     lead = {
         400: page._("That did not work:"),
         403: page._("You may not do this."),
@@ -167,7 +169,14 @@ def service_error(page: Page, exc: ConvoyError) -> str:
         429: page._("Too many attempts; please wait a minute."),
         503: page._("Convoy is busy; please try again in a moment."),
     }.get(exc.status, page._("Something went wrong."))
-    return f"{lead} {exc.message}" if exc.status in (400, 409) else lead
+    said = refusals.explain(i18n.gettext_for(page.lang), exc.message)
+    if said:
+        return f"{lead} {said}"
+    if exc.status in (400, 409) and page.lang == "en":
+        return f"{lead} {exc.message}"
+    if exc.status in (400, 409):
+        return lead.rstrip(":") + "."
+    return lead
 
 
 # --- the dependency ------------------------------------------------------------------------------
