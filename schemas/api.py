@@ -1699,6 +1699,8 @@ class CheckAnswers(Body, kw_only=True):
     """A sector key of the question set, or empty."""
     size_class: SizeClass = ""
     region: Bundesland = ""
+    timezone: Timezone = "Europe/Berlin"
+    """The check is dated by the day it is in this zone (the person's), not by the UTC day."""
 
 
 class AreaScore(Reply, kw_only=True):
