@@ -12,7 +12,7 @@ import hmac
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -100,11 +100,16 @@ class Page:
         return text % variables if variables else text
 
     def local(self, at: datetime | None) -> str:
-        if at is None:
-            return ""
-        tz = ZoneInfo(self.me.person.timezone if self.me else "Europe/Berlin")
-        local = at.astimezone(tz)
-        return local.strftime("%d.%m.%Y %H:%M") if self.lang == "de" else local.strftime("%Y-%m-%d %H:%M")
+        """A moment in the person's time zone and locale (Babel): 03.12.2026 09:00, 3 Dec 2026 09:00."""
+        return i18n.moment(self.lang, at, ZoneInfo(self.me.person.timezone if self.me else "Europe/Berlin"))
+
+    def day(self, value: date | None) -> str:
+        """A calendar day in the person's locale: 03.12.2026, 3 Dec 2026."""
+        return i18n.day(self.lang, value)
+
+    def number(self, value: float | None, digits: int = 1) -> str:
+        """A number with decimals in the person's locale: 4,0 in German, 4.0 in English."""
+        return i18n.number(self.lang, value, digits)
 
     # --- services ----------------------------------------------------------------------------
     async def call(self, service: str, operation: str, request: msgspec.Struct, reply_type: type[Rep]) -> Rep:
