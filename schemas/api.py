@@ -509,6 +509,8 @@ class RemoveObserver(AskConvoy, kw_only=True):
 
 class PreviewInvitation(Body, kw_only=True):
     token: Token
+    language: Language | None = None
+    """The reader's language: the default charter comes in it (default: the invitation's language)."""
 
 
 class AcceptInvitationRequest(Body, kw_only=True):

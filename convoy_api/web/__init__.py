@@ -113,9 +113,7 @@ def error_page(request: Request[Any, Any, State], status: int, message: str = ""
 def wants_html(request: Request[Any, Any, State]) -> bool:
     """A browser asking for a page (an API client asks under /api/ or accepts JSON)."""
     accept = request.headers.get("accept", "")
-    return (
-        not request.url.path.startswith("/api/") and "text/html" in accept and "application/json" not in accept
-    )
+    return not request.url.path.startswith("/api/") and "text/html" in accept and "application/json" not in accept
 
 
 def favicon() -> File:

@@ -46,15 +46,15 @@ SENTENCES: dict[str, str] = {
     "charter.accepted": N_("%(actor)s accepted the %(charter)s (version %(version)s)."),
     "pool.formed": N_("%(actor)s formed the convoy from the formation pool (%(count)s companies)."),
     "pool.joined": N_("A company asked to join through the digitalisation check."),
-    "report.hidden": N_("%(actor)s hid %(object)s."),
-    "report.restored": N_("%(actor)s restored %(object)s."),
-    "comment.hidden": N_("%(actor)s hid %(object)s."),
-    "comment.restored": N_("%(actor)s restored %(object)s."),
-    "comments.locked": N_("%(actor)s locked the comments on %(object)s."),
-    "comments.unlocked": N_("%(actor)s unlocked the comments on %(object)s."),
-    "flag.raised": N_("%(actor)s flagged %(object)s: %(why)s."),
-    "flags.dismissed": N_("%(actor)s dismissed the flags on %(object)s."),
-    "flags.acted": N_("%(actor)s upheld the flags on %(object)s and hid it."),
+    "report.hidden": N_("%(actor)s hid the %(object)s."),
+    "report.restored": N_("%(actor)s restored the %(object)s."),
+    "comment.hidden": N_("%(actor)s hid the %(object)s."),
+    "comment.restored": N_("%(actor)s restored the %(object)s."),
+    "comments.locked": N_("%(actor)s locked the comments on the %(object)s."),
+    "comments.unlocked": N_("%(actor)s unlocked the comments on the %(object)s."),
+    "flag.raised": N_("%(actor)s flagged the %(object)s: %(why)s."),
+    "flags.dismissed": N_("%(actor)s dismissed the flags on the %(object)s."),
+    "flags.acted": N_("%(actor)s upheld the flags on the %(object)s and hid it."),
 }
 UNKNOWN = N_("%(actor)s made a change.")
 FLAG_REASONS: dict[str, str] = {
@@ -95,7 +95,7 @@ def describe(_: Callable[[str], str], entry: api.AuditEntry, people: dict[uuid.U
     values: dict[str, Any] = {
         "actor": actor,
         "person": name(entry.object_id),
-        "company": d.get("company") or d.get("name") or "–",
+        "company": d.get("company") or d.get("name") or "-",
         "old": _(STATES.get(d.get("from", ""), d.get("from", ""))),
         "new": _(STATES.get(d.get("to", ""), d.get("to", ""))),
         "version": d.get("version", ""),
@@ -105,12 +105,13 @@ def describe(_: Callable[[str], str], entry: api.AuditEntry, people: dict[uuid.U
     reason = entry.reason
     report_id = d.get("report_id")
     if report_id:
-        author = name(d["author_id"]) if d.get("author_id") else ""
+        author = name(d.get("author_id"))
+        known = author != former
         if entry.object_type == "comment":
-            text = _("a comment of %(author)s") % {"author": author} if author else _("a comment")
+            text = _("comment of %(author)s") % {"author": author} if known else _("comment of a former member")
             href = f"/reports/{report_id}#comment-{entry.object_id}"
         else:
-            text = _("a report of %(author)s") % {"author": author} if author else _("a report")
+            text = _("report of %(author)s") % {"author": author} if known else _("report of a former member")
             href = f"/reports/{report_id}"
         values["object"] = _link(href, text)
     if entry.action == "flag.raised":

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
-from babel.numbers import format_decimal
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
@@ -98,9 +98,9 @@ def moment(lang: str, at: datetime | None, tz: tzinfo) -> str:
 
 
 def number(lang: str, value: float | None, digits: int = 1) -> str:
-    """A number with ``digits`` decimals in the reader's locale (4,0 in German, 4.0 in English); '–' for none."""
+    """A number with ``digits`` decimals in the reader's locale (4,0 in German, 4.0 in English); a dash for none."""
     if value is None:
-        return "–"
+        return "\u2013"
     pattern = "#,##0." + "0" * digits if digits else "#,##0"
     return format_decimal(value, format=pattern, locale=_locale(lang))
 

@@ -45,7 +45,9 @@ EXACT: dict[str, str] = {
     "only the convoy's facilitators may change its schedule": N_(
         "Only the convoy's facilitators may change its schedule."
     ),
-    "only facilitators and the centre's admins may do this": N_("Only facilitators and the centre's admins may do this."),
+    "only facilitators and the centre's admins may do this": N_(
+        "Only facilitators and the centre's admins may do this."
+    ),
     "only facilitators create convoys": N_("Only facilitators create convoys."),
     "only facilitators have an overview": N_("Only facilitators have an overview."),
     "only facilitators see the formation pool and the programme report": N_(
@@ -153,37 +155,60 @@ EXACT: dict[str, str] = {
 }
 
 PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"a company named ['\"](?P<name>.+)['\"] is already in this convoy"),
-     N_("A company named %(name)s is already in this convoy.")),
-    (re.compile(r"a (?P<old>\w+) convoy cannot become (?P<new>\w+) \(possible: .*\)"),
-     N_("The convoy cannot go from “%(old)s” to “%(new)s”.")),
+    (
+        re.compile(r"a company named ['\"](?P<name>.+)['\"] is already in this convoy"),
+        N_("A company named %(name)s is already in this convoy."),
+    ),
+    (
+        re.compile(r"a (?P<old>\w+) convoy cannot become (?P<new>\w+) \(possible: .*\)"),
+        N_("The convoy cannot go from “%(old)s” to “%(new)s”."),
+    ),
     (re.compile(r"the convoy is already (?P<state>\w+)"), N_("The convoy is already “%(state)s”.")),
-    (re.compile(r"likely competitors in one convoy: .*"),
-     N_("Likely competitors would meet in one convoy; confirm to form it anyway.")),
+    (
+        re.compile(r"likely competitors in one convoy: .*"),
+        N_("Likely competitors would meet in one convoy; confirm to form it anyway."),
+    ),
     (re.compile(r"no longer waiting in the pool: (?P<names>.+)"), N_("No longer waiting in the pool: %(names)s.")),
-    (re.compile(r"the charter is at version (?P<version>\d+) now, not \d+; read it again and accept"),
-     N_("The charter changed (version %(version)s); please read it again and accept it.")),
-    (re.compile(r"accept the convoy's updated charter first.*"),
-     N_("Please accept the convoy's updated charter first.")),
+    (
+        re.compile(r"the charter is at version (?P<version>\d+) now, not \d+; read it again and accept"),
+        N_("The charter changed (version %(version)s); please read it again and accept it."),
+    ),
+    (
+        re.compile(r"accept the convoy's updated charter first.*"),
+        N_("Please accept the convoy's updated charter first."),
+    ),
     (re.compile(r"this request was already (approved|declined)"), N_("This request was already decided.")),
     (re.compile(r"(?P<email>\S+) is already a facilitator"), N_("%(email)s is already a facilitator.")),
-    (re.compile(r"(?P<email>\S+) is already a member of this convoy"), N_("%(email)s is already a member of this convoy.")),
-    (re.compile(r"(?P<email>\S+) already observes this convoy .*"),
-     N_("%(email)s already observes this convoy; end the observer seat first.")),
-    (re.compile(r"(?P<email>\S+) has had (?P<n>\d+) invitations today"),
-     N_("%(email)s has had %(n)s invitations today; please try again tomorrow.")),
+    (
+        re.compile(r"(?P<email>\S+) is already a member of this convoy"),
+        N_("%(email)s is already a member of this convoy."),
+    ),
+    (
+        re.compile(r"(?P<email>\S+) already observes this convoy .*"),
+        N_("%(email)s already observes this convoy; end the observer seat first."),
+    ),
+    (
+        re.compile(r"(?P<email>\S+) has had (?P<n>\d+) invitations today"),
+        N_("%(email)s has had %(n)s invitations today; please try again tomorrow."),
+    ),
     (re.compile(r"observers read along; they do not .+"), N_("Observers read along; they do not write.")),
     (re.compile(r"only the company's representatives .+"), N_("Only the company's representatives may do this.")),
-    (re.compile(r"`[\w.]+`: unknown time zone ['\"](?P<name>.*)['\"] .*"),
-     N_("Unknown time zone %(name)s; use a name such as Europe/Berlin.")),
-    (re.compile(r"`webhook_url`: must be .*"),
-     N_("This webhook address is not accepted; paste the https address the chat service shows.")),
+    (
+        re.compile(r"`[\w.]+`: unknown time zone ['\"](?P<name>.*)['\"] .*"),
+        N_("Unknown time zone %(name)s; use a name such as Europe/Berlin."),
+    ),
+    (
+        re.compile(r"`webhook_url`: must be .*"),
+        N_("This webhook address is not accepted; paste the https address the chat service shows."),
+    ),
     (re.compile(r"`cadence\.window_hours`: .*"), N_("The check-in window is longer than the rhythm allows.")),
     (re.compile(r"`project_type`: unknown type .*"), N_("This type of project is unknown.")),
     (re.compile(r"a project has at most (?P<n>\d+) milestones"), N_("A project has at most %(n)s milestones.")),
     (re.compile(r"`cycle_index`: this convoy has no cycle \d+"), N_("This convoy has no such round.")),
-    (re.compile(r"`milestones\[\d+\]\.milestone_id`: not a milestone of your company's project"),
-     N_("This is not a milestone of your company's project.")),
+    (
+        re.compile(r"`milestones\[\d+\]\.milestone_id`: not a milestone of your company's project"),
+        N_("This is not a milestone of your company's project."),
+    ),
     (re.compile(r"`theme`: choose one of .*"), N_("Please choose one of the themes.")),
 ]
 STATES = {"forming": N_("forming"), "active": N_("active"), "paused": N_("paused"), "completed": N_("completed")}
