@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,9 @@ class Person:
     email: str
     cookie: str
 
-    async def post(self, path: str, data: dict[str, Any] | None = None) -> httpx.Response:
-        return await self.client.post(path, data={**(data or {}), "_csrf": self.csrf})
+    async def post(self, path: str, data: dict[str, Any] | None = None, htmx: bool = False) -> httpx.Response:
+        headers = {"hx-request": "true"} if htmx else {}
+        return await self.client.post(path, data={**(data or {}), "_csrf": self.csrf}, headers=headers)
 
 
 @dataclass
@@ -89,6 +91,9 @@ async def build_scene(client: httpx.AsyncClient, sink: SmtpSink, made: list[http
     world = await build_world(client, sink, lang_b="de")
     cid = world.convoy_id
     fac_h = world.facilitator
+    started = (datetime.now(UTC).date() - timedelta(days=22)).isoformat()  # a few rounds in: charts, trends
+    r = await client.patch(f"/api/v1/convoys/{cid}", json={"start_date": started}, headers=fac_h)
+    assert r.status_code == 200, r.text
     r = await client.post(f"/api/v1/convoys/{cid}/status", json={"status": "active"}, headers=fac_h)
     assert r.status_code == 200, r.text
     r = await client.post(
@@ -142,7 +147,7 @@ async def build_scene(client: httpx.AsyncClient, sink: SmtpSink, made: list[http
         {"done": "Kassensystem verglichen", "mood": "3", "help_wanted": "1", "help_topic": "Kassensystem"},
     )
     assert r.status_code == 303, r.text
-    timeline = (await ben.get(f"/convoys/{cid}")).text
+    timeline = (await ben.client.get(f"/convoys/{cid}")).text
     report_id = re.search(r'<a href="/reports/([0-9a-f-]{36})">Sanitär Müller', timeline)
     ben_report = re.search(r'<a href="/reports/([0-9a-f-]{36})">Laden Schmidt', timeline)
     assert report_id and ben_report, timeline[:2000]
@@ -152,7 +157,7 @@ async def build_scene(client: httpx.AsyncClient, sink: SmtpSink, made: list[http
     for text in ("Welches Tool nutzt ihr?", "Jetzt 20 % Rabatt bei uns!"):
         r = await ben.post(f"/reports/{rid}/comments", {"body": text})
         assert r.status_code in (200, 303), r.text
-    comments = (await fac.get(f"/reports/{rid}")).text
+    comments = (await fac.client.get(f"/reports/{rid}")).text
     ad = re.search(r'action="/comments/([0-9a-f-]{36})/hide"', comments.split("Rabatt", 1)[1])
     assert ad, comments
     ad_id = ad.group(1)
