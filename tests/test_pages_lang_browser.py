@@ -103,7 +103,9 @@ async def test_every_page_as_each_role_fits_a_phone_and_passes_axe(
             english += [f"{role} {path}: {e}" for e in english_in(await page.content())]
             if path.endswith(("/audit", "/schedule", "/manage", "/no/such/page")) or path == f"/check/{scene.check_id}":
                 await page.set_viewport_size(PHONE)
-                name = path.strip("/").split("/")[-1] if "such" not in path else "not-found"
+                name = {"/no/such/page": "not-found", f"/check/{scene.check_id}": "check-result"}.get(
+                    path, path.strip("/").split("/")[-1]
+                )
                 await page.screenshot(path=str(SHOTS / f"lang-{role}-{name}.png"), full_page=True)
         await ctx.close()
     assert walked == 2 * sum(len(p) for p in scene.pages.values())
