@@ -105,7 +105,7 @@ class SignInPages(Controller):
 def _chosen(page: Page) -> i18n.Lang | None:
     """The language this browser chose (the switch's cookie); None: the invitation's own."""
     lang = page.request.cookies.get(LANG_COOKIE, "")
-    return lang if lang in i18n.LANGUAGES else None  # type: ignore[return-value]
+    return lang if lang in i18n.LANGUAGES else None
 
 
 class InvitationPages(Controller):
