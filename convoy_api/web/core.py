@@ -176,7 +176,7 @@ def service_error(page: Page, exc: ConvoyError) -> str:
     }.get(exc.status, page._("Something went wrong."))
     said = refusals.explain(i18n.gettext_for(page.lang), exc.message)
     if said:
-        return said if exc.status in (410, 429) else f"{lead} {said}"  # the reason says it all
+        return said if exc.status == 429 else f"{lead} {said}"  # too many: the reason says how long to wait
     if exc.status in (400, 409) and page.lang == "en":
         return f"{lead} {exc.message}"
     if exc.status in (400, 409):

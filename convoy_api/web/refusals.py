@@ -114,9 +114,8 @@ EXACT: dict[str, str] = {
         "This invitation has expired; ask the facilitator for a new one."
     ),
     "this invitation was withdrawn": N_("This invitation was withdrawn."),
-    "this link has expired": N_("This link has expired."),
     "this sign-in link is invalid, expired or already used; ask for a new one": N_(
-        "This sign-in link is invalid, expired or already used; please ask for a new one."
+        "Please ask for a new sign-in link."
     ),
     # --- too many
     "too many join requests from this address today": N_("Too many requests to join from this address today."),
