@@ -543,6 +543,8 @@ class RemoveObserver(AskConvoy, kw_only=True):
 
 class PreviewInvitation(Body, kw_only=True):
     token: Token
+    language: Language | None = None
+    """The reader's language: the default charter comes in it (default: the invitation's language)."""
 
 
 class AcceptInvitationRequest(Body, kw_only=True):
@@ -1767,6 +1769,8 @@ class CheckAnswers(Body, kw_only=True):
     """A sector key of the question set, or empty."""
     size_class: SizeClass = ""
     region: Bundesland = ""
+    timezone: Timezone = "Europe/Berlin"
+    """The check is dated by the day it is in this zone (the person's), not by the UTC day."""
 
 
 class AreaScore(Reply, kw_only=True):

@@ -100,7 +100,7 @@ class PoolController(Controller):
         report = await programme_report(backend, actor, from_date, to_date, convoy_id)
         return Response(
             programme_csv(report),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar adds "; charset=utf-8" to text types
             headers={"Content-Disposition": f'attachment; filename="programme-{from_date}-{to_date}.csv"'},
         )
 

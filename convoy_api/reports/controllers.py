@@ -122,7 +122,7 @@ class ConvoyReportsController(Controller):
             writer.writerow([_csv_safe(getattr(r, column)) for column in CSV_COLUMNS])
         return Response(
             out.getvalue(),
-            media_type="text/csv; charset=utf-8",
+            media_type="text/csv",  # Litestar adds "; charset=utf-8" to text types
             headers={"Content-Disposition": f'attachment; filename="convoy-{convoy_id}-reports.csv"'},
         )
 

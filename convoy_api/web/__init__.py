@@ -12,16 +12,16 @@ from typing import Any
 from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
 from jinja2.runtime import Context
-from litestar import Request, Response, Router
+from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.response import Template
+from litestar.response import File, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 from litestar.types import ControllerRouterHandler
 from markupsafe import Markup, escape
 
-from convoy_api.web import i18n
+from convoy_api.web import i18n, refusals
 from convoy_api.web.core import LANG_COOKIE, Page, SignInNeeded, needs_sign_in
 from convoy_api.web.pages.auth import InvitationPages, SignInPages
 from convoy_api.web.pages.check import CheckPages
@@ -47,6 +47,7 @@ STATUS_TITLES = {
     400: N_("That did not work"),
     403: N_("You may not see this"),
     404: N_("Not found"),
+    405: N_("This page does not take that request"),
     409: N_("Not possible right now"),
     410: N_("This link has expired"),
     429: N_("Too many attempts"),
@@ -91,10 +92,21 @@ def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[An
     if isinstance(exc, SignInNeeded | Unauthenticated):
         return needs_sign_in(request, exc)
     assert isinstance(exc, ConvoyError)
+    return error_page(request, exc.status, exc.message)
+
+
+def error_page(request: Request[Any, Any, State], status: int, message: str = "") -> Response[Any]:
+    """An HTML error page in the person's language: what the status means and, when the catalogue knows
+    the service's reason, that reason (never the service's English words on a German page)."""
     lang = _lang(request)
     _ = i18n.gettext_for(lang)
-    status = exc.status if exc.status in STATUS_TITLES else 500
+    status = status if status in STATUS_TITLES else 500
     inline = bool(request.headers.get("hx-request"))  # an htmx action: a small fragment static/convoy.js shows
+    detail = ""
+    if message and status < 500:
+        detail = refusals.explain(_, message) or (message if lang == "en" and status in (400, 409) else "")
+    if status == 404 and not detail and not inline:
+        detail = _(N_("The address may be mistyped, or the page has moved or was removed."))
     return Template(
         template_name="_htmx_error.html" if inline else "error.html",
         context={
@@ -102,13 +114,23 @@ def page_error(request: Request[Any, Any, State], exc: Exception) -> Response[An
             "me": None,
             "csrf": "",
             "title": _(STATUS_TITLES.get(status, N_("Something went wrong"))),
-            "detail": exc.message if status < 500 else "",
+            "detail": detail,
             "status": status,
         },
         status_code=status,
         headers={**({"Retry-After": "2"} if status == 503 else {}), **({"X-Convoy-Error": "inline"} if inline else {})}
         or None,
     )
+
+
+def wants_html(request: Request[Any, Any, State]) -> bool:
+    """A browser asking for a page (an API client asks under /api/ or accepts JSON)."""
+    accept = request.headers.get("accept", "")
+    return not request.url.path.startswith("/api/") and "text/html" in accept and "application/json" not in accept
+
+
+def favicon() -> File:
+    return File(HERE / "static" / "favicon.ico", media_type="image/x-icon", content_disposition_type="inline")
 
 
 def routes(settings: Settings) -> list[ControllerRouterHandler]:
@@ -134,7 +156,8 @@ def routes(settings: Settings) -> list[ControllerRouterHandler]:
             include_in_schema=False,
         ),
         create_static_files_router(path="/static", directories=[HERE / "static"], include_in_schema=False),
+        get("/favicon.ico", include_in_schema=False, sync_to_thread=False)(favicon),
     ]
 
 
-__all__ = ["Page", "routes", "template_config"]
+__all__ = ["Page", "error_page", "routes", "template_config", "wants_html"]

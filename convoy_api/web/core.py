@@ -12,7 +12,7 @@ import hmac
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
@@ -24,7 +24,7 @@ from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from convoy_api.deps import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, Backend
-from convoy_api.web import i18n
+from convoy_api.web import i18n, refusals
 from schemas import api
 from schemas.subjects import Rpc
 from services.runtime.errors import ConvoyError, Forbidden, NotFound, Unauthenticated
@@ -100,11 +100,16 @@ class Page:
         return text % variables if variables else text
 
     def local(self, at: datetime | None) -> str:
-        if at is None:
-            return ""
-        tz = ZoneInfo(self.me.person.timezone if self.me else "Europe/Berlin")
-        local = at.astimezone(tz)
-        return local.strftime("%d.%m.%Y %H:%M") if self.lang == "de" else local.strftime("%Y-%m-%d %H:%M")
+        """A moment in the person's time zone and locale (Babel): 03.12.2026 09:00, 3 Dec 2026 09:00."""
+        return i18n.moment(self.lang, at, ZoneInfo(self.me.person.timezone if self.me else "Europe/Berlin"))
+
+    def day(self, value: date | None) -> str:
+        """A calendar day in the person's locale: 03.12.2026, 3 Dec 2026."""
+        return i18n.day(self.lang, value)
+
+    def number(self, value: float | None, digits: int = 1) -> str:
+        """A number with decimals in the person's locale: 4,0 in German, 4.0 in English."""
+        return i18n.number(self.lang, value, digits)
 
     # --- services ----------------------------------------------------------------------------
     async def call(self, service: str, operation: str, request: msgspec.Struct, reply_type: type[Rep]) -> Rep:
@@ -157,7 +162,9 @@ def parse(page: Page, kind: type[T], values: dict[str, Any]) -> T:
 
 
 def service_error(page: Page, exc: ConvoyError) -> str:
-    """A service's refusal, in the person's language (the service's own words follow, for detail)."""
+    """A service's refusal in the person's language: what the status means, then the reason when the
+    catalogue knows it (refusals.py). The service's English words reach only an English reader, and
+    only where they say what to change (400, 409); a German page never shows them."""
     lead = {
         400: page._("That did not work:"),
         403: page._("You may not do this."),
@@ -167,7 +174,14 @@ def service_error(page: Page, exc: ConvoyError) -> str:
         429: page._("Too many attempts; please wait a minute."),
         503: page._("Convoy is busy; please try again in a moment."),
     }.get(exc.status, page._("Something went wrong."))
-    return f"{lead} {exc.message}" if exc.status in (400, 409) else lead
+    said = refusals.explain(i18n.gettext_for(page.lang), exc.message)
+    if said:
+        return said if exc.status == 429 else f"{lead} {said}"  # too many: the reason says how long to wait
+    if exc.status in (400, 409) and page.lang == "en":
+        return f"{lead} {exc.message}"
+    if exc.status in (400, 409):
+        return lead.rstrip(":") + "."
+    return lead
 
 
 # --- the dependency ------------------------------------------------------------------------------

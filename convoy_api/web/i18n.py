@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import gettext
 import io
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
+from babel.dates import format_date, format_time
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
@@ -22,6 +25,8 @@ Lang = Literal["de", "en"]
 LANGUAGES: tuple[Lang, ...] = ("de", "en")
 DEFAULT: Lang = "de"
 LOCALE_DIR = Path(__file__).parent / "locale"
+LOCALES: dict[str, str] = {"de": "de_DE", "en": "en_GB"}
+"""Dates and numbers as people in Germany read them: 03.12.2026 and 4,5 in German, 3 Dec 2026 in English."""
 
 
 @functools.cache
@@ -39,6 +44,65 @@ def translations(lang: str) -> gettext.NullTranslations:
 
 def gettext_for(lang: str) -> Any:
     return translations(lang if lang in LANGUAGES else DEFAULT).gettext
+
+
+def N_(message: str) -> str:
+    """Marks a string for the catalogue; it is translated where it is shown."""
+    return message
+
+
+LAENDER: dict[str, str] = {
+    "BW": N_("Baden-Württemberg"),
+    "BY": N_("Bavaria"),
+    "BE": N_("Berlin"),
+    "BB": N_("Brandenburg"),
+    "HB": N_("Bremen"),
+    "HH": N_("Hamburg"),
+    "HE": N_("Hesse"),
+    "MV": N_("Mecklenburg-Western Pomerania"),
+    "NI": N_("Lower Saxony"),
+    "NW": N_("North Rhine-Westphalia"),
+    "RP": N_("Rhineland-Palatinate"),
+    "SL": N_("Saarland"),
+    "SN": N_("Saxony"),
+    "ST": N_("Saxony-Anhalt"),
+    "SH": N_("Schleswig-Holstein"),
+    "TH": N_("Thuringia"),
+}
+"""The German states by their ISO 3166-2:DE code (schemas.values.Bundesland), named in English."""
+
+
+def land(lang: str, code: str | None) -> str:
+    """A state's name in the reader's language (Sachsen-Anhalt, Saxony-Anhalt) for its code; '' for none."""
+    if not code:
+        return ""
+    name = LAENDER.get(code)
+    return str(gettext_for(lang)(name)) if name else code
+
+
+def _locale(lang: str) -> str:
+    return LOCALES.get(lang, LOCALES[DEFAULT])
+
+
+def day(lang: str, value: date | None) -> str:
+    """A calendar day in the reader's locale (03.12.2026, 3 Dec 2026); '' for none."""
+    return "" if value is None else format_date(value, "medium", locale=_locale(lang))
+
+
+def moment(lang: str, at: datetime | None, tz: tzinfo) -> str:
+    """A moment in the reader's time zone and locale (03.12.2026 09:00, 3 Dec 2026 09:00)."""
+    if at is None:
+        return ""
+    local = at.astimezone(tz)
+    return f"{day(lang, local.date())} {format_time(local, 'HH:mm', locale=_locale(lang))}"
+
+
+def number(lang: str, value: float | None, digits: int = 1) -> str:
+    """A number with ``digits`` decimals in the reader's locale (4,0 in German, 4.0 in English); a dash for none."""
+    if value is None:
+        return "\u2013"
+    pattern = "#,##0." + "0" * digits if digits else "#,##0"
+    return format_decimal(value, format=pattern, locale=_locale(lang))
 
 
 def negotiate(accept_language: str) -> Lang:
@@ -61,7 +125,32 @@ def _ngettext(ctx: Context, singular: str, plural: str, n: int) -> str:
     return translations(ctx.get("lang", DEFAULT)).ngettext(singular, plural, n)
 
 
+@pass_context
+def _pgettext(ctx: Context, context: str, message: str) -> str:
+    """One English word with two German ones (``State``: a Bundesland, or a round's status)."""
+    return translations(ctx.get("lang", DEFAULT)).pgettext(context, message)
+
+
+@pass_context
+def _day(ctx: Context, value: date | None) -> str:
+    return day(ctx.get("lang", DEFAULT), value)
+
+
+@pass_context
+def _number(ctx: Context, value: float | None, digits: int = 1) -> str:
+    return number(ctx.get("lang", DEFAULT), value, digits)
+
+
+@pass_context
+def _land(ctx: Context, code: str | None) -> str:
+    return land(ctx.get("lang", DEFAULT), code)
+
+
 def install(env: Any) -> None:
-    """Give a Jinja environment ``_()``/``gettext``/``ngettext`` that speak the page's ``lang``."""
+    """Give a Jinja environment ``_()``/``gettext``/``ngettext``/``pgettext`` that speak the page's ``lang``,
+    and the filters ``day`` (a date), ``num`` (a number with decimals) and ``land`` (a state's name)."""
     env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(_gettext, _ngettext, newstyle=True)
+    env.install_gettext_callables(_gettext, _ngettext, newstyle=True, pgettext=_pgettext)
+    env.filters["day"] = _day
+    env.filters["num"] = _number
+    env.filters["land"] = _land

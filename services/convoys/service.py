@@ -26,7 +26,7 @@ from schemas import api
 from schemas import events as ev
 from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
-from services.convoys.charter import charter_text
+from services.convoys.charter import default_charter
 from services.runtime.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
@@ -653,6 +653,7 @@ class ConvoysService:
     async def preview_invitation(self, req: api.PreviewInvitation) -> api.InvitationPreview:
         async with self.rt.db.connection() as conn:
             row = await self._open_invitation(conn, req.token, lock=False)
+        lang = req.language or row["language"]  # the default charter as the invitee reads (en: in English)
         return api.InvitationPreview(
             convoy_name=row["convoy_name"],
             company_name=row["company_name"],
@@ -660,7 +661,7 @@ class ConvoysService:
             name=row["name"],
             language=row["language"],
             expires_at=row["expires_at"],
-            charter=charter_text(row, "convoy_language"),
+            charter=row["charter_text"] if row["charter_text"] is not None else default_charter(lang),
             charter_version=row["charter_version"],
             role=row["role"],
         )

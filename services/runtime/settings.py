@@ -32,7 +32,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     namespace: str = "convoy"
     """Prefix of every NATS subject and stream; lets installations share a NATS cluster."""
     public_url: str = "http://127.0.0.1:8000"
-    """Base URL people reach Convoy under, used in links in emails."""
+    """Base URL people reach Convoy under, used in links in emails; unset: http://CONVOY_HTTP_HOST:CONVOY_HTTP_PORT."""
 
     # --- HTTP edge ---------------------------------------------------------------------------
     http_host: str = "127.0.0.1"
@@ -160,7 +160,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return [float(x) for x in self.consumer_backoff.split(",") if x.strip()] or [1.0]
 
     def with_(self, **changes: object) -> Settings:
+        """A copy with ``changes``; a public URL that followed host and port keeps following them."""
+        if "public_url" not in changes and self.public_url == default_public_url(self.http_host, self.http_port):
+            host = str(changes.get("http_host", self.http_host))
+            port = int(str(changes.get("http_port", self.http_port)))
+            changes["public_url"] = default_public_url(host, port)
         return msgspec.structs.replace(self, **changes)
+
+
+def default_public_url(host: str, port: int) -> str:
+    """Where the API listens, as a browser would address it (a wildcard interface: this machine)."""
+    if host in ("", "0.0.0.0", "::", "[::]"):  # noqa: S104 — not binding, naming
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 class SettingsError(ValueError):
@@ -181,10 +195,15 @@ def load(environ: dict[str, str] | None = None) -> Settings:
             except OSError as exc:
                 raise SettingsError(f"{variable}_FILE: cannot read {env[variable + '_FILE']}: {exc.strerror}") from exc
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         field = str(exc).rsplit("`$.", 1)[-1].rstrip("`")
         raise SettingsError(f"{PREFIX}{field.upper()}: {exc}") from exc
+    if not raw.get("public_url"):  # unset or empty: links in emails point where the API listens
+        settings = msgspec.structs.replace(
+            settings, public_url=default_public_url(settings.http_host, settings.http_port)
+        )
+    return settings
 
 
 def describe() -> list[tuple[str, str, str]]:

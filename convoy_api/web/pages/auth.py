@@ -110,6 +110,12 @@ class SignInPages(Controller):
         return page.redirect(safe_next(str(page.form.get("next", "/"))))
 
 
+def _chosen(page: Page) -> i18n.Lang | None:
+    """The language this browser chose (the switch's cookie); None: the invitation's own."""
+    lang = page.request.cookies.get(LANG_COOKIE, "")
+    return lang if lang in i18n.LANGUAGES else None
+
+
 class InvitationPages(Controller):
     path = "/invitations"
     dependencies = {"page": Provide(provide_page)}
@@ -120,7 +126,7 @@ class InvitationPages(Controller):
         self, page: PageDep, token: FromPath[str], next: Annotated[str | None, QueryParameter()] = None
     ) -> Template:
         try:
-            body = msgspec.convert({"token": token}, api.PreviewInvitation)
+            body = msgspec.convert({"token": token, "language": _chosen(page)}, api.PreviewInvitation)
             preview = await page.call("convoys", Rpc.INVITATION_PREVIEW, body, api.InvitationPreview)
         except msgspec.ValidationError:
             return page.render("invitation.html", 400, preview=None, error=page._("This link is broken."), errors={})
@@ -146,7 +152,10 @@ class InvitationPages(Controller):
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
             preview = await page.call(
-                "convoys", Rpc.INVITATION_PREVIEW, api.PreviewInvitation(token=token), api.InvitationPreview
+                "convoys",
+                Rpc.INVITATION_PREVIEW,
+                api.PreviewInvitation(token=token, language=_chosen(page)),
+                api.InvitationPreview,
             )
             return page.render(
                 "invitation.html",

@@ -79,7 +79,9 @@ class CheckPages(Controller):
             message = page._("%(count)d questions still need an answer.", count=len(errors))
             return self._form(page, qs, 422, errors=errors, values={**values, **profile}, error=message)
         try:
-            answers = msgspec.convert({"version": qs.version, "answers": values, **profile}, api.CheckAnswers)
+            zone = page.me.person.timezone if page.me else "Europe/Berlin"  # dated by the local day
+            check = {"version": qs.version, "answers": values, **profile, "timezone": zone}
+            answers = msgspec.convert(check, api.CheckAnswers)
             result = await page.call("convoys", Rpc.CHECK_SUBMIT, api.SubmitCheck(check=answers), api.CheckResult)
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, profile)

@@ -14,6 +14,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
+from convoy_api.web import audit, i18n
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from convoy_api.web.pages.checklist import formation_steps, ready_to_activate
 from schemas import api
@@ -454,10 +455,10 @@ class FacilitatorPages(Controller):
                 "convoys", Rpc.AUDIT_LIST, api.ListAudit(actor=actor, convoy_id=convoy_id, limit=200), api.AuditLog
             ),
         )
-        people = {f.person_id: f.name for f in convoy.facilitators}
-        for company in convoy.companies:
-            people.update({r.person_id: r.name for r in company.representatives})
-        return page.render("audit.html", convoy=convoy, entries=log.entries, people=people)
+        people = audit.people_of(convoy)
+        gettext = i18n.gettext_for(page.lang)
+        rows = [{"at": e.at, **audit.describe(gettext, e, people)} for e in log.entries]
+        return page.render("audit.html", convoy=convoy, entries=rows)
 
     @get("/facilitate")
     async def overview(self, page: PageDep) -> Template:

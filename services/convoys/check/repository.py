@@ -28,10 +28,11 @@ async def insert_result(
     sector: str,
     size_class: str,
     region: str,
+    completed_on: date,
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
-        "INSERT INTO check_results (id, version, answers, scores, overall, sector, size_class, region)"
-        " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6, $7, $8) RETURNING *",
+        "INSERT INTO check_results (id, version, answers, scores, overall, sector, size_class, region, completed_on)"
+        " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5, $6, $7, $8, $9) RETURNING *",
         check_id,
         version,
         msgspec.json.encode(answers).decode(),
@@ -40,6 +41,7 @@ async def insert_result(
         sector,
         size_class,
         region,
+        completed_on,
     )
     assert row is not None
     return row

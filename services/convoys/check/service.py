@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
@@ -57,10 +58,12 @@ class CheckService:
             scored = qs_.score(qs, a)
         except qs_.AnswerError as exc:
             raise InvalidInput(str(exc)) from exc
+        check_timezone(a.timezone)
         async with self.rt.db.transaction() as conn:
             row = await check_repo.insert_result(
                 conn,
                 check_id=uuid.uuid4(),
+                completed_on=datetime.now(ZoneInfo(a.timezone)).date(),
                 version=a.version,
                 answers=scored.answers,
                 scores=scored.areas,
