@@ -163,8 +163,8 @@ async def test_the_facilitator_journey_on_desktop_and_phone(site: str, browser: 
     await expect(anna.get_by_role("heading", level=1)).to_contain_text("Anna Brandt")
 
     await fac.goto(f"{site}/convoys/{convoy_id}/audit")
-    await expect(fac.locator("table")).to_contain_text("invitation.resent")
-    await expect(fac.locator("table")).to_contain_text("invitation.withdrawn")
+    await expect(fac.locator("table")).to_contain_text("hat eine Einladung erneut verschickt")
+    await expect(fac.locator("table")).to_contain_text("hat eine Einladung zurückgezogen.")
 
     # The checklist on the convoy page too; a start date ticks the schedule; starting the convoy ends it.
     await fac.goto(f"{site}/convoys/{convoy_id}")

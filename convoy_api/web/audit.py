@@ -33,6 +33,8 @@ SENTENCES: dict[str, str] = {
     "company.joined": N_("%(actor)s added the company %(company)s."),
     "company.removed": N_("%(actor)s removed the company %(company)s."),
     "person.invited": N_("%(actor)s invited a representative of %(company)s."),
+    "invitation.resent": N_("%(actor)s sent an invitation again (the earlier link no longer works)."),
+    "invitation.withdrawn": N_("%(actor)s withdrew an invitation."),
     "observer.invited": N_("%(actor)s invited an observer."),
     "person.joined": N_("%(person)s joined for %(company)s."),
     "observer.joined": N_("%(person)s joined as an observer."),
