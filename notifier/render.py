@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -76,10 +77,12 @@ _BLOCKS = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["tab
 """The block structure of a report's Markdown (as services.runtime.markdown parses it)."""
 
 
+@functools.lru_cache(maxsize=markdown.RENDER_CACHE_ENTRIES)
 def plain_blocks(text: str) -> str:
     """Markdown -> plain text that keeps its shape: paragraphs, ``- ``/``1. `` list items (nested
     ones indented), code as written, table rows as ``a | b``; within a block, ``markdown.plain``
-    (no ``**``, link texts without their addresses); quotes start with ``> ``."""
+    (no ``**``, link texts without their addresses); quotes start with ``> ``. Cached by text (a
+    report's text goes into every email of its fan-out and into digests)."""
     out: list[str] = []
     lists: list[int] = []  # per open list: 0 bullet, else the next number
     marker = ""

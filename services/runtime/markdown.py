@@ -177,9 +177,16 @@ def plain(text: str, limit: int | None = None) -> str:
     """Markdown -> text without markup: link texts stay (their addresses go), code stays as
     text, whitespace collapses to single spaces. With ``limit``, a longer result is cut so that
     it has at most ``limit`` characters including a trailing "…" (at a word boundary when one
-    is near)."""
+    is near). Cached by text like :func:`render` (a report's text is flattened once per email of
+    its fan-out, its digests and chat posts otherwise)."""
     if limit is not None and limit < 1:
         raise ValueError("limit must be at least 1")
+    if len(text) > RENDER_CACHE_MAX_CHARS:
+        return _plain(text, limit)
+    return _plain_cached(text, limit)
+
+
+def _plain(text: str, limit: int | None) -> str:
     out: list[str] = []
     for token in _MD.parse(text):
         if token.type == "inline" and token.children is not None:
@@ -197,3 +204,6 @@ def plain(text: str, limit: int | None = None) -> str:
     if space >= (limit - 1) * 2 // 3:
         cut = cut[:space]
     return cut.rstrip() + _ELLIPSIS
+
+
+_plain_cached = functools.lru_cache(maxsize=RENDER_CACHE_ENTRIES)(_plain)
