@@ -74,8 +74,9 @@ def round_state(schedule: api.Schedule | None, latest: api.Report | None, now: d
     if schedule is None:
         return RoundState("")
     cycle = open_cycle(schedule, now)
-    if cycle is not None and cycle.opened:
-        if latest is not None and latest.cycle_index == cycle.cycle_index:
+    ours = latest is not None and cycle is not None and latest.cycle_index == cycle.cycle_index
+    if cycle is not None and (cycle.opened or ours):  # sent already, though the prompt has not gone out yet
+        if latest is not None and ours:
             if latest.digest_cycle is None and latest.editable_until and latest.editable_until > now:
                 return RoundState("sent", cycle, latest, latest.editable_until)
             return RoundState("in_digest", cycle, latest)
