@@ -28,6 +28,7 @@ from tests.world import ADMIN, sign_in
 PUBLIC = {
     # operations
     ("GET", "/health"),
+    ("GET", "/favicon.ico"),
     ("GET", "/metrics"),
     ("GET", "/metrics/{service}"),
     # signing in, invitations, joining, the catalogue: anyone, rate-limited per client

@@ -79,7 +79,12 @@ def editable_until(convoy: asyncpg.Record, cycle_index: int, digest_cycle: int |
     """When a report's edits end unless a digest carries it first (``edit_report``'s rule); None once carried."""
     if digest_cycle is not None:
         return None
-    return cycles.cycle_by_index(cadence_of(convoy), convoy["timezone"], convoy["start_date"], cycle_index).closes_at
+    try:
+        return cycles.cycle_by_index(
+            cadence_of(convoy), convoy["timezone"], convoy["start_date"], cycle_index
+        ).closes_at
+    except (ValueError, OverflowError):  # a cycle outside the calendar (history brought in by SQL): not editable
+        return None
 
 
 def encode_cursor(submitted_at: datetime, report_id: uuid.UUID) -> str:
