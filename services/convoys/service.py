@@ -598,25 +598,15 @@ class ConvoysService:
                 conn, ev.PersonInvited(invitation_id=created.id, convoy_id=convoy["id"], company_id=company["id"])
             )
         expires = created.expires_at.strftime("%d.%m.%Y" if invitation.language == "de" else "%Y-%m-%d")
-        if observer:
-            await self._email(
-                conn,
-                ev.EmailRequested(
-                    key=f"invitation:{created.id}",
-                    to_email=invitation.email,
-                    to_name=invitation.name,
-                    language=invitation.language,
-                    template="observer_invitation",
-                    params={
-                        "convoy": convoy["name"],
-                        "inviter": inviter,
-                        "link": f"{self.base_url}/invitations/{token}",
-                        "expires": expires,
-                    },
-                ),
-            )
-            return created
-        assert company is not None
+        params = {
+            "convoy": convoy["name"],
+            "inviter": inviter,
+            "link": f"{self.base_url}/invitations/{token}",
+            "expires": expires,
+        }
+        if not observer:
+            assert company is not None
+            params["company"] = company["name"]
         await self._email(
             conn,
             ev.EmailRequested(
@@ -624,14 +614,8 @@ class ConvoysService:
                 to_email=invitation.email,
                 to_name=invitation.name,
                 language=invitation.language,
-                template="invitation",
-                params={
-                    "convoy": convoy["name"],
-                    "company": company["name"],
-                    "inviter": inviter,
-                    "link": f"{self.base_url}/invitations/{token}",
-                    "expires": expires,
-                },
+                template="observer_invitation" if observer else "invitation",
+                params=params,
             ),
         )
         return created
