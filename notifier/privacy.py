@@ -14,12 +14,12 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from notifier import access
 from notifier import repository as repo
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
-from services.runtime.errors import Forbidden
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -46,8 +46,7 @@ class PrivacyRules:
         return await repo.is_erased(self.rt.db, person_id)
 
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
-        if req.actor.person_id is None:
-            raise Forbidden("the admin token has no personal data; sign in as a person")
+        person_id = access.own_person(req.actor, "personal data")
         me = await self.rt.rpc.call(self.rt.subjects.rpc("convoys", Rpc.ME_GET), req, api.Me)
-        sections = await repo.personal_records(self.rt.db, req.actor.person_id, me.person.email)
+        sections = await repo.personal_records(self.rt.db, person_id, me.person.email)
         return api.PersonalData(service=self.rt.name, sections=sections)
