@@ -192,7 +192,6 @@ class Rpc:
     CONVOY_FACILITATORS = "convoy_facilitators"
     """Internal (no actor): one convoy's facilitators with their contacts (services/convoys)."""
     CONVOY_SLACK_SET = "convoy_slack_set"
-    CONVOY_SLACK_GET = "convoy_slack_get"
     CONVOY_CHAT_SET = "convoy_chat_set"
     """Set or remove one chat channel's webhook (facilitators; the notifier as system)."""
     CONVOY_CHAT_GET = "convoy_chat_get"
