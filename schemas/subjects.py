@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 
+class Named(Protocol):
+    """A declared operation, as far as its subject goes (``schemas.contract.Op``)."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
 class Routed(Protocol):
     TYPE: ClassVar[str]
     CHANNEL: ClassVar[str]
@@ -103,6 +112,10 @@ class Subjects:
     def rpc(self, service: str, operation: str) -> str:
         """Subject of one request/reply endpoint of a service."""
         return f"{self.namespace}.rpc.{service}.{operation}"
+
+    def operation(self, op: Named) -> str:
+        """Subject of a declared operation (``schemas/contract.py``): ``<ns>.rpc.<service>.<name>``."""
+        return self.rpc(op.service, op.name)
 
     def health(self, service: str) -> str:
         return self.rpc(service, "health")
