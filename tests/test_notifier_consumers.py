@@ -4,6 +4,7 @@ handlers that ask other services) the real services over NATS."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import uuid
 from collections.abc import AsyncIterator
@@ -30,18 +31,17 @@ from tests.test_scheduler import active_convoy
 async def consumers(settings: Settings) -> AsyncIterator[Consumers]:
     """The notifier's handlers with a runtime of their own: database and NATS (for RPCs), no consumers running."""
     rt = Runtime(settings, "notifier")
-    rt.db = await db.connect(settings, "notifier")
-    rt.nc = await bus.connect(settings, "convoy-notifier-test")
-    rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout)
-    mail = Mailer(settings, rt.db)
-    handlers = Consumers(rt, mail, PrivacyRules(rt))
-    try:
+    async with contextlib.AsyncExitStack() as cleanup:
+        rt.db = await db.connect(settings, "notifier")
+        cleanup.push_async_callback(rt.db.close, 5)
+        rt.nc = await bus.connect(settings, "convoy-notifier-test")
+        cleanup.push_async_callback(rt.nc.close)
+        rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout, rt.subjects)
+        mail = Mailer(settings, rt.db)
+        cleanup.push_async_callback(mail.close)
+        handlers = Consumers(rt, mail, PrivacyRules(rt))
+        cleanup.push_async_callback(handlers.close)
         yield handlers
-    finally:
-        await handlers.close()
-        await mail.close()
-        await rt.nc.close()
-        await rt.db.close(5)
 
 
 async def delivery(database_url: str, key: str) -> asyncpg.Record | None:
