@@ -390,12 +390,13 @@ class Feedback:
         kudos: list[uuid.UUID],
     ) -> tuple[str, Person, render.Rendered, replies.Target | None]:
         _ = i18n.Words(render.message_language(to.language))
+        facilitator = _("facilitator")
 
         def who(person_id: uuid.UUID, comment: api.Comment | None = None) -> str:
             p = people.get(person_id)
             if p is None:  # left the convoy, or erased their account
                 return comment.former_author if comment is not None and comment.former_author else _("a former member")
-            return f"{p.name} ({p.company if p.company is not None else _('facilitator')})"
+            return f"{p.name} ({p.company if p.company is not None else facilitator})"
 
         lines = []
         for s in said:

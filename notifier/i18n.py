@@ -68,15 +68,15 @@ def day(d: date, lang: str) -> str:
 def when_long(at: datetime, lang: str, tz: ZoneInfo) -> str:
     """``Montag, 12. Mai 2025, 09:00 Uhr`` / ``Monday, 12 May 2025, 09:00`` in ``tz``."""
     local = at.astimezone(tz)
-    date_, time = shared.day(lang, local.date(), "full"), shared.clock(lang, local)
-    return Words(lang)("%(date)s, %(time)s", date=date_, time=time)
+    _ = Words(lang)
+    return _("%(date)s, %(time)s", date=shared.day(lang, local.date(), "full"), time=shared.clock(lang, local))
 
 
 def when_short(at: datetime, lang: str, tz: ZoneInfo) -> str:
     """``12.05.2025, 09:00 Uhr`` / ``12 May 2025, 09:00`` in ``tz`` (for subjects)."""
     local = at.astimezone(tz)
-    date_, time = shared.day(lang, local.date(), "medium"), shared.clock(lang, local)
-    return Words(lang)("%(date)s, %(time)s", date=date_, time=time)
+    _ = Words(lang)
+    return _("%(date)s, %(time)s", date=shared.day(lang, local.date(), "medium"), time=shared.clock(lang, local))
 
 
 def number(value: float, lang: str) -> str:
