@@ -125,7 +125,7 @@ def prompt(
         "next_html": Markup(markdown.render(next_steps)) if next_steps else "",  # noqa: S704 - sanitized
         "next_text": plain_blocks(next_steps) if next_steps else "",
         "commitments": [_one_line(c) for c in (context.open_commitments if context else []) if c.strip()],
-        "reply_hint": reply_hint(_, values["company"]) if replies_enabled else "",
+        "reply_hint": reply_hint(_, _one_line(recipient.company_name)) if replies_enabled else "",
         "calendar_link": calendar_link if not nudge else "",
     }
     return Rendered(

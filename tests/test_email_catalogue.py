@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from babel.messages.pofile import read_po
 
 import notifier
-from notifier import facilitation, facilitator, feedback, i18n, render
+from notifier import cycles, facilitation, facilitator, feedback, i18n, render
 from schemas import api
 from tests.test_facilitator_mail import health, person
 from tests.test_facilitator_mail import render as facilitator_digest
@@ -54,7 +54,7 @@ def test_every_email_string_has_its_german_translation_with_the_same_placeholder
     assert german.keys() - wanted == set(), "strings no email uses any more: remove them from the catalogue"
     for msgid, m in german.items():
         ids = [m.id] if isinstance(m.id, str) else list(m.id)
-        strings = [m.string] if isinstance(m.string, str) else list(m.string)
+        strings = [m.string] if isinstance(m.string, str) else list(m.string or ())
         assert all(strings) and not m.fuzzy, f"untranslated: {msgid!r}"
         names = set(PLACEHOLDER.findall(ids[-1]))
         for s in strings:
@@ -122,7 +122,7 @@ def test_the_round_summary_names_one_rating_and_an_average_with_a_decimal_comma(
         )
 
     def summary(d: api.Digest, lang: str) -> render.Rendered:
-        digests = facilitation.DigestRenderer(
+        digests = cycles.DigestRenderer(
             d=d, people={}, companies={}, absences=[], link="https://x.test/c", report_link="https://x.test/{report_id}"
         )
         contact = api.FacilitatorContact(
