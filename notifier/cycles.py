@@ -49,6 +49,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def absence(_: i18n.Words, a: ev.Absence) -> str:
+    """Why a company did not report: ``away`` (``abwesend``), or ``skipped: reason`` (``ausgesetzt: …``)."""
+    if a.kind == "away":
+        return _("away")
+    reason = _one_line(a.reason)
+    return _("skipped") + (f": {reason}" if reason else "")
+
+
 def _percent(share: float) -> int:
     return max(0, min(100, round(share * 100)))
 
@@ -274,9 +282,7 @@ class DigestRenderer:
         for a in self.absences:
             if a.company_id in reported or a.company_id in absent:
                 continue
-            reason = _one_line(a.reason)
-            label = _("away") if a.kind == "away" else _("skipped") + (f": {reason}" if reason else "")
-            absent[a.company_id] = _Absent(name=_one_line(companies.get(a.company_id, "")) or "?", label=label)
+            absent[a.company_id] = _Absent(name=_one_line(companies.get(a.company_id, "")) or "?", label=absence(_, a))
         silent = [
             _one_line(companies.get(c, "")) or "?"
             for c in d.silent_company_ids
