@@ -55,33 +55,11 @@ class Consumers:
         self.mail = mail
         self.privacy = privacy
         # the convoy's chat channels (Slack, Teams): notifier/chat
-        self.chat = ChatDelivery(
-            rt,
-            deliveries=mail.deliveries,
-            delivery_log=mail.log,
-            send_email=mail.send_email,
-            sent=SENT,
-            list_id=MESSAGES_LIST_ID,
-        )
+        self.chat = ChatDelivery(rt, mail)
         # help requests at once and round summaries at close, for the convoy's facilitators
-        self.facilitators = facilitation.FacilitatorMail(
-            rt=rt,
-            send_email=mail.send_email,
-            fan_out=mail.fan_out,
-            preferences=mail.preferences,
-            public=mail.public,
-            list_id=convoy_list_id,
-        )
+        self.facilitators = facilitation.FacilitatorMail(rt, mail)
         # comments, replies and kudos: collected per report over CONVOY_FEEDBACK_WINDOW_S, one email each
-        self.feedback = feedback.Feedback(
-            rt,
-            send_email=mail.send_email,
-            fan_out=mail.fan_out,
-            preferences=mail.preferences,
-            public=mail.public,
-            list_id=convoy_list_id,
-            replies_on=mail.replies_on,
-        )
+        self.feedback = feedback.Feedback(rt, mail)
 
     async def close(self) -> None:
         await self.chat.close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -33,8 +32,8 @@ from markupsafe import Markup
 
 from notifier import i18n
 from notifier.cycles import DigestRenderer, _one_line
+from notifier.delivery import Mailer, convoy_list_id
 from notifier.render import Rendered, _env, greeting, message_language
-from notifier.repository import Preferences
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
@@ -185,23 +184,13 @@ class RoundSummary:
         )
 
 
-# --- wiring: what the notifier's consumers call --------------------------------------------------
-SendEmail = Callable[..., Awaitable[None]]
-FanOut = Callable[[Iterable[Callable[[], Awaitable[None]]]], Awaitable[None]]
-
-
+# --- sending: what the notifier's consumers call ------------------------------------------------
 @dataclass(frozen=True)
 class FacilitatorMail:
-    """The facilitator's emails of the loop, sent through the notifier's ``send_email`` and ``fan_out``."""
+    """The facilitator's emails of the loop, sent through the notifier's ``Mailer`` (notifier/delivery.py)."""
 
     rt: Runtime
-    send_email: SendEmail
-    fan_out: FanOut
-    preferences: Preferences
-    public: Callable[[str], str]
-    """A path → its public URL."""
-    list_id: Callable[[str, uuid.UUID], str]
-    """A convoy's name and id → the List-Id of its emails."""
+    mail: Mailer
 
     async def facilitators(self, convoy_id: uuid.UUID) -> api.ConvoyFacilitators:
         return await self.rt.rpc.call(
@@ -244,12 +233,12 @@ class FacilitatorMail:
         if not to:
             return
         milestone = await self._milestone_title(report, event.milestone_id or report.help_milestone_id)
-        prefs = await self.preferences.get_many(f.person_id for f in to)
-        link = self.public(f"/reports/{report.id}")
-        list_id = self.list_id(who.convoy_name, event.convoy_id)
-        await self.fan_out(
+        prefs = await self.mail.preferences.get_many(f.person_id for f in to)
+        link = self.mail.public(f"/reports/{report.id}")
+        list_id = convoy_list_id(who.convoy_name, event.convoy_id)
+        await self.mail.fan_out(
             functools.partial(
-                self.send_email,
+                self.mail.send_email,
                 help_key(report.id, f.person_id),
                 envelope.id,
                 to_name=f.name,
@@ -291,13 +280,13 @@ class FacilitatorMail:
             return
         summary = RoundSummary(
             digests=digests,
-            link=self.public(f"/convoys/{event.convoy_id}"),
-            schedule_link=self.public(f"/convoys/{event.convoy_id}/schedule"),
+            link=self.mail.public(f"/convoys/{event.convoy_id}"),
+            schedule_link=self.mail.public(f"/convoys/{event.convoy_id}/schedule"),
         )
-        prefs = await self.preferences.get_many(f.person_id for f in to)
-        await self.fan_out(
+        prefs = await self.mail.preferences.get_many(f.person_id for f in to)
+        await self.mail.fan_out(
             functools.partial(
-                self.send_email,
+                self.mail.send_email,
                 summary_key(event.convoy_id, event.cycle_index, f.person_id),
                 envelope.id,
                 to_name=f.name,

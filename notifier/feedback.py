@@ -31,7 +31,7 @@ import contextlib
 import functools
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -40,9 +40,10 @@ import asyncpg
 import structlog
 
 from notifier import i18n, render, replies
+from notifier.delivery import Mailer, convoy_list_id
 from notifier.email import TransientDeliveryError
 from notifier.i18n import N_
-from notifier.repository import FeedbackBatch, FeedbackItem, FeedbackQueue, Preferences
+from notifier.repository import FeedbackBatch, FeedbackItem, FeedbackQueue
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
@@ -184,26 +185,11 @@ class _Said:
 class Feedback:
     """The consumer (``on_event``) and the flusher (``run``); sends through the notifier's ``send_email``."""
 
-    def __init__(
-        self,
-        rt: Runtime,
-        *,
-        send_email: Callable[..., Awaitable[None]],
-        fan_out: Callable[[Iterable[Callable[[], Awaitable[None]]]], Awaitable[None]],
-        preferences: Preferences,
-        public: Callable[[str], str],
-        list_id: Callable[[str, uuid.UUID], str],
-        replies_on: bool,
-    ) -> None:
+    def __init__(self, rt: Runtime, mail: Mailer) -> None:
         self.rt = rt
+        self.mail = mail
         self.queue = FeedbackQueue(rt.db)
         self.window_s = rt.settings.feedback_window_s
-        self.send_email = send_email
-        self.fan_out = fan_out
-        self.preferences = preferences
-        self.public = public
-        self.list_id = list_id
-        self.replies_on = replies_on
 
     # --- collecting ----------------------------------------------------------------------------
     async def on_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
@@ -338,11 +324,11 @@ class Feedback:
                 sends.append(self._one_email("reply", batch, people[person_id], people, company, members, answers, []))
         if not sends:
             return
-        prefs = await self.preferences.get_many(p.person_id for _, p, _, _ in sends)
-        list_id = self.list_id(members.convoy_name, batch.convoy_id)
-        await self.fan_out(
+        prefs = await self.mail.preferences.get_many(p.person_id for _, p, _, _ in sends)
+        list_id = convoy_list_id(members.convoy_name, batch.convoy_id)
+        await self.mail.fan_out(
             functools.partial(
-                self.send_email,
+                self.mail.send_email,
                 key,
                 batch.id,
                 to_name=p.name,
@@ -413,7 +399,7 @@ class Feedback:
             lines.append(Line(who=heading, text=excerpt(s.comment.body)))
         target = None
         hint = None
-        if self.replies_on and to.representative:
+        if self.mail.replies_on and to.representative:
             latest = said[-1].comment if said else None
             parent_id = (latest.parent_id or latest.id) if latest is not None else None
             target = replies.Target(
@@ -432,7 +418,7 @@ class Feedback:
             company=company,
             lines=lines,
             kudos=[who(k) for k in kudos],
-            link=self.public(f"/reports/{batch.report_id}"),
+            link=self.mail.public(f"/reports/{batch.report_id}"),
             reply_hint=hint,
         )
         return f"{kind}:{batch.id}:{to.person_id}", to, rendered, target

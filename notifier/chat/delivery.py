@@ -12,14 +12,11 @@ facilitators are told by email.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from prometheus_client import Counter
 
 from notifier import i18n, render
-from notifier.batching import DeliveryBatcher
 from notifier.chat import (
     CHANNELS,
     ChatChannel,
@@ -30,7 +27,7 @@ from notifier.chat import (
     WebhookPoster,
 )
 from notifier.cycles import absence
-from notifier.repository import Deliveries
+from notifier.delivery import MESSAGES_LIST_ID, SENT, Mailer
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
@@ -40,28 +37,12 @@ from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
 
-SendEmail = Callable[..., Awaitable[None]]
-
 
 class ChatDelivery:
-    def __init__(
-        self,
-        rt: Runtime,
-        *,
-        deliveries: Deliveries,
-        delivery_log: DeliveryBatcher,
-        send_email: SendEmail,
-        sent: Counter,
-        list_id: str,
-        channels: dict[str, ChatChannel] | None = None,
-    ) -> None:
+    def __init__(self, rt: Runtime, mail: Mailer, *, channels: dict[str, ChatChannel] | None = None) -> None:
         self.rt = rt
-        self.deliveries = deliveries
-        self.log = delivery_log
-        self.send_email = send_email
-        self.sent = sent
-        self.list_id = list_id
-        """List-Id of the notice to the facilitators (the notifier's messages about their account)."""
+        self.mail = mail
+        """Its delivery log records the posts; a disabled channel is told to the facilitators by email."""
         self.channels = CHANNELS if channels is None else channels
         self.poster = WebhookPoster(rt.settings.smtp_timeout)
 
@@ -169,8 +150,8 @@ class ChatDelivery:
         link: str,
     ) -> None:
         channel = self.channels[target.channel]
-        if not await self.log.claim(key, envelope.id, channel.name, str(convoy_id)):  # shares commits
-            self.sent.labels(channel.name, "duplicate").inc()
+        if not await self.mail.log.claim(key, envelope.id, channel.name, str(convoy_id)):  # shares commits
+            SENT.labels(channel.name, "duplicate").inc()
             return
         try:
             with tracing.span(
@@ -178,8 +159,8 @@ class ChatDelivery:
             ):
                 await self.poster.post(channel, target.webhook_url, payload)
         except RevokedWebhook as exc:
-            await self.deliveries.finish(key, "failed", str(exc))
-            self.sent.labels(channel.name, "refused").inc()
+            await self.mail.deliveries.finish(key, "failed", str(exc))
+            SENT.labels(channel.name, "refused").inc()
             log.warning("chat webhook refused for good; removing it", channel=channel.name, convoy_id=str(convoy_id))
             await self.rt.rpc.call(
                 self.rt.subjects.rpc("convoys", Rpc.CONVOY_CHAT_SET),
@@ -195,17 +176,17 @@ class ChatDelivery:
             await self._tell_facilitators(envelope, channel, convoy_id, convoy_name, str(exc), link)
             return
         except RefusedMessage as exc:
-            await self.deliveries.finish(key, "failed", str(exc))
-            self.sent.labels(channel.name, "refused").inc()
+            await self.mail.deliveries.finish(key, "failed", str(exc))
+            SENT.labels(channel.name, "refused").inc()
             log.warning("chat message refused for good", channel=channel.name, key=key, error=str(exc))
             return
         except Exception as exc:
-            await self.deliveries.note_error(key, repr(exc))
-            self.sent.labels(channel.name, "retry").inc()
+            await self.mail.deliveries.note_error(key, repr(exc))
+            SENT.labels(channel.name, "retry").inc()
             raise
-        self.log.sent(key)
-        await self.log.flush()  # recorded before the event is acknowledged
-        self.sent.labels(channel.name, "sent").inc()
+        self.mail.log.sent(key)
+        await self.mail.log.flush()  # recorded before the event is acknowledged
+        SENT.labels(channel.name, "sent").inc()
 
     async def _tell_facilitators(
         self,
@@ -228,11 +209,11 @@ class ChatDelivery:
                 {"convoy": convoy_name, "link": link, "reason": reason[:300], "channel": channel.label},
                 name=f.name,
             )
-            await self.send_email(
+            await self.mail.send_email(
                 f"message:{channel.name}_disabled:{envelope.id}:{f.person_id}",
                 envelope.id,
                 to_name=f.name,
                 to_email=f.email,
                 rendered=rendered,
-                list_id=self.list_id,
+                list_id=MESSAGES_LIST_ID,  # the notifier's messages about their account
             )
