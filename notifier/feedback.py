@@ -27,7 +27,6 @@ it listed (a top-level comment when it listed only kudos), through services/mile
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import re
 import uuid
@@ -48,6 +47,7 @@ from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
 from services.runtime.errors import NotFound, Unavailable
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -269,8 +269,7 @@ class Feedback:
                 log.warning("feedback flush: database away, trying again", error=str(exc))
             except Exception:
                 log.exception("feedback flush failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await wait_or_stop(stop, interval)
 
     async def flush(self) -> int:
         """One pass: close the due batches and send them; how many were taken."""

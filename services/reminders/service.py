@@ -29,6 +29,7 @@ from services.reminders import repository as repo
 from services.reminders import schedule as plan_
 from services.runtime import correlation, metrics, outbox
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -113,17 +114,17 @@ class Reminders:
                 while not stop.is_set():
                     if await repo.try_lock(conn, LEADER_LOCK):
                         break
-                    await _sleep_unless(stop, 2.0)  # another replica leads; take over within seconds
+                    await wait_or_stop(stop, 2.0)  # another replica leads; take over within seconds
                 if stop.is_set():
                     return
                 self.leader = True
                 log.info("leading the scheduler")
                 while not stop.is_set():
                     await repo.ping(conn)  # the lock lives as long as this connection
-                    await _sleep_unless(stop, 2.0)
+                    await wait_or_stop(stop, 2.0)
             except Exception as exc:
                 log.warning("scheduler leadership interrupted", error=repr(exc))
-                await _sleep_unless(stop, 1.0)
+                await wait_or_stop(stop, 1.0)
             finally:
                 self.leader = False
                 if conn is not None:
@@ -734,8 +735,3 @@ def _event(c: asyncpg.Record, action: plan_.Action, absences: list[ev.Absence]) 
         )
         return closed, fire_id(convoy_id, index, "close")
     return None
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -40,6 +40,7 @@ from schemas import events as ev
 from schemas.subjects import Subjects
 from services.runtime import correlation, metrics, tracing
 from services.runtime.db import TRANSIENT_DB_ERRORS
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -252,7 +253,7 @@ class Relay:
             except DB_ERRORS as exc:
                 log.warning("outbox relay lost its database connection", error=repr(exc))
             self.leader = False
-            await _sleep_unless(stop, delay)
+            await wait_or_stop(stop, delay)
             delay = min(delay * 2, 10.0)
 
     async def _lead(self, stop: asyncio.Event) -> None:
@@ -270,7 +271,7 @@ class Relay:
                 )
                 if got:
                     break
-                await _sleep_unless(stop, 2.0)  # another replica relays; stand by
+                await wait_or_stop(stop, 2.0)  # another replica relays; stand by
             if stop.is_set():
                 return
             self.leader = True
@@ -288,7 +289,7 @@ class Relay:
                     RELAY_ERRORS.labels(self.service).inc()
                     failures += 1
                     log.warning("outbox relay round failed", error=repr(exc), failures=failures)
-                    await _sleep_unless(stop, min(0.5 * 2**failures, 10.0))
+                    await wait_or_stop(stop, min(0.5 * 2**failures, 10.0))
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), POLL_S)
@@ -455,8 +456,3 @@ def _by_stream(rows: list[asyncpg.Record], subjects: Subjects) -> list[list[asyn
             last = stream
         runs[-1].append(r)
     return runs
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
