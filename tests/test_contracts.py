@@ -177,13 +177,16 @@ def test_session_state_stays_off_pooled_connections() -> None:
             if hits:
                 found[str(path.relative_to(ROOT))] = len(hits)
     assert found == {
-        "services/runtime/outbox.py": 2,  # the relay's own connection: its leader lock and LISTEN
+        "services/runtime/outbox.py": 1,  # LISTEN, on the relay's own connection (the one holding its lock)
         "services/runtime/db.py": 1,  # migrations, on a connection of their own
-        "services/reminders/repository.py": 1,  # try_lock: only ever on the leader's own connection
+        "services/runtime/lifecycle.py": 1,  # lead(): the leader lock, on a connection lead() opens itself
     }
-    callers = [str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "repo.try_lock(" in p.read_text()]
-    assert callers == ["services/reminders/service.py"]
-    assert "conn = await asyncpg.connect(" in (ROOT / "services/reminders/service.py").read_text()
+    callers = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "lifecycle.lead(" in p.read_text()
+    )
+    assert callers == ["services/reminders/service.py", "services/runtime/outbox.py"]
+    for caller in callers:  # each gives lead() a connection of its own, never a pooled one
+        assert "return await asyncpg.connect(" in (ROOT / caller).read_text(), caller
 
 
 def test_client_limiter_counts_per_client_and_stays_bounded() -> None:

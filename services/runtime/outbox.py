@@ -38,7 +38,7 @@ from prometheus_client import Counter
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
-from services.runtime import correlation, metrics, tracing
+from services.runtime import correlation, lifecycle, metrics, tracing
 from services.runtime.db import TRANSIENT_DB_ERRORS
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.settings import Settings
@@ -245,36 +245,22 @@ class Relay:
         self.leader = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                await self._lead(stop)
-                delay = 0.5
-            except DB_ERRORS as exc:
-                log.warning("outbox relay lost its database connection", error=repr(exc))
-            self.leader = False
-            await wait_or_stop(stop, delay)
-            delay = min(delay * 2, 10.0)
+        """Relay while this replica holds the relay lock; stand by while another does; until ``stop``."""
+        await lifecycle.lead(self._connect, f"convoy-relay:{self.service}", stop, lambda conn: self._relay(conn, stop))
 
-    async def _lead(self, stop: asyncio.Event) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
             self.settings.database_url,
             timeout=self.settings.db_acquire_timeout,
             command_timeout=self.settings.db_command_timeout,
             server_settings={"search_path": self.service, "application_name": f"convoy-{self.service}-relay"},
         )
+
+    async def _relay(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        """The leader's work, on the lock's connection: relay on every commit (NOTIFY) and every ``POLL_S``."""
         publisher = Publisher(self.nc)
+        self.leader = True
         try:
-            while not stop.is_set():
-                got = await conn.fetchval(
-                    "SELECT pg_try_advisory_lock(hashtext($1))", f"convoy-relay:{self.service}", timeout=5
-                )
-                if got:
-                    break
-                await wait_or_stop(stop, 2.0)  # another replica relays; stand by
-            if stop.is_set():
-                return
-            self.leader = True
             await conn.add_listener(_channel(self.service), lambda *_: self.wake.set())
             await publisher.start()
             failures = 0
@@ -296,8 +282,8 @@ class Relay:
                 if conn.is_closed():
                     raise asyncpg.exceptions.ConnectionDoesNotExistError("listener connection closed")
         finally:
+            self.leader = False
             await publisher.close()
-            await conn.close(timeout=2)
 
     async def relay_all(self, conn: asyncpg.Connection, publisher: Publisher, stop: asyncio.Event) -> int:
         """Publish what the outbox holds, up to ``in_flight`` batches at a time, until it is empty.
