@@ -195,11 +195,11 @@ async def setup(rt: Runtime) -> None:
         """The peers' emails and (if the convoy wants it) the chat posts about a new report.
 
         One request to services/convoys (representatives, the convoy's language and chat channels).
-        The report comes with the event as written; only an event older than ``fresh_s`` (the
-        notifier was down or behind, a retry) or one without it (emitted before it carried the
-        report) is read back from services/milestones. A report found hidden is neither mailed nor
-        posted. The carried report is as it was written: a hide within its first ``fresh_s`` seconds,
-        before this event is handled, can be missed; any later one is seen by the read-back.
+        The report comes with the event as written; only for an event older than ``fresh_s`` (the
+        notifier was down or behind, a retry) is it read back from services/milestones. A report found
+        hidden is neither mailed nor posted. The carried report is as it was written: a hide within its
+        first ``fresh_s`` seconds, before this event is handled, can be missed; any later one is seen
+        by the read-back.
         """
         assert isinstance(event, ev.ReportSubmitted)
         fresh_s = 10.0
@@ -209,15 +209,16 @@ async def setup(rt: Runtime) -> None:
             api.Recipients,
         )
         report = event.report
-        if report is None or (datetime.now(UTC) - envelope.occurred_at).total_seconds() > fresh_s:
-            report = await rt.rpc.call(
+        if (datetime.now(UTC) - envelope.occurred_at).total_seconds() > fresh_s:
+            now = await rt.rpc.call(
                 rt.subjects.rpc("milestones", Rpc.REPORT_GET),
                 api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
                 api.Report,
             )
-        if report.hidden:
-            log.info("report hidden before it was announced: no emails, no chat post", report_id=str(report.id))
-            return
+            if now.hidden:
+                log.info("report hidden before it was announced: no emails, no chat post", report_id=str(now.id))
+                return
+            report = msgspec.convert(now, ev.ReportSnapshot, from_attributes=True)
         company = next((m.company_name for m in members.members if m.company_id == event.company_id), "")
         link = public(f"/convoys/{event.convoy_id}")
         report_link = public(f"/reports/{report.id}")

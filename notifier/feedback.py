@@ -12,10 +12,9 @@ each batch to one of them) sends one email per person:
 
 What is true at the flush counts: a hidden report sends nothing; a hidden comment (or an answer to
 one), a comment its author deleted and kudos taken back are left out; nothing left, no email. An
-edited comment is mailed as it reads at the flush (``comment.edited``/``comment.deleted`` need no
-handling here for that reason). The data comes from
-services/milestones (``report_get``, ``comment_list``) and services/convoys (``convoy_recipients``,
-and ``facilitators`` when a facilitator took part), asked once per batch.
+edited comment is mailed as it reads at the flush (so edits and deletes need no events). The data
+comes from services/milestones (``report_get``, ``comment_list``) and services/convoys
+(``convoy_recipients``, and ``facilitators`` when a facilitator took part), asked once per batch.
 
 Exactly once: the delivery keys name the batch, so a flusher that dies mid-way (its lease runs out,
 another takes the batch over) or a failed send retried later sends only what was not sent; the

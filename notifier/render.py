@@ -11,6 +11,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from schemas import api
+from schemas import events as ev
 from services.runtime import markdown
 
 _env = jinja2.Environment(
@@ -151,7 +152,7 @@ def report_submitted(
     recipient: api.Recipient,
     company: str,
     convoy: str,
-    report: api.Report,
+    report: ev.ReportSnapshot,
     link: str,
     report_link: str,
     replies_enabled: bool = False,

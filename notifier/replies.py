@@ -382,7 +382,7 @@ class ReplyHandler:
                 "Convoy is not reachable right now; your mail server will try again later."
             ), "unavailable"
         except NotFound:
-            members = api.Recipients(convoy_id=target.convoy_id, convoy_name="", members=[])
+            members = api.Recipients(convoy_id=target.convoy_id, convoy_name="", language="", members=[])
         emails = {m.email.strip().casefold() for m in members.members if m.person_id == target.person_id}
         if not emails:
             return refuse(

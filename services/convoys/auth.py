@@ -169,16 +169,7 @@ class Sessions:
             check_timezone(changes["timezone"])
         async with self.rt.db.transaction() as conn:
             if changes:
-                row = await repo.update_person(conn, person_id, changes)  # type: ignore[arg-type]
-                await self.rt.emit(
-                    conn,
-                    ev.PersonUpdated(
-                        person_id=row["id"],
-                        name=row["name"],
-                        language=row["language"],
-                        timezone=row["timezone"],
-                    ),
-                )
+                await repo.update_person(conn, person_id, changes)  # type: ignore[arg-type]
         return await self.me(api.Ask(actor=req.actor))
 
     # --- personal API tokens -------------------------------------------------------------------
