@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 
 import asyncpg
+import msgspec
 import structlog
 
 from notifier import cycles, facilitation, facilitator, feedback, render, replies
@@ -69,11 +70,11 @@ class Consumers:
         """The peers' emails and (if the convoy wants it) the chat posts about a new report.
 
         One request to services/convoys (representatives, the convoy's language and chat channels).
-        The report comes with the event as written; only an event older than ``REPORT_FRESH_S`` (the
-        notifier was down or behind, a retry) or one without it (emitted before it carried the
-        report) is read back from services/milestones. A report found hidden is neither mailed nor
-        posted. The carried report is as it was written: a hide within its first ``REPORT_FRESH_S``
-        seconds, before this event is handled, can be missed; any later one is seen by the read-back.
+        The report comes with the event as written; only for an event older than ``REPORT_FRESH_S`` (the
+        notifier was down or behind, a retry) is it read back from services/milestones. A report found
+        hidden is neither mailed nor posted. The carried report is as it was written: a hide within its
+        first ``REPORT_FRESH_S`` seconds, before this event is handled, can be missed; any later one is
+        seen by the read-back.
         """
         assert isinstance(event, ev.ReportSubmitted)
         rt, mail = self.rt, self.mail
@@ -83,15 +84,16 @@ class Consumers:
             api.Recipients,
         )
         report = event.report
-        if report is None or (datetime.now(UTC) - envelope.occurred_at).total_seconds() > REPORT_FRESH_S:
-            report = await rt.rpc.call(
+        if (datetime.now(UTC) - envelope.occurred_at).total_seconds() > REPORT_FRESH_S:
+            now = await rt.rpc.call(
                 rt.subjects.rpc("milestones", Rpc.REPORT_GET),
                 api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
                 api.Report,
             )
-        if report.hidden:
-            log.info("report hidden before it was announced: no emails, no chat post", report_id=str(report.id))
-            return
+            if now.hidden:
+                log.info("report hidden before it was announced: no emails, no chat post", report_id=str(now.id))
+                return
+            report = msgspec.convert(now, ev.ReportSnapshot, from_attributes=True)
         company = next((m.company_name for m in members.members if m.company_id == event.company_id), "")
         link = mail.public(f"/convoys/{event.convoy_id}")
         report_link = mail.public(f"/reports/{report.id}")

@@ -12,10 +12,9 @@ each batch to one of them) sends one email per person:
 
 What is true at the flush counts: a hidden report sends nothing; a hidden comment (or an answer to
 one), a comment its author deleted and kudos taken back are left out; nothing left, no email. An
-edited comment is mailed as it reads at the flush (``comment.edited``/``comment.deleted`` need no
-handling here for that reason). The data comes from
-services/milestones (``report_get``, ``comment_list``) and services/convoys (``convoy_recipients``,
-and ``facilitators`` when a facilitator took part), asked once per batch.
+edited comment is mailed as it reads at the flush (so edits and deletes need no events). The data
+comes from services/milestones (``report_get``, ``comment_list``) and services/convoys
+(``convoy_recipients``, and ``facilitators`` when a facilitator took part), asked once per batch.
 
 Exactly once: the delivery keys name the batch, so a flusher that dies mid-way (its lease runs out,
 another takes the batch over) or a failed send retried later sends only what was not sent; the
@@ -27,7 +26,6 @@ it listed (a top-level comment when it listed only kudos), through services/mile
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import re
 import uuid
@@ -49,6 +47,7 @@ from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Rpc
 from services.runtime.errors import NotFound, Unavailable
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -230,8 +229,7 @@ class Feedback:
                 log.warning("feedback flush: database away, trying again", error=str(exc))
             except Exception:
                 log.exception("feedback flush failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await wait_or_stop(stop, interval)
 
     async def flush(self) -> int:
         """One pass: close the due batches and send them; how many were taken."""

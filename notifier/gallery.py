@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import msgspec
+
 from notifier import cycles, facilitation, facilitator, feedback, i18n, render
 from notifier.render import Rendered
 from schemas import api
@@ -197,7 +199,9 @@ def _report(lang: str) -> Rendered:
         recipient=_recipient(lang),
         company=COMPANY,
         convoy=CONVOY,
-        report=sample_report(),
+        report=msgspec.convert(
+            sample_report(), ev.ReportSnapshot, from_attributes=True
+        ),  # as report.submitted carries it
         link=f"{PUBLIC_URL}/convoys/{_id(11)}",
         report_link=f"{PUBLIC_URL}/reports/{_id(10)}",
         replies_enabled=True,

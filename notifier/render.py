@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 from notifier import i18n
 from notifier.i18n import N_
 from schemas import api
+from schemas import events as ev
 from services.runtime import markdown
 
 _env = i18n.environment()
@@ -118,7 +119,7 @@ def report_submitted(
     recipient: api.Recipient,
     company: str,
     convoy: str,
-    report: api.Report,
+    report: ev.ReportSnapshot,
     link: str,
     report_link: str,
     replies_enabled: bool = False,

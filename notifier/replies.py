@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import re
 import uuid
@@ -34,6 +33,7 @@ from schemas import api
 from schemas.subjects import Rpc
 from services.runtime import signing
 from services.runtime.errors import Conflict, ConvoyError, Gone, NotFound, Unavailable
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 
@@ -382,7 +382,7 @@ class ReplyHandler:
                 "Convoy is not reachable right now; your mail server will try again later."
             ), "unavailable"
         except NotFound:
-            members = api.Recipients(convoy_id=target.convoy_id, convoy_name="", members=[])
+            members = api.Recipients(convoy_id=target.convoy_id, convoy_name="", language="", members=[])
         emails = {m.email.strip().casefold() for m in members.members if m.person_id == target.person_id}
         if not emails:
             return refuse(
@@ -491,8 +491,7 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
             break
         except OSError as exc:
             log.error("inbound SMTP server cannot listen; retrying", host=host, port=port, error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5)
+            await wait_or_stop(stop, 5)
     else:
         return
     log.info("inbound SMTP server for email replies listening", host=host, port=port, domain=rt.settings.reply_domain)

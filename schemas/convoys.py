@@ -20,16 +20,11 @@ class Convoys(Contract, service="convoys"):
         ev.ConvoyStatusChanged,
         ev.ConvoyUpdated,
         ev.EmailRequested,
-        ev.FacilitatorAppointed,
-        ev.JoinRequestDecided,
-        ev.JoinRequested,
         ev.ObserverJoined,
         ev.ObserverRemoved,
         ev.PersonErased,
-        ev.PersonInvited,
         ev.PersonJoined,
         ev.PersonRemoved,
-        ev.PersonUpdated,
     )
 
     CONVOY_CREATE = Op(api.CreateConvoy, api.Convoy, callers={"admin", "api"})

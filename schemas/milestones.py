@@ -15,8 +15,6 @@ from schemas.contract import EDGE, Contract, Op
 class Milestones(Contract, service="milestones"):
     PUBLISHES = (
         ev.CommentAdded,
-        ev.CommentDeleted,
-        ev.CommentEdited,
         ev.ContentFlagged,
         ev.ContentModerated,
         ev.FlagsResolved,
@@ -24,8 +22,6 @@ class Milestones(Contract, service="milestones"):
         ev.HelpRequested,
         ev.KudosGiven,
         ev.KudosTakenBack,
-        ev.MilestoneCompleted,
-        ev.ReportEdited,
         ev.ReportSubmitted,
     )
 

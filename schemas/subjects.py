@@ -154,7 +154,6 @@ class Rpc:
     JOIN_REQUEST_DECIDE = "join_request_decide"
     SIGN_IN_REQUEST = "sign_in_request"
     SIGN_IN_COMPLETE = "sign_in_complete"
-    SESSION_RESOLVE = "session_resolve"
     SIGN_OUT = "sign_out"
     ME_GET = "me_get"
     ME_UPDATE = "me_update"

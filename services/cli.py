@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                 module = backend(name)
                 await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
 
-        asyncio.run(migrate_all())
+        try:
+            asyncio.run(migrate_all())
+        except db.MigrationChanged as exc:
+            print(f"convoy: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "mail":
         from services.mailsink import list_messages, newest_token

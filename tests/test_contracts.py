@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -20,15 +21,60 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_envelope_round_trip() -> None:
-    event = ev.ReportSubmitted(
-        convoy_id=uuid.uuid4(), company_id=uuid.uuid4(), report_id=uuid.uuid4(), author_id=uuid.uuid4()
+    ids = [uuid.uuid4() for _ in range(4)]
+    report = ev.ReportSnapshot(
+        id=ids[2],
+        convoy_id=ids[0],
+        company_id=ids[1],
+        company_name="Laden Schmidt",
+        author_id=ids[3],
+        cycle_index=2,
+        late=False,
+        submitted_at=datetime.now(UTC),
+        done="Kalender angebunden",
+        next="",
+        blockers="",
+        help_wanted=False,
+        help_topic="",
+        help_milestone_id=None,
+        mood=4,
+        milestones=[ev.MilestoneMoved(milestone_id=uuid.uuid4(), title="Kalender", status="done")],
     )
+    event = ev.ReportSubmitted(convoy_id=ids[0], company_id=ids[1], report_id=ids[2], author_id=ids[3], report=report)
     cause = uuid.uuid4()
     envelope = env.new_envelope(event, producer="milestones", correlation_id=cause, causation_id=cause)
     decoded, payload = env.decode(env.encode(envelope))
     assert decoded.id == envelope.id and decoded.type == "report.submitted" and decoded.schema_version == 1
     assert decoded.correlation_id == cause and decoded.producer == "milestones"
     assert payload == event
+
+
+def test_events_carry_structs_of_their_own_and_every_type_has_a_consumer() -> None:
+    """No event embeds a type of schemas/api.py (the HTTP contract), and every event type is read by
+    some consumer (named in a consumer's event types or an ``isinstance``, not only constructed)."""
+
+    def types_in(t: msgspec.inspect.Type) -> list[type]:
+        found: list[type] = []
+        if isinstance(t, msgspec.inspect.StructType):
+            found.append(t.cls)
+            for f in t.fields:
+                found += types_in(f.type)
+        for attr in ("item_type", "key_type", "value_type"):
+            if hasattr(t, attr):
+                found += types_in(getattr(t, attr))
+        for sub in getattr(t, "types", ()):
+            found += types_in(sub)
+        return found
+
+    for cls in ev.EVENT_TYPES:
+        embedded = {t.__module__ for t in types_in(msgspec.inspect.type_info(cls))}
+        assert embedded <= {"schemas.events", "schemas.values"}, (cls.__name__, embedded)
+
+    consumed: set[str] = set()  # named other than in a constructor call: a consumer's tuple, an isinstance
+    for folder in ("services", "notifier", "convoy_api"):
+        for path in (ROOT / folder).rglob("*.py"):
+            consumed |= set(re.findall(r"\bev\.([A-Z]\w+)\b(?!\()", path.read_text()))
+    assert sorted(c.__name__ for c in ev.EVENT_TYPES if c.__name__ not in consumed) == []
 
 
 @pytest.mark.parametrize(
@@ -177,13 +223,16 @@ def test_session_state_stays_off_pooled_connections() -> None:
             if hits:
                 found[str(path.relative_to(ROOT))] = len(hits)
     assert found == {
-        "services/runtime/outbox.py": 2,  # the relay's own connection: its leader lock and LISTEN
+        "services/runtime/outbox.py": 1,  # LISTEN, on the relay's own connection (the one holding its lock)
         "services/runtime/db.py": 1,  # migrations, on a connection of their own
-        "services/reminders/repository.py": 1,  # try_lock: only ever on the leader's own connection
+        "services/runtime/lifecycle.py": 1,  # lead(): the leader lock, on a connection lead() opens itself
     }
-    callers = [str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "repo.try_lock(" in p.read_text()]
-    assert callers == ["services/reminders/service.py"]
-    assert "conn = await asyncpg.connect(" in (ROOT / "services/reminders/service.py").read_text()
+    callers = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "lifecycle.lead(" in p.read_text()
+    )
+    assert callers == ["services/reminders/service.py", "services/runtime/outbox.py"]
+    for caller in callers:  # each gives lead() a connection of its own, never a pooled one
+        assert "return await asyncpg.connect(" in (ROOT / caller).read_text(), caller
 
 
 def test_client_limiter_counts_per_client_and_stays_bounded() -> None:

@@ -68,7 +68,7 @@ class ChatDelivery:
         self,
         envelope: env.Envelope,
         convoy_id: uuid.UUID,
-        report: api.Report,
+        report: ev.ReportSnapshot,
         members: api.Recipients,
         report_link: str,
         convoy_link: str,
@@ -77,15 +77,7 @@ class ChatDelivery:
         targets = [t for t in await self.targets(convoy_id, members.chats) if t.post_reports]
         if not targets:
             return
-        language = members.language
-        if language is None:  # an older services/convoys did not say
-            convoy = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-                api.Convoy,
-            )
-            language = convoy.language
-        post = ReportPost(report=report, convoy_name=members.convoy_name, language=language, link=report_link)
+        post = ReportPost(report=report, convoy_name=members.convoy_name, language=members.language, link=report_link)
         await self._post_all(
             envelope,
             convoy_id,

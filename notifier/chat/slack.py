@@ -12,6 +12,7 @@ from typing import Any
 from notifier import i18n
 from notifier.chat import DigestPost, ReportPost, Verdict
 from schemas import api
+from schemas import events as ev
 
 PERMANENT_BODIES = frozenset(
     {
@@ -117,7 +118,9 @@ def digest_message(
     return title, blocks
 
 
-def report_message(report: api.Report, convoy_name: str, language: str, link: str) -> tuple[str, list[dict[str, Any]]]:
+def report_message(
+    report: ev.ReportSnapshot, convoy_name: str, language: str, link: str
+) -> tuple[str, list[dict[str, Any]]]:
     """One new report for the convoy's channel (peer view: never the facilitator note)."""
     _ = i18n.Words(language)
     title = _("%(company)s: new report", company=report.company_name)

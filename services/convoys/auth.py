@@ -10,7 +10,6 @@ rotated or revoked; it grants reading the person's check-in dates and nothing el
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from schemas import events as ev
 from services.convoys import repository as repo
 from services.convoys.service import check_timezone, hash_token, new_token
 from services.runtime.errors import Forbidden, Gone, NotFound, TooManyRequests
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -169,16 +169,7 @@ class Sessions:
             check_timezone(changes["timezone"])
         async with self.rt.db.transaction() as conn:
             if changes:
-                row = await repo.update_person(conn, person_id, changes)  # type: ignore[arg-type]
-                await self.rt.emit(
-                    conn,
-                    ev.PersonUpdated(
-                        person_id=row["id"],
-                        name=row["name"],
-                        language=row["language"],
-                        timezone=row["timezone"],
-                    ),
-                )
+                await repo.update_person(conn, person_id, changes)  # type: ignore[arg-type]
         return await self.me(api.Ask(actor=req.actor))
 
     # --- personal API tokens -------------------------------------------------------------------
@@ -249,5 +240,4 @@ class Sessions:
                     await repo.purge_expired(conn)
             except Exception as exc:
                 log.warning("purge failed; next round in an hour", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PURGE_EVERY_S)
+            await wait_or_stop(stop, PURGE_EVERY_S)

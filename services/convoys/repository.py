@@ -202,16 +202,6 @@ async def chat_targets(conn: Conn, convoy_id: uuid.UUID) -> list[api.ChatTarget]
     ]
 
 
-def slack_target(convoy_id: uuid.UUID, targets: list[api.ChatTarget]) -> api.SlackTarget:
-    """The Slack entry of ``targets`` in the older ``SlackTarget`` shape."""
-    slack = next((t for t in targets if t.channel == "slack"), None)
-    return api.SlackTarget(
-        convoy_id=convoy_id,
-        webhook_url=slack.webhook_url if slack else None,
-        post_reports=slack.post_reports if slack else False,
-    )
-
-
 async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
     await conn.execute("UPDATE convoys SET status = $2, updated_at = now() WHERE id = $1", convoy_id, status)
 
@@ -483,7 +473,6 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
         convoy_id=convoy_id,
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],
-        slack=slack_target(convoy_id, chats),
         chats=chats,
         members=[
             api.Recipient(

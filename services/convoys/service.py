@@ -295,7 +295,6 @@ class ConvoysService:
                 object_type="person",
                 object_id=row["id"],
             )
-            await self.rt.emit(conn, ev.FacilitatorAppointed(person_id=row["id"]))
             await self._email(
                 conn,
                 ev.EmailRequested(
@@ -593,10 +592,6 @@ class ConvoysService:
                 **({"replaces": str(previous)} if previous is not None else {}),
             },
         )
-        if company is not None and not observer:
-            await self.rt.emit(
-                conn, ev.PersonInvited(invitation_id=created.id, convoy_id=convoy["id"], company_id=company["id"])
-            )
         expires = created.expires_at.strftime("%d.%m.%Y" if invitation.language == "de" else "%Y-%m-%d")
         params = {
             "convoy": convoy["name"],
@@ -752,7 +747,6 @@ class ConvoysService:
                 object_id=created.id,
                 details={"company": r.company.name},  # never an address: the join request (object_id) has it
             )
-            await self.rt.emit(conn, ev.JoinRequested(request_id=created.id, convoy_id=req.convoy_id))
             for f in await repo.facilitator_contacts(conn, req.convoy_id):
                 await self._email(
                     conn,
@@ -844,15 +838,6 @@ class ConvoysService:
                 object_type="join_request",
                 object_id=req.request_id,
                 reason=d.reason,
-            )
-            await self.rt.emit(
-                conn,
-                ev.JoinRequestDecided(
-                    request_id=req.request_id,
-                    convoy_id=req.convoy_id,
-                    approved=d.approve,
-                    company_id=company_id,
-                ),
             )
             return repo.join_request(decided)
 

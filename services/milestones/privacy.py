@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from schemas import envelope as env
 from schemas import events as ev
 from services.milestones import repository as repo
 from services.runtime.errors import Forbidden
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -106,5 +106,4 @@ class PrivacyRules:
                 await self.purge(api.RetentionPurge(now=datetime.now(UTC)))
             except Exception as exc:
                 log.warning("retention purge failed; next round in an hour", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PURGE_EVERY_S)
+            await wait_or_stop(stop, PURGE_EVERY_S)

@@ -146,13 +146,6 @@ async def remove_company(conn: Conn, company_id: uuid.UUID, left_at: datetime | 
     )
 
 
-async def companies_of(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        "SELECT company_id FROM members WHERE person_id = $1 AND convoy_id = $2", person_id, convoy_id
-    )
-    return [r["company_id"] for r in rows]
-
-
 # --- projects and milestones ---------------------------------------------------------------------
 async def project(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM projects WHERE company_id = $1", company_id)

@@ -340,16 +340,6 @@ class MilestonesService:
             if not changes:
                 return repo.milestone(row)
             updated = await repo.update_milestone(conn, req.milestone_id, changes)
-            if changes.get("status") == "done" and row["status"] != "done":
-                await self.rt.emit(
-                    conn,
-                    ev.MilestoneCompleted(
-                        convoy_id=row["convoy_id"],
-                        company_id=row["company_id"],
-                        milestone_id=row["id"],
-                        catalogue_key=row["catalogue_key"],
-                    ),
-                )
             return updated
 
     async def order_milestones(self, req: api.OrderMilestones) -> api.Project:
@@ -434,7 +424,7 @@ class MilestonesService:
                     company_id=company_id,
                     report_id=report_id,
                     author_id=req.actor.person_id,
-                    report=msgspec.structs.replace(report, facilitator_note=None),  # what peers see
+                    report=msgspec.convert(report, ev.ReportSnapshot, from_attributes=True),  # what peers see
                 ),
             )
             if r.help_wanted:
@@ -495,16 +485,6 @@ class MilestonesService:
             old = before[u.milestone_id]
             if old["status"] != u.status:
                 await repo.update_milestone(conn, u.milestone_id, {"status": u.status})
-                if u.status == "done":
-                    await self.rt.emit(
-                        conn,
-                        ev.MilestoneCompleted(
-                            convoy_id=old["convoy_id"],
-                            company_id=old["company_id"],
-                            milestone_id=old["id"],
-                            catalogue_key=old["catalogue_key"],
-                        ),
-                    )
 
     async def edit_report(self, req: api.EditReport) -> api.Report:
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
@@ -542,16 +522,6 @@ class MilestonesService:
             if changes or made is not None or reviews is not None:
                 await repo.save_version(conn, row, req.actor.person_id)
                 await repo.update_report(conn, req.report_id, changes)
-                await self.rt.emit(
-                    conn,
-                    ev.ReportEdited(
-                        convoy_id=row["convoy_id"],
-                        company_id=row["company_id"],
-                        report_id=row["id"],
-                        editor_id=req.actor.person_id,
-                        version=row["version"] + 1,
-                    ),
-                )
             [report] = await self._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
             return report
 
@@ -802,32 +772,14 @@ class MilestonesService:
         async with self.rt.db.transaction() as conn:
             row = await self._own_comment(conn, req.actor, req.comment_id, "edit a comment")
             if row["body"] == req.edit.body:
-                return _comment(row, self.edit_window)  # nothing changed: no "edited", no event
+                return _comment(row, self.edit_window)  # nothing changed: not "edited"
             updated = await repo.edit_comment(conn, req.comment_id, req.edit.body)
-            await self.rt.emit(
-                conn,
-                ev.CommentEdited(
-                    convoy_id=row["convoy_id"],
-                    report_id=row["report_id"],
-                    comment_id=row["id"],
-                    author_id=row["author_id"],
-                ),
-            )
             return _comment(updated, self.edit_window)
 
     async def delete_comment(self, req: api.CommentAction) -> api.Comment:
         async with self.rt.db.transaction() as conn:
-            row = await self._own_comment(conn, req.actor, req.comment_id, "delete a comment")
+            await self._own_comment(conn, req.actor, req.comment_id, "delete a comment")
             deleted = await repo.delete_comment(conn, req.comment_id)
-            await self.rt.emit(
-                conn,
-                ev.CommentDeleted(
-                    convoy_id=row["convoy_id"],
-                    report_id=row["report_id"],
-                    comment_id=row["id"],
-                    author_id=row["author_id"],
-                ),
-            )
             return _comment(deleted, self.edit_window)
 
     async def give_kudos(self, req: api.ReportAction) -> api.Report:

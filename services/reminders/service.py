@@ -10,7 +10,6 @@ consumers dedupe the id too).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +26,7 @@ from schemas.subjects import Rpc
 from schemas.values import Cadence
 from services.reminders import repository as repo
 from services.reminders import schedule as plan_
-from services.runtime import correlation, metrics, outbox
+from services.runtime import correlation, lifecycle, metrics, outbox
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -104,31 +103,26 @@ class Reminders:
 
     # --- leadership and ticking ----------------------------------------------------------------
     async def lead(self, stop: asyncio.Event) -> None:
-        """Hold the leader lock on a connection of its own (PostgreSQL frees it when the process dies)."""
+        """Lead while this replica holds the leader lock (on a connection of its own: PostgreSQL frees
+        it when the process dies); a standby takes over within seconds."""
         settings = self.rt.settings
-        while not stop.is_set():
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
-                while not stop.is_set():
-                    if await repo.try_lock(conn, LEADER_LOCK):
-                        break
-                    await _sleep_unless(stop, 2.0)  # another replica leads; take over within seconds
-                if stop.is_set():
-                    return
-                self.leader = True
-                log.info("leading the scheduler")
-                while not stop.is_set():
-                    await repo.ping(conn)  # the lock lives as long as this connection
-                    await _sleep_unless(stop, 2.0)
-            except Exception as exc:
-                log.warning("scheduler leadership interrupted", error=repr(exc))
-                await _sleep_unless(stop, 1.0)
-            finally:
-                self.leader = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=2)
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(
+                settings.database_url,
+                timeout=settings.db_acquire_timeout,
+                server_settings={"application_name": "convoy-reminders-leader"},
+            )
+
+        await lifecycle.lead(connect, LEADER_LOCK, stop, lambda conn: self._hold(conn, stop))
+
+    async def _hold(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        self.leader = True
+        log.info("leading the scheduler")
+        try:
+            await lifecycle.hold(conn, stop)  # the lock lives as long as this connection
+        finally:
+            self.leader = False
 
     async def tick_if_leader(self) -> None:
         """The APScheduler job: only the leader fires."""
@@ -734,8 +728,3 @@ def _event(c: asyncpg.Record, action: plan_.Action, absences: list[ev.Absence]) 
         )
         return closed, fire_id(convoy_id, index, "close")
     return None
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -354,6 +354,9 @@ def run(module: ServiceModule, settings: Settings) -> None:
     except ConvoyError as exc:
         log.error("service failed", error=exc.message)
         raise SystemExit(1) from exc
+    except db.MigrationChanged as exc:
+        log.error("service cannot start", error=str(exc))
+        raise SystemExit(1) from exc
     finally:
         tracing.shutdown()  # export the spans still batched
     log.info("service stopped")

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
@@ -172,7 +172,3 @@ class InvitationPages(Controller):
         page.cookies.append(session_cookie(page, signed_in))
         page.cookies.append(Cookie(key=LANG_COOKIE, value="", max_age=0, path="/"))
         return page.redirect(nxt)
-
-
-def unused(_: Response[Any]) -> None:  # pragma: no cover - keeps the Response import for typing tools
-    return None
