@@ -29,9 +29,10 @@ import asyncpg
 from schemas import api
 from schemas import events as ev
 from services.milestones import repository as repo
-from services.milestones.moderation import Moderation, _moderator, _reason
-from services.milestones.service import Access, MilestonesService
+from services.milestones.access import Access, Grant
+from services.milestones.moderation import Moderation, reason_given
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from services.runtime.service import Runtime
 
 EXCERPT = 200
 
@@ -42,8 +43,9 @@ def excerpt(text: str, length: int = EXCERPT) -> str:
 
 
 class Flags:
-    def __init__(self, svc: MilestonesService, moderation: Moderation) -> None:
-        self.svc = svc
+    def __init__(self, rt: Runtime, access: Access, moderation: Moderation) -> None:
+        self.rt = rt
+        self.access = access
         self.moderation = moderation
 
     async def _target(
@@ -52,32 +54,28 @@ class Flags:
         actor: api.Actor,
         object_type: Literal["report", "comment"],
         object_id: uuid.UUID,
-    ) -> tuple[Access, asyncpg.Record, asyncpg.Record | None]:
-        """The object as the actor may see it: (access, its report, the comment or None); 404 otherwise."""
+    ) -> tuple[Grant, asyncpg.Record, asyncpg.Record | None]:
+        """The object as the actor may see it: (grant, its report, the comment or None); 404 otherwise."""
         if object_type == "report":
-            access, report = await self.svc._report_access(conn, actor, object_id)
-            return access, report, None
+            grant, report = await self.access.report(conn, actor, object_id)
+            return grant, report, None
         comment = await repo.comment_target(conn, object_id)
-        if comment is None or comment["deleted_at"] is not None:  # its author deleted it: nothing left to flag
-            raise NotFound("no such comment")
-        access = await self.svc._access(conn, actor, comment["convoy_id"], not_found="no such comment")
-        hidden = any(comment[k] is not None for k in ("hidden_at", "report_hidden_at", "parent_hidden_at"))
-        if hidden and not access.sees_everything:
-            raise NotFound("no such comment")
+        grant = await self.access.comment(conn, actor, comment)  # deleted by its author: nothing left to flag
+        assert comment is not None
         found = await repo.report_row(conn, comment["report_id"])
         assert found is not None
-        return access, found, comment
+        return grant, found, comment
 
     async def flag(self, req: api.FlagContent) -> api.FlagReceipt:
         note = req.flag.note.strip()
         if req.flag.reason == "other" and not note:
             raise InvalidInput("`note`: say what is wrong (required with reason `other`)")
-        async with self.svc.rt.db.transaction() as conn:
-            access, report, comment = await self._target(conn, req.actor, req.object_type, req.object_id)
+        async with self.rt.db.transaction() as conn:
+            grant, report, comment = await self._target(conn, req.actor, req.object_type, req.object_id)
             if req.actor.person_id is None:
                 raise Forbidden("the admin token cannot flag; sign in as a person")
-            access.writer("flag content; the convoy's members and facilitators do")
-            assert access.companies or access.facilitator or access.admin
+            grant.writes("flag content; the convoy's members and facilitators do")
+            assert grant.companies or grant.facilitator or grant.admin
             row = await repo.insert_flag(
                 conn,
                 convoy_id=report["convoy_id"],
@@ -94,7 +92,7 @@ class Flags:
                 row = await repo.open_flag_of(conn, req.object_id, req.actor.person_id)
                 assert row is not None
             else:
-                await self.svc.rt.emit(
+                await self.rt.emit(
                     conn,
                     ev.ContentFlagged(
                         convoy_id=report["convoy_id"],
@@ -120,9 +118,8 @@ class Flags:
             )
 
     async def queue(self, req: api.ConvoyAsk) -> api.FlagQueue:
-        async with self.svc.rt.db.connection() as conn:
-            access = await self.svc._access(conn, req.actor, req.convoy_id)
-            _moderator(access)
+        async with self.rt.db.connection() as conn:
+            await self.access.moderator(conn, req.actor, req.convoy_id)
             rows = await repo.open_flags(conn, req.convoy_id)
         items: dict[uuid.UUID, api.FlaggedContent] = {}
         for r in rows:
@@ -154,13 +151,12 @@ class Flags:
 
     async def resolve(self, req: api.ResolveFlag) -> api.FlagOutcome:
         act = req.resolution.action == "act"
-        reason = _reason(req.resolution.reason, required=act)
-        async with self.svc.rt.db.transaction() as conn:
+        reason = reason_given(req.resolution.reason, required=act)
+        async with self.rt.db.transaction() as conn:
             flag = await repo.flag_row(conn, req.flag_id)
             if flag is None:
                 raise NotFound("no such flag")
-            access = await self.svc._access(conn, req.actor, flag["convoy_id"], not_found="no such flag")
-            _moderator(access)
+            await self.access.moderator(conn, req.actor, flag["convoy_id"], not_found="no such flag")
             open_ids = await repo.open_flags_for_update(conn, flag["object_id"])
             if req.flag_id not in open_ids:
                 raise Conflict("this flag was already resolved")
@@ -178,7 +174,7 @@ class Flags:
             await repo.resolve_flags(
                 conn, open_ids, resolution=resolution, resolved_by=req.actor.person_id, note=reason
             )
-            await self.svc.rt.emit(
+            await self.rt.emit(
                 conn,
                 ev.FlagsResolved(
                     convoy_id=flag["convoy_id"],

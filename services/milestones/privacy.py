@@ -1,11 +1,11 @@
 """Data protection in services/milestones: erased authors, a person's export, the retention rule.
 
-- ``person.erased``: the person's reports, comments, kudos and help offers stay (they are the
-  convoy's shared history) under their person id, which no longer leads to a name or address
-  anywhere; ``former_authors`` remembers the company they represented in each convoy, and every
-  read that returns reports or comments marks them ``author_erased`` with ``former_author``:
-  "a former representative of <company>" in the convoy's language (clients show that instead of a
-  name; the person is in no people list any more).
+- ``person.erased`` (handled in services/milestones/consumers.py): the person's reports, comments,
+  kudos and help offers stay (they are the convoy's shared history) under their person id, which no
+  longer leads to a name or address anywhere; ``former_authors`` remembers the company they
+  represented in each convoy, and every read that returns reports or comments marks them
+  ``author_erased`` with ``former_author``: "a former representative of <company>" in the convoy's
+  language (clients show that instead of a name; the person is in no people list any more).
 - Retention: a convoy's ``retention_days`` (None: keep) says how long a company's content stays
   after it left. :meth:`PrivacyRules.purge` removes what is due at a given moment; the service runs
   it every hour, and ``Rpc.RETENTION_PURGE`` runs it with a ``now`` the caller picks (tests).
@@ -23,8 +23,6 @@ import asyncpg
 import structlog
 
 from schemas import api
-from schemas import envelope as env
-from schemas import events as ev
 from services.milestones import repository as repo
 from services.runtime.errors import Forbidden
 from services.runtime.service import Runtime
@@ -66,15 +64,6 @@ def attribute_comments(
 class PrivacyRules:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-
-    async def on_person_erased(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """Idempotent: recording a former author twice changes nothing."""
-        assert isinstance(event, ev.PersonErased)
-        for convoy_id in event.facilitated:
-            await repo.record_former_author(conn, event.person_id, convoy_id, None)
-        for m in event.memberships:  # oldest first: the latest company in a convoy wins
-            await repo.record_former_author(conn, event.person_id, m.convoy_id, m.company_id)
-        await repo.forget_person(conn, event.person_id)
 
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
         if req.actor.person_id is None:
