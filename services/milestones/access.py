@@ -95,7 +95,7 @@ class Access:
 
     async def convoy(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record | None:
         """The convoy from the projection; on a miss (its events still on their way) ask services/convoys."""
-        row = await repo.convoy(conn, convoy_id)
+        row = await repo.projections.convoy(conn, convoy_id)
         if row is not None:
             return row
         try:
@@ -106,7 +106,7 @@ class Access:
             )
         except NotFound:
             return None
-        await repo.upsert_convoy(
+        await repo.projections.upsert_convoy(
             conn,
             convoy_id=convoy.id,
             name=convoy.name,
@@ -118,14 +118,14 @@ class Access:
             retention_days=convoy.retention_days,
         )
         for company in convoy.companies:
-            await repo.upsert_company(conn, company.id, convoy.id, company.name)
+            await repo.projections.upsert_company(conn, company.id, convoy.id, company.name)
             for rep in company.representatives:
-                await repo.add_member(conn, rep.person_id, company.id, convoy.id)
+                await repo.projections.add_member(conn, rep.person_id, company.id, convoy.id)
         for f in convoy.facilitators:
-            await repo.add_facilitator(conn, convoy.id, f.person_id)
+            await repo.projections.add_facilitator(conn, convoy.id, f.person_id)
         for o in convoy.observers:
-            await repo.add_observer(conn, o.person_id, convoy.id)
-        return await repo.convoy(conn, convoy_id)
+            await repo.projections.add_observer(conn, o.person_id, convoy.id)
+        return await repo.projections.convoy(conn, convoy_id)
 
     async def member(
         self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, not_found: str = "no such convoy"
@@ -133,11 +133,11 @@ class Access:
         """Anyone with a part in the convoy (representative, facilitator, observer; admins and the
         system); 404 with ``not_found`` for anyone else."""
         # One round trip on the hot path (every read and write): the convoy and the caller's part in it.
-        convoy = await repo.convoy_for(conn, convoy_id, actor.person_id)
+        convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id)
         if convoy is None:  # not in the projection yet: read through, then ask the projection again
             if await self.convoy(conn, convoy_id) is None:
                 raise NotFound(not_found)
-            convoy = await repo.convoy_for(conn, convoy_id, actor.person_id)
+            convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id)
             if convoy is None:
                 raise NotFound(not_found)
         if actor.is_admin or actor.is_system:
@@ -156,12 +156,14 @@ class Access:
             )
             for company_id in membership.company_ids:
                 if company_id in membership.company_names:  # its company.added event may be on its way too
-                    await repo.ensure_company(conn, company_id, convoy_id, membership.company_names[company_id])
-                await repo.add_member(conn, actor.person_id, company_id, convoy_id)
+                    await repo.projections.ensure_company(
+                        conn, company_id, convoy_id, membership.company_names[company_id]
+                    )
+                await repo.projections.add_member(conn, actor.person_id, company_id, convoy_id)
             if membership.is_facilitator:
-                await repo.add_facilitator(conn, convoy_id, actor.person_id)
+                await repo.projections.add_facilitator(conn, convoy_id, actor.person_id)
             if membership.is_observer:
-                await repo.add_observer(conn, actor.person_id, convoy_id)
+                await repo.projections.add_observer(conn, actor.person_id, convoy_id)
             companies, facilitator = membership.company_ids, membership.is_facilitator
             observer = membership.is_observer
         if not companies and not facilitator and not observer:
@@ -181,7 +183,7 @@ class Access:
     ) -> tuple[Grant, asyncpg.Record]:
         """A report the actor may see (a hidden one: facilitators and admins only), with its row
         (``lock``: locked for update); 404 otherwise."""
-        row = await repo.report_row(conn, report_id, lock=lock)
+        row = await repo.reports.report_row(conn, report_id, lock=lock)
         if row is None:
             raise NotFound("no such report")
         grant = await self.member(conn, actor, row["convoy_id"], not_found="no such report")

@@ -36,7 +36,7 @@ async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncp
     """Keep the projections (convoys, companies, members, facilitators) that authorize everything."""
     if isinstance(event, ev.ConvoyCreated):
         start = event.start_date or envelope.occurred_at.date()
-        await repo.upsert_convoy(
+        await repo.projections.upsert_convoy(
             conn,
             convoy_id=event.convoy_id,
             name=event.name,
@@ -47,11 +47,11 @@ async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncp
             retention_days=event.retention_days,
         )
         if event.facilitator_id:
-            await repo.add_facilitator(conn, event.convoy_id, event.facilitator_id)
+            await repo.projections.add_facilitator(conn, event.convoy_id, event.facilitator_id)
     elif isinstance(event, ev.ConvoyUpdated):
-        known = await repo.convoy(conn, event.convoy_id)
+        known = await repo.projections.convoy(conn, event.convoy_id)
         start = event.start_date or (known["start_date"] if known else envelope.occurred_at.date())
-        await repo.upsert_convoy(
+        await repo.projections.upsert_convoy(
             conn,
             convoy_id=event.convoy_id,
             name=event.name,
@@ -62,28 +62,28 @@ async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncp
             retention_days=event.retention_days,
         )
     elif isinstance(event, ev.ConvoyStatusChanged):
-        await repo.set_convoy_status(conn, event.convoy_id, event.new_status)
+        await repo.projections.set_convoy_status(conn, event.convoy_id, event.new_status)
     elif isinstance(event, ev.ConvoyFacilitatorAdded):
-        await repo.add_facilitator(conn, event.convoy_id, event.person_id)
+        await repo.projections.add_facilitator(conn, event.convoy_id, event.person_id)
     elif isinstance(event, ev.CompanyJoined):
-        await repo.upsert_company(conn, event.company_id, event.convoy_id, event.name)
+        await repo.projections.upsert_company(conn, event.company_id, event.convoy_id, event.name)
     elif isinstance(event, ev.CompanyLeft):
-        await repo.remove_company(conn, event.company_id, left_at=envelope.occurred_at)
+        await repo.projections.remove_company(conn, event.company_id, left_at=envelope.occurred_at)
     elif isinstance(event, ev.PersonJoined):
-        await repo.add_member(conn, event.person_id, event.company_id, event.convoy_id)
+        await repo.projections.add_member(conn, event.person_id, event.company_id, event.convoy_id)
     elif isinstance(event, ev.PersonRemoved):
-        await repo.remove_member(conn, event.person_id, event.company_id)
+        await repo.projections.remove_member(conn, event.person_id, event.company_id)
     elif isinstance(event, ev.ObserverJoined):
-        await repo.add_observer(conn, event.person_id, event.convoy_id)
+        await repo.projections.add_observer(conn, event.person_id, event.convoy_id)
     elif isinstance(event, ev.ObserverRemoved):
-        await repo.remove_observer(conn, event.person_id, event.convoy_id)
+        await repo.projections.remove_observer(conn, event.person_id, event.convoy_id)
 
 
 async def on_person_erased(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
     """Idempotent: recording a former author twice changes nothing."""
     assert isinstance(event, ev.PersonErased)
     for convoy_id in event.facilitated:
-        await repo.record_former_author(conn, event.person_id, convoy_id, None)
+        await repo.privacy.record_former_author(conn, event.person_id, convoy_id, None)
     for m in event.memberships:  # oldest first: the latest company in a convoy wins
-        await repo.record_former_author(conn, event.person_id, m.convoy_id, m.company_id)
-    await repo.forget_person(conn, event.person_id)
+        await repo.privacy.record_former_author(conn, event.person_id, m.convoy_id, m.company_id)
+    await repo.privacy.forget_person(conn, event.person_id)

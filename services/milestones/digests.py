@@ -2,7 +2,7 @@
 reported, what each prompt reminds a company of, a cycle's digest, the round boundary's seals, and
 the facilitators' weekly digest of their convoys' health.
 
-Each answer is read with a fixed number of set-based queries (services/milestones/repository/rounds.py)
+Each answer is read with a fixed number of set-based queries (services/milestones/repository/digests.py)
 and built by pure functions here (``build_digest``, ``build_facilitator_digest``).
 """
 
@@ -31,11 +31,11 @@ class Digests:
         """Companies with a visible report for the cycle: one query (plus a read-through on a miss)."""
         _check_index(req.cycle_index)
         async with self.rt.db.connection() as conn:
-            reported = await repo.cycle_reporters(conn, req.convoy_id, req.cycle_index)
+            reported = await repo.digests.cycle_reporters(conn, req.convoy_id, req.cycle_index)
             if reported is None:
                 if await self.access.convoy(conn, req.convoy_id) is None:
                     raise NotFound("no such convoy")
-                reported = await repo.cycle_reporters(conn, req.convoy_id, req.cycle_index) or []
+                reported = await repo.digests.cycle_reporters(conn, req.convoy_id, req.cycle_index) or []
         return api.CycleStatus(convoy_id=req.convoy_id, cycle_index=req.cycle_index, reported_company_ids=reported)
 
     async def prompt_context(self, req: api.CycleAsk) -> api.PromptContexts:
@@ -48,7 +48,7 @@ class Digests:
             cycle = cycle_of(convoy, req.cycle_index)
             due_date = cycle.due_at.astimezone(ZoneInfo(convoy["timezone"])).date()
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                data = await repo.prompt_rows(conn, req.convoy_id, req.cycle_index, due_date)
+                data = await repo.digests.prompt_rows(conn, req.convoy_id, req.cycle_index, due_date)
         due: dict[uuid.UUID, list[api.DueMilestone]] = {}
         for m in data["milestones"]:
             due.setdefault(m["company_id"], []).append(api.DueMilestone(title=m["title"], target_date=m["target_date"]))
@@ -84,8 +84,8 @@ class Digests:
                 raise NotFound("no such convoy")
             cycle = cycle_of(convoy, req.cycle_index)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                through = await repo.sealed_through(conn, req.convoy_id)
-                data = await repo.digest_rows(
+                through = await repo.digests.sealed_through(conn, req.convoy_id)
+                data = await repo.digests.digest_rows(
                     conn, req.convoy_id, req.cycle_index, cycle.opens_at, cycle.closes_at, sealed_through=through
                 )
         return build_digest(convoy, req.cycle_index, data)
@@ -93,10 +93,10 @@ class Digests:
     async def seal_rounds(self, req: api.SealRounds) -> api.RoundsSealed:
         """services/reminders seals cycles before it closes them: from here on they are closed.
 
-        Idempotent (a retried close seals nothing again); see repository.seal_rounds.
+        Idempotent (a retried close seals nothing again); see repository.digests.seal_rounds.
         """
         async with self.rt.db.transaction() as conn:
-            sealed = await repo.seal_rounds(
+            sealed = await repo.digests.seal_rounds(
                 conn, [r.convoy_id for r in req.rounds], [r.cycle_index for r in req.rounds]
             )
         return api.RoundsSealed(sealed=sealed)
@@ -117,12 +117,12 @@ class Digests:
             self.rt.db.connection() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            known = {row["convoy_id"]: row for row in await repo.convoys(conn, wanted)}
+            known = {row["convoy_id"]: row for row in await repo.digests.convoys(conn, wanted)}
             convoys = [known[c] for c in wanted if c in known]
             if not convoys:
                 return api.FacilitatorDigest(convoys=[])
             currents = [_current_index(c, req.at) for c in convoys]
-            data = await repo.facilitator_digest_rows(
+            data = await repo.digests.facilitator_digest_rows(
                 conn,
                 [c["convoy_id"] for c in convoys],
                 [max(k, 0) for k in currents],
@@ -139,7 +139,7 @@ def _check_index(index: int) -> None:
 
 
 def build_digest(convoy: asyncpg.Record, cycle_index: int, data: dict[str, list[asyncpg.Record]]) -> api.Digest:
-    """The digest from the set-based rows of :func:`repository.digest_rows`; pure arithmetic from here."""
+    """The digest from the set-based rows of :func:`repository.digests.digest_rows`; pure arithmetic from here."""
     names: dict[uuid.UUID, str] = {}
     progress: dict[uuid.UUID, float] = {}
     for c in data["companies"]:
@@ -212,7 +212,7 @@ MOOD_CYCLES = 4
 def build_facilitator_digest(
     convoys: list[asyncpg.Record], currents: list[int], data: dict[str, list[asyncpg.Record]]
 ) -> api.FacilitatorDigest:
-    """The facilitator digest from the rows of :func:`repository.facilitator_digest_rows`.
+    """The facilitator digest from the rows of :func:`repository.digests.facilitator_digest_rows`.
 
     ``currents`` holds each convoy's current cycle (-1 before its first check-in). Silence counts
     the cycles ``0..current`` in a row, back from the current one, without a visible report.

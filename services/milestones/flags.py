@@ -59,10 +59,10 @@ class Flags:
         if object_type == "report":
             grant, report = await self.access.report(conn, actor, object_id)
             return grant, report, None
-        comment = await repo.comment_target(conn, object_id)
+        comment = await repo.flags.comment_target(conn, object_id)
         grant = await self.access.comment(conn, actor, comment)  # deleted by its author: nothing left to flag
         assert comment is not None
-        found = await repo.report_row(conn, comment["report_id"])
+        found = await repo.reports.report_row(conn, comment["report_id"])
         assert found is not None
         return grant, found, comment
 
@@ -76,7 +76,7 @@ class Flags:
                 raise Forbidden("the admin token cannot flag; sign in as a person")
             grant.writes("flag content; the convoy's members and facilitators do")
             assert grant.companies or grant.facilitator or grant.admin
-            row = await repo.insert_flag(
+            row = await repo.flags.insert_flag(
                 conn,
                 convoy_id=report["convoy_id"],
                 object_type=req.object_type,
@@ -89,7 +89,7 @@ class Flags:
             )
             created = row is not None
             if row is None:
-                row = await repo.open_flag_of(conn, req.object_id, req.actor.person_id)
+                row = await repo.flags.open_flag_of(conn, req.object_id, req.actor.person_id)
                 assert row is not None
             else:
                 await self.rt.emit(
@@ -120,7 +120,7 @@ class Flags:
     async def queue(self, req: api.ConvoyAsk) -> api.FlagQueue:
         async with self.rt.db.connection() as conn:
             await self.access.moderator(conn, req.actor, req.convoy_id)
-            rows = await repo.open_flags(conn, req.convoy_id)
+            rows = await repo.flags.open_flags(conn, req.convoy_id)
         items: dict[uuid.UUID, api.FlaggedContent] = {}
         for r in rows:
             item = items.get(r["object_id"])
@@ -153,25 +153,25 @@ class Flags:
         act = req.resolution.action == "act"
         reason = reason_given(req.resolution.reason, required=act)
         async with self.rt.db.transaction() as conn:
-            flag = await repo.flag_row(conn, req.flag_id)
+            flag = await repo.flags.flag_row(conn, req.flag_id)
             if flag is None:
                 raise NotFound("no such flag")
             await self.access.moderator(conn, req.actor, flag["convoy_id"], not_found="no such flag")
-            open_ids = await repo.open_flags_for_update(conn, flag["object_id"])
+            open_ids = await repo.flags.open_flags_for_update(conn, flag["object_id"])
             if req.flag_id not in open_ids:
                 raise Conflict("this flag was already resolved")
             if flag["object_type"] == "report":
                 if act:
                     await self.moderation.set_report_hidden_in(conn, req.actor, flag["object_id"], True, reason)
-                after = await repo.report_row(conn, flag["report_id"])
+                after = await repo.reports.report_row(conn, flag["report_id"])
             elif act:
                 after = await self.moderation.set_comment_hidden_in(conn, req.actor, flag["object_id"], True, reason)
             else:
-                after = await repo.comment_row(conn, flag["object_id"])
+                after = await repo.comments.comment_row(conn, flag["object_id"])
             assert after is not None
             hidden = after["hidden_at"] is not None
             resolution: Literal["dismissed", "acted"] = "acted" if act else "dismissed"
-            await repo.resolve_flags(
+            await repo.flags.resolve_flags(
                 conn, open_ids, resolution=resolution, resolved_by=req.actor.person_id, note=reason
             )
             await self.rt.emit(

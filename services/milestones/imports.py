@@ -75,10 +75,10 @@ class HistoryImport:
             convoy = grant.convoy
             if convoy["status"] == "completed":
                 raise Conflict("the convoy is completed and read-only")
-            company = await repo.company_row(conn, req.company_id)
+            company = await repo.imports.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id or not company["active"]:
                 raise NotFound("no such company in this convoy")
-            existing = await repo.report_id_for_cycle(conn, req.company_id, req.cycle_index)
+            existing = await repo.imports.report_id_for_cycle(conn, req.company_id, req.cycle_index)
             if existing is not None:
                 return await self._answer(conn, grant, existing, created=False)
 
@@ -108,7 +108,7 @@ class HistoryImport:
                     raise InvalidInput(f"`kudos_by[{i}]`: kudos come from representatives of other companies")
 
             report_id = uuid.uuid4()
-            written = await repo.insert_report(
+            written = await repo.reports.insert_report(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -121,18 +121,18 @@ class HistoryImport:
                 submitted_at=submitted_at,
                 digest_cycle=req.cycle_index,  # history: its cycle's digest carried it
             )
-            await repo.seal_rounds(conn, [req.convoy_id], [req.cycle_index])  # a closed cycle: sealed
+            await repo.digests.seal_rounds(conn, [req.convoy_id], [req.cycle_index])  # a closed cycle: sealed
             if written is None:  # imported a moment ago by someone else
-                existing = await repo.report_id_for_cycle(conn, req.company_id, req.cycle_index)
+                existing = await repo.imports.report_id_for_cycle(conn, req.company_id, req.cycle_index)
                 assert existing is not None
                 return await self._answer(conn, grant, existing, created=False)
             if r.milestones:
-                before = await repo.milestones_by_id(conn, [u.milestone_id for u in r.milestones])
-                await repo.touch_milestones(conn, report_id, list(r.milestones))
+                before = await repo.reports.milestones_by_id(conn, [u.milestone_id for u in r.milestones])
+                await repo.reports.touch_milestones(conn, report_id, list(r.milestones))
                 for u in r.milestones:
                     if before[u.milestone_id]["status"] != u.status:
-                        await repo.set_milestone_status_at(conn, u.milestone_id, u.status, submitted_at)
-            await repo.insert_commitments(
+                        await repo.imports.set_milestone_status_at(conn, u.milestone_id, u.status, submitted_at)
+            await repo.reports.insert_commitments(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -140,13 +140,13 @@ class HistoryImport:
                 cycle_index=req.cycle_index,
                 texts=list(r.commitments),
             )
-            await repo.review_commitments(conn, report_id, list(r.commitment_reviews))
+            await repo.reports.review_commitments(conn, report_id, list(r.commitment_reviews))
             for c, at in sorted(zip(req.comments, comment_times, strict=True), key=lambda pair: pair[1]):
-                await repo.insert_comment_at(
+                await repo.imports.insert_comment_at(
                     conn, report_id=report_id, convoy_id=req.convoy_id, author_id=c.author_id, body=c.body, at=at
                 )
             if req.kudos_by:
-                await repo.give_kudos_at(conn, report_id, list(req.kudos_by), req.convoy_id, submitted_at)
+                await repo.imports.give_kudos_at(conn, report_id, list(req.kudos_by), req.convoy_id, submitted_at)
             return await self._answer(conn, grant, report_id, created=True)
 
     async def _answer(

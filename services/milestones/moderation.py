@@ -91,7 +91,7 @@ class Moderation:
         """Hide or restore a report in the caller's transaction (the one path: direct, or acting on a flag)."""
         grant, row = await self._report(conn, actor, report_id)
         if (row["hidden_at"] is not None) != hidden:
-            await repo.set_report_hidden(conn, report_id, hidden, reason)
+            await repo.moderation.set_report_hidden(conn, report_id, hidden, reason)
             await self._emit(
                 conn,
                 actor,
@@ -114,7 +114,7 @@ class Moderation:
         async with self.rt.db.transaction() as conn:
             grant, row = await self._report(conn, req.actor, req.report_id)
             if (row["comments_locked_at"] is not None) != req.locked:
-                await repo.set_comments_locked(conn, req.report_id, req.locked)
+                await repo.moderation.set_comments_locked(conn, req.report_id, req.locked)
                 await self._emit(
                     conn,
                     req.actor,
@@ -138,14 +138,14 @@ class Moderation:
         self, conn: asyncpg.Connection, actor: api.Actor, comment_id: uuid.UUID, hidden: bool, reason: str
     ) -> asyncpg.Record:
         """Hide or restore a comment in the caller's transaction (direct, or acting on a flag); its row after."""
-        row = await repo.comment_row_for_update(conn, comment_id)
+        row = await repo.moderation.comment_row_for_update(conn, comment_id)
         grant = await self.access.comment(conn, actor, row, deleted=True)
         assert row is not None
         grant.moderates()
         if (row["hidden_at"] is not None) == hidden:
             return row
-        updated = await repo.set_comment_hidden(conn, comment_id, hidden, reason)
-        report = await repo.report_row(conn, row["report_id"])
+        updated = await repo.moderation.set_comment_hidden(conn, comment_id, hidden, reason)
+        report = await repo.reports.report_row(conn, row["report_id"])
         assert report is not None
         await self._emit(
             conn,

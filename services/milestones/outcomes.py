@@ -35,13 +35,15 @@ class Outcomes:
         async with self.rt.db.connection() as conn:
             rows = {
                 r["project_type"]: r
-                for r in await repo.project_type_outcomes(
+                for r in await repo.outcomes.project_type_outcomes(
                     conn, req.convoy_ids, keys, go_live, req.from_date, req.to_date
                 )
             }
             per_convoy = []
             if req.from_date is not None and req.to_date is not None and req.convoy_ids:
-                per_convoy = await repo.convoy_outcomes(conn, req.convoy_ids, go_live, req.from_date, req.to_date)
+                per_convoy = await repo.outcomes.convoy_outcomes(
+                    conn, req.convoy_ids, go_live, req.from_date, req.to_date
+                )
         found = []
         for t in types:
             outcome = api.ProjectOutcome(

@@ -44,7 +44,7 @@ def former_author(language: str, company: str | None) -> str:
 
 async def attribute(conn: asyncpg.Connection, language: str, reports: Sequence[api.Report]) -> None:
     """Mark reports whose author deleted their account (one query for any number of reports)."""
-    former = await repo.former_authors(conn, [r.author_id for r in reports])
+    former = await repo.privacy.former_authors(conn, [r.author_id for r in reports])
     for r in reports:
         if (r.author_id, r.convoy_id) in former:
             r.author_erased = True
@@ -69,15 +69,15 @@ class PrivacyRules:
         if req.actor.person_id is None:
             raise Forbidden("the admin token has no personal data; sign in as a person")
         async with self.rt.db.connection() as conn:
-            sections = await repo.personal_records(conn, req.actor.person_id)
+            sections = await repo.privacy.personal_records(conn, req.actor.person_id)
         return api.PersonalData(service=self.rt.name, sections=sections)
 
     async def purge(self, req: api.RetentionPurge) -> api.Purged:
         """Remove the content of every company whose convoy's retention time since it left is over at ``now``."""
         companies = reports = comments = 0
         async with self.rt.db.transaction() as conn:
-            for c in await repo.companies_due_for_purge(conn, req.now):
-                r, k = await repo.purge_company(conn, c["company_id"], c["convoy_id"], c["left_at"], req.now)
+            for c in await repo.privacy.companies_due_for_purge(conn, req.now):
+                r, k = await repo.privacy.purge_company(conn, c["company_id"], c["convoy_id"], c["left_at"], req.now)
                 companies, reports, comments = companies + 1, reports + r, comments + k
                 log.info(
                     "retention: removed a departed company's content",

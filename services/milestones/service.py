@@ -85,11 +85,11 @@ class MilestonesService:
         async with self.rt.db.transaction() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             grant.writes_for(req.company_id, "describe its project")
-            project = await repo.upsert_project(conn, req.convoy_id, req.company_id, p)
-            if ladder is not None and await repo.count_milestones(conn, project["id"]) == 0:
+            project = await repo.projects.upsert_project(conn, req.convoy_id, req.company_id, p)
+            if ladder is not None and await repo.projects.count_milestones(conn, project["id"]) == 0:
                 german = grant.convoy["language"] == "de"
                 for rung in ladder.rungs:
-                    await repo.insert_milestone(
+                    await repo.projects.insert_milestone(
                         conn,
                         project,
                         title=rung.title_de if german else rung.title_en,
@@ -102,13 +102,13 @@ class MilestonesService:
     async def get_project(self, req: api.CompanyAction) -> api.Project:
         async with self.rt.db.connection() as conn:
             await self.access.member(conn, req.actor, req.convoy_id)
-            project = await repo.project(conn, req.company_id)
+            project = await repo.projects.project(conn, req.company_id)
             if project is None or project["convoy_id"] != req.convoy_id:
                 raise NotFound("this company has no project yet")
             return await self._project(conn, project)
 
     async def _project(self, conn: asyncpg.Connection, project: asyncpg.Record) -> api.Project:
-        milestones = await repo.milestones_of(conn, project["id"])
+        milestones = await repo.projects.milestones_of(conn, project["id"])
         return api.Project(
             id=project["id"],
             convoy_id=project["convoy_id"],
@@ -116,7 +116,7 @@ class MilestonesService:
             title=project["title"],
             goal=project["goal"],
             project_type=project["project_type"],
-            progress=repo.progress(milestones),
+            progress=repo.projects.progress(milestones),
             milestones=milestones,
         )
 
@@ -127,26 +127,26 @@ class MilestonesService:
         async with self.rt.db.transaction() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             grant.writes_for(req.company_id, "change its milestones")
-            project = await repo.project(conn, req.company_id)
+            project = await repo.projects.project(conn, req.company_id)
             if project is None:
                 raise Conflict("describe the project first (PUT …/project)")
-            if await repo.count_milestones(conn, project["id"]) >= api.MAX_MILESTONES:
+            if await repo.projects.count_milestones(conn, project["id"]) >= api.MAX_MILESTONES:
                 raise InvalidInput(f"a project has at most {api.MAX_MILESTONES} milestones")
-            return await repo.insert_milestone(
+            return await repo.projects.insert_milestone(
                 conn, project, title=m.title, target_date=m.target_date, weight=m.weight, catalogue_key=m.catalogue_key
             )
 
     async def change_milestone(self, req: api.ChangeMilestone) -> api.Milestone:
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         async with self.rt.db.transaction() as conn:
-            row = await repo.milestone_row(conn, req.milestone_id, lock=True)
+            row = await repo.projects.milestone_row(conn, req.milestone_id, lock=True)
             if row is None:
                 raise NotFound("no such milestone")
             grant = await self.access.member(conn, req.actor, row["convoy_id"], not_found="no such milestone")
             grant.writes_for(row["company_id"], "change its milestones")
             if not changes:
-                return repo.milestone(row)
-            updated = await repo.update_milestone(conn, req.milestone_id, changes)
+                return repo.projects.milestone(row)
+            updated = await repo.projects.update_milestone(conn, req.milestone_id, changes)
             if changes.get("status") == "done" and row["status"] != "done":
                 await self.rt.emit(
                     conn,
@@ -163,14 +163,14 @@ class MilestonesService:
         async with self.rt.db.transaction() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             grant.writes_for(req.company_id, "change its milestones")
-            project = await repo.project(conn, req.company_id)
+            project = await repo.projects.project(conn, req.company_id)
             if project is None:
                 raise NotFound("this company has no project yet")
-            current = {m.id for m in await repo.milestones_of(conn, project["id"])}
+            current = {m.id for m in await repo.projects.milestones_of(conn, project["id"])}
             wanted = req.order.milestone_ids
             if set(wanted) != current or len(wanted) != len(current):
                 raise InvalidInput("`milestone_ids`: list every milestone of the project exactly once")
-            await repo.reorder(conn, project["id"], wanted)
+            await repo.projects.reorder(conn, project["id"], wanted)
             return await self._project(conn, project)
 
     # --- reports -------------------------------------------------------------------------------
@@ -193,12 +193,12 @@ class MilestonesService:
             cycle = current_cycle(grant.convoy, now)
             index = cycle.index if cycle else 0
             # After its cycle's seal (the scheduler closed it, also early by "close now") a report
-            # is late and goes into the next digest as an addendum (repository.enter_round).
-            sealed_through = await repo.enter_round(conn, req.convoy_id)
+            # is late and goes into the next digest as an addendum (repository.digests.enter_round).
+            sealed_through = await repo.digests.enter_round(conn, req.convoy_id)
             late = (cycle.is_late(now) if cycle else False) or index <= sealed_through
             refs = await check_report_refs(conn, company_id, index, r)
             report_id = uuid.uuid4()
-            written = await repo.insert_report(
+            written = await repo.reports.insert_report(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -212,7 +212,7 @@ class MilestonesService:
             if written is None:
                 raise Conflict("your company already reported in this cycle; edit that report instead")
             await self._apply_milestone_updates(conn, grant, r.milestones, report_id, before=refs.milestones)
-            commitment_ids = await repo.insert_commitments(
+            commitment_ids = await repo.reports.insert_commitments(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -220,13 +220,13 @@ class MilestonesService:
                 cycle_index=index,
                 texts=list(r.commitments),
             )
-            await repo.review_commitments(conn, report_id, list(r.commitment_reviews))
+            await repo.reports.review_commitments(conn, report_id, list(r.commitment_reviews))
             company_name = written["company_name"]
             if company_name is None and membership is not None and company_id in membership.company_names:
                 # The member is in the projection but not (yet, or no longer) their company: its
                 # company.joined may still be on its way. services/convoys just named it.
                 company_name = membership.company_names[company_id]
-                await repo.ensure_company(conn, company_id, req.convoy_id, company_name)
+                await repo.projections.ensure_company(conn, company_id, req.convoy_id, company_name)
             if company_name is not None:
                 report = _written_report(
                     req, report_id, company_id, company_name, index, late, written, refs, commitment_ids
@@ -271,12 +271,12 @@ class MilestonesService:
         if not updates:
             return
         if before is None:
-            before = await repo.milestones_by_id(conn, [u.milestone_id for u in updates])
-        await repo.touch_milestones(conn, report_id, updates)
+            before = await repo.reports.milestones_by_id(conn, [u.milestone_id for u in updates])
+        await repo.reports.touch_milestones(conn, report_id, updates)
         for u in updates:
             old = before[u.milestone_id]
             if old["status"] != u.status:
-                await repo.update_milestone(conn, u.milestone_id, {"status": u.status})
+                await repo.projects.update_milestone(conn, u.milestone_id, {"status": u.status})
                 if u.status == "done":
                     await self.rt.emit(
                         conn,
@@ -292,7 +292,7 @@ class MilestonesService:
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         now = datetime.now(UTC)
         async with self.rt.db.transaction() as conn:
-            row = await repo.report_row(conn, req.report_id, lock=True)
+            row = await repo.reports.report_row(conn, req.report_id, lock=True)
             if row is None:
                 raise NotFound("no such report")
             grant = await self.access.member(conn, req.actor, row["convoy_id"], not_found="no such report")
@@ -311,19 +311,19 @@ class MilestonesService:
             made = changes.pop("commitments", None)
             reviews = changes.pop("commitment_reviews", None)
             if made is not None:
-                await repo.replace_commitments(conn, row, list(made))
+                await repo.reports.replace_commitments(conn, row, list(made))
             if reviews is not None:
-                await repo.unreview_commitments(conn, row["id"])
-                open_ = await repo.open_commitments(conn, row["company_id"], row["cycle_index"])
+                await repo.reports.unreview_commitments(conn, row["id"])
+                open_ = await repo.reports.open_commitments(conn, row["company_id"], row["cycle_index"])
                 for i, review in enumerate(reviews):
                     if review.commitment_id not in open_:
                         raise InvalidInput(
                             f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company"
                         )
-                await repo.review_commitments(conn, row["id"], list(reviews))
+                await repo.reports.review_commitments(conn, row["id"], list(reviews))
             if changes or made is not None or reviews is not None:
-                await repo.save_version(conn, row, req.actor.person_id)
-                await repo.update_report(conn, req.report_id, changes)
+                await repo.reports.save_version(conn, row, req.actor.person_id)
+                await repo.reports.update_report(conn, req.report_id, changes)
                 await self.rt.emit(
                     conn,
                     ev.ReportEdited(
@@ -384,7 +384,9 @@ class MilestonesService:
         async with self.rt.db.connection() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             config = TS_CONFIG.get(grant.convoy["language"], "simple")
-            hits = await repo.search(conn, req.convoy_id, config, req.q, req.limit, hidden=grant.sees_everything)
+            hits = await repo.reports.search(
+                conn, req.convoy_id, config, req.q, req.limit, hidden=grant.sees_everything
+            )
         return api.SearchResults(hits=hits)
 
     async def export(self, req: api.ExportAsk) -> api.Export:
@@ -411,7 +413,7 @@ class MilestonesService:
         async with self.rt.db.connection() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             cycle = current_cycle(grant.convoy, now)
-            rows = await repo.board_rows(
+            rows = await repo.reports.board_rows(
                 conn, req.convoy_id, local_today(grant.convoy, now), cycle.index if cycle else None
             )
         return build_board(req.convoy_id, cycle, rows)
@@ -429,7 +431,7 @@ class MilestonesService:
             await self.access.under_charter(grant, req.actor)
             parent_id = req.comment.parent_id
             if parent_id is not None:
-                parent = await repo.comment_row(conn, parent_id)
+                parent = await repo.comments.comment_row(conn, parent_id)
                 if (
                     parent is None
                     or parent["report_id"] != req.report_id
@@ -438,7 +440,7 @@ class MilestonesService:
                     raise InvalidInput("`parent_id`: not a comment on this report")
                 if parent["parent_id"] is not None:
                     raise InvalidInput("`parent_id`: answers go one level deep; answer the first comment")
-            row = await repo.insert_comment(
+            row = await repo.comments.insert_comment(
                 conn,
                 report_id=req.report_id,
                 convoy_id=report["convoy_id"],
@@ -461,8 +463,8 @@ class MilestonesService:
     async def list_comments(self, req: api.ReportAction) -> api.Comments:
         async with self.rt.db.connection() as conn:
             grant, _ = await self.access.report(conn, req.actor, req.report_id)
-            rows = await repo.comments_of(conn, req.report_id, hidden=grant.sees_everything)
-            former = await repo.former_authors(conn, [r["author_id"] for r in rows])
+            rows = await repo.comments.comments_of(conn, req.report_id, hidden=grant.sees_everything)
+            former = await repo.privacy.former_authors(conn, [r["author_id"] for r in rows])
         top: list[api.Comment] = []
         by_id: dict[uuid.UUID, api.Comment] = {}
         for row in rows:
@@ -484,7 +486,7 @@ class MilestonesService:
     ) -> asyncpg.Record:
         """The actor's own comment, still theirs to change: 404 if they cannot see it, 403 if it is not
         theirs (facilitators hide instead), 409 after the edit window or in a locked thread."""
-        row = await repo.comment_for_update(conn, comment_id)
+        row = await repo.comments.comment_for_update(conn, comment_id)
         grant = await self.access.comment(conn, actor, row)
         assert row is not None
         grant.writes(what)
@@ -506,7 +508,7 @@ class MilestonesService:
             row = await self._own_comment(conn, req.actor, req.comment_id, "edit a comment")
             if row["body"] == req.edit.body:
                 return comment_view(row, self.edit_window)  # nothing changed: no "edited", no event
-            updated = await repo.edit_comment(conn, req.comment_id, req.edit.body)
+            updated = await repo.comments.edit_comment(conn, req.comment_id, req.edit.body)
             await self.rt.emit(
                 conn,
                 ev.CommentEdited(
@@ -521,7 +523,7 @@ class MilestonesService:
     async def delete_comment(self, req: api.CommentAction) -> api.Comment:
         async with self.rt.db.transaction() as conn:
             row = await self._own_comment(conn, req.actor, req.comment_id, "delete a comment")
-            deleted = await repo.delete_comment(conn, req.comment_id)
+            deleted = await repo.comments.delete_comment(conn, req.comment_id)
             await self.rt.emit(
                 conn,
                 ev.CommentDeleted(
@@ -540,7 +542,7 @@ class MilestonesService:
                 raise Forbidden("kudos come from the convoy's representatives")
             if grant.represents(report["company_id"]):
                 raise Forbidden("kudos are for peers, not for your own company")
-            if await repo.give_kudos(conn, req.report_id, req.actor.person_id, report["convoy_id"]):
+            if await repo.comments.give_kudos(conn, req.report_id, req.actor.person_id, report["convoy_id"]):
                 await self.rt.emit(
                     conn,
                     ev.KudosGiven(
@@ -554,7 +556,9 @@ class MilestonesService:
         async with self.rt.db.transaction() as conn:
             grant, report = await self.access.report(conn, req.actor, req.report_id)
             grant.writes("give kudos")
-            if req.actor.person_id is not None and await repo.take_back_kudos(conn, req.report_id, req.actor.person_id):
+            if req.actor.person_id is not None and await repo.comments.take_back_kudos(
+                conn, req.report_id, req.actor.person_id
+            ):
                 await self.rt.emit(
                     conn,
                     ev.KudosTakenBack(
@@ -573,7 +577,7 @@ class MilestonesService:
                 raise Forbidden("offer help to other companies; this is your own report")
             if not report["help_wanted"]:
                 raise Conflict("this report asks for no help")
-            row = await repo.insert_help_offer(
+            row = await repo.comments.insert_help_offer(
                 conn,
                 report_id=req.report_id,
                 person_id=req.actor.person_id,
@@ -606,10 +610,10 @@ class MilestonesService:
             _, report = await self.access.report(conn, req.actor, req.report_id)
             if not report["help_milestone_id"]:
                 return api.HelpSuggestions(companies=[])
-            milestone = await repo.milestone_row(conn, report["help_milestone_id"])
+            milestone = await repo.projects.milestone_row(conn, report["help_milestone_id"])
             if milestone is None or not milestone["catalogue_key"]:
                 return api.HelpSuggestions(companies=[])
-            rows = await repo.companies_that_completed(
+            rows = await repo.comments.companies_that_completed(
                 conn, report["convoy_id"], milestone["catalogue_key"], report["company_id"]
             )
         return api.HelpSuggestions(companies=[api.PersonRef(person_id=r["company_id"], name=r["name"]) for r in rows])
@@ -631,7 +635,7 @@ async def check_report_refs(
 ) -> ReportRefs:
     """Refuse milestones and commitments the report may not name; returns those it names, as read."""
     ids = [u.milestone_id for u in r.milestones] + ([r.help_milestone_id] if r.help_milestone_id else [])
-    known = await repo.milestones_by_id(conn, ids) if ids else {}
+    known = await repo.reports.milestones_by_id(conn, ids) if ids else {}
     for i, u in enumerate(r.milestones):
         if u.milestone_id not in known or known[u.milestone_id]["company_id"] != company_id:
             raise InvalidInput(f"`milestones[{i}].milestone_id`: not a milestone of your company's project")
@@ -643,7 +647,7 @@ async def check_report_refs(
         raise InvalidInput("`help_milestone_id`: not a milestone of your company's project")
     open_: dict[uuid.UUID, asyncpg.Record] = {}
     if r.commitment_reviews:
-        open_ = await repo.open_commitments(conn, company_id, index)
+        open_ = await repo.reports.open_commitments(conn, company_id, index)
         for i, review in enumerate(r.commitment_reviews):
             if review.commitment_id not in open_:
                 raise InvalidInput(f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company")
@@ -660,10 +664,10 @@ async def read_reports(
     order: str = "r.submitted_at DESC, r.id DESC",
 ) -> list[api.Report]:
     """Reports with everything the holder of ``grant`` sees, in a fixed number of queries (no N+1)."""
-    rows = await repo.report_rows(conn, where, args, order=order, limit=limit)
+    rows = await repo.reports.report_rows(conn, where, args, order=order, limit=limit)
     if not rows:
         return []
-    details = await repo.report_details(conn, [r["id"] for r in rows])
+    details = await repo.reports.report_details(conn, [r["id"] for r in rows])
     touched: dict[uuid.UUID, list[api.TouchedMilestone]] = {}
     for t in details["touched"]:
         touched.setdefault(t["report_id"], []).append(
@@ -822,7 +826,7 @@ def local_today(convoy: asyncpg.Record, now: datetime) -> date:
 
 
 def build_board(convoy_id: uuid.UUID, cycle: cycles.Cycle | None, rows: list[asyncpg.Record]) -> api.Board:
-    """The progress board from :func:`repository.board_rows` (one row per company); pure arithmetic from here."""
+    """The progress board from :func:`repository.reports.board_rows` (a row per company): pure arithmetic."""
     cycles_so_far = cycle.index + 1 if cycle else 0
     companies = []
     for c in rows:
