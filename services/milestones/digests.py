@@ -18,6 +18,7 @@ from schemas import api
 from services.milestones import repository as repo
 from services.milestones.access import Access
 from services.milestones.service import current_cycle, cycle_of, local_today
+from services.runtime.db import struct, structs
 from services.runtime.errors import InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -51,7 +52,7 @@ class Digests:
                 data = await repo.digests.prompt_rows(conn, req.convoy_id, req.cycle_index, due_date)
         due: dict[uuid.UUID, list[api.DueMilestone]] = {}
         for m in data["milestones"]:
-            due.setdefault(m["company_id"], []).append(api.DueMilestone(title=m["title"], target_date=m["target_date"]))
+            due.setdefault(m["company_id"], []).append(struct(m, api.DueMilestone))
         open_: dict[uuid.UUID, list[str]] = {}
         for c in data["commitments"]:
             open_.setdefault(c["company_id"], []).append(c["text"])
@@ -154,24 +155,16 @@ def build_digest(convoy: asyncpg.Record, cycle_index: int, data: dict[str, list[
     for r in data["reports"]:
         company_id, name = r["company_id"], names[r["company_id"]]
         (reports if r["cycle_index"] == cycle_index else addenda).append(
-            api.DigestReport(
+            struct(
+                r,
+                api.DigestReport,
                 report_id=r["id"],
-                company_id=company_id,
                 company_name=name,
-                cycle_index=r["cycle_index"],
-                late=r["late"],
-                done=r["done"],
-                next=r["next"],
-                blockers=r["blockers"],
-                help_wanted=r["help_wanted"],
-                help_topic=r["help_topic"],
-                mood=r["mood"],
                 progress=progress[company_id],
                 milestone_changes=[
                     api.DigestMilestone(company_id=company_id, company_name=name, title=title, status=status)
                     for title, status in changes.get(r["id"], [])
                 ],
-                kudos_by=list(r["kudos_by"]),
             )
         )
     reported = {r.company_id for r in reports}
@@ -180,12 +173,7 @@ def build_digest(convoy: asyncpg.Record, cycle_index: int, data: dict[str, list[
         convoy_id=convoy["convoy_id"],
         convoy_name=convoy["name"],
         cycle_index=cycle_index,
-        completed_milestones=[
-            api.DigestMilestone(
-                company_id=m["company_id"], company_name=m["company_name"], title=m["title"], status=m["status"]
-            )
-            for m in data["completed"]
-        ],
+        completed_milestones=structs(data["completed"], api.DigestMilestone),
         help_requests=[r for r in reports if r.help_wanted],
         reports=reports,
         late_addenda=addenda,
@@ -222,11 +210,7 @@ def build_facilitator_digest(
         companies.setdefault(c["convoy_id"], []).append(c)
     stalled: dict[uuid.UUID, list[api.StalledMilestone]] = {}
     for m in data["milestones"]:
-        stalled.setdefault(m["convoy_id"], []).append(
-            api.StalledMilestone(
-                company_name=m["company_name"], title=m["title"], target_date=m["target_date"], status=m["status"]
-            )
-        )
+        stalled.setdefault(m["convoy_id"], []).append(struct(m, api.StalledMilestone))
     help_: dict[uuid.UUID, list[api.OpenItem]] = {}
     for h in data["help"]:
         help_.setdefault(h["convoy_id"], []).append(

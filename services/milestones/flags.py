@@ -31,6 +31,7 @@ from schemas import events as ev
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
 from services.milestones.moderation import Moderation, reason_given
+from services.runtime.db import struct
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -107,15 +108,7 @@ class Flags:
                         note=note,
                     ),
                 )
-            return api.FlagReceipt(
-                id=row["id"],
-                object_type=row["object_type"],
-                object_id=row["object_id"],
-                reason=row["reason"],
-                note=row["note"],
-                created_at=row["created_at"],
-                created=created,
-            )
+            return struct(row, api.FlagReceipt, created=created)
 
     async def queue(self, req: api.ConvoyAsk) -> api.FlagQueue:
         async with self.rt.db.connection() as conn:
@@ -125,28 +118,8 @@ class Flags:
         for r in rows:
             item = items.get(r["object_id"])
             if item is None:
-                item = items[r["object_id"]] = api.FlaggedContent(
-                    object_type=r["object_type"],
-                    object_id=r["object_id"],
-                    report_id=r["report_id"],
-                    company_id=r["company_id"],
-                    company_name=r["company_name"],
-                    author_id=r["author_id"],
-                    excerpt=excerpt(r["text"] or ""),
-                    hidden=r["hidden"],
-                    flags=[],
-                )
-            item.flags.append(
-                api.Flag(
-                    id=r["id"],
-                    flagged_by=r["flagged_by"],
-                    flagged_by_company_id=r["flagger_company_id"],
-                    flagged_by_company_name=r["flagger_company_name"] or "",
-                    reason=r["reason"],
-                    note=r["note"],
-                    created_at=r["created_at"],
-                )
-            )
+                item = items[r["object_id"]] = struct(r, api.FlaggedContent, excerpt=excerpt(r["text"] or ""), flags=[])
+            item.flags.append(struct(r, api.Flag))  # a row per open flag
         return api.FlagQueue(convoy_id=req.convoy_id, items=list(items.values()))
 
     async def resolve(self, req: api.ResolveFlag) -> api.FlagOutcome:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from schemas import api
 from services.milestones import catalogue as cat
 from services.milestones import repository as repo
+from services.runtime.db import structs
 from services.runtime.service import Runtime
 
 
@@ -59,15 +60,5 @@ class Outcomes:
             found.append(outcome)
         return api.Outcomes(
             project_types=found,
-            convoys=[
-                api.ConvoyOutcome(
-                    convoy_id=c["convoy_id"],
-                    companies=c["companies"],
-                    companies_reporting=c["companies_reporting"],
-                    reports=c["reports"],
-                    milestones_done=c["milestones_done"],
-                    go_lives=c["go_lives"],
-                )
-                for c in per_convoy
-            ],
+            convoys=structs(per_convoy, api.ConvoyOutcome),
         )

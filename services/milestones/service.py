@@ -25,6 +25,7 @@ from services.milestones import privacy
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
 from services.runtime import cycles, markdown
+from services.runtime.db import struct
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -109,16 +110,7 @@ class MilestonesService:
 
     async def _project(self, conn: asyncpg.Connection, project: asyncpg.Record) -> api.Project:
         milestones = await repo.projects.milestones_of(conn, project["id"])
-        return api.Project(
-            id=project["id"],
-            convoy_id=project["convoy_id"],
-            company_id=project["company_id"],
-            title=project["title"],
-            goal=project["goal"],
-            project_type=project["project_type"],
-            progress=repo.projects.progress(milestones),
-            milestones=milestones,
-        )
+        return struct(project, api.Project, progress=repo.projects.progress(milestones), milestones=milestones)
 
     async def add_milestone(self, req: api.AddMilestone) -> api.Milestone:
         m = req.milestone
@@ -596,14 +588,7 @@ class MilestonesService:
                     message=row["message"],
                 ),
             )
-            return api.HelpOffer(
-                id=row["id"],
-                report_id=row["report_id"],
-                person_id=row["person_id"],
-                company_id=row["company_id"],
-                message=row["message"],
-                created_at=row["created_at"],
-            )
+            return struct(row, api.HelpOffer)
 
     async def help_suggestions(self, req: api.ReportAction) -> api.HelpSuggestions:
         async with self.rt.db.connection() as conn:
@@ -670,44 +655,26 @@ async def read_reports(
     details = await repo.reports.report_details(conn, [r["id"] for r in rows])
     touched: dict[uuid.UUID, list[api.TouchedMilestone]] = {}
     for t in details["touched"]:
-        touched.setdefault(t["report_id"], []).append(
-            api.TouchedMilestone(milestone_id=t["milestone_id"], title=t["title"], status=t["status"])
-        )
+        touched.setdefault(t["report_id"], []).append(struct(t, api.TouchedMilestone))
     made: dict[uuid.UUID, list[api.Commitment]] = {}
     for c in details["made"]:
-        made.setdefault(c["report_id"], []).append(_commitment(c))
+        made.setdefault(c["report_id"], []).append(struct(c, api.Commitment))
     reviewed: dict[uuid.UUID, list[api.Commitment]] = {}
     for c in details["reviewed"]:
-        reviewed.setdefault(c["reviewed_in"], []).append(_commitment(c))
+        reviewed.setdefault(c["reviewed_in"], []).append(struct(c, api.Commitment))
     kudos: dict[uuid.UUID, list[uuid.UUID]] = {}
     for k in details["kudos"]:
         kudos.setdefault(k["report_id"], []).append(k["person_id"])
     out = []
     until: dict[tuple[int, int | None], datetime | None] = {}
     for r in rows:
-        private = grant.sees_note(r["company_id"])
         out.append(
-            api.Report(
-                id=r["id"],
-                convoy_id=r["convoy_id"],
-                company_id=r["company_id"],
-                company_name=r["company_name"],
-                author_id=r["author_id"],
-                cycle_index=r["cycle_index"],
-                late=r["late"],
-                version=r["version"],
-                submitted_at=r["submitted_at"],
-                updated_at=r["updated_at"],
-                done=r["done"],
+            struct(
+                r,  # the columns of the report as they are, then what is derived from them for this reader
+                api.Report,
                 done_html=markdown.render(r["done"]),
-                next=r["next"],
                 next_html=markdown.render(r["next"]),
-                blockers=r["blockers"],
                 blockers_html=markdown.render(r["blockers"]),
-                help_wanted=r["help_wanted"],
-                help_topic=r["help_topic"],
-                help_milestone_id=r["help_milestone_id"],
-                mood=r["mood"],
                 milestones=touched.get(r["id"], []),
                 commitments=made.get(r["id"], []),
                 reviews=reviewed.get(r["id"], []),
@@ -717,8 +684,7 @@ async def read_reports(
                 hidden=r["hidden_at"] is not None,
                 hidden_reason=r["hidden_reason"] if r["hidden_at"] is not None and grant.sees_everything else None,
                 comments_locked=r["comments_locked_at"] is not None,
-                facilitator_note=r["facilitator_note"] if private else None,
-                digest_cycle=r["digest_cycle"],
+                facilitator_note=r["facilitator_note"] if grant.sees_note(r["company_id"]) else None,
                 editable_until=until.setdefault(
                     (r["cycle_index"], r["digest_cycle"]),
                     editable_until(grant.convoy, r["cycle_index"], r["digest_cycle"]),
@@ -798,20 +764,12 @@ def _written_report(
     )
 
 
-def _commitment(row: asyncpg.Record) -> api.Commitment:
-    return api.Commitment(id=row["id"], text=row["text"], outcome=row["outcome"], note=row["outcome_note"])
-
-
 def comment_view(row: asyncpg.Record, edit_window: timedelta | None = None) -> api.Comment:
     deleted = row["deleted_at"] is not None
-    return api.Comment(
-        id=row["id"],
-        report_id=row["report_id"],
-        parent_id=row["parent_id"],
-        author_id=row["author_id"],
-        body=row["body"],
+    return struct(
+        row,
+        api.Comment,
         body_html=markdown.render(row["body"]) if not deleted else "",
-        created_at=row["created_at"],
         # Hidden comments reach facilitators and admins only (members' reads leave them out).
         hidden=row["hidden_at"] is not None,
         hidden_reason=row["hidden_reason"] if row["hidden_at"] is not None else None,

@@ -95,7 +95,7 @@ async def open_flags(conn: Conn, convoy_id: uuid.UUID, limit: int = 1000) -> lis
         "   THEN k.hidden_at IS NOT NULL OR r.hidden_at IS NOT NULL"
         "     OR EXISTS (SELECT 1 FROM comments p WHERE p.id = k.parent_id AND p.hidden_at IS NOT NULL)"
         "   ELSE r.hidden_at IS NOT NULL END AS hidden,"
-        " fc.company_id AS flagger_company_id, fc.name AS flagger_company_name"
+        " fc.company_id AS flagged_by_company_id, coalesce(fc.name, '') AS flagged_by_company_name"
         " FROM flags f JOIN reports r ON r.id = f.report_id JOIN companies c ON c.company_id = r.company_id"
         " LEFT JOIN comments k ON k.id = f.comment_id"
         " LEFT JOIN LATERAL (SELECT mc.company_id, mc.name FROM members m"

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from schemas import api
+from services.runtime.db import struct, structs
 
 Conn = asyncpg.Connection
 
@@ -37,7 +38,7 @@ async def milestones_of(conn: Conn, project_id: uuid.UUID) -> list[api.Milestone
     rows = await conn.fetch(
         "SELECT * FROM milestones WHERE project_id = $1 AND removed_at IS NULL ORDER BY position", project_id
     )
-    return [milestone(r) for r in rows]
+    return structs(rows, api.Milestone)
 
 
 async def count_milestones(conn: Conn, project_id: uuid.UUID) -> int:
@@ -100,16 +101,7 @@ async def reorder(conn: Conn, project_id: uuid.UUID, ids: list[uuid.UUID]) -> No
 
 def milestone(row: asyncpg.Record | None) -> api.Milestone:
     assert row is not None
-    return api.Milestone(
-        id=row["id"],
-        title=row["title"],
-        target_date=row["target_date"],
-        weight=row["weight"],
-        position=row["position"],
-        status=row["status"],
-        catalogue_key=row["catalogue_key"],
-        completed_at=row["completed_at"],
-    )
+    return struct(row, api.Milestone)
 
 
 def progress(milestones: list[api.Milestone]) -> float:

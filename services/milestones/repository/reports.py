@@ -11,6 +11,7 @@ import msgspec
 
 from schemas import api
 from services.milestones.repository.comments import VISIBLE_COMMENT
+from services.runtime.db import structs
 
 Conn = asyncpg.Connection
 
@@ -183,9 +184,13 @@ async def report_details(conn: Conn, ids: list[uuid.UUID]) -> dict[str, Any]:
         " JOIN milestones m ON m.id = rm.milestone_id WHERE rm.report_id = ANY($1::uuid[]) ORDER BY m.position",
         ids,
     )
-    made = await conn.fetch("SELECT * FROM commitments WHERE report_id = ANY($1::uuid[]) ORDER BY position", ids)
+    made = await conn.fetch(
+        "SELECT *, outcome_note AS note FROM commitments WHERE report_id = ANY($1::uuid[]) ORDER BY position", ids
+    )
     reviewed = await conn.fetch(
-        "SELECT * FROM commitments WHERE reviewed_in = ANY($1::uuid[]) ORDER BY cycle_index, position", ids
+        "SELECT *, outcome_note AS note FROM commitments WHERE reviewed_in = ANY($1::uuid[])"
+        " ORDER BY cycle_index, position",
+        ids,
     )
     kudos = await conn.fetch(
         "SELECT report_id, person_id FROM kudos WHERE report_id = ANY($1::uuid[]) ORDER BY given_at", ids
@@ -199,7 +204,7 @@ async def search(
     # Every match is ranked, but only the page is sorted with its bodies, joined to its company and
     # given a headline (ts_headline re-parses the text): the inner query sorts narrow rows.
     rows = await conn.fetch(
-        "SELECT r.id, c.name, r.cycle_index, r.submitted_at,"
+        "SELECT r.id AS report_id, c.name AS company_name, r.cycle_index, r.submitted_at,"
         " ts_headline($2::regconfig, r.done || ' ' || r.next || ' ' || r.blockers || ' ' || r.help_topic, h.query,"
         "   'StartSel=«, StopSel=», MaxFragments=2, MaxWords=20, MinWords=5') AS snippet"
         " FROM ("
@@ -215,16 +220,7 @@ async def search(
         limit,
         hidden,
     )
-    return [
-        api.SearchHit(
-            report_id=r["id"],
-            company_name=r["name"],
-            cycle_index=r["cycle_index"],
-            submitted_at=r["submitted_at"],
-            snippet=r["snippet"],
-        )
-        for r in rows
-    ]
+    return structs(rows, api.SearchHit)
 
 
 # --- board ---------------------------------------------------------------------------------------
