@@ -34,8 +34,11 @@ PROJECTED = (
 
 async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
     """Keep the projections (convoys, companies, members, facilitators) that authorize everything."""
-    if isinstance(event, ev.ConvoyCreated):
-        start = event.start_date or envelope.occurred_at.date()
+    if isinstance(event, (ev.ConvoyCreated, ev.ConvoyUpdated)):
+        start = event.start_date
+        if start is None and isinstance(event, ev.ConvoyUpdated):  # keep the start the convoy has here
+            known = await repo.projections.convoy(conn, event.convoy_id)
+            start = known["start_date"] if known else None
         await repo.projections.upsert_convoy(
             conn,
             convoy_id=event.convoy_id,
@@ -43,24 +46,11 @@ async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncp
             timezone=event.timezone,
             language=event.language,
             cadence=event.cadence,
-            start_date=start,
+            start_date=start or envelope.occurred_at.date(),
             retention_days=event.retention_days,
         )
-        if event.facilitator_id:
+        if isinstance(event, ev.ConvoyCreated) and event.facilitator_id:
             await repo.projections.add_facilitator(conn, event.convoy_id, event.facilitator_id)
-    elif isinstance(event, ev.ConvoyUpdated):
-        known = await repo.projections.convoy(conn, event.convoy_id)
-        start = event.start_date or (known["start_date"] if known else envelope.occurred_at.date())
-        await repo.projections.upsert_convoy(
-            conn,
-            convoy_id=event.convoy_id,
-            name=event.name,
-            timezone=event.timezone,
-            language=event.language,
-            cadence=event.cadence,
-            start_date=start,
-            retention_days=event.retention_days,
-        )
     elif isinstance(event, ev.ConvoyStatusChanged):
         await repo.projections.set_convoy_status(conn, event.convoy_id, event.new_status)
     elif isinstance(event, ev.ConvoyFacilitatorAdded):

@@ -18,6 +18,7 @@ from schemas import api
 from services.milestones import repository as repo
 from services.milestones.access import Access
 from services.milestones.service import current_cycle, cycle_of, local_today
+from services.runtime import cycles
 from services.runtime.db import struct, structs
 from services.runtime.errors import InvalidInput, NotFound
 from services.runtime.service import Runtime
@@ -27,6 +28,14 @@ class Digests:
     def __init__(self, rt: Runtime, access: Access) -> None:
         self.rt = rt
         self.access = access
+
+    async def _cycle(self, conn: asyncpg.Connection, req: api.CycleAsk) -> tuple[asyncpg.Record, cycles.Cycle]:
+        """The convoy asked about (read through on a miss; 404 if unknown) and its cycle ``req.cycle_index``."""
+        _check_index(req.cycle_index)
+        convoy = await self.access.convoy(conn, req.convoy_id)
+        if convoy is None:
+            raise NotFound("no such convoy")
+        return convoy, cycle_of(convoy, req.cycle_index)
 
     async def cycle_status(self, req: api.CycleAsk) -> api.CycleStatus:
         """Companies with a visible report for the cycle: one query (plus a read-through on a miss)."""
@@ -41,12 +50,8 @@ class Digests:
 
     async def prompt_context(self, req: api.CycleAsk) -> api.PromptContexts:
         """What each active company's prompt reminds it of: the convoy, then three set-based queries."""
-        _check_index(req.cycle_index)
         async with self.rt.db.connection() as conn:
-            convoy = await self.access.convoy(conn, req.convoy_id)
-            if convoy is None:
-                raise NotFound("no such convoy")
-            cycle = cycle_of(convoy, req.cycle_index)
+            convoy, cycle = await self._cycle(conn, req)
             due_date = cycle.due_at.astimezone(ZoneInfo(convoy["timezone"])).date()
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 data = await repo.digests.prompt_rows(conn, req.convoy_id, req.cycle_index, due_date)
@@ -78,12 +83,8 @@ class Digests:
         for a sealed cycle, calling it again (a retry, or days later) gives the same reports, addenda
         and completed milestones. For a cycle not sealed yet it is a preview: what a seal now would carry.
         """
-        _check_index(req.cycle_index)
         async with self.rt.db.connection() as conn:
-            convoy = await self.access.convoy(conn, req.convoy_id)
-            if convoy is None:
-                raise NotFound("no such convoy")
-            cycle = cycle_of(convoy, req.cycle_index)
+            convoy, cycle = await self._cycle(conn, req)
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 through = await repo.digests.sealed_through(conn, req.convoy_id)
                 data = await repo.digests.digest_rows(
