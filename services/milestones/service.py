@@ -71,7 +71,6 @@ class MilestonesService:
     def __init__(self, rt: Runtime, access: Access) -> None:
         self.rt = rt
         self.access = access
-        self.base_url = rt.settings.public_url.rstrip("/")
         self.edit_window = timedelta(seconds=rt.settings.comment_edit_window_s)
 
     # --- projects and milestones ---------------------------------------------------------------
