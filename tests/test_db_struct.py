@@ -40,6 +40,7 @@ async def test_a_row_becomes_a_struct_by_field_name(database_url: str) -> None:
         row = await conn.fetchrow(
             "SELECT $1::uuid AS id, 'x' AS text, NULL::text AS outcome, 'old' AS note", milestone_id
         )
+        assert row is not None
         assert struct(row, api.Commitment, note="new") == api.Commitment(
             id=milestone_id, text="x", outcome=None, note="new"
         )
@@ -47,9 +48,11 @@ async def test_a_row_becomes_a_struct_by_field_name(database_url: str) -> None:
         wrong = await conn.fetchrow(
             "SELECT $1::uuid AS id, 42 AS text, NULL::text AS outcome, '' AS note", milestone_id
         )
+        assert wrong is not None
         with pytest.raises(msgspec.ValidationError, match="text"):
             struct(wrong, api.Commitment)
         missing = await conn.fetchrow("SELECT $1::uuid AS id, 'x' AS text", milestone_id)
+        assert missing is not None
         with pytest.raises(msgspec.ValidationError, match="outcome"):
             struct(missing, api.Commitment)
     finally:
