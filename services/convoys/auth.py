@@ -23,6 +23,7 @@ import structlog
 from schemas import api
 from schemas import events as ev
 from services.convoys import repository as repo
+from services.convoys import repository_auth as auth_repo
 from services.convoys.service import check_timezone, hash_token, new_token
 from services.runtime.errors import Forbidden, Gone, NotFound, TooManyRequests
 from services.runtime.service import Runtime
@@ -51,7 +52,7 @@ class Sessions:
         session, access, csrf = new_token("cvs_"), new_token("cva_"), secrets.token_urlsafe(24)
         session_expires = now + timedelta(days=self.settings.session_days)
         access_expires = now + timedelta(minutes=self.settings.access_token_minutes)
-        await repo.insert_session(
+        await auth_repo.insert_session(
             conn,
             token_hash=hash_token(session),
             person_id=person["id"],
@@ -59,7 +60,7 @@ class Sessions:
             csrf_token=csrf,
             expires_at=session_expires,
         )
-        await repo.insert_session(
+        await auth_repo.insert_session(
             conn,
             token_hash=hash_token(access),
             person_id=person["id"],
@@ -67,7 +68,7 @@ class Sessions:
             csrf_token=None,
             expires_at=access_expires,
         )
-        await repo.cap_sessions(conn, person["id"], self.settings.max_sessions_per_person)
+        await auth_repo.cap_sessions(conn, person["id"], self.settings.max_sessions_per_person)
         return api.SignedIn(
             person=repo.person(person),
             access_token=access,
@@ -82,13 +83,13 @@ class Sessions:
         now = datetime.now(UTC)
         email_hash = hashlib.sha256(req.email.strip().lower().encode()).digest()
         async with self.rt.db.transaction() as conn:
-            count = await repo.record_sign_in_request(conn, email_hash, now - timedelta(hours=1))
+            count = await auth_repo.record_sign_in_request(conn, email_hash, now - timedelta(hours=1))
             if count > self.settings.sign_in_requests_per_hour:
                 raise TooManyRequests("too many sign-in links for this address; try again in an hour")
             person = await repo.person_by_email(conn, req.email)
             if person is not None:
                 token = new_token("cvl_")
-                await repo.insert_sign_in_link(
+                await auth_repo.insert_sign_in_link(
                     conn,
                     hash_token(token),
                     person["id"],
@@ -113,7 +114,7 @@ class Sessions:
 
     async def complete_sign_in(self, req: api.SignInComplete) -> api.SignedIn:
         async with self.rt.db.transaction() as conn:
-            person_id = await repo.use_sign_in_link(conn, hash_token(req.token))
+            person_id = await auth_repo.use_sign_in_link(conn, hash_token(req.token))
             if person_id is None:
                 raise Gone("this sign-in link is invalid, expired or already used; ask for a new one")
             person = await repo.person_by_id(conn, person_id)
@@ -122,17 +123,17 @@ class Sessions:
 
     async def sign_out(self, req: api.SignOut) -> api.Accepted:
         async with self.rt.db.transaction() as conn:
-            await repo.revoke_session(conn, hash_token(req.token))
+            await auth_repo.revoke_session(conn, hash_token(req.token))
         return api.Accepted(message="signed out")
 
     async def resolve(self, req: api.ResolveToken) -> api.Principal:
         token = req.token
         async with self.rt.db.connection() as conn:
             if token.startswith("cvy_"):
-                row = await repo.api_token_principal(conn, hash_token(token))
+                row = await auth_repo.api_token_principal(conn, hash_token(token))
                 kind = "api"
             elif token.startswith(("cvs_", "cva_")):
-                row = await repo.session_principal(conn, hash_token(token))
+                row = await auth_repo.session_principal(conn, hash_token(token))
                 kind = row["kind"] if row else ""
                 if row is not None and (kind == "browser") != token.startswith("cvs_"):
                     row = None
@@ -186,18 +187,18 @@ class Sessions:
         person_id = self._person_id(req.actor)
         secret = new_token("cvy_")
         async with self.rt.db.transaction() as conn:
-            token = await repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)  # type: ignore[arg-type]
+            token = await auth_repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)  # type: ignore[arg-type]
         return api.ApiTokenCreated(token=token, secret=secret)
 
     async def list_api_tokens(self, req: api.Ask) -> api.ApiTokens:
         person_id = self._person_id(req.actor)
         async with self.rt.db.connection() as conn:
-            return api.ApiTokens(tokens=await repo.list_api_tokens(conn, person_id))  # type: ignore[arg-type]
+            return api.ApiTokens(tokens=await auth_repo.list_api_tokens(conn, person_id))  # type: ignore[arg-type]
 
     async def revoke_api_token(self, req: api.RevokeApiToken) -> api.Accepted:
         person_id = self._person_id(req.actor)
         async with self.rt.db.transaction() as conn:
-            if not await repo.revoke_api_token(conn, person_id, req.token_id):  # type: ignore[arg-type]
+            if not await auth_repo.revoke_api_token(conn, person_id, req.token_id):  # type: ignore[arg-type]
                 raise NotFound("no such token")
         return api.Accepted(message="revoked")
 
@@ -205,7 +206,7 @@ class Sessions:
     async def calendar_get(self, req: api.Ask) -> api.CalendarFeed:
         person_id = self._person_id(req.actor)
         async with self.rt.db.connection() as conn:
-            return repo.calendar_feed(await repo.live_calendar_feed(conn, person_id))  # type: ignore[arg-type]
+            return auth_repo.calendar_feed(await auth_repo.live_calendar_feed(conn, person_id))  # type: ignore[arg-type]
 
     async def calendar_create(self, req: api.Ask) -> api.CalendarFeedCreated:
         """A new feed token; the previous one (if any) stops working in the same transaction (rotate)."""
@@ -214,21 +215,21 @@ class Sessions:
         async with self.rt.db.transaction() as conn:
             if await repo.person_for_erasure(conn, person_id) is None:  # type: ignore[arg-type]
                 raise NotFound("no such person")  # also serialises two creates of one person (row lock)
-            await repo.revoke_calendar_feeds(conn, person_id)  # type: ignore[arg-type]
-            row = await repo.insert_calendar_feed(conn, hash_token(secret), person_id)  # type: ignore[arg-type]
-        return api.CalendarFeedCreated(feed=repo.calendar_feed(row), secret=secret)
+            await auth_repo.revoke_calendar_feeds(conn, person_id)  # type: ignore[arg-type]
+            row = await auth_repo.insert_calendar_feed(conn, hash_token(secret), person_id)  # type: ignore[arg-type]
+        return api.CalendarFeedCreated(feed=auth_repo.calendar_feed(row), secret=secret)
 
     async def calendar_revoke(self, req: api.Ask) -> api.Accepted:
         person_id = self._person_id(req.actor)
         async with self.rt.db.transaction() as conn:
-            if not await repo.revoke_calendar_feeds(conn, person_id):  # type: ignore[arg-type]
+            if not await auth_repo.revoke_calendar_feeds(conn, person_id):  # type: ignore[arg-type]
                 raise NotFound("no calendar feed to turn off")
         return api.Accepted(message="revoked")
 
     async def calendar_resolve(self, req: api.ResolveCalendar) -> api.CalendarOwner:
         """Whose feed this is, with the convoys they report in, facilitate or observe (one round trip for the feed)."""
         async with self.rt.db.transaction() as conn:
-            row = await repo.calendar_feed_owner(conn, hash_token(req.token))
+            row = await auth_repo.calendar_feed_owner(conn, hash_token(req.token))
             if row is None:
                 raise NotFound("unknown or revoked calendar feed")
             convoys = await repo.my_convoys(conn, row["id"])
@@ -246,7 +247,7 @@ class Sessions:
         while not stop.is_set():
             try:
                 async with self.rt.db.transaction() as conn:
-                    await repo.purge_expired(conn)
+                    await auth_repo.purge_expired(conn)
             except Exception as exc:
                 log.warning("purge failed; next round in an hour", error=repr(exc))
             with contextlib.suppress(TimeoutError):
