@@ -24,13 +24,15 @@ from schemas import api
 from schemas import events as ev
 from services.convoys import repository as repo
 from services.convoys import repository_auth as auth_repo
+from services.convoys.access import Access
 from services.convoys.service import check_timezone, hash_token, new_token
-from services.runtime.errors import Forbidden, Gone, NotFound, TooManyRequests
+from services.runtime.errors import Gone, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
 
 PURGE_EVERY_S = 3600.0
+NO_PERSON = "the admin token has no profile; sign in as a person"
 
 
 def _next_query(target: str | None) -> str:
@@ -45,6 +47,7 @@ class Sessions:
         self.rt = rt
         self.settings = rt.settings
         self.base_url = rt.settings.public_url.rstrip("/")
+        self.access = Access()
 
     async def open(self, conn: asyncpg.Connection, person: asyncpg.Record) -> api.SignedIn:
         """Start a browser session and an access token for ``person`` (inside the caller's transaction)."""
@@ -150,27 +153,22 @@ class Sessions:
         )
 
     # --- profile -------------------------------------------------------------------------------
-    def _person_id(self, actor: api.Actor) -> object:
-        if actor.person_id is None:
-            raise Forbidden("the admin token has no profile; sign in as a person")
-        return actor.person_id
-
     async def me(self, req: api.Ask) -> api.Me:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
-            row = await repo.person_by_id(conn, person_id)  # type: ignore[arg-type]
+            row = await repo.person_by_id(conn, person_id)
             if row is None:
                 raise NotFound("no such person")
             return api.Me(person=repo.person(row), convoys=await repo.my_convoys(conn, row["id"]))
 
     async def update_me(self, req: api.UpdateMe) -> api.Me:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         if "timezone" in changes:
             check_timezone(changes["timezone"])
         async with self.rt.db.transaction() as conn:
             if changes:
-                row = await repo.update_person(conn, person_id, changes)  # type: ignore[arg-type]
+                row = await repo.update_person(conn, person_id, changes)
                 await self.rt.emit(
                     conn,
                     ev.PersonUpdated(
@@ -184,45 +182,45 @@ class Sessions:
 
     # --- personal API tokens -------------------------------------------------------------------
     async def create_api_token(self, req: api.CreateApiToken) -> api.ApiTokenCreated:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         secret = new_token("cvy_")
         async with self.rt.db.transaction() as conn:
-            token = await auth_repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)  # type: ignore[arg-type]
+            token = await auth_repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)
         return api.ApiTokenCreated(token=token, secret=secret)
 
     async def list_api_tokens(self, req: api.Ask) -> api.ApiTokens:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
-            return api.ApiTokens(tokens=await auth_repo.list_api_tokens(conn, person_id))  # type: ignore[arg-type]
+            return api.ApiTokens(tokens=await auth_repo.list_api_tokens(conn, person_id))
 
     async def revoke_api_token(self, req: api.RevokeApiToken) -> api.Accepted:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:
-            if not await auth_repo.revoke_api_token(conn, person_id, req.token_id):  # type: ignore[arg-type]
+            if not await auth_repo.revoke_api_token(conn, person_id, req.token_id):
                 raise NotFound("no such token")
         return api.Accepted(message="revoked")
 
     # --- calendar feed (issue #22) ---------------------------------------------------------------
     async def calendar_get(self, req: api.Ask) -> api.CalendarFeed:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
-            return auth_repo.calendar_feed(await auth_repo.live_calendar_feed(conn, person_id))  # type: ignore[arg-type]
+            return auth_repo.calendar_feed(await auth_repo.live_calendar_feed(conn, person_id))
 
     async def calendar_create(self, req: api.Ask) -> api.CalendarFeedCreated:
         """A new feed token; the previous one (if any) stops working in the same transaction (rotate)."""
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         secret = new_token("cvc_")
         async with self.rt.db.transaction() as conn:
-            if await repo.person_for_erasure(conn, person_id) is None:  # type: ignore[arg-type]
+            if await repo.person_for_erasure(conn, person_id) is None:
                 raise NotFound("no such person")  # also serialises two creates of one person (row lock)
-            await auth_repo.revoke_calendar_feeds(conn, person_id)  # type: ignore[arg-type]
-            row = await auth_repo.insert_calendar_feed(conn, hash_token(secret), person_id)  # type: ignore[arg-type]
+            await auth_repo.revoke_calendar_feeds(conn, person_id)
+            row = await auth_repo.insert_calendar_feed(conn, hash_token(secret), person_id)
         return api.CalendarFeedCreated(feed=auth_repo.calendar_feed(row), secret=secret)
 
     async def calendar_revoke(self, req: api.Ask) -> api.Accepted:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:
-            if not await auth_repo.revoke_calendar_feeds(conn, person_id):  # type: ignore[arg-type]
+            if not await auth_repo.revoke_calendar_feeds(conn, person_id):
                 raise NotFound("no calendar feed to turn off")
         return api.Accepted(message="revoked")
 

@@ -1,12 +1,6 @@
-"""Rules of services/convoys: convoys, companies, facilitators, invitations, join requests.
+"""Operation handlers of services/convoys: convoys, companies, facilitators, invitations, join requests.
 
-Who may do what (object-level, checked here for every request):
-- admin: everything; appoints facilitators.
-- facilitator (role): creates convoys; manages the convoys they facilitate.
-- representative: reads the convoys their company belongs to; invites a second reader for their
-  company (an observer).
-- observer: reads the convoy as its members do; changes nothing (403 for every change).
-Anyone else learns nothing: a convoy they have no part in is "not found".
+Who may do what is decided in services/convoys/access.py (every handler asks it).
 """
 
 from __future__ import annotations
@@ -26,8 +20,9 @@ from schemas import api
 from schemas import events as ev
 from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
+from services.convoys.access import Access
 from services.convoys.charter import default_charter
-from services.runtime.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, TooManyRequests
+from services.runtime.errors import Conflict, Gone, InvalidInput, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -71,35 +66,7 @@ class ConvoysService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.base_url = rt.settings.public_url.rstrip("/")
-
-    # --- access --------------------------------------------------------------------------------
-    async def _convoy_for_reader(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID
-    ) -> asyncpg.Record:
-        row = await repo.convoy_row(conn, convoy_id)
-        if row is None:
-            raise NotFound("no such convoy")
-        if actor.is_admin or actor.is_system:
-            return row
-        if actor.person_id is not None and (
-            await repo.facilitates(conn, actor.person_id, convoy_id)
-            or await repo.active_membership(conn, actor.person_id, convoy_id)
-            or await repo.active_observer(conn, actor.person_id, convoy_id)
-        ):
-            return row
-        raise NotFound("no such convoy")  # do not reveal that it exists
-
-    async def _convoy_for_manager(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, *, change: bool = True
-    ) -> asyncpg.Record:
-        row = await self._convoy_for_reader(conn, actor, convoy_id)
-        if not (actor.is_admin or actor.is_system) and not (
-            actor.person_id is not None and await repo.facilitates(conn, actor.person_id, convoy_id)
-        ):
-            raise Forbidden("only the convoy's facilitators may do this")
-        if change and row["status"] == "completed":
-            raise Conflict("the convoy is completed and read-only")
-        return row
+        self.access = Access()
 
     async def _reload(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record:
         row = await repo.convoy_row(conn, convoy_id)
@@ -136,8 +103,7 @@ class ConvoysService:
     # --- convoys -------------------------------------------------------------------------------
     async def create_convoy(self, req: api.CreateConvoy) -> api.Convoy:
         actor = req.actor
-        if not (actor.is_admin or actor.is_facilitator or actor.is_system):
-            raise Forbidden("only facilitators create convoys")
+        self.access.require_facilitator(actor, "only facilitators create convoys")
         c = req.convoy
         check_timezone(c.timezone)
         check_schedule(c.cadence, c.start_date, c.end_date)
@@ -146,13 +112,13 @@ class ConvoysService:
             if req.form_key is not None and actor.person_id is not None:
                 first = await repo.claim_form_key(conn, actor.person_id, req.form_key, convoy_id)
                 if first != convoy_id:  # sent before: the convoy that request created
-                    row = await self._convoy_for_reader(conn, actor, first)
+                    row = await self.access.reader(conn, actor, first)
                     return await repo.convoy(conn, row, with_members=True)
-            convoy_id = await self._create_convoy(conn, actor, c, convoy_id)
+            convoy_id = await self.new_convoy(conn, actor, c, convoy_id)
             row = await self._reload(conn, convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
-    async def _create_convoy(
+    async def new_convoy(
         self, conn: asyncpg.Connection, actor: api.Actor, c: api.NewConvoy, convoy_id: uuid.UUID | None = None
     ) -> uuid.UUID:
         """Insert, audit and announce a convoy (the caller checked the actor, time zone and schedule)."""
@@ -187,7 +153,7 @@ class ConvoysService:
 
     async def get_convoy(self, req: api.GetConvoy) -> api.Convoy:
         async with self.rt.db.connection() as conn:
-            row = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
+            row = await self.access.reader(conn, req.actor, req.convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
     async def list_open(self, _: api.Empty) -> api.OpenConvoys:
@@ -197,7 +163,7 @@ class ConvoysService:
     async def update_convoy(self, req: api.UpdateConvoy) -> api.Convoy:
         patch = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         async with self.rt.db.transaction() as conn:
-            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            row = await self.access.manager(conn, req.actor, req.convoy_id)
             merged_cadence = patch.get("cadence", repo.cadence(row))
             start = patch.get("start_date", row["start_date"])
             end = patch.get("end_date", row["end_date"])
@@ -233,7 +199,7 @@ class ConvoysService:
 
     async def change_status(self, req: api.ChangeStatus) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
-            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            row = await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             old, new = row["status"], req.change.status
             if new == old:
                 raise Conflict(f"the convoy is already {old}")
@@ -266,8 +232,7 @@ class ConvoysService:
 
     # --- facilitators --------------------------------------------------------------------------
     async def appoint_facilitator(self, req: api.AppointFacilitator) -> api.Person:
-        if not (req.actor.is_admin or req.actor.is_system):
-            raise Forbidden("only the centre's admins appoint facilitators")
+        self.access.require_admin(req.actor, "only the centre's admins appoint facilitators")
         f = req.facilitator
         check_timezone(f.timezone)
         async with self.rt.db.transaction() as conn:
@@ -311,7 +276,7 @@ class ConvoysService:
 
     async def add_facilitator(self, req: api.AddFacilitator) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            await self.access.manager(conn, req.actor, req.convoy_id)
             person = await repo.person_by_id(conn, req.person_id)
             if person is None or not person["is_facilitator"]:
                 raise InvalidInput("`person_id`: not a facilitator; an admin appoints facilitators first")
@@ -331,8 +296,8 @@ class ConvoysService:
     # --- companies and members -----------------------------------------------------------------
     async def add_company(self, req: api.AddCompany) -> api.Company:
         async with self.rt.db.transaction() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
-            company = await self._insert_company(conn, req.convoy_id, req.company)
+            await self.access.manager(conn, req.actor, req.convoy_id)
+            company = await self.new_company(conn, req.convoy_id, req.company)
             await repo.audit(
                 conn,
                 convoy_id=req.convoy_id,
@@ -344,7 +309,7 @@ class ConvoysService:
             )
             return company
 
-    async def _insert_company(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
+    async def new_company(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
         try:
             async with conn.transaction():  # a savepoint: the caller's transaction survives a duplicate
                 company = await repo.insert_company(conn, uuid.uuid4(), convoy_id, c)
@@ -356,7 +321,7 @@ class ConvoysService:
     async def remove_company(self, req: api.RemoveCompany) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             company = await repo.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id:
                 raise NotFound("no such company in this convoy")
@@ -381,7 +346,7 @@ class ConvoysService:
     async def remove_member(self, req: api.RemoveMember) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             membership = await repo.active_membership(conn, req.person_id, req.convoy_id)
             if membership is None:
                 raise NotFound("no such member in this convoy")
@@ -428,37 +393,22 @@ class ConvoysService:
         invites a second reader for their own company. Observers invite nobody (403)."""
         invitation = req.invitation
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
-            company_id = invitation.company_id
-            manager = req.actor.is_admin or req.actor.is_system
-            if not manager and req.actor.person_id is not None:
-                manager = await repo.facilitates(conn, req.actor.person_id, req.convoy_id)
-            if not manager:
-                membership = (
-                    await repo.active_membership(conn, req.actor.person_id, req.convoy_id)
-                    if req.actor.person_id is not None
-                    else None
-                )
-                if membership is None:
-                    raise Forbidden("only the convoy's facilitators and representatives invite observers")
-                if company_id is not None and company_id != membership["company_id"]:
-                    raise Forbidden("a representative invites a second reader for their own company only")
-                company_id = membership["company_id"]
-            if convoy["status"] == "completed":
-                raise Conflict("the convoy is completed and read-only")
+            convoy, company_id = await self.access.observer_inviter(
+                conn, req.actor, req.convoy_id, invitation.company_id
+            )
             company = None
             if company_id is not None:
                 company = await repo.company_row(conn, company_id)
                 if company is None or company["convoy_id"] != req.convoy_id:
                     raise NotFound("no such company in this convoy")
-            return await self._invite(
+            return await self.send_invitation(
                 conn, req.actor, convoy, company, msgspec.structs.replace(invitation, company_id=company_id)
             )
 
     async def remove_observer(self, req: api.RemoveObserver) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             seat = await repo.active_observer(conn, req.person_id, req.convoy_id)
             if seat is None:
                 raise NotFound("no such observer in this convoy")
@@ -484,20 +434,20 @@ class ConvoysService:
     # --- invitations ---------------------------------------------------------------------------
     async def create_invitation(self, req: api.CreateInvitation) -> api.Invitation:
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             company = await repo.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id:
                 raise NotFound("no such company in this convoy")
-            return await self._invite(conn, req.actor, convoy, company, req.invitation)
+            return await self.send_invitation(conn, req.actor, convoy, company, req.invitation)
 
     async def list_invitations(self, req: api.ListInvitations) -> api.PendingInvitations:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.PendingInvitations(invitations=await repo.pending_invitations(conn, req.convoy_id))
 
     async def _pending(self, conn: asyncpg.Connection, req: api.InvitationAction) -> tuple[asyncpg.Record, Any]:
         """The convoy (its facilitators only) and one of its invitations still pending, locked."""
-        convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+        convoy = await self.access.manager(conn, req.actor, req.convoy_id)
         row = await repo.invitation_row(conn, req.invitation_id)
         if row is None or row["convoy_id"] != req.convoy_id:
             raise NotFound("no such invitation in this convoy")
@@ -523,7 +473,7 @@ class ConvoysService:
                 )
             else:
                 invitation = api.NewInvitation(email=row["email"], name=row["name"], language=row["language"])
-            return await self._invite(
+            return await self.send_invitation(
                 conn, req.actor, convoy, company, invitation, action="invitation.resent", previous=row["id"]
             )
 
@@ -542,7 +492,7 @@ class ConvoysService:
             )
             return api.PendingInvitations(invitations=await repo.pending_invitations(conn, convoy["id"]))
 
-    async def _invite(
+    async def send_invitation(
         self,
         conn: asyncpg.Connection,
         actor: api.Actor,
@@ -775,7 +725,7 @@ class ConvoysService:
 
     async def list_join_requests(self, req: api.ListJoinRequests) -> api.JoinRequests:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.JoinRequests(requests=await repo.list_join_requests(conn, req.convoy_id, req.status))
 
     async def decide_join_request(self, req: api.DecideJoinRequest) -> api.JoinRequest:
@@ -783,7 +733,7 @@ class ConvoysService:
         if not d.approve and not d.reason.strip():
             raise InvalidInput("`reason`: say why the request is declined; the company reads it")
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             row = await repo.join_request_row(conn, req.request_id, lock=True)
             if row is None or row["convoy_id"] != req.convoy_id:
                 raise NotFound("no such join request in this convoy")
@@ -791,7 +741,7 @@ class ConvoysService:
                 raise Conflict(f"this request was already {row['status']}")
             company_id: uuid.UUID | None = None
             if d.approve:
-                company = await self._insert_company(
+                company = await self.new_company(
                     conn,
                     req.convoy_id,
                     api.NewCompany(
@@ -804,7 +754,7 @@ class ConvoysService:
                 company_id = company.id
                 company_row = await repo.company_row(conn, company.id)
                 assert company_row is not None
-                await self._invite(
+                await self.send_invitation(
                     conn,
                     req.actor,
                     convoy,
@@ -859,7 +809,7 @@ class ConvoysService:
     # --- audit ---------------------------------------------------------------------------------
     async def list_audit(self, req: api.ListAudit) -> api.AuditLog:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.AuditLog(entries=await repo.audit_entries(conn, req.convoy_id, req.limit))
 
     # --- for other services --------------------------------------------------------------------
@@ -887,9 +837,7 @@ class ConvoysService:
             check_webhook_url(req.channel, url, getattr(self.rt.settings, f"{req.channel}_webhook_hosts"))
         async with self.rt.db.transaction() as conn:
             # the notifier may drop a refused webhook of a completed convoy too
-            await self._convoy_for_manager(
-                conn, req.actor, req.convoy_id, change=not (req.actor.is_system and url is None)
-            )
+            await self.access.manager(conn, req.actor, req.convoy_id, change=not (req.actor.is_system and url is None))
             changed = await repo.set_chat(
                 conn, req.convoy_id, req.channel, url, req.hook.post_reports, only_if_url=req.only_if_url
             )

@@ -28,15 +28,11 @@ from services.convoys.check import formation
 from services.convoys.check import questions as qs_
 from services.convoys.check import repository as check_repo
 from services.convoys.service import ConvoysService, check_schedule, check_timezone
-from services.runtime.errors import Conflict, ConvoyError, Forbidden, InvalidInput, NotFound, TooManyRequests
+from services.runtime.errors import Conflict, ConvoyError, InvalidInput, NotFound, TooManyRequests
 
 POOL_REQUESTS_PER_DAY = 3
 MAX_PERIOD_DAYS = 3 * 366
-
-
-def _facilitator(actor: api.Actor) -> None:
-    if not (actor.is_admin or actor.is_facilitator or actor.is_system):
-        raise Forbidden("only facilitators and the centre's admins may do this")
+FACILITATORS_ONLY = "only facilitators and the centre's admins may do this"
 
 
 class CheckService:
@@ -180,7 +176,7 @@ class CheckService:
 
     # --- the pool and formation (facilitators) -------------------------------------------------------
     async def pool(self, req: api.Ask) -> api.Pool:
-        _facilitator(req.actor)
+        self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         async with self.rt.db.connection() as conn:
             rows = await check_repo.pool_rows(conn)
         entries = [self._entry(r) for r in rows]
@@ -232,7 +228,7 @@ class CheckService:
         )
 
     async def form(self, req: api.FormConvoy) -> api.Convoy:
-        _facilitator(req.actor)
+        self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         f = req.formation
         c = f.convoy
         check_timezone(c.timezone)
@@ -253,12 +249,12 @@ class CheckService:
                     f"{names[a.id]} and {names[b.id]} ({a.sector.strip()}, {a.region})" for a, b in pairs
                 )
                 raise Conflict(f"likely competitors in one convoy: {described}; confirm to form it anyway")
-            convoy_id = await self.svc._create_convoy(conn, req.actor, c)
+            convoy_id = await self.svc.new_convoy(conn, req.actor, c)
             convoy = await repo.convoy_row(conn, convoy_id)
             assert convoy is not None
             for e in entries:
                 new = {"name": e.company_name, "sector": e.sector, "size_class": e.size_class, "region": e.region}
-                company = await self.svc._insert_company(conn, convoy_id, msgspec.convert(new, api.NewCompany))
+                company = await self.svc.new_company(conn, convoy_id, msgspec.convert(new, api.NewCompany))
                 await repo.audit(
                     conn,
                     convoy_id=convoy_id,
@@ -270,7 +266,7 @@ class CheckService:
                 )
                 company_row = await repo.company_row(conn, company.id)
                 assert company_row is not None
-                await self.svc._invite(
+                await self.svc.send_invitation(
                     conn,
                     req.actor,
                     convoy,
@@ -294,7 +290,7 @@ class CheckService:
 
     # --- programme figures (facilitators) --------------------------------------------------------------
     async def programme(self, req: api.AskProgramme) -> api.ProgrammeReport:
-        _facilitator(req.actor)
+        self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         p = req.period
         if p.to_date < p.from_date:
             raise InvalidInput("`to_date`: the period cannot end before it starts")

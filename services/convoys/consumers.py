@@ -1,4 +1,6 @@
-"""The convoy's side of moderation: services/milestones hides, restores and locks content and
+"""Event handlers of services/convoys: the audit entries and emails of moderation and flags.
+
+Moderation: services/milestones hides, restores and locks content and
 emits ``content.moderated``; this consumer writes the audit entry (as of the moment it happened)
 and, for hidden content, asks the notifier to tell its author why.
 
