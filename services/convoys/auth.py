@@ -26,6 +26,7 @@ from services.convoys import repository as repo
 from services.convoys import repository_auth as auth_repo
 from services.convoys.access import Access
 from services.convoys.service import check_timezone, hash_token, new_token
+from services.runtime.db import struct
 from services.runtime.errors import Gone, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
@@ -144,13 +145,7 @@ class Sessions:
                 row = None
         if row is None:
             raise NotFound("unknown, expired or revoked token")
-        return api.Principal(
-            person_id=row["person_id"],
-            is_admin=row["is_admin"],
-            is_facilitator=row["is_facilitator"],
-            kind=kind,  # type: ignore[arg-type]
-            csrf_token=row["csrf_token"] if kind == "browser" else None,
-        )
+        return struct(row, api.Principal, kind=kind, csrf_token=row["csrf_token"] if kind == "browser" else None)
 
     # --- profile -------------------------------------------------------------------------------
     async def me(self, req: api.Ask) -> api.Me:
@@ -230,12 +225,10 @@ class Sessions:
             row = await auth_repo.calendar_feed_owner(conn, hash_token(req.token))
             if row is None:
                 raise NotFound("unknown or revoked calendar feed")
-            convoys = await repo.my_convoys(conn, row["id"])
-        return api.CalendarOwner(
-            person_id=row["id"],
-            name=row["name"],
-            language=row["language"],
-            timezone=row["timezone"],
+            convoys = await repo.my_convoys(conn, row["person_id"])
+        return struct(
+            row,
+            api.CalendarOwner,
             convoys=[c for c in convoys if c.role in ("facilitator", "representative", "observer")],
         )
 

@@ -11,6 +11,7 @@ import msgspec
 
 from schemas import api
 from schemas.values import Cadence
+from services.runtime.db import struct, structs
 
 Conn = asyncpg.Connection
 
@@ -59,15 +60,7 @@ async def update_person(conn: Conn, person_id: uuid.UUID, changes: dict[str, Any
 
 
 def person(row: asyncpg.Record) -> api.Person:
-    return api.Person(
-        id=row["id"],
-        name=row["name"],
-        email=row["email"],
-        language=row["language"],
-        timezone=row["timezone"],
-        is_admin=row["is_admin"],
-        is_facilitator=row["is_facilitator"],
-    )
+    return struct(row, api.Person)
 
 
 async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
@@ -86,40 +79,19 @@ async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
         " ORDER BY created_at DESC",
         person_id,
     )
-    return [
-        api.MyConvoy(
-            convoy_id=r["convoy_id"],
-            name=r["name"],
-            status=r["status"],
-            role=r["role"],
-            company_id=r["company_id"],
-            company_name=r["company_name"],
-            charter_accepted=r["charter_accepted"],
-        )
-        for r in rows
-    ]
+    return structs(rows, api.MyConvoy)
 
 
 async def facilitators(conn: Conn) -> list[api.FacilitatorConvoys]:
     """Every facilitator with the active and paused convoys they facilitate (one query)."""
     rows = await conn.fetch(
-        "SELECT p.id, p.name, p.email, p.language, p.timezone,"
+        "SELECT p.id AS person_id, p.name, p.email, p.language, p.timezone,"
         " coalesce(array_agg(c.id ORDER BY c.created_at) FILTER (WHERE c.status IN ('active', 'paused')),"
         " '{}') AS convoy_ids"
         " FROM people p LEFT JOIN convoy_facilitators f ON f.person_id = p.id LEFT JOIN convoys c ON c.id = f.convoy_id"
         " WHERE p.is_facilitator GROUP BY p.id ORDER BY p.name"
     )
-    return [
-        api.FacilitatorConvoys(
-            person_id=r["id"],
-            name=r["name"],
-            email=r["email"],
-            language=r["language"],
-            timezone=r["timezone"],
-            convoy_ids=list(r["convoy_ids"]),
-        )
-        for r in rows
-    ]
+    return structs(rows, api.FacilitatorConvoys)
 
 
 # --- convoys -------------------------------------------------------------------------------------
@@ -197,9 +169,7 @@ async def chat_targets(conn: Conn, convoy_id: uuid.UUID) -> list[api.ChatTarget]
         "SELECT channel, webhook_url, post_reports FROM chat_webhooks WHERE convoy_id = $1 ORDER BY channel",
         convoy_id,
     )
-    return [
-        api.ChatTarget(channel=r["channel"], webhook_url=r["webhook_url"], post_reports=r["post_reports"]) for r in rows
-    ]
+    return structs(rows, api.ChatTarget)
 
 
 def slack_target(convoy_id: uuid.UUID, targets: list[api.ChatTarget]) -> api.SlackTarget:
@@ -224,7 +194,7 @@ def cadence(row: asyncpg.Record) -> Cadence:
 async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.Convoy:
     """The convoy with its facilitators and companies (representatives only ``with_members``)."""
     facilitators = await conn.fetch(
-        "SELECT p.id, p.name FROM convoy_facilitators f JOIN people p ON p.id = f.person_id"
+        "SELECT p.id AS person_id, p.name FROM convoy_facilitators f JOIN people p ON p.id = f.person_id"
         " WHERE f.convoy_id = $1 ORDER BY f.added_at",
         row["id"],
     )
@@ -249,26 +219,15 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         " WHERE o.convoy_id = $1 AND o.removed_at IS NULL ORDER BY o.created_at",
         row["id"],
     )
-    return api.Convoy(
-        id=row["id"],
-        name=row["name"],
-        theme=row["theme"],
-        description=row["description"],
+    return struct(
+        row,
+        api.Convoy,
         cadence=cadence(row),
-        timezone=row["timezone"],
-        language=row["language"],
-        start_date=row["start_date"],
-        end_date=row["end_date"],
-        open_for_requests=row["open_for_requests"],
-        status=row["status"],
-        created_at=row["created_at"],
         slack_configured="slack" in channels,
         teams_configured="teams" in channels,
-        facilitators=[api.PersonRef(person_id=f["id"], name=f["name"]) for f in facilitators],
+        facilitators=structs(facilitators, api.PersonRef),
         companies=[company(c, reps.get(c["id"], [])) for c in companies],
-        retention_days=row["retention_days"],
-        share_anonymised_results=row["share_anonymised_results"],
-        observers=[api.ObserverRef(**dict(o)) for o in observers] if with_members else [],
+        observers=structs(observers, api.ObserverRef) if with_members else [],
     )
 
 
@@ -279,7 +238,7 @@ async def open_convoys(conn: Conn) -> list[api.OpenConvoy]:
         " FROM convoys c WHERE c.open_for_requests AND c.status IN ('forming', 'active')"
         " ORDER BY c.created_at DESC LIMIT 500"
     )
-    return [api.OpenConvoy(**dict(r)) for r in rows]
+    return structs(rows, api.OpenConvoy)
 
 
 async def add_facilitator(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID) -> bool:
@@ -319,17 +278,7 @@ async def convoy_facilitators(conn: Conn, convoy_id: uuid.UUID) -> api.ConvoyFac
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],
         status=first["status"],
-        facilitators=[
-            api.FacilitatorContact(
-                person_id=r["person_id"],
-                name=r["name"],
-                email=r["email"],
-                language=r["language"],
-                timezone=r["timezone"],
-            )
-            for r in rows
-            if r["person_id"] is not None
-        ],
+        facilitators=structs((r for r in rows if r["person_id"] is not None), api.FacilitatorContact),
     )
 
 
@@ -379,15 +328,7 @@ async def remove_company(conn: Conn, company_id: uuid.UUID, reason: str) -> list
 
 def company(row: asyncpg.Record | None, reps: list[api.PersonRef]) -> api.Company:
     assert row is not None
-    return api.Company(
-        id=row["id"],
-        convoy_id=row["convoy_id"],
-        name=row["name"],
-        sector=row["sector"],
-        size_class=row["size_class"],
-        region=row["region"],
-        representatives=reps,
-    )
+    return struct(row, api.Company, representatives=reps)
 
 
 async def active_membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> asyncpg.Record | None:
@@ -485,27 +426,16 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
         language=first["convoy_language"],
         slack=slack_target(convoy_id, chats),
         chats=chats,
-        members=[
-            api.Recipient(
-                person_id=r["person_id"],
-                company_id=r["company_id"],
-                company_name=r["company_name"],
-                name=r["name"],
-                email=r["email"],
-                language=r["language"],
-            )
-            for r in rows
-            if r["person_id"] is not None
-        ],
-        observers=[
-            api.ObserverRecipient(**dict(r))
-            for r in await conn.fetch(
+        members=structs((r for r in rows if r["person_id"] is not None), api.Recipient),
+        observers=structs(
+            await conn.fetch(
                 "SELECT p.id AS person_id, p.name, p.email, p.language FROM observers o"
                 " JOIN people p ON p.id = o.person_id WHERE o.convoy_id = $1 AND o.removed_at IS NULL"
                 " ORDER BY p.name",
                 convoy_id,
-            )
-        ],
+            ),
+            api.ObserverRecipient,
+        ),
     )
 
 
@@ -570,14 +500,7 @@ async def insert_invitation(
         invitation.note if isinstance(invitation, api.NewObserverInvitation) else "",
     )
     assert row is not None
-    return api.Invitation(
-        id=row["id"],
-        convoy_id=row["convoy_id"],
-        company_id=row["company_id"],
-        email=row["email"],
-        expires_at=row["expires_at"],
-        role=row["role"],
-    )
+    return struct(row, api.Invitation)
 
 
 async def invitation_by_token(conn: Conn, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
@@ -599,20 +522,7 @@ async def pending_invitations(conn: Conn, convoy_id: uuid.UUID) -> list[api.Pend
         " ORDER BY i.created_at DESC LIMIT 500",
         convoy_id,
     )
-    return [
-        api.PendingInvitation(
-            id=r["id"],
-            email=r["email"],
-            name=r["name"],
-            language=r["language"],
-            role=r["role"],
-            company_id=r["company_id"],
-            company_name=r["company_name"],
-            created_at=r["created_at"],
-            expires_at=r["expires_at"],
-        )
-        for r in rows
-    ]
+    return structs(rows, api.PendingInvitation)
 
 
 async def invitation_row(conn: Conn, invitation_id: uuid.UUID) -> asyncpg.Record | None:
@@ -701,21 +611,7 @@ async def decide_join_request(
 
 def join_request(row: asyncpg.Record | None) -> api.JoinRequest:
     assert row is not None
-    return api.JoinRequest(
-        id=row["id"],
-        convoy_id=row["convoy_id"],
-        company_name=row["company_name"],
-        sector=row["sector"],
-        size_class=row["size_class"],
-        region=row["region"],
-        contact_name=row["contact_name"],
-        contact_email=row["contact_email"],
-        message=row["message"],
-        status=row["status"],
-        reason=row["reason"],
-        created_at=row["created_at"],
-        company_id=row["company_id"],
-    )
+    return struct(row, api.JoinRequest)
 
 
 # --- audit log -----------------------------------------------------------------------------------
@@ -746,15 +642,9 @@ async def audit(
 async def audit_entries(conn: Conn, convoy_id: uuid.UUID, limit: int) -> list[api.AuditEntry]:
     rows = await conn.fetch("SELECT * FROM audit_log WHERE convoy_id = $1 ORDER BY id DESC LIMIT $2", convoy_id, limit)
     return [
-        api.AuditEntry(
-            id=r["id"],
-            at=r["at"],
-            convoy_id=r["convoy_id"],
-            actor_id=r["actor_id"],
-            action=r["action"],
-            object_type=r["object_type"],
-            object_id=r["object_id"],
-            reason=r["reason"],
+        struct(
+            r,
+            api.AuditEntry,
             details=msgspec.json.decode(r["details"]) if isinstance(r["details"], str) else r["details"],
         )
         for r in rows

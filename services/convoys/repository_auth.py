@@ -9,6 +9,7 @@ from datetime import datetime
 import asyncpg
 
 from schemas import api
+from services.runtime.db import struct
 
 Conn = asyncpg.Connection
 
@@ -141,7 +142,7 @@ async def revoke_api_token(conn: Conn, person_id: uuid.UUID, token_id: uuid.UUID
 def calendar_feed(row: asyncpg.Record | None) -> api.CalendarFeed:
     if row is None:
         return api.CalendarFeed(active=False)
-    return api.CalendarFeed(active=True, created_at=row["created_at"], last_used_at=row["last_used_at"])
+    return struct(row, api.CalendarFeed, active=True)
 
 
 async def live_calendar_feed(conn: Conn, person_id: uuid.UUID) -> asyncpg.Record | None:
@@ -172,11 +173,11 @@ async def calendar_feed_owner(conn: Conn, token_hash: bytes) -> asyncpg.Record |
     return await conn.fetchrow(
         "UPDATE calendar_feeds f SET last_used_at = now() FROM people p"
         " WHERE f.token_hash = $1 AND f.revoked_at IS NULL AND p.id = f.person_id AND p.erased_at IS NULL"
-        " RETURNING p.id, p.name, p.language, p.timezone",
+        " RETURNING p.id AS person_id, p.name, p.language, p.timezone",
         token_hash,
     )
 
 
 def api_token(row: asyncpg.Record | None) -> api.ApiToken:
     assert row is not None
-    return api.ApiToken(id=row["id"], name=row["name"], created_at=row["created_at"], last_used_at=row["last_used_at"])
+    return struct(row, api.ApiToken)

@@ -22,6 +22,7 @@ from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
 from services.convoys.access import Access
 from services.convoys.charter import default_charter
+from services.runtime.db import struct
 from services.runtime.errors import Conflict, Gone, InvalidInput, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
@@ -588,17 +589,8 @@ class ConvoysService:
         async with self.rt.db.connection() as conn:
             row = await self._open_invitation(conn, req.token, lock=False)
         lang = req.language or row["language"]  # the default charter as the invitee reads (en: in English)
-        return api.InvitationPreview(
-            convoy_name=row["convoy_name"],
-            company_name=row["company_name"],
-            email=row["email"],
-            name=row["name"],
-            language=row["language"],
-            expires_at=row["expires_at"],
-            charter=row["charter_text"] if row["charter_text"] is not None else default_charter(lang),
-            charter_version=row["charter_version"],
-            role=row["role"],
-        )
+        charter = row["charter_text"] if row["charter_text"] is not None else default_charter(lang)
+        return struct(row, api.InvitationPreview, charter=charter)
 
     async def accept_invitation(self, req: api.AcceptInvitationRequest, sessions: Any) -> api.SignedIn:
         a = req.accept

@@ -29,6 +29,7 @@ from services.reminders import repository as repo
 from services.reminders import schedule as plan_
 from services.reminders.access import Access
 from services.runtime import correlation, metrics, outbox
+from services.runtime.db import struct, structs
 from services.runtime.errors import Conflict, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -53,25 +54,15 @@ def fire_id(convoy_id: uuid.UUID, index: int, kind: str, number: int = 0) -> uui
 
 def plan_of(row: asyncpg.Record) -> plan_.Plan:
     raw = row["cadence"]
-    return plan_.Plan(
-        timezone=row["timezone"],
-        cadence=_cadence.decode(raw.encode() if isinstance(raw, str) else raw),
-        start_date=row["start_date"],
-        holiday_region=row["holiday_region"],
-        holiday_policy=row["holiday_policy"],
-        nudge_offsets=tuple(row["nudge_offsets"]),
-    )
+    return struct(row, plan_.Plan, cadence=_cadence.decode(raw.encode() if isinstance(raw, str) else raw))
 
 
 def state_of(row: asyncpg.Record) -> plan_.CycleState:
-    return plan_.CycleState(
+    return struct(
+        row,
+        plan_.CycleState,
         index=row["cycle_index"],
-        opens_at=row["opens_at"],
-        due_at=row["due_at"],
-        closes_at=row["closes_at"],
-        skipped=row["skipped"],
         opened=row["opened_at"] is not None,
-        nudges_done=row["nudges_done"],
         closed=row["closed_at"] is not None,
     )
 
@@ -430,31 +421,10 @@ class Reminders:
                 nudge_offsets_hours=list(row["nudge_offsets"]),
             ),
             cycles=[
-                api.ScheduledCycle(
-                    cycle_index=r["cycle_index"],
-                    opens_at=r["opens_at"],
-                    due_at=r["due_at"],
-                    closes_at=r["closes_at"],
-                    skipped=r["skipped"],
-                    skip_reason=r["skip_reason"],
-                    opened=r["opened_at"] is not None,
-                    nudges_done=r["nudges_done"],
-                    closed=r["closed_at"] is not None,
-                )
+                struct(r, api.ScheduledCycle, opened=r["opened_at"] is not None, closed=r["closed_at"] is not None)
                 for r in rows
             ],
-            absences=[
-                api.AbsenceInfo(
-                    id=a["id"],
-                    company_id=a["company_id"],
-                    kind=a["kind"],
-                    from_date=a["from_date"],
-                    until_date=a["until_date"],
-                    cycle_index=a["cycle_index"],
-                    reason=a["reason"],
-                )
-                for a in absences
-            ],
+            absences=structs(absences, api.AbsenceInfo),
         )
 
     async def calendar_rounds(self, req: api.AskCalendarRounds) -> api.CalendarRounds:
@@ -509,14 +479,8 @@ class Reminders:
                 if r is not None:
                     rounds.append(r)
             out.append(
-                api.CalendarConvoy(
-                    convoy_id=convoy_id,
-                    name=row["name"],
-                    timezone=row["timezone"],
-                    status=row["status"],
-                    version=row["plan_version"],
-                    changed_at=row["updated_at"],
-                    rounds=rounds,
+                struct(
+                    row, api.CalendarConvoy, version=row["plan_version"], changed_at=row["updated_at"], rounds=rounds
                 )
             )
         return api.CalendarRounds(convoys=out)

@@ -28,6 +28,7 @@ from services.convoys.check import formation
 from services.convoys.check import questions as qs_
 from services.convoys.check import repository as check_repo
 from services.convoys.service import ConvoysService, check_schedule, check_timezone
+from services.runtime.db import struct
 from services.runtime.errors import Conflict, ConvoyError, InvalidInput, NotFound, TooManyRequests
 
 POOL_REQUESTS_PER_DAY = 3
@@ -97,11 +98,9 @@ class CheckService:
             (k for k, s in scores.items() if k in areas and s is not None and s < qs.potential_below),
             key=lambda k: (scores[k], order[k]),
         )[: qs_.MAX_POTENTIALS]
-        return api.CheckResult(
-            id=row["id"],
-            version=row["version"],
-            completed_on=row["completed_on"],
-            overall=row["overall"],
+        return struct(
+            row,
+            api.CheckResult,
             areas=[
                 api.AreaScore(key=a.key, title_de=a.title_de, title_en=a.title_en, score=scores.get(a.key))
                 for a in qs.areas
@@ -118,9 +117,6 @@ class CheckService:
                 )
                 for k in low
             ],
-            sector=row["sector"],
-            size_class=row["size_class"],
-            region=row["region"],
             themes=[projects.get(t) or api.ProjectOutcome(project_type=t) for t in qs_.themes(qs)],
         )
 
@@ -208,24 +204,7 @@ class CheckService:
                 for a in with_check.areas
                 if a.key in scores
             ]
-        return api.PoolEntry(
-            id=r["id"],
-            check_id=r["check_id"],
-            theme=r["theme"],
-            company_name=r["company_name"],
-            sector=r["sector"],
-            size_class=r["size_class"],
-            region=r["region"],
-            contact_name=r["contact_name"],
-            contact_email=r["contact_email"],
-            contact_language=r["contact_language"],
-            message=r["message"],
-            status=r["status"],
-            created_at=r["created_at"],
-            overall=r["overall"],
-            areas=areas,
-            convoy_id=r["convoy_id"],
-        )
+        return struct(r, api.PoolEntry, areas=areas)
 
     async def form(self, req: api.FormConvoy) -> api.Convoy:
         self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
@@ -311,14 +290,10 @@ class CheckService:
                 convoy_id=c["id"], companies=0, companies_reporting=0, reports=0, milestones_done=0, go_lives=0
             )
             rows.append(
-                api.ProgrammeConvoy(
+                struct(
+                    c,
+                    api.ProgrammeConvoy,
                     convoy_id=c["id"],
-                    name=c["name"],
-                    status=c["status"],
-                    start_date=c["start_date"],
-                    created_on=c["created_on"],
-                    formed_from_pool=c["formed_from_pool"],
-                    companies=c["companies"],
                     companies_reporting=o.companies_reporting,
                     participation=round(o.companies_reporting / c["companies"], 3) if c["companies"] else None,
                     reports=o.reports,
@@ -326,14 +301,11 @@ class CheckService:
                     go_lives=o.go_lives,
                 )
             )
-        return api.ProgrammeReport(
+        return struct(
+            counts,
+            api.ProgrammeReport,
             from_date=p.from_date,
             to_date=p.to_date,
-            check_completions=counts["check_completions"],
-            pool_requests=counts["pool_requests"],
-            convoys_formed=counts["convoys_formed"],
-            convoys_formed_from_pool=counts["convoys_formed_from_pool"],
-            companies_reached=counts["companies_reached"],
             convoys=rows,
             project_types=found.project_types,
         )
