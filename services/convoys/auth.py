@@ -25,7 +25,7 @@ from schemas import events as ev
 from services.convoys import repository as repo
 from services.convoys import repository_auth as auth_repo
 from services.convoys.access import Access
-from services.convoys.service import check_timezone, hash_token, new_token
+from services.convoys.service import check_timezone, email_to, hash_token, new_token
 from services.runtime.db import struct
 from services.runtime.errors import Gone, NotFound, TooManyRequests
 from services.runtime.service import Runtime
@@ -101,12 +101,10 @@ class Sessions:
                 )
                 await self.rt.emit(
                     conn,
-                    ev.EmailRequested(
+                    email_to(
+                        person,
+                        "sign_in",
                         key=f"sign_in:{hash_token(token).hex()[:32]}",
-                        to_email=person["email"],
-                        to_name=person["name"],
-                        language=person["language"],
-                        template="sign_in",
                         params={
                             "link": f"{self.base_url}/sign-in/{token}{_next_query(req.next)}",
                             "minutes": str(self.settings.sign_in_link_minutes),

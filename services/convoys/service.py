@@ -9,6 +9,7 @@ import hashlib
 import secrets
 import uuid
 import zoneinfo
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -43,6 +44,20 @@ def hash_token(token: str) -> bytes:
 
 def new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
+
+
+def email_to(
+    person: asyncpg.Record | Mapping[str, Any], template: ev.EmailTemplate, *, key: str, params: dict[str, str]
+) -> ev.EmailRequested:
+    """An email to a person's row (its ``email``, ``name`` and ``language``), in their language."""
+    return ev.EmailRequested(
+        key=key,
+        to_email=person["email"],
+        to_name=person["name"],
+        language=person["language"],
+        template=template,
+        params=params,
+    )
 
 
 def check_timezone(name: str, field: str = "timezone") -> None:
@@ -91,12 +106,10 @@ class ConvoysService:
         assert person is not None
         await self._email(
             conn,
-            ev.EmailRequested(
+            email_to(
+                person,
+                template,
                 key=f"{template}:{convoy_id}:{person_id}:{uuid.uuid4()}",
-                to_email=person["email"],
-                to_name=person["name"],
-                language=person["language"],
-                template=template,
                 params={**params, "reason": reason},
             ),
         )
@@ -264,12 +277,10 @@ class ConvoysService:
             await self.rt.emit(conn, ev.FacilitatorAppointed(person_id=row["id"]))
             await self._email(
                 conn,
-                ev.EmailRequested(
+                email_to(
+                    row,
+                    "facilitator_appointed",
                     key=f"facilitator_appointed:{row['id']}",
-                    to_email=row["email"],
-                    to_name=row["name"],
-                    language=row["language"],
-                    template="facilitator_appointed",
                     params={"link": f"{self.base_url}/sign-in"},
                 ),
             )
@@ -698,12 +709,10 @@ class ConvoysService:
             for f in await repo.facilitator_contacts(conn, req.convoy_id):
                 await self._email(
                     conn,
-                    ev.EmailRequested(
+                    email_to(
+                        f,
+                        "join_request_received",
                         key=f"join_request_received:{created.id}:{f['id']}",
-                        to_email=f["email"],
-                        to_name=f["name"],
-                        language=f["language"],
-                        template="join_request_received",
                         params={
                             "convoy": convoy["name"],
                             "company": r.company.name,

@@ -21,13 +21,12 @@ import asyncpg
 import msgspec
 
 from schemas import api
-from schemas import events as ev
 from schemas.subjects import Rpc
 from services.convoys import repository as repo
 from services.convoys.check import formation
 from services.convoys.check import questions as qs_
 from services.convoys.check import repository as check_repo
-from services.convoys.service import ConvoysService, check_schedule, check_timezone
+from services.convoys.service import ConvoysService, check_schedule, check_timezone, email_to
 from services.runtime.db import struct
 from services.runtime.errors import Conflict, ConvoyError, InvalidInput, NotFound, TooManyRequests
 
@@ -153,12 +152,10 @@ class CheckService:
                 de = f["language"] == "de"
                 await self.rt.emit(
                     conn,
-                    ev.EmailRequested(
+                    email_to(
+                        f,
+                        "pool_request_received",
                         key=f"pool_request_received:{request_id}:{f['id']}",
-                        to_email=f["email"],
-                        to_name=f["name"],
-                        language=f["language"],
-                        template="pool_request_received",
                         params={
                             "company": r.company.name,
                             "theme": (theme.title_de if de else theme.title_en) or r.theme,
