@@ -23,8 +23,8 @@ import structlog
 from schemas import api
 from schemas import events as ev
 from services.convoys import repository as repo
-from services.convoys import repository_auth as auth_repo
 from services.convoys.access import Access
+from services.convoys.repository import auth as auth_repo
 from services.convoys.service import check_timezone, email_to, hash_token, new_token
 from services.runtime.db import struct
 from services.runtime.errors import Gone, NotFound, TooManyRequests

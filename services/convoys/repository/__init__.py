@@ -1,4 +1,7 @@
-"""SQL of services/convoys (sign-in, sessions and tokens: repository_auth.py; the check: check/repository.py)."""
+"""SQL of services/convoys: people, convoys, companies, memberships, observers, invitations, join
+requests, the audit log, data protection and the charter. Sign-in, sessions and tokens: ``auth.py`` in
+this folder (``from services.convoys.repository import auth as auth_repo``); the check: check/repository.py.
+"""
 
 from __future__ import annotations
 
