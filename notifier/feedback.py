@@ -37,11 +37,11 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
-import jinja2
 import structlog
 
-from notifier import render, replies
+from notifier import i18n, render, replies
 from notifier.email import TransientDeliveryError
+from notifier.i18n import N_
 from notifier.repository import FeedbackBatch, FeedbackItem, FeedbackQueue, Preferences
 from schemas import api
 from schemas import envelope as env
@@ -67,55 +67,17 @@ EXCERPT_CHARS = 500
 
 Kind = Literal["feedback", "reply"]
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("notifier", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
-
-_WORDS: dict[str, dict[str, str]] = {
-    "de": {
-        "feedback_subject": "Rückmeldungen zum Bericht von {company} in „{convoy}“",
-        "feedback_heading": "Neue Rückmeldungen zu Ihrem Bericht",
-        "feedback_intro": "Zum Bericht von {company} im Konvoi „{convoy}“ ist Folgendes eingegangen:",
-        "reply_subject": "Antwort auf Ihren Kommentar in „{convoy}“",
-        "reply_heading": "Jemand hat Ihnen geantwortet",
-        "reply_intro": "Auf Ihren Kommentar zum Bericht von {company} im Konvoi „{convoy}“ wurde geantwortet:",
-        "greeting": "Hallo {name},",
-        "comment": "{who} schreibt:",
-        "answer": "{who} antwortet {parent}:",
-        "answer_you": "{who} antwortet Ihnen:",
-        "kudos": "Kudos von:",
-        "hint_comment": "Antworten Sie einfach auf diese E-Mail: Ihre Antwort erscheint als Antwort auf den letzten"
-        " Kommentar oben, sichtbar für alle Mitglieder des Konvois.",
-        "hint_report": "Antworten Sie einfach auf diese E-Mail: Ihre Antwort erscheint als Kommentar zum Bericht,"
-        " sichtbar für alle Mitglieder des Konvois.",
-        "button": "Zum Bericht",
-        "facilitator": "Moderation",
-        "former": "ein ehemaliges Mitglied",
-    },
-    "en": {
-        "feedback_subject": 'Feedback on the report of {company} in "{convoy}"',
-        "feedback_heading": "New feedback on your report",
-        "feedback_intro": 'Here is what came in on the report of {company} in the convoy "{convoy}":',
-        "reply_subject": 'Reply to your comment in "{convoy}"',
-        "reply_heading": "Someone answered you",
-        "reply_intro": 'Your comment on the report of {company} in the convoy "{convoy}" got an answer:',
-        "greeting": "Hello {name},",
-        "comment": "{who} writes:",
-        "answer": "{who} answers {parent}:",
-        "answer_you": "{who} answers you:",
-        "kudos": "Kudos from:",
-        "hint_comment": "Just reply to this email: your answer is posted as a reply to the latest comment above,"
-        " for every member of the convoy to see.",
-        "hint_report": "Just reply to this email: your answer is posted as a comment on the report, for every"
-        " member of the convoy to see.",
-        "button": "Open the report",
-        "facilitator": "facilitator",
-        "former": "a former member",
-    },
+_REPLY_HINTS = {
+    "hint_comment": N_(
+        "Just reply to this email: your answer is posted as a reply to the latest comment above,"
+        " for every member of the convoy to see."
+    ),
+    "hint_report": N_(
+        "Just reply to this email: your answer is posted as a comment on the report, for every"
+        " member of the convoy to see."
+    ),
 }
+"""What a reply to the email becomes (``render_batch``'s ``reply_hint``)."""
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -153,26 +115,39 @@ def render_batch(
     """The feedback or reply email. User text (names, comments) is formatted into plain strings;
     the HTML template escapes everything it prints."""
     lang = render.message_language(language)
-    w = _WORDS[lang]
-    subject = w[f"{kind}_subject"].format(company=company, convoy=convoy)
+    _ = i18n.Words(lang)
+    if kind == "feedback":
+        subject = _('Feedback on the report of %(company)s in "%(convoy)s"', company=company, convoy=convoy)
+        heading = _("New feedback on your report")
+        intro = _(
+            'Here is what came in on the report of %(company)s in the convoy "%(convoy)s":',
+            company=company,
+            convoy=convoy,
+        )
+    else:
+        subject = _('Reply to your comment in "%(convoy)s"', convoy=convoy)
+        heading = _("Someone answered you")
+        intro = _(
+            'Your comment on the report of %(company)s in the convoy "%(convoy)s" got an answer:',
+            company=company,
+            convoy=convoy,
+        )
     context: dict[str, Any] = {
         "lang": lang,
         "subject": subject,
         "preheader": " ".join(lines[-1].text.split())[:120] if lines else "",
-        "heading": w[f"{kind}_heading"],
-        "greeting": w["greeting"].format(name=" ".join(name.split())),
-        "intro": w[f"{kind}_intro"].format(company=company, convoy=convoy),
+        "heading": heading,
+        "greeting": render.greeting(_, name),
+        "intro": intro,
         "entries": lines,
-        "kudos_label": w["kudos"],
         "kudos": kudos,
-        "reply_hint": w[reply_hint] if reply_hint else "",
-        "button": w["button"],
+        "reply_hint": _(_REPLY_HINTS[reply_hint]) if reply_hint else "",
         "link": link,
     }
     return render.Rendered(
         subject=subject,
-        text=_env.get_template("feedback.txt").render(context),
-        html=_env.get_template("feedback.html").render(context),
+        text=render._env.get_template("feedback.txt").render(context),
+        html=render._env.get_template("feedback.html").render(context),
         lang=lang,
     )
 
@@ -414,25 +389,27 @@ class Feedback:
         said: list[_Said],
         kudos: list[uuid.UUID],
     ) -> tuple[str, Person, render.Rendered, replies.Target | None]:
-        lang = render.message_language(to.language)
-        w = _WORDS[lang]
+        _ = i18n.Words(render.message_language(to.language))
+        facilitator = _("facilitator")
 
         def who(person_id: uuid.UUID, comment: api.Comment | None = None) -> str:
             p = people.get(person_id)
             if p is None:  # left the convoy, or erased their account
-                return comment.former_author if comment is not None and comment.former_author else w["former"]
-            return f"{p.name} ({p.company if p.company is not None else w['facilitator']})"
+                return comment.former_author if comment is not None and comment.former_author else _("a former member")
+            return f"{p.name} ({p.company if p.company is not None else facilitator})"
 
         lines = []
         for s in said:
             author = who(s.item.actor_id, s.comment)
             if s.parent is None:
-                heading = w["comment"].format(who=author)
+                heading = _("%(who)s writes:", who=author)
             elif s.parent.author_id == to.person_id:
-                heading = w["answer_you"].format(who=author)
+                heading = _("%(who)s answers you:", who=author)
             else:
                 parent = people.get(s.parent.author_id)
-                heading = w["answer"].format(who=author, parent=parent.name if parent else w["former"])
+                heading = _(
+                    "%(who)s answers %(parent)s:", who=author, parent=parent.name if parent else _("a former member")
+                )
             lines.append(Line(who=heading, text=excerpt(s.comment.body)))
         target = None
         hint = None

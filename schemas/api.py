@@ -634,7 +634,7 @@ class Recipients(Reply, kw_only=True):
     language: str | None = None
     """The convoy's language (None from a services/convoys that does not say: ask ``CONVOY_GET``)."""
     slack: SlackTarget | None = None
-    """The convoy's Slack target, as ``CONVOY_SLACK_GET`` answers it (None: not said, ask that)."""
+    """The convoy's Slack target, as the recipients carry it (None: not said, ask that)."""
     chats: list[ChatTarget] | None = None
     """The convoy's chat channels, as ``CONVOY_CHAT_GET`` answers (None: not said, ask that)."""
     observers: list[ObserverRecipient] = []

@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 
+class Named(Protocol):
+    """A declared operation, as far as its subject goes (``schemas.contract.Op``)."""
+
+    @property
+    def service(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
 class Routed(Protocol):
     TYPE: ClassVar[str]
     CHANNEL: ClassVar[str]
@@ -104,6 +113,10 @@ class Subjects:
         """Subject of one request/reply endpoint of a service."""
         return f"{self.namespace}.rpc.{service}.{operation}"
 
+    def operation(self, op: Named) -> str:
+        """Subject of a declared operation (``schemas/contract.py``): ``<ns>.rpc.<service>.<name>``."""
+        return self.rpc(op.service, op.name)
+
     def health(self, service: str) -> str:
         return self.rpc(service, "health")
 
@@ -192,7 +205,6 @@ class Rpc:
     CONVOY_FACILITATORS = "convoy_facilitators"
     """Internal (no actor): one convoy's facilitators with their contacts (services/convoys)."""
     CONVOY_SLACK_SET = "convoy_slack_set"
-    CONVOY_SLACK_GET = "convoy_slack_get"
     CONVOY_CHAT_SET = "convoy_chat_set"
     """Set or remove one chat channel's webhook (facilitators; the notifier as system)."""
     CONVOY_CHAT_GET = "convoy_chat_get"

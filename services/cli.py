@@ -261,7 +261,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
         return 2
     nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
     try:
-        schedule = await RpcClient(nc, settings.nats_request_timeout).call(
+        schedule = await RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)).call(
             Subjects(settings.namespace).rpc("reminders", Rpc.SCHEDULE),
             api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming),
             api.Schedule,
@@ -303,7 +303,7 @@ async def _load_demo(settings: settings_mod.Settings) -> int:
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
     nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
     try:
-        rpc = RpcClient(nc, settings.nats_request_timeout)
+        rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace))
         loaded = await demo.load_into(rpc, Subjects(settings.namespace), settings.data_path, settings.public_url)
     except ConvoyError as exc:
         print(f"convoy: the demo could not be loaded: {exc.message}", file=sys.stderr)

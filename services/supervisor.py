@@ -196,7 +196,7 @@ class Supervisor:
         try:
             nc = await bus.connect(s, "convoy-demo", attempts_for_s=30)
             try:
-                rpc = RpcClient(nc, s.nats_request_timeout)
+                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace))
                 await demo.load_into(rpc, Subjects(s.namespace), s.data_path, s.public_url)
             finally:
                 await nc.close()

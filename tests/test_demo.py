@@ -28,7 +28,7 @@ def loader(stack: Stack, sink: SmtpSink) -> demo.Loader:
 
 
 def rpc(stack: Stack) -> RpcClient:
-    return RpcClient(stack.nc, 10)
+    return RpcClient(stack.nc, 10, stack.subjects)
 
 
 async def timeline(stack: Stack, convoy_id: uuid.UUID) -> list[api.Report]:

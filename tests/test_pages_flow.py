@@ -176,7 +176,7 @@ async def test_the_representatives_weekly_flow(site: str, browser: Browser, stac
         current = cycles.cycle_at(cadence, convoy["timezone"], start, now)
         assert current is not None and current.index >= 1
         earlier = cycles.cycle_by_index(cadence, convoy["timezone"], start, current.index - 1)
-        imported = await RpcClient(stack.nc, 10).call(
+        imported = await RpcClient(stack.nc, 10, stack.subjects).call(
             stack.subjects.rpc("milestones", Rpc.REPORT_IMPORT),
             api.ImportReport(
                 actor=api.Actor(is_admin=True),

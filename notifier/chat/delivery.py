@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 
-from notifier import render
+from notifier import i18n, render
 from notifier.batching import DeliveryBatcher
 from notifier.chat import (
     CHANNELS,
@@ -29,6 +29,7 @@ from notifier.chat import (
     RevokedWebhook,
     WebhookPoster,
 )
+from notifier.cycles import absence
 from notifier.repository import Deliveries
 from schemas import api
 from schemas import envelope as env
@@ -125,15 +126,7 @@ class ChatDelivery:
         targets = await self.targets(event.convoy_id)
         if not targets:
             return
-        german = convoy.language == "de"
-        absent = {
-            a.company_id: (
-                ("abwesend" if german else "away")
-                if a.kind == "away"
-                else ("ausgesetzt" if german else "skipped") + (f": {a.reason}" if a.reason else "")
-            )
-            for a in event.absences
-        }
+        absent = {a.company_id: absence(i18n.Words(convoy.language), a) for a in event.absences}
         post = DigestPost(digest=digest, language=convoy.language, company_names=companies, absences=absent, link=link)
         await self._post_all(
             envelope,

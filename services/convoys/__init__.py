@@ -54,7 +54,6 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.FACILITATORS, api.Empty, svc.facilitators)
     rt.endpoint(Rpc.CONVOY_FACILITATORS, api.GetRecipients, svc.convoy_facilitators)
     rt.endpoint(Rpc.CONVOY_SLACK_SET, api.SetSlack, svc.set_slack)
-    rt.endpoint(Rpc.CONVOY_SLACK_GET, api.GetRecipients, svc.slack_target)
     rt.endpoint(Rpc.CONVOY_CHAT_SET, api.SetChat, svc.set_chat)
     rt.endpoint(Rpc.CONVOY_CHAT_GET, api.GetRecipients, svc.chat_targets)
 

@@ -865,10 +865,6 @@ class ConvoysService:
                 raise NotFound("no such convoy")
             return api.ChatTargets(convoy_id=req.convoy_id, targets=await repo.chat_targets(conn, req.convoy_id))
 
-    async def slack_target(self, req: api.GetRecipients) -> api.SlackTarget:
-        found = await self.chat_targets(req)
-        return repo.slack_target(req.convoy_id, found.targets)
-
     async def facilitators(self, _: api.Empty) -> api.Facilitators:
         async with self.rt.db.connection() as conn:
             return api.Facilitators(facilitators=await repo.facilitators(conn))
