@@ -11,7 +11,7 @@ from schemas.subjects import Rpc
 from services.convoys.auth import Sessions
 from services.convoys.charter import Charters
 from services.convoys.check.service import CheckService
-from services.convoys.moderation import FlagLog, ModerationLog
+from services.convoys.consumers import FlagLog, ModerationLog
 from services.convoys.privacy import Privacy
 from services.convoys.service import ConvoysService
 from services.runtime.service import Runtime

@@ -1,12 +1,6 @@
-"""Rules of services/convoys: convoys, companies, facilitators, invitations, join requests.
+"""Operation handlers of services/convoys: convoys, companies, facilitators, invitations, join requests.
 
-Who may do what (object-level, checked here for every request):
-- admin: everything; appoints facilitators.
-- facilitator (role): creates convoys; manages the convoys they facilitate.
-- representative: reads the convoys their company belongs to; invites a second reader for their
-  company (an observer).
-- observer: reads the convoy as its members do; changes nothing (403 for every change).
-Anyone else learns nothing: a convoy they have no part in is "not found".
+Who may do what is decided in services/convoys/access.py (every handler asks it).
 """
 
 from __future__ import annotations
@@ -15,6 +9,7 @@ import hashlib
 import secrets
 import uuid
 import zoneinfo
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -26,8 +21,10 @@ from schemas import api
 from schemas import events as ev
 from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
+from services.convoys.access import Access
 from services.convoys.charter import default_charter
-from services.runtime.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, TooManyRequests
+from services.runtime.db import struct
+from services.runtime.errors import Conflict, Gone, InvalidInput, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -47,6 +44,20 @@ def hash_token(token: str) -> bytes:
 
 def new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
+
+
+def email_to(
+    person: asyncpg.Record | Mapping[str, Any], template: ev.EmailTemplate, *, key: str, params: dict[str, str]
+) -> ev.EmailRequested:
+    """An email to a person's row (its ``email``, ``name`` and ``language``), in their language."""
+    return ev.EmailRequested(
+        key=key,
+        to_email=person["email"],
+        to_name=person["name"],
+        language=person["language"],
+        template=template,
+        params=params,
+    )
 
 
 def check_timezone(name: str, field: str = "timezone") -> None:
@@ -71,35 +82,7 @@ class ConvoysService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.base_url = rt.settings.public_url.rstrip("/")
-
-    # --- access --------------------------------------------------------------------------------
-    async def _convoy_for_reader(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID
-    ) -> asyncpg.Record:
-        row = await repo.convoy_row(conn, convoy_id)
-        if row is None:
-            raise NotFound("no such convoy")
-        if actor.is_admin or actor.is_system:
-            return row
-        if actor.person_id is not None and (
-            await repo.facilitates(conn, actor.person_id, convoy_id)
-            or await repo.active_membership(conn, actor.person_id, convoy_id)
-            or await repo.active_observer(conn, actor.person_id, convoy_id)
-        ):
-            return row
-        raise NotFound("no such convoy")  # do not reveal that it exists
-
-    async def _convoy_for_manager(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, *, change: bool = True
-    ) -> asyncpg.Record:
-        row = await self._convoy_for_reader(conn, actor, convoy_id)
-        if not (actor.is_admin or actor.is_system) and not (
-            actor.person_id is not None and await repo.facilitates(conn, actor.person_id, convoy_id)
-        ):
-            raise Forbidden("only the convoy's facilitators may do this")
-        if change and row["status"] == "completed":
-            raise Conflict("the convoy is completed and read-only")
-        return row
+        self.access = Access()
 
     async def _reload(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record:
         row = await repo.convoy_row(conn, convoy_id)
@@ -123,12 +106,10 @@ class ConvoysService:
         assert person is not None
         await self._email(
             conn,
-            ev.EmailRequested(
+            email_to(
+                person,
+                template,
                 key=f"{template}:{convoy_id}:{person_id}:{uuid.uuid4()}",
-                to_email=person["email"],
-                to_name=person["name"],
-                language=person["language"],
-                template=template,
                 params={**params, "reason": reason},
             ),
         )
@@ -136,8 +117,7 @@ class ConvoysService:
     # --- convoys -------------------------------------------------------------------------------
     async def create_convoy(self, req: api.CreateConvoy) -> api.Convoy:
         actor = req.actor
-        if not (actor.is_admin or actor.is_facilitator or actor.is_system):
-            raise Forbidden("only facilitators create convoys")
+        self.access.require_facilitator(actor, "only facilitators create convoys")
         c = req.convoy
         check_timezone(c.timezone)
         check_schedule(c.cadence, c.start_date, c.end_date)
@@ -146,13 +126,13 @@ class ConvoysService:
             if req.form_key is not None and actor.person_id is not None:
                 first = await repo.claim_form_key(conn, actor.person_id, req.form_key, convoy_id)
                 if first != convoy_id:  # sent before: the convoy that request created
-                    row = await self._convoy_for_reader(conn, actor, first)
+                    row = await self.access.reader(conn, actor, first)
                     return await repo.convoy(conn, row, with_members=True)
-            convoy_id = await self._create_convoy(conn, actor, c, convoy_id)
+            convoy_id = await self.new_convoy(conn, actor, c, convoy_id)
             row = await self._reload(conn, convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
-    async def _create_convoy(
+    async def new_convoy(
         self, conn: asyncpg.Connection, actor: api.Actor, c: api.NewConvoy, convoy_id: uuid.UUID | None = None
     ) -> uuid.UUID:
         """Insert, audit and announce a convoy (the caller checked the actor, time zone and schedule)."""
@@ -187,7 +167,7 @@ class ConvoysService:
 
     async def get_convoy(self, req: api.GetConvoy) -> api.Convoy:
         async with self.rt.db.connection() as conn:
-            row = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
+            row = await self.access.reader(conn, req.actor, req.convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
     async def list_open(self, _: api.Empty) -> api.OpenConvoys:
@@ -197,7 +177,7 @@ class ConvoysService:
     async def update_convoy(self, req: api.UpdateConvoy) -> api.Convoy:
         patch = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         async with self.rt.db.transaction() as conn:
-            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            row = await self.access.manager(conn, req.actor, req.convoy_id)
             merged_cadence = patch.get("cadence", repo.cadence(row))
             start = patch.get("start_date", row["start_date"])
             end = patch.get("end_date", row["end_date"])
@@ -233,7 +213,7 @@ class ConvoysService:
 
     async def change_status(self, req: api.ChangeStatus) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
-            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            row = await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             old, new = row["status"], req.change.status
             if new == old:
                 raise Conflict(f"the convoy is already {old}")
@@ -266,8 +246,7 @@ class ConvoysService:
 
     # --- facilitators --------------------------------------------------------------------------
     async def appoint_facilitator(self, req: api.AppointFacilitator) -> api.Person:
-        if not (req.actor.is_admin or req.actor.is_system):
-            raise Forbidden("only the centre's admins appoint facilitators")
+        self.access.require_admin(req.actor, "only the centre's admins appoint facilitators")
         f = req.facilitator
         check_timezone(f.timezone)
         async with self.rt.db.transaction() as conn:
@@ -297,12 +276,10 @@ class ConvoysService:
             )
             await self._email(
                 conn,
-                ev.EmailRequested(
+                email_to(
+                    row,
+                    "facilitator_appointed",
                     key=f"facilitator_appointed:{row['id']}",
-                    to_email=row["email"],
-                    to_name=row["name"],
-                    language=row["language"],
-                    template="facilitator_appointed",
                     params={"link": f"{self.base_url}/sign-in"},
                 ),
             )
@@ -310,7 +287,7 @@ class ConvoysService:
 
     async def add_facilitator(self, req: api.AddFacilitator) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            await self.access.manager(conn, req.actor, req.convoy_id)
             person = await repo.person_by_id(conn, req.person_id)
             if person is None or not person["is_facilitator"]:
                 raise InvalidInput("`person_id`: not a facilitator; an admin appoints facilitators first")
@@ -330,8 +307,8 @@ class ConvoysService:
     # --- companies and members -----------------------------------------------------------------
     async def add_company(self, req: api.AddCompany) -> api.Company:
         async with self.rt.db.transaction() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
-            company = await self._insert_company(conn, req.convoy_id, req.company)
+            await self.access.manager(conn, req.actor, req.convoy_id)
+            company = await self.new_company(conn, req.convoy_id, req.company)
             await repo.audit(
                 conn,
                 convoy_id=req.convoy_id,
@@ -343,7 +320,7 @@ class ConvoysService:
             )
             return company
 
-    async def _insert_company(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
+    async def new_company(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
         try:
             async with conn.transaction():  # a savepoint: the caller's transaction survives a duplicate
                 company = await repo.insert_company(conn, uuid.uuid4(), convoy_id, c)
@@ -355,7 +332,7 @@ class ConvoysService:
     async def remove_company(self, req: api.RemoveCompany) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             company = await repo.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id:
                 raise NotFound("no such company in this convoy")
@@ -380,7 +357,7 @@ class ConvoysService:
     async def remove_member(self, req: api.RemoveMember) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             membership = await repo.active_membership(conn, req.person_id, req.convoy_id)
             if membership is None:
                 raise NotFound("no such member in this convoy")
@@ -427,37 +404,22 @@ class ConvoysService:
         invites a second reader for their own company. Observers invite nobody (403)."""
         invitation = req.invitation
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
-            company_id = invitation.company_id
-            manager = req.actor.is_admin or req.actor.is_system
-            if not manager and req.actor.person_id is not None:
-                manager = await repo.facilitates(conn, req.actor.person_id, req.convoy_id)
-            if not manager:
-                membership = (
-                    await repo.active_membership(conn, req.actor.person_id, req.convoy_id)
-                    if req.actor.person_id is not None
-                    else None
-                )
-                if membership is None:
-                    raise Forbidden("only the convoy's facilitators and representatives invite observers")
-                if company_id is not None and company_id != membership["company_id"]:
-                    raise Forbidden("a representative invites a second reader for their own company only")
-                company_id = membership["company_id"]
-            if convoy["status"] == "completed":
-                raise Conflict("the convoy is completed and read-only")
+            convoy, company_id = await self.access.observer_inviter(
+                conn, req.actor, req.convoy_id, invitation.company_id
+            )
             company = None
             if company_id is not None:
                 company = await repo.company_row(conn, company_id)
                 if company is None or company["convoy_id"] != req.convoy_id:
                     raise NotFound("no such company in this convoy")
-            return await self._invite(
+            return await self.send_invitation(
                 conn, req.actor, convoy, company, msgspec.structs.replace(invitation, company_id=company_id)
             )
 
     async def remove_observer(self, req: api.RemoveObserver) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             seat = await repo.active_observer(conn, req.person_id, req.convoy_id)
             if seat is None:
                 raise NotFound("no such observer in this convoy")
@@ -483,20 +445,20 @@ class ConvoysService:
     # --- invitations ---------------------------------------------------------------------------
     async def create_invitation(self, req: api.CreateInvitation) -> api.Invitation:
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             company = await repo.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id:
                 raise NotFound("no such company in this convoy")
-            return await self._invite(conn, req.actor, convoy, company, req.invitation)
+            return await self.send_invitation(conn, req.actor, convoy, company, req.invitation)
 
     async def list_invitations(self, req: api.ListInvitations) -> api.PendingInvitations:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.PendingInvitations(invitations=await repo.pending_invitations(conn, req.convoy_id))
 
     async def _pending(self, conn: asyncpg.Connection, req: api.InvitationAction) -> tuple[asyncpg.Record, Any]:
         """The convoy (its facilitators only) and one of its invitations still pending, locked."""
-        convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+        convoy = await self.access.manager(conn, req.actor, req.convoy_id)
         row = await repo.invitation_row(conn, req.invitation_id)
         if row is None or row["convoy_id"] != req.convoy_id:
             raise NotFound("no such invitation in this convoy")
@@ -522,7 +484,7 @@ class ConvoysService:
                 )
             else:
                 invitation = api.NewInvitation(email=row["email"], name=row["name"], language=row["language"])
-            return await self._invite(
+            return await self.send_invitation(
                 conn, req.actor, convoy, company, invitation, action="invitation.resent", previous=row["id"]
             )
 
@@ -541,7 +503,7 @@ class ConvoysService:
             )
             return api.PendingInvitations(invitations=await repo.pending_invitations(conn, convoy["id"]))
 
-    async def _invite(
+    async def send_invitation(
         self,
         conn: asyncpg.Connection,
         actor: api.Actor,
@@ -633,17 +595,8 @@ class ConvoysService:
         async with self.rt.db.connection() as conn:
             row = await self._open_invitation(conn, req.token, lock=False)
         lang = req.language or row["language"]  # the default charter as the invitee reads (en: in English)
-        return api.InvitationPreview(
-            convoy_name=row["convoy_name"],
-            company_name=row["company_name"],
-            email=row["email"],
-            name=row["name"],
-            language=row["language"],
-            expires_at=row["expires_at"],
-            charter=row["charter_text"] if row["charter_text"] is not None else default_charter(lang),
-            charter_version=row["charter_version"],
-            role=row["role"],
-        )
+        charter = row["charter_text"] if row["charter_text"] is not None else default_charter(lang)
+        return struct(row, api.InvitationPreview, charter=charter)
 
     async def accept_invitation(self, req: api.AcceptInvitationRequest, sessions: Any) -> api.SignedIn:
         a = req.accept
@@ -750,12 +703,10 @@ class ConvoysService:
             for f in await repo.facilitator_contacts(conn, req.convoy_id):
                 await self._email(
                     conn,
-                    ev.EmailRequested(
+                    email_to(
+                        f,
+                        "join_request_received",
                         key=f"join_request_received:{created.id}:{f['id']}",
-                        to_email=f["email"],
-                        to_name=f["name"],
-                        language=f["language"],
-                        template="join_request_received",
                         params={
                             "convoy": convoy["name"],
                             "company": r.company.name,
@@ -769,7 +720,7 @@ class ConvoysService:
 
     async def list_join_requests(self, req: api.ListJoinRequests) -> api.JoinRequests:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.JoinRequests(requests=await repo.list_join_requests(conn, req.convoy_id, req.status))
 
     async def decide_join_request(self, req: api.DecideJoinRequest) -> api.JoinRequest:
@@ -777,7 +728,7 @@ class ConvoysService:
         if not d.approve and not d.reason.strip():
             raise InvalidInput("`reason`: say why the request is declined; the company reads it")
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             row = await repo.join_request_row(conn, req.request_id, lock=True)
             if row is None or row["convoy_id"] != req.convoy_id:
                 raise NotFound("no such join request in this convoy")
@@ -785,7 +736,7 @@ class ConvoysService:
                 raise Conflict(f"this request was already {row['status']}")
             company_id: uuid.UUID | None = None
             if d.approve:
-                company = await self._insert_company(
+                company = await self.new_company(
                     conn,
                     req.convoy_id,
                     api.NewCompany(
@@ -798,7 +749,7 @@ class ConvoysService:
                 company_id = company.id
                 company_row = await repo.company_row(conn, company.id)
                 assert company_row is not None
-                await self._invite(
+                await self.send_invitation(
                     conn,
                     req.actor,
                     convoy,
@@ -844,7 +795,7 @@ class ConvoysService:
     # --- audit ---------------------------------------------------------------------------------
     async def list_audit(self, req: api.ListAudit) -> api.AuditLog:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.AuditLog(entries=await repo.audit_entries(conn, req.convoy_id, req.limit))
 
     # --- for other services --------------------------------------------------------------------
@@ -872,9 +823,7 @@ class ConvoysService:
             check_webhook_url(req.channel, url, getattr(self.rt.settings, f"{req.channel}_webhook_hosts"))
         async with self.rt.db.transaction() as conn:
             # the notifier may drop a refused webhook of a completed convoy too
-            await self._convoy_for_manager(
-                conn, req.actor, req.convoy_id, change=not (req.actor.is_system and url is None)
-            )
+            await self.access.manager(conn, req.actor, req.convoy_id, change=not (req.actor.is_system and url is None))
             changed = await repo.set_chat(
                 conn, req.convoy_id, req.channel, url, req.hook.post_reports, only_if_url=req.only_if_url
             )

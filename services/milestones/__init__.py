@@ -8,6 +8,10 @@ from pathlib import Path
 from schemas import api
 from schemas import events as ev
 from schemas.subjects import Rpc
+from services.milestones import consumers
+from services.milestones.access import Access
+from services.milestones.consumers import PROJECTED
+from services.milestones.digests import Digests
 from services.milestones.flags import Flags
 from services.milestones.imports import HistoryImport
 from services.milestones.moderation import Moderation
@@ -19,24 +23,12 @@ from services.runtime.service import Runtime
 NAME = "milestones"
 MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
-PROJECTED = (
-    ev.ConvoyCreated,
-    ev.ConvoyUpdated,
-    ev.ConvoyStatusChanged,
-    ev.ConvoyFacilitatorAdded,
-    ev.CompanyJoined,
-    ev.CompanyLeft,
-    ev.PersonJoined,
-    ev.PersonRemoved,
-    ev.ObserverJoined,
-    ev.ObserverRemoved,
-)
-"""Events from services/convoys that milestones keeps projections of (in stream order)."""
-
 
 async def setup(rt: Runtime) -> None:
-    svc = MilestonesService(rt)
-    rt.consumer("convoys", PROJECTED, svc.on_convoys_event)
+    access = Access(rt)
+    svc = MilestonesService(rt, access)
+    digests = Digests(rt, access)
+    rt.consumer("convoys", PROJECTED, consumers.on_convoys_event)
     rt.endpoint(Rpc.REPORT_SUBMIT, api.SubmitReport, svc.submit_report)
     rt.endpoint(Rpc.REPORT_EDIT, api.EditReport, svc.edit_report)
     rt.endpoint(Rpc.REPORT_GET, api.GetReport, svc.get_report)
@@ -59,28 +51,28 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.HELP_OFFER, api.OfferHelp, svc.offer_help)
     rt.endpoint(Rpc.HELP_SUGGESTIONS, api.ReportAction, svc.help_suggestions)
     rt.endpoint(Rpc.CATALOGUE, api.Empty, svc.catalogue)
-    rt.endpoint(Rpc.CYCLE_STATUS, api.CycleAsk, svc.cycle_status)
-    rt.endpoint(Rpc.PROMPT_CONTEXT, api.CycleAsk, svc.prompt_context)
-    rt.endpoint(Rpc.DIGEST, api.CycleAsk, svc.digest)
-    rt.endpoint(Rpc.ROUNDS_SEAL, api.SealRounds, svc.seal_rounds)
-    rt.endpoint(Rpc.FACILITATOR_DIGEST, api.FacilitatorDigestAsk, svc.facilitator_digest)
+    rt.endpoint(Rpc.CYCLE_STATUS, api.CycleAsk, digests.cycle_status)
+    rt.endpoint(Rpc.PROMPT_CONTEXT, api.CycleAsk, digests.prompt_context)
+    rt.endpoint(Rpc.DIGEST, api.CycleAsk, digests.digest)
+    rt.endpoint(Rpc.ROUNDS_SEAL, api.SealRounds, digests.seal_rounds)
+    rt.endpoint(Rpc.FACILITATOR_DIGEST, api.FacilitatorDigestAsk, digests.facilitator_digest)
     # --- demo / import
-    rt.endpoint(Rpc.REPORT_IMPORT, api.ImportReport, HistoryImport(svc).import_report)
+    rt.endpoint(Rpc.REPORT_IMPORT, api.ImportReport, HistoryImport(rt, access).import_report)
     # --- moderation
-    moderation = Moderation(svc)
+    moderation = Moderation(rt, access)
     rt.endpoint(Rpc.REPORT_HIDE, api.ModerateReport, moderation.hide_report)
     rt.endpoint(Rpc.REPORT_RESTORE, api.ModerateReport, moderation.restore_report)
     rt.endpoint(Rpc.REPORT_LOCK_COMMENTS, api.LockComments, moderation.lock_comments)
     rt.endpoint(Rpc.COMMENT_HIDE, api.ModerateComment, moderation.hide_comment)
     rt.endpoint(Rpc.COMMENT_RESTORE, api.ModerateComment, moderation.restore_comment)
     # --- flags and charter: members flag content, the convoy's facilitators work the queue
-    flags = Flags(svc, moderation)
+    flags = Flags(rt, access, moderation)
     rt.endpoint(Rpc.FLAG_CREATE, api.FlagContent, flags.flag)
     rt.endpoint(Rpc.FLAG_QUEUE, api.ConvoyAsk, flags.queue)
     rt.endpoint(Rpc.FLAG_RESOLVE, api.ResolveFlag, flags.resolve)
     # --- data protection: erased authors, the export, the retention rule (hourly, or asked with a `now`)
     privacy = PrivacyRules(rt)
-    rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
+    rt.consumer("erasure", (ev.PersonErased,), consumers.on_person_erased)
     rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
     rt.endpoint(Rpc.RETENTION_PURGE, api.RetentionPurge, privacy.purge)
     rt.background(privacy.purge_forever)

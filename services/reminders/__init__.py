@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from schemas import api
 from schemas import events as ev
 from schemas.subjects import Rpc
+from services.reminders import consumers
 from services.reminders.privacy import PrivacyRules
 from services.reminders.service import Reminders
 from services.runtime import metrics
@@ -24,13 +25,11 @@ from services.runtime.service import Runtime
 NAME = "reminders"
 MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
-PROJECTED = (ev.ConvoyCreated, ev.ConvoyUpdated, ev.ConvoyStatusChanged, ev.CompanyJoined, ev.CompanyLeft)
-
 
 async def setup(rt: Runtime) -> None:
     reminders = Reminders(rt)
     metrics.leader_gauge(rt.name, "scheduler", lambda: reminders.leader)
-    rt.consumer("convoys", PROJECTED, reminders.on_convoys_event)
+    rt.consumer("convoys", consumers.PROJECTED, consumers.on_convoys_event)
     rt.endpoint(Rpc.SCHEDULE, api.AskSchedule, reminders.schedule)
     rt.endpoint(Rpc.SCHEDULE_SETTINGS, api.PutScheduleSettings, reminders.put_settings)
     rt.endpoint(Rpc.CYCLE_SKIP, api.SkipCycle, reminders.skip_cycle)
@@ -41,7 +40,7 @@ async def setup(rt: Runtime) -> None:
     rt.endpoint(Rpc.CALENDAR_ROUNDS, api.AskCalendarRounds, reminders.calendar_rounds)
     # --- data protection: the export, and person.erased
     privacy = PrivacyRules(rt)
-    rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
+    rt.consumer("erasure", (ev.PersonErased,), consumers.on_person_erased)
     rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
     if rt.settings.reminders_manual_clock:
         rt.endpoint(Rpc.TICK, api.Tick, reminders.manual_tick)

@@ -26,8 +26,10 @@ from schemas.subjects import Rpc
 from schemas.values import Cadence
 from services.reminders import repository as repo
 from services.reminders import schedule as plan_
+from services.reminders.access import Access
 from services.runtime import correlation, lifecycle, metrics, outbox
-from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from services.runtime.db import struct, structs
+from services.runtime.errors import Conflict, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -51,25 +53,15 @@ def fire_id(convoy_id: uuid.UUID, index: int, kind: str, number: int = 0) -> uui
 
 def plan_of(row: asyncpg.Record) -> plan_.Plan:
     raw = row["cadence"]
-    return plan_.Plan(
-        timezone=row["timezone"],
-        cadence=_cadence.decode(raw.encode() if isinstance(raw, str) else raw),
-        start_date=row["start_date"],
-        holiday_region=row["holiday_region"],
-        holiday_policy=row["holiday_policy"],
-        nudge_offsets=tuple(row["nudge_offsets"]),
-    )
+    return struct(row, plan_.Plan, cadence=_cadence.decode(raw.encode() if isinstance(raw, str) else raw))
 
 
 def state_of(row: asyncpg.Record) -> plan_.CycleState:
-    return plan_.CycleState(
+    return struct(
+        row,
+        plan_.CycleState,
         index=row["cycle_index"],
-        opens_at=row["opens_at"],
-        due_at=row["due_at"],
-        closes_at=row["closes_at"],
-        skipped=row["skipped"],
         opened=row["opened_at"] is not None,
-        nudges_done=row["nudges_done"],
         closed=row["closed_at"] is not None,
     )
 
@@ -79,27 +71,7 @@ class Reminders:
         self.rt = rt
         self.leader = False
         self._tick_lock = asyncio.Lock()
-
-    # --- projection ----------------------------------------------------------------------------
-    async def on_convoys_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        if isinstance(event, ev.ConvoyCreated | ev.ConvoyUpdated):
-            known = await repo.convoy(conn, event.convoy_id)
-            start = event.start_date or (known["start_date"] if known else envelope.occurred_at.date())
-            await repo.upsert_convoy(
-                conn,
-                convoy_id=event.convoy_id,
-                name=event.name,
-                timezone=event.timezone,
-                language=event.language,
-                cadence=event.cadence,
-                start_date=start,
-            )
-        elif isinstance(event, ev.ConvoyStatusChanged):
-            await repo.set_status(conn, event.convoy_id, event.new_status)
-        elif isinstance(event, ev.CompanyJoined):
-            await repo.upsert_company(conn, event.company_id, event.convoy_id, event.name)
-        elif isinstance(event, ev.CompanyLeft):
-            await repo.deactivate_company(conn, event.company_id)
+        self.access = Access(rt)
 
     # --- leadership and ticking ----------------------------------------------------------------
     async def lead(self, stop: asyncio.Event) -> None:
@@ -423,29 +395,8 @@ class Reminders:
         assert row is not None
         return row
 
-    async def _role(self, actor: api.Actor, convoy_id: uuid.UUID) -> api.Membership | None:
-        """None for admins; the membership otherwise (404 when the person has no part in the convoy).
-        Observers read the schedule; every change checks its own role on top (they have none)."""
-        if actor.is_admin or actor.is_system:
-            return None
-        if actor.person_id is None:
-            raise NotFound("no such convoy")
-        membership = await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
-            api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id),
-            api.Membership,
-        )
-        if not membership.company_ids and not membership.is_facilitator and not membership.is_observer:
-            raise NotFound("no such convoy")
-        return membership
-
-    async def _facilitator(self, actor: api.Actor, convoy_id: uuid.UUID) -> None:
-        membership = await self._role(actor, convoy_id)
-        if membership is not None and not membership.is_facilitator:
-            raise Forbidden("only the convoy's facilitators may change its schedule")
-
     async def schedule(self, req: api.AskSchedule) -> api.Schedule:
-        await self._role(req.actor, req.convoy_id)
+        await self.access.reader(req.actor, req.convoy_id)
         now = datetime.now(UTC)
         async with self.rt.db.transaction() as conn:
             row = await self._convoy(conn, req.convoy_id)
@@ -464,31 +415,10 @@ class Reminders:
                 nudge_offsets_hours=list(row["nudge_offsets"]),
             ),
             cycles=[
-                api.ScheduledCycle(
-                    cycle_index=r["cycle_index"],
-                    opens_at=r["opens_at"],
-                    due_at=r["due_at"],
-                    closes_at=r["closes_at"],
-                    skipped=r["skipped"],
-                    skip_reason=r["skip_reason"],
-                    opened=r["opened_at"] is not None,
-                    nudges_done=r["nudges_done"],
-                    closed=r["closed_at"] is not None,
-                )
+                struct(r, api.ScheduledCycle, opened=r["opened_at"] is not None, closed=r["closed_at"] is not None)
                 for r in rows
             ],
-            absences=[
-                api.AbsenceInfo(
-                    id=a["id"],
-                    company_id=a["company_id"],
-                    kind=a["kind"],
-                    from_date=a["from_date"],
-                    until_date=a["until_date"],
-                    cycle_index=a["cycle_index"],
-                    reason=a["reason"],
-                )
-                for a in absences
-            ],
+            absences=structs(absences, api.AbsenceInfo),
         )
 
     async def calendar_rounds(self, req: api.AskCalendarRounds) -> api.CalendarRounds:
@@ -500,8 +430,7 @@ class Reminders:
         closed without ever opening (before the convoy started) and, once a convoy is completed, those it
         never opened. Read-only: nothing is materialised for a feed.
         """
-        if not req.actor.is_system:
-            raise Forbidden("calendar rounds are for the calendar feed only")
+        self.access.system(req.actor, "calendar rounds are for the calendar feed only")
         now = datetime.now(UTC)
         ids = list(dict.fromkeys(req.convoy_ids))
         async with self.rt.db.connection() as conn:
@@ -544,27 +473,21 @@ class Reminders:
                 if r is not None:
                     rounds.append(r)
             out.append(
-                api.CalendarConvoy(
-                    convoy_id=convoy_id,
-                    name=row["name"],
-                    timezone=row["timezone"],
-                    status=row["status"],
-                    version=row["plan_version"],
-                    changed_at=row["updated_at"],
-                    rounds=rounds,
+                struct(
+                    row, api.CalendarConvoy, version=row["plan_version"], changed_at=row["updated_at"], rounds=rounds
                 )
             )
         return api.CalendarRounds(convoys=out)
 
     async def put_settings(self, req: api.PutScheduleSettings) -> api.Schedule:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         async with self.rt.db.transaction() as conn:
             await self._convoy(conn, req.convoy_id)
             await repo.update_settings(conn, req.convoy_id, req.settings)
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
     async def skip_cycle(self, req: api.SkipCycle) -> api.Schedule:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         async with self.rt.db.transaction() as conn:
             row = await self._convoy(conn, req.convoy_id)
             c = plan_.plan_cycle(plan_of(row), req.cycle_index)
@@ -577,7 +500,7 @@ class Reminders:
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
     async def mark_away(self, req: api.MarkAway) -> api.Schedule:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         if req.away.until_date < req.away.from_date:
             raise InvalidInput("`until_date`: before `from_date`")
         async with self.rt.db.transaction() as conn:
@@ -599,9 +522,7 @@ class Reminders:
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
     async def skip_for_company(self, req: api.SkipForCompany) -> api.Schedule:
-        membership = await self._role(req.actor, req.convoy_id)
-        if membership is not None and req.company_id not in membership.company_ids:
-            raise Forbidden("only the company's representatives skip a cycle for it")
+        await self.access.representative(req.actor, req.convoy_id, req.company_id)
         async with self.rt.db.transaction() as conn:
             await self._convoy(conn, req.convoy_id)
             await repo.insert_absence(
@@ -618,7 +539,7 @@ class Reminders:
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
     async def _fire_now(self, req: api.FireNow, kind: str) -> api.Fired:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         now = datetime.now(UTC)
         async with self.rt.db.transaction() as conn:
             row = await self._convoy(conn, req.convoy_id)

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
+import msgspec
 import structlog
 
 from services.runtime.errors import Unavailable
@@ -179,3 +180,18 @@ async def migrate(database_url: str, schema: str, folder: Path, *, timeout: floa
     finally:
         await conn.close()
     return applied
+
+
+T = TypeVar("T")
+
+
+def struct(row: asyncpg.Record | Mapping[str, Any], type_: type[T], **extra: Any) -> T:
+    """A row (an ``asyncpg.Record`` or a dict) as a msgspec struct: columns by field name (columns
+    without a field are left out, so alias a column in SQL when its name differs), ``extra`` for
+    fields computed outside SQL. Values are checked against the field types."""
+    return msgspec.convert({**dict(row), **extra}, type_)
+
+
+def structs(rows: Iterable[asyncpg.Record | Mapping[str, Any]], type_: type[T]) -> list[T]:
+    """:func:`struct` for each row."""
+    return [struct(r, type_) for r in rows]
