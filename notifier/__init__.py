@@ -18,9 +18,8 @@ from notifier.consumers import Consumers
 from notifier.delivery import Mailer
 from notifier.privacy import PrivacyRules
 from notifier.service import NotifierService
-from schemas import api
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.notifier import Notifier
 from services.runtime.service import Runtime
 
 NAME = "notifier"
@@ -47,10 +46,7 @@ async def setup(rt: Runtime) -> None:
     if mail.replies_on:  # answers by email: the inbound SMTP server (notifier/replies.py)
         rt.background(functools.partial(replies.serve, rt))
 
-    rt.endpoint(Rpc.PREFS_GET, api.PrefsAsk, svc.prefs_get)
-    rt.endpoint(Rpc.PREFS_PUT, api.PutPrefs, svc.prefs_put)
-    rt.endpoint(Rpc.UNSUBSCRIBE, api.UnsubscribeAsk, svc.unsubscribe)
-    rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
+    rt.serve(Notifier, svc, privacy)
     rt.consumer("erasure", (ev.PersonErased,), consumers.on_person_erased)
 
     # Several events at once (each waits mostly on RPCs, SMTP and chat webhooks), in order per convoy:

@@ -35,7 +35,8 @@ from notifier.privacy import PrivacyRules
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -78,18 +79,10 @@ class Consumers:
         """
         assert isinstance(event, ev.ReportSubmitted)
         rt, mail = self.rt, self.mail
-        members = await rt.rpc.call(
-            rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
-            api.GetRecipients(convoy_id=event.convoy_id),
-            api.Recipients,
-        )
+        members = await rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=event.convoy_id))
         report = event.report
         if (datetime.now(UTC) - envelope.occurred_at).total_seconds() > REPORT_FRESH_S:
-            now = await rt.rpc.call(
-                rt.subjects.rpc("milestones", Rpc.REPORT_GET),
-                api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
-                api.Report,
-            )
+            now = await rt.rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=event.report_id))
             if now.hidden:
                 log.info("report hidden before it was announced: no emails, no chat post", report_id=str(now.id))
                 return
@@ -151,16 +144,8 @@ class Consumers:
         """Tell the report's author who offered help."""
         assert isinstance(event, ev.HelpOffered)
         rt = self.rt
-        members = await rt.rpc.call(
-            rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
-            api.GetRecipients(convoy_id=event.convoy_id),
-            api.Recipients,
-        )
-        report = await rt.rpc.call(
-            rt.subjects.rpc("milestones", Rpc.REPORT_GET),
-            api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
-            api.Report,
-        )
+        members = await rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=event.convoy_id))
+        report = await rt.rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=event.report_id))
         people = {m.person_id: m for m in members.members}
         author, helper = people.get(report.author_id), people.get(event.person_id)
         if author is None or helper is None:  # one of them left the convoy meanwhile: nobody to tell
@@ -196,16 +181,8 @@ class Consumers:
         """Who to write to (with names and languages), and the convoy (time zone, company names)."""
         rt = self.rt
         members, convoy = await asyncio.gather(
-            rt.rpc.call(
-                rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
-                api.GetRecipients(convoy_id=convoy_id),
-                api.Recipients,
-            ),
-            rt.rpc.call(
-                rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-                api.Convoy,
-            ),
+            rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=convoy_id)),
+            rt.rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id)),
         )
         return members, convoy
 
@@ -220,9 +197,9 @@ class Consumers:
         ask = api.CycleAsk(convoy_id=event.convoy_id, cycle_index=event.cycle_index)
         (members, convoy), contexts = await asyncio.gather(
             self.convoy_context(event.convoy_id),
-            rt.rpc.call(rt.subjects.rpc("milestones", Rpc.PROMPT_CONTEXT), ask, api.PromptContexts)
+            rt.rpc.call(Milestones.PROMPT_CONTEXT, ask)
             if isinstance(event, ev.CycleOpened)
-            else rt.rpc.call(rt.subjects.rpc("milestones", Rpc.CYCLE_STATUS), ask, api.CycleStatus),
+            else rt.rpc.call(Milestones.CYCLE_STATUS, ask),
         )
         skip = {a.company_id for a in event.absences}
         context: dict[uuid.UUID, api.PromptContext] = {}
@@ -275,11 +252,7 @@ class Consumers:
         rt, mail = self.rt, self.mail
         (members, convoy), digest = await asyncio.gather(
             self.convoy_context(event.convoy_id),
-            rt.rpc.call(
-                rt.subjects.rpc("milestones", Rpc.DIGEST),
-                api.CycleAsk(convoy_id=event.convoy_id, cycle_index=event.cycle_index),
-                api.Digest,
-            ),
+            rt.rpc.call(Milestones.DIGEST, api.CycleAsk(convoy_id=event.convoy_id, cycle_index=event.cycle_index)),
         )
         people = {m.person_id: m.name for m in members.members}
         companies = {c.id: c.name for c in convoy.companies} | {m.company_id: m.company_name for m in members.members}
@@ -316,11 +289,7 @@ class Consumers:
         rt = self.rt
         chunks = [convoy_ids[i : i + DIGEST_ASK_MAX_CONVOYS] for i in range(0, len(convoy_ids), DIGEST_ASK_MAX_CONVOYS)]
         answers = [
-            await rt.rpc.call(
-                rt.subjects.rpc("milestones", Rpc.FACILITATOR_DIGEST),
-                api.FacilitatorDigestAsk(convoy_ids=chunk, at=at),
-                api.FacilitatorDigest,
-            )
+            await rt.rpc.call(Milestones.FACILITATOR_DIGEST, api.FacilitatorDigestAsk(convoy_ids=chunk, at=at))
             for chunk in chunks
         ]
         return api.FacilitatorDigest(convoys=[c for r in answers for c in r.convoys])
@@ -335,7 +304,7 @@ class Consumers:
         """
         assert isinstance(event, ev.FacilitatorDigestDue)
         rt, mail = self.rt, self.mail
-        reply = await rt.rpc.call(rt.subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators)
+        reply = await rt.rpc.call(Convoys.FACILITATORS, api.Empty())
         people = {f.person_id: f for f in reply.facilitators if f.convoy_ids}  # one each, even if listed twice
         keys = {p: facilitator.delivery_key(event.period, p) for p in people}
         settled = await mail.deliveries.settled(list(keys.values())) if keys else set()

@@ -37,7 +37,8 @@ from notifier.render import Rendered, _env, greeting, message_language
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime import markdown
 from services.runtime.errors import NotFound
 from services.runtime.service import Runtime
@@ -193,11 +194,7 @@ class FacilitatorMail:
     mail: Mailer
 
     async def facilitators(self, convoy_id: uuid.UUID) -> api.ConvoyFacilitators:
-        return await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.CONVOY_FACILITATORS),
-            api.GetRecipients(convoy_id=convoy_id),
-            api.ConvoyFacilitators,
-        )
+        return await self.rt.rpc.call(Convoys.CONVOY_FACILITATORS, api.GetRecipients(convoy_id=convoy_id))
 
     async def on_help_requested(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         """Each facilitator of the convoy hears of the help request at once, once per report.
@@ -213,11 +210,7 @@ class FacilitatorMail:
         try:
             who, report = await asyncio.gather(
                 self.facilitators(event.convoy_id),
-                self.rt.rpc.call(
-                    self.rt.subjects.rpc("milestones", Rpc.REPORT_GET),
-                    api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
-                    api.Report,
-                ),
+                self.rt.rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=event.report_id)),
             )
         except NotFound:  # the report (or the convoy) is gone meanwhile: nobody to ask for it
             log.info("help request of a report that is gone", report_id=str(event.report_id))
@@ -262,9 +255,8 @@ class FacilitatorMail:
                 return m.title
         try:
             project = await self.rt.rpc.call(
-                self.rt.subjects.rpc("milestones", Rpc.PROJECT_GET),
+                Milestones.PROJECT_GET,
                 api.CompanyAction(actor=api.SYSTEM, convoy_id=report.convoy_id, company_id=report.company_id),
-                api.Project,
             )
         except NotFound:
             return ""

@@ -45,7 +45,8 @@ from notifier.repository import FeedbackBatch, FeedbackItem, FeedbackQueue
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime.errors import NotFound, Unavailable
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
@@ -257,26 +258,14 @@ class Feedback:
         """The batch's emails, as things stand now (hidden content and kudos taken back left out)."""
         if not batch.items:
             return
-        rpc, subjects = self.rt.rpc, self.rt.subjects
+        rpc = self.rt.rpc
         asks: list[Awaitable[Any]] = [
-            rpc.call(
-                subjects.rpc("milestones", Rpc.REPORT_GET),
-                api.GetReport(actor=api.SYSTEM, report_id=batch.report_id),
-                api.Report,
-            ),
-            rpc.call(
-                subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
-                api.GetRecipients(convoy_id=batch.convoy_id),
-                api.Recipients,
-            ),
+            rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=batch.report_id)),
+            rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=batch.convoy_id)),
         ]
         if any(i.kind == "comment" for i in batch.items):
             asks.append(
-                rpc.call(
-                    subjects.rpc("milestones", Rpc.COMMENT_LIST),
-                    api.ReportAction(actor=api.SYSTEM, report_id=batch.report_id),
-                    api.Comments,
-                )
+                rpc.call(Milestones.COMMENT_LIST, api.ReportAction(actor=api.SYSTEM, report_id=batch.report_id))
             )
         try:
             report, members, *rest = await asyncio.gather(*asks)
@@ -343,14 +332,10 @@ class Feedback:
     async def _facilitators(self, convoy_id: uuid.UUID, wanted: set[uuid.UUID]) -> dict[uuid.UUID, Person]:
         """Those of ``wanted`` who facilitate the convoy: named from the convoy, with the contact
         ``facilitators`` gives (it lists active and paused convoys only; without it, no email to them)."""
-        rpc, subjects = self.rt.rpc, self.rt.subjects
+        rpc = self.rt.rpc
         convoy, everyone = await asyncio.gather(
-            rpc.call(
-                subjects.rpc("convoys", Rpc.CONVOY_GET),
-                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-                api.Convoy,
-            ),
-            rpc.call(subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators),
+            rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id)),
+            rpc.call(Convoys.FACILITATORS, api.Empty()),
         )
         contacts = {f.person_id: f for f in everyone.facilitators if convoy_id in f.convoy_ids}
         found: dict[uuid.UUID, Person] = {}

@@ -19,7 +19,8 @@ from notifier import repository as repo
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.notifier import Notifier
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -45,8 +46,9 @@ class PrivacyRules:
     async def is_erased(self, person_id: uuid.UUID) -> bool:
         return await repo.is_erased(self.rt.db, person_id)
 
+    @Notifier.PERSONAL_DATA
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
         person_id = access.own_person(req.actor, "personal data")
-        me = await self.rt.rpc.call(self.rt.subjects.rpc("convoys", Rpc.ME_GET), req, api.Me)
+        me = await self.rt.rpc.call(Convoys.ME_GET, req)
         sections = await repo.personal_records(self.rt.db, person_id, me.person.email)
         return api.PersonalData(service=self.rt.name, sections=sections)

@@ -30,7 +30,8 @@ from prometheus_client import Counter
 
 from notifier.repository import Deliveries
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime import signing
 from services.runtime.errors import Conflict, ConvoyError, Gone, NotFound, Unavailable
 from services.runtime.lifecycle import wait_or_stop
@@ -372,11 +373,7 @@ class ReplyHandler:
             ), "invalid"
 
         try:
-            members = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
-                api.GetRecipients(convoy_id=target.convoy_id),
-                api.Recipients,
-            )
+            members = await self.rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=target.convoy_id))
         except Unavailable:
             return _try_later(
                 "Convoy is not reachable right now; your mail server will try again later."
@@ -431,24 +428,22 @@ class ReplyHandler:
         try:
             if target.kind == "report":
                 await self.rt.rpc.call(
-                    self.rt.subjects.rpc("milestones", Rpc.REPORT_SUBMIT),
+                    Milestones.REPORT_SUBMIT,
                     api.SubmitReport(
                         actor=actor,
                         convoy_id=target.convoy_id,
                         report=api.NewReport(company_id=target.company_id, done=text),
                     ),
-                    api.Report,
                 )
             else:
                 assert target.report_id is not None
                 await self.rt.rpc.call(
-                    self.rt.subjects.rpc("milestones", Rpc.COMMENT_ADD),
+                    Milestones.COMMENT_ADD,
                     api.AddComment(
                         actor=actor,
                         report_id=target.report_id,
                         comment=api.NewComment(body=text, parent_id=target.parent_id),
                     ),
-                    api.Comment,
                 )
         except Unavailable:
             return _try_later(

@@ -11,6 +11,7 @@ from notifier import access
 from notifier.privacy import PrivacyRules
 from notifier.repository import Preferences
 from schemas import api
+from schemas.notifier import Notifier
 from services.runtime.service import Runtime
 
 
@@ -20,13 +21,16 @@ class NotifierService:
         self.preferences = preferences
         self.privacy = privacy
 
+    @Notifier.PREFS_GET
     async def prefs_get(self, req: api.PrefsAsk) -> api.NotificationPrefs:
         return await self.preferences.get(access.own_person(req.actor, "preferences"))
 
+    @Notifier.PREFS_PUT
     async def prefs_put(self, req: api.PutPrefs) -> api.NotificationPrefs:
         await self.preferences.put(access.own_person(req.actor, "preferences"), req.prefs)
         return req.prefs
 
+    @Notifier.UNSUBSCRIBE
     async def unsubscribe(self, req: api.UnsubscribeAsk) -> api.Unsubscribed:
         """One click, no sign-in: honoured at once (links stay valid for a year)."""
         person_id, kind = access.unsubscribe_claim(self.rt.settings, req.token)

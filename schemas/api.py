@@ -550,8 +550,11 @@ class CreateJoinRequest(Body, kw_only=True):
     request: NewJoinRequest
 
 
+JoinRequestFilter = Literal["pending", "approved", "declined", "all"]
+
+
 class ListJoinRequests(AskConvoy, kw_only=True):
-    status: Literal["pending", "approved", "declined", "all"] = "pending"
+    status: JoinRequestFilter = "pending"
 
 
 class DecideJoinRequest(AskConvoy, kw_only=True):

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 
+from schemas.reminders import Reminders
 from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import settings as settings_mod
 from services.runtime.logging import configure
@@ -251,7 +252,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
     from zoneinfo import ZoneInfo
 
     from schemas import api
-    from schemas.subjects import Rpc, Subjects
+    from schemas.subjects import Subjects
     from services.runtime import bus
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
@@ -266,9 +267,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
     nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
     try:
         schedule = await RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)).call(
-            Subjects(settings.namespace).rpc("reminders", Rpc.SCHEDULE),
-            api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming),
-            api.Schedule,
+            Reminders.SCHEDULE, api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming)
         )
     except ConvoyError as exc:
         print(f"convoy: {exc.message}", file=sys.stderr)

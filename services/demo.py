@@ -44,7 +44,10 @@ import msgspec
 import structlog
 
 from schemas import api
-from schemas.subjects import SERVICES, Rpc, Subjects
+from schemas.contract import Op
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
+from schemas.subjects import SERVICES, Subjects
 from services.demo_data import (
     CADENCE,
     COMPANIES,
@@ -66,6 +69,7 @@ from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
+Req = TypeVar("Req", bound=msgspec.Struct)
 Rep = TypeVar("Rep", bound=msgspec.Struct)
 
 TokenSource = Callable[[str, str], set[str]]
@@ -104,8 +108,8 @@ class Loader:
         self.mail_timeout = mail_timeout
         self.admin = api.Actor(is_admin=True)
 
-    async def call(self, service: str, operation: str, request: msgspec.Struct, reply: type[Rep]) -> Rep:
-        return await self.rpc.call(self.subjects.rpc(service, operation), request, reply)
+    async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
+        return await self.rpc.call(op, request)
 
     async def load(self, now: datetime | None = None) -> Loaded:
         now = now or datetime.now(UTC)
@@ -120,10 +124,7 @@ class Loader:
             company = companies.get(spec.company.name)
             if company is None:
                 company = await self.call(
-                    "convoys",
-                    Rpc.COMPANY_ADD,
-                    api.AddCompany(actor=miriam, convoy_id=convoy.id, company=spec.company),
-                    api.Company,
+                    Convoys.COMPANY_ADD, api.AddCompany(actor=miriam, convoy_id=convoy.id, company=spec.company)
                 )
                 steps.append(f"company {spec.company.name}")
             company_ids[spec.key] = company.id
@@ -147,8 +148,7 @@ class Loader:
             opens = cycles.cycle_by_index(convoy.cadence, convoy.timezone, start, entry.cycle).opens_at
             at = opens + timedelta(hours=entry.hours)
             result = await self.call(
-                "milestones",
-                Rpc.REPORT_IMPORT,
+                Milestones.REPORT_IMPORT,
                 api.ImportReport(
                     actor=self.admin,
                     convoy_id=convoy.id,
@@ -165,7 +165,6 @@ class Loader:
                     ],
                     kudos_by=[_person(reps[who]) for who in entry.kudos],
                 ),
-                api.ImportedReport,
             )
             last[entry.company] = result.report
             loaded.imported += result.created
@@ -174,56 +173,48 @@ class Loader:
 
         if convoy.status == "forming":
             await self.call(
-                "convoys",
-                Rpc.CONVOY_STATUS,
+                Convoys.CONVOY_STATUS,
                 api.ChangeStatus(actor=miriam, convoy_id=convoy.id, change=api.StatusChange(status="active")),
-                api.Convoy,
             )
             steps.append("convoy active")
         await self._live_report(reps[LIVE.company], convoy.id, company_ids[LIVE.company], milestones, last, steps)
         return loaded
 
     async def _facilitator(self, steps: list[str]) -> api.Actor:
-        known = await self.call("convoys", Rpc.FACILITATORS, api.Empty(), api.Facilitators)
+        known = await self.call(Convoys.FACILITATORS, api.Empty())
         found = next((f for f in known.facilitators if f.email == FACILITATOR.email), None)
         if found is not None:
             return api.Actor(person_id=found.person_id, is_facilitator=True)
         person = await self.call(
-            "convoys",
-            Rpc.FACILITATOR_APPOINT,
+            Convoys.FACILITATOR_APPOINT,
             api.AppointFacilitator(
                 actor=self.admin,
                 facilitator=api.NewFacilitator(name=FACILITATOR.name, email=FACILITATOR.email, language="de"),
             ),
-            api.Person,
         )
         steps.append(f"facilitator {FACILITATOR.email}")
         return api.Actor(person_id=person.id, is_facilitator=True)
 
     async def _convoy(self, miriam: api.Actor, now: datetime, steps: list[str]) -> api.Convoy:
-        me = await self.call("convoys", Rpc.ME_GET, api.Ask(actor=miriam), api.Me)
+        me = await self.call(Convoys.ME_GET, api.Ask(actor=miriam))
         mine = next((c for c in me.convoys if c.name == CONVOY.name and c.role == "facilitator"), None)
         if mine is not None:
-            return await self.call(
-                "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=miriam, convoy_id=mine.convoy_id), api.Convoy
-            )
+            return await self.call(Convoys.CONVOY_GET, api.GetConvoy(actor=miriam, convoy_id=mine.convoy_id))
         new = msgspec.structs.replace(CONVOY, start_date=start_date(now))
         steps.append(f"convoy {CONVOY.name}")
-        return await self.call("convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=miriam, convoy=new), api.Convoy)
+        return await self.call(Convoys.CONVOY_CREATE, api.CreateConvoy(actor=miriam, convoy=new))
 
     async def _invite(self, miriam: api.Actor, convoy_id: uuid.UUID, company_id: uuid.UUID, who: Person) -> uuid.UUID:
         """Invite, read the invitation's token from the mail (as the person would), accept it."""
         seen = self.tokens(who.email, "cvi_")
         await self.call(
-            "convoys",
-            Rpc.INVITATION_CREATE,
+            Convoys.INVITATION_CREATE,
             api.CreateInvitation(
                 actor=miriam,
                 convoy_id=convoy_id,
                 company_id=company_id,
                 invitation=api.NewInvitation(email=who.email, name=who.name, language="de"),
             ),
-            api.Invitation,
         )
         deadline = asyncio.get_running_loop().time() + self.mail_timeout
         while not (fresh := self.tokens(who.email, "cvi_") - seen):
@@ -231,10 +222,8 @@ class Loader:
                 raise Unavailable(f"the invitation to {who.email} did not arrive in the mail sink")
             await asyncio.sleep(0.2)
         signed_in = await self.call(
-            "convoys",
-            Rpc.INVITATION_ACCEPT,
+            Convoys.INVITATION_ACCEPT,
             api.AcceptInvitationRequest(accept=api.AcceptInvitation(token=fresh.pop(), name=who.name, language="de")),
-            api.SignedIn,
         )
         return signed_in.person.id
 
@@ -242,9 +231,7 @@ class Loader:
         """Wait until services/milestones' projection of the convoy has caught up with its companies."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            board = await self.call(
-                "milestones", Rpc.BOARD, api.ConvoyAsk(actor=self.admin, convoy_id=convoy_id), api.Board
-            )
+            board = await self.call(Milestones.BOARD, api.ConvoyAsk(actor=self.admin, convoy_id=convoy_id))
             if len(board.companies) >= companies:
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -257,27 +244,23 @@ class Loader:
         """The company's project from its catalogue ladder, one rung due each week: catalogue key -> milestone."""
         ask = api.CompanyAction(actor=rep, convoy_id=convoy_id, company_id=company_id)
         try:
-            project = await self.call("milestones", Rpc.PROJECT_GET, ask, api.Project)
+            project = await self.call(Milestones.PROJECT_GET, ask)
         except ConvoyError as exc:
             if exc.status != 404:
                 raise
             project = await self.call(
-                "milestones",
-                Rpc.PROJECT_PUT,
+                Milestones.PROJECT_PUT,
                 api.PutProject(actor=rep, convoy_id=convoy_id, company_id=company_id, project=spec.project),
-                api.Project,
             )
             steps.append(f"project {spec.project.title}")
             for i, m in enumerate(project.milestones):
                 await self.call(
-                    "milestones",
-                    Rpc.MILESTONE_CHANGE,
+                    Milestones.MILESTONE_CHANGE,
                     api.ChangeMilestone(
                         actor=rep,
                         milestone_id=m.id,
                         patch=api.MilestonePatch(target_date=start + timedelta(days=7 * i + 10)),
                     ),
-                    api.Milestone,
                 )
         return {m.catalogue_key: m.id for m in project.milestones if m.catalogue_key}
 
@@ -291,17 +274,12 @@ class Loader:
         steps: list[str],
     ) -> None:
         page = await self.call(
-            "milestones",
-            Rpc.TIMELINE,
-            api.Timeline(actor=self.admin, convoy_id=convoy_id, company_id=company_id, limit=1),
-            api.TimelinePage,
+            Milestones.TIMELINE, api.Timeline(actor=self.admin, convoy_id=convoy_id, company_id=company_id, limit=1)
         )
         if page.reports and page.reports[0].cycle_index >= HISTORY_WEEKS:
             return  # posted by an earlier load (or by the person)
         report = _report(LIVE, milestones, last.get(LIVE.company))
-        await self.call(
-            "milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=rep, convoy_id=convoy_id, report=report), api.Report
-        )
+        await self.call(Milestones.REPORT_SUBMIT, api.SubmitReport(actor=rep, convoy_id=convoy_id, report=report))
         steps.append("this week's report of " + REPRESENTATIVES[LIVE.company].role)
 
 

@@ -31,7 +31,7 @@ from notifier.delivery import MESSAGES_LIST_ID, SENT, Mailer
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 from services.runtime import tracing
 from services.runtime.service import Runtime
 
@@ -52,11 +52,7 @@ class ChatDelivery:
     async def targets(self, convoy_id: uuid.UUID, carried: list[api.ChatTarget] | None = None) -> list[api.ChatTarget]:
         """The convoy's chat channels: as the recipients answer carried them, else asked."""
         if carried is None:
-            found = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_CHAT_GET),
-                api.GetRecipients(convoy_id=convoy_id),
-                api.ChatTargets,
-            )
+            found = await self.rt.rpc.call(Convoys.CONVOY_CHAT_GET, api.GetRecipients(convoy_id=convoy_id))
             carried = found.targets
         known = [t for t in carried if t.channel in self.channels]
         for t in carried:
@@ -155,7 +151,7 @@ class ChatDelivery:
             SENT.labels(channel.name, "refused").inc()
             log.warning("chat webhook refused for good; removing it", channel=channel.name, convoy_id=str(convoy_id))
             await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_CHAT_SET),
+                Convoys.CONVOY_CHAT_SET,
                 api.SetChat(
                     actor=api.SYSTEM,
                     convoy_id=convoy_id,
@@ -163,7 +159,6 @@ class ChatDelivery:
                     hook=api.ChatWebhook(webhook_url=None),
                     only_if_url=target.webhook_url,
                 ),
-                api.Convoy,
             )
             await self._tell_facilitators(envelope, channel, convoy_id, convoy_name, str(exc), link)
             return
@@ -189,11 +184,7 @@ class ChatDelivery:
         reason: str,
         link: str,
     ) -> None:
-        found = await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.CONVOY_FACILITATORS),
-            api.GetRecipients(convoy_id=convoy_id),
-            api.ConvoyFacilitators,
-        )
+        found = await self.rt.rpc.call(Convoys.CONVOY_FACILITATORS, api.GetRecipients(convoy_id=convoy_id))
         for f in found.facilitators:
             rendered = render.message(
                 channel.notice,

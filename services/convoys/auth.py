@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from schemas import api
+from schemas.convoys import Convoys
 from services.convoys import repository as repo
 from services.convoys.access import Access
 from services.convoys.repository import auth as auth_repo
@@ -82,6 +83,7 @@ class Sessions:
         )
 
     # --- sign-in -------------------------------------------------------------------------------
+    @Convoys.SIGN_IN_REQUEST
     async def request_sign_in(self, req: api.SignInRequest) -> api.Accepted:
         now = datetime.now(UTC)
         email_hash = hashlib.sha256(req.email.strip().lower().encode()).digest()
@@ -113,6 +115,7 @@ class Sessions:
         # The same answer whether or not the address is known.
         return api.Accepted(message="If this address belongs to a Convoy account, a sign-in link is on its way.")
 
+    @Convoys.SIGN_IN_COMPLETE
     async def complete_sign_in(self, req: api.SignInComplete) -> api.SignedIn:
         async with self.rt.db.transaction() as conn:
             person_id = await auth_repo.use_sign_in_link(conn, hash_token(req.token))
@@ -122,11 +125,13 @@ class Sessions:
             assert person is not None
             return await self.open(conn, person)
 
+    @Convoys.SIGN_OUT
     async def sign_out(self, req: api.SignOut) -> api.Accepted:
         async with self.rt.db.transaction() as conn:
             await auth_repo.revoke_session(conn, hash_token(req.token))
         return api.Accepted(message="signed out")
 
+    @Convoys.TOKEN_RESOLVE
     async def resolve(self, req: api.ResolveToken) -> api.Principal:
         token = req.token
         async with self.rt.db.connection() as conn:
@@ -145,6 +150,7 @@ class Sessions:
         return struct(row, api.Principal, kind=kind, csrf_token=row["csrf_token"] if kind == "browser" else None)
 
     # --- profile -------------------------------------------------------------------------------
+    @Convoys.ME_GET
     async def me(self, req: api.Ask) -> api.Me:
         person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
@@ -153,6 +159,7 @@ class Sessions:
                 raise NotFound("no such person")
             return api.Me(person=repo.person(row), convoys=await repo.my_convoys(conn, row["id"]))
 
+    @Convoys.ME_UPDATE
     async def update_me(self, req: api.UpdateMe) -> api.Me:
         person_id = self.access.person(req.actor, NO_PERSON)
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
@@ -164,6 +171,7 @@ class Sessions:
         return await self.me(api.Ask(actor=req.actor))
 
     # --- personal API tokens -------------------------------------------------------------------
+    @Convoys.API_TOKEN_CREATE
     async def create_api_token(self, req: api.CreateApiToken) -> api.ApiTokenCreated:
         person_id = self.access.person(req.actor, NO_PERSON)
         secret = new_token("cvy_")
@@ -171,11 +179,13 @@ class Sessions:
             token = await auth_repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)
         return api.ApiTokenCreated(token=token, secret=secret)
 
+    @Convoys.API_TOKEN_LIST
     async def list_api_tokens(self, req: api.Ask) -> api.ApiTokens:
         person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
             return api.ApiTokens(tokens=await auth_repo.list_api_tokens(conn, person_id))
 
+    @Convoys.API_TOKEN_REVOKE
     async def revoke_api_token(self, req: api.RevokeApiToken) -> api.Accepted:
         person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:
@@ -184,11 +194,13 @@ class Sessions:
         return api.Accepted(message="revoked")
 
     # --- calendar feed (issue #22) ---------------------------------------------------------------
+    @Convoys.CALENDAR_GET
     async def calendar_get(self, req: api.Ask) -> api.CalendarFeed:
         person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
             return auth_repo.calendar_feed(await auth_repo.live_calendar_feed(conn, person_id))
 
+    @Convoys.CALENDAR_CREATE
     async def calendar_create(self, req: api.Ask) -> api.CalendarFeedCreated:
         """A new feed token; the previous one (if any) stops working in the same transaction (rotate)."""
         person_id = self.access.person(req.actor, NO_PERSON)
@@ -200,6 +212,7 @@ class Sessions:
             row = await auth_repo.insert_calendar_feed(conn, hash_token(secret), person_id)
         return api.CalendarFeedCreated(feed=auth_repo.calendar_feed(row), secret=secret)
 
+    @Convoys.CALENDAR_REVOKE
     async def calendar_revoke(self, req: api.Ask) -> api.Accepted:
         person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:
@@ -207,6 +220,7 @@ class Sessions:
                 raise NotFound("no calendar feed to turn off")
         return api.Accepted(message="revoked")
 
+    @Convoys.CALENDAR_RESOLVE
     async def calendar_resolve(self, req: api.ResolveCalendar) -> api.CalendarOwner:
         """Whose feed this is, with the convoys they report in, facilitate or observe (one round trip for the feed)."""
         async with self.rt.db.transaction() as conn:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from schemas import api
+from schemas.convoys import Convoys
 from services.convoys import repository as repo
 from services.runtime.errors import Conflict, InvalidInput
 
@@ -110,11 +111,13 @@ class Charters:
             return None
         return bool(membership["charter_version"] >= convoy["charter_version"])
 
+    @Convoys.CHARTER_GET
     async def get(self, req: api.AskConvoy) -> api.Charter:
         async with self.rt.db.connection() as conn:
             convoy = await self.svc.access.reader(conn, req.actor, req.convoy_id)
             return charter_of(convoy, await self._accepted(conn, req.actor, convoy))
 
+    @Convoys.CHARTER_PUT
     async def put(self, req: api.PutCharter) -> api.Charter:
         text = req.charter.text.replace("\r\n", "\n").strip()
         async with self.rt.db.transaction() as conn:
@@ -136,6 +139,7 @@ class Charters:
                 )
             return charter_of(convoy, await self._accepted(conn, req.actor, convoy))
 
+    @Convoys.CHARTER_ACCEPT
     async def accept(self, req: api.AcceptCharter) -> api.Charter:
         async with self.rt.db.transaction() as conn:
             convoy = await self.svc.access.reader(conn, req.actor, req.convoy_id)

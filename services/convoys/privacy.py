@@ -14,6 +14,7 @@ import hashlib
 
 from schemas import api
 from schemas import events as ev
+from schemas.convoys import Convoys
 from services.convoys import repository as repo
 from services.convoys.access import Access
 from services.runtime.errors import NotFound
@@ -33,6 +34,7 @@ class Privacy:
         self.rt = rt
         self.access = Access()
 
+    @Convoys.PERSONAL_DATA
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
         person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
@@ -41,6 +43,7 @@ class Privacy:
             raise NotFound("no such person")
         return api.PersonalData(service=self.rt.name, sections=sections)
 
+    @Convoys.ME_ERASE
     async def erase(self, req: api.EraseMe) -> api.Erased:
         person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:

@@ -19,6 +19,7 @@ import msgspec
 
 from schemas import api
 from schemas import events as ev
+from schemas.convoys import Convoys
 from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
 from services.convoys.access import Access
@@ -115,6 +116,7 @@ class ConvoysService:
         )
 
     # --- convoys -------------------------------------------------------------------------------
+    @Convoys.CONVOY_CREATE
     async def create_convoy(self, req: api.CreateConvoy) -> api.Convoy:
         actor = req.actor
         self.access.require_facilitator(actor, "only facilitators create convoys")
@@ -165,15 +167,18 @@ class ConvoysService:
         )
         return convoy_id
 
+    @Convoys.CONVOY_GET
     async def get_convoy(self, req: api.GetConvoy) -> api.Convoy:
         async with self.rt.db.connection() as conn:
             row = await self.access.reader(conn, req.actor, req.convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
+    @Convoys.CONVOY_LIST_OPEN
     async def list_open(self, _: api.Empty) -> api.OpenConvoys:
         async with self.rt.db.connection() as conn:
             return api.OpenConvoys(convoys=await repo.open_convoys(conn))
 
+    @Convoys.CONVOY_UPDATE
     async def update_convoy(self, req: api.UpdateConvoy) -> api.Convoy:
         patch = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         async with self.rt.db.transaction() as conn:
@@ -211,6 +216,7 @@ class ConvoysService:
             )
             return await repo.convoy(conn, row, with_members=True)
 
+    @Convoys.CONVOY_STATUS
     async def change_status(self, req: api.ChangeStatus) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
             row = await self.access.manager(conn, req.actor, req.convoy_id, change=False)
@@ -245,6 +251,7 @@ class ConvoysService:
             return await repo.convoy(conn, row, with_members=True)
 
     # --- facilitators --------------------------------------------------------------------------
+    @Convoys.FACILITATOR_APPOINT
     async def appoint_facilitator(self, req: api.AppointFacilitator) -> api.Person:
         self.access.require_admin(req.actor, "only the centre's admins appoint facilitators")
         f = req.facilitator
@@ -285,6 +292,7 @@ class ConvoysService:
             )
             return repo.person(row)
 
+    @Convoys.CONVOY_FACILITATOR_ADD
     async def add_facilitator(self, req: api.AddFacilitator) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
             await self.access.manager(conn, req.actor, req.convoy_id)
@@ -305,6 +313,7 @@ class ConvoysService:
             return await repo.convoy(conn, row, with_members=True)
 
     # --- companies and members -----------------------------------------------------------------
+    @Convoys.COMPANY_ADD
     async def add_company(self, req: api.AddCompany) -> api.Company:
         async with self.rt.db.transaction() as conn:
             await self.access.manager(conn, req.actor, req.convoy_id)
@@ -329,6 +338,7 @@ class ConvoysService:
         await self.rt.emit(conn, ev.CompanyJoined(convoy_id=convoy_id, company_id=company.id, name=company.name))
         return company
 
+    @Convoys.COMPANY_REMOVE
     async def remove_company(self, req: api.RemoveCompany) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
@@ -354,6 +364,7 @@ class ConvoysService:
                 await self._observer_left(conn, convoy, person_id, reason)  # its second readers leave with it
             return await repo.convoy(conn, convoy, with_members=True)
 
+    @Convoys.MEMBER_REMOVE
     async def remove_member(self, req: api.RemoveMember) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
@@ -399,6 +410,7 @@ class ConvoysService:
         )
 
     # --- observers -----------------------------------------------------------------------------
+    @Convoys.OBSERVER_INVITE
     async def invite_observer(self, req: api.InviteObserver) -> api.Invitation:
         """Facilitators invite an observer of the convoy (or a company's second reader); a representative
         invites a second reader for their own company. Observers invite nobody (403)."""
@@ -416,6 +428,7 @@ class ConvoysService:
                 conn, req.actor, convoy, company, msgspec.structs.replace(invitation, company_id=company_id)
             )
 
+    @Convoys.OBSERVER_REMOVE
     async def remove_observer(self, req: api.RemoveObserver) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
@@ -443,6 +456,7 @@ class ConvoysService:
         await self._tell_removed(conn, person_id, "observer_removed", convoy["id"], {"convoy": convoy["name"]}, reason)
 
     # --- invitations ---------------------------------------------------------------------------
+    @Convoys.INVITATION_CREATE
     async def create_invitation(self, req: api.CreateInvitation) -> api.Invitation:
         async with self.rt.db.transaction() as conn:
             convoy = await self.access.manager(conn, req.actor, req.convoy_id)
@@ -451,6 +465,7 @@ class ConvoysService:
                 raise NotFound("no such company in this convoy")
             return await self.send_invitation(conn, req.actor, convoy, company, req.invitation)
 
+    @Convoys.INVITATION_LIST
     async def list_invitations(self, req: api.ListInvitations) -> api.PendingInvitations:
         async with self.rt.db.connection() as conn:
             await self.access.manager(conn, req.actor, req.convoy_id, change=False)
@@ -468,6 +483,7 @@ class ConvoysService:
             raise Conflict("this invitation was already withdrawn")
         return convoy, row
 
+    @Convoys.INVITATION_RESEND
     async def resend_invitation(self, req: api.InvitationAction) -> api.Invitation:
         """A new link by email (the old one stops working); counts against the address's daily limit."""
         async with self.rt.db.transaction() as conn:
@@ -488,6 +504,7 @@ class ConvoysService:
                 conn, req.actor, convoy, company, invitation, action="invitation.resent", previous=row["id"]
             )
 
+    @Convoys.INVITATION_WITHDRAW
     async def withdraw_invitation(self, req: api.InvitationAction) -> api.PendingInvitations:
         async with self.rt.db.transaction() as conn:
             convoy, row = await self._pending(conn, req)
@@ -591,6 +608,7 @@ class ConvoysService:
             raise Gone("this convoy has completed")
         return row
 
+    @Convoys.INVITATION_PREVIEW
     async def preview_invitation(self, req: api.PreviewInvitation) -> api.InvitationPreview:
         async with self.rt.db.connection() as conn:
             row = await self._open_invitation(conn, req.token, lock=False)
@@ -681,6 +699,7 @@ class ConvoysService:
         return signed_in
 
     # --- join requests -------------------------------------------------------------------------
+    @Convoys.JOIN_REQUEST_CREATE
     async def create_join_request(self, req: api.CreateJoinRequest) -> api.JoinRequest:
         r = req.request
         async with self.rt.db.transaction() as conn:
@@ -718,11 +737,13 @@ class ConvoysService:
                 )
             return created
 
+    @Convoys.JOIN_REQUEST_LIST
     async def list_join_requests(self, req: api.ListJoinRequests) -> api.JoinRequests:
         async with self.rt.db.connection() as conn:
             await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.JoinRequests(requests=await repo.list_join_requests(conn, req.convoy_id, req.status))
 
+    @Convoys.JOIN_REQUEST_DECIDE
     async def decide_join_request(self, req: api.DecideJoinRequest) -> api.JoinRequest:
         d = req.decision
         if not d.approve and not d.reason.strip():
@@ -793,12 +814,14 @@ class ConvoysService:
             return repo.join_request(decided)
 
     # --- audit ---------------------------------------------------------------------------------
+    @Convoys.AUDIT_LIST
     async def list_audit(self, req: api.ListAudit) -> api.AuditLog:
         async with self.rt.db.connection() as conn:
             await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.AuditLog(entries=await repo.audit_entries(conn, req.convoy_id, req.limit))
 
     # --- for other services --------------------------------------------------------------------
+    @Convoys.MEMBERSHIP_GET
     async def get_membership(self, req: api.GetMembership) -> api.Membership:
         async with self.rt.db.connection() as conn:  # one query: services/milestones asks on every write
             row = await repo.membership(conn, req.person_id, req.convoy_id)
@@ -815,6 +838,7 @@ class ConvoysService:
             is_observer=bool(row["observer"]),
         )
 
+    @Convoys.CONVOY_CHAT_SET
     async def set_chat(self, req: api.SetChat) -> api.Convoy:
         """Set or remove one chat channel's webhook (the convoy's facilitators; the notifier as system
         when the channel refused it for good). https only, to the channel's allow-listed hosts."""
@@ -839,21 +863,25 @@ class ConvoysService:
                 )
             return await repo.convoy(conn, await self._reload(conn, req.convoy_id), with_members=True)
 
+    @Convoys.CONVOY_SLACK_SET
     async def set_slack(self, req: api.SetSlack) -> api.Convoy:
         """The older Slack-only request (``CONVOY_SLACK_SET``)."""
         hook = api.ChatWebhook(webhook_url=req.slack.webhook_url, post_reports=req.slack.post_reports)
         return await self.set_chat(api.SetChat(actor=req.actor, convoy_id=req.convoy_id, channel="slack", hook=hook))
 
+    @Convoys.CONVOY_CHAT_GET
     async def chat_targets(self, req: api.GetRecipients) -> api.ChatTargets:
         async with self.rt.db.connection() as conn:
             if await repo.convoy_row(conn, req.convoy_id) is None:
                 raise NotFound("no such convoy")
             return api.ChatTargets(convoy_id=req.convoy_id, targets=await repo.chat_targets(conn, req.convoy_id))
 
+    @Convoys.FACILITATORS
     async def facilitators(self, _: api.Empty) -> api.Facilitators:
         async with self.rt.db.connection() as conn:
             return api.Facilitators(facilitators=await repo.facilitators(conn))
 
+    @Convoys.CONVOY_FACILITATORS
     async def convoy_facilitators(self, req: api.GetRecipients) -> api.ConvoyFacilitators:
         """One convoy's facilitators with their contacts (internal: the notifier's help requests and
         round summaries; one query, instead of every facilitator of the installation)."""
@@ -863,6 +891,7 @@ class ConvoysService:
             raise NotFound("no such convoy")
         return found
 
+    @Convoys.CONVOY_RECIPIENTS
     async def get_recipients(self, req: api.GetRecipients) -> api.Recipients:
         """The representatives' contacts, with the convoy's name, language and chat channels (one query:
         the notifier asks it for every report, and needs nothing else from here for it)."""

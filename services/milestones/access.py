@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 from services.milestones import repository as repo
 from services.runtime.errors import Conflict, Forbidden, NotFound
 from services.runtime.service import Runtime
@@ -99,11 +99,7 @@ class Access:
         if row is not None:
             return row
         try:
-            convoy = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-                api.Convoy,
-            )
+            convoy = await self.rt.rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id))
         except NotFound:
             return None
         await repo.projections.upsert_convoy(
@@ -150,9 +146,7 @@ class Access:
         if not companies and not facilitator and not observer:
             # Maybe they joined a moment ago and the event is still on its way: ask once, remember.
             membership = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
-                api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id),
-                api.Membership,
+                Convoys.MEMBERSHIP_GET, api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id)
             )
             for company_id in membership.company_ids:
                 if company_id in membership.company_names:  # its company.added event may be on its way too
@@ -217,9 +211,7 @@ class Access:
         if grant.sees_everything or not grant.companies or actor.person_id is None:
             return None
         membership = await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
-            api.GetMembership(person_id=actor.person_id, convoy_id=grant.convoy["convoy_id"]),
-            api.Membership,
+            Convoys.MEMBERSHIP_GET, api.GetMembership(person_id=actor.person_id, convoy_id=grant.convoy["convoy_id"])
         )
         if membership.company_ids and not membership.charter_accepted:
             raise Conflict(

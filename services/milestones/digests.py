@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from schemas import api
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.milestones.access import Access
 from services.milestones.service import current_cycle, cycle_of, local_today
@@ -37,6 +38,7 @@ class Digests:
             raise NotFound("no such convoy")
         return convoy, cycle_of(convoy, req.cycle_index)
 
+    @Milestones.CYCLE_STATUS
     async def cycle_status(self, req: api.CycleAsk) -> api.CycleStatus:
         """Companies with a visible report for the cycle: one query (plus a read-through on a miss)."""
         _check_index(req.cycle_index)
@@ -48,6 +50,7 @@ class Digests:
                 reported = await repo.digests.cycle_reporters(conn, req.convoy_id, req.cycle_index) or []
         return api.CycleStatus(convoy_id=req.convoy_id, cycle_index=req.cycle_index, reported_company_ids=reported)
 
+    @Milestones.PROMPT_CONTEXT
     async def prompt_context(self, req: api.CycleAsk) -> api.PromptContexts:
         """What each active company's prompt reminds it of: the convoy, then three set-based queries."""
         async with self.rt.db.connection() as conn:
@@ -75,6 +78,7 @@ class Digests:
             ],
         )
 
+    @Milestones.DIGEST
     async def digest(self, req: api.CycleAsk) -> api.Digest:
         """One cycle's digest, peer view: the convoy, then four set-based queries in one snapshot.
 
@@ -92,6 +96,7 @@ class Digests:
                 )
         return build_digest(convoy, req.cycle_index, data)
 
+    @Milestones.ROUNDS_SEAL
     async def seal_rounds(self, req: api.SealRounds) -> api.RoundsSealed:
         """services/reminders seals cycles before it closes them: from here on they are closed.
 
@@ -103,6 +108,7 @@ class Digests:
             )
         return api.RoundsSealed(sealed=sealed)
 
+    @Milestones.FACILITATOR_DIGEST
     async def facilitator_digest(self, req: api.FacilitatorDigestAsk) -> api.FacilitatorDigest:
         """The weekly health of a facilitator's convoys at ``req.at``: six set-based queries for all
         of them together (the convoys, then five in one snapshot); unknown convoy ids are skipped.

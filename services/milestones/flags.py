@@ -28,6 +28,7 @@ import asyncpg
 
 from schemas import api
 from schemas import events as ev
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
 from services.milestones.moderation import Moderation, reason_given
@@ -67,6 +68,7 @@ class Flags:
         assert found is not None
         return grant, found, comment
 
+    @Milestones.FLAG_CREATE
     async def flag(self, req: api.FlagContent) -> api.FlagReceipt:
         note = req.flag.note.strip()
         if req.flag.reason == "other" and not note:
@@ -110,6 +112,7 @@ class Flags:
                 )
             return struct(row, api.FlagReceipt, created=created)
 
+    @Milestones.FLAG_QUEUE
     async def queue(self, req: api.ConvoyAsk) -> api.FlagQueue:
         async with self.rt.db.connection() as conn:
             await self.access.moderator(conn, req.actor, req.convoy_id)
@@ -122,6 +125,7 @@ class Flags:
             item.flags.append(struct(r, api.Flag))  # a row per open flag
         return api.FlagQueue(convoy_id=req.convoy_id, items=list(items.values()))
 
+    @Milestones.FLAG_RESOLVE
     async def resolve(self, req: api.ResolveFlag) -> api.FlagOutcome:
         act = req.resolution.action == "act"
         reason = reason_given(req.resolution.reason, required=act)

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from schemas import api
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
 from services.milestones.service import TS_CONFIG, check_report_refs, cycle_of, read_reports
@@ -61,6 +62,7 @@ class HistoryImport:
             raise InvalidInput(f"`{field}`: an observer of this convoy; observers write nothing")
         return grant
 
+    @Milestones.REPORT_IMPORT
     async def import_report(self, req: api.ImportReport) -> api.ImportedReport:
         if not req.actor.is_admin:
             raise Forbidden("only the centre's admin imports history")

@@ -25,6 +25,7 @@ import asyncpg
 
 from schemas import api
 from schemas import events as ev
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
 from services.milestones.service import comment_view, read_reports
@@ -103,12 +104,15 @@ class Moderation:
             )
         return grant
 
+    @Milestones.REPORT_HIDE
     async def hide_report(self, req: api.ModerateReport) -> api.Report:
         return await self._set_report_hidden(req, True)
 
+    @Milestones.REPORT_RESTORE
     async def restore_report(self, req: api.ModerateReport) -> api.Report:
         return await self._set_report_hidden(req, False)
 
+    @Milestones.REPORT_LOCK_COMMENTS
     async def lock_comments(self, req: api.LockComments) -> api.Report:
         reason = reason_given(req.reason, required=False)
         async with self.rt.db.transaction() as conn:
@@ -158,8 +162,10 @@ class Moderation:
         )
         return updated
 
+    @Milestones.COMMENT_HIDE
     async def hide_comment(self, req: api.ModerateComment) -> api.Comment:
         return await self._set_comment_hidden(req, True)
 
+    @Milestones.COMMENT_RESTORE
     async def restore_comment(self, req: api.ModerateComment) -> api.Comment:
         return await self._set_comment_hidden(req, False)

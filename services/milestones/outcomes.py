@@ -10,6 +10,7 @@ median time is shown only when at least ``api.MIN_GROUP`` companies went live.
 from __future__ import annotations
 
 from schemas import api
+from schemas.milestones import Milestones
 from services.milestones import catalogue as cat
 from services.milestones import repository as repo
 from services.runtime.db import structs
@@ -29,6 +30,7 @@ class Outcomes:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
+    @Milestones.CHECK_OUTCOMES
     async def outcomes(self, req: api.OutcomesAsk) -> api.Outcomes:
         types = [t for t in cat.catalogue().project_types if not req.project_types or t.key in req.project_types]
         keys = [t.key for t in types]

@@ -8,7 +8,7 @@
   language (clients show that instead of a name; the person is in no people list any more).
 - Retention: a convoy's ``retention_days`` (None: keep) says how long a company's content stays
   after it left. :meth:`PrivacyRules.purge` removes what is due at a given moment; the service runs
-  it every hour, and ``Rpc.RETENTION_PURGE`` runs it with a ``now`` the caller picks (tests).
+  it every hour, and ``Milestones.RETENTION_PURGE`` runs it with a ``now`` the caller picks (tests).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import asyncpg
 import structlog
 
 from schemas import api
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.runtime.errors import Forbidden
 from services.runtime.lifecycle import wait_or_stop
@@ -65,6 +66,7 @@ class PrivacyRules:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
+    @Milestones.PERSONAL_DATA
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
         if req.actor.person_id is None:
             raise Forbidden("the admin token has no personal data; sign in as a person")
@@ -72,6 +74,7 @@ class PrivacyRules:
             sections = await repo.privacy.personal_records(conn, req.actor.person_id)
         return api.PersonalData(service=self.rt.name, sections=sections)
 
+    @Milestones.RETENTION_PURGE
     async def purge(self, req: api.RetentionPurge) -> api.Purged:
         """Remove the content of every company whose convoy's retention time since it left is over at ``now``."""
         companies = reports = comments = 0

@@ -19,6 +19,7 @@ import msgspec
 
 from schemas import api
 from schemas import events as ev
+from schemas.milestones import Milestones
 from schemas.values import Cadence
 from services.milestones import catalogue as cat
 from services.milestones import privacy
@@ -74,6 +75,7 @@ class MilestonesService:
         self.edit_window = timedelta(seconds=rt.settings.comment_edit_window_s)
 
     # --- projects and milestones ---------------------------------------------------------------
+    @Milestones.PROJECT_PUT
     async def put_project(self, req: api.PutProject) -> api.Project:
         p = req.project
         ladder = None
@@ -99,6 +101,7 @@ class MilestonesService:
                     )
             return await self._project(conn, project)
 
+    @Milestones.PROJECT_GET
     async def get_project(self, req: api.CompanyAction) -> api.Project:
         async with self.rt.db.connection() as conn:
             await self.access.member(conn, req.actor, req.convoy_id)
@@ -111,6 +114,7 @@ class MilestonesService:
         milestones = await repo.projects.milestones_of(conn, project["id"])
         return struct(project, api.Project, progress=repo.projects.progress(milestones), milestones=milestones)
 
+    @Milestones.MILESTONE_ADD
     async def add_milestone(self, req: api.AddMilestone) -> api.Milestone:
         m = req.milestone
         if m.catalogue_key is not None and cat.rung(m.catalogue_key) is None:
@@ -127,6 +131,7 @@ class MilestonesService:
                 conn, project, title=m.title, target_date=m.target_date, weight=m.weight, catalogue_key=m.catalogue_key
             )
 
+    @Milestones.MILESTONE_CHANGE
     async def change_milestone(self, req: api.ChangeMilestone) -> api.Milestone:
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         async with self.rt.db.transaction() as conn:
@@ -140,6 +145,7 @@ class MilestonesService:
             updated = await repo.projects.update_milestone(conn, req.milestone_id, changes)
             return updated
 
+    @Milestones.MILESTONE_ORDER
     async def order_milestones(self, req: api.OrderMilestones) -> api.Project:
         async with self.rt.db.transaction() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
@@ -155,6 +161,7 @@ class MilestonesService:
             return await self._project(conn, project)
 
     # --- reports -------------------------------------------------------------------------------
+    @Milestones.REPORT_SUBMIT
     async def submit_report(self, req: api.SubmitReport) -> api.Report:
         r = req.report
         now = datetime.now(UTC)
@@ -259,6 +266,7 @@ class MilestonesService:
             if old["status"] != u.status:
                 await repo.projects.update_milestone(conn, u.milestone_id, {"status": u.status})
 
+    @Milestones.REPORT_EDIT
     async def edit_report(self, req: api.EditReport) -> api.Report:
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         now = datetime.now(UTC)
@@ -298,16 +306,19 @@ class MilestonesService:
             [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
             return report
 
+    @Milestones.REPORT_GET
     async def get_report(self, req: api.GetReport) -> api.Report:
         async with self.rt.db.connection() as conn:
             grant, _ = await self.access.report(conn, req.actor, req.report_id)
             [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
             return report
 
+    @Milestones.REPORT_LIST
     async def list_reports(self, req: api.ListReports) -> api.ReportList:
         page = await self.timeline(api.Timeline(actor=req.actor, convoy_id=req.convoy_id, limit=min(req.limit, 100)))
         return api.ReportList(reports=page.reports)
 
+    @Milestones.TIMELINE
     async def timeline(self, req: api.Timeline) -> api.TimelinePage:
         async with self.rt.db.connection() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
@@ -341,6 +352,7 @@ class MilestonesService:
         cursor = encode_cursor(reports[-1].submitted_at, reports[-1].id) if more and reports else None
         return api.TimelinePage(reports=reports, next_cursor=cursor)
 
+    @Milestones.SEARCH
     async def search(self, req: api.Search) -> api.SearchResults:
         async with self.rt.db.connection() as conn:
             grant = await self.access.member(conn, req.actor, req.convoy_id)
@@ -350,6 +362,7 @@ class MilestonesService:
             )
         return api.SearchResults(hits=hits)
 
+    @Milestones.EXPORT
     async def export(self, req: api.ExportAsk) -> api.Export:
         """One page of the export, oldest first, peer view (no hidden reports, no facilitator notes)."""
         async with self.rt.db.connection() as conn:
@@ -369,6 +382,7 @@ class MilestonesService:
         cursor = encode_cursor(reports[-1].submitted_at, reports[-1].id) if more and reports else None
         return api.Export(convoy_id=req.convoy_id, reports=reports, next_cursor=cursor)
 
+    @Milestones.BOARD
     async def board(self, req: api.ConvoyAsk) -> api.Board:
         now = datetime.now(UTC)
         async with self.rt.db.connection() as conn:
@@ -380,6 +394,7 @@ class MilestonesService:
         return build_board(req.convoy_id, cycle, rows)
 
     # --- comments, kudos, help -----------------------------------------------------------------
+    @Milestones.COMMENT_ADD
     async def add_comment(self, req: api.AddComment) -> api.Comment:
         async with self.rt.db.transaction() as conn:
             grant, report = await self.access.report(conn, req.actor, req.report_id)
@@ -421,6 +436,7 @@ class MilestonesService:
             )
             return comment_view(row, self.edit_window)
 
+    @Milestones.COMMENT_LIST
     async def list_comments(self, req: api.ReportAction) -> api.Comments:
         async with self.rt.db.connection() as conn:
             grant, _ = await self.access.report(conn, req.actor, req.report_id)
@@ -464,6 +480,7 @@ class MilestonesService:
             raise Conflict("the convoy's facilitators have hidden this comment")
         return row
 
+    @Milestones.COMMENT_EDIT
     async def edit_comment(self, req: api.EditComment) -> api.Comment:
         async with self.rt.db.transaction() as conn:
             row = await self._own_comment(conn, req.actor, req.comment_id, "edit a comment")
@@ -472,12 +489,14 @@ class MilestonesService:
             updated = await repo.comments.edit_comment(conn, req.comment_id, req.edit.body)
             return comment_view(updated, self.edit_window)
 
+    @Milestones.COMMENT_DELETE
     async def delete_comment(self, req: api.CommentAction) -> api.Comment:
         async with self.rt.db.transaction() as conn:
             await self._own_comment(conn, req.actor, req.comment_id, "delete a comment")
             deleted = await repo.comments.delete_comment(conn, req.comment_id)
             return comment_view(deleted, self.edit_window)
 
+    @Milestones.KUDOS_GIVE
     async def give_kudos(self, req: api.ReportAction) -> api.Report:
         async with self.rt.db.transaction() as conn:
             grant, report = await self.access.report(conn, req.actor, req.report_id)
@@ -495,6 +514,7 @@ class MilestonesService:
             [out] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
             return out
 
+    @Milestones.KUDOS_TAKE_BACK
     async def take_back_kudos(self, req: api.ReportAction) -> api.Report:
         async with self.rt.db.transaction() as conn:
             grant, report = await self.access.report(conn, req.actor, req.report_id)
@@ -511,6 +531,7 @@ class MilestonesService:
             [out] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
             return out
 
+    @Milestones.HELP_OFFER
     async def offer_help(self, req: api.OfferHelp) -> api.HelpOffer:
         async with self.rt.db.transaction() as conn:
             grant, report = await self.access.report(conn, req.actor, req.report_id)
@@ -541,6 +562,7 @@ class MilestonesService:
             )
             return struct(row, api.HelpOffer)
 
+    @Milestones.HELP_SUGGESTIONS
     async def help_suggestions(self, req: api.ReportAction) -> api.HelpSuggestions:
         async with self.rt.db.connection() as conn:
             _, report = await self.access.report(conn, req.actor, req.report_id)
@@ -554,6 +576,7 @@ class MilestonesService:
             )
         return api.HelpSuggestions(companies=[api.PersonRef(person_id=r["company_id"], name=r["name"]) for r in rows])
 
+    @Milestones.CATALOGUE
     async def catalogue(self, _: api.Empty) -> cat.Catalogue:
         return cat.catalogue()
 

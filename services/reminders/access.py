@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 from services.runtime.errors import Forbidden, NotFound
 from services.runtime.service import Runtime
 
@@ -34,9 +34,7 @@ class Access:
         if actor.person_id is None:
             raise NotFound("no such convoy")
         membership = await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
-            api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id),
-            api.Membership,
+            Convoys.MEMBERSHIP_GET, api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id)
         )
         if not membership.company_ids and not membership.is_facilitator and not membership.is_observer:
             raise NotFound("no such convoy")

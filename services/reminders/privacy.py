@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from schemas import api
+from schemas.reminders import Reminders
 from services.reminders import repository as repo
 from services.reminders.access import Access
 from services.runtime.service import Runtime
@@ -14,6 +15,7 @@ class PrivacyRules:
         self.rt = rt
         self.access = Access(rt)
 
+    @Reminders.PERSONAL_DATA
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
         person_id = self.access.person(req.actor, "the admin token has no personal data; sign in as a person")
         async with self.rt.db.connection() as conn:

@@ -22,14 +22,16 @@ import structlog
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
+from schemas.reminders import Reminders
 from schemas.values import Cadence
 from services.reminders import repository as repo
 from services.reminders import schedule as plan_
 from services.reminders.access import Access
 from services.runtime import correlation, lifecycle, metrics, outbox
 from services.runtime.db import struct, structs
-from services.runtime.errors import Conflict, InvalidInput, NotFound
+from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -66,7 +68,7 @@ def state_of(row: asyncpg.Record) -> plan_.CycleState:
     )
 
 
-class Reminders:
+class Scheduler:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.leader = False
@@ -357,11 +359,10 @@ class Reminders:
         """Seal cycles in services/milestones (idempotent) before their close is recorded here."""
         for i in range(0, len(rounds), SEAL_CHUNK):
             await self.rt.rpc.call(
-                self.rt.subjects.rpc("milestones", Rpc.ROUNDS_SEAL),
+                Milestones.ROUNDS_SEAL,
                 api.SealRounds(
                     rounds=[api.RoundRef(convoy_id=c, cycle_index=n) for c, n in rounds[i : i + SEAL_CHUNK]]
                 ),
-                api.RoundsSealed,
             )
 
     async def _absences(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: asyncpg.Record) -> list[ev.Absence]:
@@ -374,11 +375,7 @@ class Reminders:
         row = await repo.convoy(conn, convoy_id)
         if row is not None:
             return row
-        convoy = await self.rt.rpc.call(  # events still in flight: read through once
-            self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-            api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-            api.Convoy,
-        )
+        convoy = await self.rt.rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id))
         await repo.upsert_convoy(
             conn,
             convoy_id=convoy.id,
@@ -395,6 +392,7 @@ class Reminders:
         assert row is not None
         return row
 
+    @Reminders.SCHEDULE
     async def schedule(self, req: api.AskSchedule) -> api.Schedule:
         await self.access.reader(req.actor, req.convoy_id)
         now = datetime.now(UTC)
@@ -421,6 +419,7 @@ class Reminders:
             absences=structs(absences, api.AbsenceInfo),
         )
 
+    @Reminders.CALENDAR_ROUNDS
     async def calendar_rounds(self, req: api.AskCalendarRounds) -> api.CalendarRounds:
         """The rounds of several convoys around now, for calendar feeds (system callers: the API's feed).
 
@@ -479,6 +478,7 @@ class Reminders:
             )
         return api.CalendarRounds(convoys=out)
 
+    @Reminders.SCHEDULE_SETTINGS
     async def put_settings(self, req: api.PutScheduleSettings) -> api.Schedule:
         await self.access.facilitator(req.actor, req.convoy_id)
         async with self.rt.db.transaction() as conn:
@@ -486,6 +486,7 @@ class Reminders:
             await repo.update_settings(conn, req.convoy_id, req.settings)
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
+    @Reminders.CYCLE_SKIP
     async def skip_cycle(self, req: api.SkipCycle) -> api.Schedule:
         await self.access.facilitator(req.actor, req.convoy_id)
         async with self.rt.db.transaction() as conn:
@@ -499,6 +500,7 @@ class Reminders:
             await repo.skip_cycle(conn, req.convoy_id, req.cycle_index, req.skip.reason or "ausgesetzt")
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
+    @Reminders.COMPANY_AWAY
     async def mark_away(self, req: api.MarkAway) -> api.Schedule:
         await self.access.facilitator(req.actor, req.convoy_id)
         if req.away.until_date < req.away.from_date:
@@ -521,6 +523,7 @@ class Reminders:
             )
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
+    @Reminders.COMPANY_SKIP
     async def skip_for_company(self, req: api.SkipForCompany) -> api.Schedule:
         await self.access.representative(req.actor, req.convoy_id, req.company_id)
         async with self.rt.db.transaction() as conn:
@@ -562,14 +565,19 @@ class Reminders:
             metrics.count_fires([kind])
         return api.Fired(actions=[f"{kind} cycle {current['cycle_index']}"] if done else [])
 
+    @Reminders.PROMPT_NOW
     async def prompt_now(self, req: api.FireNow) -> api.Fired:
         return await self._fire_now(req, "open")
 
+    @Reminders.CLOSE_NOW
     async def close_now(self, req: api.FireNow) -> api.Fired:
         return await self._fire_now(req, "close")
 
+    @Reminders.TICK
     async def manual_tick(self, req: api.Tick) -> api.Fired:
         """Tests' clock: tick as if it were ``now`` (only the leader fires, as with the real clock)."""
+        if not self.rt.settings.reminders_manual_clock:
+            raise Forbidden("the scheduler runs on the real clock (CONVOY_REMINDERS_MANUAL_CLOCK is off)")
         if req.now.tzinfo is None:
             raise InvalidInput("`now`: give a time zone")
         if not self.leader:
@@ -580,7 +588,7 @@ class Reminders:
 def _calendar_round(
     planned: plan_.PlannedCycle, stored: asyncpg.Record | None, status: str, now: datetime
 ) -> api.CalendarRound | None:
-    """One round of a feed (see ``Reminders.calendar_rounds``); None when it is left out."""
+    """One round of a feed (see ``Scheduler.calendar_rounds``); None when it is left out."""
     opened = stored is not None and stored["opened_at"] is not None
     source: Any = stored if opened else None
     opens_at = source["opens_at"] if source else planned.opens_at

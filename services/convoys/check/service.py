@@ -21,7 +21,8 @@ import asyncpg
 import msgspec
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.convoys import repository as repo
 from services.convoys.check import formation
 from services.convoys.check import questions as qs_
@@ -41,9 +42,11 @@ class CheckService:
         self.rt = svc.rt
 
     # --- the check (anyone) ----------------------------------------------------------------------
+    @Convoys.CHECK_QUESTIONS
     async def questions(self, _: api.Empty) -> api.QuestionSet:
         return qs_.question_set()
 
+    @Convoys.CHECK_SUBMIT
     async def submit(self, req: api.SubmitCheck) -> api.CheckResult:
         a = req.check
         try:
@@ -71,6 +74,7 @@ class CheckService:
             sharing = await check_repo.sharing_convoys(conn)
         return await self._result(row, sharing)
 
+    @Convoys.CHECK_GET
     async def get(self, req: api.GetCheck) -> api.CheckResult:
         async with self.rt.db.connection() as conn:
             row = await check_repo.result_row(conn, req.check_id)
@@ -82,7 +86,7 @@ class CheckService:
     async def outcomes(self, ask: api.OutcomesAsk) -> api.Outcomes:
         """Aggregates from services/milestones; without it the result still shows, without figures."""
         try:
-            return await self.rt.rpc.call(self.rt.subjects.rpc("milestones", Rpc.CHECK_OUTCOMES), ask, api.Outcomes)
+            return await self.rt.rpc.call(Milestones.CHECK_OUTCOMES, ask)
         except ConvoyError:
             return api.Outcomes(project_types=[api.ProjectOutcome(project_type=t) for t in ask.project_types])
 
@@ -120,6 +124,7 @@ class CheckService:
         )
 
     # --- joining the pool (anyone holding a result, with consent) ----------------------------------
+    @Convoys.POOL_JOIN
     async def join(self, req: api.JoinPool) -> api.Accepted:
         r = req.request
         if not r.consent:  # before anything is read or written: without consent nothing personal is kept
@@ -168,6 +173,7 @@ class CheckService:
         return api.Accepted(message="Thank you: the competence centre will get in touch by email.")
 
     # --- the pool and formation (facilitators) -------------------------------------------------------
+    @Convoys.POOL_LIST
     async def pool(self, req: api.Ask) -> api.Pool:
         self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         async with self.rt.db.connection() as conn:
@@ -203,6 +209,7 @@ class CheckService:
             ]
         return struct(r, api.PoolEntry, areas=areas)
 
+    @Convoys.POOL_FORM
     async def form(self, req: api.FormConvoy) -> api.Convoy:
         self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         f = req.formation
@@ -265,6 +272,7 @@ class CheckService:
             return await repo.convoy(conn, convoy, with_members=True)
 
     # --- programme figures (facilitators) --------------------------------------------------------------
+    @Convoys.PROGRAMME_REPORT
     async def programme(self, req: api.AskProgramme) -> api.ProgrammeReport:
         self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         p = req.period
