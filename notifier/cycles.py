@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from notifier import i18n
 from notifier.i18n import day, when_long, when_short
-from notifier.render import Rendered, _env, greeting, message_language, plain_blocks, status
+from notifier.render import Rendered, from_templates, greeting, message_language, plain_blocks, status
 from schemas import api
 from schemas import events as ev
 from services.runtime import markdown
@@ -136,12 +136,7 @@ def prompt(
         "reply_hint": reply_hint(_, _one_line(recipient.company_name)) if replies_enabled else "",
         "calendar_link": calendar_link if not nudge else "",
     }
-    return Rendered(
-        subject=subject,
-        text=_env.get_template("cycle_prompt.txt").render(ctx),
-        html=_env.get_template("cycle_prompt.html").render(ctx),
-        lang=lang,
-    )
+    return from_templates("cycle_prompt", ctx, subject=subject, lang=lang)
 
 
 # --- digest ---------------------------------------------------------------------------------------
@@ -258,12 +253,7 @@ class DigestRenderer:
 
     def _render(self, lang: str, greeting: str) -> Rendered:
         ctx = self.context(lang, greeting)
-        return Rendered(
-            subject=ctx["subject"],
-            text=_env.get_template("cycle_digest.txt").render(ctx),
-            html=_env.get_template("cycle_digest.html").render(ctx),
-            lang=lang,
-        )
+        return from_templates("cycle_digest", ctx, subject=ctx["subject"], lang=lang)
 
     def context(self, lang: str, greeting: str = "") -> dict[str, Any]:
         """What the digest templates show in ``lang``: its sections as views (reports with their

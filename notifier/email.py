@@ -149,6 +149,38 @@ def thread_root(thread: str, sender: str) -> str:
     return f"<{thread}@{domain}>"
 
 
+def _headers(
+    key: str,
+    sender: str,
+    subject: str,
+    list_id: str,
+    unsubscribe: str | None,
+    reply_to: str | None,
+    thread: str | None,
+    date: datetime | None,
+    /,
+) -> list[tuple[str, str]]:
+    """The headers after From and To, in the order both :func:`build_message` and :func:`wire_message` write them."""
+    headers = [
+        ("Subject", _header(subject)),
+        ("Date", format_datetime(date or datetime.now(UTC))),
+        # Stable per delivery key: if a message ever went out twice, mail clients fold it into one.
+        ("Message-ID", f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@convoy>"),
+        ("List-Id", list_id),
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Convoy-Delivery", key),
+    ]
+    if thread:
+        root = thread_root(thread, sender)
+        headers += [("In-Reply-To", root), ("References", root)]
+    if reply_to:
+        headers.append(("Reply-To", reply_to))
+    if unsubscribe:
+        # RFC 8058 one-click: mail providers POST "List-Unsubscribe=One-Click" to this URL.
+        headers += [("List-Unsubscribe", f"<{unsubscribe}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    return headers
+
+
 def build_message(
     *,
     key: str,
@@ -168,22 +200,8 @@ def build_message(
     message = EmailMessage()
     message["From"] = sender
     message["To"] = formataddr((_header(to_name), parseaddr(to_email)[1]))
-    message["Subject"] = _header(subject)
-    message["Date"] = format_datetime(date or datetime.now(UTC))
-    # Stable per delivery key: if a message ever went out twice, mail clients fold it into one.
-    message["Message-ID"] = f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@convoy>"
-    message["List-Id"] = list_id
-    message["Auto-Submitted"] = "auto-generated"
-    message["X-Convoy-Delivery"] = key
-    if thread:
-        message["In-Reply-To"] = thread_root(thread, sender)
-        message["References"] = thread_root(thread, sender)
-    if reply_to:
-        message["Reply-To"] = reply_to
-    if unsubscribe:
-        # RFC 8058 one-click: mail providers POST "List-Unsubscribe=One-Click" to this URL.
-        message["List-Unsubscribe"] = f"<{unsubscribe}>"
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    for name, value in _headers(key, sender, subject, list_id, unsubscribe, reply_to, thread, date):
+        message[name] = value
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     return message
@@ -379,21 +397,7 @@ def wire_message(
 ) -> Wire:
     """What ``build_message(...)`` (then ``message[name] = value`` for each extra header) puts on the
     wire, byte for byte, with its envelope (as :meth:`SmtpPool.send` derives it from a message)."""
-    headers = [
-        ("Subject", _header(subject)),
-        ("Date", format_datetime(date or datetime.now(UTC))),
-        ("Message-ID", f"<{hashlib.sha256(key.encode()).hexdigest()[:32]}@convoy>"),
-        ("List-Id", list_id),
-        ("Auto-Submitted", "auto-generated"),
-        ("X-Convoy-Delivery", key),
-    ]
-    if thread:
-        root = thread_root(thread, sender)
-        headers += [("In-Reply-To", root), ("References", root)]
-    if reply_to:
-        headers.append(("Reply-To", reply_to))
-    if unsubscribe:
-        headers += [("List-Unsubscribe", f"<{unsubscribe}>"), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    headers = _headers(key, sender, subject, list_id, unsubscribe, reply_to, thread, date)
     from_line, envelope_sender = _from(sender)
     address = to_email if _PLAIN_ADDRESS.fullmatch(to_email) else parseaddr(to_email)[1]  # parseaddr: the same
     to_line, recipients = _to(_header(to_name), address)

@@ -33,7 +33,7 @@ from markupsafe import Markup
 from notifier import i18n
 from notifier.cycles import DigestRenderer, _one_line
 from notifier.delivery import Mailer, convoy_list_id
-from notifier.render import Rendered, _env, greeting, message_language
+from notifier.render import Rendered, from_templates, greeting, message_language
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
@@ -89,12 +89,7 @@ def help_requested(
         "blockers_text": markdown.plain(blockers) if blockers else "",
         "link": link,
     }
-    return Rendered(
-        subject=subject,
-        text=_env.get_template("help_requested.txt").render(ctx),
-        html=_env.get_template("help_requested.html").render(ctx),
-        lang=lang,
-    )
+    return from_templates("help_requested", ctx, subject=subject, lang=lang)
 
 
 # --- the round summary ---------------------------------------------------------------------------
@@ -177,12 +172,7 @@ class RoundSummary:
             "link": self.link,
             "schedule_link": self.schedule_link,
         }
-        return Rendered(
-            subject=subject,
-            text=_env.get_template("round_summary.txt").render(ctx),
-            html=_env.get_template("round_summary.html").render(ctx),
-            lang=lang,
-        )
+        return from_templates("round_summary", ctx, subject=subject, lang=lang)
 
 
 # --- sending: what the notifier's consumers call ------------------------------------------------

@@ -18,7 +18,7 @@ from datetime import datetime
 from notifier import i18n
 from notifier.cycles import _one_line, zone
 from notifier.i18n import day, when_long
-from notifier.render import Rendered, _env, greeting, message_language
+from notifier.render import Rendered, from_templates, greeting, message_language
 from schemas import api
 
 MOOD_DROP = 0.5
@@ -182,12 +182,7 @@ def facilitator_digest(
         "quiet": [(_one_line(h.convoy_name), f"{base}/convoys/{h.convoy_id}") for h in quiet],
         "quiet_line": _("All quiet in: %(names)s", names=", ".join(_one_line(h.convoy_name) for h in quiet)),
     }
-    return Rendered(
-        subject=title,
-        text=_env.get_template("facilitator_digest.txt").render(ctx),
-        html=_env.get_template("facilitator_digest.html").render(ctx),
-        lang=lang,
-    )
+    return from_templates("facilitator_digest", ctx, subject=title, lang=lang)
 
 
 def delivery_key(period: str, person_id: uuid.UUID) -> str:

@@ -145,12 +145,7 @@ def render_batch(
         "reply_hint": _(_REPLY_HINTS[reply_hint]) if reply_hint else "",
         "link": link,
     }
-    return render.Rendered(
-        subject=subject,
-        text=render._env.get_template("feedback.txt").render(context),
-        html=render._env.get_template("feedback.html").render(context),
-        lang=lang,
-    )
+    return render.from_templates("feedback", context, subject=subject, lang=lang)
 
 
 # --- who is who ----------------------------------------------------------------------------------

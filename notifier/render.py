@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
@@ -110,6 +111,16 @@ class Rendered:
     """The recipient's language ("de" or "en"): send_email writes the footer in it."""
 
 
+def from_templates(name: str, context: Mapping[str, Any], *, subject: str, lang: str) -> Rendered:
+    """One email from its two templates, ``<name>.txt`` and ``<name>.html``, rendered with ``context``."""
+    return Rendered(
+        subject=subject,
+        text=_env.get_template(f"{name}.txt").render(context),
+        html=_env.get_template(f"{name}.html").render(context),
+        lang=lang,
+    )
+
+
 def _line(text: str) -> str:
     return " ".join(text.split())
 
@@ -163,12 +174,7 @@ def report_submitted(
         "link": link,
         "reply_hint": reply_hint if replies_enabled else "",
     }
-    return Rendered(
-        subject=subject,
-        text=_env.get_template("report_submitted.txt").render(context),
-        html=_env.get_template("report_submitted.html").render(context),
-        lang=lang,
-    )
+    return from_templates("report_submitted", context, subject=subject, lang=lang)
 
 
 # --- messages (EmailRequested): one layout, the words per template and language ----------------
@@ -429,12 +435,7 @@ def message(template: str, language: str, params: Mapping[str, str], *, name: st
         "link": link if words.button else "",
         "after": [fill(p) for p in words.after],
     }
-    return Rendered(
-        subject=subject,
-        text=_env.get_template("message.txt").render(context),
-        html=_env.get_template("message.html").render(context),
-        lang=lang,
-    )
+    return from_templates("message", context, subject=subject, lang=lang)
 
 
 # --- the footer of every email (send_email adds it) ---------------------------------------------

@@ -85,33 +85,23 @@ async def ensure_streams(
     The outbox relay publishes to the events and messages streams in atomic batches (one fsync
     per batch instead of one per message with ``sync_interval: always``), so those allow them.
     """
+
+    def stream(name: str, wildcard: str, max_age: float, allow_atomic: bool | None = None) -> js_api.StreamConfig:
+        return js_api.StreamConfig(
+            name=name,
+            subjects=[wildcard],
+            storage=js_api.StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DEDUPE_WINDOW_S,
+            max_age=max_age,
+            allow_atomic=allow_atomic,
+        )
+
     for config in (
-        js_api.StreamConfig(
-            name=subjects.events_stream,
-            subjects=[subjects.events_wildcard],
-            storage=js_api.StorageType.FILE,
-            num_replicas=replicas,
-            duplicate_window=DEDUPE_WINDOW_S,
-            max_age=EVENT_RETENTION_S,
-            allow_atomic=True,
-        ),
-        js_api.StreamConfig(
-            name=subjects.messages_stream,
-            subjects=[subjects.messages_wildcard],
-            storage=js_api.StorageType.FILE,
-            num_replicas=replicas,
-            duplicate_window=DEDUPE_WINDOW_S,
-            max_age=MESSAGE_RETENTION_S,
-            allow_atomic=True,
-        ),
-        js_api.StreamConfig(
-            name=subjects.dead_letter_stream,
-            subjects=[subjects.dead_letter_wildcard],
-            storage=js_api.StorageType.FILE,
-            num_replicas=replicas,
-            duplicate_window=DEDUPE_WINDOW_S,
-            max_age=dead_letter_max_age_s,  # dead letters can carry addresses and links: not forever
-        ),
+        stream(subjects.events_stream, subjects.events_wildcard, EVENT_RETENTION_S, allow_atomic=True),
+        stream(subjects.messages_stream, subjects.messages_wildcard, MESSAGE_RETENTION_S, allow_atomic=True),
+        # dead letters can carry addresses and links: not forever
+        stream(subjects.dead_letter_stream, subjects.dead_letter_wildcard, dead_letter_max_age_s),
     ):
         try:
             await js.add_stream(config)
