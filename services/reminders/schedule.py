@@ -91,15 +91,16 @@ def plan_cycle(plan: Plan, index: int) -> PlannedCycle:
     name = holiday(plan.holiday_region, local.date())
     if name is None:
         return PlannedCycle(index=index, opens_at=c.opens_at, due_at=c.due_at, closes_at=c.closes_at)
+    skipped = PlannedCycle(
+        index=index,
+        opens_at=c.opens_at,
+        due_at=c.due_at,
+        closes_at=c.closes_at,
+        skipped=True,
+        skip_reason=f"Feiertag: {name}",
+    )
     if plan.holiday_policy == "skip":
-        return PlannedCycle(
-            index=index,
-            opens_at=c.opens_at,
-            due_at=c.due_at,
-            closes_at=c.closes_at,
-            skipped=True,
-            skip_reason=f"Feiertag: {name}",
-        )
+        return skipped
     # move: the next working day (Mon-Fri, not a holiday) at the same local time, within the cycle
     for days in range(1, MOVE_LIMIT_DAYS + 1):
         moved_local = (local + timedelta(days=days)).replace(tzinfo=None)
@@ -114,14 +115,7 @@ def plan_cycle(plan: Plan, index: int) -> PlannedCycle:
                     closes_at=c.closes_at,
                     skip_reason=f"verschoben wegen Feiertag: {name}",
                 )
-    return PlannedCycle(
-        index=index,
-        opens_at=c.opens_at,
-        due_at=c.due_at,
-        closes_at=c.closes_at,
-        skipped=True,
-        skip_reason=f"Feiertag: {name}",
-    )
+    return skipped  # no working day to move to within the cycle
 
 
 def cycles_to_keep(plan: Plan, now: datetime, ahead: int = 1) -> list[PlannedCycle]:

@@ -44,19 +44,22 @@ class CheckPages(Controller):
     async def _questions(self, page: Page) -> api.QuestionSet:
         return await page.call(Convoys.CHECK_QUESTIONS, api.Empty())
 
-    def _form(self, page: Page, qs: api.QuestionSet, status: int = 200, **context: Any) -> Template:
-        context.setdefault("errors", {})
-        context.setdefault("values", {})
-        context.setdefault("error", "")
+    @staticmethod
+    def _render(page: Page, template: str, status: int, defaults: dict[str, Any], /, **context: Any) -> Template:
+        """A page with the check's forms: ``errors`` and ``error`` (none by default), and the form's
+        ``values`` (those in ``context`` over the ``defaults``)."""
+        context = {"errors": {}, "error": "", **context, "values": {**defaults, **context.get("values", {})}}
         return page.render(
-            "check_form.html",
+            template,
             status,
-            qs=qs,
             loc=localized(page.lang),
             size_classes=SIZE_CLASSES,
             bundeslaender=BUNDESLAENDER,
             **context,
         )
+
+    def _form(self, page: Page, qs: api.QuestionSet, status: int = 200, **context: Any) -> Template:
+        return self._render(page, "check_form.html", status, {}, qs=qs, **context)
 
     @get("/")
     async def start(self, page: PageDep) -> Template:
@@ -102,18 +105,7 @@ class CheckPages(Controller):
             "region": result.region,
             "contact_language": page.lang,
         }
-        context.setdefault("errors", {})
-        context["values"] = {**values, **context.get("values", {})}
-        context.setdefault("error", "")
-        return page.render(
-            "check_result.html",
-            status,
-            result=result,
-            loc=localized(page.lang),
-            size_classes=SIZE_CLASSES,
-            bundeslaender=BUNDESLAENDER,
-            **context,
-        )
+        return self._render(page, "check_result.html", status, values, result=result, **context)
 
     @get("/{check_id:uuid}")
     async def result(self, page: PageDep, check_id: FromPath[uuid.UUID]) -> Template:

@@ -9,6 +9,7 @@ import asyncio
 import re
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -383,16 +384,21 @@ class ConvoyPages(Controller):
             page, report_id, status_code=status, comment_error=message, error_for=slot, text=text
         )
 
-    @post("/reports/{report_id:uuid}/comments", status_code=200)
-    async def comment(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
-        text = str(page.form.get("body", "")).strip()
-        values = {"body": text}
-        if parent := str(page.form.get("parent_id", "")):
-            values["parent_id"] = parent
-        slot = form_slot(page, f"comment-{report_id}")
+    async def _comment_write(
+        self,
+        page: Page,
+        report_id: uuid.UUID,
+        slot: str,
+        values: dict[str, str],
+        run: Callable[[], Awaitable[Template | None]],
+    ) -> Template | Redirect:
+        """Run a comment form's write (``run``: a Template is its own refusal): an invalid field or a
+        refusal goes into the form's slot with the typed ``values["body"]`` kept (401 and 404 propagate);
+        done, the thread again (htmx) or the report page."""
+        text = values["body"]
         try:
-            new = msgspec.convert(values, api.NewComment)
-            await page.call(Milestones.COMMENT_ADD, api.AddComment(actor=page.actor, report_id=report_id, comment=new))
+            if (refused := await run()) is not None:
+                return refused
         except msgspec.ValidationError as exc:
             return await self._comment_failed(page, report_id, slot, field_error(page, exc, values)[1], 422, text)
         except ConvoyError as exc:
@@ -402,6 +408,20 @@ class ConvoyPages(Controller):
         if page.request.headers.get("hx-request"):
             return await self._comments(page, report_id)
         return page.redirect(f"/reports/{report_id}")
+
+    @post("/reports/{report_id:uuid}/comments", status_code=200)
+    async def comment(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
+        text = str(page.form.get("body", "")).strip()
+        values = {"body": text}
+        if parent := str(page.form.get("parent_id", "")):
+            values["parent_id"] = parent
+        slot = form_slot(page, f"comment-{report_id}")
+
+        async def run() -> None:
+            new = msgspec.convert(values, api.NewComment)
+            await page.call(Milestones.COMMENT_ADD, api.AddComment(actor=page.actor, report_id=report_id, comment=new))
+
+        return await self._comment_write(page, report_id, slot, values, run)
 
     @post("/reports/{report_id:uuid}/kudos", status_code=200)
     async def kudos(self, page: PageDep, report_id: ReportId) -> Template | Redirect:
@@ -466,7 +486,8 @@ class ConvoyPages(Controller):
         slot = form_slot(page, f"{'hide' if action in ('hide', 'restore') else action}-{comment_id}")
         text = str(page.form.get("body", "")).strip()
         reason = str(page.form.get("reason", "")).strip()[:500]
-        try:
+
+        async def run() -> Template | None:
             if action == "reply":  # answers go one level deep: the form names the first comment of the thread
                 values = {"body": text, "parent_id": str(page.form.get("parent_id", "")) or str(comment_id)}
                 new = msgspec.convert(values, api.NewComment)
@@ -485,16 +506,9 @@ class ConvoyPages(Controller):
                     return await self._comment_failed(page, report_id, slot, message, 422)
                 ask = api.ModerateComment(actor=page.actor, comment_id=comment_id, reason=reason)
                 await page.call(Milestones.COMMENT_HIDE if action == "hide" else Milestones.COMMENT_RESTORE, ask)
-        except msgspec.ValidationError as exc:
-            message = field_error(page, exc, {"body": text})[1]
-            return await self._comment_failed(page, report_id, slot, message, 422, text)
-        except ConvoyError as exc:
-            if exc.status in (401, 404):
-                raise
-            return await self._comment_failed(page, report_id, slot, comment_error(page, exc), exc.status, text)
-        if page.request.headers.get("hx-request"):
-            return await self._comments(page, report_id)
-        return page.redirect(f"/reports/{report_id}")
+            return None
+
+        return await self._comment_write(page, report_id, slot, {"body": text}, run)
 
     @post("/reports/{report_id:uuid}/{action:str}", status_code=200)
     async def moderate_report(self, page: PageDep, report_id: ReportId, action: FromPath[str]) -> Template | Redirect:

@@ -618,16 +618,17 @@ async def audit(
     reason: str = "",
     details: dict[str, str] | None = None,
 ) -> None:
-    await conn.execute(
-        "INSERT INTO audit_log (convoy_id, actor_id, action, object_type, object_id, reason, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-        convoy_id,
-        actor.person_id,
-        action,
-        object_type,
-        str(object_id),
-        reason,
-        msgspec.json.encode(details or {}).decode(),
+    """An audit entry for what ``actor`` does now (in the caller's transaction: stamped with its start)."""
+    await audit_at(
+        conn,
+        at=None,
+        convoy_id=convoy_id,
+        actor_id=actor.person_id,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        reason=reason,
+        details=details or {},
     )
 
 
@@ -647,8 +648,8 @@ async def audit_entries(conn: Conn, convoy_id: uuid.UUID, limit: int) -> list[ap
 async def audit_at(
     conn: Conn,
     *,
-    at: datetime,
-    convoy_id: uuid.UUID,
+    at: datetime | None,
+    convoy_id: uuid.UUID | None,
     actor_id: uuid.UUID | None,
     action: str,
     object_type: str,
@@ -656,10 +657,11 @@ async def audit_at(
     reason: str,
     details: dict[str, str],
 ) -> None:
-    """An audit entry for something another service did at ``at`` (recorded once per event by its consumer)."""
+    """An audit entry for something another service did at ``at`` (recorded once per event by its consumer);
+    ``at=None``: now (the column's default, the transaction's start)."""
     await conn.execute(
         "INSERT INTO audit_log (at, convoy_id, actor_id, action, object_type, object_id, reason, details)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb)",
+        " VALUES (coalesce($1, now()), $2, $3, $4, $5, $6, $7, $8::jsonb)",
         at,
         convoy_id,
         actor_id,
