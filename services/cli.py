@@ -6,11 +6,18 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from schemas.reminders import Reminders
 from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import settings as settings_mod
 from services.runtime.logging import configure
+
+if TYPE_CHECKING:
+    from notifier.repository import Deliveries
+
+T = TypeVar("T")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,19 +171,26 @@ def _database_url(settings: settings_mod.Settings) -> str | None:
     return settings.database_url or embedded.running_postgres_uri(settings.data_path / "pg", "convoy")
 
 
-async def _retry_delivery(settings: settings_mod.Settings, key: str) -> int:
+async def _on_deliveries(settings: settings_mod.Settings, ask: Callable[[Deliveries], Awaitable[T]]) -> T | None:
+    """``ask`` the notifier's delivery log over one connection; None (said on stderr) without a database."""
     from notifier.repository import Deliveries
     from services.runtime import db
 
     url = _database_url(settings)
     if not url:
         print("convoy: no database: start `convoy up` or set CONVOY_DATABASE_URL", file=sys.stderr)
-        return 1
+        return None
     database = await db.connect(settings.with_(database_url=url, db_pool_min=0, db_pool_max=1), "notifier")
     try:
-        done = await Deliveries(database).allow_retry(key)
+        return await ask(Deliveries(database))
     finally:
         await database.close(5)
+
+
+async def _retry_delivery(settings: settings_mod.Settings, key: str) -> int:
+    done = await _on_deliveries(settings, lambda deliveries: deliveries.allow_retry(key))
+    if done is None:
+        return 1
     print(f"{key}: will be sent when its event is processed again" if done else f"convoy: no failed or uncertain {key}")
     return 0 if done else 1
 
@@ -228,18 +242,9 @@ async def _dead_letters(settings: settings_mod.Settings, replay: int | None) -> 
 
 
 async def _print_deliveries(settings: settings_mod.Settings, status: str, last: int) -> int:
-    from notifier.repository import Deliveries
-    from services.runtime import db
-
-    url = _database_url(settings)
-    if not url:
-        print("convoy: no database: start `convoy up` or set CONVOY_DATABASE_URL", file=sys.stderr)
+    rows = await _on_deliveries(settings, lambda deliveries: deliveries.needing_attention(status, last))
+    if rows is None:
         return 1
-    database = await db.connect(settings.with_(database_url=url, db_pool_min=0, db_pool_max=1), "notifier")
-    try:
-        rows = await Deliveries(database).needing_attention(status, last)
-    finally:
-        await database.close(5)
     for row in rows:
         print(json.dumps(row, default=str, ensure_ascii=False))
     if not rows:

@@ -37,7 +37,7 @@ from schemas import api
 from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
-from services.milestones.service import TS_CONFIG, check_report_refs, cycle_of, read_reports
+from services.milestones.service import TS_CONFIG, check_report_refs, cycle_of, read_report
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -154,5 +154,5 @@ class HistoryImport:
     async def _answer(
         self, conn: asyncpg.Connection, grant: Grant, report_id: uuid.UUID, *, created: bool
     ) -> api.ImportedReport:
-        [report] = await read_reports(conn, grant, "r.id = $1", [report_id], limit=1)
+        report = await read_report(conn, grant, report_id)
         return api.ImportedReport(report=report, created=created)

@@ -28,7 +28,7 @@ from schemas import events as ev
 from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
-from services.milestones.service import comment_view, read_reports
+from services.milestones.service import comment_view, read_report
 from services.runtime.errors import InvalidInput
 from services.runtime.service import Runtime
 
@@ -83,8 +83,7 @@ class Moderation:
         reason = reason_given(req.reason, required=hidden)
         async with self.rt.db.transaction() as conn:
             grant = await self.set_report_hidden_in(conn, req.actor, req.report_id, hidden, reason)
-            [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
-            return report
+            return await read_report(conn, grant, req.report_id)
 
     async def set_report_hidden_in(
         self, conn: asyncpg.Connection, actor: api.Actor, report_id: uuid.UUID, hidden: bool, reason: str
@@ -128,8 +127,7 @@ class Moderation:
                     author_id=row["author_id"],
                     reason=reason,
                 )
-            [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
-            return report
+            return await read_report(conn, grant, req.report_id)
 
     async def _set_comment_hidden(self, req: api.ModerateComment, hidden: bool) -> api.Comment:
         reason = reason_given(req.reason, required=hidden)

@@ -221,7 +221,7 @@ class MilestonesService:
                 )
                 report.editable_until = editable_until(grant.convoy, index, None)
             else:  # not known here at all: let the read decide, as before
-                [report] = await read_reports(conn, grant, "r.id = $1", [report_id], limit=1)
+                report = await read_report(conn, grant, report_id)
             await self.rt.emit(
                 conn,
                 ev.ReportSubmitted(
@@ -303,15 +303,13 @@ class MilestonesService:
             if changes or made is not None or reviews is not None:
                 await repo.reports.save_version(conn, row, req.actor.person_id)
                 await repo.reports.update_report(conn, req.report_id, changes)
-            [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
-            return report
+            return await read_report(conn, grant, req.report_id)
 
     @Milestones.REPORT_GET
     async def get_report(self, req: api.GetReport) -> api.Report:
         async with self.rt.db.connection() as conn:
             grant, _ = await self.access.report(conn, req.actor, req.report_id)
-            [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
-            return report
+            return await read_report(conn, grant, req.report_id)
 
     @Milestones.REPORT_LIST
     async def list_reports(self, req: api.ListReports) -> api.ReportList:
@@ -511,8 +509,7 @@ class MilestonesService:
                         convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id
                     ),
                 )
-            [out] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
-            return out
+            return await read_report(conn, grant, req.report_id)
 
     @Milestones.KUDOS_TAKE_BACK
     async def take_back_kudos(self, req: api.ReportAction) -> api.Report:
@@ -528,8 +525,7 @@ class MilestonesService:
                         convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id
                     ),
                 )
-            [out] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
-            return out
+            return await read_report(conn, grant, req.report_id)
 
     @Milestones.HELP_OFFER
     async def offer_help(self, req: api.OfferHelp) -> api.HelpOffer:
@@ -611,6 +607,11 @@ async def check_report_refs(
             if review.commitment_id not in open_:
                 raise InvalidInput(f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company")
     return ReportRefs(milestones=known, open_commitments=open_)
+
+
+async def read_report(conn: asyncpg.Connection, grant: Grant, report_id: uuid.UUID) -> api.Report:
+    """One report as the holder of ``grant`` sees it (its access was checked: it exists)."""
+    return await read_report(conn, grant, report_id)
 
 
 async def read_reports(
