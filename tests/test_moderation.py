@@ -14,7 +14,7 @@ from tests.conftest import SlackStub, SmtpSink, Stack, eventually, html_of, text
 from tests.test_reports import post_report as post_report_response
 from tests.test_reports import sql
 from tests.test_scheduler import active_convoy, tick
-from tests.world import ADMIN, World, build_world
+from tests.world import ADMIN, World, build_world, report_roles
 
 
 async def post_report(client: httpx.AsyncClient, world: World, key: str, **body: Any) -> dict[str, Any]:
@@ -239,15 +239,7 @@ async def test_only_the_convoys_facilitators_and_admins_moderate(
     other = await build_world(client, smtp_sink, companies=1)
     rid = (await post_report(client, world, "a"))["id"]
     cid = (await comment(client, rid, world.reps["b"].auth, "Hallo"))["id"]
-    roles = {
-        "admin": ADMIN,
-        "facilitator": world.facilitator,
-        "own_rep": world.reps["a"].auth,
-        "peer": world.reps["b"].auth,
-        "other_facilitator": other.facilitator,
-        "outsider": other.reps["a"].auth,
-        "anonymous": {},
-    }
+    roles = report_roles(world, other)
     expected = {
         "admin": 200,
         "facilitator": 200,

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import SmtpSink, Stack, eventually, text_of
-from tests.world import ADMIN, World, build_world
+from tests.world import ADMIN, World, build_world, report_roles
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 XSS = "<script>alert(1)</script><img src=x onerror=alert(2)> [x](javascript:alert(3))"
@@ -380,15 +380,7 @@ async def test_report_endpoints_by_role(client: httpx.AsyncClient, smtp_sink: Sm
     milestone = (await client.get(f"/api/v1/convoys/{cid}/companies/{company}/project", headers=ADMIN)).json()[
         "milestones"
     ][0]["id"]
-    roles = {
-        "admin": ADMIN,
-        "facilitator": world.facilitator,
-        "own_rep": world.reps["a"].auth,
-        "peer": world.reps["b"].auth,
-        "other_facilitator": other.facilitator,
-        "outsider": other.reps["a"].auth,
-        "anonymous": {},
-    }
+    roles = report_roles(world, other)
     R = {
         "admin": 200,
         "facilitator": 200,

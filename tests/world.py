@@ -41,6 +41,20 @@ class World:
         return str(self.convoy["id"])
 
 
+def report_roles(world: World, other: World) -> dict[str, dict[str, str]]:
+    """The headers of everyone who might act on company a's report in ``world`` (two companies), with
+    ``other``'s people (another convoy) and nobody: the roles of the by-role authorization tests."""
+    return {
+        "admin": ADMIN,
+        "facilitator": world.facilitator,
+        "own_rep": world.reps["a"].auth,
+        "peer": world.reps["b"].auth,
+        "other_facilitator": other.facilitator,
+        "outsider": other.reps["a"].auth,
+        "anonymous": {},
+    }
+
+
 async def sign_in(client: httpx.AsyncClient, sink: SmtpSink, email: str) -> dict[str, Any]:
     """Ask for a link, read it from the mail, exchange it: the SignInResult (cookie set on client)."""
     seen = tokens_for(sink, email, "cvl_")

@@ -611,7 +611,8 @@ async def check_report_refs(
 
 async def read_report(conn: asyncpg.Connection, grant: Grant, report_id: uuid.UUID) -> api.Report:
     """One report as the holder of ``grant`` sees it (its access was checked: it exists)."""
-    return await read_report(conn, grant, report_id)
+    [report] = await read_reports(conn, grant, "r.id = $1", [report_id], limit=1)
+    return report
 
 
 async def read_reports(

@@ -314,6 +314,17 @@ class ConvoyPages(Controller):
     async def report(self, page: PageDep, report_id: ReportId) -> Template:
         return await self._report_page(page, report_id)
 
+    @staticmethod
+    async def _thread(page: Page, report_id: uuid.UUID) -> tuple[api.Report, api.Comments, api.Convoy]:
+        """A report, its comments and its convoy, as the person sees them."""
+        actor = page.actor
+        report, comments = await asyncio.gather(
+            page.call(Milestones.REPORT_GET, api.GetReport(actor=actor, report_id=report_id)),
+            page.call(Milestones.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id)),
+        )
+        convoy = await page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id))
+        return report, comments, convoy
+
     async def _report_page(
         self,
         page: Page,
@@ -325,12 +336,7 @@ class ConvoyPages(Controller):
         error_for: str = "",
         text: str = "",
     ) -> Template:
-        actor = page.actor
-        report, comments = await asyncio.gather(
-            page.call(Milestones.REPORT_GET, api.GetReport(actor=actor, report_id=report_id)),
-            page.call(Milestones.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id)),
-        )
-        convoy = await page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id))
+        report, comments, convoy = await self._thread(page, report_id)
         return page.render(
             "report.html",
             status_code,
@@ -354,12 +360,7 @@ class ConvoyPages(Controller):
 
     async def _comments(self, page: Page, report_id: uuid.UUID) -> Template:
         """The thread as a fragment, with the report's comment counter out of band (htmx)."""
-        actor = page.actor
-        report, comments = await asyncio.gather(
-            page.call(Milestones.REPORT_GET, api.GetReport(actor=actor, report_id=report_id)),
-            page.call(Milestones.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id)),
-        )
-        convoy = await page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id))
+        report, comments, convoy = await self._thread(page, report_id)
         return page.render(
             "_comments.html",
             report=report,
