@@ -6,9 +6,17 @@ Operations are answered by the handler marked with the operation (``@Convoys.X``
 see schemas/contract.py.
 """
 
+import uuid
+
 from schemas import api
 from schemas import events as ev
 from schemas.contract import EDGE, Contract, Op
+
+
+class WithdrawFromPool(api.Body):
+    """Take back the contact left from a check result (whoever holds the result's link)."""
+
+    check_id: uuid.UUID
 
 
 class Convoys(Contract, service="convoys"):
@@ -92,6 +100,8 @@ class Convoys(Contract, service="convoys"):
     """A result by its id (whoever holds the link)."""
     POOL_JOIN = Op(api.JoinPool, api.Accepted, callers=EDGE)
     """With explicit consent: leave a contact and ask to join a convoy on a theme (anyone holding a result)."""
+    POOL_WITHDRAW = Op(WithdrawFromPool, api.Accepted, callers=EDGE)
+    """Delete the contacts still waiting in the pool from a check result (404 none, 409 already in a convoy)."""
     POOL_LIST = Op(api.Ask, api.Pool, callers=EDGE)
     """Waiting companies with their profiles and suggested groups (facilitators, admins)."""
     POOL_FORM = Op(api.FormConvoy, api.Convoy, callers=EDGE)

@@ -11,11 +11,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
+from schemas.contract import EDGE, Contract, Op
 from schemas.subjects import SERVICES, Subjects
 from services.registry import BACKEND_MODULES
 from services.runtime import settings as settings_mod
+from services.runtime.service import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -252,3 +255,57 @@ def test_client_limiter_counts_per_client_and_stays_bounded() -> None:
     for i in range(500):
         limiter.check(f"192.0.2.{i}")
     assert len(limiter.hits) == 100
+
+
+class Tiny(Contract, service="tiny"):
+    PING = Op(api.Empty, api.Accepted, callers=EDGE)
+    ECHO = Op(api.Ask, api.Accepted, callers={"api", "notifier"})
+
+
+class PingOnly:
+    @Tiny.PING
+    async def ping(self, _: api.Empty) -> api.Accepted:
+        return api.Accepted(message="pong")
+
+
+class Mistyped(PingOnly):
+    @Tiny.ECHO
+    async def echo(self, _: api.Empty) -> api.Accepted:
+        return api.Accepted(message="echo")
+
+
+class Complete(PingOnly):
+    @Tiny.ECHO
+    async def echo(self, ask: api.Ask) -> api.Accepted:
+        return api.Accepted(message="echo")
+
+
+def test_a_service_starts_only_with_one_well_typed_handler_per_operation() -> None:
+    assert (Tiny.PING.service, Tiny.PING.name, Tiny.OPS) == ("tiny", "ping", (Tiny.PING, Tiny.ECHO))
+    assert Subjects("ns").operation(Tiny.ECHO) == "ns.rpc.tiny.echo"
+    rt = Runtime(settings_mod.load({}), "tiny")
+    with pytest.raises(RuntimeError, match="no handler for echo"):
+        rt.serve(Tiny, PingOnly())
+    with pytest.raises(RuntimeError, match="but echo sends Ask"):
+        rt.serve(Tiny, Mistyped())
+    with pytest.raises(RuntimeError, match="two handlers for ping"):
+        rt.serve(Tiny, PingOnly(), Complete())
+    rt.serve(Tiny, Complete())
+    assert sorted(e.name for e in rt._endpoints) == ["echo", "ping"]
+    with pytest.raises(ValueError, match="unknown callers"):
+        Op(api.Empty, api.Accepted, callers={"anyone"})
+
+
+def test_every_operation_of_every_service_has_its_handler() -> None:
+    """Each contract is served whole (rt.serve checks it when the services start in every stack);
+    here, without servers: every declared operation's handler is marked somewhere in its package."""
+    from schemas.convoys import Convoys
+    from schemas.milestones import Milestones
+    from schemas.notifier import Notifier
+    from schemas.reminders import Reminders
+
+    for contract, folder in ((Convoys, "services/convoys"), (Milestones, "services/milestones"),
+                             (Reminders, "services/reminders"), (Notifier, "notifier")):  # fmt: skip
+        text = "\n".join(p.read_text() for p in Path(folder).rglob("*.py"))
+        marked = set(re.findall(rf"@{contract.__name__}\.([A-Z_]+)\n", text))
+        assert marked == {op.name.upper() for op in contract.OPS}, contract.__name__

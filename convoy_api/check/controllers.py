@@ -8,14 +8,14 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, client_rate_limit, provide_actor
 from schemas import api
-from schemas.convoys import Convoys
+from schemas.convoys import Convoys, WithdrawFromPool
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -62,6 +62,15 @@ class CheckController(Controller):
     )
     async def join(self, check_id: CheckId, data: ex.NewPoolRequest, backend: Services) -> api.Accepted:
         return await backend.call(Convoys.POOL_JOIN, api.JoinPool(check_id=check_id, request=data))
+
+    @delete(
+        "/{check_id:uuid}/join",
+        summary="Take back the contact left from this result: it is deleted from the formation pool",
+        status_code=200,
+        guards=[client_rate_limit],
+    )
+    async def withdraw(self, check_id: CheckId, backend: Services) -> api.Accepted:
+        return await backend.call(Convoys.POOL_WITHDRAW, WithdrawFromPool(check_id=check_id))
 
 
 class PoolController(Controller):

@@ -21,7 +21,7 @@ import asyncpg
 import msgspec
 
 from schemas import api
-from schemas.convoys import Convoys
+from schemas.convoys import Convoys, WithdrawFromPool
 from schemas.milestones import Milestones
 from services.convoys import repository as repo
 from services.convoys.check import formation
@@ -124,6 +124,27 @@ class CheckService:
         )
 
     # --- joining the pool (anyone holding a result, with consent) ----------------------------------
+    @Convoys.POOL_WITHDRAW
+    async def withdraw(self, req: WithdrawFromPool) -> api.Accepted:
+        """The contact is deleted, not marked: consent taken back leaves nothing personal behind."""
+        async with self.rt.db.transaction() as conn:
+            removed, formed = await check_repo.withdraw_pool_requests(conn, req.check_id)
+            for request_id in removed:
+                await repo.audit(
+                    conn,
+                    convoy_id=None,
+                    actor=api.ANONYMOUS,
+                    action="pool.withdrawn",
+                    object_type="pool_request",
+                    object_id=request_id,
+                    details={},
+                )
+        if not removed and formed:
+            raise Conflict("your company is already part of a convoy; its facilitator can remove it")
+        if not removed:
+            raise NotFound("no contact from this check result is waiting in the pool")
+        return api.Accepted(message="Your contact has been deleted from the formation pool.")
+
     @Convoys.POOL_JOIN
     async def join(self, req: api.JoinPool) -> api.Accepted:
         r = req.request
