@@ -27,13 +27,15 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import db
+from services.runtime import consumer, db, outbox
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
 T = TypeVar("T")
 TEMPLATE_DB = "convoy_template"
 ADMIN_TOKEN = "adm_test-admin-token"
+TOKEN_CACHE_S = 1.0
+"""The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
 
 
 @pytest.fixture
@@ -59,6 +61,21 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0, i
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prompt_stops() -> Iterator[None]:
+    """Services in tests stop within a quarter second instead of two.
+
+    A consumer notices its stop event between two pull fetches, which wait up to ``FETCH_WAIT_S``
+    (2 s) for messages when there are none; the outbox relay between two polls (``POLL_S``, 1 s).
+    Every test stops a whole stack, so those waits were two of every test's seconds. Shorter waits
+    poll a little more often and change nothing else: messages are fetched as soon as they are
+    there either way, and the relay is woken by PostgreSQL's NOTIFY, not by the poll."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(consumer, "FETCH_WAIT_S", 0.25)
+        patch.setattr(outbox, "POLL_S", 0.25)
+        yield
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -325,6 +342,7 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         teams_webhook_hosts="*.logic.azure.com,*.powerplatform.com,127.0.0.1",
         secret_key="key_test-secret",
         inbound_smtp_port=embedded.free_port(),
+        token_cache_s=TOKEN_CACHE_S,
     )
 
 
@@ -379,6 +397,44 @@ async def stack(settings: Settings) -> AsyncIterator[Stack]:
         await nc.close()
     errors = [r for r in results if isinstance(r, BaseException)]
     assert not errors, f"a service ended with an error: {errors!r}"
+
+
+async def settled(stack: Stack, timeout: float = 15.0) -> None:
+    """Wait until the event pipeline is at rest: every service's outbox relayed, and every consumer
+    of the events and messages streams has handled and acknowledged all there is (nothing pending,
+    nothing in a handler, nothing waiting for a redelivery). Whatever follows from what the test did
+    has happened then (sent, posted, recorded), so "nothing more arrives" can be asserted at once.
+
+    Work is always in an outbox row or an unacknowledged stream message (a handler commits the rows
+    it emits before it acks), so outbox, consumers, outbox again with the streams' last sequence
+    unchanged leaves no gap for an event to slip through."""
+    js = stack.nc.jetstream()
+    streams = (stack.subjects.events_stream, stack.subjects.messages_stream)
+
+    async def last_seqs() -> list[int]:
+        return [(await js.stream_info(stream)).state.last_seq for stream in streams]
+
+    async def outboxes_empty(conn: asyncpg.Connection) -> bool:
+        union = " UNION ALL ".join(f"SELECT 1 FROM {name}.outbox" for name in SERVICES)
+        return not await conn.fetchval(f"SELECT EXISTS ({union})")
+
+    async def consumers_idle() -> bool:
+        for stream in streams:
+            for info in await js.consumers_info(stream):
+                if info.num_pending or info.num_ack_pending:
+                    return False
+        return True
+
+    async def at_rest() -> bool:
+        conn = await asyncpg.connect(stack.settings.database_url)
+        try:
+            before = await last_seqs()
+            quiet = await outboxes_empty(conn) and await consumers_idle() and await outboxes_empty(conn)
+            return quiet and await last_seqs() == before
+        finally:
+            await conn.close()
+
+    await eventually(at_rest, timeout=timeout)
 
 
 @pytest.fixture
