@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import subprocess
 import uuid
@@ -81,6 +82,8 @@ def prompt_stops() -> Iterator[None]:
 # --- PostgreSQL ----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedPostgres]:
+    # pgserver logs each pg_ctl command at INFO; at a worker's end (pytest-xdist) nothing captures it
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     pg = embedded.start_postgres(tmp_path_factory.mktemp("pg") / "data")
 
     async def prepare() -> None:
