@@ -384,6 +384,12 @@ async def delete_streams(nc: nats.NATS, subjects: Subjects) -> None:
             await js.delete_stream(stream)
 
 
+STOP_ORDER: tuple[tuple[str, ...], ...] = (("notifier", "reminders"), ("milestones", "convoys"))
+"""The order a stack stops in: the notifier and reminders ask the others over NATS (a request to a
+service that stopped would wait out CONVOY_NATS_REQUEST_TIMEOUT), milestones and convoys ask each
+other; anything else stops with the last group."""
+
+
 @pytest.fixture
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
     subjects = Subjects(settings.namespace)
@@ -393,9 +399,12 @@ async def stack(settings: Settings) -> AsyncIterator[Stack]:
         await asyncio.gather(*(st.start_service(name) for name in SERVICES))
         yield st
     finally:
-        for name in st.tasks:
-            st.stops[name].set()
-        results = await asyncio.gather(*st.tasks.values(), return_exceptions=True)
+        results = []
+        for group in STOP_ORDER:  # callers first: a handler in flight never waits on a stopped service
+            names = [name for name in st.tasks if name in group or group is STOP_ORDER[-1]]
+            for name in names:
+                st.stops[name].set()
+            results += await asyncio.gather(*(st.tasks[name] for name in names), return_exceptions=True)
         await delete_streams(nc, subjects)
         await nc.close()
     errors = [r for r in results if isinstance(r, BaseException)]
