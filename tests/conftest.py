@@ -28,7 +28,7 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import consumer, db, outbox
+from services.runtime import consumer, db, outbox, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
@@ -449,16 +449,47 @@ async def settled(stack: Stack, timeout: float = 15.0) -> None:
     await eventually(at_rest, timeout=timeout)
 
 
+class _TestSettings:
+    """The settings a worker's API app reads: those of the test that runs now."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
+
+
+_APPS: dict[bool, tuple[Any, _TestSettings]] = {}
+
+
+def api_app(settings: Settings) -> Any:
+    """The API app (convoy_api.app.create_app) for a test.
+
+    Building one registers some 330 route handlers: 0.4 s of CPU, the largest part of most tests'
+    set-up. The app keeps nothing between two runs of its lifespan (the lifespan makes a new
+    Backend: NATS connection, RPC client, token cache, rate limiter, from the settings), and reads
+    its settings when it starts and while it answers, except `dev_mail_viewer` (which pages it
+    has). So a worker builds one app per `dev_mail_viewer` and points it at each test's settings.
+    """
+    from convoy_api.app import create_app
+
+    if settings.dev_mail_viewer not in _APPS:
+        current = _TestSettings(settings)
+        _APPS[settings.dev_mail_viewer] = (create_app(current), current)  # type: ignore[arg-type]
+    app, current = _APPS[settings.dev_mail_viewer]
+    current.current = settings
+    tracing.configure(settings, "api")  # what create_app does first
+    return app
+
+
 @pytest.fixture
 async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """The real API (uvicorn on a free port, in this event loop) and an HTTP client for it."""
     import uvicorn
 
-    from convoy_api.app import create_app
-
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(api_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
