@@ -41,8 +41,9 @@ chromium: ## Debian's chromium for the browser tests (apt-get, only where it is 
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-messages: $(BIN)/.installed ## extract the pages' strings and merge them into the German catalogue
+messages: $(BIN)/.installed ## extract the strings of the pages and of the emails and merge them into their German catalogues
 	$(BIN)/python convoy_api/web/locale/update.py
+	$(BIN)/python notifier/locale/update.py
 
 emails: $(BIN)/.installed chromium ## every email kind (de, en) as HTML, text and 390/1280-px screenshots into build/emails/
 	$(BIN)/python -m notifier.gallery --out build/emails

@@ -40,7 +40,8 @@ import psutil
 
 from bench import data
 from schemas import api
-from schemas.subjects import SERVICES, Rpc, Subjects
+from schemas.reminders import Reminders
+from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import db
@@ -115,7 +116,7 @@ class Stack:
 
     async def tick(self, now: Any, timeout: float = 900) -> api.Fired:
         msg = await self.nc.request(
-            self.subjects.rpc("reminders", Rpc.TICK), msgspec.json.encode(api.Tick(now=now)), timeout=timeout
+            self.subjects.operation(Reminders.TICK), msgspec.json.encode(api.Tick(now=now)), timeout=timeout
         )
         return decode_reply(msg.data, api.Fired)
 

@@ -73,7 +73,7 @@ def create_app(settings: Settings) -> Litestar:
         nc = await bus.connect(settings, "convoy-api")
         app.state.backend = Backend(
             settings=settings,
-            rpc=RpcClient(nc, settings.nats_request_timeout),
+            rpc=RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)),
             subjects=Subjects(settings.namespace),
             limiter=ClientLimiter(settings.client_requests_per_minute),
         )

@@ -16,11 +16,14 @@ from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from schemas import api
-from schemas.subjects import Rpc, Subjects
+from schemas.contract import Op
+from schemas.convoys import Convoys
+from schemas.subjects import Subjects
 from services.runtime.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
+Req = TypeVar("Req", bound=msgspec.Struct)
 Rep = TypeVar("Rep", bound=msgspec.Struct)
 
 SESSION_COOKIE = "convoy_session"
@@ -63,8 +66,8 @@ class Backend:
     limiter: ClientLimiter
     _tokens: dict[str, tuple[float, api.Principal]] = field(default_factory=dict)
 
-    async def call(self, service: str, operation: str, request: msgspec.Struct, reply_type: type[Rep]) -> Rep:
-        return await self.rpc.call(self.subjects.rpc(service, operation), request, reply_type)
+    async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
+        return await self.rpc.call(op, request)
 
     async def principal(self, token: str) -> api.Principal:
         now = time.monotonic()
@@ -72,7 +75,7 @@ class Backend:
         if cached and cached[0] > now:
             return cached[1]
         try:
-            principal = await self.call("convoys", Rpc.TOKEN_RESOLVE, api.ResolveToken(token=token), api.Principal)
+            principal = await self.call(Convoys.TOKEN_RESOLVE, api.ResolveToken(token=token))
         except NotFound as exc:
             raise Unauthenticated("unknown, expired or revoked token; sign in again") from exc
         if len(self._tokens) >= TOKEN_CACHE_MAX:  # bounded: drop the oldest entries

@@ -13,54 +13,21 @@ import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from markupsafe import Markup, escape
 
-from notifier.render import Rendered, _env, message_language, plain_blocks
+from notifier import i18n
+from notifier.i18n import day, when_long, when_short
+from notifier.render import Rendered, _env, greeting, message_language, plain_blocks, status
 from schemas import api
 from schemas import events as ev
 from services.runtime import markdown
 
 DEFAULT_TIMEZONE = "Europe/Berlin"
 """Shown when the convoy's own time zone is unknown (the events carry UTC only)."""
-
-_WEEKDAYS = {
-    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-_MONTHS = {
-    "de": (
-        "Januar",
-        "Februar",
-        "März",
-        "April",
-        "Mai",
-        "Juni",
-        "Juli",
-        "August",
-        "September",
-        "Oktober",
-        "November",
-        "Dezember",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
 
 
 def zone(name: str) -> ZoneInfo:
@@ -71,169 +38,23 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(DEFAULT_TIMEZONE)
 
 
-def when_long(at: datetime, lang: str, tz: ZoneInfo) -> str:
-    """``Montag, 12. Mai 2025, 09:00 Uhr`` / ``Monday, 12 May 2025, 09:00`` in ``tz``."""
-    local = at.astimezone(tz)
-    weekday, month = _WEEKDAYS[lang][local.weekday()], _MONTHS[lang][local.month - 1]
-    if lang == "de":
-        return f"{weekday}, {local.day}. {month} {local.year}, {local:%H:%M} Uhr"
-    return f"{weekday}, {local.day} {month} {local.year}, {local:%H:%M}"
-
-
-def when_short(at: datetime, lang: str, tz: ZoneInfo) -> str:
-    """``12.05.2025, 09:00 Uhr`` / ``12 May 2025, 09:00`` in ``tz`` (for subjects)."""
-    local = at.astimezone(tz)
-    if lang == "de":
-        return f"{local:%d.%m.%Y}, {local:%H:%M} Uhr"
-    return f"{local.day} {_MONTHS[lang][local.month - 1][:3]} {local.year}, {local:%H:%M}"
-
-
-def day(d: date, lang: str) -> str:
-    if lang == "de":
-        return f"{d.day}. {_MONTHS[lang][d.month - 1]} {d.year}"
-    return f"{d.day} {_MONTHS[lang][d.month - 1]} {d.year}"
-
-
-_COMMON = {
-    "de": {
-        "greeting": "Hallo {name},",
-        "greeting_anonymous": "Guten Tag,",
-        "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
-        "tz_note": "Alle Zeiten in der Zeitzone {tz}.",
-    },
-    "en": {
-        "greeting": "Hello {name},",
-        "greeting_anonymous": "Hello,",
-        "fallback": "If the button does not work, copy this link into your browser:",
-        "tz_note": "All times in the {tz} time zone.",
-    },
-}
-
-REPLY_HINT = {
-    "de": "Keine Zeit für das Formular? Antworten Sie einfach auf diese E-Mail: Ihre Antwort wird als Bericht"
-    " von {company} gespeichert.",
-    "en": "No time for the form? Just reply to this email: your answer is filed as {company}'s report.",
-}
-
-_PROMPT = {
-    "de": {
-        "prompt_subject": "Check-in: Ihr Bericht für „{convoy}“ bis {due}",
-        "nudge_subject": "Erinnerung: Ihr Bericht für „{convoy}“ bis {due}",
-        "prompt_heading": "Zeit für Ihren Fortschrittsbericht",
-        "nudge_heading": "Ihr Fortschrittsbericht fehlt noch",
-        "prompt_intro": "im Konvoi „{convoy}“ hat Runde {round} begonnen. Berichten Sie für {company} bis"
-        " {due}, was Sie geschafft haben und was als Nächstes ansteht.",
-        "nudge_intro": "für {company} fehlt im Konvoi „{convoy}“ noch der Bericht zu Runde {round}."
-        " Er ist bis {due} fällig.",
-        "nudge_intro_late": "für {company} fehlt im Konvoi „{convoy}“ noch der Bericht zu Runde {round}."
-        " Er war bis {due} fällig \N{EN DASH} ein später Bericht ist trotzdem willkommen.",
-        "button": "Bericht schreiben",
-        "milestones_due": "Meilensteine, die in dieser Runde fällig sind",
-        "target": "Ziel",
-        "last_next": "Ihre nächsten Schritte aus der letzten Runde",
-        "commitments": "Ihre offenen Zusagen",
-        "outro": "Die anderen Unternehmen im Konvoi freuen sich auf Ihren Stand.",
-        "calendar": "Alle Check-ins in Ihren Kalender übernehmen (Outlook, Google, Apple)",
-    },
-    "en": {
-        "prompt_subject": 'Check-in: your report for "{convoy}" by {due}',
-        "nudge_subject": 'Reminder: your report for "{convoy}" by {due}',
-        "prompt_heading": "Time for your progress report",
-        "nudge_heading": "Your progress report is still missing",
-        "prompt_intro": 'round {round} of the convoy "{convoy}" has begun. Please report for {company} by'
-        " {due}: what you got done and what comes next.",
-        "nudge_intro": 'the report of {company} for round {round} of the convoy "{convoy}" is still missing.'
-        " It is due by {due}.",
-        "nudge_intro_late": 'the report of {company} for round {round} of the convoy "{convoy}" is still'
-        " missing. It was due by {due} \N{EN DASH} a late report is still welcome.",
-        "button": "Write your report",
-        "milestones_due": "Milestones due this round",
-        "target": "target",
-        "last_next": "Your next steps from last round",
-        "commitments": "Your open commitments",
-        "outro": "The other companies in the convoy look forward to hearing where you stand.",
-        "calendar": "Add every check-in to your calendar (Outlook, Google, Apple)",
-    },
-}
-
-_DIGEST = {
-    "de": {
-        "subject": "Konvoi-Digest „{convoy}“ \N{EN DASH} Runde {round}",
-        "heading": "Runde {round} im Konvoi „{convoy}“",
-        "intro": "das ist in Runde {round} im Konvoi „{convoy}“ passiert.",
-        "completed": "Erreichte Meilensteine",
-        "help": "Wer Unterstützung sucht",
-        "reports": "Die Berichte",
-        "done": "Erledigt",
-        "next": "Als Nächstes",
-        "blockers": "Hindernisse",
-        "help_wanted": "Sucht Unterstützung bei",
-        "help_yes": "ja",
-        "milestones": "Meilensteine",
-        "progress": "Fortschritt",
-        "kudos": "Kudos von",
-        "kudos_more": "{n} weiteren",
-        "late": "verspätet",
-        "mood": "Stimmung",
-        "silent": "Ohne Bericht",
-        "away": "abwesend",
-        "skipped": "ausgesetzt",
-        "overall": "Der Konvoi insgesamt",
-        "overall_progress": "Fortschritt aller Projekte",
-        "participation": "Beteiligung: {percent} % der Unternehmen haben in dieser Runde berichtet.",
-        "addenda": "Nachträge",
-        "addendum_round": "Runde {round}",
-        "button": "Zum Konvoi",
-        "open_report": "Zum Bericht",
-        "not_started": "nicht begonnen",
-        "in_progress": "in Arbeit",
-        "done_status": "erledigt",
-        "blocked": "blockiert",
-    },
-    "en": {
-        "subject": 'Convoy digest "{convoy}" \N{EN DASH} round {round}',
-        "heading": 'Round {round} in the convoy "{convoy}"',
-        "intro": 'here is what happened in round {round} of the convoy "{convoy}".',
-        "completed": "Milestones reached",
-        "help": "Who would welcome help",
-        "reports": "The reports",
-        "done": "Done",
-        "next": "Next",
-        "blockers": "Blockers",
-        "help_wanted": "Would welcome help with",
-        "help_yes": "yes",
-        "milestones": "Milestones",
-        "progress": "Progress",
-        "kudos": "Kudos from",
-        "kudos_more": "{n} more",
-        "late": "late",
-        "mood": "Mood",
-        "silent": "No report",
-        "away": "away",
-        "skipped": "skipped",
-        "overall": "The convoy as a whole",
-        "overall_progress": "Progress of all projects",
-        "participation": "Participation: {percent} % of the companies reported this round.",
-        "addenda": "Late reports",
-        "addendum_round": "round {round}",
-        "button": "Open the convoy",
-        "open_report": "Open the report",
-        "not_started": "not started",
-        "in_progress": "in progress",
-        "done_status": "done",
-        "blocked": "blocked",
-    },
-}
+def reply_hint(_: i18n.Words, company: str) -> str:
+    """That a reply to the prompt files the company's report (when replies by email are on)."""
+    return _(
+        "No time for the form? Just reply to this email: your answer is filed as %(company)s's report.", company=company
+    )
 
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _greeting(lang: str, name: str) -> str:
-    name = _one_line(name)
-    common = _COMMON[lang]
-    return common["greeting"].format(name=name) if name else common["greeting_anonymous"]
+def absence(_: i18n.Words, a: ev.Absence) -> str:
+    """Why a company did not report: ``away`` (``abwesend``), or ``skipped: reason`` (``ausgesetzt: …``)."""
+    if a.kind == "away":
+        return _("away")
+    reason = _one_line(a.reason)
+    return _("skipped") + (f": {reason}" if reason else "")
 
 
 def _percent(share: float) -> int:
@@ -261,30 +82,50 @@ def prompt(
     feed itself: its address is a secret, and emails are forwarded, archived and scanned.
     """
     lang = message_language(recipient.language)
+    _ = i18n.Words(lang)
     tz = zone(timezone)
-    words = _PROMPT[lang]
-    common = _COMMON[lang]
-    kind = "nudge" if nudge else "prompt"
     values = {
         "convoy": _one_line(convoy),
         "company": _one_line(recipient.company_name),
-        "round": str(cycle_index + 1),
+        "round": cycle_index + 1,
     }
-    subject = words[f"{kind}_subject"].format(**values, due=when_short(due_at, lang, tz))
     late = nudge > 0 and now is not None and now >= due_at
-    intro_key = "nudge_intro_late" if late else f"{kind}_intro"
-    intro = words[intro_key].format(**values, due=when_long(due_at, lang, tz))
+    due, due_short = when_long(due_at, lang, tz), when_short(due_at, lang, tz)
+    if not nudge:
+        subject = _('Check-in: your report for "%(convoy)s" by %(due)s', **values, due=due_short)
+        heading = _("Time for your progress report")
+        intro = _(
+            'round %(round)s of the convoy "%(convoy)s" has begun. Please report for %(company)s by %(due)s:'
+            " what you got done and what comes next.",
+            **values,
+            due=due,
+        )
+    else:
+        subject = _('Reminder: your report for "%(convoy)s" by %(due)s', **values, due=due_short)
+        heading = _("Your progress report is still missing")
+        if late:
+            intro = _(
+                'the report of %(company)s for round %(round)s of the convoy "%(convoy)s" is still missing.'
+                " It was due by %(due)s \N{EN DASH} a late report is still welcome.",
+                **values,
+                due=due,
+            )
+        else:
+            intro = _(
+                'the report of %(company)s for round %(round)s of the convoy "%(convoy)s" is still missing.'
+                " It is due by %(due)s.",
+                **values,
+                due=due,
+            )
     next_steps = context.last_next_steps.strip() if context is not None else ""
     ctx = {
         "lang": lang,
         "subject": subject,
-        "heading": words[f"{kind}_heading"],
-        "greeting": _greeting(lang, recipient.name),
+        "heading": heading,
+        "greeting": greeting(_, recipient.name),
         "intro": intro,
-        "tz_note": common["tz_note"].format(tz=tz.key),
-        "t": words,
+        "tz_note": _("All times in the %(tz)s time zone.", tz=tz.key),
         "link": link,
-        "fallback": common["fallback"],
         "milestones": [
             (m.title, day(m.target_date, lang) if m.target_date else "")
             for m in (context.milestones_due if context else [])
@@ -292,7 +133,7 @@ def prompt(
         "next_html": Markup(markdown.render(next_steps)) if next_steps else "",  # noqa: S704 - sanitized
         "next_text": plain_blocks(next_steps) if next_steps else "",
         "commitments": [_one_line(c) for c in (context.open_commitments if context else []) if c.strip()],
-        "reply_hint": REPLY_HINT[lang].format(**values) if replies_enabled else "",
+        "reply_hint": reply_hint(_, _one_line(recipient.company_name)) if replies_enabled else "",
         "calendar_link": calendar_link if not nudge else "",
     }
     return Rendered(
@@ -331,13 +172,9 @@ class _ReportView:
     addendum: bool = False
 
 
-def _status(words: Mapping[str, str], status: str) -> str:
-    return words.get("done_status" if status == "done" else status, status)
-
-
 def _report_view(
     r: api.DigestReport,
-    words: Mapping[str, str],
+    _: i18n.Words,
     people: Mapping[uuid.UUID, str],
     report_link: str,
 ) -> _ReportView:
@@ -346,19 +183,19 @@ def _report_view(
         late=r.late,
         round=str(r.cycle_index + 1),
         link=report_link,
-        help_topic=_one_line(r.help_topic) or (words["help_yes"] if r.help_wanted else ""),
+        help_topic=_one_line(r.help_topic) or (_("yes") if r.help_wanted else ""),
         mood=r.mood,
-        milestones=[(_one_line(m.title), _status(words, m.status)) for m in r.milestone_changes],
+        milestones=[(_one_line(m.title), status(_, m.status)) for m in r.milestone_changes],
         percent=_percent(r.progress),
     )
-    for label, text in ((words["done"], r.done), (words["next"], r.next), (words["blockers"], r.blockers)):
+    for label, text in ((_("Done"), r.done), (_("Next"), r.next), (_("Blockers"), r.blockers)):
         if text.strip():
             view.sections_html.append((label, Markup(markdown.render(text))))  # noqa: S704 - sanitized
             view.sections_text.append((label, plain_blocks(text)))
     names = [people[p] for p in r.kudos_by if p in people]
     unknown = len(r.kudos_by) - len(names)
     if unknown:
-        names.append(words["kudos_more"].format(n=unknown))
+        names.append(_("%(n)s more", n=unknown))
     view.kudos = ", ".join(_one_line(n) for n in names)
     return view
 
@@ -405,17 +242,17 @@ class DigestRenderer:
 
     def render(self, recipient: api.Recipient | api.ObserverRecipient) -> Rendered:
         lang = message_language(recipient.language)
-        greeting = _greeting(lang, recipient.name)
+        greeting_ = greeting(i18n.Words(lang), recipient.name)
         if lang not in self._by_language:
             placeholder = f"convoy-greeting-{uuid.uuid4().hex}"
             self._by_language[lang] = (self._render(lang, placeholder), placeholder)
         shared, placeholder = self._by_language[lang]
         if shared.text.count(placeholder) != 1 or shared.html.count(placeholder) != 1:
-            return self._render(lang, greeting)  # a template that prints the greeting twice (or never)
+            return self._render(lang, greeting_)  # a template that prints the greeting twice (or never)
         return Rendered(
             subject=shared.subject,
-            text=shared.text.replace(placeholder, greeting),
-            html=shared.html.replace(placeholder, str(escape(greeting))),  # what autoescape prints
+            text=shared.text.replace(placeholder, greeting_),
+            html=shared.html.replace(placeholder, str(escape(greeting_))),  # what autoescape prints
             lang=lang,
         )
 
@@ -430,25 +267,22 @@ class DigestRenderer:
 
     def context(self, lang: str, greeting: str = "") -> dict[str, Any]:
         """What the digest templates show in ``lang``: its sections as views (reports with their
-        Markdown rendered and flattened, silent and absent companies, addenda) and its words (``t``).
+        Markdown rendered and flattened, silent and absent companies, addenda) and its sentences.
         The facilitator's round summary (notifier.facilitation) shows the same views."""
         d, people, companies = self.d, self.people, self.companies
-        words = _DIGEST[lang]
-        common = _COMMON[lang]
-        values = {"convoy": _one_line(d.convoy_name), "round": str(d.cycle_index + 1)}
-        subject = words["subject"].format(**values)
+        _ = i18n.Words(lang)
+        values = {"convoy": _one_line(d.convoy_name), "round": d.cycle_index + 1}
+        subject = _('Convoy digest "%(convoy)s" \N{EN DASH} round %(round)s', **values)
 
         def view(r: api.DigestReport) -> _ReportView:
-            return _report_view(r, words, people, self.report_link.format(report_id=r.report_id))
+            return _report_view(r, _, people, self.report_link.format(report_id=r.report_id))
 
         reported = {r.company_id for r in d.reports}
         absent: dict[uuid.UUID, _Absent] = {}
         for a in self.absences:
             if a.company_id in reported or a.company_id in absent:
                 continue
-            reason = _one_line(a.reason)
-            label = words["away"] if a.kind == "away" else words["skipped"] + (f": {reason}" if reason else "")
-            absent[a.company_id] = _Absent(name=_one_line(companies.get(a.company_id, "")) or "?", label=label)
+            absent[a.company_id] = _Absent(name=_one_line(companies.get(a.company_id, "")) or "?", label=absence(_, a))
         silent = [
             _one_line(companies.get(c, "")) or "?"
             for c in d.silent_company_ids
@@ -457,19 +291,19 @@ class DigestRenderer:
         ctx: dict[str, Any] = {
             "lang": lang,
             "subject": subject,
-            "heading": words["heading"].format(**values),
+            "heading": _('Round %(round)s in the convoy "%(convoy)s"', **values),
             "greeting": greeting,
-            "intro": words["intro"].format(**values),
-            "t": words,
+            "intro": _('here is what happened in round %(round)s of the convoy "%(convoy)s".', **values),
             "completed": [(_one_line(m.company_name), _one_line(m.title)) for m in d.completed_milestones],
             "help_requests": [view(r) for r in d.help_requests],
             "reports": [view(r) for r in d.reports],
             "silent": silent,
             "absent": list(absent.values()),
             "progress": _percent(d.progress),
-            "participation": words["participation"].format(percent=_percent(d.participation)),
+            "participation": _(
+                "Participation: %(percent)s %% of the companies reported this round.", percent=_percent(d.participation)
+            ),
             "addenda": [dataclasses.replace(view(r), addendum=True) for r in d.late_addenda],
             "link": self.link,
-            "fallback": common["fallback"],
         }
         return ctx

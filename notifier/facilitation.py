@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -31,13 +30,15 @@ import asyncpg
 import structlog
 from markupsafe import Markup
 
-from notifier.cycles import _COMMON, DigestRenderer, _greeting, _one_line
-from notifier.render import Rendered, _env, message_language
-from notifier.repository import Preferences
+from notifier import i18n
+from notifier.cycles import DigestRenderer, _one_line
+from notifier.delivery import Mailer, convoy_list_id
+from notifier.render import Rendered, _env, greeting, message_language
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime import markdown
 from services.runtime.errors import NotFound
 from services.runtime.service import Runtime
@@ -48,72 +49,6 @@ HELP_FRESH_S = 2 * 24 * 3600.0
 """A help request older than this when it is handled is not mailed any more: "at once" has passed
 (a notifier away for days, or this consumer reading the stream from its start when it is first
 deployed); the weekly facilitator digest lists unanswered help anyway."""
-
-_HELP = {
-    "de": {
-        "subject": "Hilfegesuch von {company} in „{convoy}“",
-        "heading": "{company} sucht Unterstützung",
-        "intro": "{company} bittet im Konvoi „{convoy}“ um Unterstützung (Bericht zu Runde {round}).",
-        "topic": "Thema",
-        "no_topic": "(ohne Thema)",
-        "milestone": "Meilenstein",
-        "blockers": "Hindernisse",
-        "outro": "Vielleicht kennen Sie ein Unternehmen im Konvoi oder jemanden außerhalb, das helfen kann."
-        " Mitglieder bieten ihre Hilfe auf der Seite des Berichts an.",
-        "button": "Zum Bericht",
-    },
-    "en": {
-        "subject": 'Help request from {company} in "{convoy}"',
-        "heading": "{company} would welcome help",
-        "intro": '{company} asks for help in their report for round {round} of the convoy "{convoy}".',
-        "topic": "Topic",
-        "no_topic": "(no topic given)",
-        "milestone": "Milestone",
-        "blockers": "Blockers",
-        "outro": "Perhaps you know a company in the convoy, or someone outside it, who can help."
-        " Members offer their help on the report's page.",
-        "button": "Open the report",
-    },
-}
-
-_SUMMARY = {
-    "de": {
-        "subject": "Runde {round} in „{convoy}“: {reported} von {total} haben berichtet",
-        "subject_nobody": "Runde {round} in „{convoy}“: niemand hat berichtet",
-        "heading": "Ihre Zusammenfassung von Runde {round}",
-        "intro": "Runde {round} im Konvoi „{convoy}“ ist abgeschlossen. So ist sie gelaufen.",
-        "participation_heading": "Beteiligung",
-        "participation": "{reported} von {total} Unternehmen haben berichtet ({on_time} pünktlich, {late} verspätet).",
-        "nobody": "In dieser Runde hat niemand berichtet.",
-        "silent": "Ohne Bericht",
-        "excused": "Abwesend oder ausgesetzt",
-        "help": "Hilfegesuche",
-        "mood": "Stimmung",
-        "mood_value": "{average} von 5 (Durchschnitt aus {n} Angaben)",
-        "mood_one": "{average} von 5 (eine Angabe)",
-        "mood_none": "keine Angaben",
-        "open_convoy": "Zum Konvoi",
-        "open_schedule": "Zeitplan und Abwesenheiten",
-    },
-    "en": {
-        "subject": 'Round {round} in "{convoy}": {reported} of {total} reported',
-        "subject_nobody": 'Round {round} in "{convoy}": nobody reported',
-        "heading": "Your summary of round {round}",
-        "intro": 'round {round} of the convoy "{convoy}" has closed. Here is how it went.',
-        "participation_heading": "Participation",
-        "participation": "{reported} of {total} companies reported ({on_time} on time, {late} late).",
-        "nobody": "Nobody reported this round.",
-        "silent": "No report",
-        "excused": "Away or skipping",
-        "help": "Help requests",
-        "mood": "Mood",
-        "mood_value": "{average} of 5 (average of {n} ratings)",
-        "mood_one": "{average} of 5 (one rating)",
-        "mood_none": "no ratings",
-        "open_convoy": "Open the convoy",
-        "open_schedule": "Schedule and absences",
-    },
-}
 
 
 def help_key(report_id: uuid.UUID, person_id: uuid.UUID) -> str:
@@ -130,29 +65,29 @@ def help_requested(
 ) -> Rendered:
     """The email telling one facilitator that ``report`` asks for help (``milestone``: its title, or "")."""
     lang = message_language(facilitator.language)
-    words = _HELP[lang]
-    common = _COMMON[lang]
+    _ = i18n.Words(lang)
     values = {
         "company": _one_line(report.company_name),
         "convoy": _one_line(convoy),
-        "round": str(report.cycle_index + 1),
+        "round": report.cycle_index + 1,
     }
-    subject = words["subject"].format(**values)
+    subject = _('Help request from %(company)s in "%(convoy)s"', **values)
     blockers = report.blockers.strip()
+    topic = _one_line(report.help_topic) or _("(no topic given)")
     ctx = {
         "lang": lang,
         "subject": subject,
-        "preheader": _one_line(report.help_topic) or words["no_topic"],
-        "heading": words["heading"].format(**values),
-        "greeting": _greeting(lang, facilitator.name),
-        "intro": words["intro"].format(**values),
-        "t": words,
-        "topic": _one_line(report.help_topic) or words["no_topic"],
+        "preheader": topic,
+        "heading": _("%(company)s would welcome help", **values),
+        "greeting": greeting(_, facilitator.name),
+        "intro": _(
+            '%(company)s asks for help in their report for round %(round)s of the convoy "%(convoy)s".', **values
+        ),
+        "topic": topic,
         "milestone": _one_line(milestone),
         "blockers_html": Markup(markdown.render(blockers)) if blockers else "",  # noqa: S704 - sanitized
         "blockers_text": markdown.plain(blockers) if blockers else "",
         "link": link,
-        "fallback": common["fallback"],
     }
     return Rendered(
         subject=subject,
@@ -185,11 +120,6 @@ def mood_average(d: api.Digest) -> tuple[float | None, int]:
     return (round(sum(moods) / len(moods), 1) if moods else None), len(moods)
 
 
-def _number(value: float, lang: str) -> str:
-    text = f"{value:.1f}"
-    return text.replace(".", ",") if lang == "de" else text
-
-
 class RoundSummary:
     """Each facilitator's summary of one closed cycle, from the members' digest views.
 
@@ -208,32 +138,40 @@ class RoundSummary:
             self._views[lang] = self.digests.context(lang)
         view = self._views[lang]
         d = self.digests.d
-        words = _SUMMARY[lang]
+        _ = i18n.Words(lang)
         p = participation(d)
         average, ratings = mood_average(d)
         values = {
             "convoy": _one_line(d.convoy_name),
-            "round": str(d.cycle_index + 1),
-            "reported": str(p.reported),
-            "total": str(p.total),
-            "on_time": str(p.on_time),
-            "late": str(p.late),
+            "round": d.cycle_index + 1,
+            "reported": p.reported,
+            "total": p.total,
+            "on_time": p.on_time,
+            "late": p.late,
         }
-        subject = words["subject" if p.reported else "subject_nobody"].format(**values)
-        line = words["participation"].format(**values) if p.reported else words["nobody"]
-        if average is None:
-            mood = words["mood_none"]
+        if p.reported:
+            subject = _('Round %(round)s in "%(convoy)s": %(reported)s of %(total)s reported', **values)
+            line = _("%(reported)s of %(total)s companies reported (%(on_time)s on time, %(late)s late).", **values)
         else:
-            mood = words["mood_value" if ratings > 1 else "mood_one"].format(average=_number(average, lang), n=ratings)
+            subject = _('Round %(round)s in "%(convoy)s": nobody reported', **values)
+            line = _("Nobody reported this round.")
+        if average is None:
+            mood = _("no ratings")
+        else:
+            mood = _.ngettext(
+                "%(average)s of 5 (one rating)",
+                "%(average)s of 5 (average of %(num)s ratings)",
+                ratings,
+                average=i18n.number(average, lang),
+            )
         ctx = {
-            **view,  # the digest's views and words (``t``)
+            **view,  # the digest's views
             "lang": lang,
             "subject": subject,
             "preheader": line,
-            "heading": words["heading"].format(**values),
-            "greeting": _greeting(lang, facilitator.name),
-            "intro": words["intro"].format(**values),
-            "f": words,
+            "heading": _("Your summary of round %(round)s", **values),
+            "greeting": greeting(_, facilitator.name),
+            "intro": _('round %(round)s of the convoy "%(convoy)s" has closed. Here is how it went.', **values),
             "participation_line": line,
             "mood": mood,
             "link": self.link,
@@ -247,30 +185,16 @@ class RoundSummary:
         )
 
 
-# --- wiring: what the notifier's consumers call --------------------------------------------------
-SendEmail = Callable[..., Awaitable[None]]
-FanOut = Callable[[Iterable[Callable[[], Awaitable[None]]]], Awaitable[None]]
-
-
+# --- sending: what the notifier's consumers call ------------------------------------------------
 @dataclass(frozen=True)
 class FacilitatorMail:
-    """The facilitator's emails of the loop, sent through the notifier's ``send_email`` and ``fan_out``."""
+    """The facilitator's emails of the loop, sent through the notifier's ``Mailer`` (notifier/delivery.py)."""
 
     rt: Runtime
-    send_email: SendEmail
-    fan_out: FanOut
-    preferences: Preferences
-    public: Callable[[str], str]
-    """A path → its public URL."""
-    list_id: Callable[[str, uuid.UUID], str]
-    """A convoy's name and id → the List-Id of its emails."""
+    mail: Mailer
 
     async def facilitators(self, convoy_id: uuid.UUID) -> api.ConvoyFacilitators:
-        return await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.CONVOY_FACILITATORS),
-            api.GetRecipients(convoy_id=convoy_id),
-            api.ConvoyFacilitators,
-        )
+        return await self.rt.rpc.call(Convoys.CONVOY_FACILITATORS, api.GetRecipients(convoy_id=convoy_id))
 
     async def on_help_requested(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         """Each facilitator of the convoy hears of the help request at once, once per report.
@@ -286,11 +210,7 @@ class FacilitatorMail:
         try:
             who, report = await asyncio.gather(
                 self.facilitators(event.convoy_id),
-                self.rt.rpc.call(
-                    self.rt.subjects.rpc("milestones", Rpc.REPORT_GET),
-                    api.GetReport(actor=api.SYSTEM, report_id=event.report_id),
-                    api.Report,
-                ),
+                self.rt.rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=event.report_id)),
             )
         except NotFound:  # the report (or the convoy) is gone meanwhile: nobody to ask for it
             log.info("help request of a report that is gone", report_id=str(event.report_id))
@@ -306,12 +226,12 @@ class FacilitatorMail:
         if not to:
             return
         milestone = await self._milestone_title(report, event.milestone_id or report.help_milestone_id)
-        prefs = await self.preferences.get_many(f.person_id for f in to)
-        link = self.public(f"/reports/{report.id}")
-        list_id = self.list_id(who.convoy_name, event.convoy_id)
-        await self.fan_out(
+        prefs = await self.mail.preferences.get_many(f.person_id for f in to)
+        link = self.mail.public(f"/reports/{report.id}")
+        list_id = convoy_list_id(who.convoy_name, event.convoy_id)
+        await self.mail.fan_out(
             functools.partial(
-                self.send_email,
+                self.mail.send_email,
                 help_key(report.id, f.person_id),
                 envelope.id,
                 to_name=f.name,
@@ -335,9 +255,8 @@ class FacilitatorMail:
                 return m.title
         try:
             project = await self.rt.rpc.call(
-                self.rt.subjects.rpc("milestones", Rpc.PROJECT_GET),
+                Milestones.PROJECT_GET,
                 api.CompanyAction(actor=api.SYSTEM, convoy_id=report.convoy_id, company_id=report.company_id),
-                api.Project,
             )
         except NotFound:
             return ""
@@ -353,13 +272,13 @@ class FacilitatorMail:
             return
         summary = RoundSummary(
             digests=digests,
-            link=self.public(f"/convoys/{event.convoy_id}"),
-            schedule_link=self.public(f"/convoys/{event.convoy_id}/schedule"),
+            link=self.mail.public(f"/convoys/{event.convoy_id}"),
+            schedule_link=self.mail.public(f"/convoys/{event.convoy_id}/schedule"),
         )
-        prefs = await self.preferences.get_many(f.person_id for f in to)
-        await self.fan_out(
+        prefs = await self.mail.preferences.get_many(f.person_id for f in to)
+        await self.mail.fan_out(
             functools.partial(
-                self.send_email,
+                self.mail.send_email,
                 summary_key(event.convoy_id, event.cycle_index, f.person_id),
                 envelope.id,
                 to_name=f.name,

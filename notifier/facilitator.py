@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from notifier.cycles import _COMMON, _greeting, _one_line, day, when_long, zone
-from notifier.render import Rendered, _env, message_language
+from notifier import i18n
+from notifier.cycles import _one_line, zone
+from notifier.i18n import day, when_long
+from notifier.render import Rendered, _env, greeting, message_language
 from schemas import api
 
 MOOD_DROP = 0.5
@@ -25,59 +27,6 @@ LOW_MOOD = 2.0
 """A convoy whose latest average mood is at most this is noteworthy."""
 MAX_ITEM_TEXT = 280
 """Blocker and help texts are cut to this many characters (the link leads to the whole report)."""
-
-_WORDS = {
-    "de": {
-        "subject": "Moderations-Digest: {n} \N{EN DASH} Woche {period}",
-        "convoys_one": "1 Konvoi",
-        "convoys_many": "{n} Konvois",
-        "heading": "Ihre Konvois in Woche {period}",
-        "intro": "hier ist Ihr Wochenüberblick über die Konvois, die Sie moderieren (Stand: {at}).",
-        "attention": "Worauf Sie achten sollten",
-        "round": "Runde {round}",
-        "silent": "Ohne Bericht in dieser und den letzten Runden",
-        "silent_rounds": "{n} Runden",
-        "stalled": "Überfällige Meilensteine",
-        "target": "Ziel",
-        "blockers": "Offene Hindernisse",
-        "help": "Unbeantwortete Hilfegesuche",
-        "mood": "Stimmung",
-        "mood_none": "keine Angaben",
-        "flags": "Gemeldete Beiträge in der Moderation",
-        "flags_none": "keine",
-        "no_topic": "(ohne Thema)",
-        "open_report": "Zum Bericht",
-        "open_convoy": "Zum Konvoi",
-        "quiet": "Alles ruhig",
-        "quiet_line": "Alles ruhig in: {names}",
-        "outro": "Sie erhalten diese E-Mail jede Woche als Moderator:in dieser Konvois.",
-    },
-    "en": {
-        "subject": "Facilitator digest: {n} \N{EN DASH} week {period}",
-        "convoys_one": "1 convoy",
-        "convoys_many": "{n} convoys",
-        "heading": "Your convoys in week {period}",
-        "intro": "here is your weekly overview of the convoys you facilitate (as of {at}).",
-        "attention": "What needs your attention",
-        "round": "round {round}",
-        "silent": "No report this round and the last ones",
-        "silent_rounds": "{n} rounds",
-        "stalled": "Overdue milestones",
-        "target": "target",
-        "blockers": "Open blockers",
-        "help": "Unanswered help requests",
-        "mood": "Mood",
-        "mood_none": "no ratings",
-        "flags": "Flags waiting",
-        "flags_none": "none",
-        "no_topic": "(no topic given)",
-        "open_report": "Open the report",
-        "open_convoy": "Open the convoy",
-        "quiet": "All quiet",
-        "quiet_line": "All quiet in: {names}",
-        "outro": "You receive this email every week as a facilitator of these convoys.",
-    },
-}
 
 
 def _clip(text: str) -> str:
@@ -109,11 +58,6 @@ def is_quiet(h: api.ConvoyHealth) -> bool:
     )
 
 
-def _number(value: float, lang: str) -> str:
-    text = f"{value:.1f}"
-    return text.replace(".", ",") if lang == "de" else text
-
-
 def mood_line(trend: Sequence[float | None], lang: str) -> str:
     """``3,5 → 3,0 → 2,5 ↓`` (de) / ``3.5 → 3.0 → 2.5 ↓`` (en); a cycle without ratings is an en dash.
 
@@ -122,7 +66,7 @@ def mood_line(trend: Sequence[float | None], lang: str) -> str:
     """
     if not any(v is not None for v in trend):
         return ""
-    line = " \N{RIGHTWARDS ARROW} ".join("\N{EN DASH}" if v is None else _number(v, lang) for v in trend)
+    line = " \N{RIGHTWARDS ARROW} ".join("\N{EN DASH}" if v is None else i18n.number(v, lang) for v in trend)
     known = _known(trend)
     if len(known) >= 2:
         arrow = "\N{UPWARDS ARROW}" if known[-1] > known[-2] else "\N{DOWNWARDS ARROW}"
@@ -148,7 +92,7 @@ def _bars(trend: Sequence[float | None], lang: str) -> list[_Bar]:
             continue
         mood = max(1.0, min(5.0, v))
         color = "#16a34a" if mood >= 3.5 else "#f59e0b" if mood >= 2.5 else "#dc2626"
-        bars.append(_Bar(height=round(mood * 8), color=color, label=_number(v, lang)))
+        bars.append(_Bar(height=round(mood * 8), color=color, label=i18n.number(v, lang)))
     return bars
 
 
@@ -173,16 +117,18 @@ class _ConvoyView:
     flags: str = ""
 
 
-def _convoy_view(h: api.ConvoyHealth, lang: str, words: dict[str, str], public_url: str) -> _ConvoyView:
+def _convoy_view(h: api.ConvoyHealth, _: i18n.Words, public_url: str) -> _ConvoyView:
+    lang = _.lang
+
     def report(item: api.OpenItem) -> _Item:
         return _Item(_one_line(item.company_name), _clip(item.text), f"{public_url}/reports/{item.report_id}")
 
     return _ConvoyView(
         name=_one_line(h.convoy_name),
-        round=words["round"].format(round=h.cycle_index + 1) if h.cycle_index is not None else "",
+        round=_("round %(round)s", round=h.cycle_index + 1) if h.cycle_index is not None else "",
         link=f"{public_url}/convoys/{h.convoy_id}",
         silent=[
-            (_one_line(s.name), words["silent_rounds"].format(n=s.cycles_silent))
+            (_one_line(s.name), _.ngettext("%(num)s round", "%(num)s rounds", s.cycles_silent))
             for s in sorted(h.silent_companies, key=lambda s: (-s.cycles_silent, s.name))
         ],
         stalled=[
@@ -190,17 +136,17 @@ def _convoy_view(h: api.ConvoyHealth, lang: str, words: dict[str, str], public_u
             for m in sorted(h.stalled_milestones, key=lambda m: (m.target_date, m.company_name))
         ],
         blockers=[report(b) for b in h.open_blockers if b.text.strip()],
-        help=[dataclasses.replace(i, text=i.text or words["no_topic"]) for i in map(report, h.unanswered_help)],
+        help=[dataclasses.replace(i, text=i.text or _("(no topic given)")) for i in map(report, h.unanswered_help)],
         mood=mood_line(h.mood_trend, lang),
         bars=_bars(h.mood_trend, lang),
-        flags=str(h.flags_waiting) if h.flags_waiting > 0 else words["flags_none"],
+        flags=str(h.flags_waiting) if h.flags_waiting > 0 else _("none"),
     )
 
 
 def subject(lang: str, count: int, period: str) -> str:
-    words = _WORDS[lang]
-    n = words["convoys_one"] if count == 1 else words["convoys_many"].format(n=count)
-    return words["subject"].format(n=n, period=_one_line(period))
+    _ = i18n.Words(lang)
+    n = _.ngettext("%(num)s convoy", "%(num)s convoys", count)
+    return _("Facilitator digest: %(n)s \N{EN DASH} week %(period)s", n=n, period=_one_line(period))
 
 
 def facilitator_digest(
@@ -219,22 +165,22 @@ def facilitator_digest(
         return None
     lang = message_language(facilitator.language)
     tz = zone(facilitator.timezone)
-    words = _WORDS[lang]
-    common = _COMMON[lang]
+    _ = i18n.Words(lang)
     base = public_url.rstrip("/")
     title = subject(lang, len(digest.convoys), period)
     quiet = [h for h in digest.convoys if is_quiet(h)]
     ctx = {
         "lang": lang,
         "subject": title,
-        "heading": words["heading"].format(period=_one_line(period)),
-        "greeting": _greeting(lang, facilitator.name),
-        "intro": words["intro"].format(at=when_long(at, lang, tz)),
-        "tz_note": common["tz_note"].format(tz=tz.key),
-        "t": words,
-        "convoys": [_convoy_view(h, lang, words, base) for h in digest.convoys if not is_quiet(h)],
+        "heading": _("Your convoys in week %(period)s", period=_one_line(period)),
+        "greeting": greeting(_, facilitator.name),
+        "intro": _(
+            "here is your weekly overview of the convoys you facilitate (as of %(at)s).", at=when_long(at, lang, tz)
+        ),
+        "tz_note": _("All times in the %(tz)s time zone.", tz=tz.key),
+        "convoys": [_convoy_view(h, _, base) for h in digest.convoys if not is_quiet(h)],
         "quiet": [(_one_line(h.convoy_name), f"{base}/convoys/{h.convoy_id}") for h in quiet],
-        "quiet_line": words["quiet_line"].format(names=", ".join(_one_line(h.convoy_name) for h in quiet)),
+        "quiet_line": _("All quiet in: %(names)s", names=", ".join(_one_line(h.convoy_name) for h in quiet)),
     }
     return Rendered(
         subject=title,

@@ -12,10 +12,9 @@ each batch to one of them) sends one email per person:
 
 What is true at the flush counts: a hidden report sends nothing; a hidden comment (or an answer to
 one), a comment its author deleted and kudos taken back are left out; nothing left, no email. An
-edited comment is mailed as it reads at the flush (``comment.edited``/``comment.deleted`` need no
-handling here for that reason). The data comes from
-services/milestones (``report_get``, ``comment_list``) and services/convoys (``convoy_recipients``,
-and ``facilitators`` when a facilitator took part), asked once per batch.
+edited comment is mailed as it reads at the flush (so edits and deletes need no events). The data
+comes from services/milestones (``report_get``, ``comment_list``) and services/convoys
+(``convoy_recipients``, and ``facilitators`` when a facilitator took part), asked once per batch.
 
 Exactly once: the delivery keys name the batch, so a flusher that dies mid-way (its lease runs out,
 another takes the batch over) or a failed send retried later sends only what was not sent; the
@@ -27,27 +26,29 @@ it listed (a top-level comment when it listed only kudos), through services/mile
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
-import jinja2
 import structlog
 
-from notifier import render, replies
+from notifier import i18n, render, replies
+from notifier.delivery import Mailer, convoy_list_id
 from notifier.email import TransientDeliveryError
-from notifier.repository import FeedbackBatch, FeedbackItem, FeedbackQueue, Preferences
+from notifier.i18n import N_
+from notifier.repository import FeedbackBatch, FeedbackItem, FeedbackQueue
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime.errors import NotFound, Unavailable
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -67,55 +68,17 @@ EXCERPT_CHARS = 500
 
 Kind = Literal["feedback", "reply"]
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("notifier", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
-
-_WORDS: dict[str, dict[str, str]] = {
-    "de": {
-        "feedback_subject": "Rückmeldungen zum Bericht von {company} in „{convoy}“",
-        "feedback_heading": "Neue Rückmeldungen zu Ihrem Bericht",
-        "feedback_intro": "Zum Bericht von {company} im Konvoi „{convoy}“ ist Folgendes eingegangen:",
-        "reply_subject": "Antwort auf Ihren Kommentar in „{convoy}“",
-        "reply_heading": "Jemand hat Ihnen geantwortet",
-        "reply_intro": "Auf Ihren Kommentar zum Bericht von {company} im Konvoi „{convoy}“ wurde geantwortet:",
-        "greeting": "Hallo {name},",
-        "comment": "{who} schreibt:",
-        "answer": "{who} antwortet {parent}:",
-        "answer_you": "{who} antwortet Ihnen:",
-        "kudos": "Kudos von:",
-        "hint_comment": "Antworten Sie einfach auf diese E-Mail: Ihre Antwort erscheint als Antwort auf den letzten"
-        " Kommentar oben, sichtbar für alle Mitglieder des Konvois.",
-        "hint_report": "Antworten Sie einfach auf diese E-Mail: Ihre Antwort erscheint als Kommentar zum Bericht,"
-        " sichtbar für alle Mitglieder des Konvois.",
-        "button": "Zum Bericht",
-        "facilitator": "Moderation",
-        "former": "ein ehemaliges Mitglied",
-    },
-    "en": {
-        "feedback_subject": 'Feedback on the report of {company} in "{convoy}"',
-        "feedback_heading": "New feedback on your report",
-        "feedback_intro": 'Here is what came in on the report of {company} in the convoy "{convoy}":',
-        "reply_subject": 'Reply to your comment in "{convoy}"',
-        "reply_heading": "Someone answered you",
-        "reply_intro": 'Your comment on the report of {company} in the convoy "{convoy}" got an answer:',
-        "greeting": "Hello {name},",
-        "comment": "{who} writes:",
-        "answer": "{who} answers {parent}:",
-        "answer_you": "{who} answers you:",
-        "kudos": "Kudos from:",
-        "hint_comment": "Just reply to this email: your answer is posted as a reply to the latest comment above,"
-        " for every member of the convoy to see.",
-        "hint_report": "Just reply to this email: your answer is posted as a comment on the report, for every"
-        " member of the convoy to see.",
-        "button": "Open the report",
-        "facilitator": "facilitator",
-        "former": "a former member",
-    },
+_REPLY_HINTS = {
+    "hint_comment": N_(
+        "Just reply to this email: your answer is posted as a reply to the latest comment above,"
+        " for every member of the convoy to see."
+    ),
+    "hint_report": N_(
+        "Just reply to this email: your answer is posted as a comment on the report, for every"
+        " member of the convoy to see."
+    ),
 }
+"""What a reply to the email becomes (``render_batch``'s ``reply_hint``)."""
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -153,26 +116,39 @@ def render_batch(
     """The feedback or reply email. User text (names, comments) is formatted into plain strings;
     the HTML template escapes everything it prints."""
     lang = render.message_language(language)
-    w = _WORDS[lang]
-    subject = w[f"{kind}_subject"].format(company=company, convoy=convoy)
+    _ = i18n.Words(lang)
+    if kind == "feedback":
+        subject = _('Feedback on the report of %(company)s in "%(convoy)s"', company=company, convoy=convoy)
+        heading = _("New feedback on your report")
+        intro = _(
+            'Here is what came in on the report of %(company)s in the convoy "%(convoy)s":',
+            company=company,
+            convoy=convoy,
+        )
+    else:
+        subject = _('Reply to your comment in "%(convoy)s"', convoy=convoy)
+        heading = _("Someone answered you")
+        intro = _(
+            'Your comment on the report of %(company)s in the convoy "%(convoy)s" got an answer:',
+            company=company,
+            convoy=convoy,
+        )
     context: dict[str, Any] = {
         "lang": lang,
         "subject": subject,
         "preheader": " ".join(lines[-1].text.split())[:120] if lines else "",
-        "heading": w[f"{kind}_heading"],
-        "greeting": w["greeting"].format(name=" ".join(name.split())),
-        "intro": w[f"{kind}_intro"].format(company=company, convoy=convoy),
+        "heading": heading,
+        "greeting": render.greeting(_, name),
+        "intro": intro,
         "entries": lines,
-        "kudos_label": w["kudos"],
         "kudos": kudos,
-        "reply_hint": w[reply_hint] if reply_hint else "",
-        "button": w["button"],
+        "reply_hint": _(_REPLY_HINTS[reply_hint]) if reply_hint else "",
         "link": link,
     }
     return render.Rendered(
         subject=subject,
-        text=_env.get_template("feedback.txt").render(context),
-        html=_env.get_template("feedback.html").render(context),
+        text=render._env.get_template("feedback.txt").render(context),
+        html=render._env.get_template("feedback.html").render(context),
         lang=lang,
     )
 
@@ -209,26 +185,11 @@ class _Said:
 class Feedback:
     """The consumer (``on_event``) and the flusher (``run``); sends through the notifier's ``send_email``."""
 
-    def __init__(
-        self,
-        rt: Runtime,
-        *,
-        send_email: Callable[..., Awaitable[None]],
-        fan_out: Callable[[Iterable[Callable[[], Awaitable[None]]]], Awaitable[None]],
-        preferences: Preferences,
-        public: Callable[[str], str],
-        list_id: Callable[[str, uuid.UUID], str],
-        replies_on: bool,
-    ) -> None:
+    def __init__(self, rt: Runtime, mail: Mailer) -> None:
         self.rt = rt
+        self.mail = mail
         self.queue = FeedbackQueue(rt.db)
         self.window_s = rt.settings.feedback_window_s
-        self.send_email = send_email
-        self.fan_out = fan_out
-        self.preferences = preferences
-        self.public = public
-        self.list_id = list_id
-        self.replies_on = replies_on
 
     # --- collecting ----------------------------------------------------------------------------
     async def on_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
@@ -269,8 +230,7 @@ class Feedback:
                 log.warning("feedback flush: database away, trying again", error=str(exc))
             except Exception:
                 log.exception("feedback flush failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+            await wait_or_stop(stop, interval)
 
     async def flush(self) -> int:
         """One pass: close the due batches and send them; how many were taken."""
@@ -298,26 +258,14 @@ class Feedback:
         """The batch's emails, as things stand now (hidden content and kudos taken back left out)."""
         if not batch.items:
             return
-        rpc, subjects = self.rt.rpc, self.rt.subjects
+        rpc = self.rt.rpc
         asks: list[Awaitable[Any]] = [
-            rpc.call(
-                subjects.rpc("milestones", Rpc.REPORT_GET),
-                api.GetReport(actor=api.SYSTEM, report_id=batch.report_id),
-                api.Report,
-            ),
-            rpc.call(
-                subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
-                api.GetRecipients(convoy_id=batch.convoy_id),
-                api.Recipients,
-            ),
+            rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=batch.report_id)),
+            rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=batch.convoy_id)),
         ]
         if any(i.kind == "comment" for i in batch.items):
             asks.append(
-                rpc.call(
-                    subjects.rpc("milestones", Rpc.COMMENT_LIST),
-                    api.ReportAction(actor=api.SYSTEM, report_id=batch.report_id),
-                    api.Comments,
-                )
+                rpc.call(Milestones.COMMENT_LIST, api.ReportAction(actor=api.SYSTEM, report_id=batch.report_id))
             )
         try:
             report, members, *rest = await asyncio.gather(*asks)
@@ -363,11 +311,11 @@ class Feedback:
                 sends.append(self._one_email("reply", batch, people[person_id], people, company, members, answers, []))
         if not sends:
             return
-        prefs = await self.preferences.get_many(p.person_id for _, p, _, _ in sends)
-        list_id = self.list_id(members.convoy_name, batch.convoy_id)
-        await self.fan_out(
+        prefs = await self.mail.preferences.get_many(p.person_id for _, p, _, _ in sends)
+        list_id = convoy_list_id(members.convoy_name, batch.convoy_id)
+        await self.mail.fan_out(
             functools.partial(
-                self.send_email,
+                self.mail.send_email,
                 key,
                 batch.id,
                 to_name=p.name,
@@ -384,14 +332,10 @@ class Feedback:
     async def _facilitators(self, convoy_id: uuid.UUID, wanted: set[uuid.UUID]) -> dict[uuid.UUID, Person]:
         """Those of ``wanted`` who facilitate the convoy: named from the convoy, with the contact
         ``facilitators`` gives (it lists active and paused convoys only; without it, no email to them)."""
-        rpc, subjects = self.rt.rpc, self.rt.subjects
+        rpc = self.rt.rpc
         convoy, everyone = await asyncio.gather(
-            rpc.call(
-                subjects.rpc("convoys", Rpc.CONVOY_GET),
-                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-                api.Convoy,
-            ),
-            rpc.call(subjects.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators),
+            rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id)),
+            rpc.call(Convoys.FACILITATORS, api.Empty()),
         )
         contacts = {f.person_id: f for f in everyone.facilitators if convoy_id in f.convoy_ids}
         found: dict[uuid.UUID, Person] = {}
@@ -414,29 +358,31 @@ class Feedback:
         said: list[_Said],
         kudos: list[uuid.UUID],
     ) -> tuple[str, Person, render.Rendered, replies.Target | None]:
-        lang = render.message_language(to.language)
-        w = _WORDS[lang]
+        _ = i18n.Words(render.message_language(to.language))
+        facilitator = _("facilitator")
 
         def who(person_id: uuid.UUID, comment: api.Comment | None = None) -> str:
             p = people.get(person_id)
             if p is None:  # left the convoy, or erased their account
-                return comment.former_author if comment is not None and comment.former_author else w["former"]
-            return f"{p.name} ({p.company if p.company is not None else w['facilitator']})"
+                return comment.former_author if comment is not None and comment.former_author else _("a former member")
+            return f"{p.name} ({p.company if p.company is not None else facilitator})"
 
         lines = []
         for s in said:
             author = who(s.item.actor_id, s.comment)
             if s.parent is None:
-                heading = w["comment"].format(who=author)
+                heading = _("%(who)s writes:", who=author)
             elif s.parent.author_id == to.person_id:
-                heading = w["answer_you"].format(who=author)
+                heading = _("%(who)s answers you:", who=author)
             else:
                 parent = people.get(s.parent.author_id)
-                heading = w["answer"].format(who=author, parent=parent.name if parent else w["former"])
+                heading = _(
+                    "%(who)s answers %(parent)s:", who=author, parent=parent.name if parent else _("a former member")
+                )
             lines.append(Line(who=heading, text=excerpt(s.comment.body)))
         target = None
         hint = None
-        if self.replies_on and to.representative:
+        if self.mail.replies_on and to.representative:
             latest = said[-1].comment if said else None
             parent_id = (latest.parent_id or latest.id) if latest is not None else None
             target = replies.Target(
@@ -455,7 +401,7 @@ class Feedback:
             company=company,
             lines=lines,
             kudos=[who(k) for k in kudos],
-            link=self.public(f"/reports/{batch.report_id}"),
+            link=self.mail.public(f"/reports/{batch.report_id}"),
             reply_hint=hint,
         )
         return f"{kind}:{batch.id}:{to.person_id}", to, rendered, target

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from notifier import cycles, facilitation, facilitator, feedback, render
+import msgspec
+
+from notifier import cycles, facilitation, facilitator, feedback, i18n, render
 from notifier.render import Rendered
 from schemas import api
 from schemas import events as ev
@@ -197,7 +199,9 @@ def _report(lang: str) -> Rendered:
         recipient=_recipient(lang),
         company=COMPANY,
         convoy=CONVOY,
-        report=sample_report(),
+        report=msgspec.convert(
+            sample_report(), ev.ReportSnapshot, from_attributes=True
+        ),  # as report.submitted carries it
         link=f"{PUBLIC_URL}/convoys/{_id(11)}",
         report_link=f"{PUBLIC_URL}/reports/{_id(10)}",
         replies_enabled=True,
@@ -345,19 +349,19 @@ def _help_requested(lang: str) -> Rendered:
 
 
 def _feedback_lines(lang: str) -> list[feedback.Line]:
-    de = lang == "de"
+    _ = i18n.Words(lang)
     return [
         feedback.Line(
-            who="Ben Schmidt (Laden Schmidt) schreibt:" if de else "Ben Schmidt (Laden Schmidt) writes:",
+            who=_("%(who)s writes:", who="Ben Schmidt (Laden Schmidt)"),
             text="Großartig! Welches Tool nutzt ihr für die Kalendersynchronisation mit den Monteurs-Handys?",
         ),
         feedback.Line(
-            who=f"Clara Stahl ({PEER}) antwortet Ben Schmidt:" if de else f"Clara Stahl ({PEER}) answers Ben Schmidt:",
+            who=_("%(who)s answers %(parent)s:", who=f"Clara Stahl ({PEER})", parent="Ben Schmidt"),
             text="Wir nutzen das gleiche, siehe https://hilfe.example.org/kalender/synchronisation/google-workspace"
             "-und-outlook-365?quelle=convoy",
         ),
         feedback.Line(
-            who="Fiona Facil (Moderation) schreibt:" if de else "Fiona Facil (facilitator) writes:",
+            who=_("%(who)s writes:", who=f"Fiona Facil ({_('facilitator')})"),
             text="Schön zu sehen, wie es vorangeht. Bringt das doch nächste Woche in die Runde ein.",
         ),
     ]

@@ -14,12 +14,13 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from notifier import access
 from notifier import repository as repo
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
-from services.runtime.errors import Forbidden
+from schemas.convoys import Convoys
+from schemas.notifier import Notifier
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -45,9 +46,9 @@ class PrivacyRules:
     async def is_erased(self, person_id: uuid.UUID) -> bool:
         return await repo.is_erased(self.rt.db, person_id)
 
+    @Notifier.PERSONAL_DATA
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
-        if req.actor.person_id is None:
-            raise Forbidden("the admin token has no personal data; sign in as a person")
-        me = await self.rt.rpc.call(self.rt.subjects.rpc("convoys", Rpc.ME_GET), req, api.Me)
-        sections = await repo.personal_records(self.rt.db, req.actor.person_id, me.person.email)
+        person_id = access.own_person(req.actor, "personal data")
+        me = await self.rt.rpc.call(Convoys.ME_GET, req)
+        sections = await repo.personal_records(self.rt.db, person_id, me.person.email)
         return api.PersonalData(service=self.rt.name, sections=sections)

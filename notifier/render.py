@@ -1,4 +1,8 @@
-"""Rendering notifications from Jinja2 templates, in the recipient's language (de or en)."""
+"""Rendering notifications from Jinja2 templates, in the recipient's language (de or en).
+
+The words are English msgids translated through the emails' catalogue (notifier.i18n): static ones in the
+templates (``{{ _("Open the report") }}``), sentences with values here (``_("Hello %(name)s,", name=...)``).
+"""
 
 from __future__ import annotations
 
@@ -6,72 +10,36 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import jinja2
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
+from notifier import i18n
+from notifier.i18n import N_
 from schemas import api
+from schemas import events as ev
 from services.runtime import markdown
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("notifier", "templates"),
-    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
+_env = i18n.environment()
 
-_TEXTS = {
-    "de": {
-        "subject": "{company}: neuer Fortschrittsbericht in „{convoy}“",
-        "heading": "Neuer Fortschrittsbericht",
-        "greeting": "Hallo {name},",
-        "greeting_anonymous": "Guten Tag,",
-        "intro": "{company} hat im Konvoi „{convoy}“ einen neuen Fortschrittsbericht für Runde {round} veröffentlicht.",
-        "intro_late": "{company} hat im Konvoi „{convoy}“ einen Fortschrittsbericht für Runde {round} nachgereicht.",
-        "done": "Erledigt",
-        "next": "Als Nächstes",
-        "blockers": "Hindernisse",
-        "milestones": "Meilensteine",
-        "mood": "Stimmung",
-        "help": "Sucht Unterstützung bei",
-        "help_yes": "ja, ohne ein bestimmtes Thema",
-        "can_help": "Ich kann helfen",
-        "open_report": "Zum Bericht",
-        "open_convoy": "Zum Konvoi",
-        "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
-        "reply_hint": "Sie können auf diese E-Mail antworten: Ihre Antwort erscheint als Kommentar zu diesem"
-        " Bericht, den alle Mitglieder des Konvois sehen.",
-        "not_started": "nicht begonnen",
-        "in_progress": "in Arbeit",
-        "done_status": "erledigt",
-        "blocked": "blockiert",
-    },
-    "en": {
-        "subject": '{company}: new progress report in "{convoy}"',
-        "heading": "New progress report",
-        "greeting": "Hello {name},",
-        "greeting_anonymous": "Hello,",
-        "intro": '{company} posted a new progress report for round {round} in the convoy "{convoy}".',
-        "intro_late": '{company} posted a late progress report for round {round} in the convoy "{convoy}".',
-        "done": "Done",
-        "next": "Next",
-        "blockers": "Blockers",
-        "milestones": "Milestones",
-        "mood": "Mood",
-        "help": "Would welcome help with",
-        "help_yes": "yes, no particular topic",
-        "can_help": "I can help",
-        "open_report": "Open the report",
-        "open_convoy": "Open the convoy",
-        "fallback": "If the button does not work, copy this link into your browser:",
-        "reply_hint": "You can reply to this email: your answer is posted as a comment on this report,"
-        " and every member of the convoy sees it.",
-        "not_started": "not started",
-        "in_progress": "in progress",
-        "done_status": "done",
-        "blocked": "blocked",
-    },
+_STATUS = {
+    "not_started": N_("not started"),
+    "in_progress": N_("in progress"),
+    "done": N_("done"),
+    "blocked": N_("blocked"),
 }
+"""A milestone's status as the emails name it."""
+
+
+def status(_: i18n.Words, value: str) -> str:
+    """A milestone status (``in_progress``) in the recipient's words (``in Arbeit``)."""
+    return _(_STATUS[value]) if value in _STATUS else value
+
+
+def greeting(_: i18n.Words, name: str) -> str:
+    """``Hello Anna,`` (``Hallo Anna,``), or ``Hello,`` (``Guten Tag,``) for someone without a name."""
+    name = " ".join(name.split())
+    return _("Hello %(name)s,", name=name) if name else _("Hello,")
+
 
 _BLOCKS = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
 """The block structure of a report's Markdown (as services.runtime.markdown parses it)."""
@@ -151,7 +119,7 @@ def report_submitted(
     recipient: api.Recipient,
     company: str,
     convoy: str,
-    report: api.Report,
+    report: ev.ReportSnapshot,
     link: str,
     report_link: str,
     replies_enabled: bool = False,
@@ -160,35 +128,40 @@ def report_submitted(
     flattened in the text part, the milestones it moved, mood, help wanted with an "I can help"
     link to the report page's offer form, and (``replies_enabled``) that a reply becomes a comment."""
     lang = message_language(recipient.language)
-    t = _TEXTS[lang]
-    values = {"company": _line(company), "convoy": _line(convoy), "round": str(report.cycle_index + 1)}
-    subject = t["subject"].format(**values)
-    name = _line(recipient.name)
+    _ = i18n.Words(lang)
+    values = {"company": _line(company), "convoy": _line(convoy), "round": report.cycle_index + 1}
+    subject = _('%(company)s: new progress report in "%(convoy)s"', **values)
     sections = [
-        (t[k], text) for k, text in (("done", report.done), ("next", report.next), ("blockers", report.blockers))
+        (_("Done"), report.done),
+        (_("Next"), report.next),
+        (_("Blockers"), report.blockers),
     ]
     sections = [(label, text) for label, text in sections if text.strip()]
-    help_topic = _line(report.help_topic) or (t["help_yes"] if report.help_wanted else "")
+    help_topic = _line(report.help_topic) or (_("yes, no particular topic") if report.help_wanted else "")
+    if report.late:
+        intro = _('%(company)s posted a late progress report for round %(round)s in the convoy "%(convoy)s".', **values)
+    else:
+        intro = _('%(company)s posted a new progress report for round %(round)s in the convoy "%(convoy)s".', **values)
+    reply_hint = _(
+        "You can reply to this email: your answer is posted as a comment on this report,"
+        " and every member of the convoy sees it."
+    )
     context = {
         "lang": lang,
         "subject": subject,
         "preheader": markdown.plain(report.done, limit=120),
-        "t": t,
-        "greeting": t["greeting"].format(name=name) if name else t["greeting_anonymous"],
-        "intro": t["intro_late" if report.late else "intro"].format(**values),
+        "greeting": greeting(_, recipient.name),
+        "intro": intro,
         # the same sanitizing renderer as the report's page and the digest (cached per text)
         "sections_html": [(label, Markup(markdown.render(text))) for label, text in sections],  # noqa: S704
         "sections_text": [(label, plain_blocks(text)) for label, text in sections],
-        "milestones": [
-            (_line(m.title), t.get("done_status" if m.status == "done" else m.status, m.status), m.status == "done")
-            for m in report.milestones
-        ],
+        "milestones": [(_line(m.title), status(_, m.status), m.status == "done") for m in report.milestones],
         "mood": report.mood,
         "help": help_topic if report.help_wanted or report.help_topic.strip() else "",
         "help_link": f"{report_link}#{HELP_ANCHOR}",
         "report_link": report_link,
         "link": link,
-        "reply_hint": t["reply_hint"] if replies_enabled else "",
+        "reply_hint": reply_hint if replies_enabled else "",
     }
     return Rendered(
         subject=subject,
@@ -244,328 +217,176 @@ class _Words:
     """Paragraphs after the link."""
 
 
-_MESSAGE_COMMON = {
-    "de": {
-        "greeting": "Hallo {name},",
-        "greeting_anonymous": "Guten Tag,",
-        "fallback": "Falls die Schaltfläche nicht funktioniert, kopieren Sie diesen Link in Ihren Browser:",
-    },
-    "en": {
-        "greeting": "Hello {name},",
-        "greeting_anonymous": "Hello,",
-        "fallback": "If the button does not work, copy this link into your browser:",
-    },
-}
-
-_MESSAGE_TEXTS: dict[str, dict[str, _Words]] = {
-    "de": {
-        "invitation": _Words(
-            subject="Einladung in den Konvoi „{convoy}“",
-            heading="Sie sind eingeladen",
-            body=(
-                "{inviter} lädt Sie ein, dem Konvoi „{convoy}“ als Vertreter:in von {company} beizutreten.",
-                "In einem Konvoi bringen kleine und mittlere Unternehmen ihre Digitalisierungsprojekte"
-                " gemeinsam voran und berichten einander regelmäßig über ihre Fortschritte.",
-            ),
-            button="Einladung annehmen",
-            after=("Die Einladung ist gültig bis {expires}.",),
-        ),
-        "sign_in": _Words(
-            subject="Ihr Anmeldelink für Convoy",
-            heading="Ihr Anmeldelink",
-            body=("Mit diesem Link melden Sie sich bei Convoy an.",),
-            button="Jetzt anmelden",
-            after=(
-                "Der Link ist {minutes} Minuten lang gültig und kann nur einmal verwendet werden.",
-                "Sie haben keinen Anmeldelink angefordert? Dann können Sie diese E-Mail einfach ignorieren.",
+_MESSAGES: dict[str, _Words] = {
+    "invitation": _Words(
+        subject=N_('Invitation to join the convoy "%(convoy)s"'),
+        heading=N_("You are invited"),
+        body=(
+            N_('%(inviter)s has invited you to join the convoy "%(convoy)s" as a representative of %(company)s.'),
+            N_(
+                "In a convoy, small and mid-sized companies move their digitalisation projects forward together"
+                " and regularly report their progress to each other."
             ),
         ),
-        "facilitator_appointed": _Words(
-            subject="Sie sind jetzt Moderator:in bei Convoy",
-            heading="Willkommen als Moderator:in",
-            body=(
-                "Sie sind jetzt Moderator:in bei Convoy. Sie können nun Konvois einrichten,"
-                " Unternehmen dazu einladen und den Austausch in den Konvois begleiten.",
-                "Melden Sie sich an, um loszulegen.",
+        button=N_("Accept the invitation"),
+        after=(N_("The invitation is valid until %(expires)s."),),
+    ),
+    "sign_in": _Words(
+        subject=N_("Your sign-in link for Convoy"),
+        heading=N_("Your sign-in link"),
+        body=(N_("Use this link to sign in to Convoy."),),
+        button=N_("Sign in now"),
+        after=(
+            N_("The link is valid for %(minutes)s minutes and can be used only once."),
+            N_("If you did not ask for a sign-in link, you can simply ignore this email."),
+        ),
+    ),
+    "facilitator_appointed": _Words(
+        subject=N_("You are now a facilitator at Convoy"),
+        heading=N_("Welcome as a facilitator"),
+        body=(
+            N_(
+                "You are now a facilitator at Convoy. You can set up convoys, invite companies to join them and"
+                " moderate them."
             ),
-            button="Bei Convoy anmelden",
+            N_("Sign in to get started."),
         ),
-        "join_request_received": _Words(
-            subject="Beitrittsanfrage von {company} für „{convoy}“",
-            heading="Neue Beitrittsanfrage",
-            body=("{contact} fragt an, ob {company} dem Konvoi „{convoy}“ beitreten kann.",),
-            note="Nachricht",
-            button="Anfrage prüfen",
-            after=("Sie erhalten diese E-Mail als Moderator:in des Konvois.",),
-        ),
-        "join_request_declined": _Words(
-            subject="Ihre Beitrittsanfrage für „{convoy}“",
-            heading="Ihre Beitrittsanfrage wurde abgelehnt",
-            body=("Ihre Anfrage, mit {company} dem Konvoi „{convoy}“ beizutreten, wurde leider abgelehnt.",),
-            note="Begründung",
-            after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
-        ),
-        "observer_invitation": _Words(
-            subject="Einladung in den Konvoi „{convoy}“ als Beobachter:in",
-            heading="Sie sind eingeladen",
-            body=(
-                "{inviter} lädt Sie ein, den Konvoi „{convoy}“ als Beobachter:in zu begleiten.",
-                "Sie lesen die Fortschrittsberichte, Kommentare und die Übersicht der teilnehmenden Unternehmen"
-                " und erhalten die Zusammenfassung jeder Runde per E-Mail. Selbst berichten oder kommentieren"
-                " Sie nicht.",
-            ),
-            button="Einladung annehmen",
-            after=("Die Einladung ist gültig bis {expires}.",),
-        ),
-        "observer_removed": _Words(
-            subject="Sie begleiten den Konvoi „{convoy}“ nicht mehr",
-            heading="Ihr Platz als Beobachter:in wurde beendet",
-            body=("Sie wurden als Beobachter:in aus dem Konvoi „{convoy}“ entfernt.",),
-            note="Begründung",
-            after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
-        ),
-        "member_removed": _Words(
-            subject="Sie sind nicht mehr Mitglied im Konvoi „{convoy}“",
-            heading="Sie wurden aus dem Konvoi entfernt",
-            body=("Sie wurden als Vertreter:in von {company} aus dem Konvoi „{convoy}“ entfernt.",),
-            note="Begründung",
-            after=("Bei Fragen wenden Sie sich gern an das Kompetenzzentrum, das den Konvoi betreut.",),
-        ),
-        "help_offered": _Words(
-            subject="{helper} ({company}) bietet Hilfe an",
-            heading="Jemand kann Ihnen helfen",
-            body=(
-                "Sie haben im Konvoi „{convoy}“ um Unterstützung gebeten: {topic}.",
-                "{helper} von {company} bietet Hilfe an.",
-            ),
-            note="Nachricht",
-            button="Zum Bericht",
-        ),
-        "slack_disabled": _Words(
-            subject="Slack-Kanal von „{convoy}“ abgeschaltet",
-            heading="Slack nimmt keine Nachrichten mehr an",
-            body=(
-                "Der Slack-Webhook des Konvois „{convoy}“ wurde von Slack dauerhaft abgelehnt"
-                " (zum Beispiel widerrufen oder der Kanal gelöscht). Convoy sendet keine Digests mehr dorthin.",
-                "Hinterlegen Sie bei Bedarf einen neuen Webhook in den Einstellungen des Konvois.",
-            ),
-            note="Antwort von Slack",
-            button="Zum Konvoi",
-        ),
-        "chat_disabled": _Words(
-            subject="{channel}: Kanal von „{convoy}“ abgeschaltet",
-            heading="{channel} nimmt keine Nachrichten mehr an",
-            body=(
-                "Der Webhook ({channel}) des Konvois „{convoy}“ wurde dauerhaft abgelehnt (zum Beispiel der"
-                " Workflow gelöscht oder seine URL erneuert). Convoy sendet keine Digests und Berichte mehr dorthin.",
-                "Hinterlegen Sie bei Bedarf einen neuen Webhook in den Einstellungen des Konvois.",
-            ),
-            note="Antwort des Webhooks",
-            button="Zum Konvoi",
-        ),
-        "report_hidden": _Words(
-            subject="Ihr Bericht in „{convoy}“ wurde ausgeblendet",
-            heading="Ihr Bericht wurde ausgeblendet",
-            body=(
-                "Die Moderation des Konvois „{convoy}“ hat einen Fortschrittsbericht von {company} ausgeblendet."
-                " Die anderen Mitglieder sehen ihn nicht mehr.",
-            ),
-            note="Begründung",
-            after=("Bei Fragen wenden Sie sich gern an die Moderation des Konvois.",),
-        ),
-        "comment_hidden": _Words(
-            subject="Ihr Kommentar in „{convoy}“ wurde ausgeblendet",
-            heading="Ihr Kommentar wurde ausgeblendet",
-            body=(
-                "Die Moderation des Konvois „{convoy}“ hat Ihren Kommentar zum Bericht von {company} ausgeblendet."
-                " Die anderen Mitglieder sehen ihn nicht mehr.",
-            ),
-            note="Begründung",
-            button="Zum Bericht",
-            after=("Bei Fragen wenden Sie sich gern an die Moderation des Konvois.",),
-        ),
-        "content_flagged": _Words(
-            subject="Meldung in „{convoy}“: {category}",
-            heading="Ein Beitrag wurde gemeldet",
-            body=(
-                "Ein Mitglied des Konvois „{convoy}“ hat {what} von {company} gemeldet. Grund: {category}.",
-                "Der Beitrag bleibt sichtbar, bis Sie entscheiden: ausblenden oder die Meldung verwerfen.",
-            ),
-            note="Anmerkung",
-            button="Zur Moderation",
-            after=("Sie erhalten diese E-Mail als Moderator:in des Konvois.",),
-        ),
-        "pool_request_received": _Words(
-            subject="Digitalisierungscheck: {company} möchte in einen Konvoi zu „{theme}“",
-            heading="Neue Anfrage im Formierungspool",
-            body=(
-                "{contact} hat den Digitalisierungscheck gemacht und möchte mit {company} in einem Konvoi"
-                " zum Thema „{theme}“ mitmachen.",
-                "Die Anfrage wartet im Formierungspool, bis Sie sie einem Konvoi zuordnen.",
-            ),
-            note="Nachricht",
-            button="Zum Formierungspool",
-            after=("Sie erhalten diese E-Mail als Moderator:in des Kompetenzzentrums.",),
-        ),
-    },
-    "en": {
-        "invitation": _Words(
-            subject='Invitation to join the convoy "{convoy}"',
-            heading="You are invited",
-            body=(
-                '{inviter} has invited you to join the convoy "{convoy}" as a representative of {company}.',
-                "In a convoy, small and mid-sized companies move their digitalisation projects forward"
-                " together and regularly report their progress to each other.",
-            ),
-            button="Accept the invitation",
-            after=("The invitation is valid until {expires}.",),
-        ),
-        "sign_in": _Words(
-            subject="Your sign-in link for Convoy",
-            heading="Your sign-in link",
-            body=("Use this link to sign in to Convoy.",),
-            button="Sign in now",
-            after=(
-                "The link is valid for {minutes} minutes and can be used only once.",
-                "If you did not ask for a sign-in link, you can simply ignore this email.",
+        button=N_("Sign in to Convoy"),
+    ),
+    "join_request_received": _Words(
+        subject=N_('Request from %(company)s to join "%(convoy)s"'),
+        heading=N_("New request to join"),
+        body=(N_('%(contact)s asks for %(company)s to join the convoy "%(convoy)s".'),),
+        note=N_("Their message"),
+        button=N_("Review the request"),
+        after=(N_("You receive this email as a facilitator of the convoy."),),
+    ),
+    "join_request_declined": _Words(
+        subject=N_('Your request to join "%(convoy)s"'),
+        heading=N_("Your request to join was declined"),
+        body=(N_('Unfortunately, your request for %(company)s to join the convoy "%(convoy)s" was declined.'),),
+        note=N_("Reason"),
+        after=(N_("If you have questions, please contact the competence centre that runs the convoy."),),
+    ),
+    "observer_invitation": _Words(
+        subject=N_('Invitation to observe the convoy "%(convoy)s"'),
+        heading=N_("You are invited"),
+        body=(
+            N_('%(inviter)s has invited you to follow the convoy "%(convoy)s" as an observer.'),
+            N_(
+                "You read the companies' progress reports, comments and board, and get each round's digest by"
+                " email. You do not report or comment yourself."
             ),
         ),
-        "facilitator_appointed": _Words(
-            subject="You are now a facilitator at Convoy",
-            heading="Welcome as a facilitator",
-            body=(
-                "You are now a facilitator at Convoy. You can set up convoys, invite companies"
-                " to join them and moderate them.",
-                "Sign in to get started.",
+        button=N_("Accept the invitation"),
+        after=(N_("The invitation is valid until %(expires)s."),),
+    ),
+    "observer_removed": _Words(
+        subject=N_('You no longer observe the convoy "%(convoy)s"'),
+        heading=N_("Your observer seat has ended"),
+        body=(N_('You were removed as an observer from the convoy "%(convoy)s".'),),
+        note=N_("Reason"),
+        after=(N_("If you have questions, please contact the competence centre that runs the convoy."),),
+    ),
+    "member_removed": _Words(
+        subject=N_('You are no longer a member of the convoy "%(convoy)s"'),
+        heading=N_("You were removed from the convoy"),
+        body=(N_('You were removed from the convoy "%(convoy)s" as a representative of %(company)s.'),),
+        note=N_("Reason"),
+        after=(N_("If you have questions, please contact the competence centre that runs the convoy."),),
+    ),
+    "help_offered": _Words(
+        subject=N_("%(helper)s (%(company)s) offers help"),
+        heading=N_("Someone can help you"),
+        body=(
+            N_('You asked for help in the convoy "%(convoy)s": %(topic)s.'),
+            N_("%(helper)s from %(company)s offers to help."),
+        ),
+        note=N_("Their message"),
+        button=N_("Open the report"),
+    ),
+    "slack_disabled": _Words(
+        subject=N_('Slack channel of "%(convoy)s" switched off'),
+        heading=N_("Slack no longer accepts messages"),
+        body=(
+            N_(
+                'Slack refused the webhook of the convoy "%(convoy)s" for good (for example it was revoked or the'
+                " channel was deleted). Convoy no longer sends digests there."
             ),
-            button="Sign in to Convoy",
+            N_("If you like, set a new webhook in the convoy's settings."),
         ),
-        "join_request_received": _Words(
-            subject='Request from {company} to join "{convoy}"',
-            heading="New request to join",
-            body=('{contact} asks for {company} to join the convoy "{convoy}".',),
-            note="Their message",
-            button="Review the request",
-            after=("You receive this email as a facilitator of the convoy.",),
-        ),
-        "join_request_declined": _Words(
-            subject='Your request to join "{convoy}"',
-            heading="Your request to join was declined",
-            body=('Unfortunately, your request for {company} to join the convoy "{convoy}" was declined.',),
-            note="Reason",
-            after=("If you have questions, please contact the competence centre that runs the convoy.",),
-        ),
-        "observer_invitation": _Words(
-            subject='Invitation to observe the convoy "{convoy}"',
-            heading="You are invited",
-            body=(
-                '{inviter} has invited you to follow the convoy "{convoy}" as an observer.',
-                "You read the companies' progress reports, comments and board, and get each round's digest"
-                " by email. You do not report or comment yourself.",
+        note=N_("Slack's answer"),
+        button=N_("Open the convoy"),
+    ),
+    "chat_disabled": _Words(
+        subject=N_('%(channel)s channel of "%(convoy)s" switched off'),
+        heading=N_("%(channel)s no longer accepts messages"),
+        body=(
+            N_(
+                'The %(channel)s webhook of the convoy "%(convoy)s" was refused for good (for example the'
+                " workflow was deleted or its URL renewed). Convoy no longer sends digests and reports there."
             ),
-            button="Accept the invitation",
-            after=("The invitation is valid until {expires}.",),
+            N_("If you like, set a new webhook in the convoy's settings."),
         ),
-        "observer_removed": _Words(
-            subject='You no longer observe the convoy "{convoy}"',
-            heading="Your observer seat has ended",
-            body=('You were removed as an observer from the convoy "{convoy}".',),
-            note="Reason",
-            after=("If you have questions, please contact the competence centre that runs the convoy.",),
-        ),
-        "member_removed": _Words(
-            subject='You are no longer a member of the convoy "{convoy}"',
-            heading="You were removed from the convoy",
-            body=('You were removed from the convoy "{convoy}" as a representative of {company}.',),
-            note="Reason",
-            after=("If you have questions, please contact the competence centre that runs the convoy.",),
-        ),
-        "help_offered": _Words(
-            subject="{helper} ({company}) offers help",
-            heading="Someone can help you",
-            body=(
-                'You asked for help in the convoy "{convoy}": {topic}.',
-                "{helper} from {company} offers to help.",
+        note=N_("The webhook's answer"),
+        button=N_("Open the convoy"),
+    ),
+    "report_hidden": _Words(
+        subject=N_('Your report in "%(convoy)s" was hidden'),
+        heading=N_("Your report was hidden"),
+        body=(
+            N_(
+                'The facilitators of the convoy "%(convoy)s" hid a progress report of %(company)s. The other'
+                " members no longer see it."
             ),
-            note="Their message",
-            button="Open the report",
         ),
-        "slack_disabled": _Words(
-            subject='Slack channel of "{convoy}" switched off',
-            heading="Slack no longer accepts messages",
-            body=(
-                'Slack refused the webhook of the convoy "{convoy}" for good (for example it was revoked or'
-                " the channel was deleted). Convoy no longer sends digests there.",
-                "If you like, set a new webhook in the convoy's settings.",
+        note=N_("Reason"),
+        after=(N_("If you have questions, please contact the convoy's facilitators."),),
+    ),
+    "comment_hidden": _Words(
+        subject=N_('Your comment in "%(convoy)s" was hidden'),
+        heading=N_("Your comment was hidden"),
+        body=(
+            N_(
+                'The facilitators of the convoy "%(convoy)s" hid your comment on the report of %(company)s. The'
+                " other members no longer see it."
             ),
-            note="Slack's answer",
-            button="Open the convoy",
         ),
-        "chat_disabled": _Words(
-            subject='{channel} channel of "{convoy}" switched off',
-            heading="{channel} no longer accepts messages",
-            body=(
-                'The {channel} webhook of the convoy "{convoy}" was refused for good (for example the workflow'
-                " was deleted or its URL renewed). Convoy no longer sends digests and reports there.",
-                "If you like, set a new webhook in the convoy's settings.",
-            ),
-            note="The webhook's answer",
-            button="Open the convoy",
+        note=N_("Reason"),
+        button=N_("Open the report"),
+        after=(N_("If you have questions, please contact the convoy's facilitators."),),
+    ),
+    "content_flagged": _Words(
+        subject=N_('Flagged in "%(convoy)s": %(category)s'),
+        heading=N_("A contribution was flagged"),
+        body=(
+            N_('A member of the convoy "%(convoy)s" flagged %(what)s of %(company)s. Reason: %(category)s.'),
+            N_("It stays visible until you decide: hide it, or dismiss the flag."),
         ),
-        "report_hidden": _Words(
-            subject='Your report in "{convoy}" was hidden',
-            heading="Your report was hidden",
-            body=(
-                'The facilitators of the convoy "{convoy}" hid a progress report of {company}.'
-                " The other members no longer see it.",
-            ),
-            note="Reason",
-            after=("If you have questions, please contact the convoy's facilitators.",),
+        note=N_("Their note"),
+        button=N_("Open the moderation queue"),
+        after=(N_("You receive this email as a facilitator of the convoy."),),
+    ),
+    "pool_request_received": _Words(
+        subject=N_('Digitalisation check: %(company)s would like to join a convoy on "%(theme)s"'),
+        heading=N_("New request in the formation pool"),
+        body=(
+            N_('%(contact)s took the digitalisation check and would like %(company)s to join a convoy on "%(theme)s".'),
+            N_("The request waits in the formation pool until you place it in a convoy."),
         ),
-        "comment_hidden": _Words(
-            subject='Your comment in "{convoy}" was hidden',
-            heading="Your comment was hidden",
-            body=(
-                'The facilitators of the convoy "{convoy}" hid your comment on the report of {company}.'
-                " The other members no longer see it.",
-            ),
-            note="Reason",
-            button="Open the report",
-            after=("If you have questions, please contact the convoy's facilitators.",),
-        ),
-        "content_flagged": _Words(
-            subject='Flagged in "{convoy}": {category}',
-            heading="A contribution was flagged",
-            body=(
-                'A member of the convoy "{convoy}" flagged {what} of {company}. Reason: {category}.',
-                "It stays visible until you decide: hide it, or dismiss the flag.",
-            ),
-            note="Their note",
-            button="Open the moderation queue",
-            after=("You receive this email as a facilitator of the convoy.",),
-        ),
-        "pool_request_received": _Words(
-            subject='Digitalisation check: {company} would like to join a convoy on "{theme}"',
-            heading="New request in the formation pool",
-            body=(
-                '{contact} took the digitalisation check and would like {company} to join a convoy on "{theme}".',
-                "The request waits in the formation pool until you place it in a convoy.",
-            ),
-            note="Their message",
-            button="Open the formation pool",
-            after=("You receive this email as a facilitator of the competence centre.",),
-        ),
-    },
+        note=N_("Their message"),
+        button=N_("Open the formation pool"),
+        after=(N_("You receive this email as a facilitator of the competence centre."),),
+    ),
 }
 
 MESSAGE_TEMPLATES: tuple[str, ...] = tuple(_MESSAGE_SPECS)
+assert set(_MESSAGES) == set(_MESSAGE_SPECS)
 """Every template ``message`` renders (the values of schemas.events.EmailTemplate)."""
 
 
-def message_language(language: str) -> str:
-    """``de`` or ``en`` from a language tag (``de``, ``DE``, ``de-AT``); anything else is ``en``."""
-    primary = language.strip().lower().replace("_", "-").split("-")[0]
-    return primary if primary in _MESSAGE_TEXTS else "en"
+message_language = i18n.language
+"""``de`` or ``en`` from a language tag (``de``, ``DE``, ``de-AT``); anything else is ``en``."""
 
 
 def message(template: str, language: str, params: Mapping[str, str], *, name: str = "") -> Rendered:
@@ -586,28 +407,26 @@ def message(template: str, language: str, params: Mapping[str, str], *, name: st
     if "link" in spec.needs and not link.lower().startswith(("https://", "http://")):
         raise MessageParamsError(f"email template {template!r}: param 'link' must be an http(s) URL")
     lang = message_language(language)
-    words = _MESSAGE_TEXTS[lang][template]
-    common = _MESSAGE_COMMON[lang]
+    _ = i18n.Words(lang)
+    words = _MESSAGES[template]
     values = {p: " ".join(params[p].split()) for p in spec.needs}  # one line each
     values["link"] = link
 
     def fill(text: str) -> str:
-        return text.format(**values)
+        return _(text, **values)
 
-    name = " ".join(name.split())
     note = params.get(spec.note, "").replace("\r\n", "\n").replace("\r", "\n").strip() if spec.note else ""
     subject = fill(words.subject)
     context = {
         "lang": lang,
         "subject": subject,
         "heading": fill(words.heading),
-        "greeting": common["greeting"].format(name=name) if name else common["greeting_anonymous"],
+        "greeting": greeting(_, name),
         "body": [fill(p) for p in words.body],
-        "note_label": words.note,
+        "note_label": _(words.note) if words.note else "",
         "note": note,
-        "button": words.button,
+        "button": _(words.button) if words.button else "",
         "link": link if words.button else "",
-        "fallback": common["fallback"],
         "after": [fill(p) for p in words.after],
     }
     return Rendered(
@@ -622,80 +441,49 @@ def message(template: str, language: str, params: Mapping[str, str], *, name: st
 FOOTER_MARK = "<!--convoy:footer-->"
 """Where _layout.html wants the footer; send_email puts it there (before </body> without it)."""
 
-_FOOTER = {
-    "de": {
-        "tagline": "Convoy \N{EN DASH} gemeinsam digital vorankommen",
-        "settings": "Benachrichtigungen einstellen",
-        "unsubscribe": "Diese Art E-Mail abbestellen",
-    },
-    "en": {
-        "tagline": "Convoy \N{EN DASH} moving forward together",
-        "settings": "Notification settings",
-        "unsubscribe": "Unsubscribe from this kind of email",
-    },
-}
 _WHY = {
-    "de": {
-        "message": "Sie erhalten diese E-Mail, weil sie Ihr Konto bei Convoy, eine Einladung oder eine Anfrage"
-        " an Sie betrifft.",
-        "report": "Sie erhalten diese E-Mail, weil Ihr Unternehmen Mitglied dieses Konvois ist und Sie von neuen"
-        " Berichten der anderen Unternehmen erfahren.",
-        "help_offered": "Sie erhalten diese E-Mail, weil Ihr Unternehmen in einem Bericht um Unterstützung"
-        " gebeten hat.",
-        "prompt": "Sie erhalten diese E-Mail, weil Ihr Unternehmen Mitglied dieses Konvois ist und in jeder Runde"
-        " berichtet.",
-        "nudge": "Sie erhalten diese E-Mail, weil der Bericht Ihres Unternehmens für diese Runde noch fehlt.",
-        "digest": "Sie erhalten diese E-Mail, weil Sie an diesem Konvoi teilnehmen (für Ihr Unternehmen oder als"
-        " Beobachter:in): Nach jeder Runde fasst der Digest zusammen, was passiert ist.",
-        "facilitator_digest": "Sie erhalten diese E-Mail, weil Sie Konvois bei Convoy moderieren.",
-        "feedback": "Sie erhalten diese E-Mail, weil jemand den Bericht Ihres Unternehmens kommentiert oder ihm"
-        " Kudos gegeben hat.",
-        "reply": "Sie erhalten diese E-Mail, weil jemand auf Ihren Kommentar geantwortet hat.",
-        "help_requested": "Sie erhalten diese E-Mail, weil Sie diesen Konvoi moderieren und ein Unternehmen um"
-        " Unterstützung bittet.",
-        "facilitator_cycle": "Sie erhalten diese E-Mail, weil Sie diesen Konvoi moderieren: Zum Ende jeder Runde"
-        " bekommen Sie eine Zusammenfassung.",
-        "": "Sie erhalten diese E-Mail, weil Sie Convoy nutzen.",
-    },
-    "en": {
-        "message": "You get this email because it concerns your Convoy account, an invitation or a request to you.",
-        "report": "You get this email because your company is part of the convoy and hears about the other"
-        " companies' new reports.",
-        "help_offered": "You get this email because your company asked for help in a report.",
-        "prompt": "You get this email because your company is part of the convoy and reports every round.",
-        "nudge": "You get this email because your company's report for this round is still missing.",
-        "digest": "You get this email because you take part in the convoy (for your company or as an observer):"
-        " after each round, the digest sums up what happened.",
-        "facilitator_digest": "You get this email because you facilitate convoys at Convoy.",
-        "feedback": "You get this email because someone commented on your company's report or gave it kudos.",
-        "reply": "You get this email because someone replied to your comment.",
-        "help_requested": "You get this email because you facilitate this convoy and a company asks for help.",
-        "facilitator_cycle": "You get this email because you facilitate this convoy: at the end of each round you"
-        " get its summary.",
-        "": "You get this email because you use Convoy.",
-    },
+    "message": N_("You get this email because it concerns your Convoy account, an invitation or a request to you."),
+    "report": N_(
+        "You get this email because your company is part of the convoy and hears about the other companies' new"
+        " reports."
+    ),
+    "help_offered": N_("You get this email because your company asked for help in a report."),
+    "prompt": N_("You get this email because your company is part of the convoy and reports every round."),
+    "nudge": N_("You get this email because your company's report for this round is still missing."),
+    "digest": N_(
+        "You get this email because you take part in the convoy (for your company or as an observer): after each"
+        " round, the digest sums up what happened."
+    ),
+    "facilitator_digest": N_("You get this email because you facilitate convoys at Convoy."),
+    "feedback": N_("You get this email because someone commented on your company's report or gave it kudos."),
+    "reply": N_("You get this email because someone replied to your comment."),
+    "help_requested": N_("You get this email because you facilitate this convoy and a company asks for help."),
+    "facilitator_cycle": N_(
+        "You get this email because you facilitate this convoy: at the end of each round you get its summary."
+    ),
+    "": N_("You get this email because you use Convoy."),
 }
+"""Why the person gets an email, by the delivery key's kind."""
 
 
 def why(kind: str, lang: str) -> str:
     """Why the person gets an email of this delivery kind (``message`` for sign-in links and invitations)."""
-    words = _WHY[lang if lang in _WHY else "en"]
-    return words.get(kind, words[""])
+    return i18n.Words(lang)(_WHY.get(kind, _WHY[""]))
 
 
 def with_footer(rendered: Rendered, *, kind: str, settings_url: str, unsubscribe_url: str | None) -> Rendered:
     """``rendered`` with the footer in both parts: why the person gets it and, for notifications
     (every kind but ``message``), links to their notification settings and to the one-click
     unsubscribe of this kind (``unsubscribe_url``, the List-Unsubscribe header's URL)."""
-    lang = rendered.lang if rendered.lang in _FOOTER else "en"
-    words = _FOOTER[lang]
-    reason = why(kind, lang)
+    _ = i18n.Words(rendered.lang)
+    reason = why(kind, rendered.lang)
+    tagline = _("Convoy \N{EN DASH} moving forward together")
     links: list[tuple[str, str]] = []
     if kind != "message":
-        links.append((words["settings"], settings_url))
+        links.append((_("Notification settings"), settings_url))
         if unsubscribe_url:
-            links.append((words["unsubscribe"], unsubscribe_url))
-    text_lines = ["-- ", reason, *(f"{label}: {url}" for label, url in links), words["tagline"]]
+            links.append((_("Unsubscribe from this kind of email"), unsubscribe_url))
+    text_lines = ["-- ", reason, *(f"{label}: {url}" for label, url in links), tagline]
     text = rendered.text.rstrip() + "\n\n" + "\n".join(text_lines) + "\n"
     link_html = " &middot; ".join(
         f'<a href="{escape(url)}" style="color:#1d4ed8;overflow-wrap:anywhere;">{escape(label)}</a>'
@@ -706,7 +494,7 @@ def with_footer(rendered: Rendered, *, kind: str, settings_url: str, unsubscribe
         'font-size:13px;line-height:1.5;color:#52606d;">'
         f'<p style="margin:0 0 6px 0;">{escape(reason)}</p>'
         + (f'<p style="margin:0 0 6px 0;">{link_html}</p>' if link_html else "")
-        + f'<p style="margin:0;color:#616e7c;">{escape(words["tagline"])}</p></div>'
+        + f'<p style="margin:0;color:#616e7c;">{escape(tagline)}</p></div>'
     )
     html = rendered.html
     if FOOTER_MARK in html:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import re
 import uuid
@@ -31,9 +30,11 @@ from prometheus_client import Counter
 
 from notifier.repository import Deliveries
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime import signing
 from services.runtime.errors import Conflict, ConvoyError, Gone, NotFound, Unavailable
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 
@@ -372,17 +373,13 @@ class ReplyHandler:
             ), "invalid"
 
         try:
-            members = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_RECIPIENTS),
-                api.GetRecipients(convoy_id=target.convoy_id),
-                api.Recipients,
-            )
+            members = await self.rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=target.convoy_id))
         except Unavailable:
             return _try_later(
                 "Convoy is not reachable right now; your mail server will try again later."
             ), "unavailable"
         except NotFound:
-            members = api.Recipients(convoy_id=target.convoy_id, convoy_name="", members=[])
+            members = api.Recipients(convoy_id=target.convoy_id, convoy_name="", language="", members=[])
         emails = {m.email.strip().casefold() for m in members.members if m.person_id == target.person_id}
         if not emails:
             return refuse(
@@ -431,24 +428,22 @@ class ReplyHandler:
         try:
             if target.kind == "report":
                 await self.rt.rpc.call(
-                    self.rt.subjects.rpc("milestones", Rpc.REPORT_SUBMIT),
+                    Milestones.REPORT_SUBMIT,
                     api.SubmitReport(
                         actor=actor,
                         convoy_id=target.convoy_id,
                         report=api.NewReport(company_id=target.company_id, done=text),
                     ),
-                    api.Report,
                 )
             else:
                 assert target.report_id is not None
                 await self.rt.rpc.call(
-                    self.rt.subjects.rpc("milestones", Rpc.COMMENT_ADD),
+                    Milestones.COMMENT_ADD,
                     api.AddComment(
                         actor=actor,
                         report_id=target.report_id,
                         comment=api.NewComment(body=text, parent_id=target.parent_id),
                     ),
-                    api.Comment,
                 )
         except Unavailable:
             return _try_later(
@@ -491,8 +486,7 @@ async def serve(rt: Runtime, stop: asyncio.Event) -> None:
             break
         except OSError as exc:
             log.error("inbound SMTP server cannot listen; retrying", host=host, port=port, error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 5)
+            await wait_or_stop(stop, 5)
     else:
         return
     log.info("inbound SMTP server for email replies listening", host=host, port=port, domain=rt.settings.reply_domain)

@@ -170,12 +170,6 @@ class SetSlack(Body, kw_only=True):
     slack: SlackWebhook
 
 
-class SlackTarget(Reply, kw_only=True):
-    convoy_id: uuid.UUID
-    webhook_url: str | None
-    post_reports: bool = False
-
-
 ChatChannelName = Literal["slack", "teams"]
 """The chat channels a convoy can post to (the notifier's ``notifier.chat.CHANNELS``)."""
 
@@ -556,8 +550,11 @@ class CreateJoinRequest(Body, kw_only=True):
     request: NewJoinRequest
 
 
+JoinRequestFilter = Literal["pending", "approved", "declined", "all"]
+
+
 class ListJoinRequests(AskConvoy, kw_only=True):
-    status: Literal["pending", "approved", "declined", "all"] = "pending"
+    status: JoinRequestFilter = "pending"
 
 
 class DecideJoinRequest(AskConvoy, kw_only=True):
@@ -631,12 +628,10 @@ class Recipients(Reply, kw_only=True):
     convoy_id: uuid.UUID
     convoy_name: str
     members: list[Recipient]
-    language: str | None = None
-    """The convoy's language (None from a services/convoys that does not say: ask ``CONVOY_GET``)."""
-    slack: SlackTarget | None = None
-    """The convoy's Slack target, as ``CONVOY_SLACK_GET`` answers it (None: not said, ask that)."""
-    chats: list[ChatTarget] | None = None
-    """The convoy's chat channels, as ``CONVOY_CHAT_GET`` answers (None: not said, ask that)."""
+    language: str
+    """The convoy's language."""
+    chats: list[ChatTarget] = []
+    """The convoy's chat channels, as ``CONVOY_CHAT_GET`` answers."""
     observers: list[ObserverRecipient] = []
     """The convoy's observers: they get the digest, nothing else a member gets."""
 

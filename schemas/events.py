@@ -1,9 +1,9 @@
 """Domain events and notifier messages: frozen, keyword-only, past tense, carrying ids.
 
-Evolve an event by adding fields with defaults; a breaking change gets a new SCHEMA_VERSION
-and a new class, and consumers decode both. ``CHANNEL`` picks the stream: ``events`` (kept
-30 days, for projections) or ``messages`` (kept one day: requests to the notifier that may
-carry one-time links).
+Events carry structs of their own (never an HTTP reply type from ``schemas/api.py``). Evolve an
+event by adding fields with defaults; a breaking change gets a new SCHEMA_VERSION and a new class.
+``CHANNEL`` picks the stream: ``events`` (kept 30 days, for projections) or ``messages`` (kept one
+day: requests to the notifier that may carry one-time links). Every type here has a consumer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from schemas import api
 from schemas.values import Cadence
 
 
@@ -60,13 +59,6 @@ class ConvoyStatusChanged(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
-class FacilitatorAppointed(Event, frozen=True, kw_only=True):
-    """An admin made a person a facilitator of the centre."""
-
-    TYPE: ClassVar[str] = "facilitator.appointed"
-    person_id: uuid.UUID
-
-
 class ConvoyFacilitatorAdded(Event, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "convoy.facilitator_added"
     convoy_id: uuid.UUID
@@ -85,13 +77,6 @@ class CompanyLeft(Event, frozen=True, kw_only=True):
     convoy_id: uuid.UUID
     company_id: uuid.UUID
     reason: str = ""
-
-
-class PersonInvited(Event, frozen=True, kw_only=True):
-    TYPE: ClassVar[str] = "person.invited"
-    invitation_id: uuid.UUID
-    convoy_id: uuid.UUID
-    company_id: uuid.UUID
 
 
 class PersonJoined(Event, frozen=True, kw_only=True):
@@ -134,56 +119,49 @@ class ObserverRemoved(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
-class PersonUpdated(Event, frozen=True, kw_only=True):
-    TYPE: ClassVar[str] = "person.updated"
-    person_id: uuid.UUID
-    name: str
-    language: str
-    timezone: str
-
-
-class JoinRequested(Event, frozen=True, kw_only=True):
-    TYPE: ClassVar[str] = "join.requested"
-    request_id: uuid.UUID
-    convoy_id: uuid.UUID
-
-
-class JoinRequestDecided(Event, frozen=True, kw_only=True):
-    TYPE: ClassVar[str] = "join.decided"
-    request_id: uuid.UUID
-    convoy_id: uuid.UUID
-    approved: bool
-    company_id: uuid.UUID | None = None
-
-
 # --- reports -----------------------------------------------------------------------------------
+class MilestoneMoved(msgspec.Struct, frozen=True, kw_only=True):
+    """A milestone a report moved, as it stood then."""
+
+    milestone_id: uuid.UUID
+    title: str
+    status: str
+
+
+class ReportSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """A report as written, as peers read it (no facilitator note): what ``report.submitted`` carries.
+
+    Its fields are named as the HTTP reply's (``api.Report``), so the events in the stream from when
+    it carried that reply decode as this (msgspec skips the fields not named here)."""
+
+    id: uuid.UUID
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    company_name: str
+    author_id: uuid.UUID
+    cycle_index: int
+    late: bool
+    submitted_at: datetime
+    done: str
+    """Markdown as written (consumers render it with services/runtime/markdown.py)."""
+    next: str
+    blockers: str
+    help_wanted: bool
+    help_topic: str
+    help_milestone_id: uuid.UUID | None
+    mood: int | None
+    milestones: list[MilestoneMoved] = []
+
+
 class ReportSubmitted(Event, frozen=True, kw_only=True):
     TYPE: ClassVar[str] = "report.submitted"
     convoy_id: uuid.UUID
     company_id: uuid.UUID
     report_id: uuid.UUID
     author_id: uuid.UUID
-    report: api.Report | None = None
-    """The report as written, peer view (no facilitator note; never hidden at that moment), so the
-    notifier need not read it back. None in events from before it was added: consumers read it then.
+    report: ReportSnapshot
+    """The report as written (never hidden at that moment), so the notifier need not read it back.
     The text stays in the events stream for its retention time (30 days), hidden or purged later or not."""
-
-
-class ReportEdited(Event, frozen=True, kw_only=True):
-    TYPE: ClassVar[str] = "report.edited"
-    convoy_id: uuid.UUID
-    company_id: uuid.UUID
-    report_id: uuid.UUID
-    editor_id: uuid.UUID
-    version: int
-
-
-class MilestoneCompleted(Event, frozen=True, kw_only=True):
-    TYPE: ClassVar[str] = "milestone.completed"
-    convoy_id: uuid.UUID
-    company_id: uuid.UUID
-    milestone_id: uuid.UUID
-    catalogue_key: str | None = None
 
 
 class CommentAdded(Event, frozen=True, kw_only=True):
@@ -193,27 +171,6 @@ class CommentAdded(Event, frozen=True, kw_only=True):
     comment_id: uuid.UUID
     author_id: uuid.UUID
     parent_id: uuid.UUID | None = None
-
-
-class CommentEdited(Event, frozen=True, kw_only=True):
-    """The author changed their comment's text within the edit window (the text is read back, not carried)."""
-
-    TYPE: ClassVar[str] = "comment.edited"
-    convoy_id: uuid.UUID
-    report_id: uuid.UUID
-    comment_id: uuid.UUID
-    author_id: uuid.UUID
-
-
-class CommentDeleted(Event, frozen=True, kw_only=True):
-    """The author deleted their comment within the edit window: its text is gone; feedback emails not
-    sent yet leave it out (they read the comments back at the flush)."""
-
-    TYPE: ClassVar[str] = "comment.deleted"
-    convoy_id: uuid.UUID
-    report_id: uuid.UUID
-    comment_id: uuid.UUID
-    author_id: uuid.UUID
 
 
 class KudosGiven(Event, frozen=True, kw_only=True):
@@ -443,24 +400,15 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     ConvoyCreated,
     ConvoyUpdated,
     ConvoyStatusChanged,
-    FacilitatorAppointed,
     ConvoyFacilitatorAdded,
     CompanyJoined,
     CompanyLeft,
-    PersonInvited,
     PersonJoined,
     PersonRemoved,
-    PersonUpdated,
     ObserverJoined,
     ObserverRemoved,
-    JoinRequested,
-    JoinRequestDecided,
     ReportSubmitted,
-    ReportEdited,
-    MilestoneCompleted,
     CommentAdded,
-    CommentEdited,
-    CommentDeleted,
     KudosGiven,
     KudosTakenBack,
     HelpRequested,

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 
+from schemas.reminders import Reminders
 from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import settings as settings_mod
 from services.runtime.logging import configure
@@ -79,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
                 module = backend(name)
                 await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
 
-        asyncio.run(migrate_all())
+        try:
+            asyncio.run(migrate_all())
+        except db.MigrationChanged as exc:
+            print(f"convoy: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "mail":
         from services.mailsink import list_messages, newest_token
@@ -247,7 +252,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
     from zoneinfo import ZoneInfo
 
     from schemas import api
-    from schemas.subjects import Rpc, Subjects
+    from schemas.subjects import Subjects
     from services.runtime import bus
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
@@ -261,10 +266,8 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
         return 2
     nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
     try:
-        schedule = await RpcClient(nc, settings.nats_request_timeout).call(
-            Subjects(settings.namespace).rpc("reminders", Rpc.SCHEDULE),
-            api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming),
-            api.Schedule,
+        schedule = await RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)).call(
+            Reminders.SCHEDULE, api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming)
         )
     except ConvoyError as exc:
         print(f"convoy: {exc.message}", file=sys.stderr)
@@ -303,7 +306,7 @@ async def _load_demo(settings: settings_mod.Settings) -> int:
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
     nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
     try:
-        rpc = RpcClient(nc, settings.nats_request_timeout)
+        rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace))
         loaded = await demo.load_into(rpc, Subjects(settings.namespace), settings.data_path, settings.public_url)
     except ConvoyError as exc:
         print(f"convoy: the demo could not be loaded: {exc.message}", file=sys.stderr)

@@ -28,6 +28,7 @@ from schemas.subjects import Subjects
 from services import demo, embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import bus, db
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
@@ -196,7 +197,7 @@ class Supervisor:
         try:
             nc = await bus.connect(s, "convoy-demo", attempts_for_s=30)
             try:
-                rpc = RpcClient(nc, s.nats_request_timeout)
+                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace))
                 await demo.load_into(rpc, Subjects(s.namespace), s.data_path, s.public_url)
             finally:
                 await nc.close()
@@ -223,11 +224,8 @@ class Supervisor:
             child.failures = 1 if lived > HEALTHY_AFTER_S else child.failures + 1
             delay = min(0.5 * 2 ** (child.failures - 1), MAX_BACKOFF_S)
             log.warning("process exited; restarting", process=child.name, code=code, restart_in_s=delay)
-            try:
-                await asyncio.wait_for(self.stopping.wait(), delay)
+            if await wait_or_stop(self.stopping, delay):
                 return
-            except TimeoutError:
-                pass
             child.restarts += 1
             await child.start()
 

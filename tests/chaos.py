@@ -31,7 +31,8 @@ import nats.errors
 import pytest
 
 from schemas import api
-from schemas.subjects import SERVICES, Rpc, Subjects
+from schemas.reminders import Reminders
+from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import PROCESSES
 from services.runtime.settings import Settings
@@ -336,7 +337,7 @@ async def tick(nc: nats.NATS, subjects: Subjects, now: datetime, within: float =
     async def leader_answer() -> api.Fired | None:
         try:
             msg = await nc.request(
-                subjects.rpc("reminders", Rpc.TICK), msgspec.json.encode(api.Tick(now=now)), timeout=10
+                subjects.operation(Reminders.TICK), msgspec.json.encode(api.Tick(now=now)), timeout=10
             )
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError):
             return None

@@ -315,3 +315,31 @@ async def test_pool_and_programme_pages_are_for_facilitators_only(
         assert page.status_code == 200 and "Digitalisierungscheck" in page.text and 'name="_csrf"' in page.text
     finally:
         await rep.aclose()
+
+
+async def test_a_contact_left_in_the_pool_can_be_taken_back_and_is_deleted(
+    client: httpx.AsyncClient, stack: Stack, smtp_sink: SmtpSink
+) -> None:
+    facilitator = await appoint_facilitator(client, smtp_sink, "wanda@zentrum.example")
+    check_id = (await take_check(client))["id"]
+    await join_pool(client, check_id, "Zauderer Handwerk", "Sanitär", "HH")
+    assert await every_table_mentioning(stack, "Zauderer") == ["convoys.pool_requests"]
+
+    r = await client.delete(f"/api/v1/check/{check_id}/join")
+    assert r.status_code == 200, r.text
+    assert "deleted" in r.json()["message"]
+    assert await every_table_mentioning(stack, "Zauderer") == []  # deleted, not marked
+    pool = (await client.get("/api/v1/pool", headers=facilitator)).json()
+    assert pool["entries"] == []
+    r = await client.delete(f"/api/v1/check/{check_id}/join")
+    assert r.status_code == 404 and "waiting" in r.json()["detail"]
+    assert (await client.delete(f"/api/v1/check/{uuid.uuid4()}/join")).status_code == 404
+
+    # Once formed into a convoy, the pool can no longer take it back: the convoy's facilitator can.
+    check_id = (await take_check(client))["id"]
+    await join_pool(client, check_id, "Feste Werkstatt", "Tischlerei", "SH")
+    [entry] = (await client.get("/api/v1/pool", headers=facilitator)).json()["entries"]
+    body = {"request_ids": [entry["id"]], "convoy": {"name": "Werkstatt Nord", "theme": "Online-Terminbuchung"}}
+    assert (await client.post("/api/v1/pool/convoys", json=body, headers=facilitator)).status_code == 201
+    r = await client.delete(f"/api/v1/check/{check_id}/join")
+    assert r.status_code == 409 and "facilitator" in r.json()["detail"]

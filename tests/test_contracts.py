@@ -5,30 +5,79 @@ from __future__ import annotations
 import ast
 import re
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
+from schemas.contract import EDGE, Contract, Op
 from schemas.subjects import SERVICES, Subjects
 from services.registry import BACKEND_MODULES
 from services.runtime import settings as settings_mod
+from services.runtime.service import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_envelope_round_trip() -> None:
-    event = ev.ReportSubmitted(
-        convoy_id=uuid.uuid4(), company_id=uuid.uuid4(), report_id=uuid.uuid4(), author_id=uuid.uuid4()
+    ids = [uuid.uuid4() for _ in range(4)]
+    report = ev.ReportSnapshot(
+        id=ids[2],
+        convoy_id=ids[0],
+        company_id=ids[1],
+        company_name="Laden Schmidt",
+        author_id=ids[3],
+        cycle_index=2,
+        late=False,
+        submitted_at=datetime.now(UTC),
+        done="Kalender angebunden",
+        next="",
+        blockers="",
+        help_wanted=False,
+        help_topic="",
+        help_milestone_id=None,
+        mood=4,
+        milestones=[ev.MilestoneMoved(milestone_id=uuid.uuid4(), title="Kalender", status="done")],
     )
+    event = ev.ReportSubmitted(convoy_id=ids[0], company_id=ids[1], report_id=ids[2], author_id=ids[3], report=report)
     cause = uuid.uuid4()
     envelope = env.new_envelope(event, producer="milestones", correlation_id=cause, causation_id=cause)
     decoded, payload = env.decode(env.encode(envelope))
     assert decoded.id == envelope.id and decoded.type == "report.submitted" and decoded.schema_version == 1
     assert decoded.correlation_id == cause and decoded.producer == "milestones"
     assert payload == event
+
+
+def test_events_carry_structs_of_their_own_and_every_type_has_a_consumer() -> None:
+    """No event embeds a type of schemas/api.py (the HTTP contract), and every event type is read by
+    some consumer (named in a consumer's event types or an ``isinstance``, not only constructed)."""
+
+    def types_in(t: msgspec.inspect.Type) -> list[type]:
+        found: list[type] = []
+        if isinstance(t, msgspec.inspect.StructType):
+            found.append(t.cls)
+            for f in t.fields:
+                found += types_in(f.type)
+        for attr in ("item_type", "key_type", "value_type"):
+            if hasattr(t, attr):
+                found += types_in(getattr(t, attr))
+        for sub in getattr(t, "types", ()):
+            found += types_in(sub)
+        return found
+
+    for cls in ev.EVENT_TYPES:
+        embedded = {t.__module__ for t in types_in(msgspec.inspect.type_info(cls))}
+        assert embedded <= {"schemas.events", "schemas.values"}, (cls.__name__, embedded)
+
+    consumed: set[str] = set()  # named other than in a constructor call: a consumer's tuple, an isinstance
+    for folder in ("services", "notifier", "convoy_api"):
+        for path in (ROOT / folder).rglob("*.py"):
+            consumed |= set(re.findall(r"\bev\.([A-Z]\w+)\b(?!\()", path.read_text()))
+    assert sorted(c.__name__ for c in ev.EVENT_TYPES if c.__name__ not in consumed) == []
 
 
 @pytest.mark.parametrize(
@@ -148,13 +197,17 @@ def test_boundaries_hold() -> None:
 
 
 def test_sql_lives_in_repositories_and_migrations() -> None:
-    """Services keep their SQL in repository.py (the runtime's own tables excepted)."""
+    """Services keep their SQL in repository.py or a repository/ package (the runtime's own tables excepted)."""
     sql = re.compile(r"""["'](SELECT|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b""")
     offenders = []
     for folder in ("services", "notifier"):
         for path in (ROOT / folder).rglob("*.py"):
             rel = path.relative_to(ROOT)
-            if path.name == "repository.py" or rel.parts[:2] == ("services", "runtime"):
+            if (
+                path.name == "repository.py"
+                or "repository" in rel.parts[:-1]
+                or rel.parts[:2] == ("services", "runtime")
+            ):
                 continue
             if path.name in ("supervisor.py",):  # creates the embedded database, owns no tables
                 continue
@@ -177,13 +230,16 @@ def test_session_state_stays_off_pooled_connections() -> None:
             if hits:
                 found[str(path.relative_to(ROOT))] = len(hits)
     assert found == {
-        "services/runtime/outbox.py": 2,  # the relay's own connection: its leader lock and LISTEN
+        "services/runtime/outbox.py": 1,  # LISTEN, on the relay's own connection (the one holding its lock)
         "services/runtime/db.py": 1,  # migrations, on a connection of their own
-        "services/reminders/repository.py": 1,  # try_lock: only ever on the leader's own connection
+        "services/runtime/lifecycle.py": 1,  # lead(): the leader lock, on a connection lead() opens itself
     }
-    callers = [str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "repo.try_lock(" in p.read_text()]
-    assert callers == ["services/reminders/service.py"]
-    assert "conn = await asyncpg.connect(" in (ROOT / "services/reminders/service.py").read_text()
+    callers = sorted(
+        str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "lifecycle.lead(" in p.read_text()
+    )
+    assert callers == ["services/reminders/service.py", "services/runtime/outbox.py"]
+    for caller in callers:  # each gives lead() a connection of its own, never a pooled one
+        assert "return await asyncpg.connect(" in (ROOT / caller).read_text(), caller
 
 
 def test_client_limiter_counts_per_client_and_stays_bounded() -> None:
@@ -199,3 +255,57 @@ def test_client_limiter_counts_per_client_and_stays_bounded() -> None:
     for i in range(500):
         limiter.check(f"192.0.2.{i}")
     assert len(limiter.hits) == 100
+
+
+class Tiny(Contract, service="tiny"):
+    PING = Op(api.Empty, api.Accepted, callers=EDGE)
+    ECHO = Op(api.Ask, api.Accepted, callers={"api", "notifier"})
+
+
+class PingOnly:
+    @Tiny.PING
+    async def ping(self, _: api.Empty) -> api.Accepted:
+        return api.Accepted(message="pong")
+
+
+class Mistyped(PingOnly):
+    @Tiny.ECHO
+    async def echo(self, _: api.Empty) -> api.Accepted:
+        return api.Accepted(message="echo")
+
+
+class Complete(PingOnly):
+    @Tiny.ECHO
+    async def echo(self, ask: api.Ask) -> api.Accepted:
+        return api.Accepted(message="echo")
+
+
+def test_a_service_starts_only_with_one_well_typed_handler_per_operation() -> None:
+    assert (Tiny.PING.service, Tiny.PING.name, Tiny.OPS) == ("tiny", "ping", (Tiny.PING, Tiny.ECHO))
+    assert Subjects("ns").operation(Tiny.ECHO) == "ns.rpc.tiny.echo"
+    rt = Runtime(settings_mod.load({}), "tiny")
+    with pytest.raises(RuntimeError, match="no handler for echo"):
+        rt.serve(Tiny, PingOnly())
+    with pytest.raises(RuntimeError, match="but echo sends Ask"):
+        rt.serve(Tiny, Mistyped())
+    with pytest.raises(RuntimeError, match="two handlers for ping"):
+        rt.serve(Tiny, PingOnly(), Complete())
+    rt.serve(Tiny, Complete())
+    assert sorted(e.name for e in rt._endpoints) == ["echo", "ping"]
+    with pytest.raises(ValueError, match="unknown callers"):
+        Op(api.Empty, api.Accepted, callers={"anyone"})
+
+
+def test_every_operation_of_every_service_has_its_handler() -> None:
+    """Each contract is served whole (rt.serve checks it when the services start in every stack);
+    here, without servers: every declared operation's handler is marked somewhere in its package."""
+    from schemas.convoys import Convoys
+    from schemas.milestones import Milestones
+    from schemas.notifier import Notifier
+    from schemas.reminders import Reminders
+
+    for contract, folder in ((Convoys, "services/convoys"), (Milestones, "services/milestones"),
+                             (Reminders, "services/reminders"), (Notifier, "notifier")):  # fmt: skip
+        text = "\n".join(p.read_text() for p in Path(folder).rglob("*.py"))
+        marked = set(re.findall(rf"@{contract.__name__}\.([A-Z_]+)\n", text))
+        assert marked == {op.name.upper() for op in contract.OPS}, contract.__name__

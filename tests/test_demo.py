@@ -11,7 +11,8 @@ import msgspec
 import pytest
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services import demo
 from services.runtime import cycles
 from services.runtime.errors import Forbidden, InvalidInput
@@ -28,26 +29,19 @@ def loader(stack: Stack, sink: SmtpSink) -> demo.Loader:
 
 
 def rpc(stack: Stack) -> RpcClient:
-    return RpcClient(stack.nc, 10)
+    return RpcClient(stack.nc, 10, stack.subjects)
 
 
 async def timeline(stack: Stack, convoy_id: uuid.UUID) -> list[api.Report]:
-    page = await rpc(stack).call(
-        stack.subjects.rpc("milestones", Rpc.TIMELINE),
-        api.Timeline(actor=ADMIN, convoy_id=convoy_id, limit=50),
-        api.TimelinePage,
-    )
+    page = await rpc(stack).call(Milestones.TIMELINE, api.Timeline(actor=ADMIN, convoy_id=convoy_id, limit=50))
     return page.reports
 
 
 async def test_the_demo_loads_its_convoy_history_and_mail_once(stack: Stack, smtp_sink: SmtpSink) -> None:
     loaded = await loader(stack, smtp_sink).load()
     call = rpc(stack).call
-    s = stack.subjects
 
-    convoy = await call(
-        s.rpc("convoys", Rpc.CONVOY_GET), api.GetConvoy(actor=ADMIN, convoy_id=loaded.convoy_id), api.Convoy
-    )
+    convoy = await call(Convoys.CONVOY_GET, api.GetConvoy(actor=ADMIN, convoy_id=loaded.convoy_id))
     assert convoy.status == "active" and convoy.language == "de"
     assert [f.name for f in convoy.facilitators] == ["Miriam Kessler"]
     assert sorted(c.name for c in convoy.companies) == [
@@ -76,15 +70,11 @@ async def test_the_demo_loads_its_convoy_history_and_mail_once(stack: Stack, smt
     assert live.company_name == "Metallbau Özdemir KG" and live.cycle_index == demo.HISTORY_WEEKS
 
     help_report = next(r for r in reports if r.blockers)
-    comments = await call(
-        s.rpc("milestones", Rpc.COMMENT_LIST), api.ReportAction(actor=ADMIN, report_id=help_report.id), api.Comments
-    )
+    comments = await call(Milestones.COMMENT_LIST, api.ReportAction(actor=ADMIN, report_id=help_report.id))
     assert len(comments.comments) == 2
     assert all(help_report.submitted_at <= c.created_at < reports[0].submitted_at for c in comments.comments)
 
-    board = await call(
-        s.rpc("milestones", Rpc.BOARD), api.ConvoyAsk(actor=ADMIN, convoy_id=loaded.convoy_id), api.Board
-    )
+    board = await call(Milestones.BOARD, api.ConvoyAsk(actor=ADMIN, convoy_id=loaded.convoy_id))
     assert board.cycle_index == demo.HISTORY_WEEKS and len(board.companies) == 3
     by_name = {c.name: c for c in board.companies}
     assert by_name["Modehaus Lindner"].missed == 1 and by_name["Sanitär Brandt GmbH"].missed == 0
@@ -92,9 +82,7 @@ async def test_the_demo_loads_its_convoy_history_and_mail_once(stack: Stack, smt
     assert by_name["Metallbau Özdemir KG"].commitments_kept is not None
 
     # The digest of the last closed cycle tells that week's history.
-    digest = await call(
-        s.rpc("milestones", Rpc.DIGEST), api.CycleAsk(convoy_id=loaded.convoy_id, cycle_index=3), api.Digest
-    )
+    digest = await call(Milestones.DIGEST, api.CycleAsk(convoy_id=loaded.convoy_id, cycle_index=3))
     assert len(digest.reports) == 3 and digest.completed_milestones and not digest.late_addenda
 
     # Mail: the facilitator's appointment, each invitation, this week's report to the peers ...
@@ -115,9 +103,9 @@ async def test_the_demo_loads_its_convoy_history_and_mail_once(stack: Stack, smt
     # Each person signs in with an emailed link.
     for person in demo.PEOPLE:
         seen = tokens_for(smtp_sink, person.email, "cvl_")
-        await call(s.rpc("convoys", Rpc.SIGN_IN_REQUEST), api.SignInRequest(email=person.email), api.Accepted)
+        await call(Convoys.SIGN_IN_REQUEST, api.SignInRequest(email=person.email))
         token = await new_token_for(smtp_sink, person.email, "cvl_", seen)
-        signed_in = await call(s.rpc("convoys", Rpc.SIGN_IN_COMPLETE), api.SignInComplete(token=token), api.SignedIn)
+        signed_in = await call(Convoys.SIGN_IN_COMPLETE, api.SignInComplete(token=token))
         assert signed_in.person.email == person.email and signed_in.person.name == person.name
 
     # Loading again adds nothing.
@@ -125,11 +113,9 @@ async def test_the_demo_loads_its_convoy_history_and_mail_once(stack: Stack, smt
     again = await loader(stack, smtp_sink).load()
     assert again.convoy_id == loaded.convoy_id and again.imported == 0 and again.steps == []
     assert len(await timeline(stack, loaded.convoy_id)) == 12
-    convoy = await call(
-        s.rpc("convoys", Rpc.CONVOY_GET), api.GetConvoy(actor=ADMIN, convoy_id=loaded.convoy_id), api.Convoy
-    )
+    convoy = await call(Convoys.CONVOY_GET, api.GetConvoy(actor=ADMIN, convoy_id=loaded.convoy_id))
     assert len(convoy.companies) == 3 and all(len(c.representatives) == 1 for c in convoy.companies)
-    facilitators = await call(s.rpc("convoys", Rpc.FACILITATORS), api.Empty(), api.Facilitators)
+    facilitators = await call(Convoys.FACILITATORS, api.Empty())
     assert [f.email for f in facilitators.facilitators] == [demo.FACILITATOR.email]
     assert len(smtp_sink.messages) == mails
 
@@ -137,12 +123,8 @@ async def test_the_demo_loads_its_convoy_history_and_mail_once(stack: Stack, smt
 async def test_importing_history_keeps_the_rules(stack: Stack, smtp_sink: SmtpSink) -> None:
     loaded = await loader(stack, smtp_sink).load()
     call = rpc(stack).call
-    subject = stack.subjects.rpc("milestones", Rpc.REPORT_IMPORT)
-    convoy = await call(
-        stack.subjects.rpc("convoys", Rpc.CONVOY_GET),
-        api.GetConvoy(actor=ADMIN, convoy_id=loaded.convoy_id),
-        api.Convoy,
-    )
+    subject = stack.subjects.operation(Milestones.REPORT_IMPORT)
+    convoy = await call(Convoys.CONVOY_GET, api.GetConvoy(actor=ADMIN, convoy_id=loaded.convoy_id))
     brandt = next(c for c in convoy.companies if c.name == "Sanitär Brandt GmbH")
     lindner = next(c for c in convoy.companies if c.name == "Modehaus Lindner")
     anna = brandt.representatives[0].person_id

@@ -14,16 +14,17 @@ import pytest
 from nats.aio.msg import Msg
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.contract import Op
+from schemas.milestones import Milestones
 from tests.conftest import SmtpSink, Stack, eventually
 from tests.test_reports import post_report, project, schedule, sql
 from tests.world import World, build_world
 
 
-async def ask(stack: Stack, operation: str, convoy_id: str | uuid.UUID, cycle_index: int) -> Msg:
+async def ask(stack: Stack, operation: Op[Any, Any], convoy_id: str | uuid.UUID, cycle_index: int) -> Msg:
     """Ask services/milestones the way the notifier does; the raw reply."""
     msg: Msg = await stack.nc.request(
-        stack.subjects.rpc("milestones", operation),
+        stack.subjects.operation(operation),
         msgspec.json.encode(api.CycleAsk(convoy_id=uuid.UUID(str(convoy_id)), cycle_index=cycle_index)),
         timeout=5,
     )
@@ -35,7 +36,7 @@ def error_of(msg: Msg) -> str | None:
 
 
 async def digest(stack: Stack, world: World, cycle_index: int) -> tuple[api.Digest, bytes]:
-    msg = await ask(stack, Rpc.DIGEST, world.convoy_id, cycle_index)
+    msg = await ask(stack, Milestones.DIGEST, world.convoy_id, cycle_index)
     assert error_of(msg) is None, msg.headers
     return msgspec.json.decode(msg.data, type=api.Digest), msg.data
 
@@ -159,10 +160,10 @@ async def test_the_digest_of_a_cycle_in_the_peer_view(
         assert secret not in raw
 
     # cycle status: the companies with a visible report for the cycle.
-    msg = await ask(stack, Rpc.CYCLE_STATUS, world.convoy_id, 10)
+    msg = await ask(stack, Milestones.CYCLE_STATUS, world.convoy_id, 10)
     status = msgspec.json.decode(msg.data, type=api.CycleStatus)
     assert sorted(status.reported_company_ids) == sorted([company(world, "a"), company(world, "b")])
-    msg = await ask(stack, Rpc.CYCLE_STATUS, world.convoy_id, 9)
+    msg = await ask(stack, Milestones.CYCLE_STATUS, world.convoy_id, 9)
     assert msgspec.json.decode(msg.data, type=api.CycleStatus).reported_company_ids == []
 
     # A retry gets the same content, byte for byte.
@@ -180,7 +181,7 @@ async def test_the_digest_of_a_cycle_in_the_peer_view(
 async def seal(stack: Stack, world: World, *cycle_indexes: int) -> int:
     """Seal cycles the way services/reminders does before it closes them."""
     msg: Msg = await stack.nc.request(
-        stack.subjects.rpc("milestones", Rpc.ROUNDS_SEAL),
+        stack.subjects.operation(Milestones.ROUNDS_SEAL),
         msgspec.json.encode(
             api.SealRounds(
                 rounds=[api.RoundRef(convoy_id=uuid.UUID(world.convoy_id), cycle_index=i) for i in cycle_indexes]
@@ -291,7 +292,7 @@ async def test_prompt_context_per_company(
     await move_to_cycle_9(settings, uuid.UUID(r.json()["id"]), "hidden_at = now()")
 
     async def contexts(index: int) -> dict[uuid.UUID, api.PromptContext]:
-        msg = await ask(stack, Rpc.PROMPT_CONTEXT, world.convoy_id, index)
+        msg = await ask(stack, Milestones.PROMPT_CONTEXT, world.convoy_id, index)
         assert error_of(msg) is None, msg.headers
         got = msgspec.json.decode(msg.data, type=api.PromptContexts)
         assert got.convoy_id == uuid.UUID(world.convoy_id) and got.cycle_index == index
@@ -318,6 +319,6 @@ async def test_prompt_context_per_company(
     assert a.open_commitments == ["Testlauf"]
 
     # Unknown convoys and impossible cycles are refused.
-    for operation in (Rpc.PROMPT_CONTEXT, Rpc.DIGEST, Rpc.CYCLE_STATUS):
+    for operation in (Milestones.PROMPT_CONTEXT, Milestones.DIGEST, Milestones.CYCLE_STATUS):
         assert error_of(await ask(stack, operation, uuid.uuid4(), 1)) == "404"
         assert error_of(await ask(stack, operation, world.convoy_id, -1)) == "400"

@@ -14,7 +14,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.milestones import Milestones
 from tests.conftest import SmtpSink, Stack
 from tests.test_digest import company, error_of, scheduled
 from tests.test_reports import post_report, project, sql
@@ -25,7 +25,7 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 async def ask(stack: Stack, convoy_ids: list[Any], at: datetime) -> Msg:
     msg: Msg = await stack.nc.request(
-        stack.subjects.rpc("milestones", Rpc.FACILITATOR_DIGEST),
+        stack.subjects.operation(Milestones.FACILITATOR_DIGEST),
         msgspec.json.encode(api.FacilitatorDigestAsk(convoy_ids=[uuid.UUID(str(c)) for c in convoy_ids], at=at)),
         timeout=5,
     )
@@ -213,7 +213,7 @@ async def test_before_the_first_check_in_and_empty_asks(
 
     # A moment without a time zone is refused.
     msg = await stack.nc.request(
-        stack.subjects.rpc("milestones", Rpc.FACILITATOR_DIGEST),
+        stack.subjects.operation(Milestones.FACILITATOR_DIGEST),
         b'{"convoy_ids": ["%s"], "at": "2025-01-06T09:00:00"}' % world.convoy_id.encode(),
         timeout=5,
     )

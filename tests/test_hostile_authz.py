@@ -51,6 +51,7 @@ PUBLIC = {
     ("POST", "/api/v1/check"),
     ("GET", "/api/v1/check/{check_id}"),
     ("POST", "/api/v1/check/{check_id}/join"),
+    ("DELETE", "/api/v1/check/{check_id}/join"),  # taking a contact back: the same link that left it
     ("GET", "/check"),
     ("POST", "/check"),
     ("GET", "/check/{check_id}"),

@@ -27,7 +27,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.milestones import Milestones
 from schemas.values import Cadence
 from services import mailsink
 from services.runtime import cycles
@@ -176,8 +176,8 @@ async def test_the_representatives_weekly_flow(site: str, browser: Browser, stac
         current = cycles.cycle_at(cadence, convoy["timezone"], start, now)
         assert current is not None and current.index >= 1
         earlier = cycles.cycle_by_index(cadence, convoy["timezone"], start, current.index - 1)
-        imported = await RpcClient(stack.nc, 10).call(
-            stack.subjects.rpc("milestones", Rpc.REPORT_IMPORT),
+        imported = await RpcClient(stack.nc, 10, stack.subjects).call(
+            Milestones.REPORT_IMPORT,
             api.ImportReport(
                 actor=api.Actor(is_admin=True),
                 convoy_id=uuid.UUID(cid),
@@ -189,7 +189,6 @@ async def test_the_representatives_weekly_flow(site: str, browser: Browser, stac
                     done="Website-Anbieter verglichen", commitments=["Angebot einholen", "Fotos machen"]
                 ),
             ),
-            api.ImportedReport,
         )
         assert imported.created
 

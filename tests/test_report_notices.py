@@ -1,7 +1,8 @@
-"""report.submitted carries the report as peers see it, so the notifier mails and posts it without
-reading it back; events without it (emitted before it was added) and events older than a few
-seconds (the notifier was behind) are read back, and a report hidden by then is neither mailed
-nor posted. Over the real stack: the events in JetStream, the SMTP sink and the Slack stand-in."""
+"""report.submitted carries the report as peers see it (a snapshot of its own, not the HTTP reply),
+so the notifier mails and posts it without reading it back; events older than a few seconds (the
+notifier was behind) are read back, and a report hidden by then is neither mailed nor posted. Events
+in the stream from when it carried the HTTP reply still decode. Over the real stack: the events in
+JetStream, the SMTP sink and the Slack stand-in."""
 
 from __future__ import annotations
 
@@ -88,25 +89,37 @@ async def test_the_event_carries_the_report_as_peers_read_it(
     assert r.status_code == 201, r.text
     event = await submitted_event(stack, r.json()["id"])
     peer = await client.get(f"/api/v1/reports/{r.json()['id']}", headers=world.reps["b"].auth)
-    assert event.report == msgspec.json.decode(peer.content, type=api.Report)
-    assert event.report.facilitator_note is None and "nur intern" not in msgspec.json.encode(event).decode()
+    assert event.report == msgspec.json.decode(peer.content, type=ev.ReportSnapshot)
+    assert event.report.done == "Kalender **angebunden**" and event.report.id == uuid.UUID(r.json()["id"])
+    assert "nur intern" not in msgspec.json.encode(event).decode()
     # The peer's email came from the carried report.
     mail = await first_notice(smtp_sink, world, "b")
     assert "Kalender" in str(mail.get_body(("plain",)))
     assert notices(smtp_sink, world, "a") == []  # the author's own company is not told
 
 
-async def test_an_event_without_the_report_is_read_back(
+async def test_an_event_carrying_the_http_reply_as_before_is_still_announced(
     client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
 ) -> None:
-    """Events emitted before they carried the report are still announced (read from services/milestones)."""
+    """Events already in the stream carry the whole ``api.Report`` under ``report``: the snapshot's
+    fields have its names, so they decode and are mailed from what they carry."""
     world = await active_convoy(client, smtp_sink)
-    r = await post_report(client, world, "a", done="Zahlungen eingerichtet")
+    r = await post_report(client, world, "a", done="Zahlungen eingerichtet", facilitator_note="intern")
     assert r.status_code == 201, r.text
     carried = await submitted_event(stack, r.json()["id"])
     await first_notice(smtp_sink, world, "b")
-    old = env.new_envelope(msgspec.structs.replace(carried, report=None), producer="milestones")
-    await publish(stack, old)
+    peer = msgspec.json.decode(
+        (await client.get(f"/api/v1/reports/{r.json()['id']}", headers=world.reps["b"].auth)).content,
+        type=api.Report,
+    )
+    old = env.new_envelope(carried, producer="milestones")
+    payload = msgspec.to_builtins(carried) | {"report": msgspec.to_builtins(peer)}  # as the producer wrote it
+    wire = msgspec.json.decode(env.encode(old)) | {"payload": payload}
+    assert env.decode(msgspec.json.encode(wire))[1] == carried
+    ack = await stack.nc.jetstream().publish(
+        stack.subjects.of(ev.ReportSubmitted), msgspec.json.encode(wire), headers={"Nats-Msg-Id": str(old.id)}
+    )
+    assert not ack.duplicate
     await handled(stack, old)
     [mail] = notices(smtp_sink, world, "b", old.id)
     assert "Zahlungen eingerichtet" in str(mail.get_body(("plain",)))
@@ -133,14 +146,12 @@ async def test_a_report_hidden_before_the_event_is_handled_is_neither_mailed_nor
     r = await client.post(f"/api/v1/reports/{report_id}/hide", json={"reason": "Werbung"}, headers=world.facilitator)
     assert r.status_code == 200, r.text
     # The same fact once more, as if the notifier had been behind: the carried report is not trusted
-    # (it is older than a few seconds) but read back, and found hidden. And an event without it.
+    # (it is older than a few seconds) but read back, and found hidden.
     late = msgspec.structs.replace(
         env.new_envelope(carried, producer="milestones"), occurred_at=datetime.now(UTC) - timedelta(minutes=5)
     )
-    without = env.new_envelope(msgspec.structs.replace(carried, report=None), producer="milestones")
-    for envelope in (late, without):
-        await publish(stack, envelope)
-        await handled(stack, envelope)
-        assert notices(smtp_sink, world, "b", envelope.id) == []
+    await publish(stack, late)
+    await handled(stack, late)
+    assert notices(smtp_sink, world, "b", late.id) == []
     assert len(notices(smtp_sink, world, "b")) == 1
     assert len(slack_stub.posts) == 1

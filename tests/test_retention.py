@@ -10,14 +10,14 @@ import httpx
 import msgspec
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.milestones import Milestones
 from tests.conftest import SmtpSink, Stack, eventually, settled
 from tests.world import World, build_world
 
 
 async def purge(stack: Stack, now: datetime) -> api.Purged:
     msg = await stack.nc.request(
-        stack.subjects.rpc("milestones", Rpc.RETENTION_PURGE),
+        stack.subjects.operation(Milestones.RETENTION_PURGE),
         msgspec.json.encode(api.RetentionPurge(now=now)),
         timeout=10,
     )

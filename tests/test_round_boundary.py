@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.milestones import Milestones
 from services.runtime.settings import Settings
 from tests.conftest import SmtpSink, Stack, eventually
 from tests.test_digest import digest, seal
@@ -204,12 +204,12 @@ async def test_prompt_now_before_the_first_check_in_kicks_off_round_one(
 
 async def test_seal_requests_are_validated(stack: Stack) -> None:
     msg = await stack.nc.request(
-        stack.subjects.rpc("milestones", Rpc.ROUNDS_SEAL),
+        stack.subjects.operation(Milestones.ROUNDS_SEAL),
         b'{"rounds": [{"convoy_id": "' + str(uuid.uuid4()).encode() + b'", "cycle_index": -1}]}',
         timeout=5,
     )
     assert (msg.headers or {}).get("Nats-Service-Error-Code") == "400"
     empty = await stack.nc.request(
-        stack.subjects.rpc("milestones", Rpc.ROUNDS_SEAL), msgspec.json.encode(api.SealRounds(rounds=[])), timeout=5
+        stack.subjects.operation(Milestones.ROUNDS_SEAL), msgspec.json.encode(api.SealRounds(rounds=[])), timeout=5
     )
     assert msgspec.json.decode(empty.data, type=api.RoundsSealed).sealed == 0

@@ -58,7 +58,7 @@ async def test_five_years_of_reports(client: httpx.AsyncClient, smtp_sink: SmtpS
         assert "reports_timeline" in plan, plan
         # The board aggregates per company from its covering index, never reading the reports themselves.
         await conn.execute("SET search_path TO milestones")
-        board_plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + repo.BOARD, convoy, date.today(), 3))
+        board_plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + repo.reports.BOARD, convoy, date.today(), 3))
         assert "reports_board" in board_plan and "Seq Scan on reports" not in board_plan, board_plan
         # Search ranks every match but gives only the page a headline: the same hits as the plain query.
         expected = {

@@ -16,7 +16,8 @@ import pytest
 
 from schemas import api
 from schemas import envelope as env
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.reminders import Reminders
 from schemas.values import Cadence
 from services.registry import backend
 from services.reminders import schedule as sch
@@ -122,7 +123,7 @@ async def tick(stack: Stack, now: str, within: float = 20.0) -> api.Fired:
     async def leader_answer() -> api.Fired | None:
         try:
             msg = await stack.nc.request(
-                stack.subjects.rpc("reminders", Rpc.TICK), msgspec.json.encode(api.Tick(now=at(now))), timeout=10
+                stack.subjects.operation(Reminders.TICK), msgspec.json.encode(api.Tick(now=at(now))), timeout=10
             )
         except nats.errors.NoRespondersError:  # a reminders process is still starting
             return None
@@ -322,7 +323,7 @@ async def test_the_facilitator_digest_fires_once_a_week(
     assert "facilitator_digest:2026-W43" in first.actions
     again = await tick(stack, "2026-10-20T09:00+02:00")
     assert not [a for a in again.actions if a.startswith("facilitator_digest")]
-    msg = await stack.nc.request(stack.subjects.rpc("convoys", Rpc.FACILITATORS), b"{}", timeout=5)
+    msg = await stack.nc.request(stack.subjects.operation(Convoys.FACILITATORS), b"{}", timeout=5)
     listed = msgspec.json.decode(msg.data, type=api.Facilitators).facilitators
     me = (await client.get("/api/v1/me", headers=world.facilitator)).json()["person"]["id"]
     [mine] = [f for f in listed if str(f.person_id) == me]

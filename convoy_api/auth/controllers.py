@@ -15,7 +15,7 @@ from convoy_api import examples as ex
 from convoy_api.deps import SESSION_COOKIE, Backend, bearer_token, client_rate_limit, provide_actor
 from convoy_api.privacy import controllers as privacy
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -58,7 +58,7 @@ class AuthController(Controller):
         guards=[client_rate_limit],
     )
     async def request_link(self, data: ex.SignInRequest, backend: Services) -> api.Accepted:
-        return await backend.call("convoys", Rpc.SIGN_IN_REQUEST, data, api.Accepted)
+        return await backend.call(Convoys.SIGN_IN_REQUEST, data)
 
     @post(
         "/sign-in/complete",
@@ -66,13 +66,13 @@ class AuthController(Controller):
         guards=[client_rate_limit],
     )
     async def complete(self, data: ex.TokenBody, backend: Services) -> Response[api.SignInResult]:
-        return signed_in_response(backend, await backend.call("convoys", Rpc.SIGN_IN_COMPLETE, data, api.SignedIn))
+        return signed_in_response(backend, await backend.call(Convoys.SIGN_IN_COMPLETE, data))
 
     @post("/sign-out", summary="End this session (cookie) or revoke this access token", status_code=200)
     async def sign_out(self, request: Request[Any, Any, Any], backend: Services) -> Response[api.Accepted]:
         for token in (bearer_token(request), request.cookies.get(SESSION_COOKIE)):
             if token and token.startswith(("cvs_", "cva_")):
-                await backend.call("convoys", Rpc.SIGN_OUT, api.SignOut(token=token), api.Accepted)
+                await backend.call(Convoys.SIGN_OUT, api.SignOut(token=token))
                 backend.forget(token)
         response: Response[api.Accepted] = Response(api.Accepted(message="signed out"))
         response.delete_cookie(SESSION_COOKIE, path="/")
@@ -90,9 +90,7 @@ class InvitationController(Controller):
         status_code=200,
     )
     async def preview(self, data: ex.TokenBody, backend: Services) -> api.InvitationPreview:
-        return await backend.call(
-            "convoys", Rpc.INVITATION_PREVIEW, api.PreviewInvitation(token=data.token), api.InvitationPreview
-        )
+        return await backend.call(Convoys.INVITATION_PREVIEW, api.PreviewInvitation(token=data.token))
 
     @post(
         "/accept",
@@ -100,9 +98,7 @@ class InvitationController(Controller):
         guards=[client_rate_limit],
     )
     async def accept(self, data: ex.AcceptInvitation, backend: Services) -> Response[api.SignInResult]:
-        signed_in = await backend.call(
-            "convoys", Rpc.INVITATION_ACCEPT, api.AcceptInvitationRequest(accept=data), api.SignedIn
-        )
+        signed_in = await backend.call(Convoys.INVITATION_ACCEPT, api.AcceptInvitationRequest(accept=data))
         return signed_in_response(backend, signed_in, status_code=201)
 
 
@@ -113,11 +109,11 @@ class MeController(Controller):
 
     @get("/", summary="My profile and my convoys with my role in each")
     async def me(self, actor: Actor, backend: Services) -> api.Me:
-        return await backend.call("convoys", Rpc.ME_GET, api.Ask(actor=actor), api.Me)
+        return await backend.call(Convoys.ME_GET, api.Ask(actor=actor))
 
     @patch("/", summary="Change my name, language or time zone")
     async def update(self, data: ex.ProfilePatch, actor: Actor, backend: Services) -> api.Me:
-        return await backend.call("convoys", Rpc.ME_UPDATE, api.UpdateMe(actor=actor, patch=data), api.Me)
+        return await backend.call(Convoys.ME_UPDATE, api.UpdateMe(actor=actor, patch=data))
 
     @delete("/", summary=privacy.ERASE_SUMMARY, description=privacy.ERASE_DESCRIPTION, status_code=200)
     async def erase(
@@ -127,22 +123,15 @@ class MeController(Controller):
 
     @post("/tokens", summary="Create a personal API token (shown once)")
     async def create_token(self, data: ex.NewApiToken, actor: Actor, backend: Services) -> api.ApiTokenCreated:
-        return await backend.call(
-            "convoys",
-            Rpc.API_TOKEN_CREATE,
-            api.CreateApiToken(actor=actor, request=data),
-            api.ApiTokenCreated,
-        )
+        return await backend.call(Convoys.API_TOKEN_CREATE, api.CreateApiToken(actor=actor, request=data))
 
     @get("/tokens", summary="My personal API tokens")
     async def tokens(self, actor: Actor, backend: Services) -> api.ApiTokens:
-        return await backend.call("convoys", Rpc.API_TOKEN_LIST, api.Ask(actor=actor), api.ApiTokens)
+        return await backend.call(Convoys.API_TOKEN_LIST, api.Ask(actor=actor))
 
     @delete("/tokens/{token_id:uuid}", summary="Revoke one of my API tokens", status_code=204)
     async def revoke(self, token_id: FromPath[uuid.UUID], actor: Actor, backend: Services) -> None:
-        await backend.call(
-            "convoys", Rpc.API_TOKEN_REVOKE, api.RevokeApiToken(actor=actor, token_id=token_id), api.Accepted
-        )
+        await backend.call(Convoys.API_TOKEN_REVOKE, api.RevokeApiToken(actor=actor, token_id=token_id))
 
 
 class FacilitatorController(Controller):
@@ -152,9 +141,4 @@ class FacilitatorController(Controller):
 
     @post("/", summary="Appoint a facilitator (admins); they get an email to sign in")
     async def appoint(self, data: ex.NewFacilitator, actor: Actor, backend: Services) -> api.Person:
-        return await backend.call(
-            "convoys",
-            Rpc.FACILITATOR_APPOINT,
-            api.AppointFacilitator(actor=actor, facilitator=data),
-            api.Person,
-        )
+        return await backend.call(Convoys.FACILITATOR_APPOINT, api.AppointFacilitator(actor=actor, facilitator=data))

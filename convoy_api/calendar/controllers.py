@@ -21,7 +21,8 @@ from litestar.params import FromPath
 from convoy_api.calendar import ics
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.reminders import Reminders
 from services.runtime.errors import NotFound
 
 Actor = NamedDependency[api.Actor]
@@ -53,7 +54,7 @@ def subscribe_links(url: str, webcal: str, name: str) -> dict[str, str]:
 
 
 async def create_feed(backend: Backend, actor: api.Actor) -> api.CalendarSubscription:
-    created = await backend.call("convoys", Rpc.CALENDAR_CREATE, api.Ask(actor=actor), api.CalendarFeedCreated)
+    created = await backend.call(Convoys.CALENDAR_CREATE, api.Ask(actor=actor))
     url, webcal = feed_urls(backend.settings.public_url, created.secret)
     return api.CalendarSubscription(feed=created.feed, url=url, webcal_url=webcal)
 
@@ -64,14 +65,12 @@ async def feed_body(backend: Backend, token: str) -> bytes:
         ask = _token.decode(msgspec.json.encode({"token": token}))
     except msgspec.ValidationError as exc:
         raise NotFound(NOT_FOUND) from exc
-    owner = await backend.call("convoys", Rpc.CALENDAR_RESOLVE, ask, api.CalendarOwner)
+    owner = await backend.call(Convoys.CALENDAR_RESOLVE, ask)
     rounds = api.CalendarRounds(convoys=[])
     if owner.convoys:
         rounds = await backend.call(
-            "reminders",
-            Rpc.CALENDAR_ROUNDS,
+            Reminders.CALENDAR_ROUNDS,
             api.AskCalendarRounds(actor=api.SYSTEM, convoy_ids=[c.convoy_id for c in owner.convoys][:200]),
-            api.CalendarRounds,
         )
     return ics.build(owner, rounds, backend.settings.public_url)
 
@@ -92,7 +91,7 @@ class CalendarController(Controller):
 
     @get("/", summary="My calendar feed: whether one is active (its address is shown only when created)")
     async def show(self, actor: Actor, backend: Services) -> api.CalendarFeed:
-        return await backend.call("convoys", Rpc.CALENDAR_GET, api.Ask(actor=actor), api.CalendarFeed)
+        return await backend.call(Convoys.CALENDAR_GET, api.Ask(actor=actor))
 
     @post(
         "/",
@@ -108,7 +107,7 @@ class CalendarController(Controller):
 
     @delete("/", summary="Turn my calendar feed off (its address answers 404 from now on)", status_code=204)
     async def revoke(self, actor: Actor, backend: Services) -> None:
-        await backend.call("convoys", Rpc.CALENDAR_REVOKE, api.Ask(actor=actor), api.Accepted)
+        await backend.call(Convoys.CALENDAR_REVOKE, api.Ask(actor=actor))
 
 
 class FeedController(Controller):

@@ -8,14 +8,14 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, client_rate_limit, provide_actor
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys, WithdrawFromPool
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -44,15 +44,15 @@ class CheckController(Controller):
 
     @get("/questions", summary="The current question set, grouped by area (German and English)")
     async def questions(self, backend: Services) -> api.QuestionSet:
-        return await backend.call("convoys", Rpc.CHECK_QUESTIONS, api.Empty(), api.QuestionSet)
+        return await backend.call(Convoys.CHECK_QUESTIONS, api.Empty())
 
     @post("/", summary="Score answers (kept anonymously); the result with potentials", guards=[client_rate_limit])
     async def submit(self, data: ex.CheckAnswers, backend: Services) -> api.CheckResult:
-        return await backend.call("convoys", Rpc.CHECK_SUBMIT, api.SubmitCheck(check=data), api.CheckResult)
+        return await backend.call(Convoys.CHECK_SUBMIT, api.SubmitCheck(check=data))
 
     @get("/{check_id:uuid}", summary="A result (whoever holds its id)")
     async def result(self, check_id: CheckId, backend: Services) -> api.CheckResult:
-        return await backend.call("convoys", Rpc.CHECK_GET, api.GetCheck(check_id=check_id), api.CheckResult)
+        return await backend.call(Convoys.CHECK_GET, api.GetCheck(check_id=check_id))
 
     @post(
         "/{check_id:uuid}/join",
@@ -61,7 +61,16 @@ class CheckController(Controller):
         guards=[client_rate_limit],
     )
     async def join(self, check_id: CheckId, data: ex.NewPoolRequest, backend: Services) -> api.Accepted:
-        return await backend.call("convoys", Rpc.POOL_JOIN, api.JoinPool(check_id=check_id, request=data), api.Accepted)
+        return await backend.call(Convoys.POOL_JOIN, api.JoinPool(check_id=check_id, request=data))
+
+    @delete(
+        "/{check_id:uuid}/join",
+        summary="Take back the contact left from this result: it is deleted from the formation pool",
+        status_code=200,
+        guards=[client_rate_limit],
+    )
+    async def withdraw(self, check_id: CheckId, backend: Services) -> api.Accepted:
+        return await backend.call(Convoys.POOL_WITHDRAW, WithdrawFromPool(check_id=check_id))
 
 
 class PoolController(Controller):
@@ -71,11 +80,11 @@ class PoolController(Controller):
 
     @get("/pool", summary="Companies waiting in the formation pool, with suggested groups (facilitators)")
     async def pool(self, actor: Actor, backend: Services) -> api.Pool:
-        return await backend.call("convoys", Rpc.POOL_LIST, api.Ask(actor=actor), api.Pool)
+        return await backend.call(Convoys.POOL_LIST, api.Ask(actor=actor))
 
     @post("/pool/convoys", summary="Form a convoy from pool requests; invites the contacts (facilitators)")
     async def form(self, data: ex.Formation, actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call("convoys", Rpc.POOL_FORM, api.FormConvoy(actor=actor, formation=data), api.Convoy)
+        return await backend.call(Convoys.POOL_FORM, api.FormConvoy(actor=actor, formation=data))
 
     @get("/programme", summary="Programme figures for a period, without personal data (facilitators)")
     async def programme(
@@ -109,9 +118,7 @@ async def programme_report(
     backend: Backend, actor: api.Actor, from_date: date, to_date: date, convoy_id: uuid.UUID | None
 ) -> api.ProgrammeReport:
     period = api.Period(from_date=from_date, to_date=to_date, convoy_id=convoy_id)
-    return await backend.call(
-        "convoys", Rpc.PROGRAMME_REPORT, api.AskProgramme(actor=actor, period=period), api.ProgrammeReport
-    )
+    return await backend.call(Convoys.PROGRAMME_REPORT, api.AskProgramme(actor=actor, period=period))
 
 
 def programme_csv(report: api.ProgrammeReport) -> str:

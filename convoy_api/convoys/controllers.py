@@ -12,7 +12,7 @@ from litestar.params import FromPath, QueryParameter
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, client_rate_limit, provide_actor
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -26,39 +26,27 @@ class ConvoyController(Controller):
 
     @post("/", summary="Create a convoy (facilitators, admins); its creator facilitates it")
     async def create(self, data: ex.NewConvoy, actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call("convoys", Rpc.CONVOY_CREATE, api.CreateConvoy(actor=actor, convoy=data), api.Convoy)
+        return await backend.call(Convoys.CONVOY_CREATE, api.CreateConvoy(actor=actor, convoy=data))
 
     @get("/{convoy_id:uuid}", summary="A convoy with facilitators, companies, representatives (its people)")
     async def read(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call(
-            "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy
-        )
+        return await backend.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id))
 
     @patch("/{convoy_id:uuid}", summary="Change name, description, cadence, dates (its facilitators)")
     async def update(self, convoy_id: ConvoyId, data: ex.ConvoyPatch, actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call(
-            "convoys",
-            Rpc.CONVOY_UPDATE,
-            api.UpdateConvoy(actor=actor, convoy_id=convoy_id, patch=data),
-            api.Convoy,
-        )
+        return await backend.call(Convoys.CONVOY_UPDATE, api.UpdateConvoy(actor=actor, convoy_id=convoy_id, patch=data))
 
     @post(
         "/{convoy_id:uuid}/status", summary="forming → active → paused → completed (its facilitators)", status_code=200
     )
     async def status(self, convoy_id: ConvoyId, data: ex.StatusChange, actor: Actor, backend: Services) -> api.Convoy:
         return await backend.call(
-            "convoys",
-            Rpc.CONVOY_STATUS,
-            api.ChangeStatus(actor=actor, convoy_id=convoy_id, change=data),
-            api.Convoy,
+            Convoys.CONVOY_STATUS, api.ChangeStatus(actor=actor, convoy_id=convoy_id, change=data)
         )
 
     @put("/{convoy_id:uuid}/slack", summary="Set or remove the convoy's Slack incoming webhook (its facilitators)")
     async def slack(self, convoy_id: ConvoyId, data: ex.SlackWebhook, actor: Actor, backend: Services) -> api.Convoy:
-        return await backend.call(
-            "convoys", Rpc.CONVOY_SLACK_SET, api.SetSlack(actor=actor, convoy_id=convoy_id, slack=data), api.Convoy
-        )
+        return await backend.call(Convoys.CONVOY_SLACK_SET, api.SetSlack(actor=actor, convoy_id=convoy_id, slack=data))
 
     @put(
         "/{convoy_id:uuid}/teams",
@@ -66,10 +54,7 @@ class ConvoyController(Controller):
     )
     async def teams(self, convoy_id: ConvoyId, data: ex.TeamsWebhook, actor: Actor, backend: Services) -> api.Convoy:
         return await backend.call(
-            "convoys",
-            Rpc.CONVOY_CHAT_SET,
-            api.SetChat(actor=actor, convoy_id=convoy_id, channel="teams", hook=data),
-            api.Convoy,
+            Convoys.CONVOY_CHAT_SET, api.SetChat(actor=actor, convoy_id=convoy_id, channel="teams", hook=data)
         )
 
     @post("/{convoy_id:uuid}/facilitators", summary="Add a co-facilitator (its facilitators)")
@@ -77,22 +62,15 @@ class ConvoyController(Controller):
         self, convoy_id: ConvoyId, data: ex.CoFacilitator, actor: Actor, backend: Services
     ) -> api.Convoy:
         return await backend.call(
-            "convoys",
-            Rpc.CONVOY_FACILITATOR_ADD,
+            Convoys.CONVOY_FACILITATOR_ADD,
             api.AddFacilitator(actor=actor, convoy_id=convoy_id, person_id=data.person_id),
-            api.Convoy,
         )
 
     @post("/{convoy_id:uuid}/companies", summary="Add a company (its facilitators)")
     async def add_company(
         self, convoy_id: ConvoyId, data: ex.NewCompany, actor: Actor, backend: Services
     ) -> api.Company:
-        return await backend.call(
-            "convoys",
-            Rpc.COMPANY_ADD,
-            api.AddCompany(actor=actor, convoy_id=convoy_id, company=data),
-            api.Company,
-        )
+        return await backend.call(Convoys.COMPANY_ADD, api.AddCompany(actor=actor, convoy_id=convoy_id, company=data))
 
     @post(
         "/{convoy_id:uuid}/companies/{company_id:uuid}/removal",
@@ -108,10 +86,8 @@ class ConvoyController(Controller):
         backend: Services,
     ) -> api.Convoy:
         return await backend.call(
-            "convoys",
-            Rpc.COMPANY_REMOVE,
+            Convoys.COMPANY_REMOVE,
             api.RemoveCompany(actor=actor, convoy_id=convoy_id, company_id=company_id, removal=data),
-            api.Convoy,
         )
 
     @post(
@@ -128,10 +104,7 @@ class ConvoyController(Controller):
         backend: Services,
     ) -> api.Convoy:
         return await backend.call(
-            "convoys",
-            Rpc.MEMBER_REMOVE,
-            api.RemoveMember(actor=actor, convoy_id=convoy_id, person_id=person_id, removal=data),
-            api.Convoy,
+            Convoys.MEMBER_REMOVE, api.RemoveMember(actor=actor, convoy_id=convoy_id, person_id=person_id, removal=data)
         )
 
     @post(
@@ -147,10 +120,8 @@ class ConvoyController(Controller):
         backend: Services,
     ) -> api.Invitation:
         return await backend.call(
-            "convoys",
-            Rpc.INVITATION_CREATE,
+            Convoys.INVITATION_CREATE,
             api.CreateInvitation(actor=actor, convoy_id=convoy_id, company_id=company_id, invitation=data),
-            api.Invitation,
         )
 
     @post(
@@ -162,10 +133,7 @@ class ConvoyController(Controller):
         self, convoy_id: ConvoyId, data: ex.NewObserverInvitation, actor: Actor, backend: Services
     ) -> api.Invitation:
         return await backend.call(
-            "convoys",
-            Rpc.OBSERVER_INVITE,
-            api.InviteObserver(actor=actor, convoy_id=convoy_id, invitation=data),
-            api.Invitation,
+            Convoys.OBSERVER_INVITE, api.InviteObserver(actor=actor, convoy_id=convoy_id, invitation=data)
         )
 
     @get(
@@ -173,12 +141,7 @@ class ConvoyController(Controller):
         summary="Pending invitations: not accepted, not withdrawn (expired ones too, to resend) (its facilitators)",
     )
     async def invitations(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.PendingInvitations:
-        return await backend.call(
-            "convoys",
-            Rpc.INVITATION_LIST,
-            api.ListInvitations(actor=actor, convoy_id=convoy_id),
-            api.PendingInvitations,
-        )
+        return await backend.call(Convoys.INVITATION_LIST, api.ListInvitations(actor=actor, convoy_id=convoy_id))
 
     @post(
         "/{convoy_id:uuid}/invitations/{invitation_id:uuid}/resend",
@@ -189,10 +152,8 @@ class ConvoyController(Controller):
         self, convoy_id: ConvoyId, invitation_id: FromPath[uuid.UUID], actor: Actor, backend: Services
     ) -> api.Invitation:
         return await backend.call(
-            "convoys",
-            Rpc.INVITATION_RESEND,
+            Convoys.INVITATION_RESEND,
             api.InvitationAction(actor=actor, convoy_id=convoy_id, invitation_id=invitation_id),
-            api.Invitation,
         )
 
     @post(
@@ -205,10 +166,8 @@ class ConvoyController(Controller):
         self, convoy_id: ConvoyId, invitation_id: FromPath[uuid.UUID], actor: Actor, backend: Services
     ) -> api.PendingInvitations:
         return await backend.call(
-            "convoys",
-            Rpc.INVITATION_WITHDRAW,
+            Convoys.INVITATION_WITHDRAW,
             api.InvitationAction(actor=actor, convoy_id=convoy_id, invitation_id=invitation_id),
-            api.PendingInvitations,
         )
 
     @post(
@@ -225,10 +184,8 @@ class ConvoyController(Controller):
         backend: Services,
     ) -> api.Convoy:
         return await backend.call(
-            "convoys",
-            Rpc.OBSERVER_REMOVE,
+            Convoys.OBSERVER_REMOVE,
             api.RemoveObserver(actor=actor, convoy_id=convoy_id, person_id=person_id, removal=data),
-            api.Convoy,
         )
 
     @get("/{convoy_id:uuid}/join-requests", summary="Requests to join (its facilitators)")
@@ -237,13 +194,10 @@ class ConvoyController(Controller):
         convoy_id: ConvoyId,
         actor: Actor,
         backend: Services,
-        status: Annotated[str, QueryParameter(pattern="^(pending|approved|declined|all)$")] = "pending",
+        status: Annotated[api.JoinRequestFilter, QueryParameter()] = "pending",
     ) -> api.JoinRequests:
         return await backend.call(
-            "convoys",
-            Rpc.JOIN_REQUEST_LIST,
-            api.ListJoinRequests(actor=actor, convoy_id=convoy_id, status=status),  # type: ignore[arg-type]
-            api.JoinRequests,
+            Convoys.JOIN_REQUEST_LIST, api.ListJoinRequests(actor=actor, convoy_id=convoy_id, status=status)
         )
 
     @post(
@@ -260,10 +214,8 @@ class ConvoyController(Controller):
         backend: Services,
     ) -> api.JoinRequest:
         return await backend.call(
-            "convoys",
-            Rpc.JOIN_REQUEST_DECIDE,
+            Convoys.JOIN_REQUEST_DECIDE,
             api.DecideJoinRequest(actor=actor, convoy_id=convoy_id, request_id=request_id, decision=data),
-            api.JoinRequest,
         )
 
     @get("/{convoy_id:uuid}/audit", summary="Audit log of membership and administration (its facilitators)")
@@ -274,12 +226,7 @@ class ConvoyController(Controller):
         backend: Services,
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
     ) -> api.AuditLog:
-        return await backend.call(
-            "convoys",
-            Rpc.AUDIT_LIST,
-            api.ListAudit(actor=actor, convoy_id=convoy_id, limit=limit),
-            api.AuditLog,
-        )
+        return await backend.call(Convoys.AUDIT_LIST, api.ListAudit(actor=actor, convoy_id=convoy_id, limit=limit))
 
 
 class OpenConvoyController(Controller):
@@ -290,7 +237,7 @@ class OpenConvoyController(Controller):
 
     @get("/open-convoys", summary="Convoys that companies may ask to join")
     async def open_convoys(self, backend: Services) -> api.OpenConvoys:
-        return await backend.call("convoys", Rpc.CONVOY_LIST_OPEN, api.Empty(), api.OpenConvoys)
+        return await backend.call(Convoys.CONVOY_LIST_OPEN, api.Empty())
 
     @post(
         "/open-convoys/{convoy_id:uuid}/join-requests",
@@ -299,10 +246,5 @@ class OpenConvoyController(Controller):
         guards=[client_rate_limit],
     )
     async def ask_to_join(self, convoy_id: ConvoyId, data: ex.NewJoinRequest, backend: Services) -> api.Accepted:
-        await backend.call(
-            "convoys",
-            Rpc.JOIN_REQUEST_CREATE,
-            api.CreateJoinRequest(convoy_id=convoy_id, request=data),
-            api.JoinRequest,
-        )
+        await backend.call(Convoys.JOIN_REQUEST_CREATE, api.CreateJoinRequest(convoy_id=convoy_id, request=data))
         return api.Accepted(message="Thank you: the convoy's facilitators will answer by email.")

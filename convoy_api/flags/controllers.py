@@ -16,7 +16,8 @@ from litestar.params import FromPath
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -43,7 +44,7 @@ class FlagController(Controller):
         self, report_id: ObjectId, data: ex.NewFlag, actor: Actor, backend: Services
     ) -> Response[api.FlagReceipt]:
         request = api.FlagContent(actor=actor, object_type="report", object_id=report_id, flag=data)
-        return _receipt(await backend.call("milestones", Rpc.FLAG_CREATE, request, api.FlagReceipt))
+        return _receipt(await backend.call(Milestones.FLAG_CREATE, request))
 
     @post(
         "/comments/{comment_id:uuid}/flags",
@@ -53,13 +54,11 @@ class FlagController(Controller):
         self, comment_id: ObjectId, data: ex.NewFlag, actor: Actor, backend: Services
     ) -> Response[api.FlagReceipt]:
         request = api.FlagContent(actor=actor, object_type="comment", object_id=comment_id, flag=data)
-        return _receipt(await backend.call("milestones", Rpc.FLAG_CREATE, request, api.FlagReceipt))
+        return _receipt(await backend.call(Milestones.FLAG_CREATE, request))
 
     @get("/convoys/{convoy_id:uuid}/flags", summary="The convoy's moderation queue: open flags (facilitators)")
     async def queue(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.FlagQueue:
-        return await backend.call(
-            "milestones", Rpc.FLAG_QUEUE, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.FlagQueue
-        )
+        return await backend.call(Milestones.FLAG_QUEUE, api.ConvoyAsk(actor=actor, convoy_id=convoy_id))
 
     @post(
         "/flags/{flag_id:uuid}/resolve",
@@ -70,10 +69,7 @@ class FlagController(Controller):
         self, flag_id: FlagId, data: ex.FlagResolution, actor: Actor, backend: Services
     ) -> api.FlagOutcome:
         return await backend.call(
-            "milestones",
-            Rpc.FLAG_RESOLVE,
-            api.ResolveFlag(actor=actor, flag_id=flag_id, resolution=data),
-            api.FlagOutcome,
+            Milestones.FLAG_RESOLVE, api.ResolveFlag(actor=actor, flag_id=flag_id, resolution=data)
         )
 
 
@@ -84,15 +80,11 @@ class CharterController(Controller):
 
     @get("/", summary="The convoy's charter: text, version, and whether I accepted it (its people)")
     async def read(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Charter:
-        return await backend.call(
-            "convoys", Rpc.CHARTER_GET, api.AskConvoy(actor=actor, convoy_id=convoy_id), api.Charter
-        )
+        return await backend.call(Convoys.CHARTER_GET, api.AskConvoy(actor=actor, convoy_id=convoy_id))
 
     @put("/", summary="Change the charter: a new version every representative accepts again (its facilitators)")
     async def change(self, convoy_id: ConvoyId, data: ex.CharterText, actor: Actor, backend: Services) -> api.Charter:
-        return await backend.call(
-            "convoys", Rpc.CHARTER_PUT, api.PutCharter(actor=actor, convoy_id=convoy_id, charter=data), api.Charter
-        )
+        return await backend.call(Convoys.CHARTER_PUT, api.PutCharter(actor=actor, convoy_id=convoy_id, charter=data))
 
     @post(
         "/accept",
@@ -103,8 +95,5 @@ class CharterController(Controller):
         self, convoy_id: ConvoyId, data: ex.CharterAcceptance, actor: Actor, backend: Services
     ) -> api.Charter:
         return await backend.call(
-            "convoys",
-            Rpc.CHARTER_ACCEPT,
-            api.AcceptCharter(actor=actor, convoy_id=convoy_id, acceptance=data),
-            api.Charter,
+            Convoys.CHARTER_ACCEPT, api.AcceptCharter(actor=actor, convoy_id=convoy_id, acceptance=data)
         )

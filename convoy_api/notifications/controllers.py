@@ -11,7 +11,7 @@ from litestar.params import FromPath
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, client_rate_limit, provide_actor
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.notifier import Notifier
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -46,13 +46,11 @@ class PreferencesController(Controller):
 
     @get("/", summary="My notification preferences")
     async def read(self, actor: Actor, backend: Services) -> api.NotificationPrefs:
-        return await backend.call("notifier", Rpc.PREFS_GET, api.PrefsAsk(actor=actor), api.NotificationPrefs)
+        return await backend.call(Notifier.PREFS_GET, api.PrefsAsk(actor=actor))
 
     @put("/", summary="Change my notification preferences (sign-in links and invitations always arrive)")
     async def update(self, data: ex.NotificationPrefs, actor: Actor, backend: Services) -> api.NotificationPrefs:
-        return await backend.call(
-            "notifier", Rpc.PREFS_PUT, api.PutPrefs(actor=actor, prefs=data), api.NotificationPrefs
-        )
+        return await backend.call(Notifier.PREFS_PUT, api.PutPrefs(actor=actor, prefs=data))
 
 
 class UnsubscribeController(Controller):
@@ -82,7 +80,7 @@ class UnsubscribeController(Controller):
         media_type=MediaType.HTML,
     )
     async def unsubscribe(self, token: FromPath[str], backend: Services) -> Response[str]:
-        done = await backend.call("notifier", Rpc.UNSUBSCRIBE, api.UnsubscribeAsk(token=token), api.Unsubscribed)
+        done = await backend.call(Notifier.UNSUBSCRIBE, api.UnsubscribeAsk(token=token))
         de, en = KIND_NAMES.get(done.kind, ("diese E-Mails", "these emails"))
         return _page(
             "Abgemeldet / Unsubscribed",

@@ -11,11 +11,18 @@ from litestar.di import NamedDependency, Provide
 
 from convoy_api.deps import SESSION_COOKIE, Backend, bearer_token, provide_actor
 from schemas import api
-from schemas.subjects import SERVICES, Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
+from schemas.notifier import Notifier
+from schemas.reminders import Reminders
 from services.runtime.errors import Forbidden
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
+
+
+CONTRACTS = (Convoys, Milestones, Reminders, Notifier)
+"""Every service keeps personal data; each answers for itself."""
 
 
 class PrivacyController(Controller):
@@ -38,13 +45,13 @@ class PrivacyController(Controller):
         if actor.person_id is None:
             raise Forbidden("the admin token has no personal data; sign in as a person")
         parts = await asyncio.gather(
-            *(backend.call(service, Rpc.PERSONAL_DATA, api.Ask(actor=actor), api.PersonalData) for service in SERVICES)
+            *(backend.call(contract.PERSONAL_DATA, api.Ask(actor=actor)) for contract in CONTRACTS)
         )
         now = datetime.now(UTC)
         document = api.PersonalExport(
             person_id=actor.person_id,
             exported_at=now,
-            services={service: part.sections for service, part in zip(SERVICES, parts, strict=True)},
+            services={c.SERVICE: part.sections for c, part in zip(CONTRACTS, parts, strict=True)},
         )
         filename = f"convoy-export-{now.date().isoformat()}.json"
         return Response(document, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -63,7 +70,7 @@ async def erase_account(
     data: api.EraseConfirm, request: Request[Any, Any, Any], actor: api.Actor, backend: Backend
 ) -> Response[api.Erased]:
     """DELETE /api/v1/me (registered on the profile controller, which owns that path)."""
-    erased = await backend.call("convoys", Rpc.ME_ERASE, api.EraseMe(actor=actor, confirm=data.confirm), api.Erased)
+    erased = await backend.call(Convoys.ME_ERASE, api.EraseMe(actor=actor, confirm=data.confirm))
     for token in (bearer_token(request), request.cookies.get(SESSION_COOKIE)):
         if token:
             backend.forget(token)

@@ -12,7 +12,7 @@ from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
 from schemas.catalogue import Catalogue
-from schemas.subjects import Rpc
+from schemas.milestones import Milestones
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -28,10 +28,7 @@ class ProjectController(Controller):
     @get("/", summary="A company's digital project with its milestones and progress (members)")
     async def read(self, convoy_id: ConvoyId, company_id: CompanyId, actor: Actor, backend: Services) -> api.Project:
         return await backend.call(
-            "milestones",
-            Rpc.PROJECT_GET,
-            api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=company_id),
-            api.Project,
+            Milestones.PROJECT_GET, api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=company_id)
         )
 
     @put("/", summary="Describe my company's project; a catalogue type seeds its milestone ladder")
@@ -39,10 +36,8 @@ class ProjectController(Controller):
         self, convoy_id: ConvoyId, company_id: CompanyId, data: ex.ProjectIn, actor: Actor, backend: Services
     ) -> api.Project:
         return await backend.call(
-            "milestones",
-            Rpc.PROJECT_PUT,
+            Milestones.PROJECT_PUT,
             api.PutProject(actor=actor, convoy_id=convoy_id, company_id=company_id, project=data),
-            api.Project,
         )
 
     @post("/milestones", summary="Add a milestone (at most 50 per project)")
@@ -50,10 +45,8 @@ class ProjectController(Controller):
         self, convoy_id: ConvoyId, company_id: CompanyId, data: ex.NewMilestone, actor: Actor, backend: Services
     ) -> api.Milestone:
         return await backend.call(
-            "milestones",
-            Rpc.MILESTONE_ADD,
+            Milestones.MILESTONE_ADD,
             api.AddMilestone(actor=actor, convoy_id=convoy_id, company_id=company_id, milestone=data),
-            api.Milestone,
         )
 
     @put("/milestone-order", summary="Reorder the milestones")
@@ -61,10 +54,8 @@ class ProjectController(Controller):
         self, convoy_id: ConvoyId, company_id: CompanyId, data: ex.MilestoneOrder, actor: Actor, backend: Services
     ) -> api.Project:
         return await backend.call(
-            "milestones",
-            Rpc.MILESTONE_ORDER,
+            Milestones.MILESTONE_ORDER,
             api.OrderMilestones(actor=actor, convoy_id=convoy_id, company_id=company_id, order=data),
-            api.Project,
         )
 
 
@@ -81,12 +72,9 @@ class MilestoneController(Controller):
         self, milestone_id: FromPath[uuid.UUID], data: ex.MilestonePatch, actor: Actor, backend: Services
     ) -> api.Milestone:
         return await backend.call(
-            "milestones",
-            Rpc.MILESTONE_CHANGE,
-            api.ChangeMilestone(actor=actor, milestone_id=milestone_id, patch=data),
-            api.Milestone,
+            Milestones.MILESTONE_CHANGE, api.ChangeMilestone(actor=actor, milestone_id=milestone_id, patch=data)
         )
 
     @get("/catalogue", summary="Typical milestone ladders per project type (German and English)")
     async def catalogue(self, backend: Services) -> Catalogue:
-        return await backend.call("milestones", Rpc.CATALOGUE, api.Empty(), Catalogue)
+        return await backend.call(Milestones.CATALOGUE, api.Empty())

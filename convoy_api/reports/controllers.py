@@ -15,7 +15,7 @@ from litestar.params import FromPath, QueryParameter
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.milestones import Milestones
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -47,7 +47,7 @@ class ConvoyReportsController(Controller):
     @post("/reports", summary="Post my company's report for the current check-in cycle")
     async def submit(self, convoy_id: ConvoyId, data: ex.NewReportFull, actor: Actor, backend: Services) -> api.Report:
         return await backend.call(
-            "milestones", Rpc.REPORT_SUBMIT, api.SubmitReport(actor=actor, convoy_id=convoy_id, report=data), api.Report
+            Milestones.REPORT_SUBMIT, api.SubmitReport(actor=actor, convoy_id=convoy_id, report=data)
         )
 
     @get("/reports", summary="The convoy's reports, newest first (see /timeline for filters and paging)")
@@ -59,10 +59,7 @@ class ConvoyReportsController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 50,
     ) -> api.ReportList:
         return await backend.call(
-            "milestones",
-            Rpc.REPORT_LIST,
-            api.ListReports(actor=actor, convoy_id=convoy_id, limit=limit),
-            api.ReportList,
+            Milestones.REPORT_LIST, api.ListReports(actor=actor, convoy_id=convoy_id, limit=limit)
         )
 
     @get("/timeline", summary="Reports newest first, filtered, with a cursor for the next page")
@@ -90,11 +87,11 @@ class ConvoyReportsController(Controller):
             cursor=cursor,
             limit=limit,
         )
-        return await backend.call("milestones", Rpc.TIMELINE, request, api.TimelinePage)
+        return await backend.call(Milestones.TIMELINE, request)
 
     @get("/board", summary="Progress board: progress, milestones, participation, streaks, pace per company")
     async def board(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Board:
-        return await backend.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board)
+        return await backend.call(Milestones.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id))
 
     @get("/search", summary="Full-text search over the convoy's reports (German or English by convoy language)")
     async def search(
@@ -105,9 +102,7 @@ class ConvoyReportsController(Controller):
         q: Annotated[str, QueryParameter(min_length=1, max_length=200)],
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
     ) -> api.SearchResults:
-        return await backend.call(
-            "milestones", Rpc.SEARCH, api.Search(actor=actor, convoy_id=convoy_id, q=q, limit=limit), api.SearchResults
-        )
+        return await backend.call(Milestones.SEARCH, api.Search(actor=actor, convoy_id=convoy_id, q=q, limit=limit))
 
     @get("/export.json", summary="All of the convoy's reports as JSON (members)")
     async def export_json(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Export:
@@ -132,9 +127,7 @@ async def _all_reports(backend: Backend, actor: api.Actor, convoy_id: uuid.UUID)
     reports: list[api.Report] = []
     cursor: str | None = None
     while True:
-        page = await backend.call(
-            "milestones", Rpc.EXPORT, api.ExportAsk(actor=actor, convoy_id=convoy_id, cursor=cursor), api.Export
-        )
+        page = await backend.call(Milestones.EXPORT, api.ExportAsk(actor=actor, convoy_id=convoy_id, cursor=cursor))
         reports += page.reports
         cursor = page.next_cursor
         if cursor is None:
@@ -155,62 +148,45 @@ class ReportController(Controller):
 
     @get("/", summary="One report")
     async def read(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Report:
-        return await backend.call(
-            "milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report
-        )
+        return await backend.call(Milestones.REPORT_GET, api.GetReport(actor=actor, report_id=report_id))
 
     @patch("/", summary="Edit my company's report until its cycle closes (the previous version is kept)")
     async def edit(self, report_id: ReportId, data: ex.ReportPatch, actor: Actor, backend: Services) -> api.Report:
-        return await backend.call(
-            "milestones", Rpc.REPORT_EDIT, api.EditReport(actor=actor, report_id=report_id, patch=data), api.Report
-        )
+        return await backend.call(Milestones.REPORT_EDIT, api.EditReport(actor=actor, report_id=report_id, patch=data))
 
     @get("/comments", summary="Comments on a report, answers nested one level")
     async def comments(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Comments:
-        return await backend.call(
-            "milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments
-        )
+        return await backend.call(Milestones.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id))
 
     @post("/comments", summary="Comment on a report, or answer a comment")
     async def comment(self, report_id: ReportId, data: ex.NewComment, actor: Actor, backend: Services) -> api.Comment:
         return await backend.call(
-            "milestones", Rpc.COMMENT_ADD, api.AddComment(actor=actor, report_id=report_id, comment=data), api.Comment
+            Milestones.COMMENT_ADD, api.AddComment(actor=actor, report_id=report_id, comment=data)
         )
 
     @put("/kudos", summary="Give kudos (once per person; peers only)")
     async def give_kudos(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Report:
-        return await backend.call(
-            "milestones", Rpc.KUDOS_GIVE, api.ReportAction(actor=actor, report_id=report_id), api.Report
-        )
+        return await backend.call(Milestones.KUDOS_GIVE, api.ReportAction(actor=actor, report_id=report_id))
 
     @delete("/kudos", summary="Take my kudos back", status_code=200)
     async def take_back_kudos(self, report_id: ReportId, actor: Actor, backend: Services) -> api.Report:
-        return await backend.call(
-            "milestones", Rpc.KUDOS_TAKE_BACK, api.ReportAction(actor=actor, report_id=report_id), api.Report
-        )
+        return await backend.call(Milestones.KUDOS_TAKE_BACK, api.ReportAction(actor=actor, report_id=report_id))
 
     @post("/help-offers", summary='"I can help": tells the asker')
     async def offer_help(
         self, report_id: ReportId, data: ex.NewHelpOffer, actor: Actor, backend: Services
     ) -> api.HelpOffer:
-        return await backend.call(
-            "milestones", Rpc.HELP_OFFER, api.OfferHelp(actor=actor, report_id=report_id, offer=data), api.HelpOffer
-        )
+        return await backend.call(Milestones.HELP_OFFER, api.OfferHelp(actor=actor, report_id=report_id, offer=data))
 
     @get("/help-suggestions", summary="Peers who already completed the milestone the help request is about")
     async def help_suggestions(self, report_id: ReportId, actor: Actor, backend: Services) -> api.HelpSuggestions:
-        return await backend.call(
-            "milestones", Rpc.HELP_SUGGESTIONS, api.ReportAction(actor=actor, report_id=report_id), api.HelpSuggestions
-        )
+        return await backend.call(Milestones.HELP_SUGGESTIONS, api.ReportAction(actor=actor, report_id=report_id))
 
     # --- moderation (the convoy's facilitators and admins) --------------------------------------
     @post("/hide", summary="Hide the report from the convoy's members, with a reason (facilitators)", status_code=200)
     async def hide(self, report_id: ReportId, data: ex.Hide, actor: Actor, backend: Services) -> api.Report:
         return await backend.call(
-            "milestones",
-            Rpc.REPORT_HIDE,
-            api.ModerateReport(actor=actor, report_id=report_id, reason=data.reason),
-            api.Report,
+            Milestones.REPORT_HIDE, api.ModerateReport(actor=actor, report_id=report_id, reason=data.reason)
         )
 
     @post("/restore", summary="Show a hidden report again (facilitators)", status_code=200)
@@ -218,10 +194,7 @@ class ReportController(Controller):
         self, report_id: ReportId, data: ex.ModerationNote, actor: Actor, backend: Services
     ) -> api.Report:
         return await backend.call(
-            "milestones",
-            Rpc.REPORT_RESTORE,
-            api.ModerateReport(actor=actor, report_id=report_id, reason=data.reason),
-            api.Report,
+            Milestones.REPORT_RESTORE, api.ModerateReport(actor=actor, report_id=report_id, reason=data.reason)
         )
 
     @put("/comment-lock", summary="Lock the report's comments: members can no longer comment (facilitators)")
@@ -229,10 +202,8 @@ class ReportController(Controller):
         self, report_id: ReportId, data: ex.CommentLock, actor: Actor, backend: Services
     ) -> api.Report:
         return await backend.call(
-            "milestones",
-            Rpc.REPORT_LOCK_COMMENTS,
+            Milestones.REPORT_LOCK_COMMENTS,
             api.LockComments(actor=actor, report_id=report_id, locked=True, reason=data.reason),
-            api.Report,
         )
 
     @delete("/comment-lock", summary="Unlock the report's comments (facilitators)", status_code=200)
@@ -244,10 +215,8 @@ class ReportController(Controller):
         reason: Annotated[str, QueryParameter(max_length=500)] = "",
     ) -> api.Report:
         return await backend.call(
-            "milestones",
-            Rpc.REPORT_LOCK_COMMENTS,
+            Milestones.REPORT_LOCK_COMMENTS,
             api.LockComments(actor=actor, report_id=report_id, locked=False, reason=reason),
-            api.Report,
         )
 
 
@@ -265,10 +234,7 @@ class CommentController(Controller):
     )
     async def edit(self, comment_id: CommentId, data: ex.CommentText, actor: Actor, backend: Services) -> api.Comment:
         return await backend.call(
-            "milestones",
-            Rpc.COMMENT_EDIT,
-            api.EditComment(actor=actor, comment_id=comment_id, edit=data),
-            api.Comment,
+            Milestones.COMMENT_EDIT, api.EditComment(actor=actor, comment_id=comment_id, edit=data)
         )
 
     @delete(
@@ -277,19 +243,14 @@ class CommentController(Controller):
         status_code=200,
     )
     async def remove(self, comment_id: CommentId, actor: Actor, backend: Services) -> api.Comment:
-        return await backend.call(
-            "milestones", Rpc.COMMENT_DELETE, api.CommentAction(actor=actor, comment_id=comment_id), api.Comment
-        )
+        return await backend.call(Milestones.COMMENT_DELETE, api.CommentAction(actor=actor, comment_id=comment_id))
 
     @post(
         "/hide", summary="Hide a comment (and its answers) from members, with a reason (facilitators)", status_code=200
     )
     async def hide(self, comment_id: CommentId, data: ex.Hide, actor: Actor, backend: Services) -> api.Comment:
         return await backend.call(
-            "milestones",
-            Rpc.COMMENT_HIDE,
-            api.ModerateComment(actor=actor, comment_id=comment_id, reason=data.reason),
-            api.Comment,
+            Milestones.COMMENT_HIDE, api.ModerateComment(actor=actor, comment_id=comment_id, reason=data.reason)
         )
 
     @post("/restore", summary="Show a hidden comment again (facilitators)", status_code=200)
@@ -297,8 +258,5 @@ class CommentController(Controller):
         self, comment_id: CommentId, data: ex.ModerationNote, actor: Actor, backend: Services
     ) -> api.Comment:
         return await backend.call(
-            "milestones",
-            Rpc.COMMENT_RESTORE,
-            api.ModerateComment(actor=actor, comment_id=comment_id, reason=data.reason),
-            api.Comment,
+            Milestones.COMMENT_RESTORE, api.ModerateComment(actor=actor, comment_id=comment_id, reason=data.reason)
         )

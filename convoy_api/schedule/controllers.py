@@ -12,7 +12,7 @@ from litestar.params import FromPath, QueryParameter
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.reminders import Reminders
 
 Actor = NamedDependency[api.Actor]
 Services = NamedDependency[Backend]
@@ -33,10 +33,7 @@ class ScheduleController(Controller):
         upcoming: Annotated[int, QueryParameter(ge=1, le=52)] = 6,
     ) -> api.Schedule:
         return await backend.call(
-            "reminders",
-            Rpc.SCHEDULE,
-            api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=upcoming),
-            api.Schedule,
+            Reminders.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=upcoming)
         )
 
     @put("/schedule/settings", summary="Holidays (Bundesland, skip or move) and nudge times (facilitators)")
@@ -44,10 +41,7 @@ class ScheduleController(Controller):
         self, convoy_id: ConvoyId, data: ex.ScheduleSettings, actor: Actor, backend: Services
     ) -> api.Schedule:
         return await backend.call(
-            "reminders",
-            Rpc.SCHEDULE_SETTINGS,
-            api.PutScheduleSettings(actor=actor, convoy_id=convoy_id, settings=data),
-            api.Schedule,
+            Reminders.SCHEDULE_SETTINGS, api.PutScheduleSettings(actor=actor, convoy_id=convoy_id, settings=data)
         )
 
     @post(
@@ -59,10 +53,7 @@ class ScheduleController(Controller):
         self, convoy_id: ConvoyId, cycle_index: FromPath[int], data: ex.CycleSkip, actor: Actor, backend: Services
     ) -> api.Schedule:
         return await backend.call(
-            "reminders",
-            Rpc.CYCLE_SKIP,
-            api.SkipCycle(actor=actor, convoy_id=convoy_id, cycle_index=cycle_index, skip=data),
-            api.Schedule,
+            Reminders.CYCLE_SKIP, api.SkipCycle(actor=actor, convoy_id=convoy_id, cycle_index=cycle_index, skip=data)
         )
 
     @post("/companies/{company_id:uuid}/away", summary="Mark a company away for dates (facilitators)", status_code=200)
@@ -75,10 +66,7 @@ class ScheduleController(Controller):
         backend: Services,
     ) -> api.Schedule:
         return await backend.call(
-            "reminders",
-            Rpc.COMPANY_AWAY,
-            api.MarkAway(actor=actor, convoy_id=convoy_id, company_id=company_id, away=data),
-            api.Schedule,
+            Reminders.COMPANY_AWAY, api.MarkAway(actor=actor, convoy_id=convoy_id, company_id=company_id, away=data)
         )
 
     @post("/companies/{company_id:uuid}/skips", summary="Skip a cycle for my company, with a reason", status_code=200)
@@ -91,16 +79,14 @@ class ScheduleController(Controller):
         backend: Services,
     ) -> api.Schedule:
         return await backend.call(
-            "reminders",
-            Rpc.COMPANY_SKIP,
+            Reminders.COMPANY_SKIP,
             api.SkipForCompany(actor=actor, convoy_id=convoy_id, company_id=company_id, skip=data),
-            api.Schedule,
         )
 
     @post("/prompt-now", summary="Open the current cycle now: prompts go out (facilitators)", status_code=200)
     async def prompt_now(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Fired:
-        return await backend.call("reminders", Rpc.PROMPT_NOW, api.FireNow(actor=actor, convoy_id=convoy_id), api.Fired)
+        return await backend.call(Reminders.PROMPT_NOW, api.FireNow(actor=actor, convoy_id=convoy_id))
 
     @post("/close-now", summary="Close the current cycle now: the digest goes out (facilitators)", status_code=200)
     async def close_now(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Fired:
-        return await backend.call("reminders", Rpc.CLOSE_NOW, api.FireNow(actor=actor, convoy_id=convoy_id), api.Fired)
+        return await backend.call(Reminders.CLOSE_NOW, api.FireNow(actor=actor, convoy_id=convoy_id))

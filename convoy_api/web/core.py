@@ -26,10 +26,12 @@ from litestar.response import Redirect, Template
 from convoy_api.deps import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE, Backend
 from convoy_api.web import i18n, refusals
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.contract import Op
+from schemas.convoys import Convoys
 from services.runtime.errors import ConvoyError, Forbidden, NotFound, Unauthenticated
 
 T = TypeVar("T")
+Req = TypeVar("Req", bound=msgspec.Struct)
 Rep = TypeVar("Rep", bound=msgspec.Struct)
 LANG_COOKIE = "convoy_lang"
 SEEN_COOKIE = "convoy_seen"
@@ -112,8 +114,8 @@ class Page:
         return i18n.number(self.lang, value, digits)
 
     # --- services ----------------------------------------------------------------------------
-    async def call(self, service: str, operation: str, request: msgspec.Struct, reply_type: type[Rep]) -> Rep:
-        return await self.backend.call(service, operation, request, reply_type)
+    async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
+        return await self.backend.call(op, request)
 
     # --- answers -----------------------------------------------------------------------------
     def render(self, template: str, status_code: int = 200, **context: Any) -> Template:
@@ -200,7 +202,7 @@ async def provide_page(request: Request[Any, Any, State], backend: NamedDependen
             principal = None
         if principal is not None and principal.kind == "browser":
             page.principal = principal
-            page.me = await backend.call("convoys", Rpc.ME_GET, api.Ask(actor=page.actor), api.Me)
+            page.me = await backend.call(Convoys.ME_GET, api.Ask(actor=page.actor))
             if not request.cookies.get(LANG_COOKIE) and page.me.person.language in i18n.LANGUAGES:
                 page.lang = page.me.person.language
     if request.method not in SAFE_METHODS:

@@ -1,45 +1,31 @@
 """German and English for the pages: gettext catalogues kept as Babel ``.po`` files.
 
 English is the source language (the msgids); ``locale/de/LC_MESSAGES/messages.po`` carries German.
-The catalogues are compiled in memory at start, so no binary ``.mo`` file lives in the repository.
-Update them with ``make messages`` (extract from the templates and Python, merge into the ``.po``).
+The catalogues are compiled in memory at start, so no binary ``.mo`` file lives in the repository
+(services.runtime.i18n, shared with the emails' catalogue in notifier/locale). Update them with
+``make messages`` (extract from the templates and Python, merge into the ``.po``).
 """
 
 from __future__ import annotations
 
-import functools
 import gettext
-import io
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from babel.dates import format_date, format_time
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import read_po
-from babel.numbers import format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
+
+from services.runtime import i18n as shared
 
 Lang = Literal["de", "en"]
 LANGUAGES: tuple[Lang, ...] = ("de", "en")
 DEFAULT: Lang = "de"
 LOCALE_DIR = Path(__file__).parent / "locale"
-LOCALES: dict[str, str] = {"de": "de_DE", "en": "en_GB"}
-"""Dates and numbers as people in Germany read them: 03.12.2026 and 4,5 in German, 3 Dec 2026 in English."""
 
 
-@functools.cache
 def translations(lang: str) -> gettext.NullTranslations:
-    po = LOCALE_DIR / lang / "LC_MESSAGES" / "messages.po"
-    if not po.exists():
-        return gettext.NullTranslations()
-    with po.open("rb") as f:
-        catalog = read_po(f, locale=lang)
-    buf = io.BytesIO()
-    write_mo(buf, catalog)
-    buf.seek(0)
-    return gettext.GNUTranslations(buf)
+    return shared.catalogue(LOCALE_DIR, lang)
 
 
 def gettext_for(lang: str) -> Any:
@@ -80,13 +66,9 @@ def land(lang: str, code: str | None) -> str:
     return str(gettext_for(lang)(name)) if name else code
 
 
-def _locale(lang: str) -> str:
-    return LOCALES.get(lang, LOCALES[DEFAULT])
-
-
 def day(lang: str, value: date | None) -> str:
     """A calendar day in the reader's locale (03.12.2026, 3 Dec 2026); '' for none."""
-    return "" if value is None else format_date(value, "medium", locale=_locale(lang))
+    return shared.day(lang, value)
 
 
 def moment(lang: str, at: datetime | None, tz: tzinfo) -> str:
@@ -94,15 +76,12 @@ def moment(lang: str, at: datetime | None, tz: tzinfo) -> str:
     if at is None:
         return ""
     local = at.astimezone(tz)
-    return f"{day(lang, local.date())} {format_time(local, 'HH:mm', locale=_locale(lang))}"
+    return f"{day(lang, local.date())} {shared.clock(lang, local)}"
 
 
 def number(lang: str, value: float | None, digits: int = 1) -> str:
     """A number with ``digits`` decimals in the reader's locale (4,0 in German, 4.0 in English); a dash for none."""
-    if value is None:
-        return "\u2013"
-    pattern = "#,##0." + "0" * digits if digits else "#,##0"
-    return format_decimal(value, format=pattern, locale=_locale(lang))
+    return shared.number(lang, value, digits)
 
 
 def negotiate(accept_language: str) -> Lang:
@@ -112,23 +91,6 @@ def negotiate(accept_language: str) -> Lang:
         if code in LANGUAGES:
             return code
     return DEFAULT
-
-
-# Jinja's newstyle gettext wraps these: it escapes and fills in %(name)s placeholders itself.
-@pass_context
-def _gettext(ctx: Context, message: str) -> str:
-    return str(gettext_for(ctx.get("lang", DEFAULT))(message))
-
-
-@pass_context
-def _ngettext(ctx: Context, singular: str, plural: str, n: int) -> str:
-    return translations(ctx.get("lang", DEFAULT)).ngettext(singular, plural, n)
-
-
-@pass_context
-def _pgettext(ctx: Context, context: str, message: str) -> str:
-    """One English word with two German ones (``State``: a Bundesland, or a round's status)."""
-    return translations(ctx.get("lang", DEFAULT)).pgettext(context, message)
 
 
 @pass_context
@@ -149,8 +111,7 @@ def _land(ctx: Context, code: str | None) -> str:
 def install(env: Any) -> None:
     """Give a Jinja environment ``_()``/``gettext``/``ngettext``/``pgettext`` that speak the page's ``lang``,
     and the filters ``day`` (a date), ``num`` (a number with decimals) and ``land`` (a state's name)."""
-    env.add_extension("jinja2.ext.i18n")
-    env.install_gettext_callables(_gettext, _ngettext, newstyle=True, pgettext=_pgettext)
+    shared.install_gettext(env, lambda lang: translations(lang if lang in LANGUAGES else DEFAULT), DEFAULT)
     env.filters["day"] = _day
     env.filters["num"] = _number
     env.filters["land"] = _land

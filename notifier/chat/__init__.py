@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from schemas import api
+from schemas import events as ev
 
 PACE_S = 1.0
 """At most one post per second per webhook (Slack's documented limit; Teams Workflows throttle too)."""
@@ -61,7 +62,7 @@ class DigestPost:
 class ReportPost:
     """What a channel needs to announce one new report (the peer view: never the facilitator note)."""
 
-    report: api.Report
+    report: ev.ReportSnapshot
     convoy_name: str
     language: str
     link: str

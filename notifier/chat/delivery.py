@@ -12,14 +12,11 @@ facilitators are told by email.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from prometheus_client import Counter
 
-from notifier import render
-from notifier.batching import DeliveryBatcher
+from notifier import i18n, render
 from notifier.chat import (
     CHANNELS,
     ChatChannel,
@@ -29,38 +26,23 @@ from notifier.chat import (
     RevokedWebhook,
     WebhookPoster,
 )
-from notifier.repository import Deliveries
+from notifier.cycles import absence
+from notifier.delivery import MESSAGES_LIST_ID, SENT, Mailer
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 from services.runtime import tracing
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
 
-SendEmail = Callable[..., Awaitable[None]]
-
 
 class ChatDelivery:
-    def __init__(
-        self,
-        rt: Runtime,
-        *,
-        deliveries: Deliveries,
-        delivery_log: DeliveryBatcher,
-        send_email: SendEmail,
-        sent: Counter,
-        list_id: str,
-        channels: dict[str, ChatChannel] | None = None,
-    ) -> None:
+    def __init__(self, rt: Runtime, mail: Mailer, *, channels: dict[str, ChatChannel] | None = None) -> None:
         self.rt = rt
-        self.deliveries = deliveries
-        self.log = delivery_log
-        self.send_email = send_email
-        self.sent = sent
-        self.list_id = list_id
-        """List-Id of the notice to the facilitators (the notifier's messages about their account)."""
+        self.mail = mail
+        """Its delivery log records the posts; a disabled channel is told to the facilitators by email."""
         self.channels = CHANNELS if channels is None else channels
         self.poster = WebhookPoster(rt.settings.smtp_timeout)
 
@@ -70,11 +52,7 @@ class ChatDelivery:
     async def targets(self, convoy_id: uuid.UUID, carried: list[api.ChatTarget] | None = None) -> list[api.ChatTarget]:
         """The convoy's chat channels: as the recipients answer carried them, else asked."""
         if carried is None:
-            found = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_CHAT_GET),
-                api.GetRecipients(convoy_id=convoy_id),
-                api.ChatTargets,
-            )
+            found = await self.rt.rpc.call(Convoys.CONVOY_CHAT_GET, api.GetRecipients(convoy_id=convoy_id))
             carried = found.targets
         known = [t for t in carried if t.channel in self.channels]
         for t in carried:
@@ -86,7 +64,7 @@ class ChatDelivery:
         self,
         envelope: env.Envelope,
         convoy_id: uuid.UUID,
-        report: api.Report,
+        report: ev.ReportSnapshot,
         members: api.Recipients,
         report_link: str,
         convoy_link: str,
@@ -95,15 +73,7 @@ class ChatDelivery:
         targets = [t for t in await self.targets(convoy_id, members.chats) if t.post_reports]
         if not targets:
             return
-        language = members.language
-        if language is None:  # an older services/convoys did not say
-            convoy = await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-                api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-                api.Convoy,
-            )
-            language = convoy.language
-        post = ReportPost(report=report, convoy_name=members.convoy_name, language=language, link=report_link)
+        post = ReportPost(report=report, convoy_name=members.convoy_name, language=members.language, link=report_link)
         await self._post_all(
             envelope,
             convoy_id,
@@ -125,15 +95,7 @@ class ChatDelivery:
         targets = await self.targets(event.convoy_id)
         if not targets:
             return
-        german = convoy.language == "de"
-        absent = {
-            a.company_id: (
-                ("abwesend" if german else "away")
-                if a.kind == "away"
-                else ("ausgesetzt" if german else "skipped") + (f": {a.reason}" if a.reason else "")
-            )
-            for a in event.absences
-        }
+        absent = {a.company_id: absence(i18n.Words(convoy.language), a) for a in event.absences}
         post = DigestPost(digest=digest, language=convoy.language, company_names=companies, absences=absent, link=link)
         await self._post_all(
             envelope,
@@ -176,8 +138,8 @@ class ChatDelivery:
         link: str,
     ) -> None:
         channel = self.channels[target.channel]
-        if not await self.log.claim(key, envelope.id, channel.name, str(convoy_id)):  # shares commits
-            self.sent.labels(channel.name, "duplicate").inc()
+        if not await self.mail.log.claim(key, envelope.id, channel.name, str(convoy_id)):  # shares commits
+            SENT.labels(channel.name, "duplicate").inc()
             return
         try:
             with tracing.span(
@@ -185,11 +147,11 @@ class ChatDelivery:
             ):
                 await self.poster.post(channel, target.webhook_url, payload)
         except RevokedWebhook as exc:
-            await self.deliveries.finish(key, "failed", str(exc))
-            self.sent.labels(channel.name, "refused").inc()
+            await self.mail.deliveries.finish(key, "failed", str(exc))
+            SENT.labels(channel.name, "refused").inc()
             log.warning("chat webhook refused for good; removing it", channel=channel.name, convoy_id=str(convoy_id))
             await self.rt.rpc.call(
-                self.rt.subjects.rpc("convoys", Rpc.CONVOY_CHAT_SET),
+                Convoys.CONVOY_CHAT_SET,
                 api.SetChat(
                     actor=api.SYSTEM,
                     convoy_id=convoy_id,
@@ -197,22 +159,21 @@ class ChatDelivery:
                     hook=api.ChatWebhook(webhook_url=None),
                     only_if_url=target.webhook_url,
                 ),
-                api.Convoy,
             )
             await self._tell_facilitators(envelope, channel, convoy_id, convoy_name, str(exc), link)
             return
         except RefusedMessage as exc:
-            await self.deliveries.finish(key, "failed", str(exc))
-            self.sent.labels(channel.name, "refused").inc()
+            await self.mail.deliveries.finish(key, "failed", str(exc))
+            SENT.labels(channel.name, "refused").inc()
             log.warning("chat message refused for good", channel=channel.name, key=key, error=str(exc))
             return
         except Exception as exc:
-            await self.deliveries.note_error(key, repr(exc))
-            self.sent.labels(channel.name, "retry").inc()
+            await self.mail.deliveries.note_error(key, repr(exc))
+            SENT.labels(channel.name, "retry").inc()
             raise
-        self.log.sent(key)
-        await self.log.flush()  # recorded before the event is acknowledged
-        self.sent.labels(channel.name, "sent").inc()
+        self.mail.log.sent(key)
+        await self.mail.log.flush()  # recorded before the event is acknowledged
+        SENT.labels(channel.name, "sent").inc()
 
     async def _tell_facilitators(
         self,
@@ -223,11 +184,7 @@ class ChatDelivery:
         reason: str,
         link: str,
     ) -> None:
-        found = await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.CONVOY_FACILITATORS),
-            api.GetRecipients(convoy_id=convoy_id),
-            api.ConvoyFacilitators,
-        )
+        found = await self.rt.rpc.call(Convoys.CONVOY_FACILITATORS, api.GetRecipients(convoy_id=convoy_id))
         for f in found.facilitators:
             rendered = render.message(
                 channel.notice,
@@ -235,11 +192,11 @@ class ChatDelivery:
                 {"convoy": convoy_name, "link": link, "reason": reason[:300], "channel": channel.label},
                 name=f.name,
             )
-            await self.send_email(
+            await self.mail.send_email(
                 f"message:{channel.name}_disabled:{envelope.id}:{f.person_id}",
                 envelope.id,
                 to_name=f.name,
                 to_email=f.email,
                 rendered=rendered,
-                list_id=self.list_id,
+                list_id=MESSAGES_LIST_ID,  # the notifier's messages about their account
             )

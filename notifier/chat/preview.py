@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from notifier import gallery
+from notifier import gallery, i18n
 from notifier.chat import DigestPost, teams
+from notifier.cycles import absence
 
 RENDERER = "adaptivecards@3.0.6"
 CACHE = Path("build/npm")
@@ -85,8 +86,7 @@ def renderer_js() -> str:
 
 def sample_digest_card(lang: str) -> dict[str, Any]:
     """The Teams digest card of the gallery's sample round."""
-    german = lang == "de"
-    absences = {a.company_id: ("ausgesetzt: " if german else "skipped: ") + a.reason for a in gallery.DIGEST_ABSENCES}
+    absences = {a.company_id: absence(i18n.Words(lang), a) for a in gallery.DIGEST_ABSENCES}
     post = DigestPost(
         digest=gallery._digest_data(),
         language=lang,

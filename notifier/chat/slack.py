@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from notifier import i18n
 from notifier.chat import DigestPost, ReportPost, Verdict
 from schemas import api
+from schemas import events as ev
 
 PERMANENT_BODIES = frozenset(
     {
@@ -69,22 +71,24 @@ def digest_message(
     digest: api.Digest, language: str, company_names: dict[Any, str], absences: dict[Any, str], link: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """The compact digest for the convoy's channel: (fallback text, Block Kit blocks)."""
-    de = language == "de"
-    title = (
-        f"Konvoi-Digest „{digest.convoy_name}“ \N{EN DASH} Runde {digest.cycle_index + 1}"
-        if de
-        else f'Convoy digest "{digest.convoy_name}" \N{EN DASH} round {digest.cycle_index + 1}'
+    _ = i18n.Words(language)
+    title = _(
+        'Convoy digest "%(convoy)s" \N{EN DASH} round %(round)s',
+        convoy=digest.convoy_name,
+        round=digest.cycle_index + 1,
     )
     blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": title[:150]}}]
     lines: list[str] = []
     if digest.completed_milestones:
         lines.append(
-            ("*Erreicht:* " if de else "*Reached:* ")
+            _("*Reached:*")
+            + " "
             + "; ".join(f"{escape(m.company_name)}: {escape(m.title)}" for m in digest.completed_milestones)
         )
     if digest.help_requests:
         lines.append(
-            ("*Sucht Hilfe:* " if de else "*Asks for help:* ")
+            _("*Asks for help:*")
+            + " "
             + "; ".join(f"{escape(r.company_name)} ({escape(_cut(r.help_topic, 80))})" for r in digest.help_requests)
         )
     if lines:
@@ -102,29 +106,32 @@ def digest_message(
     silent = [
         company_names.get(c, "?") + (f" ({absences[c]})" if c in absences else "") for c in digest.silent_company_ids
     ]
-    footer = (
-        f"Teilnahme {round(digest.participation * 100)}% · Fortschritt {round(digest.progress * 100)}%"
-        if de
-        else f"Participation {round(digest.participation * 100)}% · progress {round(digest.progress * 100)}%"
+    footer = _(
+        "Participation %(participation)s%% · progress %(progress)s%%",
+        participation=round(digest.participation * 100),
+        progress=round(digest.progress * 100),
     )
     if silent:
-        footer += (" · ohne Bericht: " if de else " · no report: ") + ", ".join(escape(s) for s in silent)
-    footer += f" · <{link}|{'Im Konvoi öffnen' if de else 'Open the convoy'}>"
+        footer += " · " + _("no report: %(companies)s", companies=", ".join(escape(s) for s in silent))
+    footer += " · <" + link + "|" + _("Open the convoy") + ">"
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer[:2900]}]})
     return title, blocks
 
 
-def report_message(report: api.Report, convoy_name: str, language: str, link: str) -> tuple[str, list[dict[str, Any]]]:
+def report_message(
+    report: ev.ReportSnapshot, convoy_name: str, language: str, link: str
+) -> tuple[str, list[dict[str, Any]]]:
     """One new report for the convoy's channel (peer view: never the facilitator note)."""
-    de = language == "de"
-    title = f"{report.company_name}: " + ("neuer Bericht" if de else "new report")
+    _ = i18n.Words(language)
+    title = _("%(company)s: new report", company=report.company_name)
     lines = [f"*{escape(report.company_name)}* · {escape(convoy_name)}", escape(_cut(report.done, 400))]
     if report.next:
-        lines.append(("*Als Nächstes:* " if de else "*Next:* ") + escape(_cut(report.next)))
+        lines.append(_("*Next:*") + " " + escape(_cut(report.next)))
     if report.help_wanted:
-        lines.append(("*Sucht Hilfe:* " if de else "*Asks for help:* ") + escape(_cut(report.help_topic or "-", 120)))
+        lines.append(_("*Asks for help:*") + " " + escape(_cut(report.help_topic or "-", 120)))
+    open_report = _("Open")  # a link beside the report's text: "Zum Bericht" in German
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|{'Zum Bericht' if de else 'Open'}>"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": f"<{link}|{open_report}>"}]},
     ]
     return title, blocks

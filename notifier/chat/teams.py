@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from notifier import i18n
 from notifier.chat import DigestPost, ReportPost, Verdict
 
 CARD_VERSION = "1.5"
@@ -68,38 +69,38 @@ def envelope(content: dict[str, Any]) -> dict[str, Any]:
 
 
 def digest_card(post: DigestPost) -> dict[str, Any]:
-    d, de = post.digest, post.language == "de"
+    d, _ = post.digest, i18n.Words(post.language)
     round_no = d.cycle_index + 1
     body: list[dict[str, Any]] = [
         plain(
-            run("Konvoi-Digest " if de else "Convoy digest ", size="Large", weight="Bolder"),
             run(
-                f"„{_cut(d.convoy_name, 120)}“" if de else f'"{_cut(d.convoy_name, 120)}"',
-                size="Large",
-                weight="Bolder",
-            ),
-            run(
-                f" \N{EN DASH} Runde {round_no}" if de else f" \N{EN DASH} round {round_no}",
+                _(
+                    'Convoy digest "%(convoy)s" \N{EN DASH} round %(round)s',
+                    convoy=_cut(d.convoy_name, 120),
+                    round=round_no,
+                ),
                 size="Large",
                 weight="Bolder",
             ),
         ),
         label(
-            f"Teilnahme {round(d.participation * 100)} % · Fortschritt {round(d.progress * 100)} %"
-            if de
-            else f"Participation {round(d.participation * 100)} % · progress {round(d.progress * 100)} %",
+            _(
+                "Participation %(participation)s %% · progress %(progress)s %%",
+                participation=round(d.participation * 100),
+                progress=round(d.progress * 100),
+            ),
             isSubtle=True,
             spacing="None",
         ),
     ]
     if d.completed_milestones:
-        body.append(label("Erreicht" if de else "Reached", weight="Bolder", color="Good"))
+        body.append(label(_("Reached"), weight="Bolder", color="Good"))
         body += [
             plain(run(_cut(m.company_name, 80), weight="Bolder"), run(": " + _cut(m.title, 160)), spacing="None")
             for m in d.completed_milestones[:MAX_REPORTS]
         ]
     if d.help_requests:
-        body.append(label("Sucht Hilfe" if de else "Asks for help", weight="Bolder", color="Attention"))
+        body.append(label(_("Asks for help"), weight="Bolder", color="Attention"))
         body += [
             plain(run(_cut(r.company_name, 80), weight="Bolder"), run(": " + _cut(r.help_topic, 160)), spacing="None")
             for r in d.help_requests[:MAX_REPORTS]
@@ -132,45 +133,45 @@ def digest_card(post: DigestPost) -> dict[str, Any]:
         )
     if len(d.reports) > MAX_REPORTS:
         more = len(d.reports) - MAX_REPORTS
-        body.append(label(f"… und {more} weitere Berichte" if de else f"… and {more} more reports", isSubtle=True))
+        body.append(label(_.ngettext("… and %(num)s more report", "… and %(num)s more reports", more), isSubtle=True))
     silent = [
         _cut(post.company_names.get(c, "?"), 80) + (f" ({_cut(post.absences[c], 80)})" if c in post.absences else "")
         for c in d.silent_company_ids
     ]
     if silent:
-        body.append(label("Ohne Bericht" if de else "No report", weight="Bolder", separator=True))
+        body.append(label(_("No report"), weight="Bolder", separator=True))
         body.append(plain(run(", ".join(silent)), spacing="None"))
     return card(
         body,
         language=post.language,
-        fallback=f"Konvoi-Digest, Runde {round_no}" if de else f"Convoy digest, round {round_no}",
+        fallback=_("Convoy digest, round %(round)s", round=round_no),
         link=post.link,
-        link_title="Im Konvoi öffnen" if de else "Open the convoy",
+        link_title=_("Open the convoy"),
     )
 
 
 def report_card(post: ReportPost) -> dict[str, Any]:
-    r, de = post.report, post.language == "de"
+    r, _ = post.report, i18n.Words(post.language)
     body: list[dict[str, Any]] = [
         plain(
             run(_cut(r.company_name, 80), size="Medium", weight="Bolder"),
-            run(": neuer Bericht" if de else ": new report", size="Medium", weight="Bolder"),
+            run(_(": new report"), size="Medium", weight="Bolder"),
         ),
         plain(run(_cut(post.convoy_name, 120), isSubtle=True), spacing="None"),
         plain(run(_cut(r.done, 400))),
     ]
     if r.next:
-        body.append(label("Als Nächstes" if de else "Next", weight="Bolder"))
+        body.append(label(_("Next"), weight="Bolder"))
         body.append(plain(run(_cut(r.next)), spacing="None"))
     if r.help_wanted:
-        body.append(label("Sucht Hilfe" if de else "Asks for help", weight="Bolder", color="Attention"))
+        body.append(label(_("Asks for help"), weight="Bolder", color="Attention"))
         body.append(plain(run(_cut(r.help_topic or "-", 120)), spacing="None"))
     return card(
         body,
         language=post.language,
-        fallback="Neuer Bericht im Konvoi" if de else "New report in the convoy",
+        fallback=_("New report in the convoy"),
         link=post.link,
-        link_title="Zum Bericht" if de else "Open the report",
+        link_title=_("Open the report"),
     )
 
 

@@ -10,7 +10,6 @@ rotated or revoked; it grants reading the person's check-in dates and nothing el
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -21,15 +20,20 @@ import msgspec
 import structlog
 
 from schemas import api
-from schemas import events as ev
+from schemas.convoys import Convoys
 from services.convoys import repository as repo
-from services.convoys.service import check_timezone, hash_token, new_token
-from services.runtime.errors import Forbidden, Gone, NotFound, TooManyRequests
+from services.convoys.access import Access
+from services.convoys.repository import auth as auth_repo
+from services.convoys.service import check_timezone, email_to, hash_token, new_token
+from services.runtime.db import struct
+from services.runtime.errors import Gone, NotFound, TooManyRequests
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
 
 PURGE_EVERY_S = 3600.0
+NO_PERSON = "the admin token has no profile; sign in as a person"
 
 
 def _next_query(target: str | None) -> str:
@@ -44,6 +48,7 @@ class Sessions:
         self.rt = rt
         self.settings = rt.settings
         self.base_url = rt.settings.public_url.rstrip("/")
+        self.access = Access()
 
     async def open(self, conn: asyncpg.Connection, person: asyncpg.Record) -> api.SignedIn:
         """Start a browser session and an access token for ``person`` (inside the caller's transaction)."""
@@ -51,7 +56,7 @@ class Sessions:
         session, access, csrf = new_token("cvs_"), new_token("cva_"), secrets.token_urlsafe(24)
         session_expires = now + timedelta(days=self.settings.session_days)
         access_expires = now + timedelta(minutes=self.settings.access_token_minutes)
-        await repo.insert_session(
+        await auth_repo.insert_session(
             conn,
             token_hash=hash_token(session),
             person_id=person["id"],
@@ -59,7 +64,7 @@ class Sessions:
             csrf_token=csrf,
             expires_at=session_expires,
         )
-        await repo.insert_session(
+        await auth_repo.insert_session(
             conn,
             token_hash=hash_token(access),
             person_id=person["id"],
@@ -67,7 +72,7 @@ class Sessions:
             csrf_token=None,
             expires_at=access_expires,
         )
-        await repo.cap_sessions(conn, person["id"], self.settings.max_sessions_per_person)
+        await auth_repo.cap_sessions(conn, person["id"], self.settings.max_sessions_per_person)
         return api.SignedIn(
             person=repo.person(person),
             access_token=access,
@@ -78,17 +83,18 @@ class Sessions:
         )
 
     # --- sign-in -------------------------------------------------------------------------------
+    @Convoys.SIGN_IN_REQUEST
     async def request_sign_in(self, req: api.SignInRequest) -> api.Accepted:
         now = datetime.now(UTC)
         email_hash = hashlib.sha256(req.email.strip().lower().encode()).digest()
         async with self.rt.db.transaction() as conn:
-            count = await repo.record_sign_in_request(conn, email_hash, now - timedelta(hours=1))
+            count = await auth_repo.record_sign_in_request(conn, email_hash, now - timedelta(hours=1))
             if count > self.settings.sign_in_requests_per_hour:
                 raise TooManyRequests("too many sign-in links for this address; try again in an hour")
             person = await repo.person_by_email(conn, req.email)
             if person is not None:
                 token = new_token("cvl_")
-                await repo.insert_sign_in_link(
+                await auth_repo.insert_sign_in_link(
                     conn,
                     hash_token(token),
                     person["id"],
@@ -96,12 +102,10 @@ class Sessions:
                 )
                 await self.rt.emit(
                     conn,
-                    ev.EmailRequested(
+                    email_to(
+                        person,
+                        "sign_in",
                         key=f"sign_in:{hash_token(token).hex()[:32]}",
-                        to_email=person["email"],
-                        to_name=person["name"],
-                        language=person["language"],
-                        template="sign_in",
                         params={
                             "link": f"{self.base_url}/sign-in/{token}{_next_query(req.next)}",
                             "minutes": str(self.settings.sign_in_link_minutes),
@@ -111,28 +115,31 @@ class Sessions:
         # The same answer whether or not the address is known.
         return api.Accepted(message="If this address belongs to a Convoy account, a sign-in link is on its way.")
 
+    @Convoys.SIGN_IN_COMPLETE
     async def complete_sign_in(self, req: api.SignInComplete) -> api.SignedIn:
         async with self.rt.db.transaction() as conn:
-            person_id = await repo.use_sign_in_link(conn, hash_token(req.token))
+            person_id = await auth_repo.use_sign_in_link(conn, hash_token(req.token))
             if person_id is None:
                 raise Gone("this sign-in link is invalid, expired or already used; ask for a new one")
             person = await repo.person_by_id(conn, person_id)
             assert person is not None
             return await self.open(conn, person)
 
+    @Convoys.SIGN_OUT
     async def sign_out(self, req: api.SignOut) -> api.Accepted:
         async with self.rt.db.transaction() as conn:
-            await repo.revoke_session(conn, hash_token(req.token))
+            await auth_repo.revoke_session(conn, hash_token(req.token))
         return api.Accepted(message="signed out")
 
+    @Convoys.TOKEN_RESOLVE
     async def resolve(self, req: api.ResolveToken) -> api.Principal:
         token = req.token
         async with self.rt.db.connection() as conn:
             if token.startswith("cvy_"):
-                row = await repo.api_token_principal(conn, hash_token(token))
+                row = await auth_repo.api_token_principal(conn, hash_token(token))
                 kind = "api"
             elif token.startswith(("cvs_", "cva_")):
-                row = await repo.session_principal(conn, hash_token(token))
+                row = await auth_repo.session_principal(conn, hash_token(token))
                 kind = row["kind"] if row else ""
                 if row is not None and (kind == "browser") != token.startswith("cvs_"):
                     row = None
@@ -140,103 +147,90 @@ class Sessions:
                 row = None
         if row is None:
             raise NotFound("unknown, expired or revoked token")
-        return api.Principal(
-            person_id=row["person_id"],
-            is_admin=row["is_admin"],
-            is_facilitator=row["is_facilitator"],
-            kind=kind,  # type: ignore[arg-type]
-            csrf_token=row["csrf_token"] if kind == "browser" else None,
-        )
+        return struct(row, api.Principal, kind=kind, csrf_token=row["csrf_token"] if kind == "browser" else None)
 
     # --- profile -------------------------------------------------------------------------------
-    def _person_id(self, actor: api.Actor) -> object:
-        if actor.person_id is None:
-            raise Forbidden("the admin token has no profile; sign in as a person")
-        return actor.person_id
-
+    @Convoys.ME_GET
     async def me(self, req: api.Ask) -> api.Me:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
-            row = await repo.person_by_id(conn, person_id)  # type: ignore[arg-type]
+            row = await repo.person_by_id(conn, person_id)
             if row is None:
                 raise NotFound("no such person")
             return api.Me(person=repo.person(row), convoys=await repo.my_convoys(conn, row["id"]))
 
+    @Convoys.ME_UPDATE
     async def update_me(self, req: api.UpdateMe) -> api.Me:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         changes = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         if "timezone" in changes:
             check_timezone(changes["timezone"])
         async with self.rt.db.transaction() as conn:
             if changes:
-                row = await repo.update_person(conn, person_id, changes)  # type: ignore[arg-type]
-                await self.rt.emit(
-                    conn,
-                    ev.PersonUpdated(
-                        person_id=row["id"],
-                        name=row["name"],
-                        language=row["language"],
-                        timezone=row["timezone"],
-                    ),
-                )
+                await repo.update_person(conn, person_id, changes)
         return await self.me(api.Ask(actor=req.actor))
 
     # --- personal API tokens -------------------------------------------------------------------
+    @Convoys.API_TOKEN_CREATE
     async def create_api_token(self, req: api.CreateApiToken) -> api.ApiTokenCreated:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         secret = new_token("cvy_")
         async with self.rt.db.transaction() as conn:
-            token = await repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)  # type: ignore[arg-type]
+            token = await auth_repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)
         return api.ApiTokenCreated(token=token, secret=secret)
 
+    @Convoys.API_TOKEN_LIST
     async def list_api_tokens(self, req: api.Ask) -> api.ApiTokens:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
-            return api.ApiTokens(tokens=await repo.list_api_tokens(conn, person_id))  # type: ignore[arg-type]
+            return api.ApiTokens(tokens=await auth_repo.list_api_tokens(conn, person_id))
 
+    @Convoys.API_TOKEN_REVOKE
     async def revoke_api_token(self, req: api.RevokeApiToken) -> api.Accepted:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:
-            if not await repo.revoke_api_token(conn, person_id, req.token_id):  # type: ignore[arg-type]
+            if not await auth_repo.revoke_api_token(conn, person_id, req.token_id):
                 raise NotFound("no such token")
         return api.Accepted(message="revoked")
 
     # --- calendar feed (issue #22) ---------------------------------------------------------------
+    @Convoys.CALENDAR_GET
     async def calendar_get(self, req: api.Ask) -> api.CalendarFeed:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
-            return repo.calendar_feed(await repo.live_calendar_feed(conn, person_id))  # type: ignore[arg-type]
+            return auth_repo.calendar_feed(await auth_repo.live_calendar_feed(conn, person_id))
 
+    @Convoys.CALENDAR_CREATE
     async def calendar_create(self, req: api.Ask) -> api.CalendarFeedCreated:
         """A new feed token; the previous one (if any) stops working in the same transaction (rotate)."""
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         secret = new_token("cvc_")
         async with self.rt.db.transaction() as conn:
-            if await repo.person_for_erasure(conn, person_id) is None:  # type: ignore[arg-type]
+            if await repo.person_for_erasure(conn, person_id) is None:
                 raise NotFound("no such person")  # also serialises two creates of one person (row lock)
-            await repo.revoke_calendar_feeds(conn, person_id)  # type: ignore[arg-type]
-            row = await repo.insert_calendar_feed(conn, hash_token(secret), person_id)  # type: ignore[arg-type]
-        return api.CalendarFeedCreated(feed=repo.calendar_feed(row), secret=secret)
+            await auth_repo.revoke_calendar_feeds(conn, person_id)
+            row = await auth_repo.insert_calendar_feed(conn, hash_token(secret), person_id)
+        return api.CalendarFeedCreated(feed=auth_repo.calendar_feed(row), secret=secret)
 
+    @Convoys.CALENDAR_REVOKE
     async def calendar_revoke(self, req: api.Ask) -> api.Accepted:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:
-            if not await repo.revoke_calendar_feeds(conn, person_id):  # type: ignore[arg-type]
+            if not await auth_repo.revoke_calendar_feeds(conn, person_id):
                 raise NotFound("no calendar feed to turn off")
         return api.Accepted(message="revoked")
 
+    @Convoys.CALENDAR_RESOLVE
     async def calendar_resolve(self, req: api.ResolveCalendar) -> api.CalendarOwner:
         """Whose feed this is, with the convoys they report in, facilitate or observe (one round trip for the feed)."""
         async with self.rt.db.transaction() as conn:
-            row = await repo.calendar_feed_owner(conn, hash_token(req.token))
+            row = await auth_repo.calendar_feed_owner(conn, hash_token(req.token))
             if row is None:
                 raise NotFound("unknown or revoked calendar feed")
-            convoys = await repo.my_convoys(conn, row["id"])
-        return api.CalendarOwner(
-            person_id=row["id"],
-            name=row["name"],
-            language=row["language"],
-            timezone=row["timezone"],
+            convoys = await repo.my_convoys(conn, row["person_id"])
+        return struct(
+            row,
+            api.CalendarOwner,
             convoys=[c for c in convoys if c.role in ("facilitator", "representative", "observer")],
         )
 
@@ -246,8 +240,7 @@ class Sessions:
         while not stop.is_set():
             try:
                 async with self.rt.db.transaction() as conn:
-                    await repo.purge_expired(conn)
+                    await auth_repo.purge_expired(conn)
             except Exception as exc:
                 log.warning("purge failed; next round in an hour", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PURGE_EVERY_S)
+            await wait_or_stop(stop, PURGE_EVERY_S)

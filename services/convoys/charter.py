@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from schemas import api
+from schemas.convoys import Convoys
 from services.convoys import repository as repo
-from services.runtime.errors import Conflict, Forbidden, InvalidInput
+from services.runtime.errors import Conflict, InvalidInput
 
 if TYPE_CHECKING:
     from services.convoys.service import ConvoysService
@@ -105,22 +106,22 @@ class Charters:
         self.rt = svc.rt
 
     async def _accepted(self, conn: asyncpg.Connection, actor: api.Actor, convoy: asyncpg.Record) -> bool | None:
-        if actor.person_id is None:
-            return None
-        membership = await repo.active_membership(conn, actor.person_id, convoy["id"])
+        membership = await self.svc.access.member_of(conn, actor, convoy["id"])
         if membership is None:
             return None
         return bool(membership["charter_version"] >= convoy["charter_version"])
 
+    @Convoys.CHARTER_GET
     async def get(self, req: api.AskConvoy) -> api.Charter:
         async with self.rt.db.connection() as conn:
-            convoy = await self.svc._convoy_for_reader(conn, req.actor, req.convoy_id)
+            convoy = await self.svc.access.reader(conn, req.actor, req.convoy_id)
             return charter_of(convoy, await self._accepted(conn, req.actor, convoy))
 
+    @Convoys.CHARTER_PUT
     async def put(self, req: api.PutCharter) -> api.Charter:
         text = req.charter.text.replace("\r\n", "\n").strip()
         async with self.rt.db.transaction() as conn:
-            await self.svc._convoy_for_manager(conn, req.actor, req.convoy_id)
+            await self.svc.access.manager(conn, req.actor, req.convoy_id)
             convoy = await repo.convoy_row(conn, req.convoy_id, lock=True)
             assert convoy is not None
             if not text:
@@ -138,16 +139,13 @@ class Charters:
                 )
             return charter_of(convoy, await self._accepted(conn, req.actor, convoy))
 
+    @Convoys.CHARTER_ACCEPT
     async def accept(self, req: api.AcceptCharter) -> api.Charter:
         async with self.rt.db.transaction() as conn:
-            convoy = await self.svc._convoy_for_reader(conn, req.actor, req.convoy_id)
-            membership = (
-                await repo.active_membership(conn, req.actor.person_id, req.convoy_id)
-                if req.actor.person_id is not None
-                else None
+            convoy = await self.svc.access.reader(conn, req.actor, req.convoy_id)
+            membership = await self.svc.access.representative(
+                conn, req.actor, req.convoy_id, "only the convoy's representatives accept its charter"
             )
-            if membership is None:
-                raise Forbidden("only the convoy's representatives accept its charter")
             version = convoy["charter_version"]
             wanted = req.acceptance.version
             if wanted is not None and wanted != version:

@@ -11,15 +11,17 @@ outbox, same transaction) tells every other service to erase what it holds.
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 from schemas import api
 from schemas import events as ev
+from schemas.convoys import Convoys
 from services.convoys import repository as repo
-from services.runtime.errors import Forbidden, NotFound
+from services.convoys.access import Access
+from services.runtime.errors import NotFound
 from services.runtime.service import Runtime
 
 ERASED_REASON = "account deleted"
+NO_PERSON = "the admin token has no personal data; sign in as a person"
 
 
 def email_hash(email: str) -> bytes:
@@ -30,23 +32,20 @@ def email_hash(email: str) -> bytes:
 class Privacy:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self.access = Access()
 
-    @staticmethod
-    def _person_id(actor: api.Actor) -> uuid.UUID:
-        if actor.person_id is None:
-            raise Forbidden("the admin token has no personal data; sign in as a person")
-        return actor.person_id
-
+    @Convoys.PERSONAL_DATA
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.connection() as conn:
             sections = await repo.personal_records(conn, person_id)
         if sections is None:
             raise NotFound("no such person")
         return api.PersonalData(service=self.rt.name, sections=sections)
 
+    @Convoys.ME_ERASE
     async def erase(self, req: api.EraseMe) -> api.Erased:
-        person_id = self._person_id(req.actor)
+        person_id = self.access.person(req.actor, NO_PERSON)
         async with self.rt.db.transaction() as conn:
             person = await repo.person_for_erasure(conn, person_id)
             if person is None:

@@ -1,12 +1,6 @@
-"""Rules of services/convoys: convoys, companies, facilitators, invitations, join requests.
+"""Operation handlers of services/convoys: convoys, companies, facilitators, invitations, join requests.
 
-Who may do what (object-level, checked here for every request):
-- admin: everything; appoints facilitators.
-- facilitator (role): creates convoys; manages the convoys they facilitate.
-- representative: reads the convoys their company belongs to; invites a second reader for their
-  company (an observer).
-- observer: reads the convoy as its members do; changes nothing (403 for every change).
-Anyone else learns nothing: a convoy they have no part in is "not found".
+Who may do what is decided in services/convoys/access.py (every handler asks it).
 """
 
 from __future__ import annotations
@@ -15,6 +9,7 @@ import hashlib
 import secrets
 import uuid
 import zoneinfo
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -24,10 +19,13 @@ import msgspec
 
 from schemas import api
 from schemas import events as ev
+from schemas.convoys import Convoys
 from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
+from services.convoys.access import Access
 from services.convoys.charter import default_charter
-from services.runtime.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound, TooManyRequests
+from services.runtime.db import struct
+from services.runtime.errors import Conflict, Gone, InvalidInput, NotFound, TooManyRequests
 from services.runtime.service import Runtime
 
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -47,6 +45,20 @@ def hash_token(token: str) -> bytes:
 
 def new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
+
+
+def email_to(
+    person: asyncpg.Record | Mapping[str, Any], template: ev.EmailTemplate, *, key: str, params: dict[str, str]
+) -> ev.EmailRequested:
+    """An email to a person's row (its ``email``, ``name`` and ``language``), in their language."""
+    return ev.EmailRequested(
+        key=key,
+        to_email=person["email"],
+        to_name=person["name"],
+        language=person["language"],
+        template=template,
+        params=params,
+    )
 
 
 def check_timezone(name: str, field: str = "timezone") -> None:
@@ -71,35 +83,7 @@ class ConvoysService:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.base_url = rt.settings.public_url.rstrip("/")
-
-    # --- access --------------------------------------------------------------------------------
-    async def _convoy_for_reader(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID
-    ) -> asyncpg.Record:
-        row = await repo.convoy_row(conn, convoy_id)
-        if row is None:
-            raise NotFound("no such convoy")
-        if actor.is_admin or actor.is_system:
-            return row
-        if actor.person_id is not None and (
-            await repo.facilitates(conn, actor.person_id, convoy_id)
-            or await repo.active_membership(conn, actor.person_id, convoy_id)
-            or await repo.active_observer(conn, actor.person_id, convoy_id)
-        ):
-            return row
-        raise NotFound("no such convoy")  # do not reveal that it exists
-
-    async def _convoy_for_manager(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, *, change: bool = True
-    ) -> asyncpg.Record:
-        row = await self._convoy_for_reader(conn, actor, convoy_id)
-        if not (actor.is_admin or actor.is_system) and not (
-            actor.person_id is not None and await repo.facilitates(conn, actor.person_id, convoy_id)
-        ):
-            raise Forbidden("only the convoy's facilitators may do this")
-        if change and row["status"] == "completed":
-            raise Conflict("the convoy is completed and read-only")
-        return row
+        self.access = Access()
 
     async def _reload(self, conn: asyncpg.Connection, convoy_id: uuid.UUID) -> asyncpg.Record:
         row = await repo.convoy_row(conn, convoy_id)
@@ -123,21 +107,19 @@ class ConvoysService:
         assert person is not None
         await self._email(
             conn,
-            ev.EmailRequested(
+            email_to(
+                person,
+                template,
                 key=f"{template}:{convoy_id}:{person_id}:{uuid.uuid4()}",
-                to_email=person["email"],
-                to_name=person["name"],
-                language=person["language"],
-                template=template,
                 params={**params, "reason": reason},
             ),
         )
 
     # --- convoys -------------------------------------------------------------------------------
+    @Convoys.CONVOY_CREATE
     async def create_convoy(self, req: api.CreateConvoy) -> api.Convoy:
         actor = req.actor
-        if not (actor.is_admin or actor.is_facilitator or actor.is_system):
-            raise Forbidden("only facilitators create convoys")
+        self.access.require_facilitator(actor, "only facilitators create convoys")
         c = req.convoy
         check_timezone(c.timezone)
         check_schedule(c.cadence, c.start_date, c.end_date)
@@ -146,13 +128,13 @@ class ConvoysService:
             if req.form_key is not None and actor.person_id is not None:
                 first = await repo.claim_form_key(conn, actor.person_id, req.form_key, convoy_id)
                 if first != convoy_id:  # sent before: the convoy that request created
-                    row = await self._convoy_for_reader(conn, actor, first)
+                    row = await self.access.reader(conn, actor, first)
                     return await repo.convoy(conn, row, with_members=True)
-            convoy_id = await self._create_convoy(conn, actor, c, convoy_id)
+            convoy_id = await self.new_convoy(conn, actor, c, convoy_id)
             row = await self._reload(conn, convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
-    async def _create_convoy(
+    async def new_convoy(
         self, conn: asyncpg.Connection, actor: api.Actor, c: api.NewConvoy, convoy_id: uuid.UUID | None = None
     ) -> uuid.UUID:
         """Insert, audit and announce a convoy (the caller checked the actor, time zone and schedule)."""
@@ -185,19 +167,22 @@ class ConvoysService:
         )
         return convoy_id
 
+    @Convoys.CONVOY_GET
     async def get_convoy(self, req: api.GetConvoy) -> api.Convoy:
         async with self.rt.db.connection() as conn:
-            row = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
+            row = await self.access.reader(conn, req.actor, req.convoy_id)
             return await repo.convoy(conn, row, with_members=True)
 
+    @Convoys.CONVOY_LIST_OPEN
     async def list_open(self, _: api.Empty) -> api.OpenConvoys:
         async with self.rt.db.connection() as conn:
             return api.OpenConvoys(convoys=await repo.open_convoys(conn))
 
+    @Convoys.CONVOY_UPDATE
     async def update_convoy(self, req: api.UpdateConvoy) -> api.Convoy:
         patch = {k: v for k, v in msgspec.structs.asdict(req.patch).items() if v is not msgspec.UNSET}
         async with self.rt.db.transaction() as conn:
-            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            row = await self.access.manager(conn, req.actor, req.convoy_id)
             merged_cadence = patch.get("cadence", repo.cadence(row))
             start = patch.get("start_date", row["start_date"])
             end = patch.get("end_date", row["end_date"])
@@ -231,9 +216,10 @@ class ConvoysService:
             )
             return await repo.convoy(conn, row, with_members=True)
 
+    @Convoys.CONVOY_STATUS
     async def change_status(self, req: api.ChangeStatus) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
-            row = await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            row = await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             old, new = row["status"], req.change.status
             if new == old:
                 raise Conflict(f"the convoy is already {old}")
@@ -265,9 +251,9 @@ class ConvoysService:
             return await repo.convoy(conn, row, with_members=True)
 
     # --- facilitators --------------------------------------------------------------------------
+    @Convoys.FACILITATOR_APPOINT
     async def appoint_facilitator(self, req: api.AppointFacilitator) -> api.Person:
-        if not (req.actor.is_admin or req.actor.is_system):
-            raise Forbidden("only the centre's admins appoint facilitators")
+        self.access.require_admin(req.actor, "only the centre's admins appoint facilitators")
         f = req.facilitator
         check_timezone(f.timezone)
         async with self.rt.db.transaction() as conn:
@@ -295,23 +281,21 @@ class ConvoysService:
                 object_type="person",
                 object_id=row["id"],
             )
-            await self.rt.emit(conn, ev.FacilitatorAppointed(person_id=row["id"]))
             await self._email(
                 conn,
-                ev.EmailRequested(
+                email_to(
+                    row,
+                    "facilitator_appointed",
                     key=f"facilitator_appointed:{row['id']}",
-                    to_email=row["email"],
-                    to_name=row["name"],
-                    language=row["language"],
-                    template="facilitator_appointed",
                     params={"link": f"{self.base_url}/sign-in"},
                 ),
             )
             return repo.person(row)
 
+    @Convoys.CONVOY_FACILITATOR_ADD
     async def add_facilitator(self, req: api.AddFacilitator) -> api.Convoy:
         async with self.rt.db.transaction() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            await self.access.manager(conn, req.actor, req.convoy_id)
             person = await repo.person_by_id(conn, req.person_id)
             if person is None or not person["is_facilitator"]:
                 raise InvalidInput("`person_id`: not a facilitator; an admin appoints facilitators first")
@@ -329,10 +313,11 @@ class ConvoysService:
             return await repo.convoy(conn, row, with_members=True)
 
     # --- companies and members -----------------------------------------------------------------
+    @Convoys.COMPANY_ADD
     async def add_company(self, req: api.AddCompany) -> api.Company:
         async with self.rt.db.transaction() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id)
-            company = await self._insert_company(conn, req.convoy_id, req.company)
+            await self.access.manager(conn, req.actor, req.convoy_id)
+            company = await self.new_company(conn, req.convoy_id, req.company)
             await repo.audit(
                 conn,
                 convoy_id=req.convoy_id,
@@ -344,7 +329,7 @@ class ConvoysService:
             )
             return company
 
-    async def _insert_company(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
+    async def new_company(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: api.NewCompany) -> api.Company:
         try:
             async with conn.transaction():  # a savepoint: the caller's transaction survives a duplicate
                 company = await repo.insert_company(conn, uuid.uuid4(), convoy_id, c)
@@ -353,10 +338,11 @@ class ConvoysService:
         await self.rt.emit(conn, ev.CompanyJoined(convoy_id=convoy_id, company_id=company.id, name=company.name))
         return company
 
+    @Convoys.COMPANY_REMOVE
     async def remove_company(self, req: api.RemoveCompany) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             company = await repo.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id:
                 raise NotFound("no such company in this convoy")
@@ -378,10 +364,11 @@ class ConvoysService:
                 await self._observer_left(conn, convoy, person_id, reason)  # its second readers leave with it
             return await repo.convoy(conn, convoy, with_members=True)
 
+    @Convoys.MEMBER_REMOVE
     async def remove_member(self, req: api.RemoveMember) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             membership = await repo.active_membership(conn, req.person_id, req.convoy_id)
             if membership is None:
                 raise NotFound("no such member in this convoy")
@@ -423,42 +410,29 @@ class ConvoysService:
         )
 
     # --- observers -----------------------------------------------------------------------------
+    @Convoys.OBSERVER_INVITE
     async def invite_observer(self, req: api.InviteObserver) -> api.Invitation:
         """Facilitators invite an observer of the convoy (or a company's second reader); a representative
         invites a second reader for their own company. Observers invite nobody (403)."""
         invitation = req.invitation
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_reader(conn, req.actor, req.convoy_id)
-            company_id = invitation.company_id
-            manager = req.actor.is_admin or req.actor.is_system
-            if not manager and req.actor.person_id is not None:
-                manager = await repo.facilitates(conn, req.actor.person_id, req.convoy_id)
-            if not manager:
-                membership = (
-                    await repo.active_membership(conn, req.actor.person_id, req.convoy_id)
-                    if req.actor.person_id is not None
-                    else None
-                )
-                if membership is None:
-                    raise Forbidden("only the convoy's facilitators and representatives invite observers")
-                if company_id is not None and company_id != membership["company_id"]:
-                    raise Forbidden("a representative invites a second reader for their own company only")
-                company_id = membership["company_id"]
-            if convoy["status"] == "completed":
-                raise Conflict("the convoy is completed and read-only")
+            convoy, company_id = await self.access.observer_inviter(
+                conn, req.actor, req.convoy_id, invitation.company_id
+            )
             company = None
             if company_id is not None:
                 company = await repo.company_row(conn, company_id)
                 if company is None or company["convoy_id"] != req.convoy_id:
                     raise NotFound("no such company in this convoy")
-            return await self._invite(
+            return await self.send_invitation(
                 conn, req.actor, convoy, company, msgspec.structs.replace(invitation, company_id=company_id)
             )
 
+    @Convoys.OBSERVER_REMOVE
     async def remove_observer(self, req: api.RemoveObserver) -> api.Convoy:
         reason = req.removal.reason
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             seat = await repo.active_observer(conn, req.person_id, req.convoy_id)
             if seat is None:
                 raise NotFound("no such observer in this convoy")
@@ -482,22 +456,24 @@ class ConvoysService:
         await self._tell_removed(conn, person_id, "observer_removed", convoy["id"], {"convoy": convoy["name"]}, reason)
 
     # --- invitations ---------------------------------------------------------------------------
+    @Convoys.INVITATION_CREATE
     async def create_invitation(self, req: api.CreateInvitation) -> api.Invitation:
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             company = await repo.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id:
                 raise NotFound("no such company in this convoy")
-            return await self._invite(conn, req.actor, convoy, company, req.invitation)
+            return await self.send_invitation(conn, req.actor, convoy, company, req.invitation)
 
+    @Convoys.INVITATION_LIST
     async def list_invitations(self, req: api.ListInvitations) -> api.PendingInvitations:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.PendingInvitations(invitations=await repo.pending_invitations(conn, req.convoy_id))
 
     async def _pending(self, conn: asyncpg.Connection, req: api.InvitationAction) -> tuple[asyncpg.Record, Any]:
         """The convoy (its facilitators only) and one of its invitations still pending, locked."""
-        convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+        convoy = await self.access.manager(conn, req.actor, req.convoy_id)
         row = await repo.invitation_row(conn, req.invitation_id)
         if row is None or row["convoy_id"] != req.convoy_id:
             raise NotFound("no such invitation in this convoy")
@@ -507,6 +483,7 @@ class ConvoysService:
             raise Conflict("this invitation was already withdrawn")
         return convoy, row
 
+    @Convoys.INVITATION_RESEND
     async def resend_invitation(self, req: api.InvitationAction) -> api.Invitation:
         """A new link by email (the old one stops working); counts against the address's daily limit."""
         async with self.rt.db.transaction() as conn:
@@ -523,10 +500,11 @@ class ConvoysService:
                 )
             else:
                 invitation = api.NewInvitation(email=row["email"], name=row["name"], language=row["language"])
-            return await self._invite(
+            return await self.send_invitation(
                 conn, req.actor, convoy, company, invitation, action="invitation.resent", previous=row["id"]
             )
 
+    @Convoys.INVITATION_WITHDRAW
     async def withdraw_invitation(self, req: api.InvitationAction) -> api.PendingInvitations:
         async with self.rt.db.transaction() as conn:
             convoy, row = await self._pending(conn, req)
@@ -542,7 +520,7 @@ class ConvoysService:
             )
             return api.PendingInvitations(invitations=await repo.pending_invitations(conn, convoy["id"]))
 
-    async def _invite(
+    async def send_invitation(
         self,
         conn: asyncpg.Connection,
         actor: api.Actor,
@@ -593,10 +571,6 @@ class ConvoysService:
                 **({"replaces": str(previous)} if previous is not None else {}),
             },
         )
-        if company is not None and not observer:
-            await self.rt.emit(
-                conn, ev.PersonInvited(invitation_id=created.id, convoy_id=convoy["id"], company_id=company["id"])
-            )
         expires = created.expires_at.strftime("%d.%m.%Y" if invitation.language == "de" else "%Y-%m-%d")
         params = {
             "convoy": convoy["name"],
@@ -634,21 +608,13 @@ class ConvoysService:
             raise Gone("this convoy has completed")
         return row
 
+    @Convoys.INVITATION_PREVIEW
     async def preview_invitation(self, req: api.PreviewInvitation) -> api.InvitationPreview:
         async with self.rt.db.connection() as conn:
             row = await self._open_invitation(conn, req.token, lock=False)
         lang = req.language or row["language"]  # the default charter as the invitee reads (en: in English)
-        return api.InvitationPreview(
-            convoy_name=row["convoy_name"],
-            company_name=row["company_name"],
-            email=row["email"],
-            name=row["name"],
-            language=row["language"],
-            expires_at=row["expires_at"],
-            charter=row["charter_text"] if row["charter_text"] is not None else default_charter(lang),
-            charter_version=row["charter_version"],
-            role=row["role"],
-        )
+        charter = row["charter_text"] if row["charter_text"] is not None else default_charter(lang)
+        return struct(row, api.InvitationPreview, charter=charter)
 
     async def accept_invitation(self, req: api.AcceptInvitationRequest, sessions: Any) -> api.SignedIn:
         a = req.accept
@@ -733,6 +699,7 @@ class ConvoysService:
         return signed_in
 
     # --- join requests -------------------------------------------------------------------------
+    @Convoys.JOIN_REQUEST_CREATE
     async def create_join_request(self, req: api.CreateJoinRequest) -> api.JoinRequest:
         r = req.request
         async with self.rt.db.transaction() as conn:
@@ -752,16 +719,13 @@ class ConvoysService:
                 object_id=created.id,
                 details={"company": r.company.name},  # never an address: the join request (object_id) has it
             )
-            await self.rt.emit(conn, ev.JoinRequested(request_id=created.id, convoy_id=req.convoy_id))
             for f in await repo.facilitator_contacts(conn, req.convoy_id):
                 await self._email(
                     conn,
-                    ev.EmailRequested(
+                    email_to(
+                        f,
+                        "join_request_received",
                         key=f"join_request_received:{created.id}:{f['id']}",
-                        to_email=f["email"],
-                        to_name=f["name"],
-                        language=f["language"],
-                        template="join_request_received",
                         params={
                             "convoy": convoy["name"],
                             "company": r.company.name,
@@ -773,17 +737,19 @@ class ConvoysService:
                 )
             return created
 
+    @Convoys.JOIN_REQUEST_LIST
     async def list_join_requests(self, req: api.ListJoinRequests) -> api.JoinRequests:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.JoinRequests(requests=await repo.list_join_requests(conn, req.convoy_id, req.status))
 
+    @Convoys.JOIN_REQUEST_DECIDE
     async def decide_join_request(self, req: api.DecideJoinRequest) -> api.JoinRequest:
         d = req.decision
         if not d.approve and not d.reason.strip():
             raise InvalidInput("`reason`: say why the request is declined; the company reads it")
         async with self.rt.db.transaction() as conn:
-            convoy = await self._convoy_for_manager(conn, req.actor, req.convoy_id)
+            convoy = await self.access.manager(conn, req.actor, req.convoy_id)
             row = await repo.join_request_row(conn, req.request_id, lock=True)
             if row is None or row["convoy_id"] != req.convoy_id:
                 raise NotFound("no such join request in this convoy")
@@ -791,7 +757,7 @@ class ConvoysService:
                 raise Conflict(f"this request was already {row['status']}")
             company_id: uuid.UUID | None = None
             if d.approve:
-                company = await self._insert_company(
+                company = await self.new_company(
                     conn,
                     req.convoy_id,
                     api.NewCompany(
@@ -804,7 +770,7 @@ class ConvoysService:
                 company_id = company.id
                 company_row = await repo.company_row(conn, company.id)
                 assert company_row is not None
-                await self._invite(
+                await self.send_invitation(
                     conn,
                     req.actor,
                     convoy,
@@ -845,24 +811,17 @@ class ConvoysService:
                 object_id=req.request_id,
                 reason=d.reason,
             )
-            await self.rt.emit(
-                conn,
-                ev.JoinRequestDecided(
-                    request_id=req.request_id,
-                    convoy_id=req.convoy_id,
-                    approved=d.approve,
-                    company_id=company_id,
-                ),
-            )
             return repo.join_request(decided)
 
     # --- audit ---------------------------------------------------------------------------------
+    @Convoys.AUDIT_LIST
     async def list_audit(self, req: api.ListAudit) -> api.AuditLog:
         async with self.rt.db.connection() as conn:
-            await self._convoy_for_manager(conn, req.actor, req.convoy_id, change=False)
+            await self.access.manager(conn, req.actor, req.convoy_id, change=False)
             return api.AuditLog(entries=await repo.audit_entries(conn, req.convoy_id, req.limit))
 
     # --- for other services --------------------------------------------------------------------
+    @Convoys.MEMBERSHIP_GET
     async def get_membership(self, req: api.GetMembership) -> api.Membership:
         async with self.rt.db.connection() as conn:  # one query: services/milestones asks on every write
             row = await repo.membership(conn, req.person_id, req.convoy_id)
@@ -879,6 +838,7 @@ class ConvoysService:
             is_observer=bool(row["observer"]),
         )
 
+    @Convoys.CONVOY_CHAT_SET
     async def set_chat(self, req: api.SetChat) -> api.Convoy:
         """Set or remove one chat channel's webhook (the convoy's facilitators; the notifier as system
         when the channel refused it for good). https only, to the channel's allow-listed hosts."""
@@ -887,9 +847,7 @@ class ConvoysService:
             check_webhook_url(req.channel, url, getattr(self.rt.settings, f"{req.channel}_webhook_hosts"))
         async with self.rt.db.transaction() as conn:
             # the notifier may drop a refused webhook of a completed convoy too
-            await self._convoy_for_manager(
-                conn, req.actor, req.convoy_id, change=not (req.actor.is_system and url is None)
-            )
+            await self.access.manager(conn, req.actor, req.convoy_id, change=not (req.actor.is_system and url is None))
             changed = await repo.set_chat(
                 conn, req.convoy_id, req.channel, url, req.hook.post_reports, only_if_url=req.only_if_url
             )
@@ -905,25 +863,25 @@ class ConvoysService:
                 )
             return await repo.convoy(conn, await self._reload(conn, req.convoy_id), with_members=True)
 
+    @Convoys.CONVOY_SLACK_SET
     async def set_slack(self, req: api.SetSlack) -> api.Convoy:
         """The older Slack-only request (``CONVOY_SLACK_SET``)."""
         hook = api.ChatWebhook(webhook_url=req.slack.webhook_url, post_reports=req.slack.post_reports)
         return await self.set_chat(api.SetChat(actor=req.actor, convoy_id=req.convoy_id, channel="slack", hook=hook))
 
+    @Convoys.CONVOY_CHAT_GET
     async def chat_targets(self, req: api.GetRecipients) -> api.ChatTargets:
         async with self.rt.db.connection() as conn:
             if await repo.convoy_row(conn, req.convoy_id) is None:
                 raise NotFound("no such convoy")
             return api.ChatTargets(convoy_id=req.convoy_id, targets=await repo.chat_targets(conn, req.convoy_id))
 
-    async def slack_target(self, req: api.GetRecipients) -> api.SlackTarget:
-        found = await self.chat_targets(req)
-        return repo.slack_target(req.convoy_id, found.targets)
-
+    @Convoys.FACILITATORS
     async def facilitators(self, _: api.Empty) -> api.Facilitators:
         async with self.rt.db.connection() as conn:
             return api.Facilitators(facilitators=await repo.facilitators(conn))
 
+    @Convoys.CONVOY_FACILITATORS
     async def convoy_facilitators(self, req: api.GetRecipients) -> api.ConvoyFacilitators:
         """One convoy's facilitators with their contacts (internal: the notifier's help requests and
         round summaries; one query, instead of every facilitator of the installation)."""
@@ -933,6 +891,7 @@ class ConvoysService:
             raise NotFound("no such convoy")
         return found
 
+    @Convoys.CONVOY_RECIPIENTS
     async def get_recipients(self, req: api.GetRecipients) -> api.Recipients:
         """The representatives' contacts, with the convoy's name, language and chat channels (one query:
         the notifier asks it for every report, and needs nothing else from here for it)."""

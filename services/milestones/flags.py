@@ -28,10 +28,13 @@ import asyncpg
 
 from schemas import api
 from schemas import events as ev
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
-from services.milestones.moderation import Moderation, _moderator, _reason
-from services.milestones.service import Access, MilestonesService
+from services.milestones.access import Access, Grant
+from services.milestones.moderation import Moderation, reason_given
+from services.runtime.db import struct
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from services.runtime.service import Runtime
 
 EXCERPT = 200
 
@@ -42,8 +45,9 @@ def excerpt(text: str, length: int = EXCERPT) -> str:
 
 
 class Flags:
-    def __init__(self, svc: MilestonesService, moderation: Moderation) -> None:
-        self.svc = svc
+    def __init__(self, rt: Runtime, access: Access, moderation: Moderation) -> None:
+        self.rt = rt
+        self.access = access
         self.moderation = moderation
 
     async def _target(
@@ -52,33 +56,30 @@ class Flags:
         actor: api.Actor,
         object_type: Literal["report", "comment"],
         object_id: uuid.UUID,
-    ) -> tuple[Access, asyncpg.Record, asyncpg.Record | None]:
-        """The object as the actor may see it: (access, its report, the comment or None); 404 otherwise."""
+    ) -> tuple[Grant, asyncpg.Record, asyncpg.Record | None]:
+        """The object as the actor may see it: (grant, its report, the comment or None); 404 otherwise."""
         if object_type == "report":
-            access, report = await self.svc._report_access(conn, actor, object_id)
-            return access, report, None
-        comment = await repo.comment_target(conn, object_id)
-        if comment is None or comment["deleted_at"] is not None:  # its author deleted it: nothing left to flag
-            raise NotFound("no such comment")
-        access = await self.svc._access(conn, actor, comment["convoy_id"], not_found="no such comment")
-        hidden = any(comment[k] is not None for k in ("hidden_at", "report_hidden_at", "parent_hidden_at"))
-        if hidden and not access.sees_everything:
-            raise NotFound("no such comment")
-        found = await repo.report_row(conn, comment["report_id"])
+            grant, report = await self.access.report(conn, actor, object_id)
+            return grant, report, None
+        comment = await repo.flags.comment_target(conn, object_id)
+        grant = await self.access.comment(conn, actor, comment)  # deleted by its author: nothing left to flag
+        assert comment is not None
+        found = await repo.reports.report_row(conn, comment["report_id"])
         assert found is not None
-        return access, found, comment
+        return grant, found, comment
 
+    @Milestones.FLAG_CREATE
     async def flag(self, req: api.FlagContent) -> api.FlagReceipt:
         note = req.flag.note.strip()
         if req.flag.reason == "other" and not note:
             raise InvalidInput("`note`: say what is wrong (required with reason `other`)")
-        async with self.svc.rt.db.transaction() as conn:
-            access, report, comment = await self._target(conn, req.actor, req.object_type, req.object_id)
+        async with self.rt.db.transaction() as conn:
+            grant, report, comment = await self._target(conn, req.actor, req.object_type, req.object_id)
             if req.actor.person_id is None:
                 raise Forbidden("the admin token cannot flag; sign in as a person")
-            access.writer("flag content; the convoy's members and facilitators do")
-            assert access.companies or access.facilitator or access.admin
-            row = await repo.insert_flag(
+            grant.writes("flag content; the convoy's members and facilitators do")
+            assert grant.companies or grant.facilitator or grant.admin
+            row = await repo.flags.insert_flag(
                 conn,
                 convoy_id=report["convoy_id"],
                 object_type=req.object_type,
@@ -91,10 +92,10 @@ class Flags:
             )
             created = row is not None
             if row is None:
-                row = await repo.open_flag_of(conn, req.object_id, req.actor.person_id)
+                row = await repo.flags.open_flag_of(conn, req.object_id, req.actor.person_id)
                 assert row is not None
             else:
-                await self.svc.rt.emit(
+                await self.rt.emit(
                     conn,
                     ev.ContentFlagged(
                         convoy_id=report["convoy_id"],
@@ -109,76 +110,48 @@ class Flags:
                         note=note,
                     ),
                 )
-            return api.FlagReceipt(
-                id=row["id"],
-                object_type=row["object_type"],
-                object_id=row["object_id"],
-                reason=row["reason"],
-                note=row["note"],
-                created_at=row["created_at"],
-                created=created,
-            )
+            return struct(row, api.FlagReceipt, created=created)
 
+    @Milestones.FLAG_QUEUE
     async def queue(self, req: api.ConvoyAsk) -> api.FlagQueue:
-        async with self.svc.rt.db.connection() as conn:
-            access = await self.svc._access(conn, req.actor, req.convoy_id)
-            _moderator(access)
-            rows = await repo.open_flags(conn, req.convoy_id)
+        async with self.rt.db.connection() as conn:
+            await self.access.moderator(conn, req.actor, req.convoy_id)
+            rows = await repo.flags.open_flags(conn, req.convoy_id)
         items: dict[uuid.UUID, api.FlaggedContent] = {}
         for r in rows:
             item = items.get(r["object_id"])
             if item is None:
-                item = items[r["object_id"]] = api.FlaggedContent(
-                    object_type=r["object_type"],
-                    object_id=r["object_id"],
-                    report_id=r["report_id"],
-                    company_id=r["company_id"],
-                    company_name=r["company_name"],
-                    author_id=r["author_id"],
-                    excerpt=excerpt(r["text"] or ""),
-                    hidden=r["hidden"],
-                    flags=[],
-                )
-            item.flags.append(
-                api.Flag(
-                    id=r["id"],
-                    flagged_by=r["flagged_by"],
-                    flagged_by_company_id=r["flagger_company_id"],
-                    flagged_by_company_name=r["flagger_company_name"] or "",
-                    reason=r["reason"],
-                    note=r["note"],
-                    created_at=r["created_at"],
-                )
-            )
+                item = items[r["object_id"]] = struct(r, api.FlaggedContent, excerpt=excerpt(r["text"] or ""), flags=[])
+            item.flags.append(struct(r, api.Flag))  # a row per open flag
         return api.FlagQueue(convoy_id=req.convoy_id, items=list(items.values()))
 
+    @Milestones.FLAG_RESOLVE
     async def resolve(self, req: api.ResolveFlag) -> api.FlagOutcome:
         act = req.resolution.action == "act"
-        reason = _reason(req.resolution.reason, required=act)
-        async with self.svc.rt.db.transaction() as conn:
-            flag = await repo.flag_row(conn, req.flag_id)
+        reason = reason_given(req.resolution.reason, required=act)
+        async with self.rt.db.transaction() as conn:
+            flag = await repo.flags.flag_row(conn, req.flag_id)
             if flag is None:
                 raise NotFound("no such flag")
-            access = await self.svc._access(conn, req.actor, flag["convoy_id"], not_found="no such flag")
-            _moderator(access)
-            open_ids = await repo.open_flags_for_update(conn, flag["object_id"])
+            await self.access.moderator(conn, req.actor, flag["convoy_id"], not_found="no such flag")
+            open_ids = await repo.flags.open_flags_for_update(conn, flag["object_id"])
             if req.flag_id not in open_ids:
                 raise Conflict("this flag was already resolved")
             if flag["object_type"] == "report":
                 if act:
                     await self.moderation.set_report_hidden_in(conn, req.actor, flag["object_id"], True, reason)
-                after = await repo.report_row(conn, flag["report_id"])
+                after = await repo.reports.report_row(conn, flag["report_id"])
             elif act:
                 after = await self.moderation.set_comment_hidden_in(conn, req.actor, flag["object_id"], True, reason)
             else:
-                after = await repo.comment_row(conn, flag["object_id"])
+                after = await repo.comments.comment_row(conn, flag["object_id"])
             assert after is not None
             hidden = after["hidden_at"] is not None
             resolution: Literal["dismissed", "acted"] = "acted" if act else "dismissed"
-            await repo.resolve_flags(
+            await repo.flags.resolve_flags(
                 conn, open_ids, resolution=resolution, resolved_by=req.actor.person_id, note=reason
             )
-            await self.svc.rt.emit(
+            await self.rt.emit(
                 conn,
                 ev.FlagsResolved(
                     convoy_id=flag["convoy_id"],

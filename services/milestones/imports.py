@@ -34,9 +34,12 @@ from datetime import UTC, datetime
 import asyncpg
 
 from schemas import api
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
-from services.milestones.service import TS_CONFIG, Access, MilestonesService, _cycle
+from services.milestones.access import Access, Grant
+from services.milestones.service import TS_CONFIG, check_report_refs, cycle_of, read_reports
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
+from services.runtime.service import Runtime
 
 
 def _aware(value: datetime, field: str) -> datetime:
@@ -46,18 +49,20 @@ def _aware(value: datetime, field: str) -> datetime:
 
 
 class HistoryImport:
-    def __init__(self, svc: MilestonesService) -> None:
-        self.svc = svc
+    def __init__(self, rt: Runtime, access: Access) -> None:
+        self.rt = rt
+        self.access = access
 
-    async def _person(self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID, field: str) -> Access:
+    async def _person(self, conn: asyncpg.Connection, person_id: uuid.UUID, convoy_id: uuid.UUID, field: str) -> Grant:
         try:
-            access = await self.svc._access(conn, api.Actor(person_id=person_id), convoy_id)
+            grant = await self.access.member(conn, api.Actor(person_id=person_id), convoy_id)
         except NotFound as exc:
             raise InvalidInput(f"`{field}`: not a member or facilitator of this convoy") from exc
-        if access.reads_only:
+        if grant.reads_only:
             raise InvalidInput(f"`{field}`: an observer of this convoy; observers write nothing")
-        return access
+        return grant
 
+    @Milestones.REPORT_IMPORT
     async def import_report(self, req: api.ImportReport) -> api.ImportedReport:
         if not req.actor.is_admin:
             raise Forbidden("only the centre's admin imports history")
@@ -67,19 +72,19 @@ class HistoryImport:
         now = datetime.now(UTC)
         submitted_at = _aware(req.submitted_at, "submitted_at")
         comment_times = [_aware(c.at, f"comments[{i}].at") for i, c in enumerate(req.comments)]
-        async with self.svc.rt.db.transaction() as conn:
-            access = await self.svc._access(conn, req.actor, req.convoy_id)
-            convoy = access.convoy
+        async with self.rt.db.transaction() as conn:
+            grant = await self.access.member(conn, req.actor, req.convoy_id)
+            convoy = grant.convoy
             if convoy["status"] == "completed":
                 raise Conflict("the convoy is completed and read-only")
-            company = await repo.company_row(conn, req.company_id)
+            company = await repo.imports.company_row(conn, req.company_id)
             if company is None or company["convoy_id"] != req.convoy_id or not company["active"]:
                 raise NotFound("no such company in this convoy")
-            existing = await repo.report_id_for_cycle(conn, req.company_id, req.cycle_index)
+            existing = await repo.imports.report_id_for_cycle(conn, req.company_id, req.cycle_index)
             if existing is not None:
-                return await self._answer(conn, access, existing, created=False)
+                return await self._answer(conn, grant, existing, created=False)
 
-            cycle = _cycle(convoy, req.cycle_index)
+            cycle = cycle_of(convoy, req.cycle_index)
             if cycle.closes_at > now:
                 raise InvalidInput(
                     f"`cycle_index`: cycle {req.cycle_index} has not closed; its reports are posted by the company"
@@ -92,7 +97,7 @@ class HistoryImport:
             author = await self._person(conn, req.author_id, req.convoy_id, "author_id")
             if not author.represents(req.company_id):
                 raise InvalidInput("`author_id`: not a representative of this company")
-            await self.svc._check_report_refs(conn, req.company_id, req.cycle_index, r)
+            await check_report_refs(conn, req.company_id, req.cycle_index, r)
             for i, (c, at) in enumerate(zip(req.comments, comment_times, strict=True)):
                 if not submitted_at <= at <= now:
                     raise InvalidInput(f"`comments[{i}].at`: between the report's submitted_at and now")
@@ -105,7 +110,7 @@ class HistoryImport:
                     raise InvalidInput(f"`kudos_by[{i}]`: kudos come from representatives of other companies")
 
             report_id = uuid.uuid4()
-            written = await repo.insert_report(
+            written = await repo.reports.insert_report(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -118,18 +123,18 @@ class HistoryImport:
                 submitted_at=submitted_at,
                 digest_cycle=req.cycle_index,  # history: its cycle's digest carried it
             )
-            await repo.seal_rounds(conn, [req.convoy_id], [req.cycle_index])  # a closed cycle: sealed
+            await repo.digests.seal_rounds(conn, [req.convoy_id], [req.cycle_index])  # a closed cycle: sealed
             if written is None:  # imported a moment ago by someone else
-                existing = await repo.report_id_for_cycle(conn, req.company_id, req.cycle_index)
+                existing = await repo.imports.report_id_for_cycle(conn, req.company_id, req.cycle_index)
                 assert existing is not None
-                return await self._answer(conn, access, existing, created=False)
+                return await self._answer(conn, grant, existing, created=False)
             if r.milestones:
-                before = await repo.milestones_by_id(conn, [u.milestone_id for u in r.milestones])
-                await repo.touch_milestones(conn, report_id, list(r.milestones))
+                before = await repo.reports.milestones_by_id(conn, [u.milestone_id for u in r.milestones])
+                await repo.reports.touch_milestones(conn, report_id, list(r.milestones))
                 for u in r.milestones:
                     if before[u.milestone_id]["status"] != u.status:
-                        await repo.set_milestone_status_at(conn, u.milestone_id, u.status, submitted_at)
-            await repo.insert_commitments(
+                        await repo.imports.set_milestone_status_at(conn, u.milestone_id, u.status, submitted_at)
+            await repo.reports.insert_commitments(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -137,17 +142,17 @@ class HistoryImport:
                 cycle_index=req.cycle_index,
                 texts=list(r.commitments),
             )
-            await repo.review_commitments(conn, report_id, list(r.commitment_reviews))
+            await repo.reports.review_commitments(conn, report_id, list(r.commitment_reviews))
             for c, at in sorted(zip(req.comments, comment_times, strict=True), key=lambda pair: pair[1]):
-                await repo.insert_comment_at(
+                await repo.imports.insert_comment_at(
                     conn, report_id=report_id, convoy_id=req.convoy_id, author_id=c.author_id, body=c.body, at=at
                 )
             if req.kudos_by:
-                await repo.give_kudos_at(conn, report_id, list(req.kudos_by), req.convoy_id, submitted_at)
-            return await self._answer(conn, access, report_id, created=True)
+                await repo.imports.give_kudos_at(conn, report_id, list(req.kudos_by), req.convoy_id, submitted_at)
+            return await self._answer(conn, grant, report_id, created=True)
 
     async def _answer(
-        self, conn: asyncpg.Connection, access: Access, report_id: uuid.UUID, *, created: bool
+        self, conn: asyncpg.Connection, grant: Grant, report_id: uuid.UUID, *, created: bool
     ) -> api.ImportedReport:
-        [report] = await self.svc._reports(conn, access, "r.id = $1", [report_id], limit=1)
+        [report] = await read_reports(conn, grant, "r.id = $1", [report_id], limit=1)
         return api.ImportedReport(report=report, created=created)

@@ -1,6 +1,6 @@
 """Moderation by a convoy's facilitators: hide and restore reports and comments, lock comments.
 
-- Only the convoy's facilitators and the centre's admins moderate (``Access.sees_everything``);
+- Only the convoy's facilitators and the centre's admins moderate (``Grant.moderates``);
   a representative of the convoy is refused (403), anyone else is told the report or comment
   does not exist (404), as everywhere in services/milestones.
 - Hiding needs a reason (1..500 characters). Hidden content disappears from every read members
@@ -19,22 +19,21 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import asyncpg
 
 from schemas import api
 from schemas import events as ev
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
-from services.milestones.service import Access, MilestonesService, _comment
-from services.runtime.errors import Forbidden, InvalidInput, NotFound
+from services.milestones.access import Access, Grant
+from services.milestones.service import comment_view, read_reports
+from services.runtime.errors import InvalidInput
+from services.runtime.service import Runtime
 
 
-def _moderator(access: Access) -> None:
-    if not access.sees_everything:
-        raise Forbidden("only the convoy's facilitators moderate its content")
-
-
-def _reason(reason: str, *, required: bool) -> str:
+def reason_given(reason: str, *, required: bool) -> str:
     reason = reason.strip()
     if required and not reason:
         raise InvalidInput("`reason`: say why (1 to 500 characters); the author is told")
@@ -42,20 +41,17 @@ def _reason(reason: str, *, required: bool) -> str:
 
 
 class Moderation:
-    def __init__(self, svc: MilestonesService) -> None:
-        self.svc = svc
+    def __init__(self, rt: Runtime, access: Access) -> None:
+        self.rt = rt
+        self.access = access
+        self.edit_window = timedelta(seconds=rt.settings.comment_edit_window_s)
 
     async def _report(
         self, conn: asyncpg.Connection, actor: api.Actor, report_id: uuid.UUID
-    ) -> tuple[Access, asyncpg.Record]:
-        row = await repo.report_row(conn, report_id, lock=True)
-        if row is None:
-            raise NotFound("no such report")
-        access = await self.svc._access(conn, actor, row["convoy_id"], not_found="no such report")
-        if not access.sees_everything and row["hidden_at"] is not None:
-            raise NotFound("no such report")
-        _moderator(access)
-        return access, row
+    ) -> tuple[Grant, asyncpg.Record]:
+        grant, row = await self.access.report(conn, actor, report_id, lock=True)
+        grant.moderates()
+        return grant, row
 
     async def _emit(
         self,
@@ -68,7 +64,7 @@ class Moderation:
         author_id: uuid.UUID,
         reason: str,
     ) -> None:
-        await self.svc.rt.emit(
+        await self.rt.emit(
             conn,
             ev.ContentModerated(
                 convoy_id=report["convoy_id"],
@@ -84,19 +80,19 @@ class Moderation:
         )
 
     async def _set_report_hidden(self, req: api.ModerateReport, hidden: bool) -> api.Report:
-        reason = _reason(req.reason, required=hidden)
-        async with self.svc.rt.db.transaction() as conn:
-            access = await self.set_report_hidden_in(conn, req.actor, req.report_id, hidden, reason)
-            [report] = await self.svc._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+        reason = reason_given(req.reason, required=hidden)
+        async with self.rt.db.transaction() as conn:
+            grant = await self.set_report_hidden_in(conn, req.actor, req.report_id, hidden, reason)
+            [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
             return report
 
     async def set_report_hidden_in(
         self, conn: asyncpg.Connection, actor: api.Actor, report_id: uuid.UUID, hidden: bool, reason: str
-    ) -> Access:
+    ) -> Grant:
         """Hide or restore a report in the caller's transaction (the one path: direct, or acting on a flag)."""
-        access, row = await self._report(conn, actor, report_id)
+        grant, row = await self._report(conn, actor, report_id)
         if (row["hidden_at"] is not None) != hidden:
-            await repo.set_report_hidden(conn, report_id, hidden, reason)
+            await repo.moderation.set_report_hidden(conn, report_id, hidden, reason)
             await self._emit(
                 conn,
                 actor,
@@ -106,20 +102,23 @@ class Moderation:
                 author_id=row["author_id"],
                 reason=reason,
             )
-        return access
+        return grant
 
+    @Milestones.REPORT_HIDE
     async def hide_report(self, req: api.ModerateReport) -> api.Report:
         return await self._set_report_hidden(req, True)
 
+    @Milestones.REPORT_RESTORE
     async def restore_report(self, req: api.ModerateReport) -> api.Report:
         return await self._set_report_hidden(req, False)
 
+    @Milestones.REPORT_LOCK_COMMENTS
     async def lock_comments(self, req: api.LockComments) -> api.Report:
-        reason = _reason(req.reason, required=False)
-        async with self.svc.rt.db.transaction() as conn:
-            access, row = await self._report(conn, req.actor, req.report_id)
+        reason = reason_given(req.reason, required=False)
+        async with self.rt.db.transaction() as conn:
+            grant, row = await self._report(conn, req.actor, req.report_id)
             if (row["comments_locked_at"] is not None) != req.locked:
-                await repo.set_comments_locked(conn, req.report_id, req.locked)
+                await repo.moderation.set_comments_locked(conn, req.report_id, req.locked)
                 await self._emit(
                     conn,
                     req.actor,
@@ -129,31 +128,28 @@ class Moderation:
                     author_id=row["author_id"],
                     reason=reason,
                 )
-            [report] = await self.svc._reports(conn, access, "r.id = $1", [req.report_id], limit=1)
+            [report] = await read_reports(conn, grant, "r.id = $1", [req.report_id], limit=1)
             return report
 
     async def _set_comment_hidden(self, req: api.ModerateComment, hidden: bool) -> api.Comment:
-        reason = _reason(req.reason, required=hidden)
-        async with self.svc.rt.db.transaction() as conn:
-            return _comment(
-                await self.set_comment_hidden_in(conn, req.actor, req.comment_id, hidden, reason), self.svc.edit_window
+        reason = reason_given(req.reason, required=hidden)
+        async with self.rt.db.transaction() as conn:
+            return comment_view(
+                await self.set_comment_hidden_in(conn, req.actor, req.comment_id, hidden, reason), self.edit_window
             )
 
     async def set_comment_hidden_in(
         self, conn: asyncpg.Connection, actor: api.Actor, comment_id: uuid.UUID, hidden: bool, reason: str
     ) -> asyncpg.Record:
         """Hide or restore a comment in the caller's transaction (direct, or acting on a flag); its row after."""
-        row = await repo.comment_row_for_update(conn, comment_id)
-        if row is None:
-            raise NotFound("no such comment")
-        access = await self.svc._access(conn, actor, row["convoy_id"], not_found="no such comment")
-        if not access.sees_everything and (row["hidden_at"] is not None or row["report_hidden_at"] is not None):
-            raise NotFound("no such comment")
-        _moderator(access)
+        row = await repo.moderation.comment_row_for_update(conn, comment_id)
+        grant = await self.access.comment(conn, actor, row, deleted=True)
+        assert row is not None
+        grant.moderates()
         if (row["hidden_at"] is not None) == hidden:
             return row
-        updated = await repo.set_comment_hidden(conn, comment_id, hidden, reason)
-        report = await repo.report_row(conn, row["report_id"])
+        updated = await repo.moderation.set_comment_hidden(conn, comment_id, hidden, reason)
+        report = await repo.reports.report_row(conn, row["report_id"])
         assert report is not None
         await self._emit(
             conn,
@@ -166,8 +162,10 @@ class Moderation:
         )
         return updated
 
+    @Milestones.COMMENT_HIDE
     async def hide_comment(self, req: api.ModerateComment) -> api.Comment:
         return await self._set_comment_hidden(req, True)
 
+    @Milestones.COMMENT_RESTORE
     async def restore_comment(self, req: api.ModerateComment) -> api.Comment:
         return await self._set_comment_hidden(req, False)

@@ -10,8 +10,10 @@ median time is shown only when at least ``api.MIN_GROUP`` companies went live.
 from __future__ import annotations
 
 from schemas import api
+from schemas.milestones import Milestones
 from services.milestones import catalogue as cat
 from services.milestones import repository as repo
+from services.runtime.db import structs
 from services.runtime.service import Runtime
 
 
@@ -28,6 +30,7 @@ class Outcomes:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
+    @Milestones.CHECK_OUTCOMES
     async def outcomes(self, req: api.OutcomesAsk) -> api.Outcomes:
         types = [t for t in cat.catalogue().project_types if not req.project_types or t.key in req.project_types]
         keys = [t.key for t in types]
@@ -35,13 +38,15 @@ class Outcomes:
         async with self.rt.db.connection() as conn:
             rows = {
                 r["project_type"]: r
-                for r in await repo.project_type_outcomes(
+                for r in await repo.outcomes.project_type_outcomes(
                     conn, req.convoy_ids, keys, go_live, req.from_date, req.to_date
                 )
             }
             per_convoy = []
             if req.from_date is not None and req.to_date is not None and req.convoy_ids:
-                per_convoy = await repo.convoy_outcomes(conn, req.convoy_ids, go_live, req.from_date, req.to_date)
+                per_convoy = await repo.outcomes.convoy_outcomes(
+                    conn, req.convoy_ids, go_live, req.from_date, req.to_date
+                )
         found = []
         for t in types:
             outcome = api.ProjectOutcome(
@@ -57,15 +62,5 @@ class Outcomes:
             found.append(outcome)
         return api.Outcomes(
             project_types=found,
-            convoys=[
-                api.ConvoyOutcome(
-                    convoy_id=c["convoy_id"],
-                    companies=c["companies"],
-                    companies_reporting=c["companies_reporting"],
-                    reports=c["reports"],
-                    milestones_done=c["milestones_done"],
-                    go_lives=c["go_lives"],
-                )
-                for c in per_convoy
-            ],
+            convoys=structs(per_convoy, api.ConvoyOutcome),
         )

@@ -1,20 +1,19 @@
 """Data protection in services/milestones: erased authors, a person's export, the retention rule.
 
-- ``person.erased``: the person's reports, comments, kudos and help offers stay (they are the
-  convoy's shared history) under their person id, which no longer leads to a name or address
-  anywhere; ``former_authors`` remembers the company they represented in each convoy, and every
-  read that returns reports or comments marks them ``author_erased`` with ``former_author``:
-  "a former representative of <company>" in the convoy's language (clients show that instead of a
-  name; the person is in no people list any more).
+- ``person.erased`` (handled in services/milestones/consumers.py): the person's reports, comments,
+  kudos and help offers stay (they are the convoy's shared history) under their person id, which no
+  longer leads to a name or address anywhere; ``former_authors`` remembers the company they
+  represented in each convoy, and every read that returns reports or comments marks them
+  ``author_erased`` with ``former_author``: "a former representative of <company>" in the convoy's
+  language (clients show that instead of a name; the person is in no people list any more).
 - Retention: a convoy's ``retention_days`` (None: keep) says how long a company's content stays
   after it left. :meth:`PrivacyRules.purge` removes what is due at a given moment; the service runs
-  it every hour, and ``Rpc.RETENTION_PURGE`` runs it with a ``now`` the caller picks (tests).
+  it every hour, and ``Milestones.RETENTION_PURGE`` runs it with a ``now`` the caller picks (tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,10 +22,10 @@ import asyncpg
 import structlog
 
 from schemas import api
-from schemas import envelope as env
-from schemas import events as ev
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
 from services.runtime.errors import Forbidden
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -46,7 +45,7 @@ def former_author(language: str, company: str | None) -> str:
 
 async def attribute(conn: asyncpg.Connection, language: str, reports: Sequence[api.Report]) -> None:
     """Mark reports whose author deleted their account (one query for any number of reports)."""
-    former = await repo.former_authors(conn, [r.author_id for r in reports])
+    former = await repo.privacy.former_authors(conn, [r.author_id for r in reports])
     for r in reports:
         if (r.author_id, r.convoy_id) in former:
             r.author_erased = True
@@ -67,28 +66,21 @@ class PrivacyRules:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
 
-    async def on_person_erased(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """Idempotent: recording a former author twice changes nothing."""
-        assert isinstance(event, ev.PersonErased)
-        for convoy_id in event.facilitated:
-            await repo.record_former_author(conn, event.person_id, convoy_id, None)
-        for m in event.memberships:  # oldest first: the latest company in a convoy wins
-            await repo.record_former_author(conn, event.person_id, m.convoy_id, m.company_id)
-        await repo.forget_person(conn, event.person_id)
-
+    @Milestones.PERSONAL_DATA
     async def personal_data(self, req: api.Ask) -> api.PersonalData:
         if req.actor.person_id is None:
             raise Forbidden("the admin token has no personal data; sign in as a person")
         async with self.rt.db.connection() as conn:
-            sections = await repo.personal_records(conn, req.actor.person_id)
+            sections = await repo.privacy.personal_records(conn, req.actor.person_id)
         return api.PersonalData(service=self.rt.name, sections=sections)
 
+    @Milestones.RETENTION_PURGE
     async def purge(self, req: api.RetentionPurge) -> api.Purged:
         """Remove the content of every company whose convoy's retention time since it left is over at ``now``."""
         companies = reports = comments = 0
         async with self.rt.db.transaction() as conn:
-            for c in await repo.companies_due_for_purge(conn, req.now):
-                r, k = await repo.purge_company(conn, c["company_id"], c["convoy_id"], c["left_at"], req.now)
+            for c in await repo.privacy.companies_due_for_purge(conn, req.now):
+                r, k = await repo.privacy.purge_company(conn, c["company_id"], c["convoy_id"], c["left_at"], req.now)
                 companies, reports, comments = companies + 1, reports + r, comments + k
                 log.info(
                     "retention: removed a departed company's content",
@@ -106,5 +98,4 @@ class PrivacyRules:
                 await self.purge(api.RetentionPurge(now=datetime.now(UTC)))
             except Exception as exc:
                 log.warning("retention purge failed; next round in an hour", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PURGE_EVERY_S)
+            await wait_or_stop(stop, PURGE_EVERY_S)

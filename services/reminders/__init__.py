@@ -13,38 +13,26 @@ from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from schemas import api
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.reminders import Reminders
+from services.reminders import consumers
 from services.reminders.privacy import PrivacyRules
-from services.reminders.service import Reminders
+from services.reminders.service import Scheduler
 from services.runtime import metrics
 from services.runtime.service import Runtime
 
 NAME = "reminders"
 MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
-PROJECTED = (ev.ConvoyCreated, ev.ConvoyUpdated, ev.ConvoyStatusChanged, ev.CompanyJoined, ev.CompanyLeft)
-
 
 async def setup(rt: Runtime) -> None:
-    reminders = Reminders(rt)
+    reminders = Scheduler(rt)
     metrics.leader_gauge(rt.name, "scheduler", lambda: reminders.leader)
-    rt.consumer("convoys", PROJECTED, reminders.on_convoys_event)
-    rt.endpoint(Rpc.SCHEDULE, api.AskSchedule, reminders.schedule)
-    rt.endpoint(Rpc.SCHEDULE_SETTINGS, api.PutScheduleSettings, reminders.put_settings)
-    rt.endpoint(Rpc.CYCLE_SKIP, api.SkipCycle, reminders.skip_cycle)
-    rt.endpoint(Rpc.COMPANY_AWAY, api.MarkAway, reminders.mark_away)
-    rt.endpoint(Rpc.COMPANY_SKIP, api.SkipForCompany, reminders.skip_for_company)
-    rt.endpoint(Rpc.PROMPT_NOW, api.FireNow, reminders.prompt_now)
-    rt.endpoint(Rpc.CLOSE_NOW, api.FireNow, reminders.close_now)
-    rt.endpoint(Rpc.CALENDAR_ROUNDS, api.AskCalendarRounds, reminders.calendar_rounds)
+    rt.consumer("convoys", consumers.PROJECTED, consumers.on_convoys_event)
     # --- data protection: the export, and person.erased
     privacy = PrivacyRules(rt)
-    rt.consumer("erasure", (ev.PersonErased,), privacy.on_person_erased)
-    rt.endpoint(Rpc.PERSONAL_DATA, api.Ask, privacy.personal_data)
-    if rt.settings.reminders_manual_clock:
-        rt.endpoint(Rpc.TICK, api.Tick, reminders.manual_tick)
+    rt.consumer("erasure", (ev.PersonErased,), consumers.on_person_erased)
+    rt.serve(Reminders, reminders, privacy)
 
     # APScheduler decides when to wake up; what is due is computed from the stored cycles. The tick
     # job coalesces and never runs twice at once (a busy moment must not stack ticks), and has no

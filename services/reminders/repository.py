@@ -85,15 +85,6 @@ async def company(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM companies WHERE company_id = $1 AND active", company_id)
 
 
-async def try_lock(conn: Conn, name: str) -> bool:
-    """A session-level advisory lock: held until released or until this connection ends."""
-    return bool(await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", name, timeout=5))
-
-
-async def ping(conn: Conn) -> None:
-    await conn.fetchval("SELECT 1", timeout=5)
-
-
 # --- cycles ----------------------------------------------------------------------------------------
 async def keep_cycle(conn: Conn, convoy_id: uuid.UUID, c: PlannedCycle) -> None:
     """Insert a planned cycle, or bring a not-yet-opened one up to date with the plan (schedule changes)."""

@@ -135,7 +135,7 @@ def calendar_indexes(plan: Plan, now: datetime, past: int, ahead: int) -> range:
     """The rounds a calendar feed shows at ``now``: the current one, ``past`` before it, ``ahead`` after it.
 
     Before the first check-in: the first ``ahead`` rounds. Each round is :func:`plan_cycle` (the holiday
-    policy applied) unless the scheduler has stored it (see ``Reminders.calendar_rounds``).
+    policy applied) unless the scheduler has stored it (see ``Scheduler.calendar_rounds``).
     """
     current = cycles.cycle_at(plan.cadence, plan.timezone, plan.start_date, now)
     if current is None:

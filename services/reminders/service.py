@@ -10,7 +10,6 @@ consumers dedupe the id too).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +22,15 @@ import structlog
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
+from schemas.reminders import Reminders
 from schemas.values import Cadence
 from services.reminders import repository as repo
 from services.reminders import schedule as plan_
-from services.runtime import correlation, metrics, outbox
+from services.reminders.access import Access
+from services.runtime import correlation, lifecycle, metrics, outbox
+from services.runtime.db import struct, structs
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
 
@@ -52,83 +55,48 @@ def fire_id(convoy_id: uuid.UUID, index: int, kind: str, number: int = 0) -> uui
 
 def plan_of(row: asyncpg.Record) -> plan_.Plan:
     raw = row["cadence"]
-    return plan_.Plan(
-        timezone=row["timezone"],
-        cadence=_cadence.decode(raw.encode() if isinstance(raw, str) else raw),
-        start_date=row["start_date"],
-        holiday_region=row["holiday_region"],
-        holiday_policy=row["holiday_policy"],
-        nudge_offsets=tuple(row["nudge_offsets"]),
-    )
+    return struct(row, plan_.Plan, cadence=_cadence.decode(raw.encode() if isinstance(raw, str) else raw))
 
 
 def state_of(row: asyncpg.Record) -> plan_.CycleState:
-    return plan_.CycleState(
+    return struct(
+        row,
+        plan_.CycleState,
         index=row["cycle_index"],
-        opens_at=row["opens_at"],
-        due_at=row["due_at"],
-        closes_at=row["closes_at"],
-        skipped=row["skipped"],
         opened=row["opened_at"] is not None,
-        nudges_done=row["nudges_done"],
         closed=row["closed_at"] is not None,
     )
 
 
-class Reminders:
+class Scheduler:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.leader = False
         self._tick_lock = asyncio.Lock()
-
-    # --- projection ----------------------------------------------------------------------------
-    async def on_convoys_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        if isinstance(event, ev.ConvoyCreated | ev.ConvoyUpdated):
-            known = await repo.convoy(conn, event.convoy_id)
-            start = event.start_date or (known["start_date"] if known else envelope.occurred_at.date())
-            await repo.upsert_convoy(
-                conn,
-                convoy_id=event.convoy_id,
-                name=event.name,
-                timezone=event.timezone,
-                language=event.language,
-                cadence=event.cadence,
-                start_date=start,
-            )
-        elif isinstance(event, ev.ConvoyStatusChanged):
-            await repo.set_status(conn, event.convoy_id, event.new_status)
-        elif isinstance(event, ev.CompanyJoined):
-            await repo.upsert_company(conn, event.company_id, event.convoy_id, event.name)
-        elif isinstance(event, ev.CompanyLeft):
-            await repo.deactivate_company(conn, event.company_id)
+        self.access = Access(rt)
 
     # --- leadership and ticking ----------------------------------------------------------------
     async def lead(self, stop: asyncio.Event) -> None:
-        """Hold the leader lock on a connection of its own (PostgreSQL frees it when the process dies)."""
+        """Lead while this replica holds the leader lock (on a connection of its own: PostgreSQL frees
+        it when the process dies); a standby takes over within seconds."""
         settings = self.rt.settings
-        while not stop.is_set():
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(settings.database_url, timeout=settings.db_acquire_timeout)
-                while not stop.is_set():
-                    if await repo.try_lock(conn, LEADER_LOCK):
-                        break
-                    await _sleep_unless(stop, 2.0)  # another replica leads; take over within seconds
-                if stop.is_set():
-                    return
-                self.leader = True
-                log.info("leading the scheduler")
-                while not stop.is_set():
-                    await repo.ping(conn)  # the lock lives as long as this connection
-                    await _sleep_unless(stop, 2.0)
-            except Exception as exc:
-                log.warning("scheduler leadership interrupted", error=repr(exc))
-                await _sleep_unless(stop, 1.0)
-            finally:
-                self.leader = False
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=2)
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(
+                settings.database_url,
+                timeout=settings.db_acquire_timeout,
+                server_settings={"application_name": "convoy-reminders-leader"},
+            )
+
+        await lifecycle.lead(connect, LEADER_LOCK, stop, lambda conn: self._hold(conn, stop))
+
+    async def _hold(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        self.leader = True
+        log.info("leading the scheduler")
+        try:
+            await lifecycle.hold(conn, stop)  # the lock lives as long as this connection
+        finally:
+            self.leader = False
 
     async def tick_if_leader(self) -> None:
         """The APScheduler job: only the leader fires."""
@@ -391,11 +359,10 @@ class Reminders:
         """Seal cycles in services/milestones (idempotent) before their close is recorded here."""
         for i in range(0, len(rounds), SEAL_CHUNK):
             await self.rt.rpc.call(
-                self.rt.subjects.rpc("milestones", Rpc.ROUNDS_SEAL),
+                Milestones.ROUNDS_SEAL,
                 api.SealRounds(
                     rounds=[api.RoundRef(convoy_id=c, cycle_index=n) for c, n in rounds[i : i + SEAL_CHUNK]]
                 ),
-                api.RoundsSealed,
             )
 
     async def _absences(self, conn: asyncpg.Connection, convoy_id: uuid.UUID, c: asyncpg.Record) -> list[ev.Absence]:
@@ -408,11 +375,7 @@ class Reminders:
         row = await repo.convoy(conn, convoy_id)
         if row is not None:
             return row
-        convoy = await self.rt.rpc.call(  # events still in flight: read through once
-            self.rt.subjects.rpc("convoys", Rpc.CONVOY_GET),
-            api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id),
-            api.Convoy,
-        )
+        convoy = await self.rt.rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id))
         await repo.upsert_convoy(
             conn,
             convoy_id=convoy.id,
@@ -429,29 +392,9 @@ class Reminders:
         assert row is not None
         return row
 
-    async def _role(self, actor: api.Actor, convoy_id: uuid.UUID) -> api.Membership | None:
-        """None for admins; the membership otherwise (404 when the person has no part in the convoy).
-        Observers read the schedule; every change checks its own role on top (they have none)."""
-        if actor.is_admin or actor.is_system:
-            return None
-        if actor.person_id is None:
-            raise NotFound("no such convoy")
-        membership = await self.rt.rpc.call(
-            self.rt.subjects.rpc("convoys", Rpc.MEMBERSHIP_GET),
-            api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id),
-            api.Membership,
-        )
-        if not membership.company_ids and not membership.is_facilitator and not membership.is_observer:
-            raise NotFound("no such convoy")
-        return membership
-
-    async def _facilitator(self, actor: api.Actor, convoy_id: uuid.UUID) -> None:
-        membership = await self._role(actor, convoy_id)
-        if membership is not None and not membership.is_facilitator:
-            raise Forbidden("only the convoy's facilitators may change its schedule")
-
+    @Reminders.SCHEDULE
     async def schedule(self, req: api.AskSchedule) -> api.Schedule:
-        await self._role(req.actor, req.convoy_id)
+        await self.access.reader(req.actor, req.convoy_id)
         now = datetime.now(UTC)
         async with self.rt.db.transaction() as conn:
             row = await self._convoy(conn, req.convoy_id)
@@ -470,33 +413,13 @@ class Reminders:
                 nudge_offsets_hours=list(row["nudge_offsets"]),
             ),
             cycles=[
-                api.ScheduledCycle(
-                    cycle_index=r["cycle_index"],
-                    opens_at=r["opens_at"],
-                    due_at=r["due_at"],
-                    closes_at=r["closes_at"],
-                    skipped=r["skipped"],
-                    skip_reason=r["skip_reason"],
-                    opened=r["opened_at"] is not None,
-                    nudges_done=r["nudges_done"],
-                    closed=r["closed_at"] is not None,
-                )
+                struct(r, api.ScheduledCycle, opened=r["opened_at"] is not None, closed=r["closed_at"] is not None)
                 for r in rows
             ],
-            absences=[
-                api.AbsenceInfo(
-                    id=a["id"],
-                    company_id=a["company_id"],
-                    kind=a["kind"],
-                    from_date=a["from_date"],
-                    until_date=a["until_date"],
-                    cycle_index=a["cycle_index"],
-                    reason=a["reason"],
-                )
-                for a in absences
-            ],
+            absences=structs(absences, api.AbsenceInfo),
         )
 
+    @Reminders.CALENDAR_ROUNDS
     async def calendar_rounds(self, req: api.AskCalendarRounds) -> api.CalendarRounds:
         """The rounds of several convoys around now, for calendar feeds (system callers: the API's feed).
 
@@ -506,8 +429,7 @@ class Reminders:
         closed without ever opening (before the convoy started) and, once a convoy is completed, those it
         never opened. Read-only: nothing is materialised for a feed.
         """
-        if not req.actor.is_system:
-            raise Forbidden("calendar rounds are for the calendar feed only")
+        self.access.system(req.actor, "calendar rounds are for the calendar feed only")
         now = datetime.now(UTC)
         ids = list(dict.fromkeys(req.convoy_ids))
         async with self.rt.db.connection() as conn:
@@ -550,27 +472,23 @@ class Reminders:
                 if r is not None:
                     rounds.append(r)
             out.append(
-                api.CalendarConvoy(
-                    convoy_id=convoy_id,
-                    name=row["name"],
-                    timezone=row["timezone"],
-                    status=row["status"],
-                    version=row["plan_version"],
-                    changed_at=row["updated_at"],
-                    rounds=rounds,
+                struct(
+                    row, api.CalendarConvoy, version=row["plan_version"], changed_at=row["updated_at"], rounds=rounds
                 )
             )
         return api.CalendarRounds(convoys=out)
 
+    @Reminders.SCHEDULE_SETTINGS
     async def put_settings(self, req: api.PutScheduleSettings) -> api.Schedule:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         async with self.rt.db.transaction() as conn:
             await self._convoy(conn, req.convoy_id)
             await repo.update_settings(conn, req.convoy_id, req.settings)
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
+    @Reminders.CYCLE_SKIP
     async def skip_cycle(self, req: api.SkipCycle) -> api.Schedule:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         async with self.rt.db.transaction() as conn:
             row = await self._convoy(conn, req.convoy_id)
             c = plan_.plan_cycle(plan_of(row), req.cycle_index)
@@ -582,8 +500,9 @@ class Reminders:
             await repo.skip_cycle(conn, req.convoy_id, req.cycle_index, req.skip.reason or "ausgesetzt")
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
+    @Reminders.COMPANY_AWAY
     async def mark_away(self, req: api.MarkAway) -> api.Schedule:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         if req.away.until_date < req.away.from_date:
             raise InvalidInput("`until_date`: before `from_date`")
         async with self.rt.db.transaction() as conn:
@@ -604,10 +523,9 @@ class Reminders:
             )
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
+    @Reminders.COMPANY_SKIP
     async def skip_for_company(self, req: api.SkipForCompany) -> api.Schedule:
-        membership = await self._role(req.actor, req.convoy_id)
-        if membership is not None and req.company_id not in membership.company_ids:
-            raise Forbidden("only the company's representatives skip a cycle for it")
+        await self.access.representative(req.actor, req.convoy_id, req.company_id)
         async with self.rt.db.transaction() as conn:
             await self._convoy(conn, req.convoy_id)
             await repo.insert_absence(
@@ -624,7 +542,7 @@ class Reminders:
         return await self.schedule(api.AskSchedule(actor=req.actor, convoy_id=req.convoy_id))
 
     async def _fire_now(self, req: api.FireNow, kind: str) -> api.Fired:
-        await self._facilitator(req.actor, req.convoy_id)
+        await self.access.facilitator(req.actor, req.convoy_id)
         now = datetime.now(UTC)
         async with self.rt.db.transaction() as conn:
             row = await self._convoy(conn, req.convoy_id)
@@ -647,14 +565,19 @@ class Reminders:
             metrics.count_fires([kind])
         return api.Fired(actions=[f"{kind} cycle {current['cycle_index']}"] if done else [])
 
+    @Reminders.PROMPT_NOW
     async def prompt_now(self, req: api.FireNow) -> api.Fired:
         return await self._fire_now(req, "open")
 
+    @Reminders.CLOSE_NOW
     async def close_now(self, req: api.FireNow) -> api.Fired:
         return await self._fire_now(req, "close")
 
+    @Reminders.TICK
     async def manual_tick(self, req: api.Tick) -> api.Fired:
         """Tests' clock: tick as if it were ``now`` (only the leader fires, as with the real clock)."""
+        if not self.rt.settings.reminders_manual_clock:
+            raise Forbidden("the scheduler runs on the real clock (CONVOY_REMINDERS_MANUAL_CLOCK is off)")
         if req.now.tzinfo is None:
             raise InvalidInput("`now`: give a time zone")
         if not self.leader:
@@ -665,7 +588,7 @@ class Reminders:
 def _calendar_round(
     planned: plan_.PlannedCycle, stored: asyncpg.Record | None, status: str, now: datetime
 ) -> api.CalendarRound | None:
-    """One round of a feed (see ``Reminders.calendar_rounds``); None when it is left out."""
+    """One round of a feed (see ``Scheduler.calendar_rounds``); None when it is left out."""
     opened = stored is not None and stored["opened_at"] is not None
     source: Any = stored if opened else None
     opens_at = source["opens_at"] if source else planned.opens_at
@@ -734,8 +657,3 @@ def _event(c: asyncpg.Record, action: plan_.Action, absences: list[ev.Absence]) 
         )
         return closed, fire_id(convoy_id, index, "close")
     return None
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

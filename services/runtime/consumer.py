@@ -30,6 +30,7 @@ from schemas.subjects import Subjects
 from services.runtime import correlation, tracing
 from services.runtime.db import Database
 from services.runtime.errors import Unavailable
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -135,7 +136,7 @@ class Consumer:
             except Exception as exc:
                 self.running = False
                 log.warning("consumer interrupted; resubscribing", consumer=self.name, error=repr(exc))
-                await _sleep_unless(stop, delay)
+                await wait_or_stop(stop, delay)
                 delay = min(delay * 2, 10.0)
             finally:
                 if sub is not None:
@@ -256,8 +257,3 @@ def _trace_of(envelope: env.Envelope) -> dict[str, str]:
     if envelope.traceparent is None:
         return {}  # a new trace
     return {"traceparent": envelope.traceparent, **({"tracestate": envelope.tracestate} if envelope.tracestate else {})}
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

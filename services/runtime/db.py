@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import cast
+from typing import Any, TypeVar, cast
 
 import asyncpg
+import msgspec
 import structlog
 
 from services.runtime.errors import Unavailable
@@ -110,15 +112,27 @@ def _migration_files(folder: Path) -> list[tuple[str, Path]]:
     return found
 
 
+class MigrationChanged(RuntimeError):
+    """An applied migration's file differs from what was applied: the start stops."""
+
+
+def checksum(path: Path) -> str:
+    """sha256 of a migration file (line endings normalised, so a CRLF checkout is the same file)."""
+    return hashlib.sha256(path.read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
 async def migrate(database_url: str, schema: str, folder: Path, *, timeout: float = 60.0) -> list[str]:
     """Apply the runtime's and the service's pending migrations to ``schema``, once, under a lock.
 
-    Returns the versions applied now. Safe to run from every replica at once.
+    Returns the versions applied now. Safe to run from every replica at once. Each applied file's
+    sha256 is recorded; when an applied file has changed since, nothing is applied and
+    :class:`MigrationChanged` names it (a change goes into a new migration). Rows applied before
+    checksums were recorded get theirs from the file as it is now.
     """
     if not re.fullmatch(r"[a-z][a-z0-9_]*", schema):
         raise ValueError(f"bad schema name {schema!r}")
-    plan = [(f"runtime_{v}", p) for v, p in _migration_files(RUNTIME_MIGRATIONS)]
-    plan += _migration_files(folder)
+    plan = [(f"runtime_{v}", p, f"runtime/{p.name} (schema {schema})") for v, p in _migration_files(RUNTIME_MIGRATIONS)]
+    plan += [(v, p, f"{schema}/{p.name}") for v, p in _migration_files(folder)]
     conn = await asyncpg.connect(database_url, timeout=timeout, command_timeout=timeout)
     applied: list[str] = []
     try:
@@ -127,16 +141,38 @@ async def migrate(database_url: str, schema: str, folder: Path, *, timeout: floa
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations ("
-                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(), checksum text)"
             )
-            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
-            for version, path in plan:
+            await conn.execute(f"ALTER TABLE {schema}.schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
+            done = {
+                r["version"]: r["checksum"]
+                for r in await conn.fetch(f"SELECT version, checksum FROM {schema}.schema_migrations")
+            }
+            sums = {version: checksum(path) for version, path, _ in plan}
+            for version, _, label in plan:
+                recorded = done.get(version)
+                if recorded is not None and recorded != sums[version]:
+                    raise MigrationChanged(
+                        f"migration {label} was changed after it was applied (checksum {recorded[:12]}…, "
+                        f"now {sums[version][:12]}…); restore it and add a new migration instead"
+                    )
+            unrecorded = [v for v, _, _ in plan if v in done and done[v] is None]
+            if unrecorded:  # applied before checksums were recorded: take the files as they are
+                await conn.executemany(
+                    f"UPDATE {schema}.schema_migrations SET checksum = $2 WHERE version = $1",
+                    [(v, sums[v]) for v in unrecorded],
+                )
+            for version, path, _ in plan:
                 if version in done:
                     continue
                 async with conn.transaction():
                     await conn.execute(f"SET LOCAL search_path TO {schema}")
                     await conn.execute(path.read_text())
-                    await conn.execute(f"INSERT INTO {schema}.schema_migrations (version) VALUES ($1)", version)
+                    await conn.execute(
+                        f"INSERT INTO {schema}.schema_migrations (version, checksum) VALUES ($1, $2)",
+                        version,
+                        sums[version],
+                    )
                 applied.append(version)
                 log.info("migration applied", schema=schema, version=version)
         finally:
@@ -144,3 +180,18 @@ async def migrate(database_url: str, schema: str, folder: Path, *, timeout: floa
     finally:
         await conn.close()
     return applied
+
+
+T = TypeVar("T")
+
+
+def struct(row: asyncpg.Record | Mapping[str, Any], type_: type[T], **extra: Any) -> T:
+    """A row (an ``asyncpg.Record`` or a dict) as a msgspec struct: columns by field name (columns
+    without a field are left out, so alias a column in SQL when its name differs), ``extra`` for
+    fields computed outside SQL. Values are checked against the field types."""
+    return msgspec.convert({**dict(row), **extra}, type_)
+
+
+def structs(rows: Iterable[asyncpg.Record | Mapping[str, Any]], type_: type[T]) -> list[T]:
+    """:func:`struct` for each row."""
+    return [struct(r, type_) for r in rows]

@@ -13,12 +13,13 @@ gauges with ``max by (…)``, not ``sum``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import Counter, Gauge
+
+from services.runtime.lifecycle import wait_or_stop
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -112,5 +113,4 @@ async def sample_forever(
     consumers = list(consumers)
     while not stop.is_set():
         await sample_once(service, db, js, consumers, timeout)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+        await wait_or_stop(stop, every)

@@ -38,8 +38,9 @@ from prometheus_client import Counter
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
-from services.runtime import correlation, metrics, tracing
+from services.runtime import correlation, lifecycle, metrics, tracing
 from services.runtime.db import TRANSIENT_DB_ERRORS
+from services.runtime.lifecycle import wait_or_stop
 from services.runtime.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -244,36 +245,22 @@ class Relay:
         self.leader = False
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                await self._lead(stop)
-                delay = 0.5
-            except DB_ERRORS as exc:
-                log.warning("outbox relay lost its database connection", error=repr(exc))
-            self.leader = False
-            await _sleep_unless(stop, delay)
-            delay = min(delay * 2, 10.0)
+        """Relay while this replica holds the relay lock; stand by while another does; until ``stop``."""
+        await lifecycle.lead(self._connect, f"convoy-relay:{self.service}", stop, lambda conn: self._relay(conn, stop))
 
-    async def _lead(self, stop: asyncio.Event) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
             self.settings.database_url,
             timeout=self.settings.db_acquire_timeout,
             command_timeout=self.settings.db_command_timeout,
             server_settings={"search_path": self.service, "application_name": f"convoy-{self.service}-relay"},
         )
+
+    async def _relay(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        """The leader's work, on the lock's connection: relay on every commit (NOTIFY) and every ``POLL_S``."""
         publisher = Publisher(self.nc)
+        self.leader = True
         try:
-            while not stop.is_set():
-                got = await conn.fetchval(
-                    "SELECT pg_try_advisory_lock(hashtext($1))", f"convoy-relay:{self.service}", timeout=5
-                )
-                if got:
-                    break
-                await _sleep_unless(stop, 2.0)  # another replica relays; stand by
-            if stop.is_set():
-                return
-            self.leader = True
             await conn.add_listener(_channel(self.service), lambda *_: self.wake.set())
             await publisher.start()
             failures = 0
@@ -288,15 +275,15 @@ class Relay:
                     RELAY_ERRORS.labels(self.service).inc()
                     failures += 1
                     log.warning("outbox relay round failed", error=repr(exc), failures=failures)
-                    await _sleep_unless(stop, min(0.5 * 2**failures, 10.0))
+                    await wait_or_stop(stop, min(0.5 * 2**failures, 10.0))
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), POLL_S)
                 if conn.is_closed():
                     raise asyncpg.exceptions.ConnectionDoesNotExistError("listener connection closed")
         finally:
+            self.leader = False
             await publisher.close()
-            await conn.close(timeout=2)
 
     async def relay_all(self, conn: asyncpg.Connection, publisher: Publisher, stop: asyncio.Event) -> int:
         """Publish what the outbox holds, up to ``in_flight`` batches at a time, until it is empty.
@@ -455,8 +442,3 @@ def _by_stream(rows: list[asyncpg.Record], subjects: Subjects) -> list[list[asyn
             last = stream
         runs[-1].append(r)
     return runs
-
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import asyncpg
 import msgspec
@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from nats.micro.request import Request
 from prometheus_client import Histogram
 
+from schemas.contract import Op
 from schemas.subjects import Subjects
 from services.runtime import correlation, tracing
 from services.runtime.errors import ConvoyError, InvalidInput, Unavailable, from_status
@@ -125,12 +126,30 @@ def _headers() -> dict[str, str] | None:
 
 
 class RpcClient:
-    def __init__(self, nc: Client, timeout: float) -> None:
+    """Asks operations of other services: ``await rpc.call(Convoys.CONVOY_GET, request)``."""
+
+    def __init__(self, nc: Client, timeout: float, subjects: Subjects) -> None:
         self.nc = nc
         self.timeout = timeout
+        self.subjects = subjects
+
+    @overload
+    async def call(self, op: Op[Req, Rep], request: Req, *, timeout: float | None = None) -> Rep: ...
+    @overload
+    async def call(  # TRANSITION: removed once every call site names an operation
+        self, op: str, request: msgspec.Struct, reply_type: type[Rep], *, timeout: float | None = None
+    ) -> Rep: ...
+
+    async def call(
+        self, op: Any, request: msgspec.Struct, reply_type: Any = None, *, timeout: float | None = None
+    ) -> Any:
+        """Ask ``op`` with ``request``; its reply, or the service's error as a :class:`ConvoyError`."""
+        if isinstance(op, str):
+            return await self._request(op, request, reply_type, timeout=timeout)
+        return await self._request(self.subjects.rpc(op.service, op.name), request, op.reply, timeout=timeout)
 
     @_traced
-    async def call(
+    async def _request(
         self, subject: str, request: msgspec.Struct, reply_type: type[Rep], *, timeout: float | None = None
     ) -> Rep:
         if not self.nc.is_connected:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import signal
+import typing
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -26,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from schemas import api
 from schemas import events as ev
+from schemas.contract import HANDLER_ATTRIBUTE, Contract, Op
 from schemas.subjects import Subjects
 from services.runtime import bus, db, outbox, tracing
 from services.runtime import metrics as service_metrics
@@ -79,6 +82,32 @@ class Runtime:
                 handler=endpoint(self.name, operation, request_type, handler),
             )
         )
+
+    def serve(self, contract: type[Contract], *handlers: object) -> None:
+        """Answer every operation of ``contract`` with the handler marked for it (``@Contract.OP``).
+
+        ``handlers`` are objects whose methods, modules whose functions, or functions that carry the
+        marks. A service whose contract names an operation without a handler does not start, nor
+        does one with a handler for an operation of another contract, or one whose handler's
+        request or reply type differs from the declaration.
+        """
+        found: dict[str, tuple[Op[Any, Any], Callable[[Any], Awaitable[msgspec.Struct]]]] = {}
+        for op, handler in (pair for h in handlers for pair in _marked(h)):
+            if op.service != contract.SERVICE or op not in contract.OPS:
+                raise RuntimeError(f"{self.name}: {handler.__qualname__} answers {op!r}, not part of this contract")
+            if op.name in found:
+                raise RuntimeError(
+                    f"{self.name}: two handlers for {op.name}: {found[op.name][1].__qualname__}, {handler.__qualname__}"
+                )
+            _check_signature(op, handler)
+            found[op.name] = (op, handler)
+        missing = [op.name for op in contract.OPS if op.name not in found]
+        if missing:
+            raise RuntimeError(
+                f"{self.name}: no handler for {', '.join(sorted(missing))} (contract {contract.__name__})"
+            )
+        for op, handler in found.values():
+            self.endpoint(op.name, op.request, handler)
 
     def consumer(
         self,
@@ -138,6 +167,35 @@ class Runtime:
         return api.Health(service=self.name, ready=all(v == "ok" for v in checks.values()), checks=checks)
 
 
+def _marked(holder: object) -> list[tuple[Op[Any, Any], Callable[[Any], Awaitable[msgspec.Struct]]]]:
+    """The (operation, handler) pairs marked in a function, a module or an object's class."""
+    if inspect.isfunction(holder) or inspect.ismethod(holder):
+        op = getattr(holder, HANDLER_ATTRIBUTE, None)
+        return [(op, holder)] if isinstance(op, Op) else []
+    if inspect.ismodule(holder):
+        members = inspect.getmembers(holder, inspect.isfunction)
+        return [(fn.__dict__[HANDLER_ATTRIBUTE], fn) for _, fn in members if HANDLER_ATTRIBUTE in fn.__dict__]
+    pairs = []
+    for name, fn in inspect.getmembers(type(holder), inspect.isfunction):
+        op = fn.__dict__.get(HANDLER_ATTRIBUTE)
+        if isinstance(op, Op):
+            pairs.append((op, getattr(holder, name)))
+    return pairs
+
+
+def _check_signature(op: Op[Any, Any], handler: Callable[..., Any]) -> None:
+    """The handler takes the operation's request and returns its reply (as annotated)."""
+    hints = typing.get_type_hints(handler)
+    params = [p for p in inspect.signature(handler).parameters if p != "self"]
+    if not params:
+        raise RuntimeError(f"{handler.__qualname__} answers {op.name} but takes no request")
+    takes, gives = hints.get(params[0]), hints.get("return")
+    if takes is not op.request and op.request not in typing.get_args(takes):
+        raise RuntimeError(f"{handler.__qualname__} takes {takes}, but {op.name} sends {op.request.__name__}")
+    if gives is not op.reply:
+        raise RuntimeError(f"{handler.__qualname__} returns {gives}, but {op.name} answers {op.reply.__name__}")
+
+
 async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) -> None:
     """Run ``module`` until ``stop`` is set; everything started is torn down in reverse order."""
     rt = Runtime(settings, module.NAME)
@@ -154,7 +212,7 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
         rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect)
         stack.push_async_callback(_drain, rt.nc, settings.shutdown_timeout)
         rt.js = rt.nc.jetstream(timeout=settings.nats_request_timeout)
-        rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout)
+        rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout, rt.subjects)
         await bus.ensure_streams(
             rt.js, rt.subjects, settings.stream_replicas, dead_letter_max_age_s=settings.dead_letter_days * 86400
         )
@@ -295,6 +353,9 @@ def run(module: ServiceModule, settings: Settings) -> None:
         run_loop(main(), settings)
     except ConvoyError as exc:
         log.error("service failed", error=exc.message)
+        raise SystemExit(1) from exc
+    except db.MigrationChanged as exc:
+        log.error("service cannot start", error=str(exc))
         raise SystemExit(1) from exc
     finally:
         tracing.shutdown()  # export the spans still batched

@@ -5,22 +5,15 @@ New strings arrive untranslated (and fail tests/test_pages.py until someone tran
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+from services.runtime import i18n
+
 HERE = Path(__file__).parent
-ROOT = HERE.parents[2]
 
 
 def main() -> None:
-    pot = HERE / "messages.pot"
-    babel = [sys.executable, "-m", "babel.messages.frontend"]
-    extract = ["extract", "-F", str(HERE.parent / "babel.cfg"), "-k", "N_", "--no-location", "--omit-header"]
-    subprocess.run([*babel, *extract, "-o", str(pot), str(ROOT)], check=True, cwd=ROOT)  # noqa: S603
-    for po in HERE.glob("*/LC_MESSAGES/messages.po"):
-        update = ["update", "-i", str(pot), "-d", str(HERE), "-l", po.parent.parent.name, "--no-fuzzy-matching"]
-        subprocess.run([*babel, *update], check=True)  # noqa: S603
+    i18n.update(HERE.parent / "babel.cfg", HERE, HERE.parents[2])
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
@@ -17,7 +17,7 @@ from convoy_api.deps import SESSION_COOKIE, client_rate_limit
 from convoy_api.web import i18n
 from convoy_api.web.core import LANG_COOKIE, Page, field_error, provide_page, service_error
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 from services.runtime.errors import ConvoyError
 
 PageDep = NamedDependency[Page]
@@ -67,7 +67,7 @@ class SignInPages(Controller):
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, {"email": email})
             return page.render("sign_in.html", 422, next=nxt, sent=False, errors={name: message}, email=email)
-        await page.call("convoys", Rpc.SIGN_IN_REQUEST, request, api.Accepted)
+        await page.call(Convoys.SIGN_IN_REQUEST, request)
         return page.render("sign_in.html", next=nxt, sent=True, errors={}, email=email)
 
     @get("/sign-in/{token:str}")
@@ -81,7 +81,7 @@ class SignInPages(Controller):
     async def complete(self, page: PageDep, token: FromPath[str]) -> Template | Redirect:
         try:
             body = msgspec.convert({"token": token}, api.SignInComplete)
-            signed_in = await page.call("convoys", Rpc.SIGN_IN_COMPLETE, body, api.SignedIn)
+            signed_in = await page.call(Convoys.SIGN_IN_COMPLETE, body)
         except msgspec.ValidationError:
             return page.render("sign_in_link.html", 400, token=token, next="/", error=page._("This link is broken."))
         except ConvoyError as exc:
@@ -94,7 +94,7 @@ class SignInPages(Controller):
     async def sign_out(self, page: PageDep) -> Redirect:
         token = page.request.cookies.get(SESSION_COOKIE)
         if token and page.principal is not None:
-            await page.call("convoys", Rpc.SIGN_OUT, api.SignOut(token=token), api.Accepted)
+            await page.call(Convoys.SIGN_OUT, api.SignOut(token=token))
             page.backend.forget(token)
         page.cookies.append(Cookie(key=SESSION_COOKIE, value="", max_age=0, path="/", httponly=True))
         return page.redirect("/sign-in")
@@ -106,7 +106,7 @@ class SignInPages(Controller):
             page.cookies.append(Cookie(key=LANG_COOKIE, value=lang, max_age=365 * 86400, path="/", samesite="lax"))
             if page.principal is not None:
                 patch = api.ProfilePatch(language=lang)
-                await page.call("convoys", Rpc.ME_UPDATE, api.UpdateMe(actor=page.actor, patch=patch), api.Me)
+                await page.call(Convoys.ME_UPDATE, api.UpdateMe(actor=page.actor, patch=patch))
         return page.redirect(safe_next(str(page.form.get("next", "/"))))
 
 
@@ -127,7 +127,7 @@ class InvitationPages(Controller):
     ) -> Template:
         try:
             body = msgspec.convert({"token": token, "language": _chosen(page)}, api.PreviewInvitation)
-            preview = await page.call("convoys", Rpc.INVITATION_PREVIEW, body, api.InvitationPreview)
+            preview = await page.call(Convoys.INVITATION_PREVIEW, body)
         except msgspec.ValidationError:
             return page.render("invitation.html", 400, preview=None, error=page._("This link is broken."), errors={})
         except ConvoyError as exc:
@@ -146,16 +146,11 @@ class InvitationPages(Controller):
         charter = {"charter_version": int(shown)} if shown.isdigit() and int(shown) > 0 else {}
         try:
             accept = msgspec.convert({"token": token, **values, **charter}, api.AcceptInvitation)
-            signed_in = await page.call(
-                "convoys", Rpc.INVITATION_ACCEPT, api.AcceptInvitationRequest(accept=accept), api.SignedIn
-            )
+            signed_in = await page.call(Convoys.INVITATION_ACCEPT, api.AcceptInvitationRequest(accept=accept))
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
             preview = await page.call(
-                "convoys",
-                Rpc.INVITATION_PREVIEW,
-                api.PreviewInvitation(token=token, language=_chosen(page)),
-                api.InvitationPreview,
+                Convoys.INVITATION_PREVIEW, api.PreviewInvitation(token=token, language=_chosen(page))
             )
             return page.render(
                 "invitation.html",
@@ -172,7 +167,3 @@ class InvitationPages(Controller):
         page.cookies.append(session_cookie(page, signed_in))
         page.cookies.append(Cookie(key=LANG_COOKIE, value="", max_age=0, path="/"))
         return page.redirect(nxt)
-
-
-def unused(_: Response[Any]) -> None:  # pragma: no cover - keeps the Response import for typing tools
-    return None

@@ -19,7 +19,7 @@ from litestar.response import Redirect, Template
 from convoy_api.deps import client_rate_limit
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 from schemas.values import Bundesland, SizeClass
 from services.runtime.errors import ConvoyError
 
@@ -42,7 +42,7 @@ class CheckPages(Controller):
     include_in_schema = False
 
     async def _questions(self, page: Page) -> api.QuestionSet:
-        return await page.call("convoys", Rpc.CHECK_QUESTIONS, api.Empty(), api.QuestionSet)
+        return await page.call(Convoys.CHECK_QUESTIONS, api.Empty())
 
     def _form(self, page: Page, qs: api.QuestionSet, status: int = 200, **context: Any) -> Template:
         context.setdefault("errors", {})
@@ -82,7 +82,7 @@ class CheckPages(Controller):
             zone = page.me.person.timezone if page.me else "Europe/Berlin"  # dated by the local day
             check = {"version": qs.version, "answers": values, **profile, "timezone": zone}
             answers = msgspec.convert(check, api.CheckAnswers)
-            result = await page.call("convoys", Rpc.CHECK_SUBMIT, api.SubmitCheck(check=answers), api.CheckResult)
+            result = await page.call(Convoys.CHECK_SUBMIT, api.SubmitCheck(check=answers))
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, profile)
             return self._form(page, qs, 422, errors={name: message}, values={**values, **profile}, error=message)
@@ -91,7 +91,7 @@ class CheckPages(Controller):
         return page.redirect(f"/check/{result.id}")
 
     async def _result(self, page: Page, check_id: uuid.UUID, status: int = 200, **context: Any) -> Template:
-        result = await page.call("convoys", Rpc.CHECK_GET, api.GetCheck(check_id=check_id), api.CheckResult)
+        result = await page.call(Convoys.CHECK_GET, api.GetCheck(check_id=check_id))
         qs = await self._questions(page)
         sector = next((s for s in qs.sectors if s.key == result.sector), None)
         first = next((p.project_type for pot in result.potentials for p in pot.projects), "")
@@ -149,7 +149,7 @@ class CheckPages(Controller):
         }
         try:
             request = msgspec.convert(body, api.NewPoolRequest)
-            await page.call("convoys", Rpc.POOL_JOIN, api.JoinPool(check_id=check_id, request=request), api.Accepted)
+            await page.call(Convoys.POOL_JOIN, api.JoinPool(check_id=check_id, request=request))
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
             return await self._result(page, check_id, 422, errors={name: message}, values=values)

@@ -23,7 +23,9 @@ from litestar.response import Redirect, Template
 from convoy_api.web.core import SEEN_COOKIE, Page, field_error, now, provide_page, service_error
 from convoy_api.web.pages.checklist import Step, formation_steps
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
+from schemas.reminders import Reminders
 from services.runtime import markdown
 from services.runtime.errors import ConvoyError, NotFound
 
@@ -125,13 +127,8 @@ async def forming_steps(page: Page, convoy: api.Convoy) -> list[Step]:
     """The checklist of a forming convoy, for its facilitators (two more requests, only while forming)."""
     ask = api.AskConvoy(actor=page.actor, convoy_id=convoy.id)
     invitations, charter = await asyncio.gather(
-        page.call(
-            "convoys",
-            Rpc.INVITATION_LIST,
-            api.ListInvitations(actor=page.actor, convoy_id=convoy.id),
-            api.PendingInvitations,
-        ),
-        page.call("convoys", Rpc.CHARTER_GET, ask, api.Charter),
+        page.call(Convoys.INVITATION_LIST, api.ListInvitations(actor=page.actor, convoy_id=convoy.id)),
+        page.call(Convoys.CHARTER_GET, ask),
     )
     return formation_steps(convoy, invitations.invitations, charter)
 
@@ -181,21 +178,14 @@ class ConvoyPages(Controller):
 
         async def details(mine: api.MyConvoy) -> dict[str, Any]:
             asks: list[Any] = [
-                page.call(
-                    "reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=mine.convoy_id), api.Schedule
-                ),
-                page.call(
-                    "milestones",
-                    Rpc.TIMELINE,
-                    api.Timeline(actor=actor, convoy_id=mine.convoy_id, limit=10),
-                    api.TimelinePage,
-                ),
+                page.call(Reminders.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=mine.convoy_id)),
+                page.call(Milestones.TIMELINE, api.Timeline(actor=actor, convoy_id=mine.convoy_id, limit=10)),
             ]
             if mine.company_id is not None:
                 ask = api.CompanyAction(actor=actor, convoy_id=mine.convoy_id, company_id=mine.company_id)
-                asks.append(page.call("milestones", Rpc.PROJECT_GET, ask, api.Project))
+                asks.append(page.call(Milestones.PROJECT_GET, ask))
                 ours = api.Timeline(actor=actor, convoy_id=mine.convoy_id, company_id=mine.company_id, limit=1)
-                asks.append(page.call("milestones", Rpc.TIMELINE, ours, api.TimelinePage))
+                asks.append(page.call(Milestones.TIMELINE, ours))
             got = await asyncio.gather(*asks, return_exceptions=True)
             schedule = got[0] if isinstance(got[0], api.Schedule) else None
             timeline = (
@@ -261,23 +251,18 @@ class ConvoyPages(Controller):
         )
         if page.request.headers.get("hx-request") and cursor:  # "more": the next page of the timeline only
             convoy, timeline = await asyncio.gather(
-                page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-                page.call("milestones", Rpc.TIMELINE, timeline_ask, api.TimelinePage),
+                page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+                page.call(Milestones.TIMELINE, timeline_ask),
             )
             return page.render(
                 "_timeline.html", convoy=convoy, timeline=timeline, names=names_of(convoy), filters=timeline_ask
             )
         mine = page.membership(convoy_id)
         convoy, timeline, board, recent, state = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call("milestones", Rpc.TIMELINE, timeline_ask, api.TimelinePage),
-            page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
-            page.call(
-                "milestones",
-                Rpc.REPORT_LIST,
-                api.ListReports(actor=actor, convoy_id=convoy_id, limit=50),
-                api.ReportList,
-            ),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+            page.call(Milestones.TIMELINE, timeline_ask),
+            page.call(Milestones.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id)),
+            page.call(Milestones.REPORT_LIST, api.ListReports(actor=actor, convoy_id=convoy_id, limit=50)),
             self._our_round(page, convoy_id, mine),
         )
         facilitates = page.facilitates(convoy_id)
@@ -302,12 +287,9 @@ class ConvoyPages(Controller):
             return RoundState("")
         actor = page.actor
         schedule, ours = await asyncio.gather(
-            page.call("reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id), api.Schedule),
+            page.call(Reminders.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id)),
             page.call(
-                "milestones",
-                Rpc.TIMELINE,
-                api.Timeline(actor=actor, convoy_id=convoy_id, company_id=mine.company_id, limit=1),
-                api.TimelinePage,
+                Milestones.TIMELINE, api.Timeline(actor=actor, convoy_id=convoy_id, company_id=mine.company_id, limit=1)
             ),
             return_exceptions=True,
         )
@@ -319,12 +301,10 @@ class ConvoyPages(Controller):
         self, page: PageDep, convoy_id: ConvoyId, q: Annotated[str, QueryParameter(max_length=200)] = ""
     ) -> Template:
         actor = page.actor
-        convoy = await page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy)
+        convoy = await page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id))
         hits: list[api.SearchHit] = []
         if q.strip():
-            found = await page.call(
-                "milestones", Rpc.SEARCH, api.Search(actor=actor, convoy_id=convoy_id, q=q.strip()), api.SearchResults
-            )
+            found = await page.call(Milestones.SEARCH, api.Search(actor=actor, convoy_id=convoy_id, q=q.strip()))
             hits = found.hits
         return page.render("search.html", convoy=convoy, q=q, hits=hits)
 
@@ -346,12 +326,10 @@ class ConvoyPages(Controller):
     ) -> Template:
         actor = page.actor
         report, comments = await asyncio.gather(
-            page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
-            page.call("milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments),
+            page.call(Milestones.REPORT_GET, api.GetReport(actor=actor, report_id=report_id)),
+            page.call(Milestones.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id)),
         )
-        convoy = await page.call(
-            "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy
-        )
+        convoy = await page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id))
         return page.render(
             "report.html",
             status_code,
@@ -377,12 +355,10 @@ class ConvoyPages(Controller):
         """The thread as a fragment, with the report's comment counter out of band (htmx)."""
         actor = page.actor
         report, comments = await asyncio.gather(
-            page.call("milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report),
-            page.call("milestones", Rpc.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id), api.Comments),
+            page.call(Milestones.REPORT_GET, api.GetReport(actor=actor, report_id=report_id)),
+            page.call(Milestones.COMMENT_LIST, api.ReportAction(actor=actor, report_id=report_id)),
         )
-        convoy = await page.call(
-            "convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id), api.Convoy
-        )
+        convoy = await page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=report.convoy_id))
         return page.render(
             "_comments.html",
             report=report,
@@ -416,12 +392,7 @@ class ConvoyPages(Controller):
         slot = form_slot(page, f"comment-{report_id}")
         try:
             new = msgspec.convert(values, api.NewComment)
-            await page.call(
-                "milestones",
-                Rpc.COMMENT_ADD,
-                api.AddComment(actor=page.actor, report_id=report_id, comment=new),
-                api.Comment,
-            )
+            await page.call(Milestones.COMMENT_ADD, api.AddComment(actor=page.actor, report_id=report_id, comment=new))
         except msgspec.ValidationError as exc:
             return await self._comment_failed(page, report_id, slot, field_error(page, exc, values)[1], 422, text)
         except ConvoyError as exc:
@@ -439,16 +410,14 @@ class ConvoyPages(Controller):
         error = ""
         try:
             if page.form.get("take_back"):
-                report = await page.call("milestones", Rpc.KUDOS_TAKE_BACK, ask, api.Report)
+                report = await page.call(Milestones.KUDOS_TAKE_BACK, ask)
             else:
-                report = await page.call("milestones", Rpc.KUDOS_GIVE, ask, api.Report)
+                report = await page.call(Milestones.KUDOS_GIVE, ask)
         except ConvoyError as exc:
             if exc.status in (401, 404):
                 raise
             error = service_error(page, exc)
-            report = await page.call(
-                "milestones", Rpc.REPORT_GET, api.GetReport(actor=actor, report_id=report_id), api.Report
-            )
+            report = await page.call(Milestones.REPORT_GET, api.GetReport(actor=actor, report_id=report_id))
         if page.request.headers.get("hx-request"):
             return page.render("_kudos.html", report=report, error=error)
         return page.redirect(f"/reports/{report_id}")
@@ -459,12 +428,7 @@ class ConvoyPages(Controller):
         values = {"message": str(page.form.get("message", "")).strip()}
         try:
             offer = msgspec.convert(values, api.NewHelpOffer)
-            await page.call(
-                "milestones",
-                Rpc.HELP_OFFER,
-                api.OfferHelp(actor=page.actor, report_id=report_id, offer=offer),
-                api.HelpOffer,
-            )
+            await page.call(Milestones.HELP_OFFER, api.OfferHelp(actor=page.actor, report_id=report_id, offer=offer))
         except msgspec.ValidationError as exc:
             return await self._report_page(
                 page, report_id, status_code=422, help_error=field_error(page, exc, values)[1]
@@ -507,21 +471,20 @@ class ConvoyPages(Controller):
                 values = {"body": text, "parent_id": str(page.form.get("parent_id", "")) or str(comment_id)}
                 new = msgspec.convert(values, api.NewComment)
                 added = api.AddComment(actor=page.actor, report_id=report_id, comment=new)
-                await page.call("milestones", Rpc.COMMENT_ADD, added, api.Comment)
+                await page.call(Milestones.COMMENT_ADD, added)
             elif action == "edit":
                 edit = msgspec.convert({"body": text}, api.CommentText)
-                ask: msgspec.Struct = api.EditComment(actor=page.actor, comment_id=comment_id, edit=edit)
-                await page.call("milestones", Rpc.COMMENT_EDIT, ask, api.Comment)
+                await page.call(
+                    Milestones.COMMENT_EDIT, api.EditComment(actor=page.actor, comment_id=comment_id, edit=edit)
+                )
             elif action == "delete":
-                ask = api.CommentAction(actor=page.actor, comment_id=comment_id)
-                await page.call("milestones", Rpc.COMMENT_DELETE, ask, api.Comment)
+                await page.call(Milestones.COMMENT_DELETE, api.CommentAction(actor=page.actor, comment_id=comment_id))
             else:
                 if action == "hide" and not reason:
                     message = page._("Please give a reason: its author is told.")
                     return await self._comment_failed(page, report_id, slot, message, 422)
                 ask = api.ModerateComment(actor=page.actor, comment_id=comment_id, reason=reason)
-                operation = Rpc.COMMENT_HIDE if action == "hide" else Rpc.COMMENT_RESTORE
-                await page.call("milestones", operation, ask, api.Comment)
+                await page.call(Milestones.COMMENT_HIDE if action == "hide" else Milestones.COMMENT_RESTORE, ask)
         except msgspec.ValidationError as exc:
             message = field_error(page, exc, {"body": text})[1]
             return await self._comment_failed(page, report_id, slot, message, 422, text)
@@ -542,21 +505,15 @@ class ConvoyPages(Controller):
             if action == "hide":
                 msgspec.convert({"reason": reason}, api.Hide)
                 await page.call(
-                    "milestones",
-                    Rpc.REPORT_HIDE,
-                    api.ModerateReport(actor=actor, report_id=report_id, reason=reason),
-                    api.Report,
+                    Milestones.REPORT_HIDE, api.ModerateReport(actor=actor, report_id=report_id, reason=reason)
                 )
             elif action == "restore":
                 await page.call(
-                    "milestones",
-                    Rpc.REPORT_RESTORE,
-                    api.ModerateReport(actor=actor, report_id=report_id, reason=reason),
-                    api.Report,
+                    Milestones.REPORT_RESTORE, api.ModerateReport(actor=actor, report_id=report_id, reason=reason)
                 )
             elif action in ("lock", "unlock"):
                 ask = api.LockComments(actor=actor, report_id=report_id, locked=action == "lock", reason=reason)
-                await page.call("milestones", Rpc.REPORT_LOCK_COMMENTS, ask, api.Report)
+                await page.call(Milestones.REPORT_LOCK_COMMENTS, ask)
             else:
                 raise NotFound("no such action")
 
@@ -579,20 +536,15 @@ class ConvoyPages(Controller):
         mine, company_id = page.representing(convoy_id)
         actor = page.actor
         convoy, project, ours, board = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
             page.call(
-                "milestones",
-                Rpc.PROJECT_GET,
-                api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=company_id),
-                api.Project,
+                Milestones.PROJECT_GET, api.CompanyAction(actor=actor, convoy_id=convoy_id, company_id=company_id)
             ),
             page.call(
-                "milestones",
-                Rpc.TIMELINE,
+                Milestones.TIMELINE,
                 api.Timeline(actor=actor, convoy_id=convoy_id, company_id=company_id, limit=FORM_REPORTS),
-                api.TimelinePage,
             ),
-            page.call("milestones", Rpc.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.Board),
+            page.call(Milestones.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id)),
             return_exceptions=True,
         )
         if isinstance(convoy, BaseException):
@@ -672,28 +624,21 @@ class ConvoyPages(Controller):
             if report_id:
                 patch = msgspec.convert(body, api.ReportPatch)
                 await page.call(
-                    "milestones",
-                    Rpc.REPORT_EDIT,
+                    Milestones.REPORT_EDIT,
                     api.EditReport(actor=page.actor, report_id=uuid.UUID(report_id), patch=patch),
-                    api.Report,
                 )
                 for change in changed:
                     ms_patch = msgspec.convert({"status": change["status"]}, api.MilestonePatch)
                     await page.call(
-                        "milestones",
-                        Rpc.MILESTONE_CHANGE,
+                        Milestones.MILESTONE_CHANGE,
                         api.ChangeMilestone(
                             actor=page.actor, milestone_id=uuid.UUID(change["milestone_id"]), patch=ms_patch
                         ),
-                        api.Milestone,
                     )
             else:
                 new = msgspec.convert({**body, "company_id": str(company_id), "milestones": changed}, api.NewReport)
                 await page.call(
-                    "milestones",
-                    Rpc.REPORT_SUBMIT,
-                    api.SubmitReport(actor=page.actor, convoy_id=convoy_id, report=new),
-                    api.Report,
+                    Milestones.REPORT_SUBMIT, api.SubmitReport(actor=page.actor, convoy_id=convoy_id, report=new)
                 )
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)

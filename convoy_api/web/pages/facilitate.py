@@ -18,7 +18,9 @@ from convoy_api.web import audit, i18n
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from convoy_api.web.pages.checklist import formation_steps, ready_to_activate
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
+from schemas.reminders import Reminders
 from schemas.values import Bundesland, SizeClass
 from services.runtime.errors import ConvoyError, Forbidden
 
@@ -72,7 +74,7 @@ class FacilitatorPages(Controller):
         try:
             new = msgspec.convert(values, api.NewConvoy, strict=False)
             ask = api.CreateConvoy(actor=page.actor, convoy=new, form_key=form_key)
-            convoy = await page.call("convoys", Rpc.CONVOY_CREATE, ask, api.Convoy)
+            convoy = await page.call(Convoys.CONVOY_CREATE, ask)
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
             return page.render(
@@ -115,15 +117,10 @@ class FacilitatorPages(Controller):
     ) -> Template:
         actor = page.actor
         convoy, requests, chats = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call(
-                "convoys",
-                Rpc.JOIN_REQUEST_LIST,
-                api.ListJoinRequests(actor=actor, convoy_id=convoy_id),
-                api.JoinRequests,
-            ),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+            page.call(Convoys.JOIN_REQUEST_LIST, api.ListJoinRequests(actor=actor, convoy_id=convoy_id)),
             # a system read (no actor): shown only when the join requests above say this is a facilitator
-            page.call("convoys", Rpc.CONVOY_CHAT_GET, api.GetRecipients(convoy_id=convoy_id), api.ChatTargets),
+            page.call(Convoys.CONVOY_CHAT_GET, api.GetRecipients(convoy_id=convoy_id)),
             return_exceptions=True,
         )
         if isinstance(convoy, BaseException):
@@ -131,12 +128,7 @@ class FacilitatorPages(Controller):
         if isinstance(requests, BaseException):  # members may read the convoy, not its join requests
             raise requests
         invitations, charter = await asyncio.gather(
-            page.call(
-                "convoys",
-                Rpc.INVITATION_LIST,
-                api.ListInvitations(actor=actor, convoy_id=convoy_id),
-                api.PendingInvitations,
-            ),
+            page.call(Convoys.INVITATION_LIST, api.ListInvitations(actor=actor, convoy_id=convoy_id)),
             self._charter(page, convoy),
         )
         steps = formation_steps(convoy, invitations.invitations, charter) if convoy.status == "forming" else []
@@ -165,7 +157,7 @@ class FacilitatorPages(Controller):
         if convoy.status != "forming":
             return None
         ask = api.AskConvoy(actor=page.actor, convoy_id=convoy.id)
-        return await page.call("convoys", Rpc.CHARTER_GET, ask, api.Charter)
+        return await page.call(Convoys.CHARTER_GET, ask)
 
     async def _act(
         self,
@@ -196,12 +188,7 @@ class FacilitatorPages(Controller):
 
         async def run() -> None:
             patch = msgspec.convert(values, api.ConvoyPatch, strict=False)
-            await page.call(
-                "convoys",
-                Rpc.CONVOY_UPDATE,
-                api.UpdateConvoy(actor=page.actor, convoy_id=convoy_id, patch=patch),
-                api.Convoy,
-            )
+            await page.call(Convoys.CONVOY_UPDATE, api.UpdateConvoy(actor=page.actor, convoy_id=convoy_id, patch=patch))
 
         return await self._act(page, convoy_id, "settings", run, "settings", {"settings": values})
 
@@ -210,10 +197,7 @@ class FacilitatorPages(Controller):
         async def run() -> None:
             change = msgspec.convert(_text(page, "status", "reason"), api.StatusChange)
             await page.call(
-                "convoys",
-                Rpc.CONVOY_STATUS,
-                api.ChangeStatus(actor=page.actor, convoy_id=convoy_id, change=change),
-                api.Convoy,
+                Convoys.CONVOY_STATUS, api.ChangeStatus(actor=page.actor, convoy_id=convoy_id, change=change)
             )
 
         return await self._act(page, convoy_id, "status", run, "status")
@@ -231,10 +215,7 @@ class FacilitatorPages(Controller):
             url = str(page.form.get("webhook_url", "")).strip() or None
             hook = api.ChatWebhook(webhook_url=url, post_reports=bool(page.form.get("post_reports")))
             await page.call(
-                "convoys",
-                Rpc.CONVOY_CHAT_SET,
-                api.SetChat(actor=page.actor, convoy_id=convoy_id, channel=channel, hook=hook),
-                api.Convoy,
+                Convoys.CONVOY_CHAT_SET, api.SetChat(actor=page.actor, convoy_id=convoy_id, channel=channel, hook=hook)
             )
 
         return await self._act(page, convoy_id, channel, run, channel)
@@ -245,12 +226,7 @@ class FacilitatorPages(Controller):
 
         async def run() -> None:
             company = msgspec.convert(values, api.NewCompany)
-            await page.call(
-                "convoys",
-                Rpc.COMPANY_ADD,
-                api.AddCompany(actor=page.actor, convoy_id=convoy_id, company=company),
-                api.Company,
-            )
+            await page.call(Convoys.COMPANY_ADD, api.AddCompany(actor=page.actor, convoy_id=convoy_id, company=company))
 
         return await self._act(page, convoy_id, "company", run, "company", {"company": values})
 
@@ -263,7 +239,7 @@ class FacilitatorPages(Controller):
             ask = api.CreateInvitation(
                 actor=page.actor, convoy_id=convoy_id, company_id=company_id, invitation=invitation
             )
-            await page.call("convoys", Rpc.INVITATION_CREATE, ask, api.Invitation)
+            await page.call(Convoys.INVITATION_CREATE, ask)
 
         return await self._act(
             page, convoy_id, f"invite-{company_id}", run, "invited", {f"invite-{company_id}": values}
@@ -276,7 +252,7 @@ class FacilitatorPages(Controller):
         async def run() -> None:
             removal = msgspec.convert(_text(page, "reason"), api.Removal)
             ask = api.RemoveCompany(actor=page.actor, convoy_id=convoy_id, company_id=company_id, removal=removal)
-            await page.call("convoys", Rpc.COMPANY_REMOVE, ask, api.Company)
+            await page.call(Convoys.COMPANY_REMOVE, ask)
 
         return await self._act(page, convoy_id, f"remove-{company_id}", run, "removed")
 
@@ -287,7 +263,7 @@ class FacilitatorPages(Controller):
         async def run() -> None:
             invitation = msgspec.convert(values, api.NewObserverInvitation)
             ask = api.InviteObserver(actor=page.actor, convoy_id=convoy_id, invitation=invitation)
-            await page.call("convoys", Rpc.OBSERVER_INVITE, ask, api.Invitation)
+            await page.call(Convoys.OBSERVER_INVITE, ask)
 
         return await self._act(page, convoy_id, "observer", run, "invited", {"observer": values})
 
@@ -298,7 +274,7 @@ class FacilitatorPages(Controller):
         async def run() -> None:
             removal = msgspec.convert(_text(page, "reason"), api.Removal)
             ask = api.RemoveObserver(actor=page.actor, convoy_id=convoy_id, person_id=person_id, removal=removal)
-            await page.call("convoys", Rpc.OBSERVER_REMOVE, ask, api.Convoy)
+            await page.call(Convoys.OBSERVER_REMOVE, ask)
 
         return await self._act(page, convoy_id, f"observer-remove-{person_id}", run, "removed")
 
@@ -308,7 +284,7 @@ class FacilitatorPages(Controller):
     ) -> Template | Redirect:
         async def run() -> None:
             ask = api.InvitationAction(actor=page.actor, convoy_id=convoy_id, invitation_id=invitation_id)
-            await page.call("convoys", Rpc.INVITATION_RESEND, ask, api.Invitation)
+            await page.call(Convoys.INVITATION_RESEND, ask)
 
         return await self._act(page, convoy_id, f"invitation-{invitation_id}", run, "resent")
 
@@ -318,7 +294,7 @@ class FacilitatorPages(Controller):
     ) -> Template | Redirect:
         async def run() -> None:
             ask = api.InvitationAction(actor=page.actor, convoy_id=convoy_id, invitation_id=invitation_id)
-            await page.call("convoys", Rpc.INVITATION_WITHDRAW, ask, api.PendingInvitations)
+            await page.call(Convoys.INVITATION_WITHDRAW, ask)
 
         return await self._act(page, convoy_id, f"invitation-{invitation_id}", run, "withdrawn")
 
@@ -329,7 +305,7 @@ class FacilitatorPages(Controller):
                 approve=page.form.get("approve") == "1", reason=str(page.form.get("reason", "")).strip()
             )
             ask = api.DecideJoinRequest(actor=page.actor, convoy_id=convoy_id, request_id=request_id, decision=decision)
-            await page.call("convoys", Rpc.JOIN_REQUEST_DECIDE, ask, api.JoinRequest)
+            await page.call(Convoys.JOIN_REQUEST_DECIDE, ask)
 
         return await self._act(page, convoy_id, f"request-{request_id}", run, "decided")
 
@@ -343,10 +319,8 @@ class FacilitatorPages(Controller):
     ) -> Template:
         actor = page.actor
         convoy, schedule = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call(
-                "reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=8), api.Schedule
-            ),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+            page.call(Reminders.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=8)),
         )
         return page.render(
             "schedule.html",
@@ -383,10 +357,8 @@ class FacilitatorPages(Controller):
     async def _confirm(self, page: Page, convoy_id: uuid.UUID, action: str) -> Template:
         actor = page.actor
         convoy, schedule = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call(
-                "reminders", Rpc.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=2), api.Schedule
-            ),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+            page.call(Reminders.SCHEDULE, api.AskSchedule(actor=actor, convoy_id=convoy_id, upcoming=2)),
         )
         if not page.facilitates(convoy_id):
             raise Forbidden("only the convoy's facilitators may do this")
@@ -399,7 +371,7 @@ class FacilitatorPages(Controller):
             return page.redirect(f"/convoys/{convoy_id}/schedule/prompt-now")
 
         async def run() -> None:
-            await page.call("reminders", Rpc.PROMPT_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id), api.Fired)
+            await page.call(Reminders.PROMPT_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id))
 
         return await self._fire(page, convoy_id, run, "prompted")
 
@@ -409,7 +381,7 @@ class FacilitatorPages(Controller):
             return page.redirect(f"/convoys/{convoy_id}/schedule/close-now")
 
         async def run() -> None:
-            await page.call("reminders", Rpc.CLOSE_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id), api.Fired)
+            await page.call(Reminders.CLOSE_NOW, api.FireNow(actor=page.actor, convoy_id=convoy_id))
 
         return await self._fire(page, convoy_id, run, "closed")
 
@@ -418,7 +390,7 @@ class FacilitatorPages(Controller):
         async def run() -> None:
             skip = msgspec.convert(_text(page, "reason"), api.CycleSkip)
             ask = api.SkipCycle(actor=page.actor, convoy_id=convoy_id, cycle_index=cycle_index, skip=skip)
-            await page.call("reminders", Rpc.CYCLE_SKIP, ask, api.Schedule)
+            await page.call(Reminders.CYCLE_SKIP, ask)
 
         return await self._fire(page, convoy_id, run, "skipped")
 
@@ -430,7 +402,7 @@ class FacilitatorPages(Controller):
             ask = api.MarkAway(
                 actor=page.actor, convoy_id=convoy_id, company_id=uuid.UUID(values["company_id"]), away=away
             )
-            await page.call("reminders", Rpc.COMPANY_AWAY, ask, api.Schedule)
+            await page.call(Reminders.COMPANY_AWAY, ask)
 
         return await self._fire(page, convoy_id, run, "away")
 
@@ -441,7 +413,7 @@ class FacilitatorPages(Controller):
             raw = {**_text(page, "holiday_region", "holiday_policy"), "nudge_offsets_hours": offsets}
             settings = msgspec.convert(raw, api.ScheduleSettings, strict=False)
             ask = api.PutScheduleSettings(actor=page.actor, convoy_id=convoy_id, settings=settings)
-            await page.call("reminders", Rpc.SCHEDULE_SETTINGS, ask, api.Schedule)
+            await page.call(Reminders.SCHEDULE_SETTINGS, ask)
 
         return await self._fire(page, convoy_id, run, "settings")
 
@@ -450,10 +422,8 @@ class FacilitatorPages(Controller):
     async def audit(self, page: PageDep, convoy_id: ConvoyId) -> Template:
         actor = page.actor
         convoy, log = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call(
-                "convoys", Rpc.AUDIT_LIST, api.ListAudit(actor=actor, convoy_id=convoy_id, limit=200), api.AuditLog
-            ),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+            page.call(Convoys.AUDIT_LIST, api.ListAudit(actor=actor, convoy_id=convoy_id, limit=200)),
         )
         people = audit.people_of(convoy)
         gettext = i18n.gettext_for(page.lang)
@@ -467,9 +437,7 @@ class FacilitatorPages(Controller):
         if not mine and not page.actor.is_facilitator:
             raise Forbidden("only facilitators have an overview")
         health = await page.call(
-            "milestones",
-            Rpc.FACILITATOR_DIGEST,
+            Milestones.FACILITATOR_DIGEST,
             api.FacilitatorDigestAsk(convoy_ids=[c.convoy_id for c in mine][:500], at=datetime.now(UTC)),
-            api.FacilitatorDigest,
         )
         return page.render("overview.html", convoys=mine, health={h.convoy_id: h for h in health.convoys})

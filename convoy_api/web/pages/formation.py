@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from convoy_api.web.pages.check import localized
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
 from services.runtime.errors import ConvoyError, Forbidden, InvalidInput
 
 PageDep = NamedDependency[Page]
@@ -32,7 +32,7 @@ class FormationPages(Controller):
 
     async def _pool(self, page: Page, status: int = 200, **context: Any) -> Template:
         _facilitator(page)
-        pool = await page.call("convoys", Rpc.POOL_LIST, api.Ask(actor=page.actor), api.Pool)
+        pool = await page.call(Convoys.POOL_LIST, api.Ask(actor=page.actor))
         themes = {t.project_type: t for t in pool.themes}
         names = {e.id: e.company_name for e in pool.entries}
         context.setdefault("errors", {})
@@ -80,9 +80,7 @@ class FormationPages(Controller):
         try:
             new = msgspec.convert(convoy, api.NewConvoy, strict=False)
             formation = api.Formation(request_ids=sorted(selected), convoy=new, allow_competitors=allow)
-            made = await page.call(
-                "convoys", Rpc.POOL_FORM, api.FormConvoy(actor=page.actor, formation=formation), api.Convoy
-            )
+            made = await page.call(Convoys.POOL_FORM, api.FormConvoy(actor=page.actor, formation=formation))
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, values)
             return await self._pool(page, 422, selected=selected, values=values, errors={name: message})
@@ -117,8 +115,6 @@ class FormationPages(Controller):
         except ValueError as exc:
             raise InvalidInput("`from_date`, `to_date`: dates such as 2027-01-31") from exc
         period = api.Period(from_date=start, to_date=end, convoy_id=convoy)
-        report = await page.call(
-            "convoys", Rpc.PROGRAMME_REPORT, api.AskProgramme(actor=page.actor, period=period), api.ProgrammeReport
-        )
+        report = await page.call(Convoys.PROGRAMME_REPORT, api.AskProgramme(actor=page.actor, period=period))
         query = f"from_date={start.isoformat()}&to_date={end.isoformat()}" + (f"&convoy_id={convoy}" if convoy else "")
         return page.render("programme.html", report=report, query=query, loc=localized(page.lang), convoy=convoy)

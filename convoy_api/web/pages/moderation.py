@@ -20,7 +20,8 @@ from litestar.response import Redirect, Template
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from convoy_api.web.pages.auth import safe_next
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime.errors import ConvoyError, NotFound
 
 PageDep = NamedDependency[Page]
@@ -48,7 +49,7 @@ class ModerationPages(Controller):
                     "flagged.html", 422, error=page._("Please say in a few words what is wrong."), back=back
                 )
             ask = api.FlagContent(actor=page.actor, object_type=object_type, object_id=object_id, flag=flag)  # type: ignore[arg-type]
-            await page.call("milestones", Rpc.FLAG_CREATE, ask, api.FlagReceipt)
+            await page.call(Milestones.FLAG_CREATE, ask)
         except msgspec.ValidationError as exc:
             return page.render("flagged.html", 422, error=field_error(page, exc, values)[1], back=back)
         except ConvoyError as exc:
@@ -67,8 +68,8 @@ class ModerationPages(Controller):
     ) -> Template:
         actor = page.actor
         convoy, queue = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call("milestones", Rpc.FLAG_QUEUE, api.ConvoyAsk(actor=actor, convoy_id=convoy_id), api.FlagQueue),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+            page.call(Milestones.FLAG_QUEUE, api.ConvoyAsk(actor=actor, convoy_id=convoy_id)),
         )
         names = {f.person_id: f.name for f in convoy.facilitators}
         for company in convoy.companies:
@@ -87,7 +88,7 @@ class ModerationPages(Controller):
                     page, convoy_id, {str(flag_id): page._("Please give a reason: its author is told.")}, 422
                 )
             ask = api.ResolveFlag(actor=page.actor, flag_id=flag_id, resolution=resolution)
-            await page.call("milestones", Rpc.FLAG_RESOLVE, ask, api.FlagOutcome)
+            await page.call(Milestones.FLAG_RESOLVE, ask)
         except msgspec.ValidationError as exc:
             return await self._queue(page, convoy_id, {str(flag_id): field_error(page, exc, values)[1]}, 422)
         except ConvoyError as exc:
@@ -111,8 +112,8 @@ class ModerationPages(Controller):
     ) -> Template:
         actor = page.actor
         convoy, charter = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id), api.Convoy),
-            page.call("convoys", Rpc.CHARTER_GET, api.AskConvoy(actor=actor, convoy_id=convoy_id), api.Charter),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=actor, convoy_id=convoy_id)),
+            page.call(Convoys.CHARTER_GET, api.AskConvoy(actor=actor, convoy_id=convoy_id)),
         )
         return page.render(
             "charter.html",
@@ -131,7 +132,7 @@ class ModerationPages(Controller):
         try:
             acceptance = api.CharterAcceptance(version=int(version) if version.isdigit() and int(version) > 0 else None)
             ask = api.AcceptCharter(actor=page.actor, convoy_id=convoy_id, acceptance=acceptance)
-            await page.call("convoys", Rpc.CHARTER_ACCEPT, ask, api.Charter)
+            await page.call(Convoys.CHARTER_ACCEPT, ask)
         except ConvoyError as exc:
             if exc.status in (401, 404):
                 raise
@@ -143,7 +144,7 @@ class ModerationPages(Controller):
         try:
             text = msgspec.convert({"text": str(page.form.get("text", "")).strip()}, api.CharterText)
             ask = api.PutCharter(actor=page.actor, convoy_id=convoy_id, charter=text)
-            await page.call("convoys", Rpc.CHARTER_PUT, ask, api.Charter)
+            await page.call(Convoys.CHARTER_PUT, ask)
         except msgspec.ValidationError as exc:
             return await self._charter(page, convoy_id, "/", field_error(page, exc, {"text": ""})[1], 422)
         except ConvoyError as exc:

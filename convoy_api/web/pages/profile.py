@@ -17,7 +17,8 @@ from convoy_api.calendar.controllers import create_feed, subscribe_links
 from convoy_api.deps import SESSION_COOKIE
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.notifier import Notifier
 from services.runtime.errors import ConvoyError
 
 PageDep = NamedDependency[Page]
@@ -54,9 +55,9 @@ class ProfilePages(Controller):
     ) -> Template:
         actor = page.actor
         prefs, tokens, feed = await asyncio.gather(
-            page.call("notifier", Rpc.PREFS_GET, api.PrefsAsk(actor=actor), api.NotificationPrefs),
-            page.call("convoys", Rpc.API_TOKEN_LIST, api.Ask(actor=actor), api.ApiTokens),
-            page.call("convoys", Rpc.CALENDAR_GET, api.Ask(actor=actor), api.CalendarFeed),
+            page.call(Notifier.PREFS_GET, api.PrefsAsk(actor=actor)),
+            page.call(Convoys.API_TOKEN_LIST, api.Ask(actor=actor)),
+            page.call(Convoys.CALENDAR_GET, api.Ask(actor=actor)),
         )
         return page.render(
             "profile.html",
@@ -89,7 +90,7 @@ class ProfilePages(Controller):
         async def run() -> None:
             values = {k: str(page.form.get(k, "")).strip() for k in ("name", "language", "timezone")}
             patch = msgspec.convert(values, api.ProfilePatch)
-            await page.call("convoys", Rpc.ME_UPDATE, api.UpdateMe(actor=page.actor, patch=patch), api.Me)
+            await page.call(Convoys.ME_UPDATE, api.UpdateMe(actor=page.actor, patch=patch))
 
         failed = await self._guard(page, "profile", run)
         return failed or page.redirect("/profile?done=profile")
@@ -102,9 +103,7 @@ class ProfilePages(Controller):
                 digest=bool(page.form.get("digest")),
                 immediate={kind: bool(page.form.get(f"immediate_{kind}")) for kind in KINDS},  # type: ignore[misc]
             )
-            await page.call(
-                "notifier", Rpc.PREFS_PUT, api.PutPrefs(actor=page.actor, prefs=prefs), api.NotificationPrefs
-            )
+            await page.call(Notifier.PREFS_PUT, api.PutPrefs(actor=page.actor, prefs=prefs))
 
         failed = await self._guard(page, "prefs", run)
         return failed or page.redirect("/profile?done=notifications")
@@ -116,7 +115,7 @@ class ProfilePages(Controller):
         async def run() -> None:
             request = msgspec.convert({"name": str(page.form.get("name", "")).strip()}, api.NewApiToken)
             ask = api.CreateApiToken(actor=page.actor, request=request)
-            created.append(await page.call("convoys", Rpc.API_TOKEN_CREATE, ask, api.ApiTokenCreated))
+            created.append(await page.call(Convoys.API_TOKEN_CREATE, ask))
 
         failed = await self._guard(page, "token", run)
         return failed or await self._show(page, created=created[0].secret)
@@ -136,7 +135,7 @@ class ProfilePages(Controller):
     async def revoke_calendar(self, page: PageDep) -> Template | Redirect:
         async def run() -> None:
             try:
-                await page.call("convoys", Rpc.CALENDAR_REVOKE, api.Ask(actor=page.actor), api.Accepted)
+                await page.call(Convoys.CALENDAR_REVOKE, api.Ask(actor=page.actor))
             except ConvoyError as exc:
                 if exc.status != 404:  # already off: nothing to do
                     raise
@@ -150,7 +149,7 @@ class ProfilePages(Controller):
         if not page.form.get("understood"):
             return await self._show(page, {"delete": {"": page._("Please confirm that you understand this.")}}, 422)
         ask = api.EraseMe(actor=page.actor, confirm="DELETE")
-        await page.call("convoys", Rpc.ME_ERASE, ask, api.Erased)
+        await page.call(Convoys.ME_ERASE, ask)
         token = page.request.cookies.get(SESSION_COOKIE)
         if token:
             page.backend.forget(token)
@@ -160,9 +159,7 @@ class ProfilePages(Controller):
     @post("/tokens/{token_id:uuid}/revoke", status_code=200)
     async def revoke(self, page: PageDep, token_id: FromPath[uuid.UUID]) -> Template | Redirect:
         async def run() -> None:
-            await page.call(
-                "convoys", Rpc.API_TOKEN_REVOKE, api.RevokeApiToken(actor=page.actor, token_id=token_id), api.Accepted
-            )
+            await page.call(Convoys.API_TOKEN_REVOKE, api.RevokeApiToken(actor=page.actor, token_id=token_id))
 
         failed = await self._guard(page, "token", run)
         return failed or page.redirect("/profile?done=revoked")

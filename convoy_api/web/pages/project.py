@@ -15,8 +15,8 @@ from litestar.response import Redirect, Template
 
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
-from schemas.catalogue import Catalogue
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.runtime.errors import ConvoyError, NotFound
 
 PageDep = NamedDependency[Page]
@@ -46,9 +46,9 @@ class ProjectPages(Controller):
         company_id = self._company(page, convoy_id)
         ask = api.CompanyAction(actor=page.actor, convoy_id=convoy_id, company_id=company_id)
         convoy, project, catalogue = await asyncio.gather(
-            page.call("convoys", Rpc.CONVOY_GET, api.GetConvoy(actor=page.actor, convoy_id=convoy_id), api.Convoy),
-            page.call("milestones", Rpc.PROJECT_GET, ask, api.Project),
-            page.call("milestones", Rpc.CATALOGUE, api.Empty(), Catalogue),
+            page.call(Convoys.CONVOY_GET, api.GetConvoy(actor=page.actor, convoy_id=convoy_id)),
+            page.call(Milestones.PROJECT_GET, ask),
+            page.call(Milestones.CATALOGUE, api.Empty()),
             return_exceptions=True,
         )
         if isinstance(convoy, BaseException):
@@ -91,7 +91,7 @@ class ProjectPages(Controller):
             ask = api.PutProject(
                 actor=page.actor, convoy_id=convoy_id, company_id=self._company(page, convoy_id), project=body
             )
-            await page.call("milestones", Rpc.PROJECT_PUT, ask, api.Project)
+            await page.call(Milestones.PROJECT_PUT, ask)
 
         return await self._guard(page, convoy_id, "project", run, values)
 
@@ -104,6 +104,6 @@ class ProjectPages(Controller):
             ask = api.AddMilestone(
                 actor=page.actor, convoy_id=convoy_id, company_id=self._company(page, convoy_id), milestone=body
             )
-            await page.call("milestones", Rpc.MILESTONE_ADD, ask, api.Milestone)
+            await page.call(Milestones.MILESTONE_ADD, ask)
 
         return await self._guard(page, convoy_id, "milestone", run, values)

@@ -72,6 +72,17 @@ async def pool_requests_from(conn: Conn, email: str, since: datetime) -> int:
     return n
 
 
+async def withdraw_pool_requests(conn: Conn, check_id: uuid.UUID) -> tuple[list[uuid.UUID], int]:
+    """Delete the waiting requests left from a check result; their ids, and how many were formed already."""
+    removed = await conn.fetch(
+        "DELETE FROM pool_requests WHERE check_id = $1 AND status = 'waiting' RETURNING id", check_id
+    )
+    formed: int = await conn.fetchval(
+        "SELECT count(*) FROM pool_requests WHERE check_id = $1 AND status = 'formed'", check_id
+    )
+    return [r["id"] for r in removed], formed
+
+
 async def insert_pool_request(conn: Conn, request_id: uuid.UUID, check_id: uuid.UUID, r: api.NewPoolRequest) -> None:
     await conn.execute(
         "INSERT INTO pool_requests (id, check_id, theme, company_name, sector, size_class, region, contact_name,"

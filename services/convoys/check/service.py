@@ -21,22 +21,19 @@ import asyncpg
 import msgspec
 
 from schemas import api
-from schemas import events as ev
-from schemas.subjects import Rpc
+from schemas.convoys import Convoys, WithdrawFromPool
+from schemas.milestones import Milestones
 from services.convoys import repository as repo
 from services.convoys.check import formation
 from services.convoys.check import questions as qs_
 from services.convoys.check import repository as check_repo
-from services.convoys.service import ConvoysService, check_schedule, check_timezone
-from services.runtime.errors import Conflict, ConvoyError, Forbidden, InvalidInput, NotFound, TooManyRequests
+from services.convoys.service import ConvoysService, check_schedule, check_timezone, email_to
+from services.runtime.db import struct
+from services.runtime.errors import Conflict, ConvoyError, InvalidInput, NotFound, TooManyRequests
 
 POOL_REQUESTS_PER_DAY = 3
 MAX_PERIOD_DAYS = 3 * 366
-
-
-def _facilitator(actor: api.Actor) -> None:
-    if not (actor.is_admin or actor.is_facilitator or actor.is_system):
-        raise Forbidden("only facilitators and the centre's admins may do this")
+FACILITATORS_ONLY = "only facilitators and the centre's admins may do this"
 
 
 class CheckService:
@@ -45,9 +42,11 @@ class CheckService:
         self.rt = svc.rt
 
     # --- the check (anyone) ----------------------------------------------------------------------
+    @Convoys.CHECK_QUESTIONS
     async def questions(self, _: api.Empty) -> api.QuestionSet:
         return qs_.question_set()
 
+    @Convoys.CHECK_SUBMIT
     async def submit(self, req: api.SubmitCheck) -> api.CheckResult:
         a = req.check
         try:
@@ -75,6 +74,7 @@ class CheckService:
             sharing = await check_repo.sharing_convoys(conn)
         return await self._result(row, sharing)
 
+    @Convoys.CHECK_GET
     async def get(self, req: api.GetCheck) -> api.CheckResult:
         async with self.rt.db.connection() as conn:
             row = await check_repo.result_row(conn, req.check_id)
@@ -86,7 +86,7 @@ class CheckService:
     async def outcomes(self, ask: api.OutcomesAsk) -> api.Outcomes:
         """Aggregates from services/milestones; without it the result still shows, without figures."""
         try:
-            return await self.rt.rpc.call(self.rt.subjects.rpc("milestones", Rpc.CHECK_OUTCOMES), ask, api.Outcomes)
+            return await self.rt.rpc.call(Milestones.CHECK_OUTCOMES, ask)
         except ConvoyError:
             return api.Outcomes(project_types=[api.ProjectOutcome(project_type=t) for t in ask.project_types])
 
@@ -101,11 +101,9 @@ class CheckService:
             (k for k, s in scores.items() if k in areas and s is not None and s < qs.potential_below),
             key=lambda k: (scores[k], order[k]),
         )[: qs_.MAX_POTENTIALS]
-        return api.CheckResult(
-            id=row["id"],
-            version=row["version"],
-            completed_on=row["completed_on"],
-            overall=row["overall"],
+        return struct(
+            row,
+            api.CheckResult,
             areas=[
                 api.AreaScore(key=a.key, title_de=a.title_de, title_en=a.title_en, score=scores.get(a.key))
                 for a in qs.areas
@@ -122,13 +120,32 @@ class CheckService:
                 )
                 for k in low
             ],
-            sector=row["sector"],
-            size_class=row["size_class"],
-            region=row["region"],
             themes=[projects.get(t) or api.ProjectOutcome(project_type=t) for t in qs_.themes(qs)],
         )
 
     # --- joining the pool (anyone holding a result, with consent) ----------------------------------
+    @Convoys.POOL_WITHDRAW
+    async def withdraw(self, req: WithdrawFromPool) -> api.Accepted:
+        """The contact is deleted, not marked: consent taken back leaves nothing personal behind."""
+        async with self.rt.db.transaction() as conn:
+            removed, formed = await check_repo.withdraw_pool_requests(conn, req.check_id)
+            for request_id in removed:
+                await repo.audit(
+                    conn,
+                    convoy_id=None,
+                    actor=api.ANONYMOUS,
+                    action="pool.withdrawn",
+                    object_type="pool_request",
+                    object_id=request_id,
+                    details={},
+                )
+        if not removed and formed:
+            raise Conflict("your company is already part of a convoy; its facilitator can remove it")
+        if not removed:
+            raise NotFound("no contact from this check result is waiting in the pool")
+        return api.Accepted(message="Your contact has been deleted from the formation pool.")
+
+    @Convoys.POOL_JOIN
     async def join(self, req: api.JoinPool) -> api.Accepted:
         r = req.request
         if not r.consent:  # before anything is read or written: without consent nothing personal is kept
@@ -161,12 +178,10 @@ class CheckService:
                 de = f["language"] == "de"
                 await self.rt.emit(
                     conn,
-                    ev.EmailRequested(
+                    email_to(
+                        f,
+                        "pool_request_received",
                         key=f"pool_request_received:{request_id}:{f['id']}",
-                        to_email=f["email"],
-                        to_name=f["name"],
-                        language=f["language"],
-                        template="pool_request_received",
                         params={
                             "company": r.company.name,
                             "theme": (theme.title_de if de else theme.title_en) or r.theme,
@@ -179,8 +194,9 @@ class CheckService:
         return api.Accepted(message="Thank you: the competence centre will get in touch by email.")
 
     # --- the pool and formation (facilitators) -------------------------------------------------------
+    @Convoys.POOL_LIST
     async def pool(self, req: api.Ask) -> api.Pool:
-        _facilitator(req.actor)
+        self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         async with self.rt.db.connection() as conn:
             rows = await check_repo.pool_rows(conn)
         entries = [self._entry(r) for r in rows]
@@ -212,27 +228,11 @@ class CheckService:
                 for a in with_check.areas
                 if a.key in scores
             ]
-        return api.PoolEntry(
-            id=r["id"],
-            check_id=r["check_id"],
-            theme=r["theme"],
-            company_name=r["company_name"],
-            sector=r["sector"],
-            size_class=r["size_class"],
-            region=r["region"],
-            contact_name=r["contact_name"],
-            contact_email=r["contact_email"],
-            contact_language=r["contact_language"],
-            message=r["message"],
-            status=r["status"],
-            created_at=r["created_at"],
-            overall=r["overall"],
-            areas=areas,
-            convoy_id=r["convoy_id"],
-        )
+        return struct(r, api.PoolEntry, areas=areas)
 
+    @Convoys.POOL_FORM
     async def form(self, req: api.FormConvoy) -> api.Convoy:
-        _facilitator(req.actor)
+        self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         f = req.formation
         c = f.convoy
         check_timezone(c.timezone)
@@ -253,12 +253,12 @@ class CheckService:
                     f"{names[a.id]} and {names[b.id]} ({a.sector.strip()}, {a.region})" for a, b in pairs
                 )
                 raise Conflict(f"likely competitors in one convoy: {described}; confirm to form it anyway")
-            convoy_id = await self.svc._create_convoy(conn, req.actor, c)
+            convoy_id = await self.svc.new_convoy(conn, req.actor, c)
             convoy = await repo.convoy_row(conn, convoy_id)
             assert convoy is not None
             for e in entries:
                 new = {"name": e.company_name, "sector": e.sector, "size_class": e.size_class, "region": e.region}
-                company = await self.svc._insert_company(conn, convoy_id, msgspec.convert(new, api.NewCompany))
+                company = await self.svc.new_company(conn, convoy_id, msgspec.convert(new, api.NewCompany))
                 await repo.audit(
                     conn,
                     convoy_id=convoy_id,
@@ -270,7 +270,7 @@ class CheckService:
                 )
                 company_row = await repo.company_row(conn, company.id)
                 assert company_row is not None
-                await self.svc._invite(
+                await self.svc.send_invitation(
                     conn,
                     req.actor,
                     convoy,
@@ -293,8 +293,9 @@ class CheckService:
             return await repo.convoy(conn, convoy, with_members=True)
 
     # --- programme figures (facilitators) --------------------------------------------------------------
+    @Convoys.PROGRAMME_REPORT
     async def programme(self, req: api.AskProgramme) -> api.ProgrammeReport:
-        _facilitator(req.actor)
+        self.svc.access.require_facilitator(req.actor, FACILITATORS_ONLY)
         p = req.period
         if p.to_date < p.from_date:
             raise InvalidInput("`to_date`: the period cannot end before it starts")
@@ -315,14 +316,10 @@ class CheckService:
                 convoy_id=c["id"], companies=0, companies_reporting=0, reports=0, milestones_done=0, go_lives=0
             )
             rows.append(
-                api.ProgrammeConvoy(
+                struct(
+                    c,
+                    api.ProgrammeConvoy,
                     convoy_id=c["id"],
-                    name=c["name"],
-                    status=c["status"],
-                    start_date=c["start_date"],
-                    created_on=c["created_on"],
-                    formed_from_pool=c["formed_from_pool"],
-                    companies=c["companies"],
                     companies_reporting=o.companies_reporting,
                     participation=round(o.companies_reporting / c["companies"], 3) if c["companies"] else None,
                     reports=o.reports,
@@ -330,14 +327,11 @@ class CheckService:
                     go_lives=o.go_lives,
                 )
             )
-        return api.ProgrammeReport(
+        return struct(
+            counts,
+            api.ProgrammeReport,
             from_date=p.from_date,
             to_date=p.to_date,
-            check_completions=counts["check_completions"],
-            pool_requests=counts["pool_requests"],
-            convoys_formed=counts["convoys_formed"],
-            convoys_formed_from_pool=counts["convoys_formed_from_pool"],
-            companies_reached=counts["companies_reached"],
             convoys=rows,
             project_types=found.project_types,
         )

@@ -1,4 +1,7 @@
-"""All SQL of services/convoys."""
+"""SQL of services/convoys: people, convoys, companies, memberships, observers, invitations, join
+requests, the audit log, data protection and the charter. Sign-in, sessions and tokens: ``auth.py`` in
+this folder (``from services.convoys.repository import auth as auth_repo``); the check: check/repository.py.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import msgspec
 
 from schemas import api
 from schemas.values import Cadence
+from services.runtime.db import struct, structs
 
 Conn = asyncpg.Connection
 
@@ -59,15 +63,7 @@ async def update_person(conn: Conn, person_id: uuid.UUID, changes: dict[str, Any
 
 
 def person(row: asyncpg.Record) -> api.Person:
-    return api.Person(
-        id=row["id"],
-        name=row["name"],
-        email=row["email"],
-        language=row["language"],
-        timezone=row["timezone"],
-        is_admin=row["is_admin"],
-        is_facilitator=row["is_facilitator"],
-    )
+    return struct(row, api.Person)
 
 
 async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
@@ -86,40 +82,19 @@ async def my_convoys(conn: Conn, person_id: uuid.UUID) -> list[api.MyConvoy]:
         " ORDER BY created_at DESC",
         person_id,
     )
-    return [
-        api.MyConvoy(
-            convoy_id=r["convoy_id"],
-            name=r["name"],
-            status=r["status"],
-            role=r["role"],
-            company_id=r["company_id"],
-            company_name=r["company_name"],
-            charter_accepted=r["charter_accepted"],
-        )
-        for r in rows
-    ]
+    return structs(rows, api.MyConvoy)
 
 
 async def facilitators(conn: Conn) -> list[api.FacilitatorConvoys]:
     """Every facilitator with the active and paused convoys they facilitate (one query)."""
     rows = await conn.fetch(
-        "SELECT p.id, p.name, p.email, p.language, p.timezone,"
+        "SELECT p.id AS person_id, p.name, p.email, p.language, p.timezone,"
         " coalesce(array_agg(c.id ORDER BY c.created_at) FILTER (WHERE c.status IN ('active', 'paused')),"
         " '{}') AS convoy_ids"
         " FROM people p LEFT JOIN convoy_facilitators f ON f.person_id = p.id LEFT JOIN convoys c ON c.id = f.convoy_id"
         " WHERE p.is_facilitator GROUP BY p.id ORDER BY p.name"
     )
-    return [
-        api.FacilitatorConvoys(
-            person_id=r["id"],
-            name=r["name"],
-            email=r["email"],
-            language=r["language"],
-            timezone=r["timezone"],
-            convoy_ids=list(r["convoy_ids"]),
-        )
-        for r in rows
-    ]
+    return structs(rows, api.FacilitatorConvoys)
 
 
 # --- convoys -------------------------------------------------------------------------------------
@@ -197,19 +172,7 @@ async def chat_targets(conn: Conn, convoy_id: uuid.UUID) -> list[api.ChatTarget]
         "SELECT channel, webhook_url, post_reports FROM chat_webhooks WHERE convoy_id = $1 ORDER BY channel",
         convoy_id,
     )
-    return [
-        api.ChatTarget(channel=r["channel"], webhook_url=r["webhook_url"], post_reports=r["post_reports"]) for r in rows
-    ]
-
-
-def slack_target(convoy_id: uuid.UUID, targets: list[api.ChatTarget]) -> api.SlackTarget:
-    """The Slack entry of ``targets`` in the older ``SlackTarget`` shape."""
-    slack = next((t for t in targets if t.channel == "slack"), None)
-    return api.SlackTarget(
-        convoy_id=convoy_id,
-        webhook_url=slack.webhook_url if slack else None,
-        post_reports=slack.post_reports if slack else False,
-    )
+    return structs(rows, api.ChatTarget)
 
 
 async def set_status(conn: Conn, convoy_id: uuid.UUID, status: str) -> None:
@@ -224,7 +187,7 @@ def cadence(row: asyncpg.Record) -> Cadence:
 async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.Convoy:
     """The convoy with its facilitators and companies (representatives only ``with_members``)."""
     facilitators = await conn.fetch(
-        "SELECT p.id, p.name FROM convoy_facilitators f JOIN people p ON p.id = f.person_id"
+        "SELECT p.id AS person_id, p.name FROM convoy_facilitators f JOIN people p ON p.id = f.person_id"
         " WHERE f.convoy_id = $1 ORDER BY f.added_at",
         row["id"],
     )
@@ -249,26 +212,15 @@ async def convoy(conn: Conn, row: asyncpg.Record, *, with_members: bool) -> api.
         " WHERE o.convoy_id = $1 AND o.removed_at IS NULL ORDER BY o.created_at",
         row["id"],
     )
-    return api.Convoy(
-        id=row["id"],
-        name=row["name"],
-        theme=row["theme"],
-        description=row["description"],
+    return struct(
+        row,
+        api.Convoy,
         cadence=cadence(row),
-        timezone=row["timezone"],
-        language=row["language"],
-        start_date=row["start_date"],
-        end_date=row["end_date"],
-        open_for_requests=row["open_for_requests"],
-        status=row["status"],
-        created_at=row["created_at"],
         slack_configured="slack" in channels,
         teams_configured="teams" in channels,
-        facilitators=[api.PersonRef(person_id=f["id"], name=f["name"]) for f in facilitators],
+        facilitators=structs(facilitators, api.PersonRef),
         companies=[company(c, reps.get(c["id"], [])) for c in companies],
-        retention_days=row["retention_days"],
-        share_anonymised_results=row["share_anonymised_results"],
-        observers=[api.ObserverRef(**dict(o)) for o in observers] if with_members else [],
+        observers=structs(observers, api.ObserverRef) if with_members else [],
     )
 
 
@@ -279,7 +231,7 @@ async def open_convoys(conn: Conn) -> list[api.OpenConvoy]:
         " FROM convoys c WHERE c.open_for_requests AND c.status IN ('forming', 'active')"
         " ORDER BY c.created_at DESC LIMIT 500"
     )
-    return [api.OpenConvoy(**dict(r)) for r in rows]
+    return structs(rows, api.OpenConvoy)
 
 
 async def add_facilitator(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID) -> bool:
@@ -319,17 +271,7 @@ async def convoy_facilitators(conn: Conn, convoy_id: uuid.UUID) -> api.ConvoyFac
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],
         status=first["status"],
-        facilitators=[
-            api.FacilitatorContact(
-                person_id=r["person_id"],
-                name=r["name"],
-                email=r["email"],
-                language=r["language"],
-                timezone=r["timezone"],
-            )
-            for r in rows
-            if r["person_id"] is not None
-        ],
+        facilitators=structs((r for r in rows if r["person_id"] is not None), api.FacilitatorContact),
     )
 
 
@@ -379,15 +321,7 @@ async def remove_company(conn: Conn, company_id: uuid.UUID, reason: str) -> list
 
 def company(row: asyncpg.Record | None, reps: list[api.PersonRef]) -> api.Company:
     assert row is not None
-    return api.Company(
-        id=row["id"],
-        convoy_id=row["convoy_id"],
-        name=row["name"],
-        sector=row["sector"],
-        size_class=row["size_class"],
-        region=row["region"],
-        representatives=reps,
-    )
+    return struct(row, api.Company, representatives=reps)
 
 
 async def active_membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> asyncpg.Record | None:
@@ -483,29 +417,17 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
         convoy_id=convoy_id,
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],
-        slack=slack_target(convoy_id, chats),
         chats=chats,
-        members=[
-            api.Recipient(
-                person_id=r["person_id"],
-                company_id=r["company_id"],
-                company_name=r["company_name"],
-                name=r["name"],
-                email=r["email"],
-                language=r["language"],
-            )
-            for r in rows
-            if r["person_id"] is not None
-        ],
-        observers=[
-            api.ObserverRecipient(**dict(r))
-            for r in await conn.fetch(
+        members=structs((r for r in rows if r["person_id"] is not None), api.Recipient),
+        observers=structs(
+            await conn.fetch(
                 "SELECT p.id AS person_id, p.name, p.email, p.language FROM observers o"
                 " JOIN people p ON p.id = o.person_id WHERE o.convoy_id = $1 AND o.removed_at IS NULL"
                 " ORDER BY p.name",
                 convoy_id,
-            )
-        ],
+            ),
+            api.ObserverRecipient,
+        ),
     )
 
 
@@ -570,14 +492,7 @@ async def insert_invitation(
         invitation.note if isinstance(invitation, api.NewObserverInvitation) else "",
     )
     assert row is not None
-    return api.Invitation(
-        id=row["id"],
-        convoy_id=row["convoy_id"],
-        company_id=row["company_id"],
-        email=row["email"],
-        expires_at=row["expires_at"],
-        role=row["role"],
-    )
+    return struct(row, api.Invitation)
 
 
 async def invitation_by_token(conn: Conn, token_hash: bytes, *, lock: bool = False) -> asyncpg.Record | None:
@@ -599,20 +514,7 @@ async def pending_invitations(conn: Conn, convoy_id: uuid.UUID) -> list[api.Pend
         " ORDER BY i.created_at DESC LIMIT 500",
         convoy_id,
     )
-    return [
-        api.PendingInvitation(
-            id=r["id"],
-            email=r["email"],
-            name=r["name"],
-            language=r["language"],
-            role=r["role"],
-            company_id=r["company_id"],
-            company_name=r["company_name"],
-            created_at=r["created_at"],
-            expires_at=r["expires_at"],
-        )
-        for r in rows
-    ]
+    return structs(rows, api.PendingInvitation)
 
 
 async def invitation_row(conn: Conn, invitation_id: uuid.UUID) -> asyncpg.Record | None:
@@ -701,190 +603,7 @@ async def decide_join_request(
 
 def join_request(row: asyncpg.Record | None) -> api.JoinRequest:
     assert row is not None
-    return api.JoinRequest(
-        id=row["id"],
-        convoy_id=row["convoy_id"],
-        company_name=row["company_name"],
-        sector=row["sector"],
-        size_class=row["size_class"],
-        region=row["region"],
-        contact_name=row["contact_name"],
-        contact_email=row["contact_email"],
-        message=row["message"],
-        status=row["status"],
-        reason=row["reason"],
-        created_at=row["created_at"],
-        company_id=row["company_id"],
-    )
-
-
-# --- sign-in, sessions, tokens -------------------------------------------------------------------
-async def record_sign_in_request(conn: Conn, email_hash: bytes, since: datetime) -> int:
-    """Record one request for this address; return how many it made since ``since`` (this one included)."""
-    await conn.execute("INSERT INTO sign_in_requests (email_hash) VALUES ($1)", email_hash)
-    count = await conn.fetchval(
-        "SELECT count(*) FROM sign_in_requests WHERE email_hash = $1 AND requested_at > $2", email_hash, since
-    )
-    return int(count)
-
-
-async def insert_sign_in_link(conn: Conn, token_hash: bytes, person_id: uuid.UUID, expires_at: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO sign_in_links (token_hash, person_id, expires_at) VALUES ($1, $2, $3)",
-        token_hash,
-        person_id,
-        expires_at,
-    )
-
-
-async def use_sign_in_link(conn: Conn, token_hash: bytes) -> uuid.UUID | None:
-    """Mark an unused, unexpired link used (atomically: a link works once); return its person."""
-    value = await conn.fetchval(
-        "UPDATE sign_in_links SET used_at = now() WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()"
-        " RETURNING person_id",
-        token_hash,
-    )
-    return value  # type: ignore[no-any-return]
-
-
-async def insert_session(
-    conn: Conn,
-    *,
-    token_hash: bytes,
-    person_id: uuid.UUID,
-    kind: str,
-    csrf_token: str | None,
-    expires_at: datetime,
-) -> None:
-    await conn.execute(
-        "INSERT INTO sessions (id, token_hash, person_id, kind, csrf_token, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        uuid.uuid4(),
-        token_hash,
-        person_id,
-        kind,
-        csrf_token,
-        expires_at,
-    )
-
-
-async def cap_sessions(conn: Conn, person_id: uuid.UUID, keep: int) -> None:
-    """End all but the newest ``keep`` live sessions of a person (the store is bounded)."""
-    await conn.execute(
-        "UPDATE sessions SET revoked_at = now() WHERE id IN ("
-        " SELECT id FROM sessions WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > now()"
-        " ORDER BY created_at DESC OFFSET $2)",
-        person_id,
-        keep,
-    )
-
-
-async def session_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT s.person_id, s.kind, s.csrf_token, p.is_admin, p.is_facilitator"
-        " FROM sessions s JOIN people p ON p.id = s.person_id"
-        " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
-        token_hash,
-    )
-
-
-async def revoke_session(conn: Conn, token_hash: bytes) -> bool:
-    done = await conn.fetchval(
-        "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL RETURNING true",
-        token_hash,
-    )
-    return bool(done)
-
-
-async def purge_expired(conn: Conn) -> None:
-    """Forget sessions, links and rate-limit records nobody can use any more."""
-    await conn.execute(
-        "DELETE FROM sessions WHERE expires_at < now() - interval '1 day' OR revoked_at < now() - interval '1 day'"
-    )
-    await conn.execute("DELETE FROM sign_in_links WHERE expires_at < now() - interval '1 day'")
-    await conn.execute("DELETE FROM sign_in_requests WHERE requested_at < now() - interval '1 day'")
-
-
-async def insert_api_token(conn: Conn, token_hash: bytes, person_id: uuid.UUID, name: str) -> api.ApiToken:
-    row = await conn.fetchrow(
-        "INSERT INTO api_tokens (id, token_hash, person_id, name) VALUES ($1, $2, $3, $4) RETURNING *",
-        uuid.uuid4(),
-        token_hash,
-        person_id,
-        name,
-    )
-    return api_token(row)
-
-
-async def api_token_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "UPDATE api_tokens t SET last_used_at = now() FROM people p"
-        " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND p.id = t.person_id"
-        " RETURNING t.person_id, p.is_admin, p.is_facilitator",
-        token_hash,
-    )
-
-
-async def list_api_tokens(conn: Conn, person_id: uuid.UUID) -> list[api.ApiToken]:
-    rows = await conn.fetch(
-        "SELECT * FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at", person_id
-    )
-    return [api_token(r) for r in rows]
-
-
-async def revoke_api_token(conn: Conn, person_id: uuid.UUID, token_id: uuid.UUID) -> bool:
-    done = await conn.fetchval(
-        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND person_id = $2 AND revoked_at IS NULL"
-        " RETURNING true",
-        token_id,
-        person_id,
-    )
-    return bool(done)
-
-
-# --- calendar feeds (issue #22) --------------------------------------------------------------------
-def calendar_feed(row: asyncpg.Record | None) -> api.CalendarFeed:
-    if row is None:
-        return api.CalendarFeed(active=False)
-    return api.CalendarFeed(active=True, created_at=row["created_at"], last_used_at=row["last_used_at"])
-
-
-async def live_calendar_feed(conn: Conn, person_id: uuid.UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM calendar_feeds WHERE person_id = $1 AND revoked_at IS NULL", person_id)
-
-
-async def revoke_calendar_feeds(conn: Conn, person_id: uuid.UUID) -> bool:
-    """Revoke the person's live feed; whether there was one."""
-    status = await conn.execute(
-        "UPDATE calendar_feeds SET revoked_at = now() WHERE person_id = $1 AND revoked_at IS NULL", person_id
-    )
-    return not str(status).endswith(" 0")
-
-
-async def insert_calendar_feed(conn: Conn, token_hash: bytes, person_id: uuid.UUID) -> asyncpg.Record:
-    row = await conn.fetchrow(
-        "INSERT INTO calendar_feeds (id, token_hash, person_id) VALUES ($1, $2, $3) RETURNING *",
-        uuid.uuid4(),
-        token_hash,
-        person_id,
-    )
-    assert row is not None
-    return row
-
-
-async def calendar_feed_owner(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
-    """The live feed's person (and mark the fetch), or None for an unknown, revoked or erased one."""
-    return await conn.fetchrow(
-        "UPDATE calendar_feeds f SET last_used_at = now() FROM people p"
-        " WHERE f.token_hash = $1 AND f.revoked_at IS NULL AND p.id = f.person_id AND p.erased_at IS NULL"
-        " RETURNING p.id, p.name, p.language, p.timezone",
-        token_hash,
-    )
-
-
-def api_token(row: asyncpg.Record | None) -> api.ApiToken:
-    assert row is not None
-    return api.ApiToken(id=row["id"], name=row["name"], created_at=row["created_at"], last_used_at=row["last_used_at"])
+    return struct(row, api.JoinRequest)
 
 
 # --- audit log -----------------------------------------------------------------------------------
@@ -915,15 +634,9 @@ async def audit(
 async def audit_entries(conn: Conn, convoy_id: uuid.UUID, limit: int) -> list[api.AuditEntry]:
     rows = await conn.fetch("SELECT * FROM audit_log WHERE convoy_id = $1 ORDER BY id DESC LIMIT $2", convoy_id, limit)
     return [
-        api.AuditEntry(
-            id=r["id"],
-            at=r["at"],
-            convoy_id=r["convoy_id"],
-            actor_id=r["actor_id"],
-            action=r["action"],
-            object_type=r["object_type"],
-            object_id=r["object_id"],
-            reason=r["reason"],
+        struct(
+            r,
+            api.AuditEntry,
             details=msgspec.json.decode(r["details"]) if isinstance(r["details"], str) else r["details"],
         )
         for r in rows

@@ -1,4 +1,6 @@
-"""The convoy's side of moderation: services/milestones hides, restores and locks content and
+"""Event handlers of services/convoys: the audit entries and emails of moderation and flags.
+
+Moderation: services/milestones hides, restores and locks content and
 emits ``content.moderated``; this consumer writes the audit entry (as of the moment it happened)
 and, for hidden content, asks the notifier to tell its author why.
 
@@ -13,6 +15,7 @@ import asyncpg
 from schemas import envelope as env
 from schemas import events as ev
 from services.convoys import repository as repo
+from services.convoys.service import email_to
 from services.runtime.service import Runtime
 
 NOTICE_TEMPLATE: dict[str, ev.EmailTemplate] = {"report.hidden": "report_hidden", "comment.hidden": "comment_hidden"}
@@ -51,12 +54,10 @@ class ModerationLog:
             params["link"] = f"{self.rt.settings.public_url.rstrip('/')}/reports/{event.report_id}"
         await self.rt.emit(
             conn,
-            ev.EmailRequested(
+            email_to(
+                author,
+                template,
                 key=f"{template}:{envelope.id}:{author['id']}",
-                to_email=author["email"],
-                to_name=author["name"],
-                language=author["language"],
-                template=template,
                 params=params,
             ),
         )
@@ -147,12 +148,10 @@ class FlagLog:
             words = FLAG_WORDS.get(f["language"], FLAG_WORDS["en"])
             await self.rt.emit(
                 conn,
-                ev.EmailRequested(
+                email_to(
+                    f,
+                    "content_flagged",
                     key=f"content_flagged:{envelope.id}:{f['id']}",
-                    to_email=f["email"],
-                    to_name=f["name"],
-                    language=f["language"],
-                    template="content_flagged",
                     params={
                         "convoy": convoy_name,
                         "company": company,
