@@ -20,11 +20,15 @@ install: $(BIN)/.installed ## create .venv and install Convoy with its dev tools
 run: $(BIN)/.installed ## install and start the whole system on the embedded stack (Ctrl-C stops it)
 	$(BIN)/convoy up
 
-test: $(BIN)/.installed chromium ## install and run the test suite against real PostgreSQL, NATS, SMTP and Chromium
-	$(BIN)/pytest -m "not chaos"
+# Parallel workers (pytest-xdist), each with its own PostgreSQL, nats-server and ports; the tests
+# mostly wait on servers, so more workers than the 2 cores of the reference machine pay off.
+TEST_WORKERS ?= 4
 
-test-fast: $(BIN)/.installed ## the suite without the slow process-level tests
-	$(BIN)/pytest -m "not slow and not chaos"
+test: $(BIN)/.installed chromium ## install and run the test suite against real PostgreSQL, NATS, SMTP and Chromium
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not chaos"
+
+test-fast: $(BIN)/.installed ## the inner loop: no browser, no process-level runs, no fuzzing or matrix sweeps
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not slow and not browser and not heavy and not chaos"
 
 chaos: $(BIN)/.installed ## fault scenarios at full size (kill -9, NATS/PostgreSQL outages, cluster); prints counts into docs/reliability.md
 	$(BIN)/python -m pytest -m chaos -p tests.chaos_report -p no:logging

@@ -29,8 +29,6 @@ Rep = TypeVar("Rep", bound=msgspec.Struct)
 SESSION_COOKIE = "convoy_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-TOKEN_CACHE_S = 10.0
-"""A revoked token keeps working in another API replica for at most this long."""
 TOKEN_CACHE_MAX = 10_000
 
 
@@ -83,7 +81,7 @@ class Backend:
         if len(self._tokens) >= TOKEN_CACHE_MAX:  # bounded: drop the oldest entries
             for stale in list(self._tokens)[: TOKEN_CACHE_MAX // 10]:
                 del self._tokens[stale]
-        self._tokens[token] = (now + TOKEN_CACHE_S, principal)
+        self._tokens[token] = (now + self.settings.token_cache_s, principal)
         return principal
 
     def forget(self, token: str) -> None:

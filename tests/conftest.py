@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import subprocess
 import uuid
@@ -27,13 +28,15 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import db
+from services.runtime import consumer, db, outbox, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
 T = TypeVar("T")
 TEMPLATE_DB = "convoy_template"
 ADMIN_TOKEN = "adm_test-admin-token"
+TOKEN_CACHE_S = 1.0
+"""The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
 
 
 @pytest.fixture
@@ -61,9 +64,26 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout: float = 15.0, i
         await asyncio.sleep(interval)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prompt_stops() -> Iterator[None]:
+    """Services in tests stop within a quarter second instead of two.
+
+    A consumer notices its stop event between two pull fetches, which wait up to ``FETCH_WAIT_S``
+    (2 s) for messages when there are none; the outbox relay between two polls (``POLL_S``, 1 s).
+    Every test stops a whole stack, so those waits were two of every test's seconds. Shorter waits
+    poll a little more often and change nothing else: messages are fetched as soon as they are
+    there either way, and the relay is woken by PostgreSQL's NOTIFY, not by the poll."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(consumer, "FETCH_WAIT_S", 0.25)
+        patch.setattr(outbox, "POLL_S", 0.25)
+        yield
+
+
 # --- PostgreSQL ----------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.EmbeddedPostgres]:
+    # pgserver logs each pg_ctl command at INFO; at a worker's end (pytest-xdist) nothing captures it
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     pg = embedded.start_postgres(tmp_path_factory.mktemp("pg") / "data")
 
     async def prepare() -> None:
@@ -325,6 +345,7 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         teams_webhook_hosts="*.logic.azure.com,*.powerplatform.com,127.0.0.1",
         secret_key="key_test-secret",
         inbound_smtp_port=embedded.free_port(),
+        token_cache_s=TOKEN_CACHE_S,
     )
 
 
@@ -363,6 +384,12 @@ async def delete_streams(nc: nats.NATS, subjects: Subjects) -> None:
             await js.delete_stream(stream)
 
 
+STOP_ORDER: tuple[tuple[str, ...], ...] = (("notifier", "reminders"), ("milestones", "convoys"))
+"""The order a stack stops in: the notifier and reminders ask the others over NATS (a request to a
+service that stopped would wait out CONVOY_NATS_REQUEST_TIMEOUT), milestones and convoys ask each
+other; anything else stops with the last group."""
+
+
 @pytest.fixture
 async def stack(settings: Settings) -> AsyncIterator[Stack]:
     subjects = Subjects(settings.namespace)
@@ -372,13 +399,87 @@ async def stack(settings: Settings) -> AsyncIterator[Stack]:
         await asyncio.gather(*(st.start_service(name) for name in SERVICES))
         yield st
     finally:
-        for name in st.tasks:
-            st.stops[name].set()
-        results = await asyncio.gather(*st.tasks.values(), return_exceptions=True)
+        results = []
+        for group in STOP_ORDER:  # callers first: a handler in flight never waits on a stopped service
+            names = [name for name in st.tasks if name in group or group is STOP_ORDER[-1]]
+            for name in names:
+                st.stops[name].set()
+            results += await asyncio.gather(*(st.tasks[name] for name in names), return_exceptions=True)
         await delete_streams(nc, subjects)
         await nc.close()
     errors = [r for r in results if isinstance(r, BaseException)]
     assert not errors, f"a service ended with an error: {errors!r}"
+
+
+async def settled(stack: Stack, timeout: float = 15.0) -> None:
+    """Wait until the event pipeline is at rest: every service's outbox relayed, and every consumer
+    of the events and messages streams has handled and acknowledged all there is (nothing pending,
+    nothing in a handler, nothing waiting for a redelivery). Whatever follows from what the test did
+    has happened then (sent, posted, recorded), so "nothing more arrives" can be asserted at once.
+
+    Work is always in an outbox row or an unacknowledged stream message (a handler commits the rows
+    it emits before it acks), so outbox, consumers, outbox again with the streams' last sequence
+    unchanged leaves no gap for an event to slip through."""
+    js = stack.nc.jetstream()
+    streams = (stack.subjects.events_stream, stack.subjects.messages_stream)
+
+    async def last_seqs() -> list[int]:
+        return [(await js.stream_info(stream)).state.last_seq for stream in streams]
+
+    async def outboxes_empty(conn: asyncpg.Connection) -> bool:
+        union = " UNION ALL ".join(f"SELECT 1 FROM {name}.outbox" for name in SERVICES)
+        return not await conn.fetchval(f"SELECT EXISTS ({union})")
+
+    async def consumers_idle() -> bool:
+        for stream in streams:
+            for info in await js.consumers_info(stream):
+                if info.num_pending or info.num_ack_pending:
+                    return False
+        return True
+
+    async def at_rest() -> bool:
+        conn = await asyncpg.connect(stack.settings.database_url)
+        try:
+            before = await last_seqs()
+            quiet = await outboxes_empty(conn) and await consumers_idle() and await outboxes_empty(conn)
+            return quiet and await last_seqs() == before
+        finally:
+            await conn.close()
+
+    await eventually(at_rest, timeout=timeout)
+
+
+class _TestSettings:
+    """The settings a worker's API app reads: those of the test that runs now."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.current = settings
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.current, name)
+
+
+_APPS: dict[bool, tuple[Any, _TestSettings]] = {}
+
+
+def api_app(settings: Settings) -> Any:
+    """The API app (convoy_api.app.create_app) for a test.
+
+    Building one registers some 330 route handlers: 0.4 s of CPU, the largest part of most tests'
+    set-up. The app keeps nothing between two runs of its lifespan (the lifespan makes a new
+    Backend: NATS connection, RPC client, token cache, rate limiter, from the settings), and reads
+    its settings when it starts and while it answers, except `dev_mail_viewer` (which pages it
+    has). So a worker builds one app per `dev_mail_viewer` and points it at each test's settings.
+    """
+    from convoy_api.app import create_app
+
+    if settings.dev_mail_viewer not in _APPS:
+        current = _TestSettings(settings)
+        _APPS[settings.dev_mail_viewer] = (create_app(current), current)  # type: ignore[arg-type]
+    app, current = _APPS[settings.dev_mail_viewer]
+    current.current = settings
+    tracing.configure(settings, "api")  # what create_app does first
+    return app
 
 
 @pytest.fixture
@@ -386,11 +487,9 @@ async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """The real API (uvicorn on a free port, in this event loop) and an HTTP client for it."""
     import uvicorn
 
-    from convoy_api.app import create_app
-
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(api_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

@@ -3,14 +3,13 @@ milestones) → SMTP sink, each prompt, nudge and digest exactly once (fake cloc
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from tests.conftest import SmtpSink, Stack
+from tests.conftest import SmtpSink, Stack, settled
 from tests.test_reports import post_report, sql
 from tests.test_scheduler import active_convoy, tick
 
@@ -59,7 +58,7 @@ async def test_prompts_nudges_and_digests_arrive_once_each(
     # Ticking again, or at the same moment twice, sends nothing more.
     await tick(stack, "2026-10-26T09:00:30+01:00")
     await tick(stack, "2026-10-26T09:05+01:00")
-    await asyncio.sleep(2.0)
+    await settled(stack)
     a, b = subjects_to(smtp_sink, anna.email), subjects_to(smtp_sink, ben.email)
     assert count(a, "Check-in") == 2 and count(b, "Check-in") == 2  # cycles 0 and 1
     assert count(a, "Erinnerung") == 0 and count(b, "Reminder") == 1

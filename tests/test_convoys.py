@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from typing import Any
@@ -11,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import SmtpSink, Stack, token_in
+from tests.conftest import TOKEN_CACHE_S, SmtpSink, Stack, eventually, settled, token_in
 from tests.world import ADMIN, appoint_facilitator, bearer, build_world, sign_in
 
 
@@ -54,7 +53,7 @@ async def test_a_facilitator_sets_up_a_convoy_of_three_by_invitation(
 
 
 async def test_sign_in_never_reveals_whether_an_address_is_known(
-    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Any
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Any, stack: Stack
 ) -> None:
     await appoint_facilitator(client, smtp_sink, "known@zentrum.example")
     known = await client.post("/api/v1/auth/sign-in", json={"email": "known@zentrum.example"})
@@ -62,7 +61,7 @@ async def test_sign_in_never_reveals_whether_an_address_is_known(
     assert known.status_code == unknown.status_code == 202
     assert known.json() == unknown.json()
     await smtp_sink.wait_for_mail_to("known@zentrum.example", 3)  # appointment, first sign-in, this one
-    await asyncio.sleep(0.5)
+    await settled(stack)
     assert smtp_sink.to("nobody@nowhere.example") == []
 
     # A link works once.
@@ -139,8 +138,12 @@ async def test_personal_api_tokens(client: httpx.AsyncClient, smtp_sink: SmtpSin
     assert r.status_code == 404
     r = await client.delete(f"/api/v1/me/tokens/{created['token']['id']}", headers=anna.auth)
     assert r.status_code == 204
-    await asyncio.sleep(10.5)  # the API's token cache (10 s) must not outlive a revocation by more
-    assert (await client.get("/api/v1/me", headers=bearer(secret))).status_code == 401
+
+    async def refused() -> bool:
+        return (await client.get("/api/v1/me", headers=bearer(secret))).status_code == 401
+
+    # the API's token cache (CONVOY_TOKEN_CACHE_S, short in tests) must not outlive a revocation by more
+    await eventually(refused, timeout=TOKEN_CACHE_S + 0.5)
 
 
 async def test_invitations_are_single_use_expiring_and_withdrawn_with_their_company(

@@ -6,7 +6,6 @@ JetStream the way services/reminders will, on a convoy built over HTTP, and read
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
 import uuid
@@ -21,7 +20,7 @@ from notifier import cycles
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from tests.conftest import SmtpSink, Stack, eventually, html_of, text_of
+from tests.conftest import SmtpSink, Stack, eventually, html_of, settled, text_of
 from tests.test_reports import XSS, assert_harmless, post_report, project, schedule
 from tests.world import World, build_world
 
@@ -276,7 +275,7 @@ async def test_prompts_go_to_every_representative_but_the_absent_in_their_langua
     await publish(stack, opened, envelope)  # redelivered as is
     again = await publish(stack, opened)  # the scheduler fired twice: a new event, the same cycle
     await processed(stack, again)
-    await asyncio.sleep(0.3)
+    await settled(stack)
     assert len(with_subject(smtp_sink, email(world, "a"), "Check-in")) == 1
     assert len(with_subject(smtp_sink, email(world, "b"), "Check-in")) == 1
     assert not with_subject(smtp_sink, email(world, "c"), "Check-in")  # away
@@ -312,7 +311,7 @@ async def test_a_nudge_skips_companies_that_reported_and_the_absent(
     second = await publish(stack, ev.NudgeDue(**{**_fields(nudge), "nudge": 2}))
     await publish(stack, nudge)  # nudge 1 once more: nothing new
     await processed(stack, second)
-    await asyncio.sleep(0.3)
+    await settled(stack)
     for key, count in (("a", 1), ("b", 0), ("c", 0)):
         assert len(with_subject(smtp_sink, email(world, key), "Erinnerung")) == count, key
     keys = await query(stack, "SELECT key FROM notifier.deliveries WHERE key LIKE 'nudge:%'")
@@ -389,7 +388,7 @@ async def test_the_digest_reaches_every_member_once(
     await publish(stack, closed, envelope)
     again = await publish(stack, closed)
     await processed(stack, again)
-    await asyncio.sleep(0.3)
+    await settled(stack)
     for key in "abc":
         assert len([m for m in smtp_sink.to(email(world, key)) if "igest" in str(m["Subject"])]) == 1, key
     keys = await query(stack, "SELECT key FROM notifier.deliveries WHERE key LIKE 'digest:%'")

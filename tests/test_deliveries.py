@@ -16,7 +16,7 @@ import pytest
 from notifier.batching import DeliveryBatcher
 from notifier.repository import Claim, Deliveries
 from services.runtime import db
-from tests.conftest import SmtpSink, Stack
+from tests.conftest import SmtpSink, Stack, settled
 from tests.world import build_world
 
 
@@ -71,7 +71,7 @@ async def test_a_transient_failure_mid_batch_resends_only_the_rest(
     assert r.status_code == 201
     await smtp_sink.wait_for_mail_to(clara)  # the retry after the 451
     await smtp_sink.wait_for_mail_to(ben)
-    await asyncio.sleep(1.0)
+    await settled(stack)
     assert len(smtp_sink.to(ben)) == 1 and len(smtp_sink.to(clara)) == 1
     assert smtp_sink.refuse_once == {}
 

@@ -6,7 +6,6 @@ JetStream the way services/reminders does, on convoys built over HTTP, and reads
 
 from __future__ import annotations
 
-import asyncio
 import html
 import uuid
 from datetime import UTC, date, datetime, timedelta
@@ -17,7 +16,7 @@ import httpx
 from notifier import facilitator
 from schemas import api
 from schemas import events as ev
-from tests.conftest import SmtpSink, Stack, eventually, html_of, text_of
+from tests.conftest import SmtpSink, Stack, eventually, html_of, settled, text_of
 from tests.test_cycle_mail import processed, publish, query
 from tests.test_reports import XSS, assert_harmless, post_report, project, schedule
 from tests.world import World, build_world
@@ -237,7 +236,7 @@ async def test_one_digest_per_facilitator_once_per_week(
     await publish(stack, due, envelope)
     again = await publish(stack, due)
     await processed(stack, again)
-    await asyncio.sleep(0.3)
+    await settled(stack)
     assert len([m for m in smtp_sink.to(frieda) if "Digest" in str(m["Subject"])]) == 1
     assert len([m for m in smtp_sink.to(sven) if "digest" in str(m["Subject"])]) == 1
 

@@ -6,7 +6,6 @@ deleted person's email address and name, and finds nothing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -17,7 +16,7 @@ import httpx
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import SERVICES
-from tests.conftest import SmtpSink, Stack, eventually
+from tests.conftest import SmtpSink, Stack, eventually, settled
 from tests.world import World, build_world
 
 TEXTUAL = ("text", "character varying", "character", "json", "jsonb", "tsvector", "ARRAY", "USER-DEFINED")
@@ -291,7 +290,7 @@ async def test_every_service_handles_person_erased_idempotently(
         assert await conn.fetch("SELECT * FROM milestones.former_authors ORDER BY convoy_id") == former
         info = await js.stream_info(stack.subjects.dead_letter_stream)
         assert info.state.messages == 0
-        await asyncio.sleep(0.2)
+        await settled(stack)
         r = await client.get(f"/api/v1/reports/{made['report_b']['id']}", headers=world.reps["a"].auth)
         assert r.json()["author_erased"] is True
     finally:

@@ -281,6 +281,7 @@ OBJECT_KINDS = {
 }
 
 
+@pytest.mark.heavy  # the authorization-matrix sweep: make test, not make test-fast
 @pytest.mark.timeout(400)
 async def test_every_endpoint_refuses_every_role_of_another_convoy(
     client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings, browsers: list[httpx.AsyncClient]
@@ -358,6 +359,7 @@ async def test_every_endpoint_refuses_every_role_of_another_convoy(
     assert await snapshot(client, theirs) == before, "a refused request changed another convoy"
 
 
+@pytest.mark.heavy  # the authorization-matrix sweep: make test, not make test-fast
 @pytest.mark.timeout(300)
 async def test_an_observer_reads_what_members_read_and_every_change_is_refused(
     client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings, browsers: list[httpx.AsyncClient]

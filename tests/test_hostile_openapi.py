@@ -28,10 +28,13 @@ from tests.conftest import SmtpSink
 from tests.hostile_world import build_rich_world
 from tests.world import ADMIN
 
-pytestmark = pytest.mark.filterwarnings(
-    # schemathesis's own strategies draw from `random` (third-party, not ours)
-    "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.heavy,  # API fuzzing: make test, not make test-fast
+    pytest.mark.filterwarnings(
+        # schemathesis's own strategies draw from `random` (third-party, not ours)
+        "ignore:Do not use the `random` module inside strategies:hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+]
 
 CI_EXAMPLES = 10
 CHAOS_EXAMPLES = 60

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
-from tests.conftest import SmtpSink, Stack
+from tests.conftest import SmtpSink, Stack, settled
 from tests.world import ADMIN, build_world, sign_in
 
 
@@ -52,7 +50,7 @@ async def test_one_click_unsubscribe_is_honoured_at_once(
     r = await client.post(url, json={"done": "Clara berichtet"}, headers=world.reps["c"].auth)
     assert r.status_code == 201
     await smtp_sink.wait_for_subject(world.reps["a"].email, "Metallbau Stahl")
-    await asyncio.sleep(1.0)
+    await settled(stack)
     assert [m for m in smtp_sink.to(ben.email) if "Metallbau Stahl" in str(m["Subject"])] == []
     await client.put("/api/v1/me/notifications", json={"email": False}, headers=ben.auth)
     signed = await sign_in(client, smtp_sink, ben.email)

@@ -3,7 +3,6 @@ content follows the convoy's retention rule (kept, or removed N days after it le
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -12,7 +11,7 @@ import msgspec
 
 from schemas import api
 from schemas.milestones import Milestones
-from tests.conftest import SmtpSink, Stack, eventually
+from tests.conftest import SmtpSink, Stack, eventually, settled
 from tests.world import World, build_world
 
 
@@ -58,7 +57,7 @@ async def test_a_company_that_left_gets_no_more_notifications(
     r = await client.post(f"/api/v1/convoys/{world.convoy_id}/reports", json={"done": "Neu", "mood": 4}, headers=a.auth)
     assert r.status_code == 201, r.text
     await smtp_sink.wait_for_subject(c.email, "Sanitär Müller")  # the remaining peer hears of it ...
-    await asyncio.sleep(0.5)
+    await settled(stack)
     assert len(smtp_sink.to(b.email)) == before  # ... the company that left does not
     # Its representative can no longer read the convoy either.
     assert (await client.get(f"/api/v1/convoys/{world.convoy_id}/timeline", headers=b.auth)).status_code == 404

@@ -107,7 +107,13 @@ async def test_reports_racing_a_close_each_land_in_exactly_one_digest(
     # 50 companies, one representative each (a report per company and round).
     tag = uuid.uuid4().hex[:6]
 
+    setting_up = asyncio.Semaphore(10)  # the set-up need not race (under load 50 at once outwait the RPC timeout)
+
     async def company(i: int) -> tuple[str, str]:
+        async with setting_up:
+            return await add_company(i)
+
+    async def add_company(i: int) -> tuple[str, str]:
         r = await client.post(
             f"/api/v1/convoys/{world.convoy_id}/companies", json={"name": f"Betrieb {i:02d}"}, headers=world.facilitator
         )

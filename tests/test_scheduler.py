@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 import nats.errors
+import pytest
 
 from schemas import api
 from schemas import envelope as env
@@ -21,7 +22,7 @@ from schemas.values import Cadence
 from services.registry import backend
 from services.reminders import schedule as sch
 from services.runtime.service import serve
-from tests.conftest import SmtpSink, Stack, eventually
+from tests.conftest import SmtpSink, Stack, eventually, settled
 from tests.world import World, build_world
 
 BERLIN_MONDAY_9 = Cadence(frequency="weekly", weekday="mon", local_time="09:00", window_hours=72)
@@ -340,10 +341,11 @@ async def test_prompt_now_and_close_now_fire_once(client: httpx.AsyncClient, smt
     closed = (await client.post(f"{url}/close-now", headers=world.facilitator)).json()
     assert closed["actions"] == [first["actions"][0].replace("open", "close")]
     assert (await client.post(f"{url}/close-now", headers=world.facilitator)).json()["actions"] == []
-    await asyncio.sleep(1.0)
+    await settled(stack)
     assert len([m for m in smtp_sink.to(world.reps["a"].email) if "Check-in" in str(m["Subject"])]) == 1
 
 
+@pytest.mark.slow  # a reminders process of its own, killed
 async def test_a_killed_leader_is_replaced_and_nothing_fires_twice(
     client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
 ) -> None:

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from typing import Any
 
 import httpx
 
-from tests.conftest import SlackStub, SmtpSink, Stack, eventually
+from tests.conftest import SlackStub, SmtpSink, Stack, eventually, settled
 from tests.test_reports import post_report, sql
 from tests.test_scheduler import active_convoy, tick
 
@@ -65,7 +64,7 @@ async def test_the_digest_reaches_the_channel_once_even_after_a_429(
     body = str(post["blocks"])
     assert "&lt;!channel&gt;" in body and "<!channel>" not in body
     await tick(stack, "2026-10-26T09:05+01:00")
-    await asyncio.sleep(1.5)
+    await settled(stack)
     assert len(slack_stub.posts) == 1
 
 
@@ -116,5 +115,5 @@ async def test_new_reports_are_posted_when_the_facilitator_asks(
     [post] = await slack_stub.wait_for(1)
     body = str(post["blocks"])
     assert "Sanitär Müller" in body and "&lt;!here&gt;" in body and "geheim" not in body
-    await asyncio.sleep(1.0)
+    await settled(stack)
     assert len(slack_stub.posts) == 1

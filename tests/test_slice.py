@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import httpx
 
-from tests.conftest import SmtpSink, Stack, html_of, text_of
+from tests.conftest import SmtpSink, Stack, html_of, settled, text_of
 from tests.world import ADMIN, bearer, build_world
 
 
-async def test_report_reaches_the_other_company_by_email(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> None:
+async def test_report_reaches_the_other_company_by_email(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
     world = await build_world(client, smtp_sink)
     smtp_sink.messages.clear()
     anna, ben = world.reps["a"], world.reps["b"]
@@ -38,7 +39,7 @@ async def test_report_reaches_the_other_company_by_email(client: httpx.AsyncClie
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
     # Nobody else is mailed (the author's own company is not), and nothing arrives twice.
-    await asyncio.sleep(1.0)
+    await settled(stack)
     assert len(smtp_sink.messages) == 1
     assert smtp_sink.to(anna.email) == []
 

@@ -18,7 +18,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.conftest import SlackStub, SmtpSink, Stack, eventually
+from tests.conftest import SlackStub, SmtpSink, Stack, eventually, settled
 from tests.test_reports import post_report, sql
 from tests.test_scheduler import active_convoy, tick
 
@@ -222,7 +222,7 @@ async def test_cards_arrive_once_each_valid_and_escaped_and_slack_gets_its_posts
 
     # once each: a second close of the same round and the report's event again send nothing
     await tick(stack, "2026-10-26T09:05+01:00")
-    await asyncio.sleep(1.5)
+    await settled(stack)
     assert len(teams_stub.posts) == 2 and len(slack_stub.posts) == 2
     rows = await deliveries(settings, "teams:")
     assert [(r["key"].split(":")[1], r["channel"], r["status"]) for r in rows] == [
@@ -254,7 +254,7 @@ async def test_a_500_is_retried_and_the_digest_posted_once(
     await eventually(recorded)
     [row] = await deliveries(settings, "teams:")
     assert row["attempts"] == 2
-    await asyncio.sleep(1.0)
+    await settled(stack)
     assert len(teams_stub.posts) == 1
 
 
