@@ -264,7 +264,7 @@ def _digest_report(company: str, n: int, **kw: object) -> api.DigestReport:
     return api.DigestReport(**fields)  # type: ignore[arg-type]
 
 
-def _digest_data() -> api.Digest:
+def digest_data() -> api.Digest:
     moved = api.DigestMilestone(
         company_id=_id(201), company_name=COMPANY, title="Online-Terminbuchung freigeschaltet", status="done"
     )
@@ -304,7 +304,7 @@ DIGEST_ABSENCES = [ev.Absence(company_id=_id(402), kind="skipped", reason="Betri
 def _digest(lang: str) -> Rendered:
     return cycles.digest(
         recipient=_recipient(lang),
-        d=_digest_data(),
+        d=digest_data(),
         people=DIGEST_PEOPLE,
         companies=DIGEST_COMPANIES,
         absences=DIGEST_ABSENCES,
@@ -322,7 +322,7 @@ def _facilitator(lang: str) -> api.FacilitatorContact:
 @sample("facilitator_cycle", kind="facilitator_cycle")
 def _round_summary(lang: str) -> Rendered:
     digests = cycles.DigestRenderer(
-        d=_digest_data(),
+        d=digest_data(),
         people=DIGEST_PEOPLE,
         companies=DIGEST_COMPANIES,
         absences=DIGEST_ABSENCES,

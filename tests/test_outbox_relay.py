@@ -53,7 +53,7 @@ class Bed:
                     [e.id for e in envelopes],
                     [self.subjects.of(type(e)) for e in events],
                     [env.encode(e) for e in envelopes],
-                    outbox._channel(SERVICE),
+                    outbox.wake_channel(SERVICE),
                 )
             ids.extend(e.id for e in envelopes)
 

@@ -88,7 +88,7 @@ def sample_digest_card(lang: str) -> dict[str, Any]:
     """The Teams digest card of the gallery's sample round."""
     absences = {a.company_id: absence(i18n.Words(lang), a) for a in gallery.DIGEST_ABSENCES}
     post = DigestPost(
-        digest=gallery._digest_data(),
+        digest=gallery.digest_data(),
         language=lang,
         company_names=dict(gallery.DIGEST_COMPANIES),
         absences=absences,

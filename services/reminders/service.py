@@ -268,7 +268,7 @@ class Scheduler:
                     [e.id for e in envelopes],
                     [self.rt.subjects.of(type(event)) for event, _ in events],
                     [env.encode(e) for e in envelopes],
-                    outbox._channel(self.rt.name),  # the relay's wake-up, as outbox.add sends it
+                    outbox.wake_channel(self.rt.name),  # the relay's wake-up, as outbox.add sends it
                 )
         if done:
             log.info("scheduler fired", actions=len(done), events=len(events), cycles=len(saved))

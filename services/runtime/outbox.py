@@ -100,11 +100,12 @@ async def add(
         subjects.of(type(event)),
         env.encode(envelope),
     )
-    await conn.execute("SELECT pg_notify($1, '')", _channel(producer))
+    await conn.execute("SELECT pg_notify($1, '')", wake_channel(producer))
     return envelope
 
 
-def _channel(service: str) -> str:
+def wake_channel(service: str) -> str:
+    """The PostgreSQL NOTIFY channel that wakes a service's outbox relay (``add`` sends it on commit)."""
     return f"convoy_outbox_{service}"
 
 
@@ -261,7 +262,7 @@ class Relay:
         publisher = Publisher(self.nc)
         self.leader = True
         try:
-            await conn.add_listener(_channel(self.service), lambda *_: self.wake.set())
+            await conn.add_listener(wake_channel(self.service), lambda *_: self.wake.set())
             await publisher.start()
             failures = 0
             while not stop.is_set():
