@@ -370,6 +370,33 @@ async def test_export_for_members_without_private_notes(client: httpx.AsyncClien
     assert rows[0]["done"].startswith("'=")  # no formula for a spreadsheet to run
 
 
+async def test_export_quotes_every_field_and_no_spreadsheet_runs_a_formula(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    """Issue #19: every field quoted; no cell starts a formula, with our commas or a German spreadsheet's `;`."""
+    world = await build_world(client, smtp_sink, companies=2)
+    r = await post_report(client, world, "a", done="=1+1", next="Weiter;=1+1;Ende", blockers="@SUMME(A1), -2+3")
+    assert r.status_code == 201, r.text
+    assert (await post_report(client, world, "b", done="Webshop live")).status_code == 201
+    r = await client.get(f"/api/v1/convoys/{world.convoy_id}/export.csv", headers=world.reps["b"].auth)
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert len(lines) == 3
+    for line in lines:  # QUOTE_ALL: every field of every row is quoted, numbers and empty fields too
+        assert line.startswith('"') and line.endswith('"') and line.count('","') == 11, line
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    anna = next(row for row in rows if row["company_name"] == "Sanitär Müller")
+    assert anna["done"] == "'=1+1"
+    assert anna["next"] == "Weiter;'=1+1;Ende"
+    assert anna["blockers"] == "'@SUMME(A1), '-2+3"
+    assert next(row for row in rows if row["company_name"] == "Laden Schmidt")["done"] == "Webshop live"
+    formula = ("=", "+", "-", "@", "\t", "\r")
+    for delimiter in (",", ";"):  # a spreadsheet splitting on either, whatever it makes of the quotes
+        cells = [c.lstrip(' "') for line in lines[1:] for c in line.split(delimiter)]
+        assert [c for c in cells if c[:1] in formula] == [], (delimiter, cells)
+        assert any(c.startswith("'=1+1") for c in cells)
+
+
 async def test_report_endpoints_by_role(client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack) -> None:
     """Every endpoint of this issue with every role and a foreign convoy's people."""
     world = await build_world(client, smtp_sink, companies=2)

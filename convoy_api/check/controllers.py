@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from datetime import date
 from typing import Annotated
@@ -12,6 +10,7 @@ from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
+from convoy_api import csvout
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, client_rate_limit, provide_actor
 from schemas import api
@@ -123,15 +122,12 @@ async def programme_report(
 
 def programme_csv(report: api.ProgrammeReport) -> str:
     """One row per convoy, then the programme totals and the project types (suppressed figures empty)."""
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(PROGRAMME_CSV_COLUMNS)
-    for c in report.convoys:
-        w.writerow([_safe(getattr(c, column)) for column in PROGRAMME_CSV_COLUMNS])
-    w.writerow([])
-    w.writerow(["period", "check_completions", "pool_requests", "convoys_formed", "convoys_formed_from_pool",
-                "companies_reached"])  # fmt: skip
-    w.writerow(
+    rows: list[list[object]] = [list(PROGRAMME_CSV_COLUMNS)]
+    rows += [[getattr(c, column) for column in PROGRAMME_CSV_COLUMNS] for c in report.convoys]
+    rows.append([])
+    rows.append(["period", "check_completions", "pool_requests", "convoys_formed", "convoys_formed_from_pool",
+                 "companies_reached"])  # fmt: skip
+    rows.append(
         [
             f"{report.from_date}/{report.to_date}",
             report.check_completions,
@@ -141,18 +137,8 @@ def programme_csv(report: api.ProgrammeReport) -> str:
             report.companies_reached,
         ]
     )
-    w.writerow([])
-    w.writerow(["project_type", "companies", "went_live", "went_live_share", "median_weeks_to_go_live"])
-    for t in report.project_types:
-        w.writerow([t.project_type, *("" if v is None else v for v in (t.companies, t.went_live,
-                    t.went_live_share, t.median_weeks))])  # fmt: skip
-    return out.getvalue()
-
-
-def _safe(value: object) -> object:
-    """Neutralise spreadsheet formulas in convoy names (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    if value is None:
-        return ""
-    return value
+    rows.append([])
+    rows.append(["project_type", "companies", "went_live", "went_live_share", "median_weeks_to_go_live"])
+    rows += [[t.project_type, t.companies, t.went_live, t.went_live_share, t.median_weeks]
+             for t in report.project_types]  # fmt: skip
+    return csvout.table(rows)

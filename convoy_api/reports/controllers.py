@@ -3,8 +3,6 @@ comments, kudos and help offers; moderation (facilitators: hide, restore, lock c
 
 from __future__ import annotations
 
-import csv
-import io
 import uuid
 from typing import Annotated
 
@@ -12,6 +10,7 @@ from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
+from convoy_api import csvout
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
@@ -110,13 +109,9 @@ class ConvoyReportsController(Controller):
 
     @get("/export.csv", summary="All of the convoy's reports as CSV (members)", media_type="text/csv")
     async def export_csv(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> Response[str]:
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for r in await _all_reports(backend, actor, convoy_id):
-            writer.writerow([_csv_safe(getattr(r, column)) for column in CSV_COLUMNS])
+        reports = await _all_reports(backend, actor, convoy_id)
         return Response(
-            out.getvalue(),
+            csvout.table([CSV_COLUMNS, *([getattr(r, column) for column in CSV_COLUMNS] for r in reports)]),
             media_type="text/csv",  # Litestar adds "; charset=utf-8" to text types
             headers={"Content-Disposition": f'attachment; filename="convoy-{convoy_id}-reports.csv"'},
         )
@@ -132,13 +127,6 @@ async def _all_reports(backend: Backend, actor: api.Actor, convoy_id: uuid.UUID)
         cursor = page.next_cursor
         if cursor is None:
             return reports
-
-
-def _csv_safe(value: object) -> object:
-    """Neutralise spreadsheet formulas in user text (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
 
 
 class ReportController(Controller):
