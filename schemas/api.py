@@ -1759,7 +1759,7 @@ class CheckAnswers(Body, kw_only=True):
 
     version: Annotated[int, Meta(ge=1)]
     answers: Annotated[dict[Choice, Choice | Annotated[list[Choice], Meta(max_length=10)]], Meta(max_length=100)]
-    """Question key -> option key (single, scale) or list of option keys (multi)."""
+    """Question key -> option key (single, scale) or list of option keys (multi); the other shape is refused."""
     sector: Annotated[str, Meta(max_length=64)] = ""
     """A sector key of the question set, or empty."""
     size_class: SizeClass = ""

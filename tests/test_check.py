@@ -86,6 +86,16 @@ def test_answers_that_do_not_fit_are_named() -> None:
         q.score(qs, msgspec.convert({**PLUMBER, "answers": {**answers, "ao_booking": "maybe"}}, api.CheckAnswers))
 
 
+def test_answers_are_typed_strictly_one_key_or_a_list() -> None:
+    qs = q.question_set()
+    one_as_list = {**PLUMBER, "answers": {**PLUMBER["answers"], "ao_booking": [PLUMBER["answers"]["ao_booking"]]}}
+    with pytest.raises(q.AnswerError, match=r"`answers\.ao_booking`: one option key, not a list"):
+        q.score(qs, msgspec.convert(one_as_list, api.CheckAnswers))
+    several_as_one = {**PLUMBER, "answers": {**PLUMBER["answers"], "cc_channels": "phone"}}
+    with pytest.raises(q.AnswerError, match=r"`answers\.cc_channels`: a list of option keys"):
+        q.score(qs, msgspec.convert(several_as_one, api.CheckAnswers))
+
+
 # --- formation (pure) -------------------------------------------------------------------------------
 def candidate(sector: str, region: str, overall: int, theme: str = "online_booking") -> formation.Candidate:
     return formation.Candidate(id=uuid.uuid4(), theme=theme, sector=sector, region=region, overall=overall)
@@ -130,6 +140,30 @@ async def take_check(client: httpx.AsyncClient) -> dict[str, Any]:
     assert r.status_code == 201, r.text
     result: dict[str, Any] = r.json()
     return result
+
+
+async def test_a_list_for_a_single_choice_question_is_refused_not_scored(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """Issue #19: the question is named in the 400, and nothing is stored."""
+    before = await count_results(stack)
+    for key, value in (("ao_booking", ["phone", "online"]), ("ao_booking", ["phone"]), ("ip_time", ["hours"])):
+        r = await client.post("/api/v1/check/", json={**PLUMBER, "answers": {**PLUMBER["answers"], key: value}})
+        assert r.status_code == 400, r.text
+        assert f"answers.{key}" in r.text and "not a list" in r.text
+    r = await client.post("/api/v1/check/", json={**PLUMBER, "answers": {**PLUMBER["answers"], "cc_channels": "phone"}})
+    assert r.status_code == 400 and "answers.cc_channels" in r.text
+    assert await count_results(stack) == before
+    assert (await client.post("/api/v1/check/", json=PLUMBER)).status_code == 201
+    assert await count_results(stack) == before + 1
+
+
+async def count_results(stack: Stack) -> int:
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM convoys.check_results"))
+    finally:
+        await conn.close()
 
 
 async def test_without_consent_nothing_personal_is_stored(

@@ -10,6 +10,9 @@ the problem:
 - every question belongs to a known area and every area has a question;
 - a ``multi`` question has no option that skips its area (skipping needs one clear answer).
 
+Answers are typed strictly: a ``single`` or ``scale`` question takes one option key (a string), a ``multi``
+question a list of them; the other shape is refused (:class:`AnswerError`), never coerced.
+
 Scoring (:func:`score`) per area: the points of the chosen options over the most the answered
 questions could give, 0 to 100 (rounded half up). An answer with ``points: null`` leaves its
 question out; an answer with ``skips_area`` leaves the whole area out (``None``: it does not apply).
@@ -127,6 +130,10 @@ def score(qs: api.QuestionSet, answers: api.CheckAnswers) -> Scored:
     stored: dict[str, list[str]] = {}
     for q in qs.questions:
         raw = answers.answers.get(q.key)
+        if q.kind == "multi" and isinstance(raw, str):
+            raise AnswerError(f"`answers.{q.key}`: a list of option keys (this question takes several answers)")
+        if q.kind != "multi" and isinstance(raw, list):
+            raise AnswerError(f"`answers.{q.key}`: one option key, not a list (this question takes one answer)")
         chosen = [raw] if isinstance(raw, str) else list(dict.fromkeys(raw or []))
         options = {o.key: o for o in q.options}
         for key in chosen:
