@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
@@ -127,7 +128,19 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
     )
 
 
+def client_of(connection: ASGIConnection[Any, Any, Any, State]) -> str:
+    """The client's address as the per-client limits see it."""
+    return connection.client.host if connection.client else "unknown"
+
+
+def client_key(settings: Settings, connection: ASGIConnection[Any, Any, Any, State], purpose: str) -> str:
+    """A keyed hash of the client's address for one purpose: services count per client without ever holding
+    (or being able to recover) the address."""
+    key = f"convoy-client-{purpose}:{settings.secret_key}".encode()
+    return hmac.new(key, client_of(connection).encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def client_rate_limit(connection: ASGIConnection[Any, Any, Any, State], _: BaseRouteHandler) -> None:
     """Guard for endpoints anyone may call (sign-in, invitations, join requests)."""
     backend: Backend = connection.app.state.backend
-    backend.limiter.check(connection.client.host if connection.client else "unknown")
+    backend.limiter.check(client_of(connection))

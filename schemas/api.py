@@ -398,6 +398,18 @@ class SignInRequest(Body, kw_only=True):
     """A path on this site the emailed link returns to after sign-in (e.g. ``/convoys/{id}/report``)."""
 
 
+class SignInAsk(Body, kw_only=True):
+    """A sign-in request as the edge passes it on, with a keyed hash of the client's address (never the address).
+
+    The per-address cap counts per address and client: a flood from one client for someone's address is answered
+    as usual and sends nothing more, while her own request from her own client still gets its link.
+    """
+
+    sign_in: SignInRequest
+    client: Annotated[str, Meta(max_length=64, pattern=r"^(?:[0-9a-f]{2})*$")] = ""
+    """Hex HMAC of the client's address under the secret key (empty: unknown client)."""
+
+
 class SignInComplete(Body, kw_only=True):
     token: Token
 

@@ -67,7 +67,7 @@ class Convoys(Contract, service="convoys"):
     """Set or remove one chat channel's webhook (facilitators; the notifier as system)."""
     CONVOY_CHAT_GET = Op(api.GetRecipients, api.ChatTargets, callers={"api", "notifier"})
     """Internal (no actor): a convoy's chat channels with their webhook URLs."""
-    SIGN_IN_REQUEST = Op(api.SignInRequest, api.Accepted, callers=EDGE)
+    SIGN_IN_REQUEST = Op(api.SignInAsk, api.Accepted, callers=EDGE)
     SIGN_IN_COMPLETE = Op(api.SignInComplete, api.SignedIn, callers=EDGE)
     SIGN_OUT = Op(api.SignOut, api.Accepted, callers=EDGE)
     TOKEN_RESOLVE = Op(api.ResolveToken, api.Principal, callers=EDGE)

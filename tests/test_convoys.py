@@ -81,12 +81,13 @@ async def test_sign_in_never_reveals_whether_an_address_is_known(
     r = await client.post("/api/v1/auth/sign-in/complete", json={"token": token_in(mail, "cvl_")})
     assert r.status_code == 410
 
-    # Asking too often for one address is refused, known or not.
+    # Asking too often for one address is answered the same, known or not (and sends nothing more: see
+    # test_hostile_abuse.py), so the answer tells nothing and nobody is locked out.
     statuses = [
         (await client.post("/api/v1/auth/sign-in", json={"email": "nobody@nowhere.example"})).status_code
         for _ in range(6)
     ]
-    assert statuses[:4] == [202] * 4 and statuses[-1] == 429
+    assert statuses == [202] * 6
 
 
 async def test_browser_session_cookie_needs_csrf_and_ends_on_sign_out(

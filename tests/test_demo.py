@@ -103,7 +103,7 @@ async def test_the_demo_loads_its_convoy_history_and_mail_once(stack: Stack, smt
     # Each person signs in with an emailed link.
     for person in demo.PEOPLE:
         seen = tokens_for(smtp_sink, person.email, "cvl_")
-        await call(Convoys.SIGN_IN_REQUEST, api.SignInRequest(email=person.email))
+        await call(Convoys.SIGN_IN_REQUEST, api.SignInAsk(sign_in=api.SignInRequest(email=person.email)))
         token = await new_token_for(smtp_sink, person.email, "cvl_", seen)
         signed_in = await call(Convoys.SIGN_IN_COMPLETE, api.SignInComplete(token=token))
         assert signed_in.person.email == person.email and signed_in.person.name == person.name

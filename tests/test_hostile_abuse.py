@@ -7,21 +7,23 @@ route (generated from the route table) and every unsafe API route refuses a sess
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid
 from collections import Counter
 from typing import Any
 
+import asyncpg
 import httpx
 import msgspec
 import pytest
 
 from services.runtime.settings import Settings
-from tests.conftest import SmtpSink, new_token_for, token_in, tokens_for
+from tests.conftest import SmtpSink, eventually, new_token_for, text_of, token_in, tokens_for
 from tests.hostile_world import build_rich_world
 from tests.test_hostile_authz import EXTRA_PARAMS, OBJECT_ALIASES, PUBLIC, example_body, fill, route_table
-from tests.world import build_world, sign_in
+from tests.world import ADMIN, build_world, sign_in
 
 
 def entropy_bits(secret: str) -> float:
@@ -49,6 +51,55 @@ async def test_public_endpoints_are_rate_limited_per_client(client: httpx.AsyncC
         assert r.status_code == 429 and "too many" in r.json()["detail"], (path, r.text)
     r = await client.post("/sign-in", data={"email": "page@flood.example"})
     assert r.status_code == 429
+
+
+async def test_a_sign_in_flood_from_one_client_neither_locks_her_out_nor_fills_her_inbox(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    """Issue #19: above the cap (per address and client) the same 202, and nothing sent; her own client still
+    gets a link. Client A is this test's client (127.0.0.1), client B a second one from 127.0.0.2."""
+    email = "frieda-flood@zentrum.example"
+    r = await client.post(
+        "/api/v1/facilitators", json={"name": "Frieda Berater", "email": email, "language": "de"}, headers=ADMIN
+    )
+    assert r.status_code == 201, r.text
+    cap = settings.sign_in_requests_per_hour
+    for i in range(cap):
+        r = await client.post("/api/v1/auth/sign-in", json={"email": email, "next": f"/from-a-{i}"})
+        assert r.status_code == 202, r.text
+
+    async def links(count: int) -> bool:
+        assert len(tokens_for(smtp_sink, email, "cvl_")) == count
+        return True
+
+    await eventually(lambda: links(cap))
+    flood = await client.post("/api/v1/auth/sign-in", json={"email": email, "next": "/from-a-over"})
+    page = await client.post("/sign-in", data={"email": email, "next": "/from-a-page"})  # the page: the same
+    assert flood.status_code == 202 and flood.json() == r.json()
+    assert page.status_code == 200 and "429" not in page.text
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=client.base_url, transport=transport, timeout=20) as her_client:
+        r = await her_client.post("/api/v1/auth/sign-in", json={"email": email, "next": "/from-b"})
+        assert r.status_code == 202, r.text
+        await eventually(lambda: links(cap + 1))
+        texts = [text_of(m) for m in smtp_sink.to(email)]
+        [hers] = [t for t in texts if "next=/from-b" in t or "next=%2Ffrom-b" in t]
+        assert not [t for t in texts if "from-a-over" in t or "from-a-page" in t]
+        [token] = re.findall(r"cvl_[A-Za-z0-9_-]{20,}", hers)
+        r = await her_client.post("/api/v1/auth/sign-in/complete", json={"token": token})
+        assert r.status_code == 200 and r.json()["person"]["email"] == email, r.text
+    # What is stored to count clients is a keyed hash, never the address.
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT client_hash FROM convoys.sign_in_requests WHERE email_hash = $1",
+            hashlib.sha256(email.encode()).digest(),
+        )
+    finally:
+        await conn.close()
+    clients = Counter(bytes(row["client_hash"]) for row in rows)
+    assert sorted(clients.values()) == [1, cap + 2], clients  # A: the cap, the flood, the page; B: one
+    assert all(len(c) == 16 and b"127.0.0" not in c for c in clients), clients
 
 
 async def test_invitations_to_one_address_are_limited(

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from convoy_api import examples as ex
-from convoy_api.deps import SESSION_COOKIE, Backend, bearer_token, client_rate_limit, provide_actor
+from convoy_api.deps import SESSION_COOKIE, Backend, bearer_token, client_key, client_rate_limit, provide_actor
 from convoy_api.privacy import controllers as privacy
 from schemas import api
 from schemas.convoys import Convoys
@@ -57,8 +57,11 @@ class AuthController(Controller):
         status_code=202,
         guards=[client_rate_limit],
     )
-    async def request_link(self, data: ex.SignInRequest, backend: Services) -> api.Accepted:
-        return await backend.call(Convoys.SIGN_IN_REQUEST, data)
+    async def request_link(
+        self, data: ex.SignInRequest, backend: Services, request: Request[Any, Any, Any]
+    ) -> api.Accepted:
+        ask = api.SignInAsk(sign_in=data, client=client_key(backend.settings, request, "sign-in"))
+        return await backend.call(Convoys.SIGN_IN_REQUEST, ask)
 
     @post(
         "/sign-in/complete",

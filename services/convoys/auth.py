@@ -26,7 +26,7 @@ from services.convoys.access import Access
 from services.convoys.repository import auth as auth_repo
 from services.convoys.service import check_timezone, email_to, hash_token, new_token
 from services.runtime.db import struct
-from services.runtime.errors import Gone, NotFound, TooManyRequests
+from services.runtime.errors import Gone, NotFound
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
@@ -84,15 +84,19 @@ class Sessions:
 
     # --- sign-in -------------------------------------------------------------------------------
     @Convoys.SIGN_IN_REQUEST
-    async def request_sign_in(self, req: api.SignInRequest) -> api.Accepted:
+    async def request_sign_in(self, ask: api.SignInAsk) -> api.Accepted:
+        # Above the cap (per address and client) the answer is the same and nothing more is sent: a flood
+        # from one client for someone's address neither fills her inbox nor keeps her own request (from her
+        # client) from getting its link, and the answer tells the flooder nothing.
+        req = ask.sign_in
         now = datetime.now(UTC)
         email_hash = hashlib.sha256(req.email.strip().lower().encode()).digest()
         async with self.rt.db.transaction() as conn:
-            count = await auth_repo.record_sign_in_request(conn, email_hash, now - timedelta(hours=1))
-            if count > self.settings.sign_in_requests_per_hour:
-                raise TooManyRequests("too many sign-in links for this address; try again in an hour")
+            count = await auth_repo.record_sign_in_request(
+                conn, email_hash, bytes.fromhex(ask.client), now - timedelta(hours=1)
+            )
             person = await repo.person_by_email(conn, req.email)
-            if person is not None:
+            if person is not None and count <= self.settings.sign_in_requests_per_hour:
                 token = new_token("cvl_")
                 await auth_repo.insert_sign_in_link(
                     conn,

@@ -13,7 +13,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
-from convoy_api.deps import SESSION_COOKIE, client_rate_limit
+from convoy_api.deps import SESSION_COOKIE, client_key, client_rate_limit
 from convoy_api.web import i18n
 from convoy_api.web.core import LANG_COOKIE, Page, field_error, provide_page, service_error
 from schemas import api
@@ -67,7 +67,8 @@ class SignInPages(Controller):
         except msgspec.ValidationError as exc:
             name, message = field_error(page, exc, {"email": email})
             return page.render("sign_in.html", 422, next=nxt, sent=False, errors={name: message}, email=email)
-        await page.call(Convoys.SIGN_IN_REQUEST, request)
+        client = client_key(page.backend.settings, page.request, "sign-in")
+        await page.call(Convoys.SIGN_IN_REQUEST, api.SignInAsk(sign_in=request, client=client))
         return page.render("sign_in.html", next=nxt, sent=True, errors={}, email=email)
 
     @get("/sign-in/{token:str}")

@@ -15,11 +15,17 @@ Conn = asyncpg.Connection
 
 
 # --- sign-in, sessions, tokens -------------------------------------------------------------------
-async def record_sign_in_request(conn: Conn, email_hash: bytes, since: datetime) -> int:
-    """Record one request for this address; return how many it made since ``since`` (this one included)."""
-    await conn.execute("INSERT INTO sign_in_requests (email_hash) VALUES ($1)", email_hash)
+async def record_sign_in_request(conn: Conn, email_hash: bytes, client_hash: bytes, since: datetime) -> int:
+    """Record one request for this address from this client; return how many this client made for the address
+    since ``since`` (this one included)."""
+    await conn.execute(
+        "INSERT INTO sign_in_requests (email_hash, client_hash) VALUES ($1, $2)", email_hash, client_hash
+    )
     count = await conn.fetchval(
-        "SELECT count(*) FROM sign_in_requests WHERE email_hash = $1 AND requested_at > $2", email_hash, since
+        "SELECT count(*) FROM sign_in_requests WHERE email_hash = $1 AND client_hash = $2 AND requested_at > $3",
+        email_hash,
+        client_hash,
+        since,
     )
     return int(count)
 
