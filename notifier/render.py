@@ -194,7 +194,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "invitation": _Spec(needs=("convoy", "company", "inviter", "link", "expires")),
     "sign_in": _Spec(needs=("link", "minutes")),
     "facilitator_appointed": _Spec(needs=("link",)),
-    "join_request_received": _Spec(needs=("convoy", "company", "contact", "link"), note="message"),
+    "join_request_received": _Spec(needs=("convoy", "link")),
     "join_request_declined": _Spec(needs=("convoy", "company"), note="reason"),
     "member_removed": _Spec(needs=("convoy", "company"), note="reason"),
     "help_offered": _Spec(needs=("convoy", "helper", "company", "topic", "link"), note="message"),
@@ -203,7 +203,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "report_hidden": _Spec(needs=("convoy", "company"), note="reason"),
     "comment_hidden": _Spec(needs=("convoy", "company", "link"), note="reason"),
     "content_flagged": _Spec(needs=("convoy", "company", "what", "category", "link"), note="note"),
-    "pool_request_received": _Spec(needs=("company", "theme", "contact", "link"), note="message"),
+    "pool_request_received": _Spec(needs=("theme", "link")),
     "observer_invitation": _Spec(needs=("convoy", "inviter", "link", "expires")),
     "observer_removed": _Spec(needs=("convoy",), note="reason"),
 }
@@ -259,11 +259,15 @@ _MESSAGES: dict[str, _Words] = {
         ),
         button=N_("Sign in to Convoy"),
     ),
+    # Anonymous requests: nothing the sender typed (company, name, address, message) goes into the email,
+    # so Convoy never mails attacker-chosen text to facilitators; they read the request in Convoy.
     "join_request_received": _Words(
-        subject=N_('Request from %(company)s to join "%(convoy)s"'),
+        subject=N_('New request to join "%(convoy)s"'),
         heading=N_("New request to join"),
-        body=(N_('%(contact)s asks for %(company)s to join the convoy "%(convoy)s".'),),
-        note=N_("Their message"),
+        body=(
+            N_('A new request to join the convoy "%(convoy)s" is waiting for your decision.'),
+            N_("Who is asking and what they wrote is shown in Convoy, not in this email."),
+        ),
         button=N_("Review the request"),
         after=(N_("You receive this email as a facilitator of the convoy."),),
     ),
@@ -374,13 +378,13 @@ _MESSAGES: dict[str, _Words] = {
         after=(N_("You receive this email as a facilitator of the convoy."),),
     ),
     "pool_request_received": _Words(
-        subject=N_('Digitalisation check: %(company)s would like to join a convoy on "%(theme)s"'),
+        subject=N_('Digitalisation check: a new request for a convoy on "%(theme)s"'),
         heading=N_("New request in the formation pool"),
         body=(
-            N_('%(contact)s took the digitalisation check and would like %(company)s to join a convoy on "%(theme)s".'),
+            N_('A company took the digitalisation check and would like to join a convoy on "%(theme)s".'),
             N_("The request waits in the formation pool until you place it in a convoy."),
+            N_("Who is asking and what they wrote is shown in Convoy, not in this email."),
         ),
-        note=N_("Their message"),
         button=N_("Open the formation pool"),
         after=(N_("You receive this email as a facilitator of the competence centre."),),
     ),

@@ -308,7 +308,8 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``invitation``: convoy, company, inviter, link, expires (a date people read)
     - ``sign_in``: link, minutes (how long the link works)
     - ``facilitator_appointed``: link (where to sign in)
-    - ``join_request_received`` (to facilitators): convoy, company, contact, message, link
+    - ``join_request_received`` (to facilitators): convoy, link (the request queue); nothing the anonymous
+      sender typed
     - ``join_request_declined`` (to the asking contact): convoy, company, reason
     - ``member_removed``: convoy, company, reason
     - ``help_offered`` (to the report's author): convoy, helper, company, topic, message, link
@@ -320,8 +321,8 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``content_flagged`` (to the convoy's facilitators): convoy, company (whose report it is or is on),
       what (words for the object, e.g. "einen Kommentar zum Bericht"), category (the flag's reason, in words),
       link (to the moderation queue), note (the member's own words)
-    - ``pool_request_received`` (to every facilitator): company, theme (words), contact, link (the formation
-      pool), message (the company's own words)
+    - ``pool_request_received`` (to every facilitator): theme (words), link (the formation pool); nothing the
+      anonymous sender typed
     - ``observer_invitation``: convoy, inviter, link, expires (an invitation to read along as an observer)
     - ``observer_removed``: convoy, reason
     """

@@ -22,7 +22,7 @@ from schemas import api
 from services.convoys.check import formation
 from services.convoys.check import questions as q
 from services.milestones import catalogue as cat
-from tests.conftest import SmtpSink, Stack
+from tests.conftest import SmtpSink, Stack, html_of, text_of
 from tests.world import ADMIN, appoint_facilitator, build_world
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -217,8 +217,11 @@ async def test_without_consent_nothing_personal_is_stored(
     facilitator = await appoint_facilitator(client, smtp_sink, "fiona@zentrum.example")
     r = await client.post(f"/api/v1/check/{result['id']}/join", json={**person, "consent": True})
     assert r.status_code == 202, r.text
-    mail = await smtp_sink.wait_for_subject("fiona@zentrum.example", "Kesselflicker Zwoelf")
-    assert "Online-Terminbuchung" in mail["Subject"]
+    mail = await smtp_sink.wait_for_subject("fiona@zentrum.example", "Online-Terminbuchung")
+    assert "/pool" in text_of(mail)  # a link to the queue, and nothing the sender typed
+    seen = str(mail["Subject"]) + text_of(mail) + html_of(mail)
+    for typed in ("Kesselflicker", "Zwoelf", "Xaver", "zuversicht", "Bitte melden"):
+        assert typed not in seen, typed
     assert await every_table_mentioning(stack, "zuversicht") == ["convoys.pool_requests"]
     pool = (await client.get("/api/v1/pool", headers=facilitator)).json()
     [entry] = pool["entries"]

@@ -27,7 +27,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "invitation": ("convoy", "company", "inviter", "link", "expires"),
     "sign_in": ("link", "minutes"),
     "facilitator_appointed": ("link",),
-    "join_request_received": ("convoy", "company", "contact", "link"),
+    "join_request_received": ("convoy", "link"),
     "join_request_declined": ("convoy", "company"),
     "member_removed": ("convoy", "company"),
     "help_offered": ("convoy", "helper", "company", "topic", "link"),
@@ -36,7 +36,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "report_hidden": ("convoy", "company"),
     "comment_hidden": ("convoy", "company", "link"),
     "content_flagged": ("convoy", "company", "what", "category", "link"),
-    "pool_request_received": ("company", "theme", "contact", "link"),
+    "pool_request_received": ("theme", "link"),
     "observer_invitation": ("convoy", "inviter", "link", "expires"),
     "observer_removed": ("convoy",),
 }
@@ -68,8 +68,8 @@ SUBJECTS = {
     ("sign_in", "en"): "Your sign-in link for Convoy",
     ("facilitator_appointed", "de"): "Sie sind jetzt Moderator:in bei Convoy",
     ("facilitator_appointed", "en"): "You are now a facilitator at Convoy",
-    ("join_request_received", "de"): "Beitrittsanfrage von Sanitär Müller für „Terminvergabe Nord“",
-    ("join_request_received", "en"): 'Request from Sanitär Müller to join "Terminvergabe Nord"',
+    ("join_request_received", "de"): "Neue Beitrittsanfrage für „Terminvergabe Nord“",
+    ("join_request_received", "en"): 'New request to join "Terminvergabe Nord"',
     ("join_request_declined", "de"): "Ihre Beitrittsanfrage für „Terminvergabe Nord“",
     ("join_request_declined", "en"): 'Your request to join "Terminvergabe Nord"',
     ("member_removed", "de"): "Sie sind nicht mehr Mitglied im Konvoi „Terminvergabe Nord“",
@@ -86,10 +86,9 @@ SUBJECTS = {
     ("comment_hidden", "en"): 'Your comment in "Terminvergabe Nord" was hidden',
     ("content_flagged", "de"): "Meldung in „Terminvergabe Nord“: vertraulich",
     ("content_flagged", "en"): 'Flagged in "Terminvergabe Nord": vertraulich',
-    ("pool_request_received", "de"): "Digitalisierungscheck: Sanitär Müller möchte in einen Konvoi zu"
+    ("pool_request_received", "de"): "Digitalisierungscheck: eine neue Anfrage für einen Konvoi zum Thema"
     " „Online-Terminbuchung“",
-    ("pool_request_received", "en"): "Digitalisation check: Sanitär Müller would like to join a convoy on"
-    ' "Online-Terminbuchung"',
+    ("pool_request_received", "en"): 'Digitalisation check: a new request for a convoy on "Online-Terminbuchung"',
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
@@ -105,8 +104,9 @@ SAYS = {
     ("sign_in", "en"): "If you did not ask for a sign-in link, you can simply ignore this email.",
     ("facilitator_appointed", "de"): "Sie sind jetzt Moderator:in bei Convoy.",
     ("facilitator_appointed", "en"): "You are now a facilitator at Convoy.",
-    ("join_request_received", "de"): "Wir möchten gern mitmachen.",
-    ("join_request_received", "en"): "Ben Schmidt asks for Sanitär Müller to join the convoy",
+    ("join_request_received", "de"): "Eine neue Anfrage, dem Konvoi „Terminvergabe Nord“ beizutreten, wartet auf"
+    " Ihre Entscheidung.",
+    ("join_request_received", "en"): "Who is asking and what they wrote is shown in Convoy, not in this email.",
     ("join_request_declined", "de"): "Der Konvoi ist voll.",
     ("join_request_declined", "en"): "was declined.",
     ("member_removed", "de"): "Der Konvoi ist voll.",
@@ -127,8 +127,8 @@ SAYS = {
     ("content_flagged", "de"): "Ein Mitglied des Konvois „Terminvergabe Nord“ hat einen Kommentar zum Bericht"
     " von Sanitär Müller gemeldet. Grund: vertraulich.",
     ("content_flagged", "en"): "Nennt Kundennamen.",
-    ("pool_request_received", "de"): "Ben Schmidt hat den Digitalisierungscheck gemacht und möchte mit Sanitär Müller"
-    " in einem Konvoi zum Thema „Online-Terminbuchung“ mitmachen.",
+    ("pool_request_received", "de"): "Ein Unternehmen hat den Digitalisierungscheck gemacht und möchte in einem"
+    " Konvoi zum Thema „Online-Terminbuchung“ mitmachen.",
     ("pool_request_received", "en"): "The request waits in the formation pool until you place it in a convoy.",
 }
 
@@ -285,18 +285,19 @@ async def test_user_text_is_escaped_in_html(stack: Stack, smtp_sink: SmtpSink) -
         email_requested(
             "escape-1",
             "facil@example.test",
-            "join_request_received",
+            "help_offered",
             {
                 "convoy": "Nord & Süd",
                 "company": "<script>alert(1)</script> GmbH",
-                "contact": 'Eve "<b>"',
+                "helper": 'Eve "<b>"',
+                "topic": "Kalender",
                 "message": "Erste Zeile\r\nZweite <i>Zeile</i>",
                 "link": "https://convoy.test/requests/1?a=1&b=2",
             },
         ),
     )
     [message] = await smtp_sink.wait_for(1)
-    assert message["Subject"] == "Beitrittsanfrage von <script>alert(1)</script> GmbH für „Nord & Süd“"
+    assert message["Subject"] == 'Eve "<b>" (<script>alert(1)</script> GmbH) bietet Hilfe an'
     text, markup = bodies(message)
     assert "<script>alert(1)</script> GmbH" in text and "Erste Zeile\r\nZweite <i>Zeile</i>" in text
     assert "<script>" not in markup and "<i>" not in markup and "<b>" not in markup

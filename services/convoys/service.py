@@ -726,11 +726,8 @@ class ConvoysService:
                         f,
                         "join_request_received",
                         key=f"join_request_received:{created.id}:{f['id']}",
-                        params={
+                        params={  # nothing the anonymous sender typed: facilitators read it in Convoy
                             "convoy": convoy["name"],
-                            "company": r.company.name,
-                            "contact": f"{r.contact_name} <{r.contact_email}>",
-                            "message": r.message,
                             "link": f"{self.base_url}/convoys/{req.convoy_id}/join-requests",
                         },
                     ),

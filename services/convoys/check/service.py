@@ -182,11 +182,8 @@ class CheckService:
                         f,
                         "pool_request_received",
                         key=f"pool_request_received:{request_id}:{f['id']}",
-                        params={
-                            "company": r.company.name,
+                        params={  # nothing the anonymous sender typed: facilitators read it in Convoy
                             "theme": (theme.title_de if de else theme.title_en) or r.theme,
-                            "contact": f"{r.contact_name} <{r.contact_email}>",
-                            "message": r.message,
                             "link": f"{self.svc.base_url}/pool",
                         },
                     ),
