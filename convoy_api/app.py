@@ -21,7 +21,7 @@ from convoy_api.auth.controllers import (
 from convoy_api.calendar.controllers import CalendarController, FeedController
 from convoy_api.check.controllers import CheckController, PoolController
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
-from convoy_api.deps import Backend, ClientLimiter, provide_backend
+from convoy_api.deps import Backend, ClientLimiter, daily_limiter, provide_backend
 from convoy_api.flags.controllers import CharterController, FlagController
 from convoy_api.health.controllers import api_metrics, health, service_metrics
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> Litestar:
             rpc=RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)),
             subjects=Subjects(settings.namespace),
             limiter=ClientLimiter(settings.client_requests_per_minute),
+            daily=daily_limiter(settings.anonymous_requests_per_client_per_day),
         )
         try:
             yield

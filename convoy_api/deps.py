@@ -39,22 +39,36 @@ class ClientLimiter:
     Per API process: with N replicas a client gets up to N times the limit.
     """
 
-    def __init__(self, per_minute: int, max_clients: int = 10_000) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        max_clients: int = 10_000,
+        window_s: float = 60.0,
+        refusal: str = "too many requests from your address; try again in a minute",
+    ) -> None:
         self.per_minute = per_minute
+        """Requests per window (a minute unless ``window_s`` says otherwise)."""
         self.max_clients = max_clients
+        self.window_s = window_s
+        self.refusal = refusal
         self.hits: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
 
     def check(self, client: str) -> None:
         now = time.monotonic()
         hits = self.hits.pop(client, None) or collections.deque()
-        while hits and hits[0] < now - 60:
+        while hits and hits[0] < now - self.window_s:
             hits.popleft()
         self.hits[client] = hits
         while len(self.hits) > self.max_clients:
             self.hits.popitem(last=False)
         if len(hits) >= self.per_minute:
-            raise TooManyRequests("too many requests from your address; try again in a minute")
+            raise TooManyRequests(self.refusal)
         hits.append(now)
+
+
+def daily_limiter(per_day: int) -> ClientLimiter:
+    """Anonymous requests that reach people (join and pool requests) per client per day."""
+    return ClientLimiter(per_day, window_s=86_400, refusal="too many requests from your address today; try tomorrow")
 
 
 @dataclass
@@ -65,6 +79,8 @@ class Backend:
     rpc: RpcClient
     subjects: Subjects
     limiter: ClientLimiter
+    daily: ClientLimiter
+    """Anonymous join and pool requests per client per day (``anonymous_request_limit``)."""
     _tokens: dict[str, tuple[float, api.Principal]] = field(default_factory=dict)
 
     async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
@@ -144,3 +160,11 @@ def client_rate_limit(connection: ASGIConnection[Any, Any, Any, State], _: BaseR
     """Guard for endpoints anyone may call (sign-in, invitations, join requests)."""
     backend: Backend = connection.app.state.backend
     backend.limiter.check(client_of(connection))
+
+
+def anonymous_request_limit(connection: ASGIConnection[Any, Any, Any, State], handler: BaseRouteHandler) -> None:
+    """Guard for anonymous requests that facilitators hear of (join requests, the formation pool): the per-minute
+    limit and a daily cap per client, so one client cannot flood the queues and the facilitators' inboxes."""
+    client_rate_limit(connection, handler)
+    backend: Backend = connection.app.state.backend
+    backend.daily.check(client_of(connection))

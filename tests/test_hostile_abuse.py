@@ -102,6 +102,35 @@ async def test_a_sign_in_flood_from_one_client_neither_locks_her_out_nor_fills_h
     assert all(len(c) == 16 and b"127.0.0" not in c for c in clients), clients
 
 
+async def test_anonymous_join_and_pool_requests_are_capped_per_client_and_day(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    """Issue #19: one client cannot flood the queues (and the facilitators' inboxes) with anonymous requests."""
+    world = await build_world(client, smtp_sink, companies=1, open_=True)
+    cap = settings.anonymous_requests_per_client_per_day
+    assert cap < settings.client_requests_per_minute  # this is the daily cap at work, not the per-minute one
+
+    def ask(c: httpx.AsyncClient, i: int) -> Any:
+        return c.post(
+            f"/api/v1/open-convoys/{world.convoy_id}/join-requests",
+            json={"company": {"name": f"Flut {i}"}, "contact_name": "Eve", "contact_email": f"eve{i}@flood.example"},
+        )
+
+    def from_(address: str) -> httpx.AsyncClient:  # a client of its own (its own per-minute budget, too)
+        transport = httpx.AsyncHTTPTransport(local_address=address)
+        return httpx.AsyncClient(base_url=client.base_url, transport=transport, timeout=20)
+
+    async with from_("127.0.0.3") as flooder:
+        statuses = [(await ask(flooder, i)).status_code for i in range(cap + 1)]
+        assert statuses == [202] * cap + [429], statuses
+        r = await flooder.post(f"/api/v1/check/{uuid.uuid4()}/join", json={})  # the pool shares the cap
+        assert r.status_code == 429 and "today" in r.json()["detail"]
+    async with from_("127.0.0.2") as other:
+        assert (await ask(other, cap + 1)).status_code == 202  # another client is not affected
+    r = await client.get(f"/api/v1/convoys/{world.convoy_id}/join-requests", headers=world.facilitator)
+    assert len(r.json()["requests"]) == cap + 1
+
+
 async def test_invitations_to_one_address_are_limited(
     client: httpx.AsyncClient, smtp_sink: SmtpSink, settings: Settings
 ) -> None:

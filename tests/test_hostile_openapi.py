@@ -48,7 +48,11 @@ ENDS_THE_CALLER = {("POST", "/api/v1/auth/sign-out"), ("DELETE", "/api/v1/me")}
 def settings(settings: Settings) -> Settings:
     """Per-client limits up, so generated bodies reach the services rather than a 429."""
     return msgspec.structs.replace(
-        settings, client_requests_per_minute=100_000, sign_in_requests_per_hour=1000, invitations_per_day=1000
+        settings,
+        client_requests_per_minute=100_000,
+        sign_in_requests_per_hour=1000,
+        invitations_per_day=1000,
+        anonymous_requests_per_client_per_day=100_000,
     )
 
 

@@ -12,7 +12,7 @@ from litestar.params import FromPath, QueryParameter
 
 from convoy_api import csvout
 from convoy_api import examples as ex
-from convoy_api.deps import Backend, client_rate_limit, provide_actor
+from convoy_api.deps import Backend, anonymous_request_limit, client_rate_limit, provide_actor
 from schemas import api
 from schemas.convoys import Convoys, WithdrawFromPool
 
@@ -57,7 +57,7 @@ class CheckController(Controller):
         "/{check_id:uuid}/join",
         summary="Leave a contact (consent required) and ask to join a convoy on a theme",
         status_code=202,
-        guards=[client_rate_limit],
+        guards=[anonymous_request_limit],
     )
     async def join(self, check_id: CheckId, data: ex.NewPoolRequest, backend: Services) -> api.Accepted:
         return await backend.call(Convoys.POOL_JOIN, api.JoinPool(check_id=check_id, request=data))

@@ -10,7 +10,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
 from convoy_api import examples as ex
-from convoy_api.deps import Backend, client_rate_limit, provide_actor
+from convoy_api.deps import Backend, anonymous_request_limit, provide_actor
 from schemas import api
 from schemas.convoys import Convoys
 
@@ -243,7 +243,7 @@ class OpenConvoyController(Controller):
         "/open-convoys/{convoy_id:uuid}/join-requests",
         summary="Ask for a company to join",
         status_code=202,
-        guards=[client_rate_limit],
+        guards=[anonymous_request_limit],
     )
     async def ask_to_join(self, convoy_id: ConvoyId, data: ex.NewJoinRequest, backend: Services) -> api.Accepted:
         await backend.call(Convoys.JOIN_REQUEST_CREATE, api.CreateJoinRequest(convoy_id=convoy_id, request=data))

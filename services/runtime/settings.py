@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Invitations one address may receive per day."""
     client_requests_per_minute: Annotated[int, Meta(ge=1, le=100000)] = 30
     """Sign-in, invitation and join requests one client (IP address) may make per minute."""
+    anonymous_requests_per_client_per_day: Annotated[int, Meta(ge=1, le=100000)] = 20
+    """Anonymous join requests and formation-pool requests one client (IP address) may send per day (per API
+    process, like the per-minute limit); above it they are refused with 429."""
     token_cache_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
     """How long the API keeps a resolved token; a revoked token keeps working in another API replica this long."""
 

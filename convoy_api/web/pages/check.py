@@ -16,7 +16,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
-from convoy_api.deps import client_rate_limit
+from convoy_api.deps import anonymous_request_limit, client_rate_limit
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
 from schemas.convoys import Convoys
@@ -111,7 +111,7 @@ class CheckPages(Controller):
     async def result(self, page: PageDep, check_id: FromPath[uuid.UUID]) -> Template:
         return await self._result(page, check_id)
 
-    @post("/{check_id:uuid}/join", guards=[client_rate_limit], status_code=200)
+    @post("/{check_id:uuid}/join", guards=[anonymous_request_limit], status_code=200)
     async def join(self, page: PageDep, check_id: FromPath[uuid.UUID]) -> Template:
         values = {k: str(page.form.get(k, "")).strip() for k in (*JOIN_FIELDS, "contact_language", "message")}
         consent = page.form.get("consent") == "yes"
