@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
-from convoy_api import errors, web
+from convoy_api import edge, errors, web
 from convoy_api.auth.controllers import (
     AuthController,
     FacilitatorController,
@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[nats_connection],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
         middleware=[tracing.asgi_middleware, correlation.asgi_middleware, prometheus.middleware],
+        before_send=[edge.add_security_headers(settings)],
         openapi_config=OpenAPIConfig(title="Convoy API", version="0.1.0", path="/schema"),
         request_max_body_size=1_000_000,
     )
