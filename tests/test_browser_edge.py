@@ -94,3 +94,35 @@ async def test_pages_have_no_inline_script(client: httpx.AsyncClient) -> None:
         assert not re.search(r"\son[a-z]+\s*=", text), template.name
         assert "javascript:" not in text.lower(), template.name
         assert "hx-on" not in text, template.name  # htmx would need eval
+
+
+# --- safe_next ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/\\evil.example",
+        "/\\\\evil.example",
+        "\\\\evil.example",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\x00/evil.example",
+        "/\x7f/evil.example",
+        "/\x1b/x",
+        "//evil.example",
+        "https://evil.example/",
+        "/%5Cevil.example\\",
+        "",
+        "reports",
+    ],
+)
+def test_safe_next_refuses_what_a_browser_could_read_as_another_host(target: str) -> None:
+    from convoy_api.web.pages.auth import safe_next
+
+    assert safe_next(target) == "/"
+
+
+@pytest.mark.parametrize("target", ["/", "/convoys/abc?tab=reports#r1", "/profile/", "/reports/%5C"])
+def test_safe_next_keeps_paths_on_this_site(target: str) -> None:
+    from convoy_api.web.pages.auth import safe_next
+
+    assert safe_next(target) == target
