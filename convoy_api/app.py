@@ -32,7 +32,7 @@ from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
 from services.runtime import bus, correlation, tracing
 from services.runtime.rpc import RpcClient
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, refuse_open_edge
 
 ROUTES: list[ControllerRouterHandler] = [
     health,
@@ -66,6 +66,7 @@ ROUTES: list[ControllerRouterHandler] = [
 
 
 def create_app(settings: Settings) -> Litestar:
+    refuse_open_edge(settings)  # before anything listens: the refused setting is named, the start stops
     tracing.configure(settings, "api")
 
     @asynccontextmanager

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -126,3 +129,75 @@ def test_safe_next_keeps_paths_on_this_site(target: str) -> None:
     from convoy_api.web.pages.auth import safe_next
 
     assert safe_next(target) == target
+
+
+# --- the mail viewer only on loopback ----------------------------------------------------------------
+ANY = "0.0.0.0"  # noqa: S104 — a host named in settings, not bound here
+REACHABLE = [ANY, "::", "[::]", "192.168.1.20", "convoy.example", ""]
+LOOPBACK = ["127.0.0.1", "127.0.0.5", "::1", "[::1]", "localhost"]
+
+
+@pytest.mark.parametrize("host", REACHABLE)
+def test_the_mail_viewer_on_a_reachable_interface_refuses_to_start(host: str) -> None:
+    from convoy_api.app import create_app
+    from services.runtime import settings as settings_mod
+
+    environ = {"CONVOY_DEV_MAIL_VIEWER": "true", "CONVOY_HTTP_HOST": host}
+    with pytest.raises(settings_mod.SettingsError, match=r"CONVOY_DEV_MAIL_VIEWER.*not a loopback"):
+        settings_mod.load(environ)
+    with pytest.raises(settings_mod.SettingsError, match="CONVOY_HTTP_HOST"):
+        create_app(Settings(dev_mail_viewer=True, http_host=host))
+    assert settings_mod.load({"CONVOY_HTTP_HOST": host}).dev_mail_viewer is False  # without the viewer: fine
+
+
+@pytest.mark.parametrize("host", LOOPBACK)
+def test_the_mail_viewer_on_loopback_starts(host: str) -> None:
+    from services.runtime import settings as settings_mod
+
+    assert settings_mod.load({"CONVOY_DEV_MAIL_VIEWER": "true", "CONVOY_HTTP_HOST": host}).dev_mail_viewer
+
+
+def test_convoy_run_api_names_the_refused_setting_and_exits(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CONVOY_")},
+        "CONVOY_DEV_MAIL_VIEWER": "true",
+        "CONVOY_HTTP_HOST": ANY,
+        "CONVOY_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "run", "api"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert "CONVOY_HTTP_HOST=0.0.0.0 is not a loopback address" in done.stderr
+    assert not list(tmp_path.iterdir())  # refused before anything was made
+
+
+@pytest.mark.parametrize(("host", "viewer"), [(ANY, False), ("127.0.0.1", True)])
+async def test_convoy_up_turns_the_viewer_on_with_its_sink_only_on_loopback(
+    tmp_path: Path, host: str, viewer: bool
+) -> None:
+    from structlog.testing import capture_logs
+
+    from services import embedded
+    from services.supervisor import Supervisor
+
+    given = Settings(
+        data_dir=str(tmp_path),
+        database_url="postgresql://127.0.0.1:1/unused",  # given: nothing embedded but the mail sink
+        nats_url="nats://127.0.0.1:1",
+        admin_token="adm_test",
+        secret_key="key_test",
+        http_host=host,
+        http_port=embedded.free_port(),
+        embedded_smtp_port=embedded.free_port(),
+        inbound_smtp_port=0,
+    )
+    supervisor = Supervisor(given)
+    with capture_logs() as logs:
+        prepared = await supervisor.prepare()
+    supervisor._lock_file.close()
+    assert prepared.smtp_url.startswith("smtp://127.0.0.1:")  # the sink runs either way
+    assert prepared.dev_mail_viewer is viewer
+    warned = [e for e in logs if e["event"].startswith("mail viewer off")]
+    assert bool(warned) is not viewer
