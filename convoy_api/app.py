@@ -23,6 +23,7 @@ from convoy_api.check.controllers import CheckController, PoolController
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, provide_backend
 from convoy_api.flags.controllers import CharterController, FlagController
+from convoy_api.health import ops
 from convoy_api.health.controllers import api_metrics, health, service_metrics
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
 from convoy_api.privacy.controllers import PrivacyController
@@ -78,9 +79,12 @@ def create_app(settings: Settings) -> Litestar:
             subjects=Subjects(settings.namespace),
             limiter=ClientLimiter(settings.client_requests_per_minute),
         )
+        stop_ops = await ops.start(settings.http_host, settings.ops_port) if settings.ops_port else None
         try:
             yield
         finally:
+            if stop_ops is not None:
+                await stop_ops()
             await nc.drain()
 
     prometheus = PrometheusConfig(app_name="convoy_api", prefix="convoy_api", group_path=True)

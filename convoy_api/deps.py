@@ -127,6 +127,15 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
     )
 
 
+def admin_token_only(connection: ASGIConnection[Any, Any, Any, State], _: BaseRouteHandler) -> None:
+    """Guard for the operations' metrics on the public port: only the admin token (Prometheus can send it
+    as a bearer credential; or it scrapes CONVOY_OPS_PORT, which is not published)."""
+    backend: Backend = connection.app.state.backend
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not backend.is_admin_token(token.strip()):
+        raise Unauthenticated("metrics need 'Authorization: Bearer <admin token>' here, or CONVOY_OPS_PORT")
+
+
 def client_rate_limit(connection: ASGIConnection[Any, Any, Any, State], _: BaseRouteHandler) -> None:
     """Guard for endpoints anyone may call (sign-in, invitations, join requests)."""
     backend: Backend = connection.app.state.backend

@@ -11,7 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services import embedded
 from services.runtime.settings import Settings
+from tests.conftest import ADMIN_TOKEN
+from tests.world import ADMIN
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "convoy_api" / "web" / "templates"
@@ -23,8 +26,13 @@ def public_url() -> str:
 
 
 @pytest.fixture
-def settings(settings: Settings, public_url: str) -> Settings:
-    return settings.with_(public_url=public_url)
+def ops_port() -> int:
+    return 0
+
+
+@pytest.fixture
+def settings(settings: Settings, public_url: str, ops_port: int) -> Settings:
+    return settings.with_(public_url=public_url, ops_port=ops_port)
 
 
 def directives(csp: str) -> dict[str, list[str]]:
@@ -201,3 +209,25 @@ async def test_convoy_up_turns_the_viewer_on_with_its_sink_only_on_loopback(
     assert prepared.dev_mail_viewer is viewer
     warned = [e for e in logs if e["event"].startswith("mail viewer off")]
     assert bool(warned) is not viewer
+
+
+# --- metrics: the admin token on the public port, anyone inside on the ops port -----------------------
+async def test_metrics_on_the_public_port_need_the_admin_token(client: httpx.AsyncClient) -> None:
+    for path in ("/metrics", "/metrics/notifier"):
+        anonymous = await client.get(path)
+        assert anonymous.status_code == 401 and "admin token" in anonymous.json()["detail"], path
+        assert anonymous.headers["www-authenticate"] == "Bearer"
+        assert (await client.get(path, headers={"Authorization": "Bearer adm_wrong"})).status_code == 401
+        assert (await client.get(path, headers={"Authorization": f"Basic {ADMIN_TOKEN}"})).status_code == 401
+    r = await client.get("/metrics", headers=ADMIN)
+    assert r.status_code == 200 and "convoy_api_requests_total" in r.text
+
+
+@pytest.mark.parametrize("ops_port", [embedded.free_port()])
+async def test_the_api_serves_metrics_on_the_ops_port(client: httpx.AsyncClient, ops_port: int) -> None:
+    assert (await client.get("/metrics")).status_code == 401
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops_port}", timeout=10) as ops:
+        metrics = await ops.get("/metrics")
+        assert metrics.status_code == 200 and "convoy_api_requests_total" in metrics.text
+        assert (await ops.get("/live")).json() == {"service": "api", "live": True}
+        assert (await ops.get("/health")).status_code == 404  # only what probes and Prometheus need

@@ -45,7 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
     ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
-    """Back-end services answer /live, /health and /metrics over HTTP on this port (probes, Prometheus); 0: none."""
+    """Every process answers /live and /metrics (back-end services /health too) over HTTP on this port; 0: none."""
     dev_mail_viewer: bool = False
     """Serve /dev/mail (mail the local sink kept); `convoy up` sets it with its sink; only on a loopback HTTP host."""
 
