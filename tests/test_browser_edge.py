@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,8 +14,8 @@ import pytest
 
 from services import embedded
 from services.runtime.settings import Settings
-from tests.conftest import ADMIN_TOKEN
-from tests.world import ADMIN
+from tests.conftest import ADMIN_TOKEN, SmtpSink, new_token_for, tokens_for
+from tests.world import ADMIN, appoint_facilitator
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "convoy_api" / "web" / "templates"
@@ -231,3 +232,35 @@ async def test_the_api_serves_metrics_on_the_ops_port(client: httpx.AsyncClient,
         assert metrics.status_code == 200 and "convoy_api_requests_total" in metrics.text
         assert (await ops.get("/live")).json() == {"service": "api", "live": True}
         assert (await ops.get("/health")).status_code == 404  # only what probes and Prometheus need
+
+
+# --- sign-in completion: JSON only, from our own pages when a browser names its origin ------------------
+async def test_sign_in_completion_takes_only_json_from_this_site(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    email = "frieda@zentrum.example"
+    await appoint_facilitator(client, smtp_sink, email)
+    seen = tokens_for(smtp_sink, email, "cvl_")
+    assert (await client.post("/api/v1/auth/sign-in", json={"email": email})).status_code == 202
+    link = await new_token_for(smtp_sink, email, "cvl_", seen)
+    url = "/api/v1/auth/sign-in/complete"
+    body = json.dumps({"token": link})
+
+    # A form on another site can send text/plain or a form encoding without a preflight: refused, link unspent.
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        r = await client.post(url, content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 415 and "application/json" in r.json()["detail"], content_type
+    r = await client.post(
+        url, content=body, headers={"Content-Type": "application/json", "Origin": "https://evil.example"}
+    )
+    assert r.status_code == 403, r.text
+    r = await client.post(url, content=body, headers={"Content-Type": "application/json", "Origin": "null"})
+    assert r.status_code == 403, r.text
+    assert "set-cookie" not in r.headers
+
+    # Our own origin (the public URL's) and JSON: signed in, once.
+    r = await client.post(
+        url, content=body, headers={"Content-Type": "application/json; charset=utf-8", "Origin": "http://convoy.test"}
+    )
+    assert r.status_code == 200 and r.json()["access_token"].startswith("cva_"), r.text
+    assert (await client.post(url, json={"token": link})).status_code == 410  # no Origin: an API client
