@@ -79,8 +79,10 @@ def create_app(settings: Settings) -> Litestar:
             subjects=Subjects(settings.namespace),
             limiter=ClientLimiter(settings.client_requests_per_minute),
         )
-        stop_ops = await ops.start(settings.http_host, settings.ops_port) if settings.ops_port else None
+        stop_ops = None
         try:
+            if settings.ops_port:
+                stop_ops = await ops.start(settings.http_host, settings.ops_port)
             yield
         finally:
             if stop_ops is not None:
