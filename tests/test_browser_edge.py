@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from services import embedded
 from services.runtime.settings import Settings
-from tests.conftest import ADMIN_TOKEN, SmtpSink, new_token_for, tokens_for
+from tests.conftest import ADMIN_TOKEN, SmtpSink, Stack, eventually, new_token_for, tokens_for
 from tests.world import ADMIN, appoint_facilitator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,13 +28,8 @@ def public_url() -> str:
 
 
 @pytest.fixture
-def ops_port() -> int:
-    return 0
-
-
-@pytest.fixture
-def settings(settings: Settings, public_url: str, ops_port: int) -> Settings:
-    return settings.with_(public_url=public_url, ops_port=ops_port)
+def settings(settings: Settings, public_url: str) -> Settings:
+    return settings.with_(public_url=public_url)
 
 
 def directives(csp: str) -> dict[str, list[str]]:
@@ -224,14 +220,36 @@ async def test_metrics_on_the_public_port_need_the_admin_token(client: httpx.Asy
     assert r.status_code == 200 and "convoy_api_requests_total" in r.text
 
 
-@pytest.mark.parametrize("ops_port", [embedded.free_port()])
-async def test_the_api_serves_metrics_on_the_ops_port(client: httpx.AsyncClient, ops_port: int) -> None:
-    assert (await client.get("/metrics")).status_code == 401
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ops_port}", timeout=10) as ops:
-        metrics = await ops.get("/metrics")
-        assert metrics.status_code == 200 and "convoy_api_requests_total" in metrics.text
-        assert (await ops.get("/live")).json() == {"service": "api", "live": True}
-        assert (await ops.get("/health")).status_code == 404  # only what probes and Prometheus need
+async def test_the_api_serves_metrics_on_the_ops_port(stack: Stack) -> None:
+    """The API process with CONVOY_OPS_PORT (the back-end services of this stack have none)."""
+    import asyncio
+
+    import uvicorn
+
+    from convoy_api.app import create_app
+
+    web, ops_port = embedded.free_port(), embedded.free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(stack.settings.with_(ops_port=ops_port)), host="127.0.0.1", port=web, log_config=None)
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        await eventually(lambda: _started(server))
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.get(f"http://127.0.0.1:{web}/metrics")).status_code == 401
+            metrics = await http.get(f"http://127.0.0.1:{ops_port}/metrics")
+            assert metrics.status_code == 200 and "convoy_api_requests_total" in metrics.text
+            assert (await http.get(f"http://127.0.0.1:{ops_port}/live")).json() == {"service": "api", "live": True}
+            assert (await http.get(f"http://127.0.0.1:{ops_port}/health")).status_code == 404  # probes' needs only
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+    assert embedded.port_free("127.0.0.1", ops_port)  # closed with the API
+
+
+async def _started(server: Any) -> bool:
+    return bool(server.started)
 
 
 # --- sign-in completion: JSON only, from our own pages when a browser names its origin ------------------
