@@ -133,7 +133,7 @@ def admin_token_only(connection: ASGIConnection[Any, Any, Any, State], _: BaseRo
     """Guard for the operations' metrics on the public port: only the admin token (Prometheus can send it
     as a bearer credential; or it scrapes CONVOY_OPS_PORT, which is not published)."""
     backend: Backend = connection.app.state.backend
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not backend.is_admin_token(token.strip()):
         raise Unauthenticated("metrics need 'Authorization: Bearer <admin token>' here, or CONVOY_OPS_PORT")
 
