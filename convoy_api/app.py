@@ -11,7 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ControllerRouterHandler
 
-from convoy_api import errors, web
+from convoy_api import edge, errors, web
 from convoy_api.auth.controllers import (
     AuthController,
     FacilitatorController,
@@ -23,6 +23,7 @@ from convoy_api.check.controllers import CheckController, PoolController
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, daily_limiter, provide_backend
 from convoy_api.flags.controllers import CharterController, FlagController
+from convoy_api.health import ops
 from convoy_api.health.controllers import api_metrics, health, service_metrics
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
 from convoy_api.privacy.controllers import PrivacyController
@@ -32,7 +33,7 @@ from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
 from services.runtime import bus, correlation, tracing
 from services.runtime.rpc import RpcClient
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, refuse_open_edge
 
 ROUTES: list[ControllerRouterHandler] = [
     health,
@@ -66,6 +67,7 @@ ROUTES: list[ControllerRouterHandler] = [
 
 
 def create_app(settings: Settings) -> Litestar:
+    refuse_open_edge(settings)  # before anything listens: the refused setting is named, the start stops
     tracing.configure(settings, "api")
 
     @asynccontextmanager
@@ -78,9 +80,14 @@ def create_app(settings: Settings) -> Litestar:
             limiter=ClientLimiter(settings.client_requests_per_minute),
             daily=daily_limiter(settings.anonymous_requests_per_client_per_day),
         )
+        stop_ops = None
         try:
+            if settings.ops_port:
+                stop_ops = await ops.start(settings.http_host, settings.ops_port)
             yield
         finally:
+            if stop_ops is not None:
+                await stop_ops()
             await nc.drain()
 
     prometheus = PrometheusConfig(app_name="convoy_api", prefix="convoy_api", group_path=True)
@@ -91,6 +98,7 @@ def create_app(settings: Settings) -> Litestar:
         lifespan=[nats_connection],
         exception_handlers=errors.HANDLERS,  # type: ignore[arg-type]
         middleware=[tracing.asgi_middleware, correlation.asgi_middleware, prometheus.middleware],
+        before_send=[edge.add_security_headers(settings)],
         openapi_config=OpenAPIConfig(title="Convoy API", version="0.1.0", path="/schema"),
         request_max_body_size=1_000_000,
     )

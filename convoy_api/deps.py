@@ -8,12 +8,14 @@ import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 
 from schemas import api
@@ -154,6 +156,35 @@ def client_key(settings: Settings, connection: ASGIConnection[Any, Any, Any, Sta
     (or being able to recover) the address."""
     key = f"convoy-client-{purpose}:{settings.secret_key}".encode()
     return hmac.new(key, client_of(connection).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def admin_token_only(connection: ASGIConnection[Any, Any, Any, State], _: BaseRouteHandler) -> None:
+    """Guard for the operations' metrics on the public port: only the admin token (Prometheus can send it
+    as a bearer credential; or it scrapes CONVOY_OPS_PORT, which is not published)."""
+    backend: Backend = connection.app.state.backend
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not backend.is_admin_token(token.strip()):
+        raise Unauthenticated("metrics need 'Authorization: Bearer <admin token>' here, or CONVOY_OPS_PORT")
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def json_from_this_site(connection: ASGIConnection[Any, Any, Any, State], _: BaseRouteHandler) -> None:
+    """Guard against login CSRF: a form on another site cannot send JSON without a CORS preflight (which
+    this API never grants), and a browser names the page's origin; a client without Origin is no browser."""
+    media_type = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(status_code=415, detail="send the body as application/json")
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return
+    backend: Backend = connection.app.state.backend
+    ours = {origin_of(backend.settings.public_url), origin_of(str(connection.base_url))}
+    if origin.strip().lower() not in ours:
+        raise Forbidden("this request must come from Convoy's own pages")
 
 
 def client_rate_limit(connection: ASGIConnection[Any, Any, Any, State], _: BaseRouteHandler) -> None:

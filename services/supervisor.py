@@ -30,7 +30,7 @@ from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import bus, db
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.rpc import RpcClient
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, is_loopback
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +112,13 @@ class Supervisor:
                 raise SystemExit(f"port {s.embedded_smtp_port} (mail sink) is taken; set CONVOY_EMBEDDED_SMTP_PORT")
             self.infra.append(Child("mailsink", [sys.executable, "-m", "services.cli", "mailsink"], self._env(s)))
             changes["smtp_url"] = f"smtp://127.0.0.1:{s.embedded_smtp_port}"
-            changes["dev_mail_viewer"] = True
+            if is_loopback(s.http_host):
+                changes["dev_mail_viewer"] = True
+            else:  # the viewer shows every sign-in link, unauthenticated: never on a reachable interface
+                log.warning(
+                    "mail viewer off: the API listens beyond this machine; read the sink with `convoy mail`",
+                    http_host=s.http_host,
+                )
         if not s.admin_token:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:

@@ -15,12 +15,12 @@ from playwright.async_api import Browser, async_playwright, expect
 
 from services import embedded
 from services.runtime.settings import Settings
+from tests.browser_checks import load_axe
 from tests.conftest import SmtpSink, Stack, eventually
 from tests.world import build_world, sign_in
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-AXE = Path(__file__).resolve().parent / "assets" / "axe.min.js"
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
@@ -101,7 +101,7 @@ async def test_the_profile_calendar_section_on_a_phone_and_a_desktop(
             assert webcal == "webcal://" + value.removeprefix("http://")
             # Nothing scrolls sideways on a phone.
             assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-            await page.add_script_tag(path=str(AXE))
+            await load_axe(page)
             found = await page.evaluate(
                 """async () => (await axe.run('#calendar', {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}))
                      .violations.filter(v => v.impact === 'serious' || v.impact === 'critical')

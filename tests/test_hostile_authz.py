@@ -29,8 +29,6 @@ PUBLIC = {
     # operations
     ("GET", "/health"),
     ("GET", "/favicon.ico"),
-    ("GET", "/metrics"),
-    ("GET", "/metrics/{service}"),
     # signing in, invitations, joining, the catalogue: anyone, rate-limited per client
     ("POST", "/api/v1/auth/sign-in"),
     ("POST", "/api/v1/auth/sign-in/complete"),
@@ -86,6 +84,8 @@ ACCOUNT = {
     ("DELETE", "/api/v1/me/calendar"),
     ("POST", "/api/v1/convoys"),  # facilitators only
     ("POST", "/api/v1/facilitators"),  # the admin only
+    ("GET", "/metrics"),  # the admin token only (or CONVOY_OPS_PORT)
+    ("GET", "/metrics/{service}"),
     ("GET", "/api/v1/pool"),  # facilitators only: the formation pool and programme figures
     ("POST", "/api/v1/pool/convoys"),
     ("GET", "/api/v1/programme"),
@@ -158,7 +158,7 @@ NOT_IN_A_CONVOY = {
     ("POST", "/profile/tokens/{token_id}/revoke"),
 }
 
-EXTRA_PARAMS = {"action": "hide", "object_type": "report"}
+EXTRA_PARAMS = {"action": "hide", "object_type": "report", "service": "notifier"}
 """Path parameters that name no object (page actions)."""
 OBJECT_ALIASES = {"object_id": "report_id"}
 

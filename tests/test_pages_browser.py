@@ -22,12 +22,11 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from services import embedded, mailsink
 from services.runtime.settings import Settings
+from tests.browser_checks import load_axe
 from tests.conftest import ADMIN_TOKEN, Stack, eventually
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
-AXE = Path(__file__).resolve().parent / "assets" / "axe.min.js"
-"""axe-core 4.14.1 (MPL-2.0, assets/axe-core.LICENSE), unmodified, from the npm registry."""
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 
@@ -111,7 +110,7 @@ class Shots:
     async def take(self, page: Page, name: str) -> None:
         self.n += 1
         await page.screenshot(path=str(SHOTS / f"{self.n:02d}-{name}.png"), full_page=True)
-        await page.add_script_tag(path=str(AXE))
+        await load_axe(page)
         found = await page.evaluate(
             """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}))
                  .violations.filter(v => v.impact === 'serious' || v.impact === 'critical')

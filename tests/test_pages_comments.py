@@ -13,6 +13,7 @@ import httpx
 from playwright.async_api import Browser, BrowserContext, Dialog, Locator, Page, expect
 
 from tests import test_calendar_browser as calendar_browser
+from tests.browser_checks import record_csp_violations
 from tests.conftest import SmtpSink
 from tests.test_pages_browser import Shots
 from tests.world import ADMIN, build_world, sign_in
@@ -35,10 +36,16 @@ async def session_of(site: str, sink: SmtpSink, email: str) -> str:
     return session
 
 
+CSP_REFUSED: list[str] = []
+"""What the pages' Content-Security-Policy refused in any page opened by :func:`open_as` (htmx, convoy.js)."""
+
+
 async def open_as(browser: Browser, site: str, session: str, viewport: dict[str, int]) -> tuple[BrowserContext, Page]:
     context = await browser.new_context(viewport=viewport, locale="de-DE")  # type: ignore[arg-type]
     await context.add_cookies([{"name": "convoy_session", "value": session, "url": site}])
-    return context, await context.new_page()
+    page = await context.new_page()
+    record_csp_violations(page, CSP_REFUSED)
+    return context, page
 
 
 async def fits(thread: Locator) -> None:
@@ -48,6 +55,7 @@ async def fits(thread: Locator) -> None:
 
 async def test_the_comment_thread_on_a_phone_and_a_desktop(site: str, browser: Browser, smtp_sink: SmtpSink) -> None:
     shots = Shots()
+    CSP_REFUSED.clear()
     async with httpx.AsyncClient(base_url=site, timeout=20) as client:
         world = await build_world(client, smtp_sink, companies=3)
         r = await client.post(
@@ -69,7 +77,9 @@ async def test_the_comment_thread_on_a_phone_and_a_desktop(site: str, browser: B
         # Clara, on a phone, in the convoy page's inline thread: an empty comment is refused at the field,
         # a sent one appears and the counter follows without a reload.
         clara_ctx, clara = await open_as(browser, site, sessions["clara"], PHONE)
-        await clara.goto(convoy_url)
+        response = await clara.goto(convoy_url)
+        assert response is not None
+        assert "script-src 'self';" in (await response.header_value("content-security-policy") or "")
         card = clara.locator("article.report", has_text="Online-Terminbuchung")
         await card.get_by_role("button", name="0 Kommentare").click()
         await card.get_by_role("button", name="Kommentieren").click()
@@ -172,3 +182,4 @@ async def test_the_comment_thread_on_a_phone_and_a_desktop(site: str, browser: B
         for ctx in (clara_ctx, anna_ctx, frieda_ctx):
             await ctx.close()
     assert shots.violations == [], "\n".join(shots.violations)
+    assert CSP_REFUSED == [], "\n".join(CSP_REFUSED)  # htmx and convoy.js work under the policy

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from tests.browser_checks import load_axe
 from tests.conftest import ADMIN_TOKEN, Stack
 from tests.test_pages_browser import (  # noqa: F401 (fixtures)
-    AXE,
     browser,
     maildir_port,
     open_newest_mail,
@@ -40,7 +40,7 @@ async def audit(page: Page, name: str, violations: list[str]) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     width = page.viewport_size["width"] if page.viewport_size else 0
     await page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
-    await page.add_script_tag(path=str(AXE))
+    await load_axe(page)
     found = await page.evaluate(
         """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}))
              .violations.filter(v => v.impact === 'serious' || v.impact === 'critical')

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, async_playwright, expect
 
+from tests.browser_checks import load_axe
 from tests.conftest import SmtpSink
 from tests.pages_scene import build_scene
 from tests.test_pages_lang import english_in
 
 CHROMIUM = "/usr/bin/chromium"
-AXE = Path(__file__).resolve().parent / "assets" / "axe.min.js"
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 PHONE, DESKTOP = {"width": 390, "height": 844}, {"width": 1280, "height": 900}
 KNOWN_WIDE: set[str] = set()
@@ -87,7 +87,7 @@ async def test_every_page_as_each_role_fits_a_phone_and_passes_axe(
                         viewport["width"],
                     )
                     too_wide.append(f"{role} {path} @{viewport['width']}: {width} px ({', '.join(wide)})")
-                await page.add_script_tag(path=str(AXE))
+                await load_axe(page)
                 found = await page.evaluate(
                     """async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}))
                          .violations.map(v => [v.id, v.impact + ' ' + v.id + ': ' + v.help + ' — '

@@ -153,9 +153,12 @@ async def test_services_answer_nats_micro_discovery(stack: Stack) -> None:
 
 
 async def test_metrics_endpoints(client: httpx.AsyncClient) -> None:
-    r = await client.get("/metrics")
+    for path in ("/metrics", "/metrics/notifier"):  # the public port: the admin token only (issue #19)
+        assert (await client.get(path)).status_code == 401
+        assert (await client.get(path, headers=bearer("cva_not-the-admin"))).status_code == 401
+    r = await client.get("/metrics", headers=ADMIN)
     assert r.status_code == 200 and "convoy_api" in r.text
-    r = await client.get("/metrics/notifier")
+    r = await client.get("/metrics/notifier", headers=ADMIN)
     assert r.status_code == 200 and "convoy_events_processed" in r.text
-    r = await client.get("/metrics/nope")
+    r = await client.get("/metrics/nope", headers=ADMIN)
     assert r.status_code == 404

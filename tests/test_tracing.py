@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.runtime import tracing
 from services.runtime.settings import Settings
 from tests.conftest import SmtpSink, eventually
-from tests.world import build_world
+from tests.world import ADMIN, build_world
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ async def test_services_export_event_lag_outbox_and_leader_metrics(
     await smtp_sink.wait_for_mail_to(world.reps["b"].email)
 
     async def samples(service: str) -> dict[str, list[dict[str, str]]]:
-        text = (await client.get(f"/metrics/{service}")).text
+        text = (await client.get(f"/metrics/{service}", headers=ADMIN)).text
         found: dict[str, list[dict[str, str]]] = {}
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

@@ -12,7 +12,15 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 
 from convoy_api import examples as ex
-from convoy_api.deps import SESSION_COOKIE, Backend, bearer_token, client_key, client_rate_limit, provide_actor
+from convoy_api.deps import (
+    SESSION_COOKIE,
+    Backend,
+    bearer_token,
+    client_key,
+    client_rate_limit,
+    json_from_this_site,
+    provide_actor,
+)
 from convoy_api.privacy import controllers as privacy
 from schemas import api
 from schemas.convoys import Convoys
@@ -66,7 +74,7 @@ class AuthController(Controller):
     @post(
         "/sign-in/complete",
         summary="Exchange the link's token for a session and an access token",
-        guards=[client_rate_limit],
+        guards=[json_from_this_site, client_rate_limit],
     )
     async def complete(self, data: ex.TokenBody, backend: Services) -> Response[api.SignInResult]:
         return signed_in_response(backend, await backend.call(Convoys.SIGN_IN_COMPLETE, data))

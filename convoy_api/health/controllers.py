@@ -11,7 +11,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from convoy_api.deps import Backend
+from convoy_api.deps import Backend, admin_token_only
 from schemas import api
 from schemas.subjects import SERVICES
 from services.runtime.errors import ConvoyError, Unavailable
@@ -46,7 +46,13 @@ async def health(backend: NamedDependency[Backend]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if not not_ready else 503, media_type=MediaType.JSON)
 
 
-@get("/metrics", summary="Prometheus metrics of the API", tags=["operations"], media_type=CONTENT_TYPE_LATEST)
+@get(
+    "/metrics",
+    summary="Prometheus metrics of the API (admin token)",
+    tags=["operations"],
+    media_type=CONTENT_TYPE_LATEST,
+    guards=[admin_token_only],
+)
 async def api_metrics() -> Response[bytes]:
     """Litestar's PrometheusController, but documented as what it answers (Prometheus text, not JSON)."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
@@ -54,9 +60,10 @@ async def api_metrics() -> Response[bytes]:
 
 @get(
     "/metrics/{service:str}",
-    summary="Prometheus metrics of one back-end service",
+    summary="Prometheus metrics of one back-end service (admin token)",
     tags=["operations"],
     media_type=CONTENT_TYPE_LATEST,
+    guards=[admin_token_only],
 )
 async def service_metrics(service: FromPath[str], backend: NamedDependency[Backend]) -> Response[bytes]:
     if service not in SERVICES:

@@ -8,6 +8,7 @@ README.md shows.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 from pathlib import Path
@@ -44,9 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
     ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
-    """Back-end services answer /live, /health and /metrics over HTTP on this port (probes, Prometheus); 0: none."""
+    """Every process answers /live and /metrics (back-end services /health too) over HTTP on this port; 0: none."""
     dev_mail_viewer: bool = False
-    """Serve /dev/mail, a page listing what the local mail sink kept; `convoy up` turns it on with the sink."""
+    """Serve /dev/mail (mail the local sink kept); `convoy up` sets it with its sink; only on a loopback HTTP host."""
 
     # --- sign-in and sessions ----------------------------------------------------------------
     sign_in_link_minutes: Annotated[int, Meta(ge=1, le=60)] = 15
@@ -182,8 +183,29 @@ def default_public_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a server listening on ``host`` is reachable from this machine only."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class SettingsError(ValueError):
     pass
+
+
+def refuse_open_edge(settings: Settings) -> None:
+    """Refuse settings that open the edge: the mail viewer shows everyone's sign-in links, unauthenticated."""
+    if settings.dev_mail_viewer and not is_loopback(settings.http_host):
+        raise SettingsError(
+            f"CONVOY_DEV_MAIL_VIEWER is on but CONVOY_HTTP_HOST={settings.http_host} is not a loopback "
+            "address: /dev/mail would show every sign-in link to anyone who can reach the API. Listen on "
+            "127.0.0.1, or turn the mail viewer off (CONVOY_DEV_MAIL_VIEWER=false)."
+        )
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:
@@ -208,6 +230,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
         settings = msgspec.structs.replace(
             settings, public_url=default_public_url(settings.http_host, settings.http_port)
         )
+    refuse_open_edge(settings)
     return settings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlparse
@@ -24,13 +25,17 @@ PageDep = NamedDependency[Page]
 
 
 def safe_next(target: str | None) -> str:
-    """Only paths on this site: a sign-in link must not become an open redirect."""
+    """Only paths on this site: a sign-in link must not become an open redirect.
+
+    Browsers read ``/\\host`` as ``//host`` and drop tabs and newlines from a URL (``/<tab>/host``), so
+    a backslash, any white space and any control character anywhere refuse the target.
+    """
     if (
         not target
         or not target.startswith("/")
         or target.startswith("//")
         or "\\" in target
-        or any(c.isspace() for c in target)
+        or any(c.isspace() or unicodedata.category(c) == "Cc" for c in target)
         or len(target) > 500
         or urlparse(target).netloc
     ):
