@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 SETTINGS = {variable for variable, _, _ in settings_mod.describe()}
-SECRETS = {"CONVOY_DATABASE_URL", "CONVOY_NATS_URL", "CONVOY_SECRET_KEY", "CONVOY_ADMIN_TOKEN"}
+SECRETS = {"CONVOY_DATABASE_URL", "CONVOY_NATS_PASSWORD", "CONVOY_SECRET_KEY", "CONVOY_ADMIN_TOKEN"}
 """Settings that hold credentials: set only through *_FILE (a mounted secret), never as a plain value."""
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 """The oldest Kubernetes the manifests target and the newest the validator knows."""
@@ -134,7 +134,7 @@ def test_compose_sets_only_real_settings_and_secrets_only_as_files() -> None:
             if variable.endswith("_FILE"):
                 assert value in mounted, f"{name}: {variable} points at {value}, which is not mounted"
     for secret in doc["secrets"].values():
-        source = secret["environment"]
+        source = secret.get("environment", "")
         assert not source.startswith("CONVOY_") or is_setting(source), source
     example = (DEPLOY / ".env.example").read_text()
     for variable in re.findall(r"^(CONVOY_\w+)=", example, re.M):
@@ -149,7 +149,11 @@ def test_compose_nats_is_a_three_node_jetstream_cluster_and_postgres_has_room_fo
     assert sorted(s["environment"]["NATS_SERVER_NAME"] for s in nats.values()) == sorted(nats)
     conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
     assert "jetstream" in conf and "sync_interval: always" in conf
-    assert sorted(re.findall(r"nats-route://([\w-]+):6222", conf)) == sorted(nats)
+    for service in nats.values():
+        routes = [v for k, v in service["environment"].items() if k.startswith("NATS_ROUTE_URL_")]
+        assert sorted(
+            re.findall(r"nats-route://route:\$\{NATS_ROUTE_PASSWORD\}@([\w-]+):6222", " ".join(routes))
+        ) == sorted(nats)
     assert doc["configs"]["nats_conf"]["file"] == "./nats/nats-server.conf"
 
     command = services["postgres"]["command"]
@@ -161,6 +165,136 @@ def test_compose_nats_is_a_three_node_jetstream_cluster_and_postgres_has_room_fo
         extra = 1 + (1 if name == "reminders" else 0)  # outbox relay; reminders' leader lock
         budget += services[name]["deploy"]["replicas"] * (pool + extra)
     assert budget + 10 <= max_connections * 0.8, (budget, max_connections)  # headroom for migrations, psql, backups
+
+
+ROLES = ("api", "convoys", "milestones", "reminders", "notifier", "admin")
+"""NATS users: one per Convoy process, `admin` for migrations, stream setup and the operator's CLI."""
+
+
+def test_compose_gives_each_process_only_its_own_nats_user_over_tls() -> None:
+    doc = compose()
+    services = doc["services"]
+    convoy = {name: s for name, s in services.items() if "convoy" in str(s.get("image", ""))}
+    seen = set()
+    for name, service in convoy.items():
+        role = service["command"][1] if service["command"][0] == "run" else "admin"
+        seen.add(role)
+        env = service["environment"]
+        assert env["CONVOY_NATS_USER"] == role, name
+        assert env["CONVOY_NATS_PASSWORD_FILE"] == f"/run/secrets/nats_{role}_password", name
+        passwords = [s for s in service["secrets"] if s.startswith("nats_") and s.endswith("_password")]
+        assert passwords == [f"nats_{role}_password"], f"{name} holds {passwords}"
+        assert all(url.startswith("tls://") for url in env["CONVOY_NATS_URL"].split(",")), name
+        assert env["CONVOY_NATS_TLS_CA"] == "/run/secrets/nats_ca" and "nats_ca" in service["secrets"], name
+        # Only the processes that use them get the database and the signing key.
+        assert ("convoy_database_url" in service["secrets"]) == (role != "api"), name
+        assert ("convoy_secret_key" in service["secrets"]) == (role in ("api", "notifier")), name
+    assert seen == set(ROLES)
+    for role in ROLES:
+        assert doc["secrets"][f"nats_{role}_password"] == {"environment": f"NATS_{role.upper()}_PASSWORD"}
+    assert doc["configs"]["nats_authorization"]["file"] == "./nats/authorization.conf"
+    for name, service in services.items():
+        if not str(service.get("image", "")).startswith("nats:"):
+            continue
+        assert "ports" not in service, f"{name} publishes a port"  # clients, routes, monitoring stay inside
+        assert {f"NATS_{r.upper()}_PASSWORD" for r in ROLES} | {"NATS_ROUTE_PASSWORD"} <= set(service["environment"])
+        targets = {m["target"] for m in service["secrets"]}
+        assert targets == {"/etc/nats/tls/ca.crt", "/etc/nats/tls/tls.crt", "/etc/nats/tls/tls.key"}, targets
+    example = (DEPLOY / ".env.example").read_text()
+    for role in ROLES:
+        assert f"NATS_{role.upper()}_PASSWORD=" in example
+
+
+def test_nats_server_config_requires_tls_users_and_route_authorization() -> None:
+    conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
+    assert re.search(r"^http: 127\.0\.0\.1:8222", conf, re.M), "monitoring must listen on loopback only"
+    client_tls = conf.split("\ntls {", 1)[1].split("}", 1)[0]
+    assert "handshake_first: true" in client_tls and "/etc/nats/tls/tls.crt" in client_tls
+    cluster = conf.split("\ncluster {", 1)[1]
+    route_tls = cluster.split("tls {", 1)[1].split("}", 1)[0]
+    assert "verify: true" in route_tls and "ca_file" in route_tls
+    assert re.search(r"authorization \{\s*user: route\s*password: \$NATS_ROUTE_PASSWORD", cluster)
+    assert "include ./authorization.conf" in conf and "no_auth_user" not in conf
+    authorization = (DEPLOY / "nats" / "authorization.conf").read_text()
+    assert "generated by `convoy nats-authorization`" in authorization
+    users = dict(re.findall(r"user: (\w+), password: \$(NATS_\w+_PASSWORD)", authorization))
+    assert users == {role: f"NATS_{role.upper()}_PASSWORD" for role in ROLES}
+
+
+async def refused(**options: Any) -> BaseException:
+    """The error one connection attempt with ``options`` ends in (the client closed, so nothing leaks)."""
+    nc = nats.NATS()
+    try:
+        await nc.connect(**options, allow_reconnect=False, connect_timeout=3)
+    except (OSError, nats.errors.Error) as exc:
+        if nc._transport is not None:  # nats-py leaves the socket of a failed first attempt open
+            nc._transport.close()
+        return exc
+    await nc.close()
+    raise AssertionError(f"connected with {options}")
+
+
+@pytest.fixture
+def deploy_nats(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """One node run from deploy/nats/ itself (only paths and ports moved to the test's), with the
+    certificates deploy/tls/make-dev-certs.sh makes; yields the client port and the CA file."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    script = tls / "make-dev-certs.sh"
+    script.write_text((DEPLOY / "tls" / "make-dev-certs.sh").read_text())
+    subprocess.run(["sh", str(script)], check=True, capture_output=True, timeout=60)
+    (tls / "tls.crt").write_bytes((tls / "nats.crt").read_bytes())
+    (tls / "tls.key").write_bytes((tls / "nats.key").read_bytes())
+    port, http, route = (embedded.free_port() for _ in range(3))
+    conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
+    for old, new in (
+        ("/etc/nats/tls/", f"{tls}/"),
+        ("/data/jetstream", str(tmp_path / "js")),
+        ("0.0.0.0:4222", f"127.0.0.1:{port}"),
+        ("127.0.0.1:8222", f"127.0.0.1:{http}"),
+        ("0.0.0.0:6222", f"127.0.0.1:{route}"),
+        ("max_file_store: 50G", "max_file_store: 1G"),
+    ):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    (tmp_path / "nats-server.conf").write_text(conf)
+    (tmp_path / "authorization.conf").write_text((DEPLOY / "nats" / "authorization.conf").read_text())
+    env = {**os.environ, "NATS_SERVER_NAME": "nats-0", "NATS_ROUTE_PASSWORD": "route-secret"}
+    env |= {f"NATS_{role.upper()}_PASSWORD": f"{role}-secret" for role in ROLES}
+    env |= {f"NATS_ROUTE_URL_{i}": f"nats-route://route:route-secret@127.0.0.1:{route}" for i in range(3)}
+    log = (tmp_path / "nats.log").open("wb")  # says why, should the server not start
+    proc = subprocess.Popen(
+        [embedded.nats_server_binary(), "-c", str(tmp_path / "nats-server.conf")], env=env, stderr=log
+    )
+    try:
+        embedded.wait_for_port("127.0.0.1", port, 20, proc)
+        yield port, tls / "ca.crt"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+async def test_the_deploy_nats_config_admits_each_role_over_tls_and_nobody_else(deploy_nats: tuple[int, Path]) -> None:
+    from services.runtime import bus
+
+    port, ca = deploy_nats
+    # The names in make-dev-certs.sh's certificate include localhost, so the check passes as in Compose.
+    for role in ROLES:
+        own = Settings().with_(
+            nats_url=f"tls://localhost:{port}", nats_user=role, nats_password=f"{role}-secret", nats_tls_ca=str(ca)
+        )
+        nc = await bus.connect(own, f"convoy-{role}", attempts_for_s=5)
+        assert nc.is_connected
+        await nc.close()
+    tls = bus.tls_options(Settings().with_(nats_tls_ca=str(ca)), [f"tls://localhost:{port}"])
+    attempts: list[dict[str, Any]] = [
+        {"servers": [f"tls://localhost:{port}"], **tls},  # anonymous
+        {"servers": [f"tls://localhost:{port}"], "user": "api", "password": "notifier-secret", **tls},  # another's
+        {"servers": [f"nats://localhost:{port}"], "user": "api", "password": "api-secret"},  # in clear
+    ]
+    for attempt in attempts:
+        await refused(**attempt)
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------
@@ -561,15 +695,13 @@ async def test_services_reach_nats_over_verified_tls_with_their_own_user(nats_tl
         (own.with_(nats_tls_ca=""), "CERTIFICATE_VERIFY_FAILED"),
         (own.with_(nats_password="guess"), "uthorization"),
     ):
-        with pytest.raises(Exception, match=reason):
-            await nats.connect(
-                f"tls://127.0.0.1:{port}",
-                user=wrong.nats_user,
-                password=wrong.nats_password,
-                allow_reconnect=False,
-                connect_timeout=3,
-                **bus.tls_options(wrong, [wrong.nats_url]),
-            )
+        exc = await refused(
+            servers=[f"tls://127.0.0.1:{port}"],
+            user=wrong.nats_user,
+            password=wrong.nats_password,
+            **bus.tls_options(wrong, [wrong.nats_url]),
+        )
+        assert reason in repr(exc), repr(exc)
 
 
 async def test_a_tls_url_never_sends_the_password_in_clear_to_a_server_that_offers_no_tls() -> None:
@@ -593,15 +725,12 @@ async def test_a_tls_url_never_sends_the_password_in_clear_to_a_server_that_offe
     port = server.sockets[0].getsockname()[1]
     try:
         own = Settings().with_(nats_url=f"tls://127.0.0.1:{port}", nats_user="api", nats_password="api-secret")
-        with pytest.raises((OSError, nats.errors.Error)):  # any failure will do, as long as nothing leaked
-            await nats.connect(
-                own.nats_url,
-                user=own.nats_user,
-                password=own.nats_password,
-                allow_reconnect=False,
-                connect_timeout=3,
-                **bus.tls_options(own, [own.nats_url]),
-            )
+        await refused(  # any failure will do, as long as nothing leaked
+            servers=[own.nats_url],
+            user=own.nats_user,
+            password=own.nats_password,
+            **bus.tls_options(own, [own.nats_url]),
+        )
     finally:
         server.close()
         await server.wait_closed()
