@@ -388,6 +388,189 @@ def test_nats_helm_values_ask_for_three_jetstream_nodes_on_file_storage() -> Non
     assert values["config"]["merge"]["max_payload"] == 8 * 1024 * 1024
 
 
+def projected_secrets(pod: dict[str, Any]) -> set[str]:
+    """Names of the Secrets a pod mounts (projected or plain secret volumes)."""
+    names = set()
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            names.add(volume["secret"]["secretName"])
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                names.add(source["secret"]["name"])
+    return names
+
+
+def test_kubernetes_gives_each_pod_only_its_own_nats_user_and_the_secrets_it_uses() -> None:
+    pods: dict[str, dict[str, Any]] = {}
+    for deployment in kinds("Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        pods[pod["containers"][0]["args"][1]] = pod
+    [job] = kinds("Job").values()
+    pods["admin"] = job["spec"]["template"]["spec"]
+    assert set(pods) == set(ROLES)
+    for role, pod in pods.items():
+        [container] = pod["containers"]
+        env = {v["name"]: v.get("value") for v in container.get("env", [])}
+        assert env["CONVOY_NATS_USER"] == role
+        assert env["CONVOY_NATS_PASSWORD_FILE"] == "/run/secrets/convoy/nats_password"
+        secrets = projected_secrets(pod)
+        assert {s for s in secrets if s.startswith("convoy-nats-")} == {f"convoy-nats-{role}"}, (role, secrets)
+        assert "nats-tls" in secrets and "nats-route" not in secrets
+        assert ("convoy-db-app" in secrets) == (role != "api"), role
+        keys = {
+            item["key"]
+            for volume in pod["volumes"]
+            for source in volume.get("projected", {}).get("sources", [])
+            if source.get("secret", {}).get("name") == "convoy-secrets"
+            for item in source["secret"]["items"]
+        }
+        expected = {"api": {"secret_key", "admin_token"}, "notifier": {"secret_key", "smtp_url"}}.get(role, set())
+        assert keys == expected, (role, keys)
+    config = kinds("ConfigMap")["convoy-config"]["data"]
+    assert config["CONVOY_NATS_URL"].startswith("tls://") and config["CONVOY_NATS_TLS_CA"]
+    example = [doc for doc in yaml.safe_load_all((DEPLOY / "k8s" / "secret.example.yaml").read_text()) if doc]
+    assert {d["metadata"]["name"] for d in example} >= {f"convoy-nats-{role}" for role in ROLES} | {"nats-route"}
+    assert "?starttls" not in str(example) and "smtps://" in str(example)  # no relay password in clear
+
+
+def test_nats_helm_values_ask_for_tls_route_authorization_and_convoys_users() -> None:
+    values = yaml.safe_load((DEPLOY / "k8s" / "nats-values.yaml").read_text())
+    config = values["config"]
+    assert config["nats"]["tls"]["enabled"] and config["nats"]["tls"]["merge"]["handshake_first"] is True
+    cluster = config["cluster"]
+    assert cluster["tls"]["enabled"] and cluster["tls"]["merge"]["verify"] is True
+    assert cluster["merge"]["authorization"]["user"] == "route"
+    assert "$NATS_ROUTE_PASSWORD" in cluster["merge"]["authorization"]["password"]
+    assert config["merge"]["$include"].endswith("/authorization.conf")
+    env = values["container"]["env"]
+    for role in ROLES:
+        assert env[f"NATS_{role.upper()}_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"convoy-nats-{role}"
+    # Kubernetes expands $(VAR) only from variables listed before; the chart lists them sorted by name.
+    for name, value in env.items():
+        for used in re.findall(r"\$\((\w+)\)", str(value)):
+            assert used < name, f"{name} uses {used}, which the chart lists after it"
+    assert values["service"]["ports"]["monitor"]["enabled"] is False and values["natsBox"]["enabled"] is False
+
+
+# --- NetworkPolicies: evaluated the way Kubernetes does ----------------------------------------------
+@dataclass(frozen=True)
+class Peer:
+    namespace: str | None  # None: outside the cluster
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def peer(namespace: str | None, labels: dict[str, str] | None = None) -> Peer:
+    return Peer(namespace, tuple(sorted((labels or {}).items())))
+
+
+NAMESPACE_LABELS = {
+    ns: {"kubernetes.io/metadata.name": ns}
+    for ns in ("convoy", "kube-system", "ingress-nginx", "monitoring", "cnpg-system")
+}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] in ("In", "NotIn"), expression
+        found = labels.get(expression["key"]) in expression["values"]
+        if found != (expression["operator"] == "In"):
+            return False
+    return True
+
+
+def peer_matches(rule_peer: dict[str, Any], who: Peer, policy_namespace: str) -> bool:
+    if "ipBlock" in rule_peer:
+        return who.namespace is None
+    if who.namespace is None:
+        return False
+    if "namespaceSelector" in rule_peer:
+        if not selects(rule_peer["namespaceSelector"], NAMESPACE_LABELS[who.namespace]):
+            return False
+    elif who.namespace != policy_namespace:
+        return False
+    return selects(rule_peer.get("podSelector", {}), dict(who.labels))
+
+
+def direction_allows(policies: list[dict[str, Any]], kind: str, pod: Peer, other: Peer, port: int) -> bool:
+    """Whether ``pod`` (in the namespace) may send (Egress) to / receive (Ingress) from ``other`` on ``port``."""
+    if pod.namespace != "convoy":
+        return True  # other namespaces have their own policies; not ours to judge
+    selecting = [
+        p for p in policies if kind in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], dict(pod.labels))
+    ]
+    if not selecting:
+        return True
+    key, peers_key = ("egress", "to") if kind == "Egress" else ("ingress", "from")
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            if peers and not any(peer_matches(p, other, policy["metadata"]["namespace"]) for p in peers):
+                continue
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") == port for p in ports):
+                continue
+            return True
+    return False
+
+
+def reachable(policies: list[dict[str, Any]], source: Peer, target: Peer, port: int) -> bool:
+    return direction_allows(policies, "Egress", source, target, port) and direction_allows(
+        policies, "Ingress", target, source, port
+    )
+
+
+def test_network_policies_deny_by_default_and_allow_only_what_each_process_needs() -> None:
+    policies = list(kinds("NetworkPolicy").values())
+    assert all(p["metadata"]["namespace"] == "convoy" for p in policies)
+    convoy = {
+        c: peer("convoy", {"app.kubernetes.io/name": "convoy", "app.kubernetes.io/component": c}) for c in PROCESSES
+    }
+    migrate = peer("convoy", {"app.kubernetes.io/name": "convoy", "app.kubernetes.io/component": "migrate"})
+    nats_pod = peer("convoy", {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"})
+    postgres = peer("convoy", {"cnpg.io/cluster": "convoy-db", "cnpg.io/podRole": "instance"})
+    stranger = peer("convoy", {"app": "debug-shell"})  # any other pod someone starts in the namespace
+    dns = peer("kube-system", {"k8s-app": "kube-dns"})
+    ingress = peer("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    prometheus = peer("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    operator = peer("cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"})
+    internet = peer(None)
+    data_owners = [convoy[c] for c in BACKEND_MODULES] + [migrate]
+
+    def allowed(source: Peer, target: Peer, port: int) -> bool:
+        return reachable(policies, source, target, port)
+
+    # The edge: the API only through the ingress controller, on its HTTP port.
+    assert allowed(ingress, convoy["api"], 8000)
+    assert not allowed(internet, convoy["api"], 8000) and not allowed(stranger, convoy["api"], 8000)
+    assert not allowed(ingress, convoy["convoys"], 9100) and not allowed(ingress, nats_pod, 4222)
+    # Every Convoy process reaches NATS (client port) and DNS; only the data owners reach PostgreSQL.
+    for pod in [*convoy.values(), migrate]:
+        assert allowed(pod, nats_pod, 4222) and allowed(pod, dns, 53)
+        assert not allowed(pod, nats_pod, 6222) and not allowed(pod, nats_pod, 8222)
+        assert allowed(pod, postgres, 5432) == (pod in data_owners), pod
+        assert allowed(pod, internet, 443) == (pod == convoy["notifier"]), pod
+        assert not allowed(pod, internet, 80) and not allowed(pod, convoy["convoys"], 9100)
+    for pod in convoy.values():
+        assert allowed(prometheus, pod, 9100)
+    # The notifier: out to SMTP relays and webhooks; in, email replies from anywhere.
+    for port in (25, 465, 587, 443):
+        assert allowed(convoy["notifier"], internet, port)
+    assert allowed(internet, convoy["notifier"], 2526) and not allowed(internet, convoy["notifier"], 9100)
+    # NATS: clients from Convoy's pods only, routes between the NATS pods, monitoring from nobody.
+    assert allowed(nats_pod, nats_pod, 6222) and not allowed(nats_pod, internet, 443)
+    for outsider in (stranger, internet, prometheus, postgres):
+        assert not allowed(outsider, nats_pod, 4222) and not allowed(outsider, nats_pod, 8222)
+    assert not allowed(stranger, postgres, 5432) and not allowed(internet, postgres, 5432)
+    # PostgreSQL: replication between instances, the operator's status port, backups out over HTTPS.
+    assert allowed(postgres, postgres, 5432) and allowed(operator, postgres, 8000)
+    assert allowed(postgres, internet, 443) and not allowed(postgres, nats_pod, 4222)
+    # Default deny: a pod nobody planned for talks to nothing but DNS.
+    assert allowed(stranger, dns, 53) and not allowed(stranger, internet, 443)
+    assert not allowed(ingress, stranger, 8080) and not allowed(internet, stranger, 22)
+
+
 # --- Grafana ----------------------------------------------------------------------------------------
 def test_grafana_dashboard_queries_only_metrics_convoy_exports() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "convoy-dashboard.json").read_text())
