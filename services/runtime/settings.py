@@ -33,8 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_password: str = ""
     """Password of CONVOY_NATS_USER (set it through CONVOY_NATS_PASSWORD_FILE, a mounted secret)."""
     nats_tls_ca: str = ""
-    """CA certificate file (PEM) the NATS servers' certificates are checked against; empty: the system's CAs.
-    With tls:// URLs the connection starts with the TLS handshake, so nothing crosses in clear."""
+    """CA file (PEM) the NATS servers' certificates are checked against (tls:// URLs); empty: the system's CAs."""
     nats_tls_cert: str = ""
     """Client certificate file (PEM) for NATS servers that verify clients (mutual TLS); empty: none."""
     nats_tls_key: str = ""
