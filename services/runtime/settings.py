@@ -29,7 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = ""
     """NATS URL(s), comma separated; empty: start the embedded nats-server with JetStream."""
     smtp_url: str = ""
-    """smtp://[user:pass@]host:port (smtps:// for TLS); empty: start the local mail sink."""
+    """smtp://[user:pass@]host:port, upgraded by STARTTLS whenever the server offers it (?starttls=true: required;
+    ?cafile=PATH: a private CA), smtps:// for implicit TLS; a password is never sent without TLS. Empty: the local
+    mail sink."""
     namespace: str = "convoy"
     """Prefix of every NATS subject and stream; lets installations share a NATS cluster."""
     public_url: str = "http://127.0.0.1:8000"
