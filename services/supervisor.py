@@ -114,16 +114,16 @@ class Supervisor:
             changes["smtp_url"] = f"smtp://127.0.0.1:{s.embedded_smtp_port}"
             if is_loopback(s.http_host):
                 changes["dev_mail_viewer"] = True
-            # Local development: no mail server signs the replies typed into a local mail client, so
-            # the From header is believed, but only on loopback and only unless the operator chose.
-            chosen = any(f"CONVOY_INBOUND_SENDER_AUTH{x}" in os.environ for x in ("", "_FILE"))
-            if not chosen and s.inbound_smtp_port and is_loopback(s.inbound_smtp_host):
-                changes["inbound_sender_auth"] = "off"
             else:  # the viewer shows every sign-in link, unauthenticated: never on a reachable interface
                 log.warning(
                     "mail viewer off: the API listens beyond this machine; read the sink with `convoy mail`",
                     http_host=s.http_host,
                 )
+            # Local development: no mail server signs the replies typed into a local mail client, so
+            # the From header is believed, but only on loopback and only unless the operator chose.
+            chosen = any(f"CONVOY_INBOUND_SENDER_AUTH{x}" in os.environ for x in ("", "_FILE"))
+            if not chosen and s.inbound_smtp_port and is_loopback(s.inbound_smtp_host):
+                changes["inbound_sender_auth"] = "off"
         if not s.admin_token:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
