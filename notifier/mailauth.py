@@ -36,6 +36,8 @@ DnsFunc = Callable[..., bytes | None]
 """dkimpy's TXT lookup: ``(name: bytes, timeout: int = 5) -> bytes | None``."""
 DNS_TIMEOUT_S = 5
 MODES = ("dkim", "trusted-relay", "dkim-or-relay", "off")
+TEMPORARY = "dkim_dns_temporary"
+"""The key could not be looked up (DNS timeout): answered 451, not 550."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,20 @@ def verify_dkim(raw: bytes, author: str, dnsfunc: DnsFunc | None = None) -> Verd
     if count == 0:
         return Verdict(False, "dkim_none")
     why = "dkim_fail"
+    lookup: DnsFunc = dnsfunc or dkim.get_txt
+    timed_out = False
+
+    def resolve(name: bytes, timeout: int = DNS_TIMEOUT_S) -> bytes | None:
+        nonlocal timed_out
+        try:
+            return lookup(name, timeout=timeout)
+        except dkim.DnsTimeoutError:  # dkimpy reads it as "not valid"; it is "not known yet"
+            timed_out = True
+            raise
+
     for idx in range(count):
         try:
-            valid = checker.verify(idx=idx, dnsfunc=dnsfunc) if dnsfunc else checker.verify(idx=idx)
+            valid = checker.verify(idx=idx, dnsfunc=resolve)
         except dkim.DKIMException as exc:
             log.info("DKIM signature not valid", error=str(exc))
             continue
@@ -96,7 +109,7 @@ def verify_dkim(raw: bytes, author: str, dnsfunc: DnsFunc | None = None) -> Verd
             why = "dkim_unaligned"
         else:
             return Verdict(True, f"dkim:{signer}")
-    return Verdict(False, why)
+    return Verdict(False, TEMPORARY if timed_out and why == "dkim_fail" else why)
 
 
 # --- Authentication-Results of a trusted relay (RFC 8601) -------------------------------------------

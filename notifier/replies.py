@@ -392,6 +392,10 @@ class ReplyHandler:
         )
         if not verdict.ok:
             log.info("email reply sender not authenticated", why=verdict.how, mail_from=envelope.mail_from)
+            if verdict.how.endswith(mailauth.TEMPORARY):
+                return _try_later(
+                    "the sender's DKIM key could not be looked up; your mail server will try again later."
+                ), "dns_temporary"
             return refuse(
                 "der Absender ist nicht bestaetigt (keine gueltige DKIM-Signatur der Absenderdomain). Bitte"
                 " antworten Sie ueber den Mailserver Ihres Unternehmens oder schreiben Sie direkt in Convoy.",

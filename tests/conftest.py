@@ -184,6 +184,7 @@ def dkim_dns() -> Iterator[Any]:
     replies.DNS_TXT = mailkit.DNS
     yield mailkit.DNS
     replies.DNS_TXT = None
+    mailkit.DNS.timeouts.clear()
 
 
 @dataclass

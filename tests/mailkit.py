@@ -29,6 +29,8 @@ class TestDns:
 
     def __init__(self) -> None:
         self.records: dict[str, bytes] = {}
+        self.timeouts: set[str] = set()
+        """Names whose lookup times out (as an unreachable name server)."""
         self.lookups: list[str] = []
         self._lock = threading.Lock()
 
@@ -36,6 +38,8 @@ class TestDns:
         key = name.decode().rstrip(".").lower()
         with self._lock:
             self.lookups.append(key)
+            if key in self.timeouts:
+                raise dkim.DnsTimeoutError(f"{key}: no answer")
             return self.records.get(key)
 
     def publish(self, name: str, value: bytes) -> None:

@@ -110,6 +110,18 @@ def test_dkim_signatures_count_only_whole_aligned_and_covering_from() -> None:
     assert not mailauth.verify_dkim(unknown, "mueller.example", mailkit.DNS).ok
 
 
+def test_a_dns_timeout_is_temporary() -> None:
+    import dkim
+
+    def timing_out(name: bytes, timeout: int = 5) -> bytes | None:
+        raise dkim.DnsTimeoutError("no answer")
+
+    raw = mailkit.sign(
+        mailkit.wire(reply("reply+x@reply.convoy.localhost", "anna@mueller.example", "Hi")), "mueller.example"
+    )
+    assert mailauth.verify_dkim(raw, "mueller.example", timing_out).how == mailauth.TEMPORARY
+
+
 def test_only_the_topmost_authentication_results_of_the_trusted_relay_counts() -> None:
     def verdict(*headers: str) -> mailauth.Verdict:
         message = reply("reply+x@reply.convoy.localhost", "Anna <anna@mueller.example>", "Hallo")
@@ -206,6 +218,10 @@ async def test_only_authenticated_senders_file_replies_over_starttls(
     below["Authentication-Results"] = f"{RELAY_ID}; dmarc=fail header.from={mailkit.from_domain(below)}"
     below["Authentication-Results"] = f"{RELAY_ID}; dmarc=pass header.from={mailkit.from_domain(below)}"
     assert refused(*await send(s, below, sign=None, tls=tls))
+    # The sender's key cannot be looked up right now: 451, their server tries again later.
+    dkim_dns.timeouts.add(f"{mailkit.SELECTOR}._domainkey.slow.example")
+    code, answer = await send(s, reply(reply_to["a"], "anna@slow.example", "Später"), tls=tls)
+    assert code == 451 and "DKIM key could not be looked up" in answer
     assert await reports(client, world) == []
 
     # A prompt's address for an earlier round files nothing into this one.
