@@ -234,51 +234,134 @@ async def refused(**options: Any) -> BaseException:
     raise AssertionError(f"connected with {options}")
 
 
+@dataclass
+class DeployNats:
+    """nats-server nodes run from deploy/nats/ itself (only paths and ports moved to the test's), with
+    the certificates deploy/tls/make-dev-certs.sh makes."""
+
+    folder: Path
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def ca(self) -> Path:
+        return self.folder / "tls" / "ca.crt"
+
+    def make_certificates(self) -> None:
+        tls = self.folder / "tls"
+        tls.mkdir()
+        script = tls / "make-dev-certs.sh"
+        script.write_text((DEPLOY / "tls" / "make-dev-certs.sh").read_text())
+        subprocess.run(["sh", str(script)], check=True, capture_output=True, timeout=60)
+        (tls / "tls.crt").write_bytes((tls / "nats.crt").read_bytes())
+        (tls / "tls.key").write_bytes((tls / "nats.key").read_bytes())
+
+    def start(self, name: str, route: int, routes: list[int], route_password: str = "route-secret") -> dict[str, int]:  # noqa: S107
+        """Start node ``name`` with its route port and the others'; its ports: client, http, route."""
+        ports = {"client": embedded.free_port(), "http": embedded.free_port(), "route": route}
+        node = self.folder / name
+        node.mkdir()
+        conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
+        for old, new in (
+            ("/etc/nats/tls/", f"{self.folder / 'tls'}/"),
+            ("/data/jetstream", str(node / "js")),
+            ("0.0.0.0:4222", f"127.0.0.1:{ports['client']}"),
+            ("127.0.0.1:8222", f"127.0.0.1:{ports['http']}"),
+            ("0.0.0.0:6222", f"127.0.0.1:{route}"),
+            ("max_file_store: 50G", "max_file_store: 1G"),
+        ):
+            assert old in conf, old
+            conf = conf.replace(old, new)
+        (node / "nats-server.conf").write_text(conf)
+        (node / "authorization.conf").write_text((DEPLOY / "nats" / "authorization.conf").read_text())
+        env = {**os.environ, "NATS_SERVER_NAME": name, "NATS_ROUTE_PASSWORD": route_password}
+        env |= {f"NATS_{role.upper()}_PASSWORD": f"{role}-secret" for role in ROLES}
+        env |= {
+            f"NATS_ROUTE_URL_{i}": f"nats-route://route:{route_password}@127.0.0.1:{routes[i % len(routes)]}"
+            for i in range(3)
+        }
+        with (node / "nats.log").open("wb") as log:  # says why, should the server not start
+            proc = subprocess.Popen(
+                [embedded.nats_server_binary(), "-c", str(node / "nats-server.conf")], env=env, stderr=log
+            )
+        self.procs.append(proc)
+        embedded.wait_for_port("127.0.0.1", ports["client"], 20, proc)
+        return ports
+
+
 @pytest.fixture
-def deploy_nats(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """One node run from deploy/nats/ itself (only paths and ports moved to the test's), with the
-    certificates deploy/tls/make-dev-certs.sh makes; yields the client port and the CA file."""
-    tls = tmp_path / "tls"
-    tls.mkdir()
-    script = tls / "make-dev-certs.sh"
-    script.write_text((DEPLOY / "tls" / "make-dev-certs.sh").read_text())
-    subprocess.run(["sh", str(script)], check=True, capture_output=True, timeout=60)
-    (tls / "tls.crt").write_bytes((tls / "nats.crt").read_bytes())
-    (tls / "tls.key").write_bytes((tls / "nats.key").read_bytes())
-    port, http, route = (embedded.free_port() for _ in range(3))
-    conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
-    for old, new in (
-        ("/etc/nats/tls/", f"{tls}/"),
-        ("/data/jetstream", str(tmp_path / "js")),
-        ("0.0.0.0:4222", f"127.0.0.1:{port}"),
-        ("127.0.0.1:8222", f"127.0.0.1:{http}"),
-        ("0.0.0.0:6222", f"127.0.0.1:{route}"),
-        ("max_file_store: 50G", "max_file_store: 1G"),
-    ):
-        assert old in conf, old
-        conf = conf.replace(old, new)
-    (tmp_path / "nats-server.conf").write_text(conf)
-    (tmp_path / "authorization.conf").write_text((DEPLOY / "nats" / "authorization.conf").read_text())
-    env = {**os.environ, "NATS_SERVER_NAME": "nats-0", "NATS_ROUTE_PASSWORD": "route-secret"}
-    env |= {f"NATS_{role.upper()}_PASSWORD": f"{role}-secret" for role in ROLES}
-    env |= {f"NATS_ROUTE_URL_{i}": f"nats-route://route:route-secret@127.0.0.1:{route}" for i in range(3)}
-    log = (tmp_path / "nats.log").open("wb")  # says why, should the server not start
-    proc = subprocess.Popen(
-        [embedded.nats_server_binary(), "-c", str(tmp_path / "nats-server.conf")], env=env, stderr=log
-    )
+def deploy_nats(tmp_path: Path) -> Iterator[DeployNats]:
+    nodes = DeployNats(tmp_path, [])
+    nodes.make_certificates()
     try:
-        embedded.wait_for_port("127.0.0.1", port, 20, proc)
-        yield port, tls / "ca.crt"
+        yield nodes
     finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+        for proc in nodes.procs:
+            proc.terminate()
+        for proc in nodes.procs:
+            proc.wait(10)
 
 
-async def test_the_deploy_nats_config_admits_each_role_over_tls_and_nobody_else(deploy_nats: tuple[int, Path]) -> None:
+async def routes_of(http_port: int) -> set[str]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        routez = (await http.get(f"http://127.0.0.1:{http_port}/routez")).json()
+    return {r.get("remote_name", "") for r in routez.get("routes") or []}
+
+
+async def test_the_deploy_nats_config_forms_a_cluster_only_with_the_route_password(deploy_nats: DeployNats) -> None:
+    """Three nodes route to each other over mutual TLS with the route password, and JetStream keeps
+    R3 streams on them; a node with another route password does not get in."""
     from services.runtime import bus
 
-    port, ca = deploy_nats
+    routes = [embedded.free_port() for _ in range(3)]
+    nodes = [deploy_nats.start(f"nats-{i}", routes[i], routes) for i in range(3)]
+
+    async def clustered() -> bool:
+        for i, node in enumerate(nodes):
+            if not await routes_of(node["http"]) >= {f"nats-{j}" for j in range(3)} - {f"nats-{i}"}:
+                return False
+        return True
+
+    await eventually(clustered, timeout=30, interval=0.3)
+    admin = Settings().with_(
+        nats_url=f"tls://localhost:{nodes[0]['client']}",
+        nats_user="admin",
+        nats_password="admin-secret",
+        nats_tls_ca=str(deploy_nats.ca),
+    )
+    nc = await bus.connect(admin, "convoy-admin", attempts_for_s=5)
+    try:
+        js = nc.jetstream(timeout=2)
+
+        async def r3_works() -> bool:
+            try:
+                await js.add_stream(name="ROUTES_PROBE", subjects=["routes.probe"], num_replicas=3)
+            except Exception:
+                return False
+            return True
+
+        await eventually(r3_works, timeout=30, interval=0.5)
+        info = await js.stream_info("ROUTES_PROBE")
+        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+    finally:
+        await nc.close()
+
+    intruder = deploy_nats.start("intruder", embedded.free_port(), routes, route_password="guessed")
+    log = deploy_nats.folder / "intruder" / "nats.log"
+    await eventually(lambda: _async_true("uthorization" in log.read_text()), timeout=20, interval=0.3)
+    for i, node in enumerate(nodes):
+        assert "intruder" not in await routes_of(node["http"]), f"nats-{i} routes to the intruder"
+    assert not await routes_of(intruder["http"])
+
+
+async def _async_true(value: bool) -> bool:
+    return value
+
+
+async def test_the_deploy_nats_config_admits_each_role_over_tls_and_nobody_else(deploy_nats: DeployNats) -> None:
+    from services.runtime import bus
+
+    route = embedded.free_port()
+    port, ca = deploy_nats.start("nats-0", route, [route])["client"], deploy_nats.ca
     # The names in make-dev-certs.sh's certificate include localhost, so the check passes as in Compose.
     for role in ROLES:
         own = Settings().with_(
