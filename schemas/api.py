@@ -616,6 +616,22 @@ class Membership(Reply, kw_only=True):
     """An observer seat: reads what members read, writes nothing."""
 
 
+class RevokeAccess(Body, kw_only=True):
+    """services/convoys tells a reader's projection, before answering a removal, that the person
+    (``person_id``) or the whole company (``person_id`` None) no longer has a part in the convoy."""
+
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    person_id: uuid.UUID | None = None
+    at: datetime
+    """When services/convoys recorded the removal: a late ``person.joined`` from before it does not re-admit."""
+
+
+class Revoked(Reply, kw_only=True):
+    members: int
+    """Projected memberships removed by this call (0 when the event had already done it)."""
+
+
 class GetRecipients(Body, kw_only=True):
     convoy_id: uuid.UUID
 
