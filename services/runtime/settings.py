@@ -69,6 +69,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anonymous_requests_per_client_per_day: Annotated[int, Meta(ge=1, le=100000)] = 20
     """Anonymous join requests and formation-pool requests one client (IP address) may send per day (per API
     process, like the per-minute limit); above it they are refused with 429."""
+    api_token_days: Annotated[int, Meta(ge=1, le=3650)] = 90
+    """Default lifetime of a personal API token (its creator may choose another, up to CONVOY_API_TOKEN_MAX_DAYS)."""
+    api_token_max_days: Annotated[int, Meta(ge=1, le=3650)] = 365
+    """Longest lifetime a personal API token may be given."""
     token_cache_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
     """How long the API keeps a resolved token; a revoked token keeps working in another API replica this long."""
 
