@@ -69,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anonymous_requests_per_client_per_day: Annotated[int, Meta(ge=1, le=100000)] = 20
     """Anonymous join requests and formation-pool requests one client (IP address) may send per day (per API
     process, like the per-minute limit); above it they are refused with 429."""
+    pool_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 180
+    """How long a contact waits in the formation pool (from the check) before it is deleted unasked."""
     api_token_days: Annotated[int, Meta(ge=1, le=3650)] = 90
     """Default lifetime of a personal API token (its creator may choose another, up to CONVOY_API_TOKEN_MAX_DAYS)."""
     api_token_max_days: Annotated[int, Meta(ge=1, le=3650)] = 365
