@@ -222,7 +222,9 @@ async def test_without_consent_nothing_personal_is_stored(
     seen = str(mail["Subject"]) + text_of(mail) + html_of(mail)
     for typed in ("Kesselflicker", "Zwoelf", "Xaver", "zuversicht", "Bitte melden"):
         assert typed not in seen, typed
-    assert await every_table_mentioning(stack, "zuversicht") == ["convoys.pool_requests"]
+    # The contact is confirmed (issue #19; tests/test_pool_contact.py): their address is in the delivery log too.
+    await smtp_sink.wait_for_mail_to("xaver@zuversicht.example")
+    assert await every_table_mentioning(stack, "zuversicht") == ["convoys.pool_requests", "notifier.deliveries"]
     pool = (await client.get("/api/v1/pool", headers=facilitator)).json()
     [entry] = pool["entries"]
     assert entry["contact_email"] == "xaver@zuversicht.example" and entry["overall"] == 27
