@@ -53,6 +53,7 @@ class CheckPages(Controller):
             template,
             status,
             loc=localized(page.lang),
+            pool_days=page.backend.settings.pool_retention_days,
             size_classes=SIZE_CLASSES,
             bundeslaender=BUNDESLAENDER,
             **context,
