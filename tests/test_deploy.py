@@ -416,8 +416,8 @@ async def test_two_replicas_of_every_service_share_the_work_and_handle_each_even
     handled: list[tuple[str, int, str]] = []  # (consumer, replica's pool, event id)
     process = Consumer.process
 
-    async def counted(self: Consumer, msg: Any) -> None:
-        await process(self, msg)
+    async def counted(self: Consumer, msg: Any, decoded: Any = None) -> None:
+        await process(self, msg, decoded)
         handled.append((self.name, id(self.db), json.loads(msg.data)["id"]))
 
     monkeypatch.setattr(Consumer, "process", counted)
