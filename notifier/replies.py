@@ -32,9 +32,10 @@ from notifier.repository import Deliveries
 from schemas import api
 from schemas.convoys import Convoys
 from schemas.milestones import Milestones
-from services.runtime import signing
+from services.runtime import claims, signing
 from services.runtime.errors import Conflict, ConvoyError, Gone, NotFound, Unavailable
 from services.runtime.lifecycle import wait_or_stop
+from services.runtime.rpc import RpcClient
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 
@@ -318,6 +319,14 @@ class ReplyHandler:
         self.settings = rt.settings
         self.slots = asyncio.Semaphore(CONCURRENT_REPLIES)
         self.deliveries = Deliveries(rt.db)
+        # The inbound mail server is an edge: the signed reply address and the sender establish the person,
+        # so a reply is filed with an actor claim the notifier signs (CONVOY_ACTOR_SIGNING_KEY; without
+        # it the services refuse the reply with 401 and the sender is told).
+        key = claims.private_key(rt.settings)
+        if key is None:
+            log.error("no CONVOY_ACTOR_SIGNING_KEY: email replies cannot be filed")
+        signer = claims.Signer(key, rt.settings.actor_claim_seconds) if key is not None else None
+        self.on_behalf = RpcClient(rt.nc, rt.settings.nats_request_timeout, rt.subjects, signer=signer)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -427,7 +436,7 @@ class ReplyHandler:
         actor = api.Actor(person_id=target.person_id)
         try:
             if target.kind == "report":
-                await self.rt.rpc.call(
+                await self.on_behalf.call(
                     Milestones.REPORT_SUBMIT,
                     api.SubmitReport(
                         actor=actor,
@@ -437,7 +446,7 @@ class ReplyHandler:
                 )
             else:
                 assert target.report_id is not None
-                await self.rt.rpc.call(
+                await self.on_behalf.call(
                     Milestones.COMMENT_ADD,
                     api.AddComment(
                         actor=actor,

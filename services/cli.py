@@ -297,7 +297,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
 async def _load_demo(settings: settings_mod.Settings) -> int:
     from schemas.subjects import Subjects
     from services import demo
-    from services.runtime import bus
+    from services.runtime import bus, claims
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
 
@@ -309,9 +309,12 @@ async def _load_demo(settings: settings_mod.Settings) -> int:
         return 2
     if not settings.nats_url:  # the embedded NATS of `convoy up`
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
+    # The demo's people act through the services like the API's would: their claims are signed with the
+    # key in the data folder (or CONVOY_ACTOR_SIGNING_KEY), which the operator's machine holds.
+    signer = claims.Signer.from_settings(settings, data_folder=True)
     nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
     try:
-        rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace))
+        rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace), signer=signer)
         loaded = await demo.load_into(rpc, Subjects(settings.namespace), settings.data_path, settings.public_url)
     except ConvoyError as exc:
         print(f"convoy: the demo could not be loaded: {exc.message}", file=sys.stderr)

@@ -27,12 +27,16 @@ import structlog
 from schemas.subjects import Subjects
 from services import demo, embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import bus, db
+from services.runtime import bus, claims, db
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings, is_loopback
 
 log = structlog.get_logger(__name__)
+
+SIGNERS = frozenset({"api", "notifier"})
+"""The processes that hold the actor signing key: the edges where a person is established (the API: tokens
+and sessions; the notifier: signed reply addresses of emailed replies). The others get the public key."""
 
 MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 60.0
@@ -123,6 +127,11 @@ class Supervisor:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
             changes["secret_key"] = _admin_token(data / "secret-key", prefix="key_")
+        if not s.actor_signing_key:
+            changes["actor_signing_key"] = claims.ensure_key_file(data / claims.KEY_FILE)
+        if not s.actor_public_key:
+            signing = str(changes.get("actor_signing_key", s.actor_signing_key))
+            changes["actor_public_key"] = claims.public_text(claims.load_private(signing))
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
@@ -160,6 +169,8 @@ class Supervisor:
             child_env = dict(env)
             if name != "api":
                 child_env.pop("CONVOY_ADMIN_TOKEN", None)  # only the edge needs it
+            if name not in SIGNERS:
+                child_env.pop("CONVOY_ACTOR_SIGNING_KEY", None)  # services check claims with the public key
             self.services.append(Child(name, [sys.executable, "-m", "services.cli", "run", name], child_env))
         for child in self.services:
             await child.start()
@@ -203,7 +214,8 @@ class Supervisor:
         try:
             nc = await bus.connect(s, "convoy-demo", attempts_for_s=30)
             try:
-                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace))
+                signer = claims.Signer.from_settings(s)  # the demo's people act as the API would sign them
+                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace), signer=signer)
                 await demo.load_into(rpc, Subjects(s.namespace), s.data_path, s.public_url)
             finally:
                 await nc.close()
