@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     health.add_argument("--live", action="store_true", help="only whether the process answers, not whether it is ready")
     sub.add_parser("migrate", help="apply every service's database migrations")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
+    sub.add_parser("actor-key", help="print a new actor signing key pair (for deploys; `convoy up` makes its own)")
     mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
     mail.add_argument("--last", type=int, default=20, help="how many of the newest messages")
     mail.add_argument("--to", help="only messages to this address")
@@ -50,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="load the demo convoy into the running system (its mail goes to the local mail sink)")
     args = parser.parse_args(argv)
 
+    if args.command == "actor-key":
+        from services.runtime import claims
+
+        private = claims.load_private(claims.new_private_pem())
+        print(f"CONVOY_ACTOR_SIGNING_KEY={claims.private_text(private)}")
+        print(f"CONVOY_ACTOR_PUBLIC_KEY={claims.public_text(private)}")
+        return 0
     if args.command == "config":
         print("| Variable | Default | Meaning |\n|---|---|---|")
         for var, default, doc in settings_mod.describe():

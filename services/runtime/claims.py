@@ -120,6 +120,14 @@ def new_private_pem() -> str:
     )
 
 
+def private_text(private: Ed25519PrivateKey) -> str:
+    """``private`` as base64 of its 32 bytes (one line: fits an environment variable or a secret)."""
+    raw = private.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return base64.b64encode(raw).decode()
+
+
 def public_text(private: Ed25519PrivateKey) -> str:
     """The public half of ``private`` as base64 of its 32 bytes (one line: fits an environment variable)."""
     raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)

@@ -45,11 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
     actor_signing_key: str = ""
-    """Ed25519 private key (PEM, or base64 of its 32 bytes) the API signs the acting person's claim with; only
-    the API and the operator's tools hold it; empty: CONVOY_DATA_DIR/actor-signing-key (`convoy up` makes it)."""
+    """Ed25519 private key (PEM or base64) signing whom a request acts for (API, notifier, CLI); empty: generated."""
     actor_public_key: str = ""
-    """Ed25519 public key (PEM, or base64 of its 32 bytes) services check actor claims with; empty: derived from
-    CONVOY_ACTOR_SIGNING_KEY or CONVOY_DATA_DIR/actor-signing-key."""
+    """Ed25519 public key (PEM or base64) services check actor claims with; empty: from CONVOY_ACTOR_SIGNING_KEY."""
     actor_claim_seconds: Annotated[float, Meta(ge=5, le=600)] = 60.0
     """How long a signed actor claim is valid; a service refuses a request for a person whose claim is older."""
     ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
