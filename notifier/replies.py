@@ -319,13 +319,14 @@ class ReplyHandler:
         self.settings = rt.settings
         self.slots = asyncio.Semaphore(CONCURRENT_REPLIES)
         self.deliveries = Deliveries(rt.db)
-        # The inbound mail server is an edge: the signed reply address and the sender establish the person,
-        # so a reply is filed with an actor claim the notifier signs (CONVOY_ACTOR_SIGNING_KEY; without
-        # it the services refuse the reply with 401 and the sender is told).
-        key = claims.private_key(rt.settings)
+        # The inbound mail server establishes the person (the signed reply address and the sender), so a
+        # reply is filed with a claim the notifier signs with its reply key (CONVOY_REPLY_SIGNING_KEY):
+        # services accept it for a plain person filing a report or a comment, nothing else
+        # (services/runtime/claims.py). Without the key the services refuse (401) and the sender is told.
+        key = claims.reply_private_key(rt.settings)
         if key is None:
-            log.error("no CONVOY_ACTOR_SIGNING_KEY: email replies cannot be filed")
-        signer = claims.Signer(key, rt.settings.actor_claim_seconds) if key is not None else None
+            log.error("no CONVOY_REPLY_SIGNING_KEY: email replies cannot be filed")
+        signer = claims.Signer(key, rt.settings.actor_claim_seconds, prefix=claims.REPLY) if key else None
         self.on_behalf = RpcClient(rt.nc, rt.settings.nats_request_timeout, rt.subjects, signer=signer)
 
     async def handle_RCPT(

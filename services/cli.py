@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     health.add_argument("--live", action="store_true", help="only whether the process answers, not whether it is ready")
     sub.add_parser("migrate", help="apply every service's database migrations")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
-    sub.add_parser("actor-key", help="print a new actor signing key pair (for deploys; `convoy up` makes its own)")
+    sub.add_parser("actor-key", help="print new actor and reply key pairs (for deploys; `convoy up` makes its own)")
     mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
     mail.add_argument("--last", type=int, default=20, help="how many of the newest messages")
     mail.add_argument("--to", help="only messages to this address")
@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "actor-key":
         from services.runtime import claims
 
-        private = claims.load_private(claims.new_private_pem())
-        print(f"CONVOY_ACTOR_SIGNING_KEY={claims.private_text(private)}")
-        print(f"CONVOY_ACTOR_PUBLIC_KEY={claims.public_text(private)}")
+        for kind in ("ACTOR", "REPLY"):
+            private = claims.load_private(claims.new_private_pem())
+            print(f"CONVOY_{kind}_SIGNING_KEY={claims.private_text(private)}")
+            print(f"CONVOY_{kind}_PUBLIC_KEY={claims.public_text(private)}")
         return 0
     if args.command == "config":
         print("| Variable | Default | Meaning |\n|---|---|---|")

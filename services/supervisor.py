@@ -34,10 +34,6 @@ from services.runtime.settings import Settings, is_loopback
 
 log = structlog.get_logger(__name__)
 
-SIGNERS = frozenset({"api", "notifier"})
-"""The processes that hold the actor signing key: the edges where a person is established (the API: tokens
-and sessions; the notifier: signed reply addresses of emailed replies). The others get the public key."""
-
 MAX_BACKOFF_S = 30.0
 HEALTHY_AFTER_S = 60.0
 
@@ -132,6 +128,11 @@ class Supervisor:
         if not s.actor_public_key:
             signing = str(changes.get("actor_signing_key", s.actor_signing_key))
             changes["actor_public_key"] = claims.public_text(claims.load_private(signing))
+        if not s.reply_signing_key:
+            changes["reply_signing_key"] = claims.ensure_key_file(data / claims.REPLY_KEY_FILE)
+        if not s.reply_public_key:
+            signing = str(changes.get("reply_signing_key", s.reply_signing_key))
+            changes["reply_public_key"] = claims.public_text(claims.load_private(signing))
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
@@ -169,8 +170,10 @@ class Supervisor:
             child_env = dict(env)
             if name != "api":
                 child_env.pop("CONVOY_ADMIN_TOKEN", None)  # only the edge needs it
-            if name not in SIGNERS:
+            if name != "api":
                 child_env.pop("CONVOY_ACTOR_SIGNING_KEY", None)  # services check claims with the public key
+            if name != "notifier":
+                child_env.pop("CONVOY_REPLY_SIGNING_KEY", None)  # only the notifier files emailed replies
             self.services.append(Child(name, [sys.executable, "-m", "services.cli", "run", name], child_env))
         for child in self.services:
             await child.start()

@@ -17,6 +17,7 @@ import pytest
 from schemas import api
 from schemas.contract import Op
 from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from schemas.notifier import Notifier
 from services.runtime import claims
 from services.runtime.errors import Forbidden, Unauthenticated
@@ -132,6 +133,30 @@ async def test_a_valid_claim_acts_and_travels_on_nested_requests(stack: Stack) -
         claims.sign(key(stack), fran, lifetime_s=60),
     )
     assert code is None and me.person.email == email
+
+
+async def test_a_reply_claim_files_a_reply_and_nothing_else(stack: Stack) -> None:
+    """The notifier's reply key (email replies) vouches for a plain person filing a report or a comment only."""
+    reply_key = claims.reply_private_key(stack.settings)
+    assert reply_key is not None
+    email = f"reply-{uuid.uuid4().hex[:8]}@example.org"
+    admin_by_reply = claims.sign(reply_key, api.Actor(is_admin=True), lifetime_s=60, prefix=claims.REPLY)
+    code, message = await ask(stack, Convoys.FACILITATOR_APPOINT, appoint(email, {"is_admin": True}), admin_by_reply)
+    assert (code, "reply" in message) == ("403", True), message
+    # The edge's prefix on a reply-key signature: the edge's key does not verify it.
+    forged = claims.sign(reply_key, api.Actor(is_admin=True), lifetime_s=60)
+    code, message = await ask(stack, Convoys.FACILITATOR_APPOINT, appoint(email, {"is_admin": True}), forged)
+    assert (code, "signature is not valid" in message) == ("401", True), message
+    assert email not in await facilitator_emails(stack)
+
+    someone = api.Actor(person_id=uuid.uuid4())
+    by_reply = claims.sign(reply_key, someone, lifetime_s=60, prefix=claims.REPLY)
+    code, message = await ask(stack, Convoys.ME_GET, msgspec.json.encode(api.Ask(actor=someone)), by_reply)
+    assert (code, "reply" in message) == ("403", True), message
+    # On an operation a reply becomes, the claim is admitted: the handler answers (here: no such report).
+    body = api.AddComment(actor=someone, report_id=uuid.uuid4(), comment=api.NewComment(body="Danke!"))
+    code, message = await ask(stack, Milestones.COMMENT_ADD, msgspec.json.encode(body), by_reply)
+    assert code == "404", message
 
 
 async def test_the_edge_and_the_operators_tools_sign(stack: Stack, client: httpx.AsyncClient) -> None:

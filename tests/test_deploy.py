@@ -46,6 +46,7 @@ SECRETS = {
     "CONVOY_SECRET_KEY",
     "CONVOY_ADMIN_TOKEN",
     "CONVOY_ACTOR_SIGNING_KEY",
+    "CONVOY_REPLY_SIGNING_KEY",
 }
 """Settings that hold credentials: set only through *_FILE (a mounted secret), never as a plain value."""
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")

@@ -60,6 +60,7 @@ def endpoint(
     (services/runtime/claims.py): without ``verifier`` (no public key) only anonymous and system actors pass."""
     decoder = msgspec.json.Decoder(request_type)
     acts = "actor" in request_type.__struct_fields__
+    named = (service, operation)
     checker = verifier or claims.Verifier(None)
 
     async def handle(req: Request) -> None:
@@ -85,7 +86,7 @@ def endpoint(
                 raise InvalidInput(describe_validation_error(exc)) from exc
             # A person's request only on its signed claim, which the handler's own requests forward.
             claim = (req.headers or {}).get(claims.HEADER)
-            token = claims.admit(getattr(body, "actor"), claim, checker) if acts else None  # noqa: B009
+            token = claims.admit(getattr(body, "actor"), claim, checker, named) if acts else None  # noqa: B009
             with claims.bound(token):
                 reply = await handler(body)
             await req.respond(_encoder.encode(reply))
