@@ -40,7 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 SETTINGS = {variable for variable, _, _ in settings_mod.describe()}
-SECRETS = {"CONVOY_DATABASE_URL", "CONVOY_NATS_URL", "CONVOY_SECRET_KEY", "CONVOY_ADMIN_TOKEN"}
+SECRETS = {
+    "CONVOY_DATABASE_URL",
+    "CONVOY_NATS_URL",
+    "CONVOY_SECRET_KEY",
+    "CONVOY_ADMIN_TOKEN",
+    "CONVOY_ACTOR_SIGNING_KEY",
+    "CONVOY_REPLY_SIGNING_KEY",
+}
 """Settings that hold credentials: set only through *_FILE (a mounted secret), never as a plain value."""
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 """The oldest Kubernetes the manifests target and the newest the validator knows."""
