@@ -35,9 +35,10 @@ from notifier.repository import Deliveries
 from schemas import api
 from schemas.convoys import Convoys
 from schemas.milestones import Milestones
-from services.runtime import signing
+from services.runtime import claims, signing
 from services.runtime.errors import Conflict, ConvoyError, Gone, NotFound, Unavailable
 from services.runtime.lifecycle import wait_or_stop
+from services.runtime.rpc import RpcClient
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 
@@ -331,6 +332,15 @@ class ReplyHandler:
         self.settings = rt.settings
         self.slots = asyncio.Semaphore(CONCURRENT_REPLIES)
         self.deliveries = Deliveries(rt.db)
+        # The inbound mail server establishes the person (the signed reply address and the sender), so a
+        # reply is filed with a claim the notifier signs with its reply key (CONVOY_REPLY_SIGNING_KEY):
+        # services accept it for a plain person filing a report or a comment, nothing else
+        # (services/runtime/claims.py). Without the key the services refuse (401) and the sender is told.
+        key = claims.reply_private_key(rt.settings)
+        if key is None:
+            log.error("no CONVOY_REPLY_SIGNING_KEY: email replies cannot be filed")
+        signer = claims.Signer(key, rt.settings.actor_claim_seconds, prefix=claims.REPLY) if key else None
+        self.on_behalf = RpcClient(rt.nc, rt.settings.nats_request_timeout, rt.subjects, signer=signer)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -458,7 +468,7 @@ class ReplyHandler:
         actor = api.Actor(person_id=target.person_id)
         try:
             if target.kind == "report":
-                await self.rt.rpc.call(
+                await self.on_behalf.call(
                     Milestones.REPORT_SUBMIT,
                     api.SubmitReport(
                         actor=actor,
@@ -469,7 +479,7 @@ class ReplyHandler:
                 )
             else:
                 assert target.report_id is not None
-                await self.rt.rpc.call(
+                await self.on_behalf.call(
                     Milestones.COMMENT_ADD,
                     api.AddComment(
                         actor=actor,

@@ -27,7 +27,7 @@ import structlog
 from schemas.subjects import Subjects
 from services import demo, embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import bus, db
+from services.runtime import bus, claims, db
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings, is_loopback
@@ -128,6 +128,16 @@ class Supervisor:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
             changes["secret_key"] = _admin_token(data / "secret-key", prefix="key_")
+        if not s.actor_signing_key:
+            changes["actor_signing_key"] = claims.ensure_key_file(data / claims.KEY_FILE)
+        if not s.actor_public_key:
+            signing = str(changes.get("actor_signing_key", s.actor_signing_key))
+            changes["actor_public_key"] = claims.public_text(claims.load_private(signing))
+        if not s.reply_signing_key:
+            changes["reply_signing_key"] = claims.ensure_key_file(data / claims.REPLY_KEY_FILE)
+        if not s.reply_public_key:
+            signing = str(changes.get("reply_signing_key", s.reply_signing_key))
+            changes["reply_public_key"] = claims.public_text(claims.load_private(signing))
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
@@ -165,6 +175,10 @@ class Supervisor:
             child_env = dict(env)
             if name != "api":
                 child_env.pop("CONVOY_ADMIN_TOKEN", None)  # only the edge needs it
+            if name != "api":
+                child_env.pop("CONVOY_ACTOR_SIGNING_KEY", None)  # services check claims with the public key
+            if name != "notifier":
+                child_env.pop("CONVOY_REPLY_SIGNING_KEY", None)  # only the notifier files emailed replies
             self.services.append(Child(name, [sys.executable, "-m", "services.cli", "run", name], child_env))
         for child in self.services:
             await child.start()
@@ -209,7 +223,8 @@ class Supervisor:
         try:
             nc = await bus.connect(s, "convoy-demo", attempts_for_s=30)
             try:
-                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace))
+                signer = claims.Signer.from_settings(s)  # the demo's people act as the API would sign them
+                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace), signer=signer)
                 await demo.load_into(rpc, Subjects(s.namespace), s.data_path, s.public_url)
             finally:
                 await nc.close()

@@ -28,13 +28,16 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import consumer, db, outbox, tracing
+from services.runtime import claims, consumer, db, outbox, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
 T = TypeVar("T")
 TEMPLATE_DB = "convoy_template"
 ADMIN_TOKEN = "adm_test-admin-token"
+ACTOR_SIGNING_KEY = claims.new_private_pem()
+REPLY_SIGNING_KEY = claims.new_private_pem()
+"""The key the test API (and the test's own RPC clients, like the operator's tools) sign actor claims with."""
 TOKEN_CACHE_S = 1.0
 """The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
 
@@ -356,6 +359,8 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         slack_webhook_hosts="hooks.slack.com,127.0.0.1",
         teams_webhook_hosts="*.logic.azure.com,*.powerplatform.com,127.0.0.1",
         secret_key="key_test-secret",
+        actor_signing_key=ACTOR_SIGNING_KEY,
+        reply_signing_key=REPLY_SIGNING_KEY,
         inbound_smtp_port=embedded.free_port(),
         token_cache_s=TOKEN_CACHE_S,
     )

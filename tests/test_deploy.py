@@ -40,7 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 SETTINGS = {variable for variable, _, _ in settings_mod.describe()}
-SECRETS = {"CONVOY_DATABASE_URL", "CONVOY_NATS_PASSWORD", "CONVOY_SECRET_KEY", "CONVOY_ADMIN_TOKEN"}
+SECRETS = {
+    "CONVOY_DATABASE_URL",
+    "CONVOY_NATS_PASSWORD",
+    "CONVOY_SECRET_KEY",
+    "CONVOY_ADMIN_TOKEN",
+    "CONVOY_ACTOR_SIGNING_KEY",
+    "CONVOY_REPLY_SIGNING_KEY",
+}
 """Settings that hold credentials: set only through *_FILE (a mounted secret), never as a plain value."""
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 """The oldest Kubernetes the manifests target and the newest the validator knows."""
@@ -507,7 +514,10 @@ def test_kubernetes_gives_each_pod_only_its_own_nats_user_and_the_secrets_it_use
             if source.get("secret", {}).get("name") == "convoy-secrets"
             for item in source["secret"]["items"]
         }
-        expected = {"api": {"secret_key", "admin_token"}, "notifier": {"secret_key", "smtp_url"}}.get(role, set())
+        expected = {
+            "api": {"secret_key", "admin_token", "actor_signing_key"},
+            "notifier": {"secret_key", "smtp_url", "reply_signing_key"},
+        }.get(role, set())
         assert keys == expected, (role, keys)
     config = kinds("ConfigMap")["convoy-config"]["data"]
     assert config["CONVOY_NATS_URL"].startswith("tls://") and config["CONVOY_NATS_TLS_CA"]
@@ -817,8 +827,8 @@ async def test_two_replicas_of_every_service_share_the_work_and_handle_each_even
     handled: list[tuple[str, int, str]] = []  # (consumer, replica's pool, event id)
     process = Consumer.process
 
-    async def counted(self: Consumer, msg: Any) -> None:
-        await process(self, msg)
+    async def counted(self: Consumer, msg: Any, decoded: Any = None) -> None:
+        await process(self, msg, decoded)
         handled.append((self.name, id(self.db), json.loads(msg.data)["id"]))
 
     monkeypatch.setattr(Consumer, "process", counted)

@@ -574,6 +574,14 @@ class MilestonesService:
             )
         return api.HelpSuggestions(companies=[api.PersonRef(person_id=r["company_id"], name=r["name"]) for r in rows])
 
+    @Milestones.ACCESS_REVOKE
+    async def revoke_access(self, req: api.RevokeAccess) -> api.Revoked:
+        """services/convoys applies a removal here before answering it (issue #19); waits for writes
+        in progress that were authorized by the membership, then no read or write finds it."""
+        async with self.rt.db.transaction() as conn:
+            removed = await repo.projections.revoke(conn, req.convoy_id, req.company_id, req.person_id, req.at)
+        return api.Revoked(members=removed)
+
     @Milestones.CATALOGUE
     async def catalogue(self, _: api.Empty) -> cat.Catalogue:
         return cat.catalogue()

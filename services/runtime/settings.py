@@ -56,6 +56,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Key that signs links and reply addresses that work without signing in; empty: CONVOY_DATA_DIR/secret-key."""
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
+    actor_signing_key: str = ""
+    """Ed25519 private key (PEM or base64) signing whom a request acts for (the API and CLI only); empty: generated."""
+    actor_public_key: str = ""
+    """Ed25519 public key (PEM or base64) services check actor claims with; empty: from CONVOY_ACTOR_SIGNING_KEY."""
+    reply_signing_key: str = ""
+    """Ed25519 private key (PEM or base64) the notifier signs an emailed reply's sender with; empty: generated."""
+    reply_public_key: str = ""
+    """Ed25519 public key (PEM or base64) services check reply claims with; empty: from CONVOY_REPLY_SIGNING_KEY."""
+    actor_claim_seconds: Annotated[float, Meta(ge=5, le=600)] = 60.0
+    """How long a signed actor claim is valid; a service refuses a request for a person whose claim is older."""
     ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     """Every process answers /live and /metrics (back-end services /health too) over HTTP on this port; 0: none."""
     dev_mail_viewer: bool = False
@@ -81,6 +91,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anonymous_requests_per_client_per_day: Annotated[int, Meta(ge=1, le=100000)] = 20
     """Anonymous join requests and formation-pool requests one client (IP address) may send per day (per API
     process, like the per-minute limit); above it they are refused with 429."""
+    pool_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 180
+    """How long a contact waits in the formation pool (from the check) before it is deleted unasked."""
+    api_token_days: Annotated[int, Meta(ge=1, le=3650)] = 90
+    """Default lifetime of a personal API token (its creator may choose another, up to CONVOY_API_TOKEN_MAX_DAYS)."""
+    api_token_max_days: Annotated[int, Meta(ge=1, le=3650)] = 365
+    """Longest lifetime a personal API token may be given."""
     token_cache_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
     """How long the API keeps a resolved token; a revoked token keeps working in another API replica this long."""
 
