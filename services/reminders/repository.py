@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -89,10 +89,10 @@ async def company(conn: Conn, company_id: uuid.UUID) -> asyncpg.Record | None:
 async def keep_cycle(conn: Conn, convoy_id: uuid.UUID, c: PlannedCycle) -> None:
     """Insert a planned cycle, or bring a not-yet-opened one up to date with the plan (schedule changes)."""
     await conn.execute(
-        "INSERT INTO cycles (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        "INSERT INTO cycles (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason, next_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $3)"
         " ON CONFLICT (convoy_id, cycle_index) DO UPDATE SET opens_at = excluded.opens_at,"
-        " due_at = excluded.due_at, closes_at = excluded.closes_at, next_at = NULL,"
+        " due_at = excluded.due_at, closes_at = excluded.closes_at, next_at = excluded.opens_at,"
         " skipped = cycles.skipped OR excluded.skipped,"
         " skip_reason = CASE WHEN cycles.skipped THEN cycles.skip_reason ELSE excluded.skip_reason END"
         " WHERE cycles.opened_at IS NULL"
@@ -122,30 +122,41 @@ CONVOYS_CHANGED = (
     f"SELECT {PLAN_COLUMNS} FROM convoys WHERE status = 'active' AND planned_version IS DISTINCT FROM plan_version"
     " AND convoy_id > $1 ORDER BY convoy_id LIMIT $2"
 )
-CONVOYS_TO_PLAN = (
-    # two index scans (convoys_unplanned, convoys_planned_until): nothing is read for a convoy whose
-    # plan is up to date, however many there are
-    f"SELECT {PLAN_COLUMNS} FROM convoys WHERE status = 'active' AND planned_version IS DISTINCT FROM plan_version"
-    " AND convoy_id > $2"
-    f" UNION ALL SELECT {PLAN_COLUMNS} FROM convoys WHERE status = 'active' AND planned_until <= $1"
-    " AND planned_version = plan_version AND convoy_id > $2"
-    " ORDER BY convoy_id LIMIT $3"
+CONVOYS_EXPIRED = (
+    # convoys_plan_expiry (0004) in its own order, paged by (planned_until, convoy_id): an idle tick
+    # reads an empty index range, a busy slot reads each expired convoy once (issue #21: a UNION ALL
+    # with the changed convoys under one ORDER BY convoy_id was planned as a parallel scan of every
+    # convoy — `IS DISTINCT FROM` between two columns has no statistics — and, paged by convoy_id,
+    # re-read and re-sorted the whole expired range for every page).
+    f"SELECT {PLAN_COLUMNS}, planned_until FROM convoys WHERE status = 'active' AND planned_until <= $1"
+    " AND planned_version = plan_version AND (planned_until, convoy_id) > ($2, $3)"
+    " ORDER BY planned_until, convoy_id LIMIT $4"
 )
 DUE_CYCLES = (
-    # cycles_due: only cycles with something to do at $1 (next_at, or opens_at while never looked at)
+    # cycles_next_at (0004): only cycles with something to do at $1. next_at is a plain column with
+    # statistics, so the planner expects the few rows an ordinary tick finds and takes each one's
+    # convoy by its key (a nested loop), rather than hashing every convoy (issue #21).
     "SELECT c.convoy_id, c.cycle_index FROM cycles c JOIN convoys v ON v.convoy_id = c.convoy_id"
-    " WHERE coalesce(c.next_at, c.opens_at) <= $1 AND c.closed_at IS NULL AND NOT c.skipped"
+    " WHERE c.next_at <= $1 AND c.closed_at IS NULL AND NOT c.skipped"
     " AND v.status = 'active' ORDER BY c.convoy_id, c.cycle_index"
 )
 
 
-async def convoys_to_plan(
-    conn: Conn, now: datetime, after: uuid.UUID, limit: int, *, changed_only: bool = False
+async def convoys_changed(conn: Conn, after: uuid.UUID, limit: int) -> list[asyncpg.Record]:
+    """Active convoys whose plan changed since it was last planned; by id, after ``after``."""
+    return await conn.fetch(CONVOYS_CHANGED, after, limit)
+
+
+EXPIRED_FROM = (datetime(1, 1, 1, tzinfo=UTC), uuid.UUID(int=0))
+"""The key before every convoy in :func:`convoys_expired`."""
+
+
+async def convoys_expired(
+    conn: Conn, now: datetime, after: tuple[datetime, uuid.UUID], limit: int
 ) -> list[asyncpg.Record]:
-    """Active convoys whose plan changed, or (unless ``changed_only``) ran out at ``now``; by id, after ``after``."""
-    if changed_only:
-        return await conn.fetch(CONVOYS_CHANGED, after, limit)
-    return await conn.fetch(CONVOYS_TO_PLAN, now, after, limit)
+    """Active convoys planned at their current version whose plan ran out at ``now``; by
+    (planned_until, convoy_id), after ``after``."""
+    return await conn.fetch(CONVOYS_EXPIRED, now, after[0], after[1], limit)
 
 
 async def keep_cycles(
@@ -155,11 +166,12 @@ async def keep_cycles(
 ) -> None:
     """:func:`keep_cycle` for many cycles in one statement (``convoy_ids[i]`` owns ``cycles[i]``)."""
     await conn.execute(
-        "INSERT INTO cycles AS c (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason)"
-        " SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[],"
-        " $6::bool[], $7::text[])"
+        "INSERT INTO cycles AS c (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped, skip_reason, next_at)"
+        " SELECT x.*, x.opens_at FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::timestamptz[],"
+        " $5::timestamptz[], $6::bool[], $7::text[]) AS x(convoy_id, cycle_index, opens_at, due_at, closes_at,"
+        " skipped, skip_reason)"
         " ON CONFLICT (convoy_id, cycle_index) DO UPDATE SET opens_at = excluded.opens_at,"
-        " due_at = excluded.due_at, closes_at = excluded.closes_at, next_at = NULL,"
+        " due_at = excluded.due_at, closes_at = excluded.closes_at, next_at = excluded.opens_at,"
         " skipped = c.skipped OR excluded.skipped,"
         " skip_reason = CASE WHEN c.skipped THEN c.skip_reason ELSE excluded.skip_reason END"
         " WHERE c.opened_at IS NULL"
@@ -179,8 +191,8 @@ async def keep_cycles(
 async def forget_next_at(conn: Conn, convoy_ids: list[uuid.UUID]) -> None:
     """A schedule change (e.g. nudge offsets) may move what is next in cycles already open: look again."""
     await conn.execute(
-        "UPDATE cycles SET next_at = NULL WHERE convoy_id = ANY($1::uuid[]) AND closed_at IS NULL"
-        " AND next_at IS NOT NULL",
+        "UPDATE cycles SET next_at = opens_at WHERE convoy_id = ANY($1::uuid[]) AND closed_at IS NULL"
+        " AND NOT skipped AND next_at IS DISTINCT FROM opens_at",
         convoy_ids,
     )
 
@@ -276,13 +288,13 @@ async def current_cycle(conn: Conn, convoy_id: uuid.UUID, now: datetime) -> asyn
 async def mark(conn: Conn, convoy_id: uuid.UUID, index: int, column: str, value: Any) -> bool:
     """Record a fire once: only the first of two racing fires changes the row."""
     if column == "opened_at":
-        sql = "UPDATE cycles SET opened_at = $3, next_at = NULL WHERE convoy_id = $1 AND cycle_index = $2"
+        sql = "UPDATE cycles SET opened_at = $3, next_at = opens_at WHERE convoy_id = $1 AND cycle_index = $2"
         sql += " AND opened_at IS NULL"
     elif column == "closed_at":
         sql = "UPDATE cycles SET closed_at = $3, next_at = NULL WHERE convoy_id = $1 AND cycle_index = $2"
         sql += " AND closed_at IS NULL"
     elif column == "nudges_done":
-        sql = "UPDATE cycles SET nudges_done = $3, next_at = NULL WHERE convoy_id = $1 AND cycle_index = $2"
+        sql = "UPDATE cycles SET nudges_done = $3, next_at = opens_at WHERE convoy_id = $1 AND cycle_index = $2"
         sql += " AND nudges_done < $3"
     else:
         raise ValueError(column)

@@ -108,7 +108,8 @@ class Scheduler:
 
         Set-based (issue #9): re-plan only the convoys whose plan changed or ran out, ask the
         database which cycles have something due (one indexed query), fire those in batches.
-        A tick with nothing due reads two empty index ranges, whatever the number of convoys.
+        A tick with nothing due reads empty ranges of three indexes (convoys_unplanned,
+        cycles_next_at, convoys_plan_expiry), whatever the number of convoys (issue #21).
         """
         done: list[str] = []
         async with self._tick_lock:
@@ -124,16 +125,35 @@ class Scheduler:
         return done
 
     async def _plan(self, now: datetime, *, changed_only: bool = False) -> int:
-        """Keep the previous, current and next cycle of every active convoy whose plan may have changed."""
-        after = uuid.UUID(int=0)
+        """Keep the previous, current and next cycle of every active convoy whose plan may have changed:
+        its settings changed (``convoys_unplanned``) or, unless ``changed_only``, its plan ran out at
+        ``now`` (``convoys_plan_expiry``). Each set is read through its own index, in that index's
+        order: a tick with nothing to plan reads two empty index ranges."""
         memo: dict[tuple[Any, ...], tuple[list[plan_.PlannedCycle], datetime]] = {}  # convoys sharing a plan
+        planned = await self._plan_pages(now, memo, expired=False)
+        if not changed_only:
+            planned += await self._plan_pages(now, memo, expired=True)
+        if planned:
+            log.info("scheduler planned", convoys=planned)
+        return planned
+
+    async def _plan_pages(
+        self, now: datetime, memo: dict[tuple[Any, ...], tuple[list[plan_.PlannedCycle], datetime]], *, expired: bool
+    ) -> int:
+        after_id = uuid.UUID(int=0)
+        after_until = repo.EXPIRED_FROM
         planned = 0
         while True:
             async with self.rt.db.connection() as conn:
-                rows = await repo.convoys_to_plan(conn, now, after, PLAN_PAGE, changed_only=changed_only)
+                if expired:
+                    rows = await repo.convoys_expired(conn, now, after_until, PLAN_PAGE)
+                else:
+                    rows = await repo.convoys_changed(conn, after_id, PLAN_PAGE)
             if not rows:
                 break
-            after = rows[-1]["convoy_id"]
+            after_id = rows[-1]["convoy_id"]
+            if expired:
+                after_until = (rows[-1]["planned_until"], after_id)
             owners: list[uuid.UUID] = []
             kept: list[plan_.PlannedCycle] = []
             convoys: list[uuid.UUID] = []
@@ -168,8 +188,6 @@ class Scheduler:
                 log.error("planning failed for a batch of convoys", convoys=len(convoys), error=repr(exc))
             if len(rows) < PLAN_PAGE:
                 break
-        if planned:
-            log.info("scheduler planned", convoys=planned)
         return planned
 
     async def _fire_due(self, now: datetime) -> list[str]:
