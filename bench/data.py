@@ -247,18 +247,31 @@ async def insert_cycles(
     convoy_ids: list[uuid.UUID],
     plan: schedule.Plan,
     rows: list[tuple[int, bool, bool, bool, int]],
+    offsets: tuple[int, ...] = (24, 2),
 ) -> None:
     """Cycles of ``plan`` for every convoy: (index, skipped, opened, closed, nudges_done) each.
 
-    Opened/closed cycles get their own opening/closing time as the time they were fired.
+    Opened/closed cycles get their own opening/closing time as the time they were fired; ``next_at``
+    is what the scheduler would have stored (``schedule.next_action_at`` with the convoys' nudge
+    ``offsets``, the default ones unless given).
     """
     async with pool.acquire() as conn, conn.transaction():
         for index, skipped, opened, closed, nudges in rows:
             c = schedule.plan_cycle(plan, index)
+            state = schedule.CycleState(
+                index=index,
+                opens_at=c.opens_at,
+                due_at=c.due_at,
+                closes_at=c.closes_at,
+                skipped=skipped,
+                opened=opened,
+                nudges_done=nudges,
+                closed=closed,
+            )
             await conn.execute(
                 "INSERT INTO reminders.cycles (convoy_id, cycle_index, opens_at, due_at, closes_at, skipped,"
-                " skip_reason, opened_at, nudges_done, closed_at)"
-                " SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM unnest($1::uuid[]) AS t(id)",
+                " skip_reason, opened_at, nudges_done, closed_at, next_at)"
+                " SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM unnest($1::uuid[]) AS t(id)",
                 convoy_ids,
                 index,
                 c.opens_at,
@@ -269,7 +282,20 @@ async def insert_cycles(
                 c.opens_at if opened else None,
                 nudges,
                 c.closes_at if closed else None,
+                schedule.next_action_at(state, offsets),
             )
+
+
+async def mark_planned(pool: asyncpg.Pool, convoy_ids: list[uuid.UUID], plan: schedule.Plan, now: datetime) -> None:
+    """Record the convoys as planned at ``now`` with ``plan``, as a tick would have left them (so the
+    first tick of a scenario is not the one-off planning of every convoy the bench just inserted)."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE reminders.convoys SET planned_version = plan_version, planned_until = $2"
+            " WHERE convoy_id = ANY($1::uuid[])",
+            convoy_ids,
+            schedule.plan_horizon(plan, now),
+        )
 
 
 async def set_nudges(pool: asyncpg.Pool, convoy_ids: list[uuid.UUID], offsets: list[int]) -> None:

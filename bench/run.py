@@ -1,6 +1,6 @@
 """``make bench``: start the stack, run the scenarios, print the table, write the results.
 
-    python -m bench [SCENARIO ...] [--scale S] [--no-docs] [--keep]
+    python -m bench [SCENARIO ...] [--scale S] [--no-docs] [--keep] [--convoys N]
 
 ``BENCH_SCALE`` (or ``--scale``) sizes every scenario: 1, the default, is the size issue #9 names
 (1,000 convoys fan-out, 100,000 convoys in the scheduler, 60 s of latency load, …) and takes about
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -119,7 +120,7 @@ def write_doc(results: list[Result], info: dict[str, Any], elapsed: float) -> No
     DOC.write_text(text)
 
 
-async def main_async(names: list[str], scale: float, docs: bool, keep: bool) -> int:
+async def main_async(names: list[str], scale: float, docs: bool, keep: bool, convoys: int | None = None) -> int:
     info = machine()
     print(f"convoy bench: scale {scale}, scenarios {', '.join(names)}; starting the stack ...", flush=True)
     begin = time.perf_counter()
@@ -129,7 +130,8 @@ async def main_async(names: list[str], scale: float, docs: bool, keep: bool) -> 
         for name in names:
             module = importlib.import_module(f"bench.scenarios.{name}")
             print(f"-- {name} ...", flush=True)
-            result: Result = await module.run(stack, scale)
+            sized = convoys is not None and "convoys" in inspect.signature(module.run).parameters
+            result: Result = await (module.run(stack, scale, convoys=convoys) if sized else module.run(stack, scale))
             results.append(result)
             RESULTS.mkdir(parents=True, exist_ok=True)
             (RESULTS / f"{name}.json").write_text(
@@ -155,9 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_SCALE", DEFAULT_SCALE)))
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
+    parser.add_argument(
+        "--convoys", type=int, default=None, help="scheduler: this many convoys (a fifth due at the slot), any scale"
+    )
     args = parser.parse_args(argv)
     names = [n for n in ORDER if n in args.scenarios] if args.scenarios else list(ORDER)
-    return uvloop.run(main_async(names, args.scale, not args.no_docs, args.keep))
+    return uvloop.run(main_async(names, args.scale, not args.no_docs, args.keep, args.convoys))
 
 
 if __name__ == "__main__":
