@@ -114,9 +114,11 @@ class Stack:
         async with session.post(f"{self.control}/reset") as r:
             await r.read()
 
-    async def tick(self, now: Any, timeout: float = 900) -> api.Fired:
+    async def tick(self, now: Any, timeout: float = 900, summary: bool = False) -> api.Fired:
         msg = await self.nc.request(
-            self.subjects.operation(Reminders.TICK), msgspec.json.encode(api.Tick(now=now)), timeout=timeout
+            self.subjects.operation(Reminders.TICK),
+            msgspec.json.encode(api.Tick(now=now, summary=summary)),
+            timeout=timeout,
         )
         return decode_reply(msg.data, api.Fired)
 

@@ -1352,11 +1352,16 @@ class Tick(Body, kw_only=True):
     """Tests only (CONVOY_REMINDERS_MANUAL_CLOCK): run the scheduler as if it were ``now``."""
 
     now: datetime
+    summary: bool = False
+    """Answer with the number of actions only (``Fired.count``): a slot of many convoys lists more
+    than one NATS message holds (bench: scheduler at 1,000,000 convoys)."""
 
 
 class Fired(Reply, kw_only=True):
     actions: list[str]
     leader: bool = True
+    count: int = 0
+    """How many actions were fired (``actions`` lists them unless a ``Tick`` asked for a summary)."""
 
 
 # --- calendar subscriptions (issue #22): feeds in services/convoys, rounds from services/reminders ------

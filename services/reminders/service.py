@@ -600,7 +600,8 @@ class Scheduler:
             raise InvalidInput("`now`: give a time zone")
         if not self.leader:
             return api.Fired(actions=[], leader=False)
-        return api.Fired(actions=await self.tick(req.now), leader=True)
+        done = await self.tick(req.now)
+        return api.Fired(actions=[] if req.summary else done, leader=True, count=len(done))
 
 
 def _calendar_round(
