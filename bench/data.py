@@ -189,6 +189,15 @@ async def analyze(pool: asyncpg.Pool) -> None:
         await conn.execute("ANALYZE")
 
 
+async def vacuum(pool: asyncpg.Pool, tables: list[str]) -> None:
+    """VACUUM (ANALYZE) ``tables``, as autovacuum keeps them: after a bulk UPDATE, the old row
+    versions' entries would otherwise stay in partial indexes a query walks (e.g. every convoy in
+    ``reminders.convoys_unplanned`` until :func:`mark_planned`'s old versions are vacuumed)."""
+    async with pool.acquire() as conn:
+        for table in tables:
+            await conn.execute(f"VACUUM (ANALYZE) {table}")
+
+
 async def insert_reports(
     pool: asyncpg.Pool, convoys: Convoys, *, cycle_index: int, submitted_at: datetime, language: str = "de"
 ) -> int:
