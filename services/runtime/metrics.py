@@ -13,6 +13,7 @@ gauges with ``max by (…)``, not ``sum``.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -68,8 +69,8 @@ def leader_gauge(service: str, role: str, leads: Callable[[], bool]) -> None:
 
 def count_fires(kinds: Iterable[str]) -> None:
     """Count the scheduler's fires by action kind (after their transaction committed)."""
-    for kind in kinds:
-        SCHEDULER_FIRES.labels(kind).inc()
+    for kind, n in collections.Counter(kinds).items():  # a slot is 400,000 fires at 1,000,000 convoys
+        SCHEDULER_FIRES.labels(kind).inc(n)
 
 
 async def sample_once(
