@@ -325,16 +325,23 @@ class EmailRequested(Event, frozen=True, kw_only=True):
       anonymous sender typed
     - ``observer_invitation``: convoy, inviter, link, expires (an invitation to read along as an observer)
     - ``observer_removed``: convoy, reason
+
+    On the bus ``to_email``, ``to_name`` and ``params`` are empty and travel in ``sealed``, encrypted for the
+    notifier (services/runtime/sealing.py: the producer's runtime seals every one it emits); the subject ends
+    in a tag of the recipient's address, so an erasure purges the person's messages by subject. ``key`` names
+    ids and hashes only, never a token.
     """
 
     TYPE: ClassVar[str] = "email.requested"
     CHANNEL: ClassVar[str] = "messages"
     key: str
-    to_email: str
+    to_email: str = ""
     to_name: str = ""
     language: str = "de"
     template: EmailTemplate
     params: dict[str, str] = {}
+    sealed: str = ""
+    """Base64 of a sealed box (the notifier's X25519 key) holding ``to_email``, ``to_name`` and ``params``."""
 
 
 # --- data protection ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import structlog
 from schemas.subjects import Subjects
 from services import demo, embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import bus, db
+from services.runtime import bus, db, sealing
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings, is_loopback
@@ -123,6 +123,10 @@ class Supervisor:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
             changes["secret_key"] = _admin_token(data / "secret-key", prefix="key_")
+        if not s.notifier_box_key and not s.notifier_box_public_key:
+            changes["notifier_box_key"] = _box_key(data / "notifier-box-key")
+        if not s.notifier_box_public_key:
+            changes["notifier_box_public_key"] = sealing.public_of(changes.get("notifier_box_key", s.notifier_box_key))
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
@@ -160,6 +164,8 @@ class Supervisor:
             child_env = dict(env)
             if name != "api":
                 child_env.pop("CONVOY_ADMIN_TOKEN", None)  # only the edge needs it
+            if name != "notifier":
+                child_env.pop("CONVOY_NOTIFIER_BOX_KEY", None)  # the others seal with the public key only
             self.services.append(Child(name, [sys.executable, "-m", "services.cli", "run", name], child_env))
         for child in self.services:
             await child.start()
@@ -262,6 +268,16 @@ def _admin_token(path: Path, prefix: str = "adm_") -> str:
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token
+
+
+def _box_key(path: Path) -> str:
+    """The notifier's private key (services/runtime/sealing.py), kept in the data folder like the admin token."""
+    if path.exists():
+        return path.read_text().strip()
+    private, _public = sealing.generate()
+    path.touch(mode=0o600)
+    path.write_text(private + "\n")
+    return private
 
 
 def up(settings: Settings) -> int:

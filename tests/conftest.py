@@ -28,13 +28,15 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import consumer, db, outbox, tracing
+from services.runtime import consumer, db, outbox, sealing, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
 T = TypeVar("T")
 TEMPLATE_DB = "convoy_template"
 ADMIN_TOKEN = "adm_test-admin-token"
+NOTIFIER_BOX_KEY, NOTIFIER_BOX_PUBLIC_KEY = sealing.generate()
+"""The notifier's key pair of a test session (email requests travel sealed with it)."""
 TOKEN_CACHE_S = 1.0
 """The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
 
@@ -344,6 +346,8 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         slack_webhook_hosts="hooks.slack.com,127.0.0.1",
         teams_webhook_hosts="*.logic.azure.com,*.powerplatform.com,127.0.0.1",
         secret_key="key_test-secret",
+        notifier_box_key=NOTIFIER_BOX_KEY,
+        notifier_box_public_key=NOTIFIER_BOX_PUBLIC_KEY,
         inbound_smtp_port=embedded.free_port(),
         token_cache_s=TOKEN_CACHE_S,
     )

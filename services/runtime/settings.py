@@ -44,6 +44,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Key that signs links and reply addresses that work without signing in; empty: CONVOY_DATA_DIR/secret-key."""
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
+    notifier_box_key: str = ""
+    """The notifier's private X25519 key (base64): opens what producers seal for it on the bus (recipients and
+    one-time links of emails). Only the notifier needs it; empty: CONVOY_DATA_DIR/notifier-box-key (generated)."""
+    notifier_box_public_key: str = ""
+    """The notifier's public X25519 key (base64): services seal email recipients and links with it; empty:
+    derived from CONVOY_NOTIFIER_BOX_KEY. Producers (services/convoys) need only this one."""
     ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     """Every process answers /live and /metrics (back-end services /health too) over HTTP on this port; 0: none."""
     dev_mail_viewer: bool = False
