@@ -123,10 +123,11 @@ class Supervisor:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
             changes["secret_key"] = _admin_token(data / "secret-key", prefix="key_")
-        if not s.notifier_box_key and not s.notifier_box_public_key:
-            changes["notifier_box_key"] = _box_key(data / "notifier-box-key")
-        if not s.notifier_box_public_key:
-            changes["notifier_box_public_key"] = sealing.public_of(changes.get("notifier_box_key", s.notifier_box_key))
+        box_key = s.notifier_box_key
+        if not box_key and not s.notifier_box_public_key:
+            changes["notifier_box_key"] = box_key = _box_key(data / "notifier-box-key")
+        if not s.notifier_box_public_key and box_key:
+            changes["notifier_box_public_key"] = sealing.public_of(box_key)
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
