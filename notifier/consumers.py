@@ -242,7 +242,11 @@ class Consumers:
                 ),
                 list_id=list_id,
                 reply=replies.Target(
-                    kind="report", person_id=m.person_id, convoy_id=event.convoy_id, company_id=m.company_id
+                    kind="report",
+                    person_id=m.person_id,
+                    convoy_id=event.convoy_id,
+                    company_id=m.company_id,
+                    cycle_index=event.cycle_index,
                 ),
                 prefs=prefs[m.person_id],
             )

@@ -813,6 +813,8 @@ class SubmitReport(Body, kw_only=True):
     actor: Actor
     convoy_id: uuid.UUID
     report: NewReport
+    cycle_index: int | None = None
+    """Only into this cycle (an emailed prompt's reply): refused with 409 when another cycle is current."""
 
 
 class EditReport(Body, kw_only=True):

@@ -119,6 +119,11 @@ class Supervisor:
                     "mail viewer off: the API listens beyond this machine; read the sink with `convoy mail`",
                     http_host=s.http_host,
                 )
+            # Local development: no mail server signs the replies typed into a local mail client, so
+            # the From header is believed, but only on loopback and only unless the operator chose.
+            chosen = any(f"CONVOY_INBOUND_SENDER_AUTH{x}" in os.environ for x in ("", "_FILE"))
+            if not chosen and s.inbound_smtp_port and is_loopback(s.inbound_smtp_host):
+                changes["inbound_sender_auth"] = "off"
         if not s.admin_token:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
@@ -193,7 +198,8 @@ class Supervisor:
             f"  PostgreSQL  {pg}",
             f"  NATS        {nats}",
             f"  SMTP        {smtp}",
-            f"  Replies     smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port} (replies to prompts and notifications)"
+            f"  Replies     smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port} (replies to prompts and notifications;"
+            f" sender check: {s.inbound_sender_auth})"
             if s.inbound_smtp_port
             else "  Replies     off (CONVOY_INBOUND_SMTP_PORT=0)",
             f"  Admin token {token}",

@@ -177,6 +177,18 @@ def namespace() -> str:
 
 
 # --- SMTP ----------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def dkim_dns() -> Iterator[Any]:
+    """Email replies are DKIM-verified against the tests' own resolver (tests/mailkit.py), never the real DNS."""
+    from notifier import replies
+    from tests import mailkit
+
+    replies.DNS_TXT = mailkit.DNS
+    yield mailkit.DNS
+    replies.DNS_TXT = None
+    mailkit.DNS.timeouts.clear()
+
+
 @dataclass
 class SmtpSink:
     """A real aiosmtpd server that keeps every message it accepts."""

@@ -180,6 +180,8 @@ class MilestonesService:
             assert req.actor.person_id is not None
             cycle = current_cycle(grant.convoy, now)
             index = cycle.index if cycle else 0
+            if req.cycle_index is not None and req.cycle_index != index:
+                raise Conflict("the round this prompt was for is over; please report for the current round in Convoy")
             # After its cycle's seal (the scheduler closed it, also early by "close now") a report
             # is late and goes into the next digest as an addendum (repository.digests.enter_round).
             sealed_through = await repo.digests.enter_round(conn, req.convoy_id)

@@ -29,7 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = ""
     """NATS URL(s), comma separated; empty: start the embedded nats-server with JetStream."""
     smtp_url: str = ""
-    """smtp://[user:pass@]host:port (smtps:// for TLS); empty: start the local mail sink."""
+    """smtp://[user:pass@]host:port, upgraded by STARTTLS whenever the server offers it (?starttls=true: required;
+    ?cafile=PATH: a private CA), smtps:// for implicit TLS; a password is never sent without TLS. Empty: the local
+    mail sink."""
     namespace: str = "convoy"
     """Prefix of every NATS subject and stream; lets installations share a NATS cluster."""
     public_url: str = "http://127.0.0.1:8000"
@@ -134,6 +136,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Port of the inbound SMTP server for email replies; 0: no inbound server and no Reply-To addresses."""
     reply_domain: str = "reply.convoy.localhost"
     """Domain of the Reply-To addresses (reply+TOKEN@domain, signed); its MX must lead to the inbound server."""
+    inbound_sender_auth: Literal["dkim", "trusted-relay", "dkim-or-relay", "off"] = "dkim"
+    """Who may file a reply: dkim: a valid DKIM signature of the From domain (relaxed alignment); trusted-relay:
+    dkim=pass or dmarc=pass for the From domain in the topmost Authentication-Results header of
+    CONVOY_INBOUND_TRUSTED_AUTHSERV_ID; dkim-or-relay: either; off: the From header is believed (local
+    development only: refused unless the inbound server listens on loopback). Anything else is refused with 550."""
+    inbound_trusted_authserv_id: str = ""
+    """The authserv-id your receiving mail server (MX) writes into Authentication-Results (e.g. mx.example.org);
+    with it, the inbound server must be reachable from that relay only (it cannot tell a header forged by a
+    direct sender)."""
+    inbound_tls_cert_file: str = ""
+    """PEM certificate (chain) the inbound SMTP server offers STARTTLS with; empty: no STARTTLS."""
+    inbound_tls_key_file: str = ""
+    """PEM private key of CONVOY_INBOUND_TLS_CERT_FILE."""
+    inbound_require_starttls: bool = False
+    """Refuse mail over a connection that did not STARTTLS first (needs a certificate)."""
     feedback_window_s: Annotated[float, Meta(ge=0.1, le=86400)] = 600.0
     """Comments, replies and kudos on a report are collected this long (from the first) into one email per person."""
     comment_edit_window_s: Annotated[float, Meta(ge=0, le=86400)] = 900.0
@@ -205,7 +222,27 @@ class SettingsError(ValueError):
 
 
 def refuse_open_edge(settings: Settings) -> None:
-    """Refuse settings that open the edge: the mail viewer shows everyone's sign-in links, unauthenticated."""
+    """Refuse settings that open the edge: the mail viewer shows everyone's sign-in links, unauthenticated;
+    email replies believed on their From header alone could be filed by anyone who can reach the server."""
+    if (
+        settings.inbound_smtp_port
+        and settings.inbound_sender_auth == "off"
+        and not is_loopback(settings.inbound_smtp_host)
+    ):
+        raise SettingsError(
+            f"CONVOY_INBOUND_SENDER_AUTH=off but CONVOY_INBOUND_SMTP_HOST={settings.inbound_smtp_host} is not a"
+            " loopback address: anyone who can reach the server could file replies as anyone. Use dkim,"
+            " trusted-relay or dkim-or-relay, or listen on 127.0.0.1."
+        )
+    if settings.inbound_sender_auth in ("trusted-relay", "dkim-or-relay") and not settings.inbound_trusted_authserv_id:
+        raise SettingsError(
+            f"CONVOY_INBOUND_SENDER_AUTH={settings.inbound_sender_auth} needs CONVOY_INBOUND_TRUSTED_AUTHSERV_ID (the"
+            " authserv-id your receiving mail server writes into Authentication-Results)."
+        )
+    if bool(settings.inbound_tls_cert_file) != bool(settings.inbound_tls_key_file):
+        raise SettingsError("CONVOY_INBOUND_TLS_CERT_FILE and CONVOY_INBOUND_TLS_KEY_FILE go together")
+    if settings.inbound_require_starttls and not settings.inbound_tls_cert_file:
+        raise SettingsError("CONVOY_INBOUND_REQUIRE_STARTTLS needs CONVOY_INBOUND_TLS_CERT_FILE and _KEY_FILE")
     if settings.dev_mail_viewer and not is_loopback(settings.http_host):
         raise SettingsError(
             f"CONVOY_DEV_MAIL_VIEWER is on but CONVOY_HTTP_HOST={settings.http_host} is not a loopback "
