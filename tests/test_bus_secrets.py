@@ -309,3 +309,29 @@ def test_logs_mask_one_time_tokens(capsys: pytest.CaptureFixture[str]) -> None:
     assert ours["path"] == "/sign-in/cvl_***" and ours["error"] == "bad token cvl_***" and ours["n"] == 1
     assert theirs["event"] == "GET /invitations/cvi_*** 500"
     assert token not in err and "Zz9Zz9" not in err
+
+
+async def test_no_key_no_start_and_no_email_request_in_clear(tmp_path: Path) -> None:
+    """A producer without the notifier's public key cannot emit an email request (nor services/convoys
+    start); the notifier does not start without its private key; `convoy up` generates the pair once."""
+    from services.runtime.service import Runtime
+    from services.runtime.settings import Settings
+    from services.supervisor import _box_key
+
+    bare = Runtime(Settings(), "convoys")
+    with pytest.raises(sealing.SealingError, match="CONVOY_NOTIFIER_BOX_PUBLIC_KEY is not set"):
+        _ = bare.box_public_key
+    import services.convoys
+
+    with pytest.raises(sealing.SealingError):
+        await services.convoys.setup(bare)
+    import notifier
+
+    with pytest.raises(RuntimeError, match="CONVOY_NOTIFIER_BOX_KEY is not set"):
+        await notifier.setup(Runtime(Settings(secret_key="key_x"), "notifier"))
+    private, public = sealing.generate()
+    assert Runtime(Settings(notifier_box_key=private), "convoys").box_public_key == public
+
+    first = _box_key(tmp_path / "notifier-box-key")
+    assert _box_key(tmp_path / "notifier-box-key") == first  # kept, not regenerated
+    assert (tmp_path / "notifier-box-key").stat().st_mode & 0o077 == 0  # readable by its owner only
