@@ -47,6 +47,7 @@ SECRETS = {
     "CONVOY_ADMIN_TOKEN",
     "CONVOY_ACTOR_SIGNING_KEY",
     "CONVOY_REPLY_SIGNING_KEY",
+    "CONVOY_NOTIFIER_BOX_KEY",
 }
 """Settings that hold credentials: set only through *_FILE (a mounted secret), never as a plain value."""
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
@@ -516,7 +517,7 @@ def test_kubernetes_gives_each_pod_only_its_own_nats_user_and_the_secrets_it_use
         }
         expected = {
             "api": {"secret_key", "admin_token", "actor_signing_key"},
-            "notifier": {"secret_key", "smtp_url", "reply_signing_key"},
+            "notifier": {"secret_key", "smtp_url", "reply_signing_key", "notifier_box_key"},
         }.get(role, set())
         assert keys == expected, (role, keys)
     config = kinds("ConfigMap")["convoy-config"]["data"]
