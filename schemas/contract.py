@@ -70,6 +70,9 @@ class Contract:
     OPS: ClassVar[tuple[Op[Any, Any], ...]]
     PUBLISHES: ClassVar[tuple[type, ...]] = ()
     """The event types this service publishes (its outbox's subjects)."""
+    CONSUMES: ClassVar[tuple[type, ...]] = ()
+    """The event and message types this service reads (its consumers); the NATS permissions let a
+    process read only these streams, and the runtime refuses a consumer of a type not listed here."""
 
     def __init_subclass__(cls, *, service: str, **kw: Any) -> None:
         super().__init_subclass__(**kw)

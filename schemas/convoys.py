@@ -20,6 +20,7 @@ class WithdrawFromPool(api.Body):
 
 
 class Convoys(Contract, service="convoys"):
+    CONSUMES = (ev.ContentFlagged, ev.ContentModerated, ev.FlagsResolved)
     PUBLISHES = (
         ev.CompanyJoined,
         ev.CompanyLeft,

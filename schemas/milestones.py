@@ -13,6 +13,19 @@ from schemas.contract import EDGE, Contract, Op
 
 
 class Milestones(Contract, service="milestones"):
+    CONSUMES = (
+        ev.CompanyJoined,
+        ev.CompanyLeft,
+        ev.ConvoyCreated,
+        ev.ConvoyFacilitatorAdded,
+        ev.ConvoyStatusChanged,
+        ev.ConvoyUpdated,
+        ev.ObserverJoined,
+        ev.ObserverRemoved,
+        ev.PersonErased,
+        ev.PersonJoined,
+        ev.PersonRemoved,
+    )
     PUBLISHES = (
         ev.CommentAdded,
         ev.ContentFlagged,

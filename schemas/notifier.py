@@ -5,10 +5,25 @@ see schemas/contract.py.
 """
 
 from schemas import api
+from schemas import events as ev
 from schemas.contract import EDGE, Contract, Op
 
 
 class Notifier(Contract, service="notifier"):
+    CONSUMES = (
+        ev.CommentAdded,
+        ev.CycleClosed,
+        ev.CycleOpened,
+        ev.EmailRequested,
+        ev.FacilitatorDigestDue,
+        ev.HelpOffered,
+        ev.HelpRequested,
+        ev.KudosGiven,
+        ev.KudosTakenBack,
+        ev.NudgeDue,
+        ev.PersonErased,
+        ev.ReportSubmitted,
+    )
     PUBLISHES = ()
 
     PREFS_GET = Op(api.PrefsAsk, api.NotificationPrefs, callers=EDGE)

@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     health = sub.add_parser("health", help="probe the SERVICE process on this host (container health checks)")
     health.add_argument("service", choices=PROCESSES)
     health.add_argument("--live", action="store_true", help="only whether the process answers, not whether it is ready")
-    sub.add_parser("migrate", help="apply every service's database migrations")
+    sub.add_parser("migrate", help="apply every service's database migrations (and declare the NATS streams)")
+    nats_authz = sub.add_parser(
+        "nats-authorization", help="print nats-server's users and permissions, derived from the contracts"
+    )
+    nats_authz.add_argument("--namespace", default="convoy", help="subject prefix (CONVOY_NAMESPACE); '*': any")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
     mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
     mail.add_argument("--last", type=int, default=20, help="how many of the newest messages")
@@ -50,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="load the demo convoy into the running system (its mail goes to the local mail sink)")
     args = parser.parse_args(argv)
 
+    if args.command == "nats-authorization":
+        from services.nats_auth import production_block
+
+        print(production_block(args.namespace), end="")
+        return 0
     if args.command == "config":
         print("| Variable | Default | Meaning |\n|---|---|---|")
         for var, default, doc in settings_mod.describe():
@@ -86,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in BACKEND_MODULES:
                 module = backend(name)
                 await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
+            if settings.nats_url:  # the streams too: updating one is the admin's job (services only create)
+                await _declare_streams(settings)
 
         try:
             asyncio.run(migrate_all())
@@ -125,6 +136,23 @@ def main(argv: list[str] | None = None) -> int:
         run_sink("127.0.0.1", settings.embedded_smtp_port, settings.data_path / "mail")
         return 0
     return 1
+
+
+async def _declare_streams(settings: settings_mod.Settings) -> None:
+    from schemas.subjects import Subjects
+    from services.runtime import bus
+
+    nc = await bus.connect(settings, "convoy-migrate", attempts_for_s=30, role="admin")
+    try:
+        await bus.ensure_streams(
+            nc.jetstream(timeout=settings.nats_request_timeout),
+            Subjects(settings.namespace),
+            settings.stream_replicas,
+            dead_letter_max_age_s=settings.dead_letter_days * 86400,
+            update=bus.manages_streams(settings),
+        )
+    finally:
+        await nc.close()
 
 
 def _probe(settings: settings_mod.Settings, service: str, *, live_only: bool) -> int:
@@ -200,11 +228,12 @@ async def _dead_letters(settings: settings_mod.Settings, replay: int | None) -> 
 
     from schemas.subjects import Subjects
     from services.runtime import bus
+    from services import nats_auth
 
     if not settings.nats_url:
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
     subjects = Subjects(settings.namespace)
-    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    nc = await bus.connect(nats_auth.as_admin(settings), "convoy-cli", attempts_for_s=5, role="admin")
     try:
         js = nc.jetstream()
         if replay is not None:
@@ -259,6 +288,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
     from schemas import api
     from schemas.subjects import Subjects
     from services.runtime import bus
+    from services import nats_auth
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
 
@@ -269,7 +299,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
     except ValueError:
         print(f"convoy: {convoy_id!r} is not a convoy id", file=sys.stderr)
         return 2
-    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    nc = await bus.connect(nats_auth.as_admin(settings), "convoy-cli", attempts_for_s=5, role="admin")
     try:
         schedule = await RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)).call(
             Reminders.SCHEDULE, api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming)
@@ -298,6 +328,7 @@ async def _load_demo(settings: settings_mod.Settings) -> int:
     from schemas.subjects import Subjects
     from services import demo
     from services.runtime import bus
+    from services import nats_auth
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
 
@@ -309,7 +340,7 @@ async def _load_demo(settings: settings_mod.Settings) -> int:
         return 2
     if not settings.nats_url:  # the embedded NATS of `convoy up`
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
-    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    nc = await bus.connect(nats_auth.as_admin(settings), "convoy-cli", attempts_for_s=5, role="admin")
     try:
         rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace))
         loaded = await demo.load_into(rpc, Subjects(settings.namespace), settings.data_path, settings.public_url)

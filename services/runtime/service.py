@@ -67,6 +67,7 @@ class Runtime:
         self._background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         self._checks: dict[str, Callable[[], Awaitable[None]]] = {}
         self.relay: outbox.Relay | None = None
+        self.contract: type[Contract] | None = None
         # Each handler in flight holds a connection (its transaction) and may take a second one
         # (a delivery record): at most half the pool goes to handlers, the rest answers requests.
         self._handler_slots = asyncio.Semaphore(max(1, settings.db_pool_max // 2))
@@ -108,6 +109,22 @@ class Runtime:
             )
         for op, handler in found.values():
             self.endpoint(op.name, op.request, handler)
+        self.contract = contract
+
+    def check_consumes(self) -> None:
+        """The consumers read exactly what the contract declares in ``CONSUMES`` (the NATS
+        permissions are derived from it): a service reading more, or less, does not start."""
+        if self.contract is None:
+            return
+        read = {t for c in self._consumers for t in c.spec.event_types}
+        declared = set(self.contract.CONSUMES)
+        if read != declared:
+            undeclared = sorted(t.__name__ for t in read - declared)
+            unread = sorted(t.__name__ for t in declared - read)
+            raise RuntimeError(
+                f"{self.name}: consumers differ from {self.contract.__name__}.CONSUMES"
+                f" (consumed but not declared: {undeclared}; declared but not consumed: {unread})"
+            )
 
     def consumer(
         self,
@@ -209,15 +226,20 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
             for c in rt._consumers:
                 c.on_reconnect()
 
-        rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect)
+        rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect, role=module.NAME)
         stack.push_async_callback(_drain, rt.nc, settings.shutdown_timeout)
         rt.js = rt.nc.jetstream(timeout=settings.nats_request_timeout)
         rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout, rt.subjects)
         await bus.ensure_streams(
-            rt.js, rt.subjects, settings.stream_replicas, dead_letter_max_age_s=settings.dead_letter_days * 86400
+            rt.js,
+            rt.subjects,
+            settings.stream_replicas,
+            dead_letter_max_age_s=settings.dead_letter_days * 86400,
+            update=bus.manages_streams(settings),
         )
 
         await module.setup(rt)
+        rt.check_consumes()
 
         async def health(req: Request) -> None:
             await req.respond(msgspec.json.encode(await rt.health()))
