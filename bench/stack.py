@@ -215,6 +215,8 @@ async def start(keep: bool = False) -> Stack:
     )
     await asyncio.to_thread(embedded.wait_for_port, "127.0.0.1", nats_port, 30, stack.procs["nats"])
     await asyncio.to_thread(embedded.wait_for_port, "127.0.0.1", control_port, 30, stack.procs["sinks"])
+    # the streams and consumers, declared as `convoy up` does (as admin) before the services start
+    await nats_auth.declare_jetstream(settings.with_(nats_user="admin", nats_password=passwords["admin"]))
     env = dict(os.environ)
     for name in Settings.__struct_fields__:
         env["CONVOY_" + name.upper()] = str(getattr(settings, name))

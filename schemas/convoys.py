@@ -20,7 +20,10 @@ class WithdrawFromPool(api.Body):
 
 
 class Convoys(Contract, service="convoys"):
-    CONSUMES = (ev.ContentFlagged, ev.ContentModerated, ev.FlagsResolved)
+    CONSUMERS = {
+        "moderation": (ev.ContentModerated,),
+        "flags": (ev.ContentFlagged, ev.FlagsResolved),
+    }
     PUBLISHES = (
         ev.CompanyJoined,
         ev.CompanyLeft,

@@ -10,20 +10,17 @@ from schemas.contract import EDGE, Contract, Op
 
 
 class Notifier(Contract, service="notifier"):
-    CONSUMES = (
-        ev.CommentAdded,
-        ev.CycleClosed,
-        ev.CycleOpened,
-        ev.EmailRequested,
-        ev.FacilitatorDigestDue,
-        ev.HelpOffered,
-        ev.HelpRequested,
-        ev.KudosGiven,
-        ev.KudosTakenBack,
-        ev.NudgeDue,
-        ev.PersonErased,
-        ev.ReportSubmitted,
-    )
+    CONSUMERS = {
+        "erasure": (ev.PersonErased,),
+        "reports": (ev.ReportSubmitted,),
+        "help": (ev.HelpOffered,),
+        "help_requests": (ev.HelpRequested,),
+        "messages": (ev.EmailRequested,),
+        "prompts": (ev.CycleOpened, ev.NudgeDue),
+        "digests": (ev.CycleClosed,),
+        "facilitator_digests": (ev.FacilitatorDigestDue,),
+        "feedback": (ev.CommentAdded, ev.KudosGiven, ev.KudosTakenBack),
+    }
     PUBLISHES = ()
 
     PREFS_GET = Op(api.PrefsAsk, api.NotificationPrefs, callers=EDGE)

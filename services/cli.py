@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                 module = backend(name)
                 await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
             if settings.nats_url:  # the streams too: updating one is the admin's job (services only create)
-                await _declare_streams(settings)
+                from services.nats_auth import declare_jetstream
+
+                await declare_jetstream(settings)
 
         try:
             asyncio.run(migrate_all())
@@ -136,23 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         run_sink("127.0.0.1", settings.embedded_smtp_port, settings.data_path / "mail")
         return 0
     return 1
-
-
-async def _declare_streams(settings: settings_mod.Settings) -> None:
-    from schemas.subjects import Subjects
-    from services.runtime import bus
-
-    nc = await bus.connect(settings, "convoy-migrate", attempts_for_s=30, role="admin")
-    try:
-        await bus.ensure_streams(
-            nc.jetstream(timeout=settings.nats_request_timeout),
-            Subjects(settings.namespace),
-            settings.stream_replicas,
-            dead_letter_max_age_s=settings.dead_letter_days * 86400,
-            update=bus.manages_streams(settings),
-        )
-    finally:
-        await nc.close()
 
 
 def _probe(settings: settings_mod.Settings, service: str, *, live_only: bool) -> int:
@@ -227,8 +212,8 @@ async def _dead_letters(settings: settings_mod.Settings, replay: int | None) -> 
     import time
 
     from schemas.subjects import Subjects
-    from services.runtime import bus
     from services import nats_auth
+    from services.runtime import bus
 
     if not settings.nats_url:
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
@@ -287,8 +272,8 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
 
     from schemas import api
     from schemas.subjects import Subjects
-    from services.runtime import bus
     from services import nats_auth
+    from services.runtime import bus
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
 
@@ -326,9 +311,8 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
 
 async def _load_demo(settings: settings_mod.Settings) -> int:
     from schemas.subjects import Subjects
-    from services import demo
+    from services import demo, nats_auth
     from services.runtime import bus
-    from services import nats_auth
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
 

@@ -12,9 +12,11 @@ in ``schemas/subjects.py``:
   ``callers``; the API and the admin also ask every service's ``health`` and ``metrics``;
 - a service **publishes** only the event and message types its contract ``PUBLISHES`` (its outbox),
   and dead letters of its own consumers;
-- a role **reads** a stream only if its contract ``CONSUMES`` a type stored in it: consumer
-  create/info/next and acks are allowed per stream, so only the notifier reads the messages stream
-  (one-time links), by JetStream or by a core subscription;
+- a service **reads** only through its own durable consumers (``Contract.CONSUMERS``): info, next
+  and acks on exactly those names. It may not create consumers (a push consumer's deliver subject
+  would let it inject a stream's messages into any subject): the admin declares them, except on the
+  messages stream, whose only reader, the notifier, declares its own. So only the notifier reads the
+  messages stream (one-time links), by JetStream or by a core subscription;
 - replies arrive under a per-role inbox prefix (``Subjects.inbox_prefix``) that only that role
   may subscribe to;
 - streams: a service may create a missing stream of its namespace; only the admin updates them,
@@ -50,7 +52,7 @@ one and then replaced: the first token of every subject and each stream name bec
 
 
 def _contract(role: str) -> type[Contract] | None:
-    return next((c for c in CONTRACTS if c.SERVICE == role), None)
+    return next((c for c in CONTRACTS if role == c.SERVICE), None)
 
 
 def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
@@ -73,9 +75,10 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
     if role in ("api", "admin"):
         publish += [s for service in SERVICES for s in (sub.health(service), sub.metrics(service))]
 
-    # JetStream: every role may look at (and a service create) its namespace's streams
-    publish += [f"$JS.API.STREAM.INFO.{name}" for name in streams]
+    # JetStream: the services and the admin may look at (and create) its namespace's streams
     contract = _contract(role)
+    if contract is not None or role == "admin":
+        publish += [f"$JS.API.STREAM.INFO.{name}" for name in streams]
     if contract is not None:
         publish += [f"$JS.API.STREAM.CREATE.{name}" for name in streams]
         # serving
@@ -89,23 +92,37 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
                 subscribe += [f"$SRV.{verb}", f"$SRV.{verb}.{micro}", f"$SRV.{verb}.{micro}.*"]
         # publishing its outbox
         publish += sorted({sub.of(t) for t in contract.PUBLISHES})  # type: ignore[arg-type]
-        # reading streams
-        read = sorted({sub.stream_of(t) for t in contract.CONSUMES})  # type: ignore[arg-type]
-        for stream in read:
+        # reading: bind to its own durable consumers (declared by the admin; on the messages stream,
+        # whose only reader is the notifier, by the notifier itself)
+        read: set[str] = set()
+        for purpose, types in contract.CONSUMERS.items():
+            stream = sub.stream_of(types[0])  # type: ignore[arg-type]
+            durable = sub.consumer(role, purpose)
+            read.add(stream)
+            if stream == sub.messages_stream:
+                publish += [
+                    f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
+                    f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>",
+                    f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}",
+                ]
             publish += [
-                f"$JS.API.CONSUMER.CREATE.{stream}.>",
-                f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
-                f"$JS.API.CONSUMER.INFO.{stream}.>",
-                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
-                f"$JS.ACK.{stream}.>",
+                f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+                f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+                f"$JS.ACK.{stream}.{durable}.>",
             ]
         if read:
             publish.append(sub.dead_letter_wildcard)
         if sub.messages_stream in read:
             subscribe.append(sub.messages_wildcard)
-            publish += [f"$JS.API.STREAM.PURGE.{sub.messages_stream}", f"$JS.API.STREAM.MSG.DELETE.{sub.messages_stream}"]
+            publish += [
+                f"$JS.API.STREAM.PURGE.{sub.messages_stream}",
+                f"$JS.API.STREAM.MSG.DELETE.{sub.messages_stream}",
+            ]
     if role == "admin":
         publish += [f"$JS.API.STREAM.{verb}.{name}" for name in streams for verb in ("CREATE", "UPDATE")]
+        # the durable consumers of the events stream (services may only bind to theirs)
+        events = sub.events_stream
+        publish += [f"$JS.API.CONSUMER.{verb}.{events}.>" for verb in ("CREATE", "DURABLE.CREATE", "INFO")]
         # dead letters: look at them, replay one to its original subject (an event or a message)
         dead = sub.dead_letter_stream
         publish += [f"$JS.API.STREAM.MSG.GET.{dead}", f"$JS.API.DIRECT.GET.{dead}"]
@@ -144,7 +161,7 @@ def authorization_block(
     """
     lines = [
         "# Generated by `convoy nats-authorization` from the contracts (schemas/*.py); do not edit.",
-        "# One user per process role; see docs/architecture.md \"NATS permissions\".",
+        '# One user per process role; see docs/architecture.md "NATS permissions".',
         "authorization {",
         "  users = [",
     ]
@@ -172,6 +189,30 @@ def _value(password: str) -> str:
 def production_block(namespace: str = "convoy") -> str:
     """The block for deploy/: passwords from the environment of nats-server (``$NATS_API_PASSWORD``, ...)."""
     return authorization_block({role: f"$NATS_{role.upper()}_PASSWORD" for role in ROLES}, namespace)
+
+
+async def declare_jetstream(settings: Settings) -> None:
+    """As admin: create or update the streams and declare the services' durable consumers
+    (`convoy up` before it starts the services, `convoy migrate`). Without the admin's rights
+    (an external NATS, other credentials) streams are only created, not updated."""
+    from services.runtime import bus, consumer
+
+    nc = await bus.connect(settings, "convoy-admin", attempts_for_s=30, role="admin")
+    try:
+        js = nc.jetstream(timeout=settings.nats_request_timeout)
+        subjects = Subjects(settings.namespace)
+        manages = bus.manages_streams(settings)
+        await bus.ensure_streams(
+            js,
+            subjects,
+            settings.stream_replicas,
+            dead_letter_max_age_s=settings.dead_letter_days * 86400,
+            update=manages,
+        )
+        if manages:
+            await consumer.ensure_consumers(js, subjects, CONTRACTS)
+    finally:
+        await nc.close()
 
 
 # --- credentials of the embedded default --------------------------------------------------------

@@ -160,14 +160,16 @@ class Supervisor:
         s = await self.prepare()
         env = self._env(s)
         for child in self.infra:
-            child.env.update({k: v for k, v in env.items() if k.startswith("CONVOY_") and not k.startswith("CONVOY_NATS_")})
+            child.env.update(
+                {k: v for k, v in env.items() if k.startswith("CONVOY_") and not k.startswith("CONVOY_NATS_")}
+            )
             await child.start()
         if not self.settings.nats_url:
             await asyncio.to_thread(embedded.wait_for_port, "127.0.0.1", s.embedded_nats_port, 30)
         for name in BACKEND_MODULES:
             module = backend(name)
             await db.migrate(s.database_url, module.NAME, module.MIGRATIONS)
-        await _declare_streams(s)
+        await nats_auth.declare_jetstream(s)
         for name in PROCESSES:
             child_env = dict(env)
             if name != "api":
@@ -258,22 +260,6 @@ class Supervisor:
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
         log.info("stopped")
-
-
-async def _declare_streams(s: Settings) -> None:
-    """Create or update the streams (the admin's job) before the services start; a process without
-    the right to (an external NATS with other credentials) leaves it to the services and `convoy migrate`."""
-    nc = await bus.connect(s, "convoy-supervisor", attempts_for_s=30, role="admin")
-    try:
-        await bus.ensure_streams(
-            nc.jetstream(timeout=s.nats_request_timeout),
-            Subjects(s.namespace),
-            s.stream_replicas,
-            dead_letter_max_age_s=s.dead_letter_days * 86400,
-            update=bus.manages_streams(s),
-        )
-    finally:
-        await nc.close()
 
 
 async def _ensure_database(admin_uri: str, name: str) -> None:

@@ -167,7 +167,9 @@ async def stack_and_client(settings: Settings) -> AsyncIterator[tuple[Stack, htt
     crashed: list[BaseException] = []
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(as_role(settings, "api")), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            create_app(as_role(settings, "api")), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     api: asyncio.Task[None] | None = None

@@ -29,7 +29,7 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded, nats_auth
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import consumer, db, outbox, tracing
+from services.runtime import bus, consumer, db, outbox, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
@@ -382,11 +382,33 @@ class Stack:
         self.stops[name].set()
         await asyncio.wait_for(self.tasks[name], 15)
 
+    declared: bool = False
+
     async def start_service(self, name: str) -> None:
+        if not self.declared:  # what `convoy up` does as admin before it starts the services
+            await declare_jetstream(self.nc, self.settings)
+            self.declared = True
         self.stops[name] = asyncio.Event()
         # each service connects as its own role, as in production
         self.tasks[name] = asyncio.create_task(serve(backend(name), as_role(self.settings, name), self.stops[name]))
         await wait_ready(self.nc, self.subjects, name)
+
+
+async def declare_jetstream(nc: nats.NATS, settings: Settings) -> None:
+    """Streams and the services' durable consumers, declared by a superuser connection (the admin's
+    job: a service role may only bind to its consumers)."""
+    js = nc.jetstream(timeout=settings.nats_request_timeout)
+    await bus.ensure_streams(js, Subjects(settings.namespace), settings.stream_replicas)
+    await consumer.ensure_consumers(js, Subjects(settings.namespace), nats_auth.CONTRACTS)
+
+
+async def settings_declared(settings: Settings) -> None:
+    """:func:`declare_jetstream` on a connection of its own (before starting service processes)."""
+    nc = await nats.connect(settings.nats_url.split(","))
+    try:
+        await declare_jetstream(nc, settings)
+    finally:
+        await nc.close()
 
 
 async def wait_ready(nc: nats.NATS, subjects: Subjects, name: str, timeout: float = 20.0) -> None:
@@ -511,7 +533,9 @@ async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(api_app(as_role(stack.settings, "api")), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            api_app(as_role(stack.settings, "api")), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

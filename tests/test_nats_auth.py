@@ -7,7 +7,6 @@ server's wildcard namespace: the stack and the API below run on production's per
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import stat
 import subprocess
@@ -23,6 +22,7 @@ from nats.aio.client import Client
 from nats.js import api as js_api
 
 from schemas import api
+from schemas import events as ev
 from schemas.contract import PROCESSES
 from schemas.convoys import Convoys
 from schemas.notifier import Notifier
@@ -161,7 +161,7 @@ async def test_a_service_cannot_serve_another_services_operations(
     reminders = await as_role(connect, nats_server, "reminders", namespace)
     subject = stack.subjects.operation(Notifier.PREFS_GET)
     await reminders.nc.subscribe(subject)
-    await eventually(lambda: _has(reminders.violations(), f"Subscription to \"{subject}\""))
+    await eventually(lambda: _has(reminders.violations(), f'Subscription to "{subject}"'))
 
 
 # --- reading: only the notifier reads the messages (one-time links) -------------------------------
@@ -176,6 +176,16 @@ async def test_only_the_notifier_reads_the_message_subjects(
     subjects = stack.subjects
     stream = subjects.messages_stream
     spies: dict[str, list[bytes]] = {}
+    # the notifier's credentials can (what makes the refusals below mean something)
+    notifier = await as_role(connect, nats_server, "notifier", namespace)
+    heard: list[str] = []
+
+    async def hear(msg: nats.aio.msg.Msg) -> None:
+        heard.append(msg.subject)
+
+    await notifier.nc.subscribe(subjects.messages_wildcard, cb=hear)
+    info = await notifier.nc.jetstream(timeout=5).consumer_info(stream, subjects.consumer("notifier", "messages"))
+    assert info.config.filter_subjects == [subjects.of(ev.EmailRequested)]
     others = [r for r in PROCESSES if r != "notifier"]
     for role in others:
         conn = await as_role(connect, nats_server, role, namespace)
@@ -186,7 +196,7 @@ async def test_only_the_notifier_reads_the_message_subjects(
             got.append(msg.data)
 
         await conn.nc.subscribe(subjects.messages_wildcard, cb=keep)
-        await eventually(lambda conn=conn: _has(conn.violations(), f"Subscription to \"{subjects.messages_wildcard}\""))
+        await eventually(lambda conn=conn: _has(conn.violations(), f'Subscription to "{subjects.messages_wildcard}"'))
         js = conn.nc.jetstream(timeout=1)
         with pytest.raises(nats.errors.TimeoutError):  # the API request never reaches JetStream
             await js.add_consumer(stream, js_api.ConsumerConfig(durable_name=f"spy_{role}", ack_policy="explicit"))
@@ -201,16 +211,33 @@ async def test_only_the_notifier_reads_the_message_subjects(
     await appoint_facilitator(client, smtp_sink, email)  # type: ignore[arg-type]
     assert tokens_for(smtp_sink, email, "cvl_")
     assert {role: got for role, got in spies.items() if got} == {}
-
-    # the notifier's credentials can (what makes the refusals above mean something)
-    notifier = await as_role(connect, nats_server, "notifier", namespace)
-    js = notifier.nc.jetstream(timeout=5)
-    await js.add_consumer(stream, js_api.ConsumerConfig(durable_name="notifier_probe", ack_policy="explicit"))
-    sub = await js.pull_subscribe_bind("notifier_probe", stream=stream)
-    msgs = await sub.fetch(1, timeout=5)
-    assert msgs and msgs[0].subject.startswith(f"{namespace}.messages.")
-    await msgs[0].ack()
+    assert subjects.of(ev.EmailRequested) in heard
     assert notifier.violations() == []
+
+
+async def test_a_service_cannot_create_consumers_that_deliver_where_it_may_not_publish(
+    stack: Stack, connect: list[Connection], nats_server: NatsServer, namespace: str
+) -> None:
+    """A push consumer's deliver subject is in the request body, beyond subject permissions: a service
+    allowed to create one could have JetStream deliver events it published to any operation's subject.
+    So services only bind to the durable consumers the admin declared."""
+    subjects = stack.subjects
+    target = subjects.operation(Convoys.FACILITATOR_APPOINT)
+    milestones = await as_role(connect, nats_server, "milestones", namespace)
+    js = milestones.nc.jetstream(timeout=1)
+    with pytest.raises(nats.errors.TimeoutError):
+        await js.add_consumer(
+            subjects.events_stream,
+            js_api.ConsumerConfig(durable_name="evil", deliver_subject=target, ack_policy="none"),
+        )
+    await eventually(
+        lambda: _has(
+            milestones.violations(), f'publish to "$JS.API.CONSUMER.DURABLE.CREATE.{subjects.events_stream}.evil"'
+        )
+    )
+    # its own consumer it may read (what the service does)
+    own = await js.consumer_info(subjects.events_stream, subjects.consumer("milestones", "convoys"))
+    assert own.config.durable_name == subjects.consumer("milestones", "convoys")
 
 
 # --- declarations ----------------------------------------------------------------------------------
@@ -220,15 +247,19 @@ def test_the_deploy_authorization_is_generated_from_the_contracts() -> None:
         "deploy/nats/authorization.conf is out of date: `convoy nats-authorization > deploy/nats/authorization.conf`"
     )
     printed = subprocess.run(
-        [sys.executable, "-m", "services.cli", "nats-authorization"], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-m", "services.cli", "nats-authorization"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     ).stdout
     assert printed == committed
 
 
-def test_a_service_reads_exactly_what_its_contract_declares() -> None:
+def test_a_service_consumes_exactly_what_its_contract_declares() -> None:
     rt = Runtime(Settings(), "notifier")
     rt.contract = Notifier
-    with pytest.raises(RuntimeError, match="declared but not consumed: .*EmailRequested"):
+    with pytest.raises(RuntimeError, match=r"registered  \| declared .*messages: \['EmailRequested'\]"):
         rt.check_consumes()
 
 
@@ -256,3 +287,11 @@ def test_permissions_follow_the_contracts() -> None:
         assert [s for s in sub(role) if s.startswith("_INBOX")] == [ns.inbox_prefix(role) + ".>"]
     updaters = [r for r in PROCESSES if any(s.startswith("$JS.API.STREAM.UPDATE.") for s in pub(r))]
     assert updaters == ["admin"]
+
+
+def test_every_consumed_type_has_a_publisher() -> None:
+    """What a consumer reads, some service's outbox may publish (else the permissions would starve it)."""
+    published = {t for c in nats_auth.CONTRACTS for t in c.PUBLISHES}
+    consumed = {t for c in nats_auth.CONTRACTS for t in c.CONSUMES}
+    assert consumed - published == set()
+    assert sorted(t.__name__ for t in published - consumed) == []  # and nothing is published for nobody

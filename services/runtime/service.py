@@ -112,18 +112,20 @@ class Runtime:
         self.contract = contract
 
     def check_consumes(self) -> None:
-        """The consumers read exactly what the contract declares in ``CONSUMES`` (the NATS
-        permissions are derived from it): a service reading more, or less, does not start."""
+        """The consumers are exactly those the contract declares in ``CONSUMERS`` (the admin declares
+        them on JetStream and the NATS permissions are derived from them): else the service does not start."""
         if self.contract is None:
             return
-        read = {t for c in self._consumers for t in c.spec.event_types}
-        declared = set(self.contract.CONSUMES)
-        if read != declared:
-            undeclared = sorted(t.__name__ for t in read - declared)
-            unread = sorted(t.__name__ for t in declared - read)
+        registered = {c.spec.purpose: set(c.spec.event_types) for c in self._consumers}
+        declared = {purpose: set(types) for purpose, types in self.contract.CONSUMERS.items()}
+        if registered != declared:
+
+            def show(consumers: dict[str, set[type]]) -> str:
+                return "; ".join(f"{p}: {sorted(t.__name__ for t in ts)}" for p, ts in sorted(consumers.items()))
+
             raise RuntimeError(
-                f"{self.name}: consumers differ from {self.contract.__name__}.CONSUMES"
-                f" (consumed but not declared: {undeclared}; declared but not consumed: {unread})"
+                f"{self.name}: consumers differ from {self.contract.__name__}.CONSUMERS"
+                f" (registered {show(registered)} | declared {show(declared)})"
             )
 
     def consumer(

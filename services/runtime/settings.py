@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = ""
     """NATS URL(s), comma separated; empty: start the embedded nats-server with JetStream."""
     nats_user: str = ""
-    """This process's NATS user (its role: api, convoys, milestones, reminders, notifier, admin); `convoy up` sets it per process."""
+    """This process's NATS user, its role (api, convoys, milestones, reminders, notifier, admin); set by `convoy up`."""
     nats_password: str = ""
     """This process's NATS password; `convoy up` generates one per role into CONVOY_DATA_DIR/nats-credentials/."""
     smtp_url: str = ""
