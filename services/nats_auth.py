@@ -30,6 +30,7 @@ same block with generated passwords (kept in the data folder, one file per role,
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,8 +71,8 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
     subscribe: list[str] = [sub.inbox_prefix(role) + ".>"]
 
     # asking: an operation's subject only for its callers
-    for contract in CONTRACTS:
-        publish += [sub.operation(op) for op in contract.OPS if role in op.callers]
+    for asked in CONTRACTS:
+        publish += [sub.operation(op) for op in asked.OPS if role in op.callers]
     if role in ("api", "admin"):
         publish += [s for service in SERVICES for s in (sub.health(service), sub.metrics(service))]
 
@@ -91,12 +92,12 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
             for verb in ("PING", "INFO", "STATS"):
                 subscribe += [f"$SRV.{verb}", f"$SRV.{verb}.{micro}", f"$SRV.{verb}.{micro}.*"]
         # publishing its outbox
-        publish += sorted({sub.of(t) for t in contract.PUBLISHES})  # type: ignore[arg-type]
+        publish += sorted({sub.of(t) for t in contract.PUBLISHES})
         # reading: bind to its own durable consumers (declared by the admin; on the messages stream,
         # whose only reader is the notifier, by the notifier itself)
         read: set[str] = set()
         for purpose, types in contract.CONSUMERS.items():
-            stream = sub.stream_of(types[0])  # type: ignore[arg-type]
+            stream = sub.stream_of(types[0])
             durable = sub.consumer(role, purpose)
             read.add(stream)
             if stream == sub.messages_stream:
@@ -137,6 +138,8 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
         perms["allow_responses"] = True
     if wildcard:
         perms = json.loads(_widen(json.dumps(perms), sub))
+        for direction in ("publish", "subscribe"):
+            perms[direction]["allow"] = _dedupe(perms[direction]["allow"])
     return perms
 
 
@@ -147,6 +150,7 @@ def _dedupe(items: list[str]) -> list[str]:
 def _widen(text: str, sub: Subjects) -> str:
     for stream in (sub.events_stream, sub.messages_stream, sub.dead_letter_stream):
         text = text.replace(stream, "*")
+    text = re.sub(rf"{_SENTINEL}_[a-z0-9_]+", "*", text)  # durable consumer names
     return text.replace(f"{_SENTINEL}.", "*.")
 
 

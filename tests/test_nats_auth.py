@@ -8,6 +8,7 @@ server's wildcard namespace: the stack and the API below run on production's per
 from __future__ import annotations
 
 import contextlib
+import functools
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js import api as js_api
 
 from schemas import api
@@ -151,6 +153,10 @@ async def test_a_role_outside_the_callers_is_refused_by_the_server(
     assert edge.violations() == []
 
 
+async def _refused(conn: Connection, part: str) -> bool:
+    return await _has(conn.violations(), part)
+
+
 async def _has(items: list[str], part: str) -> bool:
     return any(part.lower() in item.lower() for item in items)
 
@@ -180,7 +186,7 @@ async def test_only_the_notifier_reads_the_message_subjects(
     notifier = await as_role(connect, nats_server, "notifier", namespace)
     heard: list[str] = []
 
-    async def hear(msg: nats.aio.msg.Msg) -> None:
+    async def hear(msg: Msg) -> None:
         heard.append(msg.subject)
 
     await notifier.nc.subscribe(subjects.messages_wildcard, cb=hear)
@@ -192,16 +198,19 @@ async def test_only_the_notifier_reads_the_message_subjects(
         got: list[bytes] = []
         spies[role] = got
 
-        async def keep(msg: nats.aio.msg.Msg, got: list[bytes] = got) -> None:
+        async def keep(msg: Msg, got: list[bytes] = got) -> None:
             got.append(msg.data)
 
         await conn.nc.subscribe(subjects.messages_wildcard, cb=keep)
-        await eventually(lambda conn=conn: _has(conn.violations(), f'Subscription to "{subjects.messages_wildcard}"'))
+        refused = f'subscription to "{subjects.messages_wildcard}"'
+        await eventually(functools.partial(_refused, conn, refused))
         js = conn.nc.jetstream(timeout=1)
         with pytest.raises(nats.errors.TimeoutError):  # the API request never reaches JetStream
-            await js.add_consumer(stream, js_api.ConsumerConfig(durable_name=f"spy_{role}", ack_policy="explicit"))
+            await js.add_consumer(
+                stream, js_api.ConsumerConfig(durable_name=f"spy_{role}", ack_policy=js_api.AckPolicy.EXPLICIT)
+            )
         with pytest.raises(nats.errors.TimeoutError):  # ...nor an ephemeral one, nor reading by sequence
-            await js.add_consumer(stream, js_api.ConsumerConfig(ack_policy="none"))
+            await js.add_consumer(stream, js_api.ConsumerConfig(ack_policy=js_api.AckPolicy.NONE))
         with pytest.raises(nats.errors.TimeoutError):
             await js.get_msg(stream, 1)
 
@@ -228,7 +237,7 @@ async def test_a_service_cannot_create_consumers_that_deliver_where_it_may_not_p
     with pytest.raises(nats.errors.TimeoutError):
         await js.add_consumer(
             subjects.events_stream,
-            js_api.ConsumerConfig(durable_name="evil", deliver_subject=target, ack_policy="none"),
+            js_api.ConsumerConfig(durable_name="evil", deliver_subject=target, ack_policy=js_api.AckPolicy.NONE),
         )
     await eventually(
         lambda: _has(

@@ -77,7 +77,7 @@ async def connect(
                 error_cb=error_cb,
                 disconnected_cb=disconnected_cb,
                 reconnected_cb=reconnected_cb,
-                **auth,  # type: ignore[arg-type]
+                **auth,
             )
         except nats.errors.Error as exc:
             if "authorization" in str(exc).lower():

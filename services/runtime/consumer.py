@@ -90,10 +90,10 @@ async def ensure_consumers(js: JetStreamContext, subjects: Subjects, contracts: 
     except on the messages stream (the notifier, its only reader, declares its own there)."""
     for contract in contracts:
         for purpose, types in contract.CONSUMERS.items():
-            stream = subjects.stream_of(types[0])  # type: ignore[arg-type]
+            stream = subjects.stream_of(types[0])
             if stream == subjects.messages_stream:
                 continue
-            await js.add_consumer(stream, durable_config(subjects.consumer(contract.SERVICE, purpose), subjects, types))  # type: ignore[arg-type]
+            await js.add_consumer(stream, durable_config(subjects.consumer(contract.SERVICE, purpose), subjects, types))
 
 
 class Consumer:
