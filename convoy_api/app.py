@@ -31,7 +31,7 @@ from convoy_api.projects.controllers import MilestoneController, ProjectControll
 from convoy_api.reports.controllers import CommentController, ConvoyReportsController, ReportController
 from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
-from services.runtime import bus, correlation, tracing
+from services.runtime import bus, claims, correlation, tracing
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings, refuse_open_edge
 
@@ -72,10 +72,12 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def nats_connection(app: Litestar) -> AsyncIterator[None]:
+        # The edge signs the actor of every request it makes for a person (services/runtime/claims.py).
+        signer = claims.Signer.from_settings(settings)
         nc = await bus.connect(settings, "convoy-api")
         app.state.backend = Backend(
             settings=settings,
-            rpc=RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)),
+            rpc=RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace), signer=signer),
             subjects=Subjects(settings.namespace),
             limiter=ClientLimiter(settings.client_requests_per_minute),
             daily=daily_limiter(settings.anonymous_requests_per_client_per_day),

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -100,7 +101,10 @@ class Backend:
         if len(self._tokens) >= TOKEN_CACHE_MAX:  # bounded: drop the oldest entries
             for stale in list(self._tokens)[: TOKEN_CACHE_MAX // 10]:
                 del self._tokens[stale]
-        self._tokens[token] = (now + self.settings.token_cache_s, principal)
+        keep = self.settings.token_cache_s
+        if principal.expires_at is not None:  # never beyond the token's expiry
+            keep = min(keep, (principal.expires_at - datetime.now(UTC)).total_seconds())
+        self._tokens[token] = (now + keep, principal)
         return principal
 
     def forget(self, token: str) -> None:
@@ -130,6 +134,11 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
         if token.startswith("cvs_"):
             raise Unauthenticated("a session token goes in the cookie, not in the Authorization header")
         principal = await backend.principal(token)
+        if principal.kind == "api" and principal.scope == "read" and request.method not in SAFE_METHODS:
+            raise Forbidden(
+                "this personal API token is read-only (scope `read`): it may only read (GET);"
+                " create a read-write token to change anything"
+            )
     elif cookie := request.cookies.get(SESSION_COOKIE):
         principal = await backend.principal(cookie)
         if principal.kind != "browser":

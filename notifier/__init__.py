@@ -56,7 +56,7 @@ async def setup(rt: Runtime) -> None:
     rt.consumer("help_requests", (ev.HelpRequested,), consumers.on_help_requested, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer(
         "messages",
-        (ev.EmailRequested,),
+        (ev.EmailRequested, ev.PoolContactDeleted),
         consumers.on_email_requested,
         concurrency=CONSUMER_CONCURRENCY,
         ordered_by=lambda e: getattr(e, "key", None),

@@ -28,7 +28,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from notifier import cycles, facilitation, facilitator, feedback, render, replies
+from notifier import cycles, facilitation, facilitator, feedback, render, replies, repository
 from notifier.chat.delivery import ChatDelivery
 from notifier.delivery import MESSAGES_LIST_ID, SENT, Mailer, convoy_list_id
 from notifier.privacy import PrivacyRules
@@ -121,6 +121,9 @@ class Consumers:
         await self.chat.announce_report(envelope, event.convoy_id, report, members, report_link, link)
 
     async def on_email_requested(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
+        if isinstance(event, ev.PoolContactDeleted):  # after its confirmation (same lane: the same key)
+            await repository.forget_recipient(conn, f"message:{event.key}")
+            return
         """A message another service asked for (sign-in link, invitation, a decision): sent as asked."""
         assert isinstance(event, ev.EmailRequested)
         # Rendered before the delivery is claimed: a message that cannot be rendered (a missing
@@ -237,7 +240,11 @@ class Consumers:
                 ),
                 list_id=list_id,
                 reply=replies.Target(
-                    kind="report", person_id=m.person_id, convoy_id=event.convoy_id, company_id=m.company_id
+                    kind="report",
+                    person_id=m.person_id,
+                    convoy_id=event.convoy_id,
+                    company_id=m.company_id,
+                    cycle_index=event.cycle_index,
                 ),
                 prefs=prefs[m.person_id],
             )

@@ -105,8 +105,10 @@ class Mailer:
                 return
             unsubscribe = self.public(f"/unsubscribe/{access.unsubscribe_token(self.settings, person_id, kind)}")
         # the visible footer: why this email, the settings and (notifications) this kind's unsubscribe
+        # a message names its template first (``message:pool_joined:…``): its own "why" line, if it has one
+        footer_kind = f"message:{rest.partition(':')[0]}" if kind == "message" else kind
         rendered = render.with_footer(
-            rendered, kind=kind, settings_url=self.public(SETTINGS_PATH), unsubscribe_url=unsubscribe
+            rendered, kind=footer_kind, settings_url=self.public(SETTINGS_PATH), unsubscribe_url=unsubscribe
         )
         correlation_id = correlation.current()
         # Built before the claim: the time between claiming and sending (a crash there leaves the

@@ -32,24 +32,47 @@ class SmtpConfig:
     username: str | None = None
     password: str | None = None
     use_tls: bool = False
-    start_tls: bool | None = False
+    start_tls: bool | None = None
+    """True: STARTTLS required; None (the default): upgraded whenever the server offers STARTTLS;
+    False: never upgraded (``?starttls=false``, a local relay only: credentials are then refused)."""
+    cafile: str | None = None
+    """A CA bundle that verifies the server's certificate (``?cafile=/path``, a relay with a private CA)."""
 
     @classmethod
     def from_url(cls, url: str) -> SmtpConfig:
-        """``smtp://[user:pass@]host:port[?starttls=true]`` or ``smtps://…`` (implicit TLS)."""
+        """``smtp://[user:pass@]host:port[?starttls=true|false][&cafile=/path]`` or ``smtps://…`` (implicit TLS).
+
+        Without ``starttls`` the connection is upgraded whenever the server offers STARTTLS;
+        ``starttls=true`` refuses a server that does not. Credentials are only ever sent over TLS.
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError(f"CONVOY_SMTP_URL must look like smtp://host:port, not {url!r}")
         query = parse_qs(parts.query)
-        starttls = query.get("starttls", ["false"])[0].lower() in ("1", "true", "yes")
+        starttls_value = query.get("starttls", [""])[0].lower()
+        starttls: bool | None = None
+        if starttls_value in ("1", "true", "yes", "required"):
+            starttls = True
+        elif starttls_value in ("0", "false", "no"):
+            starttls = False
+        use_tls = parts.scheme == "smtps"
         return cls(
             hostname=parts.hostname,
-            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            port=parts.port or (465 if use_tls else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            use_tls=parts.scheme == "smtps",
-            start_tls=starttls,
+            use_tls=use_tls,
+            start_tls=None if use_tls else starttls,  # implicit TLS: nothing to upgrade
+            cafile=query.get("cafile", [None])[0],
         )
+
+
+class CleartextCredentialsError(Exception):
+    """The SMTP server offers no TLS, and the URL has credentials: they are not sent in clear.
+
+    Not a permanent failure: the email stays in the delivery log as ``retrying`` and its event is
+    retried (then dead-lettered, to be replayed once the relay or the URL is fixed): nothing is lost.
+    """
 
 
 class PermanentDeliveryError(Exception):
@@ -71,16 +94,33 @@ class SmtpPool:
             self._idle.put_nowait(None)  # a free slot; the connection is opened on first use
 
     async def _open(self) -> aiosmtplib.SMTP:
+        config = self.config
         client = aiosmtplib.SMTP(
-            hostname=self.config.hostname,
-            port=self.config.port,
-            use_tls=self.config.use_tls,
-            start_tls=self.config.start_tls,
-            username=self.config.username,
-            password=self.config.password,
+            hostname=config.hostname,
+            port=config.port,
+            use_tls=config.use_tls,
+            start_tls=config.start_tls,  # None: STARTTLS whenever the server offers it
+            cert_bundle=config.cafile,
             timeout=self.timeout,
         )
-        await client.connect()
+        await client.connect()  # no credentials here: they wait until TLS is known to be on
+        if config.username is not None:
+            if client.get_transport_info("sslcontext") is None:
+                client.close()
+                log.error(
+                    "SMTP credentials not sent: the server offers no TLS (STARTTLS); the email stays queued",
+                    host=config.hostname,
+                    port=config.port,
+                )
+                raise CleartextCredentialsError(
+                    f"{config.hostname}:{config.port} offers no TLS (STARTTLS); the SMTP password is not sent"
+                    " in clear. Use a relay that offers STARTTLS, or smtps:// (implicit TLS)."
+                )
+            try:
+                await client.login(config.username, config.password or "")
+            except BaseException:
+                client.close()
+                raise
         return client
 
     @contextlib.asynccontextmanager

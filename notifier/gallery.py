@@ -74,7 +74,7 @@ def sample(name: str, *, kind: str) -> Callable[[Render], Render]:
 def email(s: Sample, lang: str) -> Rendered:
     """The sample as ``send_email`` sends it: rendered, then the footer added."""
     rendered = s.render(lang)
-    unsubscribe = None if s.kind == "message" else UNSUBSCRIBE_URL
+    unsubscribe = None if render.is_message(s.kind) else UNSUBSCRIBE_URL
     return render.with_footer(rendered, kind=s.kind, settings_url=SETTINGS_URL, unsubscribe_url=unsubscribe)
 
 
@@ -132,9 +132,13 @@ MESSAGE_OVERRIDES: dict[str, dict[str, str]] = {
     "comment_hidden": {"link": f"{PUBLIC_URL}/reports/{{report_id}}"},
     "content_flagged": {"link": f"{PUBLIC_URL}/convoys/{{convoy_id}}/flags"},
     "pool_request_received": {"link": f"{PUBLIC_URL}/pool"},
+    "pool_joined": {
+        "link": f"{PUBLIC_URL}/check/withdraw/eyJyIjoiMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDA5In0.Z1x2Yw.c2ln",
+        "days": "180",
+    },
 }
 """Params that differ from MESSAGE_PARAMS per template ({convoy_id}, {report_id}, {convoy}: sample links)."""
-MESSAGE_KINDS = {"help_offered": "help_offered"}
+MESSAGE_KINDS = {"help_offered": "help_offered", "pool_joined": "message:pool_joined"}
 """Messages sent under a notification kind (the rest are ``message``: always sent, no unsubscribe)."""
 
 

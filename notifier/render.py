@@ -206,6 +206,7 @@ _MESSAGE_SPECS: dict[str, _Spec] = {
     "pool_request_received": _Spec(needs=("theme", "link")),
     "observer_invitation": _Spec(needs=("convoy", "inviter", "link", "expires")),
     "observer_removed": _Spec(needs=("convoy",), note="reason"),
+    "pool_joined": _Spec(needs=("theme", "days", "link")),
 }
 
 
@@ -388,6 +389,22 @@ _MESSAGES: dict[str, _Words] = {
         button=N_("Open the formation pool"),
         after=(N_("You receive this email as a facilitator of the competence centre."),),
     ),
+    # To the contact who joined the pool (no account): what they asked for, and how to take it back. Nothing
+    # they typed (company, name, message): the address is anyone's to enter, so no chosen text is mailed.
+    "pool_joined": _Words(
+        subject=N_('Your request for a convoy on "%(theme)s"'),
+        heading=N_("Your request is in the formation pool"),
+        body=(
+            N_(
+                "Thank you: your company waits in the competence centre's formation pool for a convoy on"
+                ' "%(theme)s". A facilitator will write to you as soon as a convoy on your theme forms.'
+            ),
+            N_("We keep your contact only for this, and delete it after %(days)s days if no convoy forms."),
+            N_("Changed your mind? Withdraw the request here; your contact is then deleted at once."),
+        ),
+        button=N_("Withdraw my request"),
+        after=(N_("If you did not ask for this, withdraw the request with the link above."),),
+    ),
 }
 
 MESSAGE_TEMPLATES: tuple[str, ...] = tuple(_MESSAGE_SPECS)
@@ -466,6 +483,9 @@ _WHY = {
     "facilitator_cycle": N_(
         "You get this email because you facilitate this convoy: at the end of each round you get its summary."
     ),
+    "message:pool_joined": N_(
+        "You get this email because your address was left in the digitalisation check to join a convoy."
+    ),
     "": N_("You get this email because you use Convoy."),
 }
 """Why the person gets an email, by the delivery key's kind."""
@@ -473,7 +493,14 @@ _WHY = {
 
 def why(kind: str, lang: str) -> str:
     """Why the person gets an email of this delivery kind (``message`` for sign-in links and invitations)."""
-    return i18n.Words(lang)(_WHY.get(kind, _WHY[""]))
+    # a message (``message:<template>``) may have its own line; else the one of all messages
+    text = _WHY.get(kind) or _WHY.get(kind.partition(":")[0]) or _WHY[""]
+    return i18n.Words(lang)(text)
+
+
+def is_message(kind: str) -> bool:
+    """A delivery kind that is a message (``message`` or ``message:<template>``): always sent, no unsubscribe."""
+    return kind.partition(":")[0] == "message"
 
 
 def with_footer(rendered: Rendered, *, kind: str, settings_url: str, unsubscribe_url: str | None) -> Rendered:
@@ -484,7 +511,7 @@ def with_footer(rendered: Rendered, *, kind: str, settings_url: str, unsubscribe
     reason = why(kind, rendered.lang)
     tagline = _("Convoy \N{EN DASH} moving forward together")
     links: list[tuple[str, str]] = []
-    if kind != "message":
+    if not is_message(kind):
         links.append((_("Notification settings"), settings_url))
         if unsubscribe_url:
             links.append((_("Unsubscribe from this kind of email"), unsubscribe_url))

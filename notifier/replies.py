@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import re
+import ssl
 import uuid
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -28,13 +30,15 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import Counter
 
+from notifier import mailauth
 from notifier.repository import Deliveries
 from schemas import api
 from schemas.convoys import Convoys
 from schemas.milestones import Milestones
-from services.runtime import signing
+from services.runtime import claims, signing
 from services.runtime.errors import Conflict, ConvoyError, Gone, NotFound, Unavailable
 from services.runtime.lifecycle import wait_or_stop
+from services.runtime.rpc import RpcClient
 from services.runtime.service import Runtime
 from services.runtime.settings import Settings
 
@@ -54,6 +58,9 @@ CONCURRENT_REPLIES = 8
 LOCAL_PREFIX = "reply+"
 REPORT_MAX_CHARS = 20000
 COMMENT_MAX_CHARS = 5000
+
+DNS_TXT: mailauth.DnsFunc | None = None
+"""The TXT lookup DKIM verification uses; None: the system's resolver (dnspython). Tests set a resolver of their own."""
 
 REPLIES = Counter("convoy_notifier_email_replies", "Email replies received", ["outcome"])
 
@@ -84,6 +91,8 @@ class Target:
     """For comments: the report commented on."""
     parent_id: uuid.UUID | None = None
     """For comments: the comment answered (a feedback email's latest comment); None: a top-level comment."""
+    cycle_index: int | None = None
+    """For reports: the cycle the prompt was for; the reply files only while that cycle is current."""
 
     def payload(self) -> dict[str, str]:
         """Compact: uuids as 22 base64url characters, the kind as one letter."""
@@ -94,6 +103,8 @@ class Target:
             out["r"] = _b64(self.report_id)
         if self.parent_id is not None:
             out["a"] = _b64(self.parent_id)
+        if self.cycle_index is not None:
+            out["i"] = str(self.cycle_index)
         return out
 
     @classmethod
@@ -107,11 +118,14 @@ class Target:
             company_id=_uuid(payload["o"]) if "o" in payload else None,
             report_id=_uuid(payload["r"]) if "r" in payload else None,
             parent_id=_uuid(payload["a"]) if "a" in payload else None,
+            cycle_index=int(payload["i"]) if "i" in payload else None,
         )
         if kind == "comment" and target.report_id is None:
             raise ValueError("a comment token names its report")
         if kind == "report" and target.parent_id is not None:
             raise ValueError("a report token answers no comment")
+        if kind == "comment" and target.cycle_index is not None:
+            raise ValueError("a comment token names no cycle")
         return target
 
 
@@ -318,6 +332,15 @@ class ReplyHandler:
         self.settings = rt.settings
         self.slots = asyncio.Semaphore(CONCURRENT_REPLIES)
         self.deliveries = Deliveries(rt.db)
+        # The inbound mail server establishes the person (the signed reply address and the sender), so a
+        # reply is filed with a claim the notifier signs with its reply key (CONVOY_REPLY_SIGNING_KEY):
+        # services accept it for a plain person filing a report or a comment, nothing else
+        # (services/runtime/claims.py). Without the key the services refuse (401) and the sender is told.
+        key = claims.reply_private_key(rt.settings)
+        if key is None:
+            log.error("no CONVOY_REPLY_SIGNING_KEY: email replies cannot be filed")
+        signer = claims.Signer(key, rt.settings.actor_claim_seconds, prefix=claims.REPLY) if key else None
+        self.on_behalf = RpcClient(rt.nc, rt.settings.nats_request_timeout, rt.subjects, signer=signer)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -371,6 +394,24 @@ class ReplyHandler:
                 " oder schreiben Sie direkt in Convoy.",
                 "this reply address is not valid. Please reply to an email from Convoy or write in Convoy directly.",
             ), "invalid"
+
+        # The From header is believed only when the sender's domain vouches for it (DKIM, or the
+        # receiving relay's Authentication-Results): otherwise anyone could write as the person.
+        verdict = await mailauth.authenticate(
+            self.settings.inbound_sender_auth, raw, message, self.settings.inbound_trusted_authserv_id, DNS_TXT
+        )
+        if not verdict.ok:
+            log.info("email reply sender not authenticated", why=verdict.how, mail_from=envelope.mail_from)
+            if verdict.how.endswith(mailauth.TEMPORARY):
+                return _try_later(
+                    "the sender's DKIM key could not be looked up; your mail server will try again later."
+                ), "dns_temporary"
+            return refuse(
+                "der Absender ist nicht bestaetigt (keine gueltige DKIM-Signatur der Absenderdomain). Bitte"
+                " antworten Sie ueber den Mailserver Ihres Unternehmens oder schreiben Sie direkt in Convoy.",
+                "the sender could not be verified (no valid DKIM signature of the sender's domain). Please reply"
+                " through your organisation's mail server or write in Convoy directly.",
+            ), "unauthenticated"
 
         try:
             members = await self.rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=target.convoy_id))
@@ -427,17 +468,18 @@ class ReplyHandler:
         actor = api.Actor(person_id=target.person_id)
         try:
             if target.kind == "report":
-                await self.rt.rpc.call(
+                await self.on_behalf.call(
                     Milestones.REPORT_SUBMIT,
                     api.SubmitReport(
                         actor=actor,
                         convoy_id=target.convoy_id,
+                        cycle_index=target.cycle_index,
                         report=api.NewReport(company_id=target.company_id, done=text),
                     ),
                 )
             else:
                 assert target.report_id is not None
-                await self.rt.rpc.call(
+                await self.on_behalf.call(
                     Milestones.COMMENT_ADD,
                     api.AddComment(
                         actor=actor,
@@ -462,34 +504,54 @@ class ReplyHandler:
         return FILED, "filed"
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The context STARTTLS offers with, when a certificate is configured (CONVOY_INBOUND_TLS_CERT_FILE)."""
+    if not settings.inbound_tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.inbound_tls_cert_file, settings.inbound_tls_key_file or None)
+    return context
+
+
 async def serve(rt: Runtime, stop: asyncio.Event) -> None:
     """Accept replies on ``inbound_smtp_host:inbound_smtp_port`` until ``stop`` is set.
 
-    A taken port does not stop the notifier (delivering email matters more): it logs the error
-    and tries again every few seconds.
+    A taken port or an unreadable certificate does not stop the notifier (delivering email matters
+    more): it logs the error and tries again every few seconds. With a certificate the server offers
+    STARTTLS (and with CONVOY_INBOUND_REQUIRE_STARTTLS refuses mail before it).
     """
     handler = ReplyHandler(rt)
     loop = asyncio.get_running_loop()
-    host, port = rt.settings.inbound_smtp_host, rt.settings.inbound_smtp_port
+    settings = rt.settings
+    host, port = settings.inbound_smtp_host, settings.inbound_smtp_port
     while not stop.is_set():
         try:
-            server = await loop.create_server(
-                lambda: SMTP(
-                    handler,
-                    hostname=rt.settings.reply_domain,
-                    data_size_limit=MAX_MESSAGE_BYTES,
-                    timeout=IDLE_TIMEOUT_S,
-                ),
-                host,
-                port,
+            tls = tls_context(settings)
+            factory = functools.partial(
+                SMTP,
+                handler,
+                hostname=settings.reply_domain,
+                data_size_limit=MAX_MESSAGE_BYTES,
+                timeout=IDLE_TIMEOUT_S,
+                tls_context=tls,
+                require_starttls=settings.inbound_require_starttls and tls is not None,
             )
+            server = await loop.create_server(factory, host, port)
             break
-        except OSError as exc:
+        except (OSError, ssl.SSLError) as exc:
             log.error("inbound SMTP server cannot listen; retrying", host=host, port=port, error=str(exc))
             await wait_or_stop(stop, 5)
     else:
         return
-    log.info("inbound SMTP server for email replies listening", host=host, port=port, domain=rt.settings.reply_domain)
+    log.info(
+        "inbound SMTP server for email replies listening",
+        host=host,
+        port=port,
+        domain=settings.reply_domain,
+        starttls=tls is not None,
+        sender_auth=settings.inbound_sender_auth,
+    )
     try:
         await stop.wait()
     finally:

@@ -325,6 +325,11 @@ async def erase_person(conn: asyncpg.Connection, person_id: uuid.UUID, email_sha
     )
 
 
+async def forget_recipient(conn: asyncpg.Connection, key: str) -> None:
+    """The address of one delivery (its key stays, so it is never sent again): a deleted pool contact."""
+    await conn.execute("UPDATE deliveries SET recipient = $2, last_error = NULL WHERE key = $1", key, ERASED_RECIPIENT)
+
+
 async def erased_before(db: Database, person_id: uuid.UUID | None, email_sha256: bytes, at: datetime) -> bool:
     """Whether the person (or the address) was erased after a message to them was asked for at ``at``."""
     async with db.connection() as conn:

@@ -448,10 +448,30 @@ class Principal(Reply, kw_only=True):
     is_facilitator: bool
     kind: Literal["api", "access", "browser"]
     csrf_token: str | None = None
+    scope: ApiTokenScope = "read-write"
+    """An API token's scope: ``read`` tokens are refused on anything that changes something (403)."""
+    expires_at: datetime | None = None
+    """When the token stops working (the edge does not keep it in its cache beyond that)."""
+
+
+ApiTokenScope = Literal["read", "read-write"]
 
 
 class NewApiToken(Body, kw_only=True):
     name: Name
+    scope: Annotated[
+        ApiTokenScope, Meta(description="`read`: GET requests only; `read-write`: everything you may do")
+    ] = "read-write"
+    expires_in_days: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                description="days until it expires; default CONVOY_API_TOKEN_DAYS, at most CONVOY_API_TOKEN_MAX_DAYS",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ApiToken(Reply, kw_only=True):
@@ -459,6 +479,9 @@ class ApiToken(Reply, kw_only=True):
     name: str
     created_at: datetime
     last_used_at: datetime | None
+    """Approximate: recorded at most every few minutes."""
+    scope: ApiTokenScope = "read-write"
+    expires_at: datetime | None = None
 
 
 class ApiTokenCreated(Reply, kw_only=True):
@@ -614,6 +637,22 @@ class Membership(Reply, kw_only=True):
     """Representatives: whether they accepted the convoy's current charter (false for non-members)."""
     is_observer: bool = False
     """An observer seat: reads what members read, writes nothing."""
+
+
+class RevokeAccess(Body, kw_only=True):
+    """services/convoys tells a reader's projection, before answering a removal, that the person
+    (``person_id``) or the whole company (``person_id`` None) no longer has a part in the convoy."""
+
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    person_id: uuid.UUID | None = None
+    at: datetime
+    """When services/convoys recorded the removal: a late ``person.joined`` from before it does not re-admit."""
+
+
+class Revoked(Reply, kw_only=True):
+    members: int
+    """Projected memberships removed by this call (0 when the event had already done it)."""
 
 
 class GetRecipients(Body, kw_only=True):
@@ -813,6 +852,8 @@ class SubmitReport(Body, kw_only=True):
     actor: Actor
     convoy_id: uuid.UUID
     report: NewReport
+    cycle_index: int | None = None
+    """Only into this cycle (an emailed prompt's reply): refused with 409 when another cycle is current."""
 
 
 class EditReport(Body, kw_only=True):

@@ -7,6 +7,10 @@ see schemas/contract.py.
 """
 
 import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from msgspec import Meta
 
 from schemas import api
 from schemas import events as ev
@@ -17,6 +21,33 @@ class WithdrawFromPool(api.Body):
     """Take back the contact left from a check result (whoever holds the result's link)."""
 
     check_id: uuid.UUID
+
+
+class PoolLink(api.Body, kw_only=True):
+    """The signed link of the pool confirmation email (no sign-in): ``withdraw`` false only reads what it
+    is about (the confirm page); true deletes the contact."""
+
+    token: Annotated[str, Meta(min_length=10, max_length=500)]
+    withdraw: bool = False
+
+
+class PoolLinkState(api.Reply, kw_only=True):
+    theme: str
+    """The theme's key; its title in both languages follows ('' when nothing is left)."""
+    title_de: str = ""
+    title_en: str = ""
+    status: Literal["waiting", "formed", "gone"]
+    """``gone``: withdrawn or expired, nothing of the contact is kept; ``formed``: placed in a convoy."""
+
+
+class PoolPurge(api.Body, kw_only=True):
+    """Delete the pool entries older than CONVOY_POOL_RETENTION_DAYS at ``now`` (tests pass their own now)."""
+
+    now: datetime
+
+
+class PoolPurged(api.Reply, kw_only=True):
+    expired: int
 
 
 class Convoys(Contract, service="convoys"):
@@ -37,6 +68,7 @@ class Convoys(Contract, service="convoys"):
         ev.PersonErased,
         ev.PersonJoined,
         ev.PersonRemoved,
+        ev.PoolContactDeleted,
     )
 
     CONVOY_CREATE = Op(api.CreateConvoy, api.Convoy, callers={"admin", "api"})
@@ -106,6 +138,10 @@ class Convoys(Contract, service="convoys"):
     """With explicit consent: leave a contact and ask to join a convoy on a theme (anyone holding a result)."""
     POOL_WITHDRAW = Op(WithdrawFromPool, api.Accepted, callers=EDGE)
     """Delete the contacts still waiting in the pool from a check result (404 none, 409 already in a convoy)."""
+    POOL_LINK = Op(PoolLink, PoolLinkState, callers=EDGE)
+    """The withdraw link of the pool confirmation email: what it is about, or (``withdraw``) delete the contact."""
+    POOL_PURGE = Op(PoolPurge, PoolPurged, callers={"admin"})
+    """Delete waiting pool entries past CONVOY_POOL_RETENTION_DAYS (also hourly in services/convoys)."""
     POOL_LIST = Op(api.Ask, api.Pool, callers=EDGE)
     """Waiting companies with their profiles and suggested groups (facilitators, admins)."""
     POOL_FORM = Op(api.FormConvoy, api.Convoy, callers=EDGE)

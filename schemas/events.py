@@ -297,6 +297,7 @@ EmailTemplate = Literal[
     "pool_request_received",
     "observer_invitation",
     "observer_removed",
+    "pool_joined",
 ]
 
 
@@ -325,6 +326,8 @@ class EmailRequested(Event, frozen=True, kw_only=True):
       anonymous sender typed
     - ``observer_invitation``: convoy, inviter, link, expires (an invitation to read along as an observer)
     - ``observer_removed``: convoy, reason
+    - ``pool_joined`` (to the contact who joined the formation pool): theme (words), days (how long the
+      contact is kept), link (the signed withdraw page); nothing the sender typed
     """
 
     TYPE: ClassVar[str] = "email.requested"
@@ -335,6 +338,18 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     language: str = "de"
     template: EmailTemplate
     params: dict[str, str] = {}
+
+
+class PoolContactDeleted(Event, frozen=True, kw_only=True):
+    """A formation-pool contact was deleted (withdrawn by its link or the check result, or expired): the
+    notifier forgets the address in the delivery log of its confirmation. On the messages channel with the
+    confirmation's ``key``, so it is handled after that email (one lane per key)."""
+
+    TYPE: ClassVar[str] = "pool.contact_deleted"
+    CHANNEL: ClassVar[str] = "messages"
+    request_id: uuid.UUID
+    key: str
+    """The confirmation's EmailRequested key (``pool_joined:<request_id>``)."""
 
 
 # --- data protection ---------------------------------------------------------------------------
@@ -419,6 +434,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CycleClosed,
     FacilitatorDigestDue,
     EmailRequested,
+    PoolContactDeleted,
     ContentModerated,
     PersonErased,
     ContentFlagged,

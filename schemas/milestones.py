@@ -88,4 +88,7 @@ class Milestones(Contract, service="milestones"):
     """What a service stores about the asking person (``api.Ask``), for the JSON export."""
     RETENTION_PURGE = Op(api.RetentionPurge, api.Purged, callers={"admin"})
     """services/milestones: remove the content of companies that left longer ago than their convoy keeps it."""
+    ACCESS_REVOKE = Op(api.RevokeAccess, api.Revoked, callers={"convoys"})
+    """services/convoys only: a removal takes effect here before it is answered (the event path follows,
+    idempotent)."""
     CHECK_OUTCOMES = Op(api.OutcomesAsk, api.Outcomes, callers={"convoys"})

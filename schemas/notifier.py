@@ -15,7 +15,7 @@ class Notifier(Contract, service="notifier"):
         "reports": (ev.ReportSubmitted,),
         "help": (ev.HelpOffered,),
         "help_requests": (ev.HelpRequested,),
-        "messages": (ev.EmailRequested,),
+        "messages": (ev.EmailRequested, ev.PoolContactDeleted),
         "prompts": (ev.CycleOpened, ev.NudgeDue),
         "digests": (ev.CycleClosed,),
         "facilitator_digests": (ev.FacilitatorDigestDue,),

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     nats_authz.add_argument("--namespace", default="convoy", help="subject prefix (CONVOY_NAMESPACE); '*': any")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
+    sub.add_parser("actor-key", help="print new actor and reply key pairs (for deploys; `convoy up` makes its own)")
     mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
     mail.add_argument("--last", type=int, default=20, help="how many of the newest messages")
     mail.add_argument("--to", help="only messages to this address")
@@ -58,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         from services.nats_auth import production_block
 
         print(production_block(args.namespace), end="")
+        return 0
+    if args.command == "actor-key":
+        from services.runtime import claims
+
+        for kind in ("ACTOR", "REPLY"):
+            private = claims.load_private(claims.new_private_pem())
+            print(f"CONVOY_{kind}_SIGNING_KEY={claims.private_text(private)}")
+            print(f"CONVOY_{kind}_PUBLIC_KEY={claims.public_text(private)}")
         return 0
     if args.command == "config":
         print("| Variable | Default | Meaning |\n|---|---|---|")
@@ -312,7 +321,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
 async def _load_demo(settings: settings_mod.Settings) -> int:
     from schemas.subjects import Subjects
     from services import demo, nats_auth
-    from services.runtime import bus
+    from services.runtime import bus, claims
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
 
@@ -324,9 +333,12 @@ async def _load_demo(settings: settings_mod.Settings) -> int:
         return 2
     if not settings.nats_url:  # the embedded NATS of `convoy up`
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
+    # The demo's people act through the services like the API's would: their claims are signed with the
+    # key in the data folder (or CONVOY_ACTOR_SIGNING_KEY), which the operator's machine holds.
+    signer = claims.Signer.from_settings(settings, data_folder=True)
     nc = await bus.connect(nats_auth.as_admin(settings), "convoy-cli", attempts_for_s=5, role="admin")
     try:
-        rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace))
+        rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace), signer=signer)
         loaded = await demo.load_into(rpc, Subjects(settings.namespace), settings.data_path, settings.public_url)
     except ConvoyError as exc:
         print(f"convoy: the demo could not be loaded: {exc.message}", file=sys.stderr)

@@ -27,7 +27,7 @@ import structlog
 from schemas.subjects import Subjects
 from services import demo, embedded, nats_auth
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import bus, db
+from services.runtime import bus, claims, db
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings, is_loopback
@@ -130,10 +130,25 @@ class Supervisor:
                     "mail viewer off: the API listens beyond this machine; read the sink with `convoy mail`",
                     http_host=s.http_host,
                 )
+            # Local development: no mail server signs the replies typed into a local mail client, so
+            # the From header is believed, but only on loopback and only unless the operator chose.
+            chosen = any(f"CONVOY_INBOUND_SENDER_AUTH{x}" in os.environ for x in ("", "_FILE"))
+            if not chosen and s.inbound_smtp_port and is_loopback(s.inbound_smtp_host):
+                changes["inbound_sender_auth"] = "off"
         if not s.admin_token:
             changes["admin_token"] = _admin_token(data / "admin-token")
         if not s.secret_key:
             changes["secret_key"] = _admin_token(data / "secret-key", prefix="key_")
+        if not s.actor_signing_key:
+            changes["actor_signing_key"] = claims.ensure_key_file(data / claims.KEY_FILE)
+        if not s.actor_public_key:
+            signing = str(changes.get("actor_signing_key", s.actor_signing_key))
+            changes["actor_public_key"] = claims.public_text(claims.load_private(signing))
+        if not s.reply_signing_key:
+            changes["reply_signing_key"] = claims.ensure_key_file(data / claims.REPLY_KEY_FILE)
+        if not s.reply_public_key:
+            signing = str(changes.get("reply_signing_key", s.reply_signing_key))
+            changes["reply_public_key"] = claims.public_text(claims.load_private(signing))
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
@@ -177,6 +192,10 @@ class Supervisor:
             if self.nats_passwords:  # embedded NATS: each process connects as its own role
                 child_env["CONVOY_NATS_USER"] = name
                 child_env["CONVOY_NATS_PASSWORD"] = self.nats_passwords[name]
+            if name != "api":
+                child_env.pop("CONVOY_ACTOR_SIGNING_KEY", None)  # services check claims with the public key
+            if name != "notifier":
+                child_env.pop("CONVOY_REPLY_SIGNING_KEY", None)  # only the notifier files emailed replies
             self.services.append(Child(name, [sys.executable, "-m", "services.cli", "run", name], child_env))
         for child in self.services:
             await child.start()
@@ -203,7 +222,8 @@ class Supervisor:
             f"  PostgreSQL  {pg}",
             f"  NATS        {nats}",
             f"  SMTP        {smtp}",
-            f"  Replies     smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port} (replies to prompts and notifications)"
+            f"  Replies     smtp://{s.inbound_smtp_host}:{s.inbound_smtp_port} (replies to prompts and notifications;"
+            f" sender check: {s.inbound_sender_auth})"
             if s.inbound_smtp_port
             else "  Replies     off (CONVOY_INBOUND_SMTP_PORT=0)",
             f"  Admin token {token}",
@@ -220,7 +240,8 @@ class Supervisor:
         try:
             nc = await bus.connect(s, "convoy-demo", attempts_for_s=30, role="admin")
             try:
-                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace))
+                signer = claims.Signer.from_settings(s)  # the demo's people act as the API would sign them
+                rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace), signer=signer)
                 await demo.load_into(rpc, Subjects(s.namespace), s.data_path, s.public_url)
             finally:
                 await nc.close()

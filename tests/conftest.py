@@ -29,20 +29,23 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded, nats_auth
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import bus, consumer, db, outbox, tracing
+from services.runtime import bus, claims, consumer, db, outbox, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
 T = TypeVar("T")
 TEMPLATE_DB = "convoy_template"
 ADMIN_TOKEN = "adm_test-admin-token"
+ACTOR_SIGNING_KEY = claims.new_private_pem()
+REPLY_SIGNING_KEY = claims.new_private_pem()
+"""The key the test API (and the test's own RPC clients, like the operator's tools) sign actor claims with."""
 TOKEN_CACHE_S = 1.0
+"""The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
 NATS_PASSWORDS = {role: f"nats_test_{role}_{secrets.token_hex(8)}" for role in nats_auth.ROLES}
 """Every role's password on the tests' nats-servers (the same on each server of the session)."""
 NATS_SUPERUSER = ("test", f"nats_test_{secrets.token_hex(8)}")
 """A user allowed everything, on the tests' servers only: the tests' own helper connections
 (``NatsServer.url`` carries it) and services a test starts with its bare ``settings``."""
-"""The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
 
 
 @pytest.fixture
@@ -191,6 +194,18 @@ def namespace() -> str:
 
 
 # --- SMTP ----------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def dkim_dns() -> Iterator[Any]:
+    """Email replies are DKIM-verified against the tests' own resolver (tests/mailkit.py), never the real DNS."""
+    from notifier import replies
+    from tests import mailkit
+
+    replies.DNS_TXT = mailkit.DNS
+    yield mailkit.DNS
+    replies.DNS_TXT = None
+    mailkit.DNS.timeouts.clear()
+
+
 @dataclass
 class SmtpSink:
     """A real aiosmtpd server that keeps every message it accepts."""
@@ -360,6 +375,8 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         slack_webhook_hosts="hooks.slack.com,127.0.0.1",
         teams_webhook_hosts="*.logic.azure.com,*.powerplatform.com,127.0.0.1",
         secret_key="key_test-secret",
+        actor_signing_key=ACTOR_SIGNING_KEY,
+        reply_signing_key=REPLY_SIGNING_KEY,
         inbound_smtp_port=embedded.free_port(),
         token_cache_s=TOKEN_CACHE_S,
     )

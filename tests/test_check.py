@@ -22,7 +22,7 @@ from schemas import api
 from services.convoys.check import formation
 from services.convoys.check import questions as q
 from services.milestones import catalogue as cat
-from tests.conftest import SmtpSink, Stack, html_of, text_of
+from tests.conftest import SmtpSink, Stack, html_of, settled, text_of
 from tests.world import ADMIN, appoint_facilitator, build_world
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -222,7 +222,9 @@ async def test_without_consent_nothing_personal_is_stored(
     seen = str(mail["Subject"]) + text_of(mail) + html_of(mail)
     for typed in ("Kesselflicker", "Zwoelf", "Xaver", "zuversicht", "Bitte melden"):
         assert typed not in seen, typed
-    assert await every_table_mentioning(stack, "zuversicht") == ["convoys.pool_requests"]
+    # The contact is confirmed (issue #19; tests/test_pool_contact.py): their address is in the delivery log too.
+    await smtp_sink.wait_for_mail_to("xaver@zuversicht.example")
+    assert await every_table_mentioning(stack, "zuversicht") == ["convoys.pool_requests", "notifier.deliveries"]
     pool = (await client.get("/api/v1/pool", headers=facilitator)).json()
     [entry] = pool["entries"]
     assert entry["contact_email"] == "xaver@zuversicht.example" and entry["overall"] == 27
@@ -360,11 +362,13 @@ async def test_a_contact_left_in_the_pool_can_be_taken_back_and_is_deleted(
     facilitator = await appoint_facilitator(client, smtp_sink, "wanda@zentrum.example")
     check_id = (await take_check(client))["id"]
     await join_pool(client, check_id, "Zauderer Handwerk", "Sanitär", "HH")
-    assert await every_table_mentioning(stack, "Zauderer") == ["convoys.pool_requests"]
+    await settled(stack)  # the confirmation went to the contact (its address in the delivery log)
+    assert await every_table_mentioning(stack, "Zauderer") == ["convoys.pool_requests", "notifier.deliveries"]
 
     r = await client.delete(f"/api/v1/check/{check_id}/join")
     assert r.status_code == 200, r.text
     assert "deleted" in r.json()["message"]
+    await settled(stack)  # pool.contact_deleted: the notifier forgets the address, keeps the key
     assert await every_table_mentioning(stack, "Zauderer") == []  # deleted, not marked
     pool = (await client.get("/api/v1/pool", headers=facilitator)).json()
     assert pool["entries"] == []

@@ -14,7 +14,7 @@ from schemas import api
 from schemas.convoys import Convoys
 from schemas.milestones import Milestones
 from services import demo
-from services.runtime import cycles
+from services.runtime import claims, cycles
 from services.runtime.errors import Forbidden, InvalidInput
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
@@ -29,7 +29,7 @@ def loader(stack: Stack, sink: SmtpSink) -> demo.Loader:
 
 
 def rpc(stack: Stack) -> RpcClient:
-    return RpcClient(stack.nc, 10, stack.subjects)
+    return RpcClient(stack.nc, 10, stack.subjects, signer=claims.Signer.from_settings(stack.settings))
 
 
 async def timeline(stack: Stack, convoy_id: uuid.UUID) -> list[api.Report]:

@@ -40,7 +40,14 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
 SETTINGS = {variable for variable, _, _ in settings_mod.describe()}
-SECRETS = {"CONVOY_DATABASE_URL", "CONVOY_NATS_URL", "CONVOY_SECRET_KEY", "CONVOY_ADMIN_TOKEN"}
+SECRETS = {
+    "CONVOY_DATABASE_URL",
+    "CONVOY_NATS_PASSWORD",
+    "CONVOY_SECRET_KEY",
+    "CONVOY_ADMIN_TOKEN",
+    "CONVOY_ACTOR_SIGNING_KEY",
+    "CONVOY_REPLY_SIGNING_KEY",
+}
 """Settings that hold credentials: set only through *_FILE (a mounted secret), never as a plain value."""
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 """The oldest Kubernetes the manifests target and the newest the validator knows."""
@@ -134,7 +141,7 @@ def test_compose_sets_only_real_settings_and_secrets_only_as_files() -> None:
             if variable.endswith("_FILE"):
                 assert value in mounted, f"{name}: {variable} points at {value}, which is not mounted"
     for secret in doc["secrets"].values():
-        source = secret["environment"]
+        source = secret.get("environment", "")
         assert not source.startswith("CONVOY_") or is_setting(source), source
     example = (DEPLOY / ".env.example").read_text()
     for variable in re.findall(r"^(CONVOY_\w+)=", example, re.M):
@@ -149,7 +156,11 @@ def test_compose_nats_is_a_three_node_jetstream_cluster_and_postgres_has_room_fo
     assert sorted(s["environment"]["NATS_SERVER_NAME"] for s in nats.values()) == sorted(nats)
     conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
     assert "jetstream" in conf and "sync_interval: always" in conf
-    assert sorted(re.findall(r"nats-route://([\w-]+):6222", conf)) == sorted(nats)
+    for service in nats.values():
+        routes = [v for k, v in service["environment"].items() if k.startswith("NATS_ROUTE_URL_")]
+        assert sorted(
+            re.findall(r"nats-route://route:\$\{NATS_ROUTE_PASSWORD\}@([\w-]+):6222", " ".join(routes))
+        ) == sorted(nats)
     assert doc["configs"]["nats_conf"]["file"] == "./nats/nats-server.conf"
 
     command = services["postgres"]["command"]
@@ -161,6 +172,219 @@ def test_compose_nats_is_a_three_node_jetstream_cluster_and_postgres_has_room_fo
         extra = 1 + (1 if name == "reminders" else 0)  # outbox relay; reminders' leader lock
         budget += services[name]["deploy"]["replicas"] * (pool + extra)
     assert budget + 10 <= max_connections * 0.8, (budget, max_connections)  # headroom for migrations, psql, backups
+
+
+ROLES = ("api", "convoys", "milestones", "reminders", "notifier", "admin")
+"""NATS users: one per Convoy process, `admin` for migrations, stream setup and the operator's CLI."""
+
+
+def test_compose_gives_each_process_only_its_own_nats_user_over_tls() -> None:
+    doc = compose()
+    services = doc["services"]
+    convoy = {name: s for name, s in services.items() if "convoy" in str(s.get("image", ""))}
+    seen = set()
+    for name, service in convoy.items():
+        role = service["command"][1] if service["command"][0] == "run" else "admin"
+        seen.add(role)
+        env = service["environment"]
+        assert env["CONVOY_NATS_USER"] == role, name
+        assert env["CONVOY_NATS_PASSWORD_FILE"] == f"/run/secrets/nats_{role}_password", name
+        passwords = [s for s in service["secrets"] if s.startswith("nats_") and s.endswith("_password")]
+        assert passwords == [f"nats_{role}_password"], f"{name} holds {passwords}"
+        assert all(url.startswith("tls://") for url in env["CONVOY_NATS_URL"].split(",")), name
+        assert env["CONVOY_NATS_TLS_CA"] == "/run/secrets/nats_ca" and "nats_ca" in service["secrets"], name
+        # Only the processes that use them get the database and the signing key.
+        assert ("convoy_database_url" in service["secrets"]) == (role != "api"), name
+        assert ("convoy_secret_key" in service["secrets"]) == (role in ("api", "notifier")), name
+    assert seen == set(ROLES)
+    for role in ROLES:
+        assert doc["secrets"][f"nats_{role}_password"] == {"environment": f"NATS_{role.upper()}_PASSWORD"}
+    assert doc["configs"]["nats_authorization"]["file"] == "./nats/authorization.conf"
+    for name, service in services.items():
+        if not str(service.get("image", "")).startswith("nats:"):
+            continue
+        assert "ports" not in service, f"{name} publishes a port"  # clients, routes, monitoring stay inside
+        assert {f"NATS_{r.upper()}_PASSWORD" for r in ROLES} | {"NATS_ROUTE_PASSWORD"} <= set(service["environment"])
+        targets = {m["target"] for m in service["secrets"]}
+        assert targets == {"/etc/nats/tls/ca.crt", "/etc/nats/tls/tls.crt", "/etc/nats/tls/tls.key"}, targets
+    example = (DEPLOY / ".env.example").read_text()
+    for role in ROLES:
+        assert f"NATS_{role.upper()}_PASSWORD=" in example
+
+
+def test_nats_server_config_requires_tls_users_and_route_authorization() -> None:
+    conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
+    assert re.search(r"^http: 127\.0\.0\.1:8222", conf, re.M), "monitoring must listen on loopback only"
+    client_tls = conf.split("\ntls {", 1)[1].split("}", 1)[0]
+    assert "handshake_first: true" in client_tls and "/etc/nats/tls/tls.crt" in client_tls
+    cluster = conf.split("\ncluster {", 1)[1]
+    route_tls = cluster.split("tls {", 1)[1].split("}", 1)[0]
+    assert "verify: true" in route_tls and "ca_file" in route_tls
+    assert re.search(r"authorization \{\s*user: route\s*password: \$NATS_ROUTE_PASSWORD", cluster)
+    assert "include ./authorization.conf" in conf and "no_auth_user" not in conf
+    authorization = (DEPLOY / "nats" / "authorization.conf").read_text()
+    assert "generated by `convoy nats-authorization`" in authorization
+    users = dict(re.findall(r"user: (\w+), password: \$(NATS_\w+_PASSWORD)", authorization))
+    assert users == {role: f"NATS_{role.upper()}_PASSWORD" for role in ROLES}
+
+
+async def refused(**options: Any) -> BaseException:
+    """The error one connection attempt with ``options`` ends in (the client closed, so nothing leaks)."""
+    nc = nats.NATS()
+    try:
+        await nc.connect(**options, allow_reconnect=False, connect_timeout=3)
+    except (OSError, nats.errors.Error) as exc:
+        if nc._transport is not None:  # nats-py leaves the socket of a failed first attempt open
+            nc._transport.close()
+        return exc
+    await nc.close()
+    raise AssertionError(f"connected with {options}")
+
+
+@dataclass
+class DeployNats:
+    """nats-server nodes run from deploy/nats/ itself (only paths and ports moved to the test's), with
+    the certificates deploy/tls/make-dev-certs.sh makes."""
+
+    folder: Path
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def ca(self) -> Path:
+        return self.folder / "tls" / "ca.crt"
+
+    def make_certificates(self) -> None:
+        tls = self.folder / "tls"
+        tls.mkdir()
+        script = tls / "make-dev-certs.sh"
+        script.write_text((DEPLOY / "tls" / "make-dev-certs.sh").read_text())
+        subprocess.run(["sh", str(script)], check=True, capture_output=True, timeout=60)
+        (tls / "tls.crt").write_bytes((tls / "nats.crt").read_bytes())
+        (tls / "tls.key").write_bytes((tls / "nats.key").read_bytes())
+
+    def start(self, name: str, route: int, routes: list[int], route_password: str = "route-secret") -> dict[str, int]:  # noqa: S107
+        """Start node ``name`` with its route port and the others'; its ports: client, http, route."""
+        ports = {"client": embedded.free_port(), "http": embedded.free_port(), "route": route}
+        node = self.folder / name
+        node.mkdir()
+        conf = (DEPLOY / "nats" / "nats-server.conf").read_text()
+        for old, new in (
+            ("/etc/nats/tls/", f"{self.folder / 'tls'}/"),
+            ("/data/jetstream", str(node / "js")),
+            ("0.0.0.0:4222", f"127.0.0.1:{ports['client']}"),
+            ("127.0.0.1:8222", f"127.0.0.1:{ports['http']}"),
+            ("0.0.0.0:6222", f"127.0.0.1:{route}"),
+            ("max_file_store: 50G", "max_file_store: 1G"),
+        ):
+            assert old in conf, old
+            conf = conf.replace(old, new)
+        (node / "nats-server.conf").write_text(conf)
+        (node / "authorization.conf").write_text((DEPLOY / "nats" / "authorization.conf").read_text())
+        env = {**os.environ, "NATS_SERVER_NAME": name, "NATS_ROUTE_PASSWORD": route_password}
+        env |= {f"NATS_{role.upper()}_PASSWORD": f"{role}-secret" for role in ROLES}
+        env |= {
+            f"NATS_ROUTE_URL_{i}": f"nats-route://route:{route_password}@127.0.0.1:{routes[i % len(routes)]}"
+            for i in range(3)
+        }
+        with (node / "nats.log").open("wb") as log:  # says why, should the server not start
+            proc = subprocess.Popen(
+                [embedded.nats_server_binary(), "-c", str(node / "nats-server.conf")], env=env, stderr=log
+            )
+        self.procs.append(proc)
+        embedded.wait_for_port("127.0.0.1", ports["client"], 20, proc)
+        return ports
+
+
+@pytest.fixture
+def deploy_nats(tmp_path: Path) -> Iterator[DeployNats]:
+    nodes = DeployNats(tmp_path, [])
+    nodes.make_certificates()
+    try:
+        yield nodes
+    finally:
+        for proc in nodes.procs:
+            proc.terminate()
+        for proc in nodes.procs:
+            proc.wait(10)
+
+
+async def routes_of(http_port: int) -> set[str]:
+    async with httpx.AsyncClient(timeout=5) as http:
+        routez = (await http.get(f"http://127.0.0.1:{http_port}/routez")).json()
+    return {r.get("remote_name", "") for r in routez.get("routes") or []}
+
+
+async def test_the_deploy_nats_config_forms_a_cluster_only_with_the_route_password(deploy_nats: DeployNats) -> None:
+    """Three nodes route to each other over mutual TLS with the route password, and JetStream keeps
+    R3 streams on them; a node with another route password does not get in."""
+    from services.runtime import bus
+
+    routes = [embedded.free_port() for _ in range(3)]
+    nodes = [deploy_nats.start(f"nats-{i}", routes[i], routes) for i in range(3)]
+
+    async def clustered() -> bool:
+        for i, node in enumerate(nodes):
+            if not await routes_of(node["http"]) >= {f"nats-{j}" for j in range(3)} - {f"nats-{i}"}:
+                return False
+        return True
+
+    await eventually(clustered, timeout=30, interval=0.3)
+    admin = Settings().with_(
+        nats_url=f"tls://localhost:{nodes[0]['client']}",
+        nats_user="admin",
+        nats_password="admin-secret",
+        nats_tls_ca=str(deploy_nats.ca),
+    )
+    nc = await bus.connect(admin, "convoy-admin", attempts_for_s=5)
+    try:
+        js = nc.jetstream(timeout=2)
+
+        async def r3_works() -> bool:  # the admin may create Convoy's own streams only (least privilege)
+            try:
+                await bus.ensure_streams(js, Subjects("convoy"), 3)
+            except Exception:
+                return False
+            return True
+
+        await eventually(r3_works, timeout=30, interval=0.5)
+        info = await js.stream_info(Subjects("convoy").events_stream)
+        assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+    finally:
+        await nc.close()
+
+    intruder = deploy_nats.start("intruder", embedded.free_port(), routes, route_password="guessed")
+    log = deploy_nats.folder / "intruder" / "nats.log"
+    await eventually(lambda: _async_true("uthorization" in log.read_text()), timeout=20, interval=0.3)
+    for i, node in enumerate(nodes):
+        assert "intruder" not in await routes_of(node["http"]), f"nats-{i} routes to the intruder"
+    assert not await routes_of(intruder["http"])
+
+
+async def _async_true(value: bool) -> bool:
+    return value
+
+
+async def test_the_deploy_nats_config_admits_each_role_over_tls_and_nobody_else(deploy_nats: DeployNats) -> None:
+    from services.runtime import bus
+
+    route = embedded.free_port()
+    port, ca = deploy_nats.start("nats-0", route, [route])["client"], deploy_nats.ca
+    # The names in make-dev-certs.sh's certificate include localhost, so the check passes as in Compose.
+    for role in ROLES:
+        own = Settings().with_(
+            nats_url=f"tls://localhost:{port}", nats_user=role, nats_password=f"{role}-secret", nats_tls_ca=str(ca)
+        )
+        nc = await bus.connect(own, f"convoy-{role}", attempts_for_s=5)
+        assert nc.is_connected
+        await nc.close()
+    tls = bus.tls_options(Settings().with_(nats_tls_ca=str(ca)), [f"tls://localhost:{port}"])
+    attempts: list[dict[str, Any]] = [
+        {"servers": [f"tls://localhost:{port}"], **tls},  # anonymous
+        {"servers": [f"tls://localhost:{port}"], "user": "api", "password": "notifier-secret", **tls},  # another's
+        {"servers": [f"nats://localhost:{port}"], "user": "api", "password": "api-secret"},  # in clear
+    ]
+    for attempt in attempts:
+        await refused(**attempt)
 
 
 # --- Kubernetes -----------------------------------------------------------------------------------
@@ -252,6 +476,193 @@ def test_nats_helm_values_ask_for_three_jetstream_nodes_on_file_storage() -> Non
     assert jetstream["enabled"] is True and jetstream["fileStore"]["enabled"] is True
     assert jetstream["fileStore"]["pvc"]["size"]
     assert values["config"]["merge"]["max_payload"] == 8 * 1024 * 1024
+
+
+def projected_secrets(pod: dict[str, Any]) -> set[str]:
+    """Names of the Secrets a pod mounts (projected or plain secret volumes)."""
+    names = set()
+    for volume in pod.get("volumes", []):
+        if "secret" in volume:
+            names.add(volume["secret"]["secretName"])
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source:
+                names.add(source["secret"]["name"])
+    return names
+
+
+def test_kubernetes_gives_each_pod_only_its_own_nats_user_and_the_secrets_it_uses() -> None:
+    pods: dict[str, dict[str, Any]] = {}
+    for deployment in kinds("Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        pods[pod["containers"][0]["args"][1]] = pod
+    [job] = kinds("Job").values()
+    pods["admin"] = job["spec"]["template"]["spec"]
+    assert set(pods) == set(ROLES)
+    for role, pod in pods.items():
+        [container] = pod["containers"]
+        env = {v["name"]: v.get("value") for v in container.get("env", [])}
+        assert env["CONVOY_NATS_USER"] == role
+        assert env["CONVOY_NATS_PASSWORD_FILE"] == "/run/secrets/convoy/nats_password"
+        secrets = projected_secrets(pod)
+        assert {s for s in secrets if s.startswith("convoy-nats-")} == {f"convoy-nats-{role}"}, (role, secrets)
+        assert "nats-tls" in secrets and "nats-route" not in secrets
+        assert ("convoy-db-app" in secrets) == (role != "api"), role
+        keys = {
+            item["key"]
+            for volume in pod["volumes"]
+            for source in volume.get("projected", {}).get("sources", [])
+            if source.get("secret", {}).get("name") == "convoy-secrets"
+            for item in source["secret"]["items"]
+        }
+        expected = {
+            "api": {"secret_key", "admin_token", "actor_signing_key"},
+            "notifier": {"secret_key", "smtp_url", "reply_signing_key"},
+        }.get(role, set())
+        assert keys == expected, (role, keys)
+    config = kinds("ConfigMap")["convoy-config"]["data"]
+    assert config["CONVOY_NATS_URL"].startswith("tls://") and config["CONVOY_NATS_TLS_CA"]
+    example = [doc for doc in yaml.safe_load_all((DEPLOY / "k8s" / "secret.example.yaml").read_text()) if doc]
+    assert {d["metadata"]["name"] for d in example} >= {f"convoy-nats-{role}" for role in ROLES} | {"nats-route"}
+    [smtp_url] = [d["stringData"]["smtp_url"] for d in example if d["metadata"]["name"] == "convoy-secrets"]
+    assert smtp_url.startswith("smtps://") or "starttls=true" in smtp_url  # no relay password in clear
+
+
+def test_nats_helm_values_ask_for_tls_route_authorization_and_convoys_users() -> None:
+    values = yaml.safe_load((DEPLOY / "k8s" / "nats-values.yaml").read_text())
+    config = values["config"]
+    assert config["nats"]["tls"]["enabled"] and config["nats"]["tls"]["merge"]["handshake_first"] is True
+    cluster = config["cluster"]
+    assert cluster["tls"]["enabled"] and cluster["tls"]["merge"]["verify"] is True
+    assert cluster["merge"]["authorization"]["user"] == "route"
+    assert "$NATS_ROUTE_PASSWORD" in cluster["merge"]["authorization"]["password"]
+    assert config["merge"]["$include"].endswith("/authorization.conf")
+    env = values["container"]["env"]
+    for role in ROLES:
+        assert env[f"NATS_{role.upper()}_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"convoy-nats-{role}"
+    # Kubernetes expands $(VAR) only from variables listed before; the chart lists them sorted by name.
+    for name, value in env.items():
+        for used in re.findall(r"\$\((\w+)\)", str(value)):
+            assert used < name, f"{name} uses {used}, which the chart lists after it"
+    assert values["service"]["ports"]["monitor"]["enabled"] is False and values["natsBox"]["enabled"] is False
+
+
+# --- NetworkPolicies: evaluated the way Kubernetes does ----------------------------------------------
+@dataclass(frozen=True)
+class Peer:
+    namespace: str | None  # None: outside the cluster
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def peer(namespace: str | None, labels: dict[str, str] | None = None) -> Peer:
+    return Peer(namespace, tuple(sorted((labels or {}).items())))
+
+
+NAMESPACE_LABELS = {
+    ns: {"kubernetes.io/metadata.name": ns}
+    for ns in ("convoy", "kube-system", "ingress-nginx", "monitoring", "cnpg-system")
+}
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] in ("In", "NotIn"), expression
+        found = labels.get(expression["key"]) in expression["values"]
+        if found != (expression["operator"] == "In"):
+            return False
+    return True
+
+
+def peer_matches(rule_peer: dict[str, Any], who: Peer, policy_namespace: str) -> bool:
+    if "ipBlock" in rule_peer:
+        return who.namespace is None
+    if who.namespace is None:
+        return False
+    if "namespaceSelector" in rule_peer:
+        if not selects(rule_peer["namespaceSelector"], NAMESPACE_LABELS[who.namespace]):
+            return False
+    elif who.namespace != policy_namespace:
+        return False
+    return selects(rule_peer.get("podSelector", {}), dict(who.labels))
+
+
+def direction_allows(policies: list[dict[str, Any]], kind: str, pod: Peer, other: Peer, port: int) -> bool:
+    """Whether ``pod`` (in the namespace) may send (Egress) to / receive (Ingress) from ``other`` on ``port``."""
+    if pod.namespace != "convoy":
+        return True  # other namespaces have their own policies; not ours to judge
+    selecting = [
+        p for p in policies if kind in p["spec"]["policyTypes"] and selects(p["spec"]["podSelector"], dict(pod.labels))
+    ]
+    if not selecting:
+        return True
+    key, peers_key = ("egress", "to") if kind == "Egress" else ("ingress", "from")
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            if peers and not any(peer_matches(p, other, policy["metadata"]["namespace"]) for p in peers):
+                continue
+            ports = rule.get("ports")
+            if ports and not any(p.get("port") == port for p in ports):
+                continue
+            return True
+    return False
+
+
+def reachable(policies: list[dict[str, Any]], source: Peer, target: Peer, port: int) -> bool:
+    return direction_allows(policies, "Egress", source, target, port) and direction_allows(
+        policies, "Ingress", target, source, port
+    )
+
+
+def test_network_policies_deny_by_default_and_allow_only_what_each_process_needs() -> None:
+    policies = list(kinds("NetworkPolicy").values())
+    assert all(p["metadata"]["namespace"] == "convoy" for p in policies)
+    convoy = {
+        c: peer("convoy", {"app.kubernetes.io/name": "convoy", "app.kubernetes.io/component": c}) for c in PROCESSES
+    }
+    migrate = peer("convoy", {"app.kubernetes.io/name": "convoy", "app.kubernetes.io/component": "migrate"})
+    nats_pod = peer("convoy", {"app.kubernetes.io/name": "nats", "app.kubernetes.io/component": "nats"})
+    postgres = peer("convoy", {"cnpg.io/cluster": "convoy-db", "cnpg.io/podRole": "instance"})
+    stranger = peer("convoy", {"app": "debug-shell"})  # any other pod someone starts in the namespace
+    dns = peer("kube-system", {"k8s-app": "kube-dns"})
+    ingress = peer("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    prometheus = peer("monitoring", {"app.kubernetes.io/name": "prometheus"})
+    operator = peer("cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"})
+    internet = peer(None)
+    data_owners = [convoy[c] for c in BACKEND_MODULES] + [migrate]
+
+    def allowed(source: Peer, target: Peer, port: int) -> bool:
+        return reachable(policies, source, target, port)
+
+    # The edge: the API only through the ingress controller, on its HTTP port.
+    assert allowed(ingress, convoy["api"], 8000)
+    assert not allowed(internet, convoy["api"], 8000) and not allowed(stranger, convoy["api"], 8000)
+    assert not allowed(ingress, convoy["convoys"], 9100) and not allowed(ingress, nats_pod, 4222)
+    # Every Convoy process reaches NATS (client port) and DNS; only the data owners reach PostgreSQL.
+    for pod in [*convoy.values(), migrate]:
+        assert allowed(pod, nats_pod, 4222) and allowed(pod, dns, 53)
+        assert not allowed(pod, nats_pod, 6222) and not allowed(pod, nats_pod, 8222)
+        assert allowed(pod, postgres, 5432) == (pod in data_owners), pod
+        assert allowed(pod, internet, 443) == (pod == convoy["notifier"]), pod
+        assert not allowed(pod, internet, 80) and not allowed(pod, convoy["convoys"], 9100)
+    for pod in convoy.values():
+        assert allowed(prometheus, pod, 9100)
+    # The notifier: out to SMTP relays and webhooks; in, email replies from anywhere.
+    for port in (25, 465, 587, 443):
+        assert allowed(convoy["notifier"], internet, port)
+    assert allowed(internet, convoy["notifier"], 2526) and not allowed(internet, convoy["notifier"], 9100)
+    # NATS: clients from Convoy's pods only, routes between the NATS pods, monitoring from nobody.
+    assert allowed(nats_pod, nats_pod, 6222) and not allowed(nats_pod, internet, 443)
+    for outsider in (stranger, internet, prometheus, postgres):
+        assert not allowed(outsider, nats_pod, 4222) and not allowed(outsider, nats_pod, 8222)
+    assert not allowed(stranger, postgres, 5432) and not allowed(internet, postgres, 5432)
+    # PostgreSQL: replication between instances, the operator's status port, backups out over HTTPS.
+    assert allowed(postgres, postgres, 5432) and allowed(operator, postgres, 8000)
+    assert allowed(postgres, internet, 443) and not allowed(postgres, nats_pod, 4222)
+    # Default deny: a pod nobody planned for talks to nothing but DNS.
+    assert allowed(stranger, dns, 53) and not allowed(stranger, internet, 443)
+    assert not allowed(ingress, stranger, 8080) and not allowed(internet, stranger, 22)
 
 
 # --- Grafana ----------------------------------------------------------------------------------------
@@ -416,8 +827,8 @@ async def test_two_replicas_of_every_service_share_the_work_and_handle_each_even
     handled: list[tuple[str, int, str]] = []  # (consumer, replica's pool, event id)
     process = Consumer.process
 
-    async def counted(self: Consumer, msg: Any) -> None:
-        await process(self, msg)
+    async def counted(self: Consumer, msg: Any, decoded: Any = None) -> None:
+        await process(self, msg, decoded)
         handled.append((self.name, id(self.db), json.loads(msg.data)["id"]))
 
     monkeypatch.setattr(Consumer, "process", counted)
@@ -508,3 +919,112 @@ INVITATIONS = 24
 
 async def _started(server: Any) -> bool:
     return bool(server.started)
+
+
+# --- TLS and credentials on the NATS connection (deploy/ uses tls:// URLs and one user per process) ---
+@pytest.fixture
+def nats_tls(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A nats-server that speaks TLS from the first byte (as deploy/nats/ configures it), with a
+    user `api`; yields its port and the file of the CA that signed its certificate."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server-key.pem"))
+    port = embedded.free_port()
+    conf = tmp_path / "nats-server.conf"
+    conf.write_text(
+        f"listen: 127.0.0.1:{port}\n"
+        f'tls {{\n  cert_file: "{tmp_path / "server.pem"}"\n  key_file: "{tmp_path / "server-key.pem"}"\n'
+        "  handshake_first: true\n}\n"
+        "authorization {\n  users: [ { user: api, password: $NATS_API_PASSWORD } ]\n}\n"
+    )
+    env = {**os.environ, "NATS_API_PASSWORD": "api-secret"}
+    proc = subprocess.Popen([embedded.nats_server_binary(), "-c", str(conf)], env=env, stderr=subprocess.DEVNULL)
+    try:
+        embedded.wait_for_port("127.0.0.1", port, 20, proc)
+        yield port, tmp_path / "ca.pem"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def test_services_reach_nats_over_verified_tls_with_their_own_user(nats_tls: tuple[int, Path]) -> None:
+    from services.runtime import bus
+
+    port, ca = nats_tls
+    own = Settings().with_(
+        nats_url=f"tls://127.0.0.1:{port}", nats_user="api", nats_password="api-secret", nats_tls_ca=str(ca)
+    )
+    nc = await bus.connect(own, "convoy-api", attempts_for_s=5)
+    try:
+        sub = await nc.subscribe("probe")
+        await nc.publish("probe", b"over tls")
+        assert (await sub.next_msg(timeout=5)).data == b"over tls"
+        assert nc.connected_url is not None and nc.connected_url.scheme == "tls"
+    finally:
+        await nc.close()
+    # A server certificate no trusted CA signed (here: the system's CAs instead of ours) is refused,
+    # and so is a wrong password. (bus.connect retries forever; one attempt shows why it fails.)
+    for wrong, reason in (
+        (own.with_(nats_tls_ca=""), "CERTIFICATE_VERIFY_FAILED"),
+        (own.with_(nats_password="guess"), "uthorization"),
+    ):
+        exc = await refused(
+            servers=[f"tls://127.0.0.1:{port}"],
+            user=wrong.nats_user,
+            password=wrong.nats_password,
+            **bus.tls_options(wrong, [wrong.nats_url]),
+        )
+        assert reason in repr(exc), repr(exc)
+
+
+async def test_a_tls_url_never_sends_the_password_in_clear_to_a_server_that_offers_no_tls() -> None:
+    """An impostor on the network answers like a plain nats-server; the client opens with the TLS
+    handshake, so the impostor sees a ClientHello and never the CONNECT with the password."""
+    from services.runtime import bus
+
+    received = bytearray()
+
+    async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b'INFO {"server_id":"x","version":"2.15.1","proto":1,"max_payload":1048576,"auth_required":true}\r\n'
+        )
+        await writer.drain()
+        with contextlib.suppress(Exception):
+            while chunk := await asyncio.wait_for(reader.read(4096), 2):
+                received.extend(chunk)
+        writer.close()
+
+    server = await asyncio.start_server(impostor, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        own = Settings().with_(nats_url=f"tls://127.0.0.1:{port}", nats_user="api", nats_password="api-secret")
+        await refused(  # any failure will do, as long as nothing leaked
+            servers=[own.nats_url],
+            user=own.nats_user,
+            password=own.nats_password,
+            **bus.tls_options(own, [own.nats_url]),
+        )
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert received, "the client sent nothing at all"
+    assert received[:1] == b"\x16"  # a TLS handshake record
+    assert b"api-secret" not in received and b"CONNECT" not in received
+
+
+def test_nats_tls_settings_that_cannot_work_are_refused() -> None:
+    from services.runtime import bus
+
+    s = Settings()
+    with pytest.raises(settings_mod.SettingsError, match="mixes"):
+        bus.tls_options(s, ["tls://nats-0:4222", "nats://nats-1:4222"])
+    with pytest.raises(settings_mod.SettingsError, match="no tls://"):
+        bus.tls_options(s.with_(nats_tls_ca="/ca.pem"), ["nats://nats-0:4222"])
+    with pytest.raises(settings_mod.SettingsError, match="go together"):
+        bus.tls_options(s.with_(nats_tls_cert="/c.pem"), ["tls://nats-0:4222"])
+    assert bus.tls_options(s, ["nats://nats-0:4222"]) == {}
+    assert bus.tls_options(s, ["tls://nats-0:4222"])["tls_handshake_first"] is True

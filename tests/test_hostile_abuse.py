@@ -245,11 +245,19 @@ async def test_every_unsafe_route_refuses_a_session_without_its_csrf_token(
                 if r.status_code != 403:
                     failures.append(f"{method} {url} as {role} with {sent or 'no token'}: {r.status_code}")
     # Forms anyone may send are refused from another site (login CSRF).
+    # A browser without Sec-Fetch-Site (before 2023) still names the Origin of a cross-site POST.
+    foreign = ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}, {"Origin": "null"})
     for path in ("/sign-in", "/language"):
-        r = await client.post(path, data={"email": "x@y.example"}, headers={"Sec-Fetch-Site": "cross-site"})
-        checked += 1
-        if r.status_code != 403:
-            failures.append(f"POST {path} cross-site: {r.status_code}")
+        for headers in foreign:
+            r = await client.post(path, data={"email": "x@y.example"}, headers=headers)
+            checked += 1
+            if r.status_code != 403:
+                failures.append(f"POST {path} with {headers}: {r.status_code}")
+    own = str(client.base_url).rstrip("/")
+    for headers in ({"Origin": own}, {"Sec-Fetch-Site": "same-origin", "Origin": own}):
+        r = await client.post("/language", data={"lang": "de"}, headers=headers)
+        if r.status_code >= 400:
+            failures.append(f"POST /language from our own page with {headers}: {r.status_code}")
     print(f"\nCSRF: {len(routes)} unsafe routes, {checked} refusals checked")
     assert failures == [], "\n".join(failures)
     _: Any = (uuid, msgspec)

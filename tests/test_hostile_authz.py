@@ -42,6 +42,9 @@ PUBLIC = {
     # the signed link in every notification email
     ("GET", "/unsubscribe/{token}"),
     ("POST", "/unsubscribe/{token}"),
+    # the signed withdraw link of the pool confirmation email (GET shows, POST deletes the contact)
+    ("GET", "/check/withdraw/{token}"),
+    ("POST", "/check/withdraw/{token}"),
     # calendar feeds: calendar apps cannot sign in; the random token in the address is the key (404 otherwise)
     ("GET", "/calendar/{name}"),
     # the digitalisation check: anonymous; a result is read by whoever holds its (random) id

@@ -37,6 +37,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "comment_hidden": ("convoy", "company", "link"),
     "content_flagged": ("convoy", "company", "what", "category", "link"),
     "pool_request_received": ("theme", "link"),
+    "pool_joined": ("theme", "days", "link"),
     "observer_invitation": ("convoy", "inviter", "link", "expires"),
     "observer_removed": ("convoy",),
 }
@@ -56,6 +57,7 @@ PARAMS = {
     "note": "Nennt Kundennamen.",
     "theme": "Online-Terminbuchung",
     "channel": "Microsoft Teams",
+    "days": "180",
 }
 SUBJECTS = {
     ("observer_invitation", "de"): "Einladung in den Konvoi „Terminvergabe Nord“ als Beobachter:in",
@@ -89,6 +91,8 @@ SUBJECTS = {
     ("pool_request_received", "de"): "Digitalisierungscheck: eine neue Anfrage für einen Konvoi zum Thema"
     " „Online-Terminbuchung“",
     ("pool_request_received", "en"): 'Digitalisation check: a new request for a convoy on "Online-Terminbuchung"',
+    ("pool_joined", "de"): "Ihre Anfrage für einen Konvoi zum Thema „Online-Terminbuchung“",
+    ("pool_joined", "en"): 'Your request for a convoy on "Online-Terminbuchung"',
 }
 # One sentence of each body, to see the params and the language arrived.
 SAYS = {
@@ -130,6 +134,9 @@ SAYS = {
     ("pool_request_received", "de"): "Ein Unternehmen hat den Digitalisierungscheck gemacht und möchte in einem"
     " Konvoi zum Thema „Online-Terminbuchung“ mitmachen.",
     ("pool_request_received", "en"): "The request waits in the formation pool until you place it in a convoy.",
+    ("pool_joined", "de"): "Wir speichern Ihre Kontaktdaten nur dafür und löschen sie nach 180 Tagen, wenn sich kein"
+    " Konvoi bildet.",
+    ("pool_joined", "en"): "Changed your mind? Withdraw the request here; your contact is then deleted at once.",
 }
 
 

@@ -30,7 +30,7 @@ from schemas import api
 from schemas.milestones import Milestones
 from schemas.values import Cadence
 from services import mailsink
-from services.runtime import cycles
+from services.runtime import claims, cycles
 from services.runtime.rpc import RpcClient
 from tests import test_pages_browser as journey
 from tests.conftest import ADMIN_TOKEN, Stack, eventually
@@ -176,7 +176,8 @@ async def test_the_representatives_weekly_flow(site: str, browser: Browser, stac
         current = cycles.cycle_at(cadence, convoy["timezone"], start, now)
         assert current is not None and current.index >= 1
         earlier = cycles.cycle_by_index(cadence, convoy["timezone"], start, current.index - 1)
-        imported = await RpcClient(stack.nc, 10, stack.subjects).call(
+        signer = claims.Signer.from_settings(stack.settings)
+        imported = await RpcClient(stack.nc, 10, stack.subjects, signer=signer).call(
             Milestones.REPORT_IMPORT,
             api.ImportReport(
                 actor=api.Actor(is_admin=True),

@@ -211,9 +211,26 @@ async def provide_page(request: Request[Any, Any, State], backend: NamedDependen
             sent = str(page.form.get("_csrf") or request.headers.get(CSRF_HEADER, ""))
             if not (page.csrf and hmac.compare_digest(sent.encode(), page.csrf.encode())):
                 raise Forbidden("the form is out of date (CSRF token); reload the page and try again")
-        elif request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        elif not _from_own_page(request, backend.settings.public_url):
             raise Forbidden("forms are only accepted from Convoy's own pages")
     return page
+
+
+def _from_own_page(request: Request[Any, Any, State], public_url: str) -> bool:
+    """Whether a form without a session comes from one of our pages (login CSRF, spam through a victim).
+
+    ``Sec-Fetch-Site`` when the browser sends it; otherwise (browsers before 2023) the ``Origin`` that
+    every browser sends with a cross-site POST, which must be ours (``null`` is not). A client that
+    sends neither is no browser, so no one's session or address can be abused through it.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    public = urlsplit(public_url)
+    return origin.rstrip("/") in (f"{request.url.scheme}://{request.url.netloc}", f"{public.scheme}://{public.netloc}")
 
 
 def needs_sign_in(request: Request[Any, Any, State], _: Exception) -> Response[Any]:

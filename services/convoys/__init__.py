@@ -38,4 +38,5 @@ async def setup(rt: Runtime) -> None:
     privacy = Privacy(rt)
     # --- digitalisation check: the public check, the formation pool, programme figures (check/)
     check = CheckService(svc)
+    rt.background(check.purge_forever)  # formation-pool entries expire (CONVOY_POOL_RETENTION_DAYS)
     rt.serve(Convoys, accept_invitation, svc, sessions, charters, privacy, check)

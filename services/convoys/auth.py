@@ -26,7 +26,7 @@ from services.convoys.access import Access
 from services.convoys.repository import auth as auth_repo
 from services.convoys.service import check_timezone, email_to, hash_token, new_token
 from services.runtime.db import struct
-from services.runtime.errors import Gone, NotFound
+from services.runtime.errors import Gone, InvalidInput, NotFound
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
@@ -178,9 +178,15 @@ class Sessions:
     @Convoys.API_TOKEN_CREATE
     async def create_api_token(self, req: api.CreateApiToken) -> api.ApiTokenCreated:
         person_id = self.access.person(req.actor, NO_PERSON)
+        days = req.request.expires_in_days or self.settings.api_token_days
+        if days > self.settings.api_token_max_days:
+            raise InvalidInput(f"`expires_in_days`: at most {self.settings.api_token_max_days} days")
+        expires_at = datetime.now(UTC) + timedelta(days=days)
         secret = new_token("cvy_")
         async with self.rt.db.transaction() as conn:
-            token = await auth_repo.insert_api_token(conn, hash_token(secret), person_id, req.request.name)
+            token = await auth_repo.insert_api_token(
+                conn, hash_token(secret), person_id, req.request.name, req.request.scope, expires_at
+            )
         return api.ApiTokenCreated(token=token, secret=secret)
 
     @Convoys.API_TOKEN_LIST

@@ -20,6 +20,7 @@ import msgspec
 from schemas import api
 from schemas import events as ev
 from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from schemas.values import PERIOD_HOURS, Cadence
 from services.convoys import repository as repo
 from services.convoys.access import Access
@@ -362,7 +363,9 @@ class ConvoysService:
                 await self._person_left(conn, convoy, company, person_id, reason)
             for person_id in await repo.remove_company_observers(conn, req.company_id, reason):
                 await self._observer_left(conn, convoy, person_id, reason)  # its second readers leave with it
-            return await repo.convoy(conn, convoy, with_members=True)
+            result = await repo.convoy(conn, convoy, with_members=True)
+        await self._revoke_in_readers(req.convoy_id, req.company_id, None)
+        return result
 
     @Convoys.MEMBER_REMOVE
     async def remove_member(self, req: api.RemoveMember) -> api.Convoy:
@@ -386,7 +389,23 @@ class ConvoysService:
                 details={"company": company["name"]},
             )
             await self._person_left(conn, convoy, company, req.person_id, reason)
-            return await repo.convoy(conn, convoy, with_members=True)
+            result = await repo.convoy(conn, convoy, with_members=True)
+        await self._revoke_in_readers(req.convoy_id, company["id"], req.person_id)
+        return result
+
+    async def _revoke_in_readers(
+        self, convoy_id: uuid.UUID, company_id: uuid.UUID, person_id: uuid.UUID | None
+    ) -> None:
+        """A removal takes effect before it is answered (issue #19): after the commit here (the truth),
+        services/milestones drops the membership from the projection it authorizes from, waiting for
+        writes in progress; its ``person.removed`` event later repeats that, idempotently. A removal is
+        rare, so the extra request costs little, and reports keep their one-hop authorization.
+        If services/milestones cannot be told, the caller hears 503: the removal is recorded and takes
+        effect there with its event, moments later."""
+        request = api.RevokeAccess(
+            convoy_id=convoy_id, company_id=company_id, person_id=person_id, at=datetime.now(UTC)
+        )
+        await self.rt.rpc.call(Milestones.ACCESS_REVOKE, request)
 
     async def _person_left(
         self,

@@ -2,7 +2,9 @@
 
 Decided from the projection of memberships kept from convoys events (services/milestones/consumers.py);
 on a miss (a convoy or a membership whose event is still on its way) services/convoys is asked once
-and the answer remembered in the projection (the read-through).
+and the answer remembered in the projection (the read-through). A removal is applied here by
+services/convoys (``ACCESS_REVOKE``) before it is answered: reads and writes after its 200 are
+refused; a write in progress holds its membership rows (share lock), so the removal waits for it.
 
 - a company's representatives write its project, milestones and reports;
 - the convoy's members (representatives) and facilitators read everything in the convoy and
@@ -102,6 +104,8 @@ class Access:
             convoy = await self.rt.rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id))
         except NotFound:
             return None
+        if conn.is_in_transaction():  # see member(): not after a removal was applied
+            await repo.projections.lock_access(conn, convoy_id)
         await repo.projections.upsert_convoy(
             conn,
             convoy_id=convoy.id,
@@ -129,11 +133,14 @@ class Access:
         """Anyone with a part in the convoy (representative, facilitator, observer; admins and the
         system); 404 with ``not_found`` for anyone else."""
         # One round trip on the hot path (every read and write): the convoy and the caller's part in it.
-        convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id)
+        # In a writing transaction the membership rows are share-locked: a removal waits for this write
+        # to commit, and once it is applied (before its 200) no write finds them (issue #19).
+        writing = conn.is_in_transaction()
+        convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id, lock=writing)
         if convoy is None:  # not in the projection yet: read through, then ask the projection again
             if await self.convoy(conn, convoy_id) is None:
                 raise NotFound(not_found)
-            convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id)
+            convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id, lock=writing)
             if convoy is None:
                 raise NotFound(not_found)
         if actor.is_admin or actor.is_system:
@@ -145,6 +152,8 @@ class Access:
         observer = bool(convoy["access_observer"])
         if not companies and not facilitator and not observer:
             # Maybe they joined a moment ago and the event is still on its way: ask once, remember.
+            if writing:  # an answer from before a removal is not projected after the removal was applied
+                await repo.projections.lock_access(conn, convoy_id)
             membership = await self.rt.rpc.call(
                 Convoys.MEMBERSHIP_GET, api.GetMembership(person_id=actor.person_id, convoy_id=convoy_id)
             )
@@ -213,6 +222,9 @@ class Access:
         membership = await self.rt.rpc.call(
             Convoys.MEMBERSHIP_GET, api.GetMembership(person_id=actor.person_id, convoy_id=grant.convoy["convoy_id"])
         )
+        if not membership.company_ids and not membership.is_facilitator:
+            # Removed a moment ago (services/convoys is the truth): the projection is corrected first.
+            raise NotFound("no such convoy")
         if membership.company_ids and not membership.charter_accepted:
             raise Conflict(
                 "accept the convoy's updated charter first"

@@ -50,7 +50,9 @@ async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncp
     elif isinstance(event, ev.CompanyLeft):
         await repo.projections.remove_company(conn, event.company_id, left_at=envelope.occurred_at)
     elif isinstance(event, ev.PersonJoined):
-        await repo.projections.add_member(conn, event.person_id, event.company_id, event.convoy_id)
+        await repo.projections.add_member(
+            conn, event.person_id, event.company_id, event.convoy_id, joined_at=envelope.occurred_at
+        )
     elif isinstance(event, ev.PersonRemoved):
         await repo.projections.remove_member(conn, event.person_id, event.company_id)
     elif isinstance(event, ev.ObserverJoined):

@@ -180,6 +180,8 @@ class MilestonesService:
             assert req.actor.person_id is not None
             cycle = current_cycle(grant.convoy, now)
             index = cycle.index if cycle else 0
+            if req.cycle_index is not None and req.cycle_index != index:
+                raise Conflict("the round this prompt was for is over; please report for the current round in Convoy")
             # After its cycle's seal (the scheduler closed it, also early by "close now") a report
             # is late and goes into the next digest as an addendum (repository.digests.enter_round).
             sealed_through = await repo.digests.enter_round(conn, req.convoy_id)
@@ -571,6 +573,14 @@ class MilestonesService:
                 conn, report["convoy_id"], milestone["catalogue_key"], report["company_id"]
             )
         return api.HelpSuggestions(companies=[api.PersonRef(person_id=r["company_id"], name=r["name"]) for r in rows])
+
+    @Milestones.ACCESS_REVOKE
+    async def revoke_access(self, req: api.RevokeAccess) -> api.Revoked:
+        """services/convoys applies a removal here before answering it (issue #19); waits for writes
+        in progress that were authorized by the membership, then no read or write finds it."""
+        async with self.rt.db.transaction() as conn:
+            removed = await repo.projections.revoke(conn, req.convoy_id, req.company_id, req.person_id, req.at)
+        return api.Revoked(members=removed)
 
     @Milestones.CATALOGUE
     async def catalogue(self, _: api.Empty) -> cat.Catalogue:

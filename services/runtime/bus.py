@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 import nats
 import structlog
@@ -14,7 +17,7 @@ from nats.js.errors import BadRequestError
 
 from schemas.contract import PROCESSES
 from schemas.subjects import Subjects
-from services.runtime.settings import Settings
+from services.runtime.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +28,29 @@ MESSAGE_RETENTION_S = 24 * 3600.0
 DEDUPE_WINDOW_S = 120.0
 DEAD_LETTER_RETENTION_S = 14 * 24 * 3600.0
 """Without ``CONVOY_DEAD_LETTER_DAYS``: a dead letter may hold an address or a link; two weeks to look at it."""
+
+
+def tls_options(settings: Settings, servers: list[str]) -> dict[str, Any]:
+    """nats.connect options for TLS: none for nats:// URLs; for tls:// URLs a verifying context.
+
+    nats-py alone would talk in clear to a server that does not ask for TLS, even on a tls://
+    URL, and send the password in its CONNECT; so with tls:// the client opens with the TLS
+    handshake (the servers in deploy/ say ``handshake_first: true``) and never says a word in clear.
+    """
+    schemes = {urlsplit(s if "://" in s else f"nats://{s}").scheme for s in servers}
+    if "tls" not in schemes:
+        if settings.nats_tls_ca or settings.nats_tls_cert:
+            raise SettingsError("CONVOY_NATS_TLS_CA/CERT is set but CONVOY_NATS_URL has no tls:// URL")
+        return {}
+    if schemes != {"tls"}:
+        raise SettingsError("CONVOY_NATS_URL mixes tls:// and nats:// URLs: every server must use tls://")
+    if bool(settings.nats_tls_cert) != bool(settings.nats_tls_key):
+        raise SettingsError("CONVOY_NATS_TLS_CERT and CONVOY_NATS_TLS_KEY go together")
+    context = ssl.create_default_context(cafile=settings.nats_tls_ca or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.nats_tls_cert:
+        context.load_cert_chain(settings.nats_tls_cert, settings.nats_tls_key)
+    return {"tls": context, "tls_handshake_first": True}
 
 
 async def connect(
@@ -54,12 +80,13 @@ async def connect(
             await on_reconnect()
 
     servers = [s.strip() for s in settings.nats_url.split(",") if s.strip()]
-    auth: dict[str, str] = {}
+    tls = tls_options(settings, servers)
+    credentials: dict[str, str] = {}
     if settings.nats_user:
-        auth = {"user": settings.nats_user, "password": settings.nats_password}
+        credentials = {"user": settings.nats_user, "password": settings.nats_password}
     inbox_role = role or settings.nats_user
     if inbox_role:
-        auth["inbox_prefix"] = Subjects(settings.namespace).inbox_prefix(inbox_role)
+        credentials["inbox_prefix"] = Subjects(settings.namespace).inbox_prefix(inbox_role)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + attempts_for_s
     delay = 0.2
@@ -77,7 +104,8 @@ async def connect(
                 error_cb=error_cb,
                 disconnected_cb=disconnected_cb,
                 reconnected_cb=reconnected_cb,
-                **auth,
+                **tls,
+                **credentials,
             )
         except nats.errors.Error as exc:
             if "authorization" in str(exc).lower():

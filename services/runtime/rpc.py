@@ -21,7 +21,7 @@ from prometheus_client import Histogram
 
 from schemas.contract import Op
 from schemas.subjects import Subjects
-from services.runtime import correlation, tracing
+from services.runtime import claims, correlation, tracing
 from services.runtime.errors import ConvoyError, InvalidInput, Unavailable, from_status
 
 log = structlog.get_logger(__name__)
@@ -54,8 +54,14 @@ def endpoint(
     operation: str,
     request_type: type[Req],
     handler: Callable[[Req], Awaitable[msgspec.Struct]],
+    verifier: claims.Verifier | None = None,
 ) -> Callable[[Request], Awaitable[None]]:
+    """Answer ``operation`` with ``handler``. A request with an ``actor`` is admitted only on its signed claim
+    (services/runtime/claims.py): without ``verifier`` (no public key) only anonymous and system actors pass."""
     decoder = msgspec.json.Decoder(request_type)
+    acts = "actor" in request_type.__struct_fields__
+    named = (service, operation)
+    checker = verifier or claims.Verifier(None)
 
     async def handle(req: Request) -> None:
         with correlation.bound(correlation.parse((req.headers or {}).get(correlation.NATS_HEADER))):
@@ -78,7 +84,11 @@ def endpoint(
                 body = decoder.decode(req.data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 raise InvalidInput(describe_validation_error(exc)) from exc
-            reply = await handler(body)
+            # A person's request only on its signed claim, which the handler's own requests forward.
+            claim = (req.headers or {}).get(claims.HEADER)
+            token = claims.admit(getattr(body, "actor"), claim, checker, named) if acts else None  # noqa: B009
+            with claims.bound(token):
+                reply = await handler(body)
             await req.respond(_encoder.encode(reply))
         except asyncpg.DataError as exc:
             # SQLSTATE class 22: the caller's data cannot be stored (a NUL character, a value out of range)
@@ -118,20 +128,26 @@ def _traced(
     return traced
 
 
-def _headers() -> dict[str, str] | None:
-    """The request's headers: correlation id and, when tracing, the W3C trace context."""
+def _headers(claim: str | None) -> dict[str, str] | None:
+    """The request's headers: correlation id, the actor claim, and, when tracing, the W3C trace context."""
     found = correlation.nats_headers()
     trace = tracing.headers()
-    return {**(found or {}), **trace} if trace else found
+    headers = {**(found or {}), **trace} if trace else found
+    if claim is not None:
+        headers = {**(headers or {}), claims.HEADER: claim}
+    return headers
 
 
 class RpcClient:
     """Asks operations of other services: ``await rpc.call(Convoys.CONVOY_GET, request)``."""
 
-    def __init__(self, nc: Client, timeout: float, subjects: Subjects) -> None:
+    def __init__(self, nc: Client, timeout: float, subjects: Subjects, *, signer: claims.Signer | None = None) -> None:
         self.nc = nc
         self.timeout = timeout
         self.subjects = subjects
+        self.signer = signer
+        """Signs the actor of each request (the edge, the operator's tools); without it, a request for a
+        person carries the claim of the request being handled (services/runtime/claims.py)."""
 
     @overload
     async def call(self, op: Op[Req, Rep], request: Req, *, timeout: float | None = None) -> Rep: ...
@@ -159,7 +175,10 @@ class RpcClient:
             raise Unavailable("not connected to NATS")
         try:
             msg = await self.nc.request(
-                subject, _encoder.encode(request), timeout=timeout or self.timeout, headers=_headers()
+                subject,
+                _encoder.encode(request),
+                timeout=timeout or self.timeout,
+                headers=_headers(claims.for_request(request, self.signer)),
             )
         except nats.errors.NoRespondersError as exc:
             raise Unavailable(f"no service answers {subject}") from exc

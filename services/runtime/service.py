@@ -30,7 +30,7 @@ from schemas import api
 from schemas import events as ev
 from schemas.contract import HANDLER_ATTRIBUTE, Contract, Op
 from schemas.subjects import Subjects
-from services.runtime import bus, db, outbox, tracing
+from services.runtime import bus, claims, db, outbox, tracing
 from services.runtime import metrics as service_metrics
 from services.runtime.consumer import Consumer, ConsumerSpec, Handler, by_convoy
 from services.runtime.errors import ConvoyError
@@ -71,6 +71,8 @@ class Runtime:
         # Each handler in flight holds a connection (its transaction) and may take a second one
         # (a delivery record): at most half the pool goes to handlers, the rest answers requests.
         self._handler_slots = asyncio.Semaphore(max(1, settings.db_pool_max // 2))
+        self.verifier = claims.Verifier.from_settings(settings)
+        """Checks the signed actor claim of every request made on a person's behalf (services/runtime/claims.py)."""
 
     # --- registration (called from a module's setup) ---------------------------------------
     def endpoint(
@@ -80,7 +82,7 @@ class Runtime:
             EndpointConfig(
                 name=operation,
                 subject=self.subjects.rpc(self.name, operation),
-                handler=endpoint(self.name, operation, request_type, handler),
+                handler=endpoint(self.name, operation, request_type, handler, self.verifier),
             )
         )
 
@@ -240,6 +242,8 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
             update=bus.manages_streams(settings),
         )
 
+        if rt.verifier.key is None:
+            log.error("no CONVOY_ACTOR_PUBLIC_KEY: every request on a person's behalf will be refused")
         await module.setup(rt)
         rt.check_consumes()
 

@@ -31,9 +31,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_user: str = ""
     """This process's NATS user, its role (api, convoys, milestones, reminders, notifier, admin); set by `convoy up`."""
     nats_password: str = ""
-    """This process's NATS password; `convoy up` generates one per role into CONVOY_DATA_DIR/nats-credentials/."""
+    """Password of CONVOY_NATS_USER (CONVOY_NATS_PASSWORD_FILE: a mounted secret); `convoy up` generates its own."""
+    nats_tls_ca: str = ""
+    """CA file (PEM) the NATS servers' certificates are checked against (tls:// URLs); empty: the system's CAs."""
+    nats_tls_cert: str = ""
+    """Client certificate file (PEM) for NATS servers that verify clients (mutual TLS); empty: none."""
+    nats_tls_key: str = ""
+    """Private key file (PEM) of CONVOY_NATS_TLS_CERT."""
     smtp_url: str = ""
-    """smtp://[user:pass@]host:port (smtps:// for TLS); empty: start the local mail sink."""
+    """smtp://[user:pass@]host:port, upgraded by STARTTLS whenever the server offers it (?starttls=true: required;
+    ?cafile=PATH: a private CA), smtps:// for implicit TLS; a password is never sent without TLS. Empty: the local
+    mail sink."""
     namespace: str = "convoy"
     """Prefix of every NATS subject and stream; lets installations share a NATS cluster."""
     public_url: str = "http://127.0.0.1:8000"
@@ -48,6 +56,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Key that signs links and reply addresses that work without signing in; empty: CONVOY_DATA_DIR/secret-key."""
     admin_token: str = ""
     """Bearer token of the centre's admin; empty: generated once into CONVOY_DATA_DIR/admin-token."""
+    actor_signing_key: str = ""
+    """Ed25519 private key (PEM or base64) signing whom a request acts for (the API and CLI only); empty: generated."""
+    actor_public_key: str = ""
+    """Ed25519 public key (PEM or base64) services check actor claims with; empty: from CONVOY_ACTOR_SIGNING_KEY."""
+    reply_signing_key: str = ""
+    """Ed25519 private key (PEM or base64) the notifier signs an emailed reply's sender with; empty: generated."""
+    reply_public_key: str = ""
+    """Ed25519 public key (PEM or base64) services check reply claims with; empty: from CONVOY_REPLY_SIGNING_KEY."""
+    actor_claim_seconds: Annotated[float, Meta(ge=5, le=600)] = 60.0
+    """How long a signed actor claim is valid; a service refuses a request for a person whose claim is older."""
     ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     """Every process answers /live and /metrics (back-end services /health too) over HTTP on this port; 0: none."""
     dev_mail_viewer: bool = False
@@ -73,6 +91,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     anonymous_requests_per_client_per_day: Annotated[int, Meta(ge=1, le=100000)] = 20
     """Anonymous join requests and formation-pool requests one client (IP address) may send per day (per API
     process, like the per-minute limit); above it they are refused with 429."""
+    pool_retention_days: Annotated[int, Meta(ge=1, le=3650)] = 180
+    """How long a contact waits in the formation pool (from the check) before it is deleted unasked."""
+    api_token_days: Annotated[int, Meta(ge=1, le=3650)] = 90
+    """Default lifetime of a personal API token (its creator may choose another, up to CONVOY_API_TOKEN_MAX_DAYS)."""
+    api_token_max_days: Annotated[int, Meta(ge=1, le=3650)] = 365
+    """Longest lifetime a personal API token may be given."""
     token_cache_s: Annotated[float, Meta(ge=0, le=3600)] = 10.0
     """How long the API keeps a resolved token; a revoked token keeps working in another API replica this long."""
 
@@ -132,6 +156,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Port of the inbound SMTP server for email replies; 0: no inbound server and no Reply-To addresses."""
     reply_domain: str = "reply.convoy.localhost"
     """Domain of the Reply-To addresses (reply+TOKEN@domain, signed); its MX must lead to the inbound server."""
+    inbound_sender_auth: Literal["dkim", "trusted-relay", "dkim-or-relay", "off"] = "dkim"
+    """Who may file a reply: dkim: a valid DKIM signature of the From domain (relaxed alignment); trusted-relay:
+    dkim=pass or dmarc=pass for the From domain in the topmost Authentication-Results header of
+    CONVOY_INBOUND_TRUSTED_AUTHSERV_ID; dkim-or-relay: either; off: the From header is believed (local
+    development only: refused unless the inbound server listens on loopback). Anything else is refused with 550."""
+    inbound_trusted_authserv_id: str = ""
+    """The authserv-id your receiving mail server (MX) writes into Authentication-Results (e.g. mx.example.org);
+    with it, the inbound server must be reachable from that relay only (it cannot tell a header forged by a
+    direct sender)."""
+    inbound_tls_cert_file: str = ""
+    """PEM certificate (chain) the inbound SMTP server offers STARTTLS with; empty: no STARTTLS."""
+    inbound_tls_key_file: str = ""
+    """PEM private key of CONVOY_INBOUND_TLS_CERT_FILE."""
+    inbound_require_starttls: bool = False
+    """Refuse mail over a connection that did not STARTTLS first (needs a certificate)."""
     feedback_window_s: Annotated[float, Meta(ge=0.1, le=86400)] = 600.0
     """Comments, replies and kudos on a report are collected this long (from the first) into one email per person."""
     comment_edit_window_s: Annotated[float, Meta(ge=0, le=86400)] = 900.0
@@ -203,7 +242,27 @@ class SettingsError(ValueError):
 
 
 def refuse_open_edge(settings: Settings) -> None:
-    """Refuse settings that open the edge: the mail viewer shows everyone's sign-in links, unauthenticated."""
+    """Refuse settings that open the edge: the mail viewer shows everyone's sign-in links, unauthenticated;
+    email replies believed on their From header alone could be filed by anyone who can reach the server."""
+    if (
+        settings.inbound_smtp_port
+        and settings.inbound_sender_auth == "off"
+        and not is_loopback(settings.inbound_smtp_host)
+    ):
+        raise SettingsError(
+            f"CONVOY_INBOUND_SENDER_AUTH=off but CONVOY_INBOUND_SMTP_HOST={settings.inbound_smtp_host} is not a"
+            " loopback address: anyone who can reach the server could file replies as anyone. Use dkim,"
+            " trusted-relay or dkim-or-relay, or listen on 127.0.0.1."
+        )
+    if settings.inbound_sender_auth in ("trusted-relay", "dkim-or-relay") and not settings.inbound_trusted_authserv_id:
+        raise SettingsError(
+            f"CONVOY_INBOUND_SENDER_AUTH={settings.inbound_sender_auth} needs CONVOY_INBOUND_TRUSTED_AUTHSERV_ID (the"
+            " authserv-id your receiving mail server writes into Authentication-Results)."
+        )
+    if bool(settings.inbound_tls_cert_file) != bool(settings.inbound_tls_key_file):
+        raise SettingsError("CONVOY_INBOUND_TLS_CERT_FILE and CONVOY_INBOUND_TLS_KEY_FILE go together")
+    if settings.inbound_require_starttls and not settings.inbound_tls_cert_file:
+        raise SettingsError("CONVOY_INBOUND_REQUIRE_STARTTLS needs CONVOY_INBOUND_TLS_CERT_FILE and _KEY_FILE")
     if settings.dev_mail_viewer and not is_loopback(settings.http_host):
         raise SettingsError(
             f"CONVOY_DEV_MAIL_VIEWER is on but CONVOY_HTTP_HOST={settings.http_host} is not a loopback "

@@ -19,7 +19,7 @@ from litestar.response import Redirect, Template
 from convoy_api.deps import anonymous_request_limit, client_rate_limit
 from convoy_api.web.core import Page, field_error, provide_page, service_error
 from schemas import api
-from schemas.convoys import Convoys
+from schemas.convoys import Convoys, PoolLink
 from schemas.values import Bundesland, SizeClass
 from services.runtime.errors import ConvoyError
 
@@ -53,6 +53,7 @@ class CheckPages(Controller):
             template,
             status,
             loc=localized(page.lang),
+            pool_days=page.backend.settings.pool_retention_days,
             size_classes=SIZE_CLASSES,
             bundeslaender=BUNDESLAENDER,
             **context,
@@ -106,6 +107,32 @@ class CheckPages(Controller):
             "contact_language": page.lang,
         }
         return self._render(page, "check_result.html", status, values, result=result, **context)
+
+    # --- the withdraw link of the pool confirmation email (no sign-in; GET only shows, POST withdraws) ----
+    async def _withdraw_page(self, page: Page, token: str, *, withdraw: bool) -> Template:
+        try:
+            state = await page.call(Convoys.POOL_LINK, PoolLink(token=token, withdraw=withdraw))
+        except msgspec.ValidationError:
+            state, status = None, 404
+        except ConvoyError as exc:
+            if exc.status not in (404, 410):
+                raise
+            state, status = None, exc.status
+        else:
+            status = 200
+        title = localized(page.lang)(state, "title") if state is not None else ""
+        return page.render(
+            "check_withdraw.html", status, token=token, state=state, theme=title, withdrawn=withdraw, code=status
+        )
+
+    @get("/withdraw/{token:str}")
+    async def withdraw_confirm(self, page: PageDep, token: FromPath[str]) -> Template:
+        """Shows what the link is about and a button; changes nothing (mail scanners open links)."""
+        return await self._withdraw_page(page, token, withdraw=False)
+
+    @post("/withdraw/{token:str}", guards=[client_rate_limit], status_code=200)
+    async def withdraw(self, page: PageDep, token: FromPath[str]) -> Template:
+        return await self._withdraw_page(page, token, withdraw=True)
 
     @get("/{check_id:uuid}")
     async def result(self, page: PageDep, check_id: FromPath[uuid.UUID]) -> Template:

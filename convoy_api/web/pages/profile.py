@@ -64,6 +64,8 @@ class ProfilePages(Controller):
             status_code,
             prefs=prefs,
             tokens=tokens.tokens,
+            token_days=page.backend.settings.api_token_days,
+            token_max_days=page.backend.settings.api_token_max_days,
             kinds=KINDS,
             errors=errors or {},
             created=created,
@@ -113,7 +115,13 @@ class ProfilePages(Controller):
         created: list[api.ApiTokenCreated] = []
 
         async def run() -> None:
-            request = msgspec.convert({"name": str(page.form.get("name", "")).strip()}, api.NewApiToken)
+            days = str(page.form.get("expires_in_days", "")).strip()
+            values: dict[str, object] = {
+                "name": str(page.form.get("name", "")).strip(),
+                "scope": str(page.form.get("scope", "read-write")),
+                "expires_in_days": int(days) if days.isdigit() else (days or None),
+            }
+            request = msgspec.convert(values, api.NewApiToken)
             ask = api.CreateApiToken(actor=page.actor, request=request)
             created.append(await page.call(Convoys.API_TOKEN_CREATE, ask))
 

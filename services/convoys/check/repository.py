@@ -83,6 +83,26 @@ async def withdraw_pool_requests(conn: Conn, check_id: uuid.UUID) -> tuple[list[
     return [r["id"] for r in removed], formed
 
 
+async def pool_request_state(conn: Conn, request_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT id, theme, status FROM pool_requests WHERE id = $1", request_id)
+
+
+async def withdraw_pool_request(conn: Conn, request_id: uuid.UUID) -> bool:
+    """Delete one waiting request (the contact with it); false when it is not waiting (any more)."""
+    row = await conn.fetchval(
+        "DELETE FROM pool_requests WHERE id = $1 AND status = 'waiting' RETURNING true", request_id
+    )
+    return bool(row)
+
+
+async def expire_pool_requests(conn: Conn, before: datetime) -> list[uuid.UUID]:
+    """Delete the requests still waiting that were made before ``before`` (the contact with them)."""
+    rows = await conn.fetch(
+        "DELETE FROM pool_requests WHERE status = 'waiting' AND created_at < $1 RETURNING id", before
+    )
+    return [r["id"] for r in rows]
+
+
 async def insert_pool_request(conn: Conn, request_id: uuid.UUID, check_id: uuid.UUID, r: api.NewPoolRequest) -> None:
     await conn.execute(
         "INSERT INTO pool_requests (id, check_id, theme, company_name, sector, size_class, region, contact_name,"

@@ -13,27 +13,43 @@ Privacy:
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
+import structlog
 
 from schemas import api
-from schemas.convoys import Convoys, WithdrawFromPool
+from schemas import events as ev
+from schemas.convoys import Convoys, PoolLink, PoolLinkState, PoolPurge, PoolPurged, WithdrawFromPool
 from schemas.milestones import Milestones
 from services.convoys import repository as repo
 from services.convoys.check import formation
 from services.convoys.check import questions as qs_
 from services.convoys.check import repository as check_repo
 from services.convoys.service import ConvoysService, check_schedule, check_timezone, email_to
+from services.runtime import signing
 from services.runtime.db import struct
 from services.runtime.errors import Conflict, ConvoyError, InvalidInput, NotFound, TooManyRequests
+from services.runtime.lifecycle import wait_or_stop
+
+log = structlog.get_logger(__name__)
 
 POOL_REQUESTS_PER_DAY = 3
+WITHDRAW_PURPOSE = "pool-withdraw"
+"""The signing salt of the pool confirmation's withdraw link (services/runtime/signing.py)."""
+PURGE_EVERY_S = 3600.0
 MAX_PERIOD_DAYS = 3 * 366
 FACILITATORS_ONLY = "only facilitators and the centre's admins may do this"
+
+
+def pool_joined_key(request_id: uuid.UUID) -> str:
+    """The delivery key of a pool contact's confirmation email (once per request)."""
+    return f"pool_joined:{request_id}"
 
 
 class CheckService:
@@ -139,6 +155,7 @@ class CheckService:
                     object_id=request_id,
                     details={},
                 )
+                await self._contact_deleted(conn, request_id)
         if not removed and formed:
             raise Conflict("your company is already part of a convoy; its facilitator can remove it")
         if not removed:
@@ -174,6 +191,25 @@ class CheckService:
                 object_id=request_id,
                 details={"theme": r.theme},  # never the contact: the pool request (object_id) has it
             )
+            # The contact's confirmation, with a signed link that withdraws without signing in: nothing they
+            # typed (company, message) goes into it, since anyone may enter any address here.
+            days = self.rt.settings.pool_retention_days
+            token = signing.sign(self.rt.settings, WITHDRAW_PURPOSE, {"r": str(request_id)})
+            await self.rt.emit(
+                conn,
+                ev.EmailRequested(
+                    key=pool_joined_key(request_id),
+                    to_email=r.contact_email,
+                    to_name=r.contact_name,
+                    language=r.contact_language,
+                    template="pool_joined",
+                    params={
+                        "theme": (theme.title_de if r.contact_language == "de" else theme.title_en) or r.theme,
+                        "days": str(days),
+                        "link": f"{self.svc.base_url}/check/withdraw/{token}",
+                    },
+                ),
+            )
             for f in await check_repo.facilitator_contacts(conn):
                 de = f["language"] == "de"
                 await self.rt.emit(
@@ -189,6 +225,72 @@ class CheckService:
                     ),
                 )
         return api.Accepted(message="Thank you: the competence centre will get in touch by email.")
+
+    async def _contact_deleted(self, conn: asyncpg.Connection, request_id: uuid.UUID) -> None:
+        """The notifier forgets the address its confirmation went to (in the same transaction)."""
+        await self.rt.emit(conn, ev.PoolContactDeleted(request_id=request_id, key=pool_joined_key(request_id)))
+
+    @Convoys.POOL_LINK
+    async def pool_link(self, req: PoolLink) -> PoolLinkState:
+        """The confirmation email's link: what it is about, or (``withdraw``) the contact deleted. Works for
+        as long as the entry may be kept; withdrawing twice answers ``gone`` again (nothing is left)."""
+        max_age = (self.rt.settings.pool_retention_days + 1) * 86400
+        payload = signing.verify(self.rt.settings, WITHDRAW_PURPOSE, req.token, max_age)
+        try:
+            request_id = uuid.UUID(str(payload.get("r")))
+        except ValueError:
+            raise NotFound("this link is not valid") from None
+        async with self.rt.db.transaction() as conn:
+            row = await check_repo.pool_request_state(conn, request_id)
+            if row is None:
+                return PoolLinkState(theme="", status="gone")
+            titles = await self.outcomes(api.OutcomesAsk(convoy_ids=[], project_types=[row["theme"]]))
+            theme = next(iter(titles.project_types), api.ProjectOutcome(project_type=row["theme"]))
+            words = {"title_de": theme.title_de or row["theme"], "title_en": theme.title_en or row["theme"]}
+            if req.withdraw and await check_repo.withdraw_pool_request(conn, request_id):
+                await repo.audit(
+                    conn,
+                    convoy_id=None,
+                    actor=api.ANONYMOUS,
+                    action="pool.withdrawn",
+                    object_type="pool_request",
+                    object_id=request_id,
+                    details={"via": "email link"},
+                )
+                await self._contact_deleted(conn, request_id)
+                return PoolLinkState(theme=row["theme"], status="gone", **words)
+            status: Literal["waiting", "formed", "gone"] = (
+                "waiting" if row["status"] == "waiting" else "formed" if row["status"] == "formed" else "gone"
+            )
+            return PoolLinkState(theme=row["theme"], status=status, **words)
+
+    @Convoys.POOL_PURGE
+    async def pool_purge(self, req: PoolPurge) -> PoolPurged:
+        """Pool entries expire: a contact waits CONVOY_POOL_RETENTION_DAYS at most, then it is deleted."""
+        before = req.now - timedelta(days=self.rt.settings.pool_retention_days)
+        async with self.rt.db.transaction() as conn:
+            expired = await check_repo.expire_pool_requests(conn, before)
+            for request_id in expired:
+                await repo.audit(
+                    conn,
+                    convoy_id=None,
+                    actor=api.SYSTEM,
+                    action="pool.expired",
+                    object_type="pool_request",
+                    object_id=request_id,
+                    details={"days": str(self.rt.settings.pool_retention_days)},
+                )
+                await self._contact_deleted(conn, request_id)
+        return PoolPurged(expired=len(expired))
+
+    async def purge_forever(self, stop: asyncio.Event) -> None:
+        """The pool's retention, every hour (and at start)."""
+        while not stop.is_set():
+            try:
+                await self.pool_purge(PoolPurge(now=datetime.now(UTC)))
+            except Exception as exc:
+                log.warning("pool purge failed; next round in an hour", error=repr(exc))
+            await wait_or_stop(stop, PURGE_EVERY_S)
 
     # --- the pool and formation (facilitators) -------------------------------------------------------
     @Convoys.POOL_LIST

@@ -735,7 +735,7 @@ async def personal_records(conn: Conn, person_id: uuid.UUID) -> dict[str, list[d
         person["email"],
     )
     tokens = await conn.fetch(
-        "SELECT id, name, created_at, last_used_at, revoked_at FROM api_tokens WHERE person_id = $1"
+        "SELECT id, name, scope, created_at, expires_at, last_used_at, revoked_at FROM api_tokens WHERE person_id = $1"
         " ORDER BY created_at",
         person_id,
     )

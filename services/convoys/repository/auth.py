@@ -83,7 +83,7 @@ async def cap_sessions(conn: Conn, person_id: uuid.UUID, keep: int) -> None:
 
 async def session_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT s.person_id, s.kind, s.csrf_token, p.is_admin, p.is_facilitator"
+        "SELECT s.person_id, s.kind, s.csrf_token, s.expires_at, p.is_admin, p.is_facilitator"
         " FROM sessions s JOIN people p ON p.id = s.person_id"
         " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
         token_hash,
@@ -107,29 +107,44 @@ async def purge_expired(conn: Conn) -> None:
     await conn.execute("DELETE FROM sign_in_requests WHERE requested_at < now() - interval '1 day'")
 
 
-async def insert_api_token(conn: Conn, token_hash: bytes, person_id: uuid.UUID, name: str) -> api.ApiToken:
+async def insert_api_token(
+    conn: Conn, token_hash: bytes, person_id: uuid.UUID, name: str, scope: str, expires_at: datetime
+) -> api.ApiToken:
     row = await conn.fetchrow(
-        "INSERT INTO api_tokens (id, token_hash, person_id, name) VALUES ($1, $2, $3, $4) RETURNING *",
+        "INSERT INTO api_tokens (id, token_hash, person_id, name, scope, expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
+        " RETURNING *",
         uuid.uuid4(),
         token_hash,
         person_id,
         name,
+        scope,
+        expires_at,
     )
     return api_token(row)
 
 
+LAST_USED_EVERY = "5 minutes"
+"""``last_used_at`` is written when it is older than this: a date for the profile, not a write per request."""
+
+
 async def api_token_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
+    """The live token's owner (not revoked, not expired), touching ``last_used_at`` only when it is stale."""
     return await conn.fetchrow(
-        "UPDATE api_tokens t SET last_used_at = now() FROM people p"
-        " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND p.id = t.person_id"
-        " RETURNING t.person_id, p.is_admin, p.is_facilitator",
+        "WITH t AS (SELECT t.id, t.person_id, t.scope, t.expires_at, t.last_used_at, p.is_admin, p.is_facilitator"
+        " FROM api_tokens t JOIN people p ON p.id = t.person_id"
+        " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()),"
+        " touched AS (UPDATE api_tokens SET last_used_at = now() WHERE id = (SELECT id FROM t)"
+        f" AND (last_used_at IS NULL OR last_used_at < now() - interval '{LAST_USED_EVERY}'))"
+        " SELECT person_id, is_admin, is_facilitator, scope, expires_at FROM t",
         token_hash,
     )
 
 
 async def list_api_tokens(conn: Conn, person_id: uuid.UUID) -> list[api.ApiToken]:
     rows = await conn.fetch(
-        "SELECT * FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL ORDER BY created_at", person_id
+        "SELECT * FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > now()"
+        " ORDER BY created_at",
+        person_id,
     )
     return [api_token(r) for r in rows]
 

@@ -44,6 +44,7 @@ async def forget_person(conn: Conn, person_id: uuid.UUID) -> None:
     await conn.execute("DELETE FROM members WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM facilitators WHERE person_id = $1", person_id)
     await conn.execute("DELETE FROM observers WHERE person_id = $1", person_id)
+    await conn.execute("DELETE FROM revoked_members WHERE person_id = $1", person_id)
 
 
 def _records(rows: list[asyncpg.Record]) -> list[dict[str, Any]]:

@@ -50,13 +50,21 @@ async def convoy(conn: Conn, convoy_id: uuid.UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM convoys WHERE convoy_id = $1", convoy_id)
 
 
-async def convoy_for(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID | None) -> asyncpg.Record | None:
+async def convoy_for(
+    conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID | None, *, lock: bool = False
+) -> asyncpg.Record | None:
     """The convoy with the person's part in it, in one round trip: the columns of :func:`convoy`,
     then ``access_companies`` (the companies they represent here), ``access_facilitator`` and
-    ``access_observer`` (an observer seat: reads, writes nothing)."""
+    ``access_observer`` (an observer seat: reads, writes nothing).
+
+    ``lock`` (inside a writing transaction): the person's membership rows are share-locked until the
+    transaction ends, so a removal (:func:`revoke`, which deletes them) waits for a write that was
+    authorized by them to commit, and a write after the removal finds none (issue #19)."""
     return await conn.fetchrow(
         "SELECT c.*,"
-        " ARRAY(SELECT m.company_id FROM members m WHERE m.convoy_id = $1 AND m.person_id = $2) AS access_companies,"
+        " ARRAY(SELECT m.company_id FROM members m WHERE m.convoy_id = $1 AND m.person_id = $2"
+        + (" FOR SHARE" if lock else "")
+        + ") AS access_companies,"
         " EXISTS (SELECT 1 FROM facilitators f WHERE f.convoy_id = $1 AND f.person_id = $2) AS access_facilitator,"
         " EXISTS (SELECT 1 FROM observers o WHERE o.convoy_id = $1 AND o.person_id = $2) AS access_observer"
         " FROM convoys c WHERE c.convoy_id = $1",
@@ -91,13 +99,61 @@ async def add_facilitator(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID
     )
 
 
-async def add_member(conn: Conn, person_id: uuid.UUID, company_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
+async def add_member(
+    conn: Conn,
+    person_id: uuid.UUID,
+    company_id: uuid.UUID,
+    convoy_id: uuid.UUID,
+    joined_at: datetime | None = None,
+) -> None:
+    """``joined_at`` (from a ``person.joined`` event): not when a removal answered later was already
+    applied here (:func:`revoke`). Without it (an answer of services/convoys, the truth now): always."""
     await conn.execute(
-        "INSERT INTO members (person_id, company_id, convoy_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        "INSERT INTO members (person_id, company_id, convoy_id) SELECT $1, $2, $3"
+        " WHERE $4::timestamptz IS NULL OR NOT EXISTS (SELECT 1 FROM revoked_members r"
+        " WHERE r.person_id = $1 AND r.company_id = $2 AND r.revoked_at >= $4)"
+        " ON CONFLICT DO NOTHING",
         person_id,
         company_id,
         convoy_id,
+        joined_at,
     )
+
+
+async def lock_access(conn: Conn, convoy_id: uuid.UUID) -> None:
+    """Serialize a read-through (asking services/convoys, then projecting its answer) with :func:`revoke`
+    in the same convoy: an answer from before a removal is never projected after the removal was applied.
+    Both are rare (a miss; a removal); held until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('access:' || $1::uuid::text, 0))", convoy_id)
+
+
+async def revoke(
+    conn: Conn, convoy_id: uuid.UUID, company_id: uuid.UUID, person_id: uuid.UUID | None, at: datetime
+) -> int:
+    """A removal answered by services/convoys takes effect here first (the event path repeats it,
+    idempotently). ``person_id`` None: the company left. Returns the memberships removed."""
+    await lock_access(conn, convoy_id)
+    who = await conn.fetch(
+        "SELECT person_id FROM members WHERE company_id = $1 AND ($2::uuid IS NULL OR person_id = $2)",
+        company_id,
+        person_id,
+    )
+    people = {r["person_id"] for r in who} | ({person_id} if person_id else set())
+    await conn.execute(
+        "INSERT INTO revoked_members (person_id, company_id, convoy_id, revoked_at)"
+        " SELECT p, $2, $3, $4 FROM unnest($1::uuid[]) AS p"
+        " ON CONFLICT (person_id, company_id) DO UPDATE SET revoked_at = greatest(revoked_members.revoked_at, $4)",
+        list(people),
+        company_id,
+        convoy_id,
+        at,
+    )
+    if person_id is None:
+        await remove_company(conn, company_id, left_at=at)
+        return len(who)
+    # Waits for a write that share-locked this membership (convoy_for(lock=True)) to commit.
+    status = await conn.execute("DELETE FROM members WHERE person_id = $1 AND company_id = $2", person_id, company_id)
+    return int(status.split()[-1])
 
 
 async def add_observer(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
