@@ -34,6 +34,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from schemas.contract import PROCESSES, Contract
 from schemas.convoys import Convoys
@@ -137,9 +138,10 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
     if contract is not None:
         perms["allow_responses"] = True
     if wildcard:
-        perms = json.loads(_widen(json.dumps(perms), sub))
+        widened: dict[str, Any] = json.loads(_widen(json.dumps(perms), sub))
         for direction in ("publish", "subscribe"):
-            perms[direction]["allow"] = _dedupe(perms[direction]["allow"])
+            widened[direction]["allow"] = _dedupe(widened[direction]["allow"])
+        perms = widened
     return perms
 
 

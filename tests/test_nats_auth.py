@@ -191,7 +191,7 @@ async def test_only_the_notifier_reads_the_message_subjects(
 
     await notifier.nc.subscribe(subjects.messages_wildcard, cb=hear)
     info = await notifier.nc.jetstream(timeout=5).consumer_info(stream, subjects.consumer("notifier", "messages"))
-    assert info.config.filter_subjects == [subjects.of(ev.EmailRequested)]
+    assert info.config.filter_subjects == sorted(subjects.of(t) for t in Notifier.CONSUMERS["messages"])
     others = [r for r in PROCESSES if r != "notifier"]
     for role in others:
         conn = await as_role(connect, nats_server, role, namespace)
@@ -268,7 +268,7 @@ def test_the_deploy_authorization_is_generated_from_the_contracts() -> None:
 def test_a_service_consumes_exactly_what_its_contract_declares() -> None:
     rt = Runtime(Settings(), "notifier")
     rt.contract = Notifier
-    with pytest.raises(RuntimeError, match=r"registered  \| declared .*messages: \['EmailRequested'\]"):
+    with pytest.raises(RuntimeError, match=r"registered  \| declared .*messages: \['EmailRequested'"):
         rt.check_consumes()
 
 
