@@ -495,6 +495,16 @@ async def test_a_thousand_convoys_at_one_slot_fire_once_each_and_an_idle_tick_fi
                 for n in nodes:
                     assert "Seq Scan" not in n["Node Type"], explained
                     assert n["Actual Rows"] == 0 and not n.get("Rows Removed by Filter"), explained
+            # A writer that leaves next_at NULL (a replica of the version before 0004 during a rolling
+            # update) still gets its cycle fired at the opening, as coalesce(next_at, opens_at) did.
+            stray = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO cycles (convoy_id, cycle_index, opens_at, due_at, closes_at) VALUES ($1, 0, $2, $2, $2)",
+                stray,
+                now,
+            )
+            assert await conn.fetchval("SELECT next_at FROM cycles WHERE convoy_id = $1", stray) == now
+            await conn.execute("DELETE FROM cycles WHERE convoy_id = $1", stray)
         finally:
             await conn.close()
 

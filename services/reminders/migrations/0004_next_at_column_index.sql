@@ -6,6 +6,17 @@
 -- From now on next_at is always set on a cycle that is neither closed nor skipped (its opening while
 -- not yet opened: what coalesce gave), so the column's own statistics apply.
 UPDATE cycles SET next_at = opens_at WHERE next_at IS NULL AND closed_at IS NULL AND NOT skipped;
+-- The same for any writer that still leaves it NULL (a replica of the previous version during a
+-- rolling update, a hand-written INSERT): such a cycle is due at its opening, as with coalesce.
+-- The WHEN clause keeps the cost off every row that has it set (all rows the scheduler writes).
+CREATE FUNCTION cycles_next_at_default() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.next_at := NEW.opens_at;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER cycles_next_at_default BEFORE INSERT OR UPDATE ON cycles FOR EACH ROW
+    WHEN (NEW.next_at IS NULL AND NEW.closed_at IS NULL AND NOT NEW.skipped)
+    EXECUTE FUNCTION cycles_next_at_default();
 CREATE INDEX cycles_next_at ON cycles (next_at) WHERE closed_at IS NULL AND NOT skipped;
 DROP INDEX cycles_due;
 
