@@ -40,14 +40,21 @@ class DeliveryBatcher:
 
     async def claim(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
         """:meth:`Deliveries.claim`, sharing a transaction with the claims and records waiting with it."""
+        return await self.claim_soon(key, event_id, channel, recipient)
+
+    def claim_soon(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> asyncio.Future[bool]:
+        """:meth:`claim`, started now: the future says once the claim has committed (the caller
+        can do other work meanwhile, as ``Mailer.send_email`` sends the SMTP envelope)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # an error nobody awaited (the send was cancelled meanwhile) is no "never retrieved" warning
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         entry = (Claim(key, event_id, channel, recipient), future)
         if key in self._claims:
             self._later.append(entry)
         else:
             self._claims[key] = entry
         self._start()
-        return await future
+        return future
 
     def sent(self, key: str) -> None:
         """Record ``key`` as sent, with the next claim or within ``linger_s``; :meth:`flush` waits for it."""
