@@ -1,7 +1,8 @@
 """Group commit for the delivery log: the claims and "sent" records of concurrent sends share transactions.
 
 Every send still claims its key just before it goes to SMTP (never a whole fan-out ahead: a key
-claimed but not yet sent would become ``uncertain`` after a crash, and never be sent) and is
+claimed but not yet sent would become ``uncertain`` after a crash, and never be sent; an email's
+envelope goes out while its claim commits, DATA only after: ``claim_soon``) and is
 recorded after the server's 250. What changes is how many commits that takes: the claims of the
 sends waiting at the same moment go in one statement, and a "sent" record waits (a few
 milliseconds at most) for the next claim to share its transaction — recorded before that claim,
