@@ -138,7 +138,7 @@ class Mailer:
                 sent = await self.smtp.send(message, claim)
         except Exception as exc:
             if claim.done() and not claim.cancelled() and claim.exception() is exc:
-                raise  # the claim itself failed (the database): nothing was sent, the envelope was reset
+                raise  # the claim itself failed (the database): nothing was sent, the envelope dropped
             # the SMTP exchange failed, maybe before the claim was decided (the envelope goes out
             # while it commits): recorded only if this send holds the key
             if not await claim:

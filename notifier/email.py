@@ -146,22 +146,18 @@ class SmtpPool:
 
         ``claim``: the delivery log's claim of the message, still committing. The envelope (MAIL FROM,
         RCPT TO) goes out meanwhile, so its round trips hide the commit's; DATA only once the claim
-        has committed and said True. Said False (sent or claimed elsewhere) or failed: the envelope is
-        reset (RSET; nothing was delivered) and False returned, or the claim's error raised. Returns
-        True when the server accepted the message (250 after DATA).
+        has committed and said True. Said False (sent or claimed elsewhere): the envelope is reset
+        (RSET; nothing was delivered), the connection kept, False returned. Failed: its error raised,
+        the connection closed (which drops the envelope too). True: the server accepted the message
+        (250 after DATA).
         """
         try:
             async with self._client() as client:
                 await self._envelope(client, message)
-                if claim is not None:
-                    try:
-                        claimed = await claim
-                    except BaseException:
-                        await _reset(client)
-                        raise
-                    if not claimed:
-                        await _reset(client)
-                        return False
+                # the claim's error (or a cancel) closes the connection (_client): the server drops the envelope
+                if claim is not None and not await claim:
+                    await _reset(client)
+                    return False
                 await self._data(client, message.payload())
                 return True
         except aiosmtplib.SMTPRecipientsRefused as exc:

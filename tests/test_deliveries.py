@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,7 +201,7 @@ async def test_the_envelope_goes_out_while_the_claim_commits_and_data_only_once_
     taken, fresh = f"message:sign_in:{uuid.uuid4()}", f"message:sign_in:{uuid.uuid4()}"
     rendered = Rendered(subject="Sign in", text="Your link", html="<p>Your link</p>")
 
-    def send(key: str, to: str) -> Awaitable[None]:
+    def send(key: str, to: str) -> Coroutine[Any, Any, None]:
         return mailer.send_email(key, event, to_name="Anna", to_email=to, rendered=rendered, list_id="t <t.convoy>")
 
     try:
