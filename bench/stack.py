@@ -45,7 +45,7 @@ from schemas.reminders import Reminders
 from schemas.subjects import SERVICES, Subjects
 from services import embedded, nats_auth
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import db, sealing
+from services.runtime import claims, db, sealing
 from services.runtime.settings import Settings
 
 ADMIN_TOKEN = "adm_bench-" + uuid.uuid4().hex
@@ -179,6 +179,8 @@ async def start(keep: bool = False) -> Stack:
         http_port=http_port,
         admin_token=ADMIN_TOKEN,
         secret_key="key_bench-" + uuid.uuid4().hex,
+        actor_signing_key=claims.new_private_pem(),  # what `convoy up` keeps in the data folder
+        reply_signing_key=claims.new_private_pem(),
         notifier_box_key=sealing.generate()[0],
         inbound_smtp_port=reply_port,
         slack_webhook_hosts="127.0.0.1",
