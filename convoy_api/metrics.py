@@ -11,7 +11,7 @@ each (method, route, status) are looked up once and kept.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,8 +31,9 @@ class LeanPrometheusMiddleware(PrometheusMiddleware):
         if not self._plain:  # what only Litestar's own handles
             await super().__call__(scope, receive, send)
             return
-        method = scope["method"] if scope["type"] == "http" else scope["type"]
-        path = scope["path_template"] if self._config.group_path else scope["path"]
+        raw = cast("dict[str, Any]", scope)
+        method = str(raw.get("method") or raw["type"])  # websockets are counted by their type, as Litestar does
+        path = raw["path_template"] if self._config.group_path else raw["path"]
         progress = self._progress.get((method, path))
         if progress is None:
             labels = self._labels(method, path, 200)
