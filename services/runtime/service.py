@@ -30,7 +30,7 @@ from schemas import api
 from schemas import events as ev
 from schemas.contract import HANDLER_ATTRIBUTE, Contract, Op
 from schemas.subjects import Subjects
-from services.runtime import bus, claims, db, outbox, tracing
+from services.runtime import bus, claims, db, outbox, sealing, tracing
 from services.runtime import metrics as service_metrics
 from services.runtime.consumer import Consumer, ConsumerSpec, Handler, by_convoy
 from services.runtime.errors import ConvoyError
@@ -67,6 +67,7 @@ class Runtime:
         self._background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         self._checks: dict[str, Callable[[], Awaitable[None]]] = {}
         self.relay: outbox.Relay | None = None
+        self.contract: type[Contract] | None = None
         # Each handler in flight holds a connection (its transaction) and may take a second one
         # (a delivery record): at most half the pool goes to handlers, the rest answers requests.
         self._handler_slots = asyncio.Semaphore(max(1, settings.db_pool_max // 2))
@@ -110,6 +111,24 @@ class Runtime:
             )
         for op, handler in found.values():
             self.endpoint(op.name, op.request, handler)
+        self.contract = contract
+
+    def check_consumes(self) -> None:
+        """The consumers are exactly those the contract declares in ``CONSUMERS`` (the admin declares
+        them on JetStream and the NATS permissions are derived from them): else the service does not start."""
+        if self.contract is None:
+            return
+        registered = {c.spec.purpose: set(c.spec.event_types) for c in self._consumers}
+        declared = {purpose: set(types) for purpose, types in self.contract.CONSUMERS.items()}
+        if registered != declared:
+
+            def show(consumers: dict[str, set[type]]) -> str:
+                return "; ".join(f"{p}: {sorted(t.__name__ for t in ts)}" for p, ts in sorted(consumers.items()))
+
+            raise RuntimeError(
+                f"{self.name}: consumers differ from {self.contract.__name__}.CONSUMERS"
+                f" (registered {show(registered)} | declared {show(declared)})"
+            )
 
     def consumer(
         self,
@@ -148,7 +167,22 @@ class Runtime:
         import asyncpg
 
         assert isinstance(conn, asyncpg.Connection)
+        if isinstance(event, ev.EmailRequested):  # recipient and links travel sealed for the notifier
+            kw["subject"], event = sealing.addressed(self.subjects, event, self.box_public_key)
         await outbox.add(conn, self.subjects, event, producer=self.name, **kw)  # type: ignore[arg-type]
+
+    @property
+    def box_public_key(self) -> str:
+        """The notifier's public key, that email requests are sealed with (docs/architecture.md)."""
+        s = self.settings
+        if s.notifier_box_public_key:
+            return s.notifier_box_public_key
+        if s.notifier_box_key:
+            return sealing.public_of(s.notifier_box_key)
+        raise sealing.SealingError(
+            f"{self.name} emits an email request but CONVOY_NOTIFIER_BOX_PUBLIC_KEY is not set: its recipient and "
+            "links would cross the bus in clear (`convoy up` generates the key pair into the data folder)"
+        )
 
     async def health(self, _: api.Empty | None = None) -> api.Health:
         checks: dict[str, str] = {}
@@ -211,17 +245,22 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
             for c in rt._consumers:
                 c.on_reconnect()
 
-        rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect)
+        rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect, role=module.NAME)
         stack.push_async_callback(_drain, rt.nc, settings.shutdown_timeout)
         rt.js = rt.nc.jetstream(timeout=settings.nats_request_timeout)
         rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout, rt.subjects)
         await bus.ensure_streams(
-            rt.js, rt.subjects, settings.stream_replicas, dead_letter_max_age_s=settings.dead_letter_days * 86400
+            rt.js,
+            rt.subjects,
+            settings.stream_replicas,
+            dead_letter_max_age_s=settings.dead_letter_days * 86400,
+            update=bus.manages_streams(settings),
         )
 
         if rt.verifier.key is None:
             log.error("no CONVOY_ACTOR_PUBLIC_KEY: every request on a person's behalf will be refused")
         await module.setup(rt)
+        rt.check_consumes()
 
         async def health(req: Request) -> None:
             await req.respond(msgspec.json.encode(await rt.health()))
