@@ -40,13 +40,12 @@ from litestar.plugins.prometheus import PrometheusConfig
 from convoy_api import edge, errors
 from convoy_api.deps import Backend, ClientLimiter, daily_limiter, provide_backend
 from convoy_api.reports.controllers import ConvoyReportsController
-from schemas import events as ev
-from schemas.contract import Op
+from schemas.contract import Contract, Op
 from schemas.subjects import Subjects
 from services import convoys, milestones
-from services.runtime import correlation, db, outbox, tracing
+from services.runtime import correlation, db, tracing
 from services.runtime import settings as settings_mod
-from services.runtime.service import _marked
+from services.runtime.service import Runtime, _marked
 from services.runtime.settings import Settings
 
 SCHEMA = "monolith"
@@ -65,32 +64,27 @@ class LocalRpc:
         return await self.handlers[op](request)
 
 
-class LocalRuntime:
-    """What a service's ``setup(rt)`` and its handlers use of ``Runtime``, in one process.
-
-    Consumers and background loops are not started: the baseline measures the request.
-    """
+class LocalRuntime(Runtime):
+    """A service's ``Runtime`` in this process: handlers are called directly, ``emit`` is Runtime's own
+    (the outbox row in the caller's transaction). Consumers and background loops are not started: the
+    baseline measures the request."""
 
     def __init__(self, settings: Settings, name: str, database: db.Database, rpc: LocalRpc) -> None:
-        self.settings = settings
-        self.name = name
-        self.subjects = Subjects(settings.namespace)
+        super().__init__(settings, name)
         self.db = database
-        self.rpc = rpc
+        self.rpc = rpc  # type: ignore[assignment]
+        self.local = rpc
 
-    def serve(self, contract: type, *handlers: object) -> None:
+    def serve(self, contract: type[Contract], *handlers: object) -> None:
         for holder in handlers:
             for op, handler in _marked(holder):
-                self.rpc.handlers[op] = handler
+                self.local.handlers[op] = handler
 
     def consumer(self, *args: Any, **kwargs: Any) -> None:
         pass
 
     def background(self, loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
         pass
-
-    async def emit(self, conn: Any, event: ev.Event, **kw: Any) -> None:
-        await outbox.add(conn, self.subjects, event, producer=SCHEMA, **kw)
 
 
 async def _connect(settings: Settings, schema: str) -> db.Database:
@@ -122,8 +116,8 @@ def create_app(settings: Settings) -> Litestar:
         convoys_db = await _connect(settings, convoys.NAME)
         monolith_db = await _connect(settings, SCHEMA)
         try:
-            await convoys.setup(LocalRuntime(settings, convoys.NAME, convoys_db, rpc))  # type: ignore[arg-type]
-            await milestones.setup(LocalRuntime(settings, SCHEMA, monolith_db, rpc))  # type: ignore[arg-type]
+            await convoys.setup(LocalRuntime(settings, convoys.NAME, convoys_db, rpc))
+            await milestones.setup(LocalRuntime(settings, SCHEMA, monolith_db, rpc))
             app.state.backend = Backend(
                 settings=settings,
                 rpc=rpc,  # type: ignore[arg-type]
