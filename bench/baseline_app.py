@@ -20,7 +20,8 @@ measured representatives can report again here (one report per company and cycle
 publishes these outbox rows (as with (b): the baseline is the commit, not the fan-out).
 
 Started by the ingest scenario as a process of its own (``python -m bench.baseline_app PORT``, the
-stack's ``CONVOY_*`` environment); its CPU time is reported as ``monolith``.
+stack's ``CONVOY_*`` environment); its CPU time is reported as ``monolith``, and
+``BENCH_PROFILE=monolith`` runs it under pyinstrument like the services.
 """
 
 from __future__ import annotations
