@@ -317,6 +317,31 @@ async def report_transaction(conn: asyncpg.Connection, convoy_id: uuid.UUID, sub
         await conn.execute(NOTIFY)
 
 
+MONOLITH = "monolith"
+"""Baseline (c)'s copy of milestones' tables (bench/baseline_app.py)."""
+
+
+async def create_monolith(database_url: str) -> None:
+    """Milestones' tables once more, in the schema ``monolith``, by milestones' own migrations."""
+    from services import milestones
+    from services.runtime import db
+
+    await db.migrate(database_url, MONOLITH, milestones.MIGRATIONS)
+
+
+async def copy_to_monolith(pool: asyncpg.Pool, convoy_ids: list[uuid.UUID]) -> None:
+    """The projection rows of these convoys (convoys, companies, members) into the copy."""
+    async with pool.acquire() as conn, conn.transaction():
+        for table in ("convoys", "companies", "members"):
+            await conn.execute(
+                f"INSERT INTO {MONOLITH}.{table} SELECT * FROM milestones.{table} WHERE convoy_id = ANY($1::uuid[])",
+                convoy_ids,
+            )
+        await conn.execute(f"ANALYZE {MONOLITH}.convoys")
+        await conn.execute(f"ANALYZE {MONOLITH}.companies")
+        await conn.execute(f"ANALYZE {MONOLITH}.members")
+
+
 def monday_9(day: date) -> datetime:
     from zoneinfo import ZoneInfo
 

@@ -25,6 +25,7 @@ from convoy_api.deps import Backend, ClientLimiter, daily_limiter, provide_backe
 from convoy_api.flags.controllers import CharterController, FlagController
 from convoy_api.health import ops
 from convoy_api.health.controllers import api_metrics, health, service_metrics
+from convoy_api.metrics import LeanPrometheusMiddleware
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
 from convoy_api.privacy.controllers import PrivacyController
 from convoy_api.projects.controllers import MilestoneController, ProjectController
@@ -92,7 +93,9 @@ def create_app(settings: Settings) -> Litestar:
                 await stop_ops()
             await nc.drain()
 
-    prometheus = PrometheusConfig(app_name="convoy_api", prefix="convoy_api", group_path=True)
+    prometheus = PrometheusConfig(
+        app_name="convoy_api", prefix="convoy_api", group_path=True, middleware_class=LeanPrometheusMiddleware
+    )
     return Litestar(
         route_handlers=[*ROUTES, *web.routes(settings)],
         template_config=web.template_config(),

@@ -115,8 +115,9 @@ class Backend:
         return bool(admin) and hmac.compare_digest(token.encode(), admin.encode())
 
 
-def provide_backend(state: State) -> Backend:
-    backend: Backend = state.backend
+def provide_backend(request: Request[Any, Any, Any]) -> Backend:
+    """The app's backend (taken from the connection: asking for ``state`` copies the app's state per request)."""
+    backend: Backend = request.app.state.backend
     return backend
 
 
