@@ -241,6 +241,13 @@ async def any_report(pool: asyncpg.Pool, convoy_id: uuid.UUID) -> uuid.UUID:
         )
 
 
+async def touch_convoy(pool: asyncpg.Pool, convoy_id: uuid.UUID) -> None:
+    """A change that alters nothing shown but moves the convoy's version (its triggers run as for any change):
+    the pages' ETags from before it are stale from then on (the reads scenario's "changed" pages)."""
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE milestones.convoys SET name = name WHERE convoy_id = $1", convoy_id)
+
+
 # --- the scheduler's materialised cycles ------------------------------------------------------------
 async def insert_cycles(
     pool: asyncpg.Pool,
