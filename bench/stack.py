@@ -44,7 +44,7 @@ from schemas.reminders import Reminders
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import db
+from services.runtime import db, sealing
 from services.runtime.settings import Settings
 
 ADMIN_TOKEN = "adm_bench-" + uuid.uuid4().hex
@@ -178,6 +178,7 @@ async def start(keep: bool = False) -> Stack:
         http_port=http_port,
         admin_token=ADMIN_TOKEN,
         secret_key="key_bench-" + uuid.uuid4().hex,
+        notifier_box_key=sealing.generate()[0],
         inbound_smtp_port=reply_port,
         slack_webhook_hosts="127.0.0.1",
         feedback_window_s=FEEDBACK_WINDOW_S,

@@ -16,10 +16,11 @@ from pathlib import Path
 from notifier import replies
 from notifier.consumers import Consumers
 from notifier.delivery import Mailer
-from notifier.privacy import PrivacyRules
+from notifier.privacy import MESSAGES_CONSUMER, PrivacyRules
 from notifier.service import NotifierService
 from schemas import events as ev
 from schemas.notifier import Notifier
+from services.runtime import sealing
 from services.runtime.service import Runtime
 
 NAME = "notifier"
@@ -32,6 +33,9 @@ CONSUMER_CONCURRENCY = 8
 async def setup(rt: Runtime) -> None:
     if not rt.settings.secret_key:
         raise RuntimeError("CONVOY_SECRET_KEY is not set: unsubscribe links cannot be signed")
+    if not rt.settings.notifier_box_key:
+        raise RuntimeError("CONVOY_NOTIFIER_BOX_KEY is not set: sealed email requests cannot be read")
+    sealing.public_of(rt.settings.notifier_box_key)  # a key that is not one stops the start, not every message
     mail = Mailer(rt.settings, rt.db)
     privacy = PrivacyRules(rt)
     svc = NotifierService(rt, mail.preferences, privacy)
@@ -55,7 +59,7 @@ async def setup(rt: Runtime) -> None:
     rt.consumer("help", (ev.HelpOffered,), consumers.on_help_offered, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer("help_requests", (ev.HelpRequested,), consumers.on_help_requested, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer(
-        "messages",
+        MESSAGES_CONSUMER,
         (ev.EmailRequested, ev.PoolContactDeleted),
         consumers.on_email_requested,
         concurrency=CONSUMER_CONCURRENCY,

@@ -37,6 +37,7 @@ from schemas import envelope as env
 from schemas import events as ev
 from schemas.convoys import Convoys
 from schemas.milestones import Milestones
+from services.runtime import sealing
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
@@ -126,6 +127,8 @@ class Consumers:
             return
         """A message another service asked for (sign-in link, invitation, a decision): sent as asked."""
         assert isinstance(event, ev.EmailRequested)
+        # Recipient, name and links travel sealed for the notifier (services/runtime/sealing.py).
+        event = sealing.unseal(event, self.rt.settings.notifier_box_key)
         # Rendered before the delivery is claimed: a message that cannot be rendered (a missing
         # param) fails here, is retried and dead-lettered, and leaves no row in the log.
         rendered = render.message(event.template, event.language, event.params, name=event.to_name)
@@ -133,6 +136,8 @@ class Consumers:
             raise ValueError(f"EmailRequested {event.template!r}: to_email is not an email address")
         if await self.privacy.erased_since(event.to_email, None, envelope.occurred_at):
             SENT.labels("email", "erased").inc()  # the recipient deleted their account meanwhile
+            # asked for before the erasure, stored after the erasure's sweep: erased from the streams now
+            await self.privacy.erase_messages(sealing.recipient_tag(event.to_email))
             return
         await self.mail.send_email(
             f"message:{event.key}",

@@ -7,12 +7,14 @@ message to their address that was still on its way when they left is dropped, no
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from datetime import datetime
 
 import asyncpg
 import structlog
+from nats.js.errors import NotFoundError
 
 from notifier import access
 from notifier import repository as repo
@@ -21,9 +23,13 @@ from schemas import envelope as env
 from schemas import events as ev
 from schemas.convoys import Convoys
 from schemas.notifier import Notifier
+from services.runtime import sealing
 from services.runtime.service import Runtime
 
 log = structlog.get_logger(__name__)
+
+MESSAGES_CONSUMER = "messages"
+"""The purpose of the notifier's consumer of email requests (notifier/__init__.py)."""
 
 
 def email_sha256(address: str) -> bytes:
@@ -38,6 +44,36 @@ class PrivacyRules:
     async def on_person_erased(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         assert isinstance(event, ev.PersonErased)
         await repo.erase_person(conn, event.person_id, bytes.fromhex(event.email_sha256), envelope.occurred_at)
+        await self.erase_messages(sealing.tag_of_hash(event.email_sha256))
+
+    async def erase_messages(self, tag: str) -> int:
+        """Erase every email request to the address tagged ``tag`` (sealing.recipient_tag) from the messages
+        stream and its dead letters: each found by subject and deleted by sequence (JetStream overwrites a
+        deleted message in its files), then the subject purged (whatever arrived meanwhile). Idempotent.
+
+        The notifier owns the messages stream; its NATS user may get, delete and purge messages there and in
+        the dead-letter stream."""
+        js, s = self.rt.js, self.rt.subjects
+        erased = 0
+        for stream, subject in (
+            (s.messages_stream, s.addressed(ev.EmailRequested, tag)),
+            (s.dead_letter_stream, s.dead_letter(s.consumer(self.rt.name, MESSAGES_CONSUMER), tag)),
+        ):
+            seq = 1
+            while True:
+                try:
+                    found = await js.get_msg(stream, seq=seq, subject=subject, next=True)
+                except NotFoundError:
+                    break
+                assert found.seq is not None
+                with contextlib.suppress(NotFoundError):  # gone meanwhile (retention, another replica)
+                    await js.delete_msg(stream, found.seq)
+                    erased += 1
+                seq = found.seq + 1
+            await js.purge_stream(stream, subject=subject)
+        if erased:
+            log.info("erased messages to a deleted account", messages=erased)
+        return erased
 
     async def erased_since(self, to_email: str, person_id: uuid.UUID | None, asked_at: datetime) -> bool:
         """Whether the recipient deleted their account after this message was asked for."""

@@ -328,16 +328,23 @@ class EmailRequested(Event, frozen=True, kw_only=True):
     - ``observer_removed``: convoy, reason
     - ``pool_joined`` (to the contact who joined the formation pool): theme (words), days (how long the
       contact is kept), link (the signed withdraw page); nothing the sender typed
+
+    On the bus ``to_email``, ``to_name`` and ``params`` are empty and travel in ``sealed``, encrypted for the
+    notifier (services/runtime/sealing.py: the producer's runtime seals every one it emits); the subject ends
+    in a tag of the recipient's address, so an erasure purges the person's messages by subject. ``key`` names
+    ids and hashes only, never a token.
     """
 
     TYPE: ClassVar[str] = "email.requested"
     CHANNEL: ClassVar[str] = "messages"
     key: str
-    to_email: str
+    to_email: str = ""
     to_name: str = ""
     language: str = "de"
     template: EmailTemplate
     params: dict[str, str] = {}
+    sealed: str = ""
+    """Base64 of a sealed box (the notifier's X25519 key) holding ``to_email``, ``to_name`` and ``params``."""
 
 
 class PoolContactDeleted(Event, frozen=True, kw_only=True):

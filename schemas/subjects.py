@@ -90,6 +90,29 @@ class Subjects:
     def message(self, message_type: str) -> str:
         return f"{self.namespace}.messages.{message_type}"
 
+    def addressed(self, message_class: type[Routed], recipient: str) -> str:
+        """Subject of a message to one recipient: ``<ns>.messages.<type>.<recipient tag>``.
+
+        The tag (a hash of the address, services/runtime/sealing.py) lets an erasure purge every message
+        to a person by subject; nothing readable about the recipient is in it."""
+        if message_class.CHANNEL != "messages" or not re.fullmatch(r"[0-9a-f]{8,64}", recipient):
+            raise ValueError(f"not a message with a recipient tag: {message_class.TYPE} {recipient!r}")
+        return f"{self.of(message_class)}.{recipient}"
+
+    def filters(self, event_class: type[Routed]) -> list[str]:
+        """What a consumer of ``event_class`` filters on: its subject, and for a message also every
+        recipient's (:meth:`addressed`)."""
+        subject = self.of(event_class)
+        return [subject, f"{subject}.*"] if event_class.CHANNEL == "messages" else [subject]
+
+    def recipient_of(self, subject: str) -> str:
+        """The recipient tag a message subject ends in ("" for any other subject)."""
+        prefix = f"{self.namespace}.messages."
+        if not subject.startswith(prefix):
+            return ""
+        tail = subject[len(prefix) :].rsplit(".", 1)
+        return tail[1] if len(tail) == 2 and re.fullmatch(r"[0-9a-f]{8,64}", tail[1]) else ""
+
     # --- JetStream: dead letters -------------------------------------------------------------
     @property
     def dead_letter_stream(self) -> str:
@@ -100,9 +123,10 @@ class Subjects:
     def dead_letter_wildcard(self) -> str:
         return f"{self.namespace}.dlq.>"
 
-    def dead_letter(self, consumer: str) -> str:
-        """Subject a consumer's undeliverable events go to."""
-        return f"{self.namespace}.dlq.{consumer}"
+    def dead_letter(self, consumer: str, recipient: str = "") -> str:
+        """Subject a consumer's undeliverable events go to; a message to a recipient keeps its recipient
+        tag (``<ns>.dlq.<consumer>.<tag>``), so an erasure purges its dead letters by subject too."""
+        return f"{self.namespace}.dlq.{consumer}" + (f".{recipient}" if recipient else "")
 
     def consumer(self, service: str, purpose: str) -> str:
         """Durable consumer name (JetStream names allow no dots)."""

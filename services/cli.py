@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply every service's database migrations")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
     sub.add_parser("actor-key", help="print new actor and reply key pairs (for deploys; `convoy up` makes its own)")
+    sub.add_parser(
+        "notifier-keys", help="print a new key pair for CONVOY_NOTIFIER_BOX_KEY / _PUBLIC_KEY (email requests sealed)"
+    )
     mail = sub.add_parser("mail", help="list the messages the local mail sink kept")
     mail.add_argument("--last", type=int, default=20, help="how many of the newest messages")
     mail.add_argument("--to", help="only messages to this address")
@@ -63,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         print("| Variable | Default | Meaning |\n|---|---|---|")
         for var, default, doc in settings_mod.describe():
             print(f"| `{var}` | `{default}` | {doc} |")
+        return 0
+
+    if args.command == "notifier-keys":
+        from services.runtime import sealing
+
+        private, public = sealing.generate()
+        print(f"CONVOY_NOTIFIER_BOX_KEY={private}\nCONVOY_NOTIFIER_BOX_PUBLIC_KEY={public}")
         return 0
 
     try:

@@ -27,7 +27,7 @@ import structlog
 from schemas.subjects import Subjects
 from services import demo, embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import bus, claims, db
+from services.runtime import bus, claims, db, sealing
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings, is_loopback
@@ -138,6 +138,11 @@ class Supervisor:
         if not s.reply_public_key:
             signing = str(changes.get("reply_signing_key", s.reply_signing_key))
             changes["reply_public_key"] = claims.public_text(claims.load_private(signing))
+        box_key = s.notifier_box_key
+        if not box_key and not s.notifier_box_public_key:
+            changes["notifier_box_key"] = box_key = _box_key(data / "notifier-box-key")
+        if not s.notifier_box_public_key and box_key:
+            changes["notifier_box_public_key"] = sealing.public_of(box_key)
         if not embedded.port_free(s.http_host, s.http_port):
             raise SystemExit(f"port {s.http_port} (API) is taken; set CONVOY_HTTP_PORT")
         if s.inbound_smtp_port and not embedded.port_free(s.inbound_smtp_host, s.inbound_smtp_port):
@@ -179,6 +184,7 @@ class Supervisor:
                 child_env.pop("CONVOY_ACTOR_SIGNING_KEY", None)  # services check claims with the public key
             if name != "notifier":
                 child_env.pop("CONVOY_REPLY_SIGNING_KEY", None)  # only the notifier files emailed replies
+                child_env.pop("CONVOY_NOTIFIER_BOX_KEY", None)  # the others seal with the public key only
             self.services.append(Child(name, [sys.executable, "-m", "services.cli", "run", name], child_env))
         for child in self.services:
             await child.start()
@@ -283,6 +289,16 @@ def _admin_token(path: Path, prefix: str = "adm_") -> str:
     path.touch(mode=0o600)
     path.write_text(token + "\n")
     return token
+
+
+def _box_key(path: Path) -> str:
+    """The notifier's private key (services/runtime/sealing.py), kept in the data folder like the admin token."""
+    if path.exists():
+        return path.read_text().strip()
+    private, _public = sealing.generate()
+    path.touch(mode=0o600)
+    path.write_text(private + "\n")
+    return private
 
 
 def up(settings: Settings) -> int:

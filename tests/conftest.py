@@ -28,7 +28,7 @@ from schemas import api
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import claims, consumer, db, outbox, tracing
+from services.runtime import claims, consumer, db, outbox, sealing, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
@@ -38,6 +38,8 @@ ADMIN_TOKEN = "adm_test-admin-token"
 ACTOR_SIGNING_KEY = claims.new_private_pem()
 REPLY_SIGNING_KEY = claims.new_private_pem()
 """The key the test API (and the test's own RPC clients, like the operator's tools) sign actor claims with."""
+NOTIFIER_BOX_KEY, NOTIFIER_BOX_PUBLIC_KEY = sealing.generate()
+"""The notifier's key pair of a test session (email requests travel sealed with it)."""
 TOKEN_CACHE_S = 1.0
 """The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
 
@@ -361,6 +363,8 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
         secret_key="key_test-secret",
         actor_signing_key=ACTOR_SIGNING_KEY,
         reply_signing_key=REPLY_SIGNING_KEY,
+        notifier_box_key=NOTIFIER_BOX_KEY,
+        notifier_box_public_key=NOTIFIER_BOX_PUBLIC_KEY,
         inbound_smtp_port=embedded.free_port(),
         token_cache_s=TOKEN_CACHE_S,
     )

@@ -6,16 +6,19 @@ deleted person's email address and name, and finds nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from typing import Any
 
 import asyncpg
 import httpx
+from nats.js.errors import NotFoundError
 
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import SERVICES
+from services.runtime import sealing
 from tests.conftest import SmtpSink, Stack, eventually, settled
 from tests.world import World, build_world
 
@@ -65,6 +68,20 @@ async def occurrences(database_url: str, needles: list[str]) -> list[str]:
         return found
     finally:
         await conn.close()
+
+
+async def stream_texts(stack: Stack) -> list[bytes]:
+    """Subject, headers and body of every message the events, messages and dead-letter streams hold."""
+    js = stack.nc.jetstream()
+    texts = []
+    for stream in (stack.subjects.events_stream, stack.subjects.messages_stream, stack.subjects.dead_letter_stream):
+        state = (await js.stream_info(stream)).state
+        for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
+            with contextlib.suppress(NotFoundError):  # deleted or purged
+                m = await js.get_msg(stream, seq)
+                headers = "".join(f"{k}: {v}\n" for k, v in (m.headers or {}).items())
+                texts.append(f"{m.subject}\n{headers}".encode() + (m.data or b""))
+    return texts
 
 
 async def busy_convoy(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> tuple[World, dict[str, Any]]:
@@ -177,6 +194,7 @@ async def test_deleting_an_account_leaves_no_trace_of_the_address_or_the_name(
     a, b = world.reps["a"], world.reps["b"]
     database_url = stack.settings.database_url
     assert await occurrences(database_url, [b.email, "Ben Schmidt"])  # the search does find things
+    to_him = b"".join(await stream_texts(stack))
 
     # A confirmation is required.
     r = await client.request("DELETE", "/api/v1/me", json={}, headers=b.auth)
@@ -193,6 +211,19 @@ async def test_deleting_an_account_leaves_no_trace_of_the_address_or_the_name(
         return True
 
     await eventually(nothing_left, timeout=20)
+
+    # Nor do the streams: no message in them holds his address or name, and none is addressed to him.
+    tag = sealing.recipient_tag(b.email)
+    assert tag.encode() in to_him  # there were some (his invitation)
+
+    async def streams_clean() -> bool:
+        held = await stream_texts(stack)
+        assert not [t for t in held if b.email.encode() in t or b"Ben Schmidt" in t]
+        ns = stack.settings.namespace
+        addressed = [t for t in held if t.startswith((f"{ns}.messages.".encode(), f"{ns}.dlq.".encode()))]
+        return not [t for t in addressed if tag.encode() in t]  # person.erased (events) carries the hash
+
+    await eventually(streams_clean, timeout=20)
 
     # Signed out everywhere; the address is unknown (a sign-in request sends nothing).
     assert (await client.get("/api/v1/me", headers=b.auth)).status_code == 401

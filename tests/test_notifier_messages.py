@@ -18,7 +18,7 @@ from notifier import render
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from services.runtime import outbox
+from services.runtime import outbox, sealing
 from tests.conftest import SmtpSink, Stack, eventually
 
 # The contract as the producers read it in EmailRequested's docstring: the params each template
@@ -158,11 +158,17 @@ def email_requested(
 
 
 async def request(stack: Stack, *messages: ev.EmailRequested) -> list[env.Envelope]:
-    """Write messages to the outbox of services/convoys, as that service does; its relay publishes."""
+    """Write messages to the outbox of services/convoys, as that service does (sealed for the notifier, on
+    their recipient's subject); its relay publishes."""
     conn = await asyncpg.connect(stack.settings.database_url, server_settings={"search_path": "convoys"})
+    key = stack.settings.notifier_box_public_key
     try:
         async with conn.transaction():
-            return [await outbox.add(conn, stack.subjects, m, producer="convoys") for m in messages]
+            added = []
+            for m in messages:
+                subject, sealed = sealing.addressed(stack.subjects, m, key)
+                added.append(await outbox.add(conn, stack.subjects, sealed, producer="convoys", subject=subject))
+            return added
     finally:
         await conn.close()
 
@@ -348,13 +354,19 @@ async def test_a_message_missing_a_param_is_dead_lettered_and_the_next_is_sent(
 
     [dead] = await dead_letters(stack, 1)
     assert dead.headers is not None
-    assert dead.headers["Convoy-Subject"] == stack.subjects.of(ev.EmailRequested)
+    tag = sealing.recipient_tag("anna@example.test")
+    assert dead.headers["Convoy-Subject"] == stack.subjects.addressed(ev.EmailRequested, tag)
+    # the recipient's tag goes along: an erasure purges the dead letters of the person's messages too
+    assert dead.subject == stack.subjects.dead_letter(stack.subjects.consumer("notifier", "messages"), tag)
+    assert b"secret" not in dead.data and b"anna@" not in dead.data  # sealed: no link, no address
     assert dead.headers["Convoy-Consumer"] == stack.subjects.consumer("notifier", "messages")
     error = dead.headers["Convoy-Error"]
     assert f"failed {stack.settings.consumer_max_deliver} times" in error
     assert "'invitation' needs params ['expires']" in error and "secret" not in error
     event = env.decode(dead.data)[1]
-    assert isinstance(event, ev.EmailRequested) and event.key == "broken"
+    assert isinstance(event, ev.EmailRequested) and event.key == "broken" and event.sealed
+    opened = sealing.unseal(event, stack.settings.notifier_box_key)  # the notifier's key opens it
+    assert opened.to_email == "anna@example.test" and opened.params == incomplete
 
     assert [r["key"] for r in await deliveries(stack)] == ["message:fine"]  # nothing claimed for it
     assert len(smtp_sink.messages) == 1

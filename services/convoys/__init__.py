@@ -21,6 +21,7 @@ MIGRATIONS = Path(str(resources.files(__name__) / "migrations"))
 
 
 async def setup(rt: Runtime) -> None:
+    _ = rt.box_public_key  # refuses to start without the notifier's public key: emails travel sealed
     svc = ConvoysService(rt)
     sessions = Sessions(rt)
 

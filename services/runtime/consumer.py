@@ -106,7 +106,7 @@ class Consumer:
     async def _declare(self) -> JetStreamContext.PullSubscription:
         config = js_api.ConsumerConfig(
             durable_name=self.name,
-            filter_subjects=[self.subjects.of(t) for t in self.spec.event_types],
+            filter_subjects=[f for t in self.spec.event_types for f in self.subjects.filters(t)],
             ack_policy=js_api.AckPolicy.EXPLICIT,
             deliver_policy=js_api.DeliverPolicy.ALL,
             ack_wait=60,
@@ -237,7 +237,7 @@ class Consumer:
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         meta = msg.metadata
         await self.js.publish(
-            self.subjects.dead_letter(self.name),
+            self.subjects.dead_letter(self.name, self.subjects.recipient_of(msg.subject)),
             msg.data,
             headers={
                 "Nats-Msg-Id": f"{self.name}:{meta.sequence.stream}",

@@ -1,7 +1,8 @@
 """Structured logs: one JSON object per line, with the process's service name on every line.
 
 Personal data stays out of the logs: :func:`mask_emails` masks every email address in every value
-of every line (``anna.mueller@example.de`` becomes ``a***@example.de``), for our own log calls and
+of every line (``anna.mueller@example.de`` becomes ``a***@example.de``), and every one-time link or token
+(``cvl_…`` becomes ``cvl_***``), for our own log calls and
 for libraries logging through the standard library alike, exception tracebacks included.
 """
 
@@ -21,10 +22,16 @@ EMAIL = re.compile(
     r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-])[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)"
 )
 
+TOKEN = re.compile(r"\b(cv[a-z]_)[A-Za-z0-9_-]{8,}")
+"""Convoy's secrets (sign-in links ``cvl_``, invitations ``cvi_``, sessions, tokens: services/convoys)."""
+
 
 def mask(value: Any) -> Any:
-    """``value`` with every email address in it masked (strings, and inside dicts, lists, tuples)."""
+    """``value`` with every email address and every Convoy token in it masked (strings, and inside dicts,
+    lists, tuples): a token in a logged path or error (``/sign-in/cvl_…``) becomes ``cvl_***``."""
     if isinstance(value, str):
+        if "_" in value:
+            value = TOKEN.sub(r"\1***", value)
         return EMAIL.sub(r"\1***@\2", value) if "@" in value else value
     if isinstance(value, dict):
         return {k: mask(v) for k, v in value.items()}
@@ -33,7 +40,7 @@ def mask(value: Any) -> Any:
     if isinstance(value, (int, float, bool)) or value is None:
         return value
     text = str(value)  # anything else is rendered as text anyway (an exception, a UUID, an address object)
-    return mask(text) if "@" in text else value
+    return mask(text) if "@" in text or TOKEN.search(text) else value
 
 
 def mask_emails(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -81,10 +81,12 @@ async def add(
     correlation_id: uuid.UUID | None = None,
     causation_id: uuid.UUID | None = None,
     event_id: uuid.UUID | None = None,
+    subject: str | None = None,
 ) -> env.Envelope:
     """Record ``event`` in the outbox inside the caller's transaction (once per ``event_id``).
 
     Correlation and causation default to what the current request or event bound (see correlation.py).
+    ``subject``: where it goes, if not its type's subject (a message addressed to a recipient).
     """
     envelope = env.new_envelope(
         event,
@@ -97,7 +99,7 @@ async def add(
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
         envelope.id,
-        subjects.of(type(event)),
+        subject or subjects.of(type(event)),
         env.encode(envelope),
     )
     await conn.execute("SELECT pg_notify($1, '')", wake_channel(producer))

@@ -30,7 +30,7 @@ from schemas import api
 from schemas import events as ev
 from schemas.contract import HANDLER_ATTRIBUTE, Contract, Op
 from schemas.subjects import Subjects
-from services.runtime import bus, claims, db, outbox, tracing
+from services.runtime import bus, claims, db, outbox, sealing, tracing
 from services.runtime import metrics as service_metrics
 from services.runtime.consumer import Consumer, ConsumerSpec, Handler, by_convoy
 from services.runtime.errors import ConvoyError
@@ -148,7 +148,22 @@ class Runtime:
         import asyncpg
 
         assert isinstance(conn, asyncpg.Connection)
+        if isinstance(event, ev.EmailRequested):  # recipient and links travel sealed for the notifier
+            kw["subject"], event = sealing.addressed(self.subjects, event, self.box_public_key)
         await outbox.add(conn, self.subjects, event, producer=self.name, **kw)  # type: ignore[arg-type]
+
+    @property
+    def box_public_key(self) -> str:
+        """The notifier's public key, that email requests are sealed with (docs/architecture.md)."""
+        s = self.settings
+        if s.notifier_box_public_key:
+            return s.notifier_box_public_key
+        if s.notifier_box_key:
+            return sealing.public_of(s.notifier_box_key)
+        raise sealing.SealingError(
+            f"{self.name} emits an email request but CONVOY_NOTIFIER_BOX_PUBLIC_KEY is not set: its recipient and "
+            "links would cross the bus in clear (`convoy up` generates the key pair into the data folder)"
+        )
 
     async def health(self, _: api.Empty | None = None) -> api.Health:
         checks: dict[str, str] = {}

@@ -66,6 +66,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Ed25519 public key (PEM or base64) services check reply claims with; empty: from CONVOY_REPLY_SIGNING_KEY."""
     actor_claim_seconds: Annotated[float, Meta(ge=5, le=600)] = 60.0
     """How long a signed actor claim is valid; a service refuses a request for a person whose claim is older."""
+    notifier_box_key: str = ""
+    """The notifier's private X25519 key (base64): opens what producers seal for it on the bus (recipients and
+    one-time links of emails). Only the notifier needs it; empty: CONVOY_DATA_DIR/notifier-box-key (generated)."""
+    notifier_box_public_key: str = ""
+    """The notifier's public X25519 key (base64): services seal email recipients and links with it; empty:
+    derived from CONVOY_NOTIFIER_BOX_KEY. Producers (services/convoys) need only this one."""
     ops_port: Annotated[int, Meta(ge=0, le=65535)] = 0
     """Every process answers /live and /metrics (back-end services /health too) over HTTP on this port; 0: none."""
     dev_mail_viewer: bool = False
