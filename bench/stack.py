@@ -44,7 +44,7 @@ from schemas.reminders import Reminders
 from schemas.subjects import SERVICES, Subjects
 from services import embedded
 from services.registry import BACKEND_MODULES, PROCESSES, backend
-from services.runtime import db, sealing
+from services.runtime import claims, db, sealing
 from services.runtime.settings import Settings
 
 ADMIN_TOKEN = "adm_bench-" + uuid.uuid4().hex
@@ -179,6 +179,8 @@ async def start(keep: bool = False) -> Stack:
         admin_token=ADMIN_TOKEN,
         secret_key="key_bench-" + uuid.uuid4().hex,
         notifier_box_key=sealing.generate()[0],
+        actor_signing_key=claims.new_private_pem(),  # every process gets the settings: services use its public half
+        reply_signing_key=claims.new_private_pem(),
         inbound_smtp_port=reply_port,
         slack_webhook_hosts="127.0.0.1",
         feedback_window_s=FEEDBACK_WINDOW_S,

@@ -44,10 +44,15 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- The functions run with this schema as their search path whoever's session fires them (a session with
+-- another search path, such as the bench's set-up SQL, still finds convoy_versions and the channel).
 DO $$
 DECLARE
     t text;
 BEGIN
+    EXECUTE format('ALTER FUNCTION touch_convoy(uuid) SET search_path = %I', current_schema());
+    EXECUTE format('ALTER FUNCTION bump_convoy_version() SET search_path = %I', current_schema());
+    EXECUTE format('ALTER FUNCTION bump_convoy_version_of_report() SET search_path = %I', current_schema());
     FOREACH t IN ARRAY ARRAY[
         'convoys', 'companies', 'members', 'facilitators', 'observers', 'projects', 'milestones',
         'reports', 'commitments', 'comments', 'kudos', 'flags', 'round_seals', 'former_authors',
