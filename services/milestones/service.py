@@ -79,8 +79,7 @@ async def announce_version(conn: asyncpg.Connection, convoy_id: uuid.UUID) -> No
     """Tell the API which version of the convoy the page is read at. Read *before* the page: a change that
     commits in between makes the page newer than its version, never older, so the next revalidation
     answers the page again instead of a 304 for what was missed."""
-    version = await conn.fetchval("SELECT version FROM convoy_versions WHERE convoy_id = $1", convoy_id)
-    rpc.set_reply_header(VERSION_HEADER, str(version or 0))
+    rpc.set_reply_header(VERSION_HEADER, str(await repo.versions.version(conn, convoy_id)))
 
 
 class MilestonesService:

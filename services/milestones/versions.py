@@ -22,6 +22,7 @@ import msgspec
 import structlog
 
 from schemas import api
+from services.milestones import repository as repo
 from services.runtime.lifecycle import wait_or_stop
 from services.runtime.service import Runtime
 
@@ -90,11 +91,9 @@ class VersionForwarder:
                 raise asyncpg.exceptions.ConnectionDoesNotExistError("version listener connection closed")
             while pending:
                 batch = [pending.pop() for _ in range(min(BATCH, len(pending)))]
-                rows = await conn.fetch(
-                    "SELECT convoy_id, version FROM convoy_versions WHERE convoy_id = ANY($1::uuid[])", batch
-                )
-                await self._publish(api.ConvoyVersions(versions={r["convoy_id"]: r["version"] for r in rows}))
-                self.forwarded += len(rows)
+                found = await repo.versions.versions(conn, batch)
+                await self._publish(api.ConvoyVersions(versions=found))
+                self.forwarded += len(found)
 
     async def _publish(self, notice: api.ConvoyVersions) -> None:
         await self.rt.nc.publish(self.rt.subjects.convoy_versions, _encoder.encode(notice))
@@ -106,8 +105,8 @@ async def announce_now(rt: Runtime, convoy_id: uuid.UUID) -> None:
     authoritative before its 200, so no removed member may revalidate a page from then on). The API reads
     this before the removal's answer reaches it through services/convoys (one NATS server delivers in order)."""
     async with rt.db.connection() as conn:
-        version = await conn.fetchval("SELECT version FROM convoy_versions WHERE convoy_id = $1", convoy_id)
-    if version is not None:
+        version = await repo.versions.version(conn, convoy_id)
+    if version:
         await rt.nc.publish(
             rt.subjects.convoy_versions, _encoder.encode(api.ConvoyVersions(versions={convoy_id: version}))
         )
