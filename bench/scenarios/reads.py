@@ -53,6 +53,7 @@ async def run(stack: Stack, scale: float) -> Result:
     session = http_session(READERS * 2)
     lat: dict[str, list[float]] = {}
     rates: dict[str, float] = {}
+    cpu_ms: dict[str, dict[str, float]] = {}
 
     async def etag_of(url: str, params: dict[str, str]) -> str:
         async with session.get(url, params=params, headers=reader.auth) as r:
@@ -72,8 +73,12 @@ async def run(stack: Stack, scale: float) -> Result:
                 await expect(r, status)
 
         await get(0)  # warm: token cache, prepared statements
+        before = stack.cpu_seconds()
         lat[name], elapsed = await closed_loop(READERS, range(per_kind), get)
         rates[name] = per_kind / elapsed
+        used = cpu_delta(before, stack.cpu_seconds())
+        # CPU per request moves much less with the machine's other load than latency does.
+        cpu_ms[name] = {proc: round(used.get(proc, 0.0) / per_kind * 1000, 3) for proc in ("api", "milestones", "nats")}
 
     try:
         stale: dict[str, str] = {kind: await etag_of(url, params) for kind, (url, params) in pages.items()}
@@ -108,7 +113,10 @@ async def run(stack: Stack, scale: float) -> Result:
                     "ms",
                     "< 50 ms" if target else "",
                     p99 < 50 if target else None,
-                    note=f"p50 {pct(lat[name], 50) * 1000:.1f} ms, {rates[name]:.0f}/s",
+                    note=(
+                        f"p50 {pct(lat[name], 50) * 1000:.1f} ms, {rates[name]:.0f}/s;"
+                        f" CPU ms a request: api {cpu_ms[name]['api']:.2f}, milestones {cpu_ms[name]['milestones']:.2f}"
+                    ),
                 )
             )
     result.details = {
@@ -119,6 +127,7 @@ async def run(stack: Stack, scale: float) -> Result:
                 "p50_ms": round(pct(v, 50) * 1000, 1),
                 "p99_ms": round(pct(v, 99) * 1000, 1),
                 "per_s": round(rates[kind], 1),
+                "cpu_ms_per_request": cpu_ms[kind],
             }
             for kind, v in lat.items()
         },
