@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,7 @@ from bench import data
 from schemas import api
 from schemas.reminders import Reminders
 from schemas.subjects import SERVICES, Subjects
-from services import embedded
+from services import embedded, nats_auth
 from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import claims, db, sealing
 from services.runtime.settings import Settings
@@ -204,7 +205,11 @@ async def start(keep: bool = False) -> Stack:
         out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 — lives as long as the process
         stack.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
 
-    conf = embedded.write_nats_config(folder / "nats", nats_port, log_to_file=True)
+    # NATS as `convoy up` configures it: one user per role (the harness itself is a superuser)
+    passwords = nats_auth.credentials(folder / nats_auth.CREDENTIALS_FOLDER)
+    harness = ("bench", secrets.token_urlsafe(16))
+    authorization = nats_auth.authorization_block(passwords, settings.namespace, superuser=harness)
+    conf = embedded.write_nats_config(folder / "nats", nats_port, authorization=authorization, log_to_file=True)
     spawn("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ))
     spawn(
         "sinks",
@@ -213,6 +218,8 @@ async def start(keep: bool = False) -> Stack:
     )
     await asyncio.to_thread(embedded.wait_for_port, "127.0.0.1", nats_port, 30, stack.procs["nats"])
     await asyncio.to_thread(embedded.wait_for_port, "127.0.0.1", control_port, 30, stack.procs["sinks"])
+    # the streams and consumers, declared as `convoy up` does (as admin) before the services start
+    await nats_auth.declare_jetstream(settings.with_(nats_user="admin", nats_password=passwords["admin"]))
     env = dict(os.environ)
     for name in Settings.__struct_fields__:
         env["CONVOY_" + name.upper()] = str(getattr(settings, name))
@@ -222,8 +229,8 @@ async def start(keep: bool = False) -> Stack:
         if name in profiled:  # pyinstrument (dev extras) writes its report when the process exits
             out = logs / f"{name}.pyinstrument.txt"
             argv[1:1] = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(out)]
-        spawn(name, argv, env)
-    stack.nc = await nats.connect(settings.nats_url)
+        spawn(name, argv, {**env, "CONVOY_NATS_USER": name, "CONVOY_NATS_PASSWORD": passwords[name]})
+    stack.nc = await nats.connect(settings.nats_url, user=harness[0], password=harness[1])
     stack.pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
     await _wait_ready(stack)
     return stack

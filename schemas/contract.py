@@ -70,6 +70,13 @@ class Contract:
     OPS: ClassVar[tuple[Op[Any, Any], ...]]
     PUBLISHES: ClassVar[tuple[type, ...]] = ()
     """The event types this service publishes (its outbox's subjects)."""
+    CONSUMERS: ClassVar[dict[str, tuple[type, ...]]] = {}
+    """The service's durable consumers: purpose -> the event (or message) types it reads. The admin
+    declares them on JetStream (a service only binds to its own: creating a consumer could point it
+    at any subject), the NATS permissions let a process read only these, and the runtime refuses a
+    consumer that differs from this."""
+    CONSUMES: ClassVar[tuple[type, ...]] = ()
+    """Every type the consumers read (from ``CONSUMERS``)."""
 
     def __init_subclass__(cls, *, service: str, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -80,6 +87,7 @@ class Contract:
                 value.service = service
                 ops.append(value)
         cls.OPS = tuple(ops)
+        cls.CONSUMES = tuple(dict.fromkeys(t for types in cls.CONSUMERS.values() for t in types))
 
     @classmethod
     def op(cls, name: str) -> Op[Any, Any]:

@@ -51,6 +51,10 @@ class PoolPurged(api.Reply, kw_only=True):
 
 
 class Convoys(Contract, service="convoys"):
+    CONSUMERS = {
+        "moderation": (ev.ContentModerated,),
+        "flags": (ev.ContentFlagged, ev.FlagsResolved),
+    }
     PUBLISHES = (
         ev.CompanyJoined,
         ev.CompanyLeft,

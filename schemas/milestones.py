@@ -13,6 +13,21 @@ from schemas.contract import EDGE, Contract, Op
 
 
 class Milestones(Contract, service="milestones"):
+    CONSUMERS = {
+        "convoys": (
+            ev.ConvoyCreated,
+            ev.ConvoyUpdated,
+            ev.ConvoyStatusChanged,
+            ev.ConvoyFacilitatorAdded,
+            ev.CompanyJoined,
+            ev.CompanyLeft,
+            ev.PersonJoined,
+            ev.PersonRemoved,
+            ev.ObserverJoined,
+            ev.ObserverRemoved,
+        ),
+        "erasure": (ev.PersonErased,),
+    }
     PUBLISHES = (
         ev.CommentAdded,
         ev.ContentFlagged,

@@ -5,10 +5,22 @@ see schemas/contract.py.
 """
 
 from schemas import api
+from schemas import events as ev
 from schemas.contract import EDGE, Contract, Op
 
 
 class Notifier(Contract, service="notifier"):
+    CONSUMERS = {
+        "erasure": (ev.PersonErased,),
+        "reports": (ev.ReportSubmitted,),
+        "help": (ev.HelpOffered,),
+        "help_requests": (ev.HelpRequested,),
+        "messages": (ev.EmailRequested, ev.PoolContactDeleted),
+        "prompts": (ev.CycleOpened, ev.NudgeDue),
+        "digests": (ev.CycleClosed,),
+        "facilitator_digests": (ev.FacilitatorDigestDue,),
+        "feedback": (ev.CommentAdded, ev.KudosGiven, ev.KudosTakenBack),
+    }
     PUBLISHES = ()
 
     PREFS_GET = Op(api.PrefsAsk, api.NotificationPrefs, callers=EDGE)

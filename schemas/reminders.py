@@ -10,6 +10,10 @@ from schemas.contract import EDGE, Contract, Op
 
 
 class Reminders(Contract, service="reminders"):
+    CONSUMERS = {
+        "convoys": (ev.ConvoyCreated, ev.ConvoyUpdated, ev.ConvoyStatusChanged, ev.CompanyJoined, ev.CompanyLeft),
+        "erasure": (ev.PersonErased,),
+    }
     PUBLISHES = (ev.CycleClosed, ev.CycleOpened, ev.FacilitatorDigestDue, ev.NudgeDue)
 
     SCHEDULE = Op(api.AskSchedule, api.Schedule, callers={"admin", "api"})

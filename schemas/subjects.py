@@ -155,6 +155,11 @@ class Subjects:
     def metrics(self, service: str) -> str:
         return self.rpc(service, "metrics")
 
+    def inbox_prefix(self, role: str) -> str:
+        """Prefix of a process's reply subjects (nats-py ``inbox_prefix``): a role may subscribe
+        to its own inboxes only, so it cannot read the replies another process asked for."""
+        return f"_INBOX.{self.namespace}.{role}"
+
     def micro_name(self, service: str) -> str:
         """Name the service registers with nats.micro (visible in ``$SRV.PING``)."""
         return f"{self.namespace}-{service}"

@@ -29,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     health = sub.add_parser("health", help="probe the SERVICE process on this host (container health checks)")
     health.add_argument("service", choices=PROCESSES)
     health.add_argument("--live", action="store_true", help="only whether the process answers, not whether it is ready")
-    sub.add_parser("migrate", help="apply every service's database migrations")
+    sub.add_parser("migrate", help="apply every service's database migrations (and declare the NATS streams)")
+    nats_authz = sub.add_parser(
+        "nats-authorization", help="print nats-server's users and permissions, derived from the contracts"
+    )
+    nats_authz.add_argument("--namespace", default="convoy", help="subject prefix (CONVOY_NAMESPACE); '*': any")
     sub.add_parser("config", help="print every setting: variable, default, meaning (Markdown)")
     sub.add_parser("actor-key", help="print new actor and reply key pairs (for deploys; `convoy up` makes its own)")
     sub.add_parser(
@@ -54,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="load the demo convoy into the running system (its mail goes to the local mail sink)")
     args = parser.parse_args(argv)
 
+    if args.command == "nats-authorization":
+        from services.nats_auth import production_block
+
+        print(production_block(args.namespace), end="")
+        return 0
     if args.command == "actor-key":
         from services.runtime import claims
 
@@ -105,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in BACKEND_MODULES:
                 module = backend(name)
                 await db.migrate(settings.database_url, module.NAME, module.MIGRATIONS)
+            if settings.nats_url:  # the streams too: updating one is the admin's job (services only create)
+                from services.nats_auth import declare_jetstream
+
+                await declare_jetstream(settings)
 
         try:
             asyncio.run(migrate_all())
@@ -218,12 +231,13 @@ async def _dead_letters(settings: settings_mod.Settings, replay: int | None) -> 
     import time
 
     from schemas.subjects import Subjects
+    from services import nats_auth
     from services.runtime import bus
 
     if not settings.nats_url:
         settings = settings.with_(nats_url=f"nats://127.0.0.1:{settings.embedded_nats_port}")
     subjects = Subjects(settings.namespace)
-    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    nc = await bus.connect(nats_auth.as_admin(settings), "convoy-cli", attempts_for_s=5, role="admin")
     try:
         js = nc.jetstream()
         if replay is not None:
@@ -277,6 +291,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
 
     from schemas import api
     from schemas.subjects import Subjects
+    from services import nats_auth
     from services.runtime import bus
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
@@ -288,7 +303,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
     except ValueError:
         print(f"convoy: {convoy_id!r} is not a convoy id", file=sys.stderr)
         return 2
-    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    nc = await bus.connect(nats_auth.as_admin(settings), "convoy-cli", attempts_for_s=5, role="admin")
     try:
         schedule = await RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace)).call(
             Reminders.SCHEDULE, api.AskSchedule(actor=api.SYSTEM, convoy_id=wanted, upcoming=upcoming)
@@ -315,7 +330,7 @@ async def _print_schedule(settings: settings_mod.Settings, convoy_id: str, upcom
 
 async def _load_demo(settings: settings_mod.Settings) -> int:
     from schemas.subjects import Subjects
-    from services import demo
+    from services import demo, nats_auth
     from services.runtime import bus, claims
     from services.runtime.errors import ConvoyError
     from services.runtime.rpc import RpcClient
@@ -331,7 +346,7 @@ async def _load_demo(settings: settings_mod.Settings) -> int:
     # The demo's people act through the services like the API's would: their claims are signed with the
     # key in the data folder (or CONVOY_ACTOR_SIGNING_KEY), which the operator's machine holds.
     signer = claims.Signer.from_settings(settings, data_folder=True)
-    nc = await bus.connect(settings, "convoy-cli", attempts_for_s=5)
+    nc = await bus.connect(nats_auth.as_admin(settings), "convoy-cli", attempts_for_s=5, role="admin")
     try:
         rpc = RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace), signer=signer)
         loaded = await demo.load_into(rpc, Subjects(settings.namespace), settings.data_path, settings.public_url)

@@ -82,8 +82,15 @@ def nats_server_binary() -> str:
 
 
 def nats_config(
-    *, port: int, store_dir: Path, server_name: str = "convoy-embedded", log_file: Path | None = None
+    *,
+    port: int,
+    store_dir: Path,
+    authorization: str,
+    server_name: str = "convoy-embedded",
+    log_file: Path | None = None,
 ) -> str:
+    """The embedded nats-server's configuration; ``authorization`` is the users block
+    (``services.nats_auth.authorization_block``): no anonymous connections."""
     # sync_interval: always -- fsync every write before the ack. The default (2 min) means an
     # acknowledged message can vanish in a machine crash; Convoy trades throughput for that.
     return (
@@ -92,15 +99,20 @@ def nats_config(
         "max_payload: 8MB\n" + (f'log_file: "{log_file}"\n' if log_file else "") + "jetstream {\n"
         f'  store_dir: "{store_dir}"\n'
         "  sync_interval: always\n"
-        "}\n"
+        "}\n" + authorization
     )
 
 
-def write_nats_config(folder: Path, port: int, *, log_to_file: bool = False) -> Path:
+def write_nats_config(folder: Path, port: int, *, authorization: str, log_to_file: bool = False) -> Path:
+    """Write the configuration (0600: it holds every role's password) and return its path."""
     folder.mkdir(parents=True, exist_ok=True)
     conf = folder / "nats-server.conf"
     log_file = folder / "nats-server.log" if log_to_file else None
-    conf.write_text(nats_config(port=port, store_dir=folder / "jetstream", log_file=log_file))
+    conf.touch(mode=0o600)
+    conf.chmod(0o600)
+    conf.write_text(
+        nats_config(port=port, store_dir=folder / "jetstream", authorization=authorization, log_file=log_file)
+    )
     return conf
 
 

@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 
 from schemas.subjects import Subjects
-from services import demo, embedded
+from services import demo, embedded, nats_auth
 from services.registry import BACKEND_MODULES, PROCESSES, backend
 from services.runtime import bus, claims, db, sealing
 from services.runtime.lifecycle import wait_or_stop
@@ -86,6 +86,8 @@ class Supervisor:
         self.infra: list[Child] = []
         self.services: list[Child] = []
         self.postgres: embedded.EmbeddedPostgres | None = None
+        self.nats_passwords: dict[str, str] = {}
+        """Every role's NATS password when the NATS is embedded (each child gets its own only)."""
 
     # --- start ---------------------------------------------------------------------------------
     async def prepare(self) -> Settings:
@@ -104,9 +106,18 @@ class Supervisor:
         if not s.nats_url:
             if not embedded.port_free("127.0.0.1", s.embedded_nats_port):
                 raise SystemExit(f"port {s.embedded_nats_port} (embedded NATS) is taken; set CONVOY_EMBEDDED_NATS_PORT")
-            conf = embedded.write_nats_config(data / "nats", s.embedded_nats_port, log_to_file=True)
+            self.nats_passwords = nats_auth.credentials(data / nats_auth.CREDENTIALS_FOLDER)
+            conf = embedded.write_nats_config(
+                data / "nats",
+                s.embedded_nats_port,
+                authorization=nats_auth.authorization_block(self.nats_passwords, s.namespace),
+                log_to_file=True,
+            )
             self.infra.append(Child("nats", [embedded.nats_server_binary(), "-c", str(conf)], dict(os.environ)))
             changes["nats_url"] = f"nats://127.0.0.1:{s.embedded_nats_port}"
+            # the supervisor itself (streams, demo) is the admin; each child gets its own role below
+            changes["nats_user"] = "admin"
+            changes["nats_password"] = self.nats_passwords["admin"]
         if not s.smtp_url:
             if not embedded.port_free("127.0.0.1", s.embedded_smtp_port):
                 raise SystemExit(f"port {s.embedded_smtp_port} (mail sink) is taken; set CONVOY_EMBEDDED_SMTP_PORT")
@@ -169,17 +180,23 @@ class Supervisor:
         s = await self.prepare()
         env = self._env(s)
         for child in self.infra:
-            child.env.update({k: v for k, v in env.items() if k.startswith("CONVOY_")})
+            child.env.update(
+                {k: v for k, v in env.items() if k.startswith("CONVOY_") and not k.startswith("CONVOY_NATS_")}
+            )
             await child.start()
         if not self.settings.nats_url:
             await asyncio.to_thread(embedded.wait_for_port, "127.0.0.1", s.embedded_nats_port, 30)
         for name in BACKEND_MODULES:
             module = backend(name)
             await db.migrate(s.database_url, module.NAME, module.MIGRATIONS)
+        await nats_auth.declare_jetstream(s)
         for name in PROCESSES:
             child_env = dict(env)
             if name != "api":
                 child_env.pop("CONVOY_ADMIN_TOKEN", None)  # only the edge needs it
+            if self.nats_passwords:  # embedded NATS: each process connects as its own role
+                child_env["CONVOY_NATS_USER"] = name
+                child_env["CONVOY_NATS_PASSWORD"] = self.nats_passwords[name]
             if name != "api":
                 child_env.pop("CONVOY_ACTOR_SIGNING_KEY", None)  # services check claims with the public key
             if name != "notifier":
@@ -227,7 +244,7 @@ class Supervisor:
         """Load the demo once the services answer; a failure is logged, never fatal (the next start retries)."""
         print("Loading the demo (a convoy with a few weeks of history) ...", file=sys.stderr, flush=True)
         try:
-            nc = await bus.connect(s, "convoy-demo", attempts_for_s=30)
+            nc = await bus.connect(s, "convoy-demo", attempts_for_s=30, role="admin")
             try:
                 signer = claims.Signer.from_settings(s)  # the demo's people act as the API would sign them
                 rpc = RpcClient(nc, s.nats_request_timeout, Subjects(s.namespace), signer=signer)

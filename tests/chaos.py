@@ -33,10 +33,10 @@ import pytest
 from schemas import api
 from schemas.reminders import Reminders
 from schemas.subjects import SERVICES, Subjects
-from services import embedded
+from services import embedded, nats_auth
 from services.registry import PROCESSES
 from services.runtime.settings import Settings
-from tests.conftest import Stack, delete_streams, eventually, wait_ready
+from tests.conftest import NATS_PASSWORDS, NATS_SUPERUSER, Stack, as_role, delete_streams, eventually, wait_ready
 
 RESULTS: list[dict[str, Any]] = []
 """One entry per scenario run in this pytest session: {"scenario", "test", "size", "counts", "ok"}."""
@@ -100,7 +100,7 @@ class Processes:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 — the child keeps it
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name],
-            env=env_of(self.settings),
+            env=env_of(as_role(self.settings, name)),  # its own NATS role, as `convoy up` starts it
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -167,7 +167,9 @@ async def stack_and_client(settings: Settings) -> AsyncIterator[tuple[Stack, htt
     crashed: list[BaseException] = []
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            create_app(as_role(settings, "api")), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     api: asyncio.Task[None] | None = None
@@ -272,6 +274,7 @@ class ClusterNode:
             f"cluster {{\n  name: convoy-chaos\n  listen: 127.0.0.1:{self.route}\n  routes: [\n"
             + "".join(f"    nats-route://127.0.0.1:{r}\n" for r in self.routes)
             + "  ]\n}\n"
+            + nats_auth.authorization_block(NATS_PASSWORDS, "*", superuser=NATS_SUPERUSER)
         )
         log = open(self.folder / "nats-server.log", "ab")  # noqa: SIM115 — the child keeps it
         self.proc = subprocess.Popen([embedded.nats_server_binary(), "-c", str(conf)], stderr=log, stdout=log)
@@ -290,7 +293,8 @@ class Cluster:
 
     @property
     def url(self) -> str:
-        return ",".join(f"nats://127.0.0.1:{n.port}" for n in self.nodes)
+        user, password = NATS_SUPERUSER  # the scenario's own connections; each process has its role's
+        return ",".join(f"nats://{user}:{password}@127.0.0.1:{n.port}" for n in self.nodes)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,9 +27,9 @@ from aiosmtpd.smtp import SMTP
 
 from schemas import api
 from schemas.subjects import SERVICES, Subjects
-from services import embedded
+from services import embedded, nats_auth
 from services.registry import BACKEND_MODULES, backend
-from services.runtime import claims, consumer, db, outbox, sealing, tracing
+from services.runtime import bus, claims, consumer, db, outbox, sealing, tracing
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 
@@ -42,6 +43,11 @@ NOTIFIER_BOX_KEY, NOTIFIER_BOX_PUBLIC_KEY = sealing.generate()
 """The notifier's key pair of a test session (email requests travel sealed with it)."""
 TOKEN_CACHE_S = 1.0
 """The API's token cache in tests: short, so a test of revocation waits a second, not ten."""
+NATS_PASSWORDS = {role: f"nats_test_{role}_{secrets.token_hex(8)}" for role in nats_auth.ROLES}
+"""Every role's password on the tests' nats-servers (the same on each server of the session)."""
+NATS_SUPERUSER = ("test", f"nats_test_{secrets.token_hex(8)}")
+"""A user allowed everything, on the tests' servers only: the tests' own helper connections
+(``NatsServer.url`` carries it) and services a test starts with its bare ``settings``."""
 
 
 @pytest.fixture
@@ -142,12 +148,22 @@ class NatsServer:
     port: int
     proc: subprocess.Popen[bytes] | None = None
 
+    namespace: str = "*"
+    """Whose subjects the role users' permissions name: ``*`` (the session's server) serves every test's namespace."""
+
     @property
     def url(self) -> str:
+        """The server's URL with the test superuser's credentials (a process's own user wins over them)."""
+        user, password = NATS_SUPERUSER
+        return f"nats://{user}:{password}@127.0.0.1:{self.port}"
+
+    @property
+    def anonymous_url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        conf = embedded.write_nats_config(self.folder, self.port)
+        authorization = nats_auth.authorization_block(NATS_PASSWORDS, self.namespace, superuser=NATS_SUPERUSER)
+        conf = embedded.write_nats_config(self.folder, self.port, authorization=authorization, log_to_file=True)
         self.proc = subprocess.Popen([embedded.nats_server_binary(), "-c", str(conf)])
         embedded.wait_for_port("127.0.0.1", self.port, 20, self.proc)
 
@@ -370,6 +386,11 @@ def settings(database_url: str, nats_server: NatsServer, smtp_sink: SmtpSink, na
     )
 
 
+def as_role(settings: Settings, role: str) -> Settings:
+    """``settings`` with ``role``'s NATS credentials: how `convoy up` starts that process."""
+    return settings.with_(nats_user=role, nats_password=NATS_PASSWORDS[role])
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -382,10 +403,33 @@ class Stack:
         self.stops[name].set()
         await asyncio.wait_for(self.tasks[name], 15)
 
+    declared: bool = False
+
     async def start_service(self, name: str) -> None:
+        if not self.declared:  # what `convoy up` does as admin before it starts the services
+            await declare_jetstream(self.nc, self.settings)
+            self.declared = True
         self.stops[name] = asyncio.Event()
-        self.tasks[name] = asyncio.create_task(serve(backend(name), self.settings, self.stops[name]))
+        # each service connects as its own role, as in production
+        self.tasks[name] = asyncio.create_task(serve(backend(name), as_role(self.settings, name), self.stops[name]))
         await wait_ready(self.nc, self.subjects, name)
+
+
+async def declare_jetstream(nc: nats.NATS, settings: Settings) -> None:
+    """Streams and the services' durable consumers, declared by a superuser connection (the admin's
+    job: a service role may only bind to its consumers)."""
+    js = nc.jetstream(timeout=settings.nats_request_timeout)
+    await bus.ensure_streams(js, Subjects(settings.namespace), settings.stream_replicas)
+    await consumer.ensure_consumers(js, Subjects(settings.namespace), nats_auth.CONTRACTS)
+
+
+async def settings_declared(settings: Settings) -> None:
+    """:func:`declare_jetstream` on a connection of its own (before starting service processes)."""
+    nc = await nats.connect(settings.nats_url.split(","))
+    try:
+        await declare_jetstream(nc, settings)
+    finally:
+        await nc.close()
 
 
 async def wait_ready(nc: nats.NATS, subjects: Subjects, name: str, timeout: float = 20.0) -> None:
@@ -510,7 +554,9 @@ async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
     port = embedded.free_port()
     server = uvicorn.Server(
-        uvicorn.Config(api_app(stack.settings), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+        uvicorn.Config(
+            api_app(as_role(stack.settings, "api")), host="127.0.0.1", port=port, log_config=None, lifespan="on"
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

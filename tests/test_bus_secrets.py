@@ -278,6 +278,14 @@ def test_sealing_round_trip_and_subjects() -> None:
         s.addressed(ev.EmailRequested, "not.a.tag")
     with pytest.raises(sealing.SealingError, match="32 bytes"):
         sealing.seal(message, "AAAA")
+    # A rotation: the notifier holds the new key and the old one; both open, the public half is the new one's.
+    new_private, new_public = sealing.generate()
+    rotating = f"{new_private},{private}"
+    assert sealing.public_of(rotating) == new_public
+    assert sealing.unseal(sealed, rotating) == message
+    assert sealing.unseal(sealing.seal(message, new_public), rotating) == message
+    with pytest.raises(sealing.SealingError, match="does not open"):
+        sealing.unseal(sealed, new_private)
 
 
 def test_logs_mask_one_time_tokens(capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,7 +48,7 @@ from tests.chaos import (
     stack_and_client,
     tick,
 )
-from tests.conftest import NatsServer, SlackStub, SmtpSink, eventually, wait_ready
+from tests.conftest import NatsServer, SlackStub, SmtpSink, eventually, settings_declared, wait_ready
 from tests.world import World, build_world, invite_and_accept
 
 pytestmark = pytest.mark.slow
@@ -117,6 +117,7 @@ async def test_kill_9_of_any_service_during_load_and_a_digest_loses_and_doubles_
     tally = Tally("1. kill -9 any service", label(full))
     procs = Processes(s, tmp_path / "logs")
     subjects = Subjects(s.namespace)
+    await settings_declared(s)  # as `convoy up` does before it starts the services
     procs.start_all()
     nc = await nats.connect(s.nats_url)
     seed = random.randrange(2**31)

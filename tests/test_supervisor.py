@@ -7,16 +7,21 @@ import asyncio
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nats
+import nats.aio.client
 import psutil
 import pytest
 
-from services import embedded
+from schemas.subjects import SERVICES, Subjects
+from services import embedded, nats_auth
+from services.registry import PROCESSES
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.slow
@@ -80,11 +85,41 @@ async def _healthy(client: httpx.AsyncClient) -> bool:
         return False
 
 
+async def _nats_requires_each_roles_credentials(up: Up) -> None:
+    """The embedded nats-server takes no anonymous connection; each process is connected as its role."""
+    url = f"nats://127.0.0.1:{up.env['CONVOY_EMBEDDED_NATS_PORT']}"
+    anonymous = nats.aio.client.Client()
+    with pytest.raises(Exception):  # noqa: B017, PT011 — refused at the handshake (authorization violation)
+        await anonymous.connect(url, allow_reconnect=False, connect_timeout=2)
+    await anonymous.close()
+    folder = up.data / nats_auth.CREDENTIALS_FOLDER
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {p.name for p in folder.iterdir()} == set(nats_auth.ROLES)
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())
+    passwords = {role: (folder / role).read_text().strip() for role in nats_auth.ROLES}
+    for name in PROCESSES:  # each child was given its own role's credentials, and no other's
+        pid = up.service_pid(name)
+        assert pid is not None
+        environ = psutil.Process(pid).environ()
+        assert (environ["CONVOY_NATS_USER"], environ["CONVOY_NATS_PASSWORD"]) == (name, passwords[name])
+        assert not set(passwords.values()) - {passwords[name]} & set(environ.values())
+    admin = await nats.connect(
+        url, user="admin", password=passwords["admin"], inbox_prefix=Subjects("convoy").inbox_prefix("admin")
+    )
+    try:  # ...and connected with them: the services answer
+        for service in SERVICES:
+            reply = await admin.request(Subjects("convoy").health(service), b"{}", timeout=5)
+            assert b'"ready":true' in reply.data
+    finally:
+        await admin.close()
+
+
 async def test_convoy_up_runs_restarts_and_stops(up: Up) -> None:
     up.start()
     async with httpx.AsyncClient(base_url=up.url, timeout=10) as client:
         await eventually(lambda: _healthy(client), timeout=120, interval=0.5)
         admin = {"Authorization": f"Bearer {(up.data / 'admin-token').read_text().strip()}"}
+        await _nats_requires_each_roles_credentials(up)
 
         # README's curl tour works as written (pointed at this instance's port and folder):
         # facilitator, sign-in link, convoy, invitations, report, email in the mail sink.

@@ -15,20 +15,10 @@ import asyncpg
 
 from schemas import envelope as env
 from schemas import events as ev
+from schemas.milestones import Milestones
 from services.milestones import repository as repo
 
-PROJECTED = (
-    ev.ConvoyCreated,
-    ev.ConvoyUpdated,
-    ev.ConvoyStatusChanged,
-    ev.ConvoyFacilitatorAdded,
-    ev.CompanyJoined,
-    ev.CompanyLeft,
-    ev.PersonJoined,
-    ev.PersonRemoved,
-    ev.ObserverJoined,
-    ev.ObserverRemoved,
-)
+PROJECTED = Milestones.CONSUMERS["convoys"]
 """Events from services/convoys that milestones keeps projections of (in stream order)."""
 
 

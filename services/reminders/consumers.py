@@ -10,9 +10,10 @@ import asyncpg
 
 from schemas import envelope as env
 from schemas import events as ev
+from schemas.reminders import Reminders
 from services.reminders import repository as repo
 
-PROJECTED = (ev.ConvoyCreated, ev.ConvoyUpdated, ev.ConvoyStatusChanged, ev.CompanyJoined, ev.CompanyLeft)
+PROJECTED = Reminders.CONSUMERS["convoys"]
 """The convoys' events the schedule is planned from."""
 
 

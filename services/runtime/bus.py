@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js import api as js_api
 from nats.js.errors import BadRequestError
 
+from schemas.contract import PROCESSES
 from schemas.subjects import Subjects
 from services.runtime.settings import Settings, SettingsError
 
@@ -58,8 +59,14 @@ async def connect(
     *,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     attempts_for_s: float = 60.0,
+    role: str | None = None,
 ) -> Client:
-    """Connect to NATS, retrying the first connection for ``attempts_for_s``; reconnect forever after."""
+    """Connect to NATS, retrying the first connection for ``attempts_for_s``; reconnect forever after.
+
+    The process authenticates with ``CONVOY_NATS_USER``/``CONVOY_NATS_PASSWORD`` (its role's
+    credentials) and takes its reply subjects under its role's inbox prefix
+    (``Subjects.inbox_prefix``: ``role``, else the NATS user), the only inboxes it may subscribe to.
+    """
 
     async def error_cb(exc: Exception) -> None:
         log.warning("nats error", error=repr(exc))
@@ -74,7 +81,12 @@ async def connect(
 
     servers = [s.strip() for s in settings.nats_url.split(",") if s.strip()]
     tls = tls_options(settings, servers)
-    credentials = {"user": settings.nats_user, "password": settings.nats_password} if settings.nats_user else {}
+    credentials: dict[str, str] = {}
+    if settings.nats_user:
+        credentials = {"user": settings.nats_user, "password": settings.nats_password}
+    inbox_role = role or settings.nats_user
+    if inbox_role:
+        credentials["inbox_prefix"] = Subjects(settings.namespace).inbox_prefix(inbox_role)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + attempts_for_s
     delay = 0.2
@@ -95,7 +107,15 @@ async def connect(
                 **tls,
                 **credentials,
             )
-        except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+        except nats.errors.Error as exc:
+            if "authorization" in str(exc).lower():
+                raise  # wrong or missing credentials: waiting does not help
+            if loop.time() + delay > deadline:
+                raise
+            log.info("waiting for nats", servers=servers, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        except (OSError, TimeoutError) as exc:
             if loop.time() + delay > deadline:
                 raise
             log.info("waiting for nats", servers=servers, error=repr(exc))
@@ -109,8 +129,13 @@ async def ensure_streams(
     replicas: int,
     *,
     dead_letter_max_age_s: float = DEAD_LETTER_RETENTION_S,
+    update: bool = True,
 ) -> None:
     """Declare Convoy's streams (idempotent; updates a stream whose settings changed).
+
+    Only the ``admin`` role may update a stream (`convoy up` and `convoy migrate` do, as admin); a
+    service process may only create a missing one (``update=False``): one that exists with other
+    settings is left as it is, with a warning, until the admin's next run brings it up to date.
 
     The outbox relay publishes to the events and messages streams in atomic batches (one fsync
     per batch instead of one per message with ``sync_interval: always``), so those allow them.
@@ -137,4 +162,13 @@ async def ensure_streams(
             await js.add_stream(config)
         except BadRequestError:
             # Exists with other settings (e.g. a new retention): bring it to what the code says.
+            if not update:
+                log.warning("stream settings differ from the code; `convoy migrate` updates them", stream=config.name)
+                continue
             await js.update_stream(config)
+
+
+def manages_streams(settings: Settings) -> bool:
+    """Whether this process may update streams: the admin role, or a NATS user that is no process
+    role (no credentials at all, a test's superuser)."""
+    return settings.nats_user == "admin" or settings.nats_user not in PROCESSES

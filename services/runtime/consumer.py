@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import asyncpg
@@ -22,12 +22,14 @@ import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
+from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
 from schemas import envelope as env
 from schemas import events as ev
+from schemas.contract import Contract
 from schemas.subjects import Subjects
-from services.runtime import correlation, tracing
+from services.runtime import bus, correlation, tracing
 from services.runtime.db import Database
 from services.runtime.errors import Unavailable
 from services.runtime.lifecycle import wait_or_stop
@@ -70,6 +72,30 @@ class ConsumerSpec:
     ordered_by: Callable[[ev.Event], object] = by_convoy
 
 
+def durable_config(name: str, subjects: Subjects, event_types: Iterable[type[ev.Event]]) -> js_api.ConsumerConfig:
+    """The JetStream configuration of a durable consumer (the same whoever declares it)."""
+    return js_api.ConsumerConfig(
+        durable_name=name,
+        filter_subjects=sorted(f for t in event_types for f in subjects.filters(t)),
+        ack_policy=js_api.AckPolicy.EXPLICIT,
+        deliver_policy=js_api.DeliverPolicy.ALL,
+        ack_wait=60,
+        max_deliver=-1,  # we count attempts ourselves and dead-letter; the server never drops
+        max_ack_pending=1000,
+    )
+
+
+async def ensure_consumers(js: JetStreamContext, subjects: Subjects, contracts: Iterable[type[Contract]]) -> None:
+    """Declare every durable consumer the contracts name (``Contract.CONSUMERS``): the admin's job,
+    except on the messages stream (the notifier, its only reader, declares its own there)."""
+    for contract in contracts:
+        for purpose, types in contract.CONSUMERS.items():
+            stream = subjects.stream_of(types[0])
+            if stream == subjects.messages_stream:
+                continue
+            await js.add_consumer(stream, durable_config(subjects.consumer(contract.SERVICE, purpose), subjects, types))
+
+
 class Consumer:
     def __init__(
         self,
@@ -104,16 +130,18 @@ class Consumer:
         self._resubscribe.set()
 
     async def _declare(self) -> JetStreamContext.PullSubscription:
-        config = js_api.ConsumerConfig(
-            durable_name=self.name,
-            filter_subjects=[f for t in self.spec.event_types for f in self.subjects.filters(t)],
-            ack_policy=js_api.AckPolicy.EXPLICIT,
-            deliver_policy=js_api.DeliverPolicy.ALL,
-            ack_wait=60,
-            max_deliver=-1,  # we count attempts ourselves and dead-letter; the server never drops
-            max_ack_pending=1000,
-        )
-        await self.js.add_consumer(self.stream, config)
+        if bus.manages_streams(self.settings) or self.stream == self.subjects.messages_stream:
+            await self.js.add_consumer(self.stream, durable_config(self.name, self.subjects, self.spec.event_types))
+        else:
+            # A service role may not create consumers (a push consumer could deliver a stream to any
+            # subject, past its publish permissions): the admin declared it (`convoy up`/`migrate`).
+            # The messages stream's consumers are the notifier's own (its only reader) and declared by it.
+            try:
+                await self.js.consumer_info(self.stream, self.name)
+            except NotFoundError:
+                raise RuntimeError(
+                    f"consumer {self.name} is not declared on {self.stream}: `convoy migrate` (as admin) declares it"
+                ) from None
         return await self.js.pull_subscribe_bind(self.name, stream=self.stream)
 
     async def run(self, stop: asyncio.Event) -> None:

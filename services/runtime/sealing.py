@@ -57,7 +57,8 @@ def generate() -> tuple[str, str]:
 
 
 def public_of(private_key: str) -> str:
-    return _b64(bytes(_private(private_key).public_key))
+    """The public half of the (first, during a rotation: the new) private key."""
+    return _b64(bytes(_private(private_key.split(",")[0]).public_key))
 
 
 def email_sha256(address: str) -> str:
@@ -90,14 +91,24 @@ def seal(message: ev.EmailRequested, public_key: str) -> ev.EmailRequested:
 
 
 def unseal(message: ev.EmailRequested, private_key: str) -> ev.EmailRequested:
-    """The message as it was asked for (a message that was never sealed is returned as it is)."""
+    """The message as it was asked for (a message that was never sealed is returned as it is).
+
+    ``private_key`` may list several keys, comma separated (a rotation: the new one first, the old one
+    until what was sealed for it is sent); each is tried."""
     if not message.sealed:
         return message
     try:
-        opened = SealedBox(_private(private_key)).decrypt(base64.b64decode(message.sealed, validate=True))
-        part = _decode(opened)
-    except (CryptoError, binascii.Error, msgspec.DecodeError) as exc:
-        raise SealingError(f"the sealed part of {message.template!r} does not open with this notifier's key") from exc
+        sealed = base64.b64decode(message.sealed, validate=True)
+    except binascii.Error as exc:
+        raise SealingError(f"the sealed part of {message.template!r} is not base64") from exc
+    for key in private_key.split(","):
+        try:
+            part = _decode(SealedBox(_private(key)).decrypt(sealed))
+            break
+        except (CryptoError, msgspec.DecodeError):
+            continue
+    else:
+        raise SealingError(f"the sealed part of {message.template!r} does not open with this notifier's key")
     return msgspec.structs.replace(message, to_email=part.to_email, to_name=part.to_name, params=part.params, sealed="")
 
 

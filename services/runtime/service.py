@@ -67,6 +67,7 @@ class Runtime:
         self._background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         self._checks: dict[str, Callable[[], Awaitable[None]]] = {}
         self.relay: outbox.Relay | None = None
+        self.contract: type[Contract] | None = None
         # Each handler in flight holds a connection (its transaction) and may take a second one
         # (a delivery record): at most half the pool goes to handlers, the rest answers requests.
         self._handler_slots = asyncio.Semaphore(max(1, settings.db_pool_max // 2))
@@ -110,6 +111,24 @@ class Runtime:
             )
         for op, handler in found.values():
             self.endpoint(op.name, op.request, handler)
+        self.contract = contract
+
+    def check_consumes(self) -> None:
+        """The consumers are exactly those the contract declares in ``CONSUMERS`` (the admin declares
+        them on JetStream and the NATS permissions are derived from them): else the service does not start."""
+        if self.contract is None:
+            return
+        registered = {c.spec.purpose: set(c.spec.event_types) for c in self._consumers}
+        declared = {purpose: set(types) for purpose, types in self.contract.CONSUMERS.items()}
+        if registered != declared:
+
+            def show(consumers: dict[str, set[type]]) -> str:
+                return "; ".join(f"{p}: {sorted(t.__name__ for t in ts)}" for p, ts in sorted(consumers.items()))
+
+            raise RuntimeError(
+                f"{self.name}: consumers differ from {self.contract.__name__}.CONSUMERS"
+                f" (registered {show(registered)} | declared {show(declared)})"
+            )
 
     def consumer(
         self,
@@ -226,17 +245,22 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
             for c in rt._consumers:
                 c.on_reconnect()
 
-        rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect)
+        rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect, role=module.NAME)
         stack.push_async_callback(_drain, rt.nc, settings.shutdown_timeout)
         rt.js = rt.nc.jetstream(timeout=settings.nats_request_timeout)
         rt.rpc = RpcClient(rt.nc, settings.nats_request_timeout, rt.subjects)
         await bus.ensure_streams(
-            rt.js, rt.subjects, settings.stream_replicas, dead_letter_max_age_s=settings.dead_letter_days * 86400
+            rt.js,
+            rt.subjects,
+            settings.stream_replicas,
+            dead_letter_max_age_s=settings.dead_letter_days * 86400,
+            update=bus.manages_streams(settings),
         )
 
         if rt.verifier.key is None:
             log.error("no CONVOY_ACTOR_PUBLIC_KEY: every request on a person's behalf will be refused")
         await module.setup(rt)
+        rt.check_consumes()
 
         async def health(req: Request) -> None:
             await req.respond(msgspec.json.encode(await rt.health()))

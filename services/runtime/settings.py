@@ -29,9 +29,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = ""
     """NATS URL(s), comma separated; empty: start the embedded nats-server with JetStream."""
     nats_user: str = ""
-    """This process's NATS user (its role: api, convoys, milestones, reminders, notifier or admin); empty: none."""
+    """This process's NATS user, its role (api, convoys, milestones, reminders, notifier, admin); set by `convoy up`."""
     nats_password: str = ""
-    """Password of CONVOY_NATS_USER (set it through CONVOY_NATS_PASSWORD_FILE, a mounted secret)."""
+    """Password of CONVOY_NATS_USER (CONVOY_NATS_PASSWORD_FILE: a mounted secret); `convoy up` generates its own."""
     nats_tls_ca: str = ""
     """CA file (PEM) the NATS servers' certificates are checked against (tls:// URLs); empty: the system's CAs."""
     nats_tls_cert: str = ""
@@ -68,7 +68,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a signed actor claim is valid; a service refuses a request for a person whose claim is older."""
     notifier_box_key: str = ""
     """The notifier's private X25519 key (base64): opens what producers seal for it on the bus (recipients and
-    one-time links of emails). Only the notifier needs it; empty: CONVOY_DATA_DIR/notifier-box-key (generated)."""
+    one-time links of emails); during a rotation NEW,OLD. Only the notifier needs it; empty:
+    CONVOY_DATA_DIR/notifier-box-key (generated)."""
     notifier_box_public_key: str = ""
     """The notifier's public X25519 key (base64): services seal email recipients and links with it; empty:
     derived from CONVOY_NOTIFIER_BOX_KEY. Producers (services/convoys) need only this one."""
