@@ -8,6 +8,9 @@ from typing import Any
 
 import httpx
 
+from schemas.contract import PROCESSES
+from schemas.subjects import Subjects
+from services import nats_auth
 from tests.conftest import SmtpSink, Stack, eventually
 from tests.test_moderation import post_report
 from tests.world import ADMIN, World, build_world
@@ -202,3 +205,13 @@ async def test_a_removed_member_gets_404_not_304(client: httpx.AsyncClient, smtp
     for url in pages(world).values():
         tag, _ = await tag_of(client, url, anna)
         assert (await revalidate(client, url, anna, tag)).status_code == 304
+
+
+def test_only_milestones_announces_versions_and_only_the_api_listens() -> None:
+    """The NATS permissions (services/nats_auth.py): nobody else can feed the API versions (a forged
+    announcement could make it answer 304 for a changed page) or read them."""
+    subject = Subjects("convoy").convoy_versions
+    perms = {role: nats_auth.permissions(role, "convoy") for role in PROCESSES}
+    publishers = [r for r in sorted(PROCESSES) if subject in perms[r]["publish"]["allow"]]  # type: ignore[index]
+    listeners = [r for r in sorted(PROCESSES) if subject in perms[r]["subscribe"]["allow"]]  # type: ignore[index]
+    assert publishers == ["milestones"] and listeners == ["api"]
