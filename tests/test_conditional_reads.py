@@ -183,6 +183,35 @@ async def test_etags_belong_to_one_viewer_and_one_query(client: httpx.AsyncClien
     assert board.removeprefix('W/"').split(".")[0].isdigit()
 
 
+async def test_a_hidden_report_or_comment_is_never_revalidated_after_the_hide_answered(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    """Moderation is announced to the API before its answer, like a removal: no waiting."""
+    world = await build_world(client, smtp_sink, companies=2)
+    report = await post_report(client, world, "a", done="Unser Webshop verkauft Schwarzarbeit")
+    rid = report["id"]
+    ben = world.reps["b"].auth
+    r = await client.post(f"/api/v1/reports/{rid}/comments", json={"body": "Kauft bei mir"}, headers=ben)
+    assert r.status_code == 201, r.text
+    comment_id = r.json()["id"]
+    timeline = pages(world)["timeline"]
+    anna = world.reps["a"].auth
+
+    tag, _ = await tag_of(client, timeline, anna)
+    r = await client.post(f"/api/v1/comments/{comment_id}/hide", json={"reason": "Werbung"}, headers=world.facilitator)
+    assert r.status_code == 200, r.text
+    r = await revalidate(client, timeline, anna, tag)
+    assert r.status_code == 200 and r.json()["reports"][0]["comments"] == 0
+
+    search = f"/api/v1/convoys/{world.convoy_id}/search?q=Webshop"
+    tag, body = await tag_of(client, search, anna)
+    assert len(body["hits"]) == 1
+    r = await client.post(f"/api/v1/reports/{rid}/hide", json={"reason": "Werbung"}, headers=world.facilitator)
+    assert r.status_code == 200, r.text
+    r = await revalidate(client, search, anna, tag)
+    assert r.status_code == 200 and r.json()["hits"] == []
+
+
 async def test_a_removed_member_gets_404_not_304(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> None:
     world = await build_world(client, smtp_sink, companies=2)
     await post_report(client, world, "a")
