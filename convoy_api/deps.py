@@ -6,6 +6,7 @@ import collections
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 
+from convoy_api.conditional import Versions
 from schemas import api
 from schemas.contract import Op
 from schemas.convoys import Convoys
@@ -84,10 +86,15 @@ class Backend:
     limiter: ClientLimiter
     daily: ClientLimiter
     """Anonymous join and pool requests per client per day (``anonymous_request_limit``)."""
+    versions: Versions
+    """The newest convoy versions heard of: conditional GETs (convoy_api/conditional.py)."""
     _tokens: dict[str, tuple[float, api.Principal]] = field(default_factory=dict)
 
     async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
         return await self.rpc.call(op, request)
+
+    async def call_with_headers(self, op: Op[Req, Rep], request: Req) -> tuple[Rep, Mapping[str, str]]:
+        return await self.rpc.call_with_headers(op, request)
 
     async def principal(self, token: str) -> api.Principal:
         now = time.monotonic()
