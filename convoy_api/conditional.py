@@ -15,6 +15,8 @@ longer see:
   hidden reports, facilitator notes), and the key (``CONVOY_SECRET_KEY``) keeps anyone from making one;
 - a removal bumps the version (the projection's rows change) and services/milestones announces it
   before answering its ``ACCESS_REVOKE``, so the removed member's next request goes to milestones (404);
+- a person who just wrote through this process revalidates against milestones for
+  ``WRITER_BYPASS_S``: they read their own write, even before its announcement arrives;
 - the token is still resolved for every request (401 for a revoked one, within the token cache);
 - a version is trusted only while this process's NATS connection is up and for ``CONVOY_VERSION_MAX_AGE_S``
   after it was last heard of; a reconnect, or a ``reset`` from milestones (its listener was new or
@@ -50,6 +52,9 @@ FRESH_UNTIL_HEADER = "Convoy-Fresh-Until"
 ETAG_FORMAT = "1"
 """Part of every ETag: change it when a page's representation changes for the same data (a deploy)."""
 MAX_CONVOYS = 100_000
+WRITER_BYPASS_S = 5.0
+"""After a person's write through this process, their revalidations ask milestones for this long: an
+announcement takes milliseconds to arrive, and a writer reading back at once must see their own write."""
 CACHE_CONTROL = "private, no-cache"
 """Clients may keep the page but must revalidate it every time (a 304 costs no service round trip)."""
 
@@ -65,6 +70,8 @@ class Versions:
         self.key = hashlib.sha256(f"convoy-etag:{secret}".encode()).digest()
         self.nc = nc
         self.known: dict[uuid.UUID, tuple[int, float]] = {}
+        self.writers: dict[uuid.UUID | None, float] = {}
+        """When each person (None: the admin token) last began a write through this process."""
         self.hits = 0
         self.misses = 0
 
@@ -88,6 +95,17 @@ class Versions:
         if held is None or time.monotonic() - held[1] > self.max_age:
             return None
         return held[0]
+
+    def wrote(self, person_id: uuid.UUID | None) -> None:
+        """``person_id`` begins a write: their own next reads go to milestones (read-your-writes)."""
+        now = time.monotonic()
+        if len(self.writers) >= MAX_CONVOYS:
+            self.writers = {p: t for p, t in self.writers.items() if now - t < WRITER_BYPASS_S}
+        self.writers[person_id] = now
+
+    def just_wrote(self, person_id: uuid.UUID | None) -> bool:
+        began = self.writers.get(person_id)
+        return began is not None and time.monotonic() - began < WRITER_BYPASS_S
 
     def reset(self) -> None:
         self.known.clear()
@@ -120,6 +138,8 @@ class Versions:
         self, header: str, kind: str, convoy_id: uuid.UUID, actor: api.Actor, params: tuple[Any, ...]
     ) -> str | None:
         """The ETag of ``header`` (If-None-Match) that is still the page's, if one is."""
+        if self.just_wrote(actor.person_id):
+            return None
         version = self.current(convoy_id)
         if version is None:
             return None

@@ -138,6 +138,8 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
     token = bearer_token(request)
     if token is not None:
         if backend.is_admin_token(token):
+            if request.method not in SAFE_METHODS:
+                backend.versions.wrote(None)
             return api.Actor(is_admin=True)
         if token.startswith("cvs_"):
             raise Unauthenticated("a session token goes in the cookie, not in the Authorization header")
@@ -158,6 +160,8 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
             raise Forbidden("missing or wrong X-CSRF-Token header")
     else:
         raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>'")
+    if request.method not in SAFE_METHODS:
+        backend.versions.wrote(principal.person_id)  # their next conditional GET reads their write
     return api.Actor(
         person_id=principal.person_id, is_admin=principal.is_admin, is_facilitator=principal.is_facilitator
     )

@@ -244,3 +244,42 @@ def test_only_milestones_announces_versions_and_only_the_api_listens() -> None:
     publishers = [r for r in sorted(PROCESSES) if subject in perms[r]["publish"]["allow"]]  # type: ignore[index]
     listeners = [r for r in sorted(PROCESSES) if subject in perms[r]["subscribe"]["allow"]]  # type: ignore[index]
     assert publishers == ["milestones"] and listeners == ["api"]
+
+
+async def test_a_writer_reads_their_own_write_at_once(client: httpx.AsyncClient, smtp_sink: SmtpSink) -> None:
+    """Right after Ben's comment answered, his own revalidation is a full page with it, not a 304 from a
+    version whose announcement may still be on its way."""
+    world = await build_world(client, smtp_sink, companies=2)
+    rid = (await post_report(client, world, "a"))["id"]
+    url = pages(world)["timeline"]
+    ben = world.reps["b"].auth
+    ben_tag, _ = await tag_of(client, url, ben)
+    assert (await revalidate(client, url, ben, ben_tag)).status_code == 304
+    r = await client.post(f"/api/v1/reports/{rid}/comments", json={"body": "Gleich gelesen"}, headers=ben)
+    assert r.status_code == 201, r.text
+    r = await revalidate(client, url, ben, ben_tag)  # no waiting: at once
+    assert r.status_code == 200 and r.headers["etag"] != ben_tag, r.status_code
+    assert next(x for x in r.json()["reports"] if x["id"] == rid)["comments"] == 1
+
+
+def test_the_writer_bypass_is_per_person_and_ends() -> None:
+    """The rule behind the test above, without the race: after ``wrote``, that person's ETag does not
+    revalidate from the known version; another person's does; and the bypass ends after its window."""
+    import time
+    import uuid
+
+    from convoy_api import conditional
+    from schemas import api
+    from services.runtime.settings import Settings
+
+    versions = conditional.Versions(Settings(secret_key="key_x"))
+    convoy = uuid.uuid4()
+    ben, anna = api.Actor(person_id=uuid.uuid4()), api.Actor(person_id=uuid.uuid4())
+    versions.learn(convoy, 7)
+    tags = {who: versions.etag("timeline", convoy, 7, who, (), 0) for who in (ben, anna)}
+    assert versions.revalidates(tags[ben], "timeline", convoy, ben, ()) == tags[ben]
+    versions.wrote(ben.person_id)
+    assert versions.revalidates(tags[ben], "timeline", convoy, ben, ()) is None
+    assert versions.revalidates(tags[anna], "timeline", convoy, anna, ()) == tags[anna]
+    versions.writers[ben.person_id] = time.monotonic() - conditional.WRITER_BYPASS_S - 1
+    assert versions.revalidates(tags[ben], "timeline", convoy, ben, ()) == tags[ben]
