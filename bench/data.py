@@ -127,6 +127,9 @@ async def create_convoys(
                 " FROM unnest($1::uuid[], $2::bytea[], $3::uuid[]) AS t(id, hash, person)",
                 *_columns(session_rows, 3),
             )
+        # Set-up, not measured: the projection rows of up to a million convoys go in without milestones'
+        # convoy-version triggers (a row each at the commit; a convoy without a version row has version 0).
+        await conn.execute("SET LOCAL session_replication_role = replica")
         await conn.execute(
             "INSERT INTO milestones.convoys (convoy_id, name, timezone, language, cadence, start_date, status)"
             " SELECT id, name, $3, $4, $5::jsonb, $6, 'active' FROM unnest($1::uuid[], $2::text[]) AS t(id, name)",
@@ -147,6 +150,7 @@ async def create_convoys(
             " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])",
             *_columns(member_rows, 3),
         )
+        await conn.execute("SET LOCAL session_replication_role = DEFAULT")
         if in_reminders:
             await conn.execute(
                 "INSERT INTO reminders.convoys (convoy_id, name, timezone, language, cadence, start_date, status)"
@@ -250,6 +254,13 @@ async def any_report(pool: asyncpg.Pool, convoy_id: uuid.UUID) -> uuid.UUID:
         )
 
 
+async def touch_convoy(pool: asyncpg.Pool, convoy_id: uuid.UUID) -> None:
+    """A change that alters nothing shown but moves the convoy's version (its triggers run as for any change):
+    the pages' ETags from before it are stale from then on (the reads scenario's "changed" pages)."""
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE milestones.convoys SET name = name WHERE convoy_id = $1", convoy_id)
+
+
 # --- the scheduler's materialised cycles ------------------------------------------------------------
 async def insert_cycles(
     pool: asyncpg.Pool,
@@ -350,6 +361,31 @@ async def report_transaction(conn: asyncpg.Connection, convoy_id: uuid.UUID, sub
         await conn.execute(REPORT_INSERT, uuid.uuid4(), convoy_id, uuid.uuid4(), uuid.uuid4(), 0, "done", "next", 4)
         await conn.execute(OUTBOX_INSERT, uuid.uuid4(), subject, data)
         await conn.execute(NOTIFY)
+
+
+MONOLITH = "monolith"
+"""Baseline (c)'s copy of milestones' tables (bench/baseline_app.py)."""
+
+
+async def create_monolith(database_url: str) -> None:
+    """Milestones' tables once more, in the schema ``monolith``, by milestones' own migrations."""
+    from services import milestones
+    from services.runtime import db
+
+    await db.migrate(database_url, MONOLITH, milestones.MIGRATIONS)
+
+
+async def copy_to_monolith(pool: asyncpg.Pool, convoy_ids: list[uuid.UUID]) -> None:
+    """The projection rows of these convoys (convoys, companies, members) into the copy."""
+    async with pool.acquire() as conn, conn.transaction():
+        for table in ("convoys", "companies", "members"):
+            await conn.execute(
+                f"INSERT INTO {MONOLITH}.{table} SELECT * FROM milestones.{table} WHERE convoy_id = ANY($1::uuid[])",
+                convoy_ids,
+            )
+        await conn.execute(f"ANALYZE {MONOLITH}.convoys")
+        await conn.execute(f"ANALYZE {MONOLITH}.companies")
+        await conn.execute(f"ANALYZE {MONOLITH}.members")
 
 
 def monday_9(day: date) -> datetime:

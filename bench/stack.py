@@ -63,6 +63,8 @@ class Stack:
     slack_base: str
     postgres: embedded.EmbeddedPostgres
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    """The services' environment (``CONVOY_*`` from ``settings``), for processes a scenario starts."""
     nc: Any = None
     pool: asyncpg.Pool | None = None
 
@@ -139,6 +141,11 @@ class Stack:
             await asyncio.sleep(0.5)
 
     # --- processes ----------------------------------------------------------------------------
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """Start a process of the stack; its output goes to ``logs/<name>.log``, its CPU into the figures."""
+        out = open(self.folder / "logs" / f"{name}.log", "wb")  # noqa: SIM115 — lives as long as the process
+        self.procs[name] = subprocess.Popen(argv, env=env or self.env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+
     def stop_process(self, name: str) -> None:
         proc = self.procs.pop(name, None)
         if proc is None or proc.poll() is not None:
@@ -172,6 +179,7 @@ async def start(keep: bool = False) -> Stack:
         await db.migrate(database_url, module.NAME, module.MIGRATIONS)
 
     nats_port, smtp_port, slack_port, control_port, http_port, reply_port = (embedded.free_port() for _ in range(6))
+    actor_key, reply_key = claims.new_private_pem(), claims.new_private_pem()  # as `convoy up` makes them
     settings = Settings(
         data_dir=str(folder),
         database_url=database_url,
@@ -181,8 +189,10 @@ async def start(keep: bool = False) -> Stack:
         http_port=http_port,
         admin_token=ADMIN_TOKEN,
         secret_key="key_bench-" + uuid.uuid4().hex,
-        actor_signing_key=claims.new_private_pem(),  # as `convoy up` makes them (issue #19)
-        reply_signing_key=claims.new_private_pem(),
+        actor_signing_key=actor_key,
+        actor_public_key=claims.public_text(claims.load_private(actor_key)),
+        reply_signing_key=reply_key,
+        reply_public_key=claims.public_text(claims.load_private(reply_key)),
         notifier_box_key=sealing.generate()[0],
         inbound_smtp_port=reply_port,
         slack_webhook_hosts="127.0.0.1",
@@ -203,9 +213,7 @@ async def start(keep: bool = False) -> Stack:
     logs = folder / "logs"
     logs.mkdir()
 
-    def spawn(name: str, argv: list[str], env: dict[str, str]) -> None:
-        out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 — lives as long as the process
-        stack.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    spawn = stack.spawn
 
     # NATS as `convoy up` configures it: one user per role (the harness itself is a superuser)
     passwords = nats_auth.credentials(folder / nats_auth.CREDENTIALS_FOLDER)
@@ -225,16 +233,27 @@ async def start(keep: bool = False) -> Stack:
     env = dict(os.environ)
     for name in Settings.__struct_fields__:
         env["CONVOY_" + name.upper()] = str(getattr(settings, name))
+    stack.env = env
     profiled = {n.strip() for n in os.environ.get("BENCH_PROFILE", "").split(",") if n.strip()}
     for name in PROCESSES:
         argv = [sys.executable, "-m", "services.cli", "run", name]
         if name in profiled:  # pyinstrument (dev extras) writes its report when the process exits
             out = logs / f"{name}.pyinstrument.txt"
             argv[1:1] = ["-m", "pyinstrument", "-r", "text", "--show-all", "-o", str(out)]
-        spawn(name, argv, {**env, "CONVOY_NATS_USER": name, "CONVOY_NATS_PASSWORD": passwords[name]})
+        # each process gets the keys `convoy up` gives it (services/supervisor.py) and its NATS user
+        own = {**env, "CONVOY_NATS_USER": name, "CONVOY_NATS_PASSWORD": passwords[name]}
+        if name != "api":
+            own.pop("CONVOY_ACTOR_SIGNING_KEY", None)
+        if name != "notifier":
+            own.pop("CONVOY_REPLY_SIGNING_KEY", None)
+        spawn(name, argv, own)
     stack.nc = await nats.connect(settings.nats_url, user=harness[0], password=harness[1])
     stack.pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
-    await _wait_ready(stack)
+    try:
+        await _wait_ready(stack)
+    except BaseException:  # a stack that did not come up is stopped, not left running (logs kept)
+        await stop(stack, keep=True)
+        raise
     return stack
 
 

@@ -20,11 +20,13 @@ from convoy_api.auth.controllers import (
 )
 from convoy_api.calendar.controllers import CalendarController, FeedController
 from convoy_api.check.controllers import CheckController, PoolController
+from convoy_api.conditional import Versions
 from convoy_api.convoys.controllers import ConvoyController, OpenConvoyController
 from convoy_api.deps import Backend, ClientLimiter, daily_limiter, provide_backend
 from convoy_api.flags.controllers import CharterController, FlagController
 from convoy_api.health import ops
 from convoy_api.health.controllers import api_metrics, health, service_metrics
+from convoy_api.metrics import LeanPrometheusMiddleware
 from convoy_api.notifications.controllers import PreferencesController, UnsubscribeController
 from convoy_api.privacy.controllers import PrivacyController
 from convoy_api.projects.controllers import MilestoneController, ProjectController
@@ -74,13 +76,18 @@ def create_app(settings: Settings) -> Litestar:
     async def nats_connection(app: Litestar) -> AsyncIterator[None]:
         # The edge signs the actor of every request it makes for a person (services/runtime/claims.py).
         signer = claims.Signer.from_settings(settings)
-        nc = await bus.connect(settings, "convoy-api")
+        versions = Versions(settings)
+        nc = await bus.connect(settings, "convoy-api", on_reconnect=versions.on_reconnect)
+        versions.nc = nc
+        # Convoy versions from services/milestones: conditional GETs answer 304 from them (convoy_api/conditional.py).
+        await nc.subscribe(Subjects(settings.namespace).convoy_versions, cb=versions.on_notice)
         app.state.backend = Backend(
             settings=settings,
             rpc=RpcClient(nc, settings.nats_request_timeout, Subjects(settings.namespace), signer=signer),
             subjects=Subjects(settings.namespace),
             limiter=ClientLimiter(settings.client_requests_per_minute),
             daily=daily_limiter(settings.anonymous_requests_per_client_per_day),
+            versions=versions,
         )
         stop_ops = None
         try:
@@ -92,7 +99,9 @@ def create_app(settings: Settings) -> Litestar:
                 await stop_ops()
             await nc.drain()
 
-    prometheus = PrometheusConfig(app_name="convoy_api", prefix="convoy_api", group_path=True)
+    prometheus = PrometheusConfig(
+        app_name="convoy_api", prefix="convoy_api", group_path=True, middleware_class=LeanPrometheusMiddleware
+    )
     return Litestar(
         route_handlers=[*ROUTES, *web.routes(settings)],
         template_config=web.template_config(),

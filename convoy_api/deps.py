@@ -6,6 +6,7 @@ import collections
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 
+from convoy_api.conditional import Versions
 from schemas import api
 from schemas.contract import Op
 from schemas.convoys import Convoys
@@ -84,10 +86,15 @@ class Backend:
     limiter: ClientLimiter
     daily: ClientLimiter
     """Anonymous join and pool requests per client per day (``anonymous_request_limit``)."""
+    versions: Versions
+    """The newest convoy versions heard of: conditional GETs (convoy_api/conditional.py)."""
     _tokens: dict[str, tuple[float, api.Principal]] = field(default_factory=dict)
 
     async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
         return await self.rpc.call(op, request)
+
+    async def call_with_headers(self, op: Op[Req, Rep], request: Req) -> tuple[Rep, Mapping[str, str]]:
+        return await self.rpc.call_with_headers(op, request)
 
     async def principal(self, token: str) -> api.Principal:
         now = time.monotonic()
@@ -115,8 +122,9 @@ class Backend:
         return bool(admin) and hmac.compare_digest(token.encode(), admin.encode())
 
 
-def provide_backend(state: State) -> Backend:
-    backend: Backend = state.backend
+def provide_backend(request: Request[Any, Any, Any]) -> Backend:
+    """The app's backend (taken from the connection: asking for ``state`` copies the app's state per request)."""
+    backend: Backend = request.app.state.backend
     return backend
 
 
@@ -130,6 +138,8 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
     token = bearer_token(request)
     if token is not None:
         if backend.is_admin_token(token):
+            if request.method not in SAFE_METHODS:
+                backend.versions.wrote(None)
             return api.Actor(is_admin=True)
         if token.startswith("cvs_"):
             raise Unauthenticated("a session token goes in the cookie, not in the Authorization header")
@@ -150,6 +160,8 @@ async def provide_actor(request: Request[Any, Any, State], backend: NamedDepende
             raise Forbidden("missing or wrong X-CSRF-Token header")
     else:
         raise Unauthenticated("sign in, or send 'Authorization: Bearer <token>'")
+    if request.method not in SAFE_METHODS:
+        backend.versions.wrote(principal.person_id)  # their next conditional GET reads their write
     return api.Actor(
         person_id=principal.person_id, is_admin=principal.is_admin, is_facilitator=principal.is_facilitator
     )

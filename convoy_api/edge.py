@@ -54,7 +54,7 @@ HSTS = "max-age=31536000"
 
 
 def security_headers(settings: Settings, path: str = "/") -> list[tuple[str, str]]:
-    docs = (path == "/schema" or path.startswith("/schema/")) and not path.endswith((".json", ".yaml", ".yml"))
+    docs = _is_docs_page(path)
     headers = [
         ("content-security-policy", DOCS_CONTENT_SECURITY_POLICY if docs else CONTENT_SECURITY_POLICY),
         ("x-frame-options", "DENY"),
@@ -69,17 +69,38 @@ def security_headers(settings: Settings, path: str = "/") -> list[tuple[str, str
 def add_security_headers(settings: Settings) -> BeforeMessageSendHookHandler:
     """A ``before_send`` hook: the headers above on every response, unless a handler set its own.
 
-    ``settings`` is read per response (the test suite points one app at each test's settings).
+    ``settings`` is read per response (the test suite points one app at each test's settings); the
+    encoded headers are made once per (public URL scheme, docs page or not) and kept.
     """
+    encoded: dict[tuple[bool, bool], tuple[tuple[bytes, bytes], ...]] = {}
+
+    def headers_for(path: str) -> tuple[tuple[bytes, bytes], ...]:
+        https = settings.public_url[:8].lower() == "https://"
+        docs = path.startswith("/schema") and _is_docs_page(path)
+        key = (https, docs)
+        found = encoded.get(key)
+        if found is None:
+            found = encoded[key] = tuple(
+                (name.encode(), value.encode()) for name, value in security_headers(settings, path)
+            )
+        return found
 
     async def hook(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        headers = list(message.get("headers", ()))
+        ours = headers_for(scope.get("path", "/"))
+        headers = message.get("headers")
+        if not headers:
+            message["headers"] = list(ours)
+            return
+        headers = list(headers)
         present = {bytes(name).lower() for name, _ in headers}
-        for name, value in security_headers(settings, scope.get("path", "/")):
-            if name.encode() not in present:
-                headers.append((name.encode(), value.encode()))
+        headers += [pair for pair in ours if pair[0] not in present]
         message["headers"] = headers
 
     return hook
+
+
+def _is_docs_page(path: str) -> bool:
+    """The API's documentation pages (not the schema files): see :func:`security_headers`."""
+    return (path == "/schema" or path.startswith("/schema/")) and not path.endswith((".json", ".yaml", ".yml"))

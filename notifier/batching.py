@@ -1,7 +1,8 @@
 """Group commit for the delivery log: the claims and "sent" records of concurrent sends share transactions.
 
 Every send still claims its key just before it goes to SMTP (never a whole fan-out ahead: a key
-claimed but not yet sent would become ``uncertain`` after a crash, and never be sent) and is
+claimed but not yet sent would become ``uncertain`` after a crash, and never be sent; an email's
+envelope goes out while its claim commits, DATA only after: ``claim_soon``) and is
 recorded after the server's 250. What changes is how many commits that takes: the claims of the
 sends waiting at the same moment go in one statement, and a "sent" record waits (a few
 milliseconds at most) for the next claim to share its transaction — recorded before that claim,
@@ -40,14 +41,21 @@ class DeliveryBatcher:
 
     async def claim(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> bool:
         """:meth:`Deliveries.claim`, sharing a transaction with the claims and records waiting with it."""
+        return await self.claim_soon(key, event_id, channel, recipient)
+
+    def claim_soon(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> asyncio.Future[bool]:
+        """:meth:`claim`, started now: the future says once the claim has committed (the caller
+        can do other work meanwhile, as ``Mailer.send_email`` sends the SMTP envelope)."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        # an error nobody awaited (the send was cancelled meanwhile) is no "never retrieved" warning
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
         entry = (Claim(key, event_id, channel, recipient), future)
         if key in self._claims:
             self._later.append(entry)
         else:
             self._claims[key] = entry
         self._start()
-        return await future
+        return future
 
     def sent(self, key: str) -> None:
         """Record ``key`` as sent, with the next claim or within ``linger_s``; :meth:`flush` waits for it."""

@@ -128,24 +128,35 @@ class Mailer:
             # follow a request to its email
             extra_headers=[(correlation.HTTP_HEADER, str(correlation_id))] if correlation_id is not None else (),
         )
-        if not await self.log.claim(key, event_id, "email", to_email):
-            SENT.labels("email", "duplicate").inc()
-            return
+        # The claim commits while the SMTP envelope (MAIL FROM, RCPT TO) goes out; DATA waits for it
+        # (SmtpPool.send). The crash window is as before: nothing is delivered before the key is
+        # claimed, and a crash between the claim and the server's 250 leaves it "sending" (uncertain).
+        claim = self.log.claim_soon(key, event_id, "email", to_email)
         try:
             # the key names kind and ids, never an address (like the "email sent" log line)
             with tracing.span("email send", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}):
-                await self.smtp.send(message)
-        except PermanentDeliveryError as exc:
-            await self.deliveries.finish(key, "failed", str(exc))
-            SENT.labels("email", "refused").inc()
-            log.warning("email refused for good", key=key, error=str(exc))
-            return
+                sent = await self.smtp.send(message, claim)
         except Exception as exc:
+            if claim.done() and not claim.cancelled() and claim.exception() is exc:
+                raise  # the claim itself failed (the database): nothing was sent, the envelope dropped
+            # the SMTP exchange failed, maybe before the claim was decided (the envelope goes out
+            # while it commits): recorded only if this send holds the key
+            if not await claim:
+                SENT.labels("email", "duplicate").inc()
+                return
+            if isinstance(exc, PermanentDeliveryError):
+                await self.deliveries.finish(key, "failed", str(exc))
+                SENT.labels("email", "refused").inc()
+                log.warning("email refused for good", key=key, error=str(exc))
+                return
             await self.deliveries.note_error(key, repr(exc))
             SENT.labels("email", "retry").inc()
             # Not the SMTP client's own OSError/TimeoutError: raised inside the consumer's database
             # transaction, those would read as "database unavailable" and never be dead-lettered.
             raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        if not sent:
+            SENT.labels("email", "duplicate").inc()
+            return
         self.log.sent(key)
         if not batched.get():
             await self.log.flush()

@@ -2023,3 +2023,13 @@ class ProgrammeReport(Reply, kw_only=True):
     convoys: list[ProgrammeConvoy]
     project_types: list[ProjectOutcome]
     min_group: int = MIN_GROUP
+
+
+# --- conditional GETs (issue #21) --------------------------------------------------------------
+class ConvoyVersions(Reply, kw_only=True):
+    """services/milestones → the API on ``Subjects.convoy_versions`` (core NATS): convoys whose change counter
+    moved, with its new value. ``reset``: announcements may have been lost (the forwarder's database
+    connection was new or broken); the API forgets every version it knows and learns them again from pages."""
+
+    versions: dict[uuid.UUID, int] = msgspec.field(default_factory=dict)
+    reset: bool = False

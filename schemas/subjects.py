@@ -132,6 +132,14 @@ class Subjects:
         """Durable consumer name (JetStream names allow no dots)."""
         return f"{self.namespace}_{service}_{purpose}"
 
+    # --- core NATS: convoy versions (issue #21, conditional GETs) -------------------------------
+    @property
+    def convoy_versions(self) -> str:
+        """services/milestones publishes the new change counter of convoys here after each commit
+        (core NATS, not stored: ``schemas.api.ConvoyVersions``); the API keeps the newest per convoy for
+        its ETags. Publisher: milestones; subscriber: api."""
+        return f"{self.namespace}.versions.convoys"
+
     # --- request/reply (nats.micro) ----------------------------------------------------------
     def rpc(self, service: str, operation: str) -> str:
         """Subject of one request/reply endpoint of a service."""

@@ -122,6 +122,11 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
                 for name in (sub.messages_stream, sub.dead_letter_stream)
                 for verb in ("MSG.GET", "MSG.DELETE", "PURGE")
             ]
+    # conditional GETs (issue #21): milestones announces convoy versions on core NATS, the API keeps them
+    if role == "milestones":
+        publish.append(sub.convoy_versions)
+    if role == "api":
+        subscribe.append(sub.convoy_versions)
     if role == "admin":
         publish += [f"$JS.API.STREAM.{verb}.{name}" for name in streams for verb in ("CREATE", "UPDATE")]
         # the durable consumers of the events stream (services may only bind to theirs)

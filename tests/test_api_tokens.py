@@ -132,7 +132,7 @@ async def test_the_profile_shows_scope_expiry_and_last_use(
     assert r.status_code == 200 and "<code>cvy_" in r.text, r.text[:500]
     # Anna's language is German: the table names the scope, the expiry (in 30 days) and no use yet.
     expiry = (datetime.now(UTC) + timedelta(days=30)).astimezone(ZoneInfo("Europe/Berlin")).strftime("%d.%m.%Y")
-    row = r.text[r.text.index("<td>Tabelle</td>") :].split("</tr>")[0]
+    row = r.text[r.text.index(">Tabelle</td>") :].split("</tr>")[0]
     assert "Nur lesen" in row and expiry in row and "Nie" in row, row
     assert "Zuletzt benutzt" in r.text and "Läuft ab" in r.text
     r = await anna.post("/profile/tokens", data={"name": "Zu lang", "expires_in_days": "9999", "_csrf": csrf})

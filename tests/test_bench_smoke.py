@@ -61,3 +61,36 @@ async def test_bench_setup_and_one_report(
     run.write_doc([result], run.machine(), 3.0)
     text = doc.read_text()
     assert run.BEGIN in text and "| ingest | reports/s | 10.0 /s | 20.0 /s | 0.50 | ≥ 0.5 | yes |" in text
+
+
+async def test_one_process_baseline_posts_a_report_with_the_services_code(settings: Any) -> None:
+    """Baseline (c) (bench/baseline_app.py): the same POST, the same token lookup and checks, in one process,
+    writing into its own copy of milestones' tables."""
+    from litestar.testing import AsyncTestClient
+
+    from bench import baseline_app
+
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        convoys = await data.create_convoys(pool, 2, companies=1, start_date=date.today() - timedelta(weeks=2))
+        await data.create_monolith(settings.database_url)
+        await data.copy_to_monolith(pool, convoys.ids)
+        rep, other = convoys.reps
+        path = f"/api/v1/convoys/{rep.convoy_id}/reports"
+        async with AsyncTestClient(app=baseline_app.create_app(settings)) as c:
+            r = await c.post(path, json={"done": "Kalender **live**", "mood": 4}, headers=rep.auth)
+            assert r.status_code == 201, r.text
+            assert r.json()["company_id"] == str(rep.company_id) and r.json()["done_html"]
+            assert r.headers["x-content-type-options"] == "nosniff"  # the same edge hooks as the API
+            again = await c.post(path, json={"done": "noch mal", "mood": 4}, headers=rep.auth)
+            assert again.status_code == 409  # one report per company and cycle, as in milestones
+            assert (await c.post(path, json={"done": "x", "mood": 4})).status_code == 401
+            assert (await c.post(path, json={"done": "x", "mood": 4}, headers=other.auth)).status_code == 404
+            assert (await c.post(path, json={"mood": 9}, headers=rep.auth)).status_code == 400
+        async with pool.acquire() as conn:
+            count = "SELECT count(*) FROM {}.reports WHERE convoy_id = $1"
+            assert await conn.fetchval(count.format("monolith"), rep.convoy_id) == 1
+            assert await conn.fetchval("SELECT count(*) FROM monolith.outbox") >= 1
+            assert await conn.fetchval(count.format("milestones"), rep.convoy_id) == 0  # the services' tables untouched
+    finally:
+        await pool.close()

@@ -78,6 +78,11 @@ async def test_the_profile_calendar_section_on_a_phone_and_a_desktop(
         finally:
             await person.aclose()
         assert session
+        # A personal API token, so the profile's token table has a row with every column (issue #19).
+        r = await client.post(
+            "/api/v1/me/tokens", json={"name": "Tabellen-Export", "scope": "read"}, headers=world.reps["a"].auth
+        )
+        assert r.status_code == 201, r.text
         for name, viewport in (("390", {"width": 390, "height": 844}), ("desktop", {"width": 1280, "height": 900})):
             context = await browser.new_context(viewport=viewport, locale="de-DE")
             await context.add_cookies([{"name": "convoy_session", "value": session, "url": site}])
@@ -109,6 +114,10 @@ async def test_the_profile_calendar_section_on_a_phone_and_a_desktop(
             )
             assert found == [], found
             await section.screenshot(path=str(SHOTS / f"profile-calendar-{name}.png"))
+            tokens = page.locator("section.card", has_text="Persönliche API-Tokens")
+            await expect(tokens).to_contain_text("Tabellen-Export")
+            await expect(tokens).to_contain_text("Nur lesen")
+            await tokens.screenshot(path=str(SHOTS / f"profile-tokens-{name}.png"))
             await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site)
             copy = section.get_by_role("button", name="Kopieren")
             await copy.click()

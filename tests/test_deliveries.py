@@ -8,15 +8,21 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+from aiosmtpd.smtp import SMTP
 
 from notifier.batching import DeliveryBatcher
+from notifier.delivery import Mailer
+from notifier.render import Rendered
 from notifier.repository import Claim, Deliveries
 from services.runtime import db
-from tests.conftest import SmtpSink, Stack, settled
+from tests.conftest import SmtpSink, Stack, eventually, settled
 from tests.world import build_world
 
 
@@ -153,3 +159,87 @@ async def test_the_batcher_keeps_the_order_of_claims_and_records(settings: Any) 
         await batcher.claim(f"{p}late", event, "email", "x@x.example")
     with pytest.raises(Exception):  # noqa: B017, PT011
         await batcher.flush()
+
+
+@dataclass
+class _RecordingSink(SmtpSink):
+    """The test SMTP server, also noting every envelope command and DATA, and which connection sent it."""
+
+    commands: list[tuple[int, str]] = field(default_factory=list)
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        self.commands.append((id(session), "MAIL"))
+        envelope.mail_from, envelope.mail_options = address, options
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        self.commands.append((id(session), f"RCPT {address}"))
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
+
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+        self.commands.append((id(session), "RSET"))
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.commands.append((id(session), "DATA"))
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_the_envelope_goes_out_while_the_claim_commits_and_data_only_once_it_holds(settings: Any) -> None:
+    """The SMTP envelope (MAIL FROM, RCPT TO) is sent while the delivery claim commits; DATA waits for
+    it. A key another replica holds: the envelope is reset (RSET), nothing delivered, nothing recorded
+    over the other replica's row, and the connection serves the next email, which is delivered once."""
+    sink = _RecordingSink()
+    server = await asyncio.get_running_loop().create_server(lambda: SMTP(sink, hostname="sink"), "127.0.0.1", 0)
+    sink.port = server.sockets[0].getsockname()[1]
+    mail_settings = msgspec.structs.replace(settings, smtp_url=f"smtp://127.0.0.1:{sink.port}", smtp_pool_size=1)
+    database = await db.connect(mail_settings, "notifier")
+    mailer = Mailer(mail_settings, database)
+    event = uuid.uuid4()
+    taken, fresh = f"message:sign_in:{uuid.uuid4()}", f"message:sign_in:{uuid.uuid4()}"
+    rendered = Rendered(subject="Sign in", text="Your link", html="<p>Your link</p>")
+
+    def send(key: str, to: str) -> Coroutine[Any, Any, None]:
+        return mailer.send_email(key, event, to_name="Anna", to_email=to, rendered=rendered, list_id="t <t.convoy>")
+
+    try:
+        # Another replica claims the key first: its claim is not committed yet, so ours waits on the row.
+        async with database.connection() as other:
+            replica = other.transaction()
+            await replica.start()
+            await other.execute(
+                "INSERT INTO deliveries (key, event_id, channel, recipient, status, attempts)"
+                " VALUES ($1, $2, 'email', 'anna@x.example', 'sending', 1)",
+                taken,
+                uuid.uuid4(),
+            )
+            sending = asyncio.create_task(send(taken, "anna@x.example"))
+
+            async def envelope_sent() -> bool:
+                assert [c for _, c in sink.commands] == ["MAIL", "RCPT anna@x.example"]
+                return True
+
+            await eventually(envelope_sent)  # while our claim still waits for the other replica's commit
+            assert not sending.done()
+            await replica.commit()
+        await asyncio.wait_for(sending, 15)
+        assert [c for _, c in sink.commands] == ["MAIL", "RCPT anna@x.example", "RSET"]
+        assert sink.messages == []
+        assert await _statuses(database, [taken]) == {taken: ("sending", 1)}  # the other replica's, untouched
+
+        # A key nobody holds: delivered once, over the same connection; sent again: reset, not delivered.
+        await send(fresh, "ben@x.example")
+        await send(fresh, "ben@x.example")
+        [message] = sink.messages
+        assert message["To"] == "Anna <ben@x.example>" and message["X-Convoy-Delivery"] == fresh
+        delivered, reset = ["MAIL", "RCPT ben@x.example", "DATA"], ["MAIL", "RCPT ben@x.example", "RSET"]
+        assert [c for _, c in sink.commands][3:] == delivered + reset
+        assert len({session for session, _ in sink.commands}) == 1  # the reset left the connection usable
+        assert await _statuses(database, [taken, fresh]) == {taken: ("sending", 1), fresh: ("sent", 1)}
+    finally:
+        await mailer.close()
+        await database.close(5)
+        server.close()
+        await server.wait_closed()

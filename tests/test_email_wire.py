@@ -14,8 +14,9 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 import pytest
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from notifier.email import WIRE_POLICY, build_message, wire_message
+from notifier.email import WIRE_POLICY, Wire, build_message, wire_message
 
 AT = datetime(2025, 3, 31, 7, 0, 5, tzinfo=UTC)
 
@@ -93,6 +94,27 @@ def check(seed: int, extra: list[tuple[str, str]] | None = None, **kw: Any) -> N
     wire = wire_message(**kw, date=AT, extra_headers=extra)
     assert wire.data == expected[0], (kw, wire.data[:1500], expected[0][:1500])
     assert (wire.sender, wire.recipients) == expected[1:]
+    assert wire.payload() == smtp_payload(wire.data)
+
+
+def smtp_payload(data: bytes) -> bytes:
+    """What aiosmtplib's ``SMTP.data(data)`` writes after DATA (the notifier writes Wire.payload() instead)."""
+    return PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Subject: x\r\n\r\nbody\r\n",
+        b".starts with a dot\r\n..two\r\n.\r\nmid . dot\r\n",
+        b"lone LF\n.dot after LF\nlone CR\r.dot after CR\rend",
+        b"no line end at all",
+        b"",
+        b"\r\n.\r\n",
+    ],
+)
+def test_the_payload_after_data_is_what_aiosmtplib_would_write(data: bytes) -> None:
+    assert Wire(sender="a@x.example", recipients=["b@x.example"], data=data).payload() == smtp_payload(data)
 
 
 def test_the_bytes_of_a_digest_like_message_are_the_email_packages() -> None:

@@ -4,13 +4,13 @@ comments, kudos and help offers; moderation (facilitators: hide, restore, lock c
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get, patch, post, put
+from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
-from convoy_api import csvout
+from convoy_api import conditional, csvout
 from convoy_api import examples as ex
 from convoy_api.deps import Backend, provide_actor
 from schemas import api
@@ -61,9 +61,10 @@ class ConvoyReportsController(Controller):
             Milestones.REPORT_LIST, api.ListReports(actor=actor, convoy_id=convoy_id, limit=limit)
         )
 
-    @get("/timeline", summary="Reports newest first, filtered, with a cursor for the next page")
+    @get("/timeline", summary="Reports newest first, filtered, with a cursor for the next page (ETag: If-None-Match)")
     async def timeline(
         self,
+        request: Request[Any, Any, Any],
         convoy_id: ConvoyId,
         actor: Actor,
         backend: Services,
@@ -75,8 +76,8 @@ class ConvoyReportsController(Controller):
         blockers: Annotated[bool | None, QueryParameter()] = None,
         cursor: Annotated[str | None, QueryParameter(max_length=200)] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=50)] = 20,
-    ) -> api.TimelinePage:
-        request = api.Timeline(
+    ) -> Response[api.TimelinePage]:
+        ask = api.Timeline(
             actor=actor,
             convoy_id=convoy_id,
             company_id=company_id,
@@ -86,22 +87,58 @@ class ConvoyReportsController(Controller):
             cursor=cursor,
             limit=limit,
         )
-        return await backend.call(Milestones.TIMELINE, request)
+        params = (company_id, milestone_status, help_wanted, blockers, cursor, limit)
+        return await conditional.page(
+            request,
+            backend.versions,
+            "timeline",
+            convoy_id,
+            actor,
+            params,
+            lambda: backend.call_with_headers(Milestones.TIMELINE, ask),
+        )
 
-    @get("/board", summary="Progress board: progress, milestones, participation, streaks, pace per company")
-    async def board(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Board:
-        return await backend.call(Milestones.BOARD, api.ConvoyAsk(actor=actor, convoy_id=convoy_id))
+    @get(
+        "/board",
+        summary="Progress board: progress, milestones, participation, streaks, pace per company (ETag: If-None-Match)",
+    )
+    async def board(
+        self, request: Request[Any, Any, Any], convoy_id: ConvoyId, actor: Actor, backend: Services
+    ) -> Response[api.Board]:
+        ask = api.ConvoyAsk(actor=actor, convoy_id=convoy_id)
+        return await conditional.page(
+            request,
+            backend.versions,
+            "board",
+            convoy_id,
+            actor,
+            (),
+            lambda: backend.call_with_headers(Milestones.BOARD, ask),
+        )
 
-    @get("/search", summary="Full-text search over the convoy's reports (German or English by convoy language)")
+    @get(
+        "/search",
+        summary="Full-text search over the convoy's reports (German or English by convoy language; ETag)",
+    )
     async def search(
         self,
+        request: Request[Any, Any, Any],
         convoy_id: ConvoyId,
         actor: Actor,
         backend: Services,
         q: Annotated[str, QueryParameter(min_length=1, max_length=200)],
         limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
-    ) -> api.SearchResults:
-        return await backend.call(Milestones.SEARCH, api.Search(actor=actor, convoy_id=convoy_id, q=q, limit=limit))
+    ) -> Response[api.SearchResults]:
+        ask = api.Search(actor=actor, convoy_id=convoy_id, q=q, limit=limit)
+        return await conditional.page(
+            request,
+            backend.versions,
+            "search",
+            convoy_id,
+            actor,
+            (q, limit),
+            lambda: backend.call_with_headers(Milestones.SEARCH, ask),
+        )
 
     @get("/export.json", summary="All of the convoy's reports as JSON (members)")
     async def export_json(self, convoy_id: ConvoyId, actor: Actor, backend: Services) -> api.Export:

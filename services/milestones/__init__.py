@@ -17,6 +17,7 @@ from services.milestones.moderation import Moderation
 from services.milestones.outcomes import Outcomes
 from services.milestones.privacy import PrivacyRules
 from services.milestones.service import MilestonesService
+from services.milestones.versions import VersionForwarder
 from services.runtime.service import Runtime
 
 NAME = "milestones"
@@ -37,5 +38,7 @@ async def setup(rt: Runtime) -> None:
     privacy = PrivacyRules(rt)
     rt.consumer("erasure", (ev.PersonErased,), consumers.on_person_erased)
     rt.background(privacy.purge_forever)
+    # --- conditional GETs: the convoys' change counters, forwarded to the API after each commit
+    rt.background(VersionForwarder(rt).run)
     # --- digitalisation check: aggregated outcomes per project type (asked by services/convoys)
     rt.serve(Milestones, svc, digests, HistoryImport(rt, access), moderation, flags, privacy, Outcomes(rt))

@@ -27,6 +27,7 @@ from schemas import api
 from schemas import events as ev
 from schemas.milestones import Milestones
 from services.milestones import repository as repo
+from services.milestones import versions
 from services.milestones.access import Access, Grant
 from services.milestones.service import comment_view, read_report
 from services.runtime.errors import InvalidInput
@@ -83,7 +84,9 @@ class Moderation:
         reason = reason_given(req.reason, required=hidden)
         async with self.rt.db.transaction() as conn:
             grant = await self.set_report_hidden_in(conn, req.actor, req.report_id, hidden, reason)
-            return await read_report(conn, grant, req.report_id)
+            report = await read_report(conn, grant, req.report_id)
+        await versions.announce_now(self.rt, report.convoy_id)  # no member revalidates the old page after our 200
+        return report
 
     async def set_report_hidden_in(
         self, conn: asyncpg.Connection, actor: api.Actor, report_id: uuid.UUID, hidden: bool, reason: str
@@ -132,9 +135,9 @@ class Moderation:
     async def _set_comment_hidden(self, req: api.ModerateComment, hidden: bool) -> api.Comment:
         reason = reason_given(req.reason, required=hidden)
         async with self.rt.db.transaction() as conn:
-            return comment_view(
-                await self.set_comment_hidden_in(conn, req.actor, req.comment_id, hidden, reason), self.edit_window
-            )
+            row = await self.set_comment_hidden_in(conn, req.actor, req.comment_id, hidden, reason)
+        await versions.announce_now(self.rt, row["convoy_id"])  # as for reports: announced before the 200
+        return comment_view(row, self.edit_window)
 
     async def set_comment_hidden_in(
         self, conn: asyncpg.Connection, actor: api.Actor, comment_id: uuid.UUID, hidden: bool, reason: str

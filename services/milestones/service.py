@@ -8,6 +8,7 @@ ask for are in services/milestones/digests.py.
 from __future__ import annotations
 
 import base64
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,10 +23,10 @@ from schemas import events as ev
 from schemas.milestones import Milestones
 from schemas.values import Cadence
 from services.milestones import catalogue as cat
-from services.milestones import privacy
+from services.milestones import privacy, versions
 from services.milestones import repository as repo
 from services.milestones.access import Access, Grant
-from services.runtime import cycles, markdown
+from services.runtime import cycles, markdown, rpc
 from services.runtime.db import struct
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 from services.runtime.service import Runtime
@@ -66,6 +67,19 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(stamp), uuid.UUID(report_id)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput("`cursor`: not a cursor this API gave out") from exc
+
+
+VERSION_HEADER = "Convoy-Version"
+"""The convoy's change counter (``convoy_versions``) as read before a page: the API's ETags."""
+FRESH_UNTIL_HEADER = "Convoy-Fresh-Until"
+"""Unix seconds when a page changes by the clock alone (the board: a new cycle, a new local day)."""
+
+
+async def announce_version(conn: asyncpg.Connection, convoy_id: uuid.UUID) -> None:
+    """Tell the API which version of the convoy the page is read at. Read *before* the page: a change that
+    commits in between makes the page newer than its version, never older, so the next revalidation
+    answers the page again instead of a 304 for what was missed."""
+    rpc.set_reply_header(VERSION_HEADER, str(await repo.versions.version(conn, convoy_id)))
 
 
 class MilestonesService:
@@ -321,6 +335,7 @@ class MilestonesService:
     @Milestones.TIMELINE
     async def timeline(self, req: api.Timeline) -> api.TimelinePage:
         async with self.rt.db.connection() as conn:
+            await announce_version(conn, req.convoy_id)
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             where, args = ["r.convoy_id = $1"], [req.convoy_id]
 
@@ -355,6 +370,7 @@ class MilestonesService:
     @Milestones.SEARCH
     async def search(self, req: api.Search) -> api.SearchResults:
         async with self.rt.db.connection() as conn:
+            await announce_version(conn, req.convoy_id)
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             config = TS_CONFIG.get(grant.convoy["language"], "simple")
             hits = await repo.reports.search(
@@ -386,8 +402,10 @@ class MilestonesService:
     async def board(self, req: api.ConvoyAsk) -> api.Board:
         now = datetime.now(UTC)
         async with self.rt.db.connection() as conn:
+            await announce_version(conn, req.convoy_id)
             grant = await self.access.member(conn, req.actor, req.convoy_id)
             cycle = current_cycle(grant.convoy, now)
+            rpc.set_reply_header(FRESH_UNTIL_HEADER, str(int(board_fresh_until(grant.convoy, cycle, now).timestamp())))
             rows = await repo.reports.board_rows(
                 conn, req.convoy_id, local_today(grant.convoy, now), cycle.index if cycle else None
             )
@@ -580,6 +598,7 @@ class MilestonesService:
         in progress that were authorized by the membership, then no read or write finds it."""
         async with self.rt.db.transaction() as conn:
             removed = await repo.projections.revoke(conn, req.convoy_id, req.company_id, req.person_id, req.at)
+        await versions.announce_now(self.rt, req.convoy_id)  # no 304 for the removed from this answer on
         return api.Revoked(members=removed)
 
     @Milestones.CATALOGUE
@@ -763,6 +782,20 @@ def comment_view(row: asyncpg.Record, edit_window: timedelta | None = None) -> a
         deleted=deleted,
         editable_until=row["created_at"] + edit_window if edit_window and not deleted else None,
     )
+
+
+def board_fresh_until(convoy: asyncpg.Record, cycle: cycles.Cycle | None, now: datetime) -> datetime:
+    """The first moment the board may change without a write: the cycle's due time or close (a new cycle),
+    the first check-in (before it), the next local midnight (pace and streaks count days)."""
+    zone = ZoneInfo(convoy["timezone"])
+    tomorrow = local_today(convoy, now) + timedelta(days=1)
+    edges = [datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone).astimezone(UTC)]
+    if cycle is not None:
+        edges += [t for t in (cycle.due_at, cycle.closes_at) if t > now]
+    else:
+        with contextlib.suppress(ValueError, OverflowError):
+            edges.append(cycles.check_in(cadence_of(convoy), convoy["timezone"], convoy["start_date"], 0))
+    return min((t for t in edges if t > now), default=now)
 
 
 def local_today(convoy: asyncpg.Record, now: datetime) -> date:

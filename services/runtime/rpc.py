@@ -6,9 +6,10 @@ status, ``Nats-Service-Error`` = message) and become :class:`ConvoyError` again 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 
 import asyncpg
@@ -34,6 +35,18 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 _encoder = msgspec.json.Encoder()
+
+_reply_headers: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "convoy_reply_headers", default=None
+)
+
+
+def set_reply_header(name: str, value: str) -> None:
+    """Add a NATS header to the answer of the request being handled (``RpcClient.call_with_headers`` reads it):
+    facts about the reply that are not part of its type, such as the convoy version a page was read at."""
+    headers = _reply_headers.get()
+    if headers is not None:
+        headers[name] = value
 
 
 def describe_validation_error(exc: msgspec.ValidationError | msgspec.DecodeError) -> str:
@@ -87,9 +100,14 @@ def endpoint(
             # A person's request only on its signed claim, which the handler's own requests forward.
             claim = (req.headers or {}).get(claims.HEADER)
             token = claims.admit(getattr(body, "actor"), claim, checker, named) if acts else None  # noqa: B009
-            with claims.bound(token):
-                reply = await handler(body)
-            await req.respond(_encoder.encode(reply))
+            headers: dict[str, str] = {}
+            bound = _reply_headers.set(headers)
+            try:
+                with claims.bound(token):
+                    reply = await handler(body)
+            finally:
+                _reply_headers.reset(bound)
+            await req.respond(_encoder.encode(reply), headers=headers or None)
         except asyncpg.DataError as exc:
             # SQLSTATE class 22: the caller's data cannot be stored (a NUL character, a value out of range)
             status = 400
@@ -128,6 +146,10 @@ def _traced(
     return traced
 
 
+_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+"""A reply decoder per reply type (one made per call costs more than the decoding of a small reply)."""
+
+
 def _headers(claim: str | None) -> dict[str, str] | None:
     """The request's headers: correlation id, the actor claim, and, when tracing, the W3C trace context."""
     found = correlation.nats_headers()
@@ -161,13 +183,19 @@ class RpcClient:
     ) -> Any:
         """Ask ``op`` with ``request``; its reply, or the service's error as a :class:`ConvoyError`."""
         if isinstance(op, str):
-            return await self._request(op, request, reply_type, timeout=timeout)
+            return (await self._request(op, request, reply_type, timeout=timeout))[0]
+        return (await self._request(self.subjects.rpc(op.service, op.name), request, op.reply, timeout=timeout))[0]
+
+    async def call_with_headers(
+        self, op: Op[Req, Rep], request: Req, *, timeout: float | None = None
+    ) -> tuple[Rep, Mapping[str, str]]:
+        """Ask ``op``; its reply and the headers its handler set (``set_reply_header``)."""
         return await self._request(self.subjects.rpc(op.service, op.name), request, op.reply, timeout=timeout)
 
     @_traced
     async def _request(
         self, subject: str, request: msgspec.Struct, reply_type: type[Rep], *, timeout: float | None = None
-    ) -> Rep:
+    ) -> tuple[Rep, Mapping[str, str]]:
         if not self.nc.is_connected:
             # While reconnecting, nats-py would buffer the request and send it once NATS is back,
             # long after this caller gave up: the service would then act on a request whose
@@ -196,4 +224,7 @@ class RpcClient:
         code = headers.get("Nats-Service-Error-Code")
         if code:
             raise from_status(int(code), headers.get("Nats-Service-Error", "error"))
-        return msgspec.json.decode(msg.data, type=reply_type)
+        decoder = _decoders.get(reply_type)
+        if decoder is None:
+            decoder = _decoders[reply_type] = msgspec.json.Decoder(reply_type)
+        return decoder.decode(msg.data), headers

@@ -6,6 +6,7 @@ keeps a token of one kind from being used as another.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -17,7 +18,14 @@ from services.runtime.settings import Settings
 def _serializer(settings: Settings, purpose: str) -> URLSafeTimedSerializer:
     if not settings.secret_key:
         raise RuntimeError("CONVOY_SECRET_KEY is not set (convoy up generates one into the data folder)")
-    return URLSafeTimedSerializer(settings.secret_key, salt=f"convoy-{purpose}")
+    return _cached_serializer(settings.secret_key, purpose)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
+    """One serializer per key and purpose (a fan-out signs an unsubscribe link per recipient); it keeps
+    no state between calls (the time is read on every ``dumps``)."""
+    return URLSafeTimedSerializer(secret_key, salt=f"convoy-{purpose}")
 
 
 def sign(settings: Settings, purpose: str, payload: dict[str, Any]) -> str:

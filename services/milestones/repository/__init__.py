@@ -14,6 +14,7 @@ from services.milestones.repository import (
     projections,
     projects,
     reports,
+    versions,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "projections",
     "projects",
     "reports",
+    "versions",
 ]
