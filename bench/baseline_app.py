@@ -39,6 +39,7 @@ from litestar.di import Provide
 from litestar.plugins.prometheus import PrometheusConfig
 
 from convoy_api import edge, errors
+from convoy_api.conditional import Versions
 from convoy_api.deps import Backend, ClientLimiter, daily_limiter, provide_backend
 from convoy_api.reports.controllers import ConvoyReportsController
 from schemas.contract import Contract, Op
@@ -125,6 +126,7 @@ def create_app(settings: Settings) -> Litestar:
                 subjects=Subjects(settings.namespace),
                 limiter=ClientLimiter(settings.client_requests_per_minute),
                 daily=daily_limiter(settings.anonymous_requests_per_client_per_day),
+                versions=Versions(settings),  # the edge's conditional-GET state (unused by POST /reports)
             )
             yield
         finally:
