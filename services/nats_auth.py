@@ -204,6 +204,11 @@ def production_block(namespace: str = "convoy") -> str:
     return authorization_block({role: f"$NATS_{role.upper()}_PASSWORD" for role in ROLES}, namespace)
 
 
+DECLARE_TIMEOUT_S = 30.0
+"""How long one stream or consumer declaration may take: on a cluster it waits for the meta leader (a
+node just restarted, a loaded machine), far longer than a request to a service."""
+
+
 async def declare_jetstream(settings: Settings) -> None:
     """As admin: create or update the streams and declare the services' durable consumers
     (`convoy up` before it starts the services, `convoy migrate`). Without the admin's rights
@@ -212,7 +217,7 @@ async def declare_jetstream(settings: Settings) -> None:
 
     nc = await bus.connect(settings, "convoy-admin", attempts_for_s=30, role="admin")
     try:
-        js = nc.jetstream(timeout=settings.nats_request_timeout)
+        js = nc.jetstream(timeout=max(settings.nats_request_timeout, DECLARE_TIMEOUT_S))
         subjects = Subjects(settings.namespace)
         manages = bus.manages_streams(settings)
         await bus.ensure_streams(

@@ -417,8 +417,9 @@ class Stack:
 
 async def declare_jetstream(nc: nats.NATS, settings: Settings) -> None:
     """Streams and the services' durable consumers, declared by a superuser connection (the admin's
-    job: a service role may only bind to its consumers)."""
-    js = nc.jetstream(timeout=settings.nats_request_timeout)
+    job: a service role may only bind to its consumers). As `convoy up` does: a setup step may wait on a
+    cluster's meta leader (a node just restarted), so it waits longer than a request."""
+    js = nc.jetstream(timeout=nats_auth.DECLARE_TIMEOUT_S)
     await bus.ensure_streams(js, Subjects(settings.namespace), settings.stream_replicas)
     await consumer.ensure_consumers(js, Subjects(settings.namespace), nats_auth.CONTRACTS)
 
