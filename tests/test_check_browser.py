@@ -9,6 +9,7 @@ formation pool; the programme report counts it. Screenshots go to artifacts/scre
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.conftest import ADMIN_TOKEN, Stack
+from services import mailsink
+from tests.conftest import ADMIN_TOKEN, Stack, eventually
 from tests.test_pages_browser import (  # noqa: F401  (fixtures)
     SHOTS,
     Shots,
@@ -147,3 +149,50 @@ async def test_check_join_form_and_report_in_a_browser(site: str, browser: Brows
         await ctx.close()
     assert shots.violations == [], "\n".join(shots.violations)
     assert (SHOTS / "05-check-pool.png").exists() or any(SHOTS.glob("*-check-pool.png"))
+
+
+async def test_a_pool_contact_withdraws_by_the_link_in_the_confirmation_on_a_phone(
+    site: str,  # noqa: F811
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Issue #19: the confirmation's link opens a page that changes nothing until its button is pressed;
+    the contact is gone after it. On a 390-px phone, audited with axe-core."""
+    shots = CheckShots()
+    plumber = json.loads(GOLDEN.read_text())["answers"]
+    email = "info@zoegerlich.example"
+    async with httpx.AsyncClient(base_url=site) as api:
+        check_id = (await api.post("/api/v1/check/", json=plumber)).json()["id"]
+        r = await api.post(
+            f"/api/v1/check/{check_id}/join",
+            json={
+                "theme": "online_booking",
+                "company": {"name": "Zögerlich Sanitär", "sector": "Sanitär", "region": "HH"},
+                "contact_name": "Zora Zögerlich",
+                "contact_email": email,
+                "consent": True,
+            },
+        )
+        assert r.status_code == 202, r.text
+
+    async def link() -> str:
+        for item in mailsink.list_messages(tmp_path / "mail", 100, email):
+            found = re.search(r"https?://\S+/check/withdraw/[A-Za-z0-9_.\-]+", item["text"])
+            if found:
+                return found.group(0)
+        return ""
+
+    url = await eventually(link)
+    ctx = await browser.new_context(locale="de-DE", viewport={"width": 390, "height": 844})
+    try:
+        page = await ctx.new_page()
+        await page.goto(url)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Anfrage zurückziehen")
+        await shots.take(page, "withdraw-confirm")
+        await page.get_by_role("button", name="Anfrage zurückziehen").click()
+        await expect(page.locator("#withdrawn")).to_contain_text("gelöscht")
+        await shots.take(page, "withdraw-done")
+        assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        await ctx.close()
+    assert shots.violations == [], "\n".join(shots.violations)
