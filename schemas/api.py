@@ -641,11 +641,13 @@ class Membership(Reply, kw_only=True):
 
 class RevokeAccess(Body, kw_only=True):
     """services/convoys tells a reader's projection, before answering a removal, that the person
-    (``person_id``) or the whole company (``person_id`` None) no longer has a part in the convoy."""
+    (``person_id``) or the whole company (``person_id`` None) no longer has a part in the convoy; with
+    ``observer``, that the person no longer observes it (``company_id`` None)."""
 
     convoy_id: uuid.UUID
-    company_id: uuid.UUID
+    company_id: uuid.UUID | None = None
     person_id: uuid.UUID | None = None
+    observer: bool = False
     at: datetime
     """When services/convoys recorded the removal: a late ``person.joined`` from before it does not re-admit."""
 

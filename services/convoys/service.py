@@ -466,7 +466,11 @@ class ConvoysService:
                 reason=reason,
             )
             await self._observer_left(conn, convoy, req.person_id, reason)
-            return await repo.convoy(conn, convoy, with_members=True)
+            result = await repo.convoy(conn, convoy, with_members=True)
+        # Like a member's removal: in effect in services/milestones before it is answered (issue #19).
+        revoke = api.RevokeAccess(convoy_id=req.convoy_id, person_id=req.person_id, observer=True, at=datetime.now(UTC))
+        await self.rt.rpc.call(Milestones.ACCESS_REVOKE, revoke)
+        return result
 
     async def _observer_left(
         self, conn: asyncpg.Connection, convoy: asyncpg.Record, person_id: uuid.UUID, reason: str

@@ -597,7 +597,14 @@ class MilestonesService:
         """services/convoys applies a removal here before answering it (issue #19); waits for writes
         in progress that were authorized by the membership, then no read or write finds it."""
         async with self.rt.db.transaction() as conn:
-            removed = await repo.projections.revoke(conn, req.convoy_id, req.company_id, req.person_id, req.at)
+            if req.observer:
+                if req.person_id is None:
+                    raise InvalidInput("`person_id`: an observer's removal names the observer")
+                removed = await repo.projections.revoke_observer(conn, req.convoy_id, req.person_id)
+            else:
+                if req.company_id is None:
+                    raise InvalidInput("`company_id`: a member's or company's removal names the company")
+                removed = await repo.projections.revoke(conn, req.convoy_id, req.company_id, req.person_id, req.at)
         await versions.announce_now(self.rt, req.convoy_id)  # no 304 for the removed from this answer on
         return api.Revoked(members=removed)
 

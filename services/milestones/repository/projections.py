@@ -156,6 +156,13 @@ async def revoke(
     return int(status.split()[-1])
 
 
+async def revoke_observer(conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID) -> int:
+    """An observer's removal answered by services/convoys takes effect here first (its event repeats it)."""
+    await lock_access(conn, convoy_id)
+    status = await conn.execute("DELETE FROM observers WHERE convoy_id = $1 AND person_id = $2", convoy_id, person_id)
+    return int(status.split()[-1])
+
+
 async def add_observer(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> None:
     await conn.execute(
         "INSERT INTO observers (convoy_id, person_id) VALUES ($1, $2) ON CONFLICT DO NOTHING", convoy_id, person_id
