@@ -404,11 +404,15 @@ class Stack:
         await asyncio.wait_for(self.tasks[name], 15)
 
     declared: bool = False
+    declaring: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Services started together (``gather``) declare once: concurrent creates of the same durable
+    consumer on a cluster wait on each other past any timeout."""
 
     async def start_service(self, name: str) -> None:
-        if not self.declared:  # what `convoy up` does as admin before it starts the services
-            await declare_jetstream(self.nc, self.settings)
-            self.declared = True
+        async with self.declaring:
+            if not self.declared:  # what `convoy up` does as admin before it starts the services
+                await declare_jetstream(self.nc, self.settings)
+                self.declared = True
         self.stops[name] = asyncio.Event()
         # each service connects as its own role, as in production
         self.tasks[name] = asyncio.create_task(serve(backend(name), as_role(self.settings, name), self.stops[name]))
