@@ -14,7 +14,9 @@ longer see:
 - the viewer is in the ETag, so one person's ETag never validates for another (who may see other things:
   hidden reports, facilitator notes), and the key (``CONVOY_SECRET_KEY``) keeps anyone from making one;
 - a removal bumps the version (the projection's rows change) and services/milestones announces it
-  before answering its ``ACCESS_REVOKE``, so the removed member's next request goes to milestones (404);
+  before answering its ``ACCESS_REVOKE``; the announcement travels apart from the removal's answer, so
+  the API process that forwarded a removal or a hide also forgets the convoy's version before it answers
+  (``deps.NARROWING``): the removed member's next request there goes to milestones (404);
 - a person who just wrote through this process revalidates against milestones for
   ``WRITER_BYPASS_S``: they read their own write, even before its announcement arrives;
 - the token is still resolved for every request (401 for a revoked one, within the token cache);
@@ -106,6 +108,9 @@ class Versions:
     def just_wrote(self, person_id: uuid.UUID | None) -> bool:
         began = self.writers.get(person_id)
         return began is not None and time.monotonic() - began < WRITER_BYPASS_S
+
+    def forget(self, convoy_id: Any) -> None:
+        self.known.pop(convoy_id, None)
 
     def reset(self) -> None:
         self.known.clear()

@@ -24,6 +24,7 @@ from convoy_api.conditional import Versions
 from schemas import api
 from schemas.contract import Op
 from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from schemas.subjects import Subjects
 from services.runtime.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
 from services.runtime.rpc import RpcClient
@@ -76,6 +77,18 @@ def daily_limiter(per_day: int) -> ClientLimiter:
     return ClientLimiter(per_day, window_s=86_400, refusal="too many requests from your address today; try tomorrow")
 
 
+NARROWING: frozenset[Op[Any, Any]] = frozenset(
+    {
+        Convoys.MEMBER_REMOVE,
+        Convoys.COMPANY_REMOVE,
+        Convoys.OBSERVER_REMOVE,
+        Milestones.REPORT_HIDE,
+        Milestones.COMMENT_HIDE,
+    }
+)
+"""Operations after which someone sees less of a convoy (conditional GETs, convoy_api/conditional.py)."""
+
+
 @dataclass
 class Backend:
     """The API's handle on the services."""
@@ -91,7 +104,13 @@ class Backend:
     _tokens: dict[str, tuple[float, api.Principal]] = field(default_factory=dict)
 
     async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
-        return await self.rpc.call(op, request)
+        reply = await self.rpc.call(op, request)
+        if op in NARROWING:
+            # Someone may now see less: this process forgets the convoy's version before answering, so no
+            # revalidation here answers 304 from it (milestones' announcement travels on another path).
+            convoy_id = getattr(request, "convoy_id", None) or getattr(reply, "convoy_id", None)
+            self.versions.forget(convoy_id) if convoy_id is not None else self.versions.reset()
+        return reply
 
     async def call_with_headers(self, op: Op[Req, Rep], request: Req) -> tuple[Rep, Mapping[str, str]]:
         return await self.rpc.call_with_headers(op, request)
