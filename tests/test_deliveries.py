@@ -222,6 +222,18 @@ async def test_the_envelope_goes_out_while_the_claim_commits_and_data_only_once_
                 return True
 
             await eventually(envelope_sent)  # while our claim still waits for the other replica's commit
+
+            async def claim_waits_on_the_row() -> bool:  # (batched: on a loaded machine it may start late)
+                async with database.connection() as probe:  # outside the open transaction: a fresh view
+                    return bool(
+                        await probe.fetchval(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                            " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO deliveries%'"
+                            " AND pid <> pg_backend_pid()"
+                        )
+                    )
+
+            await eventually(claim_waits_on_the_row)
             assert not sending.done()
             await replica.commit()
         await asyncio.wait_for(sending, 15)
