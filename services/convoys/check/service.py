@@ -146,16 +146,7 @@ class CheckService:
         async with self.rt.db.transaction() as conn:
             removed, formed = await check_repo.withdraw_pool_requests(conn, req.check_id)
             for request_id in removed:
-                await repo.audit(
-                    conn,
-                    convoy_id=None,
-                    actor=api.ANONYMOUS,
-                    action="pool.withdrawn",
-                    object_type="pool_request",
-                    object_id=request_id,
-                    details={},
-                )
-                await self._contact_deleted(conn, request_id)
+                await self._contact_deleted(conn, request_id, api.ANONYMOUS, "pool.withdrawn", {})
         if not removed and formed:
             raise Conflict("your company is already part of a convoy; its facilitator can remove it")
         if not removed:
@@ -226,8 +217,25 @@ class CheckService:
                 )
         return api.Accepted(message="Thank you: the competence centre will get in touch by email.")
 
-    async def _contact_deleted(self, conn: asyncpg.Connection, request_id: uuid.UUID) -> None:
-        """The notifier forgets the address its confirmation went to (in the same transaction)."""
+    async def _contact_deleted(
+        self,
+        conn: asyncpg.Connection,
+        request_id: uuid.UUID,
+        actor: api.Actor,
+        action: str,
+        details: dict[str, str],
+    ) -> None:
+        """A pool contact was deleted: audited, and the notifier forgets the address its confirmation went
+        to (in the same transaction)."""
+        await repo.audit(
+            conn,
+            convoy_id=None,
+            actor=actor,
+            action=action,
+            object_type="pool_request",
+            object_id=request_id,
+            details=details,
+        )
         await self.rt.emit(conn, ev.PoolContactDeleted(request_id=request_id, key=pool_joined_key(request_id)))
 
     @Convoys.POOL_LINK
@@ -248,16 +256,7 @@ class CheckService:
             theme = next(iter(titles.project_types), api.ProjectOutcome(project_type=row["theme"]))
             words = {"title_de": theme.title_de or row["theme"], "title_en": theme.title_en or row["theme"]}
             if req.withdraw and await check_repo.withdraw_pool_request(conn, request_id):
-                await repo.audit(
-                    conn,
-                    convoy_id=None,
-                    actor=api.ANONYMOUS,
-                    action="pool.withdrawn",
-                    object_type="pool_request",
-                    object_id=request_id,
-                    details={"via": "email link"},
-                )
-                await self._contact_deleted(conn, request_id)
+                await self._contact_deleted(conn, request_id, api.ANONYMOUS, "pool.withdrawn", {"via": "email link"})
                 return PoolLinkState(theme=row["theme"], status="gone", **words)
             status: Literal["waiting", "formed", "gone"] = (
                 "waiting" if row["status"] == "waiting" else "formed" if row["status"] == "formed" else "gone"
@@ -270,17 +269,9 @@ class CheckService:
         before = req.now - timedelta(days=self.rt.settings.pool_retention_days)
         async with self.rt.db.transaction() as conn:
             expired = await check_repo.expire_pool_requests(conn, before)
+            days = {"days": str(self.rt.settings.pool_retention_days)}
             for request_id in expired:
-                await repo.audit(
-                    conn,
-                    convoy_id=None,
-                    actor=api.SYSTEM,
-                    action="pool.expired",
-                    object_type="pool_request",
-                    object_id=request_id,
-                    details={"days": str(self.rt.settings.pool_retention_days)},
-                )
-                await self._contact_deleted(conn, request_id)
+                await self._contact_deleted(conn, request_id, api.SYSTEM, "pool.expired", days)
         return PoolPurged(expired=len(expired))
 
     async def purge_forever(self, stop: asyncio.Event) -> None:
