@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -197,12 +198,38 @@ class MilestonesService:
             if req.cycle_index is not None and req.cycle_index != index:
                 raise Conflict("the round this prompt was for is over; please report for the current round in Convoy")
             # After its cycle's seal (the scheduler closed it, also early by "close now") a report
-            # is late and goes into the next digest as an addendum (repository.digests.enter_round).
-            sealed_through = await repo.digests.enter_round(conn, req.convoy_id)
-            late = (cycle.is_late(now) if cycle else False) or index <= sealed_through
-            refs = await check_report_refs(conn, company_id, index, r)
+            # is late and goes into the next digest as an addendum (repository.digests.enter_round):
+            # the round lock, then (a statement of its own) the seal with everything else the report
+            # needs read, then one statement that writes it all with its events (issue #21: a round
+            # trip to PostgreSQL is what a report costs most here).
+            await repo.digests.lock_round(conn, req.convoy_id)
+            ctx = await repo.reports.report_context(
+                conn,
+                req.convoy_id,
+                company_id,
+                report_milestone_ids(r),
+                index if r.commitment_reviews else None,
+            )
+            late = (cycle.is_late(now) if cycle else False) or index <= ctx.sealed_through
+            refs = validate_report_refs(company_id, r, ctx.milestones, ctx.open_commitments)
             report_id = uuid.uuid4()
-            written = await repo.reports.insert_report(
+            commitment_ids = [uuid.uuid4() for _ in r.commitments]
+            company_name = ctx.company_name
+            if company_name is None and membership is not None and company_id in membership.company_names:
+                # The member is in the projection but not (yet, or no longer) their company: its
+                # company.joined may still be on its way. services/convoys just named it.
+                company_name = membership.company_names[company_id]
+                await repo.projections.ensure_company(conn, company_id, req.convoy_id, company_name)
+            report: api.Report | None = None
+            events: list[ev.Event] = []
+            if company_name is not None:  # the answer and its events are known before the write
+                written = {"version": repo.reports.NEW_REPORT_VERSION, "submitted_at": ctx.now, "updated_at": ctx.now}
+                report = _written_report(
+                    req, report_id, company_id, company_name, index, late, written, refs, commitment_ids
+                )
+                report.editable_until = editable_until(grant.convoy, index, None)
+                events = self._report_events(req, company_id, report)
+            fresh = await repo.reports.write_report(
                 conn,
                 report_id=report_id,
                 convoy_id=req.convoy_id,
@@ -212,75 +239,44 @@ class MilestonesService:
                 late=late,
                 r=r,
                 ts_config=TS_CONFIG.get(grant.convoy["language"], "simple"),
+                submitted_at=ctx.now,
+                commitment_ids=commitment_ids,
+                status_changes=[u for u in r.milestones if refs.milestones[u.milestone_id]["status"] != u.status],
+                events=[self.rt.outbox_row(e) for e in events],
+                wake_channel=self.rt.wake_channel,
             )
-            if written is None:
+            if not fresh:
                 raise Conflict("your company already reported in this cycle; edit that report instead")
-            await self._apply_milestone_updates(conn, grant, r.milestones, report_id, before=refs.milestones)
-            commitment_ids = await repo.reports.insert_commitments(
-                conn,
-                report_id=report_id,
-                convoy_id=req.convoy_id,
-                company_id=company_id,
-                cycle_index=index,
-                texts=list(r.commitments),
-            )
-            await repo.reports.review_commitments(conn, report_id, list(r.commitment_reviews))
-            company_name = written["company_name"]
-            if company_name is None and membership is not None and company_id in membership.company_names:
-                # The member is in the projection but not (yet, or no longer) their company: its
-                # company.joined may still be on its way. services/convoys just named it.
-                company_name = membership.company_names[company_id]
-                await repo.projections.ensure_company(conn, company_id, req.convoy_id, company_name)
-            if company_name is not None:
-                report = _written_report(
-                    req, report_id, company_id, company_name, index, late, written, refs, commitment_ids
-                )
-                report.editable_until = editable_until(grant.convoy, index, None)
-            else:  # not known here at all: let the read decide, as before
+            if report is None:  # not known here at all: let the read decide, as before
                 report = await read_report(conn, grant, report_id)
-            await self.rt.emit(
-                conn,
-                ev.ReportSubmitted(
-                    convoy_id=req.convoy_id,
-                    company_id=company_id,
-                    report_id=report_id,
-                    author_id=req.actor.person_id,
-                    report=msgspec.convert(report, ev.ReportSnapshot, from_attributes=True),  # what peers see
-                ),
-            )
-            if r.help_wanted:
-                await self.rt.emit(
-                    conn,
-                    ev.HelpRequested(
-                        convoy_id=req.convoy_id,
-                        company_id=company_id,
-                        report_id=report_id,
-                        milestone_id=r.help_milestone_id,
-                    ),
-                )
+                for event in self._report_events(req, company_id, report):
+                    await self.rt.emit(conn, event)
             # Built from what was written, not read back (six round trips less): the same answer
             # as GET /reports/{id} gives its author (tests/test_reports.py compares them).
             return report
 
-    async def _apply_milestone_updates(
-        self,
-        conn: asyncpg.Connection,
-        grant: Grant,
-        updates: list[api.MilestoneUpdate],
-        report_id: uuid.UUID,
-        *,
-        before: dict[uuid.UUID, asyncpg.Record] | None = None,
-    ) -> None:
-        """``before``: the milestones as read in this transaction (read here when not given)."""
-        if not updates:
-            return
-        if before is None:
-            before = await repo.reports.milestones_by_id(conn, [u.milestone_id for u in updates])
-        await repo.reports.touch_milestones(conn, report_id, updates)
-        for u in updates:
-            old = before[u.milestone_id]
-            if old["status"] != u.status:
-                await repo.projects.update_milestone(conn, u.milestone_id, {"status": u.status})
+    def _report_events(self, req: api.SubmitReport, company_id: uuid.UUID, report: api.Report) -> list[ev.Event]:
+        """``report.submitted`` (with the peer view of the report) and, if it asks for help, ``help.requested``."""
+        assert req.actor.person_id is not None
+        events: list[ev.Event] = [
+            ev.ReportSubmitted(
+                convoy_id=req.convoy_id,
+                company_id=company_id,
+                report_id=report.id,
+                author_id=req.actor.person_id,
+                report=msgspec.convert(report, ev.ReportSnapshot, from_attributes=True),  # what peers see
+            )
+        ]
+        if req.report.help_wanted:
+            events.append(
+                ev.HelpRequested(
+                    convoy_id=req.convoy_id,
+                    company_id=company_id,
+                    report_id=report.id,
+                    milestone_id=req.report.help_milestone_id,
+                )
+            )
+        return events
 
     @Milestones.REPORT_EDIT
     async def edit_report(self, req: api.EditReport) -> api.Report:
@@ -621,12 +617,29 @@ class ReportRefs:
     open_commitments: dict[uuid.UUID, asyncpg.Record]
 
 
+def report_milestone_ids(r: api.NewReport) -> list[uuid.UUID]:
+    """The milestones a new report names (its updates, and the one it asks help for)."""
+    return [u.milestone_id for u in r.milestones] + ([r.help_milestone_id] if r.help_milestone_id else [])
+
+
 async def check_report_refs(
     conn: asyncpg.Connection, company_id: uuid.UUID, index: int, r: api.NewReport
 ) -> ReportRefs:
     """Refuse milestones and commitments the report may not name; returns those it names, as read."""
-    ids = [u.milestone_id for u in r.milestones] + ([r.help_milestone_id] if r.help_milestone_id else [])
+    ids = report_milestone_ids(r)
     known = await repo.reports.milestones_by_id(conn, ids) if ids else {}
+    open_ = await repo.reports.open_commitments(conn, company_id, index) if r.commitment_reviews else {}
+    return validate_report_refs(company_id, r, known, open_)
+
+
+def validate_report_refs(
+    company_id: uuid.UUID,
+    r: api.NewReport,
+    known: dict[uuid.UUID, asyncpg.Record],
+    open_: dict[uuid.UUID, asyncpg.Record],
+) -> ReportRefs:
+    """:func:`check_report_refs` on what was read: ``known`` the milestones the report names (by id),
+    ``open_`` the company's open commitments of earlier cycles (read when it reviews any)."""
     for i, u in enumerate(r.milestones):
         if u.milestone_id not in known or known[u.milestone_id]["company_id"] != company_id:
             raise InvalidInput(f"`milestones[{i}].milestone_id`: not a milestone of your company's project")
@@ -636,12 +649,9 @@ async def check_report_refs(
         r.help_milestone_id not in known or known[r.help_milestone_id]["company_id"] != company_id
     ):
         raise InvalidInput("`help_milestone_id`: not a milestone of your company's project")
-    open_: dict[uuid.UUID, asyncpg.Record] = {}
-    if r.commitment_reviews:
-        open_ = await repo.reports.open_commitments(conn, company_id, index)
-        for i, review in enumerate(r.commitment_reviews):
-            if review.commitment_id not in open_:
-                raise InvalidInput(f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company")
+    for i, review in enumerate(r.commitment_reviews):
+        if review.commitment_id not in open_:
+            raise InvalidInput(f"`commitment_reviews[{i}].commitment_id`: not an open commitment of your company")
     return ReportRefs(milestones=known, open_commitments=open_)
 
 
@@ -714,7 +724,7 @@ def _written_report(
     company_name: str,
     cycle_index: int,
     late: bool,
-    written: asyncpg.Record,
+    written: Mapping[str, Any],
     refs: ReportRefs,
     commitment_ids: list[uuid.UUID],
 ) -> api.Report:

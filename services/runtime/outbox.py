@@ -88,6 +88,39 @@ async def add(
     Correlation and causation default to what the current request or event bound (see correlation.py).
     ``subject``: where it goes, if not its type's subject (a message addressed to a recipient).
     """
+    envelope, row = entry(
+        subjects,
+        event,
+        producer=producer,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        event_id=event_id,
+        subject=subject,
+    )
+    # One round trip: the row and the relay's wake-up (sent at commit) in one statement.
+    await conn.execute(ADD, *row, wake_channel(producer))
+    return envelope
+
+
+ADD = (
+    "WITH added AS (INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3)"
+    " ON CONFLICT (event_id) DO NOTHING) SELECT pg_notify($4, '')"
+)
+
+
+def entry(
+    subjects: Subjects,
+    event: ev.Event,
+    *,
+    producer: str,
+    correlation_id: uuid.UUID | None = None,
+    causation_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    subject: str | None = None,
+) -> tuple[env.Envelope, tuple[uuid.UUID, str, bytes]]:
+    """The envelope of ``event`` and its outbox row (event id, subject, data), as :func:`add` writes it:
+    for a caller that writes the row inside a statement of its own (then it also sends
+    ``pg_notify(wake_channel(producer), '')`` in that statement)."""
     envelope = env.new_envelope(
         event,
         producer=producer,
@@ -96,14 +129,7 @@ async def add(
         event_id=event_id,
         trace=tracing.headers(),  # the emitting span: the relay's publish continues it
     )
-    await conn.execute(
-        "INSERT INTO outbox (event_id, subject, data) VALUES ($1, $2, $3) ON CONFLICT (event_id) DO NOTHING",
-        envelope.id,
-        subject or subjects.of(type(event)),
-        env.encode(envelope),
-    )
-    await conn.execute("SELECT pg_notify($1, '')", wake_channel(producer))
-    return envelope
+    return envelope, (envelope.id, subject or subjects.of(type(event)), env.encode(envelope))
 
 
 def wake_channel(service: str) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import signal
 import typing
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -170,6 +171,17 @@ class Runtime:
         if isinstance(event, ev.EmailRequested):  # recipient and links travel sealed for the notifier
             kw["subject"], event = sealing.addressed(self.subjects, event, self.box_public_key)
         await outbox.add(conn, self.subjects, event, producer=self.name, **kw)  # type: ignore[arg-type]
+
+    def outbox_row(self, event: ev.Event) -> tuple[uuid.UUID, str, bytes]:
+        """The outbox row (event id, subject, data) :meth:`emit` would write, for a handler that writes it
+        inside a statement of its own, together with ``pg_notify(self.wake_channel, '')``."""
+        assert not isinstance(event, ev.EmailRequested)  # sealed on the way: emit() those
+        return outbox.entry(self.subjects, event, producer=self.name)[1]
+
+    @property
+    def wake_channel(self) -> str:
+        """The NOTIFY channel that wakes this service's outbox relay (see :func:`outbox.wake_channel`)."""
+        return outbox.wake_channel(self.name)
 
     @property
     def box_public_key(self) -> str:

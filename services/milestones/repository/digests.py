@@ -24,8 +24,14 @@ async def enter_round(conn: Conn, convoy_id: uuid.UUID) -> int:
     """
     # Two statements: a statement's snapshot is taken before it waits for the lock, so a read in
     # the locking statement itself would miss a seal committed while it waited.
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _round_lock_key(convoy_id))
+    await lock_round(conn, convoy_id)
     return await sealed_through(conn, convoy_id)
+
+
+async def lock_round(conn: Conn, convoy_id: uuid.UUID) -> None:
+    """:func:`enter_round`'s lock alone, for a caller that reads the seal in a statement of its own after it
+    (services/milestones' report_context: the seal with what else a new report needs)."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _round_lock_key(convoy_id))
 
 
 async def seal_rounds(conn: Conn, convoy_ids: list[uuid.UUID], cycle_indexes: list[int]) -> int:

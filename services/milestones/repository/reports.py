@@ -73,6 +73,147 @@ async def insert_report(
     )
 
 
+class ReportContext(msgspec.Struct, frozen=True):
+    """What a new report needs to know once the convoy's round lock is held (:func:`report_context`)."""
+
+    sealed_through: int
+    """The convoy's newest sealed cycle, -1 if none."""
+    now: datetime
+    """The transaction's timestamp: the report's ``submitted_at`` and ``updated_at``."""
+    company_name: str | None
+    """From the projection; None when it does not know the company (yet)."""
+    milestones: dict[uuid.UUID, asyncpg.Record]
+    """The milestones asked for, by id (removed ones left out)."""
+    open_commitments: dict[uuid.UUID, asyncpg.Record]
+    """The company's commitments of earlier cycles not reviewed yet (only when asked for)."""
+
+
+async def report_context(
+    conn: Conn, convoy_id: uuid.UUID, company_id: uuid.UUID, milestone_ids: list[uuid.UUID], open_before: int | None
+) -> ReportContext:
+    """In one round trip: the newest seal, the transaction's time, the company's name, the named milestones
+    and (``open_before``: the report's cycle) the company's open commitments of earlier cycles.
+
+    Read in a statement after the one that took the round lock (repository.digests.lock_round): a
+    statement's snapshot is taken before it waits for a lock, so a seal committed while the lock was
+    awaited is seen here."""
+    row = await conn.fetchrow(
+        "SELECT (SELECT coalesce(max(cycle_index), -1) FROM round_seals WHERE convoy_id = $1) AS sealed_through,"
+        " now() AS now, (SELECT c.name FROM companies c WHERE c.company_id = $2) AS company_name,"
+        " CASE WHEN cardinality($3::uuid[]) > 0 THEN"
+        "  ARRAY(SELECT m FROM milestones m WHERE m.id = ANY($3::uuid[]) AND m.removed_at IS NULL) END AS milestones,"
+        " CASE WHEN $4::int IS NOT NULL THEN ARRAY(SELECT k FROM commitments k"
+        "  WHERE k.company_id = $2 AND k.cycle_index < $4 AND k.reviewed_in IS NULL) END AS open_commitments",
+        convoy_id,
+        company_id,
+        milestone_ids,
+        open_before,
+    )
+    assert row is not None
+    return ReportContext(
+        sealed_through=row["sealed_through"],
+        now=row["now"],
+        company_name=row["company_name"],
+        milestones={m["id"]: m for m in row["milestones"] or ()},
+        open_commitments={k["id"]: k for k in row["open_commitments"] or ()},
+    )
+
+
+NEW_REPORT_VERSION = 1
+
+WRITE_REPORT = (
+    # The report and everything it writes in one statement (one round trip): its commitments, the
+    # milestone statuses it reports (a changed status is set on the milestone), the reviews of
+    # earlier commitments, its events in the outbox and the relay's wake-up (sent at commit).
+    # Nothing but the report when the company has one for this cycle already (no row comes back).
+    # The foreign keys to the new report are checked at the end of the statement, when it is there.
+    "WITH r AS ("
+    " INSERT INTO reports (id, convoy_id, company_id, author_id, cycle_index, late, done, next, blockers,"
+    "  help_wanted, help_topic, help_milestone_id, mood, facilitator_note, ts_config, submitted_at, updated_at,"
+    "  version)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::regconfig, $16, $16, $17)"
+    " ON CONFLICT DO NOTHING RETURNING id"
+    "), made AS ("
+    " INSERT INTO commitments (id, report_id, convoy_id, company_id, cycle_index, position, text)"
+    " SELECT c.id, r.id, $2, $3, $5, c.n - 1, c.text FROM r,"
+    "  unnest($18::uuid[], $19::text[]) WITH ORDINALITY AS c(id, text, n)"
+    "), touched AS ("
+    " INSERT INTO report_milestones (report_id, milestone_id, status)"
+    " SELECT r.id, t.id, t.status FROM r, unnest($20::uuid[], $21::text[]) AS t(id, status)"
+    "), moved AS ("
+    " UPDATE milestones m SET status = t.status, completed_at = CASE WHEN t.status = 'done' THEN now() END"
+    " FROM r, unnest($22::uuid[], $23::text[]) AS t(id, status) WHERE m.id = t.id"
+    "), reviewed AS ("
+    " UPDATE commitments k SET outcome = v.outcome, outcome_note = v.note, reviewed_in = r.id"
+    " FROM r, unnest($24::uuid[], $25::text[], $26::text[]) AS v(id, outcome, note) WHERE k.id = v.id"
+    "), announced AS ("
+    " INSERT INTO outbox (event_id, subject, data)"
+    " SELECT e.event_id, e.subject, e.data FROM r,"
+    "  unnest($27::uuid[], $28::text[], $29::bytea[]) WITH ORDINALITY AS e(event_id, subject, data, n)"
+    " ORDER BY e.n ON CONFLICT (event_id) DO NOTHING"
+    ") SELECT CASE WHEN cardinality($27::uuid[]) > 0 THEN pg_notify($30, '') END FROM r"
+)
+
+
+async def write_report(
+    conn: Conn,
+    *,
+    report_id: uuid.UUID,
+    convoy_id: uuid.UUID,
+    company_id: uuid.UUID,
+    author_id: uuid.UUID,
+    cycle_index: int,
+    late: bool,
+    r: api.NewReport,
+    ts_config: str,
+    submitted_at: datetime,
+    commitment_ids: list[uuid.UUID],
+    status_changes: list[api.MilestoneUpdate],
+    events: list[tuple[uuid.UUID, str, bytes]],
+    wake_channel: str,
+) -> bool:
+    """A new report with its commitments (``commitment_ids``: one per ``r.commitments``), milestone updates
+    (``status_changes``: those of ``r.milestones`` that change the milestone's status), commitment
+    reviews and outbox rows (``events``, then ``pg_notify(wake_channel)``), in one statement.
+
+    False (and nothing written) when the company has a report for this cycle already."""
+    reviews = {c.commitment_id: c for c in r.commitment_reviews}  # reviewed twice: the last one counts
+    row = await conn.fetchrow(
+        WRITE_REPORT,
+        report_id,
+        convoy_id,
+        company_id,
+        author_id,
+        cycle_index,
+        late,
+        r.done,
+        r.next,
+        r.blockers,
+        r.help_wanted,
+        r.help_topic,
+        r.help_milestone_id,
+        r.mood,
+        r.facilitator_note,
+        ts_config,
+        submitted_at,
+        NEW_REPORT_VERSION,
+        commitment_ids,
+        list(r.commitments),
+        [u.milestone_id for u in r.milestones],
+        [u.status for u in r.milestones],
+        [u.milestone_id for u in status_changes],
+        [u.status for u in status_changes],
+        list(reviews),
+        [c.outcome for c in reviews.values()],
+        [c.note for c in reviews.values()],
+        [e[0] for e in events],
+        [e[1] for e in events],
+        [e[2] for e in events],
+        wake_channel,
+    )
+    return row is not None
+
+
 async def report_row(conn: Conn, report_id: uuid.UUID, *, lock: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM reports WHERE id = $1" + (" FOR UPDATE" if lock else ""), report_id)
 
