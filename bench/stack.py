@@ -87,7 +87,9 @@ class Stack:
         with contextlib.suppress(psutil.Error, FileNotFoundError, ValueError):
             pid = int((self.postgres.pgdata / "postmaster.pid").read_text().split()[0])
             master = psutil.Process(pid)
-            pg = sum(master.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in master.children(recursive=True))
+            # The postmaster's own, its exited backends' (reaped: children_user, children_system; a
+            # pool closed during a measurement would otherwise take its backends' CPU away), the live ones'.
+            pg = sum(master.cpu_times()[:4]) + sum(sum(c.cpu_times()[:2]) for c in master.children(recursive=True))
         out["postgres"] = pg
         me = resource.getrusage(resource.RUSAGE_SELF)
         out["runner"] = me.ru_utime + me.ru_stime

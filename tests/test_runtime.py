@@ -232,6 +232,14 @@ async def test_a_pooled_connection_comes_back_clean_without_a_reset_statement(se
             assert await conn.fetchval("SELECT pg_backend_pid()") == backend  # the same connection
             assert await conn.fetchval("SELECT to_regclass('pg_temp.abandoned')") is None  # rolled back
             assert await conn.fetchval("SHOW search_path") == "convoys"
+        # A release costs no round trip: asyncpg's reset statement (advisory unlock, CLOSE ALL, UNLISTEN,
+        # RESET ALL) would be one more per request in every service (issue #21).
+        sent: list[str] = []
+        async with database.connection() as conn:
+            conn.add_query_logger(lambda q: sent.append(q.query))
+            async with conn.transaction():
+                await conn.fetchval("SELECT 1")
+        assert sent == ["BEGIN;", "SELECT 1", "COMMIT;"]
     finally:
         await database.close(5)
 

@@ -339,7 +339,10 @@ class Relay:
                 if not flying:
                     return sent
                 sent += await self._settle(conn, publisher, flying.popleft())
-                more = True  # rows committed meanwhile: look again (an empty look is one index probe)
+                # ``more`` stays what the last look found: after a full batch, look again; after a short
+                # one, stop. Rows committed meanwhile woke the relay for its next round (their NOTIFY
+                # comes after ``wake`` was cleared for this one; POLL_S catches anything else), so a
+                # look here, empty under a steady load, would be one more round trip per wake-up.
         except Exception:
             # Publish nothing more; settle what is in flight (delete what JetStream acknowledged).
             # (Cancelled: the rows simply stay; their next publish is a duplicate JetStream drops.)
