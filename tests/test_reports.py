@@ -584,3 +584,110 @@ async def test_a_report_whose_company_event_is_late_still_gets_its_company_name(
     assert r.status_code == 201, r.text
     assert r.json()["company_name"] == world.companies["a"]["name"]
     assert r.json() == (await client.get(f"/api/v1/reports/{r.json()['id']}", headers=world.reps["a"].auth)).json()
+
+
+async def test_a_report_costs_six_statements_whatever_it_carries(settings: Any) -> None:
+    """Every statement is a round trip to PostgreSQL, and round trips are what a report costs here
+    (issue #21): the transaction, the membership read (share lock), the round lock, one read of what
+    the report needs (seal, time, company, named milestones, open commitments), one statement writing
+    the report with its commitments, milestone statuses, reviews and events (outbox rows and the relay's
+    wake-up), the commit. The same six for the simplest report and for one carrying everything.
+
+    Counted on milestones' own pool in one process (the bench's baseline (c) runtime: handlers called
+    directly, the charter check answered by services/convoys' handler in the same process)."""
+    from bench import baseline_app, data
+    from schemas import api
+    from schemas import events as ev
+    from schemas.milestones import Milestones
+    from schemas.subjects import Subjects
+    from services import convoys, milestones
+
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    rpc = baseline_app.LocalRpc()
+    one = settings.with_(db_pool_min=1, db_pool_max=1)
+    convoys_db = await baseline_app._connect(one, convoys.NAME)
+    milestones_db = await baseline_app._connect(one, baseline_app.SCHEMA)
+    try:
+        world = await data.create_convoys(pool, 2, companies=1, start_date=datetime.now().date() - timedelta(weeks=3))
+        await data.create_monolith(settings.database_url)
+        await data.copy_to_monolith(pool, world.ids)
+        await convoys.setup(baseline_app.LocalRuntime(settings, convoys.NAME, convoys_db, rpc))
+        await milestones.setup(baseline_app.LocalRuntime(settings, baseline_app.SCHEMA, milestones_db, rpc))
+        call = rpc.handlers
+        sent: list[str] = []
+
+        def log(q: Any) -> None:
+            if "typeinfo_tree" not in q.query and "'jit'" not in q.query:  # asyncpg learning a type: once
+                sent.append(q.query.split()[0])
+
+        async def submit(rep: Any, report: api.NewReport) -> api.Report:
+            async with milestones_db.connection() as conn:  # the pool's one connection
+                conn.add_query_logger(log)
+            sent.clear()
+            try:
+                answer: api.Report = await call[Milestones.REPORT_SUBMIT](
+                    api.SubmitReport(actor=api.Actor(person_id=rep.person_id), convoy_id=rep.convoy_id, report=report)
+                )
+            finally:
+                async with milestones_db.connection() as conn:
+                    conn.remove_query_logger(log)
+            return answer
+
+        simple, full = world.reps
+        await submit(simple, api.NewReport(done="nur Text"))
+        assert sent == ["BEGIN;", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT;"]
+
+        actor = api.Actor(person_id=full.person_id)
+        project = await call[Milestones.PROJECT_PUT](
+            api.PutProject(
+                actor=actor,
+                convoy_id=full.convoy_id,
+                company_id=full.company_id,
+                project=api.ProjectIn(title="Buchung", project_type="online_booking"),
+            )
+        )
+        earlier = await submit(full, api.NewReport(done="letzte Woche", commitments=["Kalender", "Testlauf"]))
+        await sql(settings, "UPDATE monolith.reports SET cycle_index = cycle_index - 1 WHERE id = $1", earlier.id)
+        await sql(
+            settings, "UPDATE monolith.commitments SET cycle_index = cycle_index - 1 WHERE report_id = $1", earlier.id
+        )
+        m0, m1 = project.milestones[:2]
+        report = await submit(
+            full,
+            api.NewReport(
+                done="alles",
+                help_wanted=True,
+                help_milestone_id=m1.id,
+                milestones=[
+                    api.MilestoneUpdate(milestone_id=m0.id, status="done"),
+                    api.MilestoneUpdate(milestone_id=m1.id, status=m1.status),
+                ],
+                commitments=["Zahlungen"],
+                commitment_reviews=[
+                    api.CommitmentReview(commitment_id=c.id, outcome="done") for c in earlier.commitments
+                ],
+            ),
+        )
+        assert sent == ["BEGIN;", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT;"]
+        # ... and all of it was written: statuses, reviews, commitments, both events.
+        assert [(m.milestone_id, m.status) for m in report.milestones] == [(m0.id, "done"), (m1.id, m1.status)]
+        after = await call[Milestones.PROJECT_GET](
+            api.CompanyAction(actor=actor, convoy_id=full.convoy_id, company_id=full.company_id)
+        )
+        assert [m.status for m in after.milestones[:2]] == ["done", m1.status]
+        read = await call[Milestones.REPORT_GET](api.GetReport(actor=actor, report_id=report.id))
+        assert read == report
+        assert [(c.id, c.outcome) for c in read.reviews] == [(c.id, "done") for c in earlier.commitments]
+        assert [c.text for c in read.commitments] == ["Zahlungen"]
+        [row] = await sql(
+            settings,
+            "SELECT array_agg(subject ORDER BY seq) AS subjects FROM monolith.outbox"
+            " WHERE position(convert_to($1, 'UTF8') IN data) > 0",
+            str(report.id),
+        )
+        names = Subjects(settings.namespace)
+        assert row["subjects"] == [names.of(ev.ReportSubmitted), names.of(ev.HelpRequested)]
+    finally:
+        await milestones_db.close(5)
+        await convoys_db.close(5)
+        await pool.close()
