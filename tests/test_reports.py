@@ -613,7 +613,7 @@ async def test_a_report_costs_six_statements_whatever_it_carries(settings: Any) 
         await data.copy_to_monolith(pool, world.ids)
         await convoys.setup(baseline_app.LocalRuntime(settings, convoys.NAME, convoys_db, rpc))
         await milestones.setup(baseline_app.LocalRuntime(settings, baseline_app.SCHEMA, milestones_db, rpc))
-        call = rpc.handlers
+        call: dict[Any, Any] = dict(rpc.handlers)
         sent: list[str] = []
 
         def log(q: Any) -> None:
