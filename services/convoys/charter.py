@@ -184,7 +184,7 @@ class Charters:
                     ev.CharterAccepted(
                         convoy_id=req.convoy_id,
                         company_id=membership["company_id"],
-                        person_id=req.actor.person_id,
+                        person_id=membership["person_id"],
                         version=version,
                     ),
                 )

@@ -228,7 +228,7 @@ class MilestonesService:
             company_name = written["company_name"]
             if company_name is None and membership is None:  # the charter check asked nobody: ask now (rare)
                 membership = await self.access.membership(req.actor.person_id, req.convoy_id)
-            if company_name is None and company_id in membership.company_names:
+            if company_name is None and membership is not None and company_id in membership.company_names:
                 # The member is in the projection but not (yet, or no longer) their company: its
                 # company.joined may still be on its way. services/convoys just named it.
                 company_name = membership.company_names[company_id]
