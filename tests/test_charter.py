@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.conftest import SmtpSink, Stack, new_token_for, settled
+from tests.conftest import SmtpSink, Stack, eventually, new_token_for, settled
 from tests.test_moderation import audit_entry, comment, post_report
 from tests.world import ADMIN, World, build_world, invite_and_accept
 
@@ -264,3 +264,27 @@ async def test_a_projection_that_knows_nothing_asks_convoys_and_learns(
     r = await client.patch(f"/api/v1/reports/{rid}", json={"next": "Kalender"}, headers=world.reps["a"].auth)
     assert r.status_code == 200, r.text
     assert await convoys_answered(client, "membership_get") == asked + 1  # learnt from the answer
+
+
+async def test_a_charter_change_milestones_cannot_hear_is_503_and_binds_with_its_event(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """As a removal: recorded in services/convoys, 503 to the caller, in effect once the event arrives."""
+    world = await build_world(client, smtp_sink, companies=1)
+    rid = (await post_report(client, world, "a"))["id"]
+    await stack.stop_service("milestones")
+    try:
+        r = await client.put(
+            f"/api/v1/convoys/{world.convoy_id}/charter", json={"text": "1. Neu.\n2. Fair."}, headers=world.facilitator
+        )
+        assert r.status_code == 503, r.text
+        assert (await charter(client, world, world.facilitator))["version"] == 2  # recorded all the same
+    finally:
+        await stack.start_service("milestones")
+
+    async def refused() -> bool:
+        r = await client.post(f"/api/v1/reports/{rid}/comments", json={"body": "Hallo"}, headers=world.reps["a"].auth)
+        assert r.status_code in (201, 409), r.text
+        return r.status_code == 409
+
+    await eventually(refused)
