@@ -50,7 +50,7 @@ ReadVersions = Callable[[asyncpg.Connection, list[uuid.UUID]], Awaitable[dict[uu
 
 
 class VersionForwarder:
-    """LISTEN on ``channel`` (payload: a convoy id), read the convoys' versions with ``read`` and publish
+    """Listen on ``channel`` (payload: a convoy id), read the convoys' versions with ``read`` and publish
     them on ``subject``. Every replica forwards (duplicates are harmless: readers keep the largest)."""
 
     def __init__(
