@@ -159,7 +159,9 @@ class VersionedCache(Generic[T]):
         """Listen to the announcements on ``subject``: from here on answers are kept."""
         self.nc = nc
         self.epoch = self._epoch()
-        await nc.subscribe(subject, cb=self.on_notice)
+        # No client-side limit: a message nats-py drops for a slow subscriber would be a lost change that no
+        # reconnect reveals (the server's own slow-consumer cut-off disconnects us: a reconnect, a reset).
+        await nc.subscribe(subject, cb=self.on_notice, pending_msgs_limit=0, pending_bytes_limit=0)
         self.listening = True
 
     def _epoch(self) -> int:
