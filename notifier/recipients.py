@@ -29,13 +29,18 @@ from schemas.convoys import Convoys
 from services.runtime.service import Runtime
 from services.runtime.versions import VersionedCache
 
+MAX_CONVOYS = 20_000
+"""Answers kept at most (a few kB each): the convoys with reports, feedback or replies in the last minutes."""
+
 _directories: weakref.WeakKeyDictionary[Runtime, Directory] = weakref.WeakKeyDictionary()
 
 
 class Directory:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.cache: VersionedCache[api.Recipients] = VersionedCache(rt.settings.recipients_max_age_s)
+        self.cache: VersionedCache[api.Recipients] = VersionedCache(
+            rt.settings.recipients_max_age_s, max_entries=MAX_CONVOYS
+        )
         self.asked = 0
         """Requests made to services/convoys (the rest were answered from the cache)."""
 

@@ -41,7 +41,8 @@ BATCH = 1000
 POLL_S = 1.0
 """How often the forwarder checks that its connection is alive while no change arrives."""
 MAX_CONVOYS = 100_000
-"""Convoys a cache keeps (answers and heard versions); beyond it the oldest tenth is dropped."""
+"""Convoys a cache keeps by default (answers; heard versions always up to this); beyond it the expired, then
+the oldest tenth are dropped."""
 
 _encoder = msgspec.json.Encoder()
 _notice = msgspec.json.Decoder(api.ConvoyVersions)
@@ -143,8 +144,9 @@ class VersionedCache(Generic[T]):
     without a reset); 0 keeps nothing. Not started (:meth:`subscribe` not called): keeps nothing.
     """
 
-    def __init__(self, max_age: float, nc: Client | None = None) -> None:
+    def __init__(self, max_age: float, nc: Client | None = None, *, max_entries: int = MAX_CONVOYS) -> None:
         self.max_age = max_age
+        self.max_entries = max(10, max_entries)
         self.nc = nc
         self.listening = False
         self.entries: dict[uuid.UUID, tuple[int, float, T]] = {}
@@ -204,9 +206,13 @@ class VersionedCache(Generic[T]):
             return
         if version < self.heard.get(convoy_id, version):
             return
-        if convoy_id not in self.entries and len(self.entries) >= MAX_CONVOYS:
-            for stale in list(self.entries)[: MAX_CONVOYS // 10]:
+        if convoy_id not in self.entries and len(self.entries) >= self.max_entries:
+            now = time.monotonic()  # full: drop what is too old anyway, else the oldest tenth
+            for stale in [c for c, held in self.entries.items() if now - held[1] > self.max_age]:
                 del self.entries[stale]
+            if len(self.entries) >= self.max_entries:
+                for stale in list(self.entries)[: self.max_entries // 10]:
+                    del self.entries[stale]
         self.entries[convoy_id] = (version, time.monotonic(), value)
 
     def learn(self, convoy_id: uuid.UUID, version: int) -> None:
