@@ -165,6 +165,8 @@ async def test_a_changed_name_language_or_convoy_name_is_in_the_next_email(
     await settled(stack)
     known = directory(stack)
     assert known.cache.get(convoy_id) is not None  # kept
+    # on the notifier's own connection, forgotten on its reconnects (test_a_nats_reconnect_forgets_…)
+    assert known.cache.nc is known.rt.nc and known.cache.on_reconnect in known.rt._reconnect_hooks
 
     r = await client.patch(
         "/api/v1/me", json={"name": "Benedikt Schmidt", "language": "de"}, headers=world.reps["b"].auth
