@@ -100,6 +100,7 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
     t0 = time.monotonic()
     fired = await stack.tick(SLOT, summary=True)  # 400,000 actions at 1,000,000 convoys
     tick_s = time.monotonic() - t0
+    seen_at_answer = len(opened)  # prompts already published when the tick answered (the relay keeping up)
     deadline = time.monotonic() + 600
     while len(opened) < monday and time.monotonic() < deadline:  # noqa: ASYNC110 — counting a subscription
         await asyncio.sleep(0.1)
@@ -152,6 +153,8 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         "slot_tick_s": round(tick_s, 2),
         "last_prompt_s": round(last_s, 2),
         "first_prompt_s": round(min(opened) - t0, 2) if opened else None,
+        "median_prompt_s": round(statistics.median(opened) - t0, 2) if opened else None,
+        "prompts_seen_when_tick_answered": seen_at_answer,
         "rss_mb": round(rss, 1),
         "peak_rss_mb": round(peak, 1),
     }
