@@ -295,14 +295,17 @@ class Relay:
         raises once the batches in flight are settled if any publish failed (those rows stay).
         """
         flying: deque[_Batch] = deque()
+        ahead: asyncio.Task[list[asyncpg.Record]] | None = None
+        """The rows after those in flight, fetched while the oldest batch's acks come in."""
         sent = 0
         more = True
         try:
             while True:
                 while more and len(flying) < self.in_flight and not stop.is_set():
-                    if conn.is_closed():
-                        raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
-                    rows = await conn.fetch(FETCH, [s for b in flying for s in b.seqs], self.batch)
+                    if ahead is not None:
+                        rows, ahead = await ahead, None
+                    else:
+                        rows = await self._fetch(conn, flying)
                     more = len(rows) == self.batch
                     if not rows:
                         break
@@ -312,15 +315,33 @@ class Relay:
                         raise batch.error
                 if not flying:
                     return sent
-                sent += await self._settle(conn, publisher, flying.popleft())
-                more = True  # rows committed meanwhile: look again (an empty look is one index probe)
+                if more and not stop.is_set():
+                    # The next rows travel from PostgreSQL while JetStream stores and acks the oldest batch
+                    # (issue #21: the relay keeps up with a busy slot). They are published only once that
+                    # batch is settled, so a failed batch is never followed by a later one.
+                    ahead = asyncio.ensure_future(self._fetch(conn, flying))
+                sent += await self._settle(conn, publisher, flying.popleft(), ahead)
+                if ahead is None:
+                    more = True  # rows committed meanwhile: look again (an empty look is one index probe)
         except Exception:
             # Publish nothing more; settle what is in flight (delete what JetStream acknowledged).
             # (Cancelled: the rows simply stay; their next publish is a duplicate JetStream drops.)
+            if ahead is not None:
+                with contextlib.suppress(Exception):
+                    await ahead  # the connection is free again (its rows are not published)
+                ahead = None
             while flying:
                 with contextlib.suppress(Exception):
                     await self._settle(conn, publisher, flying.popleft())
             raise
+        finally:
+            if ahead is not None:  # cancelled while fetching ahead
+                ahead.cancel()
+
+    async def _fetch(self, conn: asyncpg.Connection, flying: deque[_Batch]) -> list[asyncpg.Record]:
+        if conn.is_closed():
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
+        return await conn.fetch(FETCH, [s for b in flying for s in b.seqs], self.batch)
 
     async def _publish(self, publisher: Publisher, rows: list[asyncpg.Record]) -> _Batch:
         # One PRODUCER span per event when tracing is on, continuing the context stored in its
@@ -376,8 +397,17 @@ class Relay:
             run.tokens.append(token)
             run.futures.append(future)
 
-    async def _settle(self, conn: asyncpg.Connection, publisher: Publisher, batch: _Batch) -> int:
-        """Wait for the batch's acks; delete the acknowledged rows; raise if any publish failed."""
+    async def _settle(
+        self,
+        conn: asyncpg.Connection,
+        publisher: Publisher,
+        batch: _Batch,
+        ahead: asyncio.Future[list[asyncpg.Record]] | None = None,
+    ) -> int:
+        """Wait for the batch's acks; delete the acknowledged rows; raise if any publish failed.
+
+        ``ahead``: a fetch running on ``conn`` meanwhile; awaited (not consumed) before the DELETE.
+        """
         results: list[object] = []
         for run in batch.runs:
             outcome = await self._outcome(publisher, run)
@@ -400,6 +430,8 @@ class Relay:
                     tracing.record_error(res, span)
                 span.end()
         acked = [r for r, res in zip(batch.rows, results, strict=True) if not isinstance(res, BaseException)]
+        if ahead is not None:
+            await asyncio.wait([ahead])  # one query at a time on a connection (its outcome is the caller's)
         if acked:
             await conn.execute(DELETE, [r["seq"] for r in acked])
             PUBLISHED.labels(self.service).inc(len(acked))
