@@ -305,7 +305,7 @@ class Relay:
                     if ahead is not None:
                         rows, ahead = await ahead, None
                     else:
-                        rows = await self._fetch(conn, flying)
+                        rows = await self._fetch(conn, _seqs(flying))
                     more = len(rows) == self.batch
                     if not rows:
                         break
@@ -319,7 +319,7 @@ class Relay:
                     # The next rows travel from PostgreSQL while JetStream stores and acks the oldest batch
                     # (issue #21: the relay keeps up with a busy slot). They are published only once that
                     # batch is settled, so a failed batch is never followed by a later one.
-                    ahead = asyncio.ensure_future(self._fetch(conn, flying))
+                    ahead = asyncio.ensure_future(self._fetch(conn, _seqs(flying)))  # taken now: not after popleft
                 sent += await self._settle(conn, publisher, flying.popleft(), ahead)
                 if ahead is None:
                     more = True  # rows committed meanwhile: look again (an empty look is one index probe)
@@ -338,10 +338,11 @@ class Relay:
             if ahead is not None:  # cancelled while fetching ahead
                 ahead.cancel()
 
-    async def _fetch(self, conn: asyncpg.Connection, flying: deque[_Batch]) -> list[asyncpg.Record]:
+    async def _fetch(self, conn: asyncpg.Connection, in_flight: list[int]) -> list[asyncpg.Record]:
+        """The next rows in seq order, leaving out those in flight (``in_flight``: their seqs)."""
         if conn.is_closed():
             raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
-        return await conn.fetch(FETCH, [s for b in flying for s in b.seqs], self.batch)
+        return await conn.fetch(FETCH, in_flight, self.batch)
 
     async def _publish(self, publisher: Publisher, rows: list[asyncpg.Record]) -> _Batch:
         # One PRODUCER span per event when tracing is on, continuing the context stored in its
@@ -464,6 +465,10 @@ class Relay:
             # say so, so that they are published (and their duplicates dropped) one by one.
             ack = APIError(code=400, description=f"not an atomic batch ack: {ack!r}")
         return [ack] * len(run.rows)
+
+
+def _seqs(flying: deque[_Batch]) -> list[int]:
+    return [s for b in flying for s in b.seqs]
 
 
 def _by_stream(rows: list[asyncpg.Record], subjects: Subjects) -> list[list[asyncpg.Record]]:
