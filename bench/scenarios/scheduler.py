@@ -81,11 +81,11 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
     cpu0 = stack.cpu_seconds()  # the ticks, not the setup
 
     opened: list[float] = []
-    ids: set[str] = set()  # a second publish of an id would be a relay bug (JetStream drops it; we see it)
+    msg_ids: set[str] = set()  # a second publish of an id would be a relay bug (JetStream drops it; we see it)
 
     async def seen(msg: Msg) -> None:
         opened.append(time.monotonic())
-        ids.add((msg.headers or {}).get("Nats-Msg-Id", ""))
+        msg_ids.add((msg.headers or {}).get("Nats-Msg-Id", ""))
 
     sub = await stack.nc.subscribe(stack.subjects.of(ev.CycleOpened), cb=seen)
     await stack.nc.flush()
@@ -100,7 +100,7 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         idle_ms.append((time.monotonic() - t) * 1000)
         idle_fires += idle.count
     opened.clear()
-    ids.clear()
+    msg_ids.clear()
 
     t0 = time.monotonic()
     fired = await stack.tick(SLOT, summary=True)  # 400,000 actions at 1,000,000 convoys
@@ -122,8 +122,8 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
             None,
             "s",
             f"< {target_s} s",
-            len(opened) >= monday and len(ids) == len(opened) and last_s < target_s,
-            note=f"{len(ids)}/{monday} seen, {len(opened) - len(ids)} twice; tick answered after {tick_s:.1f} s",
+            len(opened) >= monday and len(msg_ids) == len(opened) and last_s < target_s,
+            note=f"{len(msg_ids)}/{monday} seen, {len(opened) - len(msg_ids)} twice; tick answered after {tick_s:.1f} s",
         ),
         Row(
             "scheduler",
@@ -151,7 +151,7 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         "monday_0900": monday,
         "setup_s": round(setup_s, 1),
         "prompts_seen": len(opened),
-        "prompts_published_twice": len(opened) - len(ids),
+        "prompts_published_twice": len(opened) - len(msg_ids),
         "fires_at_slot": fired.count,
         "idle_fires": idle_fires,
         "warmup_tick_actions": warmup.actions,
