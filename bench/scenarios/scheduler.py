@@ -81,11 +81,11 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
     cpu0 = stack.cpu_seconds()  # the ticks, not the setup
 
     opened: list[float] = []
-    msg_ids: set[str] = set()  # a second publish of an id would be a relay bug (JetStream drops it; we see it)
+    seen_ids: set[str] = set()  # a second publish of an id would be a relay bug (JetStream drops it; we see it)
 
     async def seen(msg: Msg) -> None:
         opened.append(time.monotonic())
-        msg_ids.add((msg.headers or {}).get("Nats-Msg-Id", ""))
+        seen_ids.add((msg.headers or {}).get("Nats-Msg-Id", ""))
 
     sub = await stack.nc.subscribe(stack.subjects.of(ev.CycleOpened), cb=seen)
     await stack.nc.flush()
@@ -100,7 +100,7 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         idle_ms.append((time.monotonic() - t) * 1000)
         idle_fires += idle.count
     opened.clear()
-    msg_ids.clear()
+    seen_ids.clear()
 
     t0 = time.monotonic()
     fired = await stack.tick(SLOT, summary=True)  # 400,000 actions at 1,000,000 convoys
@@ -112,6 +112,7 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
     await sub.unsubscribe()
     last_s = (max(opened) - t0) if opened else float("nan")
     rss, peak = stack.rss_mb("reminders")
+    twice = len(opened) - len(seen_ids)
     target_s = 60 if total >= 1_000_000 else 10  # issue #21 at 1,000,000 convoys; issue #9 at 100,000
     idle_median = statistics.median(idle_ms)
     result.rows += [
@@ -122,8 +123,8 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
             None,
             "s",
             f"< {target_s} s",
-            len(opened) >= monday and len(msg_ids) == len(opened) and last_s < target_s,
-            note=f"{len(msg_ids)}/{monday} seen, {len(opened) - len(msg_ids)} twice; tick answered after {tick_s:.1f} s",
+            len(opened) >= monday and not twice and last_s < target_s,
+            note=f"{len(seen_ids)}/{monday} seen, {twice} twice; tick answered after {tick_s:.1f} s",
         ),
         Row(
             "scheduler",
@@ -151,7 +152,7 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         "monday_0900": monday,
         "setup_s": round(setup_s, 1),
         "prompts_seen": len(opened),
-        "prompts_published_twice": len(opened) - len(msg_ids),
+        "prompts_published_twice": twice,
         "fires_at_slot": fired.count,
         "idle_fires": idle_fires,
         "warmup_tick_actions": warmup.actions,
