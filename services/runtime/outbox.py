@@ -7,9 +7,10 @@ over one NATS connection, and JetStream stores one connection's publishes in the
 Each message carries ``Nats-Msg-Id`` = event id: a row published twice (crash between the
 JetStream ack and the DELETE) is dropped by JetStream's duplicate window.
 
-Throughput (issue #9, bench ``scheduler``): several batches are in flight at once. While the
-acks of the oldest batch arrive, the next batches are already fetched and published, so
-JetStream (``sync_interval: always``: an fsync per message) is never left waiting on PostgreSQL.
+Throughput (issue #9, bench ``scheduler``): while the acks of the batch in flight arrive, the next
+rows are already being fetched (issue #21; ``in_flight`` > 1 also publishes further batches, see
+``IN_FLIGHT``), so JetStream (``sync_interval: always``: an fsync per
+message or atomic batch) is never left waiting on PostgreSQL for long.
 A batch's rows are deleted in one statement once all of its acks are in; a failed publish stops
 the pipeline, the batches already in flight are settled (acked rows deleted), and the rest stays
 for the next round.
@@ -55,8 +56,9 @@ BATCH = 500
 IN_FLIGHT = 1
 """Batches published and not yet settled at a time. One: an atomic batch is stored whole or not at
 all, so with one in flight a failure never leaves a later event stored before an earlier one (with
-more, batch k+1 could be stored while k timed out). One atomic batch in flight already relays
-~20,000 events/s here (bench: 40,000 rows in 2 s), five times what the scheduler's tick writes."""
+more, batch k+1 could be stored while k timed out). The next batch's rows are fetched meanwhile and
+published once this one is settled. One atomic batch in flight already relays ~20,000 events/s here
+(bench: 40,000 rows in 2 s), more than the scheduler's tick writes."""
 POLL_S = 1.0
 
 FETCH = (
