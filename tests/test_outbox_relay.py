@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from schemas import envelope as env
@@ -143,7 +144,7 @@ async def test_a_convoys_close_leaves_before_its_open_across_batch_boundaries(
     convoys = [uuid.uuid4() for _ in range(150)]
     published: Counter[str] = Counter()  # every publish (JetStream would hide a second one of an id)
 
-    async def seen(msg: nats.aio.msg.Msg) -> None:
+    async def seen(msg: Msg) -> None:
         published[(msg.headers or {})["Nats-Msg-Id"]] += 1
 
     wire = await bed.nc.subscribe(bed.subjects.events_wildcard, cb=seen)
