@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,6 +53,10 @@ FIRE_CONCURRENCY = 4
 _FIRE_NAMESPACE_BYTES = FIRE_NAMESPACE.bytes
 _UUID5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID5_SET = (5 << 76) | (0x8000 << 48)
+
+
+_Planned = tuple[plan_.Plan, list[plan_.PlannedCycle], datetime]
+"""A plan, the cycles to keep at the tick's time and until when they stay the same (``plan_horizon``)."""
 
 
 def fire_id(convoy_id: uuid.UUID, index: int, kind: str, number: int = 0) -> uuid.UUID:
@@ -144,7 +148,7 @@ class Scheduler:
         its settings changed (``convoys_unplanned``) or, unless ``changed_only``, its plan ran out at
         ``now`` (``convoys_plan_expiry``). Each set is read through its own index, in that index's
         order: a tick with nothing to plan reads two empty index ranges."""
-        memo: dict[tuple[Any, ...], tuple[list[plan_.PlannedCycle], datetime]] = {}  # convoys sharing a plan
+        memo: dict[tuple[Any, ...], _Planned] = {}  # convoys sharing a plan
         planned = await self._plan_pages(now, memo, expired=False)
         if not changed_only:
             planned += await self._plan_pages(now, memo, expired=True)
@@ -152,9 +156,15 @@ class Scheduler:
             log.info("scheduler planned", convoys=planned)
         return planned
 
-    async def _plan_pages(
-        self, now: datetime, memo: dict[tuple[Any, ...], tuple[list[plan_.PlannedCycle], datetime]], *, expired: bool
-    ) -> int:
+    async def _plan_pages(self, now: datetime, memo: dict[tuple[Any, ...], _Planned], *, expired: bool) -> int:
+        """One set of :meth:`_plan`, a page at a time.
+
+        A convoy whose plan only ran out (``expired``: its settings did not change) still has the cycles
+        its last plan kept — ``cycles_to_keep`` at any time before that plan's ``planned_until``, by
+        ``plan_horizon``'s definition — so only the cycles added since are sent (issue #21: at a busy
+        slot one new cycle per convoy instead of three to encode and compare).
+        """
+        missing: dict[tuple[Any, ...], list[plan_.PlannedCycle]] = {}
         after_id = uuid.UUID(int=0)
         after_until = repo.EXPIRED_FROM
         planned = 0
@@ -177,14 +187,21 @@ class Scheduler:
             changed: list[uuid.UUID] = []
             for row in rows:
                 key = (row["timezone"], row["cadence"], row["start_date"], row["holiday_region"], row["holiday_policy"])
-                if key not in memo:
-                    try:
+                try:
+                    if key not in memo:
                         plan = plan_of(row)
-                        memo[key] = (plan_.cycles_to_keep(plan, now), plan_.plan_horizon(plan, now))
-                    except Exception as exc:  # one broken convoy must not stop the others
-                        log.error("planning failed for a convoy", convoy_id=str(row["convoy_id"]), error=repr(exc))
-                        continue
-                keep, horizon = memo[key]
+                        memo[key] = (plan, plan_.cycles_to_keep(plan, now), plan_.plan_horizon(plan, now))
+                    plan, keep, horizon = memo[key]
+                    if expired:
+                        since = (*key, row["planned_until"])
+                        if since not in missing:
+                            before = plan_.cycles_to_keep(plan, row["planned_until"] - timedelta(microseconds=1))
+                            known = {c.index for c in before}
+                            missing[since] = [c for c in keep if c.index not in known]
+                        keep = missing[since]
+                except Exception as exc:  # one broken convoy must not stop the others
+                    log.error("planning failed for a convoy", convoy_id=str(row["convoy_id"]), error=repr(exc))
+                    continue
                 owners += [row["convoy_id"]] * len(keep)
                 kept += keep
                 convoys.append(row["convoy_id"])
