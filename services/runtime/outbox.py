@@ -261,9 +261,9 @@ class Relay:
             server_settings={
                 "search_path": self.service,
                 "application_name": f"convoy-{self.service}-relay",
-                # FETCH with a non-empty in-flight list looked dearer to the planner than its generic plan,
-                # which does not know LIMIT $2 and sorted the whole outbox (40-400 ms a fetch during a busy
-                # slot, issue #21); planned with its values it is an index scan of outbox_pkey (< 1 ms)
+                # FETCH with a non-empty in-flight list looks dearer to the planner than its generic plan,
+                # where that list is a parameter searched linearly per row (not hashed) and LIMIT unknown:
+                # 35-430 ms a fetch during a busy slot (issue #21); planned with its values, a few ms
                 "plan_cache_mode": "force_custom_plan",
             },
         )
