@@ -196,4 +196,4 @@ async def test_a_digest_fan_out_delivers_to_each_member_what_the_digest_for_them
         assert isinstance(reference, EmailMessage)
         assert headers(got) == headers(reference)
         assert parts(got) == parts(reference)
-        assert [p for p in parts(got) if p[0] == "text/html"][0][2].count(link.replace("&", "&amp;")) == 1
+        assert next(p for p in parts(got) if p[0] == "text/html")[2].count(link.replace("&", "&amp;")) == 1
