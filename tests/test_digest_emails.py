@@ -5,6 +5,7 @@ where the MIME boundary is seeded, and header for header and part for part throu
 
 from __future__ import annotations
 
+import functools
 import random
 import uuid
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from notifier import access, cycles, gallery, render
+from notifier import access, cycles, gallery, i18n, render
 from notifier.delivery import SETTINGS_PATH, Mailer
 from notifier.email import WIRE_POLICY, build_message, wire_message
 from schemas import api
@@ -61,7 +62,7 @@ def member(i: int, lang: str) -> api.Recipient:
 def alone(digests: cycles.DigestRenderer, m: api.Recipient) -> render.Rendered:
     """The digest rendered for this member alone: the templates with their greeting, no shared form."""
     lang = render.message_language(m.language)
-    ctx = digests.context(lang, render.greeting(render.i18n.Words(lang), m.name))
+    ctx = digests.context(lang, render.greeting(i18n.Words(lang), m.name))
     plain = render.from_templates("cycle_digest", ctx, subject=ctx["subject"], lang=lang)
     assert plain.shared is None
     return plain
@@ -118,7 +119,7 @@ def test_each_members_digest_is_the_digest_rendered_for_them_alone(lang: str) ->
 def parts(message: EmailMessage) -> list[tuple[str, str, str]]:
     """Each leaf part: its type, transfer encoding and decoded content."""
     return [
-        (p.get_content_type(), str(p["Content-Transfer-Encoding"]), str(p.get_content()))  # type: ignore[attr-defined]
+        (p.get_content_type(), str(p["Content-Transfer-Encoding"]), str(p.get_content()))
         for p in message.walk()
         if not p.is_multipart()
     ]
@@ -151,16 +152,15 @@ async def test_a_digest_fan_out_delivers_to_each_member_what_the_digest_for_them
 
     try:
         await mailer.fan_out(
-            (
-                lambda m=m: mailer.send_email(
-                    key(m),
-                    uuid.uuid4(),
-                    to_name=m.name,
-                    to_email=m.email,
-                    rendered=digests.render(m),
-                    list_id=list_id,
-                    prefs=api.NotificationPrefs(),
-                )
+            functools.partial(
+                mailer.send_email,
+                key(m),
+                uuid.uuid4(),
+                to_name=m.name,
+                to_email=m.email,
+                rendered=digests.render(m),
+                list_id=list_id,
+                prefs=api.NotificationPrefs(),
             )
             for m in members
         )
