@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 import structlog
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
 log = structlog.get_logger(__name__)
@@ -188,14 +189,19 @@ class SmtpPool:
         recipients skipped unless all are: SMTPRecipientsRefused)."""
         await client._ehlo_or_helo_if_needed()  # sendmail's own first step (connect usually did it)
         # RFC 1870: the octets as DATA sends them; wire_message writes CRLF line endings already
-        options = [f"size={len(message.data)}"] if client.supports_extension("size") else []
-        await client.mail(message.sender, options=options, timeout=self.timeout)
+        options = [f"size={len(message.data)}".encode("ascii")] if client.supports_extension("size") else []
+        # client.mail(sender, options=…) and client.rcpt(recipient), each address quoted as they
+        # quote it (_smtp_address: without parsing a plain address again for every message)
+        mail = await client.execute_command(
+            b"MAIL", b"FROM:" + _smtp_address(message.sender), *options, timeout=self.timeout
+        )
+        if mail.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, message.sender)
         refused = []
         for recipient in message.recipients:
-            try:
-                await client.rcpt(recipient, timeout=self.timeout)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                refused.append(exc)
+            rcpt = await client.execute_command(b"RCPT", b"TO:" + _smtp_address(recipient), timeout=self.timeout)
+            if rcpt.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+                refused.append(aiosmtplib.SMTPRecipientRefused(rcpt.code, rcpt.message, recipient))
         if len(refused) == len(message.recipients):
             raise aiosmtplib.SMTPRecipientsRefused(refused)
 
@@ -205,6 +211,21 @@ class SmtpPool:
             if client is not None and client.is_connected:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.quit(), 2)
+
+
+def _smtp_address(address: str) -> bytes:
+    """The address as aiosmtplib's mail() and rcpt() put it on the command line:
+    ``quote_address(address).encode("ascii")`` (raising what they raise); a plain dot-atom address
+    (every recipient has its own: no cache would hit) is what parseaddr returns for it, and passes
+    their check for characters that would end it."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>".encode("ascii")
+    return _quoted_address(address)
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted_address(address: str) -> bytes:
+    return quote_address(address).encode("ascii")
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:

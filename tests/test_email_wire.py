@@ -14,9 +14,10 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 import pytest
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from notifier.email import WIRE_POLICY, Slotted, Wire, build_message, wire_message
+from notifier.email import WIRE_POLICY, Slotted, Wire, _smtp_address, build_message, wire_message
 
 AT = datetime(2025, 3, 31, 7, 0, 5, tzinfo=UTC)
 
@@ -268,3 +269,30 @@ def test_a_body_with_slots_comes_out_as_the_same_body_written_out(text: int) -> 
         assert got.payload() == expected.payload() == smtp_payload(got.data)
         random.seed(seed)
         assert got.data == build_message(text=str(body), html=str(html), **kw).as_bytes(policy=WIRE_POLICY)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        *ADDRESSES,
+        "convoy@localhost",
+        "a.b-c_d+e%f@x-y.example",
+        ".lead@x.example",
+        "trail.@x.example",
+        "a@-x.example",
+        "Convoy <convoy@localhost>",
+        '"quoted local"@x.example',
+        "in jection@x.example",
+        "a@x.example>\r\nRCPT TO:<b@x.example",
+        "",
+    ],
+)
+def test_an_envelope_address_goes_on_the_command_line_as_aiosmtplib_puts_it(address: str) -> None:
+    """SmtpPool sends MAIL FROM and RCPT TO itself (not client.mail/rcpt): the same bytes, the same refusals."""
+    try:
+        expected = quote_address(address).encode("ascii")
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            _smtp_address(address)
+        return
+    assert _smtp_address(address) == expected
