@@ -11,8 +11,9 @@ What a monolith would run for a posted report, built from Convoy's own code rath
   directly (no NATS, no encoding, no signed actor claim). The token lookup runs
   ``Sessions.resolve`` against ``convoys.sessions``/``people``; the report runs
   ``MilestonesService.submit_report``: the membership read with its share lock, the charter check
-  (``MEMBERSHIP_GET`` against ``convoys.memberships``), the round lock, the report and commitment
-  rows and the outbox row, in one transaction.
+  (from milestones' projection of charters; ``MEMBERSHIP_GET`` against ``convoys.memberships`` only
+  when it does not say "accepted"), the round lock, the report and commitment rows and the outbox
+  row, in one transaction.
 
 The milestones half writes into the schema ``monolith``: a copy of milestones' tables made with its
 own migrations, holding the same projection rows (bench/data.py ``copy_to_monolith``). So the

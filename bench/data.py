@@ -130,9 +130,15 @@ async def create_convoys(
         # Set-up, not measured: the projection rows of up to a million convoys go in without milestones'
         # convoy-version triggers (a row each at the commit; a convoy without a version row has version 0).
         await conn.execute("SET LOCAL session_replication_role = replica")
+        # The projection of charters as the events leave it (version 1, accepted with the invitation).
+        charters = await _has_column(conn, "milestones", "members", "charter_version")
+        charter_column, charter_value = (", charter_version", ", 1") if charters else ("", "")
         await conn.execute(
-            "INSERT INTO milestones.convoys (convoy_id, name, timezone, language, cadence, start_date, status)"
-            " SELECT id, name, $3, $4, $5::jsonb, $6, 'active' FROM unnest($1::uuid[], $2::text[]) AS t(id, name)",
+            "INSERT INTO milestones.convoys (convoy_id, name, timezone, language, cadence, start_date, status"
+            + charter_column
+            + ") SELECT id, name, $3, $4, $5::jsonb, $6, 'active'"
+            + charter_value
+            + " FROM unnest($1::uuid[], $2::text[]) AS t(id, name)",
             [r[0] for r in convoy_rows],
             [r[1] for r in convoy_rows],
             TIMEZONE,
@@ -146,8 +152,11 @@ async def create_convoys(
             *_columns(company_rows, 3),
         )
         await conn.execute(
-            "INSERT INTO milestones.members (person_id, company_id, convoy_id)"
-            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])",
+            "INSERT INTO milestones.members (person_id, company_id, convoy_id"
+            + charter_column
+            + ") SELECT *"
+            + charter_value
+            + " FROM unnest($1::uuid[], $2::uuid[], $3::uuid[])",
             *_columns(member_rows, 3),
         )
         await conn.execute("SET LOCAL session_replication_role = DEFAULT")

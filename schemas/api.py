@@ -632,11 +632,14 @@ class Membership(Reply, kw_only=True):
     company_ids: list[uuid.UUID]
     is_facilitator: bool = False
     charter_accepted: bool = False
+    """Representatives: whether they accepted the convoy's current charter (false for non-members)."""
     company_names: dict[uuid.UUID, str] = {}
     """The names of ``company_ids``: a reader's projection may not have the company yet either."""
-    """Representatives: whether they accepted the convoy's current charter (false for non-members)."""
     is_observer: bool = False
     """An observer seat: reads what members read, writes nothing."""
+    charter_version: int = 0
+    """Representatives: the convoy's current charter version as this answer read it (0: not said), so a
+    reader's projection of charters can learn it (services/milestones/access.py)."""
 
 
 class RevokeAccess(Body, kw_only=True):
@@ -650,6 +653,14 @@ class RevokeAccess(Body, kw_only=True):
     observer: bool = False
     at: datetime
     """When services/convoys recorded the removal: a late ``person.joined`` from before it does not re-admit."""
+
+
+class SetCharterVersion(Body, kw_only=True):
+    """services/convoys tells services/milestones, before answering a charter change, the convoy's
+    current charter version (representatives who accepted an older one no longer write)."""
+
+    convoy_id: uuid.UUID
+    version: int
 
 
 class Revoked(Reply, kw_only=True):

@@ -56,6 +56,8 @@ class Convoys(Contract, service="convoys"):
         "flags": (ev.ContentFlagged, ev.FlagsResolved),
     }
     PUBLISHES = (
+        ev.CharterAccepted,
+        ev.CharterUpdated,
         ev.CompanyJoined,
         ev.CompanyLeft,
         ev.ConvoyCreated,

@@ -86,6 +86,28 @@ class PersonJoined(Event, frozen=True, kw_only=True):
     convoy_id: uuid.UUID
     company_id: uuid.UUID
     person_id: uuid.UUID
+    charter_version: int | None = None
+    """The charter version accepted with the invitation (0: none; None: an event from before it was sent)."""
+
+
+class CharterUpdated(Event, frozen=True, kw_only=True):
+    """A facilitator changed the convoy's charter: ``version`` is its current version, which every
+    representative accepts before they write again (services/milestones projects it)."""
+
+    TYPE: ClassVar[str] = "charter.updated"
+    convoy_id: uuid.UUID
+    version: int
+
+
+class CharterAccepted(Event, frozen=True, kw_only=True):
+    """A representative accepted the convoy's charter at ``version`` (``POST …/charter/accept``;
+    the acceptance with the invitation comes as ``person.joined``'s ``charter_version``)."""
+
+    TYPE: ClassVar[str] = "charter.accepted"
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    person_id: uuid.UUID
+    version: int
 
 
 class PersonRemoved(Event, frozen=True, kw_only=True):
@@ -428,6 +450,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CompanyLeft,
     PersonJoined,
     PersonRemoved,
+    CharterUpdated,
+    CharterAccepted,
     ObserverJoined,
     ObserverRemoved,
     ReportSubmitted,

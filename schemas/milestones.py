@@ -23,6 +23,8 @@ class Milestones(Contract, service="milestones"):
             ev.CompanyLeft,
             ev.PersonJoined,
             ev.PersonRemoved,
+            ev.CharterUpdated,
+            ev.CharterAccepted,
             ev.ObserverJoined,
             ev.ObserverRemoved,
         ),
@@ -91,4 +93,7 @@ class Milestones(Contract, service="milestones"):
     ACCESS_REVOKE = Op(api.RevokeAccess, api.Revoked, callers={"convoys"})
     """services/convoys only: a removal takes effect here before it is answered (the event path follows,
     idempotent)."""
+    CHARTER_SET = Op(api.SetCharterVersion, api.Accepted, callers={"convoys"})
+    """services/convoys only: a charter change binds here before it is answered (its ``charter.updated``
+    event follows, idempotent)."""
     CHECK_OUTCOMES = Op(api.OutcomesAsk, api.Outcomes, callers={"convoys"})

@@ -4,11 +4,13 @@ after a change before a representative may post reports or comments again."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 
-from tests.conftest import SmtpSink, new_token_for
+from tests.conftest import SmtpSink, Stack, eventually, new_token_for, settled
 from tests.test_moderation import audit_entry, comment, post_report
 from tests.world import ADMIN, World, build_world, invite_and_accept
 
@@ -173,3 +175,116 @@ async def test_accepting_the_invitation_accepts_the_current_charter(
         f"olaf-{world.convoy_id[:8]}@neu.example",
     )
     assert (await charter(client, world, other.auth))["accepted"] is True
+
+
+async def convoys_answered(client: httpx.AsyncClient, operation: str) -> float:
+    """How many requests services/convoys has answered for ``operation`` (its own metrics)."""
+    r = await client.get("/metrics/convoys", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    total = 0.0
+    for line in r.text.splitlines():
+        if line.startswith("convoy_rpc_handler_seconds_count{") and f'operation="{operation}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_the_charter_check_asks_convoys_only_when_its_projection_says_not_accepted(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """services/milestones decides from its projection of charters (issue #21): a representative who
+    accepted writes without a request to services/convoys; a change binds from its 200 on; an
+    acceptance counts at once (then milestones asks, exactly as before)."""
+    world = await build_world(client, smtp_sink, companies=2)
+    anna, ben = world.reps["a"].auth, world.reps["b"].auth
+    await settled(stack)  # the person.joined events (with the version accepted with the invitation) are in
+    asked = await convoys_answered(client, "membership_get")
+    rid = (await post_report(client, world, "a"))["id"]
+    await comment(client, rid, ben, "Gut gemacht!")
+    r = await client.patch(f"/api/v1/reports/{rid}", json={"next": "Kalender"}, headers=anna)
+    assert r.status_code == 200, r.text
+    assert await convoys_answered(client, "membership_get") == asked  # no request reached services/convoys
+
+    # Hold the event path back (milestones' consumers wait to record what they handle), so only the
+    # synchronous calls can carry the change and the acceptance into services/milestones.
+    held = await asyncpg.connect(stack.settings.database_url, server_settings={"search_path": "milestones"})
+    try:
+        tx = held.transaction()
+        await tx.start()
+        await held.execute("LOCK TABLE processed_events IN SHARE ROW EXCLUSIVE MODE")
+        # A change binds from its answer on: the next write, at once, is refused.
+        r = await client.put(
+            f"/api/v1/convoys/{world.convoy_id}/charter",
+            json={"text": "1. Vertraulich.\n2. Fair."},
+            headers=world.facilitator,
+        )
+        assert r.status_code == 200 and r.json()["version"] == 2, r.text
+        r = await client.post(f"/api/v1/reports/{rid}/comments", json={"body": "Danke!"}, headers=ben)
+        assert r.status_code == 409 and "accept the convoy's updated charter first" in r.json()["detail"]
+        r = await client.post(f"/api/v1/convoys/{world.convoy_id}/reports", json={"done": "Weiter"}, headers=ben)
+        assert r.status_code == 409, r.text
+        await comment(client, rid, world.facilitator, "Bitte lesen.")  # facilitators are not bound
+
+        # An acceptance counts at once: the projection does not have it yet, so milestones asks (once).
+        r = await client.post(f"/api/v1/convoys/{world.convoy_id}/charter/accept", json={"version": 2}, headers=ben)
+        assert r.status_code == 200, r.text
+        asked = await convoys_answered(client, "membership_get")
+        r = await client.post(f"/api/v1/convoys/{world.convoy_id}/reports", json={"done": "Weiter"}, headers=ben)
+        assert r.status_code == 201, r.text
+        assert await convoys_answered(client, "membership_get") == asked + 1
+        await tx.rollback()
+    finally:
+        await held.close()
+    # Anna has not accepted: still refused, also after the events are in.
+    await settled(stack)
+    r = await client.patch(f"/api/v1/reports/{rid}", json={"next": "Kalender 2"}, headers=anna)
+    assert r.status_code == 409 and "charter" in r.json()["detail"]
+    # Ben's acceptance is projected now (learnt from that answer, and from its event): no request again.
+    asked = await convoys_answered(client, "membership_get")
+    await comment(client, rid, ben, "Nochmals danke!")
+    assert await convoys_answered(client, "membership_get") == asked
+
+
+async def test_a_projection_that_knows_nothing_asks_convoys_and_learns(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """Rows from before the projection existed (versions unknown) are never trusted: the write asks
+    services/convoys, as before, and remembers the answer for the next one."""
+    world = await build_world(client, smtp_sink, companies=1)
+    await settled(stack)
+    conn = await asyncpg.connect(stack.settings.database_url, server_settings={"search_path": "milestones"})
+    try:  # as after the migration: nothing known
+        convoy_id = uuid.UUID(world.convoy_id)
+        await conn.execute("UPDATE convoys SET charter_version = NULL WHERE convoy_id = $1", convoy_id)
+        await conn.execute("UPDATE members SET charter_version = NULL WHERE convoy_id = $1", convoy_id)
+    finally:
+        await conn.close()
+    asked = await convoys_answered(client, "membership_get")
+    rid = (await post_report(client, world, "a"))["id"]
+    assert await convoys_answered(client, "membership_get") == asked + 1
+    r = await client.patch(f"/api/v1/reports/{rid}", json={"next": "Kalender"}, headers=world.reps["a"].auth)
+    assert r.status_code == 200, r.text
+    assert await convoys_answered(client, "membership_get") == asked + 1  # learnt from the answer
+
+
+async def test_a_charter_change_milestones_cannot_hear_is_503_and_binds_with_its_event(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """As a removal: recorded in services/convoys, 503 to the caller, in effect once the event arrives."""
+    world = await build_world(client, smtp_sink, companies=1)
+    rid = (await post_report(client, world, "a"))["id"]
+    await stack.stop_service("milestones")
+    try:
+        r = await client.put(
+            f"/api/v1/convoys/{world.convoy_id}/charter", json={"text": "1. Neu.\n2. Fair."}, headers=world.facilitator
+        )
+        assert r.status_code == 503, r.text
+        assert (await charter(client, world, world.facilitator))["version"] == 2  # recorded all the same
+    finally:
+        await stack.start_service("milestones")
+
+    async def refused() -> bool:
+        r = await client.post(f"/api/v1/reports/{rid}/comments", json={"body": "Hallo"}, headers=world.reps["a"].auth)
+        assert r.status_code in (201, 409), r.text
+        return r.status_code == 409
+
+    await eventually(refused)

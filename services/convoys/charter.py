@@ -8,8 +8,14 @@
   implicitly (the invitation preview carries it, and the accept may name the version shown:
   ``AcceptInvitation.charter_version``, 409 if it changed since). After a change, ``GET /api/v1/me``
   shows ``charter_accepted: false`` for that convoy and the representative accepts it with
-  ``POST …/charter/accept``; until then services/milestones refuses their reports and comments (409),
-  asking ``MEMBERSHIP_GET`` (``charter_accepted``) at each write. Each acceptance is audited.
+  ``POST …/charter/accept``; until then services/milestones refuses their reports and comments (409).
+  Each acceptance is audited.
+- services/milestones decides from a projection of charters (services/milestones/access.py
+  ``Access.under_charter``): ``charter.updated`` carries each new version, ``charter.accepted`` each
+  acceptance, ``person.joined`` the version accepted with the invitation. A change binds before it is
+  answered: :meth:`Charters.put` sets the new version there (``Milestones.CHARTER_SET``) after its
+  commit, 503 if it cannot (the event follows). An acceptance a second ago counts: where the
+  projection says "not accepted", milestones asks ``MEMBERSHIP_GET`` (``charter_accepted``), exact.
 - Facilitators and admins read it but do not accept it (``accepted`` is None for them); anyone
   outside the convoy gets 404.
 """
@@ -22,7 +28,9 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from schemas import api
+from schemas import events as ev
 from schemas.convoys import Convoys
+from schemas.milestones import Milestones
 from services.convoys import repository as repo
 from services.runtime.errors import Conflict, InvalidInput
 
@@ -126,7 +134,8 @@ class Charters:
             assert convoy is not None
             if not text:
                 raise InvalidInput("`text`: the charter cannot be empty")
-            if text != charter_text(convoy):
+            changed = text != charter_text(convoy)
+            if changed:
                 convoy = await repo.set_charter(conn, req.convoy_id, text)
                 await repo.audit(
                     conn,
@@ -137,7 +146,16 @@ class Charters:
                     object_id=req.convoy_id,
                     details={"version": str(convoy["charter_version"])},
                 )
-            return charter_of(convoy, await self._accepted(conn, req.actor, convoy))
+                await self.rt.emit(conn, ev.CharterUpdated(convoy_id=req.convoy_id, version=convoy["charter_version"]))
+            result = charter_of(convoy, await self._accepted(conn, req.actor, convoy))
+        if changed:
+            # Binds before it is answered: services/milestones (which decides from its projection of
+            # charters) holds the new version first. If it cannot be told, the caller hears 503: the
+            # change is recorded and takes effect there with its event, moments later (as a removal).
+            await self.rt.rpc.call(
+                Milestones.CHARTER_SET, api.SetCharterVersion(convoy_id=req.convoy_id, version=result.version)
+            )
+        return result
 
     @Convoys.CHARTER_ACCEPT
     async def accept(self, req: api.AcceptCharter) -> api.Charter:
@@ -160,5 +178,14 @@ class Charters:
                     object_type="person",
                     object_id=req.actor.person_id,
                     details={"version": str(version)},
+                )
+                await self.rt.emit(
+                    conn,
+                    ev.CharterAccepted(
+                        convoy_id=req.convoy_id,
+                        company_id=membership["company_id"],
+                        person_id=membership["person_id"],
+                        version=version,
+                    ),
                 )
             return charter_of(convoy, True)

@@ -682,7 +682,12 @@ class ConvoysService:
             )
             await self.rt.emit(
                 conn,
-                ev.PersonJoined(convoy_id=row["convoy_id"], company_id=row["company_id"], person_id=person["id"]),
+                ev.PersonJoined(
+                    convoy_id=row["convoy_id"],
+                    company_id=row["company_id"],
+                    person_id=person["id"],
+                    charter_version=charter_version,  # accepted with the invitation
+                ),
             )
             signed_in: api.SignedIn = await sessions.open(conn, person)
             return signed_in
@@ -843,7 +848,7 @@ class ConvoysService:
     # --- for other services --------------------------------------------------------------------
     @Convoys.MEMBERSHIP_GET
     async def get_membership(self, req: api.GetMembership) -> api.Membership:
-        async with self.rt.db.connection() as conn:  # one query: services/milestones asks on every write
+        async with self.rt.db.connection() as conn:  # one query: services/milestones asks when its projection misses
             row = await repo.membership(conn, req.person_id, req.convoy_id)
         company_id = row["company_id"]
         return api.Membership(
@@ -856,6 +861,7 @@ class ConvoysService:
             if company_id is not None and row["company_name"] is not None
             else {},
             is_observer=bool(row["observer"]),
+            charter_version=row["charter_version"] or 0,
         )
 
     @Convoys.CONVOY_CHAT_SET

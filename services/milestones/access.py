@@ -15,7 +15,8 @@ refused; a write in progress holds its membership rows (share lock), so the remo
   facilitators and the centre's admins only; they moderate (hide, restore, lock, work the flags);
 - the facilitator-only note of a report is seen by the convoy's facilitators and the company's
   own representatives, never by peers, never in exports;
-- a representative writes reports and comments only once they accepted the convoy's current charter;
+- a representative writes reports and comments only once they accepted the convoy's current charter
+  (decided from the projection of charters; see :meth:`Access.under_charter`);
 - anyone else is told the convoy (or report, comment) does not exist (404).
 
 Handlers ask :class:`Access` for a :class:`Grant` (the caller's part in a convoy) and the grant
@@ -207,27 +208,49 @@ class Access:
             raise NotFound("no such comment")
         return grant
 
-    async def under_charter(self, grant: Grant, actor: api.Actor) -> api.Membership | None:
+    async def under_charter(self, conn: asyncpg.Connection, grant: Grant, actor: api.Actor) -> api.Membership | None:
         """A representative writes reports and comments only once they accepted the convoy's current charter.
 
-        Asked from services/convoys (``MEMBERSHIP_GET``, which answers ``charter_accepted``) at the
-        moment of writing rather than kept in a projection: writes are rare, so one request each costs
-        little, and the answer is exact: an acceptance a second ago counts, a charter changed a second
-        ago binds, and milestones keeps no copy of charter versions and acceptances that could lag
-        behind. Facilitators and admins are not bound (they keep the charter; they do not accept it).
-        Returns the answer (None when nobody was asked).
+        Decided from the projection of charters (``grant.convoy``'s ``charter_version``, the convoy's
+        current version, and ``access_charter_version``, the one the representative accepted: both read
+        with the grant, no extra query), kept from ``charter.updated``, ``charter.accepted`` and
+        ``person.joined`` (the version accepted with the invitation). The projection only ever lets a
+        write through faster, never one services/convoys would refuse:
+
+        - a charter changed a second ago binds: services/convoys sets the new version here
+          (``Milestones.CHARTER_SET``) before it answers the change (503 if it cannot; the event
+          follows), and projected acceptances are only ever versions services/convoys recorded;
+        - an acceptance a second ago counts: when the projection says "not accepted" (or knows nothing:
+          rows from before it existed, or learnt by a read-through), services/convoys is asked
+          (``MEMBERSHIP_GET``, exact, as every write did before) and its answer is remembered here.
+
+        Facilitators and admins are not bound (they keep the charter; they do not accept it).
+        Returns the answer of services/convoys (None when nobody was asked).
         """
         if grant.sees_everything or not grant.companies or actor.person_id is None:
             return None
-        membership = await self.rt.rpc.call(
-            Convoys.MEMBERSHIP_GET, api.GetMembership(person_id=actor.person_id, convoy_id=grant.convoy["convoy_id"])
-        )
+        convoy_id = grant.convoy["convoy_id"]
+        current = grant.convoy.get("charter_version")
+        accepted = grant.convoy.get("access_charter_version")
+        if current is not None and accepted is not None and accepted >= current:
+            return None  # the common path: accepted as projected
+        membership = await self.membership(actor.person_id, convoy_id)
         if not membership.company_ids and not membership.is_facilitator:
             # Removed a moment ago (services/convoys is the truth): the projection is corrected first.
             raise NotFound("no such convoy")
         if membership.company_ids and not membership.charter_accepted:
             raise Conflict(
                 "accept the convoy's updated charter first"
-                f" (read it at GET /api/v1/convoys/{grant.convoy['convoy_id']}/charter, then POST …/charter/accept)"
+                f" (read it at GET /api/v1/convoys/{convoy_id}/charter, then POST …/charter/accept)"
             )
+        if membership.charter_accepted and membership.charter_version > 0:
+            # They accepted at least that version (versions only grow): the next write needs no request.
+            await repo.projections.set_charter_version(conn, convoy_id, membership.charter_version)
+            await repo.projections.learn_acceptance(conn, actor.person_id, convoy_id, membership.charter_version)
         return membership
+
+    async def membership(self, person_id: uuid.UUID, convoy_id: uuid.UUID) -> api.Membership:
+        """The person's part in the convoy as services/convoys knows it now (one request)."""
+        return await self.rt.rpc.call(
+            Convoys.MEMBERSHIP_GET, api.GetMembership(person_id=person_id, convoy_id=convoy_id)
+        )

@@ -1,7 +1,8 @@
 """Event handlers of services/milestones: the projections everything here is authorized from.
 
-- convoys events (``PROJECTED``): convoys, companies, representatives, facilitators, observers
-  (read by services/milestones/access.py, which reads through to services/convoys on a miss);
+- convoys events (``PROJECTED``): convoys, companies, representatives, facilitators, observers, and
+  the charters (each convoy's current version, the version each representative accepted) (read by
+  services/milestones/access.py, which reads through to services/convoys on a miss);
 - ``person.erased``: an erased person's authorship is remembered as "a former representative of
   <company>" (services/milestones/privacy.py words it) and they drop out of the projections.
 
@@ -39,8 +40,10 @@ async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncp
             start_date=start or envelope.occurred_at.date(),
             retention_days=event.retention_days,
         )
-        if isinstance(event, ev.ConvoyCreated) and event.facilitator_id:
-            await repo.projections.add_facilitator(conn, event.convoy_id, event.facilitator_id)
+        if isinstance(event, ev.ConvoyCreated):
+            await repo.projections.set_charter_version(conn, event.convoy_id, 1)  # every convoy starts at 1
+            if event.facilitator_id:
+                await repo.projections.add_facilitator(conn, event.convoy_id, event.facilitator_id)
     elif isinstance(event, ev.ConvoyStatusChanged):
         await repo.projections.set_convoy_status(conn, event.convoy_id, event.new_status)
     elif isinstance(event, ev.ConvoyFacilitatorAdded):
@@ -51,8 +54,17 @@ async def on_convoys_event(envelope: env.Envelope, event: ev.Event, conn: asyncp
         await repo.projections.remove_company(conn, event.company_id, left_at=envelope.occurred_at)
     elif isinstance(event, ev.PersonJoined):
         await repo.projections.add_member(
-            conn, event.person_id, event.company_id, event.convoy_id, joined_at=envelope.occurred_at
+            conn,
+            event.person_id,
+            event.company_id,
+            event.convoy_id,
+            joined_at=envelope.occurred_at,
+            charter_version=event.charter_version,
         )
+    elif isinstance(event, ev.CharterUpdated):
+        await repo.projections.set_charter_version(conn, event.convoy_id, event.version)
+    elif isinstance(event, ev.CharterAccepted):
+        await repo.projections.accept_charter(conn, event.person_id, event.convoy_id, event.version)
     elif isinstance(event, ev.PersonRemoved):
         await repo.projections.remove_member(conn, event.person_id, event.company_id)
     elif isinstance(event, ev.ObserverJoined):

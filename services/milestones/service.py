@@ -190,7 +190,7 @@ class MilestonesService:
                     raise InvalidInput("`company_id`: you represent several companies here; say which")
                 company_id = grant.companies[0]
             grant.writes_for(company_id, "post its reports")
-            membership = await self.access.under_charter(grant, req.actor)
+            membership = await self.access.under_charter(conn, grant, req.actor)
             assert req.actor.person_id is not None
             cycle = current_cycle(grant.convoy, now)
             index = cycle.index if cycle else 0
@@ -226,6 +226,8 @@ class MilestonesService:
             )
             await repo.reports.review_commitments(conn, report_id, list(r.commitment_reviews))
             company_name = written["company_name"]
+            if company_name is None and membership is None:  # the charter check asked nobody: ask now (rare)
+                membership = await self.access.membership(req.actor.person_id, req.convoy_id)
             if company_name is None and membership is not None and company_id in membership.company_names:
                 # The member is in the projection but not (yet, or no longer) their company: its
                 # company.joined may still be on its way. services/convoys just named it.
@@ -292,7 +294,7 @@ class MilestonesService:
                 raise NotFound("no such report")
             grant = await self.access.member(conn, req.actor, row["convoy_id"], not_found="no such report")
             grant.writes_for(row["company_id"], "edit its reports")
-            await self.access.under_charter(grant, req.actor)
+            await self.access.under_charter(conn, grant, req.actor)
             assert req.actor.person_id is not None
             convoy = grant.convoy
             cycle = cycles.cycle_by_index(
@@ -422,7 +424,7 @@ class MilestonesService:
             grant.writes("comment")
             if report["comments_locked_at"] is not None and not grant.sees_everything:
                 raise Conflict("the convoy's facilitators have locked the comments on this report")
-            await self.access.under_charter(grant, req.actor)
+            await self.access.under_charter(conn, grant, req.actor)
             parent_id = req.comment.parent_id
             if parent_id is not None:
                 parent = await repo.comments.comment_row(conn, parent_id)
@@ -607,6 +609,14 @@ class MilestonesService:
                 removed = await repo.projections.revoke(conn, req.convoy_id, req.company_id, req.person_id, req.at)
         await versions.announce_now(self.rt, req.convoy_id)  # no 304 for the removed from this answer on
         return api.Revoked(members=removed)
+
+    @Milestones.CHARTER_SET
+    async def set_charter(self, req: api.SetCharterVersion) -> api.Accepted:
+        """services/convoys applies a charter change here before answering it: from this answer on, a
+        representative who accepted an older version is asked for (Access.under_charter)."""
+        async with self.rt.db.transaction() as conn:
+            await repo.projections.set_charter_version(conn, req.convoy_id, req.version)
+        return api.Accepted(message=f"charter version {req.version}")
 
     @Milestones.CATALOGUE
     async def catalogue(self, _: api.Empty) -> cat.Catalogue:

@@ -856,13 +856,16 @@ async def accept_charter(conn: Conn, membership_id: int, version: int) -> None:
 
 
 async def membership(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID) -> asyncpg.Record:
-    """The person's part in the convoy in one round trip (the charter check asks it on every write):
+    """The person's part in the convoy in one round trip (services/milestones' charter check asks it when
+    its projection of charters does not say "accepted"):
     ``company_id`` and ``company_name`` of their active membership (null: none; at most one, see the
     unique index ``memberships_active``), ``charter_accepted`` (null without a membership) and
     ``facilitator`` (as :func:`facilitates`). Whether their membership's accepted charter version is
-    the convoy's current one is read in the same statement, so a charter change binds at once."""
+    the convoy's current one (``charter_version``, null without a membership) is read in the same
+    statement, so a charter change binds at once."""
     row = await conn.fetchrow(
         "SELECT m.company_id, co.name AS company_name, m.charter_version >= c.charter_version AS charter_accepted,"
+        " c.charter_version,"
         " EXISTS (SELECT 1 FROM convoy_facilitators f WHERE f.person_id = $1 AND f.convoy_id = $2) AS facilitator,"
         " EXISTS (SELECT 1 FROM observers o WHERE o.person_id = $1 AND o.convoy_id = $2 AND o.removed_at IS NULL)"
         " AS observer"

@@ -54,8 +54,10 @@ async def convoy_for(
     conn: Conn, convoy_id: uuid.UUID, person_id: uuid.UUID | None, *, lock: bool = False
 ) -> asyncpg.Record | None:
     """The convoy with the person's part in it, in one round trip: the columns of :func:`convoy`,
-    then ``access_companies`` (the companies they represent here), ``access_facilitator`` and
-    ``access_observer`` (an observer seat: reads, writes nothing).
+    then ``access_companies`` (the companies they represent here), ``access_facilitator``,
+    ``access_observer`` (an observer seat: reads, writes nothing) and ``access_charter_version`` (the
+    charter version they accepted as projected: -1 when not known here, None without a membership;
+    compared with the convoy's ``charter_version``, None when not known here).
 
     ``lock`` (inside a writing transaction): the person's membership rows are share-locked until the
     transaction ends, so a removal (:func:`revoke`, which deletes them) waits for a write that was
@@ -66,7 +68,9 @@ async def convoy_for(
         + (" FOR SHARE" if lock else "")
         + ") AS access_companies,"
         " EXISTS (SELECT 1 FROM facilitators f WHERE f.convoy_id = $1 AND f.person_id = $2) AS access_facilitator,"
-        " EXISTS (SELECT 1 FROM observers o WHERE o.convoy_id = $1 AND o.person_id = $2) AS access_observer"
+        " EXISTS (SELECT 1 FROM observers o WHERE o.convoy_id = $1 AND o.person_id = $2) AS access_observer,"
+        " (SELECT min(coalesce(m.charter_version, -1)) FROM members m WHERE m.convoy_id = $1 AND m.person_id = $2)"
+        " AS access_charter_version"
         " FROM convoys c WHERE c.convoy_id = $1",
         convoy_id,
         person_id,
@@ -105,18 +109,64 @@ async def add_member(
     company_id: uuid.UUID,
     convoy_id: uuid.UUID,
     joined_at: datetime | None = None,
+    charter_version: int | None = None,
 ) -> None:
     """``joined_at`` (from a ``person.joined`` event): not when a removal answered later was already
-    applied here (:func:`revoke`). Without it (an answer of services/convoys, the truth now): always."""
+    applied here (:func:`revoke`). Without it (an answer of services/convoys, the truth now): always.
+    ``charter_version``: the charter version accepted with the membership (``person.joined``; None: not
+    known, the charter check then asks services/convoys); only ever raises what is projected."""
     await conn.execute(
-        "INSERT INTO members (person_id, company_id, convoy_id) SELECT $1, $2, $3"
+        "INSERT INTO members AS m (person_id, company_id, convoy_id, charter_version) SELECT $1, $2, $3, $5"
         " WHERE $4::timestamptz IS NULL OR NOT EXISTS (SELECT 1 FROM revoked_members r"
         " WHERE r.person_id = $1 AND r.company_id = $2 AND r.revoked_at >= $4)"
-        " ON CONFLICT DO NOTHING",
+        + (
+            " ON CONFLICT DO NOTHING"
+            if charter_version is None
+            else " ON CONFLICT (person_id, company_id) DO UPDATE SET charter_version = excluded.charter_version"
+            " WHERE m.charter_version IS NULL OR m.charter_version < excluded.charter_version"
+        ),
         person_id,
         company_id,
         convoy_id,
         joined_at,
+        charter_version,
+    )
+
+
+async def set_charter_version(conn: Conn, convoy_id: uuid.UUID, version: int) -> None:
+    """The convoy's current charter version (versions only grow: a late event lowers nothing)."""
+    await conn.execute(
+        "UPDATE convoys SET charter_version = $2 WHERE convoy_id = $1"
+        " AND (charter_version IS NULL OR charter_version < $2)",
+        convoy_id,
+        version,
+    )
+
+
+async def accept_charter(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID, version: int) -> None:
+    """The representative accepted the convoy's charter at ``version`` (``charter.accepted``, or an answer
+    of services/convoys that said so); only ever raises what is projected."""
+    await conn.execute(
+        "UPDATE members SET charter_version = $3 WHERE convoy_id = $1 AND person_id = $2"
+        " AND (charter_version IS NULL OR charter_version < $3)",
+        convoy_id,
+        person_id,
+        version,
+    )
+
+
+async def learn_acceptance(conn: Conn, person_id: uuid.UUID, convoy_id: uuid.UUID, version: int) -> None:
+    """What a write learnt from services/convoys (they accepted at least ``version``), remembered for the
+    next write. Best effort, inside the write's transaction: membership rows another write of theirs
+    holds (share-locked, :func:`convoy_for`) are skipped rather than waited for (two writes would
+    otherwise wait for each other); the ``charter.accepted`` event or the next write fills them in."""
+    await conn.execute(
+        "UPDATE members m SET charter_version = $3 FROM (SELECT person_id, company_id FROM members"
+        " WHERE convoy_id = $1 AND person_id = $2 AND (charter_version IS NULL OR charter_version < $3)"
+        " FOR UPDATE SKIP LOCKED) AS s WHERE m.person_id = s.person_id AND m.company_id = s.company_id",
+        convoy_id,
+        person_id,
+        version,
     )
 
 
