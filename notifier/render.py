@@ -115,7 +115,8 @@ class Rendered:
     """When this email differs from others only by a few words (a digest: the greeting; the footer:
     the unsubscribe link): the email with a placeholder in their place, the same object for all of
     them. ``text`` and ``html`` are its text and HTML with each of ``slots`` put in; send_email
-    encodes its unchanging lines once (notifier.email.Slotted)."""
+    encodes its unchanging lines once (notifier.email.Slotted). Made by :func:`filled` only: a copy
+    with other text (``dataclasses.replace``) must drop it, or the footer and the wire use the old."""
     slots: tuple[tuple[str, str, str], ...] = field(default=(), compare=False, repr=False)
     """(placeholder, what replaces it in the text part, in the HTML part: escaped) for ``shared``."""
 
