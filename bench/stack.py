@@ -67,6 +67,8 @@ class Stack:
     """The services' environment (``CONVOY_*`` from ``settings``), for processes a scenario starts."""
     nc: Any = None
     pool: asyncpg.Pool | None = None
+    nats_login: tuple[str, str] = ("", "")
+    """The harness's own NATS user and password (a superuser: the server refuses anonymous clients)."""
 
     # --- measuring the processes -----------------------------------------------------------
     def cpu_seconds(self) -> dict[str, float]:
@@ -247,6 +249,7 @@ async def start(keep: bool = False) -> Stack:
         if name != "notifier":
             own.pop("CONVOY_REPLY_SIGNING_KEY", None)
         spawn(name, argv, own)
+    stack.nats_login = harness
     stack.nc = await nats.connect(settings.nats_url, user=harness[0], password=harness[1])
     stack.pool = await asyncpg.create_pool(database_url, min_size=1, max_size=8)
     try:

@@ -13,7 +13,7 @@ import functools
 from importlib import resources
 from pathlib import Path
 
-from notifier import replies
+from notifier import recipients, replies
 from notifier.consumers import Consumers
 from notifier.delivery import Mailer
 from notifier.privacy import MESSAGES_CONSUMER, PrivacyRules
@@ -40,6 +40,8 @@ async def setup(rt: Runtime) -> None:
     privacy = PrivacyRules(rt)
     svc = NotifierService(rt, mail.preferences, privacy)
     consumers = Consumers(rt, mail, privacy)
+    # convoys' recipients reused while services/convoys announces no change (notifier/recipients.py)
+    await recipients.of(rt).start()
 
     async def close(stop: asyncio.Event) -> None:
         await stop.wait()

@@ -28,7 +28,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from notifier import cycles, facilitation, facilitator, feedback, render, replies, repository
+from notifier import cycles, facilitation, facilitator, feedback, recipients, render, replies, repository
 from notifier.chat.delivery import ChatDelivery
 from notifier.delivery import MESSAGES_LIST_ID, SENT, Mailer, convoy_list_id
 from notifier.privacy import PrivacyRules
@@ -57,6 +57,8 @@ class Consumers:
         self.rt = rt
         self.mail = mail
         self.privacy = privacy
+        # the convoys' recipients, reused while services/convoys announces no change (notifier/recipients.py)
+        self.recipients = recipients.of(rt)
         # the convoy's chat channels (Slack, Teams): notifier/chat
         self.chat = ChatDelivery(rt, mail)
         # help requests at once and round summaries at close, for the convoy's facilitators
@@ -71,7 +73,8 @@ class Consumers:
     async def on_report_submitted(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         """The peers' emails and (if the convoy wants it) the chat posts about a new report.
 
-        One request to services/convoys (representatives, the convoy's language and chat channels).
+        The representatives, the convoy's language and chat channels: one request to services/convoys, or
+        none while its answer for the convoy is unchanged (notifier/recipients.py).
         The report comes with the event as written; only for an event older than ``REPORT_FRESH_S`` (the
         notifier was down or behind, a retry) is it read back from services/milestones. A report found
         hidden is neither mailed nor posted. The carried report is as it was written: a hide within its
@@ -80,7 +83,7 @@ class Consumers:
         """
         assert isinstance(event, ev.ReportSubmitted)
         rt, mail = self.rt, self.mail
-        members = await rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=event.convoy_id))
+        members = await self.recipients.get(event.convoy_id)
         report = event.report
         if (datetime.now(UTC) - envelope.occurred_at).total_seconds() > REPORT_FRESH_S:
             now = await rt.rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=event.report_id))
@@ -152,7 +155,7 @@ class Consumers:
         """Tell the report's author who offered help."""
         assert isinstance(event, ev.HelpOffered)
         rt = self.rt
-        members = await rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=event.convoy_id))
+        members = await self.recipients.get(event.convoy_id)
         report = await rt.rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=event.report_id))
         people = {m.person_id: m for m in members.members}
         author, helper = people.get(report.author_id), people.get(event.person_id)
@@ -189,7 +192,7 @@ class Consumers:
         """Who to write to (with names and languages), and the convoy (time zone, company names)."""
         rt = self.rt
         members, convoy = await asyncio.gather(
-            rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=convoy_id)),
+            self.recipients.get(convoy_id),
             rt.rpc.call(Convoys.CONVOY_GET, api.GetConvoy(actor=api.SYSTEM, convoy_id=convoy_id)),
         )
         return members, convoy

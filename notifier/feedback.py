@@ -37,7 +37,7 @@ from typing import Any, Literal
 import asyncpg
 import structlog
 
-from notifier import i18n, render, replies
+from notifier import i18n, recipients, render, replies
 from notifier.delivery import Mailer, convoy_list_id
 from notifier.email import TransientDeliveryError
 from notifier.i18n import N_
@@ -256,7 +256,7 @@ class Feedback:
         rpc = self.rt.rpc
         asks: list[Awaitable[Any]] = [
             rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=batch.report_id)),
-            rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=batch.convoy_id)),
+            recipients.of(self.rt).get(batch.convoy_id),
         ]
         if any(i.kind == "comment" for i in batch.items):
             asks.append(

@@ -30,10 +30,9 @@ import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import Counter
 
-from notifier import mailauth
+from notifier import mailauth, recipients
 from notifier.repository import Deliveries
 from schemas import api
-from schemas.convoys import Convoys
 from schemas.milestones import Milestones
 from services.runtime import claims, signing
 from services.runtime.errors import Conflict, ConvoyError, Gone, NotFound, Unavailable
@@ -414,7 +413,7 @@ class ReplyHandler:
             ), "unauthenticated"
 
         try:
-            members = await self.rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=target.convoy_id))
+            members = await recipients.of(self.rt).get(target.convoy_id)
         except Unavailable:
             return _try_later(
                 "Convoy is not reachable right now; your mail server will try again later."

@@ -698,6 +698,9 @@ class Recipients(Reply, kw_only=True):
     """The convoy's chat channels, as ``CONVOY_CHAT_GET`` answers."""
     observers: list[ObserverRecipient] = []
     """The convoy's observers: they get the digest, nothing else a member gets."""
+    version: int | None = None
+    """The convoy's recipients version (``Subjects.recipient_versions``) read before this answer: the
+    answer is at least that new. None: unknown (the notifier does not keep the answer)."""
 
 
 # --- projects and milestones ------------------------------------------------------------------

@@ -103,7 +103,7 @@ class Convoys(Contract, service="convoys"):
     CONVOY_SLACK_SET = Op(api.SetSlack, api.Convoy, callers=EDGE)
     CONVOY_CHAT_SET = Op(api.SetChat, api.Convoy, callers={"api", "notifier"})
     """Set or remove one chat channel's webhook (facilitators; the notifier as system)."""
-    CONVOY_CHAT_GET = Op(api.GetRecipients, api.ChatTargets, callers={"api", "notifier"})
+    CONVOY_CHAT_GET = Op(api.GetRecipients, api.ChatTargets, callers={"api"})
     """Internal (no actor): a convoy's chat channels with their webhook URLs."""
     SIGN_IN_REQUEST = Op(api.SignInAsk, api.Accepted, callers=EDGE)
     SIGN_IN_COMPLETE = Op(api.SignInComplete, api.SignedIn, callers=EDGE)

@@ -140,6 +140,15 @@ class Subjects:
         its ETags. Publisher: milestones; subscriber: api."""
         return f"{self.namespace}.versions.convoys"
 
+    @property
+    def recipient_versions(self) -> str:
+        """services/convoys publishes the new version of convoys' recipients answers here after each commit
+        that changes one (``CONVOY_RECIPIENTS``: members, observers, their names, emails and languages, the
+        convoy's name, language and chat channels; core NATS: ``schemas.api.ConvoyVersions``); the notifier
+        reuses a cached answer only while its version is the newest it heard. Publisher: convoys;
+        subscriber: notifier."""
+        return f"{self.namespace}.versions.recipients"
+
     # --- request/reply (nats.micro) ----------------------------------------------------------
     def rpc(self, service: str, operation: str) -> str:
         """Subject of one request/reply endpoint of a service."""

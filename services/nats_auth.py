@@ -127,6 +127,11 @@ def permissions(role: str, namespace: str = "convoy") -> dict[str, object]:
         publish.append(sub.convoy_versions)
     if role == "api":
         subscribe.append(sub.convoy_versions)
+    # the notifier's recipients (issue #21): convoys announces its recipients versions, the notifier keeps them
+    if role == "convoys":
+        publish.append(sub.recipient_versions)
+    if role == "notifier":
+        subscribe.append(sub.recipient_versions)
     if role == "admin":
         publish += [f"$JS.API.STREAM.{verb}.{name}" for name in streams for verb in ("CREATE", "UPDATE")]
         # the durable consumers of the events stream (services may only bind to theirs)

@@ -233,7 +233,9 @@ def test_session_state_stays_off_pooled_connections() -> None:
         "services/runtime/outbox.py": 1,  # LISTEN, on the relay's own connection (the one holding its lock)
         "services/runtime/db.py": 1,  # migrations, on a connection of their own
         "services/runtime/lifecycle.py": 1,  # lead(): the leader lock, on a connection lead() opens itself
-        "services/milestones/versions.py": 1,  # LISTEN for convoy versions, on the forwarder's own connection
+        # LISTEN for convoy versions (milestones → API) and recipients versions (convoys → notifier), on the
+        # forwarder's own connection
+        "services/runtime/versions.py": 1,
     }
     callers = sorted(
         str(p.relative_to(ROOT)) for p in (ROOT / "services").rglob("*.py") if "lifecycle.lead(" in p.read_text()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from schemas import envelope as env
@@ -141,13 +142,23 @@ async def test_a_convoys_close_leaves_before_its_open_across_batch_boundaries(
     bed: Bed, atomic: bool, in_flight: int
 ) -> None:
     convoys = [uuid.uuid4() for _ in range(150)]
+    published: Counter[str] = Counter()  # every publish (JetStream would hide a second one of an id)
+
+    async def seen(msg: Msg) -> None:
+        published[(msg.headers or {})["Nats-Msg-Id"]] += 1
+
+    wire = await bed.nc.subscribe(bed.subjects.events_wildcard, cb=seen)
     # Batches of 7 rows: odd, so a convoy's close and open keep landing in different batches.
     async with bed.relaying(batch=7, in_flight=in_flight, atomic=atomic) as relay:
         writing = asyncio.create_task(bed.write(convoys))  # the relay runs while the rows commit
         ids = await writing
         await eventually(bed.drained, timeout=60)
         assert relay.atomic == atomic  # the server took every atomic batch (none refused)
+    await bed.nc.flush()
+    await wire.unsubscribe()
     assert_in_order_once(await bed.stream(), ids, convoys)
+    # nothing failed, so nothing was sent twice (the next batch is fetched while one is in flight)
+    assert set(published) == {str(i) for i in ids} and set(published.values()) == {1}
 
 
 async def test_rows_published_twice_are_stored_once(bed: Bed) -> None:

@@ -308,6 +308,11 @@ def test_fire_ids_are_deterministic() -> None:
         )
         == 5
     )
+    # the tick's own uuid5 (issue #21) gives the ids uuid.uuid5 gives: an upgrade mid-slot fires nothing twice
+    from services.reminders.service import FIRE_NAMESPACE
+
+    for n, kind in enumerate(["open", "close", "nudge", "nudge"]):
+        assert fire_id(convoy, 3, kind, n) == uuid.uuid5(FIRE_NAMESPACE, f"{convoy}:3:{kind}:{n}")
 
 
 def test_the_facilitator_digest_is_due_from_monday_seven_in_berlin() -> None:

@@ -43,8 +43,10 @@ def sizes(scale: float) -> tuple[float, float]:
     return RATE, max(5.0, 60 * scale)
 
 
-async def nats_round_trip(url: str, count: int) -> list[float]:
-    responder, requester = await nats.connect(url), await nats.connect(url)
+async def nats_round_trip(url: str, login: tuple[str, str], count: int) -> list[float]:
+    user, password = login
+    responder = await nats.connect(url, user=user, password=password)
+    requester = await nats.connect(url, user=user, password=password)
     try:
 
         async def answer(msg: nats.aio.msg.Msg) -> None:
@@ -144,7 +146,7 @@ async def run(stack: Stack, scale: float) -> Result:
         c = path.rsplit("/", 1)[-1]
         if c in posted and c in both:
             both[c] = max(both[c], t - posted[c])
-    rtt = await nats_round_trip(stack.settings.nats_url, 2000)
+    rtt = await nats_round_trip(stack.settings.nats_url, stack.nats_login, 2000)
     rtt99 = pct(rtt, 99) * 1000
     p99_mail, p99_slack, p99_both = pct(mail, 99) * 1000, pct(slack, 99) * 1000, pct(list(both.values()), 99) * 1000
     result.rows += [

@@ -18,6 +18,8 @@ import statistics
 import time
 from datetime import date, timedelta
 
+from nats.aio.msg import Msg
+
 from bench import data
 from bench.measure import Result, Row, cpu_delta
 from bench.stack import Stack
@@ -79,9 +81,11 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
     cpu0 = stack.cpu_seconds()  # the ticks, not the setup
 
     opened: list[float] = []
+    seen_ids: set[str] = set()  # a second publish of an id would be a relay bug (JetStream drops it; we see it)
 
-    async def seen(_msg: object) -> None:
+    async def seen(msg: Msg) -> None:
         opened.append(time.monotonic())
+        seen_ids.add((msg.headers or {}).get("Nats-Msg-Id", ""))
 
     sub = await stack.nc.subscribe(stack.subjects.of(ev.CycleOpened), cb=seen)
     await stack.nc.flush()
@@ -96,16 +100,19 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         idle_ms.append((time.monotonic() - t) * 1000)
         idle_fires += idle.count
     opened.clear()
+    seen_ids.clear()
 
     t0 = time.monotonic()
     fired = await stack.tick(SLOT, summary=True)  # 400,000 actions at 1,000,000 convoys
     tick_s = time.monotonic() - t0
+    seen_at_answer = len(opened)  # prompts already published when the tick answered (the relay keeping up)
     deadline = time.monotonic() + 600
     while len(opened) < monday and time.monotonic() < deadline:  # noqa: ASYNC110 — counting a subscription
         await asyncio.sleep(0.1)
     await sub.unsubscribe()
     last_s = (max(opened) - t0) if opened else float("nan")
     rss, peak = stack.rss_mb("reminders")
+    twice = len(opened) - len(seen_ids)
     target_s = 60 if total >= 1_000_000 else 10  # issue #21 at 1,000,000 convoys; issue #9 at 100,000
     idle_median = statistics.median(idle_ms)
     result.rows += [
@@ -116,8 +123,8 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
             None,
             "s",
             f"< {target_s} s",
-            len(opened) >= monday and last_s < target_s,
-            note=f"{len(opened)}/{monday} seen; tick answered after {tick_s:.1f} s",
+            len(opened) >= monday and not twice and last_s < target_s,
+            note=f"{len(seen_ids)}/{monday} seen, {twice} twice; tick answered after {tick_s:.1f} s",
         ),
         Row(
             "scheduler",
@@ -145,6 +152,7 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         "monday_0900": monday,
         "setup_s": round(setup_s, 1),
         "prompts_seen": len(opened),
+        "prompts_published_twice": twice,
         "fires_at_slot": fired.count,
         "idle_fires": idle_fires,
         "warmup_tick_actions": warmup.actions,
@@ -152,6 +160,8 @@ async def run(stack: Stack, scale: float, convoys: int | None = None) -> Result:
         "slot_tick_s": round(tick_s, 2),
         "last_prompt_s": round(last_s, 2),
         "first_prompt_s": round(min(opened) - t0, 2) if opened else None,
+        "median_prompt_s": round(statistics.median(opened) - t0, 2) if opened else None,
+        "prompts_seen_when_tick_answered": seen_at_answer,
         "rss_mb": round(rss, 1),
         "peak_rss_mb": round(peak, 1),
     }

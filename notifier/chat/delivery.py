@@ -1,8 +1,8 @@
 """Posting to a convoy's chat channels, each post exactly once (the notifier's delivery log).
 
 The notifier's handlers call ``announce_report`` and ``announce_digest``; this iterates over the
-convoy's configured channels (services/convoys ``CONVOY_CHAT_GET``, or the list carried by the
-recipients answer) and does for each what every channel shares: claim the key
+convoy's configured channels (the list carried by services/convoys' recipients answer,
+notifier/recipients.py) and does for each what every channel shares: claim the key
 ``{channel}:report:{report}`` / ``{channel}:digest:{convoy}:{cycle}`` before the post, record it after;
 a transient failure is noted and raised (the event is retried, and only what was not posted is posted);
 a webhook refused for good is removed (only if it is still the one that failed) and the convoy's
@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from notifier import i18n, render
+from notifier import i18n, recipients, render
 from notifier.chat import (
     CHANNELS,
     ChatChannel,
@@ -51,9 +51,8 @@ class ChatDelivery:
 
     async def targets(self, convoy_id: uuid.UUID, carried: list[api.ChatTarget] | None = None) -> list[api.ChatTarget]:
         """The convoy's chat channels: as the recipients answer carried them, else asked."""
-        if carried is None:
-            found = await self.rt.rpc.call(Convoys.CONVOY_CHAT_GET, api.GetRecipients(convoy_id=convoy_id))
-            carried = found.targets
+        if carried is None:  # as the recipients answer carries them (reused while unchanged: notifier/recipients.py)
+            carried = (await recipients.of(self.rt).get(convoy_id)).chats
         known = [t for t in carried if t.channel in self.channels]
         for t in carried:
             if t.channel not in self.channels:

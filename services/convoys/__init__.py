@@ -8,6 +8,7 @@ from pathlib import Path
 from schemas import api
 from schemas import events as ev
 from schemas.convoys import Convoys
+from services.convoys import recipients
 from services.convoys.auth import Sessions
 from services.convoys.charter import Charters
 from services.convoys.check.service import CheckService
@@ -30,6 +31,8 @@ async def setup(rt: Runtime) -> None:
         return await svc.accept_invitation(req, sessions)
 
     rt.background(sessions.purge_forever)
+    # --- the notifier's recipients: versions announced after each commit that changes them (recipients.py)
+    rt.background(recipients.forwarder(rt).run)
     # --- moderation: audit entries (and notices to authors) for content.moderated from services/milestones
     rt.consumer("moderation", (ev.ContentModerated,), ModerationLog(rt).on_content_moderated)
     # --- flags and charter: audit entries and facilitator emails for flags; the charter of each convoy

@@ -15,6 +15,7 @@ import hashlib
 from schemas import api
 from schemas import events as ev
 from schemas.convoys import Convoys
+from services.convoys import recipients
 from services.convoys import repository as repo
 from services.convoys.access import Access
 from services.runtime.errors import NotFound
@@ -92,4 +93,6 @@ class Privacy:
                     observed=observed,
                 ),
             )
+        # the notifier forgets the recipients answers that name them before we answer
+        await recipients.announce_now(self.rt, [m["convoy_id"] for m in memberships] + observed)
         return api.Erased(person_id=person_id, message="your account and your personal data were deleted")

@@ -22,6 +22,7 @@ from schemas import events as ev
 from schemas.convoys import Convoys
 from schemas.milestones import Milestones
 from schemas.values import PERIOD_HOURS, Cadence
+from services.convoys import recipients
 from services.convoys import repository as repo
 from services.convoys.access import Access
 from services.convoys.charter import default_charter
@@ -364,6 +365,7 @@ class ConvoysService:
             for person_id in await repo.remove_company_observers(conn, req.company_id, reason):
                 await self._observer_left(conn, convoy, person_id, reason)  # its second readers leave with it
             result = await repo.convoy(conn, convoy, with_members=True)
+        await recipients.announce_now(self.rt, [req.convoy_id])  # the notifier forgets them before our 200
         await self._revoke_in_readers(req.convoy_id, req.company_id, None)
         return result
 
@@ -390,6 +392,7 @@ class ConvoysService:
             )
             await self._person_left(conn, convoy, company, req.person_id, reason)
             result = await repo.convoy(conn, convoy, with_members=True)
+        await recipients.announce_now(self.rt, [req.convoy_id])  # the notifier forgets them before our 200
         await self._revoke_in_readers(req.convoy_id, company["id"], req.person_id)
         return result
 
@@ -467,6 +470,7 @@ class ConvoysService:
             )
             await self._observer_left(conn, convoy, req.person_id, reason)
             result = await repo.convoy(conn, convoy, with_members=True)
+        await recipients.announce_now(self.rt, [req.convoy_id])  # the notifier forgets them before our 200
         # Like a member's removal: in effect in services/milestones before it is answered (issue #19).
         revoke = api.RevokeAccess(convoy_id=req.convoy_id, person_id=req.person_id, observer=True, at=datetime.now(UTC))
         await self.rt.rpc.call(Milestones.ACCESS_REVOKE, revoke)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from schemas import events as ev
 from schemas.milestones import Milestones
-from services.milestones import consumers
+from services.milestones import consumers, versions
 from services.milestones.access import Access
 from services.milestones.consumers import PROJECTED
 from services.milestones.digests import Digests
@@ -17,7 +17,6 @@ from services.milestones.moderation import Moderation
 from services.milestones.outcomes import Outcomes
 from services.milestones.privacy import PrivacyRules
 from services.milestones.service import MilestonesService
-from services.milestones.versions import VersionForwarder
 from services.runtime.service import Runtime
 
 NAME = "milestones"
@@ -39,6 +38,6 @@ async def setup(rt: Runtime) -> None:
     rt.consumer("erasure", (ev.PersonErased,), consumers.on_person_erased)
     rt.background(privacy.purge_forever)
     # --- conditional GETs: the convoys' change counters, forwarded to the API after each commit
-    rt.background(VersionForwarder(rt).run)
+    rt.background(versions.forwarder(rt).run)
     # --- digitalisation check: aggregated outcomes per project type (asked by services/convoys)
     rt.serve(Milestones, svc, digests, HistoryImport(rt, access), moderation, flags, privacy, Outcomes(rt))

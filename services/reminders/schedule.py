@@ -12,12 +12,13 @@ Catch-up after an outage (the same rules apply to every tick, so a restart needs
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 import holidays
+import msgspec
 
 from schemas.values import Cadence
 from services.runtime import cycles
@@ -48,8 +49,9 @@ class PlannedCycle:
     skip_reason: str = ""
 
 
-@dataclass(frozen=True)
-class CycleState:
+class CycleState(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored cycle as the tick sees it (a msgspec struct: built and replaced per fired cycle, issue #21)."""
+
     index: int
     opens_at: datetime
     due_at: datetime
@@ -60,8 +62,7 @@ class CycleState:
     closed: bool
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(msgspec.Struct, frozen=True):
     kind: Kind
     cycle_index: int
     nudge: int = 0
@@ -155,25 +156,32 @@ def facilitator_digest_due(now: datetime) -> str | None:
     return f"{year}-W{week:02d}"
 
 
+@functools.lru_cache(maxsize=64)
+def _nudge_offsets(offsets: tuple[int, ...]) -> tuple[timedelta, ...]:
+    """The nudges' offsets before the due time, in firing order (the largest first)."""
+    return tuple(timedelta(hours=h) for h in sorted(offsets, reverse=True))
+
+
 def due_actions(state: CycleState, offsets: tuple[int, ...], now: datetime) -> list[Action]:
     """What to do for one stored cycle at ``now``, in order."""
-    actions: list[Action] = []
     if state.skipped or state.closed or now < state.opens_at:
-        return actions
-    opened = state.opened
-    if not opened:
+        return []
+    actions: list[Action] = []
+    if not state.opened:
         actions.append(Action("open" if now < state.closes_at else "drop_open", state.index))
-        opened = True
-    reached = [
-        number
-        for number, hours in enumerate(sorted(offsets, reverse=True), start=1)
-        if number > state.nudges_done and now >= state.due_at - timedelta(hours=hours)
-    ]
-    for number in reached:
-        # Only the latest nudge that is reached goes out, and only before the due time: after an
-        # outage, earlier nudges are dropped rather than sent in a burst.
-        send = number == reached[-1] and now < state.due_at
-        actions.append(Action("nudge" if send else "drop_nudge", state.index, number))
+    done = state.nudges_done
+    if done < len(offsets):
+        due = state.due_at
+        reached = [
+            number
+            for number, before in enumerate(_nudge_offsets(offsets), start=1)
+            if number > done and now >= due - before
+        ]
+        for number in reached:
+            # Only the latest nudge that is reached goes out, and only before the due time: after an
+            # outage, earlier nudges are dropped rather than sent in a burst.
+            send = number == reached[-1] and now < due
+            actions.append(Action("nudge" if send else "drop_nudge", state.index, number))
     if now >= state.closes_at:
         actions.append(Action("close", state.index))
     return actions
@@ -201,9 +209,8 @@ def next_action_at(state: CycleState, offsets: tuple[int, ...]) -> datetime | No
     if not state.opened:
         return state.opens_at
     first = state.closes_at
-    ordered = sorted(offsets, reverse=True)
-    if state.nudges_done < len(ordered):
-        first = min(first, state.due_at - timedelta(hours=ordered[state.nudges_done]))
+    if state.nudges_done < len(offsets):
+        first = min(first, state.due_at - _nudge_offsets(offsets)[state.nudges_done])
     return max(first, state.opens_at)
 
 
@@ -217,4 +224,6 @@ def after(state: CycleState, actions: list[Action]) -> CycleState:
             nudges_done = max(nudges_done, a.nudge)
         elif a.kind == "close":
             closed = True
-    return replace(state, opened=opened, nudges_done=nudges_done, closed=closed)
+    if (opened, nudges_done, closed) == (state.opened, state.nudges_done, state.closed):
+        return state
+    return msgspec.structs.replace(state, opened=opened, nudges_done=nudges_done, closed=closed)

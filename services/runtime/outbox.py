@@ -7,9 +7,10 @@ over one NATS connection, and JetStream stores one connection's publishes in the
 Each message carries ``Nats-Msg-Id`` = event id: a row published twice (crash between the
 JetStream ack and the DELETE) is dropped by JetStream's duplicate window.
 
-Throughput (issue #9, bench ``scheduler``): several batches are in flight at once. While the
-acks of the oldest batch arrive, the next batches are already fetched and published, so
-JetStream (``sync_interval: always``: an fsync per message) is never left waiting on PostgreSQL.
+Throughput (issue #9, bench ``scheduler``): while the acks of the batch in flight arrive, the next
+rows are already being fetched (issue #21; ``in_flight`` > 1 also publishes further batches, see
+``IN_FLIGHT``), so JetStream (``sync_interval: always``: an fsync per
+message or atomic batch) is never left waiting on PostgreSQL for long.
 A batch's rows are deleted in one statement once all of its acks are in; a failed publish stops
 the pipeline, the batches already in flight are settled (acked rows deleted), and the rest stays
 for the next round.
@@ -55,8 +56,9 @@ BATCH = 500
 IN_FLIGHT = 1
 """Batches published and not yet settled at a time. One: an atomic batch is stored whole or not at
 all, so with one in flight a failure never leaves a later event stored before an earlier one (with
-more, batch k+1 could be stored while k timed out). One atomic batch in flight already relays
-~20,000 events/s here (bench: 40,000 rows in 2 s), five times what the scheduler's tick writes."""
+more, batch k+1 could be stored while k timed out). The next batch's rows are fetched meanwhile and
+published once this one is settled. One atomic batch in flight already relays ~20,000 events/s here
+(bench: 40,000 rows in 2 s), more than the scheduler's tick writes."""
 POLL_S = 1.0
 
 FETCH = (
@@ -256,7 +258,14 @@ class Relay:
             self.settings.database_url,
             timeout=self.settings.db_acquire_timeout,
             command_timeout=self.settings.db_command_timeout,
-            server_settings={"search_path": self.service, "application_name": f"convoy-{self.service}-relay"},
+            server_settings={
+                "search_path": self.service,
+                "application_name": f"convoy-{self.service}-relay",
+                # FETCH with a non-empty in-flight list looks dearer to the planner than its generic plan,
+                # where that list is a parameter searched linearly per row (not hashed) and LIMIT unknown:
+                # 35-430 ms a fetch during a busy slot (issue #21); planned with its values, a few ms
+                "plan_cache_mode": "force_custom_plan",
+            },
         )
 
     async def _relay(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
@@ -295,14 +304,17 @@ class Relay:
         raises once the batches in flight are settled if any publish failed (those rows stay).
         """
         flying: deque[_Batch] = deque()
+        ahead: asyncio.Task[list[asyncpg.Record]] | None = None
+        """The rows after those in flight, fetched while the oldest batch's acks come in."""
         sent = 0
         more = True
         try:
             while True:
                 while more and len(flying) < self.in_flight and not stop.is_set():
-                    if conn.is_closed():
-                        raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
-                    rows = await conn.fetch(FETCH, [s for b in flying for s in b.seqs], self.batch)
+                    if ahead is not None:
+                        rows, ahead = await ahead, None
+                    else:
+                        rows = await self._fetch(conn, _seqs(flying))
                     more = len(rows) == self.batch
                     if not rows:
                         break
@@ -312,15 +324,34 @@ class Relay:
                         raise batch.error
                 if not flying:
                     return sent
-                sent += await self._settle(conn, publisher, flying.popleft())
-                more = True  # rows committed meanwhile: look again (an empty look is one index probe)
+                if more and not stop.is_set():
+                    # The next rows travel from PostgreSQL while JetStream stores and acks the oldest batch
+                    # (issue #21: the relay keeps up with a busy slot). They are published only once that
+                    # batch is settled, so a failed batch is never followed by a later one.
+                    ahead = asyncio.ensure_future(self._fetch(conn, _seqs(flying)))  # taken now: not after popleft
+                sent += await self._settle(conn, publisher, flying.popleft(), ahead)
+                if ahead is None:
+                    more = True  # rows committed meanwhile: look again (an empty look is one index probe)
         except Exception:
             # Publish nothing more; settle what is in flight (delete what JetStream acknowledged).
             # (Cancelled: the rows simply stay; their next publish is a duplicate JetStream drops.)
+            if ahead is not None:
+                with contextlib.suppress(Exception):
+                    await ahead  # the connection is free again (its rows are not published)
+                ahead = None
             while flying:
                 with contextlib.suppress(Exception):
                     await self._settle(conn, publisher, flying.popleft())
             raise
+        finally:
+            if ahead is not None:  # cancelled while fetching ahead
+                ahead.cancel()
+
+    async def _fetch(self, conn: asyncpg.Connection, in_flight: list[int]) -> list[asyncpg.Record]:
+        """The next rows in seq order, leaving out those in flight (``in_flight``: their seqs)."""
+        if conn.is_closed():
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
+        return await conn.fetch(FETCH, in_flight, self.batch)
 
     async def _publish(self, publisher: Publisher, rows: list[asyncpg.Record]) -> _Batch:
         # One PRODUCER span per event when tracing is on, continuing the context stored in its
@@ -376,8 +407,17 @@ class Relay:
             run.tokens.append(token)
             run.futures.append(future)
 
-    async def _settle(self, conn: asyncpg.Connection, publisher: Publisher, batch: _Batch) -> int:
-        """Wait for the batch's acks; delete the acknowledged rows; raise if any publish failed."""
+    async def _settle(
+        self,
+        conn: asyncpg.Connection,
+        publisher: Publisher,
+        batch: _Batch,
+        ahead: asyncio.Future[list[asyncpg.Record]] | None = None,
+    ) -> int:
+        """Wait for the batch's acks; delete the acknowledged rows; raise if any publish failed.
+
+        ``ahead``: a fetch running on ``conn`` meanwhile; awaited (not consumed) before the DELETE.
+        """
         results: list[object] = []
         for run in batch.runs:
             outcome = await self._outcome(publisher, run)
@@ -400,6 +440,8 @@ class Relay:
                     tracing.record_error(res, span)
                 span.end()
         acked = [r for r, res in zip(batch.rows, results, strict=True) if not isinstance(res, BaseException)]
+        if ahead is not None:
+            await asyncio.wait([ahead])  # one query at a time on a connection (its outcome is the caller's)
         if acked:
             await conn.execute(DELETE, [r["seq"] for r in acked])
             PUBLISHED.labels(self.service).inc(len(acked))
@@ -432,6 +474,10 @@ class Relay:
             # say so, so that they are published (and their duplicates dropped) one by one.
             ack = APIError(code=400, description=f"not an atomic batch ack: {ack!r}")
         return [ack] * len(run.rows)
+
+
+def _seqs(flying: deque[_Batch]) -> list[int]:
+    return [s for b in flying for s in b.seqs]
 
 
 def _by_stream(rows: list[asyncpg.Record], subjects: Subjects) -> list[list[asyncpg.Record]]:

@@ -66,6 +66,7 @@ class Runtime:
         self._consumers: list[Consumer] = []
         self._background: list[Callable[[asyncio.Event], Coroutine[Any, Any, None]]] = []
         self._checks: dict[str, Callable[[], Awaitable[None]]] = {}
+        self._reconnect_hooks: list[Callable[[], Awaitable[None]]] = []
         self.relay: outbox.Relay | None = None
         self.contract: type[Contract] | None = None
         # Each handler in flight holds a connection (its transaction) and may take a second one
@@ -159,6 +160,10 @@ class Runtime:
     def background(self, task: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
         self._background.append(task)
 
+    def on_reconnect(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Call ``hook`` after every NATS reconnect (core NATS messages sent meanwhile are lost)."""
+        self._reconnect_hooks.append(hook)
+
     def readiness_check(self, name: str, check: Callable[[], Awaitable[None]]) -> None:
         self._checks[name] = check
 
@@ -244,6 +249,8 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
         async def on_reconnect() -> None:
             for c in rt._consumers:
                 c.on_reconnect()
+            for hook in rt._reconnect_hooks:
+                await hook()
 
         rt.nc = await bus.connect(settings, f"convoy-{module.NAME}", on_reconnect=on_reconnect, role=module.NAME)
         stack.push_async_callback(_drain, rt.nc, settings.shutdown_timeout)

@@ -108,6 +108,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long the API keeps a resolved token; a revoked token keeps working in another API replica this long."""
     version_max_age_s: Annotated[float, Meta(ge=0, le=3600)] = 30.0
     """How long the API answers 304 from a convoy version not heard of since (bounds a lost notice); 0: no 304s."""
+    recipients_max_age_s: Annotated[float, Meta(ge=0, le=3600)] = 600.0
+    """How long the notifier reuses a convoy's recipients unchanged (bounds a lost change notice); 0: never."""
 
     # --- embedded servers --------------------------------------------------------------------
     embedded_nats_port: Annotated[int, Meta(ge=1, le=65535)] = 14222

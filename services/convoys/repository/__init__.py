@@ -396,11 +396,22 @@ async def remove_company_observers(conn: Conn, company_id: uuid.UUID, reason: st
     return [r["person_id"] for r in rows]
 
 
+async def recipient_versions(conn: Conn, convoy_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The convoys' recipients versions (migration 0013; 0 before a convoy's first change)."""
+    rows = await conn.fetch(
+        "SELECT convoy_id, version FROM recipient_versions WHERE convoy_id = ANY($1::uuid[])", convoy_ids
+    )
+    found = {r["convoy_id"]: int(r["version"]) for r in rows}
+    return {c: found.get(c, 0) for c in convoy_ids}
+
+
 async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
     """The convoy's name, language and chat channels with its representatives' contacts, in one query
-    (a convoy without representatives gives one row whose member columns are null)."""
+    (a convoy without representatives gives one row whose member columns are null), and the recipients
+    version read before them (migration 0013: the answer is at least that new)."""
     rows = await conn.fetch(
-        "SELECT v.name AS convoy_name, v.language AS convoy_language,"
+        "SELECT (SELECT coalesce(max(version), 0) FROM recipient_versions WHERE convoy_id = v.id) AS version,"
+        " v.name AS convoy_name, v.language AS convoy_language,"
         " (SELECT jsonb_agg(jsonb_build_object('channel', w.channel, 'webhook_url', w.webhook_url,"
         " 'post_reports', w.post_reports) ORDER BY w.channel) FROM chat_webhooks w WHERE w.convoy_id = v.id) AS chats,"
         " p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
@@ -415,6 +426,7 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
     chats = msgspec.json.decode(first["chats"] or "[]", type=list[api.ChatTarget])
     return api.Recipients(
         convoy_id=convoy_id,
+        version=int(first["version"]),
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],
         chats=chats,

@@ -1,0 +1,247 @@
+"""Per-convoy versions announced on core NATS, and answers kept while their version is the newest heard.
+
+The pattern of the API's conditional GETs (docs/performance.md "Conditional GETs"), for any service:
+
+- the owning service keeps a counter per convoy, bumped by deferred constraint triggers in the transaction
+  of every change to what an answer shows, and NOTIFYing the convoy at the commit (a migration of its own);
+- :class:`VersionForwarder` (in the owner) LISTENs on its own connection and publishes the new versions on
+  a core NATS subject (``schemas.api.ConvoyVersions``), and ``reset`` whenever its listener (re)connects
+  (notifications lost while it was away cannot be replayed);
+- :func:`announce` publishes a convoy's version at once: a removal calls it before it answers;
+- the owner's answer carries the version it read *before* the answer's data (the data is never older);
+- :class:`VersionedCache` (in the reader) keeps convoy → (version, answer) and gives the answer back only
+  while no newer version was heard of, the NATS connection is up and has not reconnected since the
+  answer was kept, and for at most ``max_age`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
+
+import asyncpg
+import msgspec
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from schemas import api
+from services.runtime.lifecycle import wait_or_stop
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+BATCH = 1000
+"""Convoys per announcement (a bulk change of many convoys becomes several messages)."""
+POLL_S = 1.0
+"""How often the forwarder checks that its connection is alive while no change arrives."""
+MAX_CONVOYS = 100_000
+"""Convoys a cache keeps by default (answers; heard versions always up to this); beyond it the expired, then
+the oldest tenth are dropped."""
+
+_encoder = msgspec.json.Encoder()
+_notice = msgspec.json.Decoder(api.ConvoyVersions)
+
+ReadVersions = Callable[[asyncpg.Connection, list[uuid.UUID]], Awaitable[dict[uuid.UUID, int]]]
+
+
+class VersionForwarder:
+    """Listen on ``channel`` (payload: a convoy id), read the convoys' versions with ``read`` and publish
+    them on ``subject``. Every replica forwards (duplicates are harmless: readers keep the largest)."""
+
+    def __init__(
+        self,
+        *,
+        nc: Callable[[], Client],
+        database_url: str,
+        schema: str,
+        channel: str,
+        subject: str,
+        read: ReadVersions,
+        timeouts: tuple[float, float] = (5.0, 5.0),
+    ) -> None:
+        self.nc = nc
+        self.database_url = database_url
+        self.schema = schema
+        self.channel = channel
+        self.subject = subject
+        self.read = read
+        self.timeouts = timeouts
+        self.forwarded = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(
+                    self.database_url,
+                    timeout=self.timeouts[0],
+                    command_timeout=self.timeouts[1],
+                    server_settings={"search_path": self.schema, "application_name": f"convoy-{self.schema}-versions"},
+                )
+                await self._forward(conn, stop)
+                failures = 0
+            except Exception as exc:  # database or NATS away: connect again, then reset the readers
+                failures += 1
+                log.warning("version forwarder restarts", channel=self.channel, error=repr(exc), failures=failures)
+                await wait_or_stop(stop, min(0.5 * 2**failures, 10.0))
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+
+    async def _forward(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
+        pending: set[uuid.UUID] = set()
+        wake = asyncio.Event()
+
+        def on_notify(_c: object, _pid: int, _channel: str, payload: object) -> None:
+            with contextlib.suppress(ValueError):
+                pending.add(uuid.UUID(str(payload)))
+                wake.set()
+
+        await conn.add_listener(self.channel, on_notify)
+        # Listening from here on: whatever committed before is in a version the readers ask for anew.
+        await self._publish(api.ConvoyVersions(reset=True))
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), POLL_S)
+            wake.clear()
+            if conn.is_closed():
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("version listener connection closed")
+            while pending:
+                batch = [pending.pop() for _ in range(min(BATCH, len(pending)))]
+                found = await self.read(conn, batch)
+                await self._publish(api.ConvoyVersions(versions=found))
+                self.forwarded += len(found)
+
+    async def _publish(self, notice: api.ConvoyVersions) -> None:
+        nc = self.nc()
+        await nc.publish(self.subject, _encoder.encode(notice))
+        await nc.flush()
+
+
+async def announce(nc: Client, subject: str, versions: dict[uuid.UUID, int]) -> None:
+    """Publish ``versions`` at once and wait until the server has them: a removal calls this before it
+    answers, so a reader on the same NATS server hears the new version before anything that follows
+    the answer (one server hands a connection's messages on in order)."""
+    if versions:
+        await nc.publish(subject, _encoder.encode(api.ConvoyVersions(versions=versions)))
+        await nc.flush()
+
+
+class VersionedCache(Generic[T]):
+    """convoy → (version, answer), given back only while it is the newest version heard of.
+
+    ``nc``: the connection the announcements arrive on. Nothing is given back while it is not connected,
+    and everything is forgotten when it has reconnected since (announcements sent meanwhile are lost), or
+    on a ``reset`` announcement. ``max_age`` bounds how long an answer is kept at all (a lost announcement
+    without a reset); 0 keeps nothing. Not started (:meth:`subscribe` not called): keeps nothing.
+    """
+
+    def __init__(self, max_age: float, nc: Client | None = None, *, max_entries: int = MAX_CONVOYS) -> None:
+        self.max_age = max_age
+        self.max_entries = max(10, max_entries)
+        self.nc = nc
+        self.listening = False
+        self.entries: dict[uuid.UUID, tuple[int, float, T]] = {}
+        self.heard: dict[uuid.UUID, int] = {}
+        self.epoch = self._epoch()
+        self.generation = 0
+        """Moves on every reset: an answer asked for before one is not kept (it may predate a lost change)."""
+        self.hits = 0
+        self.misses = 0
+
+    async def subscribe(self, nc: Client, subject: str) -> None:
+        """Listen to the announcements on ``subject``: from here on answers are kept."""
+        self.nc = nc
+        self.epoch = self._epoch()
+        # No client-side limit: a message nats-py drops for a slow subscriber would be a lost change that no
+        # reconnect reveals (the server's own slow-consumer cut-off disconnects us: a reconnect, a reset).
+        await nc.subscribe(subject, cb=self.on_notice, pending_msgs_limit=0, pending_bytes_limit=0)
+        self.listening = True
+
+    def _epoch(self) -> int:
+        return int(self.nc.stats["reconnects"]) if self.nc is not None else 0
+
+    def _usable(self) -> bool:
+        if not self.listening or self.max_age <= 0 or self.nc is None or not self.nc.is_connected:
+            return False
+        if self._epoch() != self.epoch:  # reconnected since: announcements may have been lost
+            self.reset()
+            self.epoch = self._epoch()
+        return True
+
+    def get(self, convoy_id: uuid.UUID) -> T | None:
+        if not self._usable():
+            self.misses += 1
+            return None
+        held = self.entries.get(convoy_id)
+        if held is None:
+            self.misses += 1
+            return None
+        version, kept_at, value = held
+        if version < self.heard.get(convoy_id, version) or time.monotonic() - kept_at > self.max_age:
+            del self.entries[convoy_id]
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def ticket(self) -> int:
+        """Taken before asking for an answer, handed to :meth:`put` with it."""
+        self._usable()  # a reconnect noticed now resets before the question, not after the answer
+        return self.generation
+
+    def put(self, convoy_id: uuid.UUID, version: int | None, value: T, ticket: int) -> None:
+        """Keep ``value``, read at ``version`` (None: not kept), asked for with ``ticket``. Not kept either:
+        an answer older than a version already heard of (that version's announcement came first), or one
+        asked for before a reset (a change it predates may have gone unannounced)."""
+        if version is None or not self._usable() or ticket != self.generation:
+            return
+        if version < self.heard.get(convoy_id, version):
+            return
+        if convoy_id not in self.entries and len(self.entries) >= self.max_entries:
+            now = time.monotonic()  # full: drop what is too old anyway, else the oldest tenth
+            for stale in [c for c, held in self.entries.items() if now - held[1] > self.max_age]:
+                del self.entries[stale]
+            if len(self.entries) >= self.max_entries:
+                for stale in list(self.entries)[: self.max_entries // 10]:
+                    del self.entries[stale]
+        self.entries[convoy_id] = (version, time.monotonic(), value)
+
+    def learn(self, convoy_id: uuid.UUID, version: int) -> None:
+        if version <= self.heard.get(convoy_id, -1):
+            return
+        if convoy_id not in self.heard and len(self.heard) >= MAX_CONVOYS:
+            for stale in list(self.heard)[: MAX_CONVOYS // 10]:
+                del self.heard[stale]
+        self.heard[convoy_id] = version
+        held = self.entries.get(convoy_id)
+        if held is not None and held[0] < version:
+            del self.entries[convoy_id]
+
+    def reset(self) -> None:
+        self.entries.clear()
+        self.heard.clear()
+        self.generation += 1
+
+    async def on_reconnect(self) -> None:
+        self.reset()
+        self.epoch = self._epoch()
+
+    async def on_notice(self, msg: Msg) -> None:
+        try:
+            notice = _notice.decode(msg.data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            log.warning("malformed version announcement dropped", subject=msg.subject)
+            return
+        if notice.reset:
+            self.reset()
+        for convoy_id, version in notice.versions.items():
+            self.learn(convoy_id, version)

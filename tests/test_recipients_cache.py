@@ -1,0 +1,250 @@
+"""The notifier reuses a convoy's recipients while services/convoys announces no change (issue #21):
+a second report in a convoy costs no ``CONVOY_RECIPIENTS`` request, a removal takes effect before its
+answer (the removed member gets nothing from the next report), a changed name, language or convoy name is
+in the next email, and a NATS reconnect forgets everything. Over the real stack (NATS, PostgreSQL, SMTP
+sink, Slack stand-in); requests to services/convoys are counted by a subscription of our own."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+
+import httpx
+import nats
+import pytest
+from nats.aio.msg import Msg
+
+from notifier import recipients
+from schemas.contract import PROCESSES
+from schemas.convoys import Convoys
+from schemas.subjects import Subjects
+from services import nats_auth
+from services.runtime import versions
+from tests.conftest import NatsServer, SlackStub, SmtpSink, Stack, eventually, settled, text_of
+from tests.test_moderation import post_report
+from tests.world import World, build_world
+
+
+class Asked:
+    """Counts the requests services/convoys receives for the notifier's recipients and chat channels."""
+
+    def __init__(self) -> None:
+        self.recipients = 0
+        self.chat = 0
+
+    async def on_recipients(self, _msg: Msg) -> None:
+        self.recipients += 1
+
+    async def on_chat(self, _msg: Msg) -> None:
+        self.chat += 1
+
+
+@pytest.fixture
+async def asked(stack: Stack) -> AsyncIterator[Asked]:
+    counter = Asked()
+    subs = [
+        await stack.nc.subscribe(stack.subjects.operation(Convoys.CONVOY_RECIPIENTS), cb=counter.on_recipients),
+        await stack.nc.subscribe(stack.subjects.operation(Convoys.CONVOY_CHAT_GET), cb=counter.on_chat),
+    ]
+    await stack.nc.flush()
+    yield counter
+    for sub in subs:
+        await sub.unsubscribe()
+
+
+def directory(stack: Stack) -> recipients.Directory:
+    """The running notifier's recipients directory (to wait for an announcement, never to change it)."""
+    [found] = [
+        d
+        for rt, d in list(recipients._directories.items())
+        if rt.name == "notifier" and rt.settings.namespace == stack.settings.namespace
+    ]
+    return found
+
+
+def report_mail(sink: SmtpSink, world: World, key: str, report_id: str) -> list[EmailMessage]:
+    """The notices of one report to ``key``'s representative."""
+    return [
+        m
+        for m in sink.to(world.reps[key].email)
+        if str(m["X-Convoy-Delivery"] or "").startswith("report:") and f"/reports/{report_id}" in text_of(m)
+    ]
+
+
+async def mailed(sink: SmtpSink, world: World, key: str, report_id: str) -> EmailMessage:
+    async def one() -> EmailMessage | None:
+        found = report_mail(sink, world, key, report_id)
+        assert len(found) <= 1
+        return found[0] if found else None
+
+    return await eventually(one)
+
+
+async def test_a_second_report_in_a_convoy_asks_convoys_nothing(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, slack_stub: SlackStub, stack: Stack, asked: Asked
+) -> None:
+    world = await build_world(client, smtp_sink, companies=3)
+    r = await client.put(
+        f"/api/v1/convoys/{world.convoy_id}/slack",
+        json={"webhook_url": slack_stub.url(), "post_reports": True},
+        headers=world.facilitator,
+    )
+    assert r.status_code == 200, r.text
+    await settled(stack)
+
+    before = asked.recipients
+    first = await post_report(client, world, "a")
+    for key in ("b", "c"):
+        await mailed(smtp_sink, world, key, first["id"])
+    await slack_stub.wait_for(1)
+    await settled(stack)
+    assert asked.recipients > before  # the first report asked (the counter sees the requests)
+    assert not report_mail(smtp_sink, world, "a", first["id"])  # not to its own company
+
+    counted = asked.recipients, asked.chat
+    second = await post_report(client, world, "b")
+    for key in ("a", "c"):
+        await mailed(smtp_sink, world, key, second["id"])
+    posts = await slack_stub.wait_for(2)
+    await settled(stack)
+    assert (asked.recipients, asked.chat) == counted  # answered from what the notifier already knew
+    assert not report_mail(smtp_sink, world, "b", second["id"])
+    assert len(posts) == 2 and "Laden Schmidt" in str(posts[1])  # the chat post still went out
+
+
+async def test_a_removed_member_gets_nothing_from_the_next_report(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack, asked: Asked
+) -> None:
+    world = await build_world(client, smtp_sink, companies=3)
+    first = await post_report(client, world, "a")
+    for key in ("b", "c"):
+        await mailed(smtp_sink, world, key, first["id"])
+    await settled(stack)  # the notifier keeps the convoy's recipients now
+
+    before = asked.recipients
+    r = await client.post(
+        f"/api/v1/convoys/{world.convoy_id}/members/{world.reps['c'].person_id}/removal",
+        json={"reason": "Hat das Unternehmen verlassen"},
+        headers=world.facilitator,
+    )
+    assert r.status_code == 200, r.text
+    second = await post_report(client, world, "b")  # at once: no waiting for anything the removal caused
+    await mailed(smtp_sink, world, "a", second["id"])
+    await settled(stack)
+    assert report_mail(smtp_sink, world, "c", second["id"]) == []  # removed before the report: not told
+    assert len(report_mail(smtp_sink, world, "c", first["id"])) == 1
+    assert asked.recipients > before  # the removal made the notifier ask again
+
+
+async def test_an_erased_person_gets_nothing_from_the_next_report(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    world = await build_world(client, smtp_sink, companies=3)
+    first = await post_report(client, world, "a")
+    await mailed(smtp_sink, world, "c", first["id"])
+    await settled(stack)
+
+    r = await client.request("DELETE", "/api/v1/me", json={"confirm": "DELETE"}, headers=world.reps["c"].auth)
+    assert r.status_code == 200, r.text
+    second = await post_report(client, world, "b")
+    await mailed(smtp_sink, world, "a", second["id"])
+    await settled(stack)
+    assert report_mail(smtp_sink, world, "c", second["id"]) == []
+
+
+async def test_a_changed_name_language_or_convoy_name_is_in_the_next_email(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack, asked: Asked
+) -> None:
+    world = await build_world(client, smtp_sink, companies=3, lang_b="en")
+    convoy_id = uuid.UUID(world.convoy_id)
+    first = await post_report(client, world, "a")
+    before = await mailed(smtp_sink, world, "b", first["id"])
+    assert "new progress report" in before["Subject"] and "Hello Ben Schmidt," in text_of(before)
+    await settled(stack)
+    known = directory(stack)
+    assert known.cache.get(convoy_id) is not None  # kept
+    # on the notifier's own connection, forgotten on its reconnects (test_a_nats_reconnect_forgets_…)
+    assert known.cache.nc is known.rt.nc and known.cache.on_reconnect in known.rt._reconnect_hooks
+
+    r = await client.patch(
+        "/api/v1/me", json={"name": "Benedikt Schmidt", "language": "de"}, headers=world.reps["b"].auth
+    )
+    assert r.status_code == 200, r.text
+    r = await client.patch(
+        f"/api/v1/convoys/{world.convoy_id}", json={"name": "Terminvergabe Süd"}, headers=world.facilitator
+    )
+    assert r.status_code == 200, r.text
+    # The change is announced a few milliseconds after its commit: the kept answer is dropped.
+    await eventually(lambda: _dropped(known, convoy_id))
+
+    second = await post_report(client, world, "c")
+    after = await mailed(smtp_sink, world, "b", second["id"])
+    assert after["Subject"] == "Metallbau Stahl: neuer Fortschrittsbericht in „Terminvergabe Süd“"
+    assert "Hallo Benedikt Schmidt," in text_of(after)
+
+
+async def _dropped(known: recipients.Directory, convoy_id: uuid.UUID) -> bool:
+    return known.cache.get(convoy_id) is None
+
+
+def test_only_convoys_announces_recipients_and_only_the_notifier_listens() -> None:
+    """Nobody else can feed the notifier versions (a forged one could keep a removed member's answer) or read them."""
+    subject = Subjects("convoy").recipient_versions
+    perms = {role: nats_auth.permissions(role, "convoy") for role in PROCESSES}
+    publishers = [r for r in sorted(PROCESSES) if subject in perms[r]["publish"]["allow"]]  # type: ignore[index]
+    listeners = [r for r in sorted(PROCESSES) if subject in perms[r]["subscribe"]["allow"]]  # type: ignore[index]
+    assert publishers == ["convoys"] and listeners == ["notifier"]
+
+
+async def test_a_nats_reconnect_forgets_every_kept_answer(own_nats_server: NatsServer) -> None:
+    """The cache on a real connection: kept while nothing newer is heard, dropped by a newer version or a
+    reset, nothing given back while disconnected, and everything forgotten once reconnected."""
+    subject = "t.versions.recipients"
+    nc = await nats.connect(own_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    other = await nats.connect(own_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    cache: versions.VersionedCache[str] = versions.VersionedCache(60.0)
+    try:
+        one, two = uuid.uuid4(), uuid.uuid4()
+        cache.put(one, 1, "not listening yet", cache.ticket())
+        assert cache.get(one) is None  # before subscribe nothing is kept
+        await cache.subscribe(nc, subject)
+        await nc.flush()
+        cache.put(one, 3, "one at 3", cache.ticket())
+        cache.put(two, 5, "two at 5", cache.ticket())
+        assert cache.get(one) == "one at 3"
+
+        await versions.announce(other, subject, {one: 3, two: 6})  # one unchanged, two moved on
+        await eventually(lambda: _async(cache.get(two) is None))
+        assert cache.get(one) == "one at 3"
+        ticket = cache.ticket()
+        cache.put(two, 5, "two at 5, answered late", ticket)  # older than what was heard: not kept
+        assert cache.get(two) is None
+        cache.put(two, 6, "two at 6", ticket)
+        assert cache.get(two) == "two at 6"
+
+        stale = cache.ticket()
+        await other.publish(subject, b'{"reset": true}')  # the forwarder's listener was new
+        await eventually(lambda: _async(cache.get(one) is None and cache.get(two) is None))
+        cache.put(one, 3, "asked before the reset", stale)
+        assert cache.get(one) is None
+
+        cache.put(one, 4, "one at 4", cache.ticket())
+        assert cache.get(one) == "one at 4"
+        own_nats_server.stop()
+        await eventually(lambda: _async(not nc.is_connected))
+        assert cache.get(one) is None  # not while disconnected
+        own_nats_server.start()
+        await eventually(lambda: _async(nc.is_connected), timeout=20)
+        assert cache.get(one) is None and cache.entries == {}  # reconnected: forgotten
+        cache.put(one, 4, "one at 4 again", cache.ticket())
+        assert cache.get(one) == "one at 4 again"
+    finally:
+        await nc.close()
+        await other.close()
+
+
+async def _async(value: bool) -> bool:
+    await asyncio.sleep(0)
+    return value
