@@ -33,6 +33,7 @@ from schemas import api
 from services import embedded
 from services.registry import backend
 from services.runtime import db
+from services.runtime import logging as runtime_logging
 from services.runtime.settings import Settings
 
 FAN_OUT, AT_ONCE = 16, 8
@@ -60,6 +61,7 @@ async def main(emails: int, rounds: int) -> None:
             secret_key="key_bench-" + uuid.uuid4().hex,
             log_level="WARNING",
         )
+        runtime_logging.configure(settings, "notifier")  # as the bench's notifier runs: WARNING, JSON
         database = await db.connect(settings, "notifier")
         mailer = Mailer(settings, database)
         try:

@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 
 from notifier import i18n
 from notifier.i18n import day, when_long, when_short
-from notifier.render import Rendered, from_templates, greeting, message_language, plain_blocks, status
+from notifier.render import Rendered, filled, from_templates, greeting, message_language, plain_blocks, status
 from schemas import api
 from schemas import events as ev
 from services.runtime import markdown
@@ -244,12 +244,8 @@ class DigestRenderer:
         shared, placeholder = self._by_language[lang]
         if shared.text.count(placeholder) != 1 or shared.html.count(placeholder) != 1:
             return self._render(lang, greeting_)  # a template that prints the greeting twice (or never)
-        return Rendered(
-            subject=shared.subject,
-            text=shared.text.replace(placeholder, greeting_),
-            html=shared.html.replace(placeholder, str(escape(greeting_))),  # what autoescape prints
-            lang=lang,
-        )
+        # in the HTML what autoescape prints; ``shared`` goes along: send_email encodes its lines once
+        return filled(shared, ((placeholder, greeting_, str(escape(greeting_))),))
 
     def _render(self, lang: str, greeting: str) -> Rendered:
         ctx = self.context(lang, greeting)

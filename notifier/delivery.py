@@ -107,7 +107,8 @@ class Mailer:
         # the visible footer: why this email, the settings and (notifications) this kind's unsubscribe
         # a message names its template first (``message:pool_joined:…``): its own "why" line, if it has one
         footer_kind = f"message:{rest.partition(':')[0]}" if kind == "message" else kind
-        rendered = render.with_footer(
+        # (a digest: its shared lines are written and encoded once for all its recipients)
+        text, html = render.footed_bodies(
             rendered, kind=footer_kind, settings_url=self.public(SETTINGS_PATH), unsubscribe_url=unsubscribe
         )
         correlation_id = correlation.current()
@@ -119,8 +120,8 @@ class Mailer:
             to_name=to_name,
             to_email=to_email,
             subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
+            text=text,
+            html=html,
             list_id=list_id,
             unsubscribe=unsubscribe,
             reply_to=self.reply_to(reply) if reply is not None else None,

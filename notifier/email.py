@@ -12,7 +12,7 @@ import random
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import headerregistry, quoprimime
 from email.message import EmailMessage
@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 import structlog
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import normalize_message_line_endings
 
 log = structlog.get_logger(__name__)
@@ -188,14 +189,19 @@ class SmtpPool:
         recipients skipped unless all are: SMTPRecipientsRefused)."""
         await client._ehlo_or_helo_if_needed()  # sendmail's own first step (connect usually did it)
         # RFC 1870: the octets as DATA sends them; wire_message writes CRLF line endings already
-        options = [f"size={len(message.data)}"] if client.supports_extension("size") else []
-        await client.mail(message.sender, options=options, timeout=self.timeout)
+        options = [f"size={len(message.data)}".encode("ascii")] if client.supports_extension("size") else []
+        # client.mail(sender, options=…) and client.rcpt(recipient), each address quoted as they
+        # quote it (_smtp_address: without parsing a plain address again for every message)
+        mail = await client.execute_command(
+            b"MAIL", b"FROM:" + _smtp_address(message.sender), *options, timeout=self.timeout
+        )
+        if mail.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, message.sender)
         refused = []
         for recipient in message.recipients:
-            try:
-                await client.rcpt(recipient, timeout=self.timeout)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                refused.append(exc)
+            rcpt = await client.execute_command(b"RCPT", b"TO:" + _smtp_address(recipient), timeout=self.timeout)
+            if rcpt.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+                refused.append(aiosmtplib.SMTPRecipientRefused(rcpt.code, rcpt.message, recipient))
         if len(refused) == len(message.recipients):
             raise aiosmtplib.SMTPRecipientsRefused(refused)
 
@@ -205,6 +211,21 @@ class SmtpPool:
             if client is not None and client.is_connected:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(client.quit(), 2)
+
+
+def _smtp_address(address: str) -> bytes:
+    """The address as aiosmtplib's mail() and rcpt() put it on the command line:
+    ``quote_address(address).encode("ascii")`` (raising what they raise); a plain dot-atom address
+    (every recipient has its own: no cache would hit) is what parseaddr returns for it, and passes
+    their check for characters that would end it."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>".encode("ascii")
+    return _quoted_address(address)
+
+
+@functools.lru_cache(maxsize=256)
+def _quoted_address(address: str) -> bytes:
+    return quote_address(address).encode("ascii")
 
 
 async def _reset(client: aiosmtplib.SMTP) -> None:
@@ -324,12 +345,17 @@ class Wire:
     sender: str
     recipients: list[str]
     data: bytes
+    stuffed: bytes | None = field(default=None, repr=False, compare=False)
+    """``data`` with lines starting with "." doubled, when wire_message knows it (from pieces that are
+    CRLF-clean and start at a line start, most of them cached: see :class:`Slotted`); else None."""
 
     def payload(self) -> bytes:
         """What follows DATA: ``data`` with CRLF line endings, lines starting with "." doubled and the
         final ".": the bytes aiosmtplib's ``data()`` writes (normalize_message_line_endings, then
         PERIOD_REGEX, then ".\r\n"), without its two regular expressions over the whole message
         (~0.5 ms of CPU for a digest). wire_message writes CRLF only, so that step is a check."""
+        if self.stuffed is not None:
+            return self.stuffed + b".\r\n"
         data = self.data
         if not data.endswith(_CRLF) or data.count(b"\n") != data.count(_CRLF) or data.count(b"\r") != data.count(_CRLF):
             data = normalize_message_line_endings(data)  # not written by wire_message: as aiosmtplib does it
@@ -446,18 +472,298 @@ def _qp_line_uncached(line: bytes, max_line_length: int) -> str:
 _qp_line = functools.lru_cache(maxsize=8192)(_qp_line_uncached)
 
 
-def _text_part(subtype: str, text: str, *, mime_version: bool) -> bytes:
-    cte, payload = _encode_text(text)
+@functools.cache
+def _part_head(subtype: str, cte: str, mime_version: bool) -> bytes:
     head = [
         _folded("Content-Type", f'text/{subtype}; charset="utf-8"')[0],
         _folded("Content-Transfer-Encoding", cte)[0],
     ]
     if mime_version:
         head.append(_folded("MIME-Version", "1.0")[0])
+    return b"".join(head) + _CRLF
+
+
+def _text_part(subtype: str, text: str | Slotted, *, mime_version: bool) -> tuple[bytes, bytes | None]:
+    """The part's bytes, and them dot-stuffed (:attr:`Wire.stuffed`) when known without a pass over them."""
+    if isinstance(text, Slotted):
+        spliced = _spliced_body(text)
+        if spliced is not None:
+            cte, body, stuffed = spliced
+            head = _part_head(subtype, cte, mime_version)  # folded headers: CRLF, no line starts with "."
+            return head + body, head + stuffed
+        text = str(text)
+    cte, payload = _encode_text(text)
     # BytesGenerator._write_lines: every line ending becomes CRLF (the payload's are all LF unless
     # it holds a CR); surrogates are the 8bit bytes
     crlf = _NLCRE.sub("\r\n", payload) if "\r" in payload else payload.replace("\n", "\r\n")
-    return b"".join(head) + _CRLF + crlf.encode("ascii", "surrogateescape")
+    return _part_head(subtype, cte, mime_version) + crlf.encode("ascii", "surrogateescape"), None
+
+
+# --- bodies alike but for a few lines (a digest to each member) ------------------------------------
+@dataclass(frozen=True)
+class Slotted:
+    """A body in which only a few lines differ from message to message: ``template`` with each
+    placeholder of ``values`` replaced by its value, in order (``str(self)``). wire_message encodes
+    the lines without a placeholder once per template (cached) and only the lines with one per
+    message: _encode_text encodes line by line (quoted-printable) or joins the lines (7bit, 8bit),
+    so the bytes are those of ``str(self)`` (tests/test_email_wire.py compares them); a body that
+    comes out base64 (chunks across lines) is encoded whole. Placeholders: no line breaks, and
+    found in no value."""
+
+    template: str
+    values: tuple[tuple[str, str], ...]
+
+    def __str__(self) -> str:
+        text = self.template
+        for placeholder, value in self.values:
+            text = text.replace(placeholder, value)
+        return text
+
+
+_SNIFF_LINES = 10
+"""_encode_text's choice between quoted-printable and base64 looks at the first 10 lines."""
+_MAX_LINE = _PARSE_POLICY.max_line_length or 78
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """Consecutive lines of a body, ready for each encoding. Every piece is CRLF-clean by construction
+    (bytes.splitlines leaves no CR or LF in a line; quoted-printable quotes them)."""
+
+    head: tuple[bytes, ...]
+    """The first ``_SNIFF_LINES`` lines (bytes.splitlines, as _encode_text splits)."""
+    head_qp: tuple[int, ...]
+    """The length of each one's quoted-printable encoding."""
+    longest: int
+    ascii: bool
+    plain: bytes
+    """7bit or 8bit: the lines, each ending CRLF (BytesGenerator's line endings)."""
+    qp: bytes
+    """Quoted-printable, CRLF line endings."""
+    plain_stuffed: bytes
+    qp_stuffed: bytes
+
+
+def _lines(text: str) -> _Lines | None:
+    """``text`` (not empty) as :class:`_Lines`; None when its UTF-8 cannot be encoded."""
+    try:
+        lines = text.encode("utf-8").splitlines()
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: _encode_text raises it, on the whole text
+    qp_lines = [(_qp_line if len(line) <= 1000 else _qp_line_uncached)(line, _MAX_LINE) for line in lines]
+    return _made(lines, qp_lines)
+
+
+def _made(lines: list[bytes], qp_lines: list[str]) -> _Lines:
+    plain = b"\r\n".join(lines) + _CRLF
+    qp = "".join(qp_lines).replace("\n", "\r\n").encode("ascii")
+    return _Lines(
+        head=tuple(lines[:_SNIFF_LINES]),
+        head_qp=tuple(len(q) for q in qp_lines[:_SNIFF_LINES]),
+        longest=max(map(len, lines)),
+        ascii=plain.isascii(),
+        plain=plain,
+        qp=qp,
+        plain_stuffed=_dots(plain),
+        qp_stuffed=_dots(qp),
+    )
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """A line of the template with placeholders: its text between them, UTF-8 and quoted-printable
+    translated (each character of a quoted-printable line is encoded on its own; only the soft line
+    breaks depend on the whole line, see :func:`_qp_soft_breaks`)."""
+
+    line: str
+    """The line as in the template, with its "\n"."""
+    order: tuple[str, ...]
+    """The placeholders as they come in the line."""
+    fixed: tuple[bytes, ...]
+    """The UTF-8 around them (``len(order) + 1``)."""
+    fixed_qp: tuple[str, ...]
+
+
+def _slot(line: str, placeholders: tuple[str, ...]) -> _Slot | str:
+    """A line with placeholders, ready to be filled quickly; or the line itself, to be filled and
+    encoded as text (the last line, a CR in it, overlapping placeholders, text that cannot be encoded)."""
+    if not line.endswith("\n") or "\r" in line:
+        return line  # (the last line, without a line break, is no line at all when it comes out empty)
+    body = line[:-1]
+    found = sorted((at, p) for p in set(placeholders) for at in _find_all(body, p))
+    order: list[str] = []
+    fixed: list[str] = []
+    at = 0
+    for start, placeholder in found:
+        if start < at:
+            return line  # overlapping placeholders
+        fixed.append(body[at:start])
+        order.append(placeholder)
+        at = start + len(placeholder)
+    fixed.append(body[at:])
+    try:
+        encoded = [f.encode("utf-8") for f in fixed]
+    except UnicodeEncodeError:
+        return line
+    return _Slot(line, tuple(order), tuple(encoded), tuple(_qp_translate(f) for f in encoded))
+
+
+def _find_all(text: str, needle: str) -> list[int]:
+    found, at = [], text.find(needle)
+    while at != -1:
+        found.append(at)
+        at = text.find(needle, at + 1)
+    return found
+
+
+def _qp_translate(line: bytes) -> str:
+    """quoprimime.body_encode's first step: each byte as itself or ``=XX``."""
+    return line.decode("latin-1").translate(quoprimime._QUOPRI_BODY_ENCODE_MAP)  # type: ignore[attr-defined]
+
+
+def _qp_soft_breaks(line: str, maxlinelen: int) -> str:
+    """quoprimime.body_encode(``line`` + "\n") for a line translated already (:func:`_qp_translate`;
+    it holds no line break then): the same loop, for one line."""
+    out: list[str] = []
+    start = 0
+    laststart = len(line) - 1 - maxlinelen
+    maxlinelen1 = maxlinelen - 1
+    while start <= laststart:
+        stop = start + maxlinelen1
+        # make sure we don't break up an escape sequence
+        if line[stop - 2] == "=":
+            out.append(line[start : stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            out.append(line[start:stop])
+            start = stop - 1
+        else:
+            out.append(line[start:stop] + "=")
+            start = stop
+    if line and line[-1] in " \t":
+        room = start - laststart
+        if room >= 3:
+            q = quoprimime.quote(line[-1])
+        elif room == 2:
+            q = line[-1] + "=\n"
+        else:
+            q = "=\n" + quoprimime.quote(line[-1])
+        out.append(line[start:-1] + q)
+    else:
+        out.append(line[start:])
+    out.append("")
+    return "\n".join(out)
+
+
+def _filled_slot(slot: _Slot, values: dict[str, str], placeholders: tuple[str, ...]) -> _Lines | None:
+    """The line of ``slot`` filled with ``values``, as :func:`_lines` makes it (``str.replace`` of each
+    placeholder in turn); None: fill and encode it as text."""
+    pieces: list[bytes] = []
+    translated: list[str] = []
+    for i, placeholder in enumerate(slot.order):
+        value = values[placeholder]
+        if "\n" in value or "\r" in value or any(p in value for p in placeholders):
+            return None  # not one line, or replaced again
+        try:
+            encoded = value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        pieces += (slot.fixed[i], encoded)
+        translated += (slot.fixed_qp[i], _qp_translate(encoded))
+    pieces.append(slot.fixed[-1])
+    translated.append(slot.fixed_qp[-1])
+    # one line (no CR or LF in the template's line or a value); its translation holds no line break
+    return _made([b"".join(pieces)], [_qp_soft_breaks("".join(translated), _MAX_LINE)])
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(template: str, placeholders: tuple[str, ...]) -> tuple[_Lines | _Slot | str, ...] | None:
+    """``template`` as runs of lines without a placeholder (:class:`_Lines`) and lines with one
+    (:class:`_Slot`, or str); None if a placeholder is empty or spans lines, or a run cannot be encoded."""
+    if any(not p or "\n" in p or "\r" in p for p in placeholders):
+        return None
+    pieces = template.split("\n")
+    lines = [piece + "\n" for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
+    out: list[_Lines | _Slot | str] = []
+    run: list[str] = []
+    for line in [*lines, ""]:
+        if not line or any(p in line for p in placeholders):
+            if run:
+                encoded = _lines("".join(run))
+                if encoded is None:
+                    return None
+                out.append(encoded)
+                run = []
+            if line:
+                out.append(_slot(line, placeholders))
+        else:
+            run.append(line)
+    return tuple(out)
+
+
+def _spliced_body(body: Slotted) -> tuple[str, bytes, bytes] | None:
+    """(Content-Transfer-Encoding, the encoded body with CRLF, it dot-stuffed) of ``str(body)`` as
+    _text_part writes it, from the cached runs of its template; None: encode ``str(body)`` whole."""
+    placeholders = tuple(p for p, _ in body.values)
+    layout = _layout(body.template, placeholders)
+    if not layout or len(set(placeholders)) != len(placeholders):
+        return None
+    values = dict(body.values)
+    runs: list[_Lines] = []
+    for piece in layout:
+        if isinstance(piece, _Lines):
+            runs.append(piece)
+            continue
+        encoded = _filled_slot(piece, values, placeholders) if isinstance(piece, _Slot) else None
+        if encoded is None:
+            text = piece.line if isinstance(piece, _Slot) else piece
+            for placeholder, value in body.values:
+                text = text.replace(placeholder, value)
+            if not text:
+                continue
+            encoded = _lines(text)
+            if encoded is None:
+                return None
+        runs.append(encoded)
+    if not runs:
+        return None
+    # _encode_text's choice, from the runs
+    if max(r.longest for r in runs) <= _MAX_LINE:
+        if all(r.ascii for r in runs):
+            cte = "7bit"
+        elif _PARSE_POLICY.cte_type == "8bit":
+            cte = "8bit"
+        else:
+            return None
+        return cte, b"".join([r.plain for r in runs]), b"".join([r.plain_stuffed for r in runs])
+    sniff_lines: list[bytes] = []
+    sniff_qp = 0
+    for r in runs:
+        take = _SNIFF_LINES - len(sniff_lines)
+        if take <= 0:
+            break
+        sniff_lines += r.head[:take]
+        sniff_qp += sum(r.head_qp[:take])
+    sniff = sum(len(line) + 1 for line in sniff_lines)  # b"\n".join(lines) + b"\n"
+    if sniff_qp > 4 * ((sniff + 2) // 3) + 1:  # len(binascii.b2a_base64(sniff))
+        return None  # base64: encoded across lines
+    return "quoted-printable", b"".join([r.qp for r in runs]), b"".join([r.qp_stuffed for r in runs])
+
+
+def _dots(chunk: bytes) -> bytes:
+    """``chunk`` (starting at a line start, CRLF-clean) with each line that starts with "." doubled."""
+    if b"\n." in chunk or chunk.startswith(b"."):
+        chunk = (b"." if chunk.startswith(b".") else b"") + chunk.replace(b"\n.", b"\n..")
+    return chunk
+
+
+def _stuffed(chunk: bytes) -> bytes | None:
+    """``chunk`` (starting at a line start) with each line that starts with "." doubled, as
+    :meth:`Wire.payload` stuffs; None unless every line ending in it is CRLF and it ends with one."""
+    crlf = chunk.count(_CRLF)
+    if not chunk.endswith(_CRLF) or chunk.count(b"\n") != crlf or chunk.count(b"\r") != crlf:
+        return None
+    return _dots(chunk)
 
 
 def _boundary_in(text: bytes, boundary: bytes) -> bool:
@@ -491,8 +797,8 @@ def wire_message(
     to_name: str,
     to_email: str,
     subject: str,
-    text: str,
-    html: str,
+    text: str | Slotted,
+    html: str | Slotted,
     list_id: str,
     unsubscribe: str | None = None,
     reply_to: str | None = None,
@@ -501,7 +807,8 @@ def wire_message(
     date: datetime | None = None,
 ) -> Wire:
     """What ``build_message(...)`` (then ``message[name] = value`` for each extra header) puts on the
-    wire, byte for byte, with its envelope (as :meth:`SmtpPool.send` derives it from a message)."""
+    wire, byte for byte, with its envelope (as :meth:`SmtpPool.send` derives it from a message).
+    ``text``, ``html``: a :class:`Slotted` body is ``str(body)``, encoded mostly from its template's cache."""
     headers = _headers(key, sender, subject, list_id, unsubscribe, reply_to, thread, date)
     from_line, envelope_sender = _from(sender)
     address = to_email if _PLAIN_ADDRESS.fullmatch(to_email) else parseaddr(to_email)[1]  # parseaddr: the same
@@ -512,12 +819,24 @@ def wire_message(
             lines.append(_line_like(name, value, value[1:33]))
         else:
             lines.append(_line(name, value))
-    parts = [_text_part("plain", text, mime_version=False), _text_part("html", html, mime_version=True)]
-    boundary = _make_boundary(_CRLF.join(parts))
+    (plain, plain_stuffed), (rich, rich_stuffed) = (
+        _text_part("plain", text, mime_version=False),
+        _text_part("html", html, mime_version=True),
+    )
+    boundary = _make_boundary(plain + _CRLF + rich)
     delimiter = f"--{boundary}".encode("ascii")
-    body = delimiter + _CRLF + parts[0] + _CRLF + delimiter + _CRLF + parts[1] + _CRLF + delimiter + b"--" + _CRLF
     lines.append(_line("MIME-Version", "1.0"))
     digits = boundary[15 : 15 + _BOUNDARY_WIDTH]
     lines.append(_line_like("Content-Type", f'multipart/alternative; boundary="{boundary}"', digits))
     lines += [_line(name, value) for name, value in extra_headers]
-    return Wire(sender=envelope_sender, recipients=recipients, data=b"".join(lines) + _CRLF + body)
+    head = b"".join(lines) + _CRLF + delimiter + _CRLF
+    middle = _CRLF + delimiter + _CRLF
+    tail = _CRLF + delimiter + b"--" + _CRLF
+    data = head + plain + middle + rich + tail
+    stuffed = None
+    if plain_stuffed is not None and rich_stuffed is not None:
+        # every piece starts at a line start; the boundary lines start with "-"
+        head_stuffed = _stuffed(head)
+        if head_stuffed is not None:
+            stuffed = head_stuffed + plain_stuffed + middle + rich_stuffed + tail
+    return Wire(sender=envelope_sender, recipients=recipients, data=data, stuffed=stuffed)

@@ -7,14 +7,16 @@ templates (``{{ _("Open the report") }}``), sentences with values here (``_("Hel
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
 from notifier import i18n
+from notifier.email import Slotted
 from notifier.i18n import N_
 from schemas import api
 from schemas import events as ev
@@ -109,6 +111,31 @@ class Rendered:
     html: str
     lang: str = "en"
     """The recipient's language ("de" or "en"): send_email writes the footer in it."""
+    shared: Rendered | None = field(default=None, compare=False, repr=False)
+    """When this email differs from others only by a few words (a digest: the greeting; the footer:
+    the unsubscribe link): the email with a placeholder in their place, the same object for all of
+    them. ``text`` and ``html`` are its text and HTML with each of ``slots`` put in; send_email
+    encodes its unchanging lines once (notifier.email.Slotted). Made by :func:`filled` only: a copy
+    with other text (``dataclasses.replace``) must drop it, or the footer and the wire use the old."""
+    slots: tuple[tuple[str, str, str], ...] = field(default=(), compare=False, repr=False)
+    """(placeholder, what replaces it in the text part, in the HTML part: escaped) for ``shared``."""
+
+    def bodies(self) -> tuple[str | Slotted, str | Slotted]:
+        """The text and HTML part for notifier.email.wire_message: as :class:`Slotted` when ``shared``."""
+        if self.shared is None:
+            return self.text, self.html
+        return (
+            Slotted(self.shared.text, tuple((p, text) for p, text, _ in self.slots)),
+            Slotted(self.shared.html, tuple((p, html) for p, _, html in self.slots)),
+        )
+
+
+def filled(shared: Rendered, slots: tuple[tuple[str, str, str], ...]) -> Rendered:
+    """``shared`` with each placeholder of ``slots`` replaced (by the text part's and the HTML part's value)."""
+    text, html = shared.text, shared.html
+    for placeholder, text_value, html_value in slots:
+        text, html = text.replace(placeholder, text_value), html.replace(placeholder, html_value)
+    return Rendered(subject=shared.subject, text=text, html=html, lang=shared.lang, shared=shared, slots=slots)
 
 
 def from_templates(name: str, context: Mapping[str, Any], *, subject: str, lang: str) -> Rendered:
@@ -503,10 +530,80 @@ def is_message(kind: str) -> bool:
     return kind.partition(":")[0] == "message"
 
 
+UNSUBSCRIBE_SLOT = f"convoy-unsubscribe-{uuid.uuid4().hex}"
+"""Where the unsubscribe link goes in a shared email's footer (:attr:`Rendered.shared`)."""
+
+
 def with_footer(rendered: Rendered, *, kind: str, settings_url: str, unsubscribe_url: str | None) -> Rendered:
     """``rendered`` with the footer in both parts: why the person gets it and, for notifications
     (every kind but ``message``), links to their notification settings and to the one-click
-    unsubscribe of this kind (``unsubscribe_url``, the List-Unsubscribe header's URL)."""
+    unsubscribe of this kind (``unsubscribe_url``, the List-Unsubscribe header's URL).
+
+    An email with a ``shared`` form gets the footer there once (cached; the unsubscribe link a
+    placeholder) and keeps it: the same text and HTML as the footer added to ``rendered`` itself."""
+    footed = _shared_footed(rendered, kind, settings_url, unsubscribe_url)
+    if footed is not None:
+        return filled(*footed)
+    return _with_footer(rendered, kind=kind, settings_url=settings_url, unsubscribe_url=unsubscribe_url)
+
+
+def footed_bodies(
+    rendered: Rendered, *, kind: str, settings_url: str, unsubscribe_url: str | None
+) -> tuple[str | Slotted, str | Slotted]:
+    """``with_footer(...).bodies()``, without writing out the text and HTML of an email with a shared form."""
+    footed = _shared_footed(rendered, kind, settings_url, unsubscribe_url)
+    if footed is not None:
+        shared, slots = footed
+        return (
+            Slotted(shared.text, tuple((p, text) for p, text, _ in slots)),
+            Slotted(shared.html, tuple((p, html) for p, _, html in slots)),
+        )
+    footed_ = _with_footer(rendered, kind=kind, settings_url=settings_url, unsubscribe_url=unsubscribe_url)
+    return footed_.text, footed_.html
+
+
+def _shared_footed(
+    rendered: Rendered, kind: str, settings_url: str, unsubscribe_url: str | None
+) -> tuple[Rendered, tuple[tuple[str, str, str], ...]] | None:
+    """The shared form of ``rendered`` with the footer (cached) and the slots that fill it; None
+    without a shared form or when the footer cannot go there (:func:`_footer_splices`)."""
+    if rendered.shared is None or not _footer_splices(rendered):
+        return None
+    shared = _shared_footer(rendered.shared, kind, settings_url, unsubscribe_url is not None)
+    slots = rendered.slots
+    if unsubscribe_url:
+        slots += ((UNSUBSCRIBE_SLOT, unsubscribe_url, str(escape(unsubscribe_url))),)
+    return shared, slots
+
+
+def _footer_splices(rendered: Rendered) -> bool:
+    """Whether the footer added to ``rendered.shared`` and then filled is the footer added to ``rendered``:
+    the text part is cut at its last non-space character (each placeholder has one after it), the HTML
+    part's footer goes at the first footer mark or the last </body> (no value makes or breaks one:
+    escaped text has no "<" or ">", so it could only be the inside of one)."""
+    shared = rendered.shared
+    assert shared is not None
+    for placeholder, _, html_value in rendered.slots:
+        at = shared.text.rfind(placeholder)
+        if at != -1 and not shared.text[at + len(placeholder) :].strip():
+            return False
+        if "<" in html_value or ">" in html_value or html_value in FOOTER_MARK or html_value in "</body>":
+            return False
+        if placeholder == UNSUBSCRIBE_SLOT:
+            return False  # a footer already
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def _shared_footer(shared: Rendered, kind: str, settings_url: str, unsubscribes: bool) -> Rendered:
+    footed = _with_footer(
+        shared, kind=kind, settings_url=settings_url, unsubscribe_url=UNSUBSCRIBE_SLOT if unsubscribes else None
+    )
+    # one object for every recipient (the cache of notifier.email.Slotted's template is by value)
+    return Rendered(subject=footed.subject, text=footed.text, html=footed.html, lang=footed.lang)
+
+
+def _with_footer(rendered: Rendered, *, kind: str, settings_url: str, unsubscribe_url: str | None) -> Rendered:
     _ = i18n.Words(rendered.lang)
     reason = why(kind, rendered.lang)
     tagline = _("Convoy \N{EN DASH} moving forward together")

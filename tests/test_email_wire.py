@@ -14,9 +14,10 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 import pytest
+from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from notifier.email import WIRE_POLICY, Wire, build_message, wire_message
+from notifier.email import WIRE_POLICY, Slotted, Wire, _smtp_address, build_message, wire_message
 
 AT = datetime(2025, 3, 31, 7, 0, 5, tzinfo=UTC)
 
@@ -218,3 +219,80 @@ def test_a_thread_names_one_parent_in_in_reply_to_and_references() -> None:
         assert message["Message-ID"] != root  # each copy keeps a Message-ID of its own
     with pytest.raises(ValueError, match="thread"):
         wire_message(**{**kw, "thread": "report.x>\r\nBcc: evil@x.example"}, date=AT)
+
+
+SLOT_VALUES = [*NAMES, "Hallo Anna,", "http://convoy.test/unsubscribe/tok.en-_", ".dot first", "=3D", " \t", "x" * 120]
+
+
+def slotted(text: str, rng: random.Random) -> Slotted:
+    """``text`` with placeholders put in at random places (line starts and ends, mid-line, whole lines,
+    twice in a line, in a new line) and random values for them (line breaks, CRs, long, non-ASCII)."""
+    placeholders = [f"convoy-slot-{i}-{rng.getrandbits(64):016x}" for i in range(rng.randint(1, 3))]
+    template = text
+    for placeholder in placeholders:
+        for _ in range(rng.choice([1, 1, 2])):
+            cuts = [0, len(template), *(i + 1 for i, c in enumerate(template) if c == "\n")]
+            at = rng.choice([*cuts, rng.randint(0, len(template))])
+            template = template[:at] + rng.choice([placeholder, placeholder + "\n", "\n" + placeholder]) + template[at:]
+    values = [(p, rng.choice([*SLOT_VALUES, placeholders[0] + "!"])) for p in placeholders]
+    return Slotted(template, tuple(values))
+
+
+@pytest.mark.parametrize("text", range(len(TEXTS)))
+def test_a_body_with_slots_comes_out_as_the_same_body_written_out(text: int) -> None:
+    """Slotted bodies (a digest: greeting and unsubscribe link per recipient) are encoded from their
+    template's cached lines: the bytes, and the payload after DATA, are those of the text written out."""
+    rng = random.Random(1000 + text)
+    for seed in range(40):
+        body, html = slotted(TEXTS[text], rng), slotted(rng.choice(TEXTS), rng)
+        kw: dict[str, Any] = {
+            "key": f"digest:{seed}:3:x",
+            "sender": "Convoy <convoy@localhost>",
+            "to_name": rng.choice(NAMES),
+            "to_email": "rep-1@bench.example",
+            "subject": "Digest",
+            "list_id": "Nord <n.convoys.convoy>",
+            "unsubscribe": "http://convoy.test/unsubscribe/tok.en-_",
+            "date": AT,
+        }
+        random.seed(seed)
+        try:
+            expected = wire_message(text=str(body), html=str(html), **kw)
+        except Exception as exc:
+            random.seed(seed)
+            with pytest.raises(type(exc)):
+                wire_message(text=body, html=html, **kw)
+            continue
+        random.seed(seed)
+        got = wire_message(text=body, html=html, **kw)
+        assert got.data == expected.data, (body, html)
+        assert got.payload() == expected.payload() == smtp_payload(got.data)
+        random.seed(seed)
+        assert got.data == build_message(text=str(body), html=str(html), **kw).as_bytes(policy=WIRE_POLICY)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        *ADDRESSES,
+        "convoy@localhost",
+        "a.b-c_d+e%f@x-y.example",
+        ".lead@x.example",
+        "trail.@x.example",
+        "a@-x.example",
+        "Convoy <convoy@localhost>",
+        '"quoted local"@x.example',
+        "in jection@x.example",
+        "a@x.example>\r\nRCPT TO:<b@x.example",
+        "",
+    ],
+)
+def test_an_envelope_address_goes_on_the_command_line_as_aiosmtplib_puts_it(address: str) -> None:
+    """SmtpPool sends MAIL FROM and RCPT TO itself (not client.mail/rcpt): the same bytes, the same refusals."""
+    try:
+        expected = quote_address(address).encode("ascii")
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            _smtp_address(address)
+        return
+    assert _smtp_address(address) == expected
