@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "notifier-keys":
         from services.runtime import sealing
 
-        private, public = sealing.generate()
-        print(f"CONVOY_NOTIFIER_BOX_KEY={private}\nCONVOY_NOTIFIER_BOX_PUBLIC_KEY={public}")
+        box_private, box_public = sealing.generate()
+        print(f"CONVOY_NOTIFIER_BOX_KEY={box_private}\nCONVOY_NOTIFIER_BOX_PUBLIC_KEY={box_public}")
         return 0
 
     try:
