@@ -98,31 +98,38 @@ class Consumers:
         peers = [m for m in members.members if m.company_id != event.company_id]
         prefs = await mail.preferences.get_many(m.person_id for m in peers)
         await mail.fan_out(
-            functools.partial(
-                mail.send_email,
-                f"report:{envelope.id}:{m.person_id}",
-                envelope.id,
-                to_name=m.name,
-                to_email=m.email,
-                rendered=render.report_submitted(
-                    recipient=m,
-                    company=company,
-                    convoy=members.convoy_name,
-                    report=report,
-                    link=link,
-                    report_link=report_link,
-                    replies_enabled=mail.replies_on,
-                ),
-                list_id=list_id,
-                reply=replies.Target(
-                    kind="comment", person_id=m.person_id, convoy_id=event.convoy_id, report_id=event.report_id
-                ),
-                prefs=prefs[m.person_id],
-                thread=f"report.{event.report_id}",
-            )
-            for m in peers
+            (
+                functools.partial(
+                    mail.send_email,
+                    f"report:{envelope.id}:{m.person_id}",
+                    envelope.id,
+                    to_name=m.name,
+                    to_email=m.email,
+                    rendered=render.report_submitted(
+                        recipient=m,
+                        company=company,
+                        convoy=members.convoy_name,
+                        report=report,
+                        link=link,
+                        report_link=report_link,
+                        replies_enabled=mail.replies_on,
+                    ),
+                    list_id=list_id,
+                    reply=replies.Target(
+                        kind="comment", person_id=m.person_id, convoy_id=event.convoy_id, report_id=event.report_id
+                    ),
+                    prefs=prefs[m.person_id],
+                    thread=f"report.{event.report_id}",
+                )
+                for m in peers
+            ),
+            # the chat posts at the same time: their claims and records share the emails' commits
+            alongside=[
+                functools.partial(
+                    self.chat.announce_report, envelope, event.convoy_id, report, members, report_link, link
+                )
+            ],
         )
-        await self.chat.announce_report(envelope, event.convoy_id, report, members, report_link, link)
 
     async def on_email_requested(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         if isinstance(event, ev.PoolContactDeleted):  # after its confirmation (same lane: the same key)

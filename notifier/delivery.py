@@ -164,18 +164,26 @@ class Mailer:
         SENT.labels("email", "sent").inc()
         log.info("email sent", key=key)  # the key names kind and person id, never the address
 
-    async def fan_out(self, sends: Iterable[Send]) -> None:
+    async def fan_out(self, sends: Iterable[Send], *, alongside: Iterable[Send] = ()) -> None:
         """Run every send (bounded); if any failed, raise the first failure after all ended.
 
         The ones sent are in the delivery log, so the consumer's retry sends only the rest.
+        ``alongside``: other deliveries (the chat posts of the same event) run at the same time,
+        outside the SMTP bound; their claims share the emails' statement and their "sent"
+        records the one flush below (notifier/batching.py), instead of a commit or two each.
         """
 
-        async def one(send: Send) -> None:
+        async def one(send: Send, bounded: bool) -> None:
             batched.set(True)  # this task's sends leave their "sent" record to the flush below
-            async with self.in_flight:
+            if bounded:
+                async with self.in_flight:
+                    await send()
+            else:
                 await send()
 
-        results: list[BaseException | None] = await asyncio.gather(*(one(s) for s in sends), return_exceptions=True)
+        results: list[BaseException | None] = await asyncio.gather(
+            *(one(s, True) for s in sends), *(one(s, False) for s in alongside), return_exceptions=True
+        )
         try:
             await self.log.flush()  # every "sent" record written before the event is acknowledged
         except Exception as exc:

@@ -27,7 +27,7 @@ from notifier.chat import (
     WebhookPoster,
 )
 from notifier.cycles import absence
-from notifier.delivery import MESSAGES_LIST_ID, SENT, Mailer
+from notifier.delivery import MESSAGES_LIST_ID, SENT, Mailer, batched
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
@@ -171,7 +171,8 @@ class ChatDelivery:
             SENT.labels(channel.name, "retry").inc()
             raise
         self.mail.log.sent(key)
-        await self.mail.log.flush()  # recorded before the event is acknowledged
+        if not batched.get():  # in a fan-out, its flush records it (before the event is acknowledged)
+            await self.mail.log.flush()  # recorded before the event is acknowledged
         SENT.labels(channel.name, "sent").inc()
 
     async def _tell_facilitators(
