@@ -372,6 +372,8 @@ def _folded(name: str, value: str) -> tuple[bytes, str]:
 
 
 _WIRE_LINE = WIRE_POLICY.max_line_length or 998
+_SHORT_LINE = 78
+"""RFC 5322's recommended line length: an unstructured header of plain words this short is never folded."""
 _PLAIN_VALUE = re.compile(r"[\x21-\x7e]+")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9'_+-]+(?: [A-Za-z0-9'_+-]+)*")
 """Words of atext (RFC 5322) that formataddr leaves unquoted."""
@@ -387,6 +389,17 @@ def _line(name: str, value: str) -> bytes:
         and "=?" not in value  # (not an encoded word)
     ):
         return f"{name}: {value}\r\n".encode("ascii")
+    if (
+        _is_text(name)
+        and len(name) + 2 + len(value) <= _SHORT_LINE
+        and value.isascii()
+        and value.isprintable()  # printable ASCII and spaces
+        and "=?" not in value
+        and " ".join(value.split()) == value  # words between single spaces (as _header writes a subject)
+    ):
+        # a short line of words (a subject: unique per report, so the cache rarely hits): the email
+        # package leaves it as it is (tests/test_email_wire.py compares many such values)
+        return f"{name}: {value}\r\n".encode("ascii")
     if name == "Reply-To" and len(value) + 10 <= _WIRE_LINE and _PLAIN_ADDRESS.fullmatch(value):
         # a bare dot-atom address (a signed reply+token@domain, unique per recipient, so the
         # cache never hits): the email package writes it as it is
@@ -399,6 +412,14 @@ def _is_unstructured(name: str) -> bool:
     factory = _PARSE_POLICY.header_factory
     assert isinstance(factory, headerregistry.HeaderRegistry)
     return name.lower() not in factory.registry and factory.default_class is headerregistry.UnstructuredHeader
+
+
+@functools.cache
+def _is_text(name: str) -> bool:
+    """Whether the email package parses ``name`` as unstructured text (Subject among them)."""
+    factory = _PARSE_POLICY.header_factory
+    assert isinstance(factory, headerregistry.HeaderRegistry)
+    return issubclass(factory.registry.get(name.lower(), factory.default_class), headerregistry.UnstructuredHeader)
 
 
 def _line_like(name: str, value: str, variable: str) -> bytes:

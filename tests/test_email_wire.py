@@ -176,6 +176,29 @@ def test_every_body_encoding_and_header_matches(text: int) -> None:
         )
 
 
+def test_short_subjects_of_plain_words_are_the_email_packages() -> None:
+    """wire_message writes a short subject of printable ASCII words as it is: the same bytes as the
+    email package's folding, for quotes, parentheses, brackets, backslashes and lengths around 78."""
+    rng = random.Random(21)
+    chars = "abcXYZ019 \"(),.:;<>@[]\\=?!#$%&'*+-/^_`{|}~"
+    subjects = ['Acme GmbH: new progress report in "Nord"', 'Re: (x) "y" <z> [w] a\\b', "=?utf-8?q?x?= y"]
+    subjects += ["w" * n for n in (67, 68, 69, 70)] + ["ab " * 22 + "c" * n for n in range(0, 8)]
+    for _ in range(400):
+        subjects.append(" ".join("".join(rng.choice(chars) for _ in range(rng.randint(1, 90))).split()))
+    for seed, subject in enumerate(subjects):
+        check(
+            seed,
+            key=f"report:{seed}:p",
+            sender="Convoy <convoy@localhost>",
+            to_name="Anna Schmidt",
+            to_email="anna@mueller.example",
+            subject=subject,
+            text="Hallo\n",
+            html="<p>Hallo</p>\n",
+            list_id="Nord <n.convoys.convoy>",
+        )
+
+
 def test_a_boundary_found_in_a_body_is_made_unique_as_the_email_package_does() -> None:
     random.seed(99)
     token = random.randrange(sys.maxsize)
