@@ -96,7 +96,7 @@ class Consumers:
         report_link = mail.public(f"/reports/{report.id}")
         list_id = convoy_list_id(members.convoy_name, event.convoy_id)
         peers = [m for m in members.members if m.company_id != event.company_id]
-        prefs = await mail.preferences.get_many(m.person_id for m in peers)
+        prefs = await mail.preferences.get_many((m.person_id for m in peers), conn)  # the consumer's connection
         await mail.fan_out(
             (
                 functools.partial(

@@ -115,6 +115,9 @@ class Deliveries:
         return {r["key"] for r in rows}
 
 
+_PREFS_OF = "SELECT * FROM preferences WHERE person_id = ANY($1::uuid[])"
+
+
 class Preferences:
     """Who wants which email (absent row: everything on)."""
 
@@ -128,13 +131,19 @@ class Preferences:
             return api.NotificationPrefs()
         return _prefs(row)
 
-    async def get_many(self, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, api.NotificationPrefs]:
-        """Everyone's preferences in one query (absent row: everything on), as :meth:`get` for each."""
+    async def get_many(
+        self, person_ids: Iterable[uuid.UUID], conn: asyncpg.Connection | None = None
+    ) -> dict[uuid.UUID, api.NotificationPrefs]:
+        """Everyone's preferences in one query (absent row: everything on), as :meth:`get` for each.
+        ``conn``: a connection the caller holds (a consumer's), instead of one from the pool."""
         ids = list(dict.fromkeys(person_ids))
         if not ids:
             return {}
-        async with self.db.connection() as conn:
-            rows = await conn.fetch("SELECT * FROM preferences WHERE person_id = ANY($1::uuid[])", ids)
+        if conn is not None:
+            rows = await conn.fetch(_PREFS_OF, ids)
+        else:
+            async with self.db.connection() as pooled:
+                rows = await pooled.fetch(_PREFS_OF, ids)
         found = {r["person_id"]: _prefs(r) for r in rows}
         return {p: found.get(p) or api.NotificationPrefs() for p in ids}
 
