@@ -18,7 +18,7 @@ import nats.js.errors
 from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
-from tests.conftest import SlackStub, SmtpSink, Stack, eventually
+from tests.conftest import SlackStub, SmtpSink, Stack, eventually, settled
 from tests.test_reports import post_report
 from tests.test_scheduler import active_convoy
 from tests.world import World
@@ -155,3 +155,41 @@ async def test_a_report_hidden_before_the_event_is_handled_is_neither_mailed_nor
     assert notices(smtp_sink, world, "b", late.id) == []
     assert len(notices(smtp_sink, world, "b")) == 1
     assert len(slack_stub.posts) == 1
+
+
+async def test_a_failed_slack_post_is_retried_alone_and_the_peers_email_goes_once(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, slack_stub: SlackStub, stack: Stack
+) -> None:
+    """The peers' emails and the chat post of a report go out at the same time (their claims and
+    records share commits): a post that fails is retried with the event, the email sent meanwhile is
+    recorded and not sent again."""
+    world = await active_convoy(client, smtp_sink)
+    r = await client.put(
+        f"/api/v1/convoys/{world.convoy_id}/slack",
+        json={"webhook_url": slack_stub.url(), "post_reports": True},
+        headers=world.facilitator,
+    )
+    assert r.status_code == 200, r.text
+    slack_stub.script.append((500, {}, "internal error"))  # the first post fails: the event is retried
+    r = await post_report(client, world, "a", done="Schnittstelle zur Buchhaltung fertig")
+    assert r.status_code == 201, r.text
+    report_id = r.json()["id"]
+    [post] = await slack_stub.wait_for(1, timeout=30)
+    assert "Schnittstelle zur Buchhaltung" in str(post["blocks"])
+    assert slack_stub.requests == 2
+    await settled(stack)
+    [mail] = notices(smtp_sink, world, "b")
+    conn = await asyncpg.connect(stack.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT key, status, attempts FROM notifier.deliveries WHERE key = $1 OR key = $2",
+            str(mail["X-Convoy-Delivery"]),
+            f"slack:report:{report_id}",
+        )
+    finally:
+        await conn.close()
+    assert sorted((r["key"].split(":")[0], r["status"], r["attempts"]) for r in rows) == [
+        ("report", "sent", 1),
+        ("slack", "sent", 2),
+    ]
+    assert len(slack_stub.posts) == 1 and len(notices(smtp_sink, world, "b")) == 1
