@@ -12,7 +12,7 @@ import httpx
 
 from tests.conftest import SmtpSink, Stack, eventually, new_token_for, settled
 from tests.test_moderation import audit_entry, comment, post_report
-from tests.world import ADMIN, World, build_world, invite_and_accept
+from tests.world import ADMIN, World, build_world, invite_and_accept, rpc_answered
 
 
 async def charter(client: httpx.AsyncClient, world: World, headers: dict[str, str]) -> dict[str, Any]:
@@ -179,13 +179,7 @@ async def test_accepting_the_invitation_accepts_the_current_charter(
 
 async def convoys_answered(client: httpx.AsyncClient, operation: str) -> float:
     """How many requests services/convoys has answered for ``operation`` (its own metrics)."""
-    r = await client.get("/metrics/convoys", headers=ADMIN)
-    assert r.status_code == 200, r.text
-    total = 0.0
-    for line in r.text.splitlines():
-        if line.startswith("convoy_rpc_handler_seconds_count{") and f'operation="{operation}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return await rpc_answered(client, "convoys", operation)
 
 
 async def test_the_charter_check_asks_convoys_only_when_its_projection_says_not_accepted(

@@ -13,7 +13,7 @@ from schemas.subjects import Subjects
 from services import nats_auth
 from tests.conftest import SmtpSink, Stack, eventually, settled
 from tests.test_moderation import post_report
-from tests.world import ADMIN, World, build_world
+from tests.world import World, build_world, rpc_answered
 
 
 def pages(world: World) -> dict[str, str]:
@@ -38,13 +38,7 @@ async def revalidate(client: httpx.AsyncClient, url: str, headers: dict[str, str
 
 async def milestones_answered(client: httpx.AsyncClient, operation: str) -> float:
     """How many requests services/milestones has answered for ``operation`` (its own metrics)."""
-    r = await client.get("/metrics/milestones", headers=ADMIN)
-    assert r.status_code == 200, r.text
-    total = 0.0
-    for line in r.text.splitlines():
-        if line.startswith("convoy_rpc_handler_seconds_count{") and f'operation="{operation}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return await rpc_answered(client, "milestones", operation)
 
 
 async def test_a_page_has_an_etag_and_revalidates_to_304_without_asking_milestones(

@@ -129,3 +129,14 @@ async def build_world(
             client, sink, facilitator, world.convoy_id, r.json()["id"], name, email, language
         )
     return world
+
+
+async def rpc_answered(client: httpx.AsyncClient, service: str, operation: str) -> float:
+    """How many requests ``service`` has answered for ``operation`` (its own metrics, via the API)."""
+    r = await client.get(f"/metrics/{service}", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    total = 0.0
+    for line in r.text.splitlines():
+        if line.startswith("convoy_rpc_handler_seconds_count{") and f'operation="{operation}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
