@@ -1378,6 +1378,9 @@ class Fired(Reply, kw_only=True):
     leader: bool = True
     count: int = 0
     """How many actions were fired (``actions`` lists them unless a ``Tick`` asked for a summary)."""
+    failed: int = 0
+    """How many convoys could not be planned or fired (say, a service they need was down): the next
+    tick retries them, as a tick at the same time does."""
 
 
 # --- calendar subscriptions (issue #22): feeds in services/convoys, rounds from services/reminders ------

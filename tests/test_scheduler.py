@@ -198,6 +198,28 @@ async def test_three_cycles_across_the_dst_change_fire_once_each(
     ]
 
 
+async def test_a_close_that_cannot_seal_its_round_is_reported_failed_and_fires_at_the_next_tick(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """A round closes only once services/milestones has sealed it: with milestones down the close waits,
+    the tick says how many convoys failed (the chaos tests' clock ticks again, as the real one does)."""
+    world = await active_convoy(client, smtp_sink)
+    cid = world.convoy_id
+    fired = await tick(stack, "2026-10-19T09:00:30+02:00")
+    assert [a.split(":")[2] for a in fired.actions if a.startswith(cid)] == ["open"]
+    await stack.stop_service("milestones")
+    try:
+        fired = await tick(stack, "2026-10-26T09:00:30+01:00")
+        assert not [a for a in fired.actions if a.startswith(cid)]
+        assert fired.failed >= 1
+    finally:
+        await stack.start_service("milestones")
+    fired = await tick(stack, "2026-10-26T09:00:30+01:00")
+    kinds = [a.split(":")[2] for a in fired.actions if a.startswith(cid)]
+    assert kinds == ["drop_nudge", "drop_nudge", "close", "open"]  # the nudges' times passed while it waited
+    assert fired.failed == 0
+
+
 async def test_skips_absences_and_settings(client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack) -> None:
     world = await active_convoy(client, smtp_sink)
     cid, f = world.convoy_id, world.facilitator

@@ -122,8 +122,9 @@ class Scheduler:
         if self.leader and not self.rt.settings.reminders_manual_clock:
             await self.tick(datetime.now(UTC))
 
-    async def tick(self, now: datetime) -> list[str]:
-        """Fire whatever is due at ``now`` for every active convoy; return what was done.
+    async def tick(self, now: datetime) -> tuple[list[str], int]:
+        """Fire whatever is due at ``now`` for every active convoy; return what was done and how many
+        convoys failed to plan or fire (each is logged; the next tick retries them).
 
         Set-based (issue #9): re-plan only the convoys whose plan changed or ran out, ask the
         database which cycles have something due (one indexed query), fire those in batches.
@@ -136,27 +137,36 @@ class Scheduler:
             # that only ran out (the current cycle ended) adds the next cycle, which is not due yet:
             # fire first (the prompts of a busy slot go out sooner), then plan, then fire whatever
             # that added (after an outage longer than a cycle: the same rules as ever, by cycle index).
-            await self._plan(now, changed_only=True)
-            done += await self._fire_due(now)
-            if await self._plan(now):
-                done += await self._fire_due(now)
+            _, failed = await self._plan(now, changed_only=True)
+            fired, failed_firing = await self._fire_due(now)
+            done += fired
+            planned, failed_planning = await self._plan(now)
+            failed += failed_firing + failed_planning
+            if planned:
+                fired, failed_firing = await self._fire_due(now)
+                done += fired
+                failed += failed_firing
             done += await self._facilitator_digest(now)
-        return done
+        return done, failed
 
-    async def _plan(self, now: datetime, *, changed_only: bool = False) -> int:
+    async def _plan(self, now: datetime, *, changed_only: bool = False) -> tuple[int, int]:
         """Keep the previous, current and next cycle of every active convoy whose plan may have changed:
         its settings changed (``convoys_unplanned``) or, unless ``changed_only``, its plan ran out at
         ``now`` (``convoys_plan_expiry``). Each set is read through its own index, in that index's
-        order: a tick with nothing to plan reads two empty index ranges."""
+        order: a tick with nothing to plan reads two empty index ranges. Returns how many convoys were
+        planned and how many failed to."""
         memo: dict[tuple[Any, ...], _Planned] = {}  # convoys sharing a plan
-        planned = await self._plan_pages(now, memo, expired=False)
+        planned, failed = await self._plan_pages(now, memo, expired=False)
         if not changed_only:
-            planned += await self._plan_pages(now, memo, expired=True)
+            more, more_failed = await self._plan_pages(now, memo, expired=True)
+            planned, failed = planned + more, failed + more_failed
         if planned:
             log.info("scheduler planned", convoys=planned)
-        return planned
+        return planned, failed
 
-    async def _plan_pages(self, now: datetime, memo: dict[tuple[Any, ...], _Planned], *, expired: bool) -> int:
+    async def _plan_pages(
+        self, now: datetime, memo: dict[tuple[Any, ...], _Planned], *, expired: bool
+    ) -> tuple[int, int]:
         """One set of :meth:`_plan`, a page at a time.
 
         A convoy whose plan only ran out (``expired``: its settings did not change) still has the cycles
@@ -167,7 +177,7 @@ class Scheduler:
         missing: dict[tuple[Any, ...], list[plan_.PlannedCycle]] = {}
         after_id = uuid.UUID(int=0)
         after_until = repo.EXPIRED_FROM
-        planned = 0
+        planned = failed = 0
         while True:
             async with self.rt.db.connection() as conn:
                 if expired:
@@ -201,6 +211,7 @@ class Scheduler:
                         keep = missing[since]
                 except Exception as exc:  # one broken convoy must not stop the others
                     log.error("planning failed for a convoy", convoy_id=str(row["convoy_id"]), error=repr(exc))
+                    failed += 1
                     continue
                 owners += [row["convoy_id"]] * len(keep)
                 kept += keep
@@ -218,12 +229,14 @@ class Scheduler:
                 planned += len(convoys)
             except Exception as exc:  # e.g. a deadlock with a request: these convoys are planned next tick
                 log.error("planning failed for a batch of convoys", convoys=len(convoys), error=repr(exc))
+                failed += len(convoys)
             if len(rows) < PLAN_PAGE:
                 break
-        return planned
+        return planned, failed
 
-    async def _fire_due(self, now: datetime) -> list[str]:
-        """Fire every due cycle: batches of whole convoys, a few transactions at a time."""
+    async def _fire_due(self, now: datetime) -> tuple[list[str], int]:
+        """Fire every due cycle: batches of whole convoys, a few transactions at a time. Returns what
+        was fired and how many convoys failed to (their cycles stay due: the next tick retries)."""
         async with self.rt.db.connection() as conn:
             due = await repo.due_cycles(conn, now)
         batches: list[list[tuple[uuid.UUID, int]]] = []
@@ -238,8 +251,10 @@ class Scheduler:
             batches.append(batch)
         del due
         gate = asyncio.Semaphore(FIRE_CONCURRENCY)
+        failed = 0
 
         async def fire(keys: list[tuple[uuid.UUID, int]]) -> list[str]:
+            nonlocal failed
             async with gate:
                 try:
                     return await self._fire_batch(keys, now)
@@ -252,10 +267,11 @@ class Scheduler:
                         done += await self._fire_batch([k for k in keys if k[0] == convoy_id], now)
                 except Exception as exc:  # one broken convoy must not stop the others
                     log.error("tick failed for a convoy", convoy_id=str(convoy_id), error=repr(exc))
+                    failed += 1
             return done
 
         results = await asyncio.gather(*(fire(b) for b in batches))
-        return [action for done in results for action in done]
+        return [action for done in results for action in done], failed
 
     async def _fire_batch(self, keys: list[tuple[uuid.UUID, int]], now: datetime) -> list[str]:
         """One transaction: lock the cycles, record what is due, write the events (exactly once).
@@ -645,8 +661,8 @@ class Scheduler:
             raise InvalidInput("`now`: give a time zone")
         if not self.leader:
             return api.Fired(actions=[], leader=False)
-        done = await self.tick(req.now)
-        return api.Fired(actions=[] if req.summary else done, leader=True, count=len(done))
+        done, failed = await self.tick(req.now)
+        return api.Fired(actions=[] if req.summary else done, leader=True, count=len(done), failed=failed)
 
 
 def _calendar_round(
