@@ -177,6 +177,17 @@ class _Said:
     parent: api.Comment | None
 
 
+@dataclass(frozen=True)
+class _Email:
+    """One email of a batch, rendered, before it is sent."""
+
+    key: str
+    to: Person
+    rendered: render.Rendered
+    target: replies.Target | None
+    list_id: str
+
+
 class Feedback:
     """The consumer (``on_event``) and the flusher (``run``); sends through the notifier's ``send_email``."""
 
@@ -228,31 +239,62 @@ class Feedback:
             await wait_or_stop(stop, interval)
 
     async def flush(self) -> int:
-        """One pass: close the due batches and send them; how many were taken."""
+        """One pass: close the due batches and send them; how many were taken.
+
+        The pass shares its statements: the batches' emails are prepared (services asked, rendered)
+        side by side, their recipients' preferences read in one query, the emails sent (their claims
+        and records share commits, notifier/batching.py), and the batches sent forgotten in one
+        statement. A batch that fails is retried later on its own; the others go on."""
         batches = await self.queue.claim_due(BATCHES_PER_PASS, LEASE_S)
-        await asyncio.gather(*(self._flush_one(b) for b in batches))
+        if not batches:
+            return 0
+        prepared = await asyncio.gather(*(self.prepare(b) for b in batches), return_exceptions=True)
+        ready = [(b, p) for b, p in zip(batches, prepared, strict=True) if not isinstance(p, BaseException)]
+        failed = [(b, p) for b, p in zip(batches, prepared, strict=True) if isinstance(p, BaseException)]
+        prefs: dict[uuid.UUID, api.NotificationPrefs] = {}
+        try:
+            prefs = await self.mail.preferences.get_many(s.to.person_id for _, p in ready for s in p)
+        except Exception as exc:  # nothing sent: every batch of the pass is tried again
+            failed += [(b, exc) for b, _ in ready]
+            ready = []
+        sent = await asyncio.gather(*(self.send(b, p, prefs) for b, p in ready), return_exceptions=True)
+        failed += [(b, r) for (b, _), r in zip(ready, sent, strict=True) if isinstance(r, BaseException)]
+        done = [b.id for (b, _), r in zip(ready, sent, strict=True) if not isinstance(r, BaseException)]
+        await asyncio.gather(*(self._failed(b, exc) for b, exc in failed))
+        try:
+            await self.queue.done(*done)
+        except Exception:  # their leases run out: taken over, and the delivery log sends nothing twice
+            log.warning("feedback batches sent, but could not be forgotten yet", batches=len(done))
         return len(batches)
 
-    async def _flush_one(self, batch: FeedbackBatch) -> None:
+    async def _failed(self, batch: FeedbackBatch, exc: BaseException) -> None:
+        if not isinstance(exc, Exception):
+            raise exc  # cancelled: the lease runs out and another pass takes the batch over
+        delay = min(RETRY_MAX_S, 5.0 * 2 ** min(batch.attempts - 1, 10))
+        if isinstance(exc, (Unavailable, TransientDeliveryError)):
+            log.warning("feedback batch not sent yet; retrying", batch_id=str(batch.id), error=str(exc))
+        else:
+            log.error(
+                "feedback batch failed; retrying",
+                batch_id=str(batch.id),
+                attempts=batch.attempts,
+                exc_info=exc,
+            )
         try:
-            await self.deliver(batch)
-        except Exception as exc:
-            delay = min(RETRY_MAX_S, 5.0 * 2 ** min(batch.attempts - 1, 10))
-            if isinstance(exc, (Unavailable, TransientDeliveryError)):
-                log.warning("feedback batch not sent yet; retrying", batch_id=str(batch.id), error=str(exc))
-            else:
-                log.exception("feedback batch failed; retrying", batch_id=str(batch.id), attempts=batch.attempts)
-            try:
-                await self.queue.retry_later(batch.id, delay, repr(exc))
-            except Exception:  # the lease runs out by itself: retried then
-                log.warning("feedback batch: could not record the failure", batch_id=str(batch.id))
-            return
-        await self.queue.done(batch.id)
+            await self.queue.retry_later(batch.id, delay, repr(exc))
+        except Exception:  # the lease runs out by itself: retried then
+            log.warning("feedback batch: could not record the failure", batch_id=str(batch.id))
 
     async def deliver(self, batch: FeedbackBatch) -> None:
         """The batch's emails, as things stand now (hidden content and kudos taken back left out)."""
+        sends = await self.prepare(batch)
+        if sends:
+            await self.send(batch, sends, await self.mail.preferences.get_many(s.to.person_id for s in sends))
+
+    async def prepare(self, batch: FeedbackBatch) -> list[_Email]:
+        """The batch's emails, rendered as things stand now (nothing sent yet; none: nothing to say)."""
         if not batch.items:
-            return
+            return []
         rpc = self.rt.rpc
         asks: list[Awaitable[Any]] = [
             rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=batch.report_id)),
@@ -266,15 +308,15 @@ class Feedback:
             report, members, *rest = await asyncio.gather(*asks)
         except NotFound:
             log.info("feedback dropped: the report or convoy is gone", batch_id=str(batch.id))
-            return
+            return []
         assert isinstance(report, api.Report) and isinstance(members, api.Recipients)
         if report.hidden:
             log.info("feedback dropped: the report is hidden", batch_id=str(batch.id))
-            return
+            return []
         said = _visible_comments(batch.items, rest[0] if rest else api.Comments(comments=[]))
         kudos = _kudos_still_given(batch.items, report)
         if not said and not kudos:
-            return
+            return []
         people = _people(members, report.company_id)
         wanted = {s.item.actor_id for s in said} | set(kudos) | {s.parent.author_id for s in said if s.parent}
         if wanted - people.keys():  # a facilitator took part (or someone left): ask who facilitates
@@ -283,7 +325,7 @@ class Feedback:
         company = report.company_name or next(
             (m.company_name for m in members.members if m.company_id == report.company_id), ""
         )
-        sends: list[tuple[str, Person, render.Rendered, replies.Target | None]] = []
+        sends: list[_Email] = []
         of_company = {m.person_id for m in members.members if m.company_id == report.company_id}
         representatives = [people[p] for p in of_company]
         for p in representatives:
@@ -304,24 +346,28 @@ class Feedback:
         for person_id, answers in answered.items():
             if person_id in people and people[person_id].email:  # still in the convoy
                 sends.append(self._one_email("reply", batch, people[person_id], people, company, members, answers, []))
+        return sends
+
+    async def send(
+        self, batch: FeedbackBatch, sends: list[_Email], prefs: dict[uuid.UUID, api.NotificationPrefs]
+    ) -> None:
+        """Send the prepared emails (``prefs``: their recipients' preferences, read just before)."""
         if not sends:
             return
-        prefs = await self.mail.preferences.get_many(p.person_id for _, p, _, _ in sends)
-        list_id = convoy_list_id(members.convoy_name, batch.convoy_id)
         await self.mail.fan_out(
             functools.partial(
                 self.mail.send_email,
-                key,
+                e.key,
                 batch.id,
-                to_name=p.name,
-                to_email=p.email,
-                rendered=rendered,
-                list_id=list_id,
-                reply=target,
-                prefs=prefs[p.person_id],
+                to_name=e.to.name,
+                to_email=e.to.email,
+                rendered=e.rendered,
+                list_id=e.list_id,
+                reply=e.target,
+                prefs=prefs[e.to.person_id],
                 thread=f"report.{batch.report_id}",
             )
-            for key, p, rendered, target in sends
+            for e in sends
         )
 
     async def _facilitators(self, convoy_id: uuid.UUID, wanted: set[uuid.UUID]) -> dict[uuid.UUID, Person]:
@@ -352,7 +398,7 @@ class Feedback:
         members: api.Recipients,
         said: list[_Said],
         kudos: list[uuid.UUID],
-    ) -> tuple[str, Person, render.Rendered, replies.Target | None]:
+    ) -> _Email:
         _ = i18n.Words(render.message_language(to.language))
         facilitator = _("facilitator")
 
@@ -399,7 +445,13 @@ class Feedback:
             link=self.mail.public(f"/reports/{batch.report_id}"),
             reply_hint=hint,
         )
-        return f"{kind}:{batch.id}:{to.person_id}", to, rendered, target
+        return _Email(
+            f"{kind}:{batch.id}:{to.person_id}",
+            to,
+            rendered,
+            target,
+            convoy_list_id(members.convoy_name, batch.convoy_id),
+        )
 
 
 def _visible_comments(items: list[FeedbackItem], comments: api.Comments) -> list[_Said]:

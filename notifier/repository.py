@@ -246,8 +246,15 @@ class FeedbackQueue:
 
     async def claim_due(self, limit: int, lease_s: float) -> list[FeedbackBatch]:
         """Close and lease up to ``limit`` batches whose window has passed (or whose earlier flusher's
-        lease ran out); batches another flusher holds are skipped."""
-        async with self.db.transaction() as conn:
+        lease ran out); batches another flusher holds are skipped.
+
+        Two statements, each its own transaction (no BEGIN/COMMIT round trips): the close commits
+        first, then the items are read with a snapshot taken after it. A consumer adding to a batch
+        holds the batch row until it commits, so its item is either committed before the close
+        locked the row (and read here) or, the batch being closed by then, opens a new batch. (One
+        statement could not promise that: its snapshot is taken before the rows are locked.) A crash
+        between the two leaves the batch leased: taken over when the lease runs out."""
+        async with self.db.connection() as conn:
             rows = await conn.fetch(
                 "UPDATE feedback_batches SET closed_at = coalesce(closed_at, now()), attempts = attempts + 1,"
                 " lease_until = now() + make_interval(secs => $2)"
@@ -288,10 +295,12 @@ class FeedbackQueue:
             for r in rows
         ]
 
-    async def done(self, batch_id: uuid.UUID) -> None:
-        """Every email of the batch is sent (or was not wanted): forget it."""
-        async with self.db.transaction() as conn:
-            await conn.execute("DELETE FROM feedback_batches WHERE id = $1", batch_id)
+    async def done(self, *batch_ids: uuid.UUID) -> None:
+        """Every email of these batches is sent (or was not wanted): forget them (one statement)."""
+        if not batch_ids:
+            return
+        async with self.db.connection() as conn:
+            await conn.execute("DELETE FROM feedback_batches WHERE id = ANY($1::uuid[])", list(batch_ids))
 
     async def retry_later(self, batch_id: uuid.UUID, after_s: float, error: str) -> None:
         async with self.db.transaction() as conn:
