@@ -76,5 +76,6 @@ async def setup(rt: Runtime) -> None:
         (ev.CommentAdded, ev.KudosGiven, ev.KudosTakenBack),
         consumers.on_feedback,
         concurrency=CONSUMER_CONCURRENCY,
+        one_statement=True,  # each event one statement, with its processed_events row (no BEGIN/COMMIT)
     )
     rt.background(consumers.feedback.run)

@@ -354,9 +354,12 @@ class Consumers:
         await mail.fan_out(functools.partial(send_one, f) for f in people.values() if keys[f.person_id] not in settled)
 
     # --- feedback and data protection ------------------------------------------------------------
-    async def on_feedback(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """A comment, reply or kudos joins its report's feedback batch (sent by ``feedback.run``)."""
-        await self.feedback.on_event(envelope, event, conn)
+    async def on_feedback(
+        self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection, consumer: str
+    ) -> bool:
+        """A comment, reply or kudos joins its report's feedback batch (sent by ``feedback.run``), in one
+        statement that also records the event (a one-statement consumer); False: processed before."""
+        return await self.feedback.on_event(envelope, event, conn, consumer)
 
     async def on_person_erased(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         """Forget the person's preferences and addresses (notifier/privacy.py)."""

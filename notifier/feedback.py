@@ -198,21 +198,25 @@ class Feedback:
         self.window_s = rt.settings.feedback_window_s
 
     # --- collecting ----------------------------------------------------------------------------
-    async def on_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
-        """Add the comment or kudos to its report's open batch (in the consumer's transaction)."""
+    async def on_event(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection, consumer: str) -> bool:
+        """Add the comment or kudos to its report's open batch, recording the event as processed by
+        ``consumer`` in the same statement (a one-statement consumer: services/runtime/consumer.py);
+        False: the event was processed before."""
         if (datetime.now(UTC) - envelope.occurred_at).total_seconds() > STALE_AFTER_S:
             log.info("feedback too old to announce", event_id=str(envelope.id), type=event.TYPE)
-            return
+            return True
         if isinstance(event, ev.KudosTakenBack):
-            await FeedbackQueue.take_back_kudos(conn, event.report_id, event.person_id)
-            return
+            return await FeedbackQueue.take_back_kudos(
+                conn, consumer=consumer, event_id=envelope.id, report_id=event.report_id, person_id=event.person_id
+            )
         if isinstance(event, ev.CommentAdded):
             kind, actor, comment_id, parent_id = "comment", event.author_id, event.comment_id, event.parent_id
         else:
             assert isinstance(event, ev.KudosGiven)
             kind, actor, comment_id, parent_id = "kudos", event.person_id, None, None
-        await FeedbackQueue.add(
+        return await FeedbackQueue.add(
             conn,
+            consumer=consumer,
             event_id=envelope.id,
             report_id=event.report_id,
             convoy_id=event.convoy_id,

@@ -12,6 +12,7 @@ import asyncpg
 import msgspec
 
 from schemas import api
+from services.runtime.consumer import PROCESSED_CTE
 from services.runtime.db import Database
 
 
@@ -200,6 +201,7 @@ class FeedbackQueue:
     async def add(
         conn: asyncpg.Connection,
         *,
+        consumer: str,
         event_id: uuid.UUID,
         report_id: uuid.UUID,
         convoy_id: uuid.UUID,
@@ -209,39 +211,57 @@ class FeedbackQueue:
         parent_id: uuid.UUID | None,
         occurred_at: datetime,
         window_s: float,
-    ) -> None:
+    ) -> bool:
         """Add an item to its report's open batch (opened now, due after ``window_s``, if none is
-        open). In the consumer's transaction; the batch row stays locked until it commits, so a
-        flusher closing the batch either sees the item or leaves the batch open for the next pass."""
-        await conn.execute(
-            "WITH batch AS ("
-            "  INSERT INTO feedback_batches (id, report_id, convoy_id, due_at)"
-            "  VALUES ($1, $2, $3, now() + make_interval(secs => $8))"
-            "  ON CONFLICT (report_id) WHERE closed_at IS NULL DO UPDATE SET report_id = excluded.report_id"
-            "  RETURNING id"
-            ") INSERT INTO feedback_items (event_id, batch_id, kind, actor_id, comment_id, parent_id, occurred_at)"
-            " SELECT $4, id, $5, $6, $9, $10, $7 FROM batch ON CONFLICT (event_id) DO NOTHING",
-            uuid.uuid4(),
-            report_id,
-            convoy_id,
-            event_id,
-            kind,
-            actor_id,
-            occurred_at,
-            window_s,
-            comment_id,
-            parent_id,
+        open), and record the event as processed by ``consumer``, in one statement (its own
+        transaction: services/runtime/consumer.py ``one_statement``); False: processed before,
+        nothing written. The batch row stays locked until the statement commits, so a flusher
+        closing the batch either sees the item or leaves the batch open for the next pass."""
+        return bool(
+            await conn.fetchval(
+                f"WITH {PROCESSED_CTE}, batch AS ("
+                "  INSERT INTO feedback_batches (id, report_id, convoy_id, due_at)"
+                "  SELECT $3::uuid, $4::uuid, $5::uuid, now() + make_interval(secs => $10)"
+                "  WHERE EXISTS (SELECT FROM fresh)"
+                "  ON CONFLICT (report_id) WHERE closed_at IS NULL DO UPDATE SET report_id = excluded.report_id"
+                "  RETURNING id"
+                "), item AS ("
+                "  INSERT INTO feedback_items (event_id, batch_id, kind, actor_id, comment_id, parent_id, occurred_at)"
+                "  SELECT $2::uuid, id, $6::text, $7::uuid, $8::uuid, $9::uuid, $11::timestamptz FROM batch"
+                "  ON CONFLICT (event_id) DO NOTHING"
+                ") SELECT EXISTS (SELECT FROM fresh)",
+                consumer,
+                event_id,
+                uuid.uuid4(),
+                report_id,
+                convoy_id,
+                kind,
+                actor_id,
+                comment_id,
+                parent_id,
+                window_s,
+                occurred_at,
+            )
         )
 
     @staticmethod
-    async def take_back_kudos(conn: asyncpg.Connection, report_id: uuid.UUID, person_id: uuid.UUID) -> None:
-        """Kudos taken back while their batch is still open: not announced."""
-        await conn.execute(
-            "DELETE FROM feedback_items i USING feedback_batches b"
-            " WHERE i.batch_id = b.id AND b.report_id = $1 AND b.closed_at IS NULL"
-            " AND i.kind = 'kudos' AND i.actor_id = $2",
-            report_id,
-            person_id,
+    async def take_back_kudos(
+        conn: asyncpg.Connection, *, consumer: str, event_id: uuid.UUID, report_id: uuid.UUID, person_id: uuid.UUID
+    ) -> bool:
+        """Kudos taken back while their batch is still open: not announced. Recorded as processed by
+        ``consumer`` in the same statement, as :meth:`add`; False: processed before."""
+        return bool(
+            await conn.fetchval(
+                f"WITH {PROCESSED_CTE}, gone AS ("
+                "  DELETE FROM feedback_items i USING feedback_batches b"
+                "  WHERE EXISTS (SELECT FROM fresh) AND i.batch_id = b.id AND b.report_id = $3"
+                "  AND b.closed_at IS NULL AND i.kind = 'kudos' AND i.actor_id = $4"
+                ") SELECT EXISTS (SELECT FROM fresh)",
+                consumer,
+                event_id,
+                report_id,
+                person_id,
+            )
         )
 
     async def claim_due(self, limit: int, lease_s: float) -> list[FeedbackBatch]:

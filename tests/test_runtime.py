@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -19,7 +20,7 @@ import pytest
 from schemas import envelope as env
 from schemas import events as ev
 from schemas.subjects import Subjects
-from services.runtime import db, outbox
+from services.runtime import consumer, db, outbox
 from services.runtime.errors import Unavailable
 from services.runtime.service import Runtime, serve
 from services.runtime.settings import Settings
@@ -143,6 +144,79 @@ async def test_a_redelivered_event_has_one_effect(running: Running) -> None:
     await eventually(lambda: _contains(running, ["after", "twice"]))
     assert running.probe.attempts["twice"] == 1
     assert await running.seen() == ["after", "twice"]
+
+
+@dataclass
+class OneStatementProbe(Probe):
+    """A consumer whose effect is one statement that records the event too (``one_statement``)."""
+
+    answers: list[tuple[str, bool]] = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)
+
+    async def setup(self, rt: Runtime) -> None:
+        self.rt = rt
+        rt.consumer("probe", (ev.ConvoyCreated,), self.handle_once, one_statement=True)
+
+    async def handle_once(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection, name: str) -> bool:
+        assert isinstance(event, ev.ConvoyCreated)
+        assert not conn.is_in_transaction()  # the statement is its own transaction
+
+        def log(q: Any) -> None:
+            self.statements.append(q.query.split()[0])
+
+        conn.add_query_logger(log)
+        try:
+            fresh = bool(
+                await conn.fetchval(
+                    f"WITH {consumer.PROCESSED_CTE}, seen_now AS ("
+                    "  INSERT INTO seen (event_id, name) SELECT $2, $3 WHERE EXISTS (SELECT FROM fresh)"
+                    ") SELECT EXISTS (SELECT FROM fresh)",
+                    name,
+                    envelope.id,
+                    event.name,
+                )
+            )
+        finally:
+            conn.remove_query_logger(log)
+        self.answers.append((event.name, fresh))
+        return fresh
+
+
+async def test_a_one_statement_consumer_records_the_event_in_its_statement(settings: Settings) -> None:
+    """No BEGIN, no separate processed_events insert, no COMMIT: one statement per event, and a
+    redelivered copy (another message id, the same event id) has no second effect."""
+    probe = OneStatementProbe()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(probe, settings, stop))  # type: ignore[arg-type]
+    nc = await nats.connect(settings.nats_url)
+    subjects = Subjects(settings.namespace)
+    running = Running(probe=probe, settings=settings, subjects=subjects, nc=nc)
+    try:
+
+        async def consuming() -> bool:
+            if task.done():
+                task.result()
+            return probe.rt is not None and all(c.running for c in probe.rt._consumers)
+
+        await eventually(consuming, timeout=20)
+        data = env.encode(env.new_envelope(created("twice"), producer="test"))
+        await running.publish_raw(data)
+        await running.publish_raw(data)
+        await running.emit("after")
+        await eventually(lambda: _contains(running, ["after", "twice"]))
+
+        async def answered() -> bool:
+            return len(probe.answers) == 3
+
+        await eventually(answered)
+        assert sorted(probe.answers) == [("after", True), ("twice", False), ("twice", True)]
+        assert probe.statements == ["WITH", "WITH", "WITH"]  # one statement per event, nothing else
+        assert await running.seen() == ["after", "twice"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await delete_streams(nc, subjects)
+        await nc.close()
 
 
 async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(running: Running) -> None:

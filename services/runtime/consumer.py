@@ -2,7 +2,8 @@
 
 For each message: decode the envelope (malformed: dead-letter it and carry on); in one
 transaction record the event id in ``processed_events`` and run the handler (a redelivered,
-already processed event is acked without running it again); ack after commit. A failing
+already processed event is acked without running it again); ack after commit. (A handler whose
+effect is one statement records the event in that statement instead: ``ConsumerSpec.one_statement``.) A failing
 handler is retried with backoff (``nak(delay)``) up to ``CONVOY_CONSUMER_MAX_DELIVER``
 attempts, then the message goes to the dead-letter subject with the error in its headers; a
 failure because a dependency is away (:class:`Unavailable`) is retried at the longest backoff
@@ -16,6 +17,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import asyncpg
 import structlog
@@ -40,6 +42,15 @@ log = structlog.get_logger(__name__)
 PROCESSED = Counter("convoy_events_processed", "Events handled by consumers", ["service", "consumer", "outcome"])
 
 Handler = Callable[[env.Envelope, ev.Event, asyncpg.Connection], Awaitable[None]]
+StatementHandler = Callable[[env.Envelope, ev.Event, asyncpg.Connection, str], Awaitable[bool]]
+"""A handler whose effect is one statement that also records the event (``ConsumerSpec.one_statement``):
+called with a connection outside any transaction and the consumer's durable name, it answers whether
+the event was new (its ``processed_events`` row inserted by that statement)."""
+PROCESSED_CTE = (
+    "fresh AS (INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true)"
+)
+"""For a :data:`StatementHandler`: the CTE that records the event, its parameters $1 (the consumer's name)
+and $2 (the event id); the statement's effects are written only ``WHERE EXISTS (SELECT FROM fresh)``."""
 Decoded = tuple[env.Envelope, ev.Event] | env.MalformedEvent
 """A message's envelope and event, or why it could not be decoded."""
 
@@ -65,11 +76,15 @@ class ConsumerSpec:
     purpose: str
     """Short name, unique within the service (part of the durable name)."""
     event_types: tuple[type[ev.Event], ...]
-    handler: Handler
+    handler: Handler | StatementHandler
     concurrency: int = 1
     """Events of one fetched batch handled at once. Events with the same ``ordered_by`` key are
     still handled one after the other, in stream order; 1: every event in order."""
     ordered_by: Callable[[ev.Event], object] = by_convoy
+    one_statement: bool = False
+    """``handler`` is a :data:`StatementHandler`: the event's whole effect, and its ``processed_events``
+    row, in one statement (its own transaction), so BEGIN, the separate insert and COMMIT (three round
+    trips per event) are saved. Only for handlers that write one statement and send nothing."""
 
 
 def durable_config(name: str, subjects: Subjects, event_types: Iterable[type[ev.Event]]) -> js_api.ConsumerConfig:
@@ -231,15 +246,11 @@ class Consumer:
     async def _handle(self, msg: Msg, envelope: env.Envelope, event: ev.Event, attempt: int) -> None:
         bound = log.bind(consumer=self.name, event_id=str(envelope.id), type=envelope.type, attempt=attempt)
         try:
-            async with self.db.transaction() as conn:
-                fresh = await conn.fetchval(
-                    "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
-                    " ON CONFLICT DO NOTHING RETURNING true",
-                    self.name,
-                    envelope.id,
-                )
-                if fresh:
-                    await self.spec.handler(envelope, event, conn)
+            if self.spec.one_statement:
+                async with self.db.connection() as conn:
+                    fresh = await cast(StatementHandler, self.spec.handler)(envelope, event, conn, self.name)
+            else:
+                fresh = await self._in_transaction(envelope, event)
         except Exception as exc:
             tracing.record_error(exc)
             # A dependency that is away (database restarting, a service or NATS between restarts)
@@ -261,6 +272,19 @@ class Consumer:
         await msg.ack()
         PROCESSED.labels(self.service, self.spec.purpose, "ok" if fresh else "duplicate").inc()
         bound.debug("event handled" if fresh else "event already handled")
+
+    async def _in_transaction(self, envelope: env.Envelope, event: ev.Event) -> bool:
+        """Record the event and run the handler in one transaction; False: handled before."""
+        async with self.db.transaction() as conn:
+            fresh = await conn.fetchval(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.name,
+                envelope.id,
+            )
+            if fresh:
+                await cast(Handler, self.spec.handler)(envelope, event, conn)
+        return bool(fresh)
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         meta = msg.metadata

@@ -33,7 +33,7 @@ from schemas.contract import HANDLER_ATTRIBUTE, Contract, Op
 from schemas.subjects import Subjects
 from services.runtime import bus, claims, db, outbox, sealing, tracing
 from services.runtime import metrics as service_metrics
-from services.runtime.consumer import Consumer, ConsumerSpec, Handler, by_convoy
+from services.runtime.consumer import Consumer, ConsumerSpec, Handler, StatementHandler, by_convoy
 from services.runtime.errors import ConvoyError
 from services.runtime.rpc import RpcClient, endpoint
 from services.runtime.settings import Settings
@@ -136,15 +136,22 @@ class Runtime:
         self,
         purpose: str,
         event_types: tuple[type[ev.Event], ...],
-        handler: Handler,
+        handler: Handler | StatementHandler,
         *,
         concurrency: int = 1,
         ordered_by: Callable[[ev.Event], object] = by_convoy,
+        one_statement: bool = False,
     ) -> None:
         """Handle ``event_types`` with ``handler``; ``concurrency`` > 1 handles several events at
-        once (still in order per ``ordered_by`` key, by default the convoy)."""
+        once (still in order per ``ordered_by`` key, by default the convoy). ``one_statement``: the
+        handler is a ``StatementHandler`` (services/runtime/consumer.py ``ConsumerSpec.one_statement``)."""
         spec = ConsumerSpec(
-            purpose=purpose, event_types=event_types, handler=handler, concurrency=concurrency, ordered_by=ordered_by
+            purpose=purpose,
+            event_types=event_types,
+            handler=handler,
+            concurrency=concurrency,
+            ordered_by=ordered_by,
+            one_statement=one_statement,
         )
         self._consumers.append(
             Consumer(
