@@ -400,11 +400,54 @@ def _line(name: str, value: str) -> bytes:
         # a short line of words (a subject: unique per report, so the cache rarely hits): the email
         # package leaves it as it is (tests/test_email_wire.py compares many such values)
         return f"{name}: {value}\r\n".encode("ascii")
+    if _is_text(name):
+        line = _encoded_word_line(name, value)
+        if line is not None:  # words with umlauts or typographic quotes (a German subject): unique, never cached
+            return line
     if name == "Reply-To" and len(value) + 10 <= _WIRE_LINE and _PLAIN_ADDRESS.fullmatch(value):
         # a bare dot-atom address (a signed reply+token@domain, unique per recipient, so the
         # cache never hits): the email package writes it as it is
         return f"{name}: {value}\r\n".encode("ascii")
     return _folded(name, value)[0]
+
+
+_Q_SAFE = frozenset(b"-!*+/" + b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_Q_BYTE = [chr(b) if b in _Q_SAFE else ("_" if b == 0x20 else f"={b:02X}") for b in range(256)]
+"""RFC 2047's "Q" encoding of each byte, as email._encoded_words writes it."""
+_EW_LINE = 900
+"""Longest line :func:`_encoded_word_line` writes (below the wire's 998, where the email package would split)."""
+
+
+def _encoded_word_line(name: str, value: str) -> bytes | None:
+    """``name: value`` for an unstructured text header of words (single spaces, printable, some of them
+    not ASCII), as the email package folds it on a line of up to 998 characters: the ASCII words
+    before the first and after the last non-ASCII word as they are, the run from the first to the last
+    one as one encoded word (UTF-8, "Q" unless base64 is more than 4 characters shorter). None for any
+    other value (the email package folds those; tests/test_email_wire.py compares many)."""
+    if value.isascii() or not value.isprintable() or "=?" in value or "\t" in value:
+        return None
+    words = value.split(" ")
+    if "" in words:  # leading, trailing or repeated spaces
+        return None
+    odd = [i for i, w in enumerate(words) if not w.isascii()]
+    first, last = odd[0], odd[-1]
+    try:
+        raw = " ".join(words[first : last + 1]).encode("utf-8")
+    except UnicodeEncodeError:  # (a lone surrogate is not printable; to be sure)
+        return None
+    q = "".join([_Q_BYTE[b] for b in raw])
+    groups, rest = divmod(len(raw), 3)
+    b_len = groups * 4 + (4 if rest else 0)
+    if len(q) - b_len < 5:
+        word = f"=?utf-8?q?{q}?="
+    else:
+        word = f"=?utf-8?b?{binascii.b2a_base64(raw, newline=False).decode('ascii')}?="
+    head = " ".join(words[:first])
+    tail = " ".join(words[last + 1 :])
+    line = f"{name}: {head}{' ' if head else ''}{word}{' ' if tail else ''}{tail}"
+    if len(line) > _EW_LINE:
+        return None
+    return (line + "\r\n").encode("ascii")
 
 
 @functools.cache

@@ -17,7 +17,15 @@ import pytest
 from aiosmtplib.email import quote_address
 from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 
-from notifier.email import WIRE_POLICY, Slotted, Wire, _smtp_address, build_message, wire_message
+from notifier.email import (
+    WIRE_POLICY,
+    Slotted,
+    Wire,
+    _encoded_word_line,
+    _smtp_address,
+    build_message,
+    wire_message,
+)
 
 AT = datetime(2025, 3, 31, 7, 0, 5, tzinfo=UTC)
 
@@ -185,6 +193,47 @@ def test_short_subjects_of_plain_words_are_the_email_packages() -> None:
     subjects += ["w" * n for n in (67, 68, 69, 70)] + ["ab " * 22 + "c" * n for n in range(0, 8)]
     for _ in range(400):
         subjects.append(" ".join("".join(rng.choice(chars) for _ in range(rng.randint(1, 90))).split()))
+    for seed, subject in enumerate(subjects):
+        check(
+            seed,
+            key=f"report:{seed}:p",
+            sender="Convoy <convoy@localhost>",
+            to_name="Anna Schmidt",
+            to_email="anna@mueller.example",
+            subject=subject,
+            text="Hallo\n",
+            html="<p>Hallo</p>\n",
+            list_id="Nord <n.convoys.convoy>",
+        )
+
+
+def test_subjects_with_umlauts_and_quotes_are_the_email_packages() -> None:
+    """wire_message writes a subject of words some of which are not ASCII (German: umlauts, „ “) as one
+    encoded word from the first to the last such word, without the email package: the same bytes as
+    its folding, for Q and base64 words, prefixes and suffixes of ASCII words, and lengths up to the
+    line limit (longer ones, tabs, repeated spaces and encoded-word look-alikes are left to the email package)."""
+    rng = random.Random(2117)
+    chars = "abcXYZ019\"(),.:;<>@[]\\=?!#$%&'*+-/^_`{|}~äöüßÄÖÜ„“\u201a\u2018é€😀中文ñ"
+    subjects = [
+        "Firma 0 (12): neuer Fortschrittsbericht in „Bench-Konvoi ab12 12“",
+        "Rückmeldungen zum Bericht von Müller & Söhne in „Nord“",
+        "Antwort auf deinen Kommentar in „Konvoi“ heute",
+        "中文中文中文 x",
+        "=?utf-8?q?x?= ä",
+        "ä  doppelt",
+        " ä vorne",
+        "hinten ä ",
+        "Tab\tä",
+    ]
+    subjects += ["ä" * n for n in (1, 100, 290, 300, 440, 450)] + ["a " * 420 + "ä", "ä " + "b" * 880]
+    # around the choice between Q and base64 (Q unless it is five or more characters longer)
+    subjects += [f"x {'ä' * i}{'y' * j} z" for i in range(1, 12) for j in range(0, 24)]
+    for _ in range(300):
+        words = rng.randint(1, 12)
+        lengths = [rng.randint(1, rng.choice([3, 12, 40])) for _ in range(words)]
+        subjects.append(" ".join("".join(rng.choice(chars) for _ in range(n)) for n in lengths))
+    # most of them take the fast path (the rest: the email package's own folding, compared as well)
+    assert sum(_encoded_word_line("Subject", s) is not None for s in subjects) > 500
     for seed, subject in enumerate(subjects):
         check(
             seed,
