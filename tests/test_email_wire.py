@@ -22,6 +22,8 @@ from notifier.email import (
     Slotted,
     Wire,
     _encoded_word_line,
+    _folded,
+    _line,
     _smtp_address,
     build_message,
     wire_message,
@@ -185,8 +187,9 @@ def test_every_body_encoding_and_header_matches(text: int) -> None:
 
 
 def test_short_subjects_of_plain_words_are_the_email_packages() -> None:
-    """wire_message writes a short subject of printable ASCII words as it is: the same bytes as the
-    email package's folding, for quotes, parentheses, brackets, backslashes and lengths around 78."""
+    """wire_message writes a subject of printable ASCII words up to 900 characters as it is: the same
+    bytes as the email package's folding, for quotes, parentheses, brackets, backslashes and lengths
+    around 78, 900 and 998 (the wire's fold)."""
     rng = random.Random(21)
     chars = "abcXYZ019 \"(),.:;<>@[]\\=?!#$%&'*+-/^_`{|}~"
     subjects = ['Acme GmbH: new progress report in "Nord"', 'Re: (x) "y" <z> [w] a\\b', "=?utf-8?q?x?= y"]
@@ -246,6 +249,20 @@ def test_subjects_with_umlauts_and_quotes_are_the_email_packages() -> None:
             html="<p>Hallo</p>\n",
             list_id="Nord <n.convoys.convoy>",
         )
+
+
+def test_long_header_lines_of_words_are_the_email_packages() -> None:
+    """Subjects are cut to 200 characters, but the fast paths take other text headers too (List-Id with
+    a convoy's name): up to 900 characters, ASCII words or not, the same line as the email package's
+    (which folds only past 998); longer ones are folded by it."""
+    rng = random.Random(998)
+    values = []
+    for n in (880, 889, 890, 891, 899, 900, 901, 986, 987, 988, 989, 990, 997, 998, 999):
+        values += [("ab " * 400)[:n].strip(), ("äb " * 400)[:n].strip(), "x " + "ü" * (n - 2)]
+        values.append(" ".join("".join(rng.choice("ab(ä)„“") for _ in range(rng.randint(1, 9))) for _ in range(n // 5)))
+    for name in ("Subject", "List-Id"):
+        for value in values:
+            assert _line(name, value) == _folded(name, value)[0], (name, len(value))
 
 
 def test_a_boundary_found_in_a_body_is_made_unique_as_the_email_package_does() -> None:
