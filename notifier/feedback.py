@@ -2,9 +2,10 @@
 
 Comments, replies and kudos on a report are collected per report for ``CONVOY_FEEDBACK_WINDOW_S``
 from the first one (``comment.added``, ``kudos.given`` and ``kudos.taken_back`` feed the
-``feedback_batches``/``feedback_items`` tables, in the consumer's transaction). When the window has
-passed, a flusher (a background loop in every notifier replica; ``FOR UPDATE SKIP LOCKED`` gives
-each batch to one of them) sends one email per person:
+``feedback_batches``/``feedback_items`` tables, each event in one statement with its
+``processed_events`` row). When the window has passed, a flusher (a background loop in every
+notifier replica; ``FOR UPDATE SKIP LOCKED`` gives each batch to one of them) sends one email per
+person:
 
 - ``feedback:{batch}:{person}`` to every representative of the report's company, listing what came
   in (who, their company, the comment as a plain excerpt, kudos by whom), except their own;
