@@ -316,3 +316,41 @@ async def test_two_notifier_replicas_send_each_batch_once(
     finally:
         stop.set()
         await asyncio.wait_for(second, 15)
+
+
+async def test_a_batch_that_fails_in_a_pass_is_retried_alone_and_the_others_are_forgotten(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """The flusher sends a pass's batches side by side and forgets the sent ones in one statement: a
+    batch whose email the server refuses for now stays (retried after its backoff, sending only what
+    did not go out), the others are deleted at once, and every email goes once."""
+    world, alex = await feedback_world(client, smtp_sink)
+    anna, ben, clara = world.reps["a"], world.reps["b"], world.reps["c"]
+    report_a = await post_report(client, world, "a", "Kalender angebunden.")
+    report_b = await post_report(client, world, "b", "Shop online.")
+    for rep in (anna, alex, ben):  # the report notices first (they would meet the refusal otherwise)
+        await first_mail(smtp_sink, rep.email, "report")
+    smtp_sink.refuse_once[anna.email] = "451 4.3.0 Try again later"
+    await kudos(client, report_a, clara.auth)
+    await kudos(client, report_b, clara.auth)
+    await first_mail(smtp_sink, ben.email, "feedback")
+    await first_mail(smtp_sink, alex.email, "feedback")  # Anna's colleague: not refused
+
+    async def batches() -> dict[str, str | None]:
+        conn = await asyncpg.connect(stack.settings.database_url)
+        try:
+            rows = await conn.fetch("SELECT report_id::text, last_error FROM notifier.feedback_batches")
+        finally:
+            await conn.close()
+        return {r["report_id"]: r["last_error"] for r in rows}
+
+    async def only_a_waits() -> bool:
+        return list(await batches()) == [report_a]
+
+    await eventually(only_a_waits)  # b's batch forgotten while a's waits for its retry
+    assert "451" in str((await batches())[report_a])
+    assert smtp_sink.refuse_once == {}
+    await first_mail(smtp_sink, anna.email, "feedback")  # the retry
+    await settled(stack)
+    for rep in (anna, alex, ben):
+        assert len(mails(smtp_sink, rep.email, "feedback")) == 1
