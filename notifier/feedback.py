@@ -274,7 +274,7 @@ class Feedback:
 
     async def _failed(self, batch: FeedbackBatch, exc: BaseException) -> None:
         if not isinstance(exc, Exception):
-            raise exc  # cancelled: the lease runs out and another pass takes the batch over
+            return  # (a send cancelled on its own) the lease runs out and another pass takes the batch over
         delay = min(RETRY_MAX_S, 5.0 * 2 ** min(batch.attempts - 1, 10))
         if isinstance(exc, (Unavailable, TransientDeliveryError)):
             log.warning("feedback batch not sent yet; retrying", batch_id=str(batch.id), error=str(exc))
