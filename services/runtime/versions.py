@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -51,8 +52,9 @@ ReadVersions = Callable[[asyncpg.Connection, list[uuid.UUID]], Awaitable[dict[uu
 
 
 class VersionForwarder:
-    """Listen on ``channel`` (payload: a convoy id), read the convoys' versions with ``read`` and publish
-    them on ``subject``. Every replica forwards (duplicates are harmless: readers keep the largest)."""
+    """Listen on ``channel`` and publish the convoys' new versions on ``subject``. A notification's payload
+    is ``<convoy id> <version>`` (published as it is, the largest per convoy) or a convoy id alone (its
+    version read with ``read``). Every replica forwards (duplicates are harmless: readers keep the largest)."""
 
     def __init__(
         self,
@@ -98,11 +100,21 @@ class VersionForwarder:
 
     async def _forward(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         pending: set[uuid.UUID] = set()
+        """Convoys notified without their version (``<convoy id>``): read back with ``read``."""
+        known: dict[uuid.UUID, int] = {}
+        """Convoys notified with it (``<convoy id> <version>``): the largest heard, published as it is."""
         wake = asyncio.Event()
 
         def on_notify(_c: object, _pid: int, _channel: str, payload: object) -> None:
+            convoy, _sep, version = str(payload).partition(" ")
             with contextlib.suppress(ValueError):
-                pending.add(uuid.UUID(str(payload)))
+                convoy_id = uuid.UUID(convoy)
+                if version:
+                    number = int(version)
+                    if number > known.get(convoy_id, -1):
+                        known[convoy_id] = number
+                else:
+                    pending.add(convoy_id)
                 wake.set()
 
         await conn.add_listener(self.channel, on_notify)
@@ -114,9 +126,12 @@ class VersionForwarder:
             wake.clear()
             if conn.is_closed():
                 raise asyncpg.exceptions.ConnectionDoesNotExistError("version listener connection closed")
-            while pending:
-                batch = [pending.pop() for _ in range(min(BATCH, len(pending)))]
-                found = await self.read(conn, batch)
+            while known or pending:
+                if known:  # the versions came with their notifications: no read (migration 0013 of milestones)
+                    found = {c: known.pop(c) for c in list(itertools.islice(known, BATCH))}
+                else:
+                    batch = [pending.pop() for _ in range(min(BATCH, len(pending)))]
+                    found = await self.read(conn, batch)
                 await self._publish(api.ConvoyVersions(versions=found))
                 self.forwarded += len(found)
 
