@@ -256,7 +256,8 @@ async def test_the_forwarder_publishes_versions_carried_by_notifications_without
 ) -> None:
     """A notification ``<convoy id> <version>`` (milestones' migration 0013) is published as it is — the
     largest of a commit's bumps, no statement — and one with the convoy id alone (convoys' recipients) is
-    still read back from the table; a reader learns both."""
+    still read back from the table; a reader learns both. The forwards are not flushed one by one, so after a
+    NATS reconnect the forwarder publishes ``reset`` (what the broken connection lost is forgotten by all)."""
     import asyncpg
     import msgspec
 
@@ -264,7 +265,13 @@ async def test_the_forwarder_publishes_versions_carried_by_notifications_without
 
     subject, channel = "t.versions.forwarded", "t_versions_fwd"
     conn = await asyncpg.connect(settings.database_url)
-    nc = await nats.connect(own_nats_server.url)
+
+    async def reconnected() -> None:
+        await forwarder.on_reconnect()  # as Runtime.on_reconnect calls it (services/milestones/versions.py)
+
+    nc = await nats.connect(
+        own_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, reconnected_cb=reconnected
+    )
     heard: list[api.ConvoyVersions] = []
     reads: list[list[uuid.UUID]] = []
 
@@ -304,6 +311,12 @@ async def test_the_forwarder_publishes_versions_carried_by_notifications_without
         await eventually(lambda: _async(learnt() == {one: 7, two: 3, old: 9}))
         assert reads == [[old]]  # only the notification without its version was read back
         assert all(v in (6, 7) for n in heard for c, v in n.versions.items() if c == one)
+
+        resets = sum(h.reset for h in heard)
+        own_nats_server.stop()
+        await eventually(lambda: _async(not nc.is_connected))
+        own_nats_server.start()
+        await eventually(lambda: _async(sum(h.reset for h in heard) > resets), timeout=20)
     finally:
         stop.set()
         if task is not None:

@@ -6,7 +6,8 @@ The pattern of the API's conditional GETs (docs/performance.md "Conditional GETs
   of every change to what an answer shows, and NOTIFYing the convoy at the commit (a migration of its own);
 - :class:`VersionForwarder` (in the owner) LISTENs on its own connection and publishes the new versions on
   a core NATS subject (``schemas.api.ConvoyVersions``), and ``reset`` whenever its listener (re)connects
-  (notifications lost while it was away cannot be replayed);
+  (notifications lost while it was away cannot be replayed) and whenever the owner's NATS connection has
+  reconnected (the forwards are not flushed one by one: what a broken connection lost is covered by it);
 - :func:`announce` publishes a convoy's version at once: a removal calls it before it answers;
 - the owner's answer carries the version it read *before* the answer's data (the data is never older);
 - :class:`VersionedCache` (in the reader) keeps convoy → (version, answer) and gives the answer back only
@@ -132,13 +133,24 @@ class VersionForwarder:
                 else:
                     batch = [pending.pop() for _ in range(min(BATCH, len(pending)))]
                     found = await self.read(conn, batch)
-                await self._publish(api.ConvoyVersions(versions=found))
+                # Not flushed (a PING and its PONG per commit, issue #21): a message lost on the way goes with
+                # its connection, and after every reconnect a reset follows (on_reconnect).
+                await self._publish(api.ConvoyVersions(versions=found), flush=False)
                 self.forwarded += len(found)
 
-    async def _publish(self, notice: api.ConvoyVersions) -> None:
+    async def on_reconnect(self) -> None:
+        """After a NATS reconnect (``Runtime.on_reconnect``): ``reset``, because announcements published before
+        the connection broke may not have reached the server, and a reader trusts what it has not heard of."""
+        try:
+            await self._publish(api.ConvoyVersions(reset=True))
+        except Exception as exc:  # the connection broke again: the next reconnect resets once more
+            log.warning("version reset after reconnect failed", subject=self.subject, error=repr(exc))
+
+    async def _publish(self, notice: api.ConvoyVersions, *, flush: bool = True) -> None:
         nc = self.nc()
         await nc.publish(self.subject, _encoder.encode(notice))
-        await nc.flush()
+        if flush:
+            await nc.flush()
 
 
 async def announce(nc: Client, subject: str, versions: dict[uuid.UUID, int]) -> None:
