@@ -7,6 +7,7 @@ listens on a default port: PostgreSQL only on a Unix socket in its data folder, 
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -127,7 +128,34 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+_PORTS = random.SystemRandom()  # not the seeded module random: processes must not pick alike
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
+    """A port free on 127.0.0.1 now, for a server started next.
+
+    Chosen below the kernel's ephemeral range: a port from there (``bind(0)``) may be taken by any
+    outgoing connection's source port, or another ``bind(0)``, before the server binds it (seen as
+    "address already in use" on a busy machine). Falls back to ``bind(0)`` when there is no room below.
+    """
+    low, _ = _ephemeral_ports()
+    if low > 11000:
+        for _ in range(50):
+            port = _PORTS.randrange(10000, low)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

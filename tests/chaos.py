@@ -337,7 +337,7 @@ SIZES = pytest.mark.parametrize(
 
 async def tick(nc: nats.NATS, subjects: Subjects, now: datetime, within: float = 60.0) -> api.Fired:
     """Run the reminders' manual clock at ``now`` until the leader answers that nothing failed (it may be
-    restarting, or a service a fire needs may be down: the real clock would tick again a minute later).
+    restarting, or a service a fire needs may be down: the real clock ticks again 5 s later).
     The actions of every answered attempt are returned (a tick at the same time fires nothing twice)."""
     actions: list[str] = []
 

@@ -14,6 +14,7 @@ import httpx
 import msgspec
 import nats.errors
 import pytest
+from prometheus_client import REGISTRY
 
 from schemas import api
 from schemas import envelope as env
@@ -207,11 +208,14 @@ async def test_a_close_that_cannot_seal_its_round_is_reported_failed_and_fires_a
     cid = world.convoy_id
     fired = await tick(stack, "2026-10-19T09:00:30+02:00")
     assert [a.split(":")[2] for a in fired.actions if a.startswith(cid)] == ["open"]
+    failures = REGISTRY.get_sample_value("convoy_scheduler_failures_total", {"stage": "fire"}) or 0
     await stack.stop_service("milestones")
     try:
         fired = await tick(stack, "2026-10-26T09:00:30+01:00")
         assert not [a for a in fired.actions if a.startswith(cid)]
         assert fired.failed >= 1
+        # the stack's services run in this process: their counters are in its registry
+        assert (REGISTRY.get_sample_value("convoy_scheduler_failures_total", {"stage": "fire"}) or 0) > failures
     finally:
         await stack.start_service("milestones")
     fired = await tick(stack, "2026-10-26T09:00:30+01:00")

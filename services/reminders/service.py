@@ -162,6 +162,7 @@ class Scheduler:
             planned, failed = planned + more, failed + more_failed
         if planned:
             log.info("scheduler planned", convoys=planned)
+        metrics.count_scheduler_failures("plan", failed)
         return planned, failed
 
     async def _plan_pages(
@@ -271,6 +272,7 @@ class Scheduler:
             return done
 
         results = await asyncio.gather(*(fire(b) for b in batches))
+        metrics.count_scheduler_failures("fire", failed)
         return [action for done in results for action in done], failed
 
     async def _fire_batch(self, keys: list[tuple[uuid.UUID, int]], now: datetime) -> list[str]:

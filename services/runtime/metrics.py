@@ -52,6 +52,11 @@ OUTBOX_OLDEST_SECONDS = Gauge(
 SCHEDULER_FIRES = Counter(
     "convoy_scheduler_fires", "Scheduler actions fired (open, nudge, close, drop_*, facilitator_digest)", ["kind"]
 )
+SCHEDULER_FAILURES = Counter(
+    "convoy_scheduler_failures",
+    "Convoys the scheduler could not plan or fire at a tick (stage: plan, fire); retried at the next tick",
+    ["stage"],
+)
 LEADER = Gauge(
     "convoy_leader",
     "1 while this process leads (role: outbox_relay per service, scheduler for reminders), else 0",
@@ -71,6 +76,12 @@ def count_fires(kinds: Iterable[str]) -> None:
     """Count the scheduler's fires by action kind (after their transaction committed)."""
     for kind, n in collections.Counter(kinds).items():  # a slot is 400,000 fires at 1,000,000 convoys
         SCHEDULER_FIRES.labels(kind).inc(n)
+
+
+def count_scheduler_failures(stage: str, convoys: int) -> None:
+    """Count convoys a tick could not plan or fire (each also logged with its error)."""
+    if convoys:
+        SCHEDULER_FAILURES.labels(stage).inc(convoys)
 
 
 async def sample_once(
