@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from typing import Any
 
 import httpx
 import nats
@@ -248,3 +249,78 @@ async def test_a_nats_reconnect_forgets_every_kept_answer(own_nats_server: NatsS
 async def _async(value: bool) -> bool:
     await asyncio.sleep(0)
     return value
+
+
+async def test_the_forwarder_publishes_versions_carried_by_notifications_without_reading(
+    settings: Any, own_nats_server: NatsServer
+) -> None:
+    """A notification ``<convoy id> <version>`` (milestones' migration 0013) is published as it is — the
+    largest of a commit's bumps, no statement — and one with the convoy id alone (convoys' recipients) is
+    still read back from the table; a reader learns both. The forwards are not flushed one by one, so after a
+    NATS reconnect the forwarder publishes ``reset`` (what the broken connection lost is forgotten by all)."""
+    import asyncpg
+    import msgspec
+
+    from schemas import api
+
+    subject, channel = "t.versions.forwarded", "t_versions_fwd"
+    conn = await asyncpg.connect(settings.database_url)
+
+    async def reconnected() -> None:
+        await forwarder.on_reconnect()  # as Runtime.on_reconnect calls it (services/milestones/versions.py)
+
+    nc = await nats.connect(
+        own_nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1, reconnected_cb=reconnected
+    )
+    heard: list[api.ConvoyVersions] = []
+    reads: list[list[uuid.UUID]] = []
+
+    async def read(c: asyncpg.Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        reads.append(sorted(ids))
+        rows = await c.fetch("SELECT convoy_id, version FROM t_fwd_versions WHERE convoy_id = ANY($1::uuid[])", ids)
+        return {r["convoy_id"]: r["version"] for r in rows}
+
+    async def on_msg(msg: Msg) -> None:
+        heard.append(msgspec.json.decode(msg.data, type=api.ConvoyVersions))
+
+    stop = asyncio.Event()
+    forwarder = versions.VersionForwarder(
+        nc=lambda: nc, database_url=settings.database_url, schema="public", channel=channel, subject=subject, read=read
+    )
+    task = None
+    try:
+        await conn.execute("CREATE TABLE t_fwd_versions (convoy_id uuid PRIMARY KEY, version bigint NOT NULL)")
+        await nc.subscribe(subject, cb=on_msg)
+        await nc.flush()
+        task = asyncio.create_task(forwarder.run(stop))
+        await eventually(lambda: _async(any(h.reset for h in heard)))  # listening
+        one, two, old = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        await conn.execute("INSERT INTO t_fwd_versions VALUES ($1, 9)", old)
+        async with conn.transaction():  # one commit bumping `one` twice: both notifications arrive
+            for payload in (f"{one} 6", f"{one} 7", f"{two} 3", "not a convoy", f"{two} x"):
+                await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+        await conn.execute("SELECT pg_notify($1, $2)", channel, str(old))
+
+        def learnt() -> dict[uuid.UUID, int]:
+            best: dict[uuid.UUID, int] = {}
+            for notice in heard:
+                for c, v in notice.versions.items():
+                    best[c] = max(v, best.get(c, -1))
+            return best
+
+        await eventually(lambda: _async(learnt() == {one: 7, two: 3, old: 9}))
+        assert reads == [[old]]  # only the notification without its version was read back
+        assert all(v in (6, 7) for n in heard for c, v in n.versions.items() if c == one)
+
+        resets = sum(h.reset for h in heard)
+        own_nats_server.stop()
+        await eventually(lambda: _async(not nc.is_connected))
+        own_nats_server.start()
+        await eventually(lambda: _async(sum(h.reset for h in heard) > resets), timeout=20)
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.wait_for(task, 10)
+        await conn.execute("DROP TABLE IF EXISTS t_fwd_versions")
+        await conn.close()
+        await nc.close()

@@ -586,12 +586,13 @@ async def test_a_report_whose_company_event_is_late_still_gets_its_company_name(
     assert r.json() == (await client.get(f"/api/v1/reports/{r.json()['id']}", headers=world.reps["a"].auth)).json()
 
 
-async def test_a_report_costs_six_statements_whatever_it_carries(settings: Any) -> None:
+async def test_a_report_costs_five_statements_whatever_it_carries(settings: Any) -> None:
     """Every statement is a round trip to PostgreSQL, and round trips are what a report costs here
-    (issue #21): the transaction, the membership read (share lock), the round lock, one read of what
-    the report needs (seal, time, company, named milestones, open commitments), one statement writing
-    the report with its commitments, milestone statuses, reviews and events (outbox rows and the relay's
-    wake-up), the commit. The same six for the simplest report and for one carrying everything.
+    (issue #21): the transaction, the membership read (share lock) that also takes the round lock, one
+    read of what the report needs (seal, time, company, named milestones, open commitments), one
+    statement writing the report with its commitments, milestone statuses, reviews and events (outbox
+    rows and the relay's wake-up), the commit. The same five for the simplest report and for one
+    carrying everything.
 
     Counted on milestones' own pool in one process (the bench's baseline (c) runtime: handlers called
     directly, the charter check answered by services/convoys' handler in the same process)."""
@@ -635,7 +636,7 @@ async def test_a_report_costs_six_statements_whatever_it_carries(settings: Any) 
 
         simple, full = world.reps
         await submit(simple, api.NewReport(done="nur Text"))
-        assert sent == ["BEGIN;", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT;"]
+        assert sent == ["BEGIN;", "SELECT", "SELECT", "WITH", "COMMIT;"]
 
         actor = api.Actor(person_id=full.person_id)
         project = await call[Milestones.PROJECT_PUT](
@@ -668,7 +669,7 @@ async def test_a_report_costs_six_statements_whatever_it_carries(settings: Any) 
                 ],
             ),
         )
-        assert sent == ["BEGIN;", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT;"]
+        assert sent == ["BEGIN;", "SELECT", "SELECT", "WITH", "COMMIT;"]
         # ... and all of it was written: statuses, reviews, commitments, both events.
         assert [(m.milestone_id, m.status) for m in report.milestones] == [(m0.id, "done"), (m1.id, m1.status)]
         after = await call[Milestones.PROJECT_GET](
@@ -690,4 +691,82 @@ async def test_a_report_costs_six_statements_whatever_it_carries(settings: Any) 
     finally:
         await milestones_db.close(5)
         await convoys_db.close(5)
+        await pool.close()
+
+
+async def test_a_reports_membership_read_takes_the_round_lock_only_after_the_membership_lock(settings: Any) -> None:
+    """The report's first statement share-locks the membership rows and, on the common path, takes the
+    convoy's round lock shared in the same round trip (issue #21) — in that order: a removal holding the
+    membership row keeps the report from taking the round lock, so a seal waiting meanwhile is not held up
+    by it; once the removal commits the report finds no membership and takes no lock. Without the charter
+    accepted as projected, the statement takes no round lock (the caller asks services/convoys first and
+    takes it afterwards, as before)."""
+    import asyncio
+
+    from bench import data
+    from services.milestones.repository import digests, projections
+
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
+    try:
+        world = await data.create_convoys(pool, 2, companies=1, start_date=datetime.now().date() - timedelta(weeks=3))
+        await data.create_monolith(settings.database_url)
+        await data.copy_to_monolith(pool, world.ids)
+        removed, plain = world.reps
+        key = digests.round_lock_key(removed.convoy_id)
+
+        async def advisory_locks(pid: int) -> list[tuple[int, int, str]]:
+            rows = await pool.fetch(
+                "SELECT classid::int, objid::int, mode FROM pg_locks WHERE locktype = 'advisory' AND pid = $1", pid
+            )
+            return [tuple(r) for r in rows]
+
+        async with pool.acquire() as report, pool.acquire() as removal:
+            await report.execute("SET search_path = monolith")
+            await removal.execute("SET search_path = monolith")
+            # The common path: one statement, both locks.
+            async with report.transaction():
+                row = await projections.convoy_for(report, plain.convoy_id, plain.person_id, lock=True, round_lock=key)
+                assert row is not None and row["round_locked"] is True
+                assert list(row["access_companies"]) == [plain.company_id]
+                held = await advisory_locks(report.get_server_pid())
+                assert [mode for *_, mode in held] == ["ShareLock"]
+
+            # A removal holds the membership row: the report waits for it without holding the round lock.
+            tx = removal.transaction()
+            await tx.start()
+            await removal.execute(
+                "DELETE FROM members WHERE convoy_id = $1 AND person_id = $2", removed.convoy_id, removed.person_id
+            )
+            async with report.transaction():
+                waiting = asyncio.create_task(
+                    projections.convoy_for(report, removed.convoy_id, removed.person_id, lock=True, round_lock=key)
+                )
+
+                async def blocked() -> bool:
+                    r = await pool.fetchval(
+                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", report.get_server_pid()
+                    )
+                    return r == "Lock"
+
+                await eventually(blocked)
+                assert await advisory_locks(report.get_server_pid()) == []
+                async with pool.acquire() as seal, seal.transaction():  # a close gets the round lock meanwhile
+                    await seal.execute("SELECT pg_advisory_xact_lock($1)", key)
+                await tx.commit()
+                row = await waiting
+                assert row is not None and list(row["access_companies"]) == [] and row["round_locked"] is None
+                assert await advisory_locks(report.get_server_pid()) == []
+
+            # Charter not accepted as projected: no round lock in the statement.
+            await removal.execute(
+                "UPDATE members SET charter_version = NULL WHERE convoy_id = $1 AND person_id = $2",
+                plain.convoy_id,
+                plain.person_id,
+            )
+            async with report.transaction():
+                row = await projections.convoy_for(report, plain.convoy_id, plain.person_id, lock=True, round_lock=key)
+                assert row is not None and list(row["access_companies"]) == [plain.company_id]
+                assert row["round_locked"] is None
+                assert await advisory_locks(report.get_server_pid()) == []
+    finally:
         await pool.close()

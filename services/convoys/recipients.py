@@ -25,7 +25,7 @@ def channel(schema: str) -> str:
 
 
 def forwarder(rt: Runtime) -> versions.VersionForwarder:
-    return versions.VersionForwarder(
+    forwarder = versions.VersionForwarder(
         nc=lambda: rt.nc,
         database_url=rt.settings.database_url,
         schema=rt.name,
@@ -34,6 +34,8 @@ def forwarder(rt: Runtime) -> versions.VersionForwarder:
         read=repo.recipient_versions,
         timeouts=(rt.settings.db_acquire_timeout, rt.settings.db_command_timeout),
     )
+    rt.on_reconnect(forwarder.on_reconnect)  # a reset after every reconnect: the forwards are not flushed
+    return forwarder
 
 
 async def announce_now(rt: Runtime, convoy_ids: Iterable[uuid.UUID]) -> None:

@@ -56,6 +56,11 @@ class Grant:
         return cls(convoy=convoy, companies=[], facilitator=False, admin=False)
 
     @property
+    def round_locked(self) -> bool:
+        """The statement that read this grant also took the convoy's round lock shared (``member(round_lock=True)``)."""
+        return bool(self.convoy.get("round_locked"))
+
+    @property
     def sees_everything(self) -> bool:
         """Facilitators and admins see hidden content and facilitator notes."""
         return self.facilitator or self.admin
@@ -129,19 +134,30 @@ class Access:
         return await repo.projections.convoy(conn, convoy_id)
 
     async def member(
-        self, conn: asyncpg.Connection, actor: api.Actor, convoy_id: uuid.UUID, not_found: str = "no such convoy"
+        self,
+        conn: asyncpg.Connection,
+        actor: api.Actor,
+        convoy_id: uuid.UUID,
+        not_found: str = "no such convoy",
+        *,
+        round_lock: bool = False,
     ) -> Grant:
         """Anyone with a part in the convoy (representative, facilitator, observer; admins and the
-        system); 404 with ``not_found`` for anyone else."""
+        system); 404 with ``not_found`` for anyone else.
+
+        ``round_lock`` (a report): on the common path the same statement also takes the convoy's round lock
+        shared, after the membership's share lock; ``grant.round_locked`` says whether it did (see
+        ``repository.projections.convoy_for``)."""
         # One round trip on the hot path (every read and write): the convoy and the caller's part in it.
         # In a writing transaction the membership rows are share-locked: a removal waits for this write
         # to commit, and once it is applied (before its 200) no write finds them (issue #19).
         writing = conn.is_in_transaction()
-        convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id, lock=writing)
+        key = repo.digests.round_lock_key(convoy_id) if round_lock and writing else None
+        convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id, lock=writing, round_lock=key)
         if convoy is None:  # not in the projection yet: read through, then ask the projection again
             if await self.convoy(conn, convoy_id) is None:
                 raise NotFound(not_found)
-            convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id, lock=writing)
+            convoy = await repo.projections.convoy_for(conn, convoy_id, actor.person_id, lock=writing, round_lock=key)
             if convoy is None:
                 raise NotFound(not_found)
         if actor.is_admin or actor.is_system:

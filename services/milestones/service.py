@@ -181,7 +181,7 @@ class MilestonesService:
         r = req.report
         now = datetime.now(UTC)
         async with self.rt.db.transaction() as conn:
-            grant = await self.access.member(conn, req.actor, req.convoy_id)
+            grant = await self.access.member(conn, req.actor, req.convoy_id, round_lock=True)
             grant.writes("post reports")
             if not grant.companies:
                 raise Forbidden("facilitators do not post reports; a company's representatives do")
@@ -202,7 +202,8 @@ class MilestonesService:
             # the round lock, then (a statement of its own) the seal with everything else the report
             # needs read, then one statement that writes it all with its events (issue #21: a round
             # trip to PostgreSQL is what a report costs most here).
-            await repo.digests.lock_round(conn, req.convoy_id)
+            if not grant.round_locked:  # the common path took it with the membership (one round trip less)
+                await repo.digests.lock_round(conn, req.convoy_id)
             ctx = await repo.reports.report_context(
                 conn,
                 req.convoy_id,

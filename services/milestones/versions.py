@@ -27,7 +27,7 @@ def channel(schema: str) -> str:
 
 def forwarder(rt: Runtime) -> versions.VersionForwarder:
     """The forwarder (services/runtime/versions.py) of this service's convoy versions to the API."""
-    return versions.VersionForwarder(
+    forwarder = versions.VersionForwarder(
         nc=lambda: rt.nc,
         database_url=rt.settings.database_url,
         schema=rt.name,
@@ -36,6 +36,8 @@ def forwarder(rt: Runtime) -> versions.VersionForwarder:
         read=repo.versions.versions,
         timeouts=(rt.settings.db_acquire_timeout, rt.settings.db_command_timeout),
     )
+    rt.on_reconnect(forwarder.on_reconnect)  # a reset after every reconnect: the forwards are not flushed
+    return forwarder
 
 
 async def announce_now(rt: Runtime, convoy_id: uuid.UUID) -> None:

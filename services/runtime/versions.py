@@ -6,7 +6,8 @@ The pattern of the API's conditional GETs (docs/performance.md "Conditional GETs
   of every change to what an answer shows, and NOTIFYing the convoy at the commit (a migration of its own);
 - :class:`VersionForwarder` (in the owner) LISTENs on its own connection and publishes the new versions on
   a core NATS subject (``schemas.api.ConvoyVersions``), and ``reset`` whenever its listener (re)connects
-  (notifications lost while it was away cannot be replayed);
+  (notifications lost while it was away cannot be replayed) and whenever the owner's NATS connection has
+  reconnected (the forwards are not flushed one by one: what a broken connection lost is covered by it);
 - :func:`announce` publishes a convoy's version at once: a removal calls it before it answers;
 - the owner's answer carries the version it read *before* the answer's data (the data is never older);
 - :class:`VersionedCache` (in the reader) keeps convoy → (version, answer) and gives the answer back only
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -51,8 +53,9 @@ ReadVersions = Callable[[asyncpg.Connection, list[uuid.UUID]], Awaitable[dict[uu
 
 
 class VersionForwarder:
-    """Listen on ``channel`` (payload: a convoy id), read the convoys' versions with ``read`` and publish
-    them on ``subject``. Every replica forwards (duplicates are harmless: readers keep the largest)."""
+    """Listen on ``channel`` and publish the convoys' new versions on ``subject``. A notification's payload
+    is ``<convoy id> <version>`` (published as it is, the largest per convoy) or a convoy id alone (its
+    version read with ``read``). Every replica forwards (duplicates are harmless: readers keep the largest)."""
 
     def __init__(
         self,
@@ -98,11 +101,21 @@ class VersionForwarder:
 
     async def _forward(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         pending: set[uuid.UUID] = set()
+        """Convoys notified without their version (``<convoy id>``): read back with ``read``."""
+        known: dict[uuid.UUID, int] = {}
+        """Convoys notified with it (``<convoy id> <version>``): the largest heard, published as it is."""
         wake = asyncio.Event()
 
         def on_notify(_c: object, _pid: int, _channel: str, payload: object) -> None:
+            convoy, _sep, version = str(payload).partition(" ")
             with contextlib.suppress(ValueError):
-                pending.add(uuid.UUID(str(payload)))
+                convoy_id = uuid.UUID(convoy)
+                if version:
+                    number = int(version)
+                    if number > known.get(convoy_id, -1):
+                        known[convoy_id] = number
+                else:
+                    pending.add(convoy_id)
                 wake.set()
 
         await conn.add_listener(self.channel, on_notify)
@@ -114,16 +127,30 @@ class VersionForwarder:
             wake.clear()
             if conn.is_closed():
                 raise asyncpg.exceptions.ConnectionDoesNotExistError("version listener connection closed")
-            while pending:
-                batch = [pending.pop() for _ in range(min(BATCH, len(pending)))]
-                found = await self.read(conn, batch)
-                await self._publish(api.ConvoyVersions(versions=found))
+            while known or pending:
+                if known:  # the versions came with their notifications: no read (migration 0013 of milestones)
+                    found = {c: known.pop(c) for c in list(itertools.islice(known, BATCH))}
+                else:
+                    batch = [pending.pop() for _ in range(min(BATCH, len(pending)))]
+                    found = await self.read(conn, batch)
+                # Not flushed (a PING and its PONG per commit, issue #21): a message lost on the way goes with
+                # its connection, and after every reconnect a reset follows (on_reconnect).
+                await self._publish(api.ConvoyVersions(versions=found), flush=False)
                 self.forwarded += len(found)
 
-    async def _publish(self, notice: api.ConvoyVersions) -> None:
+    async def on_reconnect(self) -> None:
+        """After a NATS reconnect (``Runtime.on_reconnect``): ``reset``, because announcements published before
+        the connection broke may not have reached the server, and a reader trusts what it has not heard of."""
+        try:
+            await self._publish(api.ConvoyVersions(reset=True))
+        except Exception as exc:  # the connection broke again: the next reconnect resets once more
+            log.warning("version reset after reconnect failed", subject=self.subject, error=repr(exc))
+
+    async def _publish(self, notice: api.ConvoyVersions, *, flush: bool = True) -> None:
         nc = self.nc()
         await nc.publish(self.subject, _encoder.encode(notice))
-        await nc.flush()
+        if flush:
+            await nc.flush()
 
 
 async def announce(nc: Client, subject: str, versions: dict[uuid.UUID, int]) -> None:

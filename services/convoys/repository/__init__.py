@@ -406,14 +406,18 @@ async def recipient_versions(conn: Conn, convoy_ids: list[uuid.UUID]) -> dict[uu
 
 
 async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
-    """The convoy's name, language and chat channels with its representatives' contacts, in one query
-    (a convoy without representatives gives one row whose member columns are null), and the recipients
-    version read before them (migration 0013: the answer is at least that new)."""
+    """The convoy's name, language, chat channels and observers with its representatives' contacts, in one
+    statement (a convoy without representatives gives one row whose member columns are null; one snapshot
+    for all of it), and the recipients version read before them (migration 0013: the answer is at least
+    that new)."""
     rows = await conn.fetch(
         "SELECT (SELECT coalesce(max(version), 0) FROM recipient_versions WHERE convoy_id = v.id) AS version,"
         " v.name AS convoy_name, v.language AS convoy_language,"
         " (SELECT jsonb_agg(jsonb_build_object('channel', w.channel, 'webhook_url', w.webhook_url,"
         " 'post_reports', w.post_reports) ORDER BY w.channel) FROM chat_webhooks w WHERE w.convoy_id = v.id) AS chats,"
+        " (SELECT jsonb_agg(jsonb_build_object('person_id', op.id, 'name', op.name, 'email', op.email,"
+        " 'language', op.language) ORDER BY op.name) FROM observers o JOIN people op ON op.id = o.person_id"
+        " WHERE o.convoy_id = v.id AND o.removed_at IS NULL) AS observers,"
         " p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
         " FROM convoys v LEFT JOIN (memberships m JOIN people p ON p.id = m.person_id"
         " JOIN companies c ON c.id = m.company_id) ON m.convoy_id = v.id AND m.removed_at IS NULL"
@@ -423,23 +427,14 @@ async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
     if not rows:
         return None
     first = rows[0]
-    chats = msgspec.json.decode(first["chats"] or "[]", type=list[api.ChatTarget])
     return api.Recipients(
         convoy_id=convoy_id,
         version=int(first["version"]),
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],
-        chats=chats,
+        chats=msgspec.json.decode(first["chats"] or "[]", type=list[api.ChatTarget]),
         members=structs((r for r in rows if r["person_id"] is not None), api.Recipient),
-        observers=structs(
-            await conn.fetch(
-                "SELECT p.id AS person_id, p.name, p.email, p.language FROM observers o"
-                " JOIN people p ON p.id = o.person_id WHERE o.convoy_id = $1 AND o.removed_at IS NULL"
-                " ORDER BY p.name",
-                convoy_id,
-            ),
-            api.ObserverRecipient,
-        ),
+        observers=msgspec.json.decode(first["observers"] or "[]", type=list[api.ObserverRecipient]),
     )
 
 

@@ -11,7 +11,7 @@ import asyncpg
 Conn = asyncpg.Connection
 
 
-def _round_lock_key(convoy_id: uuid.UUID) -> int:
+def round_lock_key(convoy_id: uuid.UUID) -> int:
     """The advisory lock of a convoy's round boundary (a signed 64-bit key from the id)."""
     return int.from_bytes(convoy_id.bytes[:8], "big", signed=True) ^ 0x726F756E64  # "round"
 
@@ -31,7 +31,7 @@ async def enter_round(conn: Conn, convoy_id: uuid.UUID) -> int:
 async def lock_round(conn: Conn, convoy_id: uuid.UUID) -> None:
     """:func:`enter_round`'s lock alone, for a caller that reads the seal in a statement of its own after it
     (services/milestones' report_context: the seal with what else a new report needs)."""
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _round_lock_key(convoy_id))
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", round_lock_key(convoy_id))
 
 
 async def seal_rounds(conn: Conn, convoy_ids: list[uuid.UUID], cycle_indexes: list[int]) -> int:
@@ -44,7 +44,7 @@ async def seal_rounds(conn: Conn, convoy_ids: list[uuid.UUID], cycle_indexes: li
     # All the convoys' locks in one statement, in key order (two seals never wait on each other in a cycle).
     await conn.execute(
         "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest($1::bigint[]) AS k ORDER BY k) AS keys",
-        sorted({_round_lock_key(c) for c in convoy_ids}),
+        sorted({round_lock_key(c) for c in convoy_ids}),
     )
     fresh = await conn.fetch(
         "INSERT INTO round_seals (convoy_id, cycle_index)"
