@@ -293,6 +293,27 @@ async def test_a_pool_wait_is_bounded(settings: Settings) -> None:
         await database.close(5)
 
 
+async def test_a_connection_whose_protocol_broke_is_unavailable_and_not_pooled_again(settings: Settings) -> None:
+    """asyncpg's InternalClientError ("cannot switch to state 15; another operation (2) is in progress",
+    seen in `make chaos` when PostgreSQL shut down under an idle pooled connection) is a 503 to the
+    caller, not a crash, and that connection is closed instead of going back to the pool."""
+    database = await db.connect(settings.with_(db_pool_min=1, db_pool_max=1), "convoys")
+    pids: list[int] = []
+
+    async def use_a_broken_connection() -> None:
+        async with database.connection() as conn:
+            pids.append(await conn.fetchval("SELECT pg_backend_pid()"))
+            raise asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) in progress")
+
+    try:
+        with pytest.raises(Unavailable, match="InternalClientError"):
+            await use_a_broken_connection()
+        async with database.transaction() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") not in pids  # a new connection
+    finally:
+        await database.close(5)
+
+
 async def test_a_pooled_connection_comes_back_clean_without_a_reset_statement(settings: Settings) -> None:
     """Released without asyncpg's reset round trip (db.PoolConnection): an abandoned transaction is
     still rolled back, and the pool's own settings (search_path) stay."""

@@ -39,6 +39,9 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresConnectionError,  # SQLSTATE class 08: the connection failed
     asyncpg.exceptions.InterfaceError,
 )
+BROKEN_PROTOCOL: tuple[type[BaseException], ...] = (asyncpg.exceptions.InternalClientError,)
+"""asyncpg lost track of the connection's protocol state: that connection is closed, the caller told
+the database is unavailable (:meth:`Database.connection`)."""
 
 
 class PoolConnection(asyncpg.Connection):
@@ -68,8 +71,15 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         try:
             async with self.pool.acquire(timeout=self.acquire_timeout) as conn:
-                yield cast(asyncpg.Connection, conn)  # a pool proxy behaves as a connection
-        except TRANSIENT_DB_ERRORS as exc:
+                try:
+                    yield cast(asyncpg.Connection, conn)  # a pool proxy behaves as a connection
+                except BROKEN_PROTOCOL:
+                    # The connection's protocol state is broken: seen when PostgreSQL shuts down under an
+                    # idle pooled connection (its FATAL arrives before the socket closes, and the next
+                    # BEGIN finds "another operation (2) is in progress"). It goes, not back to the pool.
+                    conn.terminate()
+                    raise
+        except (*TRANSIENT_DB_ERRORS, *BROKEN_PROTOCOL) as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 
     @contextlib.asynccontextmanager
