@@ -73,8 +73,11 @@ async def test_a_reports_correlation_id_reaches_the_email_and_its_delivery_log_l
     [sent] = await eventually(delivered)
     assert sent["key"].startswith("report:") and sent["key"].endswith(ben.person_id)
     assert ben.email not in str(sent)  # the log line names the person by id, not by address
-    handled = [e for e in lines(logs, request_id) if e["event"] == "event handled"]
-    assert any(e["type"] == "report.submitted" for e in handled), handled
+
+    async def handled() -> list[dict[str, Any]]:  # logged after the consumer's commit, so after the send
+        return [e for e in lines(logs, request_id) if e["event"] == "event handled" and e["type"] == "report.submitted"]
+
+    assert await eventually(handled)
     # Nothing else carries this id: the requests that built the world had ids of their own.
     assert all(e["event"] in {"email sent", "event handled"} for e in lines(logs, request_id))
 
