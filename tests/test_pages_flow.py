@@ -311,7 +311,8 @@ async def test_the_representatives_weekly_flow(site: str, browser: Browser, stac
         other = await ben_ctx.new_page()
         await other.goto(f"{site}/profile")
         await other.get_by_role("button", name="Abmelden").click()
-        await other.close()
+        # Left open: Page.close() has no timeout, and once under a loaded `make test` it never returned
+        # (the test hung for its 300 s). The context closes with the test.
         await article.get_by_label("Ihr Kommentar").fill("Welchen Anbieter nehmt ihr?")
         await article.get_by_role("button", name="Kommentieren").click()
         await expect(ben).to_have_url(f"{site}/sign-in?next=%2Fconvoys%2F{cid}")
