@@ -197,17 +197,22 @@ def test_short_subjects_of_plain_words_are_the_email_packages() -> None:
     for _ in range(400):
         subjects.append(" ".join("".join(rng.choice(chars) for _ in range(rng.randint(1, 90))).split()))
     for seed, subject in enumerate(subjects):
-        check(
-            seed,
-            key=f"report:{seed}:p",
-            sender="Convoy <convoy@localhost>",
-            to_name="Anna Schmidt",
-            to_email="anna@mueller.example",
-            subject=subject,
-            text="Hallo\n",
-            html="<p>Hallo</p>\n",
-            list_id="Nord <n.convoys.convoy>",
-        )
+        check_subject(seed, subject)
+
+
+def check_subject(seed: int, subject: str) -> None:
+    """:func:`check` of a report notice whose only varying part is its subject."""
+    check(
+        seed,
+        key=f"report:{seed}:p",
+        sender="Convoy <convoy@localhost>",
+        to_name="Anna Schmidt",
+        to_email="anna@mueller.example",
+        subject=subject,
+        text="Hallo\n",
+        html="<p>Hallo</p>\n",
+        list_id="Nord <n.convoys.convoy>",
+    )
 
 
 def test_subjects_with_umlauts_and_quotes_are_the_email_packages() -> None:
@@ -238,17 +243,7 @@ def test_subjects_with_umlauts_and_quotes_are_the_email_packages() -> None:
     # most of them take the fast path (the rest: the email package's own folding, compared as well)
     assert sum(_encoded_word_line("Subject", s) is not None for s in subjects) > 500
     for seed, subject in enumerate(subjects):
-        check(
-            seed,
-            key=f"report:{seed}:p",
-            sender="Convoy <convoy@localhost>",
-            to_name="Anna Schmidt",
-            to_email="anna@mueller.example",
-            subject=subject,
-            text="Hallo\n",
-            html="<p>Hallo</p>\n",
-            list_id="Nord <n.convoys.convoy>",
-        )
+        check_subject(seed, subject)
 
 
 def test_long_header_lines_of_words_are_the_email_packages() -> None:
