@@ -26,7 +26,8 @@ from schemas.contract import Op
 from schemas.convoys import Convoys
 from schemas.milestones import Milestones
 from schemas.subjects import Subjects
-from services.runtime.errors import Forbidden, NotFound, TooManyRequests, Unauthenticated
+from services.runtime.coalesce import Coalescer
+from services.runtime.errors import Forbidden, TooManyRequests, Unauthenticated
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings
 
@@ -37,6 +38,9 @@ SESSION_COOKIE = "convoy_session"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_CACHE_MAX = 10_000
+TOKENS_PER_REQUEST = 256
+RESOLVING_AT_ONCE = 1
+"""``TOKENS_RESOLVE`` requests out at a time (services/runtime/coalesce.py)."""
 
 
 class ClientLimiter:
@@ -102,6 +106,10 @@ class Backend:
     versions: Versions
     """The newest convoy versions heard of: conditional GETs (convoy_api/conditional.py)."""
     _tokens: dict[str, tuple[float, api.Principal]] = field(default_factory=dict)
+    _resolver: Coalescer[str, api.Principal | None] | None = None
+    """Cold tokens on their way to services/convoys (made on first use: it belongs to the running loop)."""
+    _forgets: int = 0
+    """Sign-outs seen by this process: a resolution that overlapped one is not kept in the cache."""
 
     async def call(self, op: Op[Req, Rep], request: Req) -> Rep:
         reply = await self.rpc.call(op, request)
@@ -116,14 +124,32 @@ class Backend:
         return await self.rpc.call_with_headers(op, request)
 
     async def principal(self, token: str) -> api.Principal:
-        now = time.monotonic()
+        """The token's owner: from this process's cache, else asked of services/convoys.
+
+        Cold tokens go to services/convoys through :attr:`_resolver`: alone, at once; while a request is out, the
+        tokens that arrive meanwhile together in the next ``TOKENS_RESOLVE`` (one message and one statement for
+        several, issue #21). Each answer is services/convoys' as of the request that carried it."""
         cached = self._tokens.get(token)
-        if cached and cached[0] > now:
+        if cached and cached[0] > time.monotonic():
             return cached[1]
-        try:
-            principal = await self.call(Convoys.TOKEN_RESOLVE, api.ResolveToken(token=token))
-        except NotFound as exc:
-            raise Unauthenticated("unknown, expired or revoked token; sign in again") from exc
+        if self._resolver is None:
+            self._resolver = Coalescer(self._resolve, max_keys=TOKENS_PER_REQUEST, at_once=RESOLVING_AT_ONCE)
+        principal = await self._resolver.get(token)
+        if principal is None:
+            raise Unauthenticated("unknown, expired or revoked token; sign in again")
+        return principal
+
+    async def _resolve(self, tokens: list[str]) -> list[api.Principal | None]:
+        forgets = self._forgets
+        reply = await self.call(Convoys.TOKENS_RESOLVE, api.ResolveTokens(tokens=tokens))
+        if forgets == self._forgets:  # a sign-out here while the request was out: answered, not kept
+            now = time.monotonic()
+            for token, principal in zip(tokens, reply.principals, strict=True):
+                if principal is not None:
+                    self._keep(token, principal, now)
+        return reply.principals
+
+    def _keep(self, token: str, principal: api.Principal, now: float) -> None:
         if len(self._tokens) >= TOKEN_CACHE_MAX:  # bounded: drop the oldest entries
             for stale in list(self._tokens)[: TOKEN_CACHE_MAX // 10]:
                 del self._tokens[stale]
@@ -131,10 +157,10 @@ class Backend:
         if principal.expires_at is not None:  # never beyond the token's expiry
             keep = min(keep, (principal.expires_at - datetime.now(UTC)).total_seconds())
         self._tokens[token] = (now + keep, principal)
-        return principal
 
     def forget(self, token: str) -> None:
         self._tokens.pop(token, None)
+        self._forgets += 1
 
     def is_admin_token(self, token: str) -> bool:
         admin = self.settings.admin_token

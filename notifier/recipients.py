@@ -26,9 +26,13 @@ import weakref
 
 from schemas import api
 from schemas.convoys import Convoys
+from services.runtime.coalesce import Coalescer
+from services.runtime.errors import NotFound
 from services.runtime.service import Runtime
 from services.runtime.versions import VersionedCache
 
+MAX_PER_REQUEST = 256
+"""Convoys in one ``CONVOYS_RECIPIENTS`` request at most (its request's limit)."""
 MAX_CONVOYS = 20_000
 """Answers kept at most (a few kB each): the convoys with reports, feedback or replies in the last minutes."""
 
@@ -42,7 +46,10 @@ class Directory:
             rt.settings.recipients_max_age_s, max_entries=MAX_CONVOYS
         )
         self.asked = 0
-        """Requests made to services/convoys (the rest were answered from the cache)."""
+        """Convoys asked of services/convoys (the rest were answered from the cache)."""
+        self.fetcher: Coalescer[uuid.UUID, api.Recipients | None] = Coalescer(self._fetch, max_keys=MAX_PER_REQUEST)
+        """The convoys not known here go to services/convoys together: alone at once, else those that came up
+        while a request was out in the next one (``CONVOYS_RECIPIENTS``: one message, one statement)."""
 
     async def start(self) -> None:
         """Listen to services/convoys' announcements: from here on answers are reused."""
@@ -50,15 +57,26 @@ class Directory:
         await self.cache.subscribe(self.rt.nc, self.rt.subjects.recipient_versions)
 
     async def get(self, convoy_id: uuid.UUID) -> api.Recipients:
-        """The convoy's recipients as of now (NotFound: no such convoy; Unavailable: convoys away)."""
+        """The convoy's recipients as of now (NotFound: no such convoy; Unavailable: convoys away).
+
+        Not known here: asked of services/convoys as of now, possibly together with other convoys asked for
+        meanwhile (the answer is services/convoys' as of that request, which leaves after this call)."""
         found = self.cache.get(convoy_id)
         if found is not None:
             return found
-        ticket = self.cache.ticket()
-        self.asked += 1
-        found = await self.rt.rpc.call(Convoys.CONVOY_RECIPIENTS, api.GetRecipients(convoy_id=convoy_id))
-        self.cache.put(convoy_id, found.version, found, ticket)
+        found = await self.fetcher.get(convoy_id)
+        if found is None:
+            raise NotFound("no such convoy")
         return found
+
+    async def _fetch(self, convoy_ids: list[uuid.UUID]) -> list[api.Recipients | None]:
+        ticket = self.cache.ticket()  # before the question: an answer that predates a reset is not kept
+        self.asked += len(convoy_ids)
+        reply = await self.rt.rpc.call(Convoys.CONVOYS_RECIPIENTS, api.GetManyRecipients(convoy_ids=convoy_ids))
+        for found in reply.recipients:
+            if found is not None:
+                self.cache.put(found.convoy_id, found.version, found, ticket)
+        return reply.recipients
 
 
 def of(rt: Runtime) -> Directory:

@@ -605,6 +605,17 @@ class ResolveToken(Body, kw_only=True):
     token: Annotated[str, Meta(min_length=1, max_length=200)]
 
 
+class ResolveTokens(Body, kw_only=True):
+    """Several tokens at once: the edge resolves the tokens its requests bring in one loop tick together."""
+
+    tokens: Annotated[list[Annotated[str, Meta(min_length=1, max_length=200)]], Meta(min_length=1, max_length=256)]
+
+
+class ResolvedTokens(Reply, kw_only=True):
+    principals: list[Principal | None]
+    """One per token asked for, in the same order; None: unknown, expired or revoked."""
+
+
 class SignOut(Body, kw_only=True):
     token: Annotated[str, Meta(min_length=1, max_length=200)]
 
@@ -672,6 +683,12 @@ class GetRecipients(Body, kw_only=True):
     convoy_id: uuid.UUID
 
 
+class GetManyRecipients(Body, kw_only=True):
+    """Several convoys' recipients at once (the notifier's convoys of one moment, services/runtime/coalesce.py)."""
+
+    convoy_ids: Annotated[list[uuid.UUID], Meta(min_length=1, max_length=256)]
+
+
 class Recipient(Reply, kw_only=True):
     person_id: uuid.UUID
     company_id: uuid.UUID
@@ -701,6 +718,11 @@ class Recipients(Reply, kw_only=True):
     version: int | None = None
     """The convoy's recipients version (``Subjects.recipient_versions``) read before this answer: the
     answer is at least that new. None: unknown (the notifier does not keep the answer)."""
+
+
+class ManyRecipients(Reply, kw_only=True):
+    recipients: list[Recipients | None]
+    """One per convoy asked for, in the same order; None: no such convoy."""
 
 
 # --- projects and milestones ------------------------------------------------------------------

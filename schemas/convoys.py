@@ -97,6 +97,8 @@ class Convoys(Contract, service="convoys"):
     AUDIT_LIST = Op(api.ListAudit, api.AuditLog, callers=EDGE)
     MEMBERSHIP_GET = Op(api.GetMembership, api.Membership, callers={"milestones", "reminders"})
     CONVOY_RECIPIENTS = Op(api.GetRecipients, api.Recipients, callers={"notifier"})
+    CONVOYS_RECIPIENTS = Op(api.GetManyRecipients, api.ManyRecipients, callers={"notifier"})
+    """``CONVOY_RECIPIENTS`` for several convoys in one request and one statement (the notifier's, issue #21)."""
     FACILITATORS = Op(api.Empty, api.Facilitators, callers={"admin", "notifier"})
     CONVOY_FACILITATORS = Op(api.GetRecipients, api.ConvoyFacilitators, callers={"notifier"})
     """Internal (no actor): one convoy's facilitators with their contacts (services/convoys)."""
@@ -109,6 +111,8 @@ class Convoys(Contract, service="convoys"):
     SIGN_IN_COMPLETE = Op(api.SignInComplete, api.SignedIn, callers=EDGE)
     SIGN_OUT = Op(api.SignOut, api.Accepted, callers=EDGE)
     TOKEN_RESOLVE = Op(api.ResolveToken, api.Principal, callers=EDGE)
+    TOKENS_RESOLVE = Op(api.ResolveTokens, api.ResolvedTokens, callers=EDGE)
+    """Several tokens in one request (the edge's cold tokens of one loop tick): one statement per kind."""
     ME_GET = Op(api.Ask, api.Me, callers={"admin", "api", "notifier"})
     ME_UPDATE = Op(api.UpdateMe, api.Me, callers=EDGE)
     API_TOKEN_CREATE = Op(api.CreateApiToken, api.ApiTokenCreated, callers=EDGE)

@@ -931,6 +931,13 @@ class ConvoysService:
             raise NotFound("no such convoy")
         return found
 
+    @Convoys.CONVOYS_RECIPIENTS
+    async def get_many_recipients(self, req: api.GetManyRecipients) -> api.ManyRecipients:
+        """:meth:`get_recipients` for the convoys the notifier met at one moment: one statement for all."""
+        async with self.rt.db.connection() as conn:
+            found = await repo.recipients_of(conn, req.convoy_ids)
+        return api.ManyRecipients(recipients=[found.get(c) for c in req.convoy_ids])
+
 
 WEBHOOK_EXAMPLES = {
     "slack": "a Slack incoming-webhook URL (https://hooks.slack.com/…)",

@@ -405,30 +405,45 @@ async def recipient_versions(conn: Conn, convoy_ids: list[uuid.UUID]) -> dict[uu
     return {c: found.get(c, 0) for c in convoy_ids}
 
 
+RECIPIENTS_OF = (
+    "SELECT v.id AS convoy_id,"
+    " (SELECT coalesce(max(version), 0) FROM recipient_versions WHERE convoy_id = v.id) AS version,"
+    " v.name AS convoy_name, v.language AS convoy_language,"
+    " (SELECT jsonb_agg(jsonb_build_object('channel', w.channel, 'webhook_url', w.webhook_url,"
+    " 'post_reports', w.post_reports) ORDER BY w.channel) FROM chat_webhooks w WHERE w.convoy_id = v.id) AS chats,"
+    " (SELECT jsonb_agg(jsonb_build_object('person_id', op.id, 'name', op.name, 'email', op.email,"
+    " 'language', op.language) ORDER BY op.name) FROM observers o JOIN people op ON op.id = o.person_id"
+    " WHERE o.convoy_id = v.id AND o.removed_at IS NULL) AS observers,"
+    " p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
+    " FROM convoys v LEFT JOIN (memberships m JOIN people p ON p.id = m.person_id"
+    " JOIN companies c ON c.id = m.company_id) ON m.convoy_id = v.id AND m.removed_at IS NULL"
+)
+
+
 async def recipients(conn: Conn, convoy_id: uuid.UUID) -> api.Recipients | None:
     """The convoy's name, language, chat channels and observers with its representatives' contacts, in one
     statement (a convoy without representatives gives one row whose member columns are null; one snapshot
     for all of it), and the recipients version read before them (migration 0013: the answer is at least
     that new)."""
+    rows = await conn.fetch(RECIPIENTS_OF + " WHERE v.id = $1 ORDER BY c.name, p.name", convoy_id)
+    return _recipients(rows) if rows else None
+
+
+async def recipients_of(conn: Conn, convoy_ids: list[uuid.UUID]) -> dict[uuid.UUID, api.Recipients]:
+    """:func:`recipients` of several convoys in one statement (one snapshot); the convoys that exist."""
     rows = await conn.fetch(
-        "SELECT (SELECT coalesce(max(version), 0) FROM recipient_versions WHERE convoy_id = v.id) AS version,"
-        " v.name AS convoy_name, v.language AS convoy_language,"
-        " (SELECT jsonb_agg(jsonb_build_object('channel', w.channel, 'webhook_url', w.webhook_url,"
-        " 'post_reports', w.post_reports) ORDER BY w.channel) FROM chat_webhooks w WHERE w.convoy_id = v.id) AS chats,"
-        " (SELECT jsonb_agg(jsonb_build_object('person_id', op.id, 'name', op.name, 'email', op.email,"
-        " 'language', op.language) ORDER BY op.name) FROM observers o JOIN people op ON op.id = o.person_id"
-        " WHERE o.convoy_id = v.id AND o.removed_at IS NULL) AS observers,"
-        " p.id AS person_id, m.company_id, c.name AS company_name, p.name, p.email, p.language"
-        " FROM convoys v LEFT JOIN (memberships m JOIN people p ON p.id = m.person_id"
-        " JOIN companies c ON c.id = m.company_id) ON m.convoy_id = v.id AND m.removed_at IS NULL"
-        " WHERE v.id = $1 ORDER BY c.name, p.name",
-        convoy_id,
+        RECIPIENTS_OF + " WHERE v.id = ANY($1::uuid[]) ORDER BY v.id, c.name, p.name", list(dict.fromkeys(convoy_ids))
     )
-    if not rows:
-        return None
+    by_convoy: dict[uuid.UUID, list[asyncpg.Record]] = {}
+    for row in rows:
+        by_convoy.setdefault(row["convoy_id"], []).append(row)
+    return {convoy_id: _recipients(found) for convoy_id, found in by_convoy.items()}
+
+
+def _recipients(rows: list[asyncpg.Record]) -> api.Recipients:
     first = rows[0]
     return api.Recipients(
-        convoy_id=convoy_id,
+        convoy_id=first["convoy_id"],
         version=int(first["version"]),
         convoy_name=first["convoy_name"],
         language=first["convoy_language"],

@@ -140,6 +140,29 @@ async def api_token_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record |
     )
 
 
+async def session_principals(conn: Conn, token_hashes: list[bytes]) -> list[asyncpg.Record]:
+    """:func:`session_principal` for several live sessions or access tokens at once (with their ``token_hash``)."""
+    return await conn.fetch(
+        "SELECT s.token_hash, s.person_id, s.kind, s.csrf_token, s.expires_at, p.is_admin, p.is_facilitator"
+        " FROM sessions s JOIN people p ON p.id = s.person_id"
+        " WHERE s.token_hash = ANY($1::bytea[]) AND s.revoked_at IS NULL AND s.expires_at > now()",
+        token_hashes,
+    )
+
+
+async def api_token_principals(conn: Conn, token_hashes: list[bytes]) -> list[asyncpg.Record]:
+    """:func:`api_token_principal` for several tokens at once (with their ``token_hash``)."""
+    return await conn.fetch(
+        "WITH t AS (SELECT t.id, t.token_hash, t.person_id, t.scope, t.expires_at, t.last_used_at, p.is_admin,"
+        " p.is_facilitator FROM api_tokens t JOIN people p ON p.id = t.person_id"
+        " WHERE t.token_hash = ANY($1::bytea[]) AND t.revoked_at IS NULL AND t.expires_at > now()),"
+        " touched AS (UPDATE api_tokens SET last_used_at = now() WHERE id IN (SELECT id FROM t)"
+        f" AND (last_used_at IS NULL OR last_used_at < now() - interval '{LAST_USED_EVERY}'))"
+        " SELECT token_hash, person_id, is_admin, is_facilitator, scope, expires_at FROM t",
+        token_hashes,
+    )
+
+
 async def list_api_tokens(conn: Conn, person_id: uuid.UUID) -> list[api.ApiToken]:
     rows = await conn.fetch(
         "SELECT * FROM api_tokens WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > now()"
