@@ -57,7 +57,13 @@ async def setup(rt: Runtime) -> None:
 
     # Several events at once (each waits mostly on RPCs, SMTP and chat webhooks), in order per convoy:
     # a convoy's digest still goes before its next prompt. Sign-in and invitation emails in order per key.
-    rt.consumer("reports", (ev.ReportSubmitted,), consumers.on_report_submitted, concurrency=CONSUMER_CONCURRENCY)
+    rt.consumer(
+        "reports",
+        (ev.ReportSubmitted,),
+        consumers.on_report_submitted,
+        concurrency=CONSUMER_CONCURRENCY,
+        quiet=consumers.report_is_quiet,  # nobody to tell: the event's record alone, in one statement
+    )
     rt.consumer("help", (ev.HelpOffered,), consumers.on_help_offered, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer("help_requests", (ev.HelpRequested,), consumers.on_help_requested, concurrency=CONSUMER_CONCURRENCY)
     rt.consumer(

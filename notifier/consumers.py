@@ -70,6 +70,16 @@ class Consumers:
         await self.chat.close()
 
     # --- reports and help ------------------------------------------------------------------------
+    async def report_is_quiet(self, envelope: env.Envelope, event: ev.Event) -> bool:
+        """No peer to email (the convoy has no other company's representative) and no chat channel that posts
+        reports: the event needs only its record (services/runtime/consumer.py ``ConsumerSpec.quiet``), not a
+        transaction. The recipients asked here are the handler's too (kept: notifier/recipients.py)."""
+        assert isinstance(event, ev.ReportSubmitted)
+        members = await self.recipients.get(event.convoy_id)
+        if any(m.company_id != event.company_id for m in members.members):
+            return False
+        return not any(t.post_reports for t in await self.chat.targets(event.convoy_id, members.chats))
+
     async def on_report_submitted(self, envelope: env.Envelope, event: ev.Event, conn: asyncpg.Connection) -> None:
         """The peers' emails and (if the convoy wants it) the chat posts about a new report.
 

@@ -67,8 +67,6 @@ class Coalescer(Generic[K, V]):
         waiting = {key: self._pending.pop(key) for key in keys}
         self.fetches += 1
         self.keys += len(keys)
-        import os, sys  # TEMP-STATS
-        if os.environ.get("TOKEN_STATS") and self.fetches % 200 == 0: print(f"COALESCE-STATS {self.fetch} fetches={self.fetches} keys={self.keys}", file=sys.stderr, flush=True)  # TEMP-STATS
         task = loop.create_task(self._run(waiting))
         self._out.add(task)
         task.add_done_callback(self._done)

@@ -51,6 +51,8 @@ PROCESSED_CTE = (
 )
 """For a :data:`StatementHandler`: the CTE that records the event, its parameters $1 (the consumer's name)
 and $2 (the event id); the statement's effects are written only ``WHERE EXISTS (SELECT FROM fresh)``."""
+Quiet = Callable[[env.Envelope, ev.Event], Awaitable[bool]]
+"""``ConsumerSpec.quiet``: whether an event needs nothing but its ``processed_events`` row."""
 Decoded = tuple[env.Envelope, ev.Event] | env.MalformedEvent
 """A message's envelope and event, or why it could not be decoded."""
 
@@ -85,6 +87,11 @@ class ConsumerSpec:
     """``handler`` is a :data:`StatementHandler`: the event's whole effect, and its ``processed_events``
     row, in one statement (its own transaction), so BEGIN, the separate insert and COMMIT (three round
     trips per event) are saved. Only for handlers that write one statement and send nothing."""
+    quiet: Quiet | None = None
+    """Asked before the event's transaction: True when the event has no effect here but its record (a report in
+    a convoy with nobody to tell). Then the event is recorded in one statement (its own transaction: no BEGIN
+    and COMMIT round trips) and ``handler`` is not called; False (or None): the transaction and the handler as
+    always. An exception is the handler's (retried, dead-lettered)."""
 
 
 def durable_config(name: str, subjects: Subjects, event_types: Iterable[type[ev.Event]]) -> js_api.ConsumerConfig:
@@ -249,6 +256,8 @@ class Consumer:
             if self.spec.one_statement:
                 async with self.db.connection() as conn:
                     fresh = await cast(StatementHandler, self.spec.handler)(envelope, event, conn, self.name)
+            elif self.spec.quiet is not None and await self.spec.quiet(envelope, event):
+                fresh = await self._record(envelope)
             else:
                 fresh = await self._in_transaction(envelope, event)
         except Exception as exc:
@@ -272,6 +281,17 @@ class Consumer:
         await msg.ack()
         PROCESSED.labels(self.service, self.spec.purpose, "ok" if fresh else "duplicate").inc()
         bound.debug("event handled" if fresh else "event already handled")
+
+    async def _record(self, envelope: env.Envelope) -> bool:
+        """Only record the event (``ConsumerSpec.quiet``); False: recorded before."""
+        async with self.db.connection() as conn:
+            fresh = await conn.fetchval(
+                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.name,
+                envelope.id,
+            )
+        return bool(fresh)
 
     async def _in_transaction(self, envelope: env.Envelope, event: ev.Event) -> bool:
         """Record the event and run the handler in one transaction; False: handled before."""

@@ -33,7 +33,7 @@ from schemas.contract import HANDLER_ATTRIBUTE, Contract, Op
 from schemas.subjects import Subjects
 from services.runtime import bus, claims, db, outbox, sealing, tracing
 from services.runtime import metrics as service_metrics
-from services.runtime.consumer import Consumer, ConsumerSpec, Handler, StatementHandler, by_convoy
+from services.runtime.consumer import Consumer, ConsumerSpec, Handler, Quiet, StatementHandler, by_convoy
 from services.runtime.errors import ConvoyError
 from services.runtime.rpc import RpcClient, endpoint
 from services.runtime.settings import Settings
@@ -141,10 +141,12 @@ class Runtime:
         concurrency: int = 1,
         ordered_by: Callable[[ev.Event], object] = by_convoy,
         one_statement: bool = False,
+        quiet: Quiet | None = None,
     ) -> None:
         """Handle ``event_types`` with ``handler``; ``concurrency`` > 1 handles several events at
         once (still in order per ``ordered_by`` key, by default the convoy). ``one_statement``: the
-        handler is a ``StatementHandler`` (services/runtime/consumer.py ``ConsumerSpec.one_statement``)."""
+        handler is a ``StatementHandler`` (services/runtime/consumer.py ``ConsumerSpec.one_statement``). ``quiet``:
+        whether an event needs only its record (``ConsumerSpec.quiet``)."""
         spec = ConsumerSpec(
             purpose=purpose,
             event_types=event_types,
@@ -152,6 +154,7 @@ class Runtime:
             concurrency=concurrency,
             ordered_by=ordered_by,
             one_statement=one_statement,
+            quiet=quiet,
         )
         self._consumers.append(
             Consumer(
