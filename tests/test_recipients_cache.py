@@ -29,7 +29,8 @@ from tests.world import World, build_world
 
 
 class Asked:
-    """Counts the requests services/convoys receives for the notifier's recipients and chat channels."""
+    """Counts the requests services/convoys receives for the notifier's recipients (one convoy or several) and
+    chat channels."""
 
     def __init__(self) -> None:
         self.recipients = 0
@@ -47,6 +48,7 @@ async def asked(stack: Stack) -> AsyncIterator[Asked]:
     counter = Asked()
     subs = [
         await stack.nc.subscribe(stack.subjects.operation(Convoys.CONVOY_RECIPIENTS), cb=counter.on_recipients),
+        await stack.nc.subscribe(stack.subjects.operation(Convoys.CONVOYS_RECIPIENTS), cb=counter.on_recipients),
         await stack.nc.subscribe(stack.subjects.operation(Convoys.CONVOY_CHAT_GET), cb=counter.on_chat),
     ]
     await stack.nc.flush()

@@ -219,6 +219,70 @@ async def test_a_one_statement_consumer_records_the_event_in_its_statement(setti
         await nc.close()
 
 
+@dataclass
+class QuietProbe(Probe):
+    """A consumer told by ``quiet`` which events need only their record (``ConsumerSpec.quiet``)."""
+
+    asked: list[str] = field(default_factory=list)
+
+    async def setup(self, rt: Runtime) -> None:
+        self.rt = rt
+        rt.consumer("probe", (ev.ConvoyCreated,), self.handle, quiet=self.is_quiet)
+
+    async def is_quiet(self, envelope: env.Envelope, event: ev.Event) -> bool:
+        assert isinstance(event, ev.ConvoyCreated)
+        self.asked.append(event.name)
+        if event.name == "quiet-fails" and self.asked.count(event.name) == 1:
+            raise RuntimeError("cannot tell yet")  # as the handler's own failure: retried
+        return event.name.startswith("quiet")
+
+
+async def test_a_quiet_event_is_recorded_without_its_handler(settings: Settings) -> None:
+    """An event that needs nothing but its record is recorded once (a redelivered copy finds the record), its
+    handler never runs; the others go through the handler as always; a failing ``quiet`` is retried."""
+    probe = QuietProbe()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(probe, settings, stop))  # type: ignore[arg-type]
+    nc = await nats.connect(settings.nats_url)
+    subjects = Subjects(settings.namespace)
+    running = Running(probe=probe, settings=settings, subjects=subjects, nc=nc)
+    try:
+
+        async def consuming() -> bool:
+            if task.done():
+                task.result()
+            return probe.rt is not None and all(c.running for c in probe.rt._consumers)
+
+        await eventually(consuming, timeout=20)
+        quiet = env.new_envelope(created("quiet"), producer="test")
+        await running.publish_raw(env.encode(quiet))
+        await running.publish_raw(env.encode(quiet))  # another message id: JetStream keeps both
+        failing = await running.emit("quiet-fails")
+        loud = await running.emit("loud")
+        await eventually(lambda: _contains(running, ["loud"]))
+
+        async def recorded() -> list[uuid.UUID]:
+            conn = await asyncpg.connect(settings.database_url)
+            try:
+                return [r["event_id"] for r in await conn.fetch("SELECT event_id FROM probe.processed_events")]
+            finally:
+                await conn.close()
+
+        async def all_recorded() -> bool:
+            return len(await recorded()) == 3
+
+        await eventually(all_recorded, timeout=20)
+        assert sorted(map(str, await recorded())) == sorted(str(e.id) for e in (quiet, failing, loud))
+        assert probe.asked.count("quiet") == 2 and probe.asked.count("quiet-fails") == 2
+        assert dict(probe.attempts) == {"loud": 1}  # the handler saw the loud event only
+        assert await running.seen() == ["loud"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await delete_streams(nc, subjects)
+        await nc.close()
+
+
 async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(running: Running) -> None:
     await running.publish_raw(b"this is not an event")
     bad_payload = msgspec.json.encode(
