@@ -70,7 +70,8 @@ async def test_concurrent_cold_tokens_each_get_their_own_caller(
         r = await client.post("/api/v1/me/tokens", json={"name": "neu"}, headers=rep.auth)
         assert r.status_code == 201, r.text
         fresh[key] = r.json()["secret"]
-    asks = [(key, fresh[key]) for key in world.reps for _ in range(3)] + [(None, "cvy_unknown"), (None, "cva_x")]
+    asks: list[tuple[str | None, str]] = [(key, fresh[key]) for key in world.reps for _ in range(3)]
+    asks += [(None, "cvy_unknown"), (None, "cva_x")]
 
     async def me(token: str) -> httpx.Response:
         return await client.get("/api/v1/me", headers=bearer(token))
