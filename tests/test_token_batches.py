@@ -77,12 +77,12 @@ async def test_concurrent_cold_tokens_each_get_their_own_caller(
         return await client.get("/api/v1/me", headers=bearer(token))
 
     answers = await asyncio.gather(*(me(token) for _, token in asks))
-    for (key, _), r in zip(asks, answers, strict=True):
-        if key is None:
+    for (who, _), r in zip(asks, answers, strict=True):
+        if who is None:
             assert r.status_code == 401 and "sign in again" in r.json()["detail"], r.text
         else:
             assert r.status_code == 200, r.text
-            assert r.json()["person"]["id"] == world.reps[key].person_id
+            assert r.json()["person"]["id"] == world.reps[who].person_id
 
 
 async def test_convoys_recipients_answers_each_convoy_as_alone(
