@@ -150,7 +150,10 @@ async def digest_rows(
         convoy_id,
     )
     reports = await conn.fetch(
-        f"SELECT {DIGEST_REPORT_COLUMNS} FROM reports r JOIN companies c ON c.company_id = r.company_id AND c.active"
+        # c.convoy_id = r.convoy_id (a company is in one convoy): the convoy's companies by index, not
+        # every company of every convoy hashed for each digest
+        f"SELECT {DIGEST_REPORT_COLUMNS} FROM reports r"
+        " JOIN companies c ON c.company_id = r.company_id AND c.convoy_id = r.convoy_id AND c.active"
         " WHERE r.convoy_id = $1 AND r.hidden_at IS NULL AND CASE WHEN $2::int <= $3::int"
         "   THEN r.digest_cycle = $2"
         "   ELSE r.digest_cycle IS NULL AND (r.cycle_index = $2 OR r.cycle_index <= $3) END"
@@ -166,7 +169,7 @@ async def digest_rows(
     )
     completed = await conn.fetch(
         "SELECT m.company_id, c.name AS company_name, m.title, m.status FROM milestones m"
-        " JOIN companies c ON c.company_id = m.company_id AND c.active"
+        " JOIN companies c ON c.company_id = m.company_id AND c.convoy_id = m.convoy_id AND c.active"
         " WHERE m.convoy_id = $1 AND m.removed_at IS NULL AND m.status = 'done'"
         " AND m.completed_at >= $2 AND m.completed_at < $3 ORDER BY c.name, m.company_id, m.position, m.id",
         convoy_id,
