@@ -53,10 +53,9 @@ class Deliveries:
                 # record marks its key sent (its row exists: it was claimed; were it gone, the record
                 # would write it as sent, with what it was claimed with).
                 "INSERT INTO deliveries AS d (key, event_id, channel, recipient, status, attempts, sent_at)"
-                " SELECT key, event_id, channel, recipient, CASE WHEN sent THEN 'sent' ELSE 'sending' END, 1,"
-                " CASE WHEN sent THEN now() END"
-                " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bool[])"
-                " AS c(key, event_id, channel, recipient, sent)"
+                " SELECT key, event_id, channel, recipient, status, 1, CASE WHEN status = 'sent' THEN now() END"
+                " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])"
+                " AS c(key, event_id, channel, recipient, status)"
                 " ON CONFLICT (key) DO UPDATE SET"
                 " status = CASE WHEN excluded.status = 'sent' THEN 'sent'"
                 " WHEN d.status = 'retrying' THEN 'sending' ELSE 'uncertain' END,"
@@ -76,7 +75,7 @@ class Deliveries:
                 [r.event_id for r in rows],
                 [r.channel for r in rows],
                 [r.recipient for r in rows],
-                [True] * len(sent) + [False] * len(claims),
+                ["sent"] * len(sent) + ["sending"] * len(claims),
             )
         recorded = {r.key for r in sent}
         return {r["key"] for r in found if r["status"] == "sending" and r["key"] not in recorded}
