@@ -22,8 +22,14 @@ longer see:
 - the token is still resolved for every request (401 for a revoked one, within the token cache);
 - a version is trusted only while this process's NATS connection is up and for ``CONVOY_VERSION_MAX_AGE_S``
   after it was last heard of; a reconnect, or a ``reset`` from milestones (its listener was new or
-  broken), forgets every version. What remains is the time an announcement takes to arrive (milliseconds):
-  within it a 304 may still answer the page as it was a moment before.
+  broken), forgets every version;
+- and only while this process hears milestones' announcements: milestones publishes one at least every
+  second (a heartbeat when nothing changes), so an API process whose subscription is not (yet) heard —
+  after a start or a reconnect, its interest still on its way to the publisher's server — answers
+  nothing from its versions, and the first announcement after a silence of ``DEAF_AFTER_S`` forgets
+  them all (services/runtime/versions.py ``Hearing``).
+What remains is the time an announcement takes to arrive (milliseconds): within it a 304 may still
+answer the page as it was a moment before.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from nats.aio.msg import Msg
 
 from schemas import api
 from services.runtime.settings import Settings
+from services.runtime.versions import Hearing
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +78,7 @@ class Versions:
         secret = settings.secret_key or secrets.token_hex(32)  # no key: this process's own (replicas differ)
         self.key = hashlib.sha256(f"convoy-etag:{secret}".encode()).digest()
         self.nc = nc
+        self.hearing = Hearing()
         self.known: dict[uuid.UUID, tuple[int, float]] = {}
         self.writers: dict[uuid.UUID | None, float] = {}
         """When each person (None: the admin token) last began a write through this process."""
@@ -91,7 +99,7 @@ class Versions:
 
     def current(self, convoy_id: uuid.UUID) -> int | None:
         """The version to answer 304 from, or None (unknown, too old, or NATS is down)."""
-        if self.max_age <= 0 or (self.nc is not None and not self.nc.is_connected):
+        if self.max_age <= 0 or (self.nc is not None and not self.nc.is_connected) or not self.hearing.live():
             return None
         held = self.known.get(convoy_id)
         if held is None or time.monotonic() - held[1] > self.max_age:
@@ -116,8 +124,9 @@ class Versions:
         self.known.clear()
 
     async def on_reconnect(self) -> None:
-        """Announcements sent while disconnected are lost: forget everything."""
+        """Announcements sent while disconnected are lost: forget everything, trust nothing until one arrives."""
         self.reset()
+        self.hearing.lost()
 
     async def on_notice(self, msg: Msg) -> None:
         try:
@@ -125,7 +134,7 @@ class Versions:
         except (msgspec.ValidationError, msgspec.DecodeError):
             log.warning("malformed convoy version announcement dropped")
             return
-        if notice.reset:
+        if self.hearing.heard() or notice.reset:  # heard again after a silence: a change may have gone unheard
             self.reset()
         for convoy_id, version in notice.versions.items():
             self.learn(convoy_id, version)

@@ -13,6 +13,9 @@ commit; each answer carries the version it was read at. This process keeps convo
 - this process's NATS connection is up and has not reconnected since (announcements sent while it was
   away are lost: a reconnect forgets everything, and so does a ``reset`` that services/convoys publishes
   whenever its listener (re)connects),
+- this process hears services/convoys' announcements (a heartbeat every second when nothing changes;
+  nothing heard since subscribing or reconnecting, or for ``DEAF_AFTER_S``: nothing is reused, and the
+  first announcement after the silence forgets everything: services/runtime/versions.py ``Hearing``),
 - and for at most ``CONVOY_RECIPIENTS_MAX_AGE_S`` (bounds an announcement lost without either).
 
 Before :meth:`Directory.start` (a runtime that does not listen, as in tests that build the handlers

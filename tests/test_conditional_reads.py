@@ -288,6 +288,7 @@ def test_the_writer_bypass_is_per_person_and_ends() -> None:
     from services.runtime.settings import Settings
 
     versions = conditional.Versions(Settings(secret_key="key_x"))
+    versions.hearing.heard()  # as an announcement from milestones does: the process hears them
     convoy = uuid.uuid4()
     ben, anna = api.Actor(person_id=uuid.uuid4()), api.Actor(person_id=uuid.uuid4())
     versions.learn(convoy, 7)

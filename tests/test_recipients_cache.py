@@ -249,8 +249,52 @@ async def test_a_nats_reconnect_forgets_every_kept_answer(own_nats_server: NatsS
         own_nats_server.start()
         await eventually(lambda: _async(nc.is_connected), timeout=20)
         assert cache.get(one) is None and cache.entries == {}  # reconnected: forgotten
+        cache.put(one, 4, "not heard since the reconnect", cache.ticket())
+        assert cache.get(one) is None  # deaf until an announcement arrives on the new connection
+        await eventually(heard_probe)
         cache.put(one, 4, "one at 4 again", cache.ticket())
         assert cache.get(one) == "one at 4 again"
+    finally:
+        await nc.close()
+        await other.close()
+
+
+async def test_a_cache_trusts_only_a_subscription_it_hears(own_nats_server: NatsServer) -> None:
+    """Subscribed but nothing heard yet (its interest may not have reached the publisher): nothing kept.
+    Heard (a heartbeat is enough): kept. Silent longer than ``deaf_after`` (a lost subscription, a stopped
+    forwarder): nothing given back nor kept, and the first announcement after the silence forgets what was
+    kept and what was asked for during it (a change may have gone unheard)."""
+    subject = "t.versions.hearing"
+    nc = await nats.connect(own_nats_server.url)
+    other = await nats.connect(own_nats_server.url)
+    cache: versions.VersionedCache[str] = versions.VersionedCache(60.0, deaf_after=0.5)
+    try:
+        one = uuid.uuid4()
+        await cache.subscribe(nc, subject)
+        await nc.flush()
+        cache.put(one, 1, "nothing heard yet", cache.ticket())
+        assert cache.get(one) is None and cache.entries == {}
+
+        async def heartbeat_heard() -> bool:
+            before = cache.hearing.heard_at
+            await other.publish(subject, b"{}")  # the forwarder's heartbeat: no versions
+            await other.flush()
+            await asyncio.sleep(0.05)
+            return cache.hearing.heard_at != before
+
+        await eventually(heartbeat_heard)
+        cache.put(one, 1, "one at 1", cache.ticket())
+        assert cache.get(one) == "one at 1"
+
+        await asyncio.sleep(0.6)  # silent for longer than deaf_after
+        assert cache.get(one) is None
+        during = cache.ticket()
+        await eventually(heartbeat_heard)
+        assert cache.entries == {}  # the silence ended: forgotten
+        cache.put(one, 1, "asked for during the silence", during)
+        assert cache.get(one) is None
+        cache.put(one, 1, "asked for since", cache.ticket())
+        assert cache.get(one) == "asked for since"
     finally:
         await nc.close()
         await other.close()
@@ -321,6 +365,11 @@ async def test_the_forwarder_publishes_versions_carried_by_notifications_without
         await eventually(lambda: _async(learnt() == {one: 7, two: 3, old: 9}))
         assert reads == [[old]]  # only the notification without its version was read back
         assert all(v in (6, 7) for n in heard for c, v in n.versions.items() if c == one)
+
+        # Nothing changes now: a heartbeat (no versions, no reset) at least every HEARTBEAT_S tells the
+        # readers their subscription is heard.
+        quiet = len(heard)
+        await eventually(lambda: _async(any(not h.versions and not h.reset for h in heard[quiet:])), timeout=5)
 
         resets = sum(h.reset for h in heard)
         own_nats_server.stop()

@@ -770,3 +770,53 @@ async def test_a_reports_membership_read_takes_the_round_lock_only_after_the_mem
                 assert await advisory_locks(report.get_server_pid()) == []
     finally:
         await pool.close()
+
+
+async def test_kudos_emit_one_event_per_change_in_the_statement_that_writes_them(
+    stack: Stack, client: httpx.AsyncClient, smtp_sink: SmtpSink
+) -> None:
+    """Kudos and their event are one statement: giving twice is one ``kudos.given``, taking back twice one
+    ``kudos.taken_back``, in the order of the changes; a refused kudos (own company) writes nothing."""
+    import contextlib
+
+    import nats
+
+    from schemas import envelope as env
+    from schemas import events as ev
+
+    world = await build_world(client, smtp_sink, companies=2)
+    rid = (await post_report(client, world, "a")).json()["id"]
+    ben, anna = world.reps["b"].auth, world.reps["a"].auth
+    steps = [("put", ben, 1), ("put", ben, 1), ("delete", ben, 0), ("delete", ben, 0), ("put", ben, 1)]
+    for method, who, count in steps:
+        r = await client.request(method.upper(), f"/api/v1/reports/{rid}/kudos", headers=who)
+        assert r.status_code == 200 and r.json()["kudos"] == count, (method, r.text)
+    assert (await client.put(f"/api/v1/reports/{rid}/kudos", headers=anna)).status_code == 403
+
+    js = stack.nc.jetstream(timeout=10)
+    sub = await js.pull_subscribe(stack.subjects.event("kudos.*"), stream=stack.subjects.events_stream)
+
+    async def of_report() -> list[str]:
+        seen: list[str] = []
+        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+            while True:
+                for msg in await sub.fetch(200, timeout=1):
+                    _, event = env.decode(msg.data)
+                    assert isinstance(event, ev.KudosGiven | ev.KudosTakenBack)
+                    if str(event.report_id) == rid:
+                        seen.append(event.TYPE)
+                    await msg.ack()
+        return seen
+
+    try:
+        got: list[str] = []
+
+        async def all_three() -> bool:
+            got.extend(await of_report())
+            return len(got) >= 3
+
+        await eventually(all_three)
+        got.extend(await of_report())  # nothing more follows
+        assert got == ["kudos.given", "kudos.taken_back", "kudos.given"]
+    finally:
+        await sub.unsubscribe()

@@ -96,6 +96,7 @@ async def run(stack: Stack, scale: float) -> Result:
     feedback = os.environ.get("BENCH_LATENCY_FEEDBACK", "1") != "0"
     kudos: dict[str, float] = {}
     await stack.wait_until_quiet()
+    cpu_run0 = stack.cpu_seconds()  # the reports and what follows them, not the setup
     session = http_session(200)
     try:
         await stack.sink_reset(session)
@@ -131,6 +132,7 @@ async def run(stack: Stack, scale: float) -> Result:
             if s["mails"] >= len(posted) + len(kudos) and s["slack"] >= len(posted):
                 break
             await asyncio.sleep(0.5)
+        cpu_run = cpu_delta(cpu_run0, stack.cpu_seconds())
         arrivals = await stack.sink_arrivals(session)
     finally:
         await session.close()
@@ -200,6 +202,8 @@ async def run(stack: Stack, scale: float) -> Result:
         "slack_p99_ms": round(p99_slack, 1),
         "nats_rtt_p50_ms": round(pct(rtt, 50) * 1000, 3),
         "nats_rtt_p99_ms": round(rtt99, 3),
+        "cpu_s_during_run": {k: round(v, 1) for k, v in cpu_run.items()},
+        "cpu_ms_per_report": {k: round(1000 * v / max(1, len(posted)), 2) for k, v in cpu_run.items()},
     }
     result.cpu_seconds = cpu_delta(cpu0, stack.cpu_seconds())
     result.wall_seconds = time.perf_counter() - begun

@@ -43,15 +43,6 @@ def former_author(language: str, company: str | None) -> str:
     return representative.format(company=company) if company else facilitator
 
 
-async def attribute(conn: asyncpg.Connection, language: str, reports: Sequence[api.Report]) -> None:
-    """Mark reports whose author deleted their account (one query for any number of reports)."""
-    former = await repo.privacy.former_authors(conn, [r.author_id for r in reports])
-    for r in reports:
-        if (r.author_id, r.convoy_id) in former:
-            r.author_erased = True
-            r.former_author = former_author(language, r.company_name)
-
-
 def attribute_comments(
     convoy: asyncpg.Record, former: dict[tuple[uuid.UUID, uuid.UUID], str | None], comments: Sequence[api.Comment]
 ) -> None:

@@ -521,13 +521,15 @@ class MilestonesService:
                 raise Forbidden("kudos come from the convoy's representatives")
             if grant.represents(report["company_id"]):
                 raise Forbidden("kudos are for peers, not for your own company")
-            if await repo.comments.give_kudos(conn, req.report_id, req.actor.person_id, report["convoy_id"]):
-                await self.rt.emit(
-                    conn,
-                    ev.KudosGiven(
-                        convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id
-                    ),
-                )
+            given = ev.KudosGiven(convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id)
+            await repo.comments.give_kudos(
+                conn,
+                req.report_id,
+                req.actor.person_id,
+                report["convoy_id"],
+                self.rt.outbox_row(given),
+                self.rt.wake_channel,
+            )
             return await read_report(conn, grant, req.report_id)
 
     @Milestones.KUDOS_TAKE_BACK
@@ -535,14 +537,12 @@ class MilestonesService:
         async with self.rt.db.transaction() as conn:
             grant, report = await self.access.report(conn, req.actor, req.report_id)
             grant.writes("give kudos")
-            if req.actor.person_id is not None and await repo.comments.take_back_kudos(
-                conn, req.report_id, req.actor.person_id
-            ):
-                await self.rt.emit(
-                    conn,
-                    ev.KudosTakenBack(
-                        convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id
-                    ),
+            if req.actor.person_id is not None:
+                taken = ev.KudosTakenBack(
+                    convoy_id=report["convoy_id"], report_id=req.report_id, person_id=req.actor.person_id
+                )
+                await repo.comments.take_back_kudos(
+                    conn, req.report_id, req.actor.person_id, self.rt.outbox_row(taken), self.rt.wake_channel
                 )
             return await read_report(conn, grant, req.report_id)
 
@@ -681,23 +681,9 @@ async def read_reports(
     limit: int,
     order: str = "r.submitted_at DESC, r.id DESC",
 ) -> list[api.Report]:
-    """Reports with everything the holder of ``grant`` sees, in a fixed number of queries (no N+1)."""
+    """Reports with everything the holder of ``grant`` sees, in one statement for any number of reports."""
     rows = await repo.reports.report_rows(conn, where, args, order=order, limit=limit)
-    if not rows:
-        return []
-    details = await repo.reports.report_details(conn, [r["id"] for r in rows])
-    touched: dict[uuid.UUID, list[api.TouchedMilestone]] = {}
-    for t in details["touched"]:
-        touched.setdefault(t["report_id"], []).append(struct(t, api.TouchedMilestone))
-    made: dict[uuid.UUID, list[api.Commitment]] = {}
-    for c in details["made"]:
-        made.setdefault(c["report_id"], []).append(struct(c, api.Commitment))
-    reviewed: dict[uuid.UUID, list[api.Commitment]] = {}
-    for c in details["reviewed"]:
-        reviewed.setdefault(c["reviewed_in"], []).append(struct(c, api.Commitment))
-    kudos: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for k in details["kudos"]:
-        kudos.setdefault(k["report_id"], []).append(k["person_id"])
+    language = grant.convoy["language"]
     out = []
     until: dict[tuple[int, int | None], datetime | None] = {}
     for r in rows:
@@ -708,11 +694,11 @@ async def read_reports(
                 done_html=markdown.render(r["done"]),
                 next_html=markdown.render(r["next"]),
                 blockers_html=markdown.render(r["blockers"]),
-                milestones=touched.get(r["id"], []),
-                commitments=made.get(r["id"], []),
-                reviews=reviewed.get(r["id"], []),
-                kudos=len(kudos.get(r["id"], [])),
-                kudos_by=kudos.get(r["id"], []),
+                milestones=repo.reports.touched_milestones(r),
+                commitments=repo.reports.commitments(r, "made"),
+                reviews=repo.reports.commitments(r, "reviewed"),
+                kudos=len(r["kudos_by"]),
+                former_author=privacy.former_author(language, r["company_name"]) if r["author_erased"] else None,
                 comments=r["comment_count"],
                 hidden=r["hidden_at"] is not None,
                 hidden_reason=r["hidden_reason"] if r["hidden_at"] is not None and grant.sees_everything else None,
@@ -724,7 +710,6 @@ async def read_reports(
                 ),
             )
         )
-    await privacy.attribute(conn, grant.convoy["language"], out)
     return out
 
 

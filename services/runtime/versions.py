@@ -12,7 +12,12 @@ The pattern of the API's conditional GETs (docs/performance.md "Conditional GETs
 - the owner's answer carries the version it read *before* the answer's data (the data is never older);
 - :class:`VersionedCache` (in the reader) keeps convoy → (version, answer) and gives the answer back only
   while no newer version was heard of, the NATS connection is up and has not reconnected since the
-  answer was kept, and for at most ``max_age`` seconds.
+  answer was kept, the subscription is heard (:class:`Hearing`), and for at most ``max_age`` seconds;
+- the forwarder publishes an empty announcement every ``HEARTBEAT_S`` while nothing changes, so a reader
+  knows its subscription works: a reader that has heard nothing for ``DEAF_AFTER_S`` (a subscription whose
+  interest has not reached the publisher's server yet, after a subscribe, a reconnect or in a cluster; a
+  forwarder that stopped) trusts nothing it keeps, and the first announcement after such a silence
+  forgets everything (what changed meanwhile may have gone unheard).
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ BATCH = 1000
 """Convoys per announcement (a bulk change of many convoys becomes several messages)."""
 POLL_S = 1.0
 """How often the forwarder checks that its connection is alive while no change arrives."""
+HEARTBEAT_S = POLL_S
+"""The forwarder publishes an empty announcement after this long without one (readers know they hear it)."""
+DEAF_AFTER_S = 10.0
+"""A reader that has heard no announcement for this long trusts nothing it keeps (ten heartbeats missed)."""
 MAX_CONVOYS = 100_000
 """Convoys a cache keeps by default (answers; heard versions always up to this); beyond it the expired, then
 the oldest tenth are dropped."""
@@ -121,12 +130,17 @@ class VersionForwarder:
         await conn.add_listener(self.channel, on_notify)
         # Listening from here on: whatever committed before is in a version the readers ask for anew.
         await self._publish(api.ConvoyVersions(reset=True))
+        published = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), POLL_S)
             wake.clear()
             if conn.is_closed():
                 raise asyncpg.exceptions.ConnectionDoesNotExistError("version listener connection closed")
+            if not (known or pending) and time.monotonic() - published >= HEARTBEAT_S:
+                # Nothing changed: the readers still hear that their subscription works (:class:`Hearing`).
+                await self._publish(api.ConvoyVersions(), flush=False)
+                published = time.monotonic()
             while known or pending:
                 if known:  # the versions came with their notifications: no read (migration 0013 of milestones)
                     found = {c: known.pop(c) for c in list(itertools.islice(known, BATCH))}
@@ -136,6 +150,7 @@ class VersionForwarder:
                 # Not flushed (a PING and its PONG per commit, issue #21): a message lost on the way goes with
                 # its connection, and after every reconnect a reset follows (on_reconnect).
                 await self._publish(api.ConvoyVersions(versions=found), flush=False)
+                published = time.monotonic()
                 self.forwarded += len(found)
 
     async def on_reconnect(self) -> None:
@@ -162,19 +177,64 @@ async def announce(nc: Client, subject: str, versions: dict[uuid.UUID, int]) -> 
         await nc.flush()
 
 
+class Hearing:
+    """Whether a subscription to announcements is known to work: heard within ``deaf_after`` seconds.
+
+    A SUB reaches the server before anything this connection sends next, but not necessarily before a
+    message another connection publishes a moment later (measured on one nats-server: 1 in 30 within
+    milliseconds; in a cluster the interest travels over routes). An announcement lost that way is a
+    change nobody forgets. So a reader trusts what it keeps only once it has heard the forwarder (any
+    announcement, the heartbeat included) since it subscribed or reconnected and within the last
+    ``deaf_after`` seconds; the first announcement after a silence tells the reader to forget what it
+    kept (:meth:`heard` returns True), since a change may have gone unheard meanwhile.
+    """
+
+    def __init__(self, deaf_after: float = DEAF_AFTER_S) -> None:
+        self.deaf_after = deaf_after
+        self.heard_at: float | None = None
+        self.silences = 0
+        """Times a reader heard again after a silence (or first): each one forgot what it kept."""
+
+    def heard(self) -> bool:
+        """An announcement arrived. True when it ends a silence: forget what was kept (and asked for) before."""
+        now = time.monotonic()
+        ends_silence = self.heard_at is None or now - self.heard_at > self.deaf_after
+        self.heard_at = now
+        if ends_silence:
+            self.silences += 1
+        return ends_silence
+
+    def live(self) -> bool:
+        return self.heard_at is not None and time.monotonic() - self.heard_at <= self.deaf_after
+
+    def lost(self) -> None:
+        """The connection reconnected (or subscribed anew): nothing is trusted until an announcement arrives."""
+        self.heard_at = None
+
+
 class VersionedCache(Generic[T]):
     """convoy → (version, answer), given back only while it is the newest version heard of.
 
-    ``nc``: the connection the announcements arrive on. Nothing is given back while it is not connected,
-    and everything is forgotten when it has reconnected since (announcements sent meanwhile are lost), or
-    on a ``reset`` announcement. ``max_age`` bounds how long an answer is kept at all (a lost announcement
-    without a reset); 0 keeps nothing. Not started (:meth:`subscribe` not called): keeps nothing.
+    ``nc``: the connection the announcements arrive on. Nothing is given back while it is not connected
+    or while nothing was heard on it for ``deaf_after`` seconds (:class:`Hearing`), and everything is
+    forgotten when it has reconnected since (announcements sent meanwhile are lost), on a ``reset``
+    announcement, and at the first announcement after a silence. ``max_age`` bounds how long an answer is
+    kept at all (a lost announcement without a reset); 0 keeps nothing. Not started (:meth:`subscribe` not
+    called): keeps nothing.
     """
 
-    def __init__(self, max_age: float, nc: Client | None = None, *, max_entries: int = MAX_CONVOYS) -> None:
+    def __init__(
+        self,
+        max_age: float,
+        nc: Client | None = None,
+        *,
+        max_entries: int = MAX_CONVOYS,
+        deaf_after: float = DEAF_AFTER_S,
+    ) -> None:
         self.max_age = max_age
         self.max_entries = max(10, max_entries)
         self.nc = nc
+        self.hearing = Hearing(deaf_after)
         self.listening = False
         self.entries: dict[uuid.UUID, tuple[int, float, T]] = {}
         self.heard: dict[uuid.UUID, int] = {}
@@ -188,6 +248,7 @@ class VersionedCache(Generic[T]):
         """Listen to the announcements on ``subject``: from here on answers are kept."""
         self.nc = nc
         self.epoch = self._epoch()
+        self.hearing.lost()  # trusted once the first announcement arrives on this subscription
         # No client-side limit: a message nats-py drops for a slow subscriber would be a lost change that no
         # reconnect reveals (the server's own slow-consumer cut-off disconnects us: a reconnect, a reset).
         await nc.subscribe(subject, cb=self.on_notice, pending_msgs_limit=0, pending_bytes_limit=0)
@@ -201,8 +262,11 @@ class VersionedCache(Generic[T]):
             return False
         if self._epoch() != self.epoch:  # reconnected since: announcements may have been lost
             self.reset()
+            self.hearing.lost()
             self.epoch = self._epoch()
-        return True
+        # Not heard lately: nothing kept is given back, nothing asked now is kept (the first announcement
+        # after the silence resets: on_notice).
+        return self.hearing.live()
 
     def get(self, convoy_id: uuid.UUID) -> T | None:
         if not self._usable():
@@ -260,6 +324,7 @@ class VersionedCache(Generic[T]):
 
     async def on_reconnect(self) -> None:
         self.reset()
+        self.hearing.lost()
         self.epoch = self._epoch()
 
     async def on_notice(self, msg: Msg) -> None:
@@ -268,7 +333,7 @@ class VersionedCache(Generic[T]):
         except (msgspec.ValidationError, msgspec.DecodeError):
             log.warning("malformed version announcement dropped", subject=msg.subject)
             return
-        if notice.reset:
+        if self.hearing.heard() or notice.reset:  # heard again after a silence: a change may have gone unheard
             self.reset()
         for convoy_id, version in notice.versions.items():
             self.learn(convoy_id, version)

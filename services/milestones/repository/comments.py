@@ -79,24 +79,40 @@ async def comments_of(conn: Conn, report_id: uuid.UUID, *, hidden: bool) -> list
     )
 
 
-async def give_kudos(conn: Conn, report_id: uuid.UUID, person_id: uuid.UUID, convoy_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "INSERT INTO kudos (report_id, person_id, convoy_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-            " RETURNING true",
-            report_id,
-            person_id,
-            convoy_id,
-        )
-    )
+# A kudos and its event in one statement (one round trip): the outbox row and the relay's wake-up (sent at
+# commit) only when the kudos was given (taken back) by this statement, not when it already was (was not).
+GIVE_KUDOS = (
+    "WITH k AS (INSERT INTO kudos (report_id, person_id, convoy_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+    " RETURNING 1),"
+    " o AS (INSERT INTO outbox (event_id, subject, data) SELECT $4, $5, $6 FROM k ON CONFLICT (event_id) DO NOTHING)"
+    " SELECT pg_notify($7, '') IS NULL FROM k"
+)
+TAKE_BACK_KUDOS = (
+    "WITH k AS (DELETE FROM kudos WHERE report_id = $1 AND person_id = $2 RETURNING 1),"
+    " o AS (INSERT INTO outbox (event_id, subject, data) SELECT $3, $4, $5 FROM k ON CONFLICT (event_id) DO NOTHING)"
+    " SELECT pg_notify($6, '') IS NULL FROM k"
+)
 
 
-async def take_back_kudos(conn: Conn, report_id: uuid.UUID, person_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "DELETE FROM kudos WHERE report_id = $1 AND person_id = $2 RETURNING true", report_id, person_id
-        )
-    )
+async def give_kudos(
+    conn: Conn,
+    report_id: uuid.UUID,
+    person_id: uuid.UUID,
+    convoy_id: uuid.UUID,
+    event: tuple[uuid.UUID, str, bytes],
+    wake_channel: str,
+) -> bool:
+    """Give kudos, with ``event`` (an outbox row: id, subject, data) when they were not given already."""
+    row = await conn.fetchrow(GIVE_KUDOS, report_id, person_id, convoy_id, *event, wake_channel)
+    return row is not None
+
+
+async def take_back_kudos(
+    conn: Conn, report_id: uuid.UUID, person_id: uuid.UUID, event: tuple[uuid.UUID, str, bytes], wake_channel: str
+) -> bool:
+    """Take kudos back, with ``event`` (an outbox row) when they were given."""
+    row = await conn.fetchrow(TAKE_BACK_KUDOS, report_id, person_id, *event, wake_channel)
+    return row is not None
 
 
 async def insert_help_offer(

@@ -17,12 +17,45 @@ Conn = asyncpg.Connection
 
 
 REPORT_COLUMNS = (
-    "r.*, c.name AS company_name,"
+    # the report's own columns but its search vector (as long as its text, and never shown)
+    "r.id, r.convoy_id, r.company_id, r.author_id, r.cycle_index, r.late, r.done, r.next, r.blockers,"
+    " r.help_wanted, r.help_topic, r.help_milestone_id, r.mood, r.facilitator_note, r.version, r.submitted_at,"
+    " r.updated_at, r.hidden_at, r.hidden_reason, r.comments_locked_at, r.digest_cycle,"
+    " c.name AS company_name,"
     " (SELECT count(*) FROM comments k WHERE k.report_id = r.id AND k.deleted_at IS NULL AND "
     + VISIBLE_COMMENT.format(k="k")
-    + ")"
-    " AS comment_count"
+    + ") AS comment_count,"
+    # what hangs off each report, in the same statement (each an index lookup per report):
+    # milestones touched, commitments made and reviewed (JSON arrays: see DETAIL_TYPES), kudos, erased author
+    " (SELECT json_agg(json_build_array(rm.milestone_id, m.title, rm.status) ORDER BY m.position)"
+    "  FROM report_milestones rm JOIN milestones m ON m.id = rm.milestone_id WHERE rm.report_id = r.id) AS touched,"
+    " (SELECT json_agg(json_build_array(cm.id, cm.text, cm.outcome, cm.outcome_note) ORDER BY cm.position)"
+    "  FROM commitments cm WHERE cm.report_id = r.id) AS made,"
+    " (SELECT json_agg(json_build_array(cm.id, cm.text, cm.outcome, cm.outcome_note)"
+    "  ORDER BY cm.cycle_index, cm.position) FROM commitments cm WHERE cm.reviewed_in = r.id) AS reviewed,"
+    " ARRAY(SELECT kd.person_id FROM kudos kd WHERE kd.report_id = r.id ORDER BY kd.given_at) AS kudos_by,"
+    " EXISTS (SELECT 1 FROM former_authors f WHERE f.person_id = r.author_id AND f.convoy_id = r.convoy_id)"
+    " AS author_erased"
 )
+
+_touched = msgspec.json.Decoder(list[tuple[uuid.UUID, str, str]])
+_commitments = msgspec.json.Decoder(list[tuple[uuid.UUID, str, str | None, str]])
+
+
+def touched_milestones(row: asyncpg.Record) -> list[api.TouchedMilestone]:
+    """A :func:`report_rows` row's milestones touched, in the project's order."""
+    found = row["touched"]
+    if found is None:
+        return []
+    return [api.TouchedMilestone(milestone_id=m, title=t, status=s) for m, t, s in _touched.decode(found)]
+
+
+def commitments(row: asyncpg.Record, column: str) -> list[api.Commitment]:
+    """A :func:`report_rows` row's commitments ``made`` (in order) or ``reviewed`` in it (by round, in order)."""
+    found = row[column]
+    if found is None:
+        return []
+    return [api.Commitment(id=c, text=t, outcome=o, note=n) for c, t, o, n in _commitments.decode(found)]
 
 
 async def insert_report(
@@ -318,33 +351,13 @@ async def review_commitments(conn: Conn, report_id: uuid.UUID, reviews: list[api
 
 
 async def report_rows(conn: Conn, where: str, args: list[Any], *, order: str, limit: int) -> list[asyncpg.Record]:
-    """Reports with company names and comment counts; ``where`` uses only bound parameters."""
+    """Reports with company names, comment counts and what hangs off them (:data:`REPORT_COLUMNS`), in one
+    statement for any number of reports; ``where`` uses only bound parameters."""
     return await conn.fetch(
         f"SELECT {REPORT_COLUMNS} FROM reports r JOIN companies c ON c.company_id = r.company_id"
         f" WHERE {where} ORDER BY {order} LIMIT {int(limit)}",
         *args,
     )
-
-
-async def report_details(conn: Conn, ids: list[uuid.UUID]) -> dict[str, Any]:
-    """Milestones touched, commitments made and reviewed, kudos: four queries for any number of reports."""
-    touched = await conn.fetch(
-        "SELECT rm.report_id, rm.milestone_id, rm.status, m.title FROM report_milestones rm"
-        " JOIN milestones m ON m.id = rm.milestone_id WHERE rm.report_id = ANY($1::uuid[]) ORDER BY m.position",
-        ids,
-    )
-    made = await conn.fetch(
-        "SELECT *, outcome_note AS note FROM commitments WHERE report_id = ANY($1::uuid[]) ORDER BY position", ids
-    )
-    reviewed = await conn.fetch(
-        "SELECT *, outcome_note AS note FROM commitments WHERE reviewed_in = ANY($1::uuid[])"
-        " ORDER BY cycle_index, position",
-        ids,
-    )
-    kudos = await conn.fetch(
-        "SELECT report_id, person_id FROM kudos WHERE report_id = ANY($1::uuid[]) ORDER BY given_at", ids
-    )
-    return {"touched": touched, "made": made, "reviewed": reviewed, "kudos": kudos}
 
 
 async def search(
