@@ -78,7 +78,7 @@ class Versions:
         secret = settings.secret_key or secrets.token_hex(32)  # no key: this process's own (replicas differ)
         self.key = hashlib.sha256(f"convoy-etag:{secret}".encode()).digest()
         self.nc = nc
-        self.hearing = Hearing()
+        self.hearing = Hearing(subject="versions.convoys")
         self.known: dict[uuid.UUID, tuple[int, float]] = {}
         self.writers: dict[uuid.UUID | None, float] = {}
         """When each person (None: the admin token) last began a write through this process."""

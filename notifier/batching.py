@@ -30,7 +30,7 @@ class DeliveryBatcher:
         self._claims: dict[str, tuple[Claim, asyncio.Future[bool]]] = {}
         self._later: list[tuple[Claim, asyncio.Future[bool]]] = []
         """Claims of a key already waiting in ``_claims``: the next batch (as two claims one after the other)."""
-        self._sent: list[str] = []
+        self._sent: list[Claim] = []
         self._next: asyncio.Future[None] | None = None
         """Done when the batch that will write what is waiting now has committed."""
         self._current: asyncio.Future[None] | None = None
@@ -57,9 +57,10 @@ class DeliveryBatcher:
         self._start()
         return future
 
-    def sent(self, key: str) -> None:
-        """Record ``key`` as sent, with the next claim or within ``linger_s``; :meth:`flush` waits for it."""
-        self._sent.append(key)
+    def sent(self, key: str, event_id: uuid.UUID, channel: str, recipient: str) -> None:
+        """Record ``key`` (claimed with these values) as sent, with the next claim or within
+        ``linger_s``; :meth:`flush` waits for it."""
+        self._sent.append(Claim(key, event_id, channel, recipient))
         self._start()
 
     async def flush(self) -> None:
@@ -91,7 +92,7 @@ class DeliveryBatcher:
             self._current = done
             claims, sent, later = self._claims, self._sent, self._later
             self._claims, self._sent, self._later = {}, [], []
-            recorded = set(sent)
+            recorded = {r.key for r in sent}
             # a key recorded in this batch and claimed again: claimed in the next one, after the record
             deferred = [claims.pop(key) for key in [k for k in claims if k in recorded]]
             for claim, future in deferred + later:

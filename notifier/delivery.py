@@ -158,7 +158,7 @@ class Mailer:
         if not sent:
             SENT.labels("email", "duplicate").inc()
             return
-        self.log.sent(key)
+        self.log.sent(key, event_id, "email", to_email)
         if not batched.get():
             await self.log.flush()
         SENT.labels("email", "sent").inc()

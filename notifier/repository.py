@@ -37,38 +37,48 @@ class Deliveries:
         marked ``uncertain``: detected, never silently sent twice)."""
         return key in await self.record_and_claim([], [Claim(key, event_id, channel, recipient)])
 
-    async def record_and_claim(self, sent: Sequence[str], claims: Sequence[Claim]) -> set[str]:
-        """For many sends at once, in one statement (one round trip, one commit): mark ``sent`` keys
-        sent (as ``finish(key, "sent")``) and claim ``claims``, each as :meth:`claim` does. The keys
-        must be distinct, and none both recorded and claimed. Returns the keys claimed."""
-        keys = [c.key for c in claims]
+    async def record_and_claim(self, sent: Sequence[Claim], claims: Sequence[Claim]) -> set[str]:
+        """For many sends at once, in one statement (one round trip, one commit): mark the ``sent``
+        deliveries sent (as ``finish(key, "sent")``; each as it was claimed) and claim ``claims``, each
+        as :meth:`claim` does. The keys must be distinct, and none both recorded and claimed. Returns
+        the keys claimed."""
+        rows = [*sent, *claims]
         async with self.db.connection() as conn:
-            rows = await conn.fetch(
-                # The three parts see the rows as they were before the statement and touch
-                # distinct rows: sent keys are this process's own, "sending"; a claimed key was
-                # new or "retrying"; one found "sending" (an attempt that died mid-send) is not
-                # claimed but marked uncertain, exactly as claim() does in two statements.
-                "WITH sent AS ("
-                "  UPDATE deliveries SET status = 'sent', last_error = NULL, sent_at = now()"
-                "  WHERE key = ANY($5::text[])"
-                "), claimed AS ("
-                "  INSERT INTO deliveries (key, event_id, channel, recipient, status, attempts)"
-                "  SELECT key, event_id, channel, recipient, 'sending', 1"
-                "  FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[]) AS c(key, event_id, channel, recipient)"
-                "  ON CONFLICT (key) DO UPDATE SET status = 'sending', attempts = deliveries.attempts + 1"
-                "  WHERE deliveries.status = 'retrying' RETURNING key"
-                "), uncertain AS ("
-                "  UPDATE deliveries SET status = 'uncertain',"
-                "  last_error = 'an earlier attempt ended between claiming and recording'"
-                "  WHERE key = ANY($1::text[]) AND status = 'sending'"
-                ") SELECT key FROM claimed",
-                keys,
-                [c.event_id for c in claims],
-                [c.channel for c in claims],
-                [c.recipient for c in claims],
-                list(sent),
+            found = await conn.fetch(
+                # One INSERT … ON CONFLICT, so every key is found through the primary key whatever the
+                # plan (an UPDATE … WHERE key = ANY($1), planned generic while the table was small,
+                # scanned the whole table per batch until the next ANALYZE). A claim inserts a new key
+                # or takes a 'retrying' one; a 'sending' key (an attempt that died mid-send) is marked
+                # uncertain, not claimed; 'sent', 'failed' and 'uncertain' keys are left alone. A
+                # record marks its key sent (its row exists: it was claimed; were it gone, the record
+                # would write it as sent, with what it was claimed with).
+                "INSERT INTO deliveries AS d (key, event_id, channel, recipient, status, attempts, sent_at)"
+                " SELECT key, event_id, channel, recipient, status, 1, CASE WHEN status = 'sent' THEN now() END"
+                " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[])"
+                " AS c(key, event_id, channel, recipient, status)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " status = CASE WHEN excluded.status = 'sent' THEN 'sent'"
+                " WHEN d.status = 'retrying' THEN 'sending' ELSE 'uncertain' END,"
+                " attempts = CASE WHEN excluded.status = 'sending' AND d.status = 'retrying'"
+                " THEN d.attempts + 1 ELSE d.attempts END,"
+                " last_error = CASE WHEN excluded.status = 'sent' THEN NULL"
+                " WHEN d.status = 'retrying' THEN d.last_error"
+                " ELSE 'an earlier attempt ended between claiming and recording' END,"
+                " sent_at = CASE WHEN excluded.status = 'sent' THEN now() ELSE d.sent_at END"
+                " WHERE excluded.status = 'sent' OR d.status = 'retrying'"
+                # 'sending' as the statement found it, as UPDATE would: not a claim committed by another
+                # replica while this one waited for it (its send is in flight; this row version is not
+                # in the statement's snapshot). Evaluated only for a key found 'sending': rare.
+                " OR (d.status = 'sending' AND EXISTS (SELECT FROM deliveries v WHERE v.ctid = d.ctid))"
+                " RETURNING key, status",
+                [r.key for r in rows],
+                [r.event_id for r in rows],
+                [r.channel for r in rows],
+                [r.recipient for r in rows],
+                ["sent"] * len(sent) + ["sending"] * len(claims),
             )
-        return {r["key"] for r in rows}
+        recorded = {r.key for r in sent}
+        return {r["key"] for r in found if r["status"] == "sending" and r["key"] not in recorded}
 
     async def finish(self, key: str, status: str, error: str | None = None) -> None:
         async with self.db.transaction() as conn:

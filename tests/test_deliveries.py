@@ -104,7 +104,7 @@ async def test_claiming_many_in_one_statement_is_claiming_each(settings: Any) ->
         await log.finish(failed, "failed", "550 no such user")
         await log.note_error(retry, "451 later")
         claims = [Claim(k, event, "email", "x@x.example") for k in (sent, failed, died, retry, new)]
-        assert await log.record_and_claim([recorded], claims) == {retry, new}
+        assert await log.record_and_claim([Claim(recorded, event, "email", "x@x.example")], claims) == {retry, new}
         assert await _statuses(database, [sent, failed, died, retry, new, recorded]) == {
             sent: ("sent", 1),
             failed: ("failed", 1),
@@ -132,7 +132,7 @@ async def test_the_batcher_keeps_the_order_of_claims_and_records(settings: Any) 
         keys = [f"{p}{i}" for i in range(10)]
         assert await asyncio.gather(*(batcher.claim(k, event, "email", "x@x.example") for k in keys)) == [True] * 10
         for k in keys[:5]:
-            batcher.sent(k)
+            batcher.sent(k, event, "email", "x@x.example")
         await batcher.flush()
         statuses = await _statuses(database, keys)
         assert [statuses[k][0] for k in keys] == ["sent"] * 5 + ["sending"] * 5
@@ -146,7 +146,7 @@ async def test_the_batcher_keeps_the_order_of_claims_and_records(settings: Any) 
 
         again = f"{p}again"
         assert await batcher.claim(again, event, "email", "x@x.example") is True
-        batcher.sent(again)  # not flushed: the next claim of the key writes it first
+        batcher.sent(again, event, "email", "x@x.example")  # not flushed: the next claim of the key writes it first
         assert await batcher.claim(again, event, "email", "x@x.example") is False
         assert (await _statuses(database, [again]))[again] == ("sent", 1)
         await batcher.flush()  # nothing waiting
@@ -154,7 +154,7 @@ async def test_the_batcher_keeps_the_order_of_claims_and_records(settings: Any) 
         await database.close(5)
 
     # the database gone: claims and flushes raise, nothing hangs
-    batcher.sent(f"{p}lost")
+    batcher.sent(f"{p}lost", event, "email", "x@x.example")
     with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the closed pool raises
         await batcher.claim(f"{p}late", event, "email", "x@x.example")
     with pytest.raises(Exception):  # noqa: B017, PT011

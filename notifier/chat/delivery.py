@@ -170,7 +170,7 @@ class ChatDelivery:
             await self.mail.deliveries.note_error(key, repr(exc))
             SENT.labels(channel.name, "retry").inc()
             raise
-        self.mail.log.sent(key)
+        self.mail.log.sent(key, envelope.id, channel.name, str(convoy_id))
         if not batched.get():  # in a fan-out, its flush records it (before the event is acknowledged)
             await self.mail.log.flush()  # recorded before the event is acknowledged
         SENT.labels(channel.name, "sent").inc()

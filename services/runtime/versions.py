@@ -189,8 +189,10 @@ class Hearing:
     kept (:meth:`heard` returns True), since a change may have gone unheard meanwhile.
     """
 
-    def __init__(self, deaf_after: float = DEAF_AFTER_S) -> None:
+    def __init__(self, deaf_after: float = DEAF_AFTER_S, *, subject: str = "") -> None:
         self.deaf_after = deaf_after
+        self.subject = subject
+        """For the log line of a silence (the subscription's subject, where known)."""
         self.heard_at: float | None = None
         self.silences = 0
         """Times a reader heard again after a silence (or first): each one forgot what it kept."""
@@ -199,6 +201,12 @@ class Hearing:
         """An announcement arrived. True when it ends a silence: forget what was kept (and asked for) before."""
         now = time.monotonic()
         ends_silence = self.heard_at is None or now - self.heard_at > self.deaf_after
+        if self.heard_at is not None and ends_silence:  # not the first after a start or a reconnect
+            log.warning(
+                "version announcements heard again after a silence: kept answers forgotten",
+                subject=self.subject,
+                silent_s=round(now - self.heard_at, 1),
+            )
         self.heard_at = now
         if ends_silence:
             self.silences += 1
@@ -248,6 +256,7 @@ class VersionedCache(Generic[T]):
         """Listen to the announcements on ``subject``: from here on answers are kept."""
         self.nc = nc
         self.epoch = self._epoch()
+        self.hearing.subject = subject
         self.hearing.lost()  # trusted once the first announcement arrives on this subscription
         # No client-side limit: a message nats-py drops for a slow subscriber would be a lost change that no
         # reconnect reveals (the server's own slow-consumer cut-off disconnects us: a reconnect, a reset).

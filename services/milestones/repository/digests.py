@@ -56,13 +56,17 @@ async def seal_rounds(conn: Conn, convoy_ids: list[uuid.UUID], cycle_indexes: li
         cycle_indexes,
     )
     if fresh:
+        # A join of the new seals with the convoys' unsealed reports, each report to its smallest seal at
+        # or above its cycle (not two subqueries over every seal per report: quadratic in a tick that
+        # closes many convoys at once, 0.08 s of PostgreSQL at 250 convoys, ~1.3 s at 1,000).
         await conn.execute(
-            "UPDATE reports r SET digest_cycle = ("
-            "   SELECT min(f.cycle_index) FROM unnest($1::uuid[], $2::int[]) AS f(convoy_id, cycle_index)"
-            "   WHERE f.convoy_id = r.convoy_id AND f.cycle_index >= r.cycle_index)"
-            " WHERE r.convoy_id = ANY($1::uuid[]) AND r.digest_cycle IS NULL AND r.cycle_index <= ("
-            "   SELECT max(f.cycle_index) FROM unnest($1::uuid[], $2::int[]) AS f(convoy_id, cycle_index)"
-            "   WHERE f.convoy_id = r.convoy_id)",
+            "UPDATE reports r SET digest_cycle = x.cycle_index FROM ("
+            "   SELECT s.id, min(f.cycle_index) AS cycle_index"
+            "   FROM unnest($1::uuid[], $2::int[]) AS f(convoy_id, cycle_index)"
+            "   JOIN reports s ON s.convoy_id = f.convoy_id AND s.digest_cycle IS NULL"
+            "   AND s.cycle_index <= f.cycle_index"
+            "   GROUP BY s.id"
+            " ) AS x WHERE r.id = x.id AND r.digest_cycle IS NULL",
             [f["convoy_id"] for f in fresh],
             [f["cycle_index"] for f in fresh],
         )
@@ -150,7 +154,10 @@ async def digest_rows(
         convoy_id,
     )
     reports = await conn.fetch(
-        f"SELECT {DIGEST_REPORT_COLUMNS} FROM reports r JOIN companies c ON c.company_id = r.company_id AND c.active"
+        # c.convoy_id = r.convoy_id (a company is in one convoy): the convoy's companies by index, not
+        # every company of every convoy hashed for each digest
+        f"SELECT {DIGEST_REPORT_COLUMNS} FROM reports r"
+        " JOIN companies c ON c.company_id = r.company_id AND c.convoy_id = r.convoy_id AND c.active"
         " WHERE r.convoy_id = $1 AND r.hidden_at IS NULL AND CASE WHEN $2::int <= $3::int"
         "   THEN r.digest_cycle = $2"
         "   ELSE r.digest_cycle IS NULL AND (r.cycle_index = $2 OR r.cycle_index <= $3) END"
@@ -166,7 +173,7 @@ async def digest_rows(
     )
     completed = await conn.fetch(
         "SELECT m.company_id, c.name AS company_name, m.title, m.status FROM milestones m"
-        " JOIN companies c ON c.company_id = m.company_id AND c.active"
+        " JOIN companies c ON c.company_id = m.company_id AND c.convoy_id = m.convoy_id AND c.active"
         " WHERE m.convoy_id = $1 AND m.removed_at IS NULL AND m.status = 'done'"
         " AND m.completed_at >= $2 AND m.completed_at < $3 ORDER BY c.name, m.company_id, m.position, m.id",
         convoy_id,
