@@ -39,8 +39,10 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 TOKEN_CACHE_MAX = 10_000
 TOKENS_PER_REQUEST = 256
-RESOLVING_AT_ONCE = 1
-"""``TOKENS_RESOLVE`` requests out at a time (services/runtime/coalesce.py)."""
+RESOLVING_AT_ONCE = 16
+"""``TOKENS_RESOLVE`` requests out at a time (services/runtime/coalesce.py). Not 1: with one out, every cold
+token waited for the request already out (a second round trip at moderate rates; behind a stalled request,
+up to two timeouts). With 16 a token goes at once unless 16 are out; under a burst they share requests."""
 
 
 class ClientLimiter:
