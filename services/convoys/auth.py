@@ -137,48 +137,39 @@ class Sessions:
 
     @Convoys.TOKEN_RESOLVE
     async def resolve(self, req: api.ResolveToken) -> api.Principal:
-        token = req.token
-        async with self.rt.db.connection() as conn:
-            if token.startswith("cvy_"):
-                row = await auth_repo.api_token_principal(conn, hash_token(token))
-                kind = "api"
-            elif token.startswith(("cvs_", "cva_")):
-                row = await auth_repo.session_principal(conn, hash_token(token))
-                kind = row["kind"] if row else ""
-                if row is not None and (kind == "browser") != token.startswith("cvs_"):
-                    row = None
-            else:
-                row = None
-        if row is None:
+        [principal] = (await self.resolve_many(api.ResolveTokens(tokens=[req.token]))).principals
+        if principal is None:
             raise NotFound("unknown, expired or revoked token")
-        return struct(row, api.Principal, kind=kind, csrf_token=row["csrf_token"] if kind == "browser" else None)
+        return principal
 
     @Convoys.TOKENS_RESOLVE
     async def resolve_many(self, req: api.ResolveTokens) -> api.ResolvedTokens:
-        """:meth:`resolve` for the tokens the edge met in one loop tick: one statement per kind of token."""
+        """The owners of the tokens the edge met (None: unknown, expired, revoked, or of the wrong kind for its
+        prefix): one statement per kind of token."""
         hashes = [hash_token(t) for t in req.tokens]
         sessions = [h for t, h in zip(req.tokens, hashes, strict=True) if t.startswith(("cvs_", "cva_"))]
         api_tokens = [h for t, h in zip(req.tokens, hashes, strict=True) if t.startswith("cvy_")]
-        found: dict[bytes, api.Principal] = {}
+        of_sessions: dict[bytes, api.Principal] = {}
+        of_api_tokens: dict[bytes, api.Principal] = {}
         if sessions or api_tokens:
             async with self.rt.db.connection() as conn:
                 if sessions:
                     for row in await auth_repo.session_principals(conn, sessions):
-                        kind = row["kind"]
-                        csrf = row["csrf_token"] if kind == "browser" else None
-                        found[bytes(row["token_hash"])] = struct(row, api.Principal, csrf_token=csrf)
+                        csrf = row["csrf_token"] if row["kind"] == "browser" else None
+                        of_sessions[bytes(row["token_hash"])] = struct(row, api.Principal, csrf_token=csrf)
                 if api_tokens:
                     for row in await auth_repo.api_token_principals(conn, api_tokens):
-                        found[bytes(row["token_hash"])] = struct(row, api.Principal, kind="api")
+                        of_api_tokens[bytes(row["token_hash"])] = struct(row, api.Principal, kind="api")
         principals: list[api.Principal | None] = []
         for token, token_hash in zip(req.tokens, hashes, strict=True):
-            principal = found.get(token_hash)
-            # a session in the Authorization header or an access token as the cookie is no principal
-            if principal is not None and principal.kind != "api":
-                if (principal.kind == "browser") != token.startswith("cvs_"):
+            principal = None
+            if token.startswith("cvy_"):
+                principal = of_api_tokens.get(token_hash)
+            elif token.startswith(("cvs_", "cva_")):
+                principal = of_sessions.get(token_hash)
+                # a browser session only as the cookie (cvs_), an access token only in the header (cva_)
+                if principal is not None and (principal.kind == "browser") != token.startswith("cvs_"):
                     principal = None
-            elif principal is not None and not token.startswith("cvy_"):
-                principal = None
             principals.append(principal)
         return api.ResolvedTokens(principals=principals)
 

@@ -51,6 +51,8 @@ PROCESSED_CTE = (
 )
 """For a :data:`StatementHandler`: the CTE that records the event, its parameters $1 (the consumer's name)
 and $2 (the event id); the statement's effects are written only ``WHERE EXISTS (SELECT FROM fresh)``."""
+RECORD = "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true"
+"""An event's ``processed_events`` row ($1 the consumer's name, $2 the event id): true when it is new."""
 Quiet = Callable[[env.Envelope, ev.Event], Awaitable[bool]]
 """``ConsumerSpec.quiet``: whether an event needs nothing but its ``processed_events`` row."""
 Decoded = tuple[env.Envelope, ev.Event] | env.MalformedEvent
@@ -285,26 +287,15 @@ class Consumer:
     async def _record(self, envelope: env.Envelope) -> bool:
         """Only record the event (``ConsumerSpec.quiet``); False: recorded before."""
         async with self.db.connection() as conn:
-            fresh = await conn.fetchval(
-                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                self.name,
-                envelope.id,
-            )
-        return bool(fresh)
+            return bool(await conn.fetchval(RECORD, self.name, envelope.id))
 
     async def _in_transaction(self, envelope: env.Envelope, event: ev.Event) -> bool:
         """Record the event and run the handler in one transaction; False: handled before."""
         async with self.db.transaction() as conn:
-            fresh = await conn.fetchval(
-                "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                self.name,
-                envelope.id,
-            )
+            fresh = bool(await conn.fetchval(RECORD, self.name, envelope.id))
             if fresh:
                 await cast(Handler, self.spec.handler)(envelope, event, conn)
-        return bool(fresh)
+        return fresh
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         meta = msg.metadata

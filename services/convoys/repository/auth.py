@@ -81,15 +81,6 @@ async def cap_sessions(conn: Conn, person_id: uuid.UUID, keep: int) -> None:
     )
 
 
-async def session_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT s.person_id, s.kind, s.csrf_token, s.expires_at, p.is_admin, p.is_facilitator"
-        " FROM sessions s JOIN people p ON p.id = s.person_id"
-        " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()",
-        token_hash,
-    )
-
-
 async def revoke_session(conn: Conn, token_hash: bytes) -> bool:
     done = await conn.fetchval(
         "UPDATE sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL RETURNING true",
@@ -127,21 +118,8 @@ LAST_USED_EVERY = "5 minutes"
 """``last_used_at`` is written when it is older than this: a date for the profile, not a write per request."""
 
 
-async def api_token_principal(conn: Conn, token_hash: bytes) -> asyncpg.Record | None:
-    """The live token's owner (not revoked, not expired), touching ``last_used_at`` only when it is stale."""
-    return await conn.fetchrow(
-        "WITH t AS (SELECT t.id, t.person_id, t.scope, t.expires_at, t.last_used_at, p.is_admin, p.is_facilitator"
-        " FROM api_tokens t JOIN people p ON p.id = t.person_id"
-        " WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()),"
-        " touched AS (UPDATE api_tokens SET last_used_at = now() WHERE id = (SELECT id FROM t)"
-        f" AND (last_used_at IS NULL OR last_used_at < now() - interval '{LAST_USED_EVERY}'))"
-        " SELECT person_id, is_admin, is_facilitator, scope, expires_at FROM t",
-        token_hash,
-    )
-
-
 async def session_principals(conn: Conn, token_hashes: list[bytes]) -> list[asyncpg.Record]:
-    """:func:`session_principal` for several live sessions or access tokens at once (with their ``token_hash``)."""
+    """The owners of live sessions or access tokens (with each row's ``token_hash`` and the session's ``kind``)."""
     return await conn.fetch(
         "SELECT s.token_hash, s.person_id, s.kind, s.csrf_token, s.expires_at, p.is_admin, p.is_facilitator"
         " FROM sessions s JOIN people p ON p.id = s.person_id"
@@ -151,7 +129,8 @@ async def session_principals(conn: Conn, token_hashes: list[bytes]) -> list[asyn
 
 
 async def api_token_principals(conn: Conn, token_hashes: list[bytes]) -> list[asyncpg.Record]:
-    """:func:`api_token_principal` for several tokens at once (with their ``token_hash``)."""
+    """The owners of live API tokens (with each row's ``token_hash``); ``last_used_at`` is touched at most every
+    ``LAST_USED_EVERY``."""
     return await conn.fetch(
         "WITH t AS (SELECT t.id, t.token_hash, t.person_id, t.scope, t.expires_at, t.last_used_at, p.is_admin,"
         " p.is_facilitator FROM api_tokens t JOIN people p ON p.id = t.person_id"
