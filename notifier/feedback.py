@@ -14,8 +14,9 @@ person:
 What is true at the flush counts: a hidden report sends nothing; a hidden comment (or an answer to
 one), a comment its author deleted and kudos taken back are left out; nothing left, no email. An
 edited comment is mailed as it reads at the flush (so edits and deletes need no events). The data
-comes from services/milestones (``report_get``, ``comment_list``) and services/convoys
-(``convoy_recipients``, and ``facilitators`` when a facilitator took part), asked once per batch.
+comes from services/milestones (``feedback_reports``: hidden, company and kudos of every report of
+the pass in one request; ``comment_list`` per batch with comments) and services/convoys
+(``convoy_recipients``, and ``facilitators`` when a facilitator took part), asked at the flush.
 
 Exactly once: the delivery keys name the batch, so a flusher that dies mid-way (its lease runs out,
 another takes the batch over) or a failed send retried later sends only what was not sent; the
@@ -30,7 +31,7 @@ import asyncio
 import functools
 import re
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -253,7 +254,14 @@ class Feedback:
         batches = await self.queue.claim_due(BATCHES_PER_PASS, LEASE_S)
         if not batches:
             return 0
-        prepared = await asyncio.gather(*(self.prepare(b) for b in batches), return_exceptions=True)
+        try:
+            reports = await self.reports(b.report_id for b in batches if b.items)
+        except Exception as exc:  # nothing sent: every batch of the pass is tried again
+            await asyncio.gather(*(self._failed(b, exc) for b in batches))
+            return len(batches)
+        prepared = await asyncio.gather(
+            *(self.prepare(b, reports.get(b.report_id)) for b in batches), return_exceptions=True
+        )
         ready = [(b, p) for b, p in zip(batches, prepared, strict=True) if not isinstance(p, BaseException)]
         failed = [(b, p) for b, p in zip(batches, prepared, strict=True) if isinstance(p, BaseException)]
         prefs: dict[uuid.UUID, api.NotificationPrefs] = {}
@@ -292,29 +300,41 @@ class Feedback:
 
     async def deliver(self, batch: FeedbackBatch) -> None:
         """The batch's emails, as things stand now (hidden content and kudos taken back left out)."""
-        sends = await self.prepare(batch)
+        reports = await self.reports([batch.report_id])
+        sends = await self.prepare(batch, reports.get(batch.report_id))
         if sends:
             await self.send(batch, sends, await self.mail.preferences.get_many(s.to.person_id for s in sends))
 
-    async def prepare(self, batch: FeedbackBatch) -> list[_Email]:
-        """The batch's emails, rendered as things stand now (nothing sent yet; none: nothing to say)."""
+    async def reports(self, report_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, api.FeedbackReport]:
+        """What the batches' emails need of their reports as things stand now (hidden, company, who
+        gives kudos), for a whole pass in one request to services/milestones; a report that is gone
+        is not in the answer."""
+        wanted = list(dict.fromkeys(report_ids))
+        if not wanted:
+            return {}
+        answer = await self.rt.rpc.call(Milestones.FEEDBACK_REPORTS, api.FeedbackAsk(report_ids=wanted))
+        return {r.id: r for r in answer.reports}
+
+    async def prepare(self, batch: FeedbackBatch, report: api.FeedbackReport | None) -> list[_Email]:
+        """The batch's emails, rendered as things stand now (nothing sent yet; none: nothing to say).
+        ``report``: the batch's report as :meth:`reports` found it just before (None: it is gone)."""
         if not batch.items:
             return []
+        if report is None:
+            log.info("feedback dropped: the report is gone", batch_id=str(batch.id))
+            return []
         rpc = self.rt.rpc
-        asks: list[Awaitable[Any]] = [
-            rpc.call(Milestones.REPORT_GET, api.GetReport(actor=api.SYSTEM, report_id=batch.report_id)),
-            recipients.of(self.rt).get(batch.convoy_id),
-        ]
+        asks: list[Awaitable[Any]] = [recipients.of(self.rt).get(batch.convoy_id)]
         if any(i.kind == "comment" for i in batch.items):
             asks.append(
                 rpc.call(Milestones.COMMENT_LIST, api.ReportAction(actor=api.SYSTEM, report_id=batch.report_id))
             )
         try:
-            report, members, *rest = await asyncio.gather(*asks)
+            members, *rest = await asyncio.gather(*asks)
         except NotFound:
             log.info("feedback dropped: the report or convoy is gone", batch_id=str(batch.id))
             return []
-        assert isinstance(report, api.Report) and isinstance(members, api.Recipients)
+        assert isinstance(members, api.Recipients)
         if report.hidden:
             log.info("feedback dropped: the report is hidden", batch_id=str(batch.id))
             return []
@@ -479,7 +499,7 @@ def _visible_comments(items: list[FeedbackItem], comments: api.Comments) -> list
     return out
 
 
-def _kudos_still_given(items: list[FeedbackItem], report: api.Report) -> list[uuid.UUID]:
+def _kudos_still_given(items: list[FeedbackItem], report: api.FeedbackReport) -> list[uuid.UUID]:
     """Who gave kudos in the batch and has not taken them back, in order, once each."""
     given = set(report.kudos_by)
     return list(dict.fromkeys(i.actor_id for i in items if i.kind == "kudos" and i.actor_id in given))

@@ -927,6 +927,29 @@ class GetReport(Body, kw_only=True):
     report_id: uuid.UUID
 
 
+class FeedbackAsk(Body, kw_only=True):
+    """services/notifier's feedback flusher: the reports of the batches it is about to send (issue #21)."""
+
+    report_ids: Annotated[list[uuid.UUID], Meta(max_length=100)]
+
+
+class FeedbackReport(Reply, kw_only=True):
+    """What a feedback email needs of its report, as things stand now."""
+
+    id: uuid.UUID
+    convoy_id: uuid.UUID
+    company_id: uuid.UUID
+    company_name: str
+    hidden: bool
+    kudos_by: list[uuid.UUID] = []
+    """Who gives kudos now (taken back: not listed), in the order given."""
+
+
+class FeedbackReports(Reply, kw_only=True):
+    reports: list[FeedbackReport]
+    """The asked reports that exist (a purged or unknown one is left out), in no particular order."""
+
+
 class ReportList(Reply, kw_only=True):
     reports: list[Report]
 

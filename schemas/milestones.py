@@ -97,3 +97,6 @@ class Milestones(Contract, service="milestones"):
     """services/convoys only: a charter change binds here before it is answered (its ``charter.updated``
     event follows, idempotent)."""
     CHECK_OUTCOMES = Op(api.OutcomesAsk, api.Outcomes, callers={"convoys"})
+    FEEDBACK_REPORTS = Op(api.FeedbackAsk, api.FeedbackReports, callers={"notifier"})
+    """services/notifier only: what its feedback emails need of their reports (hidden, company, kudos),
+    for all the batches of a flush pass in one request and one statement."""

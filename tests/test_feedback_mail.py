@@ -16,16 +16,19 @@ import nats.js.errors
 import pytest
 
 from notifier import feedback, replies
+from schemas import api
 from schemas import envelope as env
 from schemas import events as ev
+from schemas.milestones import Milestones
 from services import embedded
 from services.registry import backend
-from services.runtime import signing
+from services.runtime import claims, signing
+from services.runtime.rpc import RpcClient
 from services.runtime.service import serve
 from services.runtime.settings import Settings
 from tests.conftest import SmtpSink, Stack, eventually, html_of, text_of
 from tests.test_email_replies import reply, send
-from tests.world import Rep, World, build_world, invite_and_accept
+from tests.world import Rep, World, build_world, invite_and_accept, rpc_answered
 
 WINDOW_S = 2.0
 
@@ -354,3 +357,48 @@ async def test_a_batch_that_fails_in_a_pass_is_retried_alone_and_the_others_are_
     await settled(stack)
     for rep in (anna, alex, ben):
         assert len(mails(smtp_sink, rep.email, "feedback")) == 1
+
+
+async def test_a_pass_reads_its_reports_in_one_request_and_what_is_true_at_the_flush_counts(
+    client: httpx.AsyncClient, smtp_sink: SmtpSink, stack: Stack
+) -> None:
+    """The flusher asks services/milestones for the reports of a whole pass at once (``FEEDBACK_REPORTS``:
+    hidden, company, kudos as given now), never ``REPORT_GET`` per batch; a report hidden within the
+    window sends nothing, the others list exactly the kudos given, and an unknown report is left out."""
+    world, alex = await feedback_world(client, smtp_sink)
+    anna, ben, clara = world.reps["a"], world.reps["b"], world.reps["c"]
+    reports = {key: await post_report(client, world, key, f"Bericht {key}") for key in ("a", "b", "c")}
+    for rep in (anna, alex, ben, clara):  # the notices are out (their consumer reads no report here)
+        await first_mail(smtp_sink, rep.email, "report", count=2)
+    report_gets = await rpc_answered(client, "milestones", "report_get")
+    asked = await rpc_answered(client, "milestones", "feedback_reports")
+
+    await kudos(client, reports["a"], clara.auth)
+    await kudos(client, reports["b"], anna.auth)
+    await kudos(client, reports["b"], clara.auth)
+    await kudos(client, reports["c"], ben.auth)
+    r = await client.post(f"/api/v1/reports/{reports['c']}/hide", json={"reason": "Werbung"}, headers=world.facilitator)
+    assert r.status_code == 200, r.text
+
+    answer = await RpcClient(stack.nc, 10, stack.subjects, signer=claims.Signer.from_settings(stack.settings)).call(
+        Milestones.FEEDBACK_REPORTS,
+        api.FeedbackAsk(report_ids=[uuid.UUID(reports["a"]), uuid.UUID(reports["c"]), uuid.uuid4()]),
+    )
+    found = {str(f.id): f for f in answer.reports}
+    assert sorted(found) == sorted([reports["a"], reports["c"]])  # the unknown one left out
+    assert (found[reports["a"]].hidden, found[reports["c"]].hidden) == (False, True)
+    assert found[reports["a"]].kudos_by == [uuid.UUID(clara.person_id)]
+    assert str(found[reports["a"]].company_id) == anna.company_id
+    assert found[reports["a"]].company_name == "Sanitär Müller"
+    assert str(found[reports["c"]].convoy_id) == world.convoy_id
+
+    to_anna = text_of(await first_mail(smtp_sink, anna.email, "feedback"))
+    assert "Kudos von: Clara Stahl (Metallbau Stahl)" in to_anna.splitlines()
+    to_ben = text_of(await first_mail(smtp_sink, ben.email, "feedback"))
+    assert "Kudos from: Anna Müller (Sanitär Müller), Clara Stahl (Metallbau Stahl)" in to_ben.splitlines()
+    await settled(stack)
+    assert mails(smtp_sink, clara.email, "feedback") == []  # her report was hidden before the flush
+    assert len(mails(smtp_sink, alex.email, "feedback")) == 1
+    assert await rpc_answered(client, "milestones", "report_get") == report_gets
+    # one request per pass: at most one per batch (three), besides the one above
+    assert 2 <= await rpc_answered(client, "milestones", "feedback_reports") - asked <= 4

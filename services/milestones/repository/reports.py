@@ -259,6 +259,18 @@ async def report_row(conn: Conn, report_id: uuid.UUID, *, lock: bool = False) ->
     return await conn.fetchrow("SELECT * FROM reports WHERE id = $1" + (" FOR UPDATE" if lock else ""), report_id)
 
 
+async def feedback_rows(conn: Conn, report_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
+    """What a feedback email needs of each report (``api.FeedbackReport``): company, whether it is
+    hidden, who gives kudos now (in the order given, as ``REPORT_COLUMNS``); reports that do not
+    exist are left out."""
+    return await conn.fetch(
+        "SELECT r.id, r.convoy_id, r.company_id, c.name AS company_name, r.hidden_at IS NOT NULL AS hidden,"
+        " ARRAY(SELECT kd.person_id FROM kudos kd WHERE kd.report_id = r.id ORDER BY kd.given_at) AS kudos_by"
+        " FROM reports r JOIN companies c ON c.company_id = r.company_id WHERE r.id = ANY($1::uuid[])",
+        report_ids,
+    )
+
+
 async def save_version(conn: Conn, row: asyncpg.Record, editor_id: uuid.UUID) -> None:
     body = {k: row[k] for k in ("done", "next", "blockers", "help_wanted", "help_topic", "mood", "facilitator_note")}
     await conn.execute(
