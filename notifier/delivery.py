@@ -132,32 +132,29 @@ class Mailer:
         # The claim commits while the SMTP envelope (MAIL FROM, RCPT TO) goes out; DATA waits for it
         # (SmtpPool.send). The crash window is as before: nothing is delivered before the key is
         # claimed, and a crash between the claim and the server's 250 leaves it "sending" (uncertain).
-        # A connection is waited for once the message is built, so a fan-out's next messages are
-        # built while the connections carry the ones before them (the pool is never idle for that).
-        async with self.in_flight:
-            claim = self.log.claim_soon(key, event_id, "email", to_email)
-            try:
-                # the key names kind and ids, never an address (like the "email sent" log line)
-                with tracing.span("email send", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}):
-                    sent = await self.smtp.send(message, claim)
-            except Exception as exc:
-                if claim.done() and not claim.cancelled() and claim.exception() is exc:
-                    raise  # the claim itself failed (the database): nothing was sent, the envelope dropped
-                # the SMTP exchange failed, maybe before the claim was decided (the envelope goes out
-                # while it commits): recorded only if this send holds the key
-                if not await claim:
-                    SENT.labels("email", "duplicate").inc()
-                    return
-                if isinstance(exc, PermanentDeliveryError):
-                    await self.deliveries.finish(key, "failed", str(exc))
-                    SENT.labels("email", "refused").inc()
-                    log.warning("email refused for good", key=key, error=str(exc))
-                    return
-                await self.deliveries.note_error(key, repr(exc))
-                SENT.labels("email", "retry").inc()
-                # Not the SMTP client's own OSError/TimeoutError: raised inside the consumer's database
-                # transaction, those would read as "database unavailable" and never be dead-lettered.
-                raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
+        claim = self.log.claim_soon(key, event_id, "email", to_email)
+        try:
+            # the key names kind and ids, never an address (like the "email sent" log line)
+            with tracing.span("email send", kind=tracing.SpanKind.CLIENT, attributes={"convoy.delivery_key": key}):
+                sent = await self.smtp.send(message, claim)
+        except Exception as exc:
+            if claim.done() and not claim.cancelled() and claim.exception() is exc:
+                raise  # the claim itself failed (the database): nothing was sent, the envelope dropped
+            # the SMTP exchange failed, maybe before the claim was decided (the envelope goes out
+            # while it commits): recorded only if this send holds the key
+            if not await claim:
+                SENT.labels("email", "duplicate").inc()
+                return
+            if isinstance(exc, PermanentDeliveryError):
+                await self.deliveries.finish(key, "failed", str(exc))
+                SENT.labels("email", "refused").inc()
+                log.warning("email refused for good", key=key, error=str(exc))
+                return
+            await self.deliveries.note_error(key, repr(exc))
+            SENT.labels("email", "retry").inc()
+            # Not the SMTP client's own OSError/TimeoutError: raised inside the consumer's database
+            # transaction, those would read as "database unavailable" and never be dead-lettered.
+            raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from exc
         if not sent:
             SENT.labels("email", "duplicate").inc()
             return
@@ -176,12 +173,16 @@ class Mailer:
         records the one flush below (notifier/batching.py), instead of a commit or two each.
         """
 
-        async def one(send: Send) -> None:
+        async def one(send: Send, bounded: bool) -> None:
             batched.set(True)  # this task's sends leave their "sent" record to the flush below
-            await send()
+            if bounded:
+                async with self.in_flight:
+                    await send()
+            else:
+                await send()
 
         results: list[BaseException | None] = await asyncio.gather(
-            *(one(s) for s in sends), *(one(s) for s in alongside), return_exceptions=True
+            *(one(s, True) for s in sends), *(one(s, False) for s in alongside), return_exceptions=True
         )
         try:
             await self.log.flush()  # every "sent" record written before the event is acknowledged
