@@ -4,7 +4,7 @@
 
 ``BENCH_SCALE`` (or ``--scale``) sizes every scenario: 1, the default, is the size issue #9 names
 (1,000 convoys fan-out, 100,000 convoys in the scheduler, 60 s of latency load, …) and takes about
-6 minutes on 2 cores; 0.1 is a quick look (about 2 minutes). Results go to
+8 minutes on 2 cores; 0.1 is a quick look (about 2 minutes). Results go to
 bench/results/<scenario>.json; docs/performance.md gets the table between its markers.
 """
 
