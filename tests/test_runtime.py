@@ -85,8 +85,9 @@ def created(name: str) -> ev.ConvoyCreated:
 
 
 @contextlib.asynccontextmanager
-async def start_probe(settings: Settings) -> AsyncIterator[Running]:
-    probe = Probe()
+async def start_probe(settings: Settings, probe: Probe | None = None) -> AsyncIterator[Running]:
+    """A service process running ``probe`` (a plain :class:`Probe` by default), until its consumers run."""
+    probe = probe or Probe()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(probe, settings, stop))  # type: ignore[arg-type]
     nc = await nats.connect(settings.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
@@ -186,19 +187,7 @@ async def test_a_one_statement_consumer_records_the_event_in_its_statement(setti
     """No BEGIN, no separate processed_events insert, no COMMIT: one statement per event, and a
     redelivered copy (another message id, the same event id) has no second effect."""
     probe = OneStatementProbe()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(probe, settings, stop))  # type: ignore[arg-type]
-    nc = await nats.connect(settings.nats_url)
-    subjects = Subjects(settings.namespace)
-    running = Running(probe=probe, settings=settings, subjects=subjects, nc=nc)
-    try:
-
-        async def consuming() -> bool:
-            if task.done():
-                task.result()
-            return probe.rt is not None and all(c.running for c in probe.rt._consumers)
-
-        await eventually(consuming, timeout=20)
+    async with start_probe(settings, probe) as running:
         data = env.encode(env.new_envelope(created("twice"), producer="test"))
         await running.publish_raw(data)
         await running.publish_raw(data)
@@ -212,11 +201,6 @@ async def test_a_one_statement_consumer_records_the_event_in_its_statement(setti
         assert sorted(probe.answers) == [("after", True), ("twice", False), ("twice", True)]
         assert probe.statements == ["WITH", "WITH", "WITH"]  # one statement per event, nothing else
         assert await running.seen() == ["after", "twice"]
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-        await delete_streams(nc, subjects)
-        await nc.close()
 
 
 @dataclass
@@ -241,19 +225,7 @@ async def test_a_quiet_event_is_recorded_without_its_handler(settings: Settings)
     """An event that needs nothing but its record is recorded once (a redelivered copy finds the record), its
     handler never runs; the others go through the handler as always; a failing ``quiet`` is retried."""
     probe = QuietProbe()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(probe, settings, stop))  # type: ignore[arg-type]
-    nc = await nats.connect(settings.nats_url)
-    subjects = Subjects(settings.namespace)
-    running = Running(probe=probe, settings=settings, subjects=subjects, nc=nc)
-    try:
-
-        async def consuming() -> bool:
-            if task.done():
-                task.result()
-            return probe.rt is not None and all(c.running for c in probe.rt._consumers)
-
-        await eventually(consuming, timeout=20)
+    async with start_probe(settings, probe) as running:
         quiet = env.new_envelope(created("quiet"), producer="test")
         await running.publish_raw(env.encode(quiet))
         await running.publish_raw(env.encode(quiet))  # another message id: JetStream keeps both
@@ -276,11 +248,6 @@ async def test_a_quiet_event_is_recorded_without_its_handler(settings: Settings)
         assert probe.asked.count("quiet") == 2 and probe.asked.count("quiet-fails") == 2
         assert dict(probe.attempts) == {"loud": 1}  # the handler saw the loud event only
         assert await running.seen() == ["loud"]
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 20)
-        await delete_streams(nc, subjects)
-        await nc.close()
 
 
 async def test_malformed_event_is_dead_lettered_and_the_consumer_carries_on(running: Running) -> None:
