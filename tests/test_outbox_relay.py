@@ -1,5 +1,6 @@
 """The outbox relay against real PostgreSQL and NATS: order across batches, atomic batches and their
-fallback, a lost DELETE (rows published twice), the dead-letter stream's retention."""
+fallback, a lost DELETE (rows published twice), the DELETE on the next fetch, the dead-letter stream's
+retention."""
 
 from __future__ import annotations
 
@@ -183,6 +184,43 @@ async def test_rows_published_twice_are_stored_once(bed: Bed) -> None:
         await eventually(bed.drained, timeout=30)
         assert relay.atomic  # a duplicate refuses one batch, not atomic batches for good
     assert_in_order_once(await bed.stream(), ids, first + later)
+
+
+async def test_acknowledged_rows_leave_with_the_next_fetch_or_at_stop(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The DELETE of acknowledged rows rides on the relay's next fetch (issue #21): a round leaves its rows
+    to the next round's fetch, which deletes them in its statement; stopping the relay deletes the rest."""
+    relay = outbox.Relay(service=SERVICE, nc=bed.nc, settings=bed.settings)
+    publisher = outbox.Publisher(bed.nc)
+    await publisher.start()
+    conn = await relay._connect()  # the relay's own session, as it leads
+    stop = asyncio.Event()
+    convoys = [uuid.uuid4() for _ in range(3)]
+    try:
+        first = await bed.write(convoys[:1])
+        assert await relay.relay_all(conn, publisher, stop) == 2
+        assert await bed.outbox_rows() == 2 and len(relay.acked) == 2  # acknowledged: no statement of its own
+        second = await bed.write(convoys[1:2])
+        assert await relay.relay_all(conn, publisher, stop) == 2  # its fetch deleted the first two
+        async with bed.db.connection() as db_conn:
+            assert [r["event_id"] for r in await db_conn.fetch("SELECT event_id FROM outbox ORDER BY seq")] == second
+        assert await relay.relay_all(conn, publisher, stop) == 0  # nothing new: the look deletes the rest
+        assert await bed.outbox_rows() == 0 and relay.acked == []
+    finally:
+        await publisher.close()
+        await conn.close()
+    # run(): rows acknowledged at the stop are deleted before the relay lets go (not left for LINGER_S)
+    monkeypatch.setattr(outbox, "LINGER_S", 60.0)
+    async with bed.relaying() as running:
+        third = await bed.write(convoys[2:])
+
+        async def stored() -> bool:
+            return (await bed.js.stream_info(bed.subjects.events_stream)).state.messages == 6
+
+        await eventually(stored, timeout=30)
+    assert await bed.outbox_rows() == 0 and running.acked == []
+    assert_in_order_once(await bed.stream(), first + second + third, convoys)
 
 
 async def test_streams_allow_atomic_batches_and_dead_letters_expire(bed: Bed) -> None:

@@ -11,9 +11,13 @@ Throughput (issue #9, bench ``scheduler``): while the acks of the batch in fligh
 rows are already being fetched (issue #21; ``in_flight`` > 1 also publishes further batches, see
 ``IN_FLIGHT``), so JetStream (``sync_interval: always``: an fsync per
 message or atomic batch) is never left waiting on PostgreSQL for long.
-A batch's rows are deleted in one statement once all of its acks are in; a failed publish stops
-the pipeline, the batches already in flight are settled (acked rows deleted), and the rest stays
-for the next round.
+A row is deleted once JetStream has acknowledged it, by the relay's next fetch (one statement
+for both: issue #21), or ``LINGER_S`` later when no fetch comes sooner; a failed publish stops the
+pipeline, the batches already in flight are settled (acked rows to be deleted), and the rest stays
+for the next round. An acknowledged row that is not deleted yet (a crash, a lost leadership, or a
+delete not yet flushed: the relay's session commits without waiting for the WAL) is published again
+later: JetStream drops the copy within its duplicate window, and every consumer records the events it
+handled, so a copy after the window has no effect either.
 """
 
 from __future__ import annotations
@@ -62,12 +66,19 @@ published once this one is settled. One atomic batch in flight already relays ~2
 POLL_S = 1.0
 
 FETCH = (
-    # outbox_pkey in seq order; the batches in flight are skipped (their rows are still there until
-    # their acks are in). Not "seq > last": a transaction that took its seq earlier may commit later.
-    "SELECT seq, event_id::text AS event_id, subject, data FROM outbox"
+    # The rows acknowledged since the last fetch ($3) are deleted in the same statement, and the next
+    # rows read in outbox_pkey's seq order. Skipped: the batches in flight (their rows stay until their
+    # acks are in) and the rows deleted here (the SELECT's snapshot predates the DELETE), both in $1.
+    # Not "seq > last": a transaction that took its seq earlier may commit later.
+    "WITH gone AS (DELETE FROM outbox WHERE seq = ANY($3::bigint[]))"
+    " SELECT seq, event_id::text AS event_id, subject, data FROM outbox"
     " WHERE seq <> ALL($1::bigint[]) ORDER BY seq LIMIT $2"
 )
 DELETE = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])"
+LINGER_S = 0.05
+"""How long acknowledged rows wait for the next fetch to delete them before a round is run for them alone.
+Under a steady load (a report every few ms) the next wake-up comes first, and the delete costs no round trip
+of its own; when the outbox falls quiet, the rows are gone within this."""
 ATOMIC_MAX = 1000
 """nats-server's default limit on the messages of one atomic batch."""
 ERR_DUPLICATE_IN_BATCH = 10201
@@ -274,6 +285,8 @@ class Relay:
         """Publish each batch as JetStream atomic batches (one fsync per batch); off after a server refused one."""
         self.wake = asyncio.Event()
         self.leader = False
+        self.acked: list[int] = []
+        """Seqs of rows JetStream acknowledged and not yet deleted (the next fetch deletes them)."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay while this replica holds the relay lock; stand by while another does; until ``stop``."""
@@ -291,6 +304,9 @@ class Relay:
                 # where that list is a parameter searched linearly per row (not hashed) and LIMIT unknown:
                 # 35-430 ms a fetch during a busy slot (issue #21); planned with its values, a few ms
                 "plan_cache_mode": "force_custom_plan",
+                # This session only reads and deletes relayed rows: a delete lost with the last moments of a
+                # crash republishes them (dropped as duplicates), so its commit need not wait for the WAL
+                "synchronous_commit": "off",
             },
         )
 
@@ -298,6 +314,8 @@ class Relay:
         """The leader's work, on the lock's connection: relay on every commit (NOTIFY) and every ``POLL_S``."""
         publisher = Publisher(self.nc)
         self.leader = True
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(lambda _: self.wake.set())  # a stop ends the wait for the next round
         try:
             await conn.add_listener(wake_channel(self.service), lambda *_: self.wake.set())
             await publisher.start()
@@ -316,12 +334,17 @@ class Relay:
                     await wait_or_stop(stop, min(0.5 * 2**failures, 10.0))
                     continue
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), POLL_S)
+                    await asyncio.wait_for(self.wake.wait(), LINGER_S if self.acked else POLL_S)
                 if conn.is_closed():
                     raise asyncpg.exceptions.ConnectionDoesNotExistError("listener connection closed")
         finally:
+            stopping.cancel()
             self.leader = False
             await publisher.close()
+            if self.acked and not conn.is_closed():  # stopping: what is acknowledged leaves the outbox now
+                with contextlib.suppress(Exception):
+                    await conn.execute(DELETE, self.acked, timeout=2)
+                    self.acked = []
 
     async def relay_all(self, conn: asyncpg.Connection, publisher: Publisher, stop: asyncio.Event) -> int:
         """Publish what the outbox holds, up to ``in_flight`` batches at a time, until it is empty.
@@ -355,13 +378,14 @@ class Relay:
                     # (issue #21: the relay keeps up with a busy slot). They are published only once that
                     # batch is settled, so a failed batch is never followed by a later one.
                     ahead = asyncio.ensure_future(self._fetch(conn, _seqs(flying)))  # taken now: not after popleft
-                sent += await self._settle(conn, publisher, flying.popleft(), ahead)
+                sent += await self._settle(publisher, flying.popleft())
                 # ``more`` stays what the last look found: after a full batch, look again (``ahead``); after
                 # a short one, stop. Rows committed meanwhile woke the relay for its next round (their
                 # NOTIFY comes after ``wake`` was cleared for this one; POLL_S catches anything else), so a
                 # look here, empty under a steady load, would be one more round trip per wake-up.
         except Exception:
-            # Publish nothing more; settle what is in flight (delete what JetStream acknowledged).
+            # Publish nothing more; settle what is in flight (what JetStream acknowledged is deleted by the
+            # next fetch).
             # (Cancelled: the rows simply stay; their next publish is a duplicate JetStream drops.)
             if ahead is not None:
                 with contextlib.suppress(Exception):
@@ -369,17 +393,23 @@ class Relay:
                 ahead = None
             while flying:
                 with contextlib.suppress(Exception):
-                    await self._settle(conn, publisher, flying.popleft())
+                    await self._settle(publisher, flying.popleft())
             raise
         finally:
             if ahead is not None:  # cancelled while fetching ahead
                 ahead.cancel()
 
     async def _fetch(self, conn: asyncpg.Connection, in_flight: list[int]) -> list[asyncpg.Record]:
-        """The next rows in seq order, leaving out those in flight (``in_flight``: their seqs)."""
+        """The next rows in seq order, leaving out those in flight (``in_flight``: their seqs); deletes the
+        rows acknowledged so far (:attr:`acked`)."""
         if conn.is_closed():
             raise asyncpg.exceptions.ConnectionDoesNotExistError("relay connection closed")
-        return await conn.fetch(FETCH, in_flight, self.batch)
+        gone, self.acked = self.acked, []
+        try:
+            return await conn.fetch(FETCH, in_flight + gone, self.batch, gone)
+        except BaseException:
+            self.acked = gone + self.acked  # not known to be deleted: the next fetch deletes them again
+            raise
 
     async def _publish(self, publisher: Publisher, rows: list[asyncpg.Record]) -> _Batch:
         # One PRODUCER span per event when tracing is on, continuing the context stored in its
@@ -435,17 +465,9 @@ class Relay:
             run.tokens.append(token)
             run.futures.append(future)
 
-    async def _settle(
-        self,
-        conn: asyncpg.Connection,
-        publisher: Publisher,
-        batch: _Batch,
-        ahead: asyncio.Future[list[asyncpg.Record]] | None = None,
-    ) -> int:
-        """Wait for the batch's acks; delete the acknowledged rows; raise if any publish failed.
-
-        ``ahead``: a fetch running on ``conn`` meanwhile; awaited (not consumed) before the DELETE.
-        """
+    async def _settle(self, publisher: Publisher, batch: _Batch) -> int:
+        """Wait for the batch's acks; leave the acknowledged rows to the next fetch's delete (:attr:`acked`);
+        raise if any publish failed."""
         results: list[object] = []
         for run in batch.runs:
             outcome = await self._outcome(publisher, run)
@@ -468,10 +490,8 @@ class Relay:
                     tracing.record_error(res, span)
                 span.end()
         acked = [r for r, res in zip(batch.rows, results, strict=True) if not isinstance(res, BaseException)]
-        if ahead is not None:
-            await asyncio.wait([ahead])  # one query at a time on a connection (its outcome is the caller's)
         if acked:
-            await conn.execute(DELETE, [r["seq"] for r in acked])
+            self.acked += [r["seq"] for r in acked]
             PUBLISHED.labels(self.service).inc(len(acked))
             for event_type, n in Tally(Subjects.name_of(r["subject"]) for r in acked).items():
                 metrics.EVENTS_PUBLISHED.labels(self.service, event_type).inc(n)
