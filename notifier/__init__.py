@@ -13,7 +13,7 @@ import functools
 from importlib import resources
 from pathlib import Path
 
-from notifier import recipients, replies
+from notifier import recipients, render, replies
 from notifier.consumers import Consumers
 from notifier.delivery import Mailer
 from notifier.privacy import MESSAGES_CONSUMER, PrivacyRules
@@ -36,6 +36,7 @@ async def setup(rt: Runtime) -> None:
     if not rt.settings.notifier_box_key:
         raise RuntimeError("CONVOY_NOTIFIER_BOX_KEY is not set: sealed email requests cannot be read")
     sealing.public_of(rt.settings.notifier_box_key)  # a key that is not one stops the start, not every message
+    render.compile_templates()  # before the first event: its email waits for no compilation
     mail = Mailer(rt.settings, rt.db)
     privacy = PrivacyRules(rt)
     svc = NotifierService(rt, mail.preferences, privacy)

@@ -92,6 +92,8 @@ def environment() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        # the templates ship with the code: no stat of the file behind every get_template (two per email)
+        auto_reload=False,
     )
     shared.install_gettext(env, translations, FALLBACK)
     return env

@@ -138,6 +138,15 @@ def filled(shared: Rendered, slots: tuple[tuple[str, str, str], ...]) -> Rendere
     return Rendered(subject=shared.subject, text=text, html=html, lang=shared.lang, shared=shared, slots=slots)
 
 
+def compile_templates() -> int:
+    """Compile every email template now (at the notifier's start), not on the first email of each kind after
+    a deploy (~0.13 s for all of them); returns how many."""
+    names = _env.list_templates(extensions=("html", "txt"))
+    for name in names:
+        _env.get_template(name)
+    return len(names)
+
+
 def from_templates(name: str, context: Mapping[str, Any], *, subject: str, lang: str) -> Rendered:
     """One email from its two templates, ``<name>.txt`` and ``<name>.html``, rendered with ``context``."""
     return Rendered(

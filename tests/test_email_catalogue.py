@@ -168,3 +168,13 @@ def test_every_html_email_extends_the_one_layout_and_no_words_live_outside_the_c
     for module in NOTIFIER.rglob("*.py"):
         code = module.read_text(encoding="utf-8")
         assert '"de": {' not in code and not re.search(r"\bif (de|german) else\b", code), module.name
+
+
+def test_every_email_template_is_compiled_at_the_notifiers_start() -> None:
+    """The notifier compiles its templates before its first event (notifier/__init__.py ``setup``): a broken
+    template stops the start instead of an email, and no email after a deploy waits for a compilation."""
+    files = sorted(p.name for p in TEMPLATES.iterdir() if p.suffix in {".html", ".txt"})
+    assert render.compile_templates() == len(files) >= 20
+    cached = {key[1] for key in render._env.cache or {}}  # served from here, never read or checked again
+    assert set(files) <= cached
+    assert render._env.auto_reload is False
