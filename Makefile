@@ -33,7 +33,7 @@ test-fast: $(BIN)/.installed ## the inner loop: no browser, no process-level run
 chaos: $(BIN)/.installed ## fault scenarios at full size (kill -9, NATS/PostgreSQL outages, cluster); prints counts into docs/reliability.md
 	$(BIN)/python -m pytest -m chaos -p tests.chaos_report -p no:logging
 
-bench: $(BIN)/.installed ## benchmarks on the embedded stack at issue #9's sizes (~6 min; BENCH_SCALE=0.1: ~2 min); updates docs/performance.md
+bench: $(BIN)/.installed ## benchmarks on the embedded stack at issue #9's sizes (~8 min; BENCH_SCALE=0.1: ~2 min); updates docs/performance.md
 	$(BIN)/python -m bench
 
 chromium: ## Debian's chromium for the browser tests (apt-get, only where it is missing)
