@@ -121,9 +121,16 @@ async def open_loop(
     return latencies, time.perf_counter() - begin, starts
 
 
+KEEPALIVE_S = 4.0
+"""How long the load generator keeps an idle connection: less than uvicorn's ``timeout_keep_alive`` (5 s)."""
+
+
 def http_session(limit: int) -> aiohttp.ClientSession:
+    # A connection idle for longer than uvicorn's keep-alive (5 s) is closed by the server; aiohttp's own
+    # default (15 s) would reuse one that is closing and fail the run ("Can not write request body").
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit, force_close=False), timeout=aiohttp.ClientTimeout(total=60)
+        connector=aiohttp.TCPConnector(limit=limit, force_close=False, keepalive_timeout=KEEPALIVE_S),
+        timeout=aiohttp.ClientTimeout(total=60),
     )
 
 

@@ -33,7 +33,7 @@ from convoy_api.projects.controllers import MilestoneController, ProjectControll
 from convoy_api.reports.controllers import CommentController, ConvoyReportsController, ReportController
 from convoy_api.schedule.controllers import ScheduleController
 from schemas.subjects import Subjects
-from services.runtime import bus, claims, correlation, tracing
+from services.runtime import bus, claims, correlation, lifecycle, tracing
 from services.runtime.rpc import RpcClient
 from services.runtime.settings import Settings, refuse_open_edge
 
@@ -68,7 +68,9 @@ ROUTES: list[ControllerRouterHandler] = [
 ]
 
 
-def create_app(settings: Settings) -> Litestar:
+def create_app(settings: Settings, *, own_process: bool = False) -> Litestar:
+    """The API's app. ``own_process``: the process serves only it (:func:`serve`): once started, its start-up
+    heap is set aside from the garbage collector (services/runtime/lifecycle.py ``freeze_startup_heap``)."""
     refuse_open_edge(settings)  # before anything listens: the refused setting is named, the start stops
     tracing.configure(settings, "api")
 
@@ -93,6 +95,8 @@ def create_app(settings: Settings) -> Litestar:
         try:
             if settings.ops_port:
                 stop_ops = await ops.start(settings.http_host, settings.ops_port)
+            if own_process:  # the app, its routes and templates: out of the collector's way
+                lifecycle.freeze_startup_heap()
             yield
         finally:
             if stop_ops is not None:
@@ -124,7 +128,7 @@ def serve(settings: Settings) -> None:
     convoy_logging.configure(settings, "api")
     uvicorn.Server(
         uvicorn.Config(
-            create_app(settings),
+            create_app(settings, own_process=True),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,

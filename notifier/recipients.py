@@ -27,6 +27,8 @@ from __future__ import annotations
 import uuid
 import weakref
 
+import msgspec
+
 from schemas import api
 from schemas.convoys import Convoys
 from services.runtime.coalesce import Coalescer
@@ -40,14 +42,17 @@ MAX_CONVOYS = 20_000
 """Answers kept at most (a few kB each): the convoys with reports, feedback or replies in the last minutes."""
 
 _directories: weakref.WeakKeyDictionary[Runtime, Directory] = weakref.WeakKeyDictionary()
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(api.Recipients).decode
 
 
 class Directory:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.cache: VersionedCache[api.Recipients] = VersionedCache(
-            rt.settings.recipients_max_age_s, max_entries=MAX_CONVOYS
-        )
+        self.cache: VersionedCache[bytes] = VersionedCache(rt.settings.recipients_max_age_s, max_entries=MAX_CONVOYS)
+        """Answers kept encoded (msgpack), decoded on each use (2-12 µs): as bytes they are one object the garbage
+        collector skips, not a dozen it visits (their lists and UUIDs). Decoded, 17,000 answers made the
+        notifier's full collections take 50-100 ms at 100 reports/s (issue #21)."""
         self.asked = 0
         """Convoys asked of services/convoys (the rest were answered from the cache)."""
         self.fetcher: Coalescer[uuid.UUID, api.Recipients | None] = Coalescer(self._fetch, max_keys=MAX_PER_REQUEST)
@@ -64,9 +69,9 @@ class Directory:
 
         Not known here: asked of services/convoys as of now, possibly together with other convoys asked for
         meanwhile (the answer is services/convoys' as of that request, which leaves after this call)."""
-        found = self.cache.get(convoy_id)
-        if found is not None:
-            return found
+        kept = self.cache.get(convoy_id)
+        if kept is not None:
+            return _decode(kept)
         found = await self.fetcher.get(convoy_id)
         if found is None:
             raise NotFound("no such convoy")
@@ -78,7 +83,7 @@ class Directory:
         reply = await self.rt.rpc.call(Convoys.CONVOYS_RECIPIENTS, api.GetManyRecipients(convoy_ids=convoy_ids))
         for found in reply.recipients:
             if found is not None:
-                self.cache.put(found.convoy_id, found.version, found, ticket)
+                self.cache.put(found.convoy_id, found.version, _encode(found), ticket)
         return reply.recipients
 
 

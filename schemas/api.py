@@ -32,16 +32,19 @@ Language = Literal["de", "en"]
 Mood = Annotated[int, Meta(ge=1, le=5, description="confidence from 1 (low) to 5 (high)")]
 
 
-class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+# ``gc=False`` on the bases of every message (here, schemas/events.py, schemas/envelope.py): they are trees
+# of plain data that never refer back to themselves, so the garbage collector need not track them; the caches
+# that keep tens of thousands of answers (recipients, tokens) then add nothing to a full collection (issue #21).
+class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     """Base for bodies a client sends: unknown fields are an error, not silently dropped."""
 
 
-class Reply(msgspec.Struct, kw_only=True):
+class Reply(msgspec.Struct, kw_only=True, gc=False):
     """Base for what services answer."""
 
 
 # --- who is asking -----------------------------------------------------------------------------
-class Actor(msgspec.Struct, frozen=True, kw_only=True):
+class Actor(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The authenticated caller, as established by the API edge (or a service acting itself)."""
 
     person_id: uuid.UUID | None = None

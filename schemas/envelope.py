@@ -17,7 +17,7 @@ import msgspec
 from schemas import events as ev
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Metadata around one event; ``payload`` is the typed event."""
 
     id: uuid.UUID

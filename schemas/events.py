@@ -17,7 +17,7 @@ import msgspec
 from schemas.values import Cadence
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     TYPE: ClassVar[str]
     CHANNEL: ClassVar[str] = "events"
     SCHEMA_VERSION: ClassVar[int] = 1
@@ -142,7 +142,7 @@ class ObserverRemoved(Event, frozen=True, kw_only=True):
 
 
 # --- reports -----------------------------------------------------------------------------------
-class MilestoneMoved(msgspec.Struct, frozen=True, kw_only=True):
+class MilestoneMoved(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A milestone a report moved, as it stood then."""
 
     milestone_id: uuid.UUID
@@ -150,7 +150,7 @@ class MilestoneMoved(msgspec.Struct, frozen=True, kw_only=True):
     status: str
 
 
-class ReportSnapshot(msgspec.Struct, frozen=True, kw_only=True):
+class ReportSnapshot(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A report as written, as peers read it (no facilitator note): what ``report.submitted`` carries.
 
     Its fields are named as the HTTP reply's (``api.Report``), so the events in the stream from when
@@ -227,7 +227,7 @@ class HelpOffered(Event, frozen=True, kw_only=True):
 
 
 # --- check-in cycles (services/reminders) ------------------------------------------------------
-class Absence(msgspec.Struct, frozen=True, kw_only=True):
+class Absence(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A company that is not expected to report in a cycle, and why peers see no report."""
 
     company_id: uuid.UUID
@@ -382,7 +382,7 @@ class PoolContactDeleted(Event, frozen=True, kw_only=True):
 
 
 # --- data protection ---------------------------------------------------------------------------
-class FormerMembership(msgspec.Struct, frozen=True, kw_only=True):
+class FormerMembership(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     convoy_id: uuid.UUID
     company_id: uuid.UUID
 

@@ -419,6 +419,40 @@ async def test_a_killed_leader_is_replaced_and_nothing_fires_twice(
     assert events == ["cycle.opened:0", "cycle.nudge_due:0:1"]
 
 
+@pytest.mark.slow  # a reminders process of its own
+async def test_a_service_process_sets_its_startup_heap_aside_once_ready(stack: Stack) -> None:
+    """``convoy run <service>`` freezes what it built to start (services/runtime/lifecycle.py
+    ``freeze_startup_heap``), so the garbage collector's full collections no longer visit it (issue #21)."""
+    import os
+    import re
+    import sys
+
+    settings = stack.settings
+    env = {
+        **os.environ,
+        "CONVOY_DATABASE_URL": settings.database_url,
+        "CONVOY_NATS_URL": settings.nats_url,
+        "CONVOY_NAMESPACE": settings.namespace,
+        "CONVOY_REMINDERS_MANUAL_CLOCK": "true",
+        "CONVOY_LOG_LEVEL": "INFO",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "run", "reminders", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stderr is not None  # where the logs go
+        ready = ""
+        while "service ready" not in ready:  # the start takes a few seconds; the line comes once it is ready
+            ready = (await asyncio.wait_for(proc.stderr.readline(), 60)).decode()
+            assert ready, "the process ended before it was ready"
+        frozen = re.search(r"startup_objects\W+(\d+)", ready)
+        assert frozen is not None, ready
+        assert int(frozen.group(1)) > 10_000  # modules, classes, functions: a service's start-up heap
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
 def _executed_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
     """The nodes of an EXPLAIN (ANALYZE, FORMAT JSON) plan that ran at least once."""
     out = [node] if node.get("Actual Loops", 0) > 0 else []

@@ -1,10 +1,12 @@
-"""Lifecycle helpers shared by every background loop: a wait that a stop cuts short, and
-leadership through a PostgreSQL advisory lock (the outbox relay, the reminders scheduler)."""
+"""Lifecycle helpers shared by every process and background loop: the start-up heap set aside from the
+garbage collector, a wait that a stop cuts short, and leadership through a PostgreSQL advisory lock (the
+outbox relay, the reminders scheduler)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -16,6 +18,20 @@ STANDBY_S = 2.0
 """How often a standby replica tries the leader lock (so it takes over within seconds)."""
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 10.0
+
+
+def freeze_startup_heap() -> int:
+    """Set what the process built to start (modules, classes, routes, compiled templates, pools) aside from
+    the garbage collector; returns how many objects that is. Called once a process is ready to serve.
+
+    A full collection visits every tracked object, and most of a service's are these, which live as long as
+    the process: 100 to 200 ms pauses were measured in the notifier and the API at 100 reports/s (issue #21),
+    each leaving a queue that takes seconds to drain. Frozen objects are never visited or freed again (they
+    would not be freed anyway); what the process makes from here on is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:

@@ -31,7 +31,7 @@ from schemas import api
 from schemas import events as ev
 from schemas.contract import HANDLER_ATTRIBUTE, Contract, Op
 from schemas.subjects import Subjects
-from services.runtime import bus, claims, db, outbox, sealing, tracing
+from services.runtime import bus, claims, db, lifecycle, outbox, sealing, tracing
 from services.runtime import metrics as service_metrics
 from services.runtime.consumer import Consumer, ConsumerSpec, Handler, Quiet, StatementHandler, by_convoy
 from services.runtime.errors import ConvoyError
@@ -259,8 +259,12 @@ def _check_signature(op: Op[Any, Any], handler: Callable[..., Any]) -> None:
         raise RuntimeError(f"{handler.__qualname__} returns {gives}, but {op.name} answers {op.reply.__name__}")
 
 
-async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) -> None:
-    """Run ``module`` until ``stop`` is set; everything started is torn down in reverse order."""
+async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event, *, own_process: bool = False) -> None:
+    """Run ``module`` until ``stop`` is set; everything started is torn down in reverse order.
+
+    ``own_process``: the process is this service's alone (:func:`run`): once ready, its start-up heap is set
+    aside from the garbage collector (lifecycle.freeze_startup_heap). Not in a process that serves several
+    in turn, as the tests do: what one of them leaves would never be collected."""
     rt = Runtime(settings, module.NAME)
     tracing.configure(settings, module.NAME)
     async with contextlib.AsyncExitStack() as stack:
@@ -344,7 +348,8 @@ async def serve(module: ServiceModule, settings: Settings, stop: asyncio.Event) 
         stack.push_async_callback(finish_work)
         if settings.ops_port:
             stack.push_async_callback(await _ops_listener(rt, settings.http_host, settings.ops_port))
-        log.info("service ready", subjects=rt.subjects.rpc(module.NAME, "*"))
+        frozen = lifecycle.freeze_startup_heap() if own_process else None
+        log.info("service ready", subjects=rt.subjects.rpc(module.NAME, "*"), startup_objects=frozen)
         crashed = asyncio.create_task(_first_crash(tasks))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({crashed, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -419,7 +424,7 @@ def run(module: ServiceModule, settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(module, settings, stop)
+        await serve(module, settings, stop, own_process=True)
 
     try:
         run_loop(main(), settings)
