@@ -2029,6 +2029,8 @@ class Period(Body, kw_only=True):
     from_date: date
     to_date: date
     convoy_id: uuid.UUID | None = None
+    timezone: Timezone = "Europe/Berlin"
+    """Whose days the dates are: a check is dated by its company's day, and so is everything else counted."""
 
 
 class AskProgramme(Ask, kw_only=True):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -319,7 +320,7 @@ async def test_forming_warns_about_competitors_and_the_programme_counts_it(
     invitation = await smtp_sink.wait_for_subject(contacts["Tischlerei West"], "Termine Nord")
     assert "Tischlerei West" in invitation.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
-    today = date.today().isoformat()
+    today = datetime.now(ZoneInfo("Europe/Berlin")).date().isoformat()  # the checks' day (their time zone)
     r = await client.get(f"/api/v1/programme?from_date={today}&to_date={today}", headers=facilitator)
     assert r.status_code == 200, r.text
     report = r.json()

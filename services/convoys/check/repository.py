@@ -161,38 +161,49 @@ async def facilitator_contacts(conn: Conn) -> list[asyncpg.Record]:
 
 
 # --- programme figures (counts only) ---------------------------------------------------------------
-async def programme_counts(conn: Conn, start: date, end: date, convoy_id: uuid.UUID | None) -> dict[str, Any]:
+# The period's days are ``zone``'s (a check is dated by its company's day): a day starts at its midnight there.
+_FROM = "($1::date::timestamp AT TIME ZONE $4)"
+_UNTIL = "(($2::date + 1)::timestamp AT TIME ZONE $4)"
+
+
+async def programme_counts(
+    conn: Conn, start: date, end: date, convoy_id: uuid.UUID | None, zone: str
+) -> dict[str, Any]:
     row = await conn.fetchrow(
         "SELECT"
         " (SELECT count(*) FROM check_results WHERE completed_on BETWEEN $1 AND $2) AS check_completions,"
-        " (SELECT count(*) FROM pool_requests WHERE created_at >= $1::date AND created_at < $2::date + 1)"
+        f" (SELECT count(*) FROM pool_requests WHERE created_at >= {_FROM} AND created_at < {_UNTIL})"
         "   AS pool_requests,"
-        " (SELECT count(*) FROM convoys c WHERE c.created_at >= $1::date AND c.created_at < $2::date + 1"
+        f" (SELECT count(*) FROM convoys c WHERE c.created_at >= {_FROM} AND c.created_at < {_UNTIL}"
         "   AND ($3::uuid IS NULL OR c.id = $3)) AS convoys_formed,"
-        " (SELECT count(*) FROM convoys c WHERE c.created_at >= $1::date AND c.created_at < $2::date + 1"
+        f" (SELECT count(*) FROM convoys c WHERE c.created_at >= {_FROM} AND c.created_at < {_UNTIL}"
         "   AND ($3::uuid IS NULL OR c.id = $3)"
         "   AND EXISTS (SELECT 1 FROM pool_requests p WHERE p.convoy_id = c.id)) AS convoys_formed_from_pool,"
-        " (SELECT count(*) FROM companies co WHERE co.created_at < $2::date + 1"
-        "   AND (co.removed_at IS NULL OR co.removed_at >= $1::date) AND ($3::uuid IS NULL OR co.convoy_id = $3))"
+        f" (SELECT count(*) FROM companies co WHERE co.created_at < {_UNTIL}"
+        f"   AND (co.removed_at IS NULL OR co.removed_at >= {_FROM}) AND ($3::uuid IS NULL OR co.convoy_id = $3))"
         "   AS companies_reached",
         start,
         end,
         convoy_id,
+        zone,
     )
     assert row is not None
     return dict(row)
 
 
-async def programme_convoys(conn: Conn, start: date, end: date, convoy_id: uuid.UUID | None) -> list[asyncpg.Record]:
+async def programme_convoys(
+    conn: Conn, start: date, end: date, convoy_id: uuid.UUID | None, zone: str
+) -> list[asyncpg.Record]:
     """Convoys that existed in the period, with the companies taking part in it."""
     return await conn.fetch(
-        "SELECT c.id, c.name, c.status, c.start_date, c.created_at::date AS created_on,"
+        "SELECT c.id, c.name, c.status, c.start_date, (c.created_at AT TIME ZONE $4)::date AS created_on,"
         " EXISTS (SELECT 1 FROM pool_requests p WHERE p.convoy_id = c.id) AS formed_from_pool,"
-        " (SELECT count(*) FROM companies co WHERE co.convoy_id = c.id AND co.created_at < $2::date + 1"
-        "   AND (co.removed_at IS NULL OR co.removed_at >= $1::date)) AS companies"
-        " FROM convoys c WHERE c.created_at < $2::date + 1 AND ($3::uuid IS NULL OR c.id = $3)"
+        f" (SELECT count(*) FROM companies co WHERE co.convoy_id = c.id AND co.created_at < {_UNTIL}"
+        f"   AND (co.removed_at IS NULL OR co.removed_at >= {_FROM})) AS companies"
+        f" FROM convoys c WHERE c.created_at < {_UNTIL} AND ($3::uuid IS NULL OR c.id = $3)"
         " ORDER BY c.created_at, c.name LIMIT 2000",
         start,
         end,
         convoy_id,
+        zone,
     )

@@ -391,9 +391,10 @@ class CheckService:
             raise InvalidInput("`to_date`: the period cannot end before it starts")
         if (p.to_date - p.from_date).days > MAX_PERIOD_DAYS:
             raise InvalidInput("`to_date`: at most three years at a time")
+        check_timezone(p.timezone)
         async with self.rt.db.connection() as conn:
-            counts = await check_repo.programme_counts(conn, p.from_date, p.to_date, p.convoy_id)
-            convoys = await check_repo.programme_convoys(conn, p.from_date, p.to_date, p.convoy_id)
+            counts = await check_repo.programme_counts(conn, p.from_date, p.to_date, p.convoy_id, p.timezone)
+            convoys = await check_repo.programme_convoys(conn, p.from_date, p.to_date, p.convoy_id, p.timezone)
         if p.convoy_id is not None and not convoys:
             raise NotFound("no such convoy in this period")
         found = await self.outcomes(
