@@ -391,15 +391,7 @@ async def test_a_killed_leader_is_replaced_and_nothing_fires_twice(
 
     world = await active_convoy(client, smtp_sink)
     await stack.stop_service("reminders")
-    settings = stack.settings
-    env = {
-        **os.environ,
-        "CONVOY_DATABASE_URL": settings.database_url,
-        "CONVOY_NATS_URL": settings.nats_url,
-        "CONVOY_NAMESPACE": settings.namespace,
-        "CONVOY_REMINDERS_MANUAL_CLOCK": "true",
-        "CONVOY_LOG_LEVEL": "WARNING",
-    }
+    env = _reminders_process_env(stack, "WARNING")
     leader = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "reminders"], env=env)  # noqa: ASYNC220
     try:
         first = await tick(stack, "2026-10-19T09:00:30+02:00", within=30)  # answered by the process, which leads
@@ -423,19 +415,10 @@ async def test_a_killed_leader_is_replaced_and_nothing_fires_twice(
 async def test_a_service_process_sets_its_startup_heap_aside_once_ready(stack: Stack) -> None:
     """``convoy run <service>`` freezes what it built to start (services/runtime/lifecycle.py
     ``freeze_startup_heap``), so the garbage collector's full collections no longer visit it (issue #21)."""
-    import os
     import re
     import sys
 
-    settings = stack.settings
-    env = {
-        **os.environ,
-        "CONVOY_DATABASE_URL": settings.database_url,
-        "CONVOY_NATS_URL": settings.nats_url,
-        "CONVOY_NAMESPACE": settings.namespace,
-        "CONVOY_REMINDERS_MANUAL_CLOCK": "true",
-        "CONVOY_LOG_LEVEL": "INFO",
-    }
+    env = _reminders_process_env(stack, "INFO")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.cli", "run", "reminders", env=env, stderr=asyncio.subprocess.PIPE
     )
@@ -451,6 +434,21 @@ async def test_a_service_process_sets_its_startup_heap_aside_once_ready(stack: S
     finally:
         proc.terminate()
         await proc.wait()
+
+
+def _reminders_process_env(stack: Stack, log_level: str) -> dict[str, str]:
+    """The environment of a `convoy run reminders` process of its own on the test stack (manual clock)."""
+    import os
+
+    settings = stack.settings
+    return {
+        **os.environ,
+        "CONVOY_DATABASE_URL": settings.database_url,
+        "CONVOY_NATS_URL": settings.nats_url,
+        "CONVOY_NAMESPACE": settings.namespace,
+        "CONVOY_REMINDERS_MANUAL_CLOCK": "true",
+        "CONVOY_LOG_LEVEL": log_level,
+    }
 
 
 def _executed_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
