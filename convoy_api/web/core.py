@@ -101,9 +101,14 @@ class Page:
         text: str = i18n.gettext_for(self.lang)(message)
         return text % variables if variables else text
 
+    @property
+    def zone(self) -> str:
+        """The person's time zone (IANA name); Europe/Berlin for someone not signed in."""
+        return self.me.person.timezone if self.me else "Europe/Berlin"
+
     def local(self, at: datetime | None) -> str:
         """A moment in the person's time zone and locale (Babel): 03.12.2026 09:00, 3 Dec 2026 09:00."""
-        return i18n.moment(self.lang, at, ZoneInfo(self.me.person.timezone if self.me else "Europe/Berlin"))
+        return i18n.moment(self.lang, at, ZoneInfo(self.zone))
 
     def day(self, value: date | None) -> str:
         """A calendar day in the person's locale: 03.12.2026, 3 Dec 2026."""

@@ -83,8 +83,7 @@ class CheckPages(Controller):
             message = page._("%(count)d questions still need an answer.", count=len(errors))
             return self._form(page, qs, 422, errors=errors, values={**values, **profile}, error=message)
         try:
-            zone = page.me.person.timezone if page.me else "Europe/Berlin"  # dated by the local day
-            check = {"version": qs.version, "answers": values, **profile, "timezone": zone}
+            check = {"version": qs.version, "answers": values, **profile, "timezone": page.zone}  # its local day
             answers = msgspec.convert(check, api.CheckAnswers)
             result = await page.call(Convoys.CHECK_SUBMIT, api.SubmitCheck(check=answers))
         except msgspec.ValidationError as exc:

@@ -110,15 +110,14 @@ class FormationPages(Controller):
         _facilitator(page)
         # the facilitator's day, as a check completion is dated by its company's day (not the server's, which
         # is still yesterday between midnight in Germany and midnight UTC)
-        zone = page.me.person.timezone if page.me else "Europe/Berlin"
-        today = datetime.now(ZoneInfo(zone)).date()
+        today = datetime.now(ZoneInfo(page.zone)).date()
         try:
             start = date.fromisoformat(from_date) if from_date else date(today.year, 1, 1)
             end = date.fromisoformat(to_date) if to_date else today
             convoy = uuid.UUID(convoy_id) if convoy_id else None
         except ValueError as exc:
             raise InvalidInput("`from_date`, `to_date`: dates such as 2027-01-31") from exc
-        period = api.Period(from_date=start, to_date=end, convoy_id=convoy, timezone=zone)
+        period = api.Period(from_date=start, to_date=end, convoy_id=convoy, timezone=page.zone)
         report = await page.call(Convoys.PROGRAMME_REPORT, api.AskProgramme(actor=page.actor, period=period))
         query = f"from_date={start.isoformat()}&to_date={end.isoformat()}" + (f"&convoy_id={convoy}" if convoy else "")
         return page.render("programme.html", report=report, query=query, loc=localized(page.lang), convoy=convoy)
